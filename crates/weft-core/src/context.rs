@@ -1,0 +1,355 @@
+//! Context managers: what the model is shown of a branch's history.
+//!
+//! The [`ContextManager`] keeps a branch's full history and hands the
+//! orchestrator a view that fits the model's token budget.
+//! [`SimpleContext`] (`context-simple`) compacts only when the estimate
+//! exceeds 92% of the budget: first it truncates old tool results, then it
+//! drops the oldest messages, never separating a tool call from its results
+//! and always keeping system messages, the first and the last user prompt and
+//! the most recent messages.
+
+use std::sync::Mutex;
+
+use async_trait::async_trait;
+use serde_json::json;
+
+use crate::hooks::{HookRegistry, events};
+use crate::message::{ContentBlock, Message, Role};
+
+/// Keeps a branch's history and builds the provider's view of it.
+///
+/// Contract: `messages` returns everything added, in order; the view from
+/// `messages_for_request` is a subsequence of it (tool results may be
+/// shortened) in which every tool result follows the call it answers.
+#[async_trait]
+pub trait ContextManager: Send + Sync {
+    /// Adds a message to the history.
+    async fn add_message(&self, message: Message);
+
+    /// Replaces the whole history (when a session is resumed).
+    async fn set_messages(&self, messages: Vec<Message>);
+
+    /// The full history.
+    async fn messages(&self) -> Vec<Message>;
+
+    /// The view to send for a request with `budget_tokens` of context,
+    /// compacted if needed (emitting `context:pre_compact` and
+    /// `context:post_compact`).
+    async fn messages_for_request(
+        &self,
+        budget_tokens: usize,
+        hooks: &HookRegistry,
+    ) -> Vec<Message>;
+
+    /// Forgets everything.
+    async fn clear(&self);
+}
+
+/// The share of the budget above which [`SimpleContext`] compacts.
+pub const COMPACT_THRESHOLD: f64 = 0.92;
+/// Tool results longer than this (bytes) are truncated in compaction's
+/// first pass.
+pub const TRUNCATED_TOOL_RESULT_BYTES: usize = 256;
+/// How many of the most recent messages compaction never touches.
+pub const PROTECTED_RECENT: usize = 4;
+
+/// `context-simple`: full history, compacted view within the budget.
+#[derive(Default)]
+pub struct SimpleContext {
+    messages: Mutex<Vec<Message>>,
+}
+
+impl SimpleContext {
+    /// An empty context.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<Message>> {
+        self.messages.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+fn total_tokens(messages: &[Message]) -> usize {
+    messages.iter().map(Message::estimated_tokens).sum()
+}
+
+/// Groups messages into units that must stay together: an assistant message
+/// with tool calls and the tool messages answering it form one unit.
+fn units(messages: &[Message]) -> Vec<std::ops::Range<usize>> {
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < messages.len() {
+        let start = i;
+        let calls: Vec<String> = messages[i]
+            .tool_calls()
+            .iter()
+            .map(|(id, _, _)| id.to_string())
+            .collect();
+        i += 1;
+        if !calls.is_empty() {
+            while i < messages.len()
+                && messages[i].role == Role::Tool
+                && messages[i]
+                    .tool_result_ids()
+                    .iter()
+                    .any(|id| calls.iter().any(|c| c == id))
+            {
+                i += 1;
+            }
+        }
+        out.push(start..i);
+    }
+    out
+}
+
+/// Compacts `messages` to fit `target` tokens (see the module docs).
+pub fn compact(messages: &[Message], target: usize) -> Vec<Message> {
+    let mut view: Vec<Message> = messages.to_vec();
+    if total_tokens(&view) <= target {
+        return view;
+    }
+    let protected_from = view.len().saturating_sub(PROTECTED_RECENT);
+
+    // Pass 1: truncate old tool results.
+    for m in view.iter_mut().take(protected_from) {
+        if m.role != Role::Tool {
+            continue;
+        }
+        for block in &mut m.content {
+            if let ContentBlock::ToolResult { output, .. } = block
+                && output.len() > TRUNCATED_TOOL_RESULT_BYTES
+            {
+                let mut cut = TRUNCATED_TOOL_RESULT_BYTES;
+                while !output.is_char_boundary(cut) {
+                    cut -= 1;
+                }
+                let dropped = output.len() - cut;
+                output.truncate(cut);
+                output.push_str(&format!(
+                    "\n[… {dropped} bytes truncated to fit the context]"
+                ));
+            }
+        }
+    }
+    if total_tokens(&view) <= target {
+        return view;
+    }
+
+    // Pass 2: drop the oldest unprotected units.
+    let first_user = view.iter().position(|m| m.role == Role::User);
+    let last_user = view.iter().rposition(|m| m.role == Role::User);
+    let groups = units(&view);
+    let protected = |range: &std::ops::Range<usize>| {
+        range.end > protected_from
+            || range.clone().any(|i| {
+                view[i].role == Role::System || Some(i) == first_user || Some(i) == last_user
+            })
+    };
+    let mut keep = vec![true; view.len()];
+    let mut total = total_tokens(&view);
+    for range in &groups {
+        if total <= target {
+            break;
+        }
+        if protected(range) {
+            continue;
+        }
+        for i in range.clone() {
+            keep[i] = false;
+            total -= view[i].estimated_tokens();
+        }
+    }
+    let mut i = 0;
+    view.retain(|_| {
+        let k = keep[i];
+        i += 1;
+        k
+    });
+    view
+}
+
+#[async_trait]
+impl ContextManager for SimpleContext {
+    async fn add_message(&self, message: Message) {
+        self.lock().push(message);
+    }
+
+    async fn set_messages(&self, messages: Vec<Message>) {
+        *self.lock() = messages;
+    }
+
+    async fn messages(&self) -> Vec<Message> {
+        self.lock().clone()
+    }
+
+    async fn messages_for_request(
+        &self,
+        budget_tokens: usize,
+        hooks: &HookRegistry,
+    ) -> Vec<Message> {
+        let messages = self.messages().await;
+        let before_tokens = total_tokens(&messages);
+        let target = (budget_tokens as f64 * COMPACT_THRESHOLD) as usize;
+        if before_tokens <= target {
+            return messages;
+        }
+        hooks
+            .emit(
+                events::CONTEXT_PRE_COMPACT,
+                json!({"message_count": messages.len(), "tokens": before_tokens, "budget": budget_tokens}),
+            )
+            .await;
+        let view = compact(&messages, target);
+        hooks
+            .emit(
+                events::CONTEXT_POST_COMPACT,
+                json!({
+                    "before_messages": messages.len(),
+                    "after_messages": view.len(),
+                    "before_tokens": before_tokens,
+                    "after_tokens": total_tokens(&view),
+                    "budget": budget_tokens,
+                }),
+            )
+            .await;
+        view
+    }
+
+    async fn clear(&self) {
+        self.lock().clear();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::id::BranchId;
+    use crate::message::unanswered_tool_calls;
+    use std::collections::HashSet;
+
+    fn text(role: Role, s: &str) -> Message {
+        Message::text(BranchId::main(), role, s)
+    }
+
+    fn call(id: &str) -> Message {
+        Message::new(
+            BranchId::main(),
+            Role::Assistant,
+            vec![ContentBlock::ToolCall {
+                id: id.into(),
+                name: "read_file".into(),
+                arguments: json!({"path": "x"}),
+            }],
+        )
+    }
+
+    fn result(id: &str, size: usize) -> Message {
+        Message::new(
+            BranchId::main(),
+            Role::Tool,
+            vec![ContentBlock::ToolResult {
+                call_id: id.into(),
+                output: "r".repeat(size),
+                is_error: false,
+            }],
+        )
+    }
+
+    fn history(turns: usize) -> Vec<Message> {
+        let mut out = vec![text(Role::System, "be helpful")];
+        for t in 0..turns {
+            out.push(text(Role::User, &format!("prompt {t} {}", "p".repeat(400))));
+            out.push(call(&format!("c{t}")));
+            out.push(result(&format!("c{t}"), 4000));
+            out.push(text(Role::Assistant, &"a".repeat(400)));
+        }
+        out
+    }
+
+    /// Every tool result in `view` follows, in the same view, the call it
+    /// answers; and no call is left without its results.
+    fn assert_pairs_intact(view: &[Message]) {
+        let mut seen_calls = HashSet::new();
+        for m in view {
+            for (id, _, _) in m.tool_calls() {
+                seen_calls.insert(id.to_string());
+            }
+            for id in m.tool_result_ids() {
+                assert!(seen_calls.contains(id), "orphaned tool result {id}");
+            }
+        }
+        assert!(
+            unanswered_tool_calls(view.iter()).is_empty(),
+            "call without result"
+        );
+    }
+
+    #[test]
+    fn small_history_is_untouched() {
+        let h = history(2);
+        assert_eq!(compact(&h, 1_000_000), h);
+    }
+
+    #[test]
+    fn compaction_keeps_pairs_system_first_and_last_prompt() {
+        for budget in [200, 800, 1500, 3000, 6000, 20_000] {
+            let h = history(30);
+            let view = compact(&h, budget);
+            assert_pairs_intact(&view);
+            assert_eq!(view[0].role, Role::System);
+            let first_user = h.iter().find(|m| m.role == Role::User).unwrap();
+            let last_user = h.iter().rev().find(|m| m.role == Role::User).unwrap();
+            assert!(
+                view.iter().any(|m| m.id == first_user.id),
+                "first prompt kept"
+            );
+            assert!(
+                view.iter().any(|m| m.id == last_user.id),
+                "last prompt kept"
+            );
+            // The most recent messages are kept verbatim.
+            for m in &h[h.len() - PROTECTED_RECENT..] {
+                assert!(view.contains(m));
+            }
+        }
+    }
+
+    #[test]
+    fn truncation_comes_before_dropping() {
+        let h = history(3);
+        let full = total_tokens(&h);
+        // Enough room once the old tool results are truncated.
+        let view = compact(&h, full - 1500);
+        assert_eq!(view.len(), h.len(), "nothing dropped");
+        assert!(total_tokens(&view) < full);
+    }
+
+    #[tokio::test]
+    async fn emits_compaction_events() {
+        let ctx = SimpleContext::new();
+        ctx.set_messages(history(20)).await;
+        let hooks = HookRegistry::new();
+        let seen = std::sync::Arc::new(Mutex::new(Vec::new()));
+        let s = seen.clone();
+        hooks.register(
+            crate::hooks::ALL_EVENTS,
+            crate::hooks::hook_fn(move |e, d| {
+                let s = s.clone();
+                async move {
+                    s.lock().unwrap().push((e, d));
+                    Ok(crate::hooks::HookResult::proceed())
+                }
+            }),
+            0,
+            "rec",
+        );
+        let view = ctx.messages_for_request(2000, &hooks).await;
+        assert!(view.len() < 81);
+        let seen = seen.lock().unwrap();
+        assert_eq!(seen[0].0, events::CONTEXT_PRE_COMPACT);
+        assert_eq!(seen[1].0, events::CONTEXT_POST_COMPACT);
+        assert_eq!(seen[1].1["after_messages"], view.len());
+        assert_eq!(ctx.messages().await.len(), 81, "full history kept");
+    }
+}

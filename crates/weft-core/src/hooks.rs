@@ -1,0 +1,667 @@
+//! The hook registry: the kernel's events and the handlers that observe or
+//! steer them.
+//!
+//! Handlers register for one event name (or [`ALL_EVENTS`], `*`) with a
+//! priority; lower priorities run first, equal priorities in registration
+//! order. [`HookRegistry::emit`] merges the default fields (`session_id`,
+//! `parent_id`, `timestamp`) into the event data, runs the handlers and folds
+//! their results with Amplifier's precedence:
+//! `deny > ask_user > inject_context > modify > continue`.
+//!
+//! - `deny` stops the chain at once.
+//! - `modify` replaces the data the next handlers see (modifications chain).
+//! - `inject_context` texts are collected and joined.
+//! - `ask_user` goes to the approval system, fail-closed
+//!   ([`crate::approval::ask`]): only an explicit allow lets the event
+//!   proceed.
+//! - A handler that fails is logged and skipped.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, RwLock, Weak};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+use crate::approval::{ApprovalDefault, ApprovalRequest, ApprovalSystem, ask};
+
+/// The canonical kernel event names.
+pub mod events {
+    /// A session ran its first prompt.
+    pub const SESSION_START: &str = "session:start";
+    /// A session ended (cleanup).
+    pub const SESSION_END: &str = "session:end";
+    /// A child session was made from a parent.
+    pub const SESSION_FORK: &str = "session:fork";
+    /// A stored session ran its first prompt in this process.
+    pub const SESSION_RESUME: &str = "session:resume";
+    /// A prompt was submitted.
+    pub const PROMPT_SUBMIT: &str = "prompt:submit";
+    /// A prompt's answer is complete.
+    pub const PROMPT_COMPLETE: &str = "prompt:complete";
+    /// A request is about to go to the provider.
+    pub const PROVIDER_REQUEST: &str = "provider:request";
+    /// The provider answered.
+    pub const PROVIDER_RESPONSE: &str = "provider:response";
+    /// The provider call is being retried.
+    pub const PROVIDER_RETRY: &str = "provider:retry";
+    /// The provider call failed.
+    pub const PROVIDER_ERROR: &str = "provider:error";
+    /// A content block started streaming.
+    pub const CONTENT_BLOCK_START: &str = "content_block:start";
+    /// A piece of a content block arrived.
+    pub const CONTENT_BLOCK_DELTA: &str = "content_block:delta";
+    /// A content block is complete.
+    pub const CONTENT_BLOCK_END: &str = "content_block:end";
+    /// A piece of thinking arrived.
+    pub const THINKING_DELTA: &str = "thinking:delta";
+    /// A thinking block is complete.
+    pub const THINKING_FINAL: &str = "thinking:final";
+    /// A tool is about to run (deny blocks it; modify changes its input).
+    pub const TOOL_PRE: &str = "tool:pre";
+    /// A tool finished (modify replaces its result).
+    pub const TOOL_POST: &str = "tool:post";
+    /// A tool failed.
+    pub const TOOL_ERROR: &str = "tool:error";
+    /// The context is about to be compacted.
+    pub const CONTEXT_PRE_COMPACT: &str = "context:pre_compact";
+    /// The context was compacted.
+    pub const CONTEXT_POST_COMPACT: &str = "context:post_compact";
+    /// The orchestrator finished a prompt.
+    pub const ORCHESTRATOR_COMPLETE: &str = "orchestrator:complete";
+    /// An execution (one prompt) started.
+    pub const EXECUTION_START: &str = "execution:start";
+    /// An execution ended, on every exit path.
+    pub const EXECUTION_END: &str = "execution:end";
+    /// An approval is needed.
+    pub const APPROVAL_REQUIRED: &str = "approval:required";
+    /// An approval was granted.
+    pub const APPROVAL_GRANTED: &str = "approval:granted";
+    /// An approval was denied.
+    pub const APPROVAL_DENIED: &str = "approval:denied";
+    /// Cancellation was requested.
+    pub const CANCEL_REQUESTED: &str = "cancel:requested";
+    /// Cancellation completed.
+    pub const CANCEL_COMPLETED: &str = "cancel:completed";
+    /// A notification for the user.
+    pub const USER_NOTIFICATION: &str = "user:notification";
+
+    /// Every canonical event name.
+    pub const ALL: &[&str] = &[
+        SESSION_START,
+        SESSION_END,
+        SESSION_FORK,
+        SESSION_RESUME,
+        PROMPT_SUBMIT,
+        PROMPT_COMPLETE,
+        PROVIDER_REQUEST,
+        PROVIDER_RESPONSE,
+        PROVIDER_RETRY,
+        PROVIDER_ERROR,
+        CONTENT_BLOCK_START,
+        CONTENT_BLOCK_DELTA,
+        CONTENT_BLOCK_END,
+        THINKING_DELTA,
+        THINKING_FINAL,
+        TOOL_PRE,
+        TOOL_POST,
+        TOOL_ERROR,
+        CONTEXT_PRE_COMPACT,
+        CONTEXT_POST_COMPACT,
+        ORCHESTRATOR_COMPLETE,
+        EXECUTION_START,
+        EXECUTION_END,
+        APPROVAL_REQUIRED,
+        APPROVAL_GRANTED,
+        APPROVAL_DENIED,
+        CANCEL_REQUESTED,
+        CANCEL_COMPLETED,
+        USER_NOTIFICATION,
+    ];
+}
+
+/// Register for this name to see every event.
+pub const ALL_EVENTS: &str = "*";
+
+/// What a handler wants done. Ordered by precedence, lowest first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum HookAction {
+    /// Go on.
+    Continue,
+    /// Go on with changed data.
+    Modify,
+    /// Go on, and add text to the model's context.
+    InjectContext,
+    /// Ask the approval system first.
+    AskUser,
+    /// Stop.
+    Deny,
+}
+
+/// A handler's answer (and the folded answer of a whole emit).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HookResult {
+    /// What to do.
+    pub action: HookAction,
+    /// Why (for deny, shown to the model as "Denied by hook: …").
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// The replacement data (modify); after an emit, the final data.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub data: Option<Value>,
+    /// Text to add to the context (inject_context).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub context_injection: Option<String>,
+    /// The question (ask_user).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub approval_prompt: Option<String>,
+    /// The answers offered (ask_user).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub approval_options: Vec<String>,
+    /// How long to wait (ask_user; default 300 s).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub approval_timeout_secs: Option<f64>,
+    /// What a timeout means (ask_user).
+    #[serde(default)]
+    pub approval_default: ApprovalDefault,
+    /// A message to show the user.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user_message: Option<String>,
+}
+
+impl Default for HookResult {
+    fn default() -> Self {
+        Self {
+            action: HookAction::Continue,
+            reason: None,
+            data: None,
+            context_injection: None,
+            approval_prompt: None,
+            approval_options: Vec::new(),
+            approval_timeout_secs: None,
+            approval_default: ApprovalDefault::Deny,
+            user_message: None,
+        }
+    }
+}
+
+impl HookResult {
+    /// Go on.
+    pub fn proceed() -> Self {
+        Self::default()
+    }
+
+    /// Stop, with a reason.
+    pub fn deny(reason: impl Into<String>) -> Self {
+        Self {
+            action: HookAction::Deny,
+            reason: Some(reason.into()),
+            ..Self::default()
+        }
+    }
+
+    /// Go on with `data` instead.
+    pub fn modify(data: Value) -> Self {
+        Self {
+            action: HookAction::Modify,
+            data: Some(data),
+            ..Self::default()
+        }
+    }
+
+    /// Add `text` to the model's context.
+    pub fn inject_context(text: impl Into<String>) -> Self {
+        Self {
+            action: HookAction::InjectContext,
+            context_injection: Some(text.into()),
+            ..Self::default()
+        }
+    }
+
+    /// Ask the approval system `prompt` first.
+    pub fn ask_user(prompt: impl Into<String>) -> Self {
+        Self {
+            action: HookAction::AskUser,
+            approval_prompt: Some(prompt.into()),
+            approval_options: vec!["allow".into(), "deny".into()],
+            ..Self::default()
+        }
+    }
+
+    /// Whether the action is deny.
+    pub fn is_denied(&self) -> bool {
+        self.action == HookAction::Deny
+    }
+}
+
+/// A handler failure (logged and skipped by the registry).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct HookError(pub String);
+
+/// Observes or steers kernel events.
+///
+/// Contract: return quickly (handlers run inline with the kernel); never
+/// assume other handlers ran; an `Err` is logged and the handler skipped.
+#[async_trait]
+pub trait HookHandler: Send + Sync {
+    /// Handles `event` with its `data` (a JSON object).
+    async fn handle(&self, event: &str, data: &Value) -> Result<HookResult, HookError>;
+}
+
+struct Registration {
+    id: u64,
+    event: String,
+    priority: i32,
+    name: String,
+    handler: Arc<dyn HookHandler>,
+}
+
+#[derive(Default)]
+struct Inner {
+    handlers: RwLock<Vec<Registration>>,
+    defaults: RwLock<Map<String, Value>>,
+    approval: RwLock<Option<Arc<dyn ApprovalSystem>>>,
+    next_id: AtomicU64,
+}
+
+/// The set of registered handlers of one session (cheap to clone; clones
+/// share the handlers).
+#[derive(Clone, Default)]
+pub struct HookRegistry {
+    inner: Arc<Inner>,
+}
+
+/// Unregisters its handler when [`HookHandle::unregister`] is called (not on
+/// drop, so handles may be ignored).
+#[derive(Clone)]
+pub struct HookHandle {
+    id: u64,
+    registry: Weak<Inner>,
+}
+
+impl HookHandle {
+    /// Removes the handler. Does nothing if it is already gone.
+    pub fn unregister(&self) {
+        if let Some(inner) = self.registry.upgrade() {
+            write(&inner.handlers).retain(|r| r.id != self.id);
+        }
+    }
+}
+
+fn read<T>(lock: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
+    lock.read().unwrap_or_else(|p| p.into_inner())
+}
+
+fn write<T>(lock: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
+    lock.write().unwrap_or_else(|p| p.into_inner())
+}
+
+/// The default approval timeout for `ask_user`.
+pub const DEFAULT_APPROVAL_TIMEOUT: Duration = Duration::from_secs(300);
+
+impl HookRegistry {
+    /// An empty registry.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Registers `handler` for `event` (or [`ALL_EVENTS`]).
+    pub fn register(
+        &self,
+        event: impl Into<String>,
+        handler: Arc<dyn HookHandler>,
+        priority: i32,
+        name: impl Into<String>,
+    ) -> HookHandle {
+        let id = self.inner.next_id.fetch_add(1, Ordering::Relaxed);
+        let mut handlers = write(&self.inner.handlers);
+        handlers.push(Registration {
+            id,
+            event: event.into(),
+            priority,
+            name: name.into(),
+            handler,
+        });
+        // Stable: equal priorities keep registration order.
+        handlers.sort_by_key(|r| r.priority);
+        HookHandle {
+            id,
+            registry: Arc::downgrade(&self.inner),
+        }
+    }
+
+    /// Sets a default field merged into every event's data (unless the
+    /// emitter set it).
+    pub fn set_default(&self, key: impl Into<String>, value: Value) {
+        write(&self.inner.defaults).insert(key.into(), value);
+    }
+
+    /// Sets the approval system `ask_user` results go to.
+    pub fn set_approval(&self, approval: Option<Arc<dyn ApprovalSystem>>) {
+        *write(&self.inner.approval) = approval;
+    }
+
+    /// The approval system, if one is set.
+    pub fn approval(&self) -> Option<Arc<dyn ApprovalSystem>> {
+        read(&self.inner.approval).clone()
+    }
+
+    /// The names of the handlers registered for `event` (not counting `*`),
+    /// in the order they run.
+    pub fn handler_names(&self, event: &str) -> Vec<String> {
+        read(&self.inner.handlers)
+            .iter()
+            .filter(|r| r.event == event)
+            .map(|r| r.name.clone())
+            .collect()
+    }
+
+    /// Whether any handler would see `event`.
+    pub fn has_handlers(&self, event: &str) -> bool {
+        read(&self.inner.handlers)
+            .iter()
+            .any(|r| r.event == event || r.event == ALL_EVENTS)
+    }
+
+    /// Emits `event` and folds the handlers' results (see the module docs).
+    /// The returned result's `data` is the final event data.
+    pub async fn emit(&self, event: &str, data: Value) -> HookResult {
+        let mut data = match data {
+            Value::Object(map) => map,
+            Value::Null => Map::new(),
+            other => {
+                let mut m = Map::new();
+                m.insert("value".into(), other);
+                m
+            }
+        };
+        for (k, v) in read(&self.inner.defaults).iter() {
+            data.entry(k.clone()).or_insert_with(|| v.clone());
+        }
+        data.entry("timestamp")
+            .or_insert_with(|| Value::String(chrono::Utc::now().to_rfc3339()));
+        let mut data = Value::Object(data);
+
+        let chain: Vec<(String, Arc<dyn HookHandler>)> = read(&self.inner.handlers)
+            .iter()
+            .filter(|r| r.event == event || r.event == ALL_EVENTS)
+            .map(|r| (r.name.clone(), r.handler.clone()))
+            .collect();
+
+        let mut modified = false;
+        let mut injections: Vec<String> = Vec::new();
+        let mut ask_user: Option<HookResult> = None;
+        let mut user_message: Option<String> = None;
+        for (name, handler) in chain {
+            let result = match handler.handle(event, &data).await {
+                Ok(r) => r,
+                Err(e) => {
+                    tracing::warn!(hook = %name, event, error = %e, "hook handler failed; skipped");
+                    continue;
+                }
+            };
+            if result.user_message.is_some() {
+                user_message.clone_from(&result.user_message);
+            }
+            match result.action {
+                HookAction::Deny => {
+                    return HookResult {
+                        data: Some(data),
+                        user_message,
+                        ..result
+                    };
+                }
+                HookAction::Modify => {
+                    if let Some(new) = result.data {
+                        data = new;
+                        modified = true;
+                    }
+                }
+                HookAction::InjectContext => {
+                    if let Some(text) = result.context_injection {
+                        injections.push(text);
+                    }
+                }
+                HookAction::AskUser => {
+                    if ask_user.is_none() {
+                        ask_user = Some(result);
+                    }
+                }
+                HookAction::Continue => {}
+            }
+        }
+
+        if let Some(ask_result) = ask_user {
+            let approval = self.approval();
+            let request = ApprovalRequest {
+                session_id: data
+                    .get("session_id")
+                    .and_then(Value::as_str)
+                    .map(str::to_string),
+                subject: event.to_string(),
+                prompt: ask_result
+                    .approval_prompt
+                    .clone()
+                    .unwrap_or_else(|| format!("Allow {event}?")),
+                options: ask_result.approval_options.clone(),
+                timeout: ask_result
+                    .approval_timeout_secs
+                    .filter(|s| s.is_finite() && *s >= 0.0)
+                    .map(Duration::from_secs_f64)
+                    .unwrap_or(DEFAULT_APPROVAL_TIMEOUT),
+                default: ask_result.approval_default,
+                details: data.clone(),
+            };
+            let decision = ask(approval.as_deref(), request).await;
+            if !decision.is_allowed() {
+                let reason = match decision {
+                    crate::approval::ApprovalDecision::Deny { reason: Some(r) } => r,
+                    _ => "denied by the user".to_string(),
+                };
+                return HookResult {
+                    action: HookAction::Deny,
+                    reason: Some(reason),
+                    data: Some(data),
+                    user_message,
+                    ..HookResult::default()
+                };
+            }
+        }
+        let action = if !injections.is_empty() {
+            HookAction::InjectContext
+        } else if modified {
+            HookAction::Modify
+        } else {
+            HookAction::Continue
+        };
+        HookResult {
+            action,
+            data: Some(data),
+            context_injection: (!injections.is_empty()).then(|| injections.join("\n\n")),
+            user_message,
+            ..HookResult::default()
+        }
+    }
+}
+
+/// A handler made from an async closure.
+pub struct FnHook<F>(pub F);
+
+#[async_trait]
+impl<F, Fut> HookHandler for FnHook<F>
+where
+    F: Fn(String, Value) -> Fut + Send + Sync,
+    Fut: std::future::Future<Output = Result<HookResult, HookError>> + Send,
+{
+    async fn handle(&self, event: &str, data: &Value) -> Result<HookResult, HookError> {
+        (self.0)(event.to_string(), data.clone()).await
+    }
+}
+
+/// Wraps an async closure as a shareable handler.
+pub fn hook_fn<F, Fut>(f: F) -> Arc<dyn HookHandler>
+where
+    F: Fn(String, Value) -> Fut + Send + Sync + 'static,
+    Fut: std::future::Future<Output = Result<HookResult, HookError>> + Send + 'static,
+{
+    Arc::new(FnHook(f))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::approval::{ApprovalDecision, FixedApproval};
+    use serde_json::json;
+    use std::sync::Mutex;
+
+    fn returning(result: HookResult) -> Arc<dyn HookHandler> {
+        hook_fn(move |_, _| {
+            let r = result.clone();
+            async move { Ok(r) }
+        })
+    }
+
+    fn recording(log: Arc<Mutex<Vec<String>>>, name: &'static str) -> Arc<dyn HookHandler> {
+        hook_fn(move |_, data| {
+            let log = log.clone();
+            async move {
+                log.lock().unwrap().push(format!("{name}:{}", data["n"]));
+                Ok(HookResult::proceed())
+            }
+        })
+    }
+
+    #[tokio::test]
+    async fn runs_in_priority_order_and_merges_defaults() {
+        let reg = HookRegistry::new();
+        reg.set_default("session_id", json!("s1"));
+        let log = Arc::new(Mutex::new(Vec::new()));
+        reg.register("e", recording(log.clone(), "late"), 10, "late");
+        reg.register("e", recording(log.clone(), "early"), -5, "early");
+        reg.register("e", recording(log.clone(), "mid"), 0, "mid");
+        reg.register("e", recording(log.clone(), "mid2"), 0, "mid2");
+        let out = reg.emit("e", json!({"n": 1})).await;
+        assert_eq!(
+            *log.lock().unwrap(),
+            vec!["early:1", "mid:1", "mid2:1", "late:1"]
+        );
+        let data = out.data.unwrap();
+        assert_eq!(data["session_id"], "s1");
+        assert!(data["timestamp"].is_string());
+        assert_eq!(out.action, HookAction::Continue);
+    }
+
+    #[tokio::test]
+    async fn deny_stops_the_chain_and_wins() {
+        let reg = HookRegistry::new();
+        let log = Arc::new(Mutex::new(Vec::new()));
+        reg.register("e", returning(HookResult::inject_context("x")), 0, "inject");
+        reg.register("e", returning(HookResult::deny("no")), 1, "deny");
+        reg.register("e", recording(log.clone(), "after"), 2, "after");
+        let out = reg.emit("e", json!({})).await;
+        assert_eq!(out.action, HookAction::Deny);
+        assert_eq!(out.reason.as_deref(), Some("no"));
+        assert!(log.lock().unwrap().is_empty(), "deny must stop the chain");
+    }
+
+    #[tokio::test]
+    async fn modify_chains() {
+        let reg = HookRegistry::new();
+        let add = |k: &'static str| {
+            hook_fn(move |_, mut data: Value| async move {
+                data[k] = json!(true);
+                Ok(HookResult::modify(data))
+            })
+        };
+        reg.register("e", add("a"), 0, "a");
+        reg.register("e", add("b"), 1, "b");
+        let out = reg.emit("e", json!({})).await;
+        assert_eq!(out.action, HookAction::Modify);
+        let data = out.data.unwrap();
+        assert_eq!(data["a"], true);
+        assert_eq!(data["b"], true);
+    }
+
+    #[tokio::test]
+    async fn precedence_inject_over_modify_and_ask_over_inject() {
+        let reg = HookRegistry::new();
+        reg.register("e", returning(HookResult::modify(json!({"m": 1}))), 0, "m");
+        reg.register("e", returning(HookResult::inject_context("one")), 1, "i1");
+        reg.register("e", returning(HookResult::inject_context("two")), 2, "i2");
+        let out = reg.emit("e", json!({})).await;
+        assert_eq!(out.action, HookAction::InjectContext);
+        assert_eq!(out.context_injection.as_deref(), Some("one\n\ntwo"));
+        assert_eq!(out.data.unwrap()["m"], 1);
+
+        // ask_user beats inject_context: with no approval system it denies.
+        reg.register("e", returning(HookResult::ask_user("ok?")), 3, "ask");
+        let out = reg.emit("e", json!({})).await;
+        assert_eq!(out.action, HookAction::Deny);
+        // With an allowing approval system the event proceeds (inject wins).
+        reg.set_approval(Some(Arc::new(FixedApproval::allow_all())));
+        let out = reg.emit("e", json!({})).await;
+        assert_eq!(out.action, HookAction::InjectContext);
+        // A denying one denies.
+        reg.set_approval(Some(Arc::new(FixedApproval(ApprovalDecision::Deny {
+            reason: Some("nope".into()),
+        }))));
+        let out = reg.emit("e", json!({})).await;
+        assert_eq!(out.action, HookAction::Deny);
+        assert_eq!(out.reason.as_deref(), Some("nope"));
+    }
+
+    #[tokio::test]
+    async fn ask_user_times_out_to_deny() {
+        struct Never;
+        #[async_trait]
+        impl ApprovalSystem for Never {
+            async fn request_approval(
+                &self,
+                _r: ApprovalRequest,
+            ) -> Result<ApprovalDecision, crate::approval::ApprovalError> {
+                std::future::pending().await
+            }
+        }
+        let reg = HookRegistry::new();
+        reg.set_approval(Some(Arc::new(Never)));
+        let mut ask = HookResult::ask_user("ok?");
+        ask.approval_timeout_secs = Some(0.05);
+        reg.register("e", returning(ask), 0, "ask");
+        let out = reg.emit("e", json!({})).await;
+        assert_eq!(out.action, HookAction::Deny);
+    }
+
+    #[tokio::test]
+    async fn failing_handler_is_skipped() {
+        let reg = HookRegistry::new();
+        reg.register(
+            "e",
+            hook_fn(|_, _| async { Err(HookError("boom".into())) }),
+            0,
+            "bad",
+        );
+        reg.register(
+            "e",
+            returning(HookResult::modify(json!({"ok": 1}))),
+            1,
+            "good",
+        );
+        let out = reg.emit("e", json!({})).await;
+        assert_eq!(out.action, HookAction::Modify);
+    }
+
+    #[tokio::test]
+    async fn wildcard_and_unregister() {
+        let reg = HookRegistry::new();
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let h = reg.register(ALL_EVENTS, recording(log.clone(), "all"), 0, "all");
+        reg.emit("x", json!({"n": 1})).await;
+        reg.emit("y", json!({"n": 2})).await;
+        h.unregister();
+        reg.emit("z", json!({"n": 3})).await;
+        assert_eq!(*log.lock().unwrap(), vec!["all:1", "all:2"]);
+    }
+}

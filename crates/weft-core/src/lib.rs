@@ -1,0 +1,71 @@
+//! # weft-core
+//!
+//! The heart of weft, an agent session kernel: the data model, the session
+//! log, the kernel's module traits, the hook registry and the session
+//! runtime with its default orchestrator and context manager.
+//!
+//! What it owns:
+//! - **Data model** — validated ids ([`id`]), messages and content blocks
+//!   ([`message`]), session metadata, branches and mail ([`session`]), and the
+//!   session log's record types ([`record`]) whose fold is the session's
+//!   current state ([`view`]).
+//! - **Storage contract** — the [`store::Store`] trait every backend
+//!   implements, with an in-memory implementation ([`memory`]).
+//! - **Kernel traits** — [`provider::Provider`], [`tool::Tool`],
+//!   [`context::ContextManager`], [`orchestrator::Orchestrator`],
+//!   [`hooks::HookHandler`], [`approval::ApprovalSystem`],
+//!   [`approval::DisplaySystem`]; all object-safe, used as `Arc<dyn …>`.
+//! - **Runtime** — mount plans ([`mount`]), profiles ([`profiles`]), the
+//!   module registry ([`registry`]), the `loop-basic` orchestrator, the
+//!   `context-simple` context manager, the `hooks-logging` hook and
+//!   [`runtime::Session`].
+//!
+//! What it must not know about: any storage backend beyond memory, HTTP,
+//! LLM vendors, terminals. Those live in `weft-store`, `weft-providers`,
+//! `weft-tools`, `weft-server` and `weft-cli`, which depend on this crate and
+//! never the other way round.
+//!
+//! ```no_run
+//! use std::sync::Arc;
+//! use weft_core::{memory::MemoryStore, profiles, registry::ModuleRegistry, runtime::{Session, SessionConfig}};
+//!
+//! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+//! let plan = profiles::load_profile("base", std::path::Path::new("/tmp/weft"))?.plan;
+//! let registry = Arc::new(ModuleRegistry::with_core_modules()); // add providers and tools here
+//! let session = Session::new(SessionConfig::new(plan, Arc::new(MemoryStore::new()), registry));
+//! session.initialize().await?;
+//! let answer = session.execute("hello").await?;
+//! session.cleanup().await?;
+//! # let _ = answer; Ok(()) }
+//! ```
+
+#![warn(missing_docs)]
+
+pub mod approval;
+pub mod context;
+pub mod error;
+pub mod hooks;
+pub mod id;
+pub mod log;
+pub mod logging;
+pub mod memory;
+pub mod message;
+pub mod mount;
+pub mod orchestrator;
+pub mod profiles;
+pub mod provider;
+pub mod record;
+pub mod registry;
+pub mod runtime;
+pub mod session;
+pub mod store;
+pub mod tool;
+pub mod view;
+
+pub use error::SessionError;
+pub use id::{BranchId, IdError, MessageId, SessionId};
+pub use message::{ContentBlock, Message, Role, Usage};
+pub use record::{Record, RecordKind};
+pub use runtime::{CancelMode, Session, SessionConfig};
+pub use session::{SessionMeta, SessionStatus};
+pub use store::{Store, StoreError};

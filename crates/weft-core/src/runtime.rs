@@ -1,0 +1,829 @@
+//! The session runtime: weft's counterpart of Amplifier's `AmplifierSession`.
+//!
+//! A [`Session`] is built from a [`SessionConfig`] (mount plan, store, module
+//! registry, optional id / parent, approval and display systems), then:
+//!
+//! 1. [`Session::initialize`] creates the session in the store (or loads it,
+//!    when the id exists: a resume) and mounts its modules. Orchestrator and
+//!    context failures are fatal; a provider, tool or hook module that fails
+//!    to start is reported as a warning and left out. A new child session
+//!    emits `session:fork` here.
+//! 2. [`Session::execute`] runs a prompt. The first call emits
+//!    `session:start` (or `session:resume`) exactly once. Before the provider
+//!    is called, a branch whose history ends in unanswered tool calls (a
+//!    crash mid-tool) is repaired with synthetic error results.
+//! 3. [`Session::cleanup`] emits `session:end` exactly once and completes the
+//!    session.
+//!
+//! Every message, usage figure and status change is appended to the session
+//! log through the [`Store`]. Turns on different branches may run
+//! concurrently; turns on one branch are serialised.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock, Weak};
+
+use async_trait::async_trait;
+use serde_json::{Map, Value, json};
+use tokio_util::sync::CancellationToken;
+
+use crate::approval::{ApprovalSystem, DisplayLevel, DisplaySystem, TracingDisplay};
+use crate::context::ContextManager;
+use crate::error::SessionError;
+use crate::hooks::{HookRegistry, events};
+use crate::id::{BranchId, SessionId};
+use crate::log::SessionLog;
+use crate::message::{Message, unanswered_tool_calls};
+use crate::mount::{ModuleSpec, MountError, MountPlan};
+use crate::orchestrator::{Orchestrator, TurnCancel, TurnContext};
+use crate::provider::Provider;
+use crate::record::{RecordKind, StateDelta, StatusChange};
+use crate::registry::{ModuleEnv, ModuleRegistry};
+use crate::session::{Project, SessionMeta, SessionStatus};
+use crate::store::{Store, StoreError};
+use crate::tool::{Delegate, DelegateOutcome, Tool};
+use crate::view::SessionView;
+
+/// The output given to the model for tool calls found unanswered when a
+/// session is resumed.
+pub const TOOL_INTERRUPTED: &str =
+    "interrupted: the session stopped before this tool call finished; it may or may not have run";
+
+/// How [`Session::cancel`] stops running turns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CancelMode {
+    /// Let running tools finish, then stop before the next provider call.
+    Graceful,
+    /// Stop now: abort the provider stream and running tools (their calls
+    /// are answered with "cancelled").
+    Immediate,
+}
+
+/// Everything a [`Session`] is built from.
+#[derive(Clone)]
+pub struct SessionConfig {
+    /// The mount plan.
+    pub plan: MountPlan,
+    /// The profile name recorded in the metadata.
+    pub profile: String,
+    /// Where the session lives.
+    pub store: Arc<dyn Store>,
+    /// Module constructors.
+    pub registry: Arc<ModuleRegistry>,
+    /// The id to create or resume (None: a fresh UUIDv7).
+    pub session_id: Option<SessionId>,
+    /// The parent, for a delegated (child) session.
+    pub parent_id: Option<SessionId>,
+    /// The sub-agent name, for a delegated session.
+    pub agent_name: Option<String>,
+    /// The project (working directory).
+    pub project: Project,
+    /// Where approvals go (None: everything that needs approval is denied).
+    pub approval: Option<Arc<dyn ApprovalSystem>>,
+    /// Where notifications go (None: the tracing log).
+    pub display: Option<Arc<dyn DisplaySystem>>,
+    /// A name for a new session.
+    pub name: Option<String>,
+    /// The owner, for `user:` state.
+    pub user: Option<String>,
+    /// A model overriding the provider's default.
+    pub model: Option<String>,
+}
+
+impl SessionConfig {
+    /// A config with the current directory as project and profile `custom`.
+    pub fn new(plan: MountPlan, store: Arc<dyn Store>, registry: Arc<ModuleRegistry>) -> Self {
+        Self {
+            plan,
+            profile: "custom".into(),
+            store,
+            registry,
+            session_id: None,
+            parent_id: None,
+            agent_name: None,
+            project: Project::current(),
+            approval: None,
+            display: None,
+            name: None,
+            user: None,
+            model: None,
+        }
+    }
+}
+
+struct Mounted {
+    orchestrator: Arc<dyn Orchestrator>,
+    env: ModuleEnv,
+    providers: Vec<(String, Arc<dyn Provider>)>,
+    tools: Arc<BTreeMap<String, Arc<dyn Tool>>>,
+    log: SessionLog,
+    resumed: bool,
+    warnings: Vec<String>,
+}
+
+struct Inner {
+    config: SessionConfig,
+    id: SessionId,
+    hooks: HookRegistry,
+    mounted: OnceLock<Mounted>,
+    contexts: tokio::sync::Mutex<HashMap<BranchId, Arc<dyn ContextManager>>>,
+    branch_locks: Mutex<HashMap<BranchId, Arc<tokio::sync::Mutex<()>>>>,
+    running: Mutex<HashMap<u64, TurnCancel>>,
+    next_turn: AtomicU64,
+    started: AtomicBool,
+    ended: AtomicBool,
+    temp_state: Mutex<Map<String, Value>>,
+}
+
+/// A live session (cheap to clone; clones share everything).
+#[derive(Clone)]
+pub struct Session {
+    inner: Arc<Inner>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl Session {
+    /// Builds a session; nothing is stored or mounted until
+    /// [`Session::initialize`].
+    pub fn new(config: SessionConfig) -> Self {
+        let id = config.session_id.clone().unwrap_or_else(SessionId::new_v7);
+        Self {
+            inner: Arc::new(Inner {
+                config,
+                id,
+                hooks: HookRegistry::new(),
+                mounted: OnceLock::new(),
+                contexts: tokio::sync::Mutex::new(HashMap::new()),
+                branch_locks: Mutex::new(HashMap::new()),
+                running: Mutex::new(HashMap::new()),
+                next_turn: AtomicU64::new(0),
+                started: AtomicBool::new(false),
+                ended: AtomicBool::new(false),
+                temp_state: Mutex::new(Map::new()),
+            }),
+        }
+    }
+
+    /// The session id.
+    pub fn id(&self) -> &SessionId {
+        &self.inner.id
+    }
+
+    /// The session's hooks (register handlers before or after initialize).
+    pub fn hooks(&self) -> &HookRegistry {
+        &self.inner.hooks
+    }
+
+    /// The store.
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.inner.config.store
+    }
+
+    /// The config it was built from.
+    pub fn config(&self) -> &SessionConfig {
+        &self.inner.config
+    }
+
+    /// Whether initialize found the session in the store (a resume).
+    pub fn is_resumed(&self) -> bool {
+        self.inner.mounted.get().is_some_and(|m| m.resumed)
+    }
+
+    /// Warnings from mounting (modules that failed to start).
+    pub fn mount_warnings(&self) -> Vec<String> {
+        self.inner
+            .mounted
+            .get()
+            .map(|m| m.warnings.clone())
+            .unwrap_or_default()
+    }
+
+    /// The mounted tools' names.
+    pub fn tool_names(&self) -> Vec<String> {
+        self.inner
+            .mounted
+            .get()
+            .map(|m| m.tools.keys().cloned().collect())
+            .unwrap_or_default()
+    }
+
+    /// The mounted providers, in preference order.
+    pub fn providers(&self) -> Vec<Arc<dyn Provider>> {
+        self.inner
+            .mounted
+            .get()
+            .map(|m| m.providers.iter().map(|(_, p)| p.clone()).collect())
+            .unwrap_or_default()
+    }
+
+    /// The log handle (subscribe to appended records).
+    pub fn log(&self) -> Result<&SessionLog, SessionError> {
+        Ok(&self.mounted()?.log)
+    }
+
+    /// The current metadata.
+    pub async fn meta(&self) -> Result<SessionMeta, SessionError> {
+        Ok(self.store().get(&self.inner.id).await?)
+    }
+
+    /// The session folded from its log.
+    pub async fn view(&self) -> Result<SessionView, SessionError> {
+        Ok(self.store().view(&self.inner.id).await?)
+    }
+
+    fn mounted(&self) -> Result<&Mounted, SessionError> {
+        self.inner.mounted.get().ok_or(SessionError::NotInitialized)
+    }
+
+    fn display(&self) -> Arc<dyn DisplaySystem> {
+        self.inner
+            .config
+            .display
+            .clone()
+            .unwrap_or_else(|| Arc::new(TracingDisplay))
+    }
+
+    /// Creates or loads the session and mounts its modules. Calling it again
+    /// does nothing.
+    pub async fn initialize(&self) -> Result<(), SessionError> {
+        if self.inner.mounted.get().is_some() {
+            return Ok(());
+        }
+        let cfg = &self.inner.config;
+        let store = cfg.store.clone();
+        let hooks = &self.inner.hooks;
+        hooks.set_default("session_id", json!(self.inner.id));
+        if let Some(parent) = &cfg.parent_id {
+            hooks.set_default("parent_id", json!(parent));
+        }
+        hooks.set_approval(cfg.approval.clone());
+        let env = ModuleEnv {
+            session_id: self.inner.id.clone(),
+            parent_id: cfg.parent_id.clone(),
+            store: store.clone(),
+            working_dir: PathBuf::from(&cfg.project.dir),
+            hooks: hooks.clone(),
+        };
+
+        // Fatal modules first, before anything is written.
+        let orchestrator = cfg
+            .registry
+            .orchestrator(&cfg.plan.session.orchestrator, &env)?;
+        cfg.registry.context(&cfg.plan.session.context, &env)?;
+
+        // Create or load.
+        let (meta, resumed) = match store.get(&self.inner.id).await {
+            Ok(meta) => (meta, true),
+            Err(StoreError::NotFound(_)) => (self.create_meta().await?, false),
+            Err(e) => return Err(e.into()),
+        };
+        let log = SessionLog::new(store.clone(), self.inner.id.clone(), meta.last_seq);
+
+        let mut warnings = Vec::new();
+        for spec in &cfg.plan.hooks {
+            match cfg.registry.hooks(spec, &env) {
+                Ok(mounts) => {
+                    for m in mounts {
+                        hooks.register(m.event, m.handler, m.priority, m.name);
+                    }
+                }
+                Err(e @ MountError::UnknownModule { .. }) => return Err(e.into()),
+                Err(e) => warnings.push(e.to_string()),
+            }
+        }
+        let mut providers: Vec<(i64, usize, String, Arc<dyn Provider>)> = Vec::new();
+        for (i, spec) in cfg.plan.providers.iter().enumerate() {
+            match cfg.registry.provider(spec, &env) {
+                Ok(p) => {
+                    let priority = spec
+                        .config
+                        .get("priority")
+                        .and_then(Value::as_i64)
+                        .unwrap_or(i as i64);
+                    providers.push((priority, i, spec.module.clone(), p));
+                }
+                Err(e @ MountError::UnknownModule { .. }) => return Err(e.into()),
+                Err(e) => warnings.push(e.to_string()),
+            }
+        }
+        providers.sort_by_key(|(priority, i, _, _)| (*priority, *i));
+        let tools = mount_tools(&cfg.registry, &cfg.plan.tools, &env, &mut warnings)?;
+        let display = self.display();
+        for w in &warnings {
+            display.show_message(w, DisplayLevel::Warning, "mount");
+        }
+        let mounted = Mounted {
+            orchestrator,
+            env,
+            providers: providers.into_iter().map(|(_, _, n, p)| (n, p)).collect(),
+            tools: Arc::new(tools),
+            log,
+            resumed,
+            warnings,
+        };
+        if self.inner.mounted.set(mounted).is_err() {
+            // A concurrent initialize won; its modules are the session's.
+            return Ok(());
+        }
+        if !resumed && let Some(parent) = &cfg.parent_id {
+            hooks
+                .emit(
+                    events::SESSION_FORK,
+                    json!({"parent_id": parent, "agent_name": cfg.agent_name}),
+                )
+                .await;
+        }
+        Ok(())
+    }
+
+    async fn create_meta(&self) -> Result<SessionMeta, SessionError> {
+        let cfg = &self.inner.config;
+        let mut meta = SessionMeta::new(
+            self.inner.id.clone(),
+            cfg.project.clone(),
+            cfg.profile.clone(),
+        );
+        meta.name = cfg.name.clone();
+        meta.user = cfg.user.clone();
+        meta.model = cfg.model.clone().or_else(|| {
+            cfg.plan
+                .providers
+                .first()
+                .and_then(|p| p.config_str("model"))
+                .map(str::to_string)
+        });
+        meta.agent_name = cfg.agent_name.clone();
+        if let Some(parent) = &cfg.parent_id {
+            meta.parent_id = Some(parent.clone());
+            meta.trace_id = match cfg.store.get(parent).await {
+                Ok(p) => p.trace_id,
+                Err(StoreError::NotFound(_)) => parent.clone(),
+                Err(e) => return Err(e.into()),
+            };
+        }
+        Ok(cfg.store.create(meta, Vec::new()).await?)
+    }
+
+    /// Runs `prompt` on the default branch and returns the answer.
+    pub async fn execute(&self, prompt: &str) -> Result<String, SessionError> {
+        self.execute_on(None, prompt).await
+    }
+
+    /// Runs `prompt` on `branch` (id or name; None: the default branch).
+    pub async fn execute_on(
+        &self,
+        branch: Option<&str>,
+        prompt: &str,
+    ) -> Result<String, SessionError> {
+        let mounted = self.mounted()?;
+        if self.inner.ended.load(Ordering::SeqCst) {
+            return Err(SessionError::Ended);
+        }
+        let view = self.store().view(&self.inner.id).await?;
+        let branch_view = match branch {
+            None => view.default_branch(),
+            Some(b) => view.branch(b),
+        }
+        .ok_or_else(|| {
+            SessionError::Invalid(format!(
+                "unknown branch {:?} in session {}: `weft branch list {}` shows its branches",
+                branch.unwrap_or(view.meta.default_branch.as_str()),
+                self.inner.id,
+                self.inner.id
+            ))
+        })?;
+        let branch_id = branch_view.branch.id.clone();
+        let branch_settings = branch_view.branch.clone();
+
+        let branch_lock = lock(&self.inner.branch_locks)
+            .entry(branch_id.clone())
+            .or_default()
+            .clone();
+        let _turn_guard = branch_lock.lock().await;
+
+        if !self.inner.started.swap(true, Ordering::SeqCst) {
+            let event = if mounted.resumed {
+                events::SESSION_RESUME
+            } else {
+                events::SESSION_START
+            };
+            self.inner
+                .hooks
+                .emit(event, json!({"profile": self.inner.config.profile}))
+                .await;
+        }
+        self.activate(mounted).await?;
+
+        let context = self.context_for(&branch_id, mounted).await?;
+        self.repair_unanswered(&branch_id, &context, mounted)
+            .await?;
+
+        let provider = match &branch_settings.provider {
+            Some(name) => mounted
+                .providers
+                .iter()
+                .find(|(n, _)| n == name || n.strip_prefix("provider-") == Some(name))
+                .or_else(|| mounted.providers.first()),
+            None => mounted.providers.first(),
+        }
+        .map(|(_, p)| p.clone())
+        .ok_or(SessionError::NoProvider)?;
+
+        let cancel = TurnCancel::default();
+        let turn_id = self.inner.next_turn.fetch_add(1, Ordering::Relaxed);
+        lock(&self.inner.running).insert(turn_id, cancel.clone());
+        let turn = TurnContext {
+            session_id: self.inner.id.clone(),
+            branch: branch_id,
+            provider,
+            model: branch_settings
+                .model
+                .clone()
+                .or_else(|| self.inner.config.model.clone()),
+            max_tokens: None,
+            temperature: None,
+            system: branch_settings.system.clone().or_else(|| {
+                self.inner
+                    .config
+                    .plan
+                    .system_instruction()
+                    .map(str::to_string)
+            }),
+            tools: mounted.tools.clone(),
+            context,
+            hooks: self.inner.hooks.clone(),
+            log: mounted.log.clone(),
+            cancel,
+            working_dir: mounted.env.working_dir.clone(),
+            approval: self.inner.config.approval.clone(),
+            delegate: Some(Arc::new(RuntimeDelegate {
+                parent: Arc::downgrade(&self.inner),
+            })),
+        };
+        let result = mounted
+            .orchestrator
+            .execute(prompt.to_string(), &turn)
+            .await;
+        lock(&self.inner.running).remove(&turn_id);
+        lock(&self.inner.temp_state).clear();
+        if matches!(&result, Err(e) if e.is_cancelled()) {
+            self.inner
+                .hooks
+                .emit(events::CANCEL_COMPLETED, json!({"branch": turn.branch}))
+                .await;
+        }
+        result
+    }
+
+    /// Makes the session active (from created, or from an ended status when
+    /// it is resumed).
+    async fn activate(&self, mounted: &Mounted) -> Result<(), SessionError> {
+        let meta = self.store().get(&self.inner.id).await?;
+        if meta.status == SessionStatus::Active {
+            return Ok(());
+        }
+        mounted
+            .log
+            .append(vec![RecordKind::Status(StatusChange {
+                from: meta.status,
+                to: SessionStatus::Active,
+                error: None,
+                details: None,
+            })])
+            .await?;
+        Ok(())
+    }
+
+    async fn context_for(
+        &self,
+        branch: &BranchId,
+        mounted: &Mounted,
+    ) -> Result<Arc<dyn ContextManager>, SessionError> {
+        let mut contexts = self.inner.contexts.lock().await;
+        if let Some(c) = contexts.get(branch) {
+            return Ok(c.clone());
+        }
+        let cfg = &self.inner.config;
+        let context = cfg
+            .registry
+            .context(&cfg.plan.session.context, &mounted.env)?;
+        let view = self.store().view(&self.inner.id).await?;
+        let history: Vec<Message> = view
+            .messages(branch.as_str())
+            .into_iter()
+            .cloned()
+            .collect();
+        context.set_messages(history).await;
+        contexts.insert(branch.clone(), context.clone());
+        Ok(context)
+    }
+
+    async fn repair_unanswered(
+        &self,
+        branch: &BranchId,
+        context: &Arc<dyn ContextManager>,
+        mounted: &Mounted,
+    ) -> Result<(), SessionError> {
+        let history = context.messages().await;
+        let pending = unanswered_tool_calls(history.iter());
+        if pending.is_empty() {
+            return Ok(());
+        }
+        let repairs: Vec<Message> = pending
+            .into_iter()
+            .map(|(_, call_id)| {
+                Message::synthetic_tool_error(branch.clone(), &call_id, TOOL_INTERRUPTED)
+            })
+            .collect();
+        mounted
+            .log
+            .append(repairs.iter().cloned().map(RecordKind::message).collect())
+            .await?;
+        for m in repairs {
+            context.add_message(m).await;
+        }
+        Ok(())
+    }
+
+    /// Cancels the running turns (all branches).
+    pub async fn cancel(&self, mode: CancelMode) {
+        let running: Vec<TurnCancel> = lock(&self.inner.running).values().cloned().collect();
+        self.inner
+            .hooks
+            .emit(
+                events::CANCEL_REQUESTED,
+                json!({"mode": match mode { CancelMode::Graceful => "graceful", CancelMode::Immediate => "immediate" }, "running_turns": running.len()}),
+            )
+            .await;
+        for c in running {
+            c.graceful.cancel();
+            if mode == CancelMode::Immediate {
+                c.immediate.cancel();
+            }
+        }
+    }
+
+    /// Whether a turn is running.
+    pub fn is_running(&self) -> bool {
+        !lock(&self.inner.running).is_empty()
+    }
+
+    /// Records that the session failed (active → failed).
+    pub async fn fail(&self, error: &str) -> Result<(), SessionError> {
+        let meta = self.store().get(&self.inner.id).await?;
+        if meta.status != SessionStatus::Active {
+            return Ok(());
+        }
+        self.mounted()?
+            .log
+            .append(vec![RecordKind::Status(StatusChange {
+                from: meta.status,
+                to: SessionStatus::Failed,
+                error: Some(error.to_string()),
+                details: None,
+            })])
+            .await?;
+        Ok(())
+    }
+
+    /// Ends the session: emits `session:end` (once) and completes it if it
+    /// is active. Further `execute` calls fail with [`SessionError::Ended`].
+    pub async fn cleanup(&self) -> Result<(), SessionError> {
+        if self.inner.ended.swap(true, Ordering::SeqCst) {
+            return Ok(());
+        }
+        self.cancel(CancelMode::Graceful).await;
+        let status = match self.mounted() {
+            Ok(mounted) => {
+                let meta = self.store().get(&self.inner.id).await?;
+                if meta.status == SessionStatus::Active {
+                    mounted
+                        .log
+                        .append(vec![RecordKind::Status(StatusChange {
+                            from: meta.status,
+                            to: SessionStatus::Completed,
+                            error: None,
+                            details: None,
+                        })])
+                        .await?;
+                    SessionStatus::Completed
+                } else {
+                    meta.status
+                }
+            }
+            Err(_) => return Ok(()),
+        };
+        self.inner
+            .hooks
+            .emit(events::SESSION_END, json!({"status": status}))
+            .await;
+        Ok(())
+    }
+
+    // ---- state -----------------------------------------------------------
+
+    fn shared_namespace(&self, key: &str) -> Option<String> {
+        if key.starts_with("app:") {
+            Some(format!("app:{}", self.inner.config.profile))
+        } else if key.starts_with("user:") {
+            Some(format!(
+                "user:{}",
+                self.inner.config.user.as_deref().unwrap_or("default")
+            ))
+        } else {
+            None
+        }
+    }
+
+    /// Sets a state key. `temp:` keys live in this process until the end of
+    /// the turn; `app:` and `user:` keys are shared through the store;
+    /// other keys are session state recorded in the log.
+    pub async fn state_set(&self, key: &str, value: Value) -> Result<(), SessionError> {
+        let mut delta = StateDelta::default();
+        delta.set.insert(key.to_string(), value.clone());
+        self.apply_state(key, delta, |temp| {
+            temp.insert(key.to_string(), value);
+        })
+        .await
+    }
+
+    /// Removes a state key.
+    pub async fn state_delete(&self, key: &str) -> Result<(), SessionError> {
+        let delta = StateDelta {
+            delete: vec![key.to_string()],
+            ..Default::default()
+        };
+        self.apply_state(key, delta, |temp| {
+            temp.remove(key);
+        })
+        .await
+    }
+
+    async fn apply_state(
+        &self,
+        key: &str,
+        delta: StateDelta,
+        temp: impl FnOnce(&mut Map<String, Value>),
+    ) -> Result<(), SessionError> {
+        if key.is_empty() {
+            return Err(SessionError::Invalid("a state key cannot be empty".into()));
+        }
+        if key.starts_with("temp:") {
+            temp(&mut lock(&self.inner.temp_state));
+            return Ok(());
+        }
+        if let Some(ns) = self.shared_namespace(key) {
+            self.store().update_shared_state(&ns, &delta).await?;
+            return Ok(());
+        }
+        self.mounted()?
+            .log
+            .append(vec![RecordKind::State(delta)])
+            .await?;
+        Ok(())
+    }
+
+    /// A state key's value.
+    pub async fn state_get(&self, key: &str) -> Result<Option<Value>, SessionError> {
+        if key.starts_with("temp:") {
+            return Ok(lock(&self.inner.temp_state).get(key).cloned());
+        }
+        if let Some(ns) = self.shared_namespace(key) {
+            return Ok(self.store().shared_state(&ns).await?.get(key).cloned());
+        }
+        Ok(self.view().await?.state.get(key).cloned())
+    }
+
+    /// All state visible to the session: session keys, `app:` and `user:`
+    /// keys, and `temp:` keys.
+    pub async fn state_all(&self) -> Result<Map<String, Value>, SessionError> {
+        let mut all = self.view().await?.state;
+        for prefix in ["app:", "user:"] {
+            if let Some(ns) = self.shared_namespace(prefix) {
+                all.extend(self.store().shared_state(&ns).await?);
+            }
+        }
+        all.extend(lock(&self.inner.temp_state).clone());
+        Ok(all)
+    }
+}
+
+fn mount_tools(
+    registry: &ModuleRegistry,
+    specs: &[ModuleSpec],
+    env: &ModuleEnv,
+    warnings: &mut Vec<String>,
+) -> Result<BTreeMap<String, Arc<dyn Tool>>, SessionError> {
+    let mut tools = BTreeMap::new();
+    for spec in specs {
+        match registry.tools(spec, env) {
+            Ok(list) => {
+                for t in list {
+                    let name = t.name().to_string();
+                    if tools.insert(name.clone(), t).is_some() {
+                        warnings.push(format!(
+                            "tool {name:?} is provided by more than one module; the one from {} is used",
+                            spec.module
+                        ));
+                    }
+                }
+            }
+            Err(e @ MountError::UnknownModule { .. }) => return Err(e.into()),
+            Err(e) => warnings.push(e.to_string()),
+        }
+    }
+    Ok(tools)
+}
+
+/// Delegation to sub-agents: a child session per task.
+struct RuntimeDelegate {
+    parent: Weak<Inner>,
+}
+
+#[async_trait]
+impl Delegate for RuntimeDelegate {
+    fn agents(&self) -> Vec<(String, String)> {
+        self.parent
+            .upgrade()
+            .map(|p| {
+                p.config
+                    .plan
+                    .agents
+                    .iter()
+                    .map(|(name, a)| (name.clone(), a.description.clone()))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    async fn delegate(
+        &self,
+        agent: &str,
+        instruction: &str,
+        cancel: CancellationToken,
+    ) -> Result<DelegateOutcome, String> {
+        let parent = self
+            .parent
+            .upgrade()
+            .ok_or_else(|| "the parent session has ended".to_string())?;
+        let pcfg = &parent.config;
+        let Some(spec) = pcfg.plan.agents.get(agent) else {
+            let known: Vec<&str> = pcfg.plan.agents.keys().map(String::as_str).collect();
+            return Err(format!(
+                "unknown agent {agent:?}: the available agents are {}",
+                if known.is_empty() {
+                    "none".into()
+                } else {
+                    known.join(", ")
+                }
+            ));
+        };
+        let mut plan = pcfg.plan.clone();
+        plan.system = spec.system.clone().or(plan.system);
+        if !spec.providers.is_empty() {
+            plan.providers = spec.providers.clone();
+        }
+        if let Some(tools) = &spec.tools {
+            plan.tools = tools.clone();
+        }
+        let mut config = pcfg.clone();
+        config.plan = plan;
+        config.session_id = Some(SessionId::child_of(&parent.id, agent));
+        config.parent_id = Some(parent.id.clone());
+        config.agent_name = Some(agent.to_string());
+        config.name = None;
+        let child = Session::new(config);
+        child.initialize().await.map_err(|e| e.to_string())?;
+        let watcher = {
+            let child = child.clone();
+            let cancel = cancel.clone();
+            tokio::spawn(async move {
+                cancel.cancelled().await;
+                child.cancel(CancelMode::Immediate).await;
+            })
+        };
+        let result = child.execute(instruction).await;
+        watcher.abort();
+        match result {
+            Ok(text) => {
+                child.cleanup().await.map_err(|e| e.to_string())?;
+                Ok(DelegateOutcome {
+                    session_id: child.id().clone(),
+                    text,
+                })
+            }
+            Err(e) => {
+                let _ = child.fail(&e.to_string()).await;
+                let _ = child.cleanup().await;
+                Err(format!(
+                    "sub-agent {agent} (session {}) failed: {e}",
+                    child.id()
+                ))
+            }
+        }
+    }
+}

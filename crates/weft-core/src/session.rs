@@ -1,0 +1,439 @@
+//! Session metadata, status and lifecycle, projects, branches and mail.
+//!
+//! [`SessionMeta`] is a fold of the session log (see [`crate::record`]): every
+//! backend keeps it up to date with [`SessionMeta::apply`] so that listing
+//! never has to read a log.
+
+use std::path::{Path, PathBuf};
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+use crate::id::{BranchId, SessionId};
+use crate::message::{Role, Usage};
+use crate::record::{Record, RecordKind};
+
+/// The version written in every [`SessionMeta`] (`"v": 1`).
+pub const META_VERSION: u32 = 1;
+
+/// Where a session is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SessionStatus {
+    /// Made, not yet run.
+    Created,
+    /// Running or ready to take more prompts.
+    Active,
+    /// Ended normally.
+    Completed,
+    /// Ended with an error.
+    Failed,
+    /// Stopped from outside.
+    Terminated,
+}
+
+impl SessionStatus {
+    /// The lower-case name used on the wire.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SessionStatus::Created => "created",
+            SessionStatus::Active => "active",
+            SessionStatus::Completed => "completed",
+            SessionStatus::Failed => "failed",
+            SessionStatus::Terminated => "terminated",
+        }
+    }
+
+    /// Whether the session has ended (completed, failed or terminated).
+    pub fn is_ended(self) -> bool {
+        matches!(
+            self,
+            SessionStatus::Completed | SessionStatus::Failed | SessionStatus::Terminated
+        )
+    }
+
+    /// The lifecycle's explicit transitions (the daemon's rules):
+    /// created → active | terminated, active → completed | failed | terminated.
+    pub fn can_become(self, to: SessionStatus) -> bool {
+        use SessionStatus::*;
+        matches!(
+            (self, to),
+            (Created, Active)
+                | (Created, Terminated)
+                | (Active, Completed)
+                | (Active, Failed)
+                | (Active, Terminated)
+        )
+    }
+}
+
+impl std::fmt::Display for SessionStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for SessionStatus {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "created" => Ok(SessionStatus::Created),
+            "active" => Ok(SessionStatus::Active),
+            "completed" => Ok(SessionStatus::Completed),
+            "failed" => Ok(SessionStatus::Failed),
+            "terminated" => Ok(SessionStatus::Terminated),
+            other => Err(format!(
+                "unknown status {other:?}: use created, active, completed, failed or terminated"
+            )),
+        }
+    }
+}
+
+/// The project (working directory) a session belongs to.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Project {
+    /// The canonical working directory.
+    pub dir: String,
+    /// Its slug, the name of the project's directory in the fs store.
+    pub slug: String,
+}
+
+impl Project {
+    /// The project of `dir` (canonicalised when it exists).
+    pub fn from_dir(dir: &Path) -> Self {
+        let canonical: PathBuf = std::fs::canonicalize(dir).unwrap_or_else(|_| dir.to_path_buf());
+        let dir = canonical.to_string_lossy().into_owned();
+        Project {
+            slug: project_slug(&dir),
+            dir,
+        }
+    }
+
+    /// The project of the current working directory.
+    pub fn current() -> Self {
+        let dir = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("."));
+        Self::from_dir(&dir)
+    }
+}
+
+/// Amplifier's project slug: `/` and `\` become `-`, `:` is removed, and the
+/// result starts with `-` (`/home/u/proj` → `-home-u-proj`). Characters that
+/// are unsafe in a directory name (control characters, NUL) are dropped.
+pub fn project_slug(dir: &str) -> String {
+    let mut slug: String = dir
+        .chars()
+        .filter(|c| *c != ':' && !c.is_control())
+        .map(|c| if c == '/' || c == '\\' { '-' } else { c })
+        .collect();
+    if !slug.starts_with('-') {
+        slug.insert(0, '-');
+    }
+    if slug.chars().all(|c| c == '-' || c == '.') {
+        // "/" or "." alone: keep it a plain, safe directory name.
+        slug = "-root".to_string();
+    }
+    slug
+}
+
+/// Where a forked session came from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ForkedFrom {
+    /// The source session.
+    pub session_id: SessionId,
+    /// The last turn copied (turns count from 1).
+    pub turn: u64,
+    /// The last log seq of the source that was copied.
+    #[serde(default)]
+    pub seq: u64,
+}
+
+/// A session's metadata: identity, lifecycle and running totals.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SessionMeta {
+    /// Format version ([`META_VERSION`]).
+    #[serde(default = "meta_version")]
+    pub v: u32,
+    /// The session id.
+    pub id: SessionId,
+    /// A human name (≤ 50 characters when set from the CLI).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// A longer description.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    /// The project it belongs to.
+    pub project: Project,
+    /// The profile (named mount plan) it was built from.
+    pub profile: String,
+    /// The model it talks to, when known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model: Option<String>,
+    /// Lifecycle status.
+    pub status: SessionStatus,
+    /// When it was created.
+    pub created_at: DateTime<Utc>,
+    /// When it first became active.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub started_at: Option<DateTime<Utc>>,
+    /// When it last ended.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ended_at: Option<DateTime<Utc>>,
+    /// When its log last changed.
+    pub updated_at: DateTime<Utc>,
+    /// The session that delegated to (or was forked into) this one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parent_id: Option<SessionId>,
+    /// The root session of its delegation tree (itself for a root).
+    pub trace_id: SessionId,
+    /// The sub-agent it runs, for delegated sessions.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub agent_name: Option<String>,
+    /// Where it was forked from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub forked_from: Option<ForkedFrom>,
+    /// The default branch.
+    #[serde(default)]
+    pub default_branch: BranchId,
+    /// Messages in the log (all branches).
+    #[serde(default)]
+    pub message_count: u64,
+    /// User messages in the log (all branches): the number of turns.
+    #[serde(default)]
+    pub turn_count: u64,
+    /// Token usage totals.
+    #[serde(default)]
+    pub usage: Usage,
+    /// The error that failed it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error_message: Option<String>,
+    /// The start of the most recent user prompt (≤ 200 characters).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_prompt: Option<String>,
+    /// The owner, for `user:`-scoped state.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user: Option<String>,
+    /// The seq of the last record in the log.
+    #[serde(default)]
+    pub last_seq: u64,
+    /// Free-form metadata.
+    #[serde(default, skip_serializing_if = "Map::is_empty")]
+    pub metadata: Map<String, Value>,
+}
+
+fn meta_version() -> u32 {
+    META_VERSION
+}
+
+/// The longest `last_prompt` kept in [`SessionMeta`], in characters.
+pub const LAST_PROMPT_CHARS: usize = 200;
+
+impl SessionMeta {
+    /// New metadata for a top-level session in `project`, status `created`.
+    pub fn new(id: SessionId, project: Project, profile: impl Into<String>) -> Self {
+        let now = Utc::now();
+        Self {
+            v: META_VERSION,
+            trace_id: id.clone(),
+            id,
+            name: None,
+            description: None,
+            project,
+            profile: profile.into(),
+            model: None,
+            status: SessionStatus::Created,
+            created_at: now,
+            started_at: None,
+            ended_at: None,
+            updated_at: now,
+            parent_id: None,
+            agent_name: None,
+            forked_from: None,
+            default_branch: BranchId::main(),
+            message_count: 0,
+            turn_count: 0,
+            usage: Usage::default(),
+            error_message: None,
+            last_prompt: None,
+            user: None,
+            last_seq: 0,
+            metadata: Map::new(),
+        }
+    }
+
+    /// Whether it is a top-level session (no parent).
+    pub fn is_top_level(&self) -> bool {
+        self.parent_id.is_none()
+    }
+
+    /// Folds one log record into the metadata. Every backend calls this on
+    /// every record it appends, so the metadata never has to be rebuilt from
+    /// the whole log.
+    pub fn apply(&mut self, record: &Record) {
+        if let RecordKind::SessionCreated(created) = &record.kind {
+            *self = (**created).clone();
+        }
+        self.last_seq = record.seq;
+        self.updated_at = record.ts;
+        match &record.kind {
+            RecordKind::SessionCreated(_) => {}
+            RecordKind::Message(message) => {
+                self.message_count += 1;
+                if message.role == Role::User {
+                    self.turn_count += 1;
+                    let text = message.text_content();
+                    if !text.is_empty() {
+                        self.last_prompt = Some(text.chars().take(LAST_PROMPT_CHARS).collect());
+                    }
+                }
+                if let Some(usage) = &message.usage {
+                    self.usage.add(usage);
+                }
+                if message.role == Role::Assistant && self.model.is_none() {
+                    self.model.clone_from(&message.model);
+                }
+            }
+            RecordKind::Status(change) => {
+                self.status = change.to;
+                match change.to {
+                    SessionStatus::Active => {
+                        if self.started_at.is_none() {
+                            self.started_at = Some(record.ts);
+                        }
+                        self.ended_at = None;
+                        self.error_message = None;
+                    }
+                    s if s.is_ended() => {
+                        self.ended_at = Some(record.ts);
+                        if change.error.is_some() {
+                            self.error_message.clone_from(&change.error);
+                        }
+                    }
+                    _ => {}
+                }
+            }
+            RecordKind::Meta(patch) => {
+                if let Some(name) = &patch.name {
+                    self.name = (!name.is_empty()).then(|| name.clone());
+                }
+                if let Some(description) = &patch.description {
+                    self.description = (!description.is_empty()).then(|| description.clone());
+                }
+                if let Some(model) = &patch.model {
+                    self.model = Some(model.clone());
+                }
+                if let Some(metadata) = &patch.metadata {
+                    for (k, v) in metadata {
+                        if v.is_null() {
+                            self.metadata.remove(k);
+                        } else {
+                            self.metadata.insert(k.clone(), v.clone());
+                        }
+                    }
+                }
+            }
+            RecordKind::DefaultBranch { branch } => self.default_branch = branch.clone(),
+            RecordKind::Usage { usage, .. } => self.usage.add(usage),
+            RecordKind::State(_)
+            | RecordKind::BranchCreated(_)
+            | RecordKind::BranchRemoved { .. }
+            | RecordKind::MailSent(_)
+            | RecordKind::MailCollected { .. }
+            | RecordKind::Rewind { .. }
+            | RecordKind::Compaction { .. } => {}
+        }
+    }
+
+    /// A short label for lists: the name, or the first 8 characters of the id.
+    pub fn label(&self) -> String {
+        self.name
+            .clone()
+            .unwrap_or_else(|| self.id.as_str().chars().take(8).collect())
+    }
+}
+
+/// Where a split branch was cloned from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SplitFrom {
+    /// The source branch.
+    pub branch: BranchId,
+    /// The last log seq of the source that was cloned.
+    pub upto_seq: u64,
+}
+
+/// One conversation line within a session.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Branch {
+    /// The branch id (unique in the session).
+    pub id: BranchId,
+    /// Its name (unique in the session).
+    pub name: String,
+    /// When it was made.
+    pub created_at: DateTime<Utc>,
+    /// Where it was split from, if it was.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub created_from: Option<SplitFrom>,
+    /// Its system message.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub system: Option<String>,
+    /// Tools made available to it (by name), beyond the session's.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tools: Vec<String>,
+    /// The model it talks to, when it differs from the session's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model: Option<String>,
+    /// The provider module it talks to, when it differs from the session's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub provider: Option<String>,
+}
+
+impl Branch {
+    /// The `main` branch every session starts with.
+    pub fn main(created_at: DateTime<Utc>) -> Self {
+        Self {
+            id: BranchId::main(),
+            name: BranchId::MAIN.to_string(),
+            created_at,
+            created_from: None,
+            system: None,
+            tools: Vec::new(),
+            model: None,
+            provider: None,
+        }
+    }
+}
+
+/// What a piece of mail carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MailCategory {
+    /// A message to append to the recipient's conversation.
+    Message,
+    /// A tool of the sender's (by name) to make available to the recipient.
+    Tool,
+    /// A provider/model setting to hand over.
+    Model,
+}
+
+/// Mail from one branch to others; it waits in each recipient's inbox until
+/// collected.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Mail {
+    /// The mail id.
+    pub id: String,
+    /// The sending branch.
+    pub from: BranchId,
+    /// The recipients, resolved at send time (a broadcast names every other
+    /// branch).
+    pub to: Vec<BranchId>,
+    /// Whether it was sent as a broadcast.
+    #[serde(default)]
+    pub broadcast: bool,
+    /// What it carries.
+    pub category: MailCategory,
+    /// The payload: message text or content blocks, a tool name, or a model
+    /// setting.
+    pub item: Value,
+    /// When it was sent.
+    pub sent_at: DateTime<Utc>,
+}

@@ -1,0 +1,736 @@
+//! The storage contract.
+//!
+//! [`Store`] is the one trait every backend implements (memory here; fs,
+//! sqlite and the networked ones in `weft-store`). Backends implement the
+//! primitive operations; fork, cleanup, metadata updates and prefix resolution
+//! are provided methods built on them, so their semantics live in one place.
+//!
+//! # The contract
+//!
+//! - `create` writes the log's first batch: `session_created` at seq 1 plus
+//!   any initial records, all or nothing.
+//! - `append(id, expected_seq, batch)`: the batch must be numbered
+//!   `expected_seq + 1 …` ([`Record::batch`]); if the log's head is not
+//!   `expected_seq` the backend returns [`StoreError::Conflict`] and writes
+//!   nothing. The whole batch lands or none of it, and it is durable (fsync or
+//!   the backend's commit) before `Ok` is returned.
+//! - `tail(id, n)` costs time proportional to `n`, not to the log's length.
+//! - `list` returns metadata newest first by `updated_at` (ties by id,
+//!   descending) with an opaque cursor ([`ListCursor`]).
+//! - Backends keep [`SessionMeta`] current with [`SessionMeta::apply`], so
+//!   listing never reads logs.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+use crate::id::{IdError, SessionId, validate_id};
+use crate::message::{Message, Role, unanswered_tool_calls};
+use crate::record::{BatchError, MetaPatch, Record, RecordKind, StateDelta, StatusChange};
+use crate::session::{ForkedFrom, SessionMeta, SessionStatus};
+use crate::view::{SessionView, ViewError, turn_starts};
+
+/// What a store operation can fail with.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// No session has this id.
+    #[error("session {0} not found: `weft session list` shows the sessions there are")]
+    NotFound(String),
+    /// A session with this id exists already.
+    #[error("session {0} already exists: choose another id")]
+    AlreadyExists(String),
+    /// The log's head was not the `expected_seq` of an append; nothing was
+    /// written.
+    #[error(
+        "conflict on session {id}: the append expected the log at seq {expected} but it is at seq {actual}; another writer changed the session, reload it and retry"
+    )]
+    Conflict {
+        /// The session.
+        id: String,
+        /// The head the writer expected.
+        expected: u64,
+        /// The actual head.
+        actual: u64,
+    },
+    /// A prefix matched no session.
+    #[error("no session id starts with {0:?}: `weft session list` shows the sessions there are")]
+    NoMatch(String),
+    /// A prefix matched several sessions.
+    #[error("{prefix:?} matches several sessions ({}); give more characters of the id", candidates.join(", "))]
+    Ambiguous {
+        /// The prefix.
+        prefix: String,
+        /// Some of the matching ids.
+        candidates: Vec<String>,
+    },
+    /// An id was malformed.
+    #[error(transparent)]
+    InvalidId(#[from] IdError),
+    /// A batch was malformed.
+    #[error(transparent)]
+    InvalidBatch(#[from] BatchError),
+    /// A request was malformed (bad fork point, bad cursor, …).
+    #[error("{0}")]
+    Invalid(String),
+    /// The operation is refused in the session's current state.
+    #[error("{0}")]
+    Refused(String),
+    /// Stored data could not be read.
+    #[error("corrupt session data in {location}: {detail}")]
+    Corrupt {
+        /// File, key or row.
+        location: String,
+        /// What was wrong.
+        detail: String,
+    },
+    /// An I/O error.
+    #[error("storage I/O failed at {path}: {source}")]
+    Io {
+        /// The path involved.
+        path: String,
+        /// The error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// Any other backend failure.
+    #[error("{backend} store: {message}")]
+    Backend {
+        /// The backend (`fs`, `sqlite`, …).
+        backend: &'static str,
+        /// What went wrong.
+        message: String,
+    },
+}
+
+impl From<ViewError> for StoreError {
+    fn from(e: ViewError) -> Self {
+        StoreError::Corrupt {
+            location: "session log".into(),
+            detail: e.to_string(),
+        }
+    }
+}
+
+impl StoreError {
+    /// Whether this is a [`StoreError::Conflict`].
+    pub fn is_conflict(&self) -> bool {
+        matches!(self, StoreError::Conflict { .. })
+    }
+
+    /// Whether this is a [`StoreError::NotFound`].
+    pub fn is_not_found(&self) -> bool {
+        matches!(self, StoreError::NotFound(_))
+    }
+}
+
+/// Filters for [`Store::list`]. All set filters must match.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ListFilter {
+    /// Project slug.
+    pub project: Option<String>,
+    /// Status.
+    pub status: Option<SessionStatus>,
+    /// Parent session.
+    pub parent_id: Option<SessionId>,
+    /// Case-insensitive substring of the name.
+    pub name_contains: Option<String>,
+    /// Only sessions without a parent.
+    pub top_level_only: bool,
+    /// Profile name.
+    pub profile: Option<String>,
+}
+
+impl ListFilter {
+    /// Whether `meta` passes the filter.
+    pub fn matches(&self, meta: &SessionMeta) -> bool {
+        if let Some(p) = &self.project
+            && &meta.project.slug != p
+        {
+            return false;
+        }
+        if let Some(s) = self.status
+            && meta.status != s
+        {
+            return false;
+        }
+        if let Some(parent) = &self.parent_id
+            && meta.parent_id.as_ref() != Some(parent)
+        {
+            return false;
+        }
+        if self.top_level_only && meta.parent_id.is_some() {
+            return false;
+        }
+        if let Some(profile) = &self.profile
+            && &meta.profile != profile
+        {
+            return false;
+        }
+        if let Some(needle) = &self.name_contains {
+            let needle = needle.to_lowercase();
+            match &meta.name {
+                Some(name) if name.to_lowercase().contains(&needle) => {}
+                _ => return false,
+            }
+        }
+        true
+    }
+}
+
+/// A position in a listing: the last item of the previous page.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListCursor {
+    /// `updated_at` of the last item returned.
+    pub updated_at: DateTime<Utc>,
+    /// Its id.
+    pub id: SessionId,
+}
+
+impl ListCursor {
+    /// The cursor just after `meta`.
+    pub fn after(meta: &SessionMeta) -> Self {
+        Self {
+            updated_at: meta.updated_at,
+            id: meta.id.clone(),
+        }
+    }
+
+    /// The opaque string form (`<micros>.<id>`).
+    pub fn encode(&self) -> String {
+        format!("{}.{}", self.updated_at.timestamp_micros(), self.id)
+    }
+
+    /// Parses [`ListCursor::encode`]'s output.
+    pub fn decode(s: &str) -> Result<Self, StoreError> {
+        let bad = || {
+            StoreError::Invalid(format!(
+                "invalid list cursor {s:?}: pass back the cursor a previous listing returned"
+            ))
+        };
+        let (micros, id) = s.split_once('.').ok_or_else(bad)?;
+        let micros: i64 = micros.parse().map_err(|_| bad())?;
+        let updated_at = DateTime::from_timestamp_micros(micros).ok_or_else(bad)?;
+        let id = SessionId::parse(id).map_err(|_| bad())?;
+        Ok(Self { updated_at, id })
+    }
+
+    /// Whether `meta` comes after this cursor in newest-first order.
+    pub fn is_before(&self, meta: &SessionMeta) -> bool {
+        let key = (meta.updated_at.timestamp_micros(), meta.id.as_str());
+        key < (self.updated_at.timestamp_micros(), self.id.as_str())
+    }
+}
+
+/// The order of listings: newest `updated_at` first, ties by id descending.
+pub fn list_order(a: &SessionMeta, b: &SessionMeta) -> std::cmp::Ordering {
+    (b.updated_at.timestamp_micros(), b.id.as_str())
+        .cmp(&(a.updated_at.timestamp_micros(), a.id.as_str()))
+}
+
+/// A listing request.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ListQuery {
+    /// Filters.
+    pub filter: ListFilter,
+    /// Where to continue from.
+    pub cursor: Option<ListCursor>,
+    /// Page size (at least 1).
+    pub limit: usize,
+}
+
+impl Default for ListQuery {
+    fn default() -> Self {
+        Self {
+            filter: ListFilter::default(),
+            cursor: None,
+            limit: 50,
+        }
+    }
+}
+
+/// One page of a listing.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Page {
+    /// The sessions, newest first.
+    pub sessions: Vec<SessionMeta>,
+    /// The cursor for the next page, if there is one.
+    pub next_cursor: Option<ListCursor>,
+}
+
+impl Page {
+    /// Cuts a sorted, filtered, cursor-skipped list down to one page.
+    pub fn from_sorted(mut sessions: Vec<SessionMeta>, limit: usize) -> Self {
+        let limit = limit.max(1);
+        let next_cursor = if sessions.len() > limit {
+            sessions.truncate(limit);
+            sessions.last().map(ListCursor::after)
+        } else {
+            None
+        };
+        Page {
+            sessions,
+            next_cursor,
+        }
+    }
+}
+
+/// A full-text search request.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct SearchQuery {
+    /// The words to find (all must occur, case-insensitively).
+    pub text: String,
+    /// Restrict to one project slug (None = all projects).
+    pub project: Option<String>,
+    /// At most this many hits (0 = 50).
+    pub limit: usize,
+}
+
+impl SearchQuery {
+    /// The lower-cased words of the query.
+    pub fn terms(&self) -> Vec<String> {
+        self.text
+            .split_whitespace()
+            .map(str::to_lowercase)
+            .collect()
+    }
+
+    /// The effective hit limit.
+    pub fn effective_limit(&self) -> usize {
+        if self.limit == 0 { 50 } else { self.limit }
+    }
+
+    /// Whether `text` contains every term.
+    pub fn matches_text(&self, text: &str) -> bool {
+        let terms = self.terms();
+        if terms.is_empty() {
+            return false;
+        }
+        let lower = text.to_lowercase();
+        terms.iter().all(|t| lower.contains(t.as_str()))
+    }
+}
+
+/// One message that matched a search.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SearchHit {
+    /// The session.
+    pub session_id: SessionId,
+    /// Its name.
+    pub session_name: Option<String>,
+    /// Its project slug.
+    pub project: String,
+    /// The seq of the message record.
+    pub seq: u64,
+    /// The message's branch.
+    pub branch: String,
+    /// The message's role.
+    pub role: Role,
+    /// A snippet around the first match.
+    pub snippet: String,
+    /// When the message was written.
+    pub timestamp: DateTime<Utc>,
+}
+
+impl SearchHit {
+    /// A hit for `message` (at `seq` of `meta`'s log).
+    pub fn new(meta: &SessionMeta, seq: u64, message: &Message, query: &SearchQuery) -> Self {
+        let text = message.searchable_text();
+        Self {
+            session_id: meta.id.clone(),
+            session_name: meta.name.clone(),
+            project: meta.project.slug.clone(),
+            seq,
+            branch: message.branch.to_string(),
+            role: message.role,
+            snippet: snippet(&text, &query.terms()),
+            timestamp: message.timestamp,
+        }
+    }
+}
+
+/// Up to 160 characters of `text` around the first occurrence of a term.
+pub fn snippet(text: &str, terms: &[String]) -> String {
+    let lower = text.to_lowercase();
+    let pos = terms
+        .iter()
+        .filter_map(|t| lower.find(t.as_str()))
+        .min()
+        .unwrap_or(0);
+    // `pos` indexes the lower-cased text; map it back through char counts.
+    let char_pos = lower[..pos.min(lower.len())].chars().count();
+    let start = char_pos.saturating_sub(60);
+    let out: String = text.chars().skip(start).take(160).collect();
+    let out = out.replace('\n', " ");
+    if start > 0 { format!("…{out}") } else { out }
+}
+
+/// Where to cut a fork.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ForkPoint {
+    /// After turn `n` of the default branch (turns count from 1).
+    Turn(u64),
+    /// After log record `seq`.
+    Seq(u64),
+    /// The whole log.
+    End,
+}
+
+/// How to delete.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct DeleteOptions {
+    /// Also delete the sessions whose `parent_id` is this one, recursively.
+    pub with_children: bool,
+    /// Refuse ([`StoreError::Refused`]) if the session is active.
+    pub unless_active: bool,
+}
+
+/// What a cleanup removed, or would remove.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct CleanupReport {
+    /// Whether nothing was actually removed.
+    pub dry_run: bool,
+    /// The sessions removed (or that would be).
+    pub removed: Vec<SessionId>,
+    /// Old sessions kept because they are active.
+    pub kept_active: Vec<SessionId>,
+}
+
+/// The synthetic output for tool calls cut off by a fork.
+pub const FORK_INTERRUPTED: &str = "interrupted by fork: this tool call was not answered in the source session before the fork point";
+
+/// The durable session store. See the module docs for the contract.
+#[async_trait]
+pub trait Store: Send + Sync {
+    /// The backend's name (`memory`, `fs`, `sqlite`, …).
+    fn kind(&self) -> &'static str;
+
+    /// Creates a session: `session_created(meta)` at seq 1, then `initial`
+    /// at seq 2…, atomically. Fails with [`StoreError::AlreadyExists`].
+    async fn create(
+        &self,
+        meta: SessionMeta,
+        initial: Vec<RecordKind>,
+    ) -> Result<SessionMeta, StoreError>;
+
+    /// The session's metadata; `last_seq` is the log's head.
+    async fn get(&self, id: &SessionId) -> Result<SessionMeta, StoreError>;
+
+    /// Appends a batch after `expected_seq`; returns the updated metadata.
+    async fn append(
+        &self,
+        id: &SessionId,
+        expected_seq: u64,
+        records: Vec<Record>,
+    ) -> Result<SessionMeta, StoreError>;
+
+    /// Records with `seq >= from_seq`, at most `limit` of them, in order.
+    async fn read(
+        &self,
+        id: &SessionId,
+        from_seq: u64,
+        limit: Option<usize>,
+    ) -> Result<Vec<Record>, StoreError>;
+
+    /// The last `n` records, in order.
+    async fn tail(&self, id: &SessionId, n: usize) -> Result<Vec<Record>, StoreError>;
+
+    /// One page of session metadata, newest first.
+    async fn list(&self, query: &ListQuery) -> Result<Page, StoreError>;
+
+    /// Up to `limit` ids starting with `prefix`.
+    async fn find_ids(&self, prefix: &str, limit: usize) -> Result<Vec<SessionId>, StoreError>;
+
+    /// Deletes a session (and, if asked, its descendants); returns the ids
+    /// removed.
+    async fn delete(
+        &self,
+        id: &SessionId,
+        options: DeleteOptions,
+    ) -> Result<Vec<SessionId>, StoreError>;
+
+    /// Full-text search over message text.
+    async fn search(&self, query: &SearchQuery) -> Result<Vec<SearchHit>, StoreError>;
+
+    /// State shared between sessions under `namespace` (`app:<profile>`,
+    /// `user:<user>`).
+    async fn shared_state(&self, namespace: &str) -> Result<Map<String, Value>, StoreError>;
+
+    /// Changes shared state; returns the state after the change.
+    async fn update_shared_state(
+        &self,
+        namespace: &str,
+        delta: &StateDelta,
+    ) -> Result<Map<String, Value>, StoreError>;
+
+    /// Appends kernel events (already size-capped and scrubbed of raw
+    /// payloads) to the session's event log. A backend may cap what it
+    /// keeps.
+    async fn write_events(&self, id: &SessionId, events: &[Value]) -> Result<(), StoreError>;
+
+    /// The last `limit` kernel events of a session.
+    async fn read_events(&self, id: &SessionId, limit: usize) -> Result<Vec<Value>, StoreError>;
+
+    // ---- provided operations -------------------------------------------
+
+    /// The whole log.
+    async fn read_all(&self, id: &SessionId) -> Result<Vec<Record>, StoreError> {
+        self.read(id, 1, None).await
+    }
+
+    /// The session folded from its whole log.
+    async fn view(&self, id: &SessionId) -> Result<SessionView, StoreError> {
+        let records = self.read_all(id).await?;
+        Ok(SessionView::from_records(&records)?)
+    }
+
+    /// Resolves an exact id or a unique prefix of one.
+    async fn resolve(&self, id_or_prefix: &str) -> Result<SessionId, StoreError> {
+        validate_id(id_or_prefix)?;
+        let exact = SessionId::parse(id_or_prefix)?;
+        match self.get(&exact).await {
+            Ok(_) => return Ok(exact),
+            Err(StoreError::NotFound(_)) => {}
+            Err(e) => return Err(e),
+        }
+        let mut ids = self.find_ids(id_or_prefix, 11).await?;
+        match ids.len() {
+            0 => Err(StoreError::NoMatch(id_or_prefix.to_string())),
+            1 => Ok(ids.remove(0)),
+            _ => Err(StoreError::Ambiguous {
+                prefix: id_or_prefix.to_string(),
+                candidates: ids.into_iter().map(SessionId::into_string).collect(),
+            }),
+        }
+    }
+
+    /// Appends records after whatever the head is now, retrying on
+    /// conflicts. Only for changes that do not depend on the log's content
+    /// (renames, metadata); conversation writes use `append` with the seq
+    /// they read.
+    async fn append_anywhere(
+        &self,
+        id: &SessionId,
+        kinds: Vec<RecordKind>,
+    ) -> Result<SessionMeta, StoreError> {
+        let mut attempts = 0;
+        loop {
+            let head = self.get(id).await?.last_seq;
+            match self
+                .append(id, head, Record::batch(head, kinds.clone()))
+                .await
+            {
+                Err(e) if e.is_conflict() && attempts < 16 => attempts += 1,
+                other => return other,
+            }
+        }
+    }
+
+    /// Changes name, description, model or metadata (a `meta` record).
+    async fn update_meta(
+        &self,
+        id: &SessionId,
+        patch: MetaPatch,
+    ) -> Result<SessionMeta, StoreError> {
+        if patch.is_empty() {
+            return self.get(id).await;
+        }
+        self.append_anywhere(id, vec![RecordKind::Meta(patch)])
+            .await
+    }
+
+    /// Moves the session to `to` if the lifecycle allows it from its current
+    /// status ([`SessionStatus::can_become`]), else [`StoreError::Refused`]
+    /// naming the current status. Checked and written atomically (a
+    /// conflicting writer makes it re-check).
+    async fn transition(
+        &self,
+        id: &SessionId,
+        to: SessionStatus,
+        error: Option<String>,
+        details: Option<Value>,
+    ) -> Result<SessionMeta, StoreError> {
+        loop {
+            let meta = self.get(id).await?;
+            if !meta.status.can_become(to) {
+                return Err(StoreError::Refused(format!(
+                    "session {id} is {}: it cannot become {to}",
+                    meta.status
+                )));
+            }
+            let change = RecordKind::Status(StatusChange {
+                from: meta.status,
+                to,
+                error: error.clone(),
+                details: details.clone(),
+            });
+            match self
+                .append(id, meta.last_seq, Record::batch(meta.last_seq, [change]))
+                .await
+            {
+                Err(e) if e.is_conflict() => continue,
+                other => return other,
+            }
+        }
+    }
+
+    /// Forks `id` at `point` into a new session (`new_id`, or a fresh
+    /// UUIDv7). The new session holds the prefix of the log (messages,
+    /// state, branches, mail), `parent_id` = the source, `forked_from`
+    /// set; tool calls left unanswered at the cut get a synthetic
+    /// "interrupted by fork" result. The source is not touched.
+    async fn fork(
+        &self,
+        id: &SessionId,
+        point: ForkPoint,
+        new_id: Option<SessionId>,
+        name: Option<String>,
+    ) -> Result<SessionMeta, StoreError> {
+        let records = self.read_all(id).await?;
+        let source = SessionView::from_records(&records)?.meta;
+        let plan = fork_plan(&source, &records, point)?;
+        let mut meta = SessionMeta::new(
+            new_id.unwrap_or_else(SessionId::new_v7),
+            source.project.clone(),
+            source.profile.clone(),
+        );
+        meta.model = source.model.clone();
+        meta.parent_id = Some(source.id.clone());
+        meta.trace_id = source.trace_id.clone();
+        meta.user = source.user.clone();
+        meta.name = name;
+        meta.forked_from = Some(ForkedFrom {
+            session_id: source.id.clone(),
+            turn: plan.turn,
+            seq: plan.cut_seq,
+        });
+        self.create(meta, plan.records).await
+    }
+
+    /// Removes sessions not updated for `older_than`, never an active one.
+    async fn cleanup(
+        &self,
+        older_than: Duration,
+        dry_run: bool,
+    ) -> Result<CleanupReport, StoreError> {
+        let cutoff = Utc::now()
+            - chrono::Duration::from_std(older_than)
+                .map_err(|_| StoreError::Invalid("cleanup age is too large".into()))?;
+        let mut report = CleanupReport {
+            dry_run,
+            ..Default::default()
+        };
+        let mut candidates = Vec::new();
+        let mut query = ListQuery {
+            limit: 500,
+            ..Default::default()
+        };
+        loop {
+            let page = self.list(&query).await?;
+            for meta in page.sessions {
+                if meta.updated_at < cutoff {
+                    if meta.status == SessionStatus::Active {
+                        report.kept_active.push(meta.id);
+                    } else {
+                        candidates.push(meta.id);
+                    }
+                }
+            }
+            match page.next_cursor {
+                Some(c) => query.cursor = Some(c),
+                None => break,
+            }
+        }
+        for id in candidates {
+            if dry_run {
+                report.removed.push(id);
+                continue;
+            }
+            let options = DeleteOptions {
+                with_children: false,
+                unless_active: true,
+            };
+            match self.delete(&id, options).await {
+                Ok(ids) => report.removed.extend(ids),
+                Err(StoreError::Refused(_)) => report.kept_active.push(id),
+                Err(StoreError::NotFound(_)) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(report)
+    }
+}
+
+/// The records a fork copies, and where it cuts.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ForkPlan {
+    /// The last source seq copied.
+    pub cut_seq: u64,
+    /// The turn the cut falls after.
+    pub turn: u64,
+    /// The records for the new log (after its `session_created`).
+    pub records: Vec<RecordKind>,
+}
+
+/// Works out a fork: which records to copy and which tool calls to answer
+/// with [`FORK_INTERRUPTED`].
+pub fn fork_plan(
+    source: &SessionMeta,
+    records: &[Record],
+    point: ForkPoint,
+) -> Result<ForkPlan, StoreError> {
+    let last = records.last().map(|r| r.seq).unwrap_or(0);
+    let starts = turn_starts(records, &source.default_branch);
+    let (cut_seq, turn) = match point {
+        ForkPoint::End => (last, starts.len() as u64),
+        ForkPoint::Turn(n) => {
+            if n == 0 || n as usize > starts.len() {
+                return Err(StoreError::Invalid(format!(
+                    "session {} has {} turn(s) on its default branch: fork at a turn from 1 to {}",
+                    source.id,
+                    starts.len(),
+                    starts.len()
+                )));
+            }
+            let cut = starts.get(n as usize).map(|s| s - 1).unwrap_or(last);
+            (cut, n)
+        }
+        ForkPoint::Seq(s) => {
+            if s == 0 || s > last {
+                return Err(StoreError::Invalid(format!(
+                    "session {} has records 1 to {last}: fork at a seq in that range",
+                    source.id
+                )));
+            }
+            (s, starts.iter().filter(|&&t| t <= s).count() as u64)
+        }
+    };
+    let copied: Vec<&Record> = records
+        .iter()
+        .filter(|r| r.seq <= cut_seq)
+        .filter(|r| {
+            !matches!(
+                r.kind,
+                RecordKind::SessionCreated(_) | RecordKind::Status(_) | RecordKind::Meta(_)
+            )
+        })
+        .collect();
+    let messages: Vec<&Message> = copied.iter().filter_map(|r| r.as_message()).collect();
+    let orphans = unanswered_tool_calls(messages.iter().copied());
+    let mut out: Vec<RecordKind> = copied.into_iter().map(|r| r.kind.clone()).collect();
+    for (branch, call_id) in orphans {
+        out.push(RecordKind::message(Message::synthetic_tool_error(
+            branch,
+            &call_id,
+            FORK_INTERRUPTED,
+        )));
+    }
+    Ok(ForkPlan {
+        cut_seq,
+        turn,
+        records: out,
+    })
+}

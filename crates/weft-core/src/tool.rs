@@ -1,0 +1,130 @@
+//! The [`Tool`] trait: something the model can ask the kernel to do.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use tokio_util::sync::CancellationToken;
+
+use crate::approval::ApprovalSystem;
+use crate::hooks::HookRegistry;
+use crate::id::{BranchId, SessionId};
+use crate::provider::ToolSpec;
+
+/// What a tool run produced.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ToolOutput {
+    /// Whether it worked.
+    pub success: bool,
+    /// Its output, for the model.
+    pub output: String,
+    /// The error, when it failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+impl ToolOutput {
+    /// A successful result.
+    pub fn ok(output: impl Into<String>) -> Self {
+        Self {
+            success: true,
+            output: output.into(),
+            error: None,
+        }
+    }
+
+    /// A failure.
+    pub fn error(message: impl Into<String>) -> Self {
+        let message = message.into();
+        Self {
+            success: false,
+            output: String::new(),
+            error: Some(message),
+        }
+    }
+
+    /// The text the model sees: the output, or the error.
+    pub fn text_for_model(&self) -> String {
+        match (&self.error, self.success) {
+            (Some(e), false) if self.output.is_empty() => e.clone(),
+            (Some(e), false) => format!("{}\n{e}", self.output),
+            _ => self.output.clone(),
+        }
+    }
+}
+
+/// What a delegated sub-session returned.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DelegateOutcome {
+    /// The child session's id.
+    pub session_id: SessionId,
+    /// Its final answer.
+    pub text: String,
+}
+
+/// Runs a prompt in a child session of a sub-agent (the `task` tool).
+#[async_trait]
+pub trait Delegate: Send + Sync {
+    /// The agents that can be delegated to: `(name, description)`.
+    fn agents(&self) -> Vec<(String, String)>;
+
+    /// Runs `instruction` in a new child session of `agent`.
+    async fn delegate(
+        &self,
+        agent: &str,
+        instruction: &str,
+        cancel: CancellationToken,
+    ) -> Result<DelegateOutcome, String>;
+}
+
+/// Everything a tool run may use.
+#[derive(Clone)]
+pub struct ToolContext {
+    /// The session running the tool.
+    pub session_id: SessionId,
+    /// Its branch.
+    pub branch: BranchId,
+    /// The tool call's id.
+    pub call_id: String,
+    /// The project directory (relative paths resolve against it).
+    pub working_dir: PathBuf,
+    /// Fires when the run must stop at once.
+    pub cancel: CancellationToken,
+    /// Where to ask for approval (fail-closed: `None` means deny).
+    pub approval: Option<Arc<dyn ApprovalSystem>>,
+    /// The session's hooks (for `approval:*` events).
+    pub hooks: HookRegistry,
+    /// How to start a sub-session, when the session allows it.
+    pub delegate: Option<Arc<dyn Delegate>>,
+}
+
+/// Something the model can ask the kernel to do.
+///
+/// Contract: `execute` never panics on any input; it validates `input`
+/// against its schema and reports problems as a failed [`ToolOutput`]; it
+/// watches `ctx.cancel` and returns promptly when it fires.
+#[async_trait]
+pub trait Tool: Send + Sync {
+    /// The name the model calls it by.
+    fn name(&self) -> &str;
+
+    /// What it does, for the model.
+    fn description(&self) -> &str;
+
+    /// A JSON Schema for its input.
+    fn input_schema(&self) -> Value;
+
+    /// Runs it.
+    async fn execute(&self, input: Value, ctx: &ToolContext) -> ToolOutput;
+
+    /// The spec sent to the model.
+    fn spec(&self) -> ToolSpec {
+        ToolSpec {
+            name: self.name().to_string(),
+            description: self.description().to_string(),
+            input_schema: self.input_schema(),
+        }
+    }
+}

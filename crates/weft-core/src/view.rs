@@ -1,0 +1,223 @@
+//! The current state of a session as a fold of its log.
+//!
+//! [`SessionView`] replays records into branches (with their messages, after
+//! rewinds), the session-local state map and the pending mail. The runtime
+//! builds one when it resumes a session; the daemon and the CLI use it to show
+//! transcripts.
+
+use serde_json::{Map, Value};
+
+use crate::id::BranchId;
+use crate::message::{Message, Role};
+use crate::record::{Record, RecordKind};
+use crate::session::{Branch, Mail, SessionMeta};
+
+/// A message together with the log seq that appended it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LoggedMessage {
+    /// The seq of the `message` record.
+    pub seq: u64,
+    /// The message.
+    pub message: Message,
+}
+
+/// One branch and its conversation.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BranchView {
+    /// The branch's settings.
+    pub branch: Branch,
+    /// Its messages in log order (rewound messages removed).
+    pub messages: Vec<LoggedMessage>,
+    /// The latest compaction summary: `(upto_seq, summary)`.
+    pub summary: Option<(u64, String)>,
+}
+
+/// Mail that at least one recipient has not collected yet.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PendingMail {
+    /// The seq of the `mail_sent` record (send order).
+    pub seq: u64,
+    /// The mail.
+    pub mail: Mail,
+    /// Recipients that have not collected it.
+    pub waiting: Vec<BranchId>,
+}
+
+/// Why a log cannot be folded.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ViewError {
+    /// The log did not start with `session_created`.
+    #[error("the session log does not start with a session_created record")]
+    MissingCreate,
+}
+
+/// A session's state, folded from its log.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SessionView {
+    /// The metadata.
+    pub meta: SessionMeta,
+    /// The branches, in creation order.
+    pub branches: Vec<BranchView>,
+    /// Session-local state (no `app:`/`user:`/`temp:` keys).
+    pub state: Map<String, Value>,
+    /// Mail not yet collected by all its recipients, in send order.
+    pub mail: Vec<PendingMail>,
+}
+
+impl SessionView {
+    /// Folds a whole log (starting at seq 1).
+    pub fn from_records<'a, I>(records: I) -> Result<Self, ViewError>
+    where
+        I: IntoIterator<Item = &'a Record>,
+    {
+        let mut iter = records.into_iter();
+        let first = iter.next().ok_or(ViewError::MissingCreate)?;
+        let RecordKind::SessionCreated(meta) = &first.kind else {
+            return Err(ViewError::MissingCreate);
+        };
+        let mut view = SessionView {
+            meta: (**meta).clone(),
+            branches: vec![BranchView {
+                branch: Branch::main(first.ts),
+                messages: Vec::new(),
+                summary: None,
+            }],
+            state: Map::new(),
+            mail: Vec::new(),
+        };
+        view.meta.apply(first);
+        for r in iter {
+            view.apply(r);
+        }
+        Ok(view)
+    }
+
+    /// Folds one more record.
+    pub fn apply(&mut self, record: &Record) {
+        self.meta.apply(record);
+        match &record.kind {
+            RecordKind::Message(m) => {
+                let branch = self.branch_mut_or_insert(&m.branch, record);
+                branch.messages.push(LoggedMessage {
+                    seq: record.seq,
+                    message: (**m).clone(),
+                });
+            }
+            RecordKind::State(delta) => delta.apply_to(&mut self.state),
+            RecordKind::BranchCreated(b) => {
+                if let Some(existing) = self.branches.iter_mut().find(|v| v.branch.id == b.id) {
+                    existing.branch = b.clone();
+                } else {
+                    self.branches.push(BranchView {
+                        branch: b.clone(),
+                        messages: Vec::new(),
+                        summary: None,
+                    });
+                }
+            }
+            RecordKind::BranchRemoved { branch } => {
+                self.branches.retain(|v| &v.branch.id != branch);
+                for pending in &mut self.mail {
+                    pending.waiting.retain(|b| b != branch);
+                }
+                self.mail.retain(|p| !p.waiting.is_empty());
+            }
+            RecordKind::MailSent(mail) => self.mail.push(PendingMail {
+                seq: record.seq,
+                mail: mail.clone(),
+                waiting: mail.to.clone(),
+            }),
+            RecordKind::MailCollected { mail_id, recipient } => {
+                for pending in &mut self.mail {
+                    if &pending.mail.id == mail_id {
+                        pending.waiting.retain(|b| b != recipient);
+                    }
+                }
+                self.mail.retain(|p| !p.waiting.is_empty());
+            }
+            RecordKind::Rewind { branch, to_seq } => {
+                if let Some(b) = self.branches.iter_mut().find(|v| &v.branch.id == branch) {
+                    b.messages.retain(|m| m.seq <= *to_seq);
+                    if matches!(b.summary, Some((upto, _)) if upto > *to_seq) {
+                        b.summary = None;
+                    }
+                }
+            }
+            RecordKind::Compaction {
+                branch,
+                upto_seq,
+                summary,
+            } => {
+                if let Some(b) = self.branches.iter_mut().find(|v| &v.branch.id == branch) {
+                    b.summary = Some((*upto_seq, summary.clone()));
+                }
+            }
+            RecordKind::SessionCreated(_)
+            | RecordKind::Status(_)
+            | RecordKind::Meta(_)
+            | RecordKind::DefaultBranch { .. }
+            | RecordKind::Usage { .. } => {}
+        }
+    }
+
+    fn branch_mut_or_insert(&mut self, id: &BranchId, record: &Record) -> &mut BranchView {
+        let pos = match self.branches.iter().position(|v| &v.branch.id == id) {
+            Some(pos) => pos,
+            None => {
+                let mut branch = Branch::main(record.ts);
+                branch.id = id.clone();
+                branch.name = id.to_string();
+                self.branches.push(BranchView {
+                    branch,
+                    messages: Vec::new(),
+                    summary: None,
+                });
+                self.branches.len() - 1
+            }
+        };
+        &mut self.branches[pos]
+    }
+
+    /// A branch by id, or else by name.
+    pub fn branch(&self, id_or_name: &str) -> Option<&BranchView> {
+        self.branches
+            .iter()
+            .find(|v| v.branch.id.as_str() == id_or_name)
+            .or_else(|| self.branches.iter().find(|v| v.branch.name == id_or_name))
+    }
+
+    /// The default branch.
+    pub fn default_branch(&self) -> Option<&BranchView> {
+        self.branch(self.meta.default_branch.as_str())
+    }
+
+    /// The messages of a branch (empty for an unknown branch).
+    pub fn messages(&self, branch: &str) -> Vec<&Message> {
+        self.branch(branch)
+            .map(|b| b.messages.iter().map(|m| &m.message).collect())
+            .unwrap_or_default()
+    }
+
+    /// Mail waiting for `branch`, in send order.
+    pub fn inbox(&self, branch: &BranchId) -> Vec<&PendingMail> {
+        self.mail
+            .iter()
+            .filter(|p| p.waiting.contains(branch))
+            .collect()
+    }
+}
+
+/// The seqs of the user messages of `branch` in `records`: entry `n - 1` is
+/// where turn `n` starts.
+pub fn turn_starts<'a, I>(records: I, branch: &BranchId) -> Vec<u64>
+where
+    I: IntoIterator<Item = &'a Record>,
+{
+    records
+        .into_iter()
+        .filter_map(|r| match &r.kind {
+            RecordKind::Message(m) if m.role == Role::User && &m.branch == branch => Some(r.seq),
+            _ => None,
+        })
+        .collect()
+}
