@@ -1,0 +1,416 @@
+//! `provider-scripted`: a deterministic provider for tests, demos and
+//! benchmarks.
+//!
+//! It answers from a script of responses, in order, each either text or tool
+//! calls (or both), optionally with thinking, usage and a delay:
+//!
+//! ```json
+//! {"responses": [
+//!   {"tool_calls": [{"name": "read_file", "arguments": {"path": "a.txt"}}]},
+//!   {"text": "done", "usage": {"input_tokens": 10, "output_tokens": 2}, "delay_ms": 50}
+//! ]}
+//! ```
+//!
+//! Scripts are JSON or YAML, given by file (`config.script`) or inline
+//! (`config.responses`). Text streams in several deltas. Running out of
+//! responses is a clear error. With `config.mode = "echo"` it answers every
+//! request with the last user message instead.
+//!
+//! A response may also carry `"error": "message"` to make that call fail
+//! (for testing failure paths).
+
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use serde::Deserialize;
+use serde_json::Value;
+use tokio_util::sync::CancellationToken;
+use weft_core::message::{ContentBlock, Message, Role, Usage};
+use weft_core::mount::{ModuleSpec, MountError};
+use weft_core::provider::{
+    BlockKind, ChatRequest, ChatResponse, ModelInfo, Provider, ProviderError, ProviderInfo,
+    ProviderStream, StopReason, StreamEvent,
+};
+use weft_core::registry::ModuleRegistry;
+
+/// The module name.
+pub const MODULE: &str = "provider-scripted";
+
+/// One scripted tool call.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ScriptedToolCall {
+    /// The call id (default: `call_<response>_<index>`).
+    #[serde(default)]
+    pub id: Option<String>,
+    /// The tool name.
+    pub name: String,
+    /// The arguments.
+    #[serde(default)]
+    pub arguments: Value,
+}
+
+/// One scripted response.
+#[derive(Debug, Clone, PartialEq, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ScriptedResponse {
+    /// Text to answer with.
+    #[serde(default)]
+    pub text: Option<String>,
+    /// Thinking to stream before the text.
+    #[serde(default)]
+    pub thinking: Option<String>,
+    /// Tool calls to make.
+    #[serde(default)]
+    pub tool_calls: Vec<ScriptedToolCall>,
+    /// Usage to report (default: an estimate).
+    #[serde(default)]
+    pub usage: Option<Usage>,
+    /// Wait this long before answering, in milliseconds.
+    #[serde(default)]
+    pub delay_ms: Option<u64>,
+    /// Wait this long before answering, in seconds.
+    #[serde(default)]
+    pub delay: Option<f64>,
+    /// Fail this call with this message.
+    #[serde(default)]
+    pub error: Option<String>,
+}
+
+/// A whole script.
+#[derive(Debug, Clone, PartialEq, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Script {
+    /// The responses, in order.
+    pub responses: Vec<ScriptedResponse>,
+}
+
+impl Script {
+    /// Parses a script from JSON or YAML text.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        serde_yaml::from_str(text).map_err(|e| {
+            format!("invalid script: {e}; a script is {{\"responses\": [{{\"text\": \"...\"}}, {{\"tool_calls\": [{{\"name\": \"...\", \"arguments\": {{}}}}]}}]}}")
+        })
+    }
+
+    /// Reads and parses a script file.
+    pub fn load(path: &Path) -> Result<Self, String> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| format!("cannot read script {}: {e}", path.display()))?;
+        Self::parse(&text).map_err(|e| format!("{}: {e}", path.display()))
+    }
+}
+
+/// How the provider answers.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ScriptMode {
+    /// From a script, in order.
+    Script(Arc<Script>),
+    /// With the last user message.
+    Echo,
+}
+
+/// The scripted provider.
+#[derive(Debug)]
+pub struct ScriptedProvider {
+    mode: ScriptMode,
+    next: AtomicUsize,
+    model: String,
+    context_window: usize,
+}
+
+impl ScriptedProvider {
+    /// A provider answering from `script`.
+    pub fn new(script: Script) -> Self {
+        Self::with_mode(ScriptMode::Script(Arc::new(script)))
+    }
+
+    /// A provider answering with the last user message.
+    pub fn echo() -> Self {
+        Self::with_mode(ScriptMode::Echo)
+    }
+
+    fn with_mode(mode: ScriptMode) -> Self {
+        Self {
+            mode,
+            next: AtomicUsize::new(0),
+            model: "scripted".into(),
+            context_window: 200_000,
+        }
+    }
+
+    /// Builds the provider from its module spec: `mode` (`script` or
+    /// `echo`), `script` (a file path) or `responses` (inline), `model`,
+    /// `context_window`.
+    pub fn from_spec(spec: &ModuleSpec) -> Result<Self, MountError> {
+        let err = |message: String| MountError::Module {
+            module: MODULE.into(),
+            message,
+        };
+        let mut provider = match spec.config_str("mode") {
+            Some("echo") => Self::echo(),
+            Some("script") | None => {
+                if let Some(path) = spec.config_str("script") {
+                    Self::new(Script::load(Path::new(path)).map_err(err)?)
+                } else if let Some(responses) = spec.config.get("responses") {
+                    let script: Script = serde_json::from_value(serde_json::json!({ "responses": responses }))
+                        .map_err(|e| err(format!("invalid inline responses: {e}")))?;
+                    Self::new(script)
+                } else {
+                    return Err(err(
+                        "no script: pass --script FILE, set config.script or config.responses, or use config.mode = \"echo\"".into(),
+                    ));
+                }
+            }
+            Some(other) => {
+                return Err(err(format!(
+                    "unknown mode {other:?}: use \"script\" or \"echo\""
+                )));
+            }
+        };
+        if let Some(model) = spec.config_str("model") {
+            provider.model = model.to_string();
+        }
+        if let Some(window) = spec.config_u64("context_window") {
+            provider.context_window = window as usize;
+        }
+        Ok(provider)
+    }
+
+    /// How many responses were served so far.
+    pub fn served(&self) -> usize {
+        self.next.load(Ordering::SeqCst)
+    }
+
+    fn next_response(&self, request: &ChatRequest) -> Result<(usize, ScriptedResponse), ProviderError> {
+        match &self.mode {
+            ScriptMode::Echo => {
+                let last = request
+                    .messages
+                    .iter()
+                    .rev()
+                    .find(|m| m.role == Role::User)
+                    .map(Message::text_content)
+                    .unwrap_or_default();
+                let n = self.next.fetch_add(1, Ordering::SeqCst);
+                Ok((
+                    n,
+                    ScriptedResponse {
+                        text: Some(if last.is_empty() { "(empty)".into() } else { last }),
+                        ..Default::default()
+                    },
+                ))
+            }
+            ScriptMode::Script(script) => {
+                let n = self.next.fetch_add(1, Ordering::SeqCst);
+                script.responses.get(n).cloned().map(|r| (n, r)).ok_or_else(|| {
+                    ProviderError::Other(format!(
+                        "the script has no response left: it has {} response(s) and request {} asked for another; add responses to the script",
+                        script.responses.len(),
+                        n + 1
+                    ))
+                })
+            }
+        }
+    }
+}
+
+/// Splits `text` into up to four deltas on character boundaries.
+fn deltas(text: &str) -> Vec<String> {
+    let chars: Vec<char> = text.chars().collect();
+    if chars.is_empty() {
+        return Vec::new();
+    }
+    let size = chars.len().div_ceil(4).max(1);
+    chars.chunks(size).map(|c| c.iter().collect()).collect()
+}
+
+fn estimate_usage(request: &ChatRequest, content: &[ContentBlock]) -> Usage {
+    let input: usize = request.messages.iter().map(Message::estimated_tokens).sum();
+    let output = Message::new(Default::default(), Role::Assistant, content.to_vec()).estimated_tokens();
+    Usage {
+        input_tokens: input as u64,
+        output_tokens: output as u64,
+        ..Default::default()
+    }
+}
+
+#[async_trait]
+impl Provider for ScriptedProvider {
+    fn info(&self) -> ProviderInfo {
+        ProviderInfo {
+            name: "scripted".into(),
+            default_model: self.model.clone(),
+            context_window: self.context_window,
+            max_output_tokens: 4096,
+            supports_tools: true,
+            supports_thinking: true,
+        }
+    }
+
+    async fn list_models(&self) -> Result<Vec<ModelInfo>, ProviderError> {
+        Ok(vec![ModelInfo {
+            id: self.model.clone(),
+            display_name: Some("Scripted responses".into()),
+            context_window: Some(self.context_window),
+        }])
+    }
+
+    async fn stream(
+        &self,
+        request: ChatRequest,
+        cancel: CancellationToken,
+    ) -> Result<ProviderStream, ProviderError> {
+        let (n, response) = self.next_response(&request)?;
+        let delay = response
+            .delay_ms
+            .map(Duration::from_millis)
+            .or_else(|| {
+                response
+                    .delay
+                    .filter(|d| d.is_finite() && *d >= 0.0)
+                    .map(Duration::from_secs_f64)
+            })
+            .unwrap_or_default();
+        if !delay.is_zero() {
+            tokio::select! {
+                _ = tokio::time::sleep(delay) => {}
+                _ = cancel.cancelled() => return Err(ProviderError::Cancelled),
+            }
+        }
+        if let Some(message) = response.error {
+            return Err(ProviderError::Other(format!("scripted error: {message}")));
+        }
+
+        let mut events = Vec::new();
+        let mut content = Vec::new();
+        if let Some(thinking) = response.thinking.filter(|t| !t.is_empty()) {
+            let index = content.len();
+            events.push(StreamEvent::BlockStart { index, kind: BlockKind::Thinking });
+            for text in deltas(&thinking) {
+                events.push(StreamEvent::ThinkingDelta { index, text });
+            }
+            let block = ContentBlock::Thinking { thinking, signature: None };
+            events.push(StreamEvent::BlockEnd { index, block: block.clone() });
+            content.push(block);
+        }
+        if let Some(text) = response.text.filter(|t| !t.is_empty()) {
+            let index = content.len();
+            events.push(StreamEvent::BlockStart { index, kind: BlockKind::Text });
+            for piece in deltas(&text) {
+                events.push(StreamEvent::TextDelta { index, text: piece });
+            }
+            let block = ContentBlock::Text { text };
+            events.push(StreamEvent::BlockEnd { index, block: block.clone() });
+            content.push(block);
+        }
+        let has_calls = !response.tool_calls.is_empty();
+        for (i, call) in response.tool_calls.into_iter().enumerate() {
+            let index = content.len();
+            let id = call.id.unwrap_or_else(|| format!("call_{}_{}", n + 1, i + 1));
+            events.push(StreamEvent::BlockStart {
+                index,
+                kind: BlockKind::ToolCall { id: id.clone(), name: call.name.clone() },
+            });
+            events.push(StreamEvent::ToolArgumentsDelta { index, fragment: call.arguments.to_string() });
+            let block = ContentBlock::ToolCall { id, name: call.name, arguments: call.arguments };
+            events.push(StreamEvent::BlockEnd { index, block: block.clone() });
+            content.push(block);
+        }
+        let usage = response.usage.unwrap_or_else(|| estimate_usage(&request, &content));
+        events.push(StreamEvent::Completed(ChatResponse {
+            content,
+            usage,
+            stop_reason: if has_calls { StopReason::ToolUse } else { StopReason::EndTurn },
+            model: Some(request.model.unwrap_or_else(|| self.model.clone())),
+        }));
+        Ok(Box::pin(futures::stream::iter(events.into_iter().map(Ok))))
+    }
+}
+
+/// Registers `provider-scripted`.
+pub fn register(registry: &mut ModuleRegistry) {
+    registry.register_provider(MODULE, |spec, _env| {
+        Ok(Arc::new(ScriptedProvider::from_spec(spec)?) as Arc<dyn Provider>)
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use futures::StreamExt;
+    use weft_core::id::BranchId;
+
+    fn request(text: &str) -> ChatRequest {
+        ChatRequest {
+            messages: vec![Message::text(BranchId::main(), Role::User, text)],
+            ..Default::default()
+        }
+    }
+
+    #[tokio::test]
+    async fn serves_in_order_and_runs_out_clearly() {
+        let script = Script::parse(
+            r#"{"responses":[{"tool_calls":[{"name":"read_file","arguments":{"path":"a.txt"}}]},{"text":"done","usage":{"input_tokens":10,"output_tokens":2}}]}"#,
+        )
+        .unwrap();
+        let p = ScriptedProvider::new(script);
+        let first = p.complete(request("hi"), CancellationToken::new()).await.unwrap();
+        assert_eq!(first.stop_reason, StopReason::ToolUse);
+        assert!(matches!(&first.content[0], ContentBlock::ToolCall { id, name, .. } if id == "call_1_1" && name == "read_file"));
+        let second = p.complete(request("hi"), CancellationToken::new()).await.unwrap();
+        assert_eq!(second.usage.input_tokens, 10);
+        assert_eq!(second.content, vec![ContentBlock::text("done")]);
+        let err = p.complete(request("hi"), CancellationToken::new()).await.unwrap_err();
+        assert!(err.to_string().contains("no response left"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn streams_text_in_several_deltas() {
+        let p = ScriptedProvider::new(Script {
+            responses: vec![ScriptedResponse { text: Some("hello there, world".into()), ..Default::default() }],
+        });
+        let events: Vec<_> = p
+            .stream(request("x"), CancellationToken::new())
+            .await
+            .unwrap()
+            .collect()
+            .await;
+        let deltas = events
+            .iter()
+            .filter(|e| matches!(e, Ok(StreamEvent::TextDelta { .. })))
+            .count();
+        assert!(deltas >= 3, "{deltas}");
+        assert!(matches!(events.last(), Some(Ok(StreamEvent::Completed(_)))));
+    }
+
+    #[tokio::test]
+    async fn echo_mode_and_yaml_scripts() {
+        let p = ScriptedProvider::echo();
+        let r = p.complete(request("repeat me"), CancellationToken::new()).await.unwrap();
+        assert_eq!(r.content, vec![ContentBlock::text("repeat me")]);
+        let s = Script::parse("responses:\n  - text: hi\n    delay_ms: 1\n").unwrap();
+        assert_eq!(s.responses[0].delay_ms, Some(1));
+        assert!(Script::parse("{\"responses\": [{\"txt\": 1}]}").is_err());
+    }
+
+    #[tokio::test]
+    async fn delay_is_cancellable() {
+        let p = ScriptedProvider::new(Script {
+            responses: vec![ScriptedResponse { text: Some("late".into()), delay_ms: Some(10_000), ..Default::default() }],
+        });
+        let cancel = CancellationToken::new();
+        let c = cancel.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            c.cancel();
+        });
+        let start = std::time::Instant::now();
+        let err = p.stream(request("x"), cancel).await.err().unwrap();
+        assert_eq!(err, ProviderError::Cancelled);
+        assert!(start.elapsed() < Duration::from_secs(5));
+    }
+}
