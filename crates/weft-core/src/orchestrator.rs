@@ -472,10 +472,13 @@ async fn run_one_tool(id: &str, name: &str, input: Value, turn: &TurnContext) ->
     let ctx = turn.tool_context(id);
     let cancel = turn.cancel.immediate.clone();
     let output = tokio::select! {
-        out = tool.execute(input.clone(), &ctx) => out,
+        // Cancellation wins over a tool that notices it at the same moment:
+        // an immediately cancelled call is always answered as cancelled.
+        biased;
         _ = cancel.cancelled() => {
             return ToolOutcome { output: ToolOutput::error(TOOL_CANCELLED), synthetic: true, injection };
         }
+        out = tool.execute(input.clone(), &ctx) => out,
     };
     let output = if output.success {
         let post = hooks
