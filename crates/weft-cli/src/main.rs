@@ -1,1 +1,423 @@
-fn main() {}
+//! `weft`: the command-line face of the weft agent session kernel.
+//!
+//! It runs prompts (`weft run`, bare `weft` for the interactive mode,
+//! `weft continue`), manages stored sessions (`weft session …`), lists
+//! models and profiles, and starts the daemon (`weft serve`). It owns the
+//! terminal: streaming output, approval prompts, Ctrl-C. Everything else
+//! lives in the library crates.
+
+mod app;
+mod config;
+mod models;
+mod run;
+mod serve;
+mod session_cmd;
+mod term;
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::{Args, CommandFactory, Parser, Subcommand};
+use weft_core::SessionStatus;
+
+use crate::app::{App, PlanChoice};
+use crate::run::{OutputFormat, RunOptions};
+use crate::session_cmd::{ExportFormat, ListOptions};
+
+/// weft: run LLM conversations as durable sessions you can list, resume,
+/// fork, branch and serve.
+#[derive(Parser)]
+#[command(name = "weft", version, propagate_version = true)]
+struct Cli {
+    #[command(flatten)]
+    global: GlobalArgs,
+    #[command(flatten)]
+    run: RunFlags,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Args, Debug, Clone)]
+struct GlobalArgs {
+    /// weft's home directory (sessions, profiles, config.toml).
+    #[arg(long, global = true, env = "WEFT_HOME", value_name = "DIR")]
+    home: Option<PathBuf>,
+    /// The session store (default: fs, or WEFT_STORE__KIND).
+    #[arg(long, global = true, value_parser = ["fs", "sqlite", "memory"])]
+    store: Option<String>,
+    /// More log output on stderr (-v info, -vv debug).
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    verbose: u8,
+}
+
+#[derive(Args, Debug, Clone, Default)]
+struct RunFlags {
+    /// Profile (named mount plan): base, dev, foundation/…, or a user profile.
+    #[arg(long)]
+    profile: Option<String>,
+    /// Provider: anthropic, openai, ollama or scripted (default: auto-detected).
+    #[arg(long)]
+    provider: Option<String>,
+    /// Model name for the provider.
+    #[arg(long)]
+    model: Option<String>,
+    /// Script for the scripted provider (JSON or YAML).
+    #[arg(long, value_name = "FILE")]
+    script: Option<PathBuf>,
+    /// A mount-plan file to use instead of a profile.
+    #[arg(long, value_name = "FILE")]
+    mount_plan: Option<PathBuf>,
+    /// Base URL of the provider's API (any OpenAI-compatible server).
+    #[arg(long, value_name = "URL")]
+    base_url: Option<String>,
+    /// Name for a new session (at most 50 characters).
+    #[arg(long)]
+    name: Option<String>,
+    /// Branch to run on (default: the session's default branch).
+    #[arg(long)]
+    branch: Option<String>,
+    /// Allow every action that needs approval (bash commands) without asking.
+    #[arg(long, short = 'y')]
+    yes: bool,
+    /// Show the model's thinking on stderr.
+    #[arg(long)]
+    show_thinking: bool,
+}
+
+impl RunFlags {
+    fn options(&self, output: OutputFormat) -> RunOptions {
+        RunOptions {
+            choice: PlanChoice {
+                profile: self.profile.clone(),
+                mount_plan: self.mount_plan.clone(),
+                provider: self.provider.clone(),
+                model: self.model.clone(),
+                base_url: self.base_url.clone(),
+                script: self.script.clone(),
+            },
+            name: self.name.clone(),
+            output,
+            branch: self.branch.clone(),
+            yes: self.yes,
+            show_thinking: self.show_thinking,
+        }
+    }
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run one prompt in a new (or resumed) session and print the answer.
+    Run {
+        /// The prompt (- reads it from stdin).
+        prompt: String,
+        /// Resume this session (id or unique prefix) instead of starting one.
+        #[arg(long, value_name = "ID")]
+        resume: Option<String>,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
+        output: OutputFormat,
+        #[command(flatten)]
+        flags: RunFlags,
+    },
+    /// Continue the most recent session of this project (interactive without a prompt).
+    Continue {
+        /// The prompt (- reads it from stdin).
+        prompt: Option<String>,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
+        output: OutputFormat,
+        #[command(flatten)]
+        flags: RunFlags,
+    },
+    /// Manage stored sessions.
+    #[command(subcommand)]
+    Session(SessionCommand),
+    /// List the models a provider offers.
+    Models {
+        /// Provider (default: auto-detected).
+        #[arg(long)]
+        provider: Option<String>,
+        /// Base URL of the provider's API.
+        #[arg(long)]
+        base_url: Option<String>,
+        /// Script, for the scripted provider.
+        #[arg(long)]
+        script: Option<PathBuf>,
+        /// JSON output.
+        #[arg(long)]
+        json: bool,
+    },
+    /// List the profiles.
+    Profiles {
+        /// JSON output.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Start the daemon (REST + SSE API).
+    Serve(serve::ServeArgs),
+    /// Print shell completions.
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
+}
+
+#[derive(Subcommand)]
+enum SessionCommand {
+    /// List sessions, newest first.
+    List {
+        /// Include delegated sub-sessions.
+        #[arg(long)]
+        all: bool,
+        /// How many to show.
+        #[arg(long, default_value_t = 20)]
+        limit: usize,
+        /// Sessions of every project, not just this directory's.
+        #[arg(long)]
+        all_projects: bool,
+        /// Show sub-sessions under their parents.
+        #[arg(long)]
+        tree: bool,
+        /// Only sessions with this status.
+        #[arg(long)]
+        status: Option<SessionStatus>,
+        /// JSON output.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show a session's details.
+    Show {
+        /// Session id or unique prefix.
+        id: String,
+        /// Also print the transcript.
+        #[arg(long)]
+        transcript: bool,
+        /// JSON output.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Resume a session: run a prompt in it, or continue interactively.
+    Resume {
+        /// Session id or unique prefix.
+        id: String,
+        /// The prompt (interactive without one).
+        prompt: Option<String>,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
+        output: OutputFormat,
+        #[command(flatten)]
+        flags: RunFlags,
+    },
+    /// Fork a session after a turn into a new session.
+    Fork {
+        /// Session id or unique prefix.
+        id: String,
+        /// The last turn to keep (asked for when omitted).
+        turn: Option<u64>,
+        /// A name for the new session.
+        name: Option<String>,
+        /// JSON output.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Delete a session.
+    Delete {
+        /// Session id or unique prefix.
+        id: String,
+        /// Do not ask.
+        #[arg(long)]
+        confirm: bool,
+        /// Also delete its sub-sessions and forks.
+        #[arg(long)]
+        with_children: bool,
+    },
+    /// Delete sessions not updated for some days (never active ones).
+    Cleanup {
+        /// Age in days.
+        #[arg(long, default_value_t = 30)]
+        days: u64,
+        /// Only show what would be removed.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Rename a session.
+    Rename {
+        /// Session id or unique prefix.
+        id: String,
+        /// The new name (at most 50 characters).
+        name: String,
+    },
+    /// Search message text across sessions.
+    Search {
+        /// Words to find (all of them).
+        text: String,
+        /// Search every project.
+        #[arg(long)]
+        all_projects: bool,
+        /// Most hits.
+        #[arg(long, default_value_t = 50)]
+        limit: usize,
+        /// JSON output.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Export a session.
+    Export {
+        /// Session id or unique prefix.
+        id: String,
+        /// Format.
+        #[arg(long, value_enum, default_value_t = ExportFormat::Md)]
+        format: ExportFormat,
+        /// Write to this file instead of stdout.
+        #[arg(long, short)]
+        output: Option<PathBuf>,
+    },
+}
+
+fn init_logging(verbose: u8) {
+    let default = match verbose {
+        0 => "warn",
+        1 => "info",
+        _ => "debug",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_env("WEFT_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+async fn dispatch(cli: Cli) -> anyhow::Result<()> {
+    if let Some(Command::Completions { shell }) = &cli.command {
+        clap_complete::generate(*shell, &mut Cli::command(), "weft", &mut std::io::stdout());
+        return Ok(());
+    }
+    let app = App::load(cli.global.home.clone(), cli.global.store.as_deref())?;
+    match cli.command {
+        None => run::interactive(&app, cli.run.options(OutputFormat::Text), None).await,
+        Some(Command::Run {
+            prompt,
+            resume,
+            output,
+            flags,
+        }) => {
+            let opts = flags.options(output);
+            let prompt = run::read_prompt(&prompt)?;
+            let resume = match resume {
+                Some(id) => Some(app.resolve(&id).await?),
+                None => None,
+            };
+            let session = run::open_session(&app, &opts, resume.as_ref()).await?;
+            run::run_once(&app, session, &opts, &prompt).await
+        }
+        Some(Command::Continue { prompt, output, flags }) => {
+            let opts = flags.options(output);
+            let id = run::latest_session(&app).await?;
+            match prompt {
+                Some(p) => {
+                    let prompt = run::read_prompt(&p)?;
+                    let session = run::open_session(&app, &opts, Some(&id)).await?;
+                    run::run_once(&app, session, &opts, &prompt).await
+                }
+                None => run::interactive(&app, opts, Some(id)).await,
+            }
+        }
+        Some(Command::Session(cmd)) => session_command(&app, cmd).await,
+        Some(Command::Models {
+            provider,
+            base_url,
+            script,
+            json,
+        }) => models::models(&app, provider, base_url, script, json).await,
+        Some(Command::Profiles { json }) => models::profiles(&app, json),
+        Some(Command::Serve(args)) => serve::run(&app, args).await,
+        Some(Command::Completions { .. }) => Ok(()),
+    }
+}
+
+async fn session_command(app: &App, cmd: SessionCommand) -> anyhow::Result<()> {
+    match cmd {
+        SessionCommand::List {
+            all,
+            limit,
+            all_projects,
+            tree,
+            status,
+            json,
+        } => {
+            session_cmd::list(
+                app,
+                &ListOptions {
+                    all,
+                    limit,
+                    all_projects,
+                    tree,
+                    status,
+                    json,
+                },
+            )
+            .await
+        }
+        SessionCommand::Show { id, transcript, json } => session_cmd::show(app, &id, transcript, json).await,
+        SessionCommand::Resume {
+            id,
+            prompt,
+            output,
+            flags,
+        } => {
+            let opts = flags.options(output);
+            let id = app.resolve(&id).await?;
+            match prompt {
+                Some(p) => {
+                    let prompt = run::read_prompt(&p)?;
+                    let session = run::open_session(app, &opts, Some(&id)).await?;
+                    run::run_once(app, session, &opts, &prompt).await
+                }
+                None => run::interactive(app, opts, Some(id)).await,
+            }
+        }
+        SessionCommand::Fork { id, turn, name, json } => session_cmd::fork(app, &id, turn, name, json).await,
+        SessionCommand::Delete {
+            id,
+            confirm,
+            with_children,
+        } => session_cmd::delete(app, &id, confirm, with_children).await,
+        SessionCommand::Cleanup { days, dry_run } => session_cmd::cleanup(app, days, dry_run).await,
+        SessionCommand::Rename { id, name } => {
+            let id = app.resolve(&id).await?;
+            session_cmd::rename(app, &id, &name).await
+        }
+        SessionCommand::Search {
+            text,
+            all_projects,
+            limit,
+            json,
+        } => session_cmd::search(app, &text, all_projects, limit, json).await,
+        SessionCommand::Export { id, format, output } => {
+            session_cmd::export(app, &id, format, output.as_deref()).await
+        }
+    }
+}
+
+fn main() {
+    let cli = Cli::parse();
+    init_logging(cli.global.verbose);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime");
+    let result = runtime.and_then(|rt| rt.block_on(dispatch(cli)));
+    if let Err(e) = result {
+        let mut message = e.to_string();
+        for cause in e.chain().skip(1) {
+            let c = cause.to_string();
+            if !message.contains(&c) {
+                message.push_str(": ");
+                message.push_str(&c);
+            }
+        }
+        eprintln!("error: {message}");
+        std::process::exit(1);
+    }
+}

@@ -40,7 +40,7 @@ use crate::orchestrator::{Orchestrator, TurnCancel, TurnContext};
 use crate::provider::Provider;
 use crate::record::{RecordKind, StateDelta, StatusChange};
 use crate::registry::{ModuleEnv, ModuleRegistry};
-use crate::session::{Project, SessionMeta, SessionStatus};
+use crate::session::{Branch, Project, SessionMeta, SessionStatus};
 use crate::store::{Store, StoreError};
 use crate::tool::{Delegate, DelegateOutcome, Tool};
 use crate::view::SessionView;
@@ -127,13 +127,14 @@ struct Inner {
     id: SessionId,
     hooks: HookRegistry,
     mounted: OnceLock<Mounted>,
-    contexts: tokio::sync::Mutex<HashMap<BranchId, Arc<dyn ContextManager>>>,
+    contexts: tokio::sync::Mutex<HashMap<BranchId, (Branch, Arc<dyn ContextManager>)>>,
     branch_locks: Mutex<HashMap<BranchId, Arc<tokio::sync::Mutex<()>>>>,
     running: Mutex<HashMap<u64, TurnCancel>>,
     next_turn: AtomicU64,
     started: AtomicBool,
     ended: AtomicBool,
     temp_state: Mutex<Map<String, Value>>,
+    activation: tokio::sync::Mutex<()>,
 }
 
 /// A live session (cheap to clone; clones share everything).
@@ -164,6 +165,7 @@ impl Session {
                 started: AtomicBool::new(false),
                 ended: AtomicBool::new(false),
                 temp_state: Mutex::new(Map::new()),
+                activation: tokio::sync::Mutex::new(()),
             }),
         }
     }
@@ -383,21 +385,10 @@ impl Session {
         if self.inner.ended.load(Ordering::SeqCst) {
             return Err(SessionError::Ended);
         }
-        let view = self.store().view(&self.inner.id).await?;
-        let branch_view = match branch {
-            None => view.default_branch(),
-            Some(b) => view.branch(b),
-        }
-        .ok_or_else(|| {
-            SessionError::Invalid(format!(
-                "unknown branch {:?} in session {}: `weft branch list {}` shows its branches",
-                branch.unwrap_or(view.meta.default_branch.as_str()),
-                self.inner.id,
-                self.inner.id
-            ))
-        })?;
-        let branch_id = branch_view.branch.id.clone();
-        let branch_settings = branch_view.branch.clone();
+        let meta = self.store().get(&self.inner.id).await?;
+        let wanted = branch.unwrap_or(meta.default_branch.as_str()).to_string();
+        let (branch_settings, context) = self.branch_state(&wanted, mounted).await?;
+        let branch_id = branch_settings.id.clone();
 
         let branch_lock = lock(&self.inner.branch_locks)
             .entry(branch_id.clone())
@@ -417,8 +408,6 @@ impl Session {
                 .await;
         }
         self.activate(mounted).await?;
-
-        let context = self.context_for(&branch_id, mounted).await?;
         self.repair_unanswered(&branch_id, &context, mounted)
             .await?;
 
@@ -482,6 +471,7 @@ impl Session {
     /// Makes the session active (from created, or from an ended status when
     /// it is resumed).
     async fn activate(&self, mounted: &Mounted) -> Result<(), SessionError> {
+        let _serialised = self.inner.activation.lock().await;
         let meta = self.store().get(&self.inner.id).await?;
         if meta.status == SessionStatus::Active {
             return Ok(());
@@ -498,28 +488,40 @@ impl Session {
         Ok(())
     }
 
-    async fn context_for(
+    /// The branch's settings and context manager, cached after the first
+    /// use (the history is loaded from the log then).
+    async fn branch_state(
         &self,
-        branch: &BranchId,
+        id_or_name: &str,
         mounted: &Mounted,
-    ) -> Result<Arc<dyn ContextManager>, SessionError> {
+    ) -> Result<(Branch, Arc<dyn ContextManager>), SessionError> {
         let mut contexts = self.inner.contexts.lock().await;
-        if let Some(c) = contexts.get(branch) {
-            return Ok(c.clone());
+        let cached = contexts
+            .values()
+            .find(|(b, _)| b.id.as_str() == id_or_name)
+            .or_else(|| contexts.values().find(|(b, _)| b.name == id_or_name));
+        if let Some((b, c)) = cached {
+            return Ok((b.clone(), c.clone()));
         }
-        let cfg = &self.inner.config;
-        let context = cfg
-            .registry
-            .context(&cfg.plan.session.context, &mounted.env)?;
         let view = self.store().view(&self.inner.id).await?;
-        let history: Vec<Message> = view
-            .messages(branch.as_str())
-            .into_iter()
-            .cloned()
-            .collect();
+        let branch = view.branch(id_or_name).ok_or_else(|| {
+            SessionError::Invalid(format!(
+                "unknown branch {id_or_name:?} in session {}: `weft branch list {}` shows its branches",
+                self.inner.id, self.inner.id
+            ))
+        })?;
+        let cfg = &self.inner.config;
+        let context = cfg.registry.context(&cfg.plan.session.context, &mounted.env)?;
+        let history: Vec<Message> = branch.messages.iter().map(|m| m.message.clone()).collect();
         context.set_messages(history).await;
-        contexts.insert(branch.clone(), context.clone());
-        Ok(context)
+        contexts.insert(branch.branch.id.clone(), (branch.branch.clone(), context.clone()));
+        Ok((branch.branch.clone(), context))
+    }
+
+    /// Forgets cached branch state (after the branches changed), so the next
+    /// turn reloads it from the log.
+    pub async fn invalidate_branches(&self) {
+        self.inner.contexts.lock().await.clear();
     }
 
     async fn repair_unanswered(

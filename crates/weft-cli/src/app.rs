@@ -1,0 +1,171 @@
+//! [`App`]: what every command works with — configuration, the store, the
+//! module registry, the current project — and how a mount plan is chosen
+//! from a profile and the provider flags.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::{Context, bail};
+use weft_core::approval::{ApprovalSystem, DisplaySystem};
+use weft_core::mount::{ModuleSpec, MountPlan};
+use weft_core::profiles::load_profile;
+use weft_core::registry::ModuleRegistry;
+use weft_core::session::Project;
+use weft_core::store::Store;
+use weft_core::{SessionConfig, SessionId};
+
+use crate::config::WeftConfig;
+
+/// Every module weft ships: core, providers and tools.
+pub fn full_registry() -> ModuleRegistry {
+    let mut registry = ModuleRegistry::with_core_modules();
+    weft_providers::register(&mut registry);
+    weft_tools::register(&mut registry);
+    registry
+}
+
+/// The loaded configuration, store and registry.
+pub struct App {
+    /// The configuration.
+    pub config: WeftConfig,
+    /// The weft home.
+    pub home: PathBuf,
+    /// The store.
+    pub store: Arc<dyn Store>,
+    /// Module constructors.
+    pub registry: Arc<ModuleRegistry>,
+    /// The current project.
+    pub project: Project,
+}
+
+/// How to choose a session's mount plan and provider.
+#[derive(Debug, Clone, Default)]
+pub struct PlanChoice {
+    /// A profile name (default: the configured one, else `base`).
+    pub profile: Option<String>,
+    /// A mount-plan file (instead of a profile).
+    pub mount_plan: Option<PathBuf>,
+    /// A provider (`anthropic`, `openai`, `ollama`, `scripted`).
+    pub provider: Option<String>,
+    /// A model.
+    pub model: Option<String>,
+    /// A base URL for the provider.
+    pub base_url: Option<String>,
+    /// A script for provider-scripted.
+    pub script: Option<PathBuf>,
+}
+
+impl App {
+    /// Loads configuration and opens the store.
+    pub fn load(home: Option<PathBuf>, store_kind: Option<&str>) -> anyhow::Result<Self> {
+        let home = home.unwrap_or_else(weft_store::default_weft_home);
+        let config = WeftConfig::load(&home, store_kind)?;
+        let store = weft_store::open_store(&config.store, &home)
+            .with_context(|| format!("cannot open the {:?} store under {}", config.store.kind, home.display()))?;
+        Ok(Self {
+            config,
+            home,
+            store,
+            registry: Arc::new(full_registry()),
+            project: Project::current(),
+        })
+    }
+
+    /// Resolves an id or unique prefix.
+    pub async fn resolve(&self, id_or_prefix: &str) -> anyhow::Result<SessionId> {
+        Ok(self.store.resolve(id_or_prefix).await?)
+    }
+
+    /// The plan and profile name for `choice`.
+    pub async fn plan(&self, choice: &PlanChoice) -> anyhow::Result<(MountPlan, String)> {
+        let (mut plan, profile) = match &choice.mount_plan {
+            Some(path) => {
+                let parsed = MountPlan::load(path)?;
+                let name = path
+                    .file_stem()
+                    .and_then(|s| s.to_str())
+                    .unwrap_or("custom")
+                    .to_string();
+                (parsed.plan, name)
+            }
+            None => {
+                let name = choice
+                    .profile
+                    .clone()
+                    .or_else(|| self.config.profile.clone())
+                    .unwrap_or_else(|| "base".into());
+                (load_profile(&name, &self.home)?.plan, name)
+            }
+        };
+        let provider = choice.provider.clone().or_else(|| {
+            // A script implies the scripted provider.
+            if choice.script.is_some() {
+                Some("scripted".into())
+            } else if plan.providers.is_empty() {
+                self.config.provider.clone()
+            } else {
+                None
+            }
+        });
+        let model = choice.model.clone().or_else(|| self.config.model.clone());
+        match provider {
+            Some(name) => {
+                let module = weft_providers::provider_module_name(&name).with_context(|| {
+                    format!("unknown provider {name:?}: use anthropic, openai, ollama or scripted")
+                })?;
+                let mut spec = ModuleSpec::named(module);
+                if let Some(script) = &choice.script {
+                    let absolute = absolute(script)?;
+                    spec.config.insert("script".into(), absolute.display().to_string().into());
+                } else if module == weft_providers::scripted::MODULE {
+                    bail!("the scripted provider needs a script: pass --script FILE");
+                }
+                plan.providers = vec![spec];
+            }
+            None if plan.providers.is_empty() => {
+                plan.providers = vec![weft_providers::auto_select().await?];
+            }
+            None => {}
+        }
+        if let Some(first) = plan.providers.first_mut() {
+            if let Some(model) = &model {
+                first.config.insert("model".into(), model.clone().into());
+            }
+            if let Some(url) = &choice.base_url {
+                first.config.insert("base_url".into(), url.clone().into());
+            }
+        }
+        Ok((plan, profile))
+    }
+
+    /// A session config for `plan` in this app's store and project.
+    pub fn session_config(
+        &self,
+        plan: MountPlan,
+        profile: String,
+        approval: Option<Arc<dyn ApprovalSystem>>,
+        display: Option<Arc<dyn DisplaySystem>>,
+    ) -> SessionConfig {
+        let mut config = SessionConfig::new(plan, self.store.clone(), self.registry.clone());
+        config.profile = profile;
+        config.project = self.project.clone();
+        config.approval = approval;
+        config.display = display;
+        config.user = Some(self.config.user_name());
+        config
+    }
+}
+
+fn absolute(path: &Path) -> anyhow::Result<PathBuf> {
+    let p = if path.is_absolute() {
+        path.to_path_buf()
+    } else {
+        std::env::current_dir()
+            .context("cannot read the current directory")?
+            .join(path)
+    };
+    if !p.is_file() {
+        bail!("script {} does not exist: pass the path of a JSON or YAML script", p.display());
+    }
+    Ok(p)
+}

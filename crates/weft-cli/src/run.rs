@@ -1,0 +1,267 @@
+//! Running prompts: `weft run`, `weft continue`, `weft session resume`, and
+//! the interactive mode (bare `weft`).
+
+use std::io::Read;
+use std::sync::Arc;
+
+use anyhow::{Context, bail};
+use serde_json::json;
+use weft_core::store::{ForkPoint, ListFilter, ListQuery};
+use weft_core::{Session, SessionError, SessionId};
+
+use crate::app::{App, PlanChoice};
+use crate::term::{TerminalDisplay, approval, attach_printer, execute_with_ctrl_c};
+
+/// How a command prints its result.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Default)]
+pub enum OutputFormat {
+    /// Streamed text.
+    #[default]
+    Text,
+    /// One JSON object at the end.
+    Json,
+}
+
+/// Options shared by the commands that run prompts.
+#[derive(Debug, Clone, Default)]
+pub struct RunOptions {
+    /// Plan and provider choice.
+    pub choice: PlanChoice,
+    /// A name for a new session.
+    pub name: Option<String>,
+    /// Output format.
+    pub output: OutputFormat,
+    /// The branch to run on.
+    pub branch: Option<String>,
+    /// Allow everything that needs approval.
+    pub yes: bool,
+    /// Stream thinking to stderr.
+    pub show_thinking: bool,
+}
+
+/// Opens a session: a new one, or `resume` (its profile unless the flags
+/// choose another).
+pub async fn open_session(
+    app: &App,
+    opts: &RunOptions,
+    resume: Option<&SessionId>,
+) -> anyhow::Result<Session> {
+    let mut choice = opts.choice.clone();
+    if let Some(id) = resume {
+        let meta = app.store.get(id).await?;
+        if choice.profile.is_none() && choice.mount_plan.is_none() {
+            choice.profile = Some(meta.profile.clone());
+        }
+    }
+    let (plan, profile) = app.plan(&choice).await?;
+    let mut config = app.session_config(
+        plan,
+        profile,
+        Some(approval(opts.yes)),
+        Some(Arc::new(TerminalDisplay)),
+    );
+    config.session_id = resume.cloned();
+    config.name = opts.name.clone();
+    config.model = choice.model.clone().or_else(|| app.config.model.clone());
+    let session = Session::new(config);
+    session
+        .initialize()
+        .await
+        .context("cannot start the session")?;
+    if resume.is_some()
+        && let Some(name) = &opts.name
+    {
+        app.store
+            .update_meta(
+                session.id(),
+                weft_core::record::MetaPatch {
+                    name: Some(name.clone()),
+                    ..Default::default()
+                },
+            )
+            .await?;
+    }
+    Ok(session)
+}
+
+/// Reads the prompt: the argument, or stdin when it is `-`.
+pub fn read_prompt(prompt: &str) -> anyhow::Result<String> {
+    if prompt == "-" {
+        let mut text = String::new();
+        std::io::stdin()
+            .read_to_string(&mut text)
+            .context("cannot read the prompt from stdin")?;
+        Ok(text)
+    } else {
+        Ok(prompt.to_string())
+    }
+}
+
+/// Runs one prompt in `session`, prints the answer, and ends the session.
+pub async fn run_once(app: &App, session: Session, opts: &RunOptions, prompt: &str) -> anyhow::Result<()> {
+    if prompt.trim().is_empty() {
+        bail!("the prompt is empty: pass the prompt as an argument, or - to read it from stdin");
+    }
+    let printer = (opts.output == OutputFormat::Text).then(|| attach_printer(&session, opts.show_thinking));
+    let result = execute_with_ctrl_c(&session, opts.branch.as_deref(), prompt).await;
+    if let Some(p) = &printer {
+        p.finish();
+    }
+    let cancelled = matches!(&result, Err(e) if e.is_cancelled());
+    if let Err(e) = &result
+        && !cancelled
+    {
+        session.fail(&e.to_string()).await?;
+    }
+    session.cleanup().await?;
+    let meta = app.store.get(session.id()).await?;
+    match (&result, opts.output) {
+        (Ok(answer), OutputFormat::Json) => {
+            println!(
+                "{}",
+                json!({
+                    "session_id": meta.id,
+                    "answer": answer,
+                    "status": meta.status,
+                    "turns": meta.turn_count,
+                    "messages": meta.message_count,
+                    "usage": meta.usage,
+                    "name": meta.name,
+                })
+            );
+        }
+        (Ok(_), OutputFormat::Text) => eprintln!("session {}", meta.id),
+        (Err(_), _) => eprintln!("session {}", meta.id),
+    }
+    match result {
+        Ok(_) => Ok(()),
+        Err(SessionError::Cancelled) => {
+            eprintln!("cancelled");
+            std::process::exit(130)
+        }
+        Err(e) if e.is_cancelled() => std::process::exit(130),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// The most recent top-level session of the current project.
+pub async fn latest_session(app: &App) -> anyhow::Result<SessionId> {
+    let page = app
+        .store
+        .list(&ListQuery {
+            filter: ListFilter {
+                project: Some(app.project.slug.clone()),
+                top_level_only: true,
+                ..Default::default()
+            },
+            cursor: None,
+            limit: 1,
+        })
+        .await?;
+    page.sessions
+        .into_iter()
+        .next()
+        .map(|m| m.id)
+        .with_context(|| {
+            format!(
+                "no session to continue in {}: start one with `weft run \"prompt\"`",
+                app.project.dir
+            )
+        })
+}
+
+const HELP: &str = "commands: /help, /id, /rename NAME, /fork [TURN], /branch [NAME], /exit (or Ctrl-D); Ctrl-C cancels the running turn";
+
+/// The interactive mode: a line editor with history, streaming answers.
+pub async fn interactive(app: &App, opts: RunOptions, resume: Option<SessionId>) -> anyhow::Result<()> {
+    let mut session = open_session(app, &opts, resume.as_ref()).await?;
+    let mut branch = opts.branch.clone();
+    let history = app.home.join("history");
+    let mut editor = rustyline::DefaultEditor::new().context("cannot start the line editor")?;
+    let _ = editor.load_history(&history);
+    let mut printer = attach_printer(&session, opts.show_thinking);
+    eprintln!(
+        "weft — session {} ({}). {HELP}",
+        session.id(),
+        if session.is_resumed() { "resumed" } else { "new" }
+    );
+    loop {
+        let label = branch.as_deref().unwrap_or("");
+        let prompt = if label.is_empty() { "weft> ".to_string() } else { format!("weft[{label}]> ") };
+        let line = tokio::task::block_in_place(|| editor.readline(&prompt));
+        let line = match line {
+            Ok(line) => line,
+            Err(rustyline::error::ReadlineError::Interrupted) => continue,
+            Err(rustyline::error::ReadlineError::Eof) => break,
+            Err(e) => return Err(e).context("cannot read input"),
+        };
+        let text = line.trim();
+        if text.is_empty() {
+            continue;
+        }
+        let _ = editor.add_history_entry(text);
+        if let Some(command) = text.strip_prefix('/') {
+            let (name, arg) = command.split_once(' ').unwrap_or((command, ""));
+            let arg = arg.trim();
+            match name {
+                "exit" | "quit" => break,
+                "help" => eprintln!("{HELP}"),
+                "id" => eprintln!("session {}", session.id()),
+                "rename" => {
+                    if let Err(e) = crate::session_cmd::rename(app, session.id(), arg).await {
+                        eprintln!("error: {e:#}");
+                    }
+                }
+                "fork" => {
+                    let point = if arg.is_empty() {
+                        ForkPoint::End
+                    } else {
+                        match arg.parse::<u64>() {
+                            Ok(turn) => ForkPoint::Turn(turn),
+                            Err(_) => {
+                                eprintln!("error: /fork takes a turn number");
+                                continue;
+                            }
+                        }
+                    };
+                    match app.store.fork(session.id(), point, None, None).await {
+                        Ok(meta) => {
+                            session.cleanup().await?;
+                            session = open_session(app, &opts, Some(&meta.id)).await?;
+                            printer = attach_printer(&session, opts.show_thinking);
+                            eprintln!("forked into session {}; now working in it", meta.id);
+                        }
+                        Err(e) => eprintln!("error: {e}"),
+                    }
+                }
+                "branch" => {
+                    let view = session.view().await?;
+                    if arg.is_empty() {
+                        for b in &view.branches {
+                            let mark = if b.branch.id == view.meta.default_branch { "*" } else { " " };
+                            eprintln!("{mark} {} ({} messages)", b.branch.name, b.messages.len());
+                        }
+                    } else if view.branch(arg).is_some() {
+                        branch = Some(arg.to_string());
+                        eprintln!("now on branch {arg}");
+                    } else {
+                        eprintln!("error: no branch {arg:?}: `weft branch new {} {arg}` makes one", session.id());
+                    }
+                }
+                other => eprintln!("unknown command /{other}: {HELP}"),
+            }
+            continue;
+        }
+        let result = execute_with_ctrl_c(&session, branch.as_deref(), text).await;
+        printer.finish();
+        match result {
+            Ok(_) => {}
+            Err(e) if e.is_cancelled() => eprintln!("(turn cancelled)"),
+            Err(e) => eprintln!("error: {e}"),
+        }
+    }
+    let _ = editor.save_history(&history);
+    session.cleanup().await?;
+    eprintln!("session {}", session.id());
+    Ok(())
+}

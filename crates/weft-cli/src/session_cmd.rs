@@ -1,0 +1,529 @@
+//! `weft session …`: list, show, fork, delete, cleanup, rename, search,
+//! export.
+
+use std::io::{IsTerminal, Write};
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use chrono::Local;
+use serde_json::json;
+use weft_core::message::{ContentBlock, Message, Role};
+use weft_core::record::MetaPatch;
+use weft_core::session::{SessionMeta, SessionStatus};
+use weft_core::store::{
+    DeleteOptions, ForkPoint, ListCursor, ListFilter, ListQuery, SearchQuery,
+};
+use weft_core::view::{SessionView, turn_starts};
+use weft_core::SessionId;
+
+use crate::app::App;
+
+/// The longest session name.
+pub const MAX_NAME_CHARS: usize = 50;
+
+/// Options of `weft session list`.
+#[derive(Debug, Clone, Default)]
+pub struct ListOptions {
+    /// Include delegated sub-sessions.
+    pub all: bool,
+    /// How many to show.
+    pub limit: usize,
+    /// Every project, not just the current one.
+    pub all_projects: bool,
+    /// Children indented under their parents.
+    pub tree: bool,
+    /// Only this status.
+    pub status: Option<SessionStatus>,
+    /// JSON output.
+    pub json: bool,
+}
+
+fn truncate(s: &str, max: usize) -> String {
+    let s = s.replace(['\n', '\r', '\t'], " ");
+    if s.chars().count() > max {
+        format!("{}…", s.chars().take(max.saturating_sub(1)).collect::<String>())
+    } else {
+        s
+    }
+}
+
+fn local_time(t: &chrono::DateTime<chrono::Utc>) -> String {
+    t.with_timezone(&Local).format("%Y-%m-%d %H:%M").to_string()
+}
+
+fn row(meta: &SessionMeta, indent: usize) -> String {
+    format!(
+        "{:<width$}  {:<16}  {:<10}  {:>8}  {:<40}  {}",
+        format!("{}{}", "  ".repeat(indent), meta.id),
+        local_time(&meta.created_at),
+        truncate(&meta.profile, 10),
+        meta.message_count,
+        truncate(meta.last_prompt.as_deref().unwrap_or(""), 40),
+        meta.name.as_deref().unwrap_or(""),
+        width = 36 + 2 * indent.min(4),
+    )
+}
+
+const HEADER: &str = "ID                                    Created           Profile     Messages  Last prompt                               Name";
+
+/// `weft session list`.
+pub async fn list(app: &App, opts: &ListOptions) -> anyhow::Result<()> {
+    let filter = ListFilter {
+        project: (!opts.all_projects).then(|| app.project.slug.clone()),
+        status: opts.status,
+        top_level_only: !opts.all || opts.tree,
+        ..Default::default()
+    };
+    let page = app
+        .store
+        .list(&ListQuery {
+            filter,
+            cursor: None,
+            limit: opts.limit.max(1),
+        })
+        .await?;
+    if opts.json {
+        let mut out = Vec::new();
+        for meta in &page.sessions {
+            let mut v = serde_json::to_value(meta)?;
+            if opts.tree {
+                v["children"] = serde_json::to_value(children(app, &meta.id).await?)?;
+            }
+            out.push(v);
+        }
+        println!("{}", serde_json::to_string_pretty(&out)?);
+        return Ok(());
+    }
+    if page.sessions.is_empty() {
+        eprintln!(
+            "no sessions{}: start one with `weft run \"prompt\"`",
+            if opts.all_projects { String::new() } else { format!(" in {}", app.project.dir) }
+        );
+        return Ok(());
+    }
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "{HEADER}")?;
+    for meta in &page.sessions {
+        writeln!(out, "{}", row(meta, 0))?;
+        if opts.tree {
+            print_tree(app, &meta.id, 1, &mut out).await?;
+        }
+    }
+    if page.next_cursor.is_some() {
+        writeln!(out, "… more sessions: raise --limit")?;
+    }
+    Ok(())
+}
+
+async fn children(app: &App, parent: &SessionId) -> anyhow::Result<Vec<SessionMeta>> {
+    let mut out = Vec::new();
+    let mut cursor: Option<ListCursor> = None;
+    loop {
+        let page = app
+            .store
+            .list(&ListQuery {
+                filter: ListFilter {
+                    parent_id: Some(parent.clone()),
+                    ..Default::default()
+                },
+                cursor,
+                limit: 200,
+            })
+            .await?;
+        out.extend(page.sessions);
+        match page.next_cursor {
+            Some(c) => cursor = Some(c),
+            None => break,
+        }
+    }
+    Ok(out)
+}
+
+async fn print_tree(
+    app: &App,
+    parent: &SessionId,
+    depth: usize,
+    out: &mut impl Write,
+) -> anyhow::Result<()> {
+    // Depth-first, in listing order: push children reversed, print on pop.
+    let mut stack: Vec<(SessionMeta, usize)> = children(app, parent)
+        .await?
+        .into_iter()
+        .rev()
+        .map(|m| (m, depth))
+        .collect();
+    while let Some((meta, d)) = stack.pop() {
+        writeln!(out, "{}", row(&meta, d))?;
+        if d < 16 {
+            for kid in children(app, &meta.id).await?.into_iter().rev() {
+                stack.push((kid, d + 1));
+            }
+        }
+    }
+    Ok(())
+}
+
+fn block_text(block: &ContentBlock) -> String {
+    match block {
+        ContentBlock::Text { text } => text.clone(),
+        ContentBlock::Thinking { thinking, .. } => format!("(thinking) {thinking}"),
+        ContentBlock::ToolCall { name, arguments, .. } => format!("→ {name}({arguments})"),
+        ContentBlock::ToolResult { output, is_error, .. } => {
+            if *is_error {
+                format!("← error: {output}")
+            } else {
+                format!("← {output}")
+            }
+        }
+        ContentBlock::Image { .. } => "[image]".into(),
+    }
+}
+
+fn message_text(m: &Message) -> String {
+    m.content.iter().map(block_text).collect::<Vec<_>>().join("\n")
+}
+
+/// `weft session show`.
+pub async fn show(app: &App, id: &str, transcript: bool, json_out: bool) -> anyhow::Result<()> {
+    let id = app.resolve(id).await?;
+    let view = app.store.view(&id).await?;
+    let meta = &view.meta;
+    if json_out {
+        let mut v = json!({"session": meta});
+        if transcript {
+            v["transcript"] = serde_json::to_value(view.messages(meta.default_branch.as_str()))?;
+        }
+        println!("{}", serde_json::to_string_pretty(&v)?);
+        return Ok(());
+    }
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "Session   {}", meta.id)?;
+    if let Some(name) = &meta.name {
+        writeln!(out, "Name      {name}")?;
+    }
+    if let Some(d) = &meta.description {
+        writeln!(out, "About     {d}")?;
+    }
+    writeln!(out, "Status    {}", meta.status)?;
+    writeln!(out, "Project   {}", meta.project.dir)?;
+    writeln!(out, "Profile   {}", meta.profile)?;
+    if let Some(model) = &meta.model {
+        writeln!(out, "Model     {model}")?;
+    }
+    writeln!(out, "Created   {}", local_time(&meta.created_at))?;
+    writeln!(out, "Updated   {}", local_time(&meta.updated_at))?;
+    writeln!(out, "Turns     {}   Messages {}", meta.turn_count, meta.message_count)?;
+    writeln!(
+        out,
+        "Tokens    {} in / {} out",
+        meta.usage.input_tokens, meta.usage.output_tokens
+    )?;
+    if let Some(p) = &meta.parent_id {
+        writeln!(out, "Parent    {p}{}", meta.agent_name.as_ref().map(|a| format!(" (agent {a})")).unwrap_or_default())?;
+    }
+    if let Some(f) = &meta.forked_from {
+        writeln!(out, "Forked    from {} at turn {}", f.session_id, f.turn)?;
+    }
+    if let Some(e) = &meta.error_message {
+        writeln!(out, "Error     {e}")?;
+    }
+    if view.branches.len() > 1 {
+        let names: Vec<&str> = view.branches.iter().map(|b| b.branch.name.as_str()).collect();
+        writeln!(out, "Branches  {} (default {})", names.join(", "), meta.default_branch)?;
+    }
+    if transcript {
+        writeln!(out)?;
+        for m in view.messages(meta.default_branch.as_str()) {
+            writeln!(out, "[{}] {}", m.role, message_text(m))?;
+        }
+    }
+    Ok(())
+}
+
+/// `weft session rename`.
+pub async fn rename(app: &App, id: &SessionId, name: &str) -> anyhow::Result<()> {
+    let name = name.trim();
+    if name.is_empty() {
+        bail!("the name is empty: give a name of 1 to {MAX_NAME_CHARS} characters");
+    }
+    if name.chars().count() > MAX_NAME_CHARS {
+        bail!(
+            "the name is {} characters long: names are at most {MAX_NAME_CHARS}",
+            name.chars().count()
+        );
+    }
+    app.store
+        .update_meta(
+            id,
+            MetaPatch {
+                name: Some(name.to_string()),
+                ..Default::default()
+            },
+        )
+        .await?;
+    eprintln!("renamed {id} to {name:?}");
+    Ok(())
+}
+
+fn ask_yes(question: &str) -> anyhow::Result<bool> {
+    eprint!("{question} [y/N]: ");
+    std::io::stderr().flush()?;
+    let mut line = String::new();
+    std::io::stdin().read_line(&mut line)?;
+    Ok(matches!(line.trim().to_lowercase().as_str(), "y" | "yes"))
+}
+
+/// `weft session fork`: without a turn, shows the last turns and asks.
+pub async fn fork(
+    app: &App,
+    id: &str,
+    turn: Option<u64>,
+    name: Option<String>,
+    json_out: bool,
+) -> anyhow::Result<()> {
+    let id = app.resolve(id).await?;
+    let turn = match turn {
+        Some(t) => t,
+        None => {
+            let records = app.store.read_all(&id).await?;
+            let view = SessionView::from_records(&records)?;
+            let starts = turn_starts(&records, &view.meta.default_branch);
+            if starts.is_empty() {
+                bail!("session {id} has no turns to fork at");
+            }
+            if !std::io::stdin().is_terminal() {
+                bail!(
+                    "give the turn to fork at: weft session fork {id} TURN (1 to {})",
+                    starts.len()
+                );
+            }
+            let first_shown = starts.len().saturating_sub(10);
+            for (i, seq) in starts.iter().enumerate().skip(first_shown) {
+                let prompt = records
+                    .iter()
+                    .find(|r| r.seq == *seq)
+                    .and_then(|r| r.as_message())
+                    .map(Message::text_content)
+                    .unwrap_or_default();
+                eprintln!("{:>4}  {}", i + 1, truncate(&prompt, 70));
+            }
+            eprint!("fork after turn [1-{}]: ", starts.len());
+            std::io::stderr().flush()?;
+            let mut line = String::new();
+            std::io::stdin().read_line(&mut line)?;
+            line.trim()
+                .parse()
+                .with_context(|| format!("{:?} is not a turn number", line.trim()))?
+        }
+    };
+    if let Some(n) = &name
+        && n.chars().count() > MAX_NAME_CHARS
+    {
+        bail!("the name is longer than {MAX_NAME_CHARS} characters");
+    }
+    let meta = app
+        .store
+        .fork(&id, ForkPoint::Turn(turn), None, name)
+        .await?;
+    if json_out {
+        println!("{}", serde_json::to_string_pretty(&meta)?);
+    } else {
+        println!("{}", meta.id);
+        eprintln!("forked {id} after turn {turn}: resume with `weft session resume {}`", meta.id);
+    }
+    Ok(())
+}
+
+/// `weft session delete`.
+pub async fn delete(app: &App, id: &str, confirm: bool, with_children: bool) -> anyhow::Result<()> {
+    let id = app.resolve(id).await?;
+    let meta = app.store.get(&id).await?;
+    if !confirm {
+        if !std::io::stdin().is_terminal() {
+            bail!("refusing to delete {id} without confirmation: pass --confirm");
+        }
+        if !ask_yes(&format!(
+            "delete session {id} ({}, {} messages)?",
+            meta.label(),
+            meta.message_count
+        ))? {
+            eprintln!("kept {id}");
+            return Ok(());
+        }
+    }
+    let removed = app
+        .store
+        .delete(
+            &id,
+            DeleteOptions {
+                with_children,
+                unless_active: false,
+            },
+        )
+        .await?;
+    for r in &removed {
+        println!("{r}");
+    }
+    eprintln!("deleted {} session(s)", removed.len());
+    Ok(())
+}
+
+/// `weft session cleanup`.
+pub async fn cleanup(app: &App, days: u64, dry_run: bool) -> anyhow::Result<()> {
+    let report = app
+        .store
+        .cleanup(Duration::from_secs(days.saturating_mul(86_400)), dry_run)
+        .await?;
+    for id in &report.removed {
+        println!("{id}");
+    }
+    eprintln!(
+        "{} {} session(s) older than {days} day(s){}",
+        if dry_run { "would remove" } else { "removed" },
+        report.removed.len(),
+        if report.kept_active.is_empty() {
+            String::new()
+        } else {
+            format!("; kept {} active one(s)", report.kept_active.len())
+        }
+    );
+    Ok(())
+}
+
+/// `weft session search`.
+pub async fn search(app: &App, text: &str, all_projects: bool, limit: usize, json_out: bool) -> anyhow::Result<()> {
+    if text.trim().is_empty() {
+        bail!("the search text is empty: give one or more words to find");
+    }
+    let hits = app
+        .store
+        .search(&SearchQuery {
+            text: text.to_string(),
+            project: (!all_projects).then(|| app.project.slug.clone()),
+            limit,
+        })
+        .await?;
+    if json_out {
+        println!("{}", serde_json::to_string_pretty(&hits)?);
+        return Ok(());
+    }
+    if hits.is_empty() {
+        eprintln!("no messages match {text:?}{}", if all_projects { "" } else { " in this project (try --all-projects)" });
+        return Ok(());
+    }
+    let mut out = std::io::stdout().lock();
+    for h in hits {
+        writeln!(
+            out,
+            "{}  {:<20}  [{}] {}",
+            h.session_id,
+            truncate(h.session_name.as_deref().unwrap_or(""), 20),
+            h.role,
+            h.snippet
+        )?;
+    }
+    Ok(())
+}
+
+/// Export formats.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ExportFormat {
+    /// Markdown transcript.
+    Md,
+    /// One JSON document: metadata, branches, state.
+    Json,
+    /// The session log, one record per line.
+    Jsonl,
+}
+
+/// `weft session export`.
+pub async fn export(app: &App, id: &str, format: ExportFormat, output: Option<&std::path::Path>) -> anyhow::Result<()> {
+    let id = app.resolve(id).await?;
+    let records = app.store.read_all(&id).await?;
+    let view = SessionView::from_records(&records)?;
+    let text = match format {
+        ExportFormat::Jsonl => {
+            let mut s = String::new();
+            for r in &records {
+                s.push_str(&serde_json::to_string(r)?);
+                s.push('\n');
+            }
+            s
+        }
+        ExportFormat::Json => {
+            let branches: Vec<_> = view
+                .branches
+                .iter()
+                .map(|b| {
+                    json!({
+                        "branch": b.branch,
+                        "messages": b.messages.iter().map(|m| &m.message).collect::<Vec<_>>(),
+                    })
+                })
+                .collect();
+            serde_json::to_string_pretty(&json!({
+                "session": view.meta,
+                "branches": branches,
+                "state": view.state,
+            }))? + "\n"
+        }
+        ExportFormat::Md => markdown(&view),
+    };
+    match output {
+        Some(path) => {
+            std::fs::write(path, text).with_context(|| format!("cannot write {}", path.display()))?;
+            eprintln!("exported {id} to {}", path.display());
+        }
+        None => std::io::stdout().lock().write_all(text.as_bytes())?,
+    }
+    Ok(())
+}
+
+fn markdown(view: &SessionView) -> String {
+    let meta = &view.meta;
+    let mut s = format!("# {}\n\n", meta.name.as_deref().unwrap_or("weft session"));
+    s.push_str(&format!("- id: `{}`\n- created: {}\n- profile: {}\n", meta.id, meta.created_at.to_rfc3339(), meta.profile));
+    if let Some(m) = &meta.model {
+        s.push_str(&format!("- model: {m}\n"));
+    }
+    s.push_str(&format!("- status: {}\n- turns: {}\n\n", meta.status, meta.turn_count));
+    for b in &view.branches {
+        if view.branches.len() > 1 {
+            s.push_str(&format!("## Branch {}\n\n", b.branch.name));
+        }
+        let mut turn = 0;
+        for lm in &b.messages {
+            let m = &lm.message;
+            match m.role {
+                Role::User => {
+                    turn += 1;
+                    s.push_str(&format!("### Turn {turn}\n\n**User:** {}\n\n", m.text_content()));
+                }
+                Role::Assistant => {
+                    for block in &m.content {
+                        match block {
+                            ContentBlock::Text { text } => s.push_str(&format!("**Assistant:** {text}\n\n")),
+                            ContentBlock::ToolCall { name, arguments, .. } => {
+                                s.push_str(&format!("> tool call `{name}`\n>\n> ```json\n> {arguments}\n> ```\n\n"))
+                            }
+                            ContentBlock::Thinking { thinking, .. } => {
+                                s.push_str(&format!("<details><summary>thinking</summary>\n\n{thinking}\n\n</details>\n\n"))
+                            }
+                            _ => {}
+                        }
+                    }
+                }
+                Role::Tool => {
+                    for block in &m.content {
+                        if let ContentBlock::ToolResult { output, is_error, .. } = block {
+                            let label = if *is_error { "tool error" } else { "tool result" };
+                            s.push_str(&format!("<details><summary>{label}</summary>\n\n```\n{output}\n```\n\n</details>\n\n"));
+                        }
+                    }
+                }
+                Role::System => s.push_str(&format!("_system: {}_\n\n", m.text_content())),
+            }
+        }
+    }
+    s
+}
