@@ -1,0 +1,111 @@
+//! `weft-bench kernel`: the kernel's overhead per turn.
+//!
+//! One session runs `--turns` prompts against provider-scripted with zero
+//! delay, so the time measured is weft's own: the hook registry, the
+//! orchestrator loop, the context manager and the log appends. Two
+//! workloads: `text_turn` (prompt → answer) and `tool_turn` (prompt → tool
+//! call → result → answer), each on the memory store (pure kernel) and the
+//! fs store (kernel plus durable appends).
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use async_trait::async_trait;
+use serde_json::{Value, json};
+use weft_core::memory::MemoryStore;
+use weft_core::mount::{MountPlan, PlanFormat};
+use weft_core::registry::ModuleRegistry;
+use weft_core::store::Store;
+use weft_core::tool::{Tool, ToolContext, ToolOutput};
+use weft_core::{Session, SessionConfig};
+
+/// Flags of `weft-bench kernel`.
+#[derive(clap::Args, Debug, Clone)]
+pub struct KernelBenchArgs {
+    /// Prompts per workload.
+    #[arg(long, default_value_t = 2000)]
+    pub turns: usize,
+    /// Skip the fs store runs.
+    #[arg(long)]
+    pub memory_only: bool,
+}
+
+struct NoopTool;
+
+#[async_trait]
+impl Tool for NoopTool {
+    fn name(&self) -> &str {
+        "noop"
+    }
+    fn description(&self) -> &str {
+        "does nothing"
+    }
+    fn input_schema(&self) -> Value {
+        json!({"type": "object"})
+    }
+    async fn execute(&self, _input: Value, _ctx: &ToolContext) -> ToolOutput {
+        ToolOutput::ok("ok")
+    }
+}
+
+fn plan(turns: usize, with_tools: bool) -> anyhow::Result<MountPlan> {
+    let mut responses = Vec::with_capacity(turns * 2);
+    for i in 0..turns {
+        if with_tools {
+            responses.push(json!({"tool_calls": [{"name": "noop", "arguments": {"i": i}}]}));
+        }
+        responses.push(json!({"text": format!("answer {i}: the quick brown fox jumps over the lazy dog")}));
+    }
+    let text = json!({
+        "session": {"orchestrator": "loop-basic", "context": "context-simple"},
+        "providers": [{"module": "provider-scripted", "config": {"responses": responses}}],
+        "tools": ["tool-noop"],
+    });
+    Ok(MountPlan::parse(&text.to_string(), PlanFormat::Json)?.plan)
+}
+
+async fn one(store: Arc<dyn Store>, store_name: &str, turns: usize, with_tools: bool) -> anyhow::Result<()> {
+    let mut registry = ModuleRegistry::with_core_modules();
+    weft_providers::register(&mut registry);
+    registry.register_tool("tool-noop", |_, _| Ok(vec![Arc::new(NoopTool) as Arc<dyn Tool>]));
+    let session = Session::new(SessionConfig::new(plan(turns, with_tools)?, store, Arc::new(registry)));
+    session.initialize().await?;
+    // Warm up outside the measurement? Every turn is measured: the first
+    // turn's one-time costs are part of the figure and amortised.
+    let start = Instant::now();
+    for i in 0..turns {
+        session.execute(&format!("prompt {i}")).await?;
+    }
+    let elapsed = start.elapsed();
+    session.cleanup().await?;
+    let per_turn_us = elapsed.as_secs_f64() * 1e6 / turns as f64;
+    println!(
+        "{}",
+        json!({
+            "bench": "kernel",
+            "workload": if with_tools { "tool_turn" } else { "text_turn" },
+            "store": store_name,
+            "turns": turns,
+            "seconds": elapsed.as_secs_f64(),
+            "turns_per_s": turns as f64 / elapsed.as_secs_f64(),
+            "us_per_turn": per_turn_us,
+        })
+    );
+    Ok(())
+}
+
+/// Runs the kernel workloads, printing one JSON line per figure.
+pub async fn run(args: KernelBenchArgs) -> anyhow::Result<()> {
+    for with_tools in [false, true] {
+        one(Arc::new(MemoryStore::new()), "memory", args.turns, with_tools).await?;
+        if !args.memory_only {
+            let dir = tempfile::tempdir()?;
+            let store = weft_store::open_store(
+                &weft_store::StoreConfig::default(),
+                dir.path(),
+            )?;
+            one(store, "fs", args.turns, with_tools).await?;
+        }
+    }
+    Ok(())
+}
