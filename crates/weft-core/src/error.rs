@@ -20,6 +20,9 @@ pub enum SessionError {
     /// An id was malformed.
     #[error(transparent)]
     InvalidId(#[from] IdError),
+    /// A branch or mail operation was refused.
+    #[error(transparent)]
+    Branch(#[from] crate::branches::BranchError),
     /// The turn was cancelled.
     #[error("the turn was cancelled")]
     Cancelled,

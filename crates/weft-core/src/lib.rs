@@ -42,6 +42,7 @@
 #![warn(missing_docs)]
 
 pub mod approval;
+pub mod branches;
 pub mod context;
 pub mod error;
 pub mod hooks;

@@ -70,6 +70,32 @@ impl SessionLog {
         kinds: Vec<RecordKind>,
     ) -> Result<(Vec<Record>, SessionMeta), StoreError> {
         let mut head = self.inner.head.lock().await;
+        self.write(&mut head, kinds).await
+    }
+
+    /// Appends `kinds` only if the head is still `expected` (the head a
+    /// caller read its view at); otherwise [`StoreError::Conflict`].
+    pub async fn append_at(
+        &self,
+        expected: u64,
+        kinds: Vec<RecordKind>,
+    ) -> Result<(Vec<Record>, SessionMeta), StoreError> {
+        let mut head = self.inner.head.lock().await;
+        if *head != expected {
+            return Err(StoreError::Conflict {
+                id: self.inner.id.to_string(),
+                expected,
+                actual: *head,
+            });
+        }
+        self.write(&mut head, kinds).await
+    }
+
+    async fn write(
+        &self,
+        head: &mut u64,
+        kinds: Vec<RecordKind>,
+    ) -> Result<(Vec<Record>, SessionMeta), StoreError> {
         let records = Record::batch(*head, kinds);
         let meta = self
             .inner

@@ -28,6 +28,7 @@ use async_trait::async_trait;
 use serde_json::{Map, Value, json};
 use tokio_util::sync::CancellationToken;
 
+use crate::branches;
 use crate::approval::{ApprovalSystem, DisplayLevel, DisplaySystem, TracingDisplay};
 use crate::context::ContextManager;
 use crate::error::SessionError;
@@ -442,7 +443,18 @@ impl Session {
                     .system_instruction()
                     .map(str::to_string)
             }),
-            tools: mounted.tools.clone(),
+            tools: if branch_settings.tools.is_empty() {
+                mounted.tools.clone()
+            } else {
+                Arc::new(
+                    mounted
+                        .tools
+                        .iter()
+                        .filter(|(name, _)| branch_settings.tools.contains(name))
+                        .map(|(n, t)| (n.clone(), t.clone()))
+                        .collect(),
+                )
+            },
             context,
             hooks: self.inner.hooks.clone(),
             log: mounted.log.clone(),
@@ -626,6 +638,109 @@ impl Session {
         Ok(())
     }
 
+    // ---- branches and mail ----------------------------------------------
+
+    /// Applies a view-dependent change atomically through this session's
+    /// log (see [`crate::store::update_session`]); cached branch state is
+    /// reloaded before the next turn.
+    pub async fn update_with<T, F>(&self, mut change: F) -> Result<T, SessionError>
+    where
+        F: FnMut(&SessionView) -> Result<(T, Vec<RecordKind>), SessionError> + Send,
+        T: Send,
+    {
+        let log = &self.mounted()?.log;
+        let mut attempt = 0;
+        loop {
+            let head = log.head().await;
+            let records = self.store().read(&self.inner.id, 1, Some(head as usize)).await?;
+            let view = SessionView::from_records(&records).map_err(StoreError::from)?;
+            let (value, kinds) = change(&view)?;
+            if kinds.is_empty() {
+                return Ok(value);
+            }
+            match log.append_at(head, kinds).await {
+                Ok(_) => {
+                    self.invalidate_branches().await;
+                    return Ok(value);
+                }
+                Err(e) if e.is_conflict() && attempt < crate::store::UPDATE_ATTEMPTS => {
+                    attempt += 1;
+                    if log.head().await == head {
+                        // Another process wrote: take its records.
+                        log.refresh().await?;
+                    }
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+
+    /// Makes a branch.
+    pub async fn new_branch(&self, spec: branches::NewBranch) -> Result<Branch, SessionError> {
+        self.update_with(|view| Ok(branches::new_branch(view, spec.clone(), chrono::Utc::now())?))
+            .await
+    }
+
+    /// Removes a branch (the first remaining one becomes the default if it
+    /// was the default).
+    pub async fn remove_branch(&self, id_or_name: &str) -> Result<(), SessionError> {
+        self.update_with(|view| Ok(((), branches::remove_branch(view, id_or_name)?)))
+            .await
+    }
+
+    /// Makes a branch the default.
+    pub async fn change_default_branch(&self, id_or_name: &str) -> Result<(), SessionError> {
+        self.update_with(|view| Ok(((), branches::change_default_branch(view, id_or_name)?)))
+            .await
+    }
+
+    /// A branch and its messages.
+    pub async fn get_branch(&self, id_or_name: &str) -> Result<crate::view::BranchView, SessionError> {
+        let view = self.view().await?;
+        view.branch(id_or_name)
+            .cloned()
+            .ok_or_else(|| branches::BranchError::UnknownBranch(id_or_name.to_string()).into())
+    }
+
+    /// Clones a branch into a new one (LionAGI `split`).
+    pub async fn split(&self, source: &str, name: Option<String>) -> Result<Branch, SessionError> {
+        self.update_with(|view| Ok(branches::split(view, source, name.clone(), chrono::Utc::now())?))
+            .await
+    }
+
+    /// The messages of several branches in log order (LionAGI
+    /// `concat_messages`).
+    pub async fn concat_messages(
+        &self,
+        branch_names: Option<&[String]>,
+        exclude_clone: bool,
+        exclude_load: bool,
+    ) -> Result<Vec<branches::SeqMessage>, SessionError> {
+        let view = self.view().await?;
+        Ok(branches::concat_messages(&view, branch_names, exclude_clone, exclude_load)?)
+    }
+
+    /// Sends mail from one branch to another (`to = None`: broadcast).
+    pub async fn send_mail(
+        &self,
+        from: &str,
+        to: Option<&str>,
+        category: crate::session::MailCategory,
+        item: Value,
+    ) -> Result<crate::session::Mail, SessionError> {
+        self.update_with(|view| {
+            Ok(branches::send_mail(view, from, to, category, item.clone(), chrono::Utc::now())?)
+        })
+        .await
+    }
+
+    /// Delivers waiting mail (`to`/`from` None: every branch); returns how
+    /// many deliveries were made.
+    pub async fn collect_mail(&self, to: Option<&str>, from: Option<&str>) -> Result<usize, SessionError> {
+        self.update_with(|view| Ok(branches::collect_mail(view, to, from, chrono::Utc::now())?))
+            .await
+    }
+
     // ---- state -----------------------------------------------------------
 
     fn shared_namespace(&self, key: &str) -> Option<String> {
@@ -686,6 +801,18 @@ impl Session {
             .log
             .append(vec![RecordKind::State(delta)])
             .await?;
+        Ok(())
+    }
+
+    /// Removes every session-local and `temp:` key (recorded in the log, so
+    /// the clear survives a restart). Shared `app:`/`user:` keys stay.
+    pub async fn state_clear(&self) -> Result<(), SessionError> {
+        lock(&self.inner.temp_state).clear();
+        let delta = StateDelta {
+            clear: true,
+            ..Default::default()
+        };
+        self.mounted()?.log.append(vec![RecordKind::State(delta)]).await?;
         Ok(())
     }
 

@@ -734,3 +734,36 @@ pub fn fork_plan(
         records: out,
     })
 }
+
+/// The most attempts [`update_session`] makes before giving up on a
+/// session that keeps changing.
+pub const UPDATE_ATTEMPTS: usize = 16;
+
+/// Applies a view-dependent change atomically: folds the log, lets `change`
+/// compute the records (or refuse), and appends them at the head it read;
+/// a concurrent writer makes it re-read and re-check.
+pub async fn update_session<T, F>(
+    store: &dyn Store,
+    id: &SessionId,
+    mut change: F,
+) -> Result<T, crate::SessionError>
+where
+    F: FnMut(&SessionView) -> Result<(T, Vec<RecordKind>), crate::SessionError> + Send,
+    T: Send,
+{
+    let mut attempt = 0;
+    loop {
+        let records = store.read_all(id).await?;
+        let view = SessionView::from_records(&records).map_err(StoreError::from)?;
+        let head = view.meta.last_seq;
+        let (value, kinds) = change(&view)?;
+        if kinds.is_empty() {
+            return Ok(value);
+        }
+        match store.append(id, head, Record::batch(head, kinds)).await {
+            Ok(_) => return Ok(value),
+            Err(e) if e.is_conflict() && attempt < UPDATE_ATTEMPTS => attempt += 1,
+            Err(e) => return Err(e.into()),
+        }
+    }
+}

@@ -14,7 +14,8 @@
 //! Scripts are JSON or YAML, given by file (`config.script`) or inline
 //! (`config.responses`). Text streams in several deltas. Running out of
 //! responses is a clear error. With `config.mode = "echo"` it answers every
-//! request with the last user message instead.
+//! request with the last user message instead (after `config.delay_ms`, if
+//! set).
 //!
 //! A response may also carry `"error": "message"` to make that call fail
 //! (for testing failure paths).
@@ -117,6 +118,7 @@ pub enum ScriptMode {
 #[derive(Debug)]
 pub struct ScriptedProvider {
     mode: ScriptMode,
+    echo_delay_ms: Option<u64>,
     next: AtomicUsize,
     model: String,
     context_window: usize,
@@ -136,6 +138,7 @@ impl ScriptedProvider {
     fn with_mode(mode: ScriptMode) -> Self {
         Self {
             mode,
+            echo_delay_ms: None,
             next: AtomicUsize::new(0),
             model: "scripted".into(),
             context_window: 200_000,
@@ -174,6 +177,7 @@ impl ScriptedProvider {
         if let Some(model) = spec.config_str("model") {
             provider.model = model.to_string();
         }
+        provider.echo_delay_ms = spec.config_u64("delay_ms");
         if let Some(window) = spec.config_u64("context_window") {
             provider.context_window = window as usize;
         }
@@ -200,6 +204,7 @@ impl ScriptedProvider {
                     n,
                     ScriptedResponse {
                         text: Some(if last.is_empty() { "(empty)".into() } else { last }),
+                        delay_ms: self.echo_delay_ms,
                         ..Default::default()
                     },
                 ))

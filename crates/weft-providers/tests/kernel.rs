@@ -419,3 +419,81 @@ async fn provider_failure_fails_the_turn_and_keeps_the_log_consistent() {
     assert_eq!(msgs.len(), 1, "only the user message; no half answer");
     assert_eq!(session.execute("second").await.unwrap(), "fine now");
 }
+
+fn echo_plan(delay_ms: u64) -> MountPlan {
+    let text = format!(
+        r#"{{"session": {{"orchestrator": "loop-basic", "context": "context-simple"}},
+            "providers": [{{"module": "provider-scripted", "config": {{"mode": "echo", "delay_ms": {delay_ms}}}}}]}}"#
+    );
+    MountPlan::parse(&text, PlanFormat::Json).unwrap().plan
+}
+
+#[tokio::test]
+async fn two_branches_execute_concurrently_without_corrupting_each_other() {
+    let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
+    let session = Session::new(config(echo_plan(100), store.clone()));
+    session.initialize().await.unwrap();
+    session
+        .new_branch(weft_core::branches::NewBranch { name: "left".into(), ..Default::default() })
+        .await
+        .unwrap();
+    session
+        .new_branch(weft_core::branches::NewBranch { name: "right".into(), ..Default::default() })
+        .await
+        .unwrap();
+    let start = Instant::now();
+    let run = |branch: &'static str| {
+        let s = session.clone();
+        async move {
+            for i in 0..3 {
+                let answer = s.execute_on(Some(branch), &format!("{branch} {i}")).await.unwrap();
+                assert_eq!(answer, format!("{branch} {i}"));
+            }
+        }
+    };
+    tokio::join!(run("left"), run("right"));
+    assert!(start.elapsed() < Duration::from_millis(550), "branches ran one after the other: {:?}", start.elapsed());
+
+    let records = store.read_all(session.id()).await.unwrap();
+    for (i, r) in records.iter().enumerate() {
+        assert_eq!(r.seq, i as u64 + 1, "gapless log");
+    }
+    let view = store.view(session.id()).await.unwrap();
+    for branch in ["left", "right"] {
+        let texts: Vec<String> = view.messages(branch).iter().map(|m| m.text_content()).collect();
+        let want: Vec<String> = (0..3)
+            .flat_map(|i| [format!("{branch} {i}"), format!("{branch} {i}")])
+            .collect();
+        assert_eq!(texts, want, "{branch} transcript");
+    }
+    assert!(view.messages("main").is_empty());
+}
+
+#[tokio::test]
+async fn state_scopes_and_persisted_clear() {
+    let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
+    let session = Session::new(config(echo_plan(0), store.clone()));
+    session.initialize().await.unwrap();
+    session.state_set("plain", json!(1)).await.unwrap();
+    session.state_set("agent:planner:step", json!("draft")).await.unwrap();
+    session.state_set("app:theme", json!("dark")).await.unwrap();
+    session.state_set("temp:scratch", json!(true)).await.unwrap();
+    assert_eq!(session.state_get("temp:scratch").await.unwrap(), Some(json!(true)));
+    let all = session.state_all().await.unwrap();
+    assert_eq!(all.len(), 4);
+    // temp: is cleared after a turn and never persisted.
+    session.execute("x").await.unwrap();
+    assert_eq!(session.state_get("temp:scratch").await.unwrap(), None);
+    let view = store.view(session.id()).await.unwrap();
+    assert!(!view.state.contains_key("temp:scratch"));
+    assert_eq!(view.state["agent:planner:step"], "draft");
+    // app: is shared by sessions of the same profile.
+    let other = Session::new(config(echo_plan(0), store.clone()));
+    other.initialize().await.unwrap();
+    assert_eq!(other.state_get("app:theme").await.unwrap(), Some(json!("dark")));
+    assert_eq!(other.state_get("plain").await.unwrap(), None);
+    // A clear is a record: it sticks after a reload.
+    session.state_clear().await.unwrap();
+    let view = store.view(session.id()).await.unwrap();
+    assert!(view.state.is_empty());
+}
