@@ -59,6 +59,7 @@ pub mod record;
 pub mod registry;
 pub mod runtime;
 pub mod session;
+pub mod state;
 pub mod store;
 pub mod tool;
 pub mod view;

@@ -41,6 +41,7 @@ use crate::orchestrator::{Orchestrator, TurnCancel, TurnContext};
 use crate::provider::Provider;
 use crate::record::{RecordKind, StateDelta, StatusChange};
 use crate::registry::{ModuleEnv, ModuleRegistry};
+use crate::state::{StateScope, check_key, scope_of};
 use crate::session::{Branch, Project, SessionMeta, SessionStatus};
 use crate::store::{Store, StoreError};
 use crate::tool::{Delegate, DelegateOutcome, Tool};
@@ -743,17 +744,10 @@ impl Session {
 
     // ---- state -----------------------------------------------------------
 
-    fn shared_namespace(&self, key: &str) -> Option<String> {
-        if key.starts_with("app:") {
-            Some(format!("app:{}", self.inner.config.profile))
-        } else if key.starts_with("user:") {
-            Some(format!(
-                "user:{}",
-                self.inner.config.user.as_deref().unwrap_or("default")
-            ))
-        } else {
-            None
-        }
+    fn scope(&self, key: &str) -> Result<StateScope, SessionError> {
+        check_key(key).map_err(SessionError::Invalid)?;
+        let cfg = &self.inner.config;
+        Ok(scope_of(key, &cfg.profile, cfg.user.as_deref()))
     }
 
     /// Sets a state key. `temp:` keys live in this process until the end of
@@ -786,21 +780,15 @@ impl Session {
         delta: StateDelta,
         temp: impl FnOnce(&mut Map<String, Value>),
     ) -> Result<(), SessionError> {
-        if key.is_empty() {
-            return Err(SessionError::Invalid("a state key cannot be empty".into()));
+        match self.scope(key)? {
+            StateScope::Temp => temp(&mut lock(&self.inner.temp_state)),
+            StateScope::Shared(ns) => {
+                self.store().update_shared_state(&ns, &delta).await?;
+            }
+            StateScope::Session => {
+                self.mounted()?.log.append(vec![RecordKind::State(delta)]).await?;
+            }
         }
-        if key.starts_with("temp:") {
-            temp(&mut lock(&self.inner.temp_state));
-            return Ok(());
-        }
-        if let Some(ns) = self.shared_namespace(key) {
-            self.store().update_shared_state(&ns, &delta).await?;
-            return Ok(());
-        }
-        self.mounted()?
-            .log
-            .append(vec![RecordKind::State(delta)])
-            .await?;
         Ok(())
     }
 
@@ -818,13 +806,11 @@ impl Session {
 
     /// A state key's value.
     pub async fn state_get(&self, key: &str) -> Result<Option<Value>, SessionError> {
-        if key.starts_with("temp:") {
-            return Ok(lock(&self.inner.temp_state).get(key).cloned());
-        }
-        if let Some(ns) = self.shared_namespace(key) {
-            return Ok(self.store().shared_state(&ns).await?.get(key).cloned());
-        }
-        Ok(self.view().await?.state.get(key).cloned())
+        Ok(match self.scope(key)? {
+            StateScope::Temp => lock(&self.inner.temp_state).get(key).cloned(),
+            StateScope::Shared(ns) => self.store().shared_state(&ns).await?.get(key).cloned(),
+            StateScope::Session => self.view().await?.state.get(key).cloned(),
+        })
     }
 
     /// All state visible to the session: session keys, `app:` and `user:`
@@ -832,7 +818,7 @@ impl Session {
     pub async fn state_all(&self) -> Result<Map<String, Value>, SessionError> {
         let mut all = self.view().await?.state;
         for prefix in ["app:", "user:"] {
-            if let Some(ns) = self.shared_namespace(prefix) {
+            if let StateScope::Shared(ns) = self.scope(prefix)? {
                 all.extend(self.store().shared_state(&ns).await?);
             }
         }
