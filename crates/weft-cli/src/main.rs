@@ -7,11 +7,13 @@
 //! lives in the library crates.
 
 mod app;
+mod branch_cmd;
 mod config;
 mod models;
 mod run;
 mod serve;
 mod session_cmd;
+mod table;
 mod term;
 
 use std::path::PathBuf;
@@ -132,6 +134,15 @@ enum Command {
     /// Manage stored sessions.
     #[command(subcommand)]
     Session(SessionCommand),
+    /// Manage a session's branches.
+    #[command(subcommand)]
+    Branch(BranchCommand),
+    /// Send and collect mail between a session's branches.
+    #[command(subcommand)]
+    Mail(MailCommand),
+    /// Read and change a session's key/value state.
+    #[command(subcommand)]
+    State(StateCommand),
     /// List the models a provider offers.
     Models {
         /// Provider (default: auto-detected).
@@ -268,10 +279,215 @@ enum SessionCommand {
         /// Format.
         #[arg(long, value_enum, default_value_t = ExportFormat::Md)]
         format: ExportFormat,
-        /// Write to this file instead of stdout.
+        /// Write to this file instead of stdout (required for parquet).
         #[arg(long, short)]
         output: Option<PathBuf>,
+        /// Table formats: only these branches (repeatable; default all).
+        #[arg(long = "branch")]
+        branches: Vec<String>,
+        /// Table formats: leave out messages cloned by a split.
+        #[arg(long)]
+        exclude_clone: bool,
+        /// Table formats: leave out loaded (imported) messages.
+        #[arg(long)]
+        exclude_load: bool,
     },
+}
+
+#[derive(Subcommand)]
+enum BranchCommand {
+    /// List a session's branches (* marks the default).
+    List {
+        /// Session id or unique prefix.
+        id: String,
+        /// JSON output.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Make a new branch.
+    New {
+        /// Session id or unique prefix.
+        id: String,
+        /// The branch name (unique in the session).
+        name: String,
+        /// Its system message.
+        #[arg(long)]
+        system: Option<String>,
+        /// Its model.
+        #[arg(long)]
+        model: Option<String>,
+        /// Its provider.
+        #[arg(long)]
+        provider: Option<String>,
+        /// Tools it may use (default: all of the session's).
+        #[arg(long = "tool")]
+        tools: Vec<String>,
+    },
+    /// Clone a branch into a new one.
+    Split {
+        /// Session id or unique prefix.
+        id: String,
+        /// The branch to clone (id or name).
+        branch: String,
+        /// The new branch's name.
+        name: Option<String>,
+    },
+    /// Remove a branch (its messages stay in the log).
+    Remove {
+        /// Session id or unique prefix.
+        id: String,
+        /// The branch (id or name).
+        branch: String,
+    },
+    /// Make a branch the default.
+    Default {
+        /// Session id or unique prefix.
+        id: String,
+        /// The branch (id or name).
+        branch: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum MailCommand {
+    /// Send mail from one branch to another (or to all others).
+    Send {
+        /// Session id or unique prefix.
+        id: String,
+        /// The sending branch.
+        #[arg(long)]
+        from: String,
+        /// The receiving branch.
+        #[arg(long, conflicts_with = "broadcast", required_unless_present = "broadcast")]
+        to: Option<String>,
+        /// Send to every other branch.
+        #[arg(long)]
+        broadcast: bool,
+        /// message (text for the recipient), tool (a tool name) or model (JSON {"model", "provider"}).
+        #[arg(long, default_value = "message")]
+        category: String,
+        /// The payload.
+        item: String,
+    },
+    /// List mail waiting to be collected.
+    List {
+        /// Session id or unique prefix.
+        id: String,
+        /// Only mail for this branch.
+        #[arg(long)]
+        to: Option<String>,
+        /// JSON output.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Deliver waiting mail into the recipients' conversations.
+    Collect {
+        /// Session id or unique prefix.
+        id: String,
+        /// Only for this branch.
+        #[arg(long)]
+        to: Option<String>,
+        /// Only from this branch.
+        #[arg(long)]
+        from: Option<String>,
+    },
+}
+
+#[derive(Subcommand)]
+enum StateCommand {
+    /// Print a key's JSON value.
+    Get {
+        /// Session id or unique prefix.
+        id: String,
+        /// The key (app:…, user:… or session-local).
+        key: String,
+    },
+    /// Set a key (the value is JSON, or else a string).
+    Set {
+        /// Session id or unique prefix.
+        id: String,
+        /// The key.
+        key: String,
+        /// The value.
+        value: String,
+    },
+    /// Remove a key.
+    Delete {
+        /// Session id or unique prefix.
+        id: String,
+        /// The key.
+        key: String,
+    },
+    /// List every key the session sees.
+    List {
+        /// Session id or unique prefix.
+        id: String,
+        /// JSON output.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Remove every session-local key.
+    Clear {
+        /// Session id or unique prefix.
+        id: String,
+    },
+}
+
+async fn branch_command(app: &App, cmd: BranchCommand) -> anyhow::Result<()> {
+    match cmd {
+        BranchCommand::List { id, json } => branch_cmd::list(app, &id, json).await,
+        BranchCommand::New {
+            id,
+            name,
+            system,
+            model,
+            provider,
+            tools,
+        } => {
+            let spec = weft_core::branches::NewBranch {
+                name,
+                system,
+                model,
+                provider,
+                tools,
+                messages: Vec::new(),
+            };
+            branch_cmd::new(app, &id, spec).await
+        }
+        BranchCommand::Split { id, branch, name } => branch_cmd::split(app, &id, &branch, name).await,
+        BranchCommand::Remove { id, branch } => branch_cmd::remove(app, &id, &branch).await,
+        BranchCommand::Default { id, branch } => branch_cmd::set_default(app, &id, &branch).await,
+    }
+}
+
+async fn mail_command(app: &App, cmd: MailCommand) -> anyhow::Result<()> {
+    match cmd {
+        MailCommand::Send {
+            id,
+            from,
+            to,
+            broadcast,
+            category,
+            item,
+        } => {
+            let to = if broadcast { None } else { to };
+            branch_cmd::send(app, &id, &from, to.as_deref(), &category, &item).await
+        }
+        MailCommand::List { id, to, json } => branch_cmd::pending(app, &id, to.as_deref(), json).await,
+        MailCommand::Collect { id, to, from } => {
+            branch_cmd::collect(app, &id, to.as_deref(), from.as_deref()).await
+        }
+    }
+}
+
+async fn state_command(app: &App, cmd: StateCommand) -> anyhow::Result<()> {
+    match cmd {
+        StateCommand::Get { id, key } => branch_cmd::get(app, &id, &key).await,
+        StateCommand::Set { id, key, value } => branch_cmd::set(app, &id, &key, &value).await,
+        StateCommand::Delete { id, key } => branch_cmd::delete(app, &id, &key).await,
+        StateCommand::List { id, json } => branch_cmd::list_state(app, &id, json).await,
+        StateCommand::Clear { id } => branch_cmd::clear(app, &id).await,
+    }
 }
 
 fn init_logging(verbose: u8) {
@@ -324,6 +540,9 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
             }
         }
         Some(Command::Session(cmd)) => session_command(&app, cmd).await,
+        Some(Command::Branch(cmd)) => branch_command(&app, cmd).await,
+        Some(Command::Mail(cmd)) => mail_command(&app, cmd).await,
+        Some(Command::State(cmd)) => state_command(&app, cmd).await,
         Some(Command::Models {
             provider,
             base_url,
@@ -394,8 +613,20 @@ async fn session_command(app: &App, cmd: SessionCommand) -> anyhow::Result<()> {
             limit,
             json,
         } => session_cmd::search(app, &text, all_projects, limit, json).await,
-        SessionCommand::Export { id, format, output } => {
-            session_cmd::export(app, &id, format, output.as_deref()).await
+        SessionCommand::Export {
+            id,
+            format,
+            output,
+            branches,
+            exclude_clone,
+            exclude_load,
+        } => {
+            let table = session_cmd::TableOptions {
+                branches,
+                exclude_clone,
+                exclude_load,
+            };
+            session_cmd::export(app, &id, format, output.as_deref(), &table).await
         }
     }
 }

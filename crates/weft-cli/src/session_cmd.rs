@@ -434,10 +434,31 @@ pub enum ExportFormat {
     Json,
     /// The session log, one record per line.
     Jsonl,
+    /// The message table as CSV.
+    Csv,
+    /// The message table as Apache Parquet (needs --output).
+    Parquet,
+}
+
+/// Which messages a table export holds.
+#[derive(Debug, Clone, Default)]
+pub struct TableOptions {
+    /// Only these branches (empty: all).
+    pub branches: Vec<String>,
+    /// Leave out messages cloned by a split.
+    pub exclude_clone: bool,
+    /// Leave out loaded messages.
+    pub exclude_load: bool,
 }
 
 /// `weft session export`.
-pub async fn export(app: &App, id: &str, format: ExportFormat, output: Option<&std::path::Path>) -> anyhow::Result<()> {
+pub async fn export(
+    app: &App,
+    id: &str,
+    format: ExportFormat,
+    output: Option<&std::path::Path>,
+    table: &TableOptions,
+) -> anyhow::Result<()> {
     let id = app.resolve(id).await?;
     let records = app.store.read_all(&id).await?;
     let view = SessionView::from_records(&records)?;
@@ -468,6 +489,9 @@ pub async fn export(app: &App, id: &str, format: ExportFormat, output: Option<&s
             }))? + "\n"
         }
         ExportFormat::Md => markdown(&view),
+        ExportFormat::Csv | ExportFormat::Parquet => {
+            return export_table(&view, format, output, table);
+        }
     };
     match output {
         Some(path) => {
@@ -475,6 +499,32 @@ pub async fn export(app: &App, id: &str, format: ExportFormat, output: Option<&s
             eprintln!("exported {id} to {}", path.display());
         }
         None => std::io::stdout().lock().write_all(text.as_bytes())?,
+    }
+    Ok(())
+}
+
+fn export_table(
+    view: &SessionView,
+    format: ExportFormat,
+    output: Option<&std::path::Path>,
+    table: &TableOptions,
+) -> anyhow::Result<()> {
+    let chosen = (!table.branches.is_empty()).then_some(table.branches.as_slice());
+    let messages = weft_core::branches::concat_messages(view, chosen, table.exclude_clone, table.exclude_load)
+        .map_err(weft_core::SessionError::from)?;
+    let rows = weft_core::branches::table_rows(&messages);
+    match (format, output) {
+        (ExportFormat::Parquet, Some(path)) => crate::table::write_parquet(&rows, path)?,
+        (ExportFormat::Parquet, None) => bail!("Parquet is binary: pass --output FILE.parquet"),
+        (_, Some(path)) => {
+            let mut file = std::fs::File::create(path)
+                .with_context(|| format!("cannot create {}", path.display()))?;
+            crate::table::write_csv(&rows, &mut file)?;
+        }
+        (_, None) => crate::table::write_csv(&rows, &mut std::io::stdout().lock())?,
+    }
+    if let Some(path) = output {
+        eprintln!("exported {} row(s) of {} to {}", rows.len(), view.meta.id, path.display());
     }
     Ok(())
 }
