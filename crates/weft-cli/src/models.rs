@@ -35,6 +35,7 @@ pub async fn models(
         store: app.store.clone(),
         working_dir: PathBuf::from(&app.project.dir),
         hooks: HookRegistry::new(),
+        agents: Vec::new(),
     };
     let provider = app.registry.provider(spec, &env)?;
     let models = provider.list_models().await?;

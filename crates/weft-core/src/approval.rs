@@ -47,8 +47,9 @@ pub struct ApprovalRequest {
 pub enum ApprovalDecision {
     /// Allowed this once.
     Allow,
-    /// Allowed, and the same subject may be allowed without asking again in
-    /// this session.
+    /// Allowed, and the same request (the same subject with the same
+    /// details, e.g. the same command text for `bash`) may be allowed
+    /// without asking again in this session.
     AllowAlways,
     /// Denied.
     Deny {

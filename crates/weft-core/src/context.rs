@@ -346,7 +346,7 @@ mod tests {
         );
         let view = ctx.messages_for_request(2000, &hooks).await;
         assert!(view.len() < 81);
-        let seen = seen.lock().unwrap();
+        let seen = seen.lock().unwrap().clone();
         assert_eq!(seen[0].0, events::CONTEXT_PRE_COMPACT);
         assert_eq!(seen[1].0, events::CONTEXT_POST_COMPACT);
         assert_eq!(seen[1].1["after_messages"], view.len());

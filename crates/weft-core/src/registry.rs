@@ -32,6 +32,8 @@ pub struct ModuleEnv {
     pub working_dir: PathBuf,
     /// The session's hooks.
     pub hooks: HookRegistry,
+    /// The sub-agents the session may delegate to: `(name, description)`.
+    pub agents: Vec<(String, String)>,
 }
 
 /// A hook handler to register, as a hook module returns it.
@@ -100,7 +102,7 @@ impl ModuleRegistry {
         r.register_context("context-simple", |_spec, _env| {
             Ok(Arc::new(SimpleContext::new()) as Arc<dyn ContextManager>)
         });
-        r.register_hook("hooks-logging", |spec, env| LoggingHook::mount(spec, env));
+        r.register_hook("hooks-logging", LoggingHook::mount);
         r
     }
 

@@ -124,12 +124,15 @@ struct Mounted {
     warnings: Vec<String>,
 }
 
+/// A branch's settings and its context manager, cached per branch.
+type BranchState = (Branch, Arc<dyn ContextManager>);
+
 struct Inner {
     config: SessionConfig,
     id: SessionId,
     hooks: HookRegistry,
     mounted: OnceLock<Mounted>,
-    contexts: tokio::sync::Mutex<HashMap<BranchId, (Branch, Arc<dyn ContextManager>)>>,
+    contexts: tokio::sync::Mutex<HashMap<BranchId, BranchState>>,
     branch_locks: Mutex<HashMap<BranchId, Arc<tokio::sync::Mutex<()>>>>,
     running: Mutex<HashMap<u64, TurnCancel>>,
     next_turn: AtomicU64,
@@ -271,6 +274,12 @@ impl Session {
             store: store.clone(),
             working_dir: PathBuf::from(&cfg.project.dir),
             hooks: hooks.clone(),
+            agents: cfg
+                .plan
+                .agents
+                .iter()
+                .map(|(name, a)| (name.clone(), a.description.clone()))
+                .collect(),
         };
 
         // Fatal modules first, before anything is written.

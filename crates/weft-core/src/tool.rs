@@ -104,7 +104,10 @@ pub struct ToolContext {
 ///
 /// Contract: `execute` never panics on any input; it validates `input`
 /// against its schema and reports problems as a failed [`ToolOutput`]; it
-/// watches `ctx.cancel` and returns promptly when it fires.
+/// watches `ctx.cancel` and returns promptly when it fires. On an immediate
+/// cancellation the orchestrator may also drop the `execute` future
+/// mid-run, so a tool that starts processes or holds resources must release
+/// them on drop.
 #[async_trait]
 pub trait Tool: Send + Sync {
     /// The name the model calls it by.

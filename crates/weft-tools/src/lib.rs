@@ -1,1 +1,87 @@
-//! placeholder
+//! # weft-tools
+//!
+//! weft's built-in tools, as four tool modules for the kernel's
+//! [`ModuleRegistry`]:
+//!
+//! | module | tools | config |
+//! |---|---|---|
+//! | `tool-filesystem` | `read_file`, `write_file`, `edit_file` | [`FilesystemConfig`]: `allow_outside_workdir` |
+//! | `tool-search` | `glob`, `grep` | none |
+//! | `tool-bash` | `bash` (approval required) | [`BashConfig`]: `allow`, `deny`, `timeout_secs`, `max_timeout_secs`, `max_output_chars`, `approval_timeout_secs` |
+//! | `tool-task` | `task` (delegate to a sub-agent) | none |
+//!
+//! ```no_run
+//! use weft_core::registry::ModuleRegistry;
+//!
+//! let mut registry = ModuleRegistry::with_core_modules();
+//! weft_tools::register(&mut registry);
+//! assert!(registry.knows("tool-bash"));
+//! ```
+//!
+//! Rules every tool follows:
+//! - Relative paths resolve against the session's working directory
+//!   (`ToolContext::working_dir`). Reading may go anywhere; writing and
+//!   editing outside the working directory are refused unless
+//!   `tool-filesystem` is configured with `allow_outside_workdir: true`.
+//! - Input is validated; bad input is a failed [`ToolOutput`] with one clear
+//!   sentence, never a panic. Unknown input fields are refused too, so a
+//!   misspelt option is noticed.
+//! - Module configs refuse unknown keys: a misspelt safety setting stops the
+//!   module from mounting (the kernel reports it and leaves the module out)
+//!   instead of being silently ignored.
+//! - Blocking file-system work runs off the async runtime and stops when the
+//!   turn is cancelled.
+//!
+//! [`ToolOutput`]: weft_core::tool::ToolOutput
+
+#![warn(missing_docs)]
+
+mod args;
+pub mod bash;
+pub mod filesystem;
+mod paths;
+pub mod policy;
+mod process;
+pub mod search;
+pub mod task;
+mod util;
+
+use weft_core::mount::MountError;
+use weft_core::registry::ModuleRegistry;
+
+pub use bash::{Bash, BashConfig};
+pub use filesystem::{EditFile, FilesystemConfig, ReadFile, WriteFile};
+pub use policy::{CommandPolicy, CommandRule, PolicyDecision};
+pub use search::{Glob, Grep, SearchConfig};
+pub use task::{Task, TaskConfig};
+
+/// The module that provides `read_file`, `write_file` and `edit_file`.
+pub const FILESYSTEM_MODULE: &str = "tool-filesystem";
+/// The module that provides `glob` and `grep`.
+pub const SEARCH_MODULE: &str = "tool-search";
+/// The module that provides `bash`.
+pub const BASH_MODULE: &str = "tool-bash";
+/// The module that provides `task`.
+pub const TASK_MODULE: &str = "tool-task";
+
+/// Registers the four tool modules (`tool-filesystem`, `tool-search`,
+/// `tool-bash`, `tool-task`) in `registry`. Each reads its settings from
+/// the mount plan's `config` for it; a bad config is a
+/// [`MountError::Module`].
+pub fn register(registry: &mut ModuleRegistry) {
+    registry.register_tool(FILESYSTEM_MODULE, |spec, _env| {
+        Ok(filesystem::filesystem_tools(util::parse_config(spec)?))
+    });
+    registry.register_tool(SEARCH_MODULE, |spec, _env| {
+        Ok(search::search_tools(util::parse_config(spec)?))
+    });
+    registry.register_tool(BASH_MODULE, |spec, _env| {
+        bash::bash_tools(util::parse_config(spec)?).map_err(|message| MountError::Module {
+            module: spec.module.clone(),
+            message,
+        })
+    });
+    registry.register_tool(TASK_MODULE, |spec, env| {
+        Ok(task::task_tools(util::parse_config(spec)?, &env.agents))
+    });
+}
