@@ -159,8 +159,9 @@ impl ScriptedProvider {
                 if let Some(path) = spec.config_str("script") {
                     Self::new(Script::load(Path::new(path)).map_err(err)?)
                 } else if let Some(responses) = spec.config.get("responses") {
-                    let script: Script = serde_json::from_value(serde_json::json!({ "responses": responses }))
-                        .map_err(|e| err(format!("invalid inline responses: {e}")))?;
+                    let script: Script =
+                        serde_json::from_value(serde_json::json!({ "responses": responses }))
+                            .map_err(|e| err(format!("invalid inline responses: {e}")))?;
                     Self::new(script)
                 } else {
                     return Err(err(
@@ -189,7 +190,10 @@ impl ScriptedProvider {
         self.next.load(Ordering::SeqCst)
     }
 
-    fn next_response(&self, request: &ChatRequest) -> Result<(usize, ScriptedResponse), ProviderError> {
+    fn next_response(
+        &self,
+        request: &ChatRequest,
+    ) -> Result<(usize, ScriptedResponse), ProviderError> {
         match &self.mode {
             ScriptMode::Echo => {
                 let last = request
@@ -203,7 +207,11 @@ impl ScriptedProvider {
                 Ok((
                     n,
                     ScriptedResponse {
-                        text: Some(if last.is_empty() { "(empty)".into() } else { last }),
+                        text: Some(if last.is_empty() {
+                            "(empty)".into()
+                        } else {
+                            last
+                        }),
                         delay_ms: self.echo_delay_ms,
                         ..Default::default()
                     },
@@ -235,7 +243,8 @@ fn deltas(text: &str) -> Vec<String> {
 
 fn estimate_usage(request: &ChatRequest, content: &[ContentBlock]) -> Usage {
     let input: usize = request.messages.iter().map(Message::estimated_tokens).sum();
-    let output = Message::new(Default::default(), Role::Assistant, content.to_vec()).estimated_tokens();
+    let output =
+        Message::new(Default::default(), Role::Assistant, content.to_vec()).estimated_tokens();
     Usage {
         input_tokens: input as u64,
         output_tokens: output as u64,
@@ -294,42 +303,78 @@ impl Provider for ScriptedProvider {
         let mut content = Vec::new();
         if let Some(thinking) = response.thinking.filter(|t| !t.is_empty()) {
             let index = content.len();
-            events.push(StreamEvent::BlockStart { index, kind: BlockKind::Thinking });
+            events.push(StreamEvent::BlockStart {
+                index,
+                kind: BlockKind::Thinking,
+            });
             for text in deltas(&thinking) {
                 events.push(StreamEvent::ThinkingDelta { index, text });
             }
-            let block = ContentBlock::Thinking { thinking, signature: None };
-            events.push(StreamEvent::BlockEnd { index, block: block.clone() });
+            let block = ContentBlock::Thinking {
+                thinking,
+                signature: None,
+            };
+            events.push(StreamEvent::BlockEnd {
+                index,
+                block: block.clone(),
+            });
             content.push(block);
         }
         if let Some(text) = response.text.filter(|t| !t.is_empty()) {
             let index = content.len();
-            events.push(StreamEvent::BlockStart { index, kind: BlockKind::Text });
+            events.push(StreamEvent::BlockStart {
+                index,
+                kind: BlockKind::Text,
+            });
             for piece in deltas(&text) {
                 events.push(StreamEvent::TextDelta { index, text: piece });
             }
             let block = ContentBlock::Text { text };
-            events.push(StreamEvent::BlockEnd { index, block: block.clone() });
+            events.push(StreamEvent::BlockEnd {
+                index,
+                block: block.clone(),
+            });
             content.push(block);
         }
         let has_calls = !response.tool_calls.is_empty();
         for (i, call) in response.tool_calls.into_iter().enumerate() {
             let index = content.len();
-            let id = call.id.unwrap_or_else(|| format!("call_{}_{}", n + 1, i + 1));
+            let id = call
+                .id
+                .unwrap_or_else(|| format!("call_{}_{}", n + 1, i + 1));
             events.push(StreamEvent::BlockStart {
                 index,
-                kind: BlockKind::ToolCall { id: id.clone(), name: call.name.clone() },
+                kind: BlockKind::ToolCall {
+                    id: id.clone(),
+                    name: call.name.clone(),
+                },
             });
-            events.push(StreamEvent::ToolArgumentsDelta { index, fragment: call.arguments.to_string() });
-            let block = ContentBlock::ToolCall { id, name: call.name, arguments: call.arguments };
-            events.push(StreamEvent::BlockEnd { index, block: block.clone() });
+            events.push(StreamEvent::ToolArgumentsDelta {
+                index,
+                fragment: call.arguments.to_string(),
+            });
+            let block = ContentBlock::ToolCall {
+                id,
+                name: call.name,
+                arguments: call.arguments,
+            };
+            events.push(StreamEvent::BlockEnd {
+                index,
+                block: block.clone(),
+            });
             content.push(block);
         }
-        let usage = response.usage.unwrap_or_else(|| estimate_usage(&request, &content));
+        let usage = response
+            .usage
+            .unwrap_or_else(|| estimate_usage(&request, &content));
         events.push(StreamEvent::Completed(ChatResponse {
             content,
             usage,
-            stop_reason: if has_calls { StopReason::ToolUse } else { StopReason::EndTurn },
+            stop_reason: if has_calls {
+                StopReason::ToolUse
+            } else {
+                StopReason::EndTurn
+            },
             model: Some(request.model.unwrap_or_else(|| self.model.clone())),
         }));
         Ok(Box::pin(futures::stream::iter(events.into_iter().map(Ok))))
@@ -363,20 +408,34 @@ mod tests {
         )
         .unwrap();
         let p = ScriptedProvider::new(script);
-        let first = p.complete(request("hi"), CancellationToken::new()).await.unwrap();
+        let first = p
+            .complete(request("hi"), CancellationToken::new())
+            .await
+            .unwrap();
         assert_eq!(first.stop_reason, StopReason::ToolUse);
-        assert!(matches!(&first.content[0], ContentBlock::ToolCall { id, name, .. } if id == "call_1_1" && name == "read_file"));
-        let second = p.complete(request("hi"), CancellationToken::new()).await.unwrap();
+        assert!(
+            matches!(&first.content[0], ContentBlock::ToolCall { id, name, .. } if id == "call_1_1" && name == "read_file")
+        );
+        let second = p
+            .complete(request("hi"), CancellationToken::new())
+            .await
+            .unwrap();
         assert_eq!(second.usage.input_tokens, 10);
         assert_eq!(second.content, vec![ContentBlock::text("done")]);
-        let err = p.complete(request("hi"), CancellationToken::new()).await.unwrap_err();
+        let err = p
+            .complete(request("hi"), CancellationToken::new())
+            .await
+            .unwrap_err();
         assert!(err.to_string().contains("no response left"), "{err}");
     }
 
     #[tokio::test]
     async fn streams_text_in_several_deltas() {
         let p = ScriptedProvider::new(Script {
-            responses: vec![ScriptedResponse { text: Some("hello there, world".into()), ..Default::default() }],
+            responses: vec![ScriptedResponse {
+                text: Some("hello there, world".into()),
+                ..Default::default()
+            }],
         });
         let events: Vec<_> = p
             .stream(request("x"), CancellationToken::new())
@@ -395,7 +454,10 @@ mod tests {
     #[tokio::test]
     async fn echo_mode_and_yaml_scripts() {
         let p = ScriptedProvider::echo();
-        let r = p.complete(request("repeat me"), CancellationToken::new()).await.unwrap();
+        let r = p
+            .complete(request("repeat me"), CancellationToken::new())
+            .await
+            .unwrap();
         assert_eq!(r.content, vec![ContentBlock::text("repeat me")]);
         let s = Script::parse("responses:\n  - text: hi\n    delay_ms: 1\n").unwrap();
         assert_eq!(s.responses[0].delay_ms, Some(1));
@@ -405,7 +467,11 @@ mod tests {
     #[tokio::test]
     async fn delay_is_cancellable() {
         let p = ScriptedProvider::new(Script {
-            responses: vec![ScriptedResponse { text: Some("late".into()), delay_ms: Some(10_000), ..Default::default() }],
+            responses: vec![ScriptedResponse {
+                text: Some("late".into()),
+                delay_ms: Some(10_000),
+                ..Default::default()
+            }],
         });
         let cancel = CancellationToken::new();
         let c = cancel.clone();

@@ -44,7 +44,9 @@ impl Tool for SleepTool {
 fn registry() -> Arc<ModuleRegistry> {
     let mut r = ModuleRegistry::with_core_modules();
     weft_providers::register(&mut r);
-    r.register_tool("tool-sleep", |_, _| Ok(vec![Arc::new(SleepTool) as Arc<dyn Tool>]));
+    r.register_tool("tool-sleep", |_, _| {
+        Ok(vec![Arc::new(SleepTool) as Arc<dyn Tool>])
+    });
     Arc::new(r)
 }
 
@@ -82,11 +84,22 @@ fn record_events(session: &Session) -> EventLog {
 }
 
 fn count(log: &EventLog, event: &str) -> usize {
-    log.lock().unwrap().iter().filter(|(e, _)| e == event).count()
+    log.lock()
+        .unwrap()
+        .iter()
+        .filter(|(e, _)| e == event)
+        .count()
 }
 
 async fn messages(store: &Arc<dyn Store>, id: &SessionId) -> Vec<Message> {
-    store.view(id).await.unwrap().messages("main").into_iter().cloned().collect()
+    store
+        .view(id)
+        .await
+        .unwrap()
+        .messages("main")
+        .into_iter()
+        .cloned()
+        .collect()
 }
 
 #[tokio::test]
@@ -105,15 +118,29 @@ async fn two_tools_run_concurrently_and_results_keep_call_order() {
     let answer = session.execute("go").await.unwrap();
     let took = start.elapsed();
     assert_eq!(answer, "both done");
-    assert!(took < Duration::from_millis(520), "tools ran one after the other: {took:?}");
+    assert!(
+        took < Duration::from_millis(520),
+        "tools ran one after the other: {took:?}"
+    );
     assert!(took >= Duration::from_millis(300), "{took:?}");
 
     let msgs = messages(&store, session.id()).await;
     let roles: Vec<Role> = msgs.iter().map(|m| m.role).collect();
-    assert_eq!(roles, [Role::User, Role::Assistant, Role::Tool, Role::Tool, Role::Assistant]);
+    assert_eq!(
+        roles,
+        [
+            Role::User,
+            Role::Assistant,
+            Role::Tool,
+            Role::Tool,
+            Role::Assistant
+        ]
+    );
     assert_eq!(msgs[2].tool_result_ids(), ["a"]);
     assert_eq!(msgs[3].tool_result_ids(), ["b"]);
-    assert!(matches!(&msgs[2].content[0], ContentBlock::ToolResult { output, .. } if output == "slept first"));
+    assert!(
+        matches!(&msgs[2].content[0], ContentBlock::ToolResult { output, .. } if output == "slept first")
+    );
     session.cleanup().await.unwrap();
     let meta = store.get(session.id()).await.unwrap();
     assert_eq!(meta.status, SessionStatus::Completed);
@@ -140,7 +167,10 @@ async fn lifecycle_events_are_emitted_exactly_once() {
     assert_eq!(count(&log, events::PROMPT_COMPLETE), 2);
     assert_eq!(count(&log, events::ORCHESTRATOR_COMPLETE), 2);
     assert!(count(&log, events::CONTENT_BLOCK_DELTA) >= 2);
-    assert!(matches!(session.execute("c").await, Err(SessionError::Ended)));
+    assert!(matches!(
+        session.execute("c").await,
+        Err(SessionError::Ended)
+    ));
 
     // Resuming the same id emits session:resume, once.
     let mut cfg = config(plan(responses, ""), store.clone());
@@ -160,7 +190,11 @@ async fn lifecycle_events_are_emitted_exactly_once() {
     // The logging hook wrote events (without deltas).
     let logged = store.read_events(session.id(), 1000).await.unwrap();
     assert!(logged.iter().any(|e| e["event"] == events::SESSION_START));
-    assert!(!logged.iter().any(|e| e["event"] == events::CONTENT_BLOCK_DELTA));
+    assert!(
+        !logged
+            .iter()
+            .any(|e| e["event"] == events::CONTENT_BLOCK_DELTA)
+    );
 }
 
 #[tokio::test]
@@ -230,13 +264,22 @@ async fn tool_pre_deny_and_tool_post_modify() {
         .iter()
         .filter(|m| m.role == Role::Tool)
         .map(|m| match &m.content[0] {
-            ContentBlock::ToolResult { output, is_error, .. } => (output.clone(), *is_error),
+            ContentBlock::ToolResult {
+                output, is_error, ..
+            } => (output.clone(), *is_error),
             _ => unreachable!(),
         })
         .collect();
-    assert_eq!(outputs[0], ("Denied by hook: not this one".to_string(), true));
+    assert_eq!(
+        outputs[0],
+        ("Denied by hook: not this one".to_string(), true)
+    );
     assert_eq!(outputs[1], ("rewritten".to_string(), false));
-    assert!(outputs[2].0.contains("unknown tool \"nope\""), "{:?}", outputs[2]);
+    assert!(
+        outputs[2].0.contains("unknown tool \"nope\""),
+        "{:?}",
+        outputs[2]
+    );
     assert!(outputs[2].1);
 }
 
@@ -253,9 +296,16 @@ async fn prompt_submit_deny_stops_the_turn() {
     let log = record_events(&session);
     session.initialize().await.unwrap();
     let err = session.execute("bad").await.unwrap_err();
-    assert!(matches!(err, SessionError::Denied(ref r) if r == "blocked prompt"), "{err}");
+    assert!(
+        matches!(err, SessionError::Denied(ref r) if r == "blocked prompt"),
+        "{err}"
+    );
     assert!(messages(&store, session.id()).await.is_empty());
-    assert_eq!(count(&log, events::EXECUTION_END), 1, "execution:end on every exit path");
+    assert_eq!(
+        count(&log, events::EXECUTION_END),
+        1,
+        "execution:end on every exit path"
+    );
 }
 
 #[tokio::test]
@@ -282,7 +332,10 @@ async fn max_iterations_makes_a_last_call_without_tools() {
         "count",
     );
     session.initialize().await.unwrap();
-    assert_eq!(session.execute("loop").await.unwrap(), "summary without tools");
+    assert_eq!(
+        session.execute("loop").await.unwrap(),
+        "summary without tools"
+    );
     assert_eq!(*requests.lock().unwrap(), vec![1, 1, 0]);
 }
 
@@ -303,7 +356,10 @@ async fn immediate_cancel_mid_tool_answers_the_calls_and_keeps_the_session() {
     let start = Instant::now();
     session.cancel(CancelMode::Immediate).await;
     let result = handle.await.unwrap();
-    assert!(matches!(result, Err(ref e) if e.is_cancelled()), "{result:?}");
+    assert!(
+        matches!(result, Err(ref e) if e.is_cancelled()),
+        "{result:?}"
+    );
     assert!(start.elapsed() < Duration::from_secs(2));
     assert_eq!(count(&log, events::CANCEL_REQUESTED), 1);
     assert_eq!(count(&log, events::CANCEL_COMPLETED), 1);
@@ -333,7 +389,9 @@ async fn graceful_cancel_lets_the_tool_finish() {
     assert!(matches!(result, Err(SessionError::Cancelled)), "{result:?}");
     let msgs = messages(&store, session.id()).await;
     let last = msgs.last().unwrap();
-    assert!(matches!(&last.content[0], ContentBlock::ToolResult { output, is_error: false, .. } if output == "slept finished"));
+    assert!(
+        matches!(&last.content[0], ContentBlock::ToolResult { output, is_error: false, .. } if output == "slept finished")
+    );
 }
 
 #[tokio::test]
@@ -349,12 +407,24 @@ async fn resume_repairs_a_transcript_that_ends_in_unanswered_calls() {
         Default::default(),
         Role::Assistant,
         vec![
-            ContentBlock::ToolCall { id: "c1".into(), name: "sleep".into(), arguments: json!({}) },
-            ContentBlock::ToolCall { id: "c2".into(), name: "sleep".into(), arguments: json!({}) },
+            ContentBlock::ToolCall {
+                id: "c1".into(),
+                name: "sleep".into(),
+                arguments: json!({}),
+            },
+            ContentBlock::ToolCall {
+                id: "c2".into(),
+                name: "sleep".into(),
+                arguments: json!({}),
+            },
         ],
     );
     store
-        .append(&id, head, weft_core::Record::batch(head, [RecordKind::message(user), RecordKind::message(call)]))
+        .append(
+            &id,
+            head,
+            weft_core::Record::batch(head, [RecordKind::message(user), RecordKind::message(call)]),
+        )
         .await
         .unwrap();
 
@@ -379,10 +449,22 @@ async fn resume_repairs_a_transcript_that_ends_in_unanswered_calls() {
     assert_eq!(resumed.execute("continue").await.unwrap(), "recovered");
     let msgs = messages(&store, &id).await;
     let roles: Vec<Role> = msgs.iter().map(|m| m.role).collect();
-    assert_eq!(roles, [Role::User, Role::Assistant, Role::Tool, Role::Tool, Role::User, Role::Assistant]);
+    assert_eq!(
+        roles,
+        [
+            Role::User,
+            Role::Assistant,
+            Role::Tool,
+            Role::Tool,
+            Role::User,
+            Role::Assistant
+        ]
+    );
     for (m, id) in msgs[2..4].iter().zip(["c1", "c2"]) {
         assert_eq!(m.tool_result_ids(), [id]);
-        assert!(matches!(&m.content[0], ContentBlock::ToolResult { output, is_error: true, .. } if output == TOOL_INTERRUPTED));
+        assert!(
+            matches!(&m.content[0], ContentBlock::ToolResult { output, is_error: true, .. } if output == TOOL_INTERRUPTED)
+        );
     }
     // The provider saw the repaired history: 5 messages, no orphaned call.
     assert_eq!(*seen.lock().unwrap(), vec![5]);
@@ -395,14 +477,27 @@ async fn unknown_modules_are_clear_errors() {
     let plan = MountPlan::parse(text, PlanFormat::Json).unwrap().plan;
     let session = Session::new(config(plan, store.clone()));
     let err = session.initialize().await.unwrap_err().to_string();
-    assert!(err.contains("unknown orchestrator module \"loop-fancy\""), "{err}");
+    assert!(
+        err.contains("unknown orchestrator module \"loop-fancy\""),
+        "{err}"
+    );
     assert!(err.contains("loop-basic"), "{err}");
-    assert!(store.find_ids("", 10).await.unwrap().is_empty(), "nothing stored");
+    assert!(
+        store.find_ids("", 10).await.unwrap().is_empty(),
+        "nothing stored"
+    );
 
     let text = r#"{"session": {"orchestrator": "loop-basic", "context": "context-simple"}, "tools": ["tool-nope"]}"#;
     let plan = MountPlan::parse(text, PlanFormat::Json).unwrap().plan;
-    let err = Session::new(config(plan, store.clone())).initialize().await.unwrap_err().to_string();
-    assert!(err.contains("unknown tool module \"tool-nope\"") && err.contains("tool-sleep"), "{err}");
+    let err = Session::new(config(plan, store.clone()))
+        .initialize()
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("unknown tool module \"tool-nope\"") && err.contains("tool-sleep"),
+        "{err}"
+    );
 }
 
 #[tokio::test]
@@ -434,11 +529,17 @@ async fn two_branches_execute_concurrently_without_corrupting_each_other() {
     let session = Session::new(config(echo_plan(100), store.clone()));
     session.initialize().await.unwrap();
     session
-        .new_branch(weft_core::branches::NewBranch { name: "left".into(), ..Default::default() })
+        .new_branch(weft_core::branches::NewBranch {
+            name: "left".into(),
+            ..Default::default()
+        })
         .await
         .unwrap();
     session
-        .new_branch(weft_core::branches::NewBranch { name: "right".into(), ..Default::default() })
+        .new_branch(weft_core::branches::NewBranch {
+            name: "right".into(),
+            ..Default::default()
+        })
         .await
         .unwrap();
     let start = Instant::now();
@@ -446,13 +547,20 @@ async fn two_branches_execute_concurrently_without_corrupting_each_other() {
         let s = session.clone();
         async move {
             for i in 0..3 {
-                let answer = s.execute_on(Some(branch), &format!("{branch} {i}")).await.unwrap();
+                let answer = s
+                    .execute_on(Some(branch), &format!("{branch} {i}"))
+                    .await
+                    .unwrap();
                 assert_eq!(answer, format!("{branch} {i}"));
             }
         }
     };
     tokio::join!(run("left"), run("right"));
-    assert!(start.elapsed() < Duration::from_millis(550), "branches ran one after the other: {:?}", start.elapsed());
+    assert!(
+        start.elapsed() < Duration::from_millis(550),
+        "branches ran one after the other: {:?}",
+        start.elapsed()
+    );
 
     let records = store.read_all(session.id()).await.unwrap();
     for (i, r) in records.iter().enumerate() {
@@ -460,7 +568,11 @@ async fn two_branches_execute_concurrently_without_corrupting_each_other() {
     }
     let view = store.view(session.id()).await.unwrap();
     for branch in ["left", "right"] {
-        let texts: Vec<String> = view.messages(branch).iter().map(|m| m.text_content()).collect();
+        let texts: Vec<String> = view
+            .messages(branch)
+            .iter()
+            .map(|m| m.text_content())
+            .collect();
         let want: Vec<String> = (0..3)
             .flat_map(|i| [format!("{branch} {i}"), format!("{branch} {i}")])
             .collect();
@@ -475,10 +587,19 @@ async fn state_scopes_and_persisted_clear() {
     let session = Session::new(config(echo_plan(0), store.clone()));
     session.initialize().await.unwrap();
     session.state_set("plain", json!(1)).await.unwrap();
-    session.state_set("agent:planner:step", json!("draft")).await.unwrap();
+    session
+        .state_set("agent:planner:step", json!("draft"))
+        .await
+        .unwrap();
     session.state_set("app:theme", json!("dark")).await.unwrap();
-    session.state_set("temp:scratch", json!(true)).await.unwrap();
-    assert_eq!(session.state_get("temp:scratch").await.unwrap(), Some(json!(true)));
+    session
+        .state_set("temp:scratch", json!(true))
+        .await
+        .unwrap();
+    assert_eq!(
+        session.state_get("temp:scratch").await.unwrap(),
+        Some(json!(true))
+    );
     let all = session.state_all().await.unwrap();
     assert_eq!(all.len(), 4);
     // temp: is cleared after a turn and never persisted.
@@ -490,7 +611,10 @@ async fn state_scopes_and_persisted_clear() {
     // app: is shared by sessions of the same profile.
     let other = Session::new(config(echo_plan(0), store.clone()));
     other.initialize().await.unwrap();
-    assert_eq!(other.state_get("app:theme").await.unwrap(), Some(json!("dark")));
+    assert_eq!(
+        other.state_get("app:theme").await.unwrap(),
+        Some(json!("dark"))
+    );
     assert_eq!(other.state_get("plain").await.unwrap(), None);
     // A clear is a record: it sticks after a reload.
     session.state_clear().await.unwrap();
