@@ -60,8 +60,13 @@ impl App {
     pub fn load(home: Option<PathBuf>, store_kind: Option<&str>) -> anyhow::Result<Self> {
         let home = home.unwrap_or_else(weft_store::default_weft_home);
         let config = WeftConfig::load(&home, store_kind)?;
-        let store = weft_store::open_store(&config.store, &home)
-            .with_context(|| format!("cannot open the {:?} store under {}", config.store.kind, home.display()))?;
+        let store = weft_store::open_store(&config.store, &home).with_context(|| {
+            format!(
+                "cannot open the {:?} store under {}",
+                config.store.kind,
+                home.display()
+            )
+        })?;
         Ok(Self {
             config,
             home,
@@ -116,7 +121,8 @@ impl App {
                 let mut spec = ModuleSpec::named(module);
                 if let Some(script) = &choice.script {
                     let absolute = absolute(script)?;
-                    spec.config.insert("script".into(), absolute.display().to_string().into());
+                    spec.config
+                        .insert("script".into(), absolute.display().to_string().into());
                 } else if module == weft_providers::scripted::MODULE {
                     bail!("the scripted provider needs a script: pass --script FILE");
                 }
@@ -165,7 +171,10 @@ fn absolute(path: &Path) -> anyhow::Result<PathBuf> {
             .join(path)
     };
     if !p.is_file() {
-        bail!("script {} does not exist: pass the path of a JSON or YAML script", p.display());
+        bail!(
+            "script {} does not exist: pass the path of a JSON or YAML script",
+            p.display()
+        );
     }
     Ok(p)
 }

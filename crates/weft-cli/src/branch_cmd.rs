@@ -37,9 +37,17 @@ pub async fn list(app: &App, id: &str, json_out: bool) -> anyhow::Result<()> {
         return Ok(());
     }
     let mut out = std::io::stdout().lock();
-    writeln!(out, "  {:<40}  {:<24}  {:>8}  {:>5}  From", "ID", "Name", "Messages", "Inbox")?;
+    writeln!(
+        out,
+        "  {:<40}  {:<24}  {:>8}  {:>5}  From",
+        "ID", "Name", "Messages", "Inbox"
+    )?;
     for b in &view.branches {
-        let mark = if b.branch.id == view.meta.default_branch { "*" } else { " " };
+        let mark = if b.branch.id == view.meta.default_branch {
+            "*"
+        } else {
+            " "
+        };
         let from = b
             .branch
             .created_from
@@ -90,7 +98,10 @@ pub async fn remove(app: &App, id: &str, branch: &str) -> anyhow::Result<()> {
     })
     .await?;
     let meta = app.store.get(&id).await?;
-    eprintln!("removed branch {branch:?}; the default branch is {}", meta.default_branch);
+    eprintln!(
+        "removed branch {branch:?}; the default branch is {}",
+        meta.default_branch
+    );
     Ok(())
 }
 
@@ -136,7 +147,14 @@ pub async fn send(
         MailCategory::Model => parse_value(item),
     };
     let mail = update_session(app.store.as_ref(), &id, |view| {
-        Ok(branches::send_mail(view, from, to, category, item.clone(), Utc::now())?)
+        Ok(branches::send_mail(
+            view,
+            from,
+            to,
+            category,
+            item.clone(),
+            Utc::now(),
+        )?)
     })
     .await?;
     println!("{}", mail.id);
@@ -190,7 +208,12 @@ pub async fn pending(app: &App, id: &str, to: Option<&str>, json_out: bool) -> a
 }
 
 /// `weft mail collect`.
-pub async fn collect(app: &App, id: &str, to: Option<&str>, from: Option<&str>) -> anyhow::Result<()> {
+pub async fn collect(
+    app: &App,
+    id: &str,
+    to: Option<&str>,
+    from: Option<&str>,
+) -> anyhow::Result<()> {
     let id = app.resolve(id).await?;
     let n = update_session(app.store.as_ref(), &id, |view| {
         Ok(branches::collect_mail(view, to, from, Utc::now())?)
@@ -211,13 +234,21 @@ async fn scope(app: &App, id: &SessionId, key: &str) -> anyhow::Result<StateScop
     }
 }
 
-async fn change_state(app: &App, id: &SessionId, key: &str, delta: StateDelta) -> anyhow::Result<()> {
+async fn change_state(
+    app: &App,
+    id: &SessionId,
+    key: &str,
+    delta: StateDelta,
+) -> anyhow::Result<()> {
     match scope(app, id, key).await? {
         StateScope::Shared(ns) => {
             app.store.update_shared_state(&ns, &delta).await?;
         }
         _ => {
-            update_session(app.store.as_ref(), id, |_| Ok(((), vec![RecordKind::State(delta.clone())]))).await?;
+            update_session(app.store.as_ref(), id, |_| {
+                Ok(((), vec![RecordKind::State(delta.clone())]))
+            })
+            .await?;
         }
     }
     Ok(())
@@ -262,7 +293,10 @@ pub async fn clear(app: &App, id: &str) -> anyhow::Result<()> {
         clear: true,
         ..Default::default()
     };
-    update_session(app.store.as_ref(), &id, |_| Ok(((), vec![RecordKind::State(delta.clone())]))).await?;
+    update_session(app.store.as_ref(), &id, |_| {
+        Ok(((), vec![RecordKind::State(delta.clone())]))
+    })
+    .await?;
     eprintln!("cleared the state of {id}");
     Ok(())
 }

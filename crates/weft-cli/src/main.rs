@@ -358,7 +358,11 @@ enum MailCommand {
         #[arg(long)]
         from: String,
         /// The receiving branch.
-        #[arg(long, conflicts_with = "broadcast", required_unless_present = "broadcast")]
+        #[arg(
+            long,
+            conflicts_with = "broadcast",
+            required_unless_present = "broadcast"
+        )]
         to: Option<String>,
         /// Send to every other branch.
         #[arg(long)]
@@ -454,7 +458,9 @@ async fn branch_command(app: &App, cmd: BranchCommand) -> anyhow::Result<()> {
             };
             branch_cmd::new(app, &id, spec).await
         }
-        BranchCommand::Split { id, branch, name } => branch_cmd::split(app, &id, &branch, name).await,
+        BranchCommand::Split { id, branch, name } => {
+            branch_cmd::split(app, &id, &branch, name).await
+        }
         BranchCommand::Remove { id, branch } => branch_cmd::remove(app, &id, &branch).await,
         BranchCommand::Default { id, branch } => branch_cmd::set_default(app, &id, &branch).await,
     }
@@ -473,7 +479,9 @@ async fn mail_command(app: &App, cmd: MailCommand) -> anyhow::Result<()> {
             let to = if broadcast { None } else { to };
             branch_cmd::send(app, &id, &from, to.as_deref(), &category, &item).await
         }
-        MailCommand::List { id, to, json } => branch_cmd::pending(app, &id, to.as_deref(), json).await,
+        MailCommand::List { id, to, json } => {
+            branch_cmd::pending(app, &id, to.as_deref(), json).await
+        }
         MailCommand::Collect { id, to, from } => {
             branch_cmd::collect(app, &id, to.as_deref(), from.as_deref()).await
         }
@@ -527,7 +535,11 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
             let session = run::open_session(&app, &opts, resume.as_ref()).await?;
             run::run_once(&app, session, &opts, &prompt).await
         }
-        Some(Command::Continue { prompt, output, flags }) => {
+        Some(Command::Continue {
+            prompt,
+            output,
+            flags,
+        }) => {
             let opts = flags.options(output);
             let id = run::latest_session(&app).await?;
             match prompt {
@@ -578,7 +590,11 @@ async fn session_command(app: &App, cmd: SessionCommand) -> anyhow::Result<()> {
             )
             .await
         }
-        SessionCommand::Show { id, transcript, json } => session_cmd::show(app, &id, transcript, json).await,
+        SessionCommand::Show {
+            id,
+            transcript,
+            json,
+        } => session_cmd::show(app, &id, transcript, json).await,
         SessionCommand::Resume {
             id,
             prompt,
@@ -596,7 +612,12 @@ async fn session_command(app: &App, cmd: SessionCommand) -> anyhow::Result<()> {
                 None => run::interactive(app, opts, Some(id)).await,
             }
         }
-        SessionCommand::Fork { id, turn, name, json } => session_cmd::fork(app, &id, turn, name, json).await,
+        SessionCommand::Fork {
+            id,
+            turn,
+            name,
+            json,
+        } => session_cmd::fork(app, &id, turn, name, json).await,
         SessionCommand::Delete {
             id,
             confirm,

@@ -61,7 +61,16 @@ pub fn profiles(app: &App, json_out: bool) -> anyhow::Result<()> {
         println!("{}", serde_json::to_string_pretty(&profiles)?);
     } else {
         for p in profiles {
-            println!("{:<16}  {:<8}  {}", p.name, if p.source == "builtin" { "builtin" } else { "user" }, p.description);
+            println!(
+                "{:<16}  {:<8}  {}",
+                p.name,
+                if p.source == "builtin" {
+                    "builtin"
+                } else {
+                    "user"
+                },
+                p.description
+            );
         }
     }
     Ok(())

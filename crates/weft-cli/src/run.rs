@@ -98,11 +98,17 @@ pub fn read_prompt(prompt: &str) -> anyhow::Result<String> {
 }
 
 /// Runs one prompt in `session`, prints the answer, and ends the session.
-pub async fn run_once(app: &App, session: Session, opts: &RunOptions, prompt: &str) -> anyhow::Result<()> {
+pub async fn run_once(
+    app: &App,
+    session: Session,
+    opts: &RunOptions,
+    prompt: &str,
+) -> anyhow::Result<()> {
     if prompt.trim().is_empty() {
         bail!("the prompt is empty: pass the prompt as an argument, or - to read it from stdin");
     }
-    let printer = (opts.output == OutputFormat::Text).then(|| attach_printer(&session, opts.show_thinking));
+    let printer =
+        (opts.output == OutputFormat::Text).then(|| attach_printer(&session, opts.show_thinking));
     let result = execute_with_ctrl_c(&session, opts.branch.as_deref(), prompt).await;
     if let Some(p) = &printer {
         p.finish();
@@ -173,7 +179,11 @@ pub async fn latest_session(app: &App) -> anyhow::Result<SessionId> {
 const HELP: &str = "commands: /help, /id, /rename NAME, /fork [TURN], /branch [NAME], /exit (or Ctrl-D); Ctrl-C cancels the running turn";
 
 /// The interactive mode: a line editor with history, streaming answers.
-pub async fn interactive(app: &App, opts: RunOptions, resume: Option<SessionId>) -> anyhow::Result<()> {
+pub async fn interactive(
+    app: &App,
+    opts: RunOptions,
+    resume: Option<SessionId>,
+) -> anyhow::Result<()> {
     let mut session = open_session(app, &opts, resume.as_ref()).await?;
     let mut branch = opts.branch.clone();
     let history = app.home.join("history");
@@ -183,11 +193,19 @@ pub async fn interactive(app: &App, opts: RunOptions, resume: Option<SessionId>)
     eprintln!(
         "weft — session {} ({}). {HELP}",
         session.id(),
-        if session.is_resumed() { "resumed" } else { "new" }
+        if session.is_resumed() {
+            "resumed"
+        } else {
+            "new"
+        }
     );
     loop {
         let label = branch.as_deref().unwrap_or("");
-        let prompt = if label.is_empty() { "weft> ".to_string() } else { format!("weft[{label}]> ") };
+        let prompt = if label.is_empty() {
+            "weft> ".to_string()
+        } else {
+            format!("weft[{label}]> ")
+        };
         let line = tokio::task::block_in_place(|| editor.readline(&prompt));
         let line = match line {
             Ok(line) => line,
@@ -238,14 +256,21 @@ pub async fn interactive(app: &App, opts: RunOptions, resume: Option<SessionId>)
                     let view = session.view().await?;
                     if arg.is_empty() {
                         for b in &view.branches {
-                            let mark = if b.branch.id == view.meta.default_branch { "*" } else { " " };
+                            let mark = if b.branch.id == view.meta.default_branch {
+                                "*"
+                            } else {
+                                " "
+                            };
                             eprintln!("{mark} {} ({} messages)", b.branch.name, b.messages.len());
                         }
                     } else if view.branch(arg).is_some() {
                         branch = Some(arg.to_string());
                         eprintln!("now on branch {arg}");
                     } else {
-                        eprintln!("error: no branch {arg:?}: `weft branch new {} {arg}` makes one", session.id());
+                        eprintln!(
+                            "error: no branch {arg:?}: `weft branch new {} {arg}` makes one",
+                            session.id()
+                        );
                     }
                 }
                 other => eprintln!("unknown command /{other}: {HELP}"),

@@ -7,14 +7,12 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use chrono::Local;
 use serde_json::json;
+use weft_core::SessionId;
 use weft_core::message::{ContentBlock, Message, Role};
 use weft_core::record::MetaPatch;
 use weft_core::session::{SessionMeta, SessionStatus};
-use weft_core::store::{
-    DeleteOptions, ForkPoint, ListCursor, ListFilter, ListQuery, SearchQuery,
-};
+use weft_core::store::{DeleteOptions, ForkPoint, ListCursor, ListFilter, ListQuery, SearchQuery};
 use weft_core::view::{SessionView, turn_starts};
-use weft_core::SessionId;
 
 use crate::app::App;
 
@@ -41,7 +39,10 @@ pub struct ListOptions {
 fn truncate(s: &str, max: usize) -> String {
     let s = s.replace(['\n', '\r', '\t'], " ");
     if s.chars().count() > max {
-        format!("{}…", s.chars().take(max.saturating_sub(1)).collect::<String>())
+        format!(
+            "{}…",
+            s.chars().take(max.saturating_sub(1)).collect::<String>()
+        )
     } else {
         s
     }
@@ -97,7 +98,11 @@ pub async fn list(app: &App, opts: &ListOptions) -> anyhow::Result<()> {
     if page.sessions.is_empty() {
         eprintln!(
             "no sessions{}: start one with `weft run \"prompt\"`",
-            if opts.all_projects { String::new() } else { format!(" in {}", app.project.dir) }
+            if opts.all_projects {
+                String::new()
+            } else {
+                format!(" in {}", app.project.dir)
+            }
         );
         return Ok(());
     }
@@ -167,8 +172,12 @@ fn block_text(block: &ContentBlock) -> String {
     match block {
         ContentBlock::Text { text } => text.clone(),
         ContentBlock::Thinking { thinking, .. } => format!("(thinking) {thinking}"),
-        ContentBlock::ToolCall { name, arguments, .. } => format!("→ {name}({arguments})"),
-        ContentBlock::ToolResult { output, is_error, .. } => {
+        ContentBlock::ToolCall {
+            name, arguments, ..
+        } => format!("→ {name}({arguments})"),
+        ContentBlock::ToolResult {
+            output, is_error, ..
+        } => {
             if *is_error {
                 format!("← error: {output}")
             } else {
@@ -180,7 +189,11 @@ fn block_text(block: &ContentBlock) -> String {
 }
 
 fn message_text(m: &Message) -> String {
-    m.content.iter().map(block_text).collect::<Vec<_>>().join("\n")
+    m.content
+        .iter()
+        .map(block_text)
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 /// `weft session show`.
@@ -212,14 +225,25 @@ pub async fn show(app: &App, id: &str, transcript: bool, json_out: bool) -> anyh
     }
     writeln!(out, "Created   {}", local_time(&meta.created_at))?;
     writeln!(out, "Updated   {}", local_time(&meta.updated_at))?;
-    writeln!(out, "Turns     {}   Messages {}", meta.turn_count, meta.message_count)?;
+    writeln!(
+        out,
+        "Turns     {}   Messages {}",
+        meta.turn_count, meta.message_count
+    )?;
     writeln!(
         out,
         "Tokens    {} in / {} out",
         meta.usage.input_tokens, meta.usage.output_tokens
     )?;
     if let Some(p) = &meta.parent_id {
-        writeln!(out, "Parent    {p}{}", meta.agent_name.as_ref().map(|a| format!(" (agent {a})")).unwrap_or_default())?;
+        writeln!(
+            out,
+            "Parent    {p}{}",
+            meta.agent_name
+                .as_ref()
+                .map(|a| format!(" (agent {a})"))
+                .unwrap_or_default()
+        )?;
     }
     if let Some(f) = &meta.forked_from {
         writeln!(out, "Forked    from {} at turn {}", f.session_id, f.turn)?;
@@ -228,8 +252,17 @@ pub async fn show(app: &App, id: &str, transcript: bool, json_out: bool) -> anyh
         writeln!(out, "Error     {e}")?;
     }
     if view.branches.len() > 1 {
-        let names: Vec<&str> = view.branches.iter().map(|b| b.branch.name.as_str()).collect();
-        writeln!(out, "Branches  {} (default {})", names.join(", "), meta.default_branch)?;
+        let names: Vec<&str> = view
+            .branches
+            .iter()
+            .map(|b| b.branch.name.as_str())
+            .collect();
+        writeln!(
+            out,
+            "Branches  {} (default {})",
+            names.join(", "),
+            meta.default_branch
+        )?;
     }
     if transcript {
         writeln!(out)?;
@@ -329,7 +362,10 @@ pub async fn fork(
         println!("{}", serde_json::to_string_pretty(&meta)?);
     } else {
         println!("{}", meta.id);
-        eprintln!("forked {id} after turn {turn}: resume with `weft session resume {}`", meta.id);
+        eprintln!(
+            "forked {id} after turn {turn}: resume with `weft session resume {}`",
+            meta.id
+        );
     }
     Ok(())
 }
@@ -391,7 +427,13 @@ pub async fn cleanup(app: &App, days: u64, dry_run: bool) -> anyhow::Result<()> 
 }
 
 /// `weft session search`.
-pub async fn search(app: &App, text: &str, all_projects: bool, limit: usize, json_out: bool) -> anyhow::Result<()> {
+pub async fn search(
+    app: &App,
+    text: &str,
+    all_projects: bool,
+    limit: usize,
+    json_out: bool,
+) -> anyhow::Result<()> {
     if text.trim().is_empty() {
         bail!("the search text is empty: give one or more words to find");
     }
@@ -408,7 +450,14 @@ pub async fn search(app: &App, text: &str, all_projects: bool, limit: usize, jso
         return Ok(());
     }
     if hits.is_empty() {
-        eprintln!("no messages match {text:?}{}", if all_projects { "" } else { " in this project (try --all-projects)" });
+        eprintln!(
+            "no messages match {text:?}{}",
+            if all_projects {
+                ""
+            } else {
+                " in this project (try --all-projects)"
+            }
+        );
         return Ok(());
     }
     let mut out = std::io::stdout().lock();
@@ -495,7 +544,8 @@ pub async fn export(
     };
     match output {
         Some(path) => {
-            std::fs::write(path, text).with_context(|| format!("cannot write {}", path.display()))?;
+            std::fs::write(path, text)
+                .with_context(|| format!("cannot write {}", path.display()))?;
             eprintln!("exported {id} to {}", path.display());
         }
         None => std::io::stdout().lock().write_all(text.as_bytes())?,
@@ -510,8 +560,9 @@ fn export_table(
     table: &TableOptions,
 ) -> anyhow::Result<()> {
     let chosen = (!table.branches.is_empty()).then_some(table.branches.as_slice());
-    let messages = weft_core::branches::concat_messages(view, chosen, table.exclude_clone, table.exclude_load)
-        .map_err(weft_core::SessionError::from)?;
+    let messages =
+        weft_core::branches::concat_messages(view, chosen, table.exclude_clone, table.exclude_load)
+            .map_err(weft_core::SessionError::from)?;
     let rows = weft_core::branches::table_rows(&messages);
     match (format, output) {
         (ExportFormat::Parquet, Some(path)) => crate::table::write_parquet(&rows, path)?,
@@ -524,7 +575,12 @@ fn export_table(
         (_, None) => crate::table::write_csv(&rows, &mut std::io::stdout().lock())?,
     }
     if let Some(path) = output {
-        eprintln!("exported {} row(s) of {} to {}", rows.len(), view.meta.id, path.display());
+        eprintln!(
+            "exported {} row(s) of {} to {}",
+            rows.len(),
+            view.meta.id,
+            path.display()
+        );
     }
     Ok(())
 }
@@ -532,11 +588,19 @@ fn export_table(
 fn markdown(view: &SessionView) -> String {
     let meta = &view.meta;
     let mut s = format!("# {}\n\n", meta.name.as_deref().unwrap_or("weft session"));
-    s.push_str(&format!("- id: `{}`\n- created: {}\n- profile: {}\n", meta.id, meta.created_at.to_rfc3339(), meta.profile));
+    s.push_str(&format!(
+        "- id: `{}`\n- created: {}\n- profile: {}\n",
+        meta.id,
+        meta.created_at.to_rfc3339(),
+        meta.profile
+    ));
     if let Some(m) = &meta.model {
         s.push_str(&format!("- model: {m}\n"));
     }
-    s.push_str(&format!("- status: {}\n- turns: {}\n\n", meta.status, meta.turn_count));
+    s.push_str(&format!(
+        "- status: {}\n- turns: {}\n\n",
+        meta.status, meta.turn_count
+    ));
     for b in &view.branches {
         if view.branches.len() > 1 {
             s.push_str(&format!("## Branch {}\n\n", b.branch.name));
@@ -547,7 +611,10 @@ fn markdown(view: &SessionView) -> String {
             match m.role {
                 Role::User => {
                     turn += 1;
-                    s.push_str(&format!("### Turn {turn}\n\n**User:** {}\n\n", m.text_content()));
+                    s.push_str(&format!(
+                        "### Turn {turn}\n\n**User:** {}\n\n",
+                        m.text_content()
+                    ));
                 }
                 Role::Assistant => {
                     for block in &m.content {
@@ -565,8 +632,15 @@ fn markdown(view: &SessionView) -> String {
                 }
                 Role::Tool => {
                     for block in &m.content {
-                        if let ContentBlock::ToolResult { output, is_error, .. } = block {
-                            let label = if *is_error { "tool error" } else { "tool result" };
+                        if let ContentBlock::ToolResult {
+                            output, is_error, ..
+                        } = block
+                        {
+                            let label = if *is_error {
+                                "tool error"
+                            } else {
+                                "tool result"
+                            };
                             s.push_str(&format!("<details><summary>{label}</summary>\n\n```\n{output}\n```\n\n</details>\n\n"));
                         }
                     }

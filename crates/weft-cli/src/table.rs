@@ -54,16 +54,22 @@ pub fn write_parquet(rows: &[TableRow], path: &Path) -> anyhow::Result<()> {
     ));
     let arrays: Vec<ArrayRef> = (0..TABLE_COLUMNS.len())
         .map(|i| {
-            Arc::new(StringArray::from_iter_values(rows.iter().map(|r| columns(r)[i]))) as ArrayRef
+            Arc::new(StringArray::from_iter_values(
+                rows.iter().map(|r| columns(r)[i]),
+            )) as ArrayRef
         })
         .collect();
     let batch = RecordBatch::try_new(schema.clone(), arrays).context("cannot build the table")?;
-    let file = std::fs::File::create(path).with_context(|| format!("cannot create {}", path.display()))?;
+    let file =
+        std::fs::File::create(path).with_context(|| format!("cannot create {}", path.display()))?;
     let props = WriterProperties::builder()
         .set_compression(Compression::SNAPPY)
         .build();
-    let mut writer = ArrowWriter::try_new(file, schema, Some(props)).context("cannot start the Parquet writer")?;
-    writer.write(&batch).context("cannot write the Parquet rows")?;
+    let mut writer = ArrowWriter::try_new(file, schema, Some(props))
+        .context("cannot start the Parquet writer")?;
+    writer
+        .write(&batch)
+        .context("cannot write the Parquet rows")?;
     writer.close().context("cannot finish the Parquet file")?;
     Ok(())
 }
@@ -114,13 +120,25 @@ mod tests {
         let path = dir.path().join("t.parquet");
         write_parquet(&rows(), &path).unwrap();
         let file = std::fs::File::open(&path).unwrap();
-        let reader = ParquetRecordBatchReaderBuilder::try_new(file).unwrap().build().unwrap();
+        let reader = ParquetRecordBatchReaderBuilder::try_new(file)
+            .unwrap()
+            .build()
+            .unwrap();
         let batches: Vec<RecordBatch> = reader.map(Result::unwrap).collect();
         let batch = &batches[0];
         assert_eq!(batch.num_rows(), 2);
-        let names: Vec<String> = batch.schema().fields().iter().map(|f| f.name().clone()).collect();
+        let names: Vec<String> = batch
+            .schema()
+            .fields()
+            .iter()
+            .map(|f| f.name().clone())
+            .collect();
         assert_eq!(names, TABLE_COLUMNS);
-        let role = batch.column(1).as_any().downcast_ref::<StringArray>().unwrap();
+        let role = batch
+            .column(1)
+            .as_any()
+            .downcast_ref::<StringArray>()
+            .unwrap();
         assert_eq!(role.value(1), "assistant");
         assert_eq!(role.len(), 2);
     }

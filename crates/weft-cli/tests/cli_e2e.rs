@@ -71,12 +71,26 @@ const SCRIPT: &str = r#"{"responses": [{"text": "Hello from the script", "usage"
 fn run_prints_the_answer_and_the_session_id() {
     let env = Env::new();
     let script = env.script("s.json", SCRIPT);
-    let out = env.weft(&["run", "--provider", "scripted", "--script", script.to_str().unwrap(), "hi"]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = env.weft(&[
+        "run",
+        "--provider",
+        "scripted",
+        "--script",
+        script.to_str().unwrap(),
+        "hi",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let stdout = String::from_utf8(out.stdout).unwrap();
     let stderr = String::from_utf8(out.stderr).unwrap();
     assert_eq!(stdout, "Hello from the script\n");
-    let id = stderr.trim().strip_prefix("session ").expect("session line");
+    let id = stderr
+        .trim()
+        .strip_prefix("session ")
+        .expect("session line");
     assert!(weft_core::SessionId::parse(id).is_ok());
     // The fs store wrote the session where DESIGN.md says.
     let sessions: Vec<_> = walk(env.home.path())
@@ -84,7 +98,11 @@ fn run_prints_the_answer_and_the_session_id() {
         .filter(|p| p.ends_with("log.jsonl"))
         .collect();
     assert_eq!(sessions.len(), 1);
-    assert!(sessions[0].to_string_lossy().contains(&format!("/sessions/{id}/")));
+    assert!(
+        sessions[0]
+            .to_string_lossy()
+            .contains(&format!("/sessions/{id}/"))
+    );
 }
 
 fn walk(dir: &Path) -> Vec<PathBuf> {
@@ -105,22 +123,61 @@ fn walk(dir: &Path) -> Vec<PathBuf> {
 #[test]
 fn the_whole_session_lifecycle() {
     let env = Env::new();
-    let s1 = env.script("s1.json", r#"{"responses": [{"text": "first answer about apples"}]}"#);
-    let s2 = env.script("s2.json", r#"{"responses": [{"text": "second answer about pears"}]}"#);
+    let s1 = env.script(
+        "s1.json",
+        r#"{"responses": [{"text": "first answer about apples"}]}"#,
+    );
+    let s2 = env.script(
+        "s2.json",
+        r#"{"responses": [{"text": "second answer about pears"}]}"#,
+    );
     let s3 = env.script("s3.json", r#"{"responses": [{"text": "third answer"}]}"#);
 
-    let run = env.json(&["run", "--provider", "scripted", "--script", s1.to_str().unwrap(), "--output", "json", "tell me about apples"]);
+    let run = env.json(&[
+        "run",
+        "--provider",
+        "scripted",
+        "--script",
+        s1.to_str().unwrap(),
+        "--output",
+        "json",
+        "tell me about apples",
+    ]);
     let id = run["session_id"].as_str().unwrap().to_string();
     assert_eq!(run["answer"], "first answer about apples");
     assert_eq!(run["status"], "completed");
 
-    let cont = env.json(&["continue", "--provider", "scripted", "--script", s2.to_str().unwrap(), "--output", "json", "and pears?"]);
-    assert_eq!(cont["session_id"], id.as_str(), "continue picks the latest session");
+    let cont = env.json(&[
+        "continue",
+        "--provider",
+        "scripted",
+        "--script",
+        s2.to_str().unwrap(),
+        "--output",
+        "json",
+        "and pears?",
+    ]);
+    assert_eq!(
+        cont["session_id"],
+        id.as_str(),
+        "continue picks the latest session"
+    );
     assert_eq!(cont["turns"], 2);
 
     // run --resume with a prefix of the id.
     let prefix = &id[..20];
-    let again = env.json(&["run", "--resume", prefix, "--provider", "scripted", "--script", s3.to_str().unwrap(), "--output", "json", "one more"]);
+    let again = env.json(&[
+        "run",
+        "--resume",
+        prefix,
+        "--provider",
+        "scripted",
+        "--script",
+        s3.to_str().unwrap(),
+        "--output",
+        "json",
+        "one more",
+    ]);
     assert_eq!(again["session_id"], id.as_str());
     assert_eq!(again["turns"], 3);
 
@@ -130,21 +187,47 @@ fn the_whole_session_lifecycle() {
     assert_eq!(list[0]["id"], id.as_str());
     assert_eq!(list[0]["message_count"], 6);
     let table = env.ok(&["session", "list"]);
-    assert!(table.contains("Last prompt") && table.contains(&id) && table.contains("one more"), "{table}");
+    assert!(
+        table.contains("Last prompt") && table.contains(&id) && table.contains("one more"),
+        "{table}"
+    );
     // Another project does not see it, unless --all-projects.
     let elsewhere = tempfile::tempdir().unwrap();
     let out = env.weft_in(elsewhere.path(), &["session", "list", "--json"]);
-    assert_eq!(serde_json::from_slice::<Value>(&out.stdout).unwrap().as_array().unwrap().len(), 0);
-    let out = env.weft_in(elsewhere.path(), &["session", "list", "--all-projects", "--json"]);
-    assert_eq!(serde_json::from_slice::<Value>(&out.stdout).unwrap().as_array().unwrap().len(), 1);
+    assert_eq!(
+        serde_json::from_slice::<Value>(&out.stdout)
+            .unwrap()
+            .as_array()
+            .unwrap()
+            .len(),
+        0
+    );
+    let out = env.weft_in(
+        elsewhere.path(),
+        &["session", "list", "--all-projects", "--json"],
+    );
+    assert_eq!(
+        serde_json::from_slice::<Value>(&out.stdout)
+            .unwrap()
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
 
     // show
     let show = env.ok(&["session", "show", prefix, "--transcript"]);
-    assert!(show.contains("tell me about apples") && show.contains("second answer about pears"), "{show}");
+    assert!(
+        show.contains("tell me about apples") && show.contains("second answer about pears"),
+        "{show}"
+    );
 
     // rename (and the 50-character limit)
     env.ok(&["session", "rename", prefix, "fruit talk"]);
-    assert_eq!(env.json(&["session", "show", &id, "--json"])["session"]["name"], "fruit talk");
+    assert_eq!(
+        env.json(&["session", "show", &id, "--json"])["session"]["name"],
+        "fruit talk"
+    );
     let err = env.fails(&["session", "rename", prefix, &"x".repeat(51)]);
     assert!(err.contains("at most 50"), "{err}");
 
@@ -161,23 +244,51 @@ fn the_whole_session_lifecycle() {
     // search
     let hits = env.json(&["session", "search", "pears", "--json"]);
     assert_eq!(hits.as_array().unwrap().len(), 2, "{hits}");
-    assert!(hits.as_array().unwrap().iter().all(|h| h["session_id"] == id.as_str()));
+    assert!(
+        hits.as_array()
+            .unwrap()
+            .iter()
+            .all(|h| h["session_id"] == id.as_str())
+    );
     let hits = env.json(&["session", "search", "apples", "--json"]);
-    assert!(hits.as_array().unwrap().iter().any(|h| h["session_id"] == fork_id.as_str()));
+    assert!(
+        hits.as_array()
+            .unwrap()
+            .iter()
+            .any(|h| h["session_id"] == fork_id.as_str())
+    );
 
     // export in every format
     let md = env.ok(&["session", "export", &id, "--format", "md"]);
-    assert!(md.starts_with("# fruit talk") && md.contains("### Turn 3"), "{md}");
+    assert!(
+        md.starts_with("# fruit talk") && md.contains("### Turn 3"),
+        "{md}"
+    );
     let json = env.json(&["session", "export", &id, "--format", "json"]);
     assert_eq!(json["branches"][0]["messages"].as_array().unwrap().len(), 6);
     let jsonl = env.ok(&["session", "export", &id, "--format", "jsonl"]);
-    let seqs: Vec<u64> = jsonl.lines().map(|l| serde_json::from_str::<Value>(l).unwrap()["seq"].as_u64().unwrap()).collect();
+    let seqs: Vec<u64> = jsonl
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<Value>(l).unwrap()["seq"]
+                .as_u64()
+                .unwrap()
+        })
+        .collect();
     assert_eq!(seqs, (1..=seqs.len() as u64).collect::<Vec<_>>());
     let csv = env.ok(&["session", "export", &id, "--format", "csv"]);
     assert!(csv.starts_with("created_at,role,content,id,sender,recipient,branch,metadata\n"));
     assert_eq!(csv.lines().count(), 7);
     let parquet = env.project.path().join("t.parquet");
-    env.ok(&["session", "export", &id, "--format", "parquet", "-o", parquet.to_str().unwrap()]);
+    env.ok(&[
+        "session",
+        "export",
+        &id,
+        "--format",
+        "parquet",
+        "-o",
+        parquet.to_str().unwrap(),
+    ]);
     assert!(std::fs::metadata(&parquet).unwrap().len() > 100);
 
     // ambiguous and invalid ids
@@ -193,21 +304,45 @@ fn the_whole_session_lifecycle() {
     assert!(err.contains("--confirm"), "{err}");
     env.ok(&["session", "delete", &fork_id, "--confirm"]);
     let err = env.fails(&["session", "show", &fork_id]);
-    assert!(err.contains("no session id starts with") || err.contains("not found"), "{err}");
+    assert!(
+        err.contains("no session id starts with") || err.contains("not found"),
+        "{err}"
+    );
 
     // cleanup: dry run removes nothing, then the real one
     let dry = env.ok(&["session", "cleanup", "--days", "0", "--dry-run"]);
     assert!(dry.contains(&id));
-    assert_eq!(env.json(&["session", "list", "--json"]).as_array().unwrap().len(), 1);
+    assert_eq!(
+        env.json(&["session", "list", "--json"])
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
     env.ok(&["session", "cleanup", "--days", "0"]);
-    assert_eq!(env.json(&["session", "list", "--json"]).as_array().unwrap().len(), 0);
+    assert_eq!(
+        env.json(&["session", "list", "--json"])
+            .as_array()
+            .unwrap()
+            .len(),
+        0
+    );
 }
 
 #[test]
 fn branches_mail_and_state_from_the_cli() {
     let env = Env::new();
     let script = env.script("s.json", SCRIPT);
-    let id = env.json(&["run", "--provider", "scripted", "--script", script.to_str().unwrap(), "--output", "json", "hi"])["session_id"]
+    let id = env.json(&[
+        "run",
+        "--provider",
+        "scripted",
+        "--script",
+        script.to_str().unwrap(),
+        "--output",
+        "json",
+        "hi",
+    ])["session_id"]
         .as_str()
         .unwrap()
         .to_string();
@@ -217,9 +352,28 @@ fn branches_mail_and_state_from_the_cli() {
     assert_eq!(branches.as_array().unwrap().len(), 3);
     assert_eq!(branches[2]["messages"], 2, "split cloned the messages");
 
-    env.ok(&["mail", "send", &id, "--from", "main", "--to", "research", "please look into X"]);
-    env.ok(&["mail", "send", &id, "--from", "research", "--broadcast", "done"]);
-    let err = env.fails(&["mail", "send", &id, "--from", "main", "--to", "nowhere", "x"]);
+    env.ok(&[
+        "mail",
+        "send",
+        &id,
+        "--from",
+        "main",
+        "--to",
+        "research",
+        "please look into X",
+    ]);
+    env.ok(&[
+        "mail",
+        "send",
+        &id,
+        "--from",
+        "research",
+        "--broadcast",
+        "done",
+    ]);
+    let err = env.fails(&[
+        "mail", "send", &id, "--from", "main", "--to", "nowhere", "x",
+    ]);
     assert!(err.contains("no branch \"nowhere\""), "{err}");
     let pending = env.json(&["mail", "list", &id, "--to", "research", "--json"]);
     assert_eq!(pending.as_array().unwrap().len(), 1);
@@ -236,11 +390,17 @@ fn branches_mail_and_state_from_the_cli() {
 
     env.ok(&["branch", "default", &id, "research"]);
     env.ok(&["branch", "remove", &id, "research"]);
-    assert_eq!(env.json(&["session", "show", &id, "--json"])["session"]["default_branch"], "main");
+    assert_eq!(
+        env.json(&["session", "show", &id, "--json"])["session"]["default_branch"],
+        "main"
+    );
 
     env.ok(&["state", "set", &id, "plan", "{\"step\": 2}"]);
     env.ok(&["state", "set", &id, "app:theme", "dark"]);
-    assert_eq!(env.ok(&["state", "get", &id, "plan"]).trim(), "{\"step\":2}");
+    assert_eq!(
+        env.ok(&["state", "get", &id, "plan"]).trim(),
+        "{\"step\":2}"
+    );
     let all = env.json(&["state", "list", &id, "--json"]);
     assert_eq!(all["app:theme"], "dark");
     env.ok(&["state", "delete", &id, "plan"]);
@@ -255,9 +415,31 @@ fn branches_mail_and_state_from_the_cli() {
 
     // run on a branch
     let s2 = env.script("s2.json", r#"{"responses": [{"text": "on the copy"}]}"#);
-    let out = env.json(&["run", "--resume", &id, "--branch", "copy", "--provider", "scripted", "--script", s2.to_str().unwrap(), "--output", "json", "branch prompt"]);
+    let out = env.json(&[
+        "run",
+        "--resume",
+        &id,
+        "--branch",
+        "copy",
+        "--provider",
+        "scripted",
+        "--script",
+        s2.to_str().unwrap(),
+        "--output",
+        "json",
+        "branch prompt",
+    ]);
     assert_eq!(out["answer"], "on the copy");
-    let csv = env.ok(&["session", "export", &id, "--format", "csv", "--branch", "copy", "--exclude-clone"]);
+    let csv = env.ok(&[
+        "session",
+        "export",
+        &id,
+        "--format",
+        "csv",
+        "--branch",
+        "copy",
+        "--exclude-clone",
+    ]);
     assert_eq!(csv.lines().count(), 3, "{csv}");
 }
 
@@ -270,8 +452,20 @@ fn errors_are_one_clear_sentence() {
     assert!(err.contains("unknown provider \"nope\""), "{err}");
     let err = env.fails(&["continue", "hi"]);
     assert!(err.contains("no session to continue"), "{err}");
-    let err = env.fails(&["run", "--profile", "missing", "--provider", "scripted", "--script", "x.json", "hi"]);
-    assert!(err.contains("does not exist") || err.contains("unknown profile"), "{err}");
+    let err = env.fails(&[
+        "run",
+        "--profile",
+        "missing",
+        "--provider",
+        "scripted",
+        "--script",
+        "x.json",
+        "hi",
+    ]);
+    assert!(
+        err.contains("does not exist") || err.contains("unknown profile"),
+        "{err}"
+    );
 }
 
 #[test]

@@ -34,7 +34,9 @@ fn serve_sse(body: &'static str) -> (String, Arc<Mutex<Vec<(String, String)>>>) 
             }
             let mut request_body = vec![0; length];
             let _ = reader.read_exact(&mut request_body);
-            s.lock().unwrap().push((head, String::from_utf8_lossy(&request_body).into_owned()));
+            s.lock()
+                .unwrap()
+                .push((head, String::from_utf8_lossy(&request_body).into_owned()));
             let _ = stream.write_all(
                 format!(
                     "HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
@@ -95,9 +97,24 @@ fn openai_provider_with_a_base_url_talks_to_a_compatible_server() {
     let out = weft(
         home.path(),
         &[("OPENAI_API_KEY", "sk-local")],
-        &["run", "--provider", "openai", "--base-url", &format!("{addr}/v1"), "--model", "local-model", "--output", "json", "say hello"],
+        &[
+            "run",
+            "--provider",
+            "openai",
+            "--base-url",
+            &format!("{addr}/v1"),
+            "--model",
+            "local-model",
+            "--output",
+            "json",
+            "say hello",
+        ],
     );
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["answer"], "Hello from a compatible server");
     assert_eq!(v["usage"]["input_tokens"], 9);
@@ -107,7 +124,13 @@ fn openai_provider_with_a_base_url_talks_to_a_compatible_server() {
     let body: serde_json::Value = serde_json::from_str(body).unwrap();
     assert_eq!(body["model"], "local-model");
     assert_eq!(body["stream"], true);
-    assert!(body["messages"].as_array().unwrap().iter().any(|m| m["role"] == "user" && m["content"] == "say hello"));
+    assert!(
+        body["messages"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|m| m["role"] == "user" && m["content"] == "say hello")
+    );
 }
 
 fn files_containing(dir: &Path, needle: &str) -> Vec<String> {
@@ -131,18 +154,37 @@ fn the_api_key_never_reaches_a_file_or_the_log() {
     let (addr, seen) = serve_sse(ANTHROPIC_STREAM);
     let out = weft(
         home.path(),
-        &[("ANTHROPIC_API_KEY", "sk-test-SECRET"), ("WEFT_LOG", "trace")],
-        &["-vv", "run", "--provider", "anthropic", "--base-url", &addr, "hello"],
+        &[
+            ("ANTHROPIC_API_KEY", "sk-test-SECRET"),
+            ("WEFT_LOG", "trace"),
+        ],
+        &[
+            "-vv",
+            "run",
+            "--provider",
+            "anthropic",
+            "--base-url",
+            &addr,
+            "hello",
+        ],
     );
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{stderr}");
     assert_eq!(String::from_utf8_lossy(&out.stdout), "Hi from Claude\n");
     // The key was used...
     let requests = seen.lock().unwrap();
-    assert!(requests[0].0.to_ascii_lowercase().contains("x-api-key: sk-test-secret"));
+    assert!(
+        requests[0]
+            .0
+            .to_ascii_lowercase()
+            .contains("x-api-key: sk-test-secret")
+    );
     // ...and is nowhere else.
     assert!(!stderr.contains("SECRET"), "the log shows the key");
     let leaks = files_containing(home.path(), "SECRET");
     assert!(leaks.is_empty(), "the key reached {leaks:?}");
-    assert!(!files_containing(home.path(), "Hi from Claude").is_empty(), "the session was stored");
+    assert!(
+        !files_containing(home.path(), "Hi from Claude").is_empty(),
+        "the session was stored"
+    );
 }
