@@ -272,6 +272,15 @@ enum SessionCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Import sessions written by the Amplifier CLI (ids, names, parent links kept).
+    Import {
+        /// Read from Amplifier's session directories (default ~/.amplifier).
+        #[arg(long, value_name = "DIR", num_args = 0..=1, default_missing_value = "")]
+        from_amplifier: Option<PathBuf>,
+        /// JSON output.
+        #[arg(long)]
+        json: bool,
+    },
     /// Export a session.
     Export {
         /// Session id or unique prefix.
@@ -634,6 +643,10 @@ async fn session_command(app: &App, cmd: SessionCommand) -> anyhow::Result<()> {
             limit,
             json,
         } => session_cmd::search(app, &text, all_projects, limit, json).await,
+        SessionCommand::Import {
+            from_amplifier,
+            json,
+        } => session_cmd::import(app, from_amplifier, json).await,
         SessionCommand::Export {
             id,
             format,

@@ -476,3 +476,40 @@ fn completions_and_profiles() {
     let profiles = env.ok(&["profiles"]);
     assert!(profiles.contains("base") && profiles.contains("dev"));
 }
+
+#[test]
+fn import_from_amplifier_keeps_ids_names_and_links() {
+    let env = Env::new();
+    let amp = tempfile::tempdir().unwrap();
+    let sessions = amp.path().join("projects").join("-home-u-proj").join("sessions");
+    let parent = "11111111-2222-4333-8444-555555555555";
+    let child = "1111111122224333-aaaaaaaaaaaaaaaa_explorer";
+    for (id, meta, transcript) in [
+        (
+            parent,
+            format!(r#"{{"session_id":"{parent}","created":"2026-01-02T03:04:05Z","profile":"dev","model":"claude-sonnet-4-5","turn_count":2,"name":"old work"}}"#),
+            "{\"role\":\"user\",\"content\":\"first\"}\n{\"role\":\"assistant\",\"content\":\"one\"}\n{\"role\":\"user\",\"content\":\"second\"}\n{\"role\":\"assistant\",\"content\":\"two\"}\n",
+        ),
+        (
+            child,
+            format!(r#"{{"session_id":"{child}","created":"2026-01-02T03:05:00Z","parent_id":"{parent}","trace_id":"{parent}","agent_name":"explorer"}}"#),
+            "{\"role\":\"user\",\"content\":\"look\"}\n{\"role\":\"assistant\",\"content\":\"found\"}\n",
+        ),
+    ] {
+        let dir = sessions.join(id);
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("metadata.json"), meta).unwrap();
+        std::fs::write(dir.join("transcript.jsonl"), transcript).unwrap();
+    }
+    let report = env.json(&["session", "import", "--from-amplifier", amp.path().to_str().unwrap(), "--json"]);
+    assert_eq!(report["imported"].as_array().unwrap().len(), 2, "{report}");
+    let shown = env.json(&["session", "show", parent, "--json"]);
+    assert_eq!(shown["session"]["name"], "old work");
+    assert_eq!(shown["session"]["turn_count"], 2);
+    let kid = env.json(&["session", "show", child, "--json"]);
+    assert_eq!(kid["session"]["parent_id"], parent);
+    assert_eq!(kid["session"]["agent_name"], "explorer");
+    // Importing again skips what is there.
+    let again = env.json(&["session", "import", "--from-amplifier", amp.path().to_str().unwrap(), "--json"]);
+    assert_eq!(again["skipped"].as_array().unwrap().len(), 2);
+}
