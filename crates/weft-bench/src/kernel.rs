@@ -54,7 +54,9 @@ fn plan(turns: usize, with_tools: bool) -> anyhow::Result<MountPlan> {
         if with_tools {
             responses.push(json!({"tool_calls": [{"name": "noop", "arguments": {"i": i}}]}));
         }
-        responses.push(json!({"text": format!("answer {i}: the quick brown fox jumps over the lazy dog")}));
+        responses.push(
+            json!({"text": format!("answer {i}: the quick brown fox jumps over the lazy dog")}),
+        );
     }
     let text = json!({
         "session": {"orchestrator": "loop-basic", "context": "context-simple"},
@@ -64,11 +66,22 @@ fn plan(turns: usize, with_tools: bool) -> anyhow::Result<MountPlan> {
     Ok(MountPlan::parse(&text.to_string(), PlanFormat::Json)?.plan)
 }
 
-async fn one(store: Arc<dyn Store>, store_name: &str, turns: usize, with_tools: bool) -> anyhow::Result<()> {
+async fn one(
+    store: Arc<dyn Store>,
+    store_name: &str,
+    turns: usize,
+    with_tools: bool,
+) -> anyhow::Result<()> {
     let mut registry = ModuleRegistry::with_core_modules();
     weft_providers::register(&mut registry);
-    registry.register_tool("tool-noop", |_, _| Ok(vec![Arc::new(NoopTool) as Arc<dyn Tool>]));
-    let session = Session::new(SessionConfig::new(plan(turns, with_tools)?, store, Arc::new(registry)));
+    registry.register_tool("tool-noop", |_, _| {
+        Ok(vec![Arc::new(NoopTool) as Arc<dyn Tool>])
+    });
+    let session = Session::new(SessionConfig::new(
+        plan(turns, with_tools)?,
+        store,
+        Arc::new(registry),
+    ));
     session.initialize().await?;
     // Warm up outside the measurement? Every turn is measured: the first
     // turn's one-time costs are part of the figure and amortised.
@@ -97,13 +110,16 @@ async fn one(store: Arc<dyn Store>, store_name: &str, turns: usize, with_tools: 
 /// Runs the kernel workloads, printing one JSON line per figure.
 pub async fn run(args: KernelBenchArgs) -> anyhow::Result<()> {
     for with_tools in [false, true] {
-        one(Arc::new(MemoryStore::new()), "memory", args.turns, with_tools).await?;
+        one(
+            Arc::new(MemoryStore::new()),
+            "memory",
+            args.turns,
+            with_tools,
+        )
+        .await?;
         if !args.memory_only {
             let dir = tempfile::tempdir()?;
-            let store = weft_store::open_store(
-                &weft_store::StoreConfig::default(),
-                dir.path(),
-            )?;
+            let store = weft_store::open_store(&weft_store::StoreConfig::default(), dir.path())?;
             one(store, "fs", args.turns, with_tools).await?;
         }
     }

@@ -1,1 +1,38 @@
-fn main() {}
+//! `weft-bench`: weft's benchmarks. Every figure is printed as one JSON
+//! line on stdout (`{"bench": …, "figure"/"workload": …, …}`), so runs can
+//! be compared with `jq`; BENCHMARKS.md records the figures of a reference
+//! machine.
+//!
+//! ```text
+//! cargo run --release -p weft-bench -- store --backend all
+//! cargo run --release -p weft-bench -- kernel --turns 2000
+//! ```
+
+mod kernel;
+mod store;
+
+use clap::{Parser, Subcommand};
+
+/// weft's benchmarks (one JSON line per figure).
+#[derive(Parser)]
+#[command(name = "weft-bench", version)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// The kernel's overhead per turn (provider-scripted, no delay).
+    Kernel(kernel::KernelBenchArgs),
+    /// Store workloads: durable appends, loads, listing, fork, bytes on disk.
+    Store(store::StoreBenchArgs),
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    match Cli::parse().command {
+        Command::Kernel(args) => kernel::run(args).await,
+        Command::Store(args) => store::run(args).await,
+    }
+}

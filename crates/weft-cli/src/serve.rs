@@ -1,24 +1,202 @@
-//! `weft serve`: starts the daemon from weft-server on this app's store.
+//! `weft serve`: the daemon (weft-server) over this app's store,
+//! configuration and modules.
+//!
+//! Settings come from the flags, else `[server]` in config.toml /
+//! `WEFT_SERVER__*`, else the defaults (127.0.0.1:8420, 1 MiB bodies). The
+//! provider flags (`--provider`, `--script`, `--mount-plan`, `--model`,
+//! `--base-url`) are server-wide defaults for every session it runs, the
+//! same choice `weft run` makes from them. It stops on SIGTERM or Ctrl-C:
+//! running turns are cancelled and record their partial state first.
 
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use async_trait::async_trait;
 use clap::Args;
+use weft_core::approval::{ApprovalSystem, FixedApproval};
+use weft_core::mount::{MountError, MountPlan};
+use weft_server::{PlanError, PlanSource, ServerConfig, ServerContext};
 
-use crate::app::App;
+use crate::app::{App, PlanChoice};
 
 /// Flags of `weft serve`.
 #[derive(Args, Debug, Clone)]
 pub struct ServeArgs {
-    /// Address to bind.
+    /// Address to bind (default 127.0.0.1; anything else needs a token).
     #[arg(long)]
     pub host: Option<String>,
-    /// Port.
+    /// Port (default 8420).
     #[arg(long)]
     pub port: Option<u16>,
     /// Bearer token clients must send (required when not on loopback).
     #[arg(long, env = "WEFT_SERVER__TOKEN", hide_env_values = true)]
     pub token: Option<String>,
+    /// Largest request body in bytes (default 1048576).
+    #[arg(long, value_name = "BYTES")]
+    pub body_limit: Option<usize>,
+    /// Allow every action that needs approval (bash commands). Without it
+    /// the daemon denies them: it has no terminal to ask at.
+    #[arg(long)]
+    pub approve: bool,
+    /// Default profile for new sessions (default: the configured one, else base).
+    #[arg(long)]
+    pub profile: Option<String>,
+    /// Provider for every session: anthropic, openai, ollama or scripted.
+    #[arg(long)]
+    pub provider: Option<String>,
+    /// Model for the provider.
+    #[arg(long)]
+    pub model: Option<String>,
+    /// Script for the scripted provider (JSON or YAML).
+    #[arg(long, value_name = "FILE")]
+    pub script: Option<PathBuf>,
+    /// A mount-plan file every session uses instead of a profile.
+    #[arg(long, value_name = "FILE")]
+    pub mount_plan: Option<PathBuf>,
+    /// Base URL of the provider's API.
+    #[arg(long, value_name = "URL")]
+    pub base_url: Option<String>,
+    /// Seconds a plain request may take (default 30).
+    #[arg(long, value_name = "SECS")]
+    pub request_timeout: Option<u64>,
+}
+
+/// Profiles → plans through [`App::plan`], with the serve flags as
+/// server-wide defaults.
+struct AppPlans {
+    app: App,
+    defaults: PlanChoice,
+}
+
+#[async_trait]
+impl PlanSource for AppPlans {
+    async fn plan(&self, profile: Option<&str>) -> Result<(MountPlan, String), PlanError> {
+        let mut choice = self.defaults.clone();
+        if let Some(p) = profile {
+            choice.profile = Some(p.to_string());
+        }
+        self.app
+            .plan(&choice)
+            .await
+            .map_err(|e| match e.downcast_ref::<MountError>() {
+                Some(MountError::UnknownProfile { .. }) => PlanError::UnknownProfile(e.to_string()),
+                _ => PlanError::Unavailable(format!("{e:#}")),
+            })
+    }
 }
 
 /// Runs the daemon until SIGTERM or Ctrl-C.
-pub async fn run(_app: &App, _args: ServeArgs) -> anyhow::Result<()> {
-    anyhow::bail!("the daemon is being wired in: weft-server is not linked into this build yet")
+pub async fn run(app: &App, args: ServeArgs) -> anyhow::Result<()> {
+    let section = &app.config.server;
+    let defaults = ServerConfig::default();
+    let config = ServerConfig {
+        host: args
+            .host
+            .clone()
+            .or_else(|| section.host.clone())
+            .unwrap_or(defaults.host.clone()),
+        port: args.port.or(section.port).unwrap_or(defaults.port),
+        token: args
+            .token
+            .clone()
+            .or_else(|| section.token.clone())
+            .filter(|t| !t.is_empty()),
+        body_limit: args
+            .body_limit
+            .or(section.body_limit)
+            .unwrap_or(defaults.body_limit),
+        request_timeout: args
+            .request_timeout
+            .map(Duration::from_secs)
+            .unwrap_or(defaults.request_timeout),
+        ..defaults
+    };
+    let addr = config.validate()?;
+
+    let plans = AppPlans {
+        app: App {
+            config: app.config.clone(),
+            home: app.home.clone(),
+            store: app.store.clone(),
+            registry: app.registry.clone(),
+            project: app.project.clone(),
+        },
+        defaults: PlanChoice {
+            profile: args.profile.clone(),
+            mount_plan: args.mount_plan.clone(),
+            provider: args.provider.clone(),
+            model: args.model.clone(),
+            base_url: args.base_url.clone(),
+            script: args.script.clone(),
+        },
+    };
+    // Fail at startup, not at the first request, when the defaults cannot
+    // make a plan at all (a missing script or plan file, an unknown
+    // provider or profile).
+    if args.provider.is_some()
+        || args.script.is_some()
+        || args.mount_plan.is_some()
+        || args.profile.is_some()
+    {
+        plans
+            .plan(None)
+            .await
+            .map_err(|e| anyhow::anyhow!("{e}"))
+            .context("the serve flags do not make a usable plan")?;
+    }
+    let approval: Option<Arc<dyn ApprovalSystem>> = args
+        .approve
+        .then(|| Arc::new(FixedApproval::allow_all()) as Arc<dyn ApprovalSystem>);
+    let ctx = ServerContext {
+        store: app.store.clone(),
+        registry: app.registry.clone(),
+        plans: Arc::new(plans),
+        project: app.project.clone(),
+        user: app.config.user_name(),
+        home: app.home.clone(),
+        approval,
+    };
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("cannot listen on {addr}"))?;
+    let local = listener
+        .local_addr()
+        .context("cannot read the bound address")?;
+    eprintln!(
+        "weft serve: listening on http://{local} ({} store in {}){}",
+        app.store.kind(),
+        app.home.display(),
+        if config.token.is_some() {
+            ", token required"
+        } else {
+            ""
+        }
+    );
+    weft_server::serve_on(listener, config, ctx, shutdown_signal()).await?;
+    eprintln!("weft serve: stopped");
+    Ok(())
+}
+
+/// Completes on Ctrl-C or SIGTERM.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {}
+        _ = term => {}
+    }
 }

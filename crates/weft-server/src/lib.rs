@@ -1,1 +1,239 @@
-//! placeholder
+//! # weft-server
+//!
+//! weft's daemon: the amplifierd v1 session API under `/api/v1/sessions`
+//! (camelCase JSON, errors as `{"detail": "..."}`), SSE streams whose
+//! durable events carry the session log's `seq` as their id (so a client
+//! resumes with `Last-Event-ID`), agentkernel's `POST /run`,
+//! `POST /api/v1/chat`, `GET /api/v1/agents` and `GET /health`, and an
+//! OpenAPI document at `/openapi.json`.
+//!
+//! The server knows nothing of backends, providers or terminals: the
+//! embedder hands it a [`ServerContext`] (a store, a module registry, a
+//! [`PlanSource`] that turns profile names into mount plans, the project,
+//! the approval policy). The CLI's `weft serve` builds one over the same
+//! store and configuration as every other `weft` command.
+//!
+//! ```no_run
+//! # async fn demo(ctx: weft_server::ServerContext) -> Result<(), weft_server::ServerError> {
+//! let config = weft_server::ServerConfig::default(); // 127.0.0.1:8420
+//! weft_server::serve(config, ctx, async { let _ = tokio::signal::ctrl_c().await; }).await
+//! # }
+//! ```
+//!
+//! Safety: it binds 127.0.0.1 by default and refuses a non-loopback
+//! address without a token; with a token every request needs
+//! `Authorization: Bearer <token>` (compared in constant time). Bodies are
+//! limited (1 MiB by default), ids are validated on every path, plain
+//! requests time out, and shutdown cancels running turns, lets them record
+//! their partial state, and ends every stream.
+
+#![warn(missing_docs)]
+
+mod auth;
+mod config;
+mod context;
+mod error;
+mod extract;
+mod hub;
+mod live;
+mod model;
+mod openapi;
+mod routes;
+mod sse;
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::middleware;
+use axum::routing::{get, post};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+pub use auth::constant_time_eq;
+pub use config::{DEFAULT_BODY_LIMIT, DEFAULT_PORT, ServerConfig};
+pub use context::{PlanError, PlanSource, ServerContext, StaticPlanSource};
+pub use error::{ApiError, ErrorBody, ServerError};
+pub use model::{
+    AgentEntry, ChatRequest, CleanupRequest, CleanupResponse, CreateSessionRequest, FailRequest,
+    ForkRequest, ForkedFromInfo, Health, MessageContent, Multitask, ProfileEntry, RunRequest,
+    RunResponse, SendMessageRequest, SendMessageResponse, SessionInfo, TokenUsage,
+    TranscriptMessage, UpdateSessionRequest,
+};
+pub use openapi::ApiDoc;
+
+use crate::live::Core;
+use crate::routes::{agentkernel, docs, messages, sessions};
+
+/// Every route the server answers, as `(method, path)`; the OpenAPI
+/// document covers each of them (a test checks it).
+pub const ROUTES: &[(&str, &str)] = &[
+    ("post", "/api/v1/sessions/"),
+    ("get", "/api/v1/sessions/"),
+    ("get", "/api/v1/sessions/{id}"),
+    ("patch", "/api/v1/sessions/{id}"),
+    ("delete", "/api/v1/sessions/{id}"),
+    ("post", "/api/v1/sessions/{id}/start"),
+    ("post", "/api/v1/sessions/{id}/complete"),
+    ("post", "/api/v1/sessions/{id}/fail"),
+    ("post", "/api/v1/sessions/{id}/terminate"),
+    ("post", "/api/v1/sessions/{id}/messages"),
+    ("get", "/api/v1/sessions/{id}/transcript"),
+    ("post", "/api/v1/sessions/{id}/send-message"),
+    ("get", "/api/v1/sessions/{id}/stream"),
+    ("post", "/api/v1/sessions/{id}/execute"),
+    ("post", "/api/v1/sessions/{id}/fork"),
+    ("post", "/api/v1/sessions/cleanup"),
+    ("get", "/api/v1/profiles"),
+    ("post", "/run"),
+    ("post", "/api/v1/chat"),
+    ("get", "/api/v1/agents"),
+    ("get", "/health"),
+    ("get", "/openapi.json"),
+];
+
+fn build(core: Arc<Core>) -> Router {
+    let config = core.config.clone();
+    // Plain requests: bounded by the request timeout.
+    let plain = Router::new()
+        .route(
+            "/api/v1/sessions",
+            get(sessions::list_sessions).post(sessions::create_session),
+        )
+        .route(
+            "/api/v1/sessions/",
+            get(sessions::list_sessions).post(sessions::create_session),
+        )
+        .route("/api/v1/sessions/cleanup", post(sessions::cleanup_sessions))
+        .route(
+            "/api/v1/sessions/{id}",
+            get(sessions::get_session)
+                .patch(sessions::update_session)
+                .delete(sessions::delete_session),
+        )
+        .route("/api/v1/sessions/{id}/start", post(sessions::start_session))
+        .route(
+            "/api/v1/sessions/{id}/complete",
+            post(sessions::complete_session),
+        )
+        .route("/api/v1/sessions/{id}/fail", post(sessions::fail_session))
+        .route(
+            "/api/v1/sessions/{id}/terminate",
+            post(sessions::terminate_session),
+        )
+        .route("/api/v1/sessions/{id}/fork", post(sessions::fork_session))
+        .route(
+            "/api/v1/sessions/{id}/messages",
+            post(messages::append_message),
+        )
+        .route(
+            "/api/v1/sessions/{id}/transcript",
+            get(messages::transcript),
+        )
+        .route(
+            "/api/v1/sessions/{id}/send-message",
+            post(messages::send_message),
+        )
+        .route("/api/v1/profiles", get(docs::profiles))
+        .route("/api/v1/agents", get(agentkernel::agents))
+        .route("/health", get(agentkernel::health))
+        .route("/openapi.json", get(docs::openapi))
+        .layer(middleware::from_fn_with_state(
+            config.request_timeout,
+            extract::timeout,
+        ));
+    // Streams and synchronous runs: no timeout.
+    let long = Router::new()
+        .route("/api/v1/sessions/{id}/stream", get(messages::stream))
+        .route("/api/v1/sessions/{id}/execute", post(messages::execute))
+        .route("/run", post(agentkernel::run))
+        .route("/api/v1/chat", post(agentkernel::chat));
+    let mut app = plain
+        .merge(long)
+        .with_state(core)
+        .layer(DefaultBodyLimit::max(config.body_limit))
+        .layer(middleware::from_fn(extract::json_errors));
+    if let Some(token) = config.token.filter(|t| !t.is_empty()) {
+        app = app.layer(middleware::from_fn_with_state(
+            Arc::new(token),
+            auth::require_token,
+        ));
+    }
+    app
+}
+
+/// The daemon's routes, for serving or for in-process tests (with
+/// `tower::ServiceExt::oneshot` or a listener of your own). Idle live
+/// sessions are only swept by [`serve`].
+pub fn router(ctx: ServerContext, config: ServerConfig) -> Router {
+    build(Arc::new(Core::new(ctx, config)))
+}
+
+/// Serves on the address in `config` until `shutdown` completes. Refuses a
+/// non-loopback address without a token ([`ServerConfig::validate`]).
+pub async fn serve(
+    config: ServerConfig,
+    ctx: ServerContext,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), ServerError> {
+    let addr = config.validate()?;
+    let listener = TcpListener::bind(addr)
+        .await
+        .map_err(|source| ServerError::Bind { addr, source })?;
+    serve_on(listener, config, ctx, shutdown).await
+}
+
+/// Serves on a bound `listener` (its address overrides `config.host` and
+/// `config.port`, and is checked the same way).
+pub async fn serve_on(
+    listener: TcpListener,
+    mut config: ServerConfig,
+    ctx: ServerContext,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), ServerError> {
+    let local = listener.local_addr()?;
+    config.host = local.ip().to_string();
+    config.port = local.port();
+    config.validate()?;
+    let core = Arc::new(Core::new(ctx, config.clone()));
+    let app = build(core.clone());
+
+    let sweeper = {
+        let core = core.clone();
+        let every =
+            (config.idle_timeout / 4).clamp(Duration::from_secs(1), Duration::from_secs(30));
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(every);
+            loop {
+                tick.tick().await;
+                core.sweep();
+            }
+        })
+    };
+
+    let signalled = CancellationToken::new();
+    let graceful = {
+        let core = core.clone();
+        let signalled = signalled.clone();
+        async move {
+            shutdown.await;
+            tracing::info!("shutting down: cancelling running turns");
+            core.shutdown_turns().await;
+            signalled.cancel();
+        }
+    };
+    tracing::info!(address = %local, "weft server listening");
+    let server = axum::serve(listener, app).with_graceful_shutdown(graceful);
+    let grace = config.shutdown_grace;
+    let result = tokio::select! {
+        r = server => r.map_err(ServerError::from),
+        _ = async { signalled.cancelled().await; tokio::time::sleep(grace).await } => {
+            tracing::warn!("connections still open {grace:?} after shutdown; closing them");
+            Ok(())
+        }
+    };
+    sweeper.abort();
+    result
+}

@@ -1,1 +1,193 @@
-//! placeholder
+//! # weft-store
+//!
+//! Durable backends for weft's [`Store`] contract (the trait and its
+//! in-memory reference implementation live in `weft_core::store` and
+//! `weft_core::memory`):
+//!
+//! - [`fs::FsStore`] — the default: one directory per session under
+//!   `$WEFT_HOME/projects/<slug>/sessions/<id>/` with an append-only
+//!   `log.jsonl`, Amplifier-shaped `transcript.jsonl`, `metadata.json` and
+//!   `events.jsonl`, plus a side index for listing.
+//! - [`sqlite::SqliteStore`] — one SQLite database (WAL, FTS5 search).
+//! - `memory` — [`weft_core::memory::MemoryStore`], re-exported for
+//!   [`open_store`].
+//!
+//! Every backend passes the same [`conformance`] suite. [`import`] reads
+//! sessions written by the Amplifier CLI. [`StoreConfig`] and
+//! [`open_store`] pick and open a backend from configuration.
+//!
+//! ```no_run
+//! use weft_store::{StoreConfig, default_weft_home, open_store};
+//!
+//! let store = open_store(&StoreConfig::default(), &default_weft_home())?;
+//! assert_eq!(store.kind(), "fs");
+//! # Ok::<(), weft_core::StoreError>(())
+//! ```
+
+#![warn(missing_docs)]
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+use weft_core::memory::MemoryStore;
+pub use weft_core::store::{Store, StoreError};
+
+pub mod conformance;
+pub mod fs;
+pub mod import;
+pub mod sqlite;
+
+mod sql;
+mod util;
+
+pub use fs::FsStore;
+pub use sqlite::SqliteStore;
+
+/// Which backend [`open_store`] opens.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StoreKind {
+    /// [`FsStore`]: JSONL files under the weft home (the default).
+    #[default]
+    Fs,
+    /// [`SqliteStore`]: one SQLite database file.
+    Sqlite,
+    /// [`MemoryStore`]: nothing survives the process.
+    Memory,
+}
+
+impl StoreKind {
+    /// The name used in configuration (`fs`, `sqlite`, `memory`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StoreKind::Fs => "fs",
+            StoreKind::Sqlite => "sqlite",
+            StoreKind::Memory => "memory",
+        }
+    }
+}
+
+impl std::fmt::Display for StoreKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for StoreKind {
+    type Err = StoreError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "fs" => Ok(StoreKind::Fs),
+            "sqlite" => Ok(StoreKind::Sqlite),
+            "memory" => Ok(StoreKind::Memory),
+            other => Err(StoreError::Invalid(format!(
+                "unknown store kind {other:?}: use fs, sqlite or memory"
+            ))),
+        }
+    }
+}
+
+/// The `[store]` section of weft's configuration
+/// (`WEFT_STORE__KIND`, `WEFT_STORE__PATH`).
+///
+/// ```toml
+/// [store]
+/// kind = "sqlite"              # fs (default) | sqlite | memory
+/// path = "/data/weft.sqlite"   # optional
+/// ```
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct StoreConfig {
+    /// The backend.
+    pub kind: StoreKind,
+    /// Where it keeps its data: for `fs` the root directory (default: the
+    /// weft home), for `sqlite` the database file (default:
+    /// `<weft home>/weft.sqlite`). Ignored by `memory`.
+    pub path: Option<PathBuf>,
+}
+
+/// The file name of the sqlite backend's database inside the weft home.
+pub const SQLITE_FILE: &str = "weft.sqlite";
+
+/// Opens the store `config` describes. Relative paths are taken relative to
+/// `weft_home`.
+pub fn open_store(config: &StoreConfig, weft_home: &Path) -> Result<Arc<dyn Store>, StoreError> {
+    let resolve = |p: &PathBuf| {
+        if p.is_absolute() {
+            p.clone()
+        } else {
+            weft_home.join(p)
+        }
+    };
+    Ok(match config.kind {
+        StoreKind::Fs => {
+            let root = config
+                .path
+                .as_ref()
+                .map(resolve)
+                .unwrap_or_else(|| weft_home.to_path_buf());
+            Arc::new(FsStore::open(root)?)
+        }
+        StoreKind::Sqlite => {
+            let file = config
+                .path
+                .as_ref()
+                .map(resolve)
+                .unwrap_or_else(|| weft_home.join(SQLITE_FILE));
+            Arc::new(SqliteStore::open(file)?)
+        }
+        StoreKind::Memory => Arc::new(MemoryStore::new()),
+    })
+}
+
+/// The weft home: `$WEFT_HOME` when set (and not empty), else `~/.weft`
+/// (`./.weft` when no home directory is known).
+pub fn default_weft_home() -> PathBuf {
+    if let Some(home) = std::env::var_os("WEFT_HOME")
+        && !home.is_empty()
+    {
+        return PathBuf::from(home);
+    }
+    let user_home = std::env::var_os("HOME")
+        .or_else(|| std::env::var_os("USERPROFILE"))
+        .filter(|h| !h.is_empty())
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("."));
+    user_home.join(".weft")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn config_parses_kinds() {
+        let c: StoreConfig = serde_json::from_str(r#"{"kind":"sqlite","path":"x.db"}"#).unwrap();
+        assert_eq!(c.kind, StoreKind::Sqlite);
+        assert_eq!(c.path.as_deref(), Some(Path::new("x.db")));
+        let d: StoreConfig = serde_json::from_str("{}").unwrap();
+        assert_eq!(d, StoreConfig::default());
+        assert_eq!(d.kind, StoreKind::Fs);
+        assert!(serde_json::from_str::<StoreConfig>(r#"{"kind":"redis"}"#).is_err());
+        assert_eq!("memory".parse::<StoreKind>().unwrap(), StoreKind::Memory);
+        assert!("nope".parse::<StoreKind>().is_err());
+    }
+
+    #[test]
+    fn opens_each_kind() {
+        let dir = tempfile::tempdir().unwrap();
+        for kind in [StoreKind::Fs, StoreKind::Sqlite, StoreKind::Memory] {
+            let store = open_store(
+                &StoreConfig {
+                    kind,
+                    path: None,
+                },
+                dir.path(),
+            )
+            .unwrap();
+            assert_eq!(store.kind(), kind.as_str());
+        }
+        assert!(dir.path().join(SQLITE_FILE).exists());
+    }
+}

@@ -1,0 +1,565 @@
+//! `weft-bench server`: the daemon's workloads (issue 5), against a real
+//! `weft serve` process on 127.0.0.1 that the bench starts itself (fs store
+//! in a temporary `WEFT_HOME`, provider-scripted in echo mode).
+//!
+//! - `transcript`: `GET /api/v1/sessions/{id}/transcript` of a 50-message
+//!   session from `--connections` keep-alive connections for `--seconds`:
+//!   requests/s, p50 and p99 latency.
+//! - `messages`: `POST /api/v1/sessions/{id}/messages` the same way, all
+//!   connections on one session (`messages_one_session`: appends to one log
+//!   are serialised, each durable) and one session per connection
+//!   (`messages_per_connection`).
+//! - `sse`: the server's RSS (`VmRSS` of `/proc/<pid>/status`) idle, then
+//!   with `--sse-clients` idle SSE streams open on one session, and how long
+//!   a turn takes with all of them attached.
+//!
+//! The HTTP client is a minimal HTTP/1.1 one on tokio's `TcpStream`, so the
+//! figures measure the server, not a client library. The server gets a
+//! raised file limit through `ulimit -n` in the shell that starts it; the
+//! bench itself needs one too (`ulimit -n 65536` before running it, see
+//! `BENCHMARKS.md`); it says so when it is too low. Every figure is one JSON
+//! line: `{"bench":"server","workload":…,"figure":…,"value":…,"unit":…}`.
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use serde_json::{Value, json};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::TcpStream;
+
+/// Which workloads to run.
+#[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ServerWorkload {
+    /// `GET /transcript` of a 50-message session.
+    Transcript,
+    /// `POST /messages`.
+    Messages,
+    /// RSS with idle SSE clients.
+    Sse,
+    /// All of them.
+    All,
+}
+
+/// Flags of `weft-bench server`.
+#[derive(clap::Args, Debug, Clone)]
+pub struct ServerBenchArgs {
+    /// The `weft` binary to start (`weft serve`).
+    #[arg(long, default_value = "target/release/weft")]
+    pub weft: PathBuf,
+    /// The workload(s).
+    #[arg(long, value_enum, default_value = "all")]
+    pub workload: ServerWorkload,
+    /// Concurrent keep-alive connections for the request workloads.
+    #[arg(long, default_value_t = 64)]
+    pub connections: usize,
+    /// How long each request workload runs, in seconds.
+    #[arg(long, default_value_t = 10)]
+    pub seconds: u64,
+    /// Messages in the transcript session.
+    #[arg(long, default_value_t = 50)]
+    pub messages: usize,
+    /// Idle SSE clients for the RSS figure.
+    #[arg(long, default_value_t = 10_000)]
+    pub sse_clients: usize,
+    /// The port (default: a free one).
+    #[arg(long)]
+    pub port: Option<u16>,
+}
+
+const ECHO_PLAN: &str = r#"{"session": {"orchestrator": "loop-basic", "context": "context-simple"},
+ "providers": [{"module": "provider-scripted", "config": {"mode": "echo"}}]}"#;
+
+fn line(workload: &str, figure: &str, value: f64, unit: &str, extra: Value) {
+    let mut out = json!({"bench": "server", "workload": workload, "figure": figure, "value": (value * 1000.0).round() / 1000.0, "unit": unit});
+    if let (Some(o), Value::Object(e)) = (out.as_object_mut(), extra) {
+        o.extend(e);
+    }
+    println!("{out}");
+}
+
+/// The soft limit on open files of this process.
+fn open_file_limit() -> Option<u64> {
+    let limits = std::fs::read_to_string("/proc/self/limits").ok()?;
+    let row = limits.lines().find(|l| l.starts_with("Max open files"))?;
+    row.split_whitespace().nth(3)?.parse().ok()
+}
+
+/// `VmRSS` of `pid`, in KiB.
+fn rss_kib(pid: u32) -> anyhow::Result<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .with_context(|| format!("cannot read /proc/{pid}/status"))?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .context("no VmRSS in /proc/<pid>/status")
+}
+
+/// A keep-alive HTTP/1.1 connection.
+struct Conn {
+    io: BufReader<TcpStream>,
+}
+
+impl Conn {
+    async fn open(port: u16) -> anyhow::Result<Self> {
+        let stream = TcpStream::connect(("127.0.0.1", port))
+            .await
+            .with_context(|| format!("cannot connect to 127.0.0.1:{port}"))?;
+        stream.set_nodelay(true)?;
+        Ok(Self {
+            io: BufReader::new(stream),
+        })
+    }
+
+    async fn send(&mut self, method: &str, path: &str, body: Option<&str>) -> anyhow::Result<()> {
+        let body = body.unwrap_or("");
+        let head = format!(
+            "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+            body.len()
+        );
+        let stream = self.io.get_mut();
+        stream.write_all(head.as_bytes()).await?;
+        stream.write_all(body.as_bytes()).await?;
+        Ok(())
+    }
+
+    /// Status and headers (lower-cased names).
+    async fn head(&mut self) -> anyhow::Result<(u16, Vec<(String, String)>)> {
+        let mut status_line = String::new();
+        if self.io.read_line(&mut status_line).await? == 0 {
+            bail!("the server closed the connection");
+        }
+        let status: u16 = status_line
+            .split_whitespace()
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .with_context(|| format!("bad status line {status_line:?}"))?;
+        let mut headers = Vec::new();
+        loop {
+            let mut l = String::new();
+            self.io.read_line(&mut l).await?;
+            let l = l.trim_end();
+            if l.is_empty() {
+                break;
+            }
+            if let Some((k, v)) = l.split_once(':') {
+                headers.push((k.trim().to_ascii_lowercase(), v.trim().to_string()));
+            }
+        }
+        Ok((status, headers))
+    }
+
+    async fn request(
+        &mut self,
+        method: &str,
+        path: &str,
+        body: Option<&str>,
+    ) -> anyhow::Result<(u16, Vec<u8>)> {
+        self.send(method, path, body).await?;
+        let (status, headers) = self.head().await?;
+        let header = |name: &str| {
+            headers
+                .iter()
+                .find(|(k, _)| k == name)
+                .map(|(_, v)| v.clone())
+        };
+        let mut out = Vec::new();
+        if let Some(len) = header("content-length").and_then(|v| v.parse::<usize>().ok()) {
+            out.resize(len, 0);
+            self.io.read_exact(&mut out).await?;
+        } else if header("transfer-encoding").is_some_and(|v| v.contains("chunked")) {
+            loop {
+                let mut size = String::new();
+                self.io.read_line(&mut size).await?;
+                let n = usize::from_str_radix(size.trim(), 16).context("bad chunk size")?;
+                let mut chunk = vec![0; n + 2];
+                self.io.read_exact(&mut chunk).await?;
+                if n == 0 {
+                    break;
+                }
+                out.extend_from_slice(&chunk[..n]);
+            }
+        }
+        Ok((status, out))
+    }
+
+    async fn json(
+        &mut self,
+        method: &str,
+        path: &str,
+        body: Option<Value>,
+    ) -> anyhow::Result<(u16, Value)> {
+        let text = body.map(|b| b.to_string());
+        let (status, bytes) = self.request(method, path, text.as_deref()).await?;
+        let value = if bytes.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_slice(&bytes).unwrap_or(Value::Null)
+        };
+        Ok((status, value))
+    }
+}
+
+/// The `weft serve` process under test.
+struct Daemon {
+    child: tokio::process::Child,
+    pid: u32,
+    port: u16,
+    _dir: tempfile::TempDir,
+}
+
+impl Daemon {
+    async fn start(weft: &Path, port: Option<u16>, files: u64) -> anyhow::Result<Self> {
+        if !weft.is_file() {
+            bail!(
+                "{} does not exist: build it with `cargo build --release -p weft-cli` or pass --weft PATH",
+                weft.display()
+            );
+        }
+        let dir = tempfile::tempdir()?;
+        let home = dir.path().join("home");
+        let project = dir.path().join("project");
+        std::fs::create_dir_all(&project)?;
+        let plan = project.join("plan.json");
+        std::fs::write(&plan, ECHO_PLAN)?;
+        let port = match port {
+            Some(p) => p,
+            None => std::net::TcpListener::bind("127.0.0.1:0")?
+                .local_addr()?
+                .port(),
+        };
+        // The shell raises the server's file limit, then becomes the server.
+        let child = tokio::process::Command::new("sh")
+            .arg("-c")
+            .arg(format!(
+                "ulimit -n {files} 2>/dev/null || ulimit -n \"$(ulimit -Hn)\"; exec \"$@\""
+            ))
+            .arg("sh")
+            .arg(weft)
+            .args(["serve", "--port", &port.to_string(), "--mount-plan"])
+            .arg(&plan)
+            .current_dir(&project)
+            .env("WEFT_HOME", &home)
+            .env_remove("WEFT_SERVER__TOKEN")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .context("cannot start weft serve")?;
+        let pid = child.id().context("weft serve exited at once")?;
+        let daemon = Self {
+            child,
+            pid,
+            port,
+            _dir: dir,
+        };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Ok(mut c) = Conn::open(port).await
+                && let Ok((200, _)) = c.request("GET", "/health", None).await
+            {
+                return Ok(daemon);
+            }
+            if Instant::now() > deadline {
+                bail!("weft serve did not answer /health within 20 s");
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    async fn stop(mut self) {
+        let _ = tokio::process::Command::new("kill")
+            .args(["-TERM", &self.pid.to_string()])
+            .status()
+            .await;
+        let _ = tokio::time::timeout(Duration::from_secs(15), self.child.wait()).await;
+    }
+}
+
+async fn new_session(c: &mut Conn) -> anyhow::Result<String> {
+    let (status, body) = c.json("POST", "/api/v1/sessions/", Some(json!({}))).await?;
+    if status != 201 {
+        bail!("creating a session answered {status}: {body}");
+    }
+    let id = body["sessionId"]
+        .as_str()
+        .context("no sessionId")?
+        .to_string();
+    let (status, body) = c
+        .json("POST", &format!("/api/v1/sessions/{id}/start"), None)
+        .await?;
+    if status != 204 {
+        bail!("starting a session answered {status}: {body}");
+    }
+    Ok(id)
+}
+
+struct LoadResult {
+    requests: usize,
+    errors: usize,
+    elapsed: Duration,
+    latencies_us: Vec<u64>,
+}
+
+fn percentile(sorted: &[u64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
+    sorted[rank.clamp(1, sorted.len()) - 1] as f64 / 1000.0
+}
+
+/// `connections` keep-alive connections send `req(i)` for `seconds`.
+async fn load<F>(port: u16, connections: usize, seconds: u64, req: F) -> anyhow::Result<LoadResult>
+where
+    F: Fn(usize) -> (String, String, Option<String>) + Send + Sync + 'static,
+{
+    let req = Arc::new(req);
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut conns = Vec::with_capacity(connections);
+    for _ in 0..connections {
+        conns.push(Conn::open(port).await?);
+    }
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for (i, mut conn) in conns.into_iter().enumerate() {
+        let req = req.clone();
+        let stop = stop.clone();
+        tasks.push(tokio::spawn(async move {
+            let (method, path, body) = req(i);
+            let mut lat = Vec::new();
+            let mut errors = 0;
+            while !stop.load(Ordering::Relaxed) {
+                let t = Instant::now();
+                match conn.request(&method, &path, body.as_deref()).await {
+                    Ok((s, _)) if s < 400 => lat.push(t.elapsed().as_micros() as u64),
+                    Ok(_) => errors += 1,
+                    Err(_) => {
+                        errors += 1;
+                        break;
+                    }
+                }
+            }
+            (lat, errors)
+        }));
+    }
+    tokio::time::sleep(Duration::from_secs(seconds)).await;
+    stop.store(true, Ordering::Relaxed);
+    let mut latencies_us = Vec::new();
+    let mut errors = 0;
+    for t in tasks {
+        let (l, e) = t.await?;
+        latencies_us.extend(l);
+        errors += e;
+    }
+    let elapsed = started.elapsed();
+    latencies_us.sort_unstable();
+    Ok(LoadResult {
+        requests: latencies_us.len(),
+        errors,
+        elapsed,
+        latencies_us,
+    })
+}
+
+fn report(workload: &str, connections: usize, r: &LoadResult) {
+    let extra = json!({"connections": connections, "requests": r.requests, "errors": r.errors, "seconds": r.elapsed.as_secs_f64()});
+    line(
+        workload,
+        "requests_per_sec",
+        r.requests as f64 / r.elapsed.as_secs_f64(),
+        "req/s",
+        extra.clone(),
+    );
+    line(
+        workload,
+        "p50_latency",
+        percentile(&r.latencies_us, 50.0),
+        "ms",
+        extra.clone(),
+    );
+    line(
+        workload,
+        "p99_latency",
+        percentile(&r.latencies_us, 99.0),
+        "ms",
+        extra,
+    );
+}
+
+/// Runs the server workloads.
+pub async fn run(args: ServerBenchArgs) -> anyhow::Result<()> {
+    let want = |w: ServerWorkload| args.workload == w || args.workload == ServerWorkload::All;
+    let needed = if want(ServerWorkload::Sse) {
+        args.sse_clients as u64 + args.connections as u64 + 256
+    } else {
+        args.connections as u64 * 2 + 256
+    };
+    if let Some(limit) = open_file_limit()
+        && limit < needed
+    {
+        bail!(
+            "this process may open {limit} files but the workloads need about {needed}: run it under `ulimit -n {}` (or pass a smaller --sse-clients)",
+            needed.max(65_536)
+        );
+    }
+    let daemon = Daemon::start(&args.weft, args.port, needed.max(65_536)).await?;
+    let port = daemon.port;
+    let mut setup = Conn::open(port).await?;
+
+    // A session with `--messages` messages.
+    let transcript_id = new_session(&mut setup).await?;
+    for i in 0..args.messages {
+        let role = if i % 2 == 0 { "user" } else { "assistant" };
+        let body = json!({"role": role, "content": format!("message {i}: {}", "lorem ipsum dolor sit amet ".repeat(8))});
+        let (status, b) = setup
+            .json(
+                "POST",
+                &format!("/api/v1/sessions/{transcript_id}/messages"),
+                Some(body),
+            )
+            .await?;
+        if status != 201 {
+            bail!("appending a message answered {status}: {b}");
+        }
+    }
+
+    if want(ServerWorkload::Transcript) {
+        let path = format!("/api/v1/sessions/{transcript_id}/transcript");
+        let r = load(port, args.connections, args.seconds, move |_| {
+            ("GET".into(), path.clone(), None)
+        })
+        .await?;
+        report("transcript_50", args.connections, &r);
+    }
+
+    if want(ServerWorkload::Messages) {
+        let one = new_session(&mut setup).await?;
+        let body = json!({"content": "a message appended by the load generator"}).to_string();
+        let b = body.clone();
+        let r = load(port, args.connections, args.seconds, move |_| {
+            (
+                "POST".into(),
+                format!("/api/v1/sessions/{one}/messages"),
+                Some(b.clone()),
+            )
+        })
+        .await?;
+        report("messages_one_session", args.connections, &r);
+        let mut ids = Vec::new();
+        for _ in 0..args.connections {
+            ids.push(new_session(&mut setup).await?);
+        }
+        let r = load(port, args.connections, args.seconds, move |i| {
+            (
+                "POST".into(),
+                format!("/api/v1/sessions/{}/messages", ids[i % ids.len()]),
+                Some(body.clone()),
+            )
+        })
+        .await?;
+        report("messages_per_connection", args.connections, &r);
+    }
+
+    if want(ServerWorkload::Sse) {
+        sse(&daemon, &mut setup, &transcript_id, args.sse_clients).await?;
+    }
+    drop(setup);
+    daemon.stop().await;
+    Ok(())
+}
+
+async fn open_sse(port: u16, path: &str) -> anyhow::Result<Conn> {
+    let mut c = Conn::open(port).await?;
+    c.send("GET", path, None).await?;
+    let (status, _) = c.head().await?;
+    if status != 200 {
+        bail!("the stream answered {status}");
+    }
+    // Wait for the `connected` event.
+    let mut l = String::new();
+    loop {
+        l.clear();
+        if c.io.read_line(&mut l).await? == 0 {
+            bail!("the stream closed");
+        }
+        if l.contains("connected") {
+            return Ok(c);
+        }
+    }
+}
+
+async fn sse(daemon: &Daemon, setup: &mut Conn, id: &str, clients: usize) -> anyhow::Result<()> {
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let idle = rss_kib(daemon.pid)?;
+    line(
+        "sse_idle",
+        "rss_no_clients",
+        idle as f64 / 1024.0,
+        "MiB",
+        json!({}),
+    );
+    let path = format!("/api/v1/sessions/{id}/stream");
+    let started = Instant::now();
+    let mut open = Vec::with_capacity(clients);
+    let batch = 250;
+    let mut i = 0;
+    while i < clients {
+        let n = batch.min(clients - i);
+        let mut set = tokio::task::JoinSet::new();
+        for _ in 0..n {
+            let path = path.clone();
+            let port = daemon.port;
+            set.spawn(async move { open_sse(port, &path).await });
+        }
+        while let Some(r) = set.join_next().await {
+            open.push(r??);
+        }
+        i += n;
+    }
+    let connect_secs = started.elapsed().as_secs_f64();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let with = rss_kib(daemon.pid)?;
+    let extra = json!({"clients": clients, "connect_seconds": connect_secs});
+    line(
+        "sse_idle",
+        "rss_with_clients",
+        with as f64 / 1024.0,
+        "MiB",
+        extra.clone(),
+    );
+    line(
+        "sse_idle",
+        "rss_per_client",
+        (with.saturating_sub(idle)) as f64 * 1024.0 / clients.max(1) as f64,
+        "bytes",
+        extra.clone(),
+    );
+    // A turn with every stream attached: the events fan out to all of them.
+    let t = Instant::now();
+    let (status, body) = setup
+        .json(
+            "POST",
+            "/run",
+            Some(json!({"message": "fan out", "session_id": id})),
+        )
+        .await?;
+    if status != 200 {
+        bail!("the turn answered {status}: {body}");
+    }
+    line(
+        "sse_idle",
+        "turn_with_clients",
+        t.elapsed().as_secs_f64() * 1000.0,
+        "ms",
+        extra,
+    );
+    drop(open);
+    Ok(())
+}

@@ -1,0 +1,409 @@
+//! `weft-bench store`: the store workloads of issue 3, for each backend.
+//!
+//! - `append`: `--turns` turns (a user and an assistant message of about
+//!   `--message-bytes` each, one durable append per message) to each of
+//!   `--sessions` sessions, interleaved across sessions: records/s and
+//!   per-append latency. `bytes_per_message`: the store's size on disk
+//!   afterwards divided by the messages written.
+//! - `raw_write_fsync` (backend `raw`): the same record lines written to one
+//!   file per session with `write` + `fdatasync` per append, the floor a
+//!   durable append can reach on this disk.
+//! - `load_all` / `view_all` / `tail`: read a `--load-messages` session
+//!   whole (and fold it into a view), and its last 50 records.
+//! - `list_newest`: the newest 20 of `--list-sessions` sessions; also
+//!   `open_and_list` (opening the store first, as `weft session list` does).
+//! - `fork_middle`: fork a `--fork-turns` session at its middle turn.
+//!
+//! Timed reads run `--runs` times; the JSON line gives the median and the
+//! minimum. Every line: `{"bench":"store","backend":…,"figure":…,"value":…,
+//! "unit":…, …}`.
+
+use std::fs::{File, OpenOptions};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+use weft_core::memory::MemoryStore;
+use weft_core::record::{Record, RecordKind};
+use weft_core::session::{Project, SessionMeta};
+use weft_core::store::{ForkPoint, ListQuery, Store};
+use weft_core::view::SessionView;
+use weft_core::{BranchId, Message, Role, SessionId};
+use weft_store::{FsStore, SqliteStore};
+
+/// Which backends to run.
+#[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BackendArg {
+    /// The JSONL file store.
+    Fs,
+    /// The SQLite store.
+    Sqlite,
+    /// The in-memory store.
+    Memory,
+    /// All three.
+    All,
+}
+
+/// Flags of `weft-bench store`.
+#[derive(clap::Args, Debug, Clone)]
+pub struct StoreBenchArgs {
+    /// The backend(s) to measure.
+    #[arg(long, value_enum, default_value = "all")]
+    pub backend: BackendArg,
+    /// Sessions in the append workload.
+    #[arg(long, default_value_t = 100)]
+    pub sessions: usize,
+    /// Turns appended to each session (two messages a turn).
+    #[arg(long, default_value_t = 200)]
+    pub turns: usize,
+    /// Approximate size of each message's text, in bytes.
+    #[arg(long, default_value_t = 500)]
+    pub message_bytes: usize,
+    /// Messages in the session that is loaded whole.
+    #[arg(long, default_value_t = 10_000)]
+    pub load_messages: usize,
+    /// Sessions in the store that is listed.
+    #[arg(long, default_value_t = 10_000)]
+    pub list_sessions: usize,
+    /// Turns of the session that is forked at its middle.
+    #[arg(long, default_value_t = 200)]
+    pub fork_turns: usize,
+    /// Repetitions of each timed read.
+    #[arg(long, default_value_t = 20)]
+    pub runs: usize,
+    /// Where to put the stores (default: a temporary directory, removed
+    /// afterwards). Must be on the disk you want to measure.
+    #[arg(long)]
+    pub dir: Option<PathBuf>,
+    /// Skip the append workload and the raw baseline (the slow part).
+    #[arg(long)]
+    pub skip_append: bool,
+}
+
+fn emit(backend: &str, figure: &str, value: f64, unit: &str, extra: Value) {
+    let mut line = json!({"bench": "store", "backend": backend, "figure": figure, "value": round(value), "unit": unit});
+    if let (Some(obj), Value::Object(more)) = (line.as_object_mut(), extra) {
+        obj.extend(more);
+    }
+    println!("{line}");
+}
+
+fn round(v: f64) -> f64 {
+    if v >= 100.0 {
+        v.round()
+    } else {
+        (v * 1000.0).round() / 1000.0
+    }
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
+
+fn stats(mut samples: Vec<Duration>) -> (Duration, Duration, Duration) {
+    samples.sort();
+    let n = samples.len().max(1);
+    let at = |q: f64| samples.get(((n as f64 - 1.0) * q) as usize).copied().unwrap_or_default();
+    (at(0.0), at(0.5), at(0.99))
+}
+
+/// A message of about `bytes` bytes of text.
+fn message(role: Role, i: usize, bytes: usize) -> Message {
+    const WORDS: &[&str] = &[
+        "session", "kernel", "durable", "append", "the", "quick", "brown", "fox", "log", "branch", "tool",
+        "result", "weft", "store", "and", "of", "a", "to", "fork", "index",
+    ];
+    let mut text = format!("message {i}:");
+    let mut k = i;
+    while text.len() < bytes {
+        k = k.wrapping_mul(2_654_435_761).wrapping_add(7);
+        text.push(' ');
+        text.push_str(WORDS[(k >> 7) % WORDS.len()]);
+    }
+    let mut m = Message::text(BranchId::main(), role, text);
+    if role == Role::Assistant {
+        m.model = Some("bench-model".into());
+    }
+    m
+}
+
+fn meta(project: &str) -> SessionMeta {
+    SessionMeta::new(SessionId::new_v7(), Project::from_dir(Path::new(project)), "base")
+}
+
+fn open(backend: &str, root: &Path) -> anyhow::Result<Arc<dyn Store>> {
+    Ok(match backend {
+        "fs" => Arc::new(FsStore::open(root)?),
+        "sqlite" => Arc::new(SqliteStore::open(root.join("weft.sqlite"))?),
+        _ => Arc::new(MemoryStore::new()),
+    })
+}
+
+/// Apparent and allocated bytes of everything under `root`.
+fn disk_usage(root: &Path) -> (u64, u64) {
+    use std::os::unix::fs::MetadataExt;
+    let mut apparent = 0;
+    let mut allocated = 0;
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(p) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&p) else { continue };
+        for e in entries.flatten() {
+            let Ok(md) = e.metadata() else { continue };
+            if md.is_dir() {
+                stack.push(e.path());
+            } else {
+                apparent += md.len();
+                allocated += md.blocks() * 512;
+            }
+        }
+    }
+    (apparent, allocated)
+}
+
+/// Appends `n` messages (alternating roles) to `id` in batches of 1000.
+async fn fill(store: &dyn Store, id: &SessionId, mut head: u64, n: usize, bytes: usize) -> anyhow::Result<u64> {
+    let mut i = 0;
+    while i < n {
+        let k = (n - i).min(1000);
+        let kinds = (i..i + k).map(|j| {
+            RecordKind::message(message(if j % 2 == 0 { Role::User } else { Role::Assistant }, j, bytes))
+        });
+        head = store.append(id, head, Record::batch(head, kinds)).await?.last_seq;
+        i += k;
+    }
+    Ok(head)
+}
+
+async fn append_workload(backend: &str, root: &Path, args: &StoreBenchArgs) -> anyhow::Result<()> {
+    let store = open(backend, root)?;
+    let mut sessions = Vec::with_capacity(args.sessions);
+    for _ in 0..args.sessions {
+        let m = store.create(meta("/bench/append"), Vec::new()).await?;
+        sessions.push((m.id, m.last_seq));
+    }
+    let total = args.sessions * args.turns * 2;
+    let mut latencies = Vec::with_capacity(total);
+    let start = Instant::now();
+    for turn in 0..args.turns {
+        for (id, head) in sessions.iter_mut() {
+            for role in [Role::User, Role::Assistant] {
+                let batch = Record::batch(*head, [RecordKind::message(message(role, turn, args.message_bytes))]);
+                let t = Instant::now();
+                *head = store.append(id, *head, batch).await?.last_seq;
+                latencies.push(t.elapsed());
+            }
+        }
+    }
+    let elapsed = start.elapsed();
+    let (_, p50, p99) = stats(latencies);
+    let params = json!({"sessions": args.sessions, "turns": args.turns, "records": total, "message_bytes": args.message_bytes,
+                        "p50_us": round(p50.as_secs_f64() * 1e6), "p99_us": round(p99.as_secs_f64() * 1e6)});
+    emit(backend, "append", total as f64 / elapsed.as_secs_f64(), "records/s", params);
+    if backend != "memory" {
+        let (apparent, allocated) = disk_usage(root);
+        emit(
+            backend,
+            "bytes_per_message",
+            apparent as f64 / total as f64,
+            "bytes",
+            json!({"allocated_bytes_per_message": round(allocated as f64 / total as f64), "messages": total}),
+        );
+    }
+    Ok(())
+}
+
+/// `write` + `fdatasync` of the same record lines, one file per session.
+fn raw_baseline(root: &Path, args: &StoreBenchArgs) -> anyhow::Result<()> {
+    let dir = root.join("raw");
+    std::fs::create_dir_all(&dir)?;
+    let mut files: Vec<File> = (0..args.sessions)
+        .map(|s| {
+            OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(dir.join(format!("{s}.jsonl")))
+        })
+        .collect::<Result<_, _>>()?;
+    let mut heads = vec![1u64; args.sessions];
+    let total = args.sessions * args.turns * 2;
+    let mut elapsed = Duration::ZERO;
+    let mut latencies = Vec::with_capacity(total);
+    for turn in 0..args.turns {
+        for (s, file) in files.iter_mut().enumerate() {
+            for role in [Role::User, Role::Assistant] {
+                let batch = Record::batch(heads[s], [RecordKind::message(message(role, turn, args.message_bytes))]);
+                heads[s] += 1;
+                let mut line = serde_json::to_vec(&batch[0])?;
+                line.push(b'\n');
+                let t = Instant::now();
+                file.write_all(&line)?;
+                file.sync_data()?;
+                let d = t.elapsed();
+                elapsed += d;
+                latencies.push(d);
+            }
+        }
+    }
+    let (_, p50, p99) = stats(latencies);
+    emit(
+        "raw",
+        "raw_write_fsync",
+        total as f64 / elapsed.as_secs_f64(),
+        "records/s",
+        json!({"sessions": args.sessions, "turns": args.turns, "records": total,
+               "p50_us": round(p50.as_secs_f64() * 1e6), "p99_us": round(p99.as_secs_f64() * 1e6)}),
+    );
+    Ok(())
+}
+
+async fn timed<F, Fut, T>(runs: usize, mut f: F) -> anyhow::Result<(Duration, Duration)>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<T>>,
+{
+    let mut samples = Vec::with_capacity(runs);
+    for _ in 0..runs.max(1) {
+        let t = Instant::now();
+        f().await?;
+        samples.push(t.elapsed());
+    }
+    let (min, median, _) = stats(samples);
+    Ok((min, median))
+}
+
+fn emit_ms(backend: &str, figure: &str, (min, median): (Duration, Duration), extra: Value) {
+    let mut extra = extra;
+    if let Value::Object(o) = &mut extra {
+        o.insert("min_ms".into(), json!(round(ms(min))));
+    }
+    emit(backend, figure, ms(median), "ms", extra);
+}
+
+async fn read_workloads(backend: &str, root: &Path, args: &StoreBenchArgs) -> anyhow::Result<()> {
+    let store = open(backend, root)?;
+    // (b) one long session.
+    let m = store.create(meta("/bench/load"), Vec::new()).await?;
+    fill(&*store, &m.id, m.last_seq, args.load_messages, args.message_bytes).await?;
+    let id = m.id.clone();
+    let n = args.load_messages;
+    let load = timed(args.runs, || {
+        let (store, id) = (store.clone(), id.clone());
+        async move {
+            let r = store.read_all(&id).await?;
+            anyhow::ensure!(r.len() == n + 1, "loaded {} records", r.len());
+            Ok(())
+        }
+    })
+    .await?;
+    emit_ms(backend, "load_all", load, json!({"messages": n}));
+    let view = timed(args.runs, || {
+        let (store, id) = (store.clone(), id.clone());
+        async move {
+            let r = store.read_all(&id).await?;
+            Ok(SessionView::from_records(&r)?)
+        }
+    })
+    .await?;
+    emit_ms(backend, "view_all", view, json!({"messages": n}));
+    let tail = timed(args.runs, || {
+        let (store, id) = (store.clone(), id.clone());
+        async move {
+            let r = store.tail(&id, 50).await?;
+            anyhow::ensure!(r.len() == 50);
+            Ok(())
+        }
+    })
+    .await?;
+    emit_ms(backend, "tail", tail, json!({"messages": n, "tail": 50}));
+
+    // (d) fork at the middle of a long-ish session.
+    let f = store.create(meta("/bench/fork"), Vec::new()).await?;
+    fill(&*store, &f.id, f.last_seq, args.fork_turns * 2, args.message_bytes).await?;
+    let half = (args.fork_turns / 2).max(1) as u64;
+    let fork = timed(args.runs.min(10), || {
+        let (store, id) = (store.clone(), f.id.clone());
+        async move { Ok(store.fork(&id, ForkPoint::Turn(half), None, None).await?) }
+    })
+    .await?;
+    emit_ms(backend, "fork_middle", fork, json!({"turns": args.fork_turns, "at_turn": half}));
+
+    // (c) many sessions, list the newest 20.
+    let list_root = root.join("list");
+    std::fs::create_dir_all(&list_root)?;
+    let store = open(backend, &list_root)?;
+    let start = Instant::now();
+    for i in 0..args.list_sessions {
+        let mut m = meta("/bench/list");
+        m.name = Some(format!("session {i}"));
+        store
+            .create(m, vec![RecordKind::message(message(Role::User, i, 120))])
+            .await?;
+    }
+    let created = start.elapsed();
+    emit(
+        backend,
+        "create",
+        args.list_sessions as f64 / created.as_secs_f64(),
+        "sessions/s",
+        json!({"sessions": args.list_sessions}),
+    );
+    let query = ListQuery {
+        limit: 20,
+        ..Default::default()
+    };
+    let list = timed(args.runs, || {
+        let (store, query) = (store.clone(), query.clone());
+        async move {
+            let page = store.list(&query).await?;
+            anyhow::ensure!(page.sessions.len() == 20.min(query.limit));
+            Ok(())
+        }
+    })
+    .await?;
+    emit_ms(backend, "list_newest", list, json!({"sessions": args.list_sessions, "limit": 20}));
+    if backend != "memory" {
+        drop(store);
+        let open_list = timed(args.runs.min(10), || {
+            let (list_root, query) = (list_root.clone(), query.clone());
+            async move {
+                let store = open(backend, &list_root)?;
+                store.list(&query).await?;
+                Ok(())
+            }
+        })
+        .await?;
+        emit_ms(backend, "open_and_list", open_list, json!({"sessions": args.list_sessions, "limit": 20}));
+    }
+    Ok(())
+}
+
+/// Runs the store workloads, printing one JSON line per figure.
+pub async fn run(args: StoreBenchArgs) -> anyhow::Result<()> {
+    let backends: &[&str] = match args.backend {
+        BackendArg::Fs => &["fs"],
+        BackendArg::Sqlite => &["sqlite"],
+        BackendArg::Memory => &["memory"],
+        BackendArg::All => &["fs", "sqlite", "memory"],
+    };
+    let tmp = match &args.dir {
+        Some(d) => {
+            std::fs::create_dir_all(d)?;
+            tempfile::tempdir_in(d)?
+        }
+        None => tempfile::tempdir()?,
+    };
+    if !args.skip_append && backends.iter().any(|b| *b != "memory") {
+        raw_baseline(tmp.path(), &args)?;
+    }
+    for backend in backends {
+        let root = tmp.path().join(backend);
+        std::fs::create_dir_all(&root)?;
+        if !args.skip_append {
+            append_workload(backend, &root.join("append"), &args).await?;
+        }
+        read_workloads(backend, &root.join("read"), &args).await?;
+    }
+    Ok(())
+}

@@ -1,0 +1,100 @@
+//! [`ServerContext`]: what the daemon serves — the store, the modules, how
+//! a profile becomes a mount plan ([`PlanSource`]), the project and the
+//! approval policy.
+//!
+//! The daemon does not choose backends, providers or profiles itself: the
+//! embedder (the CLI's `weft serve`) does, and hands them over here.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use weft_core::approval::ApprovalSystem;
+use weft_core::mount::MountPlan;
+use weft_core::registry::ModuleRegistry;
+use weft_core::session::Project;
+use weft_core::store::Store;
+
+/// Why a plan could not be made.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PlanError {
+    /// No profile has this name (the message lists the ones there are).
+    #[error("{0}")]
+    UnknownProfile(String),
+    /// The plan cannot be built now (no provider configured, a bad plan
+    /// file, …).
+    #[error("{0}")]
+    Unavailable(String),
+}
+
+/// Turns a profile name into a mount plan with its provider chosen.
+#[async_trait]
+pub trait PlanSource: Send + Sync {
+    /// The plan for `profile` (None: the default profile) and the profile
+    /// name to record.
+    async fn plan(&self, profile: Option<&str>) -> Result<(MountPlan, String), PlanError>;
+}
+
+/// A fixed set of named plans: for tests and embedders that build plans
+/// in code.
+#[derive(Debug, Clone)]
+pub struct StaticPlanSource {
+    plans: BTreeMap<String, MountPlan>,
+    default: String,
+}
+
+impl StaticPlanSource {
+    /// One plan, served as profile `name` (and as the default).
+    pub fn new(name: impl Into<String>, plan: MountPlan) -> Self {
+        let name = name.into();
+        let mut plans = BTreeMap::new();
+        plans.insert(name.clone(), plan);
+        Self {
+            plans,
+            default: name,
+        }
+    }
+
+    /// Adds another named plan.
+    pub fn with(mut self, name: impl Into<String>, plan: MountPlan) -> Self {
+        self.plans.insert(name.into(), plan);
+        self
+    }
+}
+
+#[async_trait]
+impl PlanSource for StaticPlanSource {
+    async fn plan(&self, profile: Option<&str>) -> Result<(MountPlan, String), PlanError> {
+        let name = profile.unwrap_or(&self.default);
+        let bare = name.strip_prefix("foundation/").unwrap_or(name);
+        match self.plans.get(name).or_else(|| self.plans.get(bare)) {
+            Some(plan) => Ok((plan.clone(), name.to_string())),
+            None => Err(PlanError::UnknownProfile(format!(
+                "unknown profile {name:?}: the available profiles are {}",
+                self.plans.keys().cloned().collect::<Vec<_>>().join(", ")
+            ))),
+        }
+    }
+}
+
+/// Everything the daemon works with.
+#[derive(Clone)]
+pub struct ServerContext {
+    /// The session store (the same one the CLI uses).
+    pub store: Arc<dyn Store>,
+    /// Module constructors (core, providers, tools).
+    pub registry: Arc<ModuleRegistry>,
+    /// Profile → mount plan.
+    pub plans: Arc<dyn PlanSource>,
+    /// The project new sessions belong to; `amplifiedDir` is resolved
+    /// inside its directory.
+    pub project: Project,
+    /// The owner recorded on new sessions (for `user:` state).
+    pub user: String,
+    /// The weft home (user profiles live in `<home>/profiles`).
+    pub home: PathBuf,
+    /// Where approvals go. None: everything that needs approval is denied
+    /// (the daemon has no terminal to ask at).
+    pub approval: Option<Arc<dyn ApprovalSystem>>,
+}

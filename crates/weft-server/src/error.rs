@@ -1,0 +1,174 @@
+//! Errors: [`ApiError`] (what a request fails with, rendered as
+//! `{"detail": "..."}` with its status code) and [`ServerError`] (what
+//! starting or running the daemon fails with).
+
+use std::net::SocketAddr;
+
+use axum::Json;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+use weft_core::branches::BranchError;
+use weft_core::provider::ProviderError;
+use weft_core::{IdError, SessionError, StoreError};
+
+/// The JSON body of every error response.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize, utoipa::ToSchema)]
+pub struct ErrorBody {
+    /// What went wrong, and where it can be, what to do about it.
+    pub detail: String,
+}
+
+/// A failed request: a status code and a `detail` message.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{status}: {detail}")]
+pub struct ApiError {
+    /// The HTTP status.
+    pub status: StatusCode,
+    /// The message sent as `detail`.
+    pub detail: String,
+}
+
+impl ApiError {
+    /// An error with `status` and `detail`.
+    pub fn new(status: StatusCode, detail: impl Into<String>) -> Self {
+        Self {
+            status,
+            detail: detail.into(),
+        }
+    }
+
+    /// 400 Bad Request.
+    pub fn bad_request(detail: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, detail)
+    }
+
+    /// 404 Not Found.
+    pub fn not_found(detail: impl Into<String>) -> Self {
+        Self::new(StatusCode::NOT_FOUND, detail)
+    }
+
+    /// 409 Conflict (a lifecycle rule or a running turn).
+    pub fn conflict(detail: impl Into<String>) -> Self {
+        Self::new(StatusCode::CONFLICT, detail)
+    }
+
+    /// 422 Unprocessable Entity (a well-formed body with a bad field).
+    pub fn unprocessable(detail: impl Into<String>) -> Self {
+        Self::new(StatusCode::UNPROCESSABLE_ENTITY, detail)
+    }
+
+    /// 500 Internal Server Error.
+    pub fn internal(detail: impl Into<String>) -> Self {
+        Self::new(StatusCode::INTERNAL_SERVER_ERROR, detail)
+    }
+
+    /// 503 Service Unavailable.
+    pub fn unavailable(detail: impl Into<String>) -> Self {
+        Self::new(StatusCode::SERVICE_UNAVAILABLE, detail)
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        if self.status.is_server_error() {
+            tracing::warn!(status = %self.status, detail = %self.detail, "request failed");
+        }
+        (
+            self.status,
+            Json(ErrorBody {
+                detail: self.detail,
+            }),
+        )
+            .into_response()
+    }
+}
+
+/// The status a store failure maps to.
+fn store_status(e: &StoreError) -> StatusCode {
+    match e {
+        StoreError::NotFound(_) | StoreError::NoMatch(_) => StatusCode::NOT_FOUND,
+        StoreError::AlreadyExists(_)
+        | StoreError::Conflict { .. }
+        | StoreError::Ambiguous { .. }
+        | StoreError::Refused(_) => StatusCode::CONFLICT,
+        StoreError::InvalidId(_) => StatusCode::BAD_REQUEST,
+        StoreError::InvalidBatch(_) | StoreError::Invalid(_) => StatusCode::UNPROCESSABLE_ENTITY,
+        StoreError::Corrupt { .. } | StoreError::Io { .. } | StoreError::Backend { .. } => {
+            StatusCode::INTERNAL_SERVER_ERROR
+        }
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        Self::new(store_status(&e), e.to_string())
+    }
+}
+
+impl From<IdError> for ApiError {
+    fn from(e: IdError) -> Self {
+        Self::bad_request(e.to_string())
+    }
+}
+
+impl From<SessionError> for ApiError {
+    fn from(e: SessionError) -> Self {
+        let status = match &e {
+            SessionError::Store(s) => store_status(s),
+            SessionError::Provider(ProviderError::Cancelled) | SessionError::Cancelled => {
+                StatusCode::CONFLICT
+            }
+            SessionError::Provider(ProviderError::NotConfigured(_)) | SessionError::NoProvider => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
+            SessionError::Provider(_) => StatusCode::BAD_GATEWAY,
+            SessionError::Mount(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            SessionError::InvalidId(_) => StatusCode::BAD_REQUEST,
+            SessionError::Denied(_) => StatusCode::FORBIDDEN,
+            SessionError::NotInitialized | SessionError::Ended => StatusCode::CONFLICT,
+            SessionError::Invalid(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            SessionError::Branch(b) => match b {
+                BranchError::NameTaken(_) | BranchError::LastBranch(_) => StatusCode::CONFLICT,
+                BranchError::UnknownBranch(_) | BranchError::Invalid(_) => {
+                    StatusCode::UNPROCESSABLE_ENTITY
+                }
+            },
+        };
+        Self::new(status, e.to_string())
+    }
+}
+
+/// What starting or running the daemon can fail with.
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    /// A non-loopback bind without a token.
+    #[error(
+        "refusing to listen on {host} without a token: anyone who can reach that address could run sessions; pass --token (or set WEFT_SERVER__TOKEN), or bind 127.0.0.1"
+    )]
+    InsecureBind {
+        /// The host asked for.
+        host: String,
+    },
+    /// The host is not an IP address (or `localhost`).
+    #[error("invalid host {host:?}: give an IP address such as 127.0.0.1, ::1 or 0.0.0.0")]
+    InvalidHost {
+        /// The host asked for.
+        host: String,
+    },
+    /// A setting is out of range.
+    #[error("invalid server configuration: {0}")]
+    InvalidConfig(String),
+    /// The address could not be bound.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// The error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// Serving failed.
+    #[error("the server failed: {0}")]
+    Io(#[from] std::io::Error),
+}

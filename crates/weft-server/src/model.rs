@@ -1,0 +1,520 @@
+//! The API's request and response bodies.
+//!
+//! Responses are camelCase; request bodies take camelCase keys and the
+//! snake_case ones amplifierd clients send (`profile_name`, …). Message
+//! content blocks keep weft's own wire shape (the one in the session log),
+//! and agentkernel's `/run` answers with its own `session_id` key.
+
+use std::path::Path;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+use utoipa::{IntoParams, ToSchema};
+use weft_core::message::{ContentBlock, Message};
+use weft_core::session::{SessionMeta, SessionStatus};
+use weft_core::view::LoggedMessage;
+
+/// Token usage totals.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct TokenUsage {
+    /// Prompt tokens.
+    pub input_tokens: u64,
+    /// Completion tokens.
+    pub output_tokens: u64,
+    /// Prompt tokens read from the provider's cache.
+    pub cache_read_tokens: u64,
+    /// Prompt tokens written to the provider's cache.
+    pub cache_creation_tokens: u64,
+    /// Input plus output tokens.
+    pub total_tokens: u64,
+}
+
+/// Where a forked session came from.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ForkedFromInfo {
+    /// The source session.
+    pub session_id: String,
+    /// The last turn copied.
+    pub turn: u64,
+    /// The last log seq copied.
+    pub seq: u64,
+}
+
+/// A session, as the API shows it (amplifierd's fields plus weft's).
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SessionInfo {
+    /// The session id.
+    pub session_id: String,
+    /// The parent (delegating or forked-from) session.
+    pub parent_session_id: Option<String>,
+    /// The root session of its delegation tree.
+    pub trace_id: String,
+    /// `created`, `active`, `completed`, `failed` or `terminated`.
+    #[schema(value_type = String, example = "active")]
+    pub status: SessionStatus,
+    /// The profile it runs.
+    pub profile_name: String,
+    /// Its working directory, relative to the server's project when inside
+    /// it.
+    pub amplified_dir: String,
+    /// The project slug (the directory name in the fs store).
+    pub project: String,
+    /// When it was created.
+    pub created_at: DateTime<Utc>,
+    /// When it first became active.
+    pub started_at: Option<DateTime<Utc>>,
+    /// When it last ended.
+    pub ended_at: Option<DateTime<Utc>>,
+    /// When its log last changed.
+    pub updated_at: DateTime<Utc>,
+    /// Its name.
+    pub name: Option<String>,
+    /// Its description.
+    pub description: Option<String>,
+    /// Messages in the log (all branches).
+    pub message_count: u64,
+    /// User messages (turns).
+    pub turn_count: u64,
+    /// Token usage totals.
+    pub token_usage: TokenUsage,
+    /// Why it failed.
+    pub error_message: Option<String>,
+    /// The model it talks to.
+    pub model: Option<String>,
+    /// The sub-agent it runs.
+    pub agent_name: Option<String>,
+    /// Where it was forked from.
+    pub forked_from: Option<ForkedFromInfo>,
+    /// The seq of the last record in its log (the latest SSE event id).
+    pub last_seq: u64,
+    /// The default branch.
+    pub default_branch: String,
+    /// Whether a turn is running in this server.
+    pub running: bool,
+    /// Prompts waiting for the running turn (`?multitask=enqueue`).
+    pub queued: usize,
+    /// Free-form metadata.
+    #[schema(value_type = Object)]
+    pub metadata: Map<String, Value>,
+}
+
+impl SessionInfo {
+    /// The API view of `meta`; `root` is the server's project directory.
+    pub fn from_meta(meta: &SessionMeta, root: &str, running: bool, queued: usize) -> Self {
+        let dir = Path::new(&meta.project.dir);
+        let amplified_dir = match dir.strip_prefix(root) {
+            Ok(rel) if rel.as_os_str().is_empty() => ".".to_string(),
+            Ok(rel) => rel.display().to_string(),
+            Err(_) => meta.project.dir.clone(),
+        };
+        Self {
+            session_id: meta.id.to_string(),
+            parent_session_id: meta.parent_id.as_ref().map(ToString::to_string),
+            trace_id: meta.trace_id.to_string(),
+            status: meta.status,
+            profile_name: meta.profile.clone(),
+            amplified_dir,
+            project: meta.project.slug.clone(),
+            created_at: meta.created_at,
+            started_at: meta.started_at,
+            ended_at: meta.ended_at,
+            updated_at: meta.updated_at,
+            name: meta.name.clone(),
+            description: meta.description.clone(),
+            message_count: meta.message_count,
+            turn_count: meta.turn_count,
+            token_usage: TokenUsage {
+                input_tokens: meta.usage.input_tokens,
+                output_tokens: meta.usage.output_tokens,
+                cache_read_tokens: meta.usage.cache_read_tokens,
+                cache_creation_tokens: meta.usage.cache_creation_tokens,
+                total_tokens: meta.usage.total(),
+            },
+            error_message: meta.error_message.clone(),
+            model: meta.model.clone(),
+            agent_name: meta.agent_name.clone(),
+            forked_from: meta.forked_from.as_ref().map(|f| ForkedFromInfo {
+                session_id: f.session_id.to_string(),
+                turn: f.turn,
+                seq: f.seq,
+            }),
+            last_seq: meta.last_seq,
+            default_branch: meta.default_branch.to_string(),
+            running,
+            queued,
+            metadata: meta.metadata.clone(),
+        }
+    }
+}
+
+/// `POST /api/v1/sessions/`: all fields optional.
+#[derive(Debug, Clone, Default, Deserialize, ToSchema)]
+#[serde(default, rename_all = "camelCase")]
+pub struct CreateSessionRequest {
+    /// The working directory, relative to the server's project (default
+    /// `.`); it must exist and stay inside the project.
+    #[serde(alias = "amplified_dir")]
+    pub amplified_dir: Option<String>,
+    /// The profile (default: the server's).
+    #[serde(alias = "profile_name")]
+    pub profile_name: Option<String>,
+    /// A parent session (it must exist).
+    #[serde(alias = "parent_session_id")]
+    pub parent_session_id: Option<String>,
+    /// Settings on top of the profile; `model` (or `llm.model`) picks the
+    /// model, the rest is kept in the session's metadata.
+    #[serde(alias = "settings_overrides")]
+    #[schema(value_type = Object)]
+    pub settings_overrides: Option<Value>,
+    /// A name (at most 200 characters).
+    pub name: Option<String>,
+    /// A description.
+    pub description: Option<String>,
+}
+
+/// `PATCH /api/v1/sessions/{id}`: an empty string clears a field.
+#[derive(Debug, Clone, Default, Deserialize, ToSchema)]
+#[serde(default, rename_all = "camelCase")]
+pub struct UpdateSessionRequest {
+    /// New name (at most 200 characters).
+    pub name: Option<String>,
+    /// New description.
+    pub description: Option<String>,
+}
+
+/// `POST /api/v1/sessions/{id}/fail`.
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct FailRequest {
+    /// What went wrong.
+    #[serde(alias = "error_message")]
+    pub error_message: String,
+    /// Structured details.
+    #[serde(default, alias = "error_details")]
+    #[schema(value_type = Object)]
+    pub error_details: Option<Value>,
+}
+
+/// Message content: a plain string, or content blocks
+/// (`{"type": "text", "text": "..."}`, …).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum MessageContent {
+    /// Plain text.
+    Text(String),
+    /// Content blocks.
+    Blocks(Vec<ContentBlock>),
+}
+
+/// `POST /api/v1/sessions/{id}/messages`.
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct AppendMessageRequest {
+    /// The content: a string, or content blocks.
+    #[schema(value_type = Object)]
+    pub content: MessageContent,
+    /// `user` (default), `assistant`, `system` or `tool`.
+    #[serde(default)]
+    pub role: Option<String>,
+    /// The branch (default: the session's default branch).
+    #[serde(default)]
+    pub branch: Option<String>,
+    /// Who sent it (amplifierd's `agent`).
+    #[serde(default, alias = "sender")]
+    pub agent: Option<String>,
+}
+
+/// One transcript entry. `content` is a string for a text-only message and
+/// an array of content blocks otherwise.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct TranscriptMessage {
+    /// The message id.
+    pub id: String,
+    /// The log seq that appended it.
+    pub seq: u64,
+    /// `user`, `assistant`, `system` or `tool`.
+    pub role: String,
+    /// A string, or content blocks.
+    #[schema(value_type = Object)]
+    pub content: Value,
+    /// When it was written.
+    pub timestamp: DateTime<Utc>,
+    /// Its branch.
+    pub branch: String,
+    /// Who sent it.
+    pub sender: Option<String>,
+    /// Who it is for.
+    pub recipient: Option<String>,
+    /// The model that wrote it.
+    pub model: Option<String>,
+    /// Token usage of the response that produced it.
+    #[schema(value_type = Object)]
+    pub usage: Option<Value>,
+    /// Free-form metadata.
+    #[serde(skip_serializing_if = "Map::is_empty", default)]
+    #[schema(value_type = Object)]
+    pub metadata: Map<String, Value>,
+}
+
+impl TranscriptMessage {
+    /// The API view of a logged message.
+    pub fn from_logged(m: &LoggedMessage) -> Self {
+        Self::from_message(m.seq, &m.message)
+    }
+
+    /// The API view of `message` appended at `seq`.
+    pub fn from_message(seq: u64, message: &Message) -> Self {
+        let content = if message.is_text_only() {
+            Value::String(message.text_content())
+        } else {
+            serde_json::to_value(&message.content).unwrap_or(Value::Null)
+        };
+        Self {
+            id: message.id.to_string(),
+            seq,
+            role: message.role.to_string(),
+            content,
+            timestamp: message.timestamp,
+            branch: message.branch.to_string(),
+            sender: message.sender.clone(),
+            recipient: message.recipient.clone(),
+            model: message.model.clone(),
+            usage: message
+                .usage
+                .as_ref()
+                .and_then(|u| serde_json::to_value(u).ok()),
+            metadata: message.metadata.clone(),
+        }
+    }
+}
+
+/// `POST /api/v1/sessions/{id}/send-message` and `/execute`.
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SendMessageRequest {
+    /// The prompt.
+    pub content: String,
+    /// The branch to run on (default: the session's default branch).
+    #[serde(default)]
+    pub branch: Option<String>,
+}
+
+/// The answer to `send-message`: the turn runs in the background.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SendMessageResponse {
+    /// `executing`, `queued` (behind the running turn) or `interrupting`
+    /// (the running turn is being cancelled for this one).
+    pub status: String,
+    /// The session.
+    pub session_id: String,
+    /// The turn number this server gave the prompt (events of the turn in
+    /// `/execute` carry it).
+    pub turn: u64,
+    /// For `queued`: how many prompts run before this one.
+    pub position: Option<usize>,
+}
+
+/// `POST /api/v1/sessions/{id}/fork`: after `turn`, after log record
+/// `seq`, or (neither) the whole log.
+#[derive(Debug, Clone, Default, Deserialize, ToSchema)]
+#[serde(default, rename_all = "camelCase")]
+pub struct ForkRequest {
+    /// The last turn to keep (from 1).
+    pub turn: Option<u64>,
+    /// The last log seq to keep.
+    pub seq: Option<u64>,
+    /// A name for the new session.
+    pub name: Option<String>,
+}
+
+/// `POST /api/v1/sessions/cleanup`.
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CleanupRequest {
+    /// Remove sessions not updated for this many days (default 30).
+    #[serde(default = "thirty", alias = "older_than_days")]
+    pub older_than_days: u64,
+    /// Only report what would be removed.
+    #[serde(default, alias = "dry_run")]
+    pub dry_run: bool,
+}
+
+fn thirty() -> u64 {
+    30
+}
+
+/// What a cleanup removed.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CleanupResponse {
+    /// How many sessions were removed (or would be).
+    pub removed_count: usize,
+    /// Their ids.
+    pub removed: Vec<String>,
+    /// Old sessions kept because they are active.
+    pub kept_active: Vec<String>,
+    /// Whether nothing was removed.
+    pub dry_run: bool,
+}
+
+/// `GET /api/v1/sessions/` query.
+#[derive(Debug, Clone, Default, Deserialize, IntoParams)]
+#[serde(default)]
+#[into_params(parameter_in = Query)]
+pub struct ListParams {
+    /// Only this status.
+    #[param(value_type = Option<String>)]
+    pub status: Option<SessionStatus>,
+    /// Only this profile.
+    #[serde(alias = "profileName")]
+    pub profile_name: Option<String>,
+    /// Names containing this text (case-insensitive).
+    pub name: Option<String>,
+    /// Page size (1-500, default 50); the next page's cursor is in the
+    /// `x-next-cursor` response header.
+    pub limit: Option<usize>,
+    /// The cursor from the previous page.
+    pub cursor: Option<String>,
+}
+
+/// `GET /api/v1/sessions/{id}/transcript` query.
+#[derive(Debug, Clone, Default, Deserialize, IntoParams)]
+#[serde(default)]
+#[into_params(parameter_in = Query)]
+pub struct TranscriptParams {
+    /// Only the last N messages.
+    pub limit: Option<usize>,
+    /// The branch (default: the default branch).
+    pub branch: Option<String>,
+}
+
+/// What to do with a prompt while a turn is running.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Multitask {
+    /// Refuse it with 409 (the default).
+    #[default]
+    Reject,
+    /// Run it after the running turn (and any queued before it).
+    Enqueue,
+    /// Cancel the running turn and run this one next.
+    Interrupt,
+}
+
+/// The `?multitask=` query of the endpoints that run prompts.
+#[derive(Debug, Clone, Default, Deserialize, IntoParams)]
+#[serde(default)]
+#[into_params(parameter_in = Query)]
+pub struct MultitaskParams {
+    /// `reject` (default: 409 while a turn runs), `enqueue` or `interrupt`.
+    #[param(value_type = Option<String>)]
+    pub multitask: Option<Multitask>,
+    /// `amplifierd`: amplifierd's event names (for `/execute`).
+    pub compat: Option<String>,
+}
+
+/// `GET /api/v1/sessions/{id}/stream` query.
+#[derive(Debug, Clone, Default, Deserialize, IntoParams)]
+#[serde(default)]
+#[into_params(parameter_in = Query)]
+pub struct StreamParams {
+    /// `amplifierd`: amplifierd's event names instead of weft's.
+    pub compat: Option<String>,
+    /// Replay the records after this seq first (like the `Last-Event-ID`
+    /// header; `0` replays the whole log).
+    #[serde(alias = "lastEventId")]
+    pub last_event_id: Option<u64>,
+}
+
+/// `DELETE /api/v1/sessions/{id}` query.
+#[derive(Debug, Clone, Default, Deserialize, IntoParams)]
+#[serde(default)]
+#[into_params(parameter_in = Query)]
+pub struct DeleteParams {
+    /// Also delete its sub-sessions and forks.
+    #[serde(alias = "withChildren")]
+    pub with_children: bool,
+}
+
+/// A profile.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ProfileEntry {
+    /// Its name.
+    pub name: String,
+    /// `builtin`, or the file it comes from.
+    pub source: String,
+    /// What it is for.
+    pub description: String,
+}
+
+/// agentkernel's `POST /run`.
+#[derive(Debug, Clone, Default, Deserialize, ToSchema)]
+#[serde(default)]
+pub struct RunRequest {
+    /// A profile name, or a sub-agent of the default profile.
+    pub agent: Option<String>,
+    /// The prompt (or `prompt`).
+    pub message: Option<String>,
+    /// The prompt (or `message`).
+    pub prompt: Option<String>,
+    /// The session to continue, or to create with this id.
+    #[serde(alias = "sessionId")]
+    pub session_id: Option<String>,
+}
+
+/// agentkernel's `POST /api/v1/chat`.
+#[derive(Debug, Clone, Default, Deserialize, ToSchema)]
+#[serde(default)]
+pub struct ChatRequest {
+    /// The prompt.
+    pub prompt: Option<String>,
+    /// A profile name, or a sub-agent of the default profile.
+    pub agent: Option<String>,
+    /// The session to continue, or to create with this id.
+    #[serde(alias = "sessionId")]
+    pub session_id: Option<String>,
+}
+
+/// agentkernel's answer (its own snake_case shape).
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct RunResponse {
+    /// The final answer.
+    pub result: String,
+    /// The session it ran in.
+    pub session_id: String,
+}
+
+/// An agent `/run` accepts.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct AgentEntry {
+    /// The name to pass as `agent`.
+    pub name: String,
+    /// `profile`, or `agent` (a sub-agent of the default profile).
+    pub kind: String,
+    /// What it does.
+    pub description: String,
+}
+
+/// `GET /health`.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Health {
+    /// `ok`.
+    pub status: String,
+    /// weft's version.
+    pub version: String,
+    /// The store backend.
+    pub store: String,
+    /// Sessions loaded in this server.
+    pub live_sessions: usize,
+    /// Turns running now.
+    pub running_turns: usize,
+}

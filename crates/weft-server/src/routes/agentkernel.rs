@@ -1,0 +1,167 @@
+//! agentkernel's API on the same server: `POST /run`, `POST /api/v1/chat`,
+//! `GET /api/v1/agents`, `GET /health`.
+//!
+//! `agent` names a profile first; a name that is not a profile names a
+//! sub-agent of the default profile (the session runs with that agent's
+//! system prompt, providers and tools, and records it as `agentName`).
+//! `session_id` continues that session — whatever its status; an ended one
+//! is resumed — or, when no session has that id, creates it. The call
+//! waits for the answer.
+
+use axum::Json;
+use axum::extract::State;
+use weft_core::SessionId;
+use weft_core::profiles::list_profiles;
+
+use crate::context::PlanError;
+use crate::error::{ApiError, ErrorBody};
+use crate::extract::{ApiJson, ApiQuery, parse_session_id};
+use crate::live::{Need, NewSession, Prompt};
+use crate::model::{AgentEntry, ChatRequest, Health, MultitaskParams, RunRequest, RunResponse};
+use crate::routes::AppState;
+
+async fn run_prompt(
+    core: &AppState,
+    agent: Option<String>,
+    prompt: Option<String>,
+    session_id: Option<String>,
+    params: MultitaskParams,
+    prompt_field: &str,
+) -> Result<RunResponse, ApiError> {
+    let Some(prompt) = prompt.filter(|p| !p.trim().is_empty()) else {
+        return Err(ApiError::unprocessable(format!(
+            "{prompt_field}: required, the prompt to run"
+        )));
+    };
+    let id = match session_id.as_deref().filter(|s| !s.is_empty()) {
+        Some(raw) => parse_session_id(raw)
+            .map_err(|e| ApiError::unprocessable(format!("session_id: {}", e.detail)))?,
+        None => SessionId::new_v7(),
+    };
+    let mut create = NewSession::default();
+    if let Some(agent) = agent.filter(|a| !a.is_empty()) {
+        match core.ctx.plans.plan(Some(&agent)).await {
+            Ok(_) => create.profile = Some(agent),
+            Err(PlanError::UnknownProfile(_)) => create.agent = Some(agent),
+            Err(PlanError::Unavailable(m)) => return Err(ApiError::unavailable(m)),
+        }
+    }
+    let submitted = core
+        .submit(
+            &id,
+            Prompt {
+                text: prompt,
+                branch: None,
+                policy: params.multitask.unwrap_or_default(),
+                need: Need::Any,
+                create: Some(create),
+                want_result: true,
+            },
+        )
+        .await?;
+    let done = submitted
+        .done
+        .ok_or_else(|| ApiError::internal("the turn's result was not kept"))?;
+    let result = done
+        .await
+        .map_err(|_| ApiError::internal("the turn ended without a result"))??;
+    Ok(RunResponse {
+        result,
+        session_id: id.to_string(),
+    })
+}
+
+/// Runs a prompt and answers with the result (agentkernel).
+#[utoipa::path(
+    post, path = "/run", tag = "agentkernel",
+    params(MultitaskParams),
+    request_body = RunRequest,
+    responses(
+        (status = 200, description = "The answer", body = RunResponse),
+        (status = 404, description = "Unknown agent", body = ErrorBody),
+        (status = 409, description = "A turn is running in that session, or it was cancelled", body = ErrorBody),
+        (status = 422, description = "message/prompt missing, or a bad session_id", body = ErrorBody),
+        (status = 502, description = "The provider failed", body = ErrorBody),
+    )
+)]
+pub(crate) async fn run(
+    State(core): State<AppState>,
+    ApiQuery(params): ApiQuery<MultitaskParams>,
+    ApiJson(req): ApiJson<RunRequest>,
+) -> Result<Json<RunResponse>, ApiError> {
+    let prompt = req.message.or(req.prompt);
+    run_prompt(&core, req.agent, prompt, req.session_id, params, "message")
+        .await
+        .map(Json)
+}
+
+/// Runs a prompt and answers with the result (agentkernel's chat).
+#[utoipa::path(
+    post, path = "/api/v1/chat", tag = "agentkernel",
+    params(MultitaskParams),
+    request_body = ChatRequest,
+    responses(
+        (status = 200, description = "The answer", body = RunResponse),
+        (status = 404, description = "Unknown agent", body = ErrorBody),
+        (status = 409, description = "A turn is running in that session", body = ErrorBody),
+        (status = 422, description = "prompt missing, or a bad session_id", body = ErrorBody),
+        (status = 502, description = "The provider failed", body = ErrorBody),
+    )
+)]
+pub(crate) async fn chat(
+    State(core): State<AppState>,
+    ApiQuery(params): ApiQuery<MultitaskParams>,
+    ApiJson(req): ApiJson<ChatRequest>,
+) -> Result<Json<RunResponse>, ApiError> {
+    run_prompt(
+        &core,
+        req.agent,
+        req.prompt,
+        req.session_id,
+        params,
+        "prompt",
+    )
+    .await
+    .map(Json)
+}
+
+/// The agents `/run` accepts: profiles, then the default profile's
+/// sub-agents.
+#[utoipa::path(
+    get, path = "/api/v1/agents", tag = "agentkernel",
+    responses((status = 200, description = "The agents", body = Vec<AgentEntry>))
+)]
+pub(crate) async fn agents(State(core): State<AppState>) -> Json<Vec<AgentEntry>> {
+    let mut out: Vec<AgentEntry> = list_profiles(&core.ctx.home)
+        .into_iter()
+        .map(|p| AgentEntry {
+            name: p.name,
+            kind: "profile".into(),
+            description: p.description,
+        })
+        .collect();
+    if let Ok((plan, _)) = core.ctx.plans.plan(None).await {
+        out.extend(plan.agents.into_iter().map(|(name, spec)| AgentEntry {
+            name,
+            kind: "agent".into(),
+            description: spec.description,
+        }));
+    }
+    Json(out)
+}
+
+/// Liveness and load.
+#[utoipa::path(
+    get, path = "/health", tag = "agentkernel",
+    responses((status = 200, description = "The server is up", body = Health))
+)]
+pub(crate) async fn health(State(core): State<AppState>) -> Json<Health> {
+    let (live, running) = core.load();
+    Json(Health {
+        status: "ok".into(),
+        version: env!("CARGO_PKG_VERSION").into(),
+        store: core.store().kind().into(),
+        live_sessions: live,
+        running_turns: running,
+    })
+}

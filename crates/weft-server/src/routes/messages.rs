@@ -1,0 +1,286 @@
+//! Messages and turns: append to the transcript, read it, run prompts in
+//! the background (`send-message`) or streamed (`execute`), and follow a
+//! session (`stream`).
+
+use std::str::FromStr;
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::sse::{KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use weft_core::message::{ContentBlock, Role};
+use weft_core::{BranchId, Message};
+
+use crate::error::{ApiError, ErrorBody};
+use crate::extract::{ApiJson, ApiQuery, PathId};
+use crate::live::{Accepted, Need, Prompt};
+use crate::model::{
+    AppendMessageRequest, MessageContent, MultitaskParams, SendMessageRequest, SendMessageResponse,
+    StreamParams, TranscriptMessage, TranscriptParams,
+};
+use crate::routes::AppState;
+use crate::sse::{Compat, StreamSpec, events};
+
+/// Appends a message to the transcript without running the model.
+#[utoipa::path(
+    post, path = "/api/v1/sessions/{id}/messages", tag = "messages",
+    params(("id" = String, Path, description = "Session id")),
+    request_body = AppendMessageRequest,
+    responses(
+        (status = 201, description = "The message as stored", body = TranscriptMessage),
+        (status = 404, description = "Unknown id", body = ErrorBody),
+        (status = 409, description = "Not active, or a turn is running", body = ErrorBody),
+        (status = 422, description = "A field is invalid", body = ErrorBody),
+    )
+)]
+pub(crate) async fn append_message(
+    State(core): State<AppState>,
+    PathId(id): PathId,
+    ApiJson(req): ApiJson<AppendMessageRequest>,
+) -> Result<impl IntoResponse, ApiError> {
+    let role = match req.role.as_deref() {
+        None | Some("") => Role::User,
+        Some(r) => Role::from_str(r).map_err(|e| ApiError::unprocessable(format!("role: {e}")))?,
+    };
+    let content = match req.content {
+        MessageContent::Text(text) => vec![ContentBlock::text(text)],
+        MessageContent::Blocks(blocks) if blocks.is_empty() => {
+            return Err(ApiError::unprocessable(
+                "content: give a string or at least one content block",
+            ));
+        }
+        MessageContent::Blocks(blocks) => blocks,
+    };
+    let meta = core.meta(&id).await?;
+    let branch = match req.branch.as_deref().filter(|b| !b.is_empty()) {
+        None => meta.default_branch.clone(),
+        Some(b) => {
+            let branch =
+                BranchId::parse(b).map_err(|e| ApiError::unprocessable(format!("branch: {e}")))?;
+            if branch != meta.default_branch {
+                let view = core.store().view(&id).await?;
+                match view.branch(b) {
+                    Some(v) => v.branch.id.clone(),
+                    None => {
+                        return Err(ApiError::unprocessable(format!(
+                            "branch: session {id} has no branch {b:?}"
+                        )));
+                    }
+                }
+            } else {
+                branch
+            }
+        }
+    };
+    let mut message = Message::new(branch, role, content);
+    message.sender = req
+        .agent
+        .or_else(|| (role == Role::User).then(|| "user".to_string()));
+    let seq = core.append_message(&id, message.clone()).await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(TranscriptMessage::from_message(seq, &message)),
+    ))
+}
+
+/// The transcript of the default branch (or `?branch=`); `?limit=N` gives
+/// the last N messages.
+#[utoipa::path(
+    get, path = "/api/v1/sessions/{id}/transcript", tag = "messages",
+    params(("id" = String, Path, description = "Session id"), TranscriptParams),
+    responses(
+        (status = 200, description = "The messages, oldest first", body = Vec<TranscriptMessage>),
+        (status = 404, description = "Unknown id", body = ErrorBody),
+        (status = 422, description = "Unknown branch", body = ErrorBody),
+    )
+)]
+pub(crate) async fn transcript(
+    State(core): State<AppState>,
+    PathId(id): PathId,
+    ApiQuery(params): ApiQuery<TranscriptParams>,
+) -> Result<Json<Vec<TranscriptMessage>>, ApiError> {
+    core.meta(&id).await?;
+    let view = core.store().view(&id).await?;
+    let branch = match params.branch.as_deref().filter(|b| !b.is_empty()) {
+        Some(b) => view.branch(b).ok_or_else(|| {
+            ApiError::unprocessable(format!(
+                "invalid query parameter: branch: session {id} has no branch {b:?}"
+            ))
+        })?,
+        None => match view.default_branch() {
+            Some(b) => b,
+            None => return Ok(Json(Vec::new())),
+        },
+    };
+    let messages = &branch.messages;
+    let skip = match params.limit {
+        Some(n) => messages.len().saturating_sub(n),
+        None => 0,
+    };
+    Ok(Json(
+        messages[skip..]
+            .iter()
+            .map(TranscriptMessage::from_logged)
+            .collect(),
+    ))
+}
+
+/// Runs the model on a prompt in the background; follow it on `/stream`.
+#[utoipa::path(
+    post, path = "/api/v1/sessions/{id}/send-message", tag = "messages",
+    params(("id" = String, Path, description = "Session id"), MultitaskParams),
+    request_body = SendMessageRequest,
+    responses(
+        (status = 202, description = "Accepted: executing, queued or interrupting", body = SendMessageResponse),
+        (status = 404, description = "Unknown id", body = ErrorBody),
+        (status = 409, description = "Not active, or a turn is running (without ?multitask)", body = ErrorBody),
+    )
+)]
+pub(crate) async fn send_message(
+    State(core): State<AppState>,
+    PathId(id): PathId,
+    ApiQuery(params): ApiQuery<MultitaskParams>,
+    ApiJson(req): ApiJson<SendMessageRequest>,
+) -> Result<impl IntoResponse, ApiError> {
+    let submitted = core
+        .submit(
+            &id,
+            Prompt {
+                text: req.content,
+                branch: req.branch,
+                policy: params.multitask.unwrap_or_default(),
+                need: Need::Active,
+                create: None,
+                want_result: false,
+            },
+        )
+        .await?;
+    let (status, position) = match submitted.accepted {
+        Accepted::Started => ("executing", None),
+        Accepted::Queued(n) => ("queued", Some(n)),
+        Accepted::Interrupting => ("interrupting", None),
+    };
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(SendMessageResponse {
+            status: status.into(),
+            session_id: id.to_string(),
+            turn: submitted.turn,
+            position,
+        }),
+    ))
+}
+
+fn sse_response<S>(core: &AppState, stream: S) -> Response
+where
+    S: futures::Stream<Item = Result<axum::response::sse::Event, std::convert::Infallible>>
+        + Send
+        + 'static,
+{
+    let sse = Sse::new(stream).keep_alive(
+        KeepAlive::new()
+            .interval(core.config.keepalive)
+            .text("keepalive"),
+    );
+    ([("x-accel-buffering", "no")], sse).into_response()
+}
+
+/// Runs a prompt and streams its turn as SSE, ending with a `done` event
+/// (`{status, result | error, sessionId, turn}`). A client that goes away
+/// does not stop the turn.
+#[utoipa::path(
+    post, path = "/api/v1/sessions/{id}/execute", tag = "messages",
+    params(("id" = String, Path, description = "Session id"), MultitaskParams),
+    request_body = SendMessageRequest,
+    responses(
+        (status = 200, description = "An SSE stream of the turn's events, then `done`", content_type = "text/event-stream", body = String),
+        (status = 404, description = "Unknown id", body = ErrorBody),
+        (status = 409, description = "Not active, or a turn is running (without ?multitask)", body = ErrorBody),
+    )
+)]
+pub(crate) async fn execute(
+    State(core): State<AppState>,
+    PathId(id): PathId,
+    ApiQuery(params): ApiQuery<MultitaskParams>,
+    ApiJson(req): ApiJson<SendMessageRequest>,
+) -> Result<Response, ApiError> {
+    let compat = Compat::parse(params.compat.as_deref()).map_err(ApiError::unprocessable)?;
+    core.meta(&id).await?;
+    let slot = core.slot(&id);
+    // Subscribe before the turn starts, so nothing of it is missed.
+    let (rx, head) = slot.hub.subscribe(core.store()).await?;
+    let submitted = core
+        .submit(
+            &id,
+            Prompt {
+                text: req.content,
+                branch: req.branch,
+                policy: params.multitask.unwrap_or_default(),
+                need: Need::Active,
+                create: None,
+                want_result: true,
+            },
+        )
+        .await?;
+    let spec = StreamSpec {
+        session_id: id,
+        compat,
+        replay_from: None,
+        head,
+        connected: false,
+        turn: Some(submitted.turn),
+        done: submitted.done,
+    };
+    Ok(sse_response(&core, events(core.clone(), rx, spec)))
+}
+
+/// Follows a session: its records (with `id:` = seq) and kernel events.
+/// `Last-Event-ID` (or `?last_event_id=`) replays the records after it.
+#[utoipa::path(
+    get, path = "/api/v1/sessions/{id}/stream", tag = "messages",
+    params(
+        ("id" = String, Path, description = "Session id"),
+        ("Last-Event-ID" = Option<String>, Header, description = "The last seq received; the records after it are replayed"),
+        StreamParams,
+    ),
+    responses(
+        (status = 200, description = "An SSE stream: `connected`, then records and events", content_type = "text/event-stream", body = String),
+        (status = 400, description = "Malformed id or Last-Event-ID", body = ErrorBody),
+        (status = 404, description = "Unknown id", body = ErrorBody),
+    )
+)]
+pub(crate) async fn stream(
+    State(core): State<AppState>,
+    PathId(id): PathId,
+    ApiQuery(params): ApiQuery<StreamParams>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let compat = Compat::parse(params.compat.as_deref()).map_err(ApiError::unprocessable)?;
+    let header = match headers.get("last-event-id") {
+        Some(v) => {
+            let text = v.to_str().unwrap_or("").trim();
+            Some(text.parse::<u64>().map_err(|_| {
+                ApiError::bad_request(format!(
+                    "Last-Event-ID: {text:?} is not a record seq (a non-negative integer)"
+                ))
+            })?)
+        }
+        None => None,
+    };
+    let last = header.or(params.last_event_id);
+    core.meta(&id).await?;
+    let slot = core.slot(&id);
+    let (rx, head) = slot.hub.subscribe(core.store()).await?;
+    slot.touch();
+    let spec = StreamSpec {
+        session_id: id,
+        compat,
+        replay_from: last.map(|l| l.saturating_add(1)),
+        head,
+        connected: true,
+        turn: None,
+        done: None,
+    };
+    Ok(sse_response(&core, events(core.clone(), rx, spec)))
+}

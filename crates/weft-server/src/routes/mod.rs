@@ -1,0 +1,16 @@
+//! The HTTP handlers, by area: [`sessions`] (CRUD and lifecycle),
+//! [`messages`] (transcript, prompts, streams), [`agentkernel`]
+//! (`/run`, `/api/v1/chat`, agents, health) and [`docs`] (profiles and the
+//! OpenAPI document).
+
+pub(crate) mod agentkernel;
+pub(crate) mod docs;
+pub(crate) mod messages;
+pub(crate) mod sessions;
+
+use std::sync::Arc;
+
+use crate::live::Core;
+
+/// The state every handler gets.
+pub(crate) type AppState = Arc<Core>;

@@ -1,0 +1,413 @@
+//! Server-sent event streams: `/stream` (a session's records and kernel
+//! events, resumable) and `/execute` (one turn, ending with `done`).
+//!
+//! Durable records carry `id: <seq>`. A client that reconnects with
+//! `Last-Event-ID: N` first gets the records after N from the store, up to
+//! the seq the hub had published when the stream subscribed, then follows
+//! the hub; a record is never sent twice (seqs at or below the last one
+//! sent are skipped) and never skipped (the hub publishes without gaps).
+//!
+//! Event names are weft's canonical ones: kernel events by their name
+//! (`content_block:delta`, `tool:pre`, …), records by their kind
+//! (`message`, `status`, `meta`, …), plus `connected` first and, on
+//! `/execute`, `done` last. With `?compat=amplifierd` the names are
+//! amplifierd's: `connected`, `user_message_saved`,
+//! `assistant_message_start`, `content`, `assistant_message_complete`,
+//! `execution_error` (others are left out).
+
+use std::collections::VecDeque;
+use std::convert::Infallible;
+use std::sync::Arc;
+
+use axum::response::sse::Event;
+use futures::Stream;
+use serde_json::{Value, json};
+use tokio::sync::{broadcast, oneshot};
+use weft_core::hooks::events;
+use weft_core::message::Role;
+use weft_core::record::RecordKind;
+use weft_core::{Record, SessionId};
+
+use crate::hub::BusItem;
+use crate::live::{Core, TurnResult};
+use crate::model::TranscriptMessage;
+
+/// Event names on the wire.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Compat {
+    /// weft's canonical names.
+    Weft,
+    /// amplifierd's names.
+    Amplifierd,
+}
+
+impl Compat {
+    /// Parses `?compat=`.
+    pub(crate) fn parse(value: Option<&str>) -> Result<Self, String> {
+        match value {
+            None | Some("") | Some("weft") => Ok(Compat::Weft),
+            Some("amplifierd") => Ok(Compat::Amplifierd),
+            Some(other) => Err(format!(
+                "invalid query parameter: compat: unknown value {other:?}; use `amplifierd` (or leave it out for weft's event names)"
+            )),
+        }
+    }
+}
+
+/// What a stream sends.
+pub(crate) struct StreamSpec {
+    pub(crate) session_id: SessionId,
+    pub(crate) compat: Compat,
+    /// Replay the records from this seq up to `head` first.
+    pub(crate) replay_from: Option<u64>,
+    /// The seq the hub had published when the stream subscribed.
+    pub(crate) head: u64,
+    /// Send a `connected` event first.
+    pub(crate) connected: bool,
+    /// Only items of this turn (for `/execute`).
+    pub(crate) turn: Option<u64>,
+    /// The turn's result: the stream ends with `done` when it arrives.
+    pub(crate) done: Option<oneshot::Receiver<TurnResult>>,
+}
+
+struct State {
+    core: Arc<Core>,
+    rx: broadcast::Receiver<Arc<BusItem>>,
+    spec: StreamSpec,
+    pending: VecDeque<Event>,
+    replay_next: u64,
+    last_seq: u64,
+    finished: bool,
+}
+
+const REPLAY_PAGE: usize = 256;
+
+/// The stream of SSE events for `spec`, following `rx`.
+pub(crate) fn events(
+    core: Arc<Core>,
+    rx: broadcast::Receiver<Arc<BusItem>>,
+    spec: StreamSpec,
+) -> impl Stream<Item = Result<Event, Infallible>> + Send + 'static {
+    let mut pending = VecDeque::new();
+    if spec.connected {
+        pending.push_back(named(
+            "connected",
+            &json!({"sessionId": spec.session_id, "lastSeq": spec.head}),
+        ));
+    }
+    let replay_next = spec.replay_from.unwrap_or(u64::MAX);
+    let last_seq = spec
+        .replay_from
+        .map(|f| f.saturating_sub(1))
+        .unwrap_or(spec.head);
+    let state = State {
+        core,
+        rx,
+        spec,
+        pending,
+        replay_next,
+        last_seq,
+        finished: false,
+    };
+    futures::stream::unfold(state, |mut st| async move {
+        loop {
+            if let Some(event) = st.pending.pop_front() {
+                return Some((Ok(event), st));
+            }
+            if st.finished {
+                return None;
+            }
+            if st.replay_next <= st.spec.head {
+                st.replay().await;
+                continue;
+            }
+            st.next_live().await;
+        }
+    })
+}
+
+fn named(name: &str, data: &Value) -> Event {
+    Event::default()
+        .event(name)
+        .json_data(data)
+        .unwrap_or_else(|_| Event::default().event(name).data("{}"))
+}
+
+impl State {
+    async fn replay(&mut self) {
+        let store = self.core.store().clone();
+        match store
+            .read(&self.spec.session_id, self.replay_next, Some(REPLAY_PAGE))
+            .await
+        {
+            Ok(records) => {
+                if records.is_empty() {
+                    self.replay_next = u64::MAX;
+                }
+                for r in records {
+                    if r.seq > self.spec.head {
+                        self.replay_next = u64::MAX;
+                        break;
+                    }
+                    self.replay_next = r.seq + 1;
+                    self.record(&r);
+                }
+            }
+            Err(e) => {
+                self.error(&format!("cannot read the session log to replay it: {e}"));
+            }
+        }
+    }
+
+    async fn next_live(&mut self) {
+        let shutdown = self.core.shutdown.clone();
+        let rx = &mut self.rx;
+        let done_slot = &mut self.spec.done;
+        let done = async move {
+            match done_slot {
+                Some(done) => done.await.ok(),
+                None => std::future::pending().await,
+            }
+        };
+        let outcome = tokio::select! {
+            biased;
+            _ = shutdown.cancelled() => Live::Shutdown,
+            item = rx.recv() => Live::Item(item),
+            result = done => Live::Done(result),
+        };
+        match outcome {
+            Live::Shutdown => {
+                self.pending.push_back(named(
+                    "shutdown",
+                    &json!({"detail": "the server is shutting down; reconnect with Last-Event-ID to resume", "lastSeq": self.last_seq}),
+                ));
+                self.finished = true;
+            }
+            Live::Item(Ok(item)) => self.item(&item),
+            Live::Item(Err(broadcast::error::RecvError::Lagged(n))) => {
+                self.error(&format!(
+                    "this stream fell {n} events behind and was closed; reconnect with Last-Event-ID: {} to resume",
+                    self.last_seq
+                ));
+            }
+            Live::Item(Err(broadcast::error::RecvError::Closed)) => {
+                self.pending.push_back(named(
+                    "error",
+                    &json!({"detail": "the session was deleted"}),
+                ));
+                self.finished = true;
+            }
+            Live::Done(result) => {
+                self.spec.done = None;
+                // What the turn published before it finished is queued.
+                while let Ok(item) = self.rx.try_recv() {
+                    self.item(&item);
+                }
+                let turn = self.spec.turn.unwrap_or(0);
+                let data = match result {
+                    Some(Ok(text)) => {
+                        json!({"status": "completed", "result": text, "sessionId": self.spec.session_id, "turn": turn})
+                    }
+                    Some(Err(e)) if e.is_cancelled() => {
+                        json!({"status": "cancelled", "error": e.to_string(), "sessionId": self.spec.session_id, "turn": turn})
+                    }
+                    Some(Err(e)) => {
+                        json!({"status": "failed", "error": e.to_string(), "sessionId": self.spec.session_id, "turn": turn})
+                    }
+                    None => {
+                        json!({"status": "failed", "error": "the turn was dropped", "sessionId": self.spec.session_id, "turn": turn})
+                    }
+                };
+                self.pending.push_back(named("done", &data));
+                self.finished = true;
+            }
+        }
+    }
+
+    fn error(&mut self, detail: &str) {
+        self.pending.push_back(named(
+            "error",
+            &json!({"detail": detail, "lastSeq": self.last_seq}),
+        ));
+        self.finished = true;
+    }
+
+    fn item(&mut self, item: &BusItem) {
+        if let Some(turn) = self.spec.turn
+            && item.turn() != turn
+        {
+            return;
+        }
+        match item {
+            BusItem::Record { record, .. } => self.record(record),
+            BusItem::Event { name, data, .. } => self.event(name, data),
+        }
+    }
+
+    fn record(&mut self, record: &Record) {
+        if record.seq <= self.last_seq {
+            return;
+        }
+        self.last_seq = record.seq;
+        let event = match self.spec.compat {
+            Compat::Weft => Event::default()
+                .id(record.seq.to_string())
+                .event(record.kind.name())
+                .json_data(record)
+                .ok(),
+            Compat::Amplifierd => amplifierd_record(record),
+        };
+        if let Some(event) = event {
+            self.pending.push_back(event);
+        }
+    }
+
+    fn event(&mut self, name: &str, data: &Value) {
+        let event = match self.spec.compat {
+            Compat::Weft => Some(named(name, data)),
+            Compat::Amplifierd => amplifierd_event(name, data),
+        };
+        if let Some(event) = event {
+            self.pending.push_back(event);
+        }
+    }
+}
+
+enum Live {
+    Shutdown,
+    Item(Result<Arc<BusItem>, broadcast::error::RecvError>),
+    Done(Option<TurnResult>),
+}
+
+/// amplifierd's event for a record, if it has one.
+fn amplifierd_record(record: &Record) -> Option<Event> {
+    let RecordKind::Message(message) = &record.kind else {
+        return None;
+    };
+    let name = match message.role {
+        Role::User => "user_message_saved",
+        Role::Assistant if message.tool_calls().is_empty() => "assistant_message_complete",
+        _ => return None,
+    };
+    let view = TranscriptMessage::from_message(record.seq, message);
+    Event::default()
+        .id(record.seq.to_string())
+        .event(name)
+        .json_data(json!({
+            "role": view.role,
+            "content": view.content,
+            "timestamp": view.timestamp,
+            "seq": record.seq,
+        }))
+        .ok()
+}
+
+/// amplifierd's event for a kernel event, if it has one.
+fn amplifierd_event(name: &str, data: &Value) -> Option<Event> {
+    let timestamp = data.get("timestamp").cloned().unwrap_or(Value::Null);
+    match name {
+        events::EXECUTION_START => Some(named(
+            "assistant_message_start",
+            &json!({"timestamp": timestamp}),
+        )),
+        events::CONTENT_BLOCK_DELTA if data.get("kind").and_then(Value::as_str) == Some("text") => {
+            let delta = data.get("delta").cloned().unwrap_or(Value::Null);
+            Some(named(
+                "content",
+                &json!({"type": "content", "content": delta}),
+            ))
+        }
+        events::EXECUTION_END => {
+            let status = data.get("status").and_then(Value::as_str).unwrap_or("");
+            match status {
+                "failed" | "cancelled" => {
+                    let error = data
+                        .get("error")
+                        .filter(|e| !e.is_null())
+                        .cloned()
+                        .unwrap_or_else(|| Value::String(status.to_string()));
+                    Some(named("execution_error", &json!({"error": error})))
+                }
+                _ => None,
+            }
+        }
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use futures::StreamExt;
+    use weft_core::memory::MemoryStore;
+    use weft_core::mount::{MountPlan, PlanFormat};
+    use weft_core::registry::ModuleRegistry;
+    use weft_core::session::Project;
+
+    use crate::config::ServerConfig;
+    use crate::context::{ServerContext, StaticPlanSource};
+
+    fn core() -> Arc<Core> {
+        let plan = MountPlan::parse(
+            r#"{"session": {"orchestrator": "loop-basic", "context": "context-simple"}}"#,
+            PlanFormat::Json,
+        )
+        .expect("plan")
+        .plan;
+        Arc::new(Core::new(
+            ServerContext {
+                store: Arc::new(MemoryStore::new()),
+                registry: Arc::new(ModuleRegistry::with_core_modules()),
+                plans: Arc::new(StaticPlanSource::new("base", plan)),
+                project: Project::current(),
+                user: "t".into(),
+                home: std::env::temp_dir(),
+                approval: None,
+            },
+            ServerConfig::default(),
+        ))
+    }
+
+    #[tokio::test]
+    async fn a_lagging_reader_gets_an_error_and_the_stream_ends() {
+        let (tx, rx) = broadcast::channel(2);
+        for i in 0..5 {
+            let _ = tx.send(Arc::new(BusItem::Event {
+                name: "x".into(),
+                data: json!({"i": i}),
+                turn: 0,
+            }));
+        }
+        let spec = StreamSpec {
+            session_id: SessionId::new_v7(),
+            compat: Compat::Weft,
+            replay_from: None,
+            head: 0,
+            connected: false,
+            turn: None,
+            done: None,
+        };
+        let out: Vec<String> = events(core(), rx, spec)
+            .map(|e| format!("{:?}", e.expect("infallible")))
+            .collect()
+            .await;
+        assert_eq!(out.len(), 1, "{out:?}");
+        assert!(
+            out[0].contains("error") && out[0].contains("fell 3 events behind"),
+            "{out:?}"
+        );
+    }
+
+    #[test]
+    fn compat_names() {
+        assert_eq!(Compat::parse(None), Ok(Compat::Weft));
+        assert_eq!(Compat::parse(Some("amplifierd")), Ok(Compat::Amplifierd));
+        assert!(Compat::parse(Some("x")).is_err());
+        let ev = amplifierd_event(
+            events::CONTENT_BLOCK_DELTA,
+            &json!({"kind": "text", "delta": "hi"}),
+        );
+        assert!(format!("{ev:?}").contains("content"));
+        assert!(amplifierd_event(events::TOOL_PRE, &json!({})).is_none());
+    }
+}

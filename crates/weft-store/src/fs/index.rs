@@ -1,0 +1,404 @@
+//! The fs backend's side index: `$WEFT_HOME/index.sqlite`.
+//!
+//! One row per session with the columns listing filters and sorts on
+//! (`updated_us`, project, status, parent, name, profile) and the folded
+//! [`SessionMeta`] as JSON, so `list`, `find_ids` and child lookups never
+//! open session directories. It is a cache: the session directories are the
+//! truth, and [`super::FsStore::open`] rebuilds it when it is missing, of
+//! another schema version, or stale (see `reconcile` in the parent module).
+//!
+//! Durability: `journal_mode=WAL`, `synchronous=OFF`. A process crash loses
+//! nothing (SQLite's WAL is in the page cache); a power loss may lose the
+//! newest index writes, which the reconcile pass repairs from the logs.
+//!
+//! Rows carry a `pending` flag: `1` while an append is in flight (the row
+//! may lag its log by one batch), `2` while a create is in flight (the row
+//! is a placeholder, hidden from listings). A row left pending by a crashed
+//! writer is refreshed from its directory by the next reconcile.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, MutexGuard};
+
+use rusqlite::{Connection, OptionalExtension, params};
+use weft_core::SessionId;
+use weft_core::session::SessionMeta;
+use weft_core::store::{ListQuery, Page, StoreError};
+
+use crate::util::{to_i64, to_u64};
+
+/// The schema version; a different stored version makes the index rebuild.
+const SCHEMA_VERSION: &str = "1";
+
+/// Row state: a live row.
+pub(crate) const CLEAN: i64 = 0;
+/// Row state: an append is in flight.
+pub(crate) const APPENDING: i64 = 1;
+/// Row state: a create is in flight (placeholder row).
+pub(crate) const CREATING: i64 = 2;
+
+/// Where a session lives, per the index.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Located {
+    /// The project directory's slug.
+    pub dir_slug: String,
+    /// The row state.
+    pub pending: i64,
+}
+
+/// The side index.
+pub(crate) struct Index {
+    conn: Mutex<Connection>,
+    path: PathBuf,
+}
+
+fn db_err(path: &Path, e: rusqlite::Error) -> StoreError {
+    StoreError::Backend {
+        backend: "fs",
+        message: format!("index {}: {e}", path.display()),
+    }
+}
+
+impl Index {
+    /// Opens (creating if needed) the index at `path`. Returns whether it
+    /// must be rebuilt (new file or another schema version).
+    pub(crate) fn open(path: &Path) -> Result<(Self, bool), StoreError> {
+        let existed = path.exists();
+        let conn = Connection::open(path).map_err(|e| db_err(path, e))?;
+        let setup = |conn: &Connection| -> rusqlite::Result<bool> {
+            conn.busy_timeout(std::time::Duration::from_secs(30))?;
+            conn.pragma_update(None, "journal_mode", "WAL")?;
+            conn.pragma_update(None, "synchronous", "OFF")?;
+            conn.execute_batch(
+                "CREATE TABLE IF NOT EXISTS info (key TEXT PRIMARY KEY, value TEXT NOT NULL);",
+            )?;
+            let version: Option<String> = conn
+                .query_row("SELECT value FROM info WHERE key = 'schema'", [], |r| {
+                    r.get(0)
+                })
+                .optional()?;
+            let rebuild = !existed || version.as_deref() != Some(SCHEMA_VERSION);
+            if rebuild {
+                conn.execute_batch(
+                    "DROP TABLE IF EXISTS sessions; DROP TABLE IF EXISTS projects;",
+                )?;
+            }
+            conn.execute_batch(
+                "CREATE TABLE IF NOT EXISTS sessions (
+                    id TEXT PRIMARY KEY,
+                    dir_slug TEXT NOT NULL,
+                    project TEXT NOT NULL,
+                    updated_us INTEGER NOT NULL,
+                    status TEXT NOT NULL,
+                    parent_id TEXT,
+                    name TEXT,
+                    profile TEXT NOT NULL,
+                    last_seq INTEGER NOT NULL,
+                    log_bytes INTEGER NOT NULL,
+                    pending INTEGER NOT NULL DEFAULT 0,
+                    meta TEXT NOT NULL
+                );
+                CREATE INDEX IF NOT EXISTS sessions_order ON sessions(updated_us DESC, id DESC);
+                CREATE INDEX IF NOT EXISTS sessions_project ON sessions(project, updated_us DESC, id DESC);
+                CREATE INDEX IF NOT EXISTS sessions_parent ON sessions(parent_id);
+                CREATE INDEX IF NOT EXISTS sessions_dir ON sessions(dir_slug);
+                CREATE INDEX IF NOT EXISTS sessions_pending ON sessions(pending) WHERE pending <> 0;
+                CREATE TABLE IF NOT EXISTS projects (
+                    slug TEXT PRIMARY KEY,
+                    scanned_mtime_ns INTEGER NOT NULL
+                );",
+            )?;
+            conn.execute(
+                "INSERT OR REPLACE INTO info (key, value) VALUES ('schema', ?1)",
+                [SCHEMA_VERSION],
+            )?;
+            Ok(rebuild)
+        };
+        let rebuild = setup(&conn).map_err(|e| db_err(path, e))?;
+        Ok((
+            Self {
+                conn: Mutex::new(conn),
+                path: path.to_path_buf(),
+            },
+            rebuild,
+        ))
+    }
+
+    fn conn(&self) -> MutexGuard<'_, Connection> {
+        // Statements leave no half-done state in Rust memory, so a poisoned
+        // lock is safe to reuse.
+        self.conn.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn err(&self, e: rusqlite::Error) -> StoreError {
+        db_err(&self.path, e)
+    }
+
+    /// Where `id` lives, if the index knows it.
+    pub(crate) fn locate(&self, id: &SessionId) -> Result<Option<Located>, StoreError> {
+        let conn = self.conn();
+        let mut stmt = conn
+            .prepare_cached("SELECT dir_slug, pending FROM sessions WHERE id = ?1")
+            .map_err(|e| self.err(e))?;
+        stmt.query_row([id.as_str()], |r| {
+            Ok(Located {
+                dir_slug: r.get(0)?,
+                pending: r.get(1)?,
+            })
+        })
+        .optional()
+        .map_err(|e| self.err(e))
+    }
+
+    /// Writes a session's row (clearing `pending`), unless the row already
+    /// holds a newer head (a slower writer must not overwrite a faster one).
+    pub(crate) fn upsert(
+        &self,
+        dir_slug: &str,
+        meta: &SessionMeta,
+        log_bytes: u64,
+    ) -> Result<(), StoreError> {
+        let json = serde_json::to_string(meta).map_err(|e| StoreError::Backend {
+            backend: "fs",
+            message: format!("cannot encode metadata: {e}"),
+        })?;
+        let conn = self.conn();
+        let mut stmt = conn
+            .prepare_cached(
+                "INSERT INTO sessions (id, dir_slug, project, updated_us, status, parent_id, name,
+                    profile, last_seq, log_bytes, pending, meta)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, 0, ?11)
+                 ON CONFLICT(id) DO UPDATE SET
+                    dir_slug = excluded.dir_slug, project = excluded.project,
+                    updated_us = excluded.updated_us, status = excluded.status,
+                    parent_id = excluded.parent_id, name = excluded.name,
+                    profile = excluded.profile, last_seq = excluded.last_seq,
+                    log_bytes = excluded.log_bytes, pending = 0, meta = excluded.meta
+                 WHERE excluded.last_seq >= sessions.last_seq OR sessions.pending = 2",
+            )
+            .map_err(|e| self.err(e))?;
+        stmt.execute(params![
+            meta.id.as_str(),
+            dir_slug,
+            meta.project.slug,
+            meta.updated_at.timestamp_micros(),
+            meta.status.as_str(),
+            meta.parent_id.as_ref().map(SessionId::as_str),
+            meta.name,
+            meta.profile,
+            to_i64(meta.last_seq),
+            to_i64(log_bytes),
+            json,
+        ])
+        .map_err(|e| self.err(e))?;
+        Ok(())
+    }
+
+    /// Marks a row as having an append in flight.
+    pub(crate) fn mark_appending(&self, id: &SessionId) -> Result<(), StoreError> {
+        let conn = self.conn();
+        let mut stmt = conn
+            .prepare_cached("UPDATE sessions SET pending = ?2 WHERE id = ?1 AND pending = 0")
+            .map_err(|e| self.err(e))?;
+        stmt.execute(params![id.as_str(), APPENDING])
+            .map_err(|e| self.err(e))?;
+        Ok(())
+    }
+
+    /// Runs `make_dir` (which creates the session directory and returns the
+    /// project's `sessions/` mtime before and after) inside one index write
+    /// transaction, inserting a placeholder row. If the index had scanned
+    /// the project at the "before" mtime, the scan mark moves to "after", so
+    /// the next open does not rescan the project for this change.
+    pub(crate) fn begin_create<F>(
+        &self,
+        id: &SessionId,
+        dir_slug: &str,
+        make_dir: F,
+    ) -> Result<(), StoreError>
+    where
+        F: FnOnce() -> Result<(i64, i64), StoreError>,
+    {
+        let mut conn = self.conn();
+        let tx = conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .map_err(|e| db_err(&self.path, e))?;
+        let (before, after) = make_dir()?;
+        tx.execute(
+            "INSERT OR REPLACE INTO sessions (id, dir_slug, project, updated_us, status, parent_id,
+                name, profile, last_seq, log_bytes, pending, meta)
+             VALUES (?1, ?2, ?2, 0, '', NULL, NULL, '', 0, 0, ?3, '')",
+            params![id.as_str(), dir_slug, CREATING],
+        )
+        .map_err(|e| db_err(&self.path, e))?;
+        tx.execute(
+            "UPDATE projects SET scanned_mtime_ns = ?3 WHERE slug = ?1 AND scanned_mtime_ns = ?2",
+            params![dir_slug, before, after],
+        )
+        .map_err(|e| db_err(&self.path, e))?;
+        tx.commit().map_err(|e| db_err(&self.path, e))
+    }
+
+    /// Like [`Index::begin_create`] for removing a session directory:
+    /// `remove_dir` returns the project's mtime before and after; the row
+    /// is deleted.
+    pub(crate) fn remove_with<F>(
+        &self,
+        id: &SessionId,
+        dir_slug: &str,
+        remove_dir: F,
+    ) -> Result<(), StoreError>
+    where
+        F: FnOnce() -> Result<(i64, i64), StoreError>,
+    {
+        let mut conn = self.conn();
+        let tx = conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .map_err(|e| db_err(&self.path, e))?;
+        let (before, after) = remove_dir()?;
+        tx.execute("DELETE FROM sessions WHERE id = ?1", [id.as_str()])
+            .map_err(|e| db_err(&self.path, e))?;
+        tx.execute(
+            "UPDATE projects SET scanned_mtime_ns = ?3 WHERE slug = ?1 AND scanned_mtime_ns = ?2",
+            params![dir_slug, before, after],
+        )
+        .map_err(|e| db_err(&self.path, e))?;
+        tx.commit().map_err(|e| db_err(&self.path, e))
+    }
+
+    /// Deletes a row.
+    pub(crate) fn remove(&self, id: &str) -> Result<(), StoreError> {
+        self.conn()
+            .execute("DELETE FROM sessions WHERE id = ?1", [id])
+            .map_err(|e| self.err(e))?;
+        Ok(())
+    }
+
+    /// One page of a listing, newest first.
+    pub(crate) fn list(&self, query: &ListQuery) -> Result<Page, StoreError> {
+        let conn = self.conn();
+        crate::sql::list_page(&conn, "sessions", "pending <> 2", query)
+            .map_err(|e| self.err(e))
+    }
+
+    /// Up to `limit` ids starting with `prefix`, in id order.
+    pub(crate) fn find_ids(&self, prefix: &str, limit: usize) -> Result<Vec<SessionId>, StoreError> {
+        let conn = self.conn();
+        crate::sql::find_ids(&conn, "sessions", "pending <> 2", prefix, limit)
+            .map_err(|e| self.err(e))
+    }
+
+    /// Sessions whose parent is `id`.
+    pub(crate) fn children(&self, id: &SessionId) -> Result<Vec<SessionId>, StoreError> {
+        let conn = self.conn();
+        let mut stmt = conn
+            .prepare_cached("SELECT id FROM sessions WHERE parent_id = ?1 AND pending <> 2")
+            .map_err(|e| self.err(e))?;
+        let rows = stmt
+            .query_map([id.as_str()], |r| r.get::<_, String>(0))
+            .map_err(|e| self.err(e))?;
+        let mut out = Vec::new();
+        for r in rows {
+            if let Ok(id) = SessionId::parse(r.map_err(|e| self.err(e))?) {
+                out.push(id);
+            }
+        }
+        Ok(out)
+    }
+
+    /// The ids (and row states) of a project directory's sessions.
+    pub(crate) fn ids_in_dir(&self, dir_slug: &str) -> Result<HashMap<String, i64>, StoreError> {
+        let conn = self.conn();
+        let mut stmt = conn
+            .prepare_cached("SELECT id, pending FROM sessions WHERE dir_slug = ?1")
+            .map_err(|e| self.err(e))?;
+        let rows = stmt
+            .query_map([dir_slug], |r| Ok((r.get::<_, String>(0)?, r.get(1)?)))
+            .map_err(|e| self.err(e))?;
+        rows.collect::<rusqlite::Result<_>>()
+            .map_err(|e| self.err(e))
+    }
+
+    /// Every project directory the index has scanned, with the mtime of its
+    /// `sessions/` directory at that scan.
+    pub(crate) fn project_scans(&self) -> Result<HashMap<String, i64>, StoreError> {
+        let conn = self.conn();
+        let mut stmt = conn
+            .prepare_cached("SELECT slug, scanned_mtime_ns FROM projects")
+            .map_err(|e| self.err(e))?;
+        let rows = stmt
+            .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get(1)?)))
+            .map_err(|e| self.err(e))?;
+        rows.collect::<rusqlite::Result<_>>()
+            .map_err(|e| self.err(e))
+    }
+
+    /// Records that a project directory was scanned at `mtime_ns`.
+    pub(crate) fn set_project_scan(&self, slug: &str, mtime_ns: i64) -> Result<(), StoreError> {
+        self.conn()
+            .execute(
+                "INSERT OR REPLACE INTO projects (slug, scanned_mtime_ns) VALUES (?1, ?2)",
+                params![slug, mtime_ns],
+            )
+            .map_err(|e| self.err(e))?;
+        Ok(())
+    }
+
+    /// Forgets a project directory that no longer exists.
+    pub(crate) fn remove_project(&self, slug: &str) -> Result<(), StoreError> {
+        let conn = self.conn();
+        conn.execute("DELETE FROM sessions WHERE dir_slug = ?1", [slug])
+            .map_err(|e| self.err(e))?;
+        conn.execute("DELETE FROM projects WHERE slug = ?1", [slug])
+            .map_err(|e| self.err(e))?;
+        Ok(())
+    }
+
+    /// Rows left pending (by writers in flight or crashed): `(id, dir_slug)`.
+    pub(crate) fn pending(&self) -> Result<Vec<(String, String)>, StoreError> {
+        let conn = self.conn();
+        let mut stmt = conn
+            .prepare_cached("SELECT id, dir_slug FROM sessions WHERE pending <> 0")
+            .map_err(|e| self.err(e))?;
+        let rows = stmt
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .map_err(|e| self.err(e))?;
+        rows.collect::<rusqlite::Result<_>>()
+            .map_err(|e| self.err(e))
+    }
+
+    /// Sessions for a search, newest first: `(dir_slug, meta)`.
+    pub(crate) fn search_order(
+        &self,
+        project: Option<&str>,
+    ) -> Result<Vec<(String, SessionMeta)>, StoreError> {
+        let conn = self.conn();
+        let mut stmt = conn
+            .prepare_cached(
+                "SELECT dir_slug, meta FROM sessions WHERE pending <> 2
+                 AND (?1 IS NULL OR project = ?1) ORDER BY updated_us DESC, id DESC",
+            )
+            .map_err(|e| self.err(e))?;
+        let rows = stmt
+            .query_map([project], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))
+            .map_err(|e| self.err(e))?;
+        let mut out = Vec::new();
+        for r in rows {
+            let (slug, json) = r.map_err(|e| self.err(e))?;
+            if let Ok(meta) = serde_json::from_str(&json) {
+                out.push((slug, meta));
+            }
+        }
+        Ok(out)
+    }
+
+    /// The number of clean rows (for tests and diagnostics).
+    pub(crate) fn count(&self) -> Result<u64, StoreError> {
+        self.conn()
+            .query_row("SELECT count(*) FROM sessions WHERE pending <> 2", [], |r| {
+                r.get::<_, i64>(0)
+            })
+            .map(to_u64)
+            .map_err(|e| self.err(e))
+    }
+}

@@ -1,0 +1,524 @@
+//! `log.jsonl`: the append-only session log of the fs backend.
+//!
+//! # Format
+//!
+//! One [`Record`] JSON object per line (the wire format of
+//! `weft_core::record`). A batch of several records is written with one
+//! `write` and fsync'd before the append returns; every record of a batch
+//! except the last carries an extra key, `"more":true`, appended after the
+//! record's own fields (`{"v":1,"seq":7,…,"kind":{…},"more":true}`).
+//! Readers that deserialize a line as a `Record` ignore it; this module uses
+//! it to tell a complete batch from a torn one.
+//!
+//! # Commit point and crash recovery
+//!
+//! A batch is committed once its last line (the one without `"more"`) is
+//! complete. Reading from the end, the first complete, parseable line
+//! without the marker is the log's **head**; everything after it — a line
+//! without its newline (torn write), unparseable lines, or the `more` lines
+//! of a batch whose last line never made it — is an uncommitted tail. It is
+//! ignored by readers and truncated by the next append (under the session
+//! lock). An unparseable line *before* the head is corruption in the middle
+//! of the log: it is reported with `tracing::warn!` and skipped, and the
+//! lines around it stay readable.
+//!
+//! # Cost
+//!
+//! The head and `tail(n)` are found by reading the file backwards in
+//! growing chunks, so they cost time proportional to `n` and the size of the
+//! last lines, not to the log. `read(from_seq)` finds its starting line by
+//! binary search over byte offsets (each probe parses one line). Every byte
+//! read is added to a counter ([`super::FsStore::bytes_read`]) so tests can
+//! check these bounds.
+
+use std::fs::File;
+use std::os::unix::fs::FileExt;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use serde::Deserialize;
+use weft_core::Record;
+
+/// What every record of a batch but the last ends with, instead of `}`.
+pub(crate) const MORE_SUFFIX: &[u8] = b",\"more\":true}";
+
+/// The first chunk read when scanning backwards.
+const BACK_CHUNK: usize = 16 * 1024;
+/// The largest chunk read at once when scanning backwards.
+const BACK_CHUNK_MAX: usize = 1024 * 1024;
+
+/// Encodes a batch as log lines (with the `more` marker on all but the last
+/// record).
+pub(crate) fn encode_batch(records: &[Record]) -> Result<Vec<u8>, serde_json::Error> {
+    let mut buf = Vec::with_capacity(records.len() * 512);
+    for (i, r) in records.iter().enumerate() {
+        serde_json::to_writer(&mut buf, r)?;
+        if i + 1 < records.len() {
+            // The record's JSON object always ends with `}`.
+            buf.pop();
+            buf.extend_from_slice(MORE_SUFFIX);
+        }
+        buf.push(b'\n');
+    }
+    Ok(buf)
+}
+
+/// Whether a line carries the `more` marker (its batch goes on).
+pub(crate) fn has_more(line: &[u8]) -> bool {
+    line.ends_with(MORE_SUFFIX)
+}
+
+/// Parses one line (without its newline).
+pub(crate) fn parse_line(line: &[u8]) -> Result<Record, serde_json::Error> {
+    serde_json::from_slice(line)
+}
+
+/// A line read from the log.
+#[derive(Debug)]
+pub(crate) struct RawLine {
+    /// Offset of its first byte.
+    pub start: u64,
+    /// Offset just past its newline (or past its last byte when torn).
+    pub end: u64,
+    /// Its bytes, without the newline.
+    pub bytes: Vec<u8>,
+    /// Whether it ended with a newline.
+    pub complete: bool,
+}
+
+/// Reads a file's lines from the end towards the start.
+pub(crate) struct BackLines<'a> {
+    file: &'a File,
+    counter: &'a AtomicU64,
+    /// Offset of `buf[0]`.
+    pos: u64,
+    /// The unconsumed bytes `[pos, pos + buf.len())`.
+    buf: Vec<u8>,
+    chunk: usize,
+}
+
+impl<'a> BackLines<'a> {
+    /// Lines of `file` that end at or before `end`.
+    pub(crate) fn new(file: &'a File, end: u64, counter: &'a AtomicU64) -> Self {
+        Self {
+            file,
+            counter,
+            pos: end,
+            buf: Vec::new(),
+            chunk: BACK_CHUNK,
+        }
+    }
+
+    /// Reads the next chunk before `pos` and prepends it.
+    fn read_more(&mut self) -> std::io::Result<()> {
+        let n = (self.chunk as u64).min(self.pos) as usize;
+        let start = self.pos - n as u64;
+        let mut chunk = vec![0u8; n + self.buf.len()];
+        self.file.read_exact_at(&mut chunk[..n], start)?;
+        self.counter.fetch_add(n as u64, Ordering::Relaxed);
+        chunk[n..].copy_from_slice(&self.buf);
+        self.buf = chunk;
+        self.pos = start;
+        self.chunk = (self.chunk * 2).min(BACK_CHUNK_MAX);
+        Ok(())
+    }
+
+    /// The previous line, or None at the start of the file.
+    pub(crate) fn next_line(&mut self) -> std::io::Result<Option<RawLine>> {
+        if self.buf.is_empty() {
+            if self.pos == 0 {
+                return Ok(None);
+            }
+            self.read_more()?;
+        }
+        let end = self.pos + self.buf.len() as u64;
+        let complete = self.buf.last() == Some(&b'\n');
+        loop {
+            let search_end = self.buf.len() - usize::from(complete);
+            if let Some(i) = self.buf[..search_end].iter().rposition(|&b| b == b'\n') {
+                let bytes = self.buf[i + 1..search_end].to_vec();
+                let start = self.pos + i as u64 + 1;
+                self.buf.truncate(i + 1);
+                return Ok(Some(RawLine {
+                    start,
+                    end,
+                    bytes,
+                    complete,
+                }));
+            }
+            if self.pos == 0 {
+                let bytes = self.buf[..search_end].to_vec();
+                self.buf.clear();
+                return Ok(Some(RawLine {
+                    start: 0,
+                    end,
+                    bytes,
+                    complete,
+                }));
+            }
+            self.read_more()?;
+        }
+    }
+}
+
+/// The committed end of a log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub(crate) struct Head {
+    /// Offset just past the last committed line (the file's length when
+    /// there is no uncommitted tail).
+    pub valid_len: u64,
+    /// The seq of the last committed record (0: empty log).
+    pub last_seq: u64,
+    /// The file's length.
+    pub file_len: u64,
+}
+
+impl Head {
+    /// Whether bytes follow the committed end (a torn or corrupt tail).
+    pub(crate) fn has_tail(&self) -> bool {
+        self.file_len > self.valid_len
+    }
+}
+
+/// Finds the head of a log whose file is `file_len` bytes long, and
+/// collects up to `want` committed records ending at the head (newest
+/// first).
+pub(crate) fn scan_back(
+    file: &File,
+    file_len: u64,
+    want: usize,
+    counter: &AtomicU64,
+    location: &str,
+) -> std::io::Result<(Head, Vec<Record>)> {
+    let mut lines = BackLines::new(file, file_len, counter);
+    let mut head: Option<Head> = None;
+    let mut out = Vec::new();
+    while let Some(line) = lines.next_line()? {
+        match head {
+            None => {
+                if !line.complete || has_more(&line.bytes) {
+                    continue;
+                }
+                if let Ok(record) = parse_line(&line.bytes) {
+                    head = Some(Head {
+                        valid_len: line.end,
+                        last_seq: record.seq,
+                        file_len,
+                    });
+                    if want == 0 {
+                        break;
+                    }
+                    out.push(record);
+                }
+            }
+            Some(_) => {
+                if out.len() >= want {
+                    break;
+                }
+                match parse_line(&line.bytes) {
+                    Ok(record) => out.push(record),
+                    Err(e) => warn_corrupt(location, line.start, &e),
+                }
+            }
+        }
+    }
+    let head = head.unwrap_or(Head {
+        valid_len: 0,
+        last_seq: 0,
+        file_len,
+    });
+    Ok((head, out))
+}
+
+/// Reports a corrupt line in the middle of a log.
+pub(crate) fn warn_corrupt(location: &str, offset: u64, e: &serde_json::Error) {
+    tracing::warn!(
+        log = location,
+        offset,
+        error = %e,
+        "skipping a corrupt line in the middle of a session log"
+    );
+}
+
+#[derive(Deserialize)]
+struct SeqProbe {
+    seq: u64,
+}
+
+/// The seq of a line, reading as little as possible: the writer puts
+/// `{"v":N,"seq":` first, so the number is parsed from the prefix; any other
+/// shape falls back to parsing the line.
+fn line_seq(line: &[u8]) -> Option<u64> {
+    if let Some(rest) = line.strip_prefix(b"{\"v\":") {
+        let rest = rest.get(rest.iter().position(|&b| b == b',')?..)?;
+        if let Some(digits) = rest.strip_prefix(b",\"seq\":") {
+            let n = digits.iter().take_while(|b| b.is_ascii_digit()).count();
+            if n > 0
+                && n <= 19
+                && let Ok(s) = std::str::from_utf8(&digits[..n])
+                && let Ok(seq) = s.parse::<u64>()
+            {
+                return Some(seq);
+            }
+        }
+    }
+    serde_json::from_slice::<SeqProbe>(line).ok().map(|p| p.seq)
+}
+
+/// Reads the first complete line starting at or after `offset` (and before
+/// `end`), returning its start offset and seq; lines whose seq cannot be
+/// read are skipped.
+fn probe(
+    file: &File,
+    offset: u64,
+    end: u64,
+    counter: &AtomicU64,
+) -> std::io::Result<Option<(u64, u64)>> {
+    // Find the start of the first line at or after `offset`.
+    let mut start = offset;
+    if offset > 0 {
+        let mut pos = offset - 1;
+        let mut found = None;
+        let mut chunk = 4096u64;
+        while found.is_none() && pos < end {
+            let n = chunk.min(end - pos) as usize;
+            let mut buf = vec![0u8; n];
+            file.read_exact_at(&mut buf, pos)?;
+            counter.fetch_add(n as u64, Ordering::Relaxed);
+            if let Some(i) = buf.iter().position(|&b| b == b'\n') {
+                found = Some(pos + i as u64 + 1);
+            } else {
+                pos += n as u64;
+                chunk = (chunk * 2).min(BACK_CHUNK_MAX as u64);
+            }
+        }
+        match found {
+            Some(s) => start = s,
+            None => return Ok(None),
+        }
+    }
+    // Read lines forward until one yields a seq.
+    while start < end {
+        let mut len = 4096u64;
+        loop {
+            let n = len.min(end - start) as usize;
+            let mut buf = vec![0u8; n];
+            file.read_exact_at(&mut buf, start)?;
+            counter.fetch_add(n as u64, Ordering::Relaxed);
+            if let Some(i) = buf.iter().position(|&b| b == b'\n') {
+                if let Some(seq) = line_seq(&buf[..i]) {
+                    return Ok(Some((start, seq)));
+                }
+                start += i as u64 + 1;
+                break;
+            }
+            if start + n as u64 >= end {
+                return Ok(None);
+            }
+            len = (len * 2).min(64 * 1024 * 1024);
+        }
+    }
+    Ok(None)
+}
+
+/// The offset of a line at or before the first record with `seq >=
+/// from_seq`, found by binary search over `[0, end)` (seqs increase along
+/// the file).
+pub(crate) fn seek_seq(
+    file: &File,
+    end: u64,
+    from_seq: u64,
+    counter: &AtomicU64,
+) -> std::io::Result<u64> {
+    let (mut lo, mut hi) = (0u64, end);
+    // Invariant: the first record with seq >= from_seq starts at or after
+    // `lo`; `lo` is a line start.
+    while hi - lo > 64 * 1024 {
+        let mid = lo + (hi - lo) / 2;
+        match probe(file, mid, end, counter)? {
+            Some((start, seq)) if start < hi => {
+                if seq < from_seq {
+                    lo = start;
+                } else {
+                    hi = mid;
+                }
+            }
+            _ => hi = mid,
+        }
+    }
+    Ok(lo)
+}
+
+/// Parses the committed lines of `bytes` (which start at file offset
+/// `base` on a line boundary), keeping records with `seq >= from_seq`, at
+/// most `limit` of them. Corrupt lines are reported and skipped.
+pub(crate) fn parse_lines(
+    bytes: &[u8],
+    base: u64,
+    from_seq: u64,
+    limit: usize,
+    location: &str,
+    out: &mut Vec<Record>,
+) {
+    let mut offset = 0usize;
+    for line in bytes.split(|&b| b == b'\n') {
+        let start = offset;
+        offset += line.len() + 1;
+        if out.len() >= limit {
+            break;
+        }
+        if line.is_empty() {
+            continue;
+        }
+        if from_seq > 1
+            && let Some(seq) = line_seq(line)
+            && seq < from_seq
+        {
+            continue;
+        }
+        match parse_line(line) {
+            Ok(r) if r.seq >= from_seq => out.push(r),
+            Ok(_) => {}
+            Err(e) => warn_corrupt(location, base + start as u64, &e),
+        }
+    }
+}
+
+/// Parses a large buffer of whole lines on several threads.
+pub(crate) fn parse_all_parallel(bytes: &[u8], base: u64, location: &str) -> Vec<Record> {
+    const PARALLEL_MIN: usize = 1024 * 1024;
+    let threads = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1)
+        .min(8);
+    if bytes.len() < PARALLEL_MIN || threads < 2 {
+        let mut out = Vec::new();
+        parse_lines(bytes, base, 1, usize::MAX, location, &mut out);
+        return out;
+    }
+    // Cut at line boundaries near equal shares.
+    let mut cuts = vec![0usize];
+    for i in 1..threads {
+        let guess = bytes.len() * i / threads;
+        let prev = *cuts.last().unwrap_or(&0);
+        let at = bytes[guess.max(prev)..]
+            .iter()
+            .position(|&b| b == b'\n')
+            .map(|p| guess.max(prev) + p + 1)
+            .unwrap_or(bytes.len());
+        cuts.push(at);
+    }
+    cuts.push(bytes.len());
+    cuts.dedup();
+    let parts: Vec<Vec<Record>> = std::thread::scope(|s| {
+        let handles: Vec<_> = cuts
+            .windows(2)
+            .map(|w| {
+                let (a, b) = (w[0], w[1]);
+                let slice = &bytes[a..b];
+                s.spawn(move || {
+                    let mut out = Vec::with_capacity(slice.len() / 600 + 1);
+                    parse_lines(slice, base + a as u64, 1, usize::MAX, location, &mut out);
+                    out
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().unwrap_or_default())
+            .collect()
+    });
+    let mut out = Vec::with_capacity(parts.iter().map(Vec::len).sum());
+    for p in parts {
+        out.extend(p);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+    use weft_core::record::RecordKind;
+    use weft_core::session::{Project, SessionMeta};
+    use weft_core::{BranchId, Message, Role, SessionId};
+
+    fn records(n: usize) -> Vec<Record> {
+        let meta = SessionMeta::new(
+            SessionId::parse("s1").unwrap(),
+            Project::from_dir(std::path::Path::new("/tmp")),
+            "base",
+        );
+        let mut kinds = vec![RecordKind::SessionCreated(Box::new(meta))];
+        for i in 0..n.saturating_sub(1) {
+            kinds.push(RecordKind::message(Message::text(
+                BranchId::main(),
+                Role::User,
+                format!("message {i} {}", "x".repeat(i % 300)),
+            )));
+        }
+        Record::batch(0, kinds)
+    }
+
+    #[test]
+    fn batches_mark_all_but_the_last_line() {
+        let recs = records(3);
+        let bytes = encode_batch(&recs).unwrap();
+        let lines: Vec<&[u8]> = bytes.split(|&b| b == b'\n').filter(|l| !l.is_empty()).collect();
+        assert_eq!(lines.len(), 3);
+        assert!(has_more(lines[0]) && has_more(lines[1]) && !has_more(lines[2]));
+        for (line, r) in lines.iter().zip(&recs) {
+            assert_eq!(&parse_line(line).unwrap(), r);
+            assert_eq!(line_seq(line), Some(r.seq));
+        }
+    }
+
+    #[test]
+    fn torn_batches_are_not_committed() {
+        let counter = AtomicU64::new(0);
+        let recs = records(5);
+        let first = encode_batch(&recs[..2]).unwrap();
+        let second = encode_batch(&recs[2..]).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("log.jsonl");
+        let mut f = File::create(&path).unwrap();
+        f.write_all(&first).unwrap();
+        // Cut the second batch after its first full line plus a few bytes.
+        let cut = second.iter().position(|&b| b == b'\n').unwrap() + 10;
+        f.write_all(&second[..cut]).unwrap();
+        drop(f);
+        let f = File::open(&path).unwrap();
+        let len = f.metadata().unwrap().len();
+        let (head, tail) = scan_back(&f, len, 10, &counter, "t").unwrap();
+        assert_eq!(head.last_seq, 2);
+        assert_eq!(head.valid_len, first.len() as u64);
+        assert!(head.has_tail());
+        assert_eq!(tail.len(), 2);
+    }
+
+    #[test]
+    fn seeks_by_seq() {
+        let counter = AtomicU64::new(0);
+        let recs = records(3000);
+        let bytes = encode_batch(&recs[..1]).unwrap();
+        let mut all = bytes.clone();
+        for r in &recs[1..] {
+            all.extend(encode_batch(std::slice::from_ref(r)).unwrap());
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("log.jsonl");
+        std::fs::write(&path, &all).unwrap();
+        let f = File::open(&path).unwrap();
+        for from in [1u64, 2, 500, 1777, 2999, 3000, 3001] {
+            let off = seek_seq(&f, all.len() as u64, from, &counter).unwrap();
+            let mut out = Vec::new();
+            parse_lines(&all[off as usize..], off, from, 3, "t", &mut out);
+            if from <= 3000 {
+                assert_eq!(out[0].seq, from, "from {from}");
+            } else {
+                assert!(out.is_empty());
+            }
+        }
+        let parsed = parse_all_parallel(&all, 0, "t");
+        assert_eq!(parsed, recs);
+    }
+}

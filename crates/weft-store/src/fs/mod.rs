@@ -1,0 +1,1259 @@
+//! [`FsStore`]: the default backend, plain files under the weft home.
+//!
+//! # Layout
+//!
+//! ```text
+//! $WEFT_HOME/
+//!   index.sqlite                      side index for listing (a cache, see `index`)
+//!   state/<namespace>.json            shared state (`app:…`, `user:…`)
+//!   projects/<slug>/sessions/<id>/
+//!     log.jsonl                       the session log: the truth (see `log`)
+//!     metadata.json                   the folded SessionMeta (a cache)
+//!     transcript.jsonl                default branch, Amplifier's line shape (derived)
+//!     events.jsonl                    kernel events (capped)
+//!     session.lock                    advisory lock for writers
+//! ```
+//!
+//! `<slug>` is the session's `project.slug` ([`weft_core::session::project_slug`]);
+//! child sessions are sibling directories whose metadata names their parent.
+//!
+//! # Writes
+//!
+//! Every writer of a session (append, create, delete, events) holds an
+//! exclusive advisory lock on its `session.lock` (`File::lock`, `flock(2)` on
+//! Unix), so two processes never append at once. Under the lock the append
+//! re-reads the log's head from the file (never from a cache another process
+//! may have invalidated), checks `expected_seq`, truncates an uncommitted
+//! tail left by a crash, writes the whole batch with one `write` and
+//! fdatasyncs it before returning. It then updates (without fsync — they are
+//! rebuilt from the log when stale) `transcript.jsonl`, `metadata.json`
+//! (temp file + rename) and the index row.
+//!
+//! # Reads
+//!
+//! Readers take no lock. `get` reads the head from the end of the log and
+//! uses `metadata.json` only when it was written at that head (it records
+//! the log length and seq it folds); otherwise it folds the records after
+//! the point metadata.json covers, or the whole log when metadata.json is
+//! missing or corrupt. `tail` and `read` never read more of the log than
+//! they return (plus a binary search), see [`log`](self) docs.
+//!
+//! # Events
+//!
+//! `events.jsonl` is capped at [`EVENTS_CAP_BYTES`]: when a write takes it
+//! past the cap, the oldest half of the file is dropped (rewritten atomically
+//! under the session lock). Events are observability data and are not
+//! fsync'd.
+//!
+//! This backend is Unix-only (it uses positional reads and `flock`).
+
+mod index;
+pub(crate) mod log;
+mod transcript;
+
+use std::collections::{HashMap, HashSet};
+use std::fs::{self, File, OpenOptions};
+use std::io::{ErrorKind, Write};
+use std::os::unix::fs::{FileExt, MetadataExt};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+use weft_core::SessionId;
+use weft_core::record::{Record, RecordKind, StateDelta, check_batch};
+use weft_core::session::SessionMeta;
+use weft_core::store::{DeleteOptions, ListQuery, Page, SearchHit, SearchQuery, Store, StoreError};
+use weft_core::view::SessionView;
+
+use crate::util::{IoContext, blocking, io_err, mtime_ns, sync_dir, validate_slug, write_atomic};
+use index::{CLEAN, CREATING, Index};
+use log::{BackLines, Head};
+
+/// The session log's file name.
+pub const LOG_FILE: &str = "log.jsonl";
+/// The cached metadata's file name.
+pub const META_FILE: &str = "metadata.json";
+/// The Amplifier-shaped transcript's file name.
+pub const TRANSCRIPT_FILE: &str = "transcript.jsonl";
+/// The kernel events' file name.
+pub const EVENTS_FILE: &str = "events.jsonl";
+/// The advisory lock file's name.
+pub const LOCK_FILE: &str = "session.lock";
+/// The side index's file name (in the store's root).
+pub const INDEX_FILE: &str = "index.sqlite";
+/// The size past which `events.jsonl` loses its oldest half.
+pub const EVENTS_CAP_BYTES: u64 = 10 * 1024 * 1024;
+
+/// How many sessions' folded metadata a store keeps in memory.
+const CACHE_CAP: usize = 4096;
+
+/// The JSON-lines file store. See the module docs.
+#[derive(Clone)]
+pub struct FsStore {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for FsStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FsStore")
+            .field("root", &self.inner.root)
+            .finish()
+    }
+}
+
+/// A session's fold at a known log head.
+#[derive(Debug, Clone)]
+struct Folded {
+    ino: u64,
+    valid_len: u64,
+    meta: SessionMeta,
+    /// The last seq `transcript.jsonl` reflects.
+    transcript_seq: u64,
+}
+
+#[derive(Debug, Clone, Default)]
+struct Cached {
+    dir_slug: String,
+    folded: Option<Folded>,
+}
+
+struct Inner {
+    root: PathBuf,
+    projects: PathBuf,
+    index: Index,
+    cache: Mutex<HashMap<SessionId, Cached>>,
+    bytes_read: AtomicU64,
+}
+
+/// `metadata.json`: the folded metadata plus where in the log it was taken.
+#[derive(Serialize)]
+struct MetaFileOut<'a> {
+    #[serde(flatten)]
+    meta: &'a SessionMeta,
+    /// The log length the metadata folds.
+    log_bytes: u64,
+    /// The last seq reflected in `transcript.jsonl`.
+    transcript_seq: u64,
+}
+
+#[derive(Deserialize)]
+struct MetaFileIn {
+    #[serde(flatten)]
+    meta: SessionMeta,
+    #[serde(default)]
+    log_bytes: u64,
+    #[serde(default)]
+    transcript_seq: u64,
+}
+
+fn not_found(id: &SessionId) -> StoreError {
+    StoreError::NotFound(id.to_string())
+}
+
+fn encode_err(e: serde_json::Error) -> StoreError {
+    StoreError::Backend {
+        backend: "fs",
+        message: format!("cannot encode a record: {e}"),
+    }
+}
+
+impl FsStore {
+    /// Opens (creating if needed) a store rooted at `root` (the weft home),
+    /// rebuilding the side index from the session directories when it is
+    /// missing or stale.
+    pub fn open(root: impl Into<PathBuf>) -> Result<Self, StoreError> {
+        let root = root.into();
+        let projects = root.join("projects");
+        fs::create_dir_all(&projects).at(&projects)?;
+        let (index, rebuild) = Index::open(&root.join(INDEX_FILE))?;
+        let inner = Inner {
+            root,
+            projects,
+            index,
+            cache: Mutex::new(HashMap::new()),
+            bytes_read: AtomicU64::new(0),
+        };
+        inner.reconcile(rebuild)?;
+        Ok(Self {
+            inner: Arc::new(inner),
+        })
+    }
+
+    /// The store's root directory.
+    pub fn root(&self) -> &Path {
+        &self.inner.root
+    }
+
+    /// The directory of session `id`, if it exists.
+    pub fn session_dir(&self, id: &SessionId) -> Option<PathBuf> {
+        self.inner
+            .open_log(id)
+            .ok()
+            .map(|(slug, _)| self.inner.session_dir(&slug, id.as_str()))
+    }
+
+    /// Bytes read from session logs and event files since the store was
+    /// opened (tests use it to check that `tail` does not read whole logs).
+    pub fn bytes_read(&self) -> u64 {
+        self.inner.bytes_read.load(Ordering::Relaxed)
+    }
+
+    /// Rescans every session directory and rewrites the index from them.
+    pub fn rebuild_index(&self) -> Result<(), StoreError> {
+        self.inner.reconcile(true)
+    }
+
+    /// The number of sessions in the index.
+    pub fn indexed_sessions(&self) -> Result<u64, StoreError> {
+        self.inner.index.count()
+    }
+}
+
+/// Holds a session's advisory lock until dropped.
+struct SessionLock {
+    _file: File,
+}
+
+impl Inner {
+    fn sessions_dir(&self, slug: &str) -> PathBuf {
+        self.projects.join(slug).join("sessions")
+    }
+
+    fn session_dir(&self, slug: &str, id: &str) -> PathBuf {
+        self.sessions_dir(slug).join(id)
+    }
+
+    fn cache(&self) -> MutexGuard<'_, HashMap<SessionId, Cached>> {
+        self.cache.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn remember(&self, id: &SessionId, dir_slug: &str, folded: Option<Folded>) {
+        let mut cache = self.cache();
+        if cache.len() >= CACHE_CAP && !cache.contains_key(id) {
+            cache.clear();
+        }
+        let entry = cache.entry(id.clone()).or_default();
+        entry.dir_slug = dir_slug.to_string();
+        if folded.is_some() {
+            entry.folded = folded;
+        }
+    }
+
+    fn forget(&self, id: &SessionId) {
+        self.cache().remove(id);
+    }
+
+    /// Opens a session's log, finding its directory through the cache, the
+    /// index, then a scan of the project directories.
+    fn open_log(&self, id: &SessionId) -> Result<(String, File), StoreError> {
+        let try_slug = |slug: &str| -> Result<Option<File>, StoreError> {
+            let path = self.session_dir(slug, id.as_str()).join(LOG_FILE);
+            match File::open(&path) {
+                Ok(f) => Ok(Some(f)),
+                Err(e) if e.kind() == ErrorKind::NotFound => Ok(None),
+                Err(e) => Err(io_err(&path, e)),
+            }
+        };
+        let cached = self.cache().get(id).map(|c| c.dir_slug.clone());
+        if let Some(slug) = &cached
+            && let Some(f) = try_slug(slug)?
+        {
+            return Ok((slug.clone(), f));
+        }
+        if let Some(loc) = self.index.locate(id)?
+            && Some(&loc.dir_slug) != cached.as_ref()
+            && let Some(f) = try_slug(&loc.dir_slug)?
+        {
+            self.remember(id, &loc.dir_slug, None);
+            return Ok((loc.dir_slug, f));
+        }
+        // Not where the index says: a directory made after the last
+        // reconcile (another tool), or gone.
+        for slug in self.project_slugs()? {
+            if let Some(f) = try_slug(&slug)? {
+                self.remember(id, &slug, None);
+                if let Err(e) = self.refresh_row(id, &slug) {
+                    tracing::warn!(session = %id, error = %e, "cannot index a session found by scanning");
+                }
+                return Ok((slug, f));
+            }
+        }
+        Err(not_found(id))
+    }
+
+    /// The valid project directory names under `projects/`.
+    fn project_slugs(&self) -> Result<Vec<String>, StoreError> {
+        let mut out = Vec::new();
+        let entries = match fs::read_dir(&self.projects) {
+            Ok(e) => e,
+            Err(e) if e.kind() == ErrorKind::NotFound => return Ok(out),
+            Err(e) => return Err(io_err(&self.projects, e)),
+        };
+        for entry in entries {
+            let entry = entry.at(&self.projects)?;
+            let Some(name) = entry.file_name().to_str().map(str::to_string) else {
+                continue;
+            };
+            if validate_slug(&name).is_err() {
+                continue;
+            }
+            out.push(name);
+        }
+        Ok(out)
+    }
+
+    fn head(&self, file: &File, location: &Path) -> Result<(Head, u64), StoreError> {
+        let md = file.metadata().at(location)?;
+        let (head, _) = log::scan_back(
+            file,
+            md.len(),
+            0,
+            &self.bytes_read,
+            &location.display().to_string(),
+        )
+        .at(location)?;
+        Ok((head, md.ino()))
+    }
+
+    fn read_bytes(&self, file: &File, start: u64, end: u64, path: &Path) -> Result<Vec<u8>, StoreError> {
+        let len = usize::try_from(end.saturating_sub(start)).map_err(|_| StoreError::Corrupt {
+            location: path.display().to_string(),
+            detail: "the log is too large for this platform".into(),
+        })?;
+        let mut buf = vec![0u8; len];
+        file.read_exact_at(&mut buf, start).at(path)?;
+        self.bytes_read.fetch_add(len as u64, Ordering::Relaxed);
+        Ok(buf)
+    }
+
+    /// The session's metadata at `head`: from the cache, else metadata.json
+    /// plus the records after it, else a fold of the whole log.
+    fn folded(
+        &self,
+        id: &SessionId,
+        dir: &Path,
+        file: &File,
+        head: Head,
+        ino: u64,
+    ) -> Result<Folded, StoreError> {
+        if head.last_seq == 0 {
+            return Err(not_found(id));
+        }
+        if let Some(f) = self.cache().get(id).and_then(|c| c.folded.clone())
+            && f.ino == ino
+            && f.valid_len == head.valid_len
+            && f.meta.last_seq == head.last_seq
+        {
+            return Ok(f);
+        }
+        let log_path = dir.join(LOG_FILE);
+        let location = log_path.display().to_string();
+        let meta_path = dir.join(META_FILE);
+        let from_file = match fs::read(&meta_path) {
+            Ok(bytes) => match serde_json::from_slice::<MetaFileIn>(&bytes) {
+                Ok(m) if m.meta.id == *id => Some(m),
+                Ok(_) => {
+                    tracing::warn!(file = %meta_path.display(), "metadata.json names another session; rebuilding it from the log");
+                    None
+                }
+                Err(e) => {
+                    tracing::warn!(file = %meta_path.display(), error = %e, "unreadable metadata.json; rebuilding it from the log");
+                    None
+                }
+            },
+            Err(e) if e.kind() == ErrorKind::NotFound => None,
+            Err(e) => return Err(io_err(&meta_path, e)),
+        };
+        if let Some(m) = from_file
+            && m.log_bytes > 0
+            && m.log_bytes <= head.valid_len
+            && m.meta.last_seq <= head.last_seq
+        {
+            if m.log_bytes == head.valid_len && m.meta.last_seq == head.last_seq {
+                return Ok(Folded {
+                    ino,
+                    valid_len: head.valid_len,
+                    meta: m.meta,
+                    transcript_seq: m.transcript_seq,
+                });
+            }
+            // Fold the records metadata.json does not cover yet.
+            let mut boundary = [0u8; 1];
+            file.read_exact_at(&mut boundary, m.log_bytes - 1)
+                .at(&log_path)?;
+            if boundary[0] == b'\n' {
+                let bytes = self.read_bytes(file, m.log_bytes, head.valid_len, &log_path)?;
+                let mut records = Vec::new();
+                log::parse_lines(&bytes, m.log_bytes, 1, usize::MAX, &location, &mut records);
+                if records.first().map(|r| r.seq) == Some(m.meta.last_seq + 1) {
+                    let mut meta = m.meta;
+                    for r in &records {
+                        meta.apply(r);
+                    }
+                    if meta.last_seq == head.last_seq {
+                        return Ok(Folded {
+                            ino,
+                            valid_len: head.valid_len,
+                            meta,
+                            transcript_seq: m.transcript_seq,
+                        });
+                    }
+                }
+            }
+        }
+        // Fold the whole log.
+        let bytes = self.read_bytes(file, 0, head.valid_len, &log_path)?;
+        let records = log::parse_all_parallel(&bytes, 0, &location);
+        let meta = fold_meta(id, &records, &location)?;
+        Ok(Folded {
+            ino,
+            valid_len: head.valid_len,
+            meta,
+            transcript_seq: 0,
+        })
+    }
+
+    /// Takes the advisory lock of a session directory, waiting for it. With
+    /// `require_log`, fails with NotFound when the session is gone (deleted
+    /// while we waited).
+    fn lock_dir(&self, id: &SessionId, dir: &Path, require_log: bool) -> Result<SessionLock, StoreError> {
+        let path = dir.join(LOCK_FILE);
+        loop {
+            let file = match OpenOptions::new()
+                .read(true)
+                .write(true)
+                .create(true)
+                .truncate(false)
+                .open(&path)
+            {
+                Ok(f) => f,
+                Err(e) if e.kind() == ErrorKind::NotFound => return Err(not_found(id)),
+                Err(e) => return Err(io_err(&path, e)),
+            };
+            file.lock().at(&path)?;
+            // The directory may have been removed (and even recreated)
+            // while we waited: the lock only counts if it is on the file
+            // that is there now.
+            let held = file.metadata().at(&path)?.ino();
+            match fs::metadata(&path) {
+                Ok(now) if now.ino() == held => {}
+                Ok(_) => continue,
+                Err(e) if e.kind() == ErrorKind::NotFound => return Err(not_found(id)),
+                Err(e) => return Err(io_err(&path, e)),
+            }
+            if require_log && !dir.join(LOG_FILE).exists() {
+                return Err(not_found(id));
+            }
+            return Ok(SessionLock { _file: file });
+        }
+    }
+
+    /// Tries to take a session's lock without waiting.
+    fn try_lock_dir(&self, dir: &Path) -> Result<Option<SessionLock>, StoreError> {
+        let path = dir.join(LOCK_FILE);
+        let file = match OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&path)
+        {
+            Ok(f) => f,
+            Err(e) if e.kind() == ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(io_err(&path, e)),
+        };
+        match file.try_lock() {
+            Ok(()) => Ok(Some(SessionLock { _file: file })),
+            Err(std::fs::TryLockError::WouldBlock) => Ok(None),
+            Err(std::fs::TryLockError::Error(e)) => Err(io_err(&path, e)),
+        }
+    }
+
+    fn write_meta_file(&self, dir: &Path, folded: &Folded) {
+        let out = MetaFileOut {
+            meta: &folded.meta,
+            log_bytes: folded.valid_len,
+            transcript_seq: folded.transcript_seq,
+        };
+        let path = dir.join(META_FILE);
+        let result = serde_json::to_vec_pretty(&out)
+            .map_err(encode_err)
+            .and_then(|bytes| write_atomic(&path, &bytes, false));
+        if let Err(e) = result {
+            // The log is committed; metadata.json is rebuilt from it.
+            tracing::warn!(file = %path.display(), error = %e, "cannot write metadata.json");
+        }
+    }
+
+    /// Brings `transcript.jsonl` up to date after `records` (which followed
+    /// `prev_seq`) were appended.
+    fn update_transcript(
+        &self,
+        dir: &Path,
+        file: &File,
+        folded: &mut Folded,
+        prev_seq: u64,
+        records: &[Record],
+        old_default: &weft_core::BranchId,
+    ) {
+        let default = folded.meta.default_branch.clone();
+        let rewrite = folded.transcript_seq != prev_seq
+            || records.iter().any(|r| match &r.kind {
+                RecordKind::Rewind { branch, .. } => branch == &default || branch == old_default,
+                RecordKind::DefaultBranch { .. } => true,
+                RecordKind::BranchRemoved { branch } => branch == old_default,
+                _ => false,
+            });
+        let path = dir.join(TRANSCRIPT_FILE);
+        let result = if rewrite {
+            self.rewrite_transcript(dir, file, folded.valid_len)
+        } else {
+            let mut lines = Vec::new();
+            for r in records {
+                if let Some(m) = r.as_message()
+                    && m.branch == default
+                {
+                    transcript::message_lines(m, &mut lines);
+                }
+            }
+            if lines.is_empty() {
+                Ok(())
+            } else {
+                OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(&path)
+                    .and_then(|mut f| f.write_all(&lines))
+                    .at(&path)
+            }
+        };
+        match result {
+            Ok(()) => folded.transcript_seq = folded.meta.last_seq,
+            Err(e) => tracing::warn!(file = %path.display(), error = %e, "cannot update transcript.jsonl"),
+        }
+    }
+
+    fn rewrite_transcript(&self, dir: &Path, file: &File, valid_len: u64) -> Result<(), StoreError> {
+        let log_path = dir.join(LOG_FILE);
+        let bytes = self.read_bytes(file, 0, valid_len, &log_path)?;
+        let records = log::parse_all_parallel(&bytes, 0, &log_path.display().to_string());
+        let view = SessionView::from_records(&records)?;
+        let mut lines = Vec::new();
+        if let Some(b) = view.default_branch() {
+            for m in &b.messages {
+                transcript::message_lines(&m.message, &mut lines);
+            }
+        }
+        write_atomic(&dir.join(TRANSCRIPT_FILE), &lines, false)
+    }
+
+    // ---- operations --------------------------------------------------
+
+    fn create(&self, meta: SessionMeta, initial: Vec<RecordKind>) -> Result<SessionMeta, StoreError> {
+        let id = meta.id.clone();
+        let slug = meta.project.slug.clone();
+        validate_slug(&slug)?;
+        let mut kinds = vec![RecordKind::SessionCreated(Box::new(meta))];
+        kinds.extend(initial);
+        let records = Record::batch(0, kinds);
+        check_batch(0, &records)?;
+        let bytes = log::encode_batch(&records).map_err(encode_err)?;
+
+        // A live session with this id anywhere?
+        if let Some(loc) = self.index.locate(&id)?
+            && loc.pending != CREATING
+        {
+            let dir = self.session_dir(&loc.dir_slug, id.as_str());
+            if has_committed_log(&dir, &self.bytes_read)? {
+                return Err(StoreError::AlreadyExists(id.to_string()));
+            }
+            self.index.remove(id.as_str())?;
+        }
+
+        let sessions_dir = self.sessions_dir(&slug);
+        let project_dir = self.projects.join(&slug);
+        let new_project = !project_dir.exists();
+        fs::create_dir_all(&sessions_dir).at(&sessions_dir)?;
+        let dir = sessions_dir.join(id.as_str());
+        self.index.begin_create(&id, &slug, || {
+            let before = fs::metadata(&sessions_dir).map(|m| mtime_ns(&m)).at(&sessions_dir)?;
+            match fs::create_dir(&dir) {
+                Ok(()) => {}
+                // A leftover of a create that crashed, or a racing create:
+                // decided under the lock below.
+                Err(e) if e.kind() == ErrorKind::AlreadyExists => {}
+                Err(e) => return Err(io_err(&dir, e)),
+            }
+            let after = fs::metadata(&sessions_dir).map(|m| mtime_ns(&m)).at(&sessions_dir)?;
+            Ok((before, after))
+        })?;
+        let _lock = self.lock_dir(&id, &dir, false)?;
+        if has_committed_log(&dir, &self.bytes_read)? {
+            return Err(StoreError::AlreadyExists(id.to_string()));
+        }
+        let log_path = dir.join(LOG_FILE);
+        let written = (|| -> Result<File, StoreError> {
+            let file = OpenOptions::new()
+                .read(true)
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .open(&log_path)
+                .at(&log_path)?;
+            file.write_all_at(&bytes, 0).at(&log_path)?;
+            file.sync_data().at(&log_path)?;
+            sync_dir(&dir)?;
+            sync_dir(&sessions_dir)?;
+            if new_project {
+                sync_dir(&project_dir)?;
+                sync_dir(&self.projects)?;
+            }
+            Ok(file)
+        })();
+        let file = match written {
+            Ok(f) => f,
+            Err(e) => {
+                let _ = fs::remove_file(&log_path);
+                let _ = self.index.remove(id.as_str());
+                return Err(e);
+            }
+        };
+        let ino = file.metadata().at(&log_path)?.ino();
+        let mut folded = Folded {
+            ino,
+            valid_len: bytes.len() as u64,
+            meta: fold_meta(&id, &records, &log_path.display().to_string())?,
+            transcript_seq: 0,
+        };
+        let mut lines = Vec::new();
+        for r in &records {
+            if let Some(m) = r.as_message()
+                && m.branch == folded.meta.default_branch
+            {
+                transcript::message_lines(m, &mut lines);
+            }
+        }
+        match write_atomic(&dir.join(TRANSCRIPT_FILE), &lines, false) {
+            Ok(()) => folded.transcript_seq = folded.meta.last_seq,
+            Err(e) => tracing::warn!(session = %id, error = %e, "cannot write transcript.jsonl"),
+        }
+        self.write_meta_file(&dir, &folded);
+        if let Err(e) = self.index.upsert(&slug, &folded.meta, folded.valid_len) {
+            tracing::warn!(session = %id, error = %e, "cannot index a new session; the next open reindexes it");
+        }
+        self.remember(&id, &slug, Some(folded.clone()));
+        Ok(folded.meta)
+    }
+
+    fn get(&self, id: &SessionId) -> Result<SessionMeta, StoreError> {
+        let (slug, file) = self.open_log(id)?;
+        let dir = self.session_dir(&slug, id.as_str());
+        let (head, ino) = self.head(&file, &dir.join(LOG_FILE))?;
+        let folded = self.folded(id, &dir, &file, head, ino)?;
+        let meta = folded.meta.clone();
+        self.remember(id, &slug, Some(folded));
+        Ok(meta)
+    }
+
+    fn append(&self, id: &SessionId, expected_seq: u64, records: Vec<Record>) -> Result<SessionMeta, StoreError> {
+        check_batch(expected_seq, &records)?;
+        let (slug, _) = self.open_log(id)?;
+        let dir = self.session_dir(&slug, id.as_str());
+        let _lock = self.lock_dir(id, &dir, true)?;
+        let log_path = dir.join(LOG_FILE);
+        let file = match OpenOptions::new().read(true).write(true).open(&log_path) {
+            Ok(f) => f,
+            Err(e) if e.kind() == ErrorKind::NotFound => return Err(not_found(id)),
+            Err(e) => return Err(io_err(&log_path, e)),
+        };
+        // The head, re-read under the lock.
+        let (head, ino) = self.head(&file, &log_path)?;
+        if head.last_seq == 0 {
+            return Err(not_found(id));
+        }
+        if head.last_seq != expected_seq {
+            return Err(StoreError::Conflict {
+                id: id.to_string(),
+                expected: expected_seq,
+                actual: head.last_seq,
+            });
+        }
+        let mut folded = self.folded(id, &dir, &file, head, ino)?;
+        let bytes = log::encode_batch(&records).map_err(encode_err)?;
+        if let Err(e) = self.index.mark_appending(id) {
+            tracing::warn!(session = %id, error = %e, "cannot mark the index row; continuing");
+        }
+        if head.has_tail() {
+            tracing::warn!(
+                log = %log_path.display(),
+                bytes = head.file_len - head.valid_len,
+                "truncating an uncommitted tail (torn write) before appending"
+            );
+            file.set_len(head.valid_len).at(&log_path)?;
+        }
+        let written = file
+            .write_all_at(&bytes, head.valid_len)
+            .and_then(|()| file.sync_data());
+        if let Err(e) = written {
+            // Leave the log as it was; whatever did land is an uncommitted
+            // tail at worst (its last line lacks nothing but it was never
+            // acknowledged), so cut it back.
+            let _ = file.set_len(head.valid_len);
+            let _ = file.sync_data();
+            let _ = self.index.upsert(&slug, &folded.meta, head.valid_len);
+            return Err(io_err(&log_path, e));
+        }
+        let old_default = folded.meta.default_branch.clone();
+        for r in &records {
+            folded.meta.apply(r);
+        }
+        folded.valid_len = head.valid_len + bytes.len() as u64;
+        self.update_transcript(&dir, &file, &mut folded, expected_seq, &records, &old_default);
+        self.write_meta_file(&dir, &folded);
+        if let Err(e) = self.index.upsert(&slug, &folded.meta, folded.valid_len) {
+            tracing::warn!(session = %id, error = %e, "cannot update the index; the next open repairs it");
+        }
+        let meta = folded.meta.clone();
+        self.remember(id, &slug, Some(folded));
+        Ok(meta)
+    }
+
+    fn read(&self, id: &SessionId, from_seq: u64, limit: Option<usize>) -> Result<Vec<Record>, StoreError> {
+        let (slug, file) = self.open_log(id)?;
+        let log_path = self.session_dir(&slug, id.as_str()).join(LOG_FILE);
+        let location = log_path.display().to_string();
+        let (head, _) = self.head(&file, &log_path)?;
+        if head.last_seq == 0 {
+            return Err(not_found(id));
+        }
+        let from = from_seq.max(1);
+        let limit = limit.unwrap_or(usize::MAX);
+        if limit == 0 || from > head.last_seq {
+            return Ok(Vec::new());
+        }
+        let start = if from <= 1 {
+            0
+        } else {
+            log::seek_seq(&file, head.valid_len, from, &self.bytes_read).at(&log_path)?
+        };
+        if limit == usize::MAX {
+            let bytes = self.read_bytes(&file, start, head.valid_len, &log_path)?;
+            if from <= 1 {
+                return Ok(log::parse_all_parallel(&bytes, start, &location));
+            }
+            let mut out = Vec::new();
+            log::parse_lines(&bytes, start, from, usize::MAX, &location, &mut out);
+            return Ok(out);
+        }
+        // Read forward in growing chunks until `limit` records are in.
+        let mut out = Vec::new();
+        let mut pos = start;
+        let mut chunk: u64 = 64 * 1024;
+        while pos < head.valid_len && out.len() < limit {
+            let end = (pos + chunk).min(head.valid_len);
+            let bytes = self.read_bytes(&file, pos, end, &log_path)?;
+            let Some(last_nl) = bytes.iter().rposition(|&b| b == b'\n') else {
+                chunk *= 2;
+                continue;
+            };
+            log::parse_lines(&bytes[..=last_nl], pos, from, limit, &location, &mut out);
+            pos += last_nl as u64 + 1;
+            chunk = (chunk * 2).min(8 * 1024 * 1024);
+        }
+        Ok(out)
+    }
+
+    fn tail(&self, id: &SessionId, n: usize) -> Result<Vec<Record>, StoreError> {
+        let (slug, file) = self.open_log(id)?;
+        let log_path = self.session_dir(&slug, id.as_str()).join(LOG_FILE);
+        let len = file.metadata().at(&log_path)?.len();
+        let (head, mut records) = log::scan_back(
+            &file,
+            len,
+            n,
+            &self.bytes_read,
+            &log_path.display().to_string(),
+        )
+        .at(&log_path)?;
+        if head.last_seq == 0 {
+            return Err(not_found(id));
+        }
+        records.reverse();
+        Ok(records)
+    }
+
+    fn delete(&self, id: &SessionId, options: DeleteOptions) -> Result<Vec<SessionId>, StoreError> {
+        let (slug, _) = self.open_log(id)?;
+        let dir = self.session_dir(&slug, id.as_str());
+        let lock = self.lock_dir(id, &dir, true)?;
+        if options.unless_active {
+            let log_path = dir.join(LOG_FILE);
+            let file = File::open(&log_path).at(&log_path)?;
+            let (head, ino) = self.head(&file, &log_path)?;
+            let folded = self.folded(id, &dir, &file, head, ino)?;
+            if folded.meta.status == weft_core::SessionStatus::Active {
+                return Err(StoreError::Refused(format!(
+                    "session {id} is active: it cannot be removed"
+                )));
+            }
+        }
+        let mut doomed = vec![id.clone()];
+        if options.with_children {
+            let mut seen: HashSet<SessionId> = doomed.iter().cloned().collect();
+            let mut i = 0;
+            while i < doomed.len() {
+                for child in self.index.children(&doomed[i])? {
+                    if seen.insert(child.clone()) {
+                        doomed.push(child);
+                    }
+                }
+                i += 1;
+            }
+        }
+        self.remove_session(id, &slug, &dir, lock)?;
+        let mut removed = vec![id.clone()];
+        for child in doomed.into_iter().skip(1) {
+            let Ok((child_slug, _)) = self.open_log(&child) else {
+                continue;
+            };
+            let child_dir = self.session_dir(&child_slug, child.as_str());
+            match self.lock_dir(&child, &child_dir, true) {
+                Ok(lock) => {
+                    self.remove_session(&child, &child_slug, &child_dir, lock)?;
+                    removed.push(child);
+                }
+                Err(StoreError::NotFound(_)) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(removed)
+    }
+
+    /// Removes a session directory (renamed away first, so a crash never
+    /// leaves half a session) and its index row, holding its lock.
+    fn remove_session(&self, id: &SessionId, slug: &str, dir: &Path, lock: SessionLock) -> Result<(), StoreError> {
+        let sessions_dir = self.sessions_dir(slug);
+        let trash = sessions_dir.join(format!(
+            ".trash-{}-{}-{}",
+            id,
+            std::process::id(),
+            chrono::Utc::now().timestamp_nanos_opt().unwrap_or(0)
+        ));
+        self.index.remove_with(id, slug, || {
+            let before = fs::metadata(&sessions_dir).map(|m| mtime_ns(&m)).at(&sessions_dir)?;
+            fs::rename(dir, &trash).at(dir)?;
+            let after = fs::metadata(&sessions_dir).map(|m| mtime_ns(&m)).at(&sessions_dir)?;
+            Ok((before, after))
+        })?;
+        let _ = sync_dir(&sessions_dir);
+        drop(lock);
+        self.forget(id);
+        if let Err(e) = fs::remove_dir_all(&trash) {
+            tracing::warn!(dir = %trash.display(), error = %e, "cannot remove a deleted session's files; the next open retries");
+        }
+        Ok(())
+    }
+
+    fn search(&self, query: &SearchQuery) -> Result<Vec<SearchHit>, StoreError> {
+        let terms = query.terms();
+        if terms.is_empty() {
+            return Ok(Vec::new());
+        }
+        // Terms of ASCII letters and digits appear verbatim in a line's JSON
+        // whenever they appear in the message text, so lines without them
+        // can be skipped unparsed.
+        let plain: Vec<&String> = terms
+            .iter()
+            .filter(|t| t.chars().all(|c| c.is_ascii_alphanumeric()))
+            .collect();
+        let mut hits = Vec::new();
+        for (slug, meta) in self.index.search_order(query.project.as_deref())? {
+            let (head, file, log_path) = {
+                let path = self.session_dir(&slug, meta.id.as_str()).join(LOG_FILE);
+                let file = match File::open(&path) {
+                    Ok(f) => f,
+                    Err(e) if e.kind() == ErrorKind::NotFound => continue,
+                    Err(e) => return Err(io_err(&path, e)),
+                };
+                let (head, _) = self.head(&file, &path)?;
+                (head, file, path)
+            };
+            let bytes = self.read_bytes(&file, 0, head.valid_len, &log_path)?;
+            for line in bytes.split(|&b| b == b'\n') {
+                if line.is_empty() || !might_be_message(line) {
+                    continue;
+                }
+                if !plain.is_empty() {
+                    let lower = String::from_utf8_lossy(line).to_lowercase();
+                    if !plain.iter().all(|t| lower.contains(t.as_str())) {
+                        continue;
+                    }
+                }
+                let Ok(record) = log::parse_line(line) else {
+                    continue;
+                };
+                if let Some(m) = record.as_message()
+                    && query.matches_text(&m.searchable_text())
+                {
+                    hits.push(SearchHit::new(&meta, record.seq, m, query));
+                    if hits.len() >= query.effective_limit() {
+                        return Ok(hits);
+                    }
+                }
+            }
+        }
+        Ok(hits)
+    }
+
+    // ---- shared state ------------------------------------------------
+
+    fn state_path(&self, namespace: &str) -> Result<PathBuf, StoreError> {
+        let mut name = String::new();
+        for (i, b) in namespace.bytes().enumerate() {
+            if b.is_ascii_alphanumeric() || b == b'_' || b == b'-' || (b == b'.' && i > 0) {
+                name.push(b as char);
+            } else {
+                name.push_str(&format!("%{b:02X}"));
+            }
+        }
+        if name.is_empty() || name.len() > 200 {
+            return Err(StoreError::Invalid(format!(
+                "invalid state namespace {namespace:?}: use 1 to 60 characters such as app:<profile> or user:<name>"
+            )));
+        }
+        Ok(self.root.join("state").join(format!("{name}.json")))
+    }
+
+    fn shared_state(&self, namespace: &str) -> Result<Map<String, Value>, StoreError> {
+        let path = self.state_path(namespace)?;
+        match fs::read(&path) {
+            Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| StoreError::Corrupt {
+                location: path.display().to_string(),
+                detail: e.to_string(),
+            }),
+            Err(e) if e.kind() == ErrorKind::NotFound => Ok(Map::new()),
+            Err(e) => Err(io_err(&path, e)),
+        }
+    }
+
+    fn update_shared_state(&self, namespace: &str, delta: &StateDelta) -> Result<Map<String, Value>, StoreError> {
+        let path = self.state_path(namespace)?;
+        let dir = self.root.join("state");
+        fs::create_dir_all(&dir).at(&dir)?;
+        let lock_path = dir.join(".lock");
+        let lock = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&lock_path)
+            .at(&lock_path)?;
+        lock.lock().at(&lock_path)?;
+        let mut state = self.shared_state(namespace)?;
+        delta.apply_to(&mut state);
+        let bytes = serde_json::to_vec_pretty(&state).map_err(encode_err)?;
+        write_atomic(&path, &bytes, true)?;
+        Ok(state)
+    }
+
+    // ---- events ------------------------------------------------------
+
+    fn write_events(&self, id: &SessionId, events: &[Value]) -> Result<(), StoreError> {
+        let (slug, _) = self.open_log(id)?;
+        if events.is_empty() {
+            return Ok(());
+        }
+        let dir = self.session_dir(&slug, id.as_str());
+        let mut lines = Vec::new();
+        for e in events {
+            serde_json::to_writer(&mut lines, e).map_err(encode_err)?;
+            lines.push(b'\n');
+        }
+        let _lock = self.lock_dir(id, &dir, true)?;
+        let path = dir.join(EVENTS_FILE);
+        let mut file = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .at(&path)?;
+        file.write_all(&lines).at(&path)?;
+        let len = file.metadata().at(&path)?.len();
+        drop(file);
+        if len > EVENTS_CAP_BYTES {
+            // Drop the oldest half, cutting at a line boundary.
+            let bytes = fs::read(&path).at(&path)?;
+            let half = bytes.len() / 2;
+            let cut = bytes[half..]
+                .iter()
+                .position(|&b| b == b'\n')
+                .map(|p| half + p + 1)
+                .unwrap_or(bytes.len());
+            write_atomic(&path, &bytes[cut..], false)?;
+        }
+        Ok(())
+    }
+
+    fn read_events(&self, id: &SessionId, limit: usize) -> Result<Vec<Value>, StoreError> {
+        let (slug, _) = self.open_log(id)?;
+        let path = self.session_dir(&slug, id.as_str()).join(EVENTS_FILE);
+        let file = match File::open(&path) {
+            Ok(f) => f,
+            Err(e) if e.kind() == ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(io_err(&path, e)),
+        };
+        let len = file.metadata().at(&path)?.len();
+        let mut lines = BackLines::new(&file, len, &self.bytes_read);
+        let mut out = Vec::new();
+        while out.len() < limit {
+            let Some(line) = lines.next_line().at(&path)? else {
+                break;
+            };
+            if !line.complete || line.bytes.is_empty() {
+                continue;
+            }
+            match serde_json::from_slice(&line.bytes) {
+                Ok(v) => out.push(v),
+                Err(e) => tracing::warn!(file = %path.display(), offset = line.start, error = %e, "skipping a corrupt event line"),
+            }
+        }
+        out.reverse();
+        Ok(out)
+    }
+
+    // ---- index maintenance -------------------------------------------
+
+    /// Brings the index in line with the session directories: projects whose
+    /// `sessions/` directory changed since the last scan are rescanned,
+    /// vanished projects are dropped, and rows left pending by crashed
+    /// writers are refreshed. With `rebuild`, every project is rescanned.
+    fn reconcile(&self, rebuild: bool) -> Result<(), StoreError> {
+        let scans = if rebuild {
+            HashMap::new()
+        } else {
+            self.index.project_scans()?
+        };
+        let mut seen = HashSet::new();
+        for slug in self.project_slugs()? {
+            let sessions = self.sessions_dir(&slug);
+            let mtime = match fs::metadata(&sessions) {
+                Ok(m) if m.is_dir() => mtime_ns(&m),
+                Ok(_) => continue,
+                Err(e) if e.kind() == ErrorKind::NotFound => continue,
+                Err(e) => return Err(io_err(&sessions, e)),
+            };
+            seen.insert(slug.clone());
+            if rebuild || scans.get(&slug) != Some(&mtime) {
+                self.rescan_project(&slug, mtime, rebuild)?;
+            }
+        }
+        for slug in scans.keys() {
+            if !seen.contains(slug) {
+                self.index.remove_project(slug)?;
+            }
+        }
+        for (id, slug) in self.index.pending()? {
+            let Ok(id) = SessionId::parse(id.as_str()) else {
+                self.index.remove(&id)?;
+                continue;
+            };
+            if let Err(e) = self.refresh_row(&id, &slug) {
+                tracing::warn!(session = %id, error = %e, "cannot refresh a pending index row");
+            }
+        }
+        Ok(())
+    }
+
+    fn rescan_project(&self, slug: &str, mtime_before: i64, all: bool) -> Result<(), StoreError> {
+        let sessions = self.sessions_dir(slug);
+        let known = self.index.ids_in_dir(slug)?;
+        let mut present = HashSet::new();
+        let entries = match fs::read_dir(&sessions) {
+            Ok(e) => e,
+            Err(e) if e.kind() == ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(io_err(&sessions, e)),
+        };
+        for entry in entries {
+            let entry = entry.at(&sessions)?;
+            let name = entry.file_name();
+            let Some(name) = name.to_str() else { continue };
+            if name.starts_with(".trash-") {
+                let _ = fs::remove_dir_all(entry.path());
+                continue;
+            }
+            if name.starts_with('.') {
+                continue;
+            }
+            let Ok(id) = SessionId::parse(name) else {
+                tracing::warn!(dir = %entry.path().display(), "ignoring a directory whose name is not a valid session id");
+                continue;
+            };
+            present.insert(id.to_string());
+            if (all || known.get(name) != Some(&CLEAN))
+                && let Err(e) = self.refresh_row(&id, slug)
+            {
+                tracing::warn!(session = %id, error = %e, "cannot index a session directory");
+            }
+        }
+        for id in known.keys() {
+            if !present.contains(id) {
+                self.index.remove(id)?;
+            }
+        }
+        self.index.set_project_scan(slug, mtime_before)
+    }
+
+    /// Re-reads one session directory into its index row (dropping the row
+    /// when the directory holds no committed session). Skips sessions whose
+    /// lock is held: their writer updates the row itself.
+    fn refresh_row(&self, id: &SessionId, slug: &str) -> Result<(), StoreError> {
+        let dir = self.session_dir(slug, id.as_str());
+        let Some(_lock) = self.try_lock_dir(&dir)? else {
+            return Ok(());
+        };
+        let log_path = dir.join(LOG_FILE);
+        let file = match File::open(&log_path) {
+            Ok(f) => f,
+            Err(e) if e.kind() == ErrorKind::NotFound => {
+                return self.index.remove(id.as_str());
+            }
+            Err(e) => return Err(io_err(&log_path, e)),
+        };
+        let (head, ino) = self.head(&file, &log_path)?;
+        if head.last_seq == 0 {
+            return self.index.remove(id.as_str());
+        }
+        let folded = self.folded(id, &dir, &file, head, ino)?;
+        self.index.upsert(slug, &folded.meta, folded.valid_len)?;
+        self.remember(id, slug, Some(folded));
+        Ok(())
+    }
+}
+
+/// Whether a log line may hold a message record (every line our writer
+/// makes for one contains this; lines of unknown shape are parsed anyway).
+fn might_be_message(line: &[u8]) -> bool {
+    const MESSAGE: &[u8] = b"\"kind\":{\"type\":\"message\"";
+    const ANY: &[u8] = b"\"kind\":{\"type\":\"";
+    contains(line, MESSAGE) || !contains(line, ANY)
+}
+
+fn contains(hay: &[u8], needle: &[u8]) -> bool {
+    hay.windows(needle.len()).any(|w| w == needle)
+}
+
+/// Whether `dir` holds a log with at least one committed record.
+fn has_committed_log(dir: &Path, counter: &AtomicU64) -> Result<bool, StoreError> {
+    let path = dir.join(LOG_FILE);
+    let file = match File::open(&path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == ErrorKind::NotFound => return Ok(false),
+        Err(e) => return Err(io_err(&path, e)),
+    };
+    let len = file.metadata().at(&path)?.len();
+    let (head, _) = log::scan_back(&file, len, 0, counter, &path.display().to_string()).at(&path)?;
+    Ok(head.last_seq > 0)
+}
+
+/// Folds a whole log into metadata, checking it starts with this session's
+/// `session_created`.
+fn fold_meta(id: &SessionId, records: &[Record], location: &str) -> Result<SessionMeta, StoreError> {
+    let Some(first) = records.first() else {
+        return Err(StoreError::Corrupt {
+            location: location.to_string(),
+            detail: "the log holds no readable record".into(),
+        });
+    };
+    let RecordKind::SessionCreated(created) = &first.kind else {
+        return Err(StoreError::Corrupt {
+            location: location.to_string(),
+            detail: "the log does not start with session_created".into(),
+        });
+    };
+    if created.id != *id {
+        return Err(StoreError::Corrupt {
+            location: location.to_string(),
+            detail: format!("the log belongs to session {}, not {id}", created.id),
+        });
+    }
+    let mut meta = (**created).clone();
+    for r in records {
+        meta.apply(r);
+    }
+    Ok(meta)
+}
+
+#[async_trait]
+impl Store for FsStore {
+    fn kind(&self) -> &'static str {
+        "fs"
+    }
+
+    async fn create(&self, meta: SessionMeta, initial: Vec<RecordKind>) -> Result<SessionMeta, StoreError> {
+        blocking("fs", &self.inner, move |i| i.create(meta, initial)).await
+    }
+
+    async fn get(&self, id: &SessionId) -> Result<SessionMeta, StoreError> {
+        let id = id.clone();
+        blocking("fs", &self.inner, move |i| i.get(&id)).await
+    }
+
+    async fn append(&self, id: &SessionId, expected_seq: u64, records: Vec<Record>) -> Result<SessionMeta, StoreError> {
+        let id = id.clone();
+        blocking("fs", &self.inner, move |i| i.append(&id, expected_seq, records)).await
+    }
+
+    async fn read(&self, id: &SessionId, from_seq: u64, limit: Option<usize>) -> Result<Vec<Record>, StoreError> {
+        let id = id.clone();
+        blocking("fs", &self.inner, move |i| i.read(&id, from_seq, limit)).await
+    }
+
+    async fn tail(&self, id: &SessionId, n: usize) -> Result<Vec<Record>, StoreError> {
+        let id = id.clone();
+        blocking("fs", &self.inner, move |i| i.tail(&id, n)).await
+    }
+
+    async fn list(&self, query: &ListQuery) -> Result<Page, StoreError> {
+        let query = query.clone();
+        blocking("fs", &self.inner, move |i| i.index.list(&query)).await
+    }
+
+    async fn find_ids(&self, prefix: &str, limit: usize) -> Result<Vec<SessionId>, StoreError> {
+        let prefix = prefix.to_string();
+        blocking("fs", &self.inner, move |i| i.index.find_ids(&prefix, limit)).await
+    }
+
+    async fn delete(&self, id: &SessionId, options: DeleteOptions) -> Result<Vec<SessionId>, StoreError> {
+        let id = id.clone();
+        blocking("fs", &self.inner, move |i| i.delete(&id, options)).await
+    }
+
+    async fn search(&self, query: &SearchQuery) -> Result<Vec<SearchHit>, StoreError> {
+        let query = query.clone();
+        blocking("fs", &self.inner, move |i| i.search(&query)).await
+    }
+
+    async fn shared_state(&self, namespace: &str) -> Result<Map<String, Value>, StoreError> {
+        let namespace = namespace.to_string();
+        blocking("fs", &self.inner, move |i| i.shared_state(&namespace)).await
+    }
+
+    async fn update_shared_state(&self, namespace: &str, delta: &StateDelta) -> Result<Map<String, Value>, StoreError> {
+        let namespace = namespace.to_string();
+        let delta = delta.clone();
+        blocking("fs", &self.inner, move |i| i.update_shared_state(&namespace, &delta)).await
+    }
+
+    async fn write_events(&self, id: &SessionId, events: &[Value]) -> Result<(), StoreError> {
+        let id = id.clone();
+        let events = events.to_vec();
+        blocking("fs", &self.inner, move |i| i.write_events(&id, &events)).await
+    }
+
+    async fn read_events(&self, id: &SessionId, limit: usize) -> Result<Vec<Value>, StoreError> {
+        let id = id.clone();
+        blocking("fs", &self.inner, move |i| i.read_events(&id, limit)).await
+    }
+}

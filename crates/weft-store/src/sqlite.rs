@@ -1,0 +1,728 @@
+//! [`SqliteStore`]: every session in one SQLite database file.
+//!
+//! # Schema
+//!
+//! - `sessions(id PRIMARY KEY, project, updated_us, status, parent_id, name,
+//!   profile, last_seq, meta)`: the folded [`SessionMeta`] as JSON plus the
+//!   columns listing filters and sorts on, with indexes for newest-first
+//!   listing (overall and per project) and for children.
+//! - `records(rid INTEGER PRIMARY KEY, session_id, seq, kind, record,
+//!   UNIQUE(session_id, seq))`: the log, one record JSON per row. The unique
+//!   key is the backend's own guard against two writers landing the same
+//!   seq.
+//! - `message_fts`: a contentless FTS5 table (trigram tokenizer, so search
+//!   matches substrings case-insensitively) over each message's searchable
+//!   text, keyed by `records.rid`.
+//! - `shared_state(namespace PRIMARY KEY, state)` and `events(session_id, n,
+//!   event)` (the newest [`SQLITE_EVENTS_CAP`] events per session are kept).
+//!
+//! # Durability and concurrency
+//!
+//! WAL mode with `synchronous=FULL` on the connection that writes sessions:
+//! every append is one `BEGIN IMMEDIATE` transaction that re-reads the head,
+//! checks `expected_seq`, inserts the batch and updates the metadata, and its
+//! commit fsyncs the WAL before `append` returns. Events go through a
+//! second connection with `synchronous=NORMAL` (observability data; a power
+//! loss may drop the newest). Reads use a third connection, so they never
+//! wait behind a commit's fsync. Several processes may share the file
+//! (SQLite's locks, `busy_timeout` 30 s). All calls run on tokio's blocking
+//! pool.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use async_trait::async_trait;
+use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior, params};
+use serde_json::{Map, Value};
+use weft_core::SessionId;
+use weft_core::record::{Record, RecordKind, StateDelta, check_batch};
+use weft_core::session::{SessionMeta, SessionStatus};
+use weft_core::store::{DeleteOptions, ListQuery, Page, SearchHit, SearchQuery, Store, StoreError};
+
+use crate::util::{blocking, to_i64, to_u64};
+
+/// How many kernel events the sqlite store keeps per session.
+pub const SQLITE_EVENTS_CAP: i64 = 10_000;
+
+const SCHEMA_VERSION: &str = "1";
+
+/// The SQLite store. See the module docs.
+#[derive(Clone)]
+pub struct SqliteStore {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for SqliteStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SqliteStore")
+            .field("path", &self.inner.path)
+            .finish()
+    }
+}
+
+struct Inner {
+    path: PathBuf,
+    writer: Mutex<Connection>,
+    reader: Mutex<Connection>,
+    events: Mutex<Connection>,
+    /// Folded metadata by session, used while its `last_seq` and
+    /// `updated_us` match the row's (saves parsing the JSON on every
+    /// append; another process's append changes both).
+    metas: Mutex<HashMap<SessionId, SessionMeta>>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // SQLite rolls back an unfinished transaction when its guard drops, so
+    // a poisoned connection is still consistent.
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+fn db(e: rusqlite::Error) -> StoreError {
+    StoreError::Backend {
+        backend: "sqlite",
+        message: e.to_string(),
+    }
+}
+
+fn corrupt(location: String, e: serde_json::Error) -> StoreError {
+    StoreError::Corrupt {
+        location,
+        detail: e.to_string(),
+    }
+}
+
+fn encode<T: serde::Serialize>(v: &T) -> Result<String, StoreError> {
+    serde_json::to_string(v).map_err(|e| StoreError::Backend {
+        backend: "sqlite",
+        message: format!("cannot encode: {e}"),
+    })
+}
+
+fn not_found(id: &SessionId) -> StoreError {
+    StoreError::NotFound(id.to_string())
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the database at `path`.
+    pub fn open(path: impl Into<PathBuf>) -> Result<Self, StoreError> {
+        let path = path.into();
+        if let Some(parent) = path.parent()
+            && !parent.as_os_str().is_empty()
+        {
+            std::fs::create_dir_all(parent).map_err(|e| StoreError::Io {
+                path: parent.display().to_string(),
+                source: e,
+            })?;
+        }
+        let open = |sync: &str| -> Result<Connection, StoreError> {
+            let conn = Connection::open(&path).map_err(db)?;
+            conn.busy_timeout(std::time::Duration::from_secs(30))
+                .map_err(db)?;
+            conn.pragma_update(None, "journal_mode", "WAL").map_err(db)?;
+            conn.pragma_update(None, "synchronous", sync).map_err(db)?;
+            Ok(conn)
+        };
+        let writer = open("FULL")?;
+        create_schema(&writer).map_err(db)?;
+        let reader = open("FULL")?;
+        let events = open("NORMAL")?;
+        Ok(Self {
+            inner: Arc::new(Inner {
+                path,
+                writer: Mutex::new(writer),
+                reader: Mutex::new(reader),
+                events: Mutex::new(events),
+                metas: Mutex::new(HashMap::new()),
+            }),
+        })
+    }
+
+    /// The database file.
+    pub fn path(&self) -> &Path {
+        &self.inner.path
+    }
+}
+
+fn create_schema(conn: &Connection) -> rusqlite::Result<()> {
+    conn.execute_batch(
+        "CREATE TABLE IF NOT EXISTS info (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+         CREATE TABLE IF NOT EXISTS sessions (
+            id TEXT PRIMARY KEY,
+            project TEXT NOT NULL,
+            updated_us INTEGER NOT NULL,
+            status TEXT NOT NULL,
+            parent_id TEXT,
+            name TEXT,
+            profile TEXT NOT NULL,
+            last_seq INTEGER NOT NULL,
+            meta TEXT NOT NULL
+         );
+         CREATE INDEX IF NOT EXISTS sessions_order ON sessions(updated_us DESC, id DESC);
+         CREATE INDEX IF NOT EXISTS sessions_project ON sessions(project, updated_us DESC, id DESC);
+         CREATE INDEX IF NOT EXISTS sessions_parent ON sessions(parent_id);
+         CREATE TABLE IF NOT EXISTS records (
+            rid INTEGER PRIMARY KEY,
+            session_id TEXT NOT NULL,
+            seq INTEGER NOT NULL,
+            kind TEXT NOT NULL,
+            record TEXT NOT NULL,
+            UNIQUE (session_id, seq)
+         );
+         CREATE VIRTUAL TABLE IF NOT EXISTS message_fts USING fts5(
+            text, content='', contentless_delete=1, tokenize='trigram'
+         );
+         CREATE TABLE IF NOT EXISTS shared_state (
+            namespace TEXT PRIMARY KEY,
+            state TEXT NOT NULL
+         );
+         CREATE TABLE IF NOT EXISTS events (
+            session_id TEXT NOT NULL,
+            n INTEGER NOT NULL,
+            event TEXT NOT NULL,
+            PRIMARY KEY (session_id, n)
+         ) WITHOUT ROWID;",
+    )?;
+    let version: Option<String> = conn
+        .query_row("SELECT value FROM info WHERE key = 'schema'", [], |r| r.get(0))
+        .optional()?;
+    match version {
+        None => {
+            conn.execute(
+                "INSERT INTO info (key, value) VALUES ('schema', ?1)",
+                [SCHEMA_VERSION],
+            )?;
+        }
+        Some(v) if v == SCHEMA_VERSION => {}
+        Some(v) => {
+            return Err(rusqlite::Error::InvalidParameterName(format!(
+                "the database has schema version {v}; this build reads version {SCHEMA_VERSION}: upgrade weft"
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Inserts records (and their search text) in a transaction.
+fn insert_records(tx: &Transaction<'_>, id: &SessionId, records: &[Record]) -> Result<(), StoreError> {
+    let mut insert = tx
+        .prepare_cached("INSERT INTO records (session_id, seq, kind, record) VALUES (?1, ?2, ?3, ?4)")
+        .map_err(db)?;
+    let mut fts = tx
+        .prepare_cached("INSERT INTO message_fts (rowid, text) VALUES (?1, ?2)")
+        .map_err(db)?;
+    for r in records {
+        let json = encode(r)?;
+        insert
+            .execute(params![id.as_str(), to_i64(r.seq), r.kind.name(), json])
+            .map_err(|e| match e {
+                rusqlite::Error::SqliteFailure(f, _)
+                    if f.code == rusqlite::ErrorCode::ConstraintViolation =>
+                {
+                    StoreError::Conflict {
+                        id: id.to_string(),
+                        expected: r.seq.saturating_sub(1),
+                        actual: r.seq,
+                    }
+                }
+                other => db(other),
+            })?;
+        if let Some(m) = r.as_message() {
+            let rid = tx.last_insert_rowid();
+            fts.execute(params![rid, m.searchable_text()]).map_err(db)?;
+        }
+    }
+    Ok(())
+}
+
+fn write_session_row(tx: &Transaction<'_>, meta: &SessionMeta, insert: bool) -> Result<(), StoreError> {
+    let json = encode(meta)?;
+    let sql = if insert {
+        "INSERT INTO sessions (id, project, updated_us, status, parent_id, name, profile, last_seq, meta)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)"
+    } else {
+        "UPDATE sessions SET project = ?2, updated_us = ?3, status = ?4, parent_id = ?5, name = ?6,
+         profile = ?7, last_seq = ?8, meta = ?9 WHERE id = ?1"
+    };
+    tx.prepare_cached(sql)
+        .and_then(|mut s| {
+            s.execute(params![
+                meta.id.as_str(),
+                meta.project.slug,
+                meta.updated_at.timestamp_micros(),
+                meta.status.as_str(),
+                meta.parent_id.as_ref().map(SessionId::as_str),
+                meta.name,
+                meta.profile,
+                to_i64(meta.last_seq),
+                json,
+            ])
+        })
+        .map_err(db)?;
+    Ok(())
+}
+
+fn parse_record(json: &str, id: &SessionId, seq: i64) -> Result<Record, StoreError> {
+    serde_json::from_str(json).map_err(|e| corrupt(format!("records ({id}, {seq})"), e))
+}
+
+impl Inner {
+    fn metas(&self) -> MutexGuard<'_, HashMap<SessionId, SessionMeta>> {
+        lock(&self.metas)
+    }
+
+    fn exists(conn: &Connection, id: &SessionId) -> Result<bool, StoreError> {
+        conn.prepare_cached("SELECT 1 FROM sessions WHERE id = ?1")
+            .and_then(|mut s| s.exists([id.as_str()]))
+            .map_err(db)
+    }
+
+    fn create(&self, meta: SessionMeta, initial: Vec<RecordKind>) -> Result<SessionMeta, StoreError> {
+        let id = meta.id.clone();
+        let mut kinds = vec![RecordKind::SessionCreated(Box::new(meta.clone()))];
+        kinds.extend(initial);
+        let records = Record::batch(0, kinds);
+        check_batch(0, &records)?;
+        let mut folded = meta;
+        for r in &records {
+            folded.apply(r);
+        }
+        let mut conn = lock(&self.writer);
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(db)?;
+        if Self::exists(&tx, &id)? {
+            return Err(StoreError::AlreadyExists(id.to_string()));
+        }
+        insert_records(&tx, &id, &records)?;
+        write_session_row(&tx, &folded, true)?;
+        tx.commit().map_err(db)?;
+        drop(conn);
+        self.metas().insert(id, folded.clone());
+        Ok(folded)
+    }
+
+    fn get(&self, id: &SessionId) -> Result<SessionMeta, StoreError> {
+        let conn = lock(&self.reader);
+        let row: Option<String> = conn
+            .prepare_cached("SELECT meta FROM sessions WHERE id = ?1")
+            .and_then(|mut s| s.query_row([id.as_str()], |r| r.get(0)).optional())
+            .map_err(db)?;
+        let json = row.ok_or_else(|| not_found(id))?;
+        serde_json::from_str(&json).map_err(|e| corrupt(format!("sessions ({id})"), e))
+    }
+
+    fn append(&self, id: &SessionId, expected_seq: u64, records: Vec<Record>) -> Result<SessionMeta, StoreError> {
+        check_batch(expected_seq, &records)?;
+        let mut conn = lock(&self.writer);
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(db)?;
+        let row: Option<(i64, i64, String)> = tx
+            .prepare_cached("SELECT last_seq, updated_us, meta FROM sessions WHERE id = ?1")
+            .and_then(|mut s| {
+                s.query_row([id.as_str()], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+                    .optional()
+            })
+            .map_err(db)?;
+        let (last_seq, updated_us, json) = row.ok_or_else(|| not_found(id))?;
+        let last_seq = to_u64(last_seq);
+        if last_seq != expected_seq {
+            return Err(StoreError::Conflict {
+                id: id.to_string(),
+                expected: expected_seq,
+                actual: last_seq,
+            });
+        }
+        let cached = self
+            .metas()
+            .get(id)
+            .filter(|m| m.last_seq == last_seq && m.updated_at.timestamp_micros() == updated_us)
+            .cloned();
+        let mut meta = match cached {
+            Some(m) => m,
+            None => serde_json::from_str(&json).map_err(|e| corrupt(format!("sessions ({id})"), e))?,
+        };
+        for r in &records {
+            meta.apply(r);
+        }
+        insert_records(&tx, id, &records)?;
+        write_session_row(&tx, &meta, false)?;
+        tx.commit().map_err(db)?;
+        drop(conn);
+        self.metas().insert(id.clone(), meta.clone());
+        Ok(meta)
+    }
+
+    fn read(&self, id: &SessionId, from_seq: u64, limit: Option<usize>) -> Result<Vec<Record>, StoreError> {
+        let mut conn = lock(&self.reader);
+        let tx = conn.transaction().map_err(db)?;
+        if !Self::exists(&tx, id)? {
+            return Err(not_found(id));
+        }
+        let limit = limit.map(|l| i64::try_from(l).unwrap_or(i64::MAX)).unwrap_or(-1);
+        let mut stmt = tx
+            .prepare_cached(
+                "SELECT seq, record FROM records WHERE session_id = ?1 AND seq >= ?2 ORDER BY seq LIMIT ?3",
+            )
+            .map_err(db)?;
+        let rows = stmt
+            .query_map(params![id.as_str(), to_i64(from_seq), limit], |r| {
+                Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?))
+            })
+            .map_err(db)?;
+        let mut raw = Vec::new();
+        for row in rows {
+            raw.push(row.map_err(db)?);
+        }
+        drop(stmt);
+        drop(tx);
+        drop(conn);
+        parse_many(id, raw)
+    }
+
+    fn tail(&self, id: &SessionId, n: usize) -> Result<Vec<Record>, StoreError> {
+        let mut conn = lock(&self.reader);
+        let tx = conn.transaction().map_err(db)?;
+        if !Self::exists(&tx, id)? {
+            return Err(not_found(id));
+        }
+        let mut stmt = tx
+            .prepare_cached(
+                "SELECT seq, record FROM records WHERE session_id = ?1 ORDER BY seq DESC LIMIT ?2",
+            )
+            .map_err(db)?;
+        let rows = stmt
+            .query_map(params![id.as_str(), i64::try_from(n).unwrap_or(i64::MAX)], |r| {
+                Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?))
+            })
+            .map_err(db)?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (seq, json) = row.map_err(db)?;
+            out.push(parse_record(&json, id, seq)?);
+        }
+        out.reverse();
+        Ok(out)
+    }
+
+    fn delete(&self, id: &SessionId, options: DeleteOptions) -> Result<Vec<SessionId>, StoreError> {
+        let mut conn = lock(&self.writer);
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(db)?;
+        let status: Option<String> = tx
+            .query_row("SELECT status FROM sessions WHERE id = ?1", [id.as_str()], |r| r.get(0))
+            .optional()
+            .map_err(db)?;
+        let status = status.ok_or_else(|| not_found(id))?;
+        if options.unless_active && status == SessionStatus::Active.as_str() {
+            return Err(StoreError::Refused(format!(
+                "session {id} is active: it cannot be removed"
+            )));
+        }
+        let mut doomed = vec![id.clone()];
+        if options.with_children {
+            let mut i = 0;
+            while i < doomed.len() {
+                let mut stmt = tx
+                    .prepare_cached("SELECT id FROM sessions WHERE parent_id = ?1")
+                    .map_err(db)?;
+                let children: Vec<String> = stmt
+                    .query_map([doomed[i].as_str()], |r| r.get(0))
+                    .map_err(db)?
+                    .collect::<rusqlite::Result<_>>()
+                    .map_err(db)?;
+                for c in children {
+                    if let Ok(c) = SessionId::parse(c)
+                        && !doomed.contains(&c)
+                    {
+                        doomed.push(c);
+                    }
+                }
+                i += 1;
+            }
+        }
+        for d in &doomed {
+            tx.execute(
+                "DELETE FROM message_fts WHERE rowid IN (SELECT rid FROM records WHERE session_id = ?1)",
+                [d.as_str()],
+            )
+            .map_err(db)?;
+            tx.execute("DELETE FROM records WHERE session_id = ?1", [d.as_str()])
+                .map_err(db)?;
+            tx.execute("DELETE FROM events WHERE session_id = ?1", [d.as_str()])
+                .map_err(db)?;
+            tx.execute("DELETE FROM sessions WHERE id = ?1", [d.as_str()])
+                .map_err(db)?;
+        }
+        tx.commit().map_err(db)?;
+        drop(conn);
+        let mut metas = self.metas();
+        for d in &doomed {
+            metas.remove(d);
+        }
+        Ok(doomed)
+    }
+
+    fn search(&self, query: &SearchQuery) -> Result<Vec<SearchHit>, StoreError> {
+        let terms = query.terms();
+        if terms.is_empty() {
+            return Ok(Vec::new());
+        }
+        // The trigram index finds substrings of 3+ characters; shorter terms
+        // are checked on the candidates (all messages when every term is
+        // short). Every candidate is checked with SearchQuery::matches_text,
+        // so all backends agree on what matches.
+        let long: Vec<String> = terms
+            .iter()
+            .filter(|t| t.chars().count() >= 3)
+            .map(|t| format!("\"{}\"", t.replace('"', "\"\"")))
+            .collect();
+        let conn = lock(&self.reader);
+        let (sql, fts) = if long.is_empty() {
+            (
+                "SELECT s.id, s.meta, r.seq, r.record FROM records r JOIN sessions s ON s.id = r.session_id
+                 WHERE r.kind = 'message' AND (?2 IS NULL OR s.project = ?2) AND ?1 IS NOT NULL
+                 ORDER BY s.updated_us DESC, s.id DESC, r.seq",
+                String::new(),
+            )
+        } else {
+            (
+                "SELECT s.id, s.meta, r.seq, r.record FROM message_fts f
+                 JOIN records r ON r.rid = f.rowid JOIN sessions s ON s.id = r.session_id
+                 WHERE message_fts MATCH ?1 AND (?2 IS NULL OR s.project = ?2)
+                 ORDER BY s.updated_us DESC, s.id DESC, r.seq",
+                long.join(" AND "),
+            )
+        };
+        let mut stmt = conn.prepare_cached(sql).map_err(db)?;
+        let mut rows = stmt
+            .query(params![fts, query.project.as_deref()])
+            .map_err(db)?;
+        let mut metas: HashMap<String, SessionMeta> = HashMap::new();
+        let mut hits = Vec::new();
+        while let Some(row) = rows.next().map_err(db)? {
+            let sid: String = row.get(0).map_err(db)?;
+            let seq: i64 = row.get(2).map_err(db)?;
+            let json: String = row.get(3).map_err(db)?;
+            let Ok(id) = SessionId::parse(sid.as_str()) else {
+                continue;
+            };
+            let record = parse_record(&json, &id, seq)?;
+            let Some(m) = record.as_message() else { continue };
+            if !query.matches_text(&m.searchable_text()) {
+                continue;
+            }
+            if !metas.contains_key(&sid) {
+                let meta_json: String = row.get(1).map_err(db)?;
+                let meta: SessionMeta = serde_json::from_str(&meta_json)
+                    .map_err(|e| corrupt(format!("sessions ({sid})"), e))?;
+                metas.insert(sid.clone(), meta);
+            }
+            if let Some(meta) = metas.get(&sid) {
+                hits.push(SearchHit::new(meta, record.seq, m, query));
+            }
+            if hits.len() >= query.effective_limit() {
+                break;
+            }
+        }
+        Ok(hits)
+    }
+
+    fn shared_state(conn: &Connection, namespace: &str) -> Result<Map<String, Value>, StoreError> {
+        let json: Option<String> = conn
+            .prepare_cached("SELECT state FROM shared_state WHERE namespace = ?1")
+            .and_then(|mut s| s.query_row([namespace], |r| r.get(0)).optional())
+            .map_err(db)?;
+        match json {
+            None => Ok(Map::new()),
+            Some(j) => serde_json::from_str(&j).map_err(|e| corrupt(format!("shared_state ({namespace})"), e)),
+        }
+    }
+
+    fn update_shared_state(&self, namespace: &str, delta: &StateDelta) -> Result<Map<String, Value>, StoreError> {
+        let mut conn = lock(&self.writer);
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(db)?;
+        let mut state = Self::shared_state(&tx, namespace)?;
+        delta.apply_to(&mut state);
+        tx.execute(
+            "INSERT INTO shared_state (namespace, state) VALUES (?1, ?2)
+             ON CONFLICT(namespace) DO UPDATE SET state = excluded.state",
+            params![namespace, encode(&state)?],
+        )
+        .map_err(db)?;
+        tx.commit().map_err(db)?;
+        Ok(state)
+    }
+
+    fn write_events(&self, id: &SessionId, events: &[Value]) -> Result<(), StoreError> {
+        let mut conn = lock(&self.events);
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(db)?;
+        if !Self::exists(&tx, id)? {
+            return Err(not_found(id));
+        }
+        if events.is_empty() {
+            return Ok(());
+        }
+        let last: i64 = tx
+            .query_row(
+                "SELECT coalesce(max(n), 0) FROM events WHERE session_id = ?1",
+                [id.as_str()],
+                |r| r.get(0),
+            )
+            .map_err(db)?;
+        let mut n = last;
+        {
+            let mut stmt = tx
+                .prepare_cached("INSERT INTO events (session_id, n, event) VALUES (?1, ?2, ?3)")
+                .map_err(db)?;
+            for e in events {
+                n += 1;
+                stmt.execute(params![id.as_str(), n, encode(e)?]).map_err(db)?;
+            }
+        }
+        tx.execute(
+            "DELETE FROM events WHERE session_id = ?1 AND n <= ?2",
+            params![id.as_str(), n - SQLITE_EVENTS_CAP],
+        )
+        .map_err(db)?;
+        tx.commit().map_err(db)
+    }
+
+    fn read_events(&self, id: &SessionId, limit: usize) -> Result<Vec<Value>, StoreError> {
+        let mut conn = lock(&self.reader);
+        let tx = conn.transaction().map_err(db)?;
+        if !Self::exists(&tx, id)? {
+            return Err(not_found(id));
+        }
+        let mut stmt = tx
+            .prepare_cached("SELECT event FROM events WHERE session_id = ?1 ORDER BY n DESC LIMIT ?2")
+            .map_err(db)?;
+        let rows = stmt
+            .query_map(params![id.as_str(), i64::try_from(limit).unwrap_or(i64::MAX)], |r| {
+                r.get::<_, String>(0)
+            })
+            .map_err(db)?;
+        let mut out = Vec::new();
+        for row in rows {
+            let json = row.map_err(db)?;
+            match serde_json::from_str(&json) {
+                Ok(v) => out.push(v),
+                Err(e) => tracing::warn!(session = %id, error = %e, "skipping a corrupt event row"),
+            }
+        }
+        out.reverse();
+        Ok(out)
+    }
+}
+
+/// Parses record rows, on several threads for large reads.
+fn parse_many(id: &SessionId, raw: Vec<(i64, String)>) -> Result<Vec<Record>, StoreError> {
+    let total: usize = raw.iter().map(|(_, j)| j.len()).sum();
+    if total < 1024 * 1024 {
+        return raw
+            .iter()
+            .map(|(seq, json)| parse_record(json, id, *seq))
+            .collect();
+    }
+    let mut joined = Vec::with_capacity(total + raw.len());
+    for (_, json) in &raw {
+        joined.extend_from_slice(json.as_bytes());
+        joined.push(b'\n');
+    }
+    let out = crate::fs::log::parse_all_parallel(&joined, 0, &format!("records ({id})"));
+    if out.len() != raw.len() {
+        return Err(StoreError::Corrupt {
+            location: format!("records ({id})"),
+            detail: format!("{} of {} rows are unreadable", raw.len() - out.len(), raw.len()),
+        });
+    }
+    Ok(out)
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    fn kind(&self) -> &'static str {
+        "sqlite"
+    }
+
+    async fn create(&self, meta: SessionMeta, initial: Vec<RecordKind>) -> Result<SessionMeta, StoreError> {
+        blocking("sqlite", &self.inner, move |i| i.create(meta, initial)).await
+    }
+
+    async fn get(&self, id: &SessionId) -> Result<SessionMeta, StoreError> {
+        let id = id.clone();
+        blocking("sqlite", &self.inner, move |i| i.get(&id)).await
+    }
+
+    async fn append(&self, id: &SessionId, expected_seq: u64, records: Vec<Record>) -> Result<SessionMeta, StoreError> {
+        let id = id.clone();
+        blocking("sqlite", &self.inner, move |i| i.append(&id, expected_seq, records)).await
+    }
+
+    async fn read(&self, id: &SessionId, from_seq: u64, limit: Option<usize>) -> Result<Vec<Record>, StoreError> {
+        let id = id.clone();
+        blocking("sqlite", &self.inner, move |i| i.read(&id, from_seq, limit)).await
+    }
+
+    async fn tail(&self, id: &SessionId, n: usize) -> Result<Vec<Record>, StoreError> {
+        let id = id.clone();
+        blocking("sqlite", &self.inner, move |i| i.tail(&id, n)).await
+    }
+
+    async fn list(&self, query: &ListQuery) -> Result<Page, StoreError> {
+        let query = query.clone();
+        blocking("sqlite", &self.inner, move |i| {
+            crate::sql::list_page(&lock(&i.reader), "sessions", "1 = 1", &query).map_err(db)
+        })
+        .await
+    }
+
+    async fn find_ids(&self, prefix: &str, limit: usize) -> Result<Vec<SessionId>, StoreError> {
+        let prefix = prefix.to_string();
+        blocking("sqlite", &self.inner, move |i| {
+            crate::sql::find_ids(&lock(&i.reader), "sessions", "1 = 1", &prefix, limit).map_err(db)
+        })
+        .await
+    }
+
+    async fn delete(&self, id: &SessionId, options: DeleteOptions) -> Result<Vec<SessionId>, StoreError> {
+        let id = id.clone();
+        blocking("sqlite", &self.inner, move |i| i.delete(&id, options)).await
+    }
+
+    async fn search(&self, query: &SearchQuery) -> Result<Vec<SearchHit>, StoreError> {
+        let query = query.clone();
+        blocking("sqlite", &self.inner, move |i| i.search(&query)).await
+    }
+
+    async fn shared_state(&self, namespace: &str) -> Result<Map<String, Value>, StoreError> {
+        let namespace = namespace.to_string();
+        blocking("sqlite", &self.inner, move |i| {
+            Inner::shared_state(&lock(&i.reader), &namespace)
+        })
+        .await
+    }
+
+    async fn update_shared_state(&self, namespace: &str, delta: &StateDelta) -> Result<Map<String, Value>, StoreError> {
+        let namespace = namespace.to_string();
+        let delta = delta.clone();
+        blocking("sqlite", &self.inner, move |i| i.update_shared_state(&namespace, &delta)).await
+    }
+
+    async fn write_events(&self, id: &SessionId, events: &[Value]) -> Result<(), StoreError> {
+        let id = id.clone();
+        let events = events.to_vec();
+        blocking("sqlite", &self.inner, move |i| i.write_events(&id, &events)).await
+    }
+
+    async fn read_events(&self, id: &SessionId, limit: usize) -> Result<Vec<Value>, StoreError> {
+        let id = id.clone();
+        blocking("sqlite", &self.inner, move |i| i.read_events(&id, limit)).await
+    }
+}
