@@ -5,9 +5,11 @@
 //!   `--sessions` sessions, interleaved across sessions: records/s and
 //!   per-append latency. `bytes_per_message`: the store's size on disk
 //!   afterwards divided by the messages written.
-//! - `raw_write_fsync` (backend `raw`): the same record lines written to one
-//!   file per session with `write` + `fdatasync` per append, the floor a
-//!   durable append can reach on this disk.
+//! - `raw_write_fsync`: the same record lines written to one file per
+//!   session with `write` + `fdatasync` per append, the floor a durable
+//!   append can reach on this disk; run interleaved with each backend's
+//!   append workload (a turn's block each in turn) so both see the same
+//!   disk conditions. The `append` line gives `slowdown_vs_raw`.
 //! - `load_all` / `view_all` / `tail`: read a `--load-messages` session
 //!   whole (and fold it into a view), and its last 50 records.
 //! - `list_newest`: the newest 20 of `--list-sessions` sessions; also
@@ -183,10 +185,23 @@ async fn append_workload(backend: &str, root: &Path, args: &StoreBenchArgs) -> a
         let m = store.create(meta("/bench/append"), Vec::new()).await?;
         sessions.push((m.id, m.last_seq));
     }
+    // The raw baseline runs interleaved with the store, one turn's block
+    // of appends each in turn, so both see the same disk conditions (the
+    // disk of a shared machine is noisy).
+    let raw = if backend == "memory" {
+        None
+    } else {
+        Some(RawFiles::new(&root.join("raw"), args.sessions)?)
+    };
+    let mut raw = raw;
     let total = args.sessions * args.turns * 2;
     let mut latencies = Vec::with_capacity(total);
-    let start = Instant::now();
+    let mut store_time = Duration::ZERO;
     for turn in 0..args.turns {
+        if let Some(raw) = raw.as_mut() {
+            raw.turn(turn, args.message_bytes)?;
+        }
+        let start = Instant::now();
         for (id, head) in sessions.iter_mut() {
             for role in [Role::User, Role::Assistant] {
                 let batch = Record::batch(*head, [RecordKind::message(message(role, turn, args.message_bytes))]);
@@ -195,67 +210,83 @@ async fn append_workload(backend: &str, root: &Path, args: &StoreBenchArgs) -> a
                 latencies.push(t.elapsed());
             }
         }
+        store_time += start.elapsed();
     }
-    let elapsed = start.elapsed();
     let (_, p50, p99) = stats(latencies);
-    let params = json!({"sessions": args.sessions, "turns": args.turns, "records": total, "message_bytes": args.message_bytes,
+    let rate = total as f64 / store_time.as_secs_f64();
+    let mut params = json!({"sessions": args.sessions, "turns": args.turns, "records": total, "message_bytes": args.message_bytes,
                         "p50_us": round(p50.as_secs_f64() * 1e6), "p99_us": round(p99.as_secs_f64() * 1e6)});
-    emit(backend, "append", total as f64 / elapsed.as_secs_f64(), "records/s", params);
+    if let Some(raw) = raw {
+        let raw_rate = total as f64 / raw.elapsed.as_secs_f64();
+        let (_, rp50, rp99) = stats(raw.latencies);
+        if let Value::Object(o) = &mut params {
+            o.insert("raw_records_per_s".into(), json!(round(raw_rate)));
+            o.insert("slowdown_vs_raw".into(), json!(round(raw_rate / rate)));
+        }
+        emit(
+            backend,
+            "raw_write_fsync",
+            raw_rate,
+            "records/s",
+            json!({"records": total, "p50_us": round(rp50.as_secs_f64() * 1e6), "p99_us": round(rp99.as_secs_f64() * 1e6),
+                   "note": "write+fdatasync of the same record lines, one file per session, interleaved with this backend's run"}),
+        );
+    }
+    emit(backend, "append", rate, "records/s", params);
     if backend != "memory" {
         let (apparent, allocated) = disk_usage(root);
+        let (raw_bytes, raw_alloc) = disk_usage(&root.join("raw"));
         emit(
             backend,
             "bytes_per_message",
-            apparent as f64 / total as f64,
+            (apparent - raw_bytes) as f64 / total as f64,
             "bytes",
-            json!({"allocated_bytes_per_message": round(allocated as f64 / total as f64), "messages": total}),
+            json!({"allocated_bytes_per_message": round((allocated - raw_alloc) as f64 / total as f64), "messages": total}),
         );
     }
     Ok(())
 }
 
-/// `write` + `fdatasync` of the same record lines, one file per session.
-fn raw_baseline(root: &Path, args: &StoreBenchArgs) -> anyhow::Result<()> {
-    let dir = root.join("raw");
-    std::fs::create_dir_all(&dir)?;
-    let mut files: Vec<File> = (0..args.sessions)
-        .map(|s| {
-            OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(dir.join(format!("{s}.jsonl")))
+/// The raw baseline: `write` + `fdatasync` of the same record lines, one
+/// file per session.
+struct RawFiles {
+    files: Vec<File>,
+    heads: Vec<u64>,
+    elapsed: Duration,
+    latencies: Vec<Duration>,
+}
+
+impl RawFiles {
+    fn new(dir: &Path, sessions: usize) -> anyhow::Result<Self> {
+        std::fs::create_dir_all(dir)?;
+        let files = (0..sessions)
+            .map(|s| OpenOptions::new().create(true).append(true).open(dir.join(format!("{s}.jsonl"))))
+            .collect::<Result<_, _>>()?;
+        Ok(Self {
+            files,
+            heads: vec![1; sessions],
+            elapsed: Duration::ZERO,
+            latencies: Vec::new(),
         })
-        .collect::<Result<_, _>>()?;
-    let mut heads = vec![1u64; args.sessions];
-    let total = args.sessions * args.turns * 2;
-    let mut elapsed = Duration::ZERO;
-    let mut latencies = Vec::with_capacity(total);
-    for turn in 0..args.turns {
-        for (s, file) in files.iter_mut().enumerate() {
+    }
+
+    fn turn(&mut self, turn: usize, bytes: usize) -> anyhow::Result<()> {
+        for (s, file) in self.files.iter_mut().enumerate() {
             for role in [Role::User, Role::Assistant] {
-                let batch = Record::batch(heads[s], [RecordKind::message(message(role, turn, args.message_bytes))]);
-                heads[s] += 1;
+                let batch = Record::batch(self.heads[s], [RecordKind::message(message(role, turn, bytes))]);
+                self.heads[s] += 1;
                 let mut line = serde_json::to_vec(&batch[0])?;
                 line.push(b'\n');
                 let t = Instant::now();
                 file.write_all(&line)?;
                 file.sync_data()?;
                 let d = t.elapsed();
-                elapsed += d;
-                latencies.push(d);
+                self.elapsed += d;
+                self.latencies.push(d);
             }
         }
+        Ok(())
     }
-    let (_, p50, p99) = stats(latencies);
-    emit(
-        "raw",
-        "raw_write_fsync",
-        total as f64 / elapsed.as_secs_f64(),
-        "records/s",
-        json!({"sessions": args.sessions, "turns": args.turns, "records": total,
-               "p50_us": round(p50.as_secs_f64() * 1e6), "p99_us": round(p99.as_secs_f64() * 1e6)}),
-    );
-    Ok(())
 }
 
 async fn timed<F, Fut, T>(runs: usize, mut f: F) -> anyhow::Result<(Duration, Duration)>
@@ -394,9 +425,6 @@ pub async fn run(args: StoreBenchArgs) -> anyhow::Result<()> {
         }
         None => tempfile::tempdir()?,
     };
-    if !args.skip_append && backends.iter().any(|b| *b != "memory") {
-        raw_baseline(tmp.path(), &args)?;
-    }
     for backend in backends {
         let root = tmp.path().join(backend);
         std::fs::create_dir_all(&root)?;

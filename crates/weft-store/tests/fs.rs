@@ -65,11 +65,24 @@ async fn layout_and_amplifier_transcript() {
     assert_eq!(t[2]["tool_call_id"], "c1");
     assert_eq!(t[2]["content"], "contents");
     assert!(t.iter().all(|l| l["timestamp"].is_string()));
-    let m: Value = serde_json::from_slice(&fs::read(dir.join(META_FILE)).expect("read")).expect("json");
+    assert_eq!(t[2]["seq"], 5, "each line names its log record");
+    // metadata.json is refreshed lazily: at create, on metadata changes,
+    // and when the log outgrows it; it records how much log it covers.
+    let read_meta = || -> Value { serde_json::from_slice(&fs::read(dir.join(META_FILE)).expect("read")).expect("json") };
+    let m = read_meta();
     assert_eq!(m["id"], id.as_str());
-    assert_eq!(m["last_seq"], 5);
+    assert_eq!(m["last_seq"], 3);
+    assert!(m["log_bytes"].as_u64().expect("log_bytes") > 0);
+    store
+        .update_meta(&id, weft_core::record::MetaPatch { name: Some("named".into()), ..Default::default() })
+        .await
+        .expect("rename");
+    let m = read_meta();
+    assert_eq!(m["last_seq"], 6);
+    assert_eq!(m["name"], "named");
+    assert_eq!(m["log_bytes"], fs::metadata(dir.join(LOG_FILE)).expect("stat").len());
     let log = lines(&dir.join(LOG_FILE));
-    assert_eq!(log.len(), 5);
+    assert_eq!(log.len(), 6);
     assert_eq!(log[1]["more"], true, "all records of a batch but the last carry the marker");
     assert!(log[2].get("more").is_none());
 
@@ -380,4 +393,31 @@ async fn ids_and_slugs_are_validated() {
     ));
     assert!(!home.path().join("escape").exists());
     assert!(store.find_ids("../", 5).await.expect("find").is_empty());
+}
+
+#[tokio::test]
+async fn transcript_catches_up_after_a_crash() {
+    let home = tempfile::tempdir().expect("tempdir");
+    let store = FsStore::open(home.path()).expect("open");
+    let (id, dir) = session(&store, 4).await;
+    let path = dir.join(TRANSCRIPT_FILE);
+    // The process died after the log write, before the transcript write of
+    // the last two messages.
+    let full = fs::read_to_string(&path).expect("read");
+    let kept: Vec<&str> = full.lines().take(2).collect();
+    fs::write(&path, format!("{}\n", kept.join("\n"))).expect("write");
+    let reopened = FsStore::open(home.path()).expect("open");
+    push(&reopened, &id, vec![text(Role::User, "next")]).await;
+    let t = lines(&path);
+    let contents: Vec<&str> = t.iter().map(|l| l["content"].as_str().expect("content")).collect();
+    assert_eq!(contents, vec!["message 0", "message 1", "message 2", "message 3", "next"]);
+    let seqs: Vec<u64> = t.iter().map(|l| l["seq"].as_u64().expect("seq")).collect();
+    assert_eq!(seqs, vec![2, 3, 4, 5, 6]);
+    // A torn last line makes it rewrite the file from the log.
+    let mut f = OpenOptions::new().append(true).open(&path).expect("open");
+    f.write_all(br#"{"role":"user","con"#).expect("write");
+    drop(f);
+    let again = FsStore::open(home.path()).expect("open");
+    push(&again, &id, vec![text(Role::User, "last")]).await;
+    assert_eq!(lines(&path).len(), 6);
 }

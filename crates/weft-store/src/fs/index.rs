@@ -194,6 +194,53 @@ impl Index {
         Ok(())
     }
 
+    /// Updates a row after an append: only the columns an append can change
+    /// (so SQLite touches only the indexes on them), clearing `pending`.
+    /// Falls back to [`Index::upsert`] when the row is missing or other
+    /// columns changed.
+    pub(crate) fn update_appended(
+        &self,
+        dir_slug: &str,
+        before: &SessionMeta,
+        meta: &SessionMeta,
+        log_bytes: u64,
+    ) -> Result<(), StoreError> {
+        let same_keys = before.project.slug == meta.project.slug
+            && before.parent_id == meta.parent_id
+            && before.profile == meta.profile;
+        if same_keys {
+            let json = serde_json::to_string(meta).map_err(|e| StoreError::Backend {
+                backend: "fs",
+                message: format!("cannot encode metadata: {e}"),
+            })?;
+            let changed = {
+                let conn = self.conn();
+                let mut stmt = conn
+                    .prepare_cached(
+                        "UPDATE sessions SET updated_us = ?2, status = ?3, name = ?4, last_seq = ?5,
+                            log_bytes = ?6, pending = 0, meta = ?7
+                         WHERE id = ?1 AND dir_slug = ?8 AND last_seq <= ?5",
+                    )
+                    .map_err(|e| self.err(e))?;
+                stmt.execute(params![
+                    meta.id.as_str(),
+                    meta.updated_at.timestamp_micros(),
+                    meta.status.as_str(),
+                    meta.name,
+                    to_i64(meta.last_seq),
+                    to_i64(log_bytes),
+                    json,
+                    dir_slug,
+                ])
+                .map_err(|e| self.err(e))?
+            };
+            if changed == 1 {
+                return Ok(());
+            }
+        }
+        self.upsert(dir_slug, meta, log_bytes)
+    }
+
     /// Marks a row as having an append in flight.
     pub(crate) fn mark_appending(&self, id: &SessionId) -> Result<(), StoreError> {
         let conn = self.conn();
@@ -208,12 +255,14 @@ impl Index {
     /// Runs `make_dir` (which creates the session directory and returns the
     /// project's `sessions/` mtime before and after) inside one index write
     /// transaction, inserting a placeholder row. If the index had scanned
-    /// the project at the "before" mtime, the scan mark moves to "after", so
-    /// the next open does not rescan the project for this change.
+    /// the project at the "before" mtime (or the project is new), the scan
+    /// mark moves to "after", so the next open does not rescan the project
+    /// for this change.
     pub(crate) fn begin_create<F>(
         &self,
         id: &SessionId,
         dir_slug: &str,
+        new_project: bool,
         make_dir: F,
     ) -> Result<(), StoreError>
     where
@@ -224,6 +273,15 @@ impl Index {
             .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
             .map_err(|e| db_err(&self.path, e))?;
         let (before, after) = make_dir()?;
+        if new_project {
+            // We made the project's sessions/ directory: it held nothing
+            // but what weft writers (which index themselves) put there.
+            tx.execute(
+                "INSERT OR IGNORE INTO projects (slug, scanned_mtime_ns) VALUES (?1, ?2)",
+                params![dir_slug, before],
+            )
+            .map_err(|e| db_err(&self.path, e))?;
+        }
         tx.execute(
             "INSERT OR REPLACE INTO sessions (id, dir_slug, project, updated_us, status, parent_id,
                 name, profile, last_seq, log_bytes, pending, meta)

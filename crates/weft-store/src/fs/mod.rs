@@ -53,7 +53,7 @@ mod transcript;
 
 use std::collections::{HashMap, HashSet};
 use std::fs::{self, File, OpenOptions};
-use std::io::{ErrorKind, Write};
+use std::io::{ErrorKind, Read, Seek, SeekFrom, Write};
 use std::os::unix::fs::{FileExt, MetadataExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -87,6 +87,10 @@ pub const INDEX_FILE: &str = "index.sqlite";
 /// The size past which `events.jsonl` loses its oldest half.
 pub const EVENTS_CAP_BYTES: u64 = 10 * 1024 * 1024;
 
+/// How far the log may outgrow `metadata.json` before an append rewrites
+/// it (readers fold the records after the point it covers).
+pub const META_REFRESH_BYTES: u64 = 64 * 1024;
+
 /// How many sessions' folded metadata a store keeps in memory.
 const CACHE_CAP: usize = 4096;
 
@@ -110,8 +114,11 @@ struct Folded {
     ino: u64,
     valid_len: u64,
     meta: SessionMeta,
-    /// The last seq `transcript.jsonl` reflects.
-    transcript_seq: u64,
+    /// The log length `metadata.json` covers (0: none or unreadable).
+    meta_file_len: u64,
+    /// The seq `transcript.jsonl` is known to reflect (None: unknown, check
+    /// before appending to it).
+    transcript_seq: Option<u64>,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -128,15 +135,13 @@ struct Inner {
     bytes_read: AtomicU64,
 }
 
-/// `metadata.json`: the folded metadata plus where in the log it was taken.
+/// `metadata.json`: the folded metadata plus the log length it folds.
 #[derive(Serialize)]
 struct MetaFileOut<'a> {
     #[serde(flatten)]
     meta: &'a SessionMeta,
     /// The log length the metadata folds.
     log_bytes: u64,
-    /// The last seq reflected in `transcript.jsonl`.
-    transcript_seq: u64,
 }
 
 #[derive(Deserialize)]
@@ -145,8 +150,6 @@ struct MetaFileIn {
     meta: SessionMeta,
     #[serde(default)]
     log_bytes: u64,
-    #[serde(default)]
-    transcript_seq: u64,
 }
 
 fn not_found(id: &SessionId) -> StoreError {
@@ -323,9 +326,18 @@ impl Inner {
             location: path.display().to_string(),
             detail: "the log is too large for this platform".into(),
         })?;
-        let mut buf = vec![0u8; len];
-        file.read_exact_at(&mut buf, start).at(path)?;
-        self.bytes_read.fetch_add(len as u64, Ordering::Relaxed);
+        // read_to_end fills the buffer without zeroing it first.
+        let mut buf = Vec::with_capacity(len);
+        let mut reader = file;
+        reader.seek(SeekFrom::Start(start)).at(path)?;
+        reader.take(len as u64).read_to_end(&mut buf).at(path)?;
+        self.bytes_read.fetch_add(buf.len() as u64, Ordering::Relaxed);
+        if buf.len() != len {
+            return Err(io_err(
+                path,
+                std::io::Error::new(ErrorKind::UnexpectedEof, "the log shrank while it was read"),
+            ));
+        }
         Ok(buf)
     }
 
@@ -377,7 +389,8 @@ impl Inner {
                     ino,
                     valid_len: head.valid_len,
                     meta: m.meta,
-                    transcript_seq: m.transcript_seq,
+                    meta_file_len: m.log_bytes,
+                    transcript_seq: None,
                 });
             }
             // Fold the records metadata.json does not cover yet.
@@ -398,7 +411,8 @@ impl Inner {
                             ino,
                             valid_len: head.valid_len,
                             meta,
-                            transcript_seq: m.transcript_seq,
+                            meta_file_len: m.log_bytes,
+                            transcript_seq: None,
                         });
                     }
                 }
@@ -412,7 +426,8 @@ impl Inner {
             ino,
             valid_len: head.valid_len,
             meta,
-            transcript_seq: 0,
+            meta_file_len: 0,
+            transcript_seq: None,
         })
     }
 
@@ -472,68 +487,114 @@ impl Inner {
         }
     }
 
-    fn write_meta_file(&self, dir: &Path, folded: &Folded) {
+    fn write_meta_file(&self, dir: &Path, folded: &mut Folded) {
         let out = MetaFileOut {
             meta: &folded.meta,
             log_bytes: folded.valid_len,
-            transcript_seq: folded.transcript_seq,
         };
         let path = dir.join(META_FILE);
         let result = serde_json::to_vec_pretty(&out)
             .map_err(encode_err)
             .and_then(|bytes| write_atomic(&path, &bytes, false));
-        if let Err(e) = result {
+        match result {
+            Ok(()) => folded.meta_file_len = folded.valid_len,
             // The log is committed; metadata.json is rebuilt from it.
-            tracing::warn!(file = %path.display(), error = %e, "cannot write metadata.json");
+            Err(e) => tracing::warn!(file = %path.display(), error = %e, "cannot write metadata.json"),
         }
     }
 
-    /// Brings `transcript.jsonl` up to date after `records` (which followed
-    /// `prev_seq`) were appended.
-    fn update_transcript(
+    /// The seq of the last line of `transcript.jsonl` (0 for an empty or
+    /// missing file), or None when the last line is torn or unreadable.
+    fn transcript_progress(&self, dir: &Path) -> Result<Option<u64>, StoreError> {
+        let path = dir.join(TRANSCRIPT_FILE);
+        let file = match File::open(&path) {
+            Ok(f) => f,
+            Err(e) if e.kind() == ErrorKind::NotFound => return Ok(Some(0)),
+            Err(e) => return Err(io_err(&path, e)),
+        };
+        let len = file.metadata().at(&path)?.len();
+        let mut lines = BackLines::new(&file, len, &self.bytes_read);
+        let Some(line) = lines.next_line().at(&path)? else {
+            return Ok(Some(0));
+        };
+        if !line.complete {
+            return Ok(None);
+        }
+        Ok(serde_json::from_slice::<Value>(&line.bytes)
+            .ok()
+            .and_then(|v| v.get("seq").and_then(Value::as_u64)))
+    }
+
+    /// Makes `transcript.jsonl` reflect the log up to `folded`'s head, when
+    /// that is not known already (another writer, or a crash between the
+    /// log write and the transcript write): appends the missing lines, or
+    /// rewrites the file when the missing records rewind or switch the
+    /// default branch.
+    fn catch_up_transcript(&self, dir: &Path, file: &File, folded: &mut Folded) -> Result<(), StoreError> {
+        let head = folded.meta.last_seq;
+        if folded.transcript_seq == Some(head) {
+            return Ok(());
+        }
+        let done = match self.transcript_progress(dir)? {
+            Some(t) if t <= head => t,
+            _ => {
+                self.rewrite_transcript(dir, file, folded.valid_len)?;
+                folded.transcript_seq = Some(head);
+                return Ok(());
+            }
+        };
+        if done < head {
+            let log_path = dir.join(LOG_FILE);
+            let start = log::seek_seq(file, folded.valid_len, done + 1, &self.bytes_read).at(&log_path)?;
+            let bytes = self.read_bytes(file, start, folded.valid_len, &log_path)?;
+            let mut missing = Vec::new();
+            log::parse_lines(&bytes, start, done + 1, usize::MAX, &log_path.display().to_string(), &mut missing);
+            let prev_default = folded.meta.default_branch.clone();
+            self.write_transcript_records(dir, file, folded, &missing, &prev_default)?;
+        }
+        folded.transcript_seq = Some(head);
+        Ok(())
+    }
+
+    /// Adds the transcript lines of `records` (just appended to the log),
+    /// rewriting the file instead when they rewind or switch the default
+    /// branch (`prev_default`: the default branch before them).
+    fn write_transcript_records(
         &self,
         dir: &Path,
         file: &File,
-        folded: &mut Folded,
-        prev_seq: u64,
+        folded: &Folded,
         records: &[Record],
-        old_default: &weft_core::BranchId,
-    ) {
-        let default = folded.meta.default_branch.clone();
-        let rewrite = folded.transcript_seq != prev_seq
-            || records.iter().any(|r| match &r.kind {
-                RecordKind::Rewind { branch, .. } => branch == &default || branch == old_default,
-                RecordKind::DefaultBranch { .. } => true,
-                RecordKind::BranchRemoved { branch } => branch == old_default,
-                _ => false,
-            });
-        let path = dir.join(TRANSCRIPT_FILE);
-        let result = if rewrite {
-            self.rewrite_transcript(dir, file, folded.valid_len)
-        } else {
-            let mut lines = Vec::new();
-            for r in records {
-                if let Some(m) = r.as_message()
-                    && m.branch == default
-                {
-                    transcript::message_lines(m, &mut lines);
-                }
-            }
-            if lines.is_empty() {
-                Ok(())
-            } else {
-                OpenOptions::new()
-                    .create(true)
-                    .append(true)
-                    .open(&path)
-                    .and_then(|mut f| f.write_all(&lines))
-                    .at(&path)
-            }
-        };
-        match result {
-            Ok(()) => folded.transcript_seq = folded.meta.last_seq,
-            Err(e) => tracing::warn!(file = %path.display(), error = %e, "cannot update transcript.jsonl"),
+        prev_default: &weft_core::BranchId,
+    ) -> Result<(), StoreError> {
+        let default = &folded.meta.default_branch;
+        let rewrite = records.iter().any(|r| match &r.kind {
+            RecordKind::Rewind { branch, .. } => branch == default || branch == prev_default,
+            RecordKind::DefaultBranch { .. } => true,
+            RecordKind::BranchRemoved { branch } => branch == prev_default,
+            _ => false,
+        });
+        if rewrite {
+            return self.rewrite_transcript(dir, file, folded.valid_len);
         }
+        let mut lines = Vec::new();
+        for r in records {
+            if let Some(m) = r.as_message()
+                && &m.branch == default
+            {
+                transcript::message_lines(m, r.seq, &mut lines);
+            }
+        }
+        if lines.is_empty() {
+            return Ok(());
+        }
+        let path = dir.join(TRANSCRIPT_FILE);
+        OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .and_then(|mut f| f.write_all(&lines))
+            .at(&path)
     }
 
     fn rewrite_transcript(&self, dir: &Path, file: &File, valid_len: u64) -> Result<(), StoreError> {
@@ -544,7 +605,7 @@ impl Inner {
         let mut lines = Vec::new();
         if let Some(b) = view.default_branch() {
             for m in &b.messages {
-                transcript::message_lines(&m.message, &mut lines);
+                transcript::message_lines(&m.message, m.seq, &mut lines);
             }
         }
         write_atomic(&dir.join(TRANSCRIPT_FILE), &lines, false)
@@ -575,10 +636,10 @@ impl Inner {
 
         let sessions_dir = self.sessions_dir(&slug);
         let project_dir = self.projects.join(&slug);
-        let new_project = !project_dir.exists();
+        let new_project = !sessions_dir.exists();
         fs::create_dir_all(&sessions_dir).at(&sessions_dir)?;
         let dir = sessions_dir.join(id.as_str());
-        self.index.begin_create(&id, &slug, || {
+        self.index.begin_create(&id, &slug, new_project, || {
             let before = fs::metadata(&sessions_dir).map(|m| mtime_ns(&m)).at(&sessions_dir)?;
             match fs::create_dir(&dir) {
                 Ok(()) => {}
@@ -592,6 +653,11 @@ impl Inner {
         })?;
         let _lock = self.lock_dir(&id, &dir, false)?;
         if has_committed_log(&dir, &self.bytes_read)? {
+            // Another creator won, or an unindexed session was there: index
+            // it (our placeholder row must not hide it) and refuse.
+            if let Err(e) = self.index_from_disk(&id, &slug, &dir) {
+                tracing::warn!(session = %id, error = %e, "cannot index an existing session");
+            }
             return Err(StoreError::AlreadyExists(id.to_string()));
         }
         let log_path = dir.join(LOG_FILE);
@@ -626,26 +692,29 @@ impl Inner {
             ino,
             valid_len: bytes.len() as u64,
             meta: fold_meta(&id, &records, &log_path.display().to_string())?,
-            transcript_seq: 0,
+            meta_file_len: 0,
+            transcript_seq: None,
         };
         let mut lines = Vec::new();
         for r in &records {
             if let Some(m) = r.as_message()
                 && m.branch == folded.meta.default_branch
             {
-                transcript::message_lines(m, &mut lines);
+                transcript::message_lines(m, r.seq, &mut lines);
             }
         }
-        match write_atomic(&dir.join(TRANSCRIPT_FILE), &lines, false) {
-            Ok(()) => folded.transcript_seq = folded.meta.last_seq,
-            Err(e) => tracing::warn!(session = %id, error = %e, "cannot write transcript.jsonl"),
+        let transcript_path = dir.join(TRANSCRIPT_FILE);
+        match fs::write(&transcript_path, &lines) {
+            Ok(()) => folded.transcript_seq = Some(folded.meta.last_seq),
+            Err(e) => tracing::warn!(file = %transcript_path.display(), error = %e, "cannot write transcript.jsonl"),
         }
-        self.write_meta_file(&dir, &folded);
+        self.write_meta_file(&dir, &mut folded);
         if let Err(e) = self.index.upsert(&slug, &folded.meta, folded.valid_len) {
             tracing::warn!(session = %id, error = %e, "cannot index a new session; the next open reindexes it");
         }
-        self.remember(&id, &slug, Some(folded.clone()));
-        Ok(folded.meta)
+        let meta = folded.meta.clone();
+        self.remember(&id, &slug, Some(folded));
+        Ok(meta)
     }
 
     fn get(&self, id: &SessionId) -> Result<SessionMeta, StoreError> {
@@ -658,11 +727,30 @@ impl Inner {
         Ok(meta)
     }
 
-    fn append(&self, id: &SessionId, expected_seq: u64, records: Vec<Record>) -> Result<SessionMeta, StoreError> {
-        check_batch(expected_seq, &records)?;
+    /// Locks a session for writing: its project slug, directory and lock.
+    /// Uses the cached location when there is one (falling back to a fresh
+    /// lookup if the session moved or vanished).
+    fn lock_session(&self, id: &SessionId) -> Result<(String, PathBuf, SessionLock), StoreError> {
+        let cached = self.cache().get(id).map(|c| c.dir_slug.clone());
+        if let Some(slug) = cached {
+            let dir = self.session_dir(&slug, id.as_str());
+            match self.lock_dir(id, &dir, true) {
+                Ok(lock) => return Ok((slug, dir, lock)),
+                Err(StoreError::NotFound(_)) => self.forget(id),
+                Err(e) => return Err(e),
+            }
+        }
         let (slug, _) = self.open_log(id)?;
         let dir = self.session_dir(&slug, id.as_str());
-        let _lock = self.lock_dir(id, &dir, true)?;
+        let lock = self.lock_dir(id, &dir, true)?;
+        Ok((slug, dir, lock))
+    }
+
+    fn append(&self, id: &SessionId, expected_seq: u64, records: Vec<Record>) -> Result<SessionMeta, StoreError> {
+        let t0 = std::time::Instant::now();
+        check_batch(expected_seq, &records)?;
+        let (slug, dir, _lock) = self.lock_session(id)?;
+        prof(0, t0);
         let log_path = dir.join(LOG_FILE);
         let file = match OpenOptions::new().read(true).write(true).open(&log_path) {
             Ok(f) => f,
@@ -682,10 +770,16 @@ impl Inner {
             });
         }
         let mut folded = self.folded(id, &dir, &file, head, ino)?;
+        prof(1, t0);
+        if let Err(e) = self.catch_up_transcript(&dir, &file, &mut folded) {
+            tracing::warn!(session = %id, error = %e, "cannot bring transcript.jsonl up to date");
+        }
         let bytes = log::encode_batch(&records).map_err(encode_err)?;
+        prof(2, t0);
         if let Err(e) = self.index.mark_appending(id) {
             tracing::warn!(session = %id, error = %e, "cannot mark the index row; continuing");
         }
+        prof(3, t0);
         if head.has_tail() {
             tracing::warn!(
                 log = %log_path.display(),
@@ -698,26 +792,57 @@ impl Inner {
             .write_all_at(&bytes, head.valid_len)
             .and_then(|()| file.sync_data());
         if let Err(e) = written {
-            // Leave the log as it was; whatever did land is an uncommitted
-            // tail at worst (its last line lacks nothing but it was never
-            // acknowledged), so cut it back.
+            // Leave the log as it was: cut back whatever landed (it was
+            // never acknowledged).
             let _ = file.set_len(head.valid_len);
             let _ = file.sync_data();
             let _ = self.index.upsert(&slug, &folded.meta, head.valid_len);
             return Err(io_err(&log_path, e));
         }
-        let old_default = folded.meta.default_branch.clone();
+        prof(4, t0);
+        let prev_default = folded.meta.default_branch.clone();
+        let before = folded.meta.clone();
         for r in &records {
             folded.meta.apply(r);
         }
         folded.valid_len = head.valid_len + bytes.len() as u64;
-        self.update_transcript(&dir, &file, &mut folded, expected_seq, &records, &old_default);
-        self.write_meta_file(&dir, &folded);
-        if let Err(e) = self.index.upsert(&slug, &folded.meta, folded.valid_len) {
+        if folded.transcript_seq == Some(expected_seq) {
+            match self.write_transcript_records(&dir, &file, &folded, &records, &prev_default) {
+                Ok(()) => folded.transcript_seq = Some(folded.meta.last_seq),
+                Err(e) => {
+                    tracing::warn!(session = %id, error = %e, "cannot update transcript.jsonl");
+                    folded.transcript_seq = None;
+                }
+            }
+        } else {
+            folded.transcript_seq = None;
+        }
+        // metadata.json is refreshed when the metadata changes beyond the
+        // running counters, or when the log has outgrown it by
+        // META_REFRESH_BYTES; readers fold the records after it.
+        let changes_meta = records.iter().any(|r| {
+            matches!(
+                r.kind,
+                RecordKind::Status(_) | RecordKind::Meta(_) | RecordKind::DefaultBranch { .. }
+            )
+        });
+        prof(5, t0);
+        if changes_meta
+            || folded.meta_file_len == 0
+            || folded.valid_len - folded.meta_file_len >= META_REFRESH_BYTES
+        {
+            self.write_meta_file(&dir, &mut folded);
+        }
+        prof(6, t0);
+        if let Err(e) = self
+            .index
+            .update_appended(&slug, &before, &folded.meta, folded.valid_len)
+        {
             tracing::warn!(session = %id, error = %e, "cannot update the index; the next open repairs it");
         }
         let meta = folded.meta.clone();
         self.remember(id, &slug, Some(folded));
+        prof(7, t0);
         Ok(meta)
     }
 
@@ -1113,6 +1238,12 @@ impl Inner {
         let Some(_lock) = self.try_lock_dir(&dir)? else {
             return Ok(());
         };
+        self.index_from_disk(id, slug, &dir)
+    }
+
+    /// Writes a session's index row from its directory (the caller holds its
+    /// lock, or accepts the row's monotonic guard as enough).
+    fn index_from_disk(&self, id: &SessionId, slug: &str, dir: &Path) -> Result<(), StoreError> {
         let log_path = dir.join(LOG_FILE);
         let file = match File::open(&log_path) {
             Ok(f) => f,
@@ -1125,7 +1256,7 @@ impl Inner {
         if head.last_seq == 0 {
             return self.index.remove(id.as_str());
         }
-        let folded = self.folded(id, &dir, &file, head, ino)?;
+        let folded = self.folded(id, dir, &file, head, ino)?;
         self.index.upsert(slug, &folded.meta, folded.valid_len)?;
         self.remember(id, slug, Some(folded));
         Ok(())
@@ -1255,5 +1386,17 @@ impl Store for FsStore {
     async fn read_events(&self, id: &SessionId, limit: usize) -> Result<Vec<Value>, StoreError> {
         let id = id.clone();
         blocking("fs", &self.inner, move |i| i.read_events(&id, limit)).await
+    }
+}
+
+static PROF: [AtomicU64; 9] = [const { AtomicU64::new(0) }; 9];
+fn prof(i: usize, t0: std::time::Instant) {
+    PROF[i].fetch_add(t0.elapsed().as_nanos() as u64, Ordering::Relaxed);
+    if i == 7 {
+        let n = PROF[8].fetch_add(1, Ordering::Relaxed) + 1;
+        if n % 1000 == 0 {
+            let v: Vec<u64> = (0..8).map(|k| PROF[k].load(Ordering::Relaxed) / n / 1000).collect();
+            eprintln!("append phases (cumulative us): {v:?}");
+        }
     }
 }

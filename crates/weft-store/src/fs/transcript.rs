@@ -7,18 +7,21 @@
 //! {"role":"tool","tool_call_id":"c1","content":"…","timestamp":"…"}
 //! ```
 //!
-//! Messages are appended as their records are; system messages are left
-//! out (as Amplifier does). The file is derived from `log.jsonl` and is not
-//! fsync'd: when the log is found ahead of it (after a crash), or the
-//! default branch is rewound or changed, the store rewrites it from the log.
+//! Each line also carries `seq`, the log record it comes from (Amplifier's
+//! readers ignore unknown keys). Messages are appended as their records
+//! are; system messages are left out (as Amplifier does). The file is
+//! derived from `log.jsonl` and is not fsync'd: an append that finds the log
+//! ahead of the transcript's last `seq` (after a crash, or when another
+//! process wrote without updating it) adds the missing lines first, and a
+//! rewind or a change of the default branch rewrites the file from the log.
 //! Tool results become one `tool` line each; a message's text blocks are
 //! joined into `content`.
 
 use serde_json::{Map, Value, json};
 use weft_core::message::{ContentBlock, Message, Role};
 
-/// Appends the transcript lines of `message` to `out`.
-pub(crate) fn message_lines(message: &Message, out: &mut Vec<u8>) {
+/// Appends the transcript lines of `message` (log record `seq`) to `out`.
+pub(crate) fn message_lines(message: &Message, seq: u64, out: &mut Vec<u8>) {
     let ts = Value::String(message.timestamp.to_rfc3339());
     let mut push = |v: Value| {
         // Serialising a Value cannot fail.
@@ -28,7 +31,7 @@ pub(crate) fn message_lines(message: &Message, out: &mut Vec<u8>) {
     };
     match message.role {
         Role::System => {}
-        Role::User => push(json!({"role": "user", "content": message.text_content(), "timestamp": ts})),
+        Role::User => push(json!({"role": "user", "content": message.text_content(), "timestamp": ts, "seq": seq})),
         Role::Assistant => {
             let mut line = Map::new();
             line.insert("role".into(), "assistant".into());
@@ -42,6 +45,7 @@ pub(crate) fn message_lines(message: &Message, out: &mut Vec<u8>) {
                 line.insert("tool_calls".into(), Value::Array(calls));
             }
             line.insert("timestamp".into(), ts);
+            line.insert("seq".into(), seq.into());
             push(Value::Object(line));
         }
         Role::Tool => {
@@ -50,7 +54,7 @@ pub(crate) fn message_lines(message: &Message, out: &mut Vec<u8>) {
                     call_id, output, ..
                 } = block
                 {
-                    push(json!({"role": "tool", "tool_call_id": call_id, "content": output, "timestamp": ts.clone()}));
+                    push(json!({"role": "tool", "tool_call_id": call_id, "content": output, "timestamp": ts.clone(), "seq": seq}));
                 }
             }
         }
@@ -66,7 +70,7 @@ mod tests {
     fn amplifier_shapes() {
         let b = BranchId::main();
         let mut out = Vec::new();
-        message_lines(&Message::text(b.clone(), Role::User, "hi"), &mut out);
+        message_lines(&Message::text(b.clone(), Role::User, "hi"), 2, &mut out);
         message_lines(
             &Message::new(
                 b.clone(),
@@ -80,6 +84,7 @@ mod tests {
                     },
                 ],
             ),
+            3,
             &mut out,
         );
         message_lines(
@@ -92,9 +97,10 @@ mod tests {
                     is_error: false,
                 }],
             ),
+            3,
             &mut out,
         );
-        message_lines(&Message::text(b, Role::System, "sys"), &mut out);
+        message_lines(&Message::text(b, Role::System, "sys"), 5, &mut out);
         let lines: Vec<Value> = out
             .split(|&c| c == b'\n')
             .filter(|l| !l.is_empty())
@@ -105,6 +111,7 @@ mod tests {
         assert_eq!(lines[0]["content"], "hi");
         assert!(lines[0]["timestamp"].is_string());
         assert_eq!(lines[1]["tool_calls"][0], json!({"id": "c1", "tool": "read", "arguments": {"path": "a"}}));
-        assert_eq!(lines[2], json!({"role": "tool", "tool_call_id": "c1", "content": "data", "timestamp": lines[2]["timestamp"]}));
+        assert_eq!(lines[2], json!({"role": "tool", "tool_call_id": "c1", "content": "data", "timestamp": lines[2]["timestamp"], "seq": 3}));
+        assert_eq!(lines[0]["seq"], 2);
     }
 }
