@@ -107,15 +107,20 @@ fn ms(d: Duration) -> f64 {
 fn stats(mut samples: Vec<Duration>) -> (Duration, Duration, Duration) {
     samples.sort();
     let n = samples.len().max(1);
-    let at = |q: f64| samples.get(((n as f64 - 1.0) * q) as usize).copied().unwrap_or_default();
+    let at = |q: f64| {
+        samples
+            .get(((n as f64 - 1.0) * q) as usize)
+            .copied()
+            .unwrap_or_default()
+    };
     (at(0.0), at(0.5), at(0.99))
 }
 
 /// A message of about `bytes` bytes of text.
 fn message(role: Role, i: usize, bytes: usize) -> Message {
     const WORDS: &[&str] = &[
-        "session", "kernel", "durable", "append", "the", "quick", "brown", "fox", "log", "branch", "tool",
-        "result", "weft", "store", "and", "of", "a", "to", "fork", "index",
+        "session", "kernel", "durable", "append", "the", "quick", "brown", "fox", "log", "branch",
+        "tool", "result", "weft", "store", "and", "of", "a", "to", "fork", "index",
     ];
     let mut text = format!("message {i}:");
     let mut k = i;
@@ -132,7 +137,11 @@ fn message(role: Role, i: usize, bytes: usize) -> Message {
 }
 
 fn meta(project: &str) -> SessionMeta {
-    SessionMeta::new(SessionId::new_v7(), Project::from_dir(Path::new(project)), "base")
+    SessionMeta::new(
+        SessionId::new_v7(),
+        Project::from_dir(Path::new(project)),
+        "base",
+    )
 }
 
 fn open(backend: &str, root: &Path) -> anyhow::Result<Arc<dyn Store>> {
@@ -150,7 +159,9 @@ fn disk_usage(root: &Path) -> (u64, u64) {
     let mut allocated = 0;
     let mut stack = vec![root.to_path_buf()];
     while let Some(p) = stack.pop() {
-        let Ok(entries) = std::fs::read_dir(&p) else { continue };
+        let Ok(entries) = std::fs::read_dir(&p) else {
+            continue;
+        };
         for e in entries.flatten() {
             let Ok(md) = e.metadata() else { continue };
             if md.is_dir() {
@@ -165,14 +176,31 @@ fn disk_usage(root: &Path) -> (u64, u64) {
 }
 
 /// Appends `n` messages (alternating roles) to `id` in batches of 1000.
-async fn fill(store: &dyn Store, id: &SessionId, mut head: u64, n: usize, bytes: usize) -> anyhow::Result<u64> {
+async fn fill(
+    store: &dyn Store,
+    id: &SessionId,
+    mut head: u64,
+    n: usize,
+    bytes: usize,
+) -> anyhow::Result<u64> {
     let mut i = 0;
     while i < n {
         let k = (n - i).min(1000);
         let kinds = (i..i + k).map(|j| {
-            RecordKind::message(message(if j % 2 == 0 { Role::User } else { Role::Assistant }, j, bytes))
+            RecordKind::message(message(
+                if j % 2 == 0 {
+                    Role::User
+                } else {
+                    Role::Assistant
+                },
+                j,
+                bytes,
+            ))
         });
-        head = store.append(id, head, Record::batch(head, kinds)).await?.last_seq;
+        head = store
+            .append(id, head, Record::batch(head, kinds))
+            .await?
+            .last_seq;
         i += k;
     }
     Ok(head)
@@ -204,7 +232,10 @@ async fn append_workload(backend: &str, root: &Path, args: &StoreBenchArgs) -> a
         let start = Instant::now();
         for (id, head) in sessions.iter_mut() {
             for role in [Role::User, Role::Assistant] {
-                let batch = Record::batch(*head, [RecordKind::message(message(role, turn, args.message_bytes))]);
+                let batch = Record::batch(
+                    *head,
+                    [RecordKind::message(message(role, turn, args.message_bytes))],
+                );
                 let t = Instant::now();
                 *head = store.append(id, *head, batch).await?.last_seq;
                 latencies.push(t.elapsed());
@@ -260,7 +291,12 @@ impl RawFiles {
     fn new(dir: &Path, sessions: usize) -> anyhow::Result<Self> {
         std::fs::create_dir_all(dir)?;
         let files = (0..sessions)
-            .map(|s| OpenOptions::new().create(true).append(true).open(dir.join(format!("{s}.jsonl"))))
+            .map(|s| {
+                OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(dir.join(format!("{s}.jsonl")))
+            })
             .collect::<Result<_, _>>()?;
         Ok(Self {
             files,
@@ -273,7 +309,10 @@ impl RawFiles {
     fn turn(&mut self, turn: usize, bytes: usize) -> anyhow::Result<()> {
         for (s, file) in self.files.iter_mut().enumerate() {
             for role in [Role::User, Role::Assistant] {
-                let batch = Record::batch(self.heads[s], [RecordKind::message(message(role, turn, bytes))]);
+                let batch = Record::batch(
+                    self.heads[s],
+                    [RecordKind::message(message(role, turn, bytes))],
+                );
                 self.heads[s] += 1;
                 let mut line = serde_json::to_vec(&batch[0])?;
                 line.push(b'\n');
@@ -316,7 +355,14 @@ async fn read_workloads(backend: &str, root: &Path, args: &StoreBenchArgs) -> an
     let store = open(backend, root)?;
     // (b) one long session.
     let m = store.create(meta("/bench/load"), Vec::new()).await?;
-    fill(&*store, &m.id, m.last_seq, args.load_messages, args.message_bytes).await?;
+    fill(
+        &*store,
+        &m.id,
+        m.last_seq,
+        args.load_messages,
+        args.message_bytes,
+    )
+    .await?;
     let id = m.id.clone();
     let n = args.load_messages;
     let load = timed(args.runs, || {
@@ -351,14 +397,26 @@ async fn read_workloads(backend: &str, root: &Path, args: &StoreBenchArgs) -> an
 
     // (d) fork at the middle of a long-ish session.
     let f = store.create(meta("/bench/fork"), Vec::new()).await?;
-    fill(&*store, &f.id, f.last_seq, args.fork_turns * 2, args.message_bytes).await?;
+    fill(
+        &*store,
+        &f.id,
+        f.last_seq,
+        args.fork_turns * 2,
+        args.message_bytes,
+    )
+    .await?;
     let half = (args.fork_turns / 2).max(1) as u64;
     let fork = timed(args.runs.min(10), || {
         let (store, id) = (store.clone(), f.id.clone());
         async move { Ok(store.fork(&id, ForkPoint::Turn(half), None, None).await?) }
     })
     .await?;
-    emit_ms(backend, "fork_middle", fork, json!({"turns": args.fork_turns, "at_turn": half}));
+    emit_ms(
+        backend,
+        "fork_middle",
+        fork,
+        json!({"turns": args.fork_turns, "at_turn": half}),
+    );
 
     // (c) many sessions, list the newest 20.
     let list_root = root.join("list");
@@ -393,7 +451,12 @@ async fn read_workloads(backend: &str, root: &Path, args: &StoreBenchArgs) -> an
         }
     })
     .await?;
-    emit_ms(backend, "list_newest", list, json!({"sessions": args.list_sessions, "limit": 20}));
+    emit_ms(
+        backend,
+        "list_newest",
+        list,
+        json!({"sessions": args.list_sessions, "limit": 20}),
+    );
     if backend != "memory" {
         drop(store);
         let open_list = timed(args.runs.min(10), || {
@@ -405,7 +468,12 @@ async fn read_workloads(backend: &str, root: &Path, args: &StoreBenchArgs) -> an
             }
         })
         .await?;
-        emit_ms(backend, "open_and_list", open_list, json!({"sessions": args.list_sessions, "limit": 20}));
+        emit_ms(
+            backend,
+            "open_and_list",
+            open_list,
+            json!({"sessions": args.list_sessions, "limit": 20}),
+        );
     }
     Ok(())
 }

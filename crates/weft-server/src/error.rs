@@ -67,6 +67,41 @@ impl ApiError {
     pub fn unavailable(detail: impl Into<String>) -> Self {
         Self::new(StatusCode::SERVICE_UNAVAILABLE, detail)
     }
+
+    /// A branch session `session` does not have. Named in the URL path
+    /// (`field` None), it is a missing resource: 404. Named in a body or
+    /// query field, it is a bad value of that field: 422 naming it.
+    pub fn unknown_branch(
+        session: impl std::fmt::Display,
+        branch: &str,
+        field: Option<&str>,
+    ) -> Self {
+        let text = format!(
+            "session {session} has no branch {branch:?}: GET /api/v1/sessions/{session}/branches lists its branches"
+        );
+        match field {
+            None => Self::not_found(text),
+            Some(field) => Self::unprocessable(format!("{field}: {text}")),
+        }
+    }
+
+    /// A refused branch or mail operation on session `session`. An unknown
+    /// branch follows [`ApiError::unknown_branch`] (`unknown_field` is the
+    /// body or query field that named it, None for the path); a taken name
+    /// or the last branch is 409; another bad argument is 422 naming
+    /// `invalid_field`.
+    pub fn from_branch(
+        session: impl std::fmt::Display,
+        e: BranchError,
+        unknown_field: Option<&str>,
+        invalid_field: &str,
+    ) -> Self {
+        match e {
+            BranchError::UnknownBranch(b) => Self::unknown_branch(session, &b, unknown_field),
+            BranchError::NameTaken(_) | BranchError::LastBranch(_) => Self::conflict(e.to_string()),
+            BranchError::Invalid(m) => Self::unprocessable(format!("{invalid_field}: {m}")),
+        }
+    }
 }
 
 impl IntoResponse for ApiError {

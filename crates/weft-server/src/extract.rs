@@ -137,6 +137,56 @@ impl<S: Send + Sync> FromRequestParts<S> for PathId {
     }
 }
 
+/// A session id and a second path segment (a branch id or name, a state
+/// key), both validated: a malformed one is a 400 naming it.
+pub struct PathPair {
+    /// The session.
+    pub id: SessionId,
+    /// The second segment, percent-decoded.
+    pub name: String,
+}
+
+/// A session id and a branch (id or name) from the path.
+pub struct PathBranch(pub PathPair);
+
+/// A session id and a state key from the path.
+pub struct PathKey(pub PathPair);
+
+async fn path_pair(parts: &mut Parts) -> Result<(SessionId, String), ApiError> {
+    let axum::extract::Path((raw, name)) =
+        axum::extract::Path::<(String, String)>::from_request_parts(parts, &())
+            .await
+            .map_err(|e| ApiError::bad_request(e.body_text()))?;
+    Ok((parse_session_id(&raw)?, name))
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for PathBranch {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        let (id, name) = path_pair(parts).await?;
+        if name.trim().is_empty()
+            || name.chars().count() > 128
+            || name.chars().any(char::is_control)
+        {
+            return Err(ApiError::bad_request(format!(
+                "branch: {name:?} is not a branch id or name (1 to 128 characters, no control characters)"
+            )));
+        }
+        Ok(PathBranch(PathPair { id, name }))
+    }
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for PathKey {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        let (id, name) = path_pair(parts).await?;
+        weft_core::state::check_key(&name).map_err(ApiError::bad_request)?;
+        Ok(PathKey(PathPair { id, name }))
+    }
+}
+
 /// Validates a session id from a request.
 pub fn parse_session_id(raw: &str) -> Result<SessionId, ApiError> {
     SessionId::parse(raw).map_err(|e| ApiError::bad_request(e.to_string()))

@@ -10,20 +10,25 @@
 //! - **kernel events** (`content_block:delta`, `tool:pre`, …), volatile,
 //!   forwarded from the live session's hooks as they are emitted.
 //!
-//! Items carry the turn number that was running when they were published,
-//! so `/execute` can pick out its own turn. The channel is bounded: a
+//! Items carry the number of the turn they belong to, so `/execute` can
+//! pick out its own turn. Turns on different branches run concurrently, so
+//! the hub knows the running turn of each branch: a record or event that
+//! names a branch (messages, and every kernel event of a turn) gets that
+//! branch's turn; one that names none gets the running turn when exactly
+//! one runs (else 0). The channel is bounded: a
 //! stream that falls too far behind is told so and closed; publishers never
 //! wait for readers.
 
+use std::collections::HashMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use async_trait::async_trait;
 use serde_json::Value;
 use tokio::sync::{Mutex, broadcast};
 use weft_core::hooks::{HookError, HookHandler, HookResult, events};
+use weft_core::record::RecordKind;
 use weft_core::store::{Store, StoreError};
-use weft_core::{Record, SessionId};
+use weft_core::{BranchId, Record, SessionId};
 
 /// One item on the bus.
 #[derive(Debug, Clone)]
@@ -62,10 +67,27 @@ pub(crate) struct Hub {
     /// The last record seq published (None: not known yet, nobody
     /// subscribed).
     published: Mutex<Option<u64>>,
-    /// The turn running now (0: none).
-    current_turn: AtomicU64,
-    /// Whether the kernel emitted `execution:end` for the current turn.
-    saw_execution_end: AtomicBool,
+    /// The turn running on each branch.
+    turns: std::sync::Mutex<HashMap<BranchId, TurnTag>>,
+}
+
+/// A running turn, as the hub tags items with it.
+#[derive(Debug, Clone, Copy)]
+struct TurnTag {
+    turn: u64,
+    /// Whether the kernel emitted `execution:end` for it.
+    saw_end: bool,
+}
+
+/// The branch a log record belongs to, if it belongs to one.
+fn record_branch(record: &Record) -> Option<&str> {
+    match &record.kind {
+        RecordKind::Message(m) => Some(m.branch.as_str()),
+        RecordKind::Rewind { branch, .. } | RecordKind::Compaction { branch, .. } => {
+            Some(branch.as_str())
+        }
+        _ => None,
+    }
 }
 
 impl Hub {
@@ -76,8 +98,24 @@ impl Hub {
             id,
             tx,
             published: Mutex::new(None),
-            current_turn: AtomicU64::new(0),
-            saw_execution_end: AtomicBool::new(false),
+            turns: std::sync::Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn tags(&self) -> std::sync::MutexGuard<'_, HashMap<BranchId, TurnTag>> {
+        self.turns.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The turn an item naming `branch` (or none) belongs to (0: none).
+    fn turn_of(&self, branch: Option<&str>) -> u64 {
+        let tags = self.tags();
+        match branch {
+            Some(b) => tags
+                .iter()
+                .find(|(id, _)| id.as_str() == b)
+                .map_or(0, |(_, t)| t.turn),
+            None if tags.len() == 1 => tags.values().next().map_or(0, |t| t.turn),
+            None => 0,
         }
     }
 
@@ -86,27 +124,49 @@ impl Hub {
         self.tx.receiver_count()
     }
 
-    /// Marks `turn` as running (0: none).
-    pub(crate) fn set_turn(&self, turn: u64) {
-        self.current_turn.store(turn, Ordering::SeqCst);
-        self.saw_execution_end.store(false, Ordering::SeqCst);
+    /// Marks `turn` as running on `branch`.
+    pub(crate) fn begin_turn(&self, branch: &BranchId, turn: u64) {
+        self.tags().insert(
+            branch.clone(),
+            TurnTag {
+                turn,
+                saw_end: false,
+            },
+        );
     }
 
-    /// Whether the kernel emitted `execution:end` since [`Hub::set_turn`].
-    pub(crate) fn saw_execution_end(&self) -> bool {
-        self.saw_execution_end.load(Ordering::SeqCst)
+    /// Marks `branch` as running no turn.
+    pub(crate) fn end_turn(&self, branch: &BranchId) {
+        self.tags().remove(branch);
+    }
+
+    /// Whether the kernel emitted `execution:end` for the turn running on
+    /// `branch` since [`Hub::begin_turn`].
+    pub(crate) fn saw_execution_end(&self, branch: &BranchId) -> bool {
+        self.tags().get(branch).is_some_and(|t| t.saw_end)
     }
 
     /// Publishes a volatile event (never waits; copies nothing when no
     /// stream follows the bus).
     pub(crate) fn event(&self, name: &str, data: &Value) {
+        let branch = data.get("branch").and_then(Value::as_str);
         if name == events::EXECUTION_END {
-            self.saw_execution_end.store(true, Ordering::SeqCst);
+            let mut tags = self.tags();
+            let only = (tags.len() == 1)
+                .then(|| tags.keys().next().cloned())
+                .flatten();
+            let key = match branch {
+                Some(b) => tags.keys().find(|id| id.as_str() == b).cloned(),
+                None => only,
+            };
+            if let Some(tag) = key.and_then(|k| tags.get_mut(&k)) {
+                tag.saw_end = true;
+            }
         }
         if self.tx.receiver_count() == 0 {
             return;
         }
-        let turn = self.current_turn.load(Ordering::SeqCst);
+        let turn = self.turn_of(branch);
         let _ = self.tx.send(Arc::new(BusItem::Event {
             name: name.to_string(),
             data: data.clone(),
@@ -148,7 +208,6 @@ impl Hub {
             *published = Some(head.max(records.last().map_or(head, |r| r.seq)));
             return;
         }
-        let turn = self.current_turn.load(Ordering::SeqCst);
         if first.seq > head + 1 {
             match store
                 .read(&self.id, head + 1, Some((first.seq - head - 1) as usize))
@@ -158,6 +217,7 @@ impl Hub {
                     for r in missing.into_iter().filter(|r| r.seq < first.seq) {
                         if r.seq == head + 1 {
                             head = r.seq;
+                            let turn = self.turn_of(record_branch(&r));
                             let _ = self.tx.send(Arc::new(BusItem::Record { record: r, turn }));
                         }
                     }
@@ -174,6 +234,7 @@ impl Hub {
         for r in records {
             if r.seq == head + 1 {
                 head = r.seq;
+                let turn = self.turn_of(record_branch(r));
                 let _ = self.tx.send(Arc::new(BusItem::Record {
                     record: r.clone(),
                     turn,
@@ -255,7 +316,6 @@ impl HookHandler for Forward {
 mod tests {
     use super::*;
     use weft_core::memory::MemoryStore;
-    use weft_core::record::RecordKind;
     use weft_core::session::{Project, SessionMeta};
     use weft_core::{Message, Role};
 
@@ -294,5 +354,53 @@ mod tests {
             }
         }
         assert_eq!(seqs, vec![2, 3, 4]);
+    }
+
+    #[tokio::test]
+    async fn items_are_tagged_with_their_branch_turn() {
+        let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
+        let id = SessionId::new_v7();
+        store
+            .create(
+                SessionMeta::new(id.clone(), Project::current(), "base"),
+                vec![],
+            )
+            .await
+            .unwrap();
+        let hub = Hub::new(id.clone(), 64);
+        let (mut rx, _) = hub.subscribe(&store).await.unwrap();
+        let left = BranchId::parse("left").unwrap();
+        hub.begin_turn(&BranchId::main(), 1);
+        hub.begin_turn(&left, 2);
+        hub.event("x", &serde_json::json!({"branch": "left"}));
+        hub.event("x", &serde_json::json!({"branch": "main"}));
+        hub.event("x", &serde_json::json!({"branch": "other"}));
+        hub.event("x", &serde_json::json!({}));
+        let h = store.get(&id).await.unwrap().last_seq;
+        let batch = Record::batch(
+            h,
+            [RecordKind::message(Message::text(
+                left.clone(),
+                Role::User,
+                "l",
+            ))],
+        );
+        store.append(&id, h, batch.clone()).await.unwrap();
+        hub.publish(&store, &batch).await;
+        hub.event(
+            events::EXECUTION_END,
+            &serde_json::json!({"branch": "left"}),
+        );
+        assert!(hub.saw_execution_end(&left));
+        assert!(!hub.saw_execution_end(&BranchId::main()));
+        hub.end_turn(&left);
+        hub.event("x", &serde_json::json!({}));
+        let mut turns = Vec::new();
+        while let Ok(item) = rx.try_recv() {
+            turns.push(item.turn());
+        }
+        // left, main, a branch with no turn, no branch while two run, a
+        // record on left, left's end, no branch while only main runs.
+        assert_eq!(turns, vec![2, 1, 0, 0, 2, 2, 1]);
     }
 }

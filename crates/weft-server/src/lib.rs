@@ -7,6 +7,12 @@
 //! `POST /api/v1/chat`, `GET /api/v1/agents` and `GET /health`, and an
 //! OpenAPI document at `/openapi.json`.
 //!
+//! Sessions have branches (LionAGI: make, split, remove, pick the default,
+//! run turns on a branch — concurrently across branches), mail between
+//! branches, the messages of several branches in log order, and keyed
+//! state with `app:`/`user:`/`temp:` scopes (agentkernel), all under
+//! `/api/v1/sessions/{id}/…` and all records of the session log.
+//!
 //! The server knows nothing of backends, providers or terminals: the
 //! embedder hands it a [`ServerContext`] (a store, a module registry, a
 //! [`PlanSource`] that turns profile names into mount plans, the project,
@@ -57,15 +63,17 @@ pub use config::{DEFAULT_BODY_LIMIT, DEFAULT_PORT, ServerConfig};
 pub use context::{PlanError, PlanSource, ServerContext, StaticPlanSource};
 pub use error::{ApiError, ErrorBody, ServerError};
 pub use model::{
-    AgentEntry, ChatRequest, CleanupRequest, CleanupResponse, CreateSessionRequest, FailRequest,
-    ForkRequest, ForkedFromInfo, Health, MessageContent, Multitask, ProfileEntry, RunRequest,
-    RunResponse, SendMessageRequest, SendMessageResponse, SessionInfo, TokenUsage,
-    TranscriptMessage, UpdateSessionRequest,
+    AgentEntry, BranchDetail, BranchInfo, BranchMessage, BranchPromptRequest, ChatRequest,
+    CleanupRequest, CleanupResponse, CollectMailRequest, CollectMailResponse, CreateSessionRequest,
+    FailRequest, ForkRequest, ForkedFromInfo, Health, MailInfo, MessageContent, Multitask,
+    NewBranchRequest, ProfileEntry, RunRequest, RunResponse, SendMailRequest, SendMessageRequest,
+    SendMessageResponse, SessionInfo, SetStateRequest, SplitFromInfo, SplitRequest, StateEntry,
+    TokenUsage, TranscriptMessage, UpdateSessionRequest,
 };
 pub use openapi::ApiDoc;
 
 use crate::live::Core;
-use crate::routes::{agentkernel, docs, messages, sessions};
+use crate::routes::{agentkernel, branches, docs, messages, sessions, state};
 
 /// Every route the server answers, as `(method, path)`; the OpenAPI
 /// document covers each of them (a test checks it).
@@ -86,6 +94,26 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("post", "/api/v1/sessions/{id}/execute"),
     ("post", "/api/v1/sessions/{id}/fork"),
     ("post", "/api/v1/sessions/cleanup"),
+    ("get", "/api/v1/sessions/{id}/branches"),
+    ("post", "/api/v1/sessions/{id}/branches"),
+    ("get", "/api/v1/sessions/{id}/branches/{branch}"),
+    ("delete", "/api/v1/sessions/{id}/branches/{branch}"),
+    ("post", "/api/v1/sessions/{id}/branches/{branch}/split"),
+    ("post", "/api/v1/sessions/{id}/branches/{branch}/default"),
+    ("get", "/api/v1/sessions/{id}/branches/{branch}/transcript"),
+    (
+        "post",
+        "/api/v1/sessions/{id}/branches/{branch}/send-message",
+    ),
+    ("post", "/api/v1/sessions/{id}/mail"),
+    ("get", "/api/v1/sessions/{id}/mail"),
+    ("post", "/api/v1/sessions/{id}/mail/collect"),
+    ("get", "/api/v1/sessions/{id}/messages"),
+    ("get", "/api/v1/sessions/{id}/state"),
+    ("delete", "/api/v1/sessions/{id}/state"),
+    ("get", "/api/v1/sessions/{id}/state/{key}"),
+    ("put", "/api/v1/sessions/{id}/state/{key}"),
+    ("delete", "/api/v1/sessions/{id}/state/{key}"),
     ("get", "/api/v1/profiles"),
     ("post", "/run"),
     ("post", "/api/v1/chat"),
@@ -126,7 +154,49 @@ fn build(core: Arc<Core>) -> Router {
         .route("/api/v1/sessions/{id}/fork", post(sessions::fork_session))
         .route(
             "/api/v1/sessions/{id}/messages",
-            post(messages::append_message),
+            post(messages::append_message).get(branches::concat_messages),
+        )
+        .route(
+            "/api/v1/sessions/{id}/branches",
+            get(branches::list_branches).post(branches::new_branch),
+        )
+        .route(
+            "/api/v1/sessions/{id}/branches/{branch}",
+            get(branches::get_branch).delete(branches::delete_branch),
+        )
+        .route(
+            "/api/v1/sessions/{id}/branches/{branch}/split",
+            post(branches::split_branch),
+        )
+        .route(
+            "/api/v1/sessions/{id}/branches/{branch}/default",
+            post(branches::set_default_branch),
+        )
+        .route(
+            "/api/v1/sessions/{id}/branches/{branch}/transcript",
+            get(branches::branch_transcript),
+        )
+        .route(
+            "/api/v1/sessions/{id}/branches/{branch}/send-message",
+            post(branches::branch_send_message),
+        )
+        .route(
+            "/api/v1/sessions/{id}/mail",
+            get(branches::list_mail).post(branches::send_mail),
+        )
+        .route(
+            "/api/v1/sessions/{id}/mail/collect",
+            post(branches::collect_mail),
+        )
+        .route(
+            "/api/v1/sessions/{id}/state",
+            get(state::all_state).delete(state::clear_state),
+        )
+        .route(
+            "/api/v1/sessions/{id}/state/{key}",
+            get(state::get_state)
+                .put(state::put_state)
+                .delete(state::delete_state),
         )
         .route(
             "/api/v1/sessions/{id}/transcript",

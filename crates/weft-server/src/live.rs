@@ -5,13 +5,25 @@
 //! dropped again after `idle_timeout` without a turn) and its turn queue.
 //!
 //! Rules kept here:
-//! - **One turn at a time per session.** A prompt that arrives while a turn
-//!   runs is refused (409), queued (`enqueue`) or run next after the
-//!   running turn is cancelled (`interrupt`).
+//! - **One turn at a time per branch.** Each branch of a session has its
+//!   own lane: turns on different branches run concurrently (the session
+//!   log serialises their records), while a prompt for a branch that is
+//!   running a turn is refused (409), queued (`enqueue`) or run next after
+//!   that branch's turn is cancelled (`interrupt`). The kernel cancels all
+//!   of a session's turns at once, so an interrupt cancels its branch's
+//!   turn as soon as no other branch is running one (until then the
+//!   running turn is left to finish), and turns starting meanwhile wait.
 //! - **One writer per session in this process.** Server-side writes
 //!   (status, messages, metadata) go through the live session's log handle
 //!   when there is one, else straight to the store, both under the slot's
 //!   lock; so the daemon never races its own turns into a conflict.
+//!   Branch, mail and state changes go through [`Core::update`], which
+//!   makes the same choice: the live session's `update_with` (its log head
+//!   and branch caches stay right) or `weft_core::store::update_session`.
+//!   A change that would disturb a branch running a turn (removing it,
+//!   delivering mail or adding messages to it) is refused with 409. Before
+//!   each turn the live session takes in what other writers (the CLI)
+//!   appended meanwhile, so it neither conflicts nor runs on stale history.
 //! - **Lifecycle.** Transitions follow [`SessionStatus::can_become`]; a
 //!   refused one is a 409 naming the current status. While a turn runs,
 //!   only `terminate` (which cancels it) may end the session.
@@ -23,16 +35,18 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use futures::FutureExt;
-use serde_json::{Value, json};
+use serde_json::{Map, Value, json};
 use tokio::sync::{broadcast, oneshot, watch};
 use tokio_util::sync::CancellationToken;
 use weft_core::hooks::{ALL_EVENTS, events};
 use weft_core::mount::MountPlan;
-use weft_core::record::{RecordKind, StatusChange};
+use weft_core::record::{RecordKind, StateDelta, StatusChange};
 use weft_core::session::SessionMeta;
-use weft_core::store::{DeleteOptions, Store, StoreError};
+use weft_core::state::{StateScope, check_key, scope_of};
+use weft_core::store::{DeleteOptions, Store, StoreError, update_session};
+use weft_core::view::SessionView;
 use weft_core::{
-    CancelMode, Record, Session, SessionConfig, SessionError, SessionId, SessionStatus,
+    BranchId, CancelMode, Record, Session, SessionConfig, SessionError, SessionId, SessionStatus,
 };
 
 use crate::config::ServerConfig;
@@ -52,7 +66,8 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 pub(crate) struct Job {
     turn: u64,
     prompt: String,
-    branch: Option<String>,
+    /// The branch it runs on (resolved when it was submitted).
+    branch: BranchId,
     cancel: CancellationToken,
     done: Option<oneshot::Sender<TurnResult>>,
 }
@@ -61,10 +76,45 @@ struct Running {
     cancel: CancellationToken,
 }
 
+/// One branch's turns: the running one and the prompts waiting for it.
 #[derive(Default)]
-struct Turns {
+struct Lane {
     current: Option<Running>,
     queue: VecDeque<Job>,
+}
+
+#[derive(Default)]
+struct Turns {
+    /// The lanes of the branches that run or wait for a turn.
+    lanes: HashMap<BranchId, Lane>,
+    /// Every turn is being stopped (terminate, delete, shutdown).
+    stop_all: bool,
+}
+
+impl Turns {
+    fn running(&self) -> bool {
+        self.lanes.values().any(|l| l.current.is_some())
+    }
+}
+
+/// What a cancelled turn may do about the session's running turns.
+enum Claim {
+    /// Cancel them: everything is being stopped.
+    All,
+    /// Cancel them: only this branch runs a turn (the gate is held).
+    Exclusive,
+    /// Not now: another branch runs a turn.
+    Wait,
+}
+
+/// Releases the cancel gate when dropped.
+struct GateGuard<'a>(&'a Slot);
+
+impl Drop for GateGuard<'_> {
+    fn drop(&mut self) {
+        let _t = lock(&self.0.turns);
+        self.0.gate.send_replace(false);
+    }
 }
 
 /// One session's state in the daemon.
@@ -74,7 +124,12 @@ pub(crate) struct Slot {
     /// The slot's lock, guarding the live session.
     live: tokio::sync::Mutex<Option<Session>>,
     turns: Mutex<Turns>,
+    /// True while no branch runs a turn.
     idle: watch::Sender<bool>,
+    /// True while one branch cancels the session's running turns (turns
+    /// about to start wait, so they are not cancelled with it). Written
+    /// only under the `turns` lock.
+    gate: watch::Sender<bool>,
     next_turn: AtomicU64,
     touched: Mutex<Instant>,
 }
@@ -87,19 +142,51 @@ impl Slot {
             live: tokio::sync::Mutex::new(None),
             turns: Mutex::new(Turns::default()),
             idle: watch::Sender::new(true),
+            gate: watch::Sender::new(false),
             next_turn: AtomicU64::new(0),
             touched: Mutex::new(Instant::now()),
         }
     }
 
     fn is_running(&self) -> bool {
-        lock(&self.turns).current.is_some()
+        lock(&self.turns).running()
     }
 
-    /// Whether a turn runs, and how many prompts wait.
+    /// Whether a turn runs (on any branch), and how many prompts wait.
     pub(crate) fn turn_status(&self) -> (bool, usize) {
         let t = lock(&self.turns);
-        (t.current.is_some(), t.queue.len())
+        (t.running(), t.lanes.values().map(|l| l.queue.len()).sum())
+    }
+
+    /// Whether a turn runs on `branch`, and how many prompts wait for it.
+    pub(crate) fn branch_status(&self, branch: &BranchId) -> (bool, usize) {
+        let t = lock(&self.turns);
+        t.lanes
+            .get(branch)
+            .map_or((false, 0), |l| (l.current.is_some(), l.queue.len()))
+    }
+
+    /// The branches running a turn or with prompts waiting.
+    fn busy_branches(&self) -> Vec<BranchId> {
+        lock(&self.turns).lanes.keys().cloned().collect()
+    }
+
+    /// Whether the turn of `branch`, cancelled, may cancel the session's
+    /// running turns now (the kernel cancels them all at once).
+    fn claim_cancel(&self, branch: &BranchId) -> Claim {
+        let t = lock(&self.turns);
+        if t.stop_all {
+            return Claim::All;
+        }
+        if *self.gate.borrow()
+            || t.lanes
+                .iter()
+                .any(|(b, l)| b != branch && l.current.is_some())
+        {
+            return Claim::Wait;
+        }
+        self.gate.send_replace(true);
+        Claim::Exclusive
     }
 
     pub(crate) fn touch(&self) {
@@ -125,6 +212,8 @@ pub(crate) enum Accepted {
 /// A prompt accepted by [`Core::submit`].
 pub(crate) struct Submitted {
     pub(crate) turn: u64,
+    /// The branch it runs on.
+    pub(crate) branch: BranchId,
     pub(crate) accepted: Accepted,
     pub(crate) done: Option<oneshot::Receiver<TurnResult>>,
 }
@@ -148,7 +237,11 @@ pub(crate) struct NewSession {
 /// A prompt for [`Core::submit`].
 pub(crate) struct Prompt {
     pub(crate) text: String,
+    /// The branch (id or name; None: the default branch).
     pub(crate) branch: Option<String>,
+    /// Whether `branch` came from the URL path (an unknown one is a 404,
+    /// else a 422 naming the field).
+    pub(crate) branch_in_path: bool,
     pub(crate) policy: Multitask,
     pub(crate) need: Need,
     /// Make the session if it does not exist.
@@ -356,27 +449,40 @@ impl Core {
     /// Cancels the running turn, drops queued prompts and waits (bounded)
     /// until no turn runs.
     async fn stop_turns(&self, slot: &Slot) {
-        let (cancel, queued) = {
+        let (cancels, queued) = {
             let mut t = lock(&slot.turns);
-            let cancel = t.current.as_ref().map(|r| r.cancel.clone());
-            (cancel, t.queue.drain(..).collect::<Vec<_>>())
+            t.stop_all = true;
+            let cancels: Vec<CancellationToken> = t
+                .lanes
+                .values()
+                .filter_map(|l| l.current.as_ref().map(|r| r.cancel.clone()))
+                .collect();
+            let queued: Vec<Job> = t
+                .lanes
+                .values_mut()
+                .flat_map(|l| l.queue.drain(..))
+                .collect();
+            (cancels, queued)
         };
         for job in queued {
             if let Some(done) = job.done {
                 let _ = done.send(Err(SessionError::Cancelled));
             }
         }
-        if let Some(cancel) = cancel {
-            cancel.cancel();
+        if !cancels.is_empty() {
+            for cancel in &cancels {
+                cancel.cancel();
+            }
             let mut idle = slot.idle.subscribe();
             let wait = self.config.shutdown_grace.max(Duration::from_secs(1));
             if tokio::time::timeout(wait, idle.wait_for(|idle| *idle))
                 .await
                 .is_err()
             {
-                tracing::warn!(session = %slot.id, "the cancelled turn did not stop in {wait:?}");
+                tracing::warn!(session = %slot.id, "the cancelled turns did not stop in {wait:?}");
             }
         }
+        lock(&slot.turns).stop_all = false;
     }
 
     /// `terminate`: cancels a running turn (its partial state is
@@ -618,6 +724,14 @@ impl Core {
                 m.status
             )));
         }
+        let branch = self
+            .resolve_branch(
+                id,
+                meta.as_ref(),
+                prompt.branch.as_deref(),
+                prompt.branch_in_path,
+            )
+            .await?;
         let session = self
             .ensure_live(&slot, &mut live, meta.as_ref(), prompt.create)
             .await?;
@@ -631,7 +745,7 @@ impl Core {
         let job = Job {
             turn,
             prompt: prompt.text,
-            branch: prompt.branch,
+            branch: branch.clone(),
             cancel: CancellationToken::new(),
             done: done_tx,
         };
@@ -642,10 +756,11 @@ impl Core {
                     "the server is shutting down: no new turns are started",
                 ));
             }
-            let running = t.current.as_ref().map(|r| r.cancel.clone());
+            let lane = t.lanes.entry(branch.clone()).or_default();
+            let running = lane.current.as_ref().map(|r| r.cancel.clone());
             match (running, prompt.policy) {
                 (None, _) => {
-                    t.current = Some(Running {
+                    lane.current = Some(Running {
                         cancel: job.cancel.clone(),
                     });
                     slot.idle.send_replace(false);
@@ -654,17 +769,17 @@ impl Core {
                 }
                 (Some(_), Multitask::Reject) => {
                     return Err(ApiError::conflict(format!(
-                        "session {id} is running a turn: wait for it to finish, or pass ?multitask=enqueue (run after it) or ?multitask=interrupt (cancel it and run this)"
+                        "session {id} is running a turn on branch {branch}: wait for it to finish, or pass ?multitask=enqueue (run after it) or ?multitask=interrupt (cancel it and run this); other branches can run turns meanwhile"
                     )));
                 }
                 (Some(_), Multitask::Enqueue) => {
-                    let ahead = t.queue.len() + 1;
-                    t.queue.push_back(job);
+                    let ahead = lane.queue.len() + 1;
+                    lane.queue.push_back(job);
                     Accepted::Queued(ahead)
                 }
                 (Some(running), Multitask::Interrupt) => {
                     running.cancel();
-                    t.queue.push_front(job);
+                    lane.queue.push_front(job);
                     Accepted::Interrupting
                 }
             }
@@ -672,9 +787,201 @@ impl Core {
         slot.touch();
         Ok(Submitted {
             turn,
+            branch,
             accepted,
             done: done_rx,
         })
+    }
+
+    /// The branch a prompt runs on: `wanted` (id or name) or the default
+    /// branch. An unknown branch is a 404 when it came from the path, else
+    /// a 422 naming the `branch` field.
+    async fn resolve_branch(
+        &self,
+        id: &SessionId,
+        meta: Option<&SessionMeta>,
+        wanted: Option<&str>,
+        in_path: bool,
+    ) -> Result<BranchId, ApiError> {
+        let default = meta.map_or_else(BranchId::main, |m| m.default_branch.clone());
+        let Some(wanted) = wanted.filter(|b| !b.trim().is_empty()) else {
+            return Ok(default);
+        };
+        if wanted == default.as_str() {
+            return Ok(default);
+        }
+        let found = match meta {
+            Some(_) => self
+                .store()
+                .view(id)
+                .await?
+                .branch(wanted)
+                .map(|b| b.branch.id.clone()),
+            None => None,
+        };
+        found.ok_or_else(|| ApiError::unknown_branch(id, wanted, (!in_path).then_some("branch")))
+    }
+
+    /// The live session of `id`, if this daemon has one loaded.
+    pub(crate) async fn live_session(&self, id: &SessionId) -> Option<Session> {
+        let slot = self.peek(id)?;
+        let live = slot.live.lock().await;
+        live.clone()
+    }
+
+    /// Whether a turn runs on `branch` of `id`, and how many prompts wait
+    /// for it.
+    pub(crate) fn branch_status(&self, id: &SessionId, branch: &BranchId) -> (bool, usize) {
+        self.peek(id)
+            .map_or((false, 0), |s| s.branch_status(branch))
+    }
+
+    /// Applies a view-dependent change to session `id`'s log: `change`
+    /// gets the session's current view and the branches that run (or wait
+    /// for) a turn, and returns a value and the records to append, or
+    /// refuses. When this daemon has the session live, the change goes
+    /// through that [`Session`]'s `update_with` (so its log head and branch
+    /// caches stay right); otherwise through
+    /// [`weft_core::store::update_session`]. Either way it is checked and
+    /// appended at one head (a concurrent writer makes it re-read and
+    /// re-check), and a change that would disturb a busy branch is refused
+    /// with 409. Records are published to the session's streams.
+    pub(crate) async fn update<T, F>(&self, id: &SessionId, mut change: F) -> Result<T, ApiError>
+    where
+        F: FnMut(&SessionView, &[BranchId]) -> Result<(T, Vec<RecordKind>), ApiError> + Send,
+        T: Send,
+    {
+        let slot = self.slot(id);
+        let live = slot.live.lock().await;
+        self.meta(id).await?;
+        // No turn can start while the slot's lock is held; a queued one
+        // can, but its branch is listed already.
+        let busy = slot.busy_branches();
+        let mut refused: Option<ApiError> = None;
+        let guarded = |view: &SessionView| {
+            change(view, &busy)
+                .and_then(|(value, kinds)| {
+                    check_busy(view, &kinds, &busy)?;
+                    Ok((value, kinds))
+                })
+                .map_err(|e| {
+                    let err = SessionError::Invalid(e.detail.clone());
+                    refused = Some(e);
+                    err
+                })
+        };
+        let result = match live.as_ref() {
+            Some(session) => session.update_with(guarded).await,
+            None => update_session(self.store().as_ref(), id, guarded).await,
+        };
+        drop(live);
+        slot.hub.catch_up(self.store()).await;
+        slot.touch();
+        match (result, refused) {
+            (Ok(value), _) => Ok(value),
+            (Err(_), Some(refused)) => Err(refused),
+            (Err(e), None) => Err(e.into()),
+        }
+    }
+
+    /// The scope of state key `key` in session `meta` (the one its live
+    /// session uses: its profile, its owner or else the server's user).
+    pub(crate) fn state_scope(&self, meta: &SessionMeta, key: &str) -> StateScope {
+        scope_of(
+            key,
+            &meta.profile,
+            Some(meta.user.as_deref().unwrap_or(&self.ctx.user)),
+        )
+    }
+
+    /// Sets (`Some`) or deletes (`None`) a state key. `temp:` keys are
+    /// refused (422): they live only inside a turn, and a request is not
+    /// one. Session keys are `state` records (through [`Core::update`]);
+    /// `app:`/`user:` keys are shared state in the store (not in any log).
+    pub(crate) async fn change_state(
+        &self,
+        id: &SessionId,
+        key: &str,
+        value: Option<Value>,
+    ) -> Result<(), ApiError> {
+        check_key(key).map_err(|e| ApiError::unprocessable(format!("key: {e}")))?;
+        let meta = self.meta(id).await?;
+        let mut delta = StateDelta::default();
+        match &value {
+            Some(v) => {
+                delta.set.insert(key.to_string(), v.clone());
+            }
+            None => delta.delete.push(key.to_string()),
+        }
+        match self.state_scope(&meta, key) {
+            StateScope::Temp => Err(ApiError::unprocessable(format!(
+                "key: {key:?} is a temp: key; temp: state lives only inside a running turn and is never stored, and a request is not a turn: use a session key (no prefix) or an app:/user: key"
+            ))),
+            StateScope::Shared(ns) => {
+                self.store().update_shared_state(&ns, &delta).await?;
+                Ok(())
+            }
+            StateScope::Session => {
+                self.update(id, |view, _| {
+                    if value.is_none() && !view.state.contains_key(key) {
+                        return Ok(((), Vec::new()));
+                    }
+                    Ok(((), vec![RecordKind::State(delta.clone())]))
+                })
+                .await
+            }
+        }
+    }
+
+    /// Removes every session key (a `state` record, so the clear survives
+    /// a restart). Shared `app:`/`user:` keys stay; `temp:` keys belong to
+    /// the running turn.
+    pub(crate) async fn clear_state(&self, id: &SessionId) -> Result<(), ApiError> {
+        self.update(id, |_, _| {
+            Ok((
+                (),
+                vec![RecordKind::State(StateDelta {
+                    clear: true,
+                    ..Default::default()
+                })],
+            ))
+        })
+        .await
+    }
+
+    /// One state key's value (None: not set). `temp:` keys are read from
+    /// the live session's running turn.
+    pub(crate) async fn state_get(
+        &self,
+        id: &SessionId,
+        key: &str,
+    ) -> Result<Option<Value>, ApiError> {
+        check_key(key).map_err(|e| ApiError::unprocessable(format!("key: {e}")))?;
+        let meta = self.meta(id).await?;
+        Ok(match self.state_scope(&meta, key) {
+            StateScope::Temp => match self.live_session(id).await {
+                Some(session) => session.state_get(key).await?,
+                None => None,
+            },
+            StateScope::Shared(ns) => self.store().shared_state(&ns).await?.get(key).cloned(),
+            StateScope::Session => self.store().view(id).await?.state.get(key).cloned(),
+        })
+    }
+
+    /// All state the session sees: its own keys, the shared `app:` and
+    /// `user:` keys, and (while a turn runs in this daemon) `temp:` keys.
+    pub(crate) async fn state_all(&self, id: &SessionId) -> Result<Map<String, Value>, ApiError> {
+        let meta = self.meta(id).await?;
+        if let Some(session) = self.live_session(id).await {
+            return Ok(session.state_all().await?);
+        }
+        let mut all = self.store().view(id).await?.state;
+        for prefix in ["app:", "user:"] {
+            if let StateScope::Shared(ns) = self.state_scope(&meta, prefix) {
+                all.extend(self.store().shared_state(&ns).await?);
+            }
+        }
+        Ok(all)
     }
 
     /// Shutdown: cancels every running turn and waits (bounded) for them
@@ -726,11 +1033,45 @@ impl Core {
     }
 }
 
-/// Runs `job`, then the queued prompts, one at a time.
+/// Refuses (409) records that would disturb a branch running or waiting
+/// for a turn: removing it, delivering mail to it, adding messages to it.
+fn check_busy(view: &SessionView, kinds: &[RecordKind], busy: &[BranchId]) -> Result<(), ApiError> {
+    if busy.is_empty() {
+        return Ok(());
+    }
+    for kind in kinds {
+        let (branch, why) = match kind {
+            RecordKind::BranchRemoved { branch } => {
+                (branch, "a branch is removed between its turns")
+            }
+            RecordKind::MailCollected { recipient, .. } => {
+                (recipient, "mail is delivered to a branch between its turns")
+            }
+            RecordKind::Message(m) => (
+                &m.branch,
+                "messages are added to a branch between its turns",
+            ),
+            _ => continue,
+        };
+        if busy.contains(branch) {
+            let name = view
+                .branch(branch.as_str())
+                .map_or_else(|| branch.to_string(), |b| b.branch.name.clone());
+            return Err(ApiError::conflict(format!(
+                "branch {name:?} of session {} is running a turn (or has prompts waiting): {why}; wait for it to finish, or cancel it",
+                view.meta.id
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Runs `job`, then the prompts queued on its branch, one at a time.
 async fn run_turns(store: Arc<dyn Store>, slot: Arc<Slot>, session: Session, mut job: Job) {
+    let branch = job.branch.clone();
     loop {
-        slot.hub.set_turn(job.turn);
-        let result = AssertUnwindSafe(run_one(&session, &job))
+        slot.hub.begin_turn(&branch, job.turn);
+        let result = AssertUnwindSafe(run_one(&slot, &session, &job))
             .catch_unwind()
             .await
             .unwrap_or_else(|_| {
@@ -741,7 +1082,7 @@ async fn run_turns(store: Arc<dyn Store>, slot: Arc<Slot>, session: Session, mut
             });
         // Every record of the turn goes out before the turn is over.
         slot.hub.catch_up(&store).await;
-        if !slot.hub.saw_execution_end() {
+        if !slot.hub.saw_execution_end(&branch) {
             let (status, error) = match &result {
                 Ok(_) => ("completed", None),
                 Err(e) if e.is_cancelled() => ("cancelled", None),
@@ -749,13 +1090,13 @@ async fn run_turns(store: Arc<dyn Store>, slot: Arc<Slot>, session: Session, mut
             };
             slot.hub.event(
                 events::EXECUTION_END,
-                &json!({"status": status, "error": error, "session_id": slot.id, "timestamp": chrono::Utc::now().to_rfc3339()}),
+                &json!({"status": status, "error": error, "session_id": slot.id, "branch": branch, "timestamp": chrono::Utc::now().to_rfc3339()}),
             );
         }
         if let Err(e) = &result
             && !e.is_cancelled()
         {
-            tracing::warn!(session = %slot.id, turn = job.turn, error = %e, "turn failed");
+            tracing::warn!(session = %slot.id, branch = %branch, turn = job.turn, error = %e, "turn failed");
         }
         if let Some(done) = job.done.take() {
             let _ = done.send(result);
@@ -763,17 +1104,22 @@ async fn run_turns(store: Arc<dyn Store>, slot: Arc<Slot>, session: Session, mut
         slot.touch();
         let next = {
             let mut t = lock(&slot.turns);
-            match t.queue.pop_front() {
+            let next = t.lanes.get_mut(&branch).and_then(|l| l.queue.pop_front());
+            match next {
                 Some(next) => {
-                    t.current = Some(Running {
-                        cancel: next.cancel.clone(),
-                    });
+                    if let Some(lane) = t.lanes.get_mut(&branch) {
+                        lane.current = Some(Running {
+                            cancel: next.cancel.clone(),
+                        });
+                    }
                     Some(next)
                 }
                 None => {
-                    t.current = None;
-                    slot.hub.set_turn(0);
-                    slot.idle.send_replace(true);
+                    t.lanes.remove(&branch);
+                    slot.hub.end_turn(&branch);
+                    if !t.running() {
+                        slot.idle.send_replace(true);
+                    }
                     None
                 }
             }
@@ -785,13 +1131,40 @@ async fn run_turns(store: Arc<dyn Store>, slot: Arc<Slot>, session: Session, mut
     }
 }
 
+/// Takes in what other writers (the CLI, another daemon) appended to the
+/// session's log since this daemon last wrote it: the live session's log
+/// head moves to the store's, and its cached branches are reloaded, so the
+/// turn neither conflicts nor runs on stale history.
+async fn catch_up_with_other_writers(session: &Session) {
+    let Ok(log) = session.log() else {
+        return;
+    };
+    let before = log.head().await;
+    match log.refresh().await {
+        Ok(meta) if meta.last_seq != before => session.invalidate_branches().await,
+        Ok(_) => {}
+        Err(e) => {
+            tracing::warn!(session = %session.id(), error = %e, "cannot re-read the session's log head")
+        }
+    }
+}
+
 /// Runs one prompt; when the job is cancelled, cancels the turn at once
-/// (it records what it has and answers started tool calls).
-async fn run_one(session: &Session, job: &Job) -> TurnResult {
+/// (it records what it has and answers started tool calls) — unless
+/// another branch is running a turn too, which the kernel would cancel
+/// with it: then it cancels as soon as that one ends, or lets it finish.
+async fn run_one(slot: &Slot, session: &Session, job: &Job) -> TurnResult {
     if job.cancel.is_cancelled() {
         return Err(SessionError::Cancelled);
     }
-    let turn = session.execute_on(job.branch.as_deref(), &job.prompt);
+    // Another branch may be cancelling the session's turns: start after.
+    let mut gate = slot.gate.subscribe();
+    tokio::select! {
+        _ = gate.wait_for(|cancelling| !*cancelling) => {}
+        _ = job.cancel.cancelled() => return Err(SessionError::Cancelled),
+    }
+    catch_up_with_other_writers(session).await;
+    let turn = session.execute_on(Some(job.branch.as_str()), &job.prompt);
     tokio::pin!(turn);
     tokio::select! {
         result = &mut turn => return result,
@@ -801,8 +1174,18 @@ async fn run_one(session: &Session, job: &Job) -> TurnResult {
     // then (it checks for cancellation before every provider call).
     loop {
         if session.is_running() {
-            session.cancel(CancelMode::Immediate).await;
-            break;
+            match slot.claim_cancel(&job.branch) {
+                Claim::All => {
+                    session.cancel(CancelMode::Immediate).await;
+                    break;
+                }
+                Claim::Exclusive => {
+                    let _gate = GateGuard(slot);
+                    session.cancel(CancelMode::Immediate).await;
+                    break;
+                }
+                Claim::Wait => {}
+            }
         }
         tokio::select! {
             result = &mut turn => return result,

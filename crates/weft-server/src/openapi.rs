@@ -6,12 +6,14 @@ use utoipa::{Modify, OpenApi};
 
 use crate::error::ErrorBody;
 use crate::model::{
-    AgentEntry, AppendMessageRequest, ChatRequest, CleanupRequest, CleanupResponse,
-    CreateSessionRequest, FailRequest, ForkRequest, ForkedFromInfo, Health, Multitask,
-    ProfileEntry, RunRequest, RunResponse, SendMessageRequest, SendMessageResponse, SessionInfo,
+    AgentEntry, AppendMessageRequest, BranchDetail, BranchInfo, BranchMessage, BranchPromptRequest,
+    ChatRequest, CleanupRequest, CleanupResponse, CollectMailRequest, CollectMailResponse,
+    CreateSessionRequest, FailRequest, ForkRequest, ForkedFromInfo, Health, MailInfo, Multitask,
+    NewBranchRequest, ProfileEntry, RunRequest, RunResponse, SendMailRequest, SendMessageRequest,
+    SendMessageResponse, SessionInfo, SetStateRequest, SplitFromInfo, SplitRequest, StateEntry,
     TokenUsage, TranscriptMessage, UpdateSessionRequest,
 };
-use crate::routes::{agentkernel, docs, messages, sessions};
+use crate::routes::{agentkernel, branches, docs, messages, sessions, state};
 
 /// Adds the bearer-token scheme.
 struct BearerAuth;
@@ -50,6 +52,23 @@ impl Modify for BearerAuth {
         messages::send_message,
         messages::execute,
         messages::stream,
+        branches::list_branches,
+        branches::new_branch,
+        branches::get_branch,
+        branches::delete_branch,
+        branches::split_branch,
+        branches::set_default_branch,
+        branches::branch_transcript,
+        branches::branch_send_message,
+        branches::send_mail,
+        branches::list_mail,
+        branches::collect_mail,
+        branches::concat_messages,
+        state::all_state,
+        state::clear_state,
+        state::get_state,
+        state::put_state,
+        state::delete_state,
         docs::profiles,
         docs::openapi,
         agentkernel::run,
@@ -62,7 +81,9 @@ impl Modify for BearerAuth {
         UpdateSessionRequest, FailRequest, AppendMessageRequest,
         TranscriptMessage, SendMessageRequest, SendMessageResponse, ForkRequest,
         CleanupRequest, CleanupResponse, ProfileEntry, RunRequest, ChatRequest, RunResponse,
-        AgentEntry, Health, Multitask,
+        AgentEntry, Health, Multitask, BranchInfo, BranchDetail, SplitFromInfo, BranchMessage,
+        NewBranchRequest, SplitRequest, BranchPromptRequest, SendMailRequest, MailInfo,
+        CollectMailRequest, CollectMailResponse, StateEntry, SetStateRequest,
     )),
     modifiers(&BearerAuth),
     security(("bearer" = [])),
@@ -70,6 +91,9 @@ impl Modify for BearerAuth {
         (name = "sessions", description = "Sessions: create, list, show, rename, delete, fork, cleanup"),
         (name = "lifecycle", description = "created → active → completed | failed | terminated"),
         (name = "messages", description = "Transcript, prompts and streams"),
+        (name = "branches", description = "Branches of a session (LionAGI): make, split, remove, default, transcript, turns per branch, concat_messages"),
+        (name = "mail", description = "Mail between branches: send, list pending, collect"),
+        (name = "state", description = "Session state with app:/user:/temp: scopes (agentkernel)"),
         (name = "agentkernel", description = "agentkernel-compatible endpoints"),
         (name = "meta", description = "This document"),
     )

@@ -30,10 +30,12 @@ use chrono::Utc;
 use serde_json::{Map, Value, json};
 use weft_core::message::{ContentBlock, META_SYNTHETIC, Message, Role, Usage};
 use weft_core::record::{MetaPatch, RECORD_VERSION, Record, RecordKind, StateDelta, StatusChange};
-use weft_core::session::{Branch, Mail, MailCategory, Project, SessionMeta, SessionStatus, SplitFrom, project_slug};
+use weft_core::session::{
+    Branch, Mail, MailCategory, Project, SessionMeta, SessionStatus, SplitFrom, project_slug,
+};
 use weft_core::store::{
-    DeleteOptions, FORK_INTERRUPTED, ForkPoint, ListCursor, ListFilter, ListQuery, SearchQuery, Store, StoreError,
-    list_order,
+    DeleteOptions, FORK_INTERRUPTED, ForkPoint, ListCursor, ListFilter, ListQuery, SearchQuery,
+    Store, StoreError, list_order,
 };
 use weft_core::{BranchId, SessionId};
 
@@ -48,7 +50,10 @@ pub struct Harness {
 impl Harness {
     /// A harness for a store that needs nothing kept alive.
     pub fn new(store: Arc<dyn Store>) -> Self {
-        Self { store, _guard: None }
+        Self {
+            store,
+            _guard: None,
+        }
     }
 
     /// A harness that drops `guard` (e.g. a `tempfile::TempDir`) after the
@@ -217,34 +222,74 @@ pub async fn create_get_read_tail(store: Arc<dyn Store>) {
         .create(meta, vec![text(Role::User, "hello there")])
         .await
         .expect("create");
-    assert_eq!(created.last_seq, 2, "create writes session_created plus the initial records");
+    assert_eq!(
+        created.last_seq, 2,
+        "create writes session_created plus the initial records"
+    );
     assert_eq!(created.message_count, 1);
     assert_eq!(created.turn_count, 1);
     assert_eq!(created.last_prompt.as_deref(), Some("hello there"));
-    assert_eq!(store.get(&id).await.expect("get"), created, "get returns what create returned");
+    assert_eq!(
+        store.get(&id).await.expect("get"),
+        created,
+        "get returns what create returned"
+    );
 
     let batch = Record::batch(2, [text(Role::Assistant, "general kenobi")]);
     let after = store.append(&id, 2, batch.clone()).await.expect("append");
     assert_eq!(after.last_seq, 3);
     assert_eq!(after.message_count, 2);
-    assert_eq!(store.get(&id).await.expect("get"), after, "get sees the append");
+    assert_eq!(
+        store.get(&id).await.expect("get"),
+        after,
+        "get sees the append"
+    );
 
     let all = store.read(&id, 1, None).await.expect("read");
     assert_eq!(seqs(&all), vec![1, 2, 3]);
     assert!(matches!(all[0].kind, RecordKind::SessionCreated(_)));
     assert_eq!(all[2], batch[0], "records come back exactly as appended");
-    assert_eq!(store.read(&id, 0, None).await.expect("read 0").len(), 3, "from_seq 0 reads from the start");
-    assert_eq!(seqs(&store.read(&id, 2, Some(1)).await.expect("read")), vec![2]);
-    assert_eq!(seqs(&store.read(&id, 2, None).await.expect("read")), vec![2, 3]);
-    assert!(store.read(&id, 4, None).await.expect("read past the head").is_empty());
-    assert!(store.read(&id, 1, Some(0)).await.expect("read limit 0").is_empty());
+    assert_eq!(
+        store.read(&id, 0, None).await.expect("read 0").len(),
+        3,
+        "from_seq 0 reads from the start"
+    );
+    assert_eq!(
+        seqs(&store.read(&id, 2, Some(1)).await.expect("read")),
+        vec![2]
+    );
+    assert_eq!(
+        seqs(&store.read(&id, 2, None).await.expect("read")),
+        vec![2, 3]
+    );
+    assert!(
+        store
+            .read(&id, 4, None)
+            .await
+            .expect("read past the head")
+            .is_empty()
+    );
+    assert!(
+        store
+            .read(&id, 1, Some(0))
+            .await
+            .expect("read limit 0")
+            .is_empty()
+    );
 
     assert_eq!(seqs(&store.tail(&id, 2).await.expect("tail")), vec![2, 3]);
-    assert_eq!(seqs(&store.tail(&id, 10).await.expect("tail")), vec![1, 2, 3]);
+    assert_eq!(
+        seqs(&store.tail(&id, 10).await.expect("tail")),
+        vec![1, 2, 3]
+    );
     assert!(store.tail(&id, 0).await.expect("tail 0").is_empty());
 
     let view = store.view(&id).await.expect("view");
-    let texts: Vec<String> = view.messages("main").iter().map(|m| m.text_content()).collect();
+    let texts: Vec<String> = view
+        .messages("main")
+        .iter()
+        .map(|m| m.text_content())
+        .collect();
     assert_eq!(texts, vec!["hello there", "general kenobi"]);
 }
 
@@ -265,16 +310,34 @@ pub async fn not_found_errors(store: Arc<dyn Store>) {
     );
     nf(store.read(&id, 1, None).await.map(|_| ()), "read");
     nf(store.tail(&id, 5).await.map(|_| ()), "tail");
-    nf(store.delete(&id, DeleteOptions::default()).await.map(|_| ()), "delete");
-    nf(store.write_events(&id, &[json!({"event": "x"})]).await, "write_events");
+    nf(
+        store
+            .delete(&id, DeleteOptions::default())
+            .await
+            .map(|_| ()),
+        "delete",
+    );
+    nf(
+        store.write_events(&id, &[json!({"event": "x"})]).await,
+        "write_events",
+    );
     nf(store.read_events(&id, 5).await.map(|_| ()), "read_events");
-    nf(store.fork(&id, ForkPoint::End, None, None).await.map(|_| ()), "fork");
+    nf(
+        store
+            .fork(&id, ForkPoint::End, None, None)
+            .await
+            .map(|_| ()),
+        "fork",
+    );
 }
 
 /// A second create with the same id fails and changes nothing.
 pub async fn duplicate_create_fails(store: Arc<dyn Store>) {
     let meta = new_meta("dup");
-    let first = store.create(meta.clone(), vec![text(Role::User, "one")]).await.expect("create");
+    let first = store
+        .create(meta.clone(), vec![text(Role::User, "one")])
+        .await
+        .expect("create");
     let mut again = meta.clone();
     again.name = Some("impostor".into());
     match store.create(again, vec![]).await {
@@ -285,7 +348,10 @@ pub async fn duplicate_create_fails(store: Arc<dyn Store>) {
     let mut elsewhere = meta.clone();
     elsewhere.project = project("dup-elsewhere");
     assert!(
-        matches!(store.create(elsewhere, vec![]).await, Err(StoreError::AlreadyExists(_))),
+        matches!(
+            store.create(elsewhere, vec![]).await,
+            Err(StoreError::AlreadyExists(_))
+        ),
         "an id is unique across projects"
     );
     assert_eq!(store.get(&meta.id).await.expect("get"), first);
@@ -302,24 +368,41 @@ pub async fn batch_is_atomic(store: Arc<dyn Store>) {
 
     let mut bad = Record::batch(
         1,
-        [text(Role::User, "a"), text(Role::Assistant, "b"), text(Role::User, "c")],
+        [
+            text(Role::User, "a"),
+            text(Role::Assistant, "b"),
+            text(Role::User, "c"),
+        ],
     );
     bad[1].seq = 7;
     assert!(
-        matches!(store.append(&id, 1, bad).await, Err(StoreError::InvalidBatch(_))),
+        matches!(
+            store.append(&id, 1, bad).await,
+            Err(StoreError::InvalidBatch(_))
+        ),
         "a batch with a gap in the middle is rejected"
     );
     let mut create_inside = Record::batch(1, [text(Role::User, "a"), text(Role::User, "b")]);
     create_inside[1].kind = RecordKind::SessionCreated(Box::new(new_meta("atomic")));
     assert!(
-        matches!(store.append(&id, 1, create_inside).await, Err(StoreError::InvalidBatch(_))),
+        matches!(
+            store.append(&id, 1, create_inside).await,
+            Err(StoreError::InvalidBatch(_))
+        ),
         "session_created is only ever seq 1"
     );
     assert!(
-        matches!(store.append(&id, 1, Vec::new()).await, Err(StoreError::InvalidBatch(_))),
+        matches!(
+            store.append(&id, 1, Vec::new()).await,
+            Err(StoreError::InvalidBatch(_))
+        ),
         "an empty batch is rejected"
     );
-    assert_eq!(store.read(&id, 1, None).await.expect("read"), before, "nothing was written");
+    assert_eq!(
+        store.read(&id, 1, None).await.expect("read"),
+        before,
+        "nothing was written"
+    );
     assert_eq!(store.get(&id).await.expect("get").last_seq, 1);
 
     // A good batch of several lands whole.
@@ -334,13 +417,20 @@ pub async fn stale_expected_seq_conflicts(store: Arc<dyn Store>) {
     let meta = new_meta("conflict");
     let id = meta.id.clone();
     store
-        .create(meta, vec![text(Role::User, "a"), text(Role::Assistant, "b")])
+        .create(
+            meta,
+            vec![text(Role::User, "a"), text(Role::Assistant, "b")],
+        )
         .await
         .expect("create");
     let before = store.read(&id, 1, None).await.expect("read");
     for expected in [1u64, 2, 4, 99] {
         match store
-            .append(&id, expected, Record::batch(expected, [text(Role::User, "late")]))
+            .append(
+                &id,
+                expected,
+                Record::batch(expected, [text(Role::User, "late")]),
+            )
             .await
         {
             Err(StoreError::Conflict {
@@ -351,10 +441,16 @@ pub async fn stale_expected_seq_conflicts(store: Arc<dyn Store>) {
                 assert_eq!(e, expected);
                 assert_eq!(actual, 3, "the conflict names the real head");
             }
-            other => panic!("append expecting seq {expected} on a log at 3: want Conflict, got {other:?}"),
+            other => panic!(
+                "append expecting seq {expected} on a log at 3: want Conflict, got {other:?}"
+            ),
         }
     }
-    assert_eq!(store.read(&id, 1, None).await.expect("read"), before, "nothing was written");
+    assert_eq!(
+        store.read(&id, 1, None).await.expect("read"),
+        before,
+        "nothing was written"
+    );
     assert_eq!(store.get(&id).await.expect("get").last_seq, 3);
 }
 
@@ -391,17 +487,28 @@ pub async fn racing_appenders_one_wins_each_round(store: Arc<dyn Store>) {
                 Err(e) => panic!("racing append failed with {e}"),
             }
         }
-        assert_eq!(ok.len(), 1, "round {round}: exactly one writer wins, got {ok:?}");
+        assert_eq!(
+            ok.len(),
+            1,
+            "round {round}: exactly one writer wins, got {ok:?}"
+        );
         winners.extend(ok);
     }
     let records = store.read(&id, 1, None).await.expect("read");
-    assert_eq!(seqs(&records), (1..=1 + ROUNDS as u64).collect::<Vec<_>>(), "the log is gapless");
+    assert_eq!(
+        seqs(&records),
+        (1..=1 + ROUNDS as u64).collect::<Vec<_>>(),
+        "the log is gapless"
+    );
     let texts: Vec<String> = records
         .iter()
         .filter_map(|r| r.as_message())
         .map(|m| m.text_content())
         .collect();
-    assert_eq!(texts, winners, "each round's winner is in the log once, in order");
+    assert_eq!(
+        texts, winners,
+        "each round's winner is in the log once, in order"
+    );
 }
 
 /// Two writers retrying on conflict: every record lands exactly once.
@@ -420,7 +527,10 @@ pub async fn racing_appenders_lose_nothing(store: Arc<dyn Store>) {
                     let head = store.get(&id).await.expect("get").last_seq;
                     let batch = Record::batch(
                         head,
-                        [text(Role::User, &format!("w{writer}-{i}")), text(Role::Assistant, &format!("w{writer}-{i}-reply"))],
+                        [
+                            text(Role::User, &format!("w{writer}-{i}")),
+                            text(Role::Assistant, &format!("w{writer}-{i}-reply")),
+                        ],
                     );
                     match store.append(&id, head, batch).await {
                         Ok(_) => break,
@@ -440,7 +550,11 @@ pub async fn racing_appenders_lose_nothing(store: Arc<dyn Store>) {
     }
     let records = store.read(&id, 1, None).await.expect("read");
     let n = 1 + 2 * 2 * EACH as u64;
-    assert_eq!(seqs(&records), (1..=n).collect::<Vec<_>>(), "gapless, nothing lost or duplicated");
+    assert_eq!(
+        seqs(&records),
+        (1..=n).collect::<Vec<_>>(),
+        "gapless, nothing lost or duplicated"
+    );
     let texts: Vec<String> = records
         .iter()
         .filter_map(|r| r.as_message())
@@ -450,8 +564,15 @@ pub async fn racing_appenders_lose_nothing(store: Arc<dyn Store>) {
     assert_eq!(unique.len(), texts.len(), "no record is duplicated");
     for w in 0..2 {
         for i in 0..EACH {
-            let pos = texts.iter().position(|t| t == &format!("w{w}-{i}")).expect("every record landed");
-            assert_eq!(texts[pos + 1], format!("w{w}-{i}-reply"), "batches are not interleaved");
+            let pos = texts
+                .iter()
+                .position(|t| t == &format!("w{w}-{i}"))
+                .expect("every record landed");
+            assert_eq!(
+                texts[pos + 1],
+                format!("w{w}-{i}-reply"),
+                "batches are not interleaved"
+            );
         }
     }
 }
@@ -483,8 +604,21 @@ pub async fn tail_cost_is_independent_of_log_length(store: Arc<dyn Store>) {
             let mut head = 1u64;
             while (head as usize) < n {
                 let k = (n - head as usize).min(1000);
-                let kinds = (0..k).map(|i| text(if i % 2 == 0 { Role::User } else { Role::Assistant }, &body));
-                head = store.append(&id, head, Record::batch(head, kinds)).await.expect("append").last_seq;
+                let kinds = (0..k).map(|i| {
+                    text(
+                        if i % 2 == 0 {
+                            Role::User
+                        } else {
+                            Role::Assistant
+                        },
+                        &body,
+                    )
+                });
+                head = store
+                    .append(&id, head, Record::batch(head, kinds))
+                    .await
+                    .expect("append")
+                    .last_seq;
             }
             id
         }
@@ -583,7 +717,9 @@ pub async fn every_record_kind_round_trips(store: Arc<dyn Store>) {
             branch: side.clone(),
             to_seq: 3,
         },
-        RecordKind::DefaultBranch { branch: side.clone() },
+        RecordKind::DefaultBranch {
+            branch: side.clone(),
+        },
         RecordKind::BranchRemoved { branch: side },
         RecordKind::Status(StatusChange {
             from: SessionStatus::Created,
@@ -628,14 +764,24 @@ pub async fn metadata_follows_the_log(store: Arc<dyn Store>) {
         .await
         .expect("created -> active");
     assert!(active.started_at.is_some());
-    push(&*store, &id, vec![text(Role::User, "question one"), text(Role::Assistant, "answer")]).await;
+    push(
+        &*store,
+        &id,
+        vec![
+            text(Role::User, "question one"),
+            text(Role::Assistant, "answer"),
+        ],
+    )
+    .await;
     push(&*store, &id, vec![text(Role::User, "question two")]).await;
     let done = store
         .transition(&id, SessionStatus::Completed, None, None)
         .await
         .expect("active -> completed");
     assert!(matches!(
-        store.transition(&id, SessionStatus::Active, None, None).await,
+        store
+            .transition(&id, SessionStatus::Active, None, None)
+            .await,
         Err(StoreError::Refused(_))
     ));
     let cleared = store
@@ -683,10 +829,22 @@ async fn fork_source(store: &dyn Store) -> (SessionId, Vec<Record>) {
     push(
         store,
         &id,
-        vec![text(Role::User, "turn two"), calls(&["c2", "c3"]), result("c3", "file three")],
+        vec![
+            text(Role::User, "turn two"),
+            calls(&["c2", "c3"]),
+            result("c3", "file three"),
+        ],
     )
     .await; // seqs 7, 8, 9
-    push(store, &id, vec![text(Role::User, "turn three"), text(Role::Assistant, "done three")]).await; // 10, 11
+    push(
+        store,
+        &id,
+        vec![
+            text(Role::User, "turn three"),
+            text(Role::Assistant, "done three"),
+        ],
+    )
+    .await; // 10, 11
     let records = store.read(&id, 1, None).await.expect("read");
     assert_eq!(records.len(), 11);
     (id, records)
@@ -707,33 +865,59 @@ pub async fn fork_at_turn(store: Arc<dyn Store>) {
     let ff = fork.forked_from.clone().expect("forked_from");
     assert_eq!(ff.session_id, src);
     assert_eq!(ff.turn, 1);
-    assert_eq!(ff.seq, 6, "turn 1 runs up to the record before turn 2's prompt");
+    assert_eq!(
+        ff.seq, 6,
+        "turn 1 runs up to the record before turn 2's prompt"
+    );
     assert_eq!(fork.project, src_meta.project);
     let view = store.view(&fork.id).await.expect("view");
-    let texts: Vec<String> = view.messages("main").iter().map(|m| m.searchable_text()).collect();
+    let texts: Vec<String> = view
+        .messages("main")
+        .iter()
+        .map(|m| m.searchable_text())
+        .collect();
     assert_eq!(texts.len(), 4);
     assert_eq!(texts[0], "turn one");
     assert_eq!(texts[3], "done one");
-    assert_eq!(view.state.get("k"), Some(&json!("v")), "state up to the cut is copied");
+    assert_eq!(
+        view.state.get("k"),
+        Some(&json!("v")),
+        "state up to the cut is copied"
+    );
     assert_eq!(fork.turn_count, 1);
     assert_eq!(store.get(&fork.id).await.expect("get"), fork);
 
     let whole = store
-        .fork(&src, ForkPoint::End, Some(SessionId::parse("fork-of-everything").expect("id")), None)
+        .fork(
+            &src,
+            ForkPoint::End,
+            Some(SessionId::parse("fork-of-everything").expect("id")),
+            None,
+        )
         .await
         .expect("fork at the end");
     assert_eq!(whole.id.as_str(), "fork-of-everything");
     assert_eq!(whole.forked_from.as_ref().map(|f| f.turn), Some(3));
-    assert_eq!(whole.message_count, src_meta.message_count + 1, "c2 gets a synthetic answer");
+    assert_eq!(
+        whole.message_count,
+        src_meta.message_count + 1,
+        "c2 gets a synthetic answer"
+    );
     assert!(
         matches!(
-            store.fork(&src, ForkPoint::End, Some(whole.id.clone()), None).await,
+            store
+                .fork(&src, ForkPoint::End, Some(whole.id.clone()), None)
+                .await,
             Err(StoreError::AlreadyExists(_))
         ),
         "forking into an existing id fails"
     );
 
-    assert_eq!(store.read(&src, 1, None).await.expect("read"), before, "the source is untouched");
+    assert_eq!(
+        store.read(&src, 1, None).await.expect("read"),
+        before,
+        "the source is untouched"
+    );
     assert_eq!(store.get(&src).await.expect("get"), src_meta);
     let children = all_ids(
         &*store,
@@ -750,16 +934,28 @@ pub async fn fork_at_turn(store: Arc<dyn Store>) {
 /// gets a synthetic "interrupted by fork" result; answered ones do not.
 pub async fn fork_at_seq_repairs_orphans(store: Arc<dyn Store>) {
     let (src, before) = fork_source(&*store).await;
-    let fork = store.fork(&src, ForkPoint::Seq(9), None, None).await.expect("fork at seq 9");
-    assert_eq!(fork.forked_from.as_ref().map(|f| (f.turn, f.seq)), Some((2, 9)));
+    let fork = store
+        .fork(&src, ForkPoint::Seq(9), None, None)
+        .await
+        .expect("fork at seq 9");
+    assert_eq!(
+        fork.forked_from.as_ref().map(|f| (f.turn, f.seq)),
+        Some((2, 9))
+    );
     let view = store.view(&fork.id).await.expect("view");
     let messages = view.messages("main");
     let last = messages.last().expect("messages");
     assert_eq!(last.role, Role::Tool);
-    assert_eq!(last.tool_result_ids(), vec!["c2"], "only the unanswered call is repaired");
+    assert_eq!(
+        last.tool_result_ids(),
+        vec!["c2"],
+        "only the unanswered call is repaired"
+    );
     assert!(last.flag(META_SYNTHETIC));
     match &last.content[0] {
-        ContentBlock::ToolResult { output, is_error, .. } => {
+        ContentBlock::ToolResult {
+            output, is_error, ..
+        } => {
             assert_eq!(output, FORK_INTERRUPTED);
             assert!(*is_error);
         }
@@ -771,7 +967,10 @@ pub async fn fork_at_seq_repairs_orphans(store: Arc<dyn Store>) {
         "the fork has no orphaned tool calls"
     );
     // Cutting right after the call message: both calls are repaired.
-    let fork8 = store.fork(&src, ForkPoint::Seq(8), None, None).await.expect("fork at seq 8");
+    let fork8 = store
+        .fork(&src, ForkPoint::Seq(8), None, None)
+        .await
+        .expect("fork at seq 8");
     let v8 = store.view(&fork8.id).await.expect("view");
     let repaired: Vec<String> = v8
         .messages("main")
@@ -780,19 +979,35 @@ pub async fn fork_at_seq_repairs_orphans(store: Arc<dyn Store>) {
         .flat_map(|m| m.tool_result_ids().into_iter().map(str::to_string))
         .collect();
     assert_eq!(repaired, vec!["c2".to_string(), "c3".to_string()]);
-    assert_eq!(store.read(&src, 1, None).await.expect("read"), before, "the source is untouched");
+    assert_eq!(
+        store.read(&src, 1, None).await.expect("read"),
+        before,
+        "the source is untouched"
+    );
 }
 
 /// Fork points outside the log are Invalid.
 pub async fn fork_rejects_bad_points(store: Arc<dyn Store>) {
     let (src, _) = fork_source(&*store).await;
-    for point in [ForkPoint::Turn(0), ForkPoint::Turn(4), ForkPoint::Seq(0), ForkPoint::Seq(12)] {
+    for point in [
+        ForkPoint::Turn(0),
+        ForkPoint::Turn(4),
+        ForkPoint::Seq(0),
+        ForkPoint::Seq(12),
+    ] {
         assert!(
-            matches!(store.fork(&src, point, None, None).await, Err(StoreError::Invalid(_))),
+            matches!(
+                store.fork(&src, point, None, None).await,
+                Err(StoreError::Invalid(_))
+            ),
             "fork at {point:?} must be Invalid"
         );
     }
-    assert_eq!(all_ids(&*store, ListFilter::default()).await, vec![src], "no session was created");
+    assert_eq!(
+        all_ids(&*store, ListFilter::default()).await,
+        vec![src],
+        "no session was created"
+    );
 }
 
 /// cleanup removes old sessions, never an active one; dry-run removes
@@ -817,9 +1032,23 @@ pub async fn cleanup_spares_active_sessions(store: Arc<dyn Store>) {
         })],
     )
     .await;
-    let old_created = store.create(make("old, never run"), vec![]).await.expect("create").id;
-    push_at(&*store, &old_created, old_ts, vec![text(Role::User, "hello")]).await;
-    let active = store.create(make("old but active"), vec![]).await.expect("create").id;
+    let old_created = store
+        .create(make("old, never run"), vec![])
+        .await
+        .expect("create")
+        .id;
+    push_at(
+        &*store,
+        &old_created,
+        old_ts,
+        vec![text(Role::User, "hello")],
+    )
+    .await;
+    let active = store
+        .create(make("old but active"), vec![])
+        .await
+        .expect("create")
+        .id;
     push_at(
         &*store,
         &active,
@@ -832,7 +1061,11 @@ pub async fn cleanup_spares_active_sessions(store: Arc<dyn Store>) {
         })],
     )
     .await;
-    let recent = store.create(make("recent"), vec![]).await.expect("create").id;
+    let recent = store
+        .create(make("recent"), vec![])
+        .await
+        .expect("create")
+        .id;
 
     let week = Duration::from_secs(7 * 24 * 3600);
     let dry = store.cleanup(week, true).await.expect("dry run");
@@ -848,10 +1081,18 @@ pub async fn cleanup_spares_active_sessions(store: Arc<dyn Store>) {
     assert_eq!(set(&real.removed), set(&[old.clone(), old_created.clone()]));
     assert_eq!(real.kept_active, vec![active.clone()]);
     assert!(store.get(&old).await.is_err_and(|e| e.is_not_found()));
-    assert!(store.get(&old_created).await.is_err_and(|e| e.is_not_found()));
+    assert!(
+        store
+            .get(&old_created)
+            .await
+            .is_err_and(|e| e.is_not_found())
+    );
     store.get(&active).await.expect("the active session stays");
     store.get(&recent).await.expect("the recent session stays");
-    assert_eq!(set(&all_ids(&*store, ListFilter::default()).await), set(&[active, recent]));
+    assert_eq!(
+        set(&all_ids(&*store, ListFilter::default()).await),
+        set(&[active, recent])
+    );
 }
 
 /// delete removes one session, or a session and all its descendants; an
@@ -862,19 +1103,37 @@ pub async fn delete_with_and_without_children(store: Arc<dyn Store>) {
         m.parent_id = Some(parent.clone());
         m
     };
-    let p = store.create(new_meta("delete"), vec![]).await.expect("create").id;
+    let p = store
+        .create(new_meta("delete"), vec![])
+        .await
+        .expect("create")
+        .id;
     let c = store.create(child_of(&p), vec![]).await.expect("create").id;
     let g = store.create(child_of(&c), vec![]).await.expect("create").id;
-    let q = store.create(new_meta("delete"), vec![]).await.expect("create").id;
+    let q = store
+        .create(new_meta("delete"), vec![])
+        .await
+        .expect("create")
+        .id;
 
-    let removed = store.delete(&c, DeleteOptions::default()).await.expect("delete c");
+    let removed = store
+        .delete(&c, DeleteOptions::default())
+        .await
+        .expect("delete c");
     assert_eq!(removed, vec![c.clone()]);
     assert!(store.get(&c).await.is_err_and(|e| e.is_not_found()));
-    store.get(&g).await.expect("without children, the grandchild stays");
+    store
+        .get(&g)
+        .await
+        .expect("without children, the grandchild stays");
     store.get(&p).await.expect("the parent stays");
 
     let c2 = store.create(child_of(&p), vec![]).await.expect("create").id;
-    let g2 = store.create(child_of(&c2), vec![]).await.expect("create").id;
+    let g2 = store
+        .create(child_of(&c2), vec![])
+        .await
+        .expect("create")
+        .id;
     let c3 = store.create(child_of(&p), vec![]).await.expect("create").id;
     let removed = store
         .delete(
@@ -887,22 +1146,49 @@ pub async fn delete_with_and_without_children(store: Arc<dyn Store>) {
         .await
         .expect("delete p with children");
     assert_eq!(removed[0], p, "the session itself comes first");
-    assert_eq!(set(&removed), set(&[p.clone(), c2.clone(), g2.clone(), c3.clone()]));
+    assert_eq!(
+        set(&removed),
+        set(&[p.clone(), c2.clone(), g2.clone(), c3.clone()])
+    );
     for id in [&p, &c2, &g2, &c3] {
-        assert!(store.get(id).await.is_err_and(|e| e.is_not_found()), "{id} is gone");
+        assert!(
+            store.get(id).await.is_err_and(|e| e.is_not_found()),
+            "{id} is gone"
+        );
     }
-    assert_eq!(set(&all_ids(&*store, ListFilter::default()).await), set(&[g.clone(), q.clone()]));
+    assert_eq!(
+        set(&all_ids(&*store, ListFilter::default()).await),
+        set(&[g.clone(), q.clone()])
+    );
 
-    store.transition(&q, SessionStatus::Active, None, None).await.expect("activate");
+    store
+        .transition(&q, SessionStatus::Active, None, None)
+        .await
+        .expect("activate");
     let refuse = DeleteOptions {
         with_children: false,
         unless_active: true,
     };
-    assert!(matches!(store.delete(&q, refuse).await, Err(StoreError::Refused(_))));
-    store.get(&q).await.expect("a refused delete removes nothing");
-    assert_eq!(store.delete(&q, DeleteOptions::default()).await.expect("delete"), vec![q.clone()]);
+    assert!(matches!(
+        store.delete(&q, refuse).await,
+        Err(StoreError::Refused(_))
+    ));
+    store
+        .get(&q)
+        .await
+        .expect("a refused delete removes nothing");
+    assert_eq!(
+        store
+            .delete(&q, DeleteOptions::default())
+            .await
+            .expect("delete"),
+        vec![q.clone()]
+    );
     assert!(store.get(&q).await.is_err_and(|e| e.is_not_found()));
-    let recreated = store.create(new_meta("delete"), vec![]).await.expect("create");
+    let recreated = store
+        .create(new_meta("delete"), vec![])
+        .await
+        .expect("create");
     assert_eq!(
         set(&all_ids(&*store, ListFilter::default()).await),
         set(&[g, recreated.id])
@@ -914,7 +1200,13 @@ pub async fn delete_with_and_without_children(store: Arc<dyn Store>) {
 pub async fn cursor_paging_while_creating(store: Arc<dyn Store>) {
     let mut originals = Vec::new();
     for _ in 0..30 {
-        originals.push(store.create(new_meta("paging"), vec![]).await.expect("create").id);
+        originals.push(
+            store
+                .create(new_meta("paging"), vec![])
+                .await
+                .expect("create")
+                .id,
+        );
     }
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let creator = {
@@ -922,7 +1214,10 @@ pub async fn cursor_paging_while_creating(store: Arc<dyn Store>) {
         tokio::spawn(async move {
             let mut n = 0;
             while !stop.load(std::sync::atomic::Ordering::Relaxed) {
-                store.create(new_meta("paging"), vec![]).await.expect("background create");
+                store
+                    .create(new_meta("paging"), vec![])
+                    .await
+                    .expect("background create");
                 n += 1;
                 tokio::task::yield_now().await;
             }
@@ -941,7 +1236,10 @@ pub async fn cursor_paging_while_creating(store: Arc<dyn Store>) {
     };
     loop {
         let page = store.list(&query).await.expect("list");
-        assert!(page.sessions.len() <= 7, "a page holds at most `limit` sessions");
+        assert!(
+            page.sessions.len() <= 7,
+            "a page holds at most `limit` sessions"
+        );
         seen.extend(page.sessions);
         tokio::time::sleep(Duration::from_millis(2)).await;
         match page.next_cursor {
@@ -953,12 +1251,23 @@ pub async fn cursor_paging_while_creating(store: Arc<dyn Store>) {
     let created_meanwhile = creator.await.expect("creator");
     let seen_ids = ids(&seen);
     let unique: HashSet<&SessionId> = seen_ids.iter().collect();
-    assert_eq!(unique.len(), seen_ids.len(), "no session appears twice across pages");
+    assert_eq!(
+        unique.len(),
+        seen_ids.len(),
+        "no session appears twice across pages"
+    );
     for id in &originals {
-        assert!(unique.contains(id), "session {id} was skipped by the paging");
+        assert!(
+            unique.contains(id),
+            "session {id} was skipped by the paging"
+        );
     }
     for w in seen.windows(2) {
-        assert_eq!(list_order(&w[0], &w[1]), std::cmp::Ordering::Less, "pages run newest first");
+        assert_eq!(
+            list_order(&w[0], &w[1]),
+            std::cmp::Ordering::Less,
+            "pages run newest first"
+        );
     }
     assert!(created_meanwhile > 0, "the background writer ran");
 }
@@ -988,7 +1297,10 @@ pub async fn list_filters(store: Arc<dyn Store>) {
     b1.name = Some("the ÄLPHA test".into());
     b1.profile = "dev".into();
     let b1 = store.create(b1, vec![]).await.expect("create");
-    let b2 = store.create(new_meta("filters-b"), vec![]).await.expect("create");
+    let b2 = store
+        .create(new_meta("filters-b"), vec![])
+        .await
+        .expect("create");
 
     let list = |filter: ListFilter| {
         let store = store.clone();
@@ -1103,20 +1415,30 @@ pub async fn search_across_sessions(store: Arc<dyn Store>) {
     let a = store
         .create(
             new_meta("search-a"),
-            vec![text(Role::User, "The Quick brown fox"), text(Role::Assistant, "jumps over")],
+            vec![
+                text(Role::User, "The Quick brown fox"),
+                text(Role::Assistant, "jumps over"),
+            ],
         )
         .await
         .expect("create")
         .id;
     let b = store
-        .create(new_meta("search-b"), vec![text(Role::User, "quicksilver moves")])
+        .create(
+            new_meta("search-b"),
+            vec![text(Role::User, "quicksilver moves")],
+        )
         .await
         .expect("create")
         .id;
     let c = store
         .create(
             new_meta("search-a"),
-            vec![text(Role::User, "read it"), calls(&["k1"]), result("k1", "QUICK results here")],
+            vec![
+                text(Role::User, "read it"),
+                calls(&["k1"]),
+                result("k1", "QUICK results here"),
+            ],
         )
         .await
         .expect("create")
@@ -1132,10 +1454,16 @@ pub async fn search_across_sessions(store: Arc<dyn Store>) {
     };
     let hits = search("quick", None, 0).await;
     let found: BTreeSet<String> = hits.iter().map(|h| h.session_id.to_string()).collect();
-    assert_eq!(found, set(&[a.clone(), b.clone(), c.clone()]), "matches are case-insensitive substrings");
+    assert_eq!(
+        found,
+        set(&[a.clone(), b.clone(), c.clone()]),
+        "matches are case-insensitive substrings"
+    );
     let in_a = search("QUICK", Some("search-a"), 0).await;
     assert_eq!(
-        in_a.iter().map(|h| h.session_id.to_string()).collect::<BTreeSet<_>>(),
+        in_a.iter()
+            .map(|h| h.session_id.to_string())
+            .collect::<BTreeSet<_>>(),
         set(&[a.clone(), c.clone()]),
         "the project filter restricts hits"
     );
@@ -1146,41 +1474,74 @@ pub async fn search_across_sessions(store: Arc<dyn Store>) {
     assert_eq!(hit.seq, 2);
     assert_eq!(hit.role, Role::User);
     assert_eq!(hit.project, project("search-a").slug);
-    assert!(hit.snippet.contains("Quick brown fox"), "snippet: {}", hit.snippet);
+    assert!(
+        hit.snippet.contains("Quick brown fox"),
+        "snippet: {}",
+        hit.snippet
+    );
     let tool = search("results", None, 0).await;
     assert_eq!(tool.len(), 1);
-    assert_eq!((tool[0].session_id.clone(), tool[0].role), (c.clone(), Role::Tool));
+    assert_eq!(
+        (tool[0].session_id.clone(), tool[0].role),
+        (c.clone(), Role::Tool)
+    );
     let call = search("k1.txt", None, 0).await;
     assert_eq!(call.len(), 1, "tool call arguments are searchable");
     assert_eq!(call[0].role, Role::Assistant);
-    assert_eq!(search("ck", None, 0).await.len(), 3, "short terms match too");
+    assert_eq!(
+        search("ck", None, 0).await.len(),
+        3,
+        "short terms match too"
+    );
     assert_eq!(search("quick", None, 2).await.len(), 2, "the limit holds");
     assert!(search("zebra", None, 0).await.is_empty());
-    assert!(search("   ", None, 0).await.is_empty(), "an empty query finds nothing");
+    assert!(
+        search("   ", None, 0).await.is_empty(),
+        "an empty query finds nothing"
+    );
 }
 
 /// Shared state: per namespace, set / delete / clear.
 pub async fn shared_state(store: Arc<dyn Store>) {
-    assert!(store.shared_state("app:base").await.expect("read").is_empty());
+    assert!(
+        store
+            .shared_state("app:base")
+            .await
+            .expect("read")
+            .is_empty()
+    );
     let mut d = StateDelta::default();
     d.set.insert("theme".into(), json!("dark"));
     d.set.insert("count".into(), json!(1));
-    let s = store.update_shared_state("app:base", &d).await.expect("update");
+    let s = store
+        .update_shared_state("app:base", &d)
+        .await
+        .expect("update");
     assert_eq!(s.get("theme"), Some(&json!("dark")));
     let mut d2 = StateDelta {
         delete: vec!["theme".into()],
         ..Default::default()
     };
     d2.set.insert("count".into(), json!(2));
-    let s2 = store.update_shared_state("app:base", &d2).await.expect("update");
+    let s2 = store
+        .update_shared_state("app:base", &d2)
+        .await
+        .expect("update");
     let mut want = Map::new();
     want.insert("count".into(), json!(2));
     assert_eq!(s2, want);
     assert_eq!(store.shared_state("app:base").await.expect("read"), want);
     let mut other = StateDelta::default();
     other.set.insert("name".into(), json!("ada"));
-    store.update_shared_state("user:ada/x y", &other).await.expect("update other");
-    assert_eq!(store.shared_state("app:base").await.expect("read"), want, "namespaces are separate");
+    store
+        .update_shared_state("user:ada/x y", &other)
+        .await
+        .expect("update other");
+    assert_eq!(
+        store.shared_state("app:base").await.expect("read"),
+        want,
+        "namespaces are separate"
+    );
     let cleared = store
         .update_shared_state(
             "app:base",
@@ -1192,23 +1553,43 @@ pub async fn shared_state(store: Arc<dyn Store>) {
         .await
         .expect("clear");
     assert!(cleared.is_empty());
-    assert!(store.shared_state("app:base").await.expect("read").is_empty(), "clear sticks");
+    assert!(
+        store
+            .shared_state("app:base")
+            .await
+            .expect("read")
+            .is_empty(),
+        "clear sticks"
+    );
     assert_eq!(
-        store.shared_state("user:ada/x y").await.expect("read").get("name"),
+        store
+            .shared_state("user:ada/x y")
+            .await
+            .expect("read")
+            .get("name"),
         Some(&Value::from("ada"))
     );
 }
 
 /// Kernel events: written in order, read back newest `limit`.
 pub async fn events(store: Arc<dyn Store>) {
-    let id = store.create(new_meta("events"), vec![]).await.expect("create").id;
+    let id = store
+        .create(new_meta("events"), vec![])
+        .await
+        .expect("create")
+        .id;
     assert!(store.read_events(&id, 10).await.expect("read").is_empty());
-    let evs: Vec<Value> = (0..5).map(|i| json!({"event": "tool:pre", "data": {"i": i}})).collect();
+    let evs: Vec<Value> = (0..5)
+        .map(|i| json!({"event": "tool:pre", "data": {"i": i}}))
+        .collect();
     store.write_events(&id, &evs[..2]).await.expect("write");
     store.write_events(&id, &evs[2..]).await.expect("write");
     store.write_events(&id, &[]).await.expect("write nothing");
     assert_eq!(store.read_events(&id, 10).await.expect("read"), evs);
-    assert_eq!(store.read_events(&id, 2).await.expect("read"), evs[3..].to_vec());
+    assert_eq!(
+        store.read_events(&id, 2).await.expect("read"),
+        evs[3..].to_vec()
+    );
     assert!(store.read_events(&id, 0).await.expect("read").is_empty());
     // Events are not records.
     assert_eq!(store.get(&id).await.expect("get").last_seq, 1);
@@ -1222,8 +1603,15 @@ pub async fn resolve_prefixes(store: Arc<dyn Store>) {
         m.trace_id = m.id.clone();
         store.create(m, vec![]).await.expect("create");
     }
-    assert_eq!(store.resolve("abc1").await.expect("unique prefix").as_str(), "abc111");
-    assert_eq!(store.resolve("xyz333").await.expect("exact id").as_str(), "xyz333", "an exact id wins over a longer match");
+    assert_eq!(
+        store.resolve("abc1").await.expect("unique prefix").as_str(),
+        "abc111"
+    );
+    assert_eq!(
+        store.resolve("xyz333").await.expect("exact id").as_str(),
+        "xyz333",
+        "an exact id wins over a longer match"
+    );
     match store.resolve("abc").await {
         Err(StoreError::Ambiguous { prefix, candidates }) => {
             assert_eq!(prefix, "abc");
@@ -1231,10 +1619,23 @@ pub async fn resolve_prefixes(store: Arc<dyn Store>) {
         }
         other => panic!("want Ambiguous, got {other:?}"),
     }
-    assert!(matches!(store.resolve("nope").await, Err(StoreError::NoMatch(_))));
-    assert!(matches!(store.resolve("../etc").await, Err(StoreError::InvalidId(_))));
-    assert!(matches!(store.resolve("").await, Err(StoreError::InvalidId(_))));
-    assert_eq!(store.find_ids("xyz", 1).await.expect("find_ids").len(), 1, "find_ids honours its limit");
+    assert!(matches!(
+        store.resolve("nope").await,
+        Err(StoreError::NoMatch(_))
+    ));
+    assert!(matches!(
+        store.resolve("../etc").await,
+        Err(StoreError::InvalidId(_))
+    ));
+    assert!(matches!(
+        store.resolve("").await,
+        Err(StoreError::InvalidId(_))
+    ));
+    assert_eq!(
+        store.find_ids("xyz", 1).await.expect("find_ids").len(),
+        1,
+        "find_ids honours its limit"
+    );
     assert!(store.find_ids("q", 10).await.expect("find_ids").is_empty());
 }
 
@@ -1246,13 +1647,26 @@ pub async fn invalid_cursor(store: Arc<dyn Store>) {
             "cursor {bad:?} must be rejected"
         );
     }
-    let a = store.create(new_meta("cursor"), vec![]).await.expect("create");
-    let b = store.create(new_meta("cursor"), vec![]).await.expect("create");
+    let a = store
+        .create(new_meta("cursor"), vec![])
+        .await
+        .expect("create");
+    let b = store
+        .create(new_meta("cursor"), vec![])
+        .await
+        .expect("create");
     let cursor = ListCursor::after(&b);
     let decoded = ListCursor::decode(&cursor.encode()).expect("round trip");
-    assert_eq!(decoded.encode(), cursor.encode(), "cursors round-trip (at microsecond precision)");
+    assert_eq!(
+        decoded.encode(),
+        cursor.encode(),
+        "cursors round-trip (at microsecond precision)"
+    );
     assert_eq!(decoded.id, b.id);
-    store.delete(&b.id, DeleteOptions::default()).await.expect("delete");
+    store
+        .delete(&b.id, DeleteOptions::default())
+        .await
+        .expect("delete");
     let page = store
         .list(&ListQuery {
             cursor: Some(cursor),

@@ -115,18 +115,19 @@ fn is_session_dir(p: &Path) -> bool {
 /// The session directories under `dir`, with the slug of their project.
 fn discover(dir: &Path) -> Result<Vec<(String, PathBuf)>, StoreError> {
     let mut out = Vec::new();
-    let project = |project_dir: &Path, out: &mut Vec<(String, PathBuf)>| -> Result<(), StoreError> {
-        let slug = name_of(project_dir);
-        let sessions = project_dir.join("sessions");
-        if is_dir(&sessions) {
-            for s in subdirs(&sessions)? {
-                if is_session_dir(&s) {
-                    out.push((slug.clone(), s));
+    let project =
+        |project_dir: &Path, out: &mut Vec<(String, PathBuf)>| -> Result<(), StoreError> {
+            let slug = name_of(project_dir);
+            let sessions = project_dir.join("sessions");
+            if is_dir(&sessions) {
+                for s in subdirs(&sessions)? {
+                    if is_session_dir(&s) {
+                        out.push((slug.clone(), s));
+                    }
                 }
             }
-        }
-        Ok(())
-    };
+            Ok(())
+        };
     if is_dir(&dir.join("projects")) {
         for p in subdirs(&dir.join("projects"))? {
             project(&p, &mut out)?;
@@ -143,7 +144,10 @@ fn discover(dir: &Path) -> Result<Vec<(String, PathBuf)>, StoreError> {
         out.push((slug, dir.to_path_buf()));
     } else if is_dir(dir) {
         let subs = subdirs(dir)?;
-        let projects: Vec<&PathBuf> = subs.iter().filter(|s| is_dir(&s.join("sessions"))).collect();
+        let projects: Vec<&PathBuf> = subs
+            .iter()
+            .filter(|s| is_dir(&s.join("sessions")))
+            .collect();
         if !projects.is_empty() {
             for p in projects {
                 project(p, &mut out)?;
@@ -214,7 +218,9 @@ fn content_text(v: &Value) -> String {
 fn arguments(v: Option<&Value>) -> Value {
     match v {
         // OpenAI-style arguments are a JSON string.
-        Some(Value::String(s)) => serde_json::from_str(s).unwrap_or_else(|_| Value::String(s.clone())),
+        Some(Value::String(s)) => {
+            serde_json::from_str(s).unwrap_or_else(|_| Value::String(s.clone()))
+        }
         Some(v) => v.clone(),
         None => Value::Object(Map::new()),
     }
@@ -223,7 +229,11 @@ fn arguments(v: Option<&Value>) -> Value {
 fn tool_call(v: &Value) -> Option<ContentBlock> {
     let o = v.as_object()?;
     let function = o.get("function").and_then(Value::as_object);
-    let id = o.get("id").and_then(Value::as_str).unwrap_or_default().to_string();
+    let id = o
+        .get("id")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_string();
     let name = o
         .get("tool")
         .or_else(|| o.get("name"))
@@ -297,9 +307,14 @@ fn to_message(line: &Value, fallback_ts: DateTime<Utc>) -> Option<Message> {
                                     .unwrap_or_default()
                                     .to_string(),
                                 output: content_text(
-                                    item.get("content").or_else(|| item.get("output")).unwrap_or(&Value::Null),
+                                    item.get("content")
+                                        .or_else(|| item.get("output"))
+                                        .unwrap_or(&Value::Null),
                                 ),
-                                is_error: item.get("is_error").and_then(Value::as_bool).unwrap_or(false),
+                                is_error: item
+                                    .get("is_error")
+                                    .and_then(Value::as_bool)
+                                    .unwrap_or(false),
                             }),
                             "image" => {}
                             _ => {
@@ -324,7 +339,11 @@ fn to_message(line: &Value, fallback_ts: DateTime<Utc>) -> Option<Message> {
         }
     }
     let mut m = Message::new(BranchId::main(), role, blocks);
-    if let Some(id) = o.get("id").and_then(Value::as_str).and_then(|s| MessageId::parse(s).ok()) {
+    if let Some(id) = o
+        .get("id")
+        .and_then(Value::as_str)
+        .and_then(|s| MessageId::parse(s).ok())
+    {
         m.id = id;
     }
     m.timestamp = parse_time(o.get("timestamp")).unwrap_or(fallback_ts);
@@ -369,7 +388,10 @@ async fn import_one(
     match std::fs::read_to_string(path.join("transcript.jsonl")) {
         Ok(text) => {
             for line in text.lines().filter(|l| !l.trim().is_empty()) {
-                match serde_json::from_str::<Value>(line).ok().and_then(|v| to_message(&v, created)) {
+                match serde_json::from_str::<Value>(line)
+                    .ok()
+                    .and_then(|v| to_message(&v, created))
+                {
                     Some(m) => messages.push(m),
                     None => report.bad_lines += 1,
                 }
@@ -429,10 +451,14 @@ async fn import_one(
             amplifier.insert(key.into(), v.clone());
         }
     }
-    meta.metadata.insert("amplifier".into(), Value::Object(amplifier));
+    meta.metadata
+        .insert("amplifier".into(), Value::Object(amplifier));
 
     // Write: the session, then its messages with their own timestamps.
-    let created_meta = store.create(meta, Vec::new()).await.map_err(|e| e.to_string())?;
+    let created_meta = store
+        .create(meta, Vec::new())
+        .await
+        .map_err(|e| e.to_string())?;
     let count = messages.len();
     let mut final_meta = created_meta;
     if !messages.is_empty() {
@@ -482,7 +508,11 @@ mod tests {
         assert_eq!(calls.len(), 2);
         assert_eq!(calls[1].2, &json!({"p": 1}));
         assert!(a.flag(META_LOADED));
-        let t = to_message(&json!({"role":"tool","tool_call_id":"c1","content":"out"}), ts).unwrap();
+        let t = to_message(
+            &json!({"role":"tool","tool_call_id":"c1","content":"out"}),
+            ts,
+        )
+        .unwrap();
         assert_eq!(t.tool_result_ids(), vec!["c1"]);
         assert!(to_message(&json!({"role":"robot"}), ts).is_none());
         assert_eq!(

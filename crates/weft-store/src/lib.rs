@@ -178,14 +178,7 @@ mod tests {
     fn opens_each_kind() {
         let dir = tempfile::tempdir().unwrap();
         for kind in [StoreKind::Fs, StoreKind::Sqlite, StoreKind::Memory] {
-            let store = open_store(
-                &StoreConfig {
-                    kind,
-                    path: None,
-                },
-                dir.path(),
-            )
-            .unwrap();
+            let store = open_store(&StoreConfig { kind, path: None }, dir.path()).unwrap();
             assert_eq!(store.kind(), kind.as_str());
         }
         assert!(dir.path().join(SQLITE_FILE).exists());

@@ -6,13 +6,19 @@
 //!   profile, last_seq, meta)`: the folded [`SessionMeta`] as JSON plus the
 //!   columns listing filters and sorts on, with indexes for newest-first
 //!   listing (overall and per project) and for children.
-//! - `records(rid INTEGER PRIMARY KEY, session_id, seq, kind, record,
-//!   UNIQUE(session_id, seq))`: the log, one record JSON per row. The unique
+//! - `records(session_id, seq, rid, kind, record, PRIMARY KEY(session_id,
+//!   seq)) WITHOUT ROWID`: the log, one record JSON per row, stored in
+//!   (session, seq) order so a session's log is one range scan. The primary
 //!   key is the backend's own guard against two writers landing the same
-//!   seq.
+//!   seq; `rid` (unique, increasing) keys the search index.
 //! - `message_fts`: a contentless FTS5 table (trigram tokenizer, so search
 //!   matches substrings case-insensitively) over each message's searchable
-//!   text, keyed by `records.rid`.
+//!   text, keyed by `records.rid`. Messages are indexed in batches, not in
+//!   the append's transaction (an FTS5 insert per commit would add half
+//!   again to a durable append): `fts_state.indexed_rid` marks how far the
+//!   index goes; an append that finds [`FTS_BATCH`] or more messages waiting
+//!   indexes them after its commit, and `search` indexes whatever is
+//!   waiting before it queries, so it never misses a message.
 //! - `shared_state(namespace PRIMARY KEY, state)` and `events(session_id, n,
 //!   event)` (the newest [`SQLITE_EVENTS_CAP`] events per session are kept).
 //!
@@ -45,6 +51,10 @@ use crate::util::{blocking, to_i64, to_u64};
 /// How many kernel events the sqlite store keeps per session.
 pub const SQLITE_EVENTS_CAP: i64 = 10_000;
 
+/// How many messages may wait for the full-text index before an append
+/// indexes them.
+pub const FTS_BATCH: u64 = 256;
+
 const SCHEMA_VERSION: &str = "1";
 
 /// The SQLite store. See the module docs.
@@ -66,6 +76,8 @@ struct Inner {
     writer: Mutex<Connection>,
     reader: Mutex<Connection>,
     events: Mutex<Connection>,
+    /// Messages appended (by this process) since the last indexing pass.
+    fts_pending: std::sync::atomic::AtomicU64,
     /// Folded metadata by session, used while its `last_seq` and
     /// `updated_us` match the row's (saves parsing the JSON on every
     /// append; another process's append changes both).
@@ -119,13 +131,22 @@ impl SqliteStore {
             let conn = Connection::open(&path).map_err(db)?;
             conn.busy_timeout(std::time::Duration::from_secs(30))
                 .map_err(db)?;
-            conn.pragma_update(None, "journal_mode", "WAL").map_err(db)?;
+            conn.pragma_update(None, "journal_mode", "WAL")
+                .map_err(db)?;
             conn.pragma_update(None, "synchronous", sync).map_err(db)?;
             Ok(conn)
         };
         let writer = open("FULL")?;
         create_schema(&writer).map_err(db)?;
         let reader = open("FULL")?;
+        // Reads map the file instead of copying pages through SQLite's
+        // small default cache.
+        reader
+            .pragma_update(None, "mmap_size", 256i64 * 1024 * 1024)
+            .map_err(db)?;
+        reader
+            .pragma_update(None, "cache_size", -64i64 * 1024)
+            .map_err(db)?;
         let events = open("NORMAL")?;
         Ok(Self {
             inner: Arc::new(Inner {
@@ -134,6 +155,7 @@ impl SqliteStore {
                 reader: Mutex::new(reader),
                 events: Mutex::new(events),
                 metas: Mutex::new(HashMap::new()),
+                fts_pending: std::sync::atomic::AtomicU64::new(FTS_BATCH),
             }),
         })
     }
@@ -162,16 +184,21 @@ fn create_schema(conn: &Connection) -> rusqlite::Result<()> {
          CREATE INDEX IF NOT EXISTS sessions_project ON sessions(project, updated_us DESC, id DESC);
          CREATE INDEX IF NOT EXISTS sessions_parent ON sessions(parent_id);
          CREATE TABLE IF NOT EXISTS records (
-            rid INTEGER PRIMARY KEY,
             session_id TEXT NOT NULL,
             seq INTEGER NOT NULL,
+            rid INTEGER NOT NULL UNIQUE,
             kind TEXT NOT NULL,
             record TEXT NOT NULL,
-            UNIQUE (session_id, seq)
-         );
+            PRIMARY KEY (session_id, seq)
+         ) WITHOUT ROWID;
          CREATE VIRTUAL TABLE IF NOT EXISTS message_fts USING fts5(
             text, content='', contentless_delete=1, tokenize='trigram'
          );
+         CREATE TABLE IF NOT EXISTS fts_state (
+            k INTEGER PRIMARY KEY CHECK (k = 0),
+            indexed_rid INTEGER NOT NULL
+         );
+         INSERT OR IGNORE INTO fts_state (k, indexed_rid) VALUES (0, 0);
          CREATE TABLE IF NOT EXISTS shared_state (
             namespace TEXT PRIMARY KEY,
             state TEXT NOT NULL
@@ -184,7 +211,9 @@ fn create_schema(conn: &Connection) -> rusqlite::Result<()> {
          ) WITHOUT ROWID;",
     )?;
     let version: Option<String> = conn
-        .query_row("SELECT value FROM info WHERE key = 'schema'", [], |r| r.get(0))
+        .query_row("SELECT value FROM info WHERE key = 'schema'", [], |r| {
+            r.get(0)
+        })
         .optional()?;
     match version {
         None => {
@@ -203,18 +232,34 @@ fn create_schema(conn: &Connection) -> rusqlite::Result<()> {
     Ok(())
 }
 
-/// Inserts records (and their search text) in a transaction.
-fn insert_records(tx: &Transaction<'_>, id: &SessionId, records: &[Record]) -> Result<(), StoreError> {
+/// Inserts records in a transaction; returns how many are messages (to be
+/// indexed for search later).
+fn insert_records(
+    tx: &Transaction<'_>,
+    id: &SessionId,
+    records: &[Record],
+) -> Result<u64, StoreError> {
+    let mut rid: i64 = tx
+        .prepare_cached("SELECT coalesce(max(rid), 0) FROM records")
+        .and_then(|mut st| st.query_row([], |r| r.get(0)))
+        .map_err(db)?;
     let mut insert = tx
-        .prepare_cached("INSERT INTO records (session_id, seq, kind, record) VALUES (?1, ?2, ?3, ?4)")
+        .prepare_cached(
+            "INSERT INTO records (session_id, seq, rid, kind, record) VALUES (?1, ?2, ?3, ?4, ?5)",
+        )
         .map_err(db)?;
-    let mut fts = tx
-        .prepare_cached("INSERT INTO message_fts (rowid, text) VALUES (?1, ?2)")
-        .map_err(db)?;
+    let mut messages = 0;
     for r in records {
+        rid += 1;
         let json = encode(r)?;
         insert
-            .execute(params![id.as_str(), to_i64(r.seq), r.kind.name(), json])
+            .execute(params![
+                id.as_str(),
+                to_i64(r.seq),
+                rid,
+                r.kind.name(),
+                json
+            ])
             .map_err(|e| match e {
                 rusqlite::Error::SqliteFailure(f, _)
                     if f.code == rusqlite::ErrorCode::ConstraintViolation =>
@@ -227,15 +272,79 @@ fn insert_records(tx: &Transaction<'_>, id: &SessionId, records: &[Record]) -> R
                 }
                 other => db(other),
             })?;
-        if let Some(m) = r.as_message() {
-            let rid = tx.last_insert_rowid();
-            fts.execute(params![rid, m.searchable_text()]).map_err(db)?;
+        if r.as_message().is_some() {
+            messages += 1;
         }
     }
-    Ok(())
+    Ok(messages)
 }
 
-fn write_session_row(tx: &Transaction<'_>, meta: &SessionMeta, insert: bool) -> Result<(), StoreError> {
+/// Adds messages not yet in the full-text index to it (at most `limit`),
+/// in one transaction. Returns whether everything waiting was indexed.
+fn index_pending(conn: &mut Connection, limit: Option<usize>) -> Result<bool, StoreError> {
+    let tx = conn
+        .transaction_with_behavior(TransactionBehavior::Immediate)
+        .map_err(db)?;
+    let done: i64 = tx
+        .query_row("SELECT indexed_rid FROM fts_state WHERE k = 0", [], |r| {
+            r.get(0)
+        })
+        .map_err(db)?;
+    let max: i64 = tx
+        .query_row("SELECT coalesce(max(rid), 0) FROM records", [], |r| {
+            r.get(0)
+        })
+        .map_err(db)?;
+    if max <= done {
+        return Ok(true);
+    }
+    let cap = limit
+        .map(|l| i64::try_from(l).unwrap_or(i64::MAX))
+        .unwrap_or(-1);
+    let rows: Vec<(i64, String)> = {
+        let mut stmt = tx
+            .prepare_cached(
+                "SELECT rid, record FROM records WHERE rid > ?1 AND rid <= ?2 AND kind = 'message'
+                 ORDER BY rid LIMIT ?3",
+            )
+            .map_err(db)?;
+        stmt.query_map(params![done, max, cap], |r| Ok((r.get(0)?, r.get(1)?)))
+            .map_err(db)?
+            .collect::<rusqlite::Result<_>>()
+            .map_err(db)?
+    };
+    let complete = limit.is_none_or(|l| rows.len() < l);
+    {
+        let mut fts = tx
+            .prepare_cached("INSERT INTO message_fts (rowid, text) VALUES (?1, ?2)")
+            .map_err(db)?;
+        for (rid, json) in &rows {
+            match serde_json::from_str::<Record>(json) {
+                Ok(r) => {
+                    if let Some(m) = r.as_message() {
+                        fts.execute(params![rid, m.searchable_text()]).map_err(db)?;
+                    }
+                }
+                Err(e) => tracing::warn!(rid, error = %e, "not indexing an unreadable record"),
+            }
+        }
+    }
+    let upto = if complete {
+        max
+    } else {
+        rows.last().map(|(rid, _)| *rid).unwrap_or(done)
+    };
+    tx.execute("UPDATE fts_state SET indexed_rid = ?1 WHERE k = 0", [upto])
+        .map_err(db)?;
+    tx.commit().map_err(db)?;
+    Ok(complete)
+}
+
+fn write_session_row(
+    tx: &Transaction<'_>,
+    meta: &SessionMeta,
+    insert: bool,
+) -> Result<(), StoreError> {
     let json = encode(meta)?;
     let sql = if insert {
         "INSERT INTO sessions (id, project, updated_us, status, parent_id, name, profile, last_seq, meta)
@@ -271,13 +380,35 @@ impl Inner {
         lock(&self.metas)
     }
 
+    /// Counts appended messages and, once [`FTS_BATCH`] wait, indexes a
+    /// batch of them (the append is already committed and durable; an
+    /// indexing failure only delays search, which catches up itself).
+    fn after_commit(&self, conn: &mut Connection, messages: u64) {
+        use std::sync::atomic::Ordering;
+        let pending = self.fts_pending.fetch_add(messages, Ordering::Relaxed) + messages;
+        if pending < FTS_BATCH {
+            return;
+        }
+        match index_pending(conn, Some(4 * FTS_BATCH as usize)) {
+            Ok(true) => self.fts_pending.store(0, Ordering::Relaxed),
+            Ok(false) => {}
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot update the full-text index; search will catch up")
+            }
+        }
+    }
+
     fn exists(conn: &Connection, id: &SessionId) -> Result<bool, StoreError> {
         conn.prepare_cached("SELECT 1 FROM sessions WHERE id = ?1")
             .and_then(|mut s| s.exists([id.as_str()]))
             .map_err(db)
     }
 
-    fn create(&self, meta: SessionMeta, initial: Vec<RecordKind>) -> Result<SessionMeta, StoreError> {
+    fn create(
+        &self,
+        meta: SessionMeta,
+        initial: Vec<RecordKind>,
+    ) -> Result<SessionMeta, StoreError> {
         let id = meta.id.clone();
         let mut kinds = vec![RecordKind::SessionCreated(Box::new(meta.clone()))];
         kinds.extend(initial);
@@ -294,9 +425,10 @@ impl Inner {
         if Self::exists(&tx, &id)? {
             return Err(StoreError::AlreadyExists(id.to_string()));
         }
-        insert_records(&tx, &id, &records)?;
+        let messages = insert_records(&tx, &id, &records)?;
         write_session_row(&tx, &folded, true)?;
         tx.commit().map_err(db)?;
+        self.after_commit(&mut conn, messages);
         drop(conn);
         self.metas().insert(id, folded.clone());
         Ok(folded)
@@ -312,7 +444,12 @@ impl Inner {
         serde_json::from_str(&json).map_err(|e| corrupt(format!("sessions ({id})"), e))
     }
 
-    fn append(&self, id: &SessionId, expected_seq: u64, records: Vec<Record>) -> Result<SessionMeta, StoreError> {
+    fn append(
+        &self,
+        id: &SessionId,
+        expected_seq: u64,
+        records: Vec<Record>,
+    ) -> Result<SessionMeta, StoreError> {
         check_batch(expected_seq, &records)?;
         let mut conn = lock(&self.writer);
         let tx = conn
@@ -341,44 +478,67 @@ impl Inner {
             .cloned();
         let mut meta = match cached {
             Some(m) => m,
-            None => serde_json::from_str(&json).map_err(|e| corrupt(format!("sessions ({id})"), e))?,
+            None => {
+                serde_json::from_str(&json).map_err(|e| corrupt(format!("sessions ({id})"), e))?
+            }
         };
         for r in &records {
             meta.apply(r);
         }
-        insert_records(&tx, id, &records)?;
+        let messages = insert_records(&tx, id, &records)?;
         write_session_row(&tx, &meta, false)?;
         tx.commit().map_err(db)?;
+        self.after_commit(&mut conn, messages);
         drop(conn);
         self.metas().insert(id.clone(), meta.clone());
         Ok(meta)
     }
 
-    fn read(&self, id: &SessionId, from_seq: u64, limit: Option<usize>) -> Result<Vec<Record>, StoreError> {
+    fn read(
+        &self,
+        id: &SessionId,
+        from_seq: u64,
+        limit: Option<usize>,
+    ) -> Result<Vec<Record>, StoreError> {
         let mut conn = lock(&self.reader);
         let tx = conn.transaction().map_err(db)?;
         if !Self::exists(&tx, id)? {
             return Err(not_found(id));
         }
-        let limit = limit.map(|l| i64::try_from(l).unwrap_or(i64::MAX)).unwrap_or(-1);
+        let limit = limit
+            .map(|l| i64::try_from(l).unwrap_or(i64::MAX))
+            .unwrap_or(-1);
         let mut stmt = tx
             .prepare_cached(
-                "SELECT seq, record FROM records WHERE session_id = ?1 AND seq >= ?2 ORDER BY seq LIMIT ?3",
+                "SELECT record FROM records WHERE session_id = ?1 AND seq >= ?2 ORDER BY seq LIMIT ?3",
             )
             .map_err(db)?;
-        let rows = stmt
-            .query_map(params![id.as_str(), to_i64(from_seq), limit], |r| {
-                Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?))
-            })
+        let mut rows = stmt
+            .query(params![id.as_str(), to_i64(from_seq), limit])
             .map_err(db)?;
-        let mut raw = Vec::new();
-        for row in rows {
-            raw.push(row.map_err(db)?);
+        // The rows' JSON, one per line, copied straight out of SQLite's
+        // pages (no String per row), then parsed (in parallel when large).
+        let mut joined = String::new();
+        let mut count = 0usize;
+        while let Some(row) = rows.next().map_err(db)? {
+            let json = row.get_ref(0).and_then(|v| Ok(v.as_str()?)).map_err(db)?;
+            joined.push_str(json);
+            joined.push('\n');
+            count += 1;
         }
+        drop(rows);
         drop(stmt);
         drop(tx);
         drop(conn);
-        parse_many(id, raw)
+        let location = format!("records ({id})");
+        let out = crate::fs::log::parse_all_parallel(joined.as_bytes(), 0, &location);
+        if out.len() != count {
+            return Err(StoreError::Corrupt {
+                location,
+                detail: format!("{} of {count} rows are unreadable", count - out.len()),
+            });
+        }
+        Ok(out)
     }
 
     fn tail(&self, id: &SessionId, n: usize) -> Result<Vec<Record>, StoreError> {
@@ -393,9 +553,10 @@ impl Inner {
             )
             .map_err(db)?;
         let rows = stmt
-            .query_map(params![id.as_str(), i64::try_from(n).unwrap_or(i64::MAX)], |r| {
-                Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?))
-            })
+            .query_map(
+                params![id.as_str(), i64::try_from(n).unwrap_or(i64::MAX)],
+                |r| Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?)),
+            )
             .map_err(db)?;
         let mut out = Vec::new();
         for row in rows {
@@ -412,7 +573,11 @@ impl Inner {
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .map_err(db)?;
         let status: Option<String> = tx
-            .query_row("SELECT status FROM sessions WHERE id = ?1", [id.as_str()], |r| r.get(0))
+            .query_row(
+                "SELECT status FROM sessions WHERE id = ?1",
+                [id.as_str()],
+                |r| r.get(0),
+            )
             .optional()
             .map_err(db)?;
         let status = status.ok_or_else(|| not_found(id))?;
@@ -445,7 +610,8 @@ impl Inner {
         }
         for d in &doomed {
             tx.execute(
-                "DELETE FROM message_fts WHERE rowid IN (SELECT rid FROM records WHERE session_id = ?1)",
+                "DELETE FROM message_fts WHERE rowid IN (SELECT rid FROM records WHERE session_id = ?1
+                    AND rid <= (SELECT indexed_rid FROM fts_state WHERE k = 0))",
                 [d.as_str()],
             )
             .map_err(db)?;
@@ -456,6 +622,13 @@ impl Inner {
             tx.execute("DELETE FROM sessions WHERE id = ?1", [d.as_str()])
                 .map_err(db)?;
         }
+        // Row ids above the largest remaining one get reused: keep the
+        // index mark below them so they are indexed when reused.
+        tx.execute(
+            "UPDATE fts_state SET indexed_rid = min(indexed_rid, (SELECT coalesce(max(rid), 0) FROM records)) WHERE k = 0",
+            [],
+        )
+        .map_err(db)?;
         tx.commit().map_err(db)?;
         drop(conn);
         let mut metas = self.metas();
@@ -479,6 +652,12 @@ impl Inner {
             .filter(|t| t.chars().count() >= 3)
             .map(|t| format!("\"{}\"", t.replace('"', "\"\"")))
             .collect();
+        if !long.is_empty() {
+            // Index whatever is waiting, so search sees every message.
+            index_pending(&mut lock(&self.writer), None)?;
+            self.fts_pending
+                .store(0, std::sync::atomic::Ordering::Relaxed);
+        }
         let conn = lock(&self.reader);
         let (sql, fts) = if long.is_empty() {
             (
@@ -510,7 +689,9 @@ impl Inner {
                 continue;
             };
             let record = parse_record(&json, &id, seq)?;
-            let Some(m) = record.as_message() else { continue };
+            let Some(m) = record.as_message() else {
+                continue;
+            };
             if !query.matches_text(&m.searchable_text()) {
                 continue;
             }
@@ -537,11 +718,16 @@ impl Inner {
             .map_err(db)?;
         match json {
             None => Ok(Map::new()),
-            Some(j) => serde_json::from_str(&j).map_err(|e| corrupt(format!("shared_state ({namespace})"), e)),
+            Some(j) => serde_json::from_str(&j)
+                .map_err(|e| corrupt(format!("shared_state ({namespace})"), e)),
         }
     }
 
-    fn update_shared_state(&self, namespace: &str, delta: &StateDelta) -> Result<Map<String, Value>, StoreError> {
+    fn update_shared_state(
+        &self,
+        namespace: &str,
+        delta: &StateDelta,
+    ) -> Result<Map<String, Value>, StoreError> {
         let mut conn = lock(&self.writer);
         let tx = conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
@@ -583,7 +769,8 @@ impl Inner {
                 .map_err(db)?;
             for e in events {
                 n += 1;
-                stmt.execute(params![id.as_str(), n, encode(e)?]).map_err(db)?;
+                stmt.execute(params![id.as_str(), n, encode(e)?])
+                    .map_err(db)?;
             }
         }
         tx.execute(
@@ -601,12 +788,15 @@ impl Inner {
             return Err(not_found(id));
         }
         let mut stmt = tx
-            .prepare_cached("SELECT event FROM events WHERE session_id = ?1 ORDER BY n DESC LIMIT ?2")
+            .prepare_cached(
+                "SELECT event FROM events WHERE session_id = ?1 ORDER BY n DESC LIMIT ?2",
+            )
             .map_err(db)?;
         let rows = stmt
-            .query_map(params![id.as_str(), i64::try_from(limit).unwrap_or(i64::MAX)], |r| {
-                r.get::<_, String>(0)
-            })
+            .query_map(
+                params![id.as_str(), i64::try_from(limit).unwrap_or(i64::MAX)],
+                |r| r.get::<_, String>(0),
+            )
             .map_err(db)?;
         let mut out = Vec::new();
         for row in rows {
@@ -621,37 +811,17 @@ impl Inner {
     }
 }
 
-/// Parses record rows, on several threads for large reads.
-fn parse_many(id: &SessionId, raw: Vec<(i64, String)>) -> Result<Vec<Record>, StoreError> {
-    let total: usize = raw.iter().map(|(_, j)| j.len()).sum();
-    if total < 1024 * 1024 {
-        return raw
-            .iter()
-            .map(|(seq, json)| parse_record(json, id, *seq))
-            .collect();
-    }
-    let mut joined = Vec::with_capacity(total + raw.len());
-    for (_, json) in &raw {
-        joined.extend_from_slice(json.as_bytes());
-        joined.push(b'\n');
-    }
-    let out = crate::fs::log::parse_all_parallel(&joined, 0, &format!("records ({id})"));
-    if out.len() != raw.len() {
-        return Err(StoreError::Corrupt {
-            location: format!("records ({id})"),
-            detail: format!("{} of {} rows are unreadable", raw.len() - out.len(), raw.len()),
-        });
-    }
-    Ok(out)
-}
-
 #[async_trait]
 impl Store for SqliteStore {
     fn kind(&self) -> &'static str {
         "sqlite"
     }
 
-    async fn create(&self, meta: SessionMeta, initial: Vec<RecordKind>) -> Result<SessionMeta, StoreError> {
+    async fn create(
+        &self,
+        meta: SessionMeta,
+        initial: Vec<RecordKind>,
+    ) -> Result<SessionMeta, StoreError> {
         blocking("sqlite", &self.inner, move |i| i.create(meta, initial)).await
     }
 
@@ -660,12 +830,25 @@ impl Store for SqliteStore {
         blocking("sqlite", &self.inner, move |i| i.get(&id)).await
     }
 
-    async fn append(&self, id: &SessionId, expected_seq: u64, records: Vec<Record>) -> Result<SessionMeta, StoreError> {
+    async fn append(
+        &self,
+        id: &SessionId,
+        expected_seq: u64,
+        records: Vec<Record>,
+    ) -> Result<SessionMeta, StoreError> {
         let id = id.clone();
-        blocking("sqlite", &self.inner, move |i| i.append(&id, expected_seq, records)).await
+        blocking("sqlite", &self.inner, move |i| {
+            i.append(&id, expected_seq, records)
+        })
+        .await
     }
 
-    async fn read(&self, id: &SessionId, from_seq: u64, limit: Option<usize>) -> Result<Vec<Record>, StoreError> {
+    async fn read(
+        &self,
+        id: &SessionId,
+        from_seq: u64,
+        limit: Option<usize>,
+    ) -> Result<Vec<Record>, StoreError> {
         let id = id.clone();
         blocking("sqlite", &self.inner, move |i| i.read(&id, from_seq, limit)).await
     }
@@ -691,7 +874,11 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn delete(&self, id: &SessionId, options: DeleteOptions) -> Result<Vec<SessionId>, StoreError> {
+    async fn delete(
+        &self,
+        id: &SessionId,
+        options: DeleteOptions,
+    ) -> Result<Vec<SessionId>, StoreError> {
         let id = id.clone();
         blocking("sqlite", &self.inner, move |i| i.delete(&id, options)).await
     }
@@ -709,10 +896,17 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn update_shared_state(&self, namespace: &str, delta: &StateDelta) -> Result<Map<String, Value>, StoreError> {
+    async fn update_shared_state(
+        &self,
+        namespace: &str,
+        delta: &StateDelta,
+    ) -> Result<Map<String, Value>, StoreError> {
         let namespace = namespace.to_string();
         let delta = delta.clone();
-        blocking("sqlite", &self.inner, move |i| i.update_shared_state(&namespace, &delta)).await
+        blocking("sqlite", &self.inner, move |i| {
+            i.update_shared_state(&namespace, &delta)
+        })
+        .await
     }
 
     async fn write_events(&self, id: &SessionId, events: &[Value]) -> Result<(), StoreError> {

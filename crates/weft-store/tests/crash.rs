@@ -44,7 +44,11 @@ async fn check(store: &dyn Store, id: &SessionId, acked: u64, round: usize) -> u
     for r in records.iter().skip(1) {
         let m = r.as_message().expect("a message record");
         let (seq, first, last) = parse_text(&m.text_content()).expect("a writer's record");
-        assert_eq!(seq, r.seq, "round {round}: record {} holds the text of {seq}", r.seq);
+        assert_eq!(
+            seq, r.seq,
+            "round {round}: record {} holds the text of {seq}",
+            r.seq
+        );
         assert!(first <= seq && seq <= last);
         assert!(
             last <= meta.last_seq,
@@ -53,6 +57,17 @@ async fn check(store: &dyn Store, id: &SessionId, acked: u64, round: usize) -> u
         );
     }
     assert_eq!(store.tail(id, 1).await.expect("tail")[0].seq, meta.last_seq);
+    // The listing agrees with the log (the index was repaired if the kill
+    // fell between a log write and its index update).
+    let page = store
+        .list(&weft_core::store::ListQuery::default())
+        .await
+        .expect("list");
+    assert_eq!(page.sessions.len(), 1);
+    assert_eq!(
+        page.sessions[0], meta,
+        "round {round}: the listing matches the log"
+    );
     // Appending continues.
     let head = meta.last_seq;
     let text = format!("record {} batch {}-{}", head + 1, head + 1, head + 1);
@@ -62,7 +77,11 @@ async fn check(store: &dyn Store, id: &SessionId, acked: u64, round: usize) -> u
             head,
             Record::batch(
                 head,
-                [RecordKind::message(Message::text(BranchId::main(), Role::User, text))],
+                [RecordKind::message(Message::text(
+                    BranchId::main(),
+                    Role::User,
+                    text,
+                ))],
             ),
         )
         .await
@@ -117,7 +136,10 @@ async fn crash_test(backend: &str) {
         let head = check(&*store, &id, acked, round).await;
         total_acked = total_acked.max(head);
     }
-    assert!(total_acked > 100, "the writer made progress ({total_acked} records)");
+    assert!(
+        total_acked > 100,
+        "the writer made progress ({total_acked} records)"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

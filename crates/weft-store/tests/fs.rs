@@ -43,11 +43,19 @@ async fn layout_and_amplifier_transcript() {
     let slug = meta.project.slug.clone();
     let id = meta.id.clone();
     store
-        .create(meta, vec![text(Role::System, "be nice"), text(Role::User, "hi")])
+        .create(
+            meta,
+            vec![text(Role::System, "be nice"), text(Role::User, "hi")],
+        )
         .await
         .expect("create");
     push(&store, &id, vec![calls(&["c1"]), result("c1", "contents")]).await;
-    let dir = home.path().join("projects").join(&slug).join("sessions").join(id.as_str());
+    let dir = home
+        .path()
+        .join("projects")
+        .join(&slug)
+        .join("sessions")
+        .join(id.as_str());
     assert_eq!(store.session_dir(&id), Some(dir.clone()));
     for f in [LOG_FILE, META_FILE, TRANSCRIPT_FILE, LOCK_FILE] {
         assert!(dir.join(f).is_file(), "{f} exists");
@@ -68,22 +76,36 @@ async fn layout_and_amplifier_transcript() {
     assert_eq!(t[2]["seq"], 5, "each line names its log record");
     // metadata.json is refreshed lazily: at create, on metadata changes,
     // and when the log outgrows it; it records how much log it covers.
-    let read_meta = || -> Value { serde_json::from_slice(&fs::read(dir.join(META_FILE)).expect("read")).expect("json") };
+    let read_meta = || -> Value {
+        serde_json::from_slice(&fs::read(dir.join(META_FILE)).expect("read")).expect("json")
+    };
     let m = read_meta();
     assert_eq!(m["id"], id.as_str());
     assert_eq!(m["last_seq"], 3);
     assert!(m["log_bytes"].as_u64().expect("log_bytes") > 0);
     store
-        .update_meta(&id, weft_core::record::MetaPatch { name: Some("named".into()), ..Default::default() })
+        .update_meta(
+            &id,
+            weft_core::record::MetaPatch {
+                name: Some("named".into()),
+                ..Default::default()
+            },
+        )
         .await
         .expect("rename");
     let m = read_meta();
     assert_eq!(m["last_seq"], 6);
     assert_eq!(m["name"], "named");
-    assert_eq!(m["log_bytes"], fs::metadata(dir.join(LOG_FILE)).expect("stat").len());
+    assert_eq!(
+        m["log_bytes"],
+        fs::metadata(dir.join(LOG_FILE)).expect("stat").len()
+    );
     let log = lines(&dir.join(LOG_FILE));
     assert_eq!(log.len(), 6);
-    assert_eq!(log[1]["more"], true, "all records of a batch but the last carry the marker");
+    assert_eq!(
+        log[1]["more"], true,
+        "all records of a batch but the last carry the marker"
+    );
     assert!(log[2].get("more").is_none());
 
     // A child session is a sibling directory naming its parent.
@@ -94,7 +116,8 @@ async fn layout_and_amplifier_transcript() {
     let child = store.create(child, vec![]).await.expect("create child");
     let child_dir = store.session_dir(&child.id).expect("child dir");
     assert_eq!(child_dir.parent(), dir.parent());
-    let cm: Value = serde_json::from_slice(&fs::read(child_dir.join(META_FILE)).expect("read")).expect("json");
+    let cm: Value =
+        serde_json::from_slice(&fs::read(child_dir.join(META_FILE)).expect("read")).expect("json");
     assert_eq!(cm["parent_id"], id.as_str());
     assert_eq!(cm["agent_name"], "explorer");
 }
@@ -120,7 +143,14 @@ async fn torn_last_line_is_ignored_then_truncated() {
     assert_eq!(all.len(), 5, "the torn line was truncated, not kept");
     assert_eq!(all[4]["seq"], 5);
     assert!(fs::metadata(&log).expect("stat").len() > good_len);
-    assert_eq!(store.get(&id).await.expect("the first instance sees the change").last_seq, 5);
+    assert_eq!(
+        store
+            .get(&id)
+            .await
+            .expect("the first instance sees the change")
+            .last_seq,
+        5
+    );
 }
 
 #[tokio::test]
@@ -132,7 +162,11 @@ async fn torn_batch_is_not_committed() {
     // The first two lines of a three-record batch made it, the last did not.
     let batch = Record::batch(
         2,
-        [text(Role::User, "a"), text(Role::Assistant, "b"), text(Role::User, "c")],
+        [
+            text(Role::User, "a"),
+            text(Role::Assistant, "b"),
+            text(Role::User, "c"),
+        ],
     );
     let mut bytes = Vec::new();
     for r in &batch[..2] {
@@ -148,7 +182,11 @@ async fn torn_batch_is_not_committed() {
         .and_then(|mut f| f.write_all(&bytes))
         .expect("write");
     let reopened = FsStore::open(home.path()).expect("open");
-    assert_eq!(reopened.get(&id).await.expect("get").last_seq, 2, "a batch without its last line did not land");
+    assert_eq!(
+        reopened.get(&id).await.expect("get").last_seq,
+        2,
+        "a batch without its last line did not land"
+    );
     assert_eq!(reopened.read(&id, 1, None).await.expect("read").len(), 2);
     // The next append takes over seq 3.
     let meta = push(&reopened, &id, vec![text(Role::User, "retry")]).await;
@@ -175,8 +213,18 @@ async fn corrupt_middle_line_is_skipped() {
     fs::write(&log, format!("{}\n", ls.join("\n"))).expect("write");
     let _ = fs::remove_file(dir.join(META_FILE));
     let reopened = FsStore::open(home.path()).expect("open");
-    let seqs: Vec<u64> = reopened.read(&id, 1, None).await.expect("read").iter().map(|r| r.seq).collect();
-    assert_eq!(seqs, vec![1, 2, 3, 5, 6], "the lines around the corrupt one stay readable");
+    let seqs: Vec<u64> = reopened
+        .read(&id, 1, None)
+        .await
+        .expect("read")
+        .iter()
+        .map(|r| r.seq)
+        .collect();
+    assert_eq!(
+        seqs,
+        vec![1, 2, 3, 5, 6],
+        "the lines around the corrupt one stay readable"
+    );
     let meta = reopened.get(&id).await.expect("get");
     assert_eq!(meta.last_seq, 6);
     assert_eq!(meta.message_count, 4);
@@ -197,10 +245,24 @@ async fn metadata_json_is_a_cache() {
 
     // Stale: written before the last append.
     fs::write(&meta_path, &stale).expect("write");
-    assert_eq!(FsStore::open(home.path()).expect("open").get(&id).await.expect("get"), want2);
+    assert_eq!(
+        FsStore::open(home.path())
+            .expect("open")
+            .get(&id)
+            .await
+            .expect("get"),
+        want2
+    );
     // Corrupt.
     fs::write(&meta_path, b"{\"id\": 12").expect("write");
-    assert_eq!(FsStore::open(home.path()).expect("open").get(&id).await.expect("get"), want2);
+    assert_eq!(
+        FsStore::open(home.path())
+            .expect("open")
+            .get(&id)
+            .await
+            .expect("get"),
+        want2
+    );
     // Missing.
     fs::remove_file(&meta_path).expect("rm");
     let s = FsStore::open(home.path()).expect("open");
@@ -211,7 +273,11 @@ async fn metadata_json_is_a_cache() {
     push(&s, &id, vec![text(Role::User, "again")]).await;
     let m: Value = serde_json::from_slice(&fs::read(&meta_path).expect("read")).expect("json");
     assert_eq!(m["last_seq"], 6);
-    assert_eq!(lines(&dir.join(TRANSCRIPT_FILE)).len(), 5, "the transcript was rebuilt from the log");
+    assert_eq!(
+        lines(&dir.join(TRANSCRIPT_FILE)).len(),
+        5,
+        "the transcript was rebuilt from the log"
+    );
 }
 
 #[tokio::test]
@@ -253,20 +319,59 @@ async fn index_is_rebuilt_when_missing_or_stale() {
     assert_eq!(listed.len(), 5);
     assert!(!listed.contains(&ids[0]));
     assert!(listed.contains(&foreign));
-    assert_eq!(store.resolve(&foreign.as_str()[..20]).await.expect("resolve"), foreign);
+    assert_eq!(
+        store
+            .resolve(&foreign.as_str()[..20])
+            .await
+            .expect("resolve"),
+        foreign
+    );
 
-    // A row left pending by a writer that crashed mid-append is refreshed.
+    // A writer died between a log write and its index update: its row lags,
+    // and the session is in `touched` under a writer whose lock is gone.
     let conn = rusqlite::Connection::open(home.path().join("index.sqlite")).expect("sqlite");
     conn.execute(
-        "UPDATE sessions SET pending = 1, last_seq = 1, meta = replace(meta, '\"last_seq\":3', '\"last_seq\":1') WHERE id = ?1",
+        "UPDATE sessions SET last_seq = 1, meta = replace(meta, '\"last_seq\":3', '\"last_seq\":1') WHERE id = ?1",
         [foreign.as_str()],
     )
     .expect("update");
+    conn.execute(
+        "INSERT INTO touched (writer, id) VALUES ('0195aaaa-dead-7000-8000-000000000000', ?1)",
+        [foreign.as_str()],
+    )
+    .expect("insert");
     drop(conn);
     let store = FsStore::open(home.path()).expect("open");
     let page = store.list(&ListQuery::default()).await.expect("list");
-    let row = page.sessions.iter().find(|m| m.id == foreign).expect("listed");
-    assert_eq!(row.last_seq, 3);
+    let row = page
+        .sessions
+        .iter()
+        .find(|m| m.id == foreign)
+        .expect("listed");
+    assert_eq!(row.last_seq, 3, "the dead writer's session was re-read");
+    let conn = rusqlite::Connection::open(home.path().join("index.sqlite")).expect("sqlite");
+    let left: i64 = conn
+        .query_row("SELECT count(*) FROM touched", [], |r| r.get(0))
+        .expect("count");
+    assert_eq!(left, 0, "the dead writer is forgotten");
+    drop(conn);
+    // A live instance's writer lock is respected, and a clean drop removes it.
+    push(&store, &foreign, vec![text(Role::User, "alive")]).await;
+    let writers = home.path().join("writers");
+    assert_eq!(fs::read_dir(&writers).expect("dir").count(), 1);
+    let other = FsStore::open(home.path()).expect("open");
+    assert_eq!(
+        fs::read_dir(&writers).expect("dir").count(),
+        1,
+        "a live writer is not reaped"
+    );
+    drop(other);
+    drop(store);
+    assert_eq!(
+        fs::read_dir(&writers).expect("dir").count(),
+        0,
+        "a clean shutdown removes its lock"
+    );
 
     // Junk in the sessions directory is ignored.
     fs::create_dir_all(gone.parent().expect("dir").join("not a valid id")).expect("mkdir");
@@ -284,9 +389,20 @@ async fn two_stores_on_one_home_see_each_other() {
     assert_eq!(b.get(&id).await.expect("b sees a's session").last_seq, 2);
     push(&b, &id, vec![text(Role::User, "from b")]).await;
     let stale = Record::batch(2, [text(Role::User, "from a, stale")]);
-    assert!(a.append(&id, 2, stale).await.is_err_and(|e| e.is_conflict()), "a's view of the head is re-read under the lock");
+    assert!(
+        a.append(&id, 2, stale)
+            .await
+            .is_err_and(|e| e.is_conflict()),
+        "a's view of the head is re-read under the lock"
+    );
     assert_eq!(a.get(&id).await.expect("get").last_seq, 3);
-    assert_eq!(a.list(&ListQuery::default()).await.expect("list").sessions[0].last_seq, 3);
+    // b's index update is applied by its worker right after its append
+    // returns; waiting on b's queue makes the check deterministic.
+    b.indexed_sessions().expect("count");
+    assert_eq!(
+        a.list(&ListQuery::default()).await.expect("list").sessions[0].last_seq,
+        3
+    );
 }
 
 #[tokio::test]
@@ -295,7 +411,10 @@ async fn the_lock_serialises_writers() {
     let store = Arc::new(FsStore::open(home.path()).expect("open"));
     let (id, dir) = session(&store, 1).await;
     // Another process holds the session's lock.
-    let held = OpenOptions::new().write(true).open(dir.join(LOCK_FILE)).expect("open lock");
+    let held = OpenOptions::new()
+        .write(true)
+        .open(dir.join(LOCK_FILE))
+        .expect("open lock");
     held.lock().expect("lock");
     let task = {
         let (store, id) = (store.clone(), id.clone());
@@ -303,7 +422,10 @@ async fn the_lock_serialises_writers() {
     };
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert!(!task.is_finished(), "the append waits for the lock");
-    assert_eq!(store.get(&id).await.expect("readers do not wait").last_seq, 2);
+    assert_eq!(
+        store.get(&id).await.expect("readers do not wait").last_seq,
+        2
+    );
     held.unlock().expect("unlock");
     let meta = task.await.expect("task");
     assert_eq!(meta.last_seq, 3);
@@ -320,23 +442,41 @@ async fn tail_and_ranged_reads_do_not_read_the_whole_log() {
     let mut head = 1;
     for _ in 0..20 {
         let kinds: Vec<RecordKind> = (0..1000).map(|_| text(Role::User, &body)).collect();
-        head = store.append(&id, head, Record::batch(head, kinds)).await.expect("append").last_seq;
+        head = store
+            .append(&id, head, Record::batch(head, kinds))
+            .await
+            .expect("append")
+            .last_seq;
     }
-    let log_len = fs::metadata(store.session_dir(&id).expect("dir").join(LOG_FILE)).expect("stat").len();
+    let log_len = fs::metadata(store.session_dir(&id).expect("dir").join(LOG_FILE))
+        .expect("stat")
+        .len();
     assert!(log_len > 10_000_000);
     let before = store.bytes_read();
     let tail = store.tail(&id, 10).await.expect("tail");
     let used = store.bytes_read() - before;
     assert_eq!(tail.len(), 10);
-    assert!(used <= 64 * 1024, "tail(10) read {used} bytes of a {log_len}-byte log");
+    assert!(
+        used <= 64 * 1024,
+        "tail(10) read {used} bytes of a {log_len}-byte log"
+    );
     let before = store.bytes_read();
     let mid = store.read(&id, 10_001, Some(5)).await.expect("read");
     let used = store.bytes_read() - before;
-    assert_eq!(mid.iter().map(|r| r.seq).collect::<Vec<_>>(), vec![10_001, 10_002, 10_003, 10_004, 10_005]);
-    assert!(used <= 512 * 1024, "read(10001, 5) read {used} bytes of a {log_len}-byte log");
+    assert_eq!(
+        mid.iter().map(|r| r.seq).collect::<Vec<_>>(),
+        vec![10_001, 10_002, 10_003, 10_004, 10_005]
+    );
+    assert!(
+        used <= 512 * 1024,
+        "read(10001, 5) read {used} bytes of a {log_len}-byte log"
+    );
     let before = store.bytes_read();
     store.get(&id).await.expect("get");
-    assert!(store.bytes_read() - before <= 64 * 1024, "get reads the head, not the log");
+    assert!(
+        store.bytes_read() - before <= 64 * 1024,
+        "get reads the head, not the log"
+    );
 }
 
 #[tokio::test]
@@ -356,9 +496,17 @@ async fn events_are_capped() {
     assert!(size <= EVENTS_CAP_BYTES, "events.jsonl is {size} bytes");
     let last = store.read_events(&id, 3).await.expect("read");
     let is: Vec<u64> = last.iter().map(|e| e["i"].as_u64().expect("i")).collect();
-    assert_eq!(is, vec![n as u64 - 3, n as u64 - 2, n as u64 - 1], "the newest events are kept");
+    assert_eq!(
+        is,
+        vec![n as u64 - 3, n as u64 - 2, n as u64 - 1],
+        "the newest events are kept"
+    );
     let all = store.read_events(&id, usize::MAX).await.expect("read");
-    assert!(all.len() < n && all.len() > n / 3, "the oldest were dropped ({} kept)", all.len());
+    assert!(
+        all.len() < n && all.len() > n / 3,
+        "the oldest were dropped ({} kept)",
+        all.len()
+    );
 }
 
 #[tokio::test]
@@ -409,8 +557,14 @@ async fn transcript_catches_up_after_a_crash() {
     let reopened = FsStore::open(home.path()).expect("open");
     push(&reopened, &id, vec![text(Role::User, "next")]).await;
     let t = lines(&path);
-    let contents: Vec<&str> = t.iter().map(|l| l["content"].as_str().expect("content")).collect();
-    assert_eq!(contents, vec!["message 0", "message 1", "message 2", "message 3", "next"]);
+    let contents: Vec<&str> = t
+        .iter()
+        .map(|l| l["content"].as_str().expect("content"))
+        .collect();
+    assert_eq!(
+        contents,
+        vec!["message 0", "message 1", "message 2", "message 3", "next"]
+    );
     let seqs: Vec<u64> = t.iter().map(|l| l["seq"].as_u64().expect("seq")).collect();
     assert_eq!(seqs, vec![2, 3, 4, 5, 6]);
     // A torn last line makes it rewrite the file from the log.

@@ -14,10 +14,20 @@ use weft_store::import::import_amplifier;
 const PARENT: &str = "0195f3a1-2b3c-7d4e-8f90-a1b2c3d4e5f6";
 const CHILD: &str = "0195f3a12b3c7d4e-9a8b7c6d5e4f3a2b_zen-architect";
 
-fn write_session(root: &Path, slug: &str, id: &str, meta: serde_json::Value, lines: &[serde_json::Value]) {
+fn write_session(
+    root: &Path,
+    slug: &str,
+    id: &str,
+    meta: serde_json::Value,
+    lines: &[serde_json::Value],
+) {
     let dir = root.join("projects").join(slug).join("sessions").join(id);
     fs::create_dir_all(&dir).unwrap();
-    fs::write(dir.join("metadata.json"), serde_json::to_vec_pretty(&meta).unwrap()).unwrap();
+    fs::write(
+        dir.join("metadata.json"),
+        serde_json::to_vec_pretty(&meta).unwrap(),
+    )
+    .unwrap();
     let mut t = String::new();
     for l in lines {
         t.push_str(&serde_json::to_string(l).unwrap());
@@ -70,7 +80,11 @@ fn fixture(root: &Path) {
         ],
     );
     // A session with an invalid id is reported, not imported.
-    let bad = root.join("projects").join(slug).join("sessions").join("bad id");
+    let bad = root
+        .join("projects")
+        .join(slug)
+        .join("sessions")
+        .join("bad id");
     fs::create_dir_all(&bad).unwrap();
     fs::write(bad.join("transcript.jsonl"), "").unwrap();
 }
@@ -103,11 +117,19 @@ async fn imports_amplifier_sessions() {
         assert_eq!(p.project.dir, "/home/ada/proj");
         assert_eq!(p.status, SessionStatus::Completed);
         assert_eq!(p.created_at.to_rfc3339(), "2025-06-01T10:00:00+00:00");
-        assert_eq!(p.updated_at.to_rfc3339(), "2025-06-01T10:05:30+00:00", "listed by its last Amplifier activity");
+        assert_eq!(
+            p.updated_at.to_rfc3339(),
+            "2025-06-01T10:05:30+00:00",
+            "listed by its last Amplifier activity"
+        );
         assert_eq!(p.metadata["amplifier"]["turn_count"], 2);
 
         let c = store.get(&child).await.unwrap();
-        assert_eq!(c.parent_id.as_ref(), Some(&parent), "parent/child links survive");
+        assert_eq!(
+            c.parent_id.as_ref(),
+            Some(&parent),
+            "parent/child links survive"
+        );
         assert_eq!(c.trace_id, parent);
         assert_eq!(c.agent_name.as_deref(), Some("zen-architect"));
         assert_eq!(c.turn_count, 1);
@@ -115,7 +137,10 @@ async fn imports_amplifier_sessions() {
 
         let view = store.view(&parent).await.unwrap();
         let msgs = view.messages("main");
-        assert!(msgs.iter().all(|m| m.flag(META_LOADED)), "messages are marked loaded");
+        assert!(
+            msgs.iter().all(|m| m.flag(META_LOADED)),
+            "messages are marked loaded"
+        );
         assert_eq!(msgs[1].tool_calls()[0].0, "call_1");
         assert_eq!(msgs[2].tool_result_ids(), vec!["call_1"]);
         assert_eq!(msgs[3].text_content(), "The token expires.");
@@ -143,7 +168,11 @@ async fn imports_amplifier_sessions() {
         let again = import_amplifier(amp.path(), &*store).await.unwrap();
         assert!(again.imported.is_empty());
         assert_eq!(again.skipped.len(), 2);
-        assert_eq!(store.get(&parent).await.unwrap().message_count, 6, "nothing is imported twice");
+        assert_eq!(
+            store.get(&parent).await.unwrap().message_count,
+            6,
+            "nothing is imported twice"
+        );
     }
 }
 
@@ -153,11 +182,25 @@ async fn accepts_project_and_session_directories() {
     fixture(amp.path());
     let project = amp.path().join("projects").join("-home-ada-proj");
     let store = MemoryStore::new();
-    let one = import_amplifier(&project.join("sessions").join(PARENT), &store).await.unwrap();
+    let one = import_amplifier(&project.join("sessions").join(PARENT), &store)
+        .await
+        .unwrap();
     assert_eq!(one.imported.len(), 1);
-    assert_eq!(store.get(&SessionId::parse(PARENT).unwrap()).await.unwrap().project.slug, "-home-ada-proj");
+    assert_eq!(
+        store
+            .get(&SessionId::parse(PARENT).unwrap())
+            .await
+            .unwrap()
+            .project
+            .slug,
+        "-home-ada-proj"
+    );
     let rest = import_amplifier(&project, &store).await.unwrap();
     assert_eq!(rest.imported.len(), 1);
     assert_eq!(rest.skipped.len(), 1);
-    assert!(import_amplifier(&amp.path().join("nowhere"), &store).await.is_err());
+    assert!(
+        import_amplifier(&amp.path().join("nowhere"), &store)
+            .await
+            .is_err()
+    );
 }

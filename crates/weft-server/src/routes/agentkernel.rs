@@ -52,6 +52,7 @@ async fn run_prompt(
             Prompt {
                 text: prompt,
                 branch: None,
+                branch_in_path: false,
                 policy: params.multitask.unwrap_or_default(),
                 need: Need::Any,
                 create: Some(create),

@@ -10,11 +10,12 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::sse::{KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use weft_core::message::{ContentBlock, Role};
-use weft_core::{BranchId, Message};
+use weft_core::view::LoggedMessage;
+use weft_core::{BranchId, Message, SessionId};
 
 use crate::error::{ApiError, ErrorBody};
 use crate::extract::{ApiJson, ApiQuery, PathId};
-use crate::live::{Accepted, Need, Prompt};
+use crate::live::{Accepted, Need, Prompt, Submitted};
 use crate::model::{
     AppendMessageRequest, MessageContent, MultitaskParams, SendMessageRequest, SendMessageResponse,
     StreamParams, TranscriptMessage, TranscriptParams,
@@ -113,17 +114,19 @@ pub(crate) async fn transcript(
             None => return Ok(Json(Vec::new())),
         },
     };
-    let messages = &branch.messages;
-    let skip = match params.limit {
-        Some(n) => messages.len().saturating_sub(n),
-        None => 0,
-    };
-    Ok(Json(
-        messages[skip..]
-            .iter()
-            .map(TranscriptMessage::from_logged)
-            .collect(),
-    ))
+    Ok(Json(transcript_of(&branch.messages, params.limit)))
+}
+
+/// The API view of a branch's messages; `limit` keeps the last N.
+pub(crate) fn transcript_of(
+    messages: &[LoggedMessage],
+    limit: Option<usize>,
+) -> Vec<TranscriptMessage> {
+    let skip = limit.map_or(0, |n| messages.len().saturating_sub(n));
+    messages[skip..]
+        .iter()
+        .map(TranscriptMessage::from_logged)
+        .collect()
 }
 
 /// Runs the model on a prompt in the background; follow it on `/stream`.
@@ -134,7 +137,8 @@ pub(crate) async fn transcript(
     responses(
         (status = 202, description = "Accepted: executing, queued or interrupting", body = SendMessageResponse),
         (status = 404, description = "Unknown id", body = ErrorBody),
-        (status = 409, description = "Not active, or a turn is running (without ?multitask)", body = ErrorBody),
+        (status = 409, description = "Not active, or a turn is running on the branch (without ?multitask)", body = ErrorBody),
+        (status = 422, description = "Unknown branch, or an empty prompt", body = ErrorBody),
     )
 )]
 pub(crate) async fn send_message(
@@ -149,6 +153,7 @@ pub(crate) async fn send_message(
             Prompt {
                 text: req.content,
                 branch: req.branch,
+                branch_in_path: false,
                 policy: params.multitask.unwrap_or_default(),
                 need: Need::Active,
                 create: None,
@@ -156,20 +161,29 @@ pub(crate) async fn send_message(
             },
         )
         .await?;
+    Ok(accepted(&id, &submitted))
+}
+
+/// The 202 answer to a prompt accepted for a background turn.
+pub(crate) fn accepted(
+    id: &SessionId,
+    submitted: &Submitted,
+) -> (StatusCode, Json<SendMessageResponse>) {
     let (status, position) = match submitted.accepted {
         Accepted::Started => ("executing", None),
         Accepted::Queued(n) => ("queued", Some(n)),
         Accepted::Interrupting => ("interrupting", None),
     };
-    Ok((
+    (
         StatusCode::ACCEPTED,
         Json(SendMessageResponse {
             status: status.into(),
             session_id: id.to_string(),
+            branch: submitted.branch.to_string(),
             turn: submitted.turn,
             position,
         }),
-    ))
+    )
 }
 
 fn sse_response<S>(core: &AppState, stream: S) -> Response
@@ -216,6 +230,7 @@ pub(crate) async fn execute(
             Prompt {
                 text: req.content,
                 branch: req.branch,
+                branch_in_path: false,
                 policy: params.multitask.unwrap_or_default(),
                 need: Need::Active,
                 create: None,

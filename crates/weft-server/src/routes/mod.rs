@@ -1,12 +1,15 @@
 //! The HTTP handlers, by area: [`sessions`] (CRUD and lifecycle),
-//! [`messages`] (transcript, prompts, streams), [`agentkernel`]
+//! [`messages`] (transcript, prompts, streams), [`branches`] (branches,
+//! mail, `concat_messages`), [`state`] (session state), [`agentkernel`]
 //! (`/run`, `/api/v1/chat`, agents, health) and [`docs`] (profiles and the
 //! OpenAPI document).
 
 pub(crate) mod agentkernel;
+pub(crate) mod branches;
 pub(crate) mod docs;
 pub(crate) mod messages;
 pub(crate) mod sessions;
+pub(crate) mod state;
 
 use std::sync::Arc;
 

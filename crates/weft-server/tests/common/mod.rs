@@ -28,6 +28,11 @@ pub fn echo() -> MountPlan {
     plan(json!({"module": "provider-scripted", "config": {"mode": "echo"}}))
 }
 
+/// A plan echoing the prompt after `delay_ms`.
+pub fn echo_delayed(delay_ms: u64) -> MountPlan {
+    plan(json!({"module": "provider-scripted", "config": {"mode": "echo", "delay_ms": delay_ms}}))
+}
+
 fn plan(provider: Value) -> MountPlan {
     let text = json!({
         "session": {"orchestrator": "loop-basic", "context": "context-simple"},
@@ -53,9 +58,18 @@ pub async fn start(plans: StaticPlanSource) -> Server {
 }
 
 pub async fn start_with(plans: StaticPlanSource, config: ServerConfig) -> Server {
+    start_on(plans, config, Arc::new(MemoryStore::new())).await
+}
+
+/// A server over `store` (a second server over the same store stands for
+/// a restart).
+pub async fn start_on(
+    plans: StaticPlanSource,
+    config: ServerConfig,
+    store: Arc<dyn Store>,
+) -> Server {
     let dir = tempfile::tempdir().expect("tempdir");
     std::fs::create_dir_all(dir.path().join("sub")).expect("subdir");
-    let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
     let mut registry = ModuleRegistry::with_core_modules();
     weft_providers::register(&mut registry);
     let ctx = ServerContext {
@@ -120,6 +134,25 @@ impl Server {
             .await
             .expect("request");
         split(r).await
+    }
+
+    pub async fn put(&self, path: &str, body: Value) -> (u16, Value) {
+        let r = self
+            .client
+            .put(self.url(path))
+            .json(&body)
+            .send()
+            .await
+            .expect("request");
+        split(r).await
+    }
+
+    /// Stops the server (graceful shutdown) and waits for it.
+    pub async fn stop(mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        let _ = (&mut self.handle).await;
     }
 
     pub async fn delete(&self, path: &str) -> (u16, Value) {

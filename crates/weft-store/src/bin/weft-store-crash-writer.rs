@@ -32,7 +32,11 @@ async fn main() -> Result<(), StoreError> {
     let mut head = match store.get(&id).await {
         Ok(meta) => meta.last_seq,
         Err(StoreError::NotFound(_)) => {
-            let meta = SessionMeta::new(id.clone(), Project::from_dir(std::path::Path::new("/crash")), "base");
+            let meta = SessionMeta::new(
+                id.clone(),
+                Project::from_dir(std::path::Path::new("/crash")),
+                "base",
+            );
             store.create(meta, Vec::new()).await?.last_seq
         }
         Err(e) => return Err(e),
@@ -48,7 +52,11 @@ async fn main() -> Result<(), StoreError> {
             // record and that no batch landed in part.
             RecordKind::message(Message::text(
                 BranchId::main(),
-                if i % 2 == 0 { Role::User } else { Role::Assistant },
+                if i % 2 == 0 {
+                    Role::User
+                } else {
+                    Role::Assistant
+                },
                 format!(
                     "record {seq} batch {}-{} {}",
                     head + 1,
@@ -60,7 +68,10 @@ async fn main() -> Result<(), StoreError> {
         let meta = store.append(&id, head, Record::batch(head, kinds)).await?;
         head = meta.last_seq;
         // A failed print means the test stopped listening: stop too.
-        if writeln!(stdout, "{head} {size}").and_then(|()| stdout.flush()).is_err() {
+        if writeln!(stdout, "{head} {size}")
+            .and_then(|()| stdout.flush())
+            .is_err()
+        {
             return Ok(());
         }
     }

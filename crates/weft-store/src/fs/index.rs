@@ -11,10 +11,17 @@
 //! nothing (SQLite's WAL is in the page cache); a power loss may lose the
 //! newest index writes, which the reconcile pass repairs from the logs.
 //!
-//! Rows carry a `pending` flag: `1` while an append is in flight (the row
-//! may lag its log by one batch), `2` while a create is in flight (the row
-//! is a placeholder, hidden from listings). A row left pending by a crashed
-//! writer is refreshed from its directory by the next reconcile.
+//! Crash detection. A row is updated right after its session's log write;
+//! a writer that dies in between leaves the row one batch behind. So each
+//! writing store instance holds an exclusive lock on
+//! `writers/<instance>.lock` for as long as it lives and records in the
+//! `touched` table (once per session) the sessions it writes. The next
+//! reconcile finds instances whose lock is free (their process is gone
+//! without cleaning up), refreshes the rows of the sessions they touched
+//! from the logs, and forgets them. A clean shutdown deletes its own
+//! entries. Creates insert a placeholder row with `pending = 2` (hidden
+//! from listings) before making the directory; a placeholder left by a
+//! crashed create is resolved by the next reconcile.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -28,12 +35,10 @@ use weft_core::store::{ListQuery, Page, StoreError};
 use crate::util::{to_i64, to_u64};
 
 /// The schema version; a different stored version makes the index rebuild.
-const SCHEMA_VERSION: &str = "1";
+const SCHEMA_VERSION: &str = "2";
 
 /// Row state: a live row.
 pub(crate) const CLEAN: i64 = 0;
-/// Row state: an append is in flight.
-pub(crate) const APPENDING: i64 = 1;
 /// Row state: a create is in flight (placeholder row).
 pub(crate) const CREATING: i64 = 2;
 
@@ -80,7 +85,8 @@ impl Index {
             let rebuild = !existed || version.as_deref() != Some(SCHEMA_VERSION);
             if rebuild {
                 conn.execute_batch(
-                    "DROP TABLE IF EXISTS sessions; DROP TABLE IF EXISTS projects;",
+                    "DROP TABLE IF EXISTS sessions; DROP TABLE IF EXISTS projects;
+                     DROP TABLE IF EXISTS touched;",
                 )?;
             }
             conn.execute_batch(
@@ -103,6 +109,11 @@ impl Index {
                 CREATE INDEX IF NOT EXISTS sessions_parent ON sessions(parent_id);
                 CREATE INDEX IF NOT EXISTS sessions_dir ON sessions(dir_slug);
                 CREATE INDEX IF NOT EXISTS sessions_pending ON sessions(pending) WHERE pending <> 0;
+                CREATE TABLE IF NOT EXISTS touched (
+                    writer TEXT NOT NULL,
+                    id TEXT NOT NULL,
+                    PRIMARY KEY (writer, id)
+                ) WITHOUT ROWID;
                 CREATE TABLE IF NOT EXISTS projects (
                     slug TEXT PRIMARY KEY,
                     scanned_mtime_ns INTEGER NOT NULL
@@ -150,8 +161,9 @@ impl Index {
         .map_err(|e| self.err(e))
     }
 
-    /// Writes a session's row (clearing `pending`), unless the row already
-    /// holds a newer head (a slower writer must not overwrite a faster one).
+    /// Writes a session's row (replacing a placeholder), unless the row
+    /// already holds a newer head (a slower writer must not overwrite a
+    /// faster one).
     pub(crate) fn upsert(
         &self,
         dir_slug: &str,
@@ -194,60 +206,91 @@ impl Index {
         Ok(())
     }
 
-    /// Updates a row after an append: only the columns an append can change
-    /// (so SQLite touches only the indexes on them), clearing `pending`.
-    /// Falls back to [`Index::upsert`] when the row is missing or other
-    /// columns changed.
+    /// Updates rows after appends, in one transaction: only the columns an
+    /// append can change (so SQLite touches only the indexes on them), and
+    /// only when the row exists and is not newer. A missing row is left
+    /// missing (the session was deleted meanwhile, or the next reconcile
+    /// indexes it). Entries: `(dir_slug, meta, log_bytes)`.
     pub(crate) fn update_appended(
         &self,
-        dir_slug: &str,
-        before: &SessionMeta,
-        meta: &SessionMeta,
-        log_bytes: u64,
+        updates: &[(String, SessionMeta, u64)],
     ) -> Result<(), StoreError> {
-        let same_keys = before.project.slug == meta.project.slug
-            && before.parent_id == meta.parent_id
-            && before.profile == meta.profile;
-        if same_keys {
+        let mut encoded = Vec::with_capacity(updates.len());
+        for (slug, meta, log_bytes) in updates {
             let json = serde_json::to_string(meta).map_err(|e| StoreError::Backend {
                 backend: "fs",
                 message: format!("cannot encode metadata: {e}"),
             })?;
-            let changed = {
-                let conn = self.conn();
-                let mut stmt = conn
-                    .prepare_cached(
-                        "UPDATE sessions SET updated_us = ?2, status = ?3, name = ?4, last_seq = ?5,
-                            log_bytes = ?6, pending = 0, meta = ?7
-                         WHERE id = ?1 AND dir_slug = ?8 AND last_seq <= ?5",
-                    )
-                    .map_err(|e| self.err(e))?;
+            encoded.push((slug, meta, *log_bytes, json));
+        }
+        let mut conn = self.conn();
+        let tx = conn.transaction().map_err(|e| db_err(&self.path, e))?;
+        {
+            let mut stmt = tx
+                .prepare_cached(
+                    "UPDATE sessions SET updated_us = ?2, status = ?3, name = ?4, last_seq = ?5,
+                        log_bytes = ?6, meta = ?7
+                     WHERE id = ?1 AND dir_slug = ?8 AND last_seq <= ?5 AND pending <> 2",
+                )
+                .map_err(|e| db_err(&self.path, e))?;
+            for (slug, meta, log_bytes, json) in &encoded {
                 stmt.execute(params![
                     meta.id.as_str(),
                     meta.updated_at.timestamp_micros(),
                     meta.status.as_str(),
                     meta.name,
                     to_i64(meta.last_seq),
-                    to_i64(log_bytes),
+                    to_i64(*log_bytes),
                     json,
-                    dir_slug,
+                    slug,
                 ])
-                .map_err(|e| self.err(e))?
-            };
-            if changed == 1 {
-                return Ok(());
+                .map_err(|e| db_err(&self.path, e))?;
             }
         }
-        self.upsert(dir_slug, meta, log_bytes)
+        tx.commit().map_err(|e| db_err(&self.path, e))
     }
 
-    /// Marks a row as having an append in flight.
-    pub(crate) fn mark_appending(&self, id: &SessionId) -> Result<(), StoreError> {
+    /// Records that store instance `writer` writes session `id`.
+    pub(crate) fn touch(&self, writer: &str, id: &SessionId) -> Result<(), StoreError> {
         let conn = self.conn();
         let mut stmt = conn
-            .prepare_cached("UPDATE sessions SET pending = ?2 WHERE id = ?1 AND pending = 0")
+            .prepare_cached("INSERT OR IGNORE INTO touched (writer, id) VALUES (?1, ?2)")
             .map_err(|e| self.err(e))?;
-        stmt.execute(params![id.as_str(), APPENDING])
+        stmt.execute(params![writer, id.as_str()])
+            .map_err(|e| self.err(e))?;
+        Ok(())
+    }
+
+    /// The store instances with sessions in `touched`.
+    pub(crate) fn writers(&self) -> Result<Vec<String>, StoreError> {
+        let conn = self.conn();
+        let mut stmt = conn
+            .prepare_cached("SELECT DISTINCT writer FROM touched")
+            .map_err(|e| self.err(e))?;
+        let rows = stmt.query_map([], |r| r.get(0)).map_err(|e| self.err(e))?;
+        rows.collect::<rusqlite::Result<_>>()
+            .map_err(|e| self.err(e))
+    }
+
+    /// The sessions `writer` touched: `(id, dir_slug)`.
+    pub(crate) fn touched_by(&self, writer: &str) -> Result<Vec<(String, String)>, StoreError> {
+        let conn = self.conn();
+        let mut stmt = conn
+            .prepare_cached(
+                "SELECT t.id, s.dir_slug FROM touched t JOIN sessions s ON s.id = t.id WHERE t.writer = ?1",
+            )
+            .map_err(|e| self.err(e))?;
+        let rows = stmt
+            .query_map([writer], |r| Ok((r.get(0)?, r.get(1)?)))
+            .map_err(|e| self.err(e))?;
+        rows.collect::<rusqlite::Result<_>>()
+            .map_err(|e| self.err(e))
+    }
+
+    /// Forgets what `writer` touched.
+    pub(crate) fn forget_writer(&self, writer: &str) -> Result<(), StoreError> {
+        self.conn()
+            .execute("DELETE FROM touched WHERE writer = ?1", [writer])
             .map_err(|e| self.err(e))?;
         Ok(())
     }
@@ -335,12 +378,15 @@ impl Index {
     /// One page of a listing, newest first.
     pub(crate) fn list(&self, query: &ListQuery) -> Result<Page, StoreError> {
         let conn = self.conn();
-        crate::sql::list_page(&conn, "sessions", "pending <> 2", query)
-            .map_err(|e| self.err(e))
+        crate::sql::list_page(&conn, "sessions", "pending <> 2", query).map_err(|e| self.err(e))
     }
 
     /// Up to `limit` ids starting with `prefix`, in id order.
-    pub(crate) fn find_ids(&self, prefix: &str, limit: usize) -> Result<Vec<SessionId>, StoreError> {
+    pub(crate) fn find_ids(
+        &self,
+        prefix: &str,
+        limit: usize,
+    ) -> Result<Vec<SessionId>, StoreError> {
         let conn = self.conn();
         crate::sql::find_ids(&conn, "sessions", "pending <> 2", prefix, limit)
             .map_err(|e| self.err(e))
@@ -412,7 +458,7 @@ impl Index {
         Ok(())
     }
 
-    /// Rows left pending (by writers in flight or crashed): `(id, dir_slug)`.
+    /// Placeholder rows (creates in flight, or crashed): `(id, dir_slug)`.
     pub(crate) fn pending(&self) -> Result<Vec<(String, String)>, StoreError> {
         let conn = self.conn();
         let mut stmt = conn
@@ -438,7 +484,9 @@ impl Index {
             )
             .map_err(|e| self.err(e))?;
         let rows = stmt
-            .query_map([project], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))
+            .query_map([project], |r| {
+                Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
+            })
             .map_err(|e| self.err(e))?;
         let mut out = Vec::new();
         for r in rows {
@@ -453,9 +501,11 @@ impl Index {
     /// The number of clean rows (for tests and diagnostics).
     pub(crate) fn count(&self) -> Result<u64, StoreError> {
         self.conn()
-            .query_row("SELECT count(*) FROM sessions WHERE pending <> 2", [], |r| {
-                r.get::<_, i64>(0)
-            })
+            .query_row(
+                "SELECT count(*) FROM sessions WHERE pending <> 2",
+                [],
+                |r| r.get::<_, i64>(0),
+            )
             .map(to_u64)
             .map_err(|e| self.err(e))
     }

@@ -69,7 +69,12 @@ pub(crate) fn has_more(line: &[u8]) -> bool {
 
 /// Parses one line (without its newline).
 pub(crate) fn parse_line(line: &[u8]) -> Result<Record, serde_json::Error> {
-    serde_json::from_slice(line)
+    // serde_json parses a `&str` faster than bytes (no per-string UTF-8
+    // checks); one check of the whole line is cheaper.
+    match std::str::from_utf8(line) {
+        Ok(text) => serde_json::from_str(text),
+        Err(_) => serde_json::from_slice(line),
+    }
 }
 
 /// A line read from the log.
@@ -359,6 +364,10 @@ pub(crate) fn parse_lines(
     location: &str,
     out: &mut Vec<Record>,
 ) {
+    // One UTF-8 check of the whole buffer lets every line be parsed as
+    // `&str` (faster in serde_json); a buffer with invalid bytes somewhere
+    // is parsed line by line, so only the bad lines fail.
+    let text = std::str::from_utf8(bytes).ok();
     let mut offset = 0usize;
     for line in bytes.split(|&b| b == b'\n') {
         let start = offset;
@@ -375,7 +384,12 @@ pub(crate) fn parse_lines(
         {
             continue;
         }
-        match parse_line(line) {
+        let parsed = match text {
+            // `start..start + line.len()` lies on '\n' boundaries of valid UTF-8.
+            Some(t) => serde_json::from_str::<Record>(&t[start..start + line.len()]),
+            None => parse_line(line),
+        };
+        match parsed {
             Ok(r) if r.seq >= from_seq => out.push(r),
             Ok(_) => {}
             Err(e) => warn_corrupt(location, base + start as u64, &e),
@@ -463,7 +477,10 @@ mod tests {
     fn batches_mark_all_but_the_last_line() {
         let recs = records(3);
         let bytes = encode_batch(&recs).unwrap();
-        let lines: Vec<&[u8]> = bytes.split(|&b| b == b'\n').filter(|l| !l.is_empty()).collect();
+        let lines: Vec<&[u8]> = bytes
+            .split(|&b| b == b'\n')
+            .filter(|l| !l.is_empty())
+            .collect();
         assert_eq!(lines.len(), 3);
         assert!(has_more(lines[0]) && has_more(lines[1]) && !has_more(lines[2]));
         for (line, r) in lines.iter().zip(&recs) {

@@ -4,10 +4,11 @@
 //!
 //! ```text
 //! $WEFT_HOME/
-//!   index.sqlite                      side index for listing (a cache, see `index`)
+//!   index.sqlite                      side index for listing (a cache, see below)
+//!   writers/<instance>.lock           liveness locks of writing store instances
 //!   state/<namespace>.json            shared state (`app:…`, `user:…`)
 //!   projects/<slug>/sessions/<id>/
-//!     log.jsonl                       the session log: the truth (see `log`)
+//!     log.jsonl                       the session log: the truth (format in `log`)
 //!     metadata.json                   the folded SessionMeta (a cache)
 //!     transcript.jsonl                default branch, Amplifier's line shape (derived)
 //!     events.jsonl                    kernel events (capped)
@@ -16,6 +17,8 @@
 //!
 //! `<slug>` is the session's `project.slug` ([`weft_core::session::project_slug`]);
 //! child sessions are sibling directories whose metadata names their parent.
+//! Directory names read back are validated (session ids, slugs); others are
+//! ignored with a warning.
 //!
 //! # Writes
 //!
@@ -25,18 +28,35 @@
 //! re-reads the log's head from the file (never from a cache another process
 //! may have invalidated), checks `expected_seq`, truncates an uncommitted
 //! tail left by a crash, writes the whole batch with one `write` and
-//! fdatasyncs it before returning. It then updates (without fsync — they are
-//! rebuilt from the log when stale) `transcript.jsonl`, `metadata.json`
-//! (temp file + rename) and the index row.
+//! fdatasyncs it before returning. Then, without fsync (all three are
+//! rebuilt from the log when found stale), it appends the batch's lines to
+//! `transcript.jsonl`, updates the index row, and — when the metadata
+//! changed beyond its running counters (status, name, default branch), or
+//! the log has outgrown the file by [`META_REFRESH_BYTES`] — rewrites
+//! `metadata.json` (temp file + rename). Rewriting it on every append would
+//! double the cost of a durable append on ext4, whose rename-over-a-file
+//! forces the new file's data out with the next journal commit.
 //!
 //! # Reads
 //!
-//! Readers take no lock. `get` reads the head from the end of the log and
-//! uses `metadata.json` only when it was written at that head (it records
-//! the log length and seq it folds); otherwise it folds the records after
-//! the point metadata.json covers, or the whole log when metadata.json is
-//! missing or corrupt. `tail` and `read` never read more of the log than
-//! they return (plus a binary search), see [`log`](self) docs.
+//! Readers take no lock. `get` reads the head from the end of the log;
+//! `metadata.json` records the log length it folds, so `get` uses it as it
+//! is when it matches, folds the records after it otherwise, and folds the
+//! whole log when it is missing or corrupt. `tail` and `read` read only
+//! the end of the log, or the records they return (found by binary search
+//! over byte offsets).
+//!
+//! # The index
+//!
+//! `index.sqlite` (WAL, `synchronous=OFF`) holds one row per session with
+//! the listing columns and the folded metadata, so `list`, `find_ids` and
+//! child lookups never open session directories. [`FsStore::open`]
+//! reconciles it with the directories: it is rebuilt when missing or of
+//! another schema; a project whose `sessions/` directory changed (mtime)
+//! since the last scan is rescanned (new and removed sessions); sessions
+//! touched by a store instance that died (its `writers/` lock is free) are
+//! re-read, so a crash between a log write and its index update is
+//! repaired; placeholders of crashed creates are resolved.
 //!
 //! # Events
 //!
@@ -63,6 +83,7 @@ use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use weft_core::SessionId;
+use weft_core::id::validate_id;
 use weft_core::record::{Record, RecordKind, StateDelta, check_batch};
 use weft_core::session::SessionMeta;
 use weft_core::store::{DeleteOptions, ListQuery, Page, SearchHit, SearchQuery, Store, StoreError};
@@ -130,9 +151,212 @@ struct Cached {
 struct Inner {
     root: PathBuf,
     projects: PathBuf,
-    index: Index,
+    index: Arc<Index>,
+    /// Index row updates of appends, applied by a background thread.
+    queue: IndexQueue,
     cache: Mutex<HashMap<SessionId, Cached>>,
     bytes_read: AtomicU64,
+    /// This instance's liveness lock, taken at its first write.
+    writer: Mutex<Option<Writer>>,
+    /// Sessions recorded in the index's `touched` table for this instance.
+    touched: Mutex<HashSet<SessionId>>,
+}
+
+/// A writing store instance's liveness lock (`writers/<id>.lock`, held
+/// exclusively while the instance lives).
+struct Writer {
+    id: String,
+    path: PathBuf,
+    _lock: File,
+}
+
+/// One index row update queued by an append.
+struct RowUpdate {
+    ticket: u64,
+    dir_slug: String,
+    meta: SessionMeta,
+    log_bytes: u64,
+}
+
+/// What the index worker receives.
+enum QueueMsg {
+    /// A row to update.
+    Update(Box<RowUpdate>),
+    /// Apply what is queued now (a reader is waiting).
+    Flush,
+}
+
+/// How long the index worker gathers updates before applying them (unless
+/// a reader asks for them first).
+const INDEX_FLUSH_DELAY: std::time::Duration = std::time::Duration::from_millis(20);
+
+/// The queue of index row updates and its worker thread. An append's
+/// durability does not depend on its index row, so the row is updated after
+/// `append` returns, by a thread that gathers updates for up to
+/// [`INDEX_FLUSH_DELAY`] and applies them in one transaction (the newest
+/// per session). Index reads in this process first have everything queued
+/// before them applied (read your writes); other processes see a row at
+/// most that much late. A crash that loses queued updates is repaired by
+/// the next reconcile (the sessions are in `touched`).
+struct IndexQueue {
+    tx: Mutex<Option<std::sync::mpsc::Sender<QueueMsg>>>,
+    issued: AtomicU64,
+    done: Arc<(Mutex<u64>, std::sync::Condvar)>,
+    worker: Mutex<Option<std::thread::JoinHandle<()>>>,
+}
+
+fn index_worker(
+    index: Arc<Index>,
+    rx: std::sync::mpsc::Receiver<QueueMsg>,
+    progress: Arc<(Mutex<u64>, std::sync::Condvar)>,
+) {
+    use std::sync::mpsc::RecvTimeoutError;
+    let mut latest: HashMap<SessionId, RowUpdate> = HashMap::new();
+    let mut ticket = 0u64;
+    let mut open = true;
+    while open {
+        // Wait for the first update, then gather until the delay passes, a
+        // reader asks, or the batch is large.
+        let deadline = match rx.recv() {
+            Ok(QueueMsg::Update(u)) => {
+                ticket = ticket.max(u.ticket);
+                latest.insert(u.meta.id.clone(), *u);
+                Some(std::time::Instant::now() + INDEX_FLUSH_DELAY)
+            }
+            Ok(QueueMsg::Flush) => None,
+            Err(_) => break,
+        };
+        if let Some(deadline) = deadline {
+            while latest.len() < 256 {
+                let left = deadline.saturating_duration_since(std::time::Instant::now());
+                match rx.recv_timeout(left) {
+                    Ok(QueueMsg::Update(u)) => {
+                        ticket = ticket.max(u.ticket);
+                        let newer = latest
+                            .get(&u.meta.id)
+                            .is_none_or(|have| have.meta.last_seq < u.meta.last_seq);
+                        if newer {
+                            latest.insert(u.meta.id.clone(), *u);
+                        }
+                    }
+                    Ok(QueueMsg::Flush) | Err(RecvTimeoutError::Timeout) => break,
+                    Err(RecvTimeoutError::Disconnected) => {
+                        open = false;
+                        break;
+                    }
+                }
+            }
+        }
+        if !latest.is_empty() {
+            let batch: Vec<(String, SessionMeta, u64)> = latest
+                .drain()
+                .map(|(_, u)| (u.dir_slug, u.meta, u.log_bytes))
+                .collect();
+            if let Err(e) = index.update_appended(&batch) {
+                tracing::warn!(error = %e, "cannot update the index; the next open repairs it");
+            }
+        }
+        let (lock, cv) = &*progress;
+        let mut d = lock.lock().unwrap_or_else(|p| p.into_inner());
+        *d = (*d).max(ticket);
+        cv.notify_all();
+    }
+}
+
+impl IndexQueue {
+    fn start(index: Arc<Index>) -> Self {
+        let (tx, rx) = std::sync::mpsc::channel::<QueueMsg>();
+        let done = Arc::new((Mutex::new(0u64), std::sync::Condvar::new()));
+        let progress = done.clone();
+        let worker = std::thread::Builder::new()
+            .name("weft-fs-index".into())
+            .spawn(move || index_worker(index, rx, progress))
+            .ok();
+        Self {
+            tx: Mutex::new(worker.as_ref().map(|_| tx)),
+            issued: AtomicU64::new(0),
+            done,
+            worker: Mutex::new(worker),
+        }
+    }
+
+    /// Queues an update; applies it here when there is no worker.
+    fn push(&self, index: &Index, dir_slug: &str, meta: &SessionMeta, log_bytes: u64) {
+        let ticket = self.issued.fetch_add(1, Ordering::SeqCst) + 1;
+        let update = RowUpdate {
+            ticket,
+            dir_slug: dir_slug.to_string(),
+            meta: meta.clone(),
+            log_bytes,
+        };
+        let unsent = match self.tx.lock().unwrap_or_else(|p| p.into_inner()).as_ref() {
+            Some(tx) => tx
+                .send(QueueMsg::Update(Box::new(update)))
+                .err()
+                .and_then(|e| match e.0 {
+                    QueueMsg::Update(u) => Some(*u),
+                    QueueMsg::Flush => None,
+                }),
+            None => Some(update),
+        };
+        if let Some(u) = unsent {
+            if let Err(e) = index.update_appended(&[(u.dir_slug, u.meta, u.log_bytes)]) {
+                tracing::warn!(error = %e, "cannot update the index; the next open repairs it");
+            }
+            let (lock, cv) = &*self.done;
+            let mut d = lock.lock().unwrap_or_else(|p| p.into_inner());
+            *d = (*d).max(ticket);
+            cv.notify_all();
+        }
+    }
+
+    /// Has every update queued so far applied, and waits for it.
+    fn barrier(&self) {
+        let target = self.issued.load(Ordering::SeqCst);
+        let (lock, cv) = &*self.done;
+        if *lock.lock().unwrap_or_else(|p| p.into_inner()) >= target {
+            return;
+        }
+        if let Some(tx) = self.tx.lock().unwrap_or_else(|p| p.into_inner()).as_ref() {
+            let _ = tx.send(QueueMsg::Flush);
+        }
+        let mut d = lock.lock().unwrap_or_else(|p| p.into_inner());
+        while *d < target {
+            let (next, timeout) = cv
+                .wait_timeout(d, std::time::Duration::from_secs(10))
+                .unwrap_or_else(|p| p.into_inner());
+            d = next;
+            if timeout.timed_out() {
+                tracing::warn!("index updates are late; reading the index without them");
+                break;
+            }
+        }
+    }
+
+    /// Applies what is queued and stops the worker.
+    fn shutdown(&self) {
+        self.tx.lock().unwrap_or_else(|p| p.into_inner()).take();
+        if let Some(w) = self.worker.lock().unwrap_or_else(|p| p.into_inner()).take() {
+            let _ = w.join();
+        }
+    }
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        self.queue.shutdown();
+        let writer = self
+            .writer
+            .get_mut()
+            .map(Option::take)
+            .unwrap_or_else(|p| p.into_inner().take());
+        if let Some(w) = writer {
+            // A clean shutdown: nothing this instance touched is in doubt.
+            if self.index.forget_writer(&w.id).is_ok() {
+                let _ = fs::remove_file(&w.path);
+            }
+        }
+    }
 }
 
 /// `metadata.json`: the folded metadata plus the log length it folds.
@@ -172,12 +396,16 @@ impl FsStore {
         let projects = root.join("projects");
         fs::create_dir_all(&projects).at(&projects)?;
         let (index, rebuild) = Index::open(&root.join(INDEX_FILE))?;
+        let index = Arc::new(index);
         let inner = Inner {
             root,
             projects,
+            queue: IndexQueue::start(index.clone()),
             index,
             cache: Mutex::new(HashMap::new()),
             bytes_read: AtomicU64::new(0),
+            writer: Mutex::new(None),
+            touched: Mutex::new(HashSet::new()),
         };
         inner.reconcile(rebuild)?;
         Ok(Self {
@@ -206,11 +434,13 @@ impl FsStore {
 
     /// Rescans every session directory and rewrites the index from them.
     pub fn rebuild_index(&self) -> Result<(), StoreError> {
+        self.inner.queue.barrier();
         self.inner.reconcile(true)
     }
 
     /// The number of sessions in the index.
     pub fn indexed_sessions(&self) -> Result<u64, StoreError> {
+        self.inner.queue.barrier();
         self.inner.index.count()
     }
 }
@@ -243,6 +473,112 @@ impl Inner {
         if folded.is_some() {
             entry.folded = folded;
         }
+    }
+
+    /// This instance's writer id, taking its liveness lock on first use.
+    fn writer_id(&self) -> Result<String, StoreError> {
+        let mut guard = self.writer.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(w) = guard.as_ref() {
+            return Ok(w.id.clone());
+        }
+        let dir = self.root.join("writers");
+        fs::create_dir_all(&dir).at(&dir)?;
+        let id = uuid::Uuid::now_v7().to_string();
+        // Lock under a temporary name, then rename: the lock file never
+        // appears unlocked to a reconcile looking for dead writers.
+        let tmp = dir.join(format!(".{id}.tmp"));
+        let path = dir.join(format!("{id}.lock"));
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&tmp)
+            .at(&tmp)?;
+        file.lock().at(&tmp)?;
+        fs::rename(&tmp, &path).at(&path)?;
+        *guard = Some(Writer {
+            id: id.clone(),
+            path,
+            _lock: file,
+        });
+        Ok(id)
+    }
+
+    /// Records (once per session) that this instance writes `id`, so a
+    /// crash of this process between a log write and its index update is
+    /// repaired by the next reconcile.
+    fn touch(&self, id: &SessionId) {
+        if self
+            .touched
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .contains(id)
+        {
+            return;
+        }
+        let result = self.writer_id().and_then(|w| self.index.touch(&w, id));
+        match result {
+            Ok(()) => {
+                self.touched
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .insert(id.clone());
+            }
+            Err(e) => {
+                tracing::warn!(session = %id, error = %e, "cannot record the session as written; continuing")
+            }
+        }
+    }
+
+    /// Refreshes the sessions touched by store instances that died without
+    /// cleaning up (their liveness lock is free), then forgets them.
+    fn reap_dead_writers(&self) -> Result<(), StoreError> {
+        let dir = self.root.join("writers");
+        let own = self
+            .writer
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_ref()
+            .map(|w| w.id.clone());
+        let mut candidates: HashSet<String> = self.index.writers()?.into_iter().collect();
+        if let Ok(entries) = fs::read_dir(&dir) {
+            for e in entries.flatten() {
+                if let Some(name) = e.file_name().to_str()
+                    && let Some(id) = name.strip_suffix(".lock")
+                {
+                    candidates.insert(id.to_string());
+                }
+            }
+        }
+        for w in candidates {
+            if Some(&w) == own.as_ref() || validate_id(&w).is_err() {
+                continue;
+            }
+            let path = dir.join(format!("{w}.lock"));
+            let lock = match OpenOptions::new().read(true).write(true).open(&path) {
+                Ok(f) => match f.try_lock() {
+                    Ok(()) => Some(f),
+                    Err(std::fs::TryLockError::WouldBlock) => continue, // alive
+                    Err(std::fs::TryLockError::Error(e)) => return Err(io_err(&path, e)),
+                },
+                Err(e) if e.kind() == ErrorKind::NotFound => None,
+                Err(e) => return Err(io_err(&path, e)),
+            };
+            for (id, slug) in self.index.touched_by(&w)? {
+                let Ok(id) = SessionId::parse(id) else {
+                    continue;
+                };
+                if let Err(e) = self.refresh_row(&id, &slug) {
+                    tracing::warn!(session = %id, error = %e, "cannot refresh a session a dead writer touched");
+                }
+            }
+            self.index.forget_writer(&w)?;
+            if lock.is_some() {
+                let _ = fs::remove_file(&path);
+            }
+        }
+        Ok(())
     }
 
     fn forget(&self, id: &SessionId) {
@@ -321,7 +657,13 @@ impl Inner {
         Ok((head, md.ino()))
     }
 
-    fn read_bytes(&self, file: &File, start: u64, end: u64, path: &Path) -> Result<Vec<u8>, StoreError> {
+    fn read_bytes(
+        &self,
+        file: &File,
+        start: u64,
+        end: u64,
+        path: &Path,
+    ) -> Result<Vec<u8>, StoreError> {
         let len = usize::try_from(end.saturating_sub(start)).map_err(|_| StoreError::Corrupt {
             location: path.display().to_string(),
             detail: "the log is too large for this platform".into(),
@@ -331,7 +673,8 @@ impl Inner {
         let mut reader = file;
         reader.seek(SeekFrom::Start(start)).at(path)?;
         reader.take(len as u64).read_to_end(&mut buf).at(path)?;
-        self.bytes_read.fetch_add(buf.len() as u64, Ordering::Relaxed);
+        self.bytes_read
+            .fetch_add(buf.len() as u64, Ordering::Relaxed);
         if buf.len() != len {
             return Err(io_err(
                 path,
@@ -434,7 +777,12 @@ impl Inner {
     /// Takes the advisory lock of a session directory, waiting for it. With
     /// `require_log`, fails with NotFound when the session is gone (deleted
     /// while we waited).
-    fn lock_dir(&self, id: &SessionId, dir: &Path, require_log: bool) -> Result<SessionLock, StoreError> {
+    fn lock_dir(
+        &self,
+        id: &SessionId,
+        dir: &Path,
+        require_log: bool,
+    ) -> Result<SessionLock, StoreError> {
         let path = dir.join(LOCK_FILE);
         loop {
             let file = match OpenOptions::new()
@@ -499,7 +847,9 @@ impl Inner {
         match result {
             Ok(()) => folded.meta_file_len = folded.valid_len,
             // The log is committed; metadata.json is rebuilt from it.
-            Err(e) => tracing::warn!(file = %path.display(), error = %e, "cannot write metadata.json"),
+            Err(e) => {
+                tracing::warn!(file = %path.display(), error = %e, "cannot write metadata.json")
+            }
         }
     }
 
@@ -530,7 +880,12 @@ impl Inner {
     /// log write and the transcript write): appends the missing lines, or
     /// rewrites the file when the missing records rewind or switch the
     /// default branch.
-    fn catch_up_transcript(&self, dir: &Path, file: &File, folded: &mut Folded) -> Result<(), StoreError> {
+    fn catch_up_transcript(
+        &self,
+        dir: &Path,
+        file: &File,
+        folded: &mut Folded,
+    ) -> Result<(), StoreError> {
         let head = folded.meta.last_seq;
         if folded.transcript_seq == Some(head) {
             return Ok(());
@@ -545,10 +900,18 @@ impl Inner {
         };
         if done < head {
             let log_path = dir.join(LOG_FILE);
-            let start = log::seek_seq(file, folded.valid_len, done + 1, &self.bytes_read).at(&log_path)?;
+            let start =
+                log::seek_seq(file, folded.valid_len, done + 1, &self.bytes_read).at(&log_path)?;
             let bytes = self.read_bytes(file, start, folded.valid_len, &log_path)?;
             let mut missing = Vec::new();
-            log::parse_lines(&bytes, start, done + 1, usize::MAX, &log_path.display().to_string(), &mut missing);
+            log::parse_lines(
+                &bytes,
+                start,
+                done + 1,
+                usize::MAX,
+                &log_path.display().to_string(),
+                &mut missing,
+            );
             let prev_default = folded.meta.default_branch.clone();
             self.write_transcript_records(dir, file, folded, &missing, &prev_default)?;
         }
@@ -597,7 +960,12 @@ impl Inner {
             .at(&path)
     }
 
-    fn rewrite_transcript(&self, dir: &Path, file: &File, valid_len: u64) -> Result<(), StoreError> {
+    fn rewrite_transcript(
+        &self,
+        dir: &Path,
+        file: &File,
+        valid_len: u64,
+    ) -> Result<(), StoreError> {
         let log_path = dir.join(LOG_FILE);
         let bytes = self.read_bytes(file, 0, valid_len, &log_path)?;
         let records = log::parse_all_parallel(&bytes, 0, &log_path.display().to_string());
@@ -613,7 +981,11 @@ impl Inner {
 
     // ---- operations --------------------------------------------------
 
-    fn create(&self, meta: SessionMeta, initial: Vec<RecordKind>) -> Result<SessionMeta, StoreError> {
+    fn create(
+        &self,
+        meta: SessionMeta,
+        initial: Vec<RecordKind>,
+    ) -> Result<SessionMeta, StoreError> {
         let id = meta.id.clone();
         let slug = meta.project.slug.clone();
         validate_slug(&slug)?;
@@ -640,7 +1012,9 @@ impl Inner {
         fs::create_dir_all(&sessions_dir).at(&sessions_dir)?;
         let dir = sessions_dir.join(id.as_str());
         self.index.begin_create(&id, &slug, new_project, || {
-            let before = fs::metadata(&sessions_dir).map(|m| mtime_ns(&m)).at(&sessions_dir)?;
+            let before = fs::metadata(&sessions_dir)
+                .map(|m| mtime_ns(&m))
+                .at(&sessions_dir)?;
             match fs::create_dir(&dir) {
                 Ok(()) => {}
                 // A leftover of a create that crashed, or a racing create:
@@ -648,7 +1022,9 @@ impl Inner {
                 Err(e) if e.kind() == ErrorKind::AlreadyExists => {}
                 Err(e) => return Err(io_err(&dir, e)),
             }
-            let after = fs::metadata(&sessions_dir).map(|m| mtime_ns(&m)).at(&sessions_dir)?;
+            let after = fs::metadata(&sessions_dir)
+                .map(|m| mtime_ns(&m))
+                .at(&sessions_dir)?;
             Ok((before, after))
         })?;
         let _lock = self.lock_dir(&id, &dir, false)?;
@@ -706,7 +1082,9 @@ impl Inner {
         let transcript_path = dir.join(TRANSCRIPT_FILE);
         match fs::write(&transcript_path, &lines) {
             Ok(()) => folded.transcript_seq = Some(folded.meta.last_seq),
-            Err(e) => tracing::warn!(file = %transcript_path.display(), error = %e, "cannot write transcript.jsonl"),
+            Err(e) => {
+                tracing::warn!(file = %transcript_path.display(), error = %e, "cannot write transcript.jsonl")
+            }
         }
         self.write_meta_file(&dir, &mut folded);
         if let Err(e) = self.index.upsert(&slug, &folded.meta, folded.valid_len) {
@@ -746,11 +1124,14 @@ impl Inner {
         Ok((slug, dir, lock))
     }
 
-    fn append(&self, id: &SessionId, expected_seq: u64, records: Vec<Record>) -> Result<SessionMeta, StoreError> {
-        let t0 = std::time::Instant::now();
+    fn append(
+        &self,
+        id: &SessionId,
+        expected_seq: u64,
+        records: Vec<Record>,
+    ) -> Result<SessionMeta, StoreError> {
         check_batch(expected_seq, &records)?;
         let (slug, dir, _lock) = self.lock_session(id)?;
-        prof(0, t0);
         let log_path = dir.join(LOG_FILE);
         let file = match OpenOptions::new().read(true).write(true).open(&log_path) {
             Ok(f) => f,
@@ -770,16 +1151,11 @@ impl Inner {
             });
         }
         let mut folded = self.folded(id, &dir, &file, head, ino)?;
-        prof(1, t0);
         if let Err(e) = self.catch_up_transcript(&dir, &file, &mut folded) {
             tracing::warn!(session = %id, error = %e, "cannot bring transcript.jsonl up to date");
         }
         let bytes = log::encode_batch(&records).map_err(encode_err)?;
-        prof(2, t0);
-        if let Err(e) = self.index.mark_appending(id) {
-            tracing::warn!(session = %id, error = %e, "cannot mark the index row; continuing");
-        }
-        prof(3, t0);
+        self.touch(id);
         if head.has_tail() {
             tracing::warn!(
                 log = %log_path.display(),
@@ -796,12 +1172,9 @@ impl Inner {
             // never acknowledged).
             let _ = file.set_len(head.valid_len);
             let _ = file.sync_data();
-            let _ = self.index.upsert(&slug, &folded.meta, head.valid_len);
             return Err(io_err(&log_path, e));
         }
-        prof(4, t0);
         let prev_default = folded.meta.default_branch.clone();
-        let before = folded.meta.clone();
         for r in &records {
             folded.meta.apply(r);
         }
@@ -826,27 +1199,25 @@ impl Inner {
                 RecordKind::Status(_) | RecordKind::Meta(_) | RecordKind::DefaultBranch { .. }
             )
         });
-        prof(5, t0);
         if changes_meta
             || folded.meta_file_len == 0
             || folded.valid_len - folded.meta_file_len >= META_REFRESH_BYTES
         {
             self.write_meta_file(&dir, &mut folded);
         }
-        prof(6, t0);
-        if let Err(e) = self
-            .index
-            .update_appended(&slug, &before, &folded.meta, folded.valid_len)
-        {
-            tracing::warn!(session = %id, error = %e, "cannot update the index; the next open repairs it");
-        }
+        self.queue
+            .push(&self.index, &slug, &folded.meta, folded.valid_len);
         let meta = folded.meta.clone();
         self.remember(id, &slug, Some(folded));
-        prof(7, t0);
         Ok(meta)
     }
 
-    fn read(&self, id: &SessionId, from_seq: u64, limit: Option<usize>) -> Result<Vec<Record>, StoreError> {
+    fn read(
+        &self,
+        id: &SessionId,
+        from_seq: u64,
+        limit: Option<usize>,
+    ) -> Result<Vec<Record>, StoreError> {
         let (slug, file) = self.open_log(id)?;
         let log_path = self.session_dir(&slug, id.as_str()).join(LOG_FILE);
         let location = log_path.display().to_string();
@@ -927,6 +1298,7 @@ impl Inner {
         }
         let mut doomed = vec![id.clone()];
         if options.with_children {
+            self.queue.barrier();
             let mut seen: HashSet<SessionId> = doomed.iter().cloned().collect();
             let mut i = 0;
             while i < doomed.len() {
@@ -959,7 +1331,13 @@ impl Inner {
 
     /// Removes a session directory (renamed away first, so a crash never
     /// leaves half a session) and its index row, holding its lock.
-    fn remove_session(&self, id: &SessionId, slug: &str, dir: &Path, lock: SessionLock) -> Result<(), StoreError> {
+    fn remove_session(
+        &self,
+        id: &SessionId,
+        slug: &str,
+        dir: &Path,
+        lock: SessionLock,
+    ) -> Result<(), StoreError> {
         let sessions_dir = self.sessions_dir(slug);
         let trash = sessions_dir.join(format!(
             ".trash-{}-{}-{}",
@@ -968,9 +1346,13 @@ impl Inner {
             chrono::Utc::now().timestamp_nanos_opt().unwrap_or(0)
         ));
         self.index.remove_with(id, slug, || {
-            let before = fs::metadata(&sessions_dir).map(|m| mtime_ns(&m)).at(&sessions_dir)?;
+            let before = fs::metadata(&sessions_dir)
+                .map(|m| mtime_ns(&m))
+                .at(&sessions_dir)?;
             fs::rename(dir, &trash).at(dir)?;
-            let after = fs::metadata(&sessions_dir).map(|m| mtime_ns(&m)).at(&sessions_dir)?;
+            let after = fs::metadata(&sessions_dir)
+                .map(|m| mtime_ns(&m))
+                .at(&sessions_dir)?;
             Ok((before, after))
         })?;
         let _ = sync_dir(&sessions_dir);
@@ -995,6 +1377,7 @@ impl Inner {
             .filter(|t| t.chars().all(|c| c.is_ascii_alphanumeric()))
             .collect();
         let mut hits = Vec::new();
+        self.queue.barrier();
         for (slug, meta) in self.index.search_order(query.project.as_deref())? {
             let (head, file, log_path) = {
                 let path = self.session_dir(&slug, meta.id.as_str()).join(LOG_FILE);
@@ -1064,7 +1447,11 @@ impl Inner {
         }
     }
 
-    fn update_shared_state(&self, namespace: &str, delta: &StateDelta) -> Result<Map<String, Value>, StoreError> {
+    fn update_shared_state(
+        &self,
+        namespace: &str,
+        delta: &StateDelta,
+    ) -> Result<Map<String, Value>, StoreError> {
         let path = self.state_path(namespace)?;
         let dir = self.root.join("state");
         fs::create_dir_all(&dir).at(&dir)?;
@@ -1141,7 +1528,9 @@ impl Inner {
             }
             match serde_json::from_slice(&line.bytes) {
                 Ok(v) => out.push(v),
-                Err(e) => tracing::warn!(file = %path.display(), offset = line.start, error = %e, "skipping a corrupt event line"),
+                Err(e) => {
+                    tracing::warn!(file = %path.display(), offset = line.start, error = %e, "skipping a corrupt event line")
+                }
             }
         }
         out.reverse();
@@ -1152,8 +1541,9 @@ impl Inner {
 
     /// Brings the index in line with the session directories: projects whose
     /// `sessions/` directory changed since the last scan are rescanned,
-    /// vanished projects are dropped, and rows left pending by crashed
-    /// writers are refreshed. With `rebuild`, every project is rescanned.
+    /// vanished projects are dropped, sessions touched by writers that died
+    /// are refreshed, and placeholders of crashed creates are resolved.
+    /// With `rebuild`, every project is rescanned.
     fn reconcile(&self, rebuild: bool) -> Result<(), StoreError> {
         let scans = if rebuild {
             HashMap::new()
@@ -1179,6 +1569,7 @@ impl Inner {
                 self.index.remove_project(slug)?;
             }
         }
+        self.reap_dead_writers()?;
         for (id, slug) in self.index.pending()? {
             let Ok(id) = SessionId::parse(id.as_str()) else {
                 self.index.remove(&id)?;
@@ -1284,13 +1675,18 @@ fn has_committed_log(dir: &Path, counter: &AtomicU64) -> Result<bool, StoreError
         Err(e) => return Err(io_err(&path, e)),
     };
     let len = file.metadata().at(&path)?.len();
-    let (head, _) = log::scan_back(&file, len, 0, counter, &path.display().to_string()).at(&path)?;
+    let (head, _) =
+        log::scan_back(&file, len, 0, counter, &path.display().to_string()).at(&path)?;
     Ok(head.last_seq > 0)
 }
 
 /// Folds a whole log into metadata, checking it starts with this session's
 /// `session_created`.
-fn fold_meta(id: &SessionId, records: &[Record], location: &str) -> Result<SessionMeta, StoreError> {
+fn fold_meta(
+    id: &SessionId,
+    records: &[Record],
+    location: &str,
+) -> Result<SessionMeta, StoreError> {
     let Some(first) = records.first() else {
         return Err(StoreError::Corrupt {
             location: location.to_string(),
@@ -1322,7 +1718,11 @@ impl Store for FsStore {
         "fs"
     }
 
-    async fn create(&self, meta: SessionMeta, initial: Vec<RecordKind>) -> Result<SessionMeta, StoreError> {
+    async fn create(
+        &self,
+        meta: SessionMeta,
+        initial: Vec<RecordKind>,
+    ) -> Result<SessionMeta, StoreError> {
         blocking("fs", &self.inner, move |i| i.create(meta, initial)).await
     }
 
@@ -1331,12 +1731,25 @@ impl Store for FsStore {
         blocking("fs", &self.inner, move |i| i.get(&id)).await
     }
 
-    async fn append(&self, id: &SessionId, expected_seq: u64, records: Vec<Record>) -> Result<SessionMeta, StoreError> {
+    async fn append(
+        &self,
+        id: &SessionId,
+        expected_seq: u64,
+        records: Vec<Record>,
+    ) -> Result<SessionMeta, StoreError> {
         let id = id.clone();
-        blocking("fs", &self.inner, move |i| i.append(&id, expected_seq, records)).await
+        blocking("fs", &self.inner, move |i| {
+            i.append(&id, expected_seq, records)
+        })
+        .await
     }
 
-    async fn read(&self, id: &SessionId, from_seq: u64, limit: Option<usize>) -> Result<Vec<Record>, StoreError> {
+    async fn read(
+        &self,
+        id: &SessionId,
+        from_seq: u64,
+        limit: Option<usize>,
+    ) -> Result<Vec<Record>, StoreError> {
         let id = id.clone();
         blocking("fs", &self.inner, move |i| i.read(&id, from_seq, limit)).await
     }
@@ -1348,15 +1761,27 @@ impl Store for FsStore {
 
     async fn list(&self, query: &ListQuery) -> Result<Page, StoreError> {
         let query = query.clone();
-        blocking("fs", &self.inner, move |i| i.index.list(&query)).await
+        blocking("fs", &self.inner, move |i| {
+            i.queue.barrier();
+            i.index.list(&query)
+        })
+        .await
     }
 
     async fn find_ids(&self, prefix: &str, limit: usize) -> Result<Vec<SessionId>, StoreError> {
         let prefix = prefix.to_string();
-        blocking("fs", &self.inner, move |i| i.index.find_ids(&prefix, limit)).await
+        blocking("fs", &self.inner, move |i| {
+            i.queue.barrier();
+            i.index.find_ids(&prefix, limit)
+        })
+        .await
     }
 
-    async fn delete(&self, id: &SessionId, options: DeleteOptions) -> Result<Vec<SessionId>, StoreError> {
+    async fn delete(
+        &self,
+        id: &SessionId,
+        options: DeleteOptions,
+    ) -> Result<Vec<SessionId>, StoreError> {
         let id = id.clone();
         blocking("fs", &self.inner, move |i| i.delete(&id, options)).await
     }
@@ -1371,10 +1796,17 @@ impl Store for FsStore {
         blocking("fs", &self.inner, move |i| i.shared_state(&namespace)).await
     }
 
-    async fn update_shared_state(&self, namespace: &str, delta: &StateDelta) -> Result<Map<String, Value>, StoreError> {
+    async fn update_shared_state(
+        &self,
+        namespace: &str,
+        delta: &StateDelta,
+    ) -> Result<Map<String, Value>, StoreError> {
         let namespace = namespace.to_string();
         let delta = delta.clone();
-        blocking("fs", &self.inner, move |i| i.update_shared_state(&namespace, &delta)).await
+        blocking("fs", &self.inner, move |i| {
+            i.update_shared_state(&namespace, &delta)
+        })
+        .await
     }
 
     async fn write_events(&self, id: &SessionId, events: &[Value]) -> Result<(), StoreError> {
@@ -1386,17 +1818,5 @@ impl Store for FsStore {
     async fn read_events(&self, id: &SessionId, limit: usize) -> Result<Vec<Value>, StoreError> {
         let id = id.clone();
         blocking("fs", &self.inner, move |i| i.read_events(&id, limit)).await
-    }
-}
-
-static PROF: [AtomicU64; 9] = [const { AtomicU64::new(0) }; 9];
-fn prof(i: usize, t0: std::time::Instant) {
-    PROF[i].fetch_add(t0.elapsed().as_nanos() as u64, Ordering::Relaxed);
-    if i == 7 {
-        let n = PROF[8].fetch_add(1, Ordering::Relaxed) + 1;
-        if n % 1000 == 0 {
-            let v: Vec<u64> = (0..8).map(|k| PROF[k].load(Ordering::Relaxed) / n / 1000).collect();
-            eprintln!("append phases (cumulative us): {v:?}");
-        }
     }
 }

@@ -31,7 +31,9 @@ pub(crate) fn message_lines(message: &Message, seq: u64, out: &mut Vec<u8>) {
     };
     match message.role {
         Role::System => {}
-        Role::User => push(json!({"role": "user", "content": message.text_content(), "timestamp": ts, "seq": seq})),
+        Role::User => push(
+            json!({"role": "user", "content": message.text_content(), "timestamp": ts, "seq": seq}),
+        ),
         Role::Assistant => {
             let mut line = Map::new();
             line.insert("role".into(), "assistant".into());
@@ -39,7 +41,9 @@ pub(crate) fn message_lines(message: &Message, seq: u64, out: &mut Vec<u8>) {
             let calls: Vec<Value> = message
                 .tool_calls()
                 .into_iter()
-                .map(|(id, name, arguments)| json!({"id": id, "tool": name, "arguments": arguments}))
+                .map(
+                    |(id, name, arguments)| json!({"id": id, "tool": name, "arguments": arguments}),
+                )
                 .collect();
             if !calls.is_empty() {
                 line.insert("tool_calls".into(), Value::Array(calls));
@@ -54,7 +58,9 @@ pub(crate) fn message_lines(message: &Message, seq: u64, out: &mut Vec<u8>) {
                     call_id, output, ..
                 } = block
                 {
-                    push(json!({"role": "tool", "tool_call_id": call_id, "content": output, "timestamp": ts.clone(), "seq": seq}));
+                    push(
+                        json!({"role": "tool", "tool_call_id": call_id, "content": output, "timestamp": ts.clone(), "seq": seq}),
+                    );
                 }
             }
         }
@@ -110,8 +116,14 @@ mod tests {
         assert_eq!(lines[0]["role"], "user");
         assert_eq!(lines[0]["content"], "hi");
         assert!(lines[0]["timestamp"].is_string());
-        assert_eq!(lines[1]["tool_calls"][0], json!({"id": "c1", "tool": "read", "arguments": {"path": "a"}}));
-        assert_eq!(lines[2], json!({"role": "tool", "tool_call_id": "c1", "content": "data", "timestamp": lines[2]["timestamp"], "seq": 3}));
+        assert_eq!(
+            lines[1]["tool_calls"][0],
+            json!({"id": "c1", "tool": "read", "arguments": {"path": "a"}})
+        );
+        assert_eq!(
+            lines[2],
+            json!({"role": "tool", "tool_call_id": "c1", "content": "data", "timestamp": lines[2]["timestamp"], "seq": 3})
+        );
         assert_eq!(lines[0]["seq"], 2);
     }
 }
