@@ -134,7 +134,7 @@ struct Inner {
     mounted: OnceLock<Mounted>,
     contexts: tokio::sync::Mutex<HashMap<BranchId, BranchState>>,
     branch_locks: Mutex<HashMap<BranchId, Arc<tokio::sync::Mutex<()>>>>,
-    running: Mutex<HashMap<u64, TurnCancel>>,
+    running: Mutex<HashMap<u64, (BranchId, TurnCancel)>>,
     next_turn: AtomicU64,
     started: AtomicBool,
     ended: AtomicBool,
@@ -435,7 +435,7 @@ impl Session {
 
         let cancel = TurnCancel::default();
         let turn_id = self.inner.next_turn.fetch_add(1, Ordering::Relaxed);
-        lock(&self.inner.running).insert(turn_id, cancel.clone());
+        lock(&self.inner.running).insert(turn_id, (branch_id.clone(), cancel.clone()));
         let turn = TurnContext {
             session_id: self.inner.id.clone(),
             branch: branch_id,
@@ -575,12 +575,40 @@ impl Session {
 
     /// Cancels the running turns (all branches).
     pub async fn cancel(&self, mode: CancelMode) {
-        let running: Vec<TurnCancel> = lock(&self.inner.running).values().cloned().collect();
+        self.cancel_where(mode, None).await;
+    }
+
+    /// Cancels the running turn of one branch (id or name); turns on other
+    /// branches go on.
+    pub async fn cancel_branch(&self, branch: &str, mode: CancelMode) {
+        self.cancel_where(mode, Some(branch)).await;
+    }
+
+    async fn cancel_where(&self, mode: CancelMode, branch: Option<&str>) {
+        let names: HashMap<BranchId, String> = self
+            .inner
+            .contexts
+            .lock()
+            .await
+            .iter()
+            .map(|(id, (b, _))| (id.clone(), b.name.clone()))
+            .collect();
+        let running: Vec<TurnCancel> = lock(&self.inner.running)
+            .values()
+            .filter(|(id, _)| {
+                branch.is_none_or(|b| id.as_str() == b || names.get(id).is_some_and(|n| n == b))
+            })
+            .map(|(_, c)| c.clone())
+            .collect();
         self.inner
             .hooks
             .emit(
                 events::CANCEL_REQUESTED,
-                json!({"mode": match mode { CancelMode::Graceful => "graceful", CancelMode::Immediate => "immediate" }, "running_turns": running.len()}),
+                json!({
+                    "mode": match mode { CancelMode::Graceful => "graceful", CancelMode::Immediate => "immediate" },
+                    "branch": branch,
+                    "running_turns": running.len(),
+                }),
             )
             .await;
         for c in running {

@@ -621,3 +621,24 @@ async fn state_scopes_and_persisted_clear() {
     let view = store.view(session.id()).await.unwrap();
     assert!(view.state.is_empty());
 }
+
+#[tokio::test]
+async fn cancelling_one_branch_leaves_the_other_running() {
+    let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
+    let session = Session::new(config(echo_plan(400), store.clone()));
+    session.initialize().await.unwrap();
+    for name in ["left", "right"] {
+        session
+            .new_branch(weft_core::branches::NewBranch { name: name.into(), ..Default::default() })
+            .await
+            .unwrap();
+    }
+    let l = session.clone();
+    let left = tokio::spawn(async move { l.execute_on(Some("left"), "l").await });
+    let r = session.clone();
+    let right = tokio::spawn(async move { r.execute_on(Some("right"), "r").await });
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    session.cancel_branch("left", CancelMode::Immediate).await;
+    assert!(left.await.unwrap().unwrap_err().is_cancelled());
+    assert_eq!(right.await.unwrap().unwrap(), "r");
+}
