@@ -75,6 +75,8 @@ pub(crate) struct Hub {
 #[derive(Debug, Clone, Copy)]
 struct TurnTag {
     turn: u64,
+    /// Whether the kernel emitted `execution:start` for it.
+    saw_start: bool,
     /// Whether the kernel emitted `execution:end` for it.
     saw_end: bool,
 }
@@ -130,6 +132,7 @@ impl Hub {
             branch.clone(),
             TurnTag {
                 turn,
+                saw_start: false,
                 saw_end: false,
             },
         );
@@ -138,6 +141,13 @@ impl Hub {
     /// Marks `branch` as running no turn.
     pub(crate) fn end_turn(&self, branch: &BranchId) {
         self.tags().remove(branch);
+    }
+
+    /// Whether the kernel emitted `execution:start` for the turn running on
+    /// `branch` since [`Hub::begin_turn`] (the turn is set up: the kernel
+    /// can cancel it).
+    pub(crate) fn saw_execution_start(&self, branch: &BranchId) -> bool {
+        self.tags().get(branch).is_some_and(|t| t.saw_start)
     }
 
     /// Whether the kernel emitted `execution:end` for the turn running on
@@ -150,7 +160,8 @@ impl Hub {
     /// stream follows the bus).
     pub(crate) fn event(&self, name: &str, data: &Value) {
         let branch = data.get("branch").and_then(Value::as_str);
-        if name == events::EXECUTION_END {
+        let start = name == events::EXECUTION_START;
+        if start || name == events::EXECUTION_END {
             let mut tags = self.tags();
             let only = (tags.len() == 1)
                 .then(|| tags.keys().next().cloned())
@@ -160,7 +171,11 @@ impl Hub {
                 None => only,
             };
             if let Some(tag) = key.and_then(|k| tags.get_mut(&k)) {
-                tag.saw_end = true;
+                if start {
+                    tag.saw_start = true;
+                } else {
+                    tag.saw_end = true;
+                }
             }
         }
         if self.tx.receiver_count() == 0 {
@@ -388,6 +403,12 @@ mod tests {
         store.append(&id, h, batch.clone()).await.unwrap();
         hub.publish(&store, &batch).await;
         hub.event(
+            events::EXECUTION_START,
+            &serde_json::json!({"branch": "left"}),
+        );
+        assert!(hub.saw_execution_start(&left));
+        assert!(!hub.saw_execution_start(&BranchId::main()));
+        hub.event(
             events::EXECUTION_END,
             &serde_json::json!({"branch": "left"}),
         );
@@ -400,7 +421,8 @@ mod tests {
             turns.push(item.turn());
         }
         // left, main, a branch with no turn, no branch while two run, a
-        // record on left, left's end, no branch while only main runs.
-        assert_eq!(turns, vec![2, 1, 0, 0, 2, 2, 1]);
+        // record on left, left's start and end, no branch while only main
+        // runs.
+        assert_eq!(turns, vec![2, 1, 0, 0, 2, 2, 2, 1]);
     }
 }

@@ -9,10 +9,8 @@
 //!   own lane: turns on different branches run concurrently (the session
 //!   log serialises their records), while a prompt for a branch that is
 //!   running a turn is refused (409), queued (`enqueue`) or run next after
-//!   that branch's turn is cancelled (`interrupt`). The kernel cancels all
-//!   of a session's turns at once, so an interrupt cancels its branch's
-//!   turn as soon as no other branch is running one (until then the
-//!   running turn is left to finish), and turns starting meanwhile wait.
+//!   that branch's turn is cancelled (`interrupt`; turns on other branches
+//!   go on).
 //! - **One writer per session in this process.** Server-side writes
 //!   (status, messages, metadata) go through the live session's log handle
 //!   when there is one, else straight to the store, both under the slot's
@@ -97,26 +95,6 @@ impl Turns {
     }
 }
 
-/// What a cancelled turn may do about the session's running turns.
-enum Claim {
-    /// Cancel them: everything is being stopped.
-    All,
-    /// Cancel them: only this branch runs a turn (the gate is held).
-    Exclusive,
-    /// Not now: another branch runs a turn.
-    Wait,
-}
-
-/// Releases the cancel gate when dropped.
-struct GateGuard<'a>(&'a Slot);
-
-impl Drop for GateGuard<'_> {
-    fn drop(&mut self) {
-        let _t = lock(&self.0.turns);
-        self.0.gate.send_replace(false);
-    }
-}
-
 /// One session's state in the daemon.
 pub(crate) struct Slot {
     pub(crate) id: SessionId,
@@ -126,10 +104,6 @@ pub(crate) struct Slot {
     turns: Mutex<Turns>,
     /// True while no branch runs a turn.
     idle: watch::Sender<bool>,
-    /// True while one branch cancels the session's running turns (turns
-    /// about to start wait, so they are not cancelled with it). Written
-    /// only under the `turns` lock.
-    gate: watch::Sender<bool>,
     next_turn: AtomicU64,
     touched: Mutex<Instant>,
 }
@@ -142,7 +116,6 @@ impl Slot {
             live: tokio::sync::Mutex::new(None),
             turns: Mutex::new(Turns::default()),
             idle: watch::Sender::new(true),
-            gate: watch::Sender::new(false),
             next_turn: AtomicU64::new(0),
             touched: Mutex::new(Instant::now()),
         }
@@ -169,24 +142,6 @@ impl Slot {
     /// The branches running a turn or with prompts waiting.
     fn busy_branches(&self) -> Vec<BranchId> {
         lock(&self.turns).lanes.keys().cloned().collect()
-    }
-
-    /// Whether the turn of `branch`, cancelled, may cancel the session's
-    /// running turns now (the kernel cancels them all at once).
-    fn claim_cancel(&self, branch: &BranchId) -> Claim {
-        let t = lock(&self.turns);
-        if t.stop_all {
-            return Claim::All;
-        }
-        if *self.gate.borrow()
-            || t.lanes
-                .iter()
-                .any(|(b, l)| b != branch && l.current.is_some())
-        {
-            return Claim::Wait;
-        }
-        self.gate.send_replace(true);
-        Claim::Exclusive
     }
 
     pub(crate) fn touch(&self) {
@@ -1150,18 +1105,11 @@ async fn catch_up_with_other_writers(session: &Session) {
 }
 
 /// Runs one prompt; when the job is cancelled, cancels the turn at once
-/// (it records what it has and answers started tool calls) — unless
-/// another branch is running a turn too, which the kernel would cancel
-/// with it: then it cancels as soon as that one ends, or lets it finish.
+/// (it records what it has and answers started tool calls): only its
+/// branch's turn, or every turn when all are being stopped.
 async fn run_one(slot: &Slot, session: &Session, job: &Job) -> TurnResult {
     if job.cancel.is_cancelled() {
         return Err(SessionError::Cancelled);
-    }
-    // Another branch may be cancelling the session's turns: start after.
-    let mut gate = slot.gate.subscribe();
-    tokio::select! {
-        _ = gate.wait_for(|cancelling| !*cancelling) => {}
-        _ = job.cancel.cancelled() => return Err(SessionError::Cancelled),
     }
     catch_up_with_other_writers(session).await;
     let turn = session.execute_on(Some(job.branch.as_str()), &job.prompt);
@@ -1170,27 +1118,21 @@ async fn run_one(slot: &Slot, session: &Session, job: &Job) -> TurnResult {
         result = &mut turn => return result,
         _ = job.cancel.cancelled() => {}
     }
-    // The turn registers itself as running once it is set up; cancel it
-    // then (it checks for cancellation before every provider call).
-    loop {
-        if session.is_running() {
-            match slot.claim_cancel(&job.branch) {
-                Claim::All => {
-                    session.cancel(CancelMode::Immediate).await;
-                    break;
-                }
-                Claim::Exclusive => {
-                    let _gate = GateGuard(slot);
-                    session.cancel(CancelMode::Immediate).await;
-                    break;
-                }
-                Claim::Wait => {}
-            }
-        }
+    // The kernel can cancel the turn once it is set up, which it announces
+    // with `execution:start` (it checks for cancellation before every
+    // provider call).
+    while !slot.hub.saw_execution_start(&job.branch) {
         tokio::select! {
             result = &mut turn => return result,
             _ = tokio::time::sleep(Duration::from_millis(5)) => {}
         }
+    }
+    if lock(&slot.turns).stop_all {
+        session.cancel(CancelMode::Immediate).await;
+    } else {
+        session
+            .cancel_branch(job.branch.as_str(), CancelMode::Immediate)
+            .await;
     }
     turn.await
 }
