@@ -42,6 +42,7 @@ use crate::http::{
     Auth, CommonConfig, ConfigReader, Decoder, EnvLookup, Fail, Frame, Framing, Transport,
     build_client, f32_json, process_env, truncate, validate_base_url,
 };
+use crate::openai::function_tools;
 
 /// The module name.
 pub const MODULE: &str = "provider-ollama";
@@ -163,21 +164,7 @@ impl OllamaProvider {
             Value::Array(convert_messages(&request.messages)),
         );
         if !request.tools.is_empty() {
-            let tools: Vec<Value> = request
-                .tools
-                .iter()
-                .map(|t| {
-                    json!({
-                        "type": "function",
-                        "function": {
-                            "name": t.name,
-                            "description": t.description,
-                            "parameters": t.input_schema,
-                        }
-                    })
-                })
-                .collect();
-            body.insert("tools".into(), Value::Array(tools));
+            body.insert("tools".into(), function_tools(&request.tools));
         }
         let mut options = Map::new();
         if let Some(t) = request.temperature.or(self.config.temperature) {

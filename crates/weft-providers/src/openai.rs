@@ -191,21 +191,7 @@ impl OpenAiProvider {
             Value::Array(convert_messages(&request.messages)),
         );
         if !request.tools.is_empty() {
-            let tools: Vec<Value> = request
-                .tools
-                .iter()
-                .map(|t| {
-                    json!({
-                        "type": "function",
-                        "function": {
-                            "name": t.name,
-                            "description": t.description,
-                            "parameters": t.input_schema,
-                        }
-                    })
-                })
-                .collect();
-            body.insert("tools".into(), Value::Array(tools));
+            body.insert("tools".into(), function_tools(&request.tools));
         }
         if let Some(n) = request.max_tokens.or(self.config.max_tokens) {
             body.insert(self.max_tokens_param.into(), json!(n));
@@ -613,6 +599,26 @@ impl Provider for OpenAiProvider {
             .stream::<OpenAiDecoder>("/chat/completions", &body, Framing::Sse, cancel)
             .await
     }
+}
+
+/// Tools in the OpenAI "function" shape, which Ollama's `/api/chat` also
+/// takes: `[{"type": "function", "function": {name, description, parameters}}]`.
+pub fn function_tools(tools: &[weft_core::provider::ToolSpec]) -> Value {
+    Value::Array(
+        tools
+            .iter()
+            .map(|t| {
+                json!({
+                    "type": "function",
+                    "function": {
+                        "name": t.name,
+                        "description": t.description,
+                        "parameters": t.input_schema,
+                    }
+                })
+            })
+            .collect(),
+    )
 }
 
 /// Registers `provider-openai`.

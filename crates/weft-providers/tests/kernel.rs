@@ -629,7 +629,10 @@ async fn cancelling_one_branch_leaves_the_other_running() {
     session.initialize().await.unwrap();
     for name in ["left", "right"] {
         session
-            .new_branch(weft_core::branches::NewBranch { name: name.into(), ..Default::default() })
+            .new_branch(weft_core::branches::NewBranch {
+                name: name.into(),
+                ..Default::default()
+            })
             .await
             .unwrap();
     }
