@@ -396,7 +396,11 @@ impl Session {
         if self.inner.ended.load(Ordering::SeqCst) {
             return Err(SessionError::Ended);
         }
-        let meta = self.store().get(&self.inner.id).await?;
+        // Take in what other writers appended since our last turn, and
+        // become active (from created, or from an ended status on resume).
+        let meta = self
+            .change_status(SessionStatus::Active, None, |s| s != SessionStatus::Active)
+            .await?;
         let wanted = branch.unwrap_or(meta.default_branch.as_str()).to_string();
         let (branch_settings, context) = self.branch_state(&wanted, mounted).await?;
         let branch_id = branch_settings.id.clone();
@@ -418,7 +422,6 @@ impl Session {
                 .emit(event, json!({"profile": self.inner.config.profile}))
                 .await;
         }
-        self.activate(mounted).await?;
         self.repair_unanswered(&branch_id, &context, mounted)
             .await?;
 
@@ -492,22 +495,50 @@ impl Session {
 
     /// Makes the session active (from created, or from an ended status when
     /// it is resumed).
-    async fn activate(&self, mounted: &Mounted) -> Result<(), SessionError> {
+    /// Changes the status to `to` if `when(current)` holds, at the log's
+    /// current head; a concurrent writer makes it re-check. Returns the
+    /// metadata after the call.
+    async fn change_status(
+        &self,
+        to: SessionStatus,
+        error: Option<String>,
+        when: impl Fn(SessionStatus) -> bool,
+    ) -> Result<SessionMeta, SessionError> {
+        let log = &self.mounted()?.log;
         let _serialised = self.inner.activation.lock().await;
-        let meta = self.store().get(&self.inner.id).await?;
-        if meta.status == SessionStatus::Active {
-            return Ok(());
-        }
-        mounted
-            .log
-            .append(vec![RecordKind::Status(StatusChange {
+        let mut attempt = 0;
+        loop {
+            let meta = self.take_in_outside_writes().await?;
+            if !when(meta.status) {
+                return Ok(meta);
+            }
+            let change = RecordKind::Status(StatusChange {
                 from: meta.status,
-                to: SessionStatus::Active,
-                error: None,
+                to,
+                error: error.clone(),
                 details: None,
-            })])
-            .await?;
-        Ok(())
+            });
+            match log.append_at(meta.last_seq, vec![change]).await {
+                Ok((_, meta)) => return Ok(meta),
+                Err(e) if e.is_conflict() && attempt < crate::store::UPDATE_ATTEMPTS => attempt += 1,
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+
+    /// Accepts records another writer appended since this session last
+    /// wrote (between turns that is normal: a `weft state set`, a mail
+    /// collected by another process): moves the log handle to the store's
+    /// head and drops cached branch state so it is reloaded. Returns the
+    /// current metadata.
+    async fn take_in_outside_writes(&self) -> Result<SessionMeta, SessionError> {
+        let log = &self.mounted()?.log;
+        let meta = self.store().get(&self.inner.id).await?;
+        if meta.last_seq != log.head().await {
+            log.refresh().await?;
+            self.invalidate_branches().await;
+        }
+        Ok(meta)
     }
 
     /// The branch's settings and context manager, cached after the first
@@ -626,19 +657,10 @@ impl Session {
 
     /// Records that the session failed (active → failed).
     pub async fn fail(&self, error: &str) -> Result<(), SessionError> {
-        let meta = self.store().get(&self.inner.id).await?;
-        if meta.status != SessionStatus::Active {
-            return Ok(());
-        }
-        self.mounted()?
-            .log
-            .append(vec![RecordKind::Status(StatusChange {
-                from: meta.status,
-                to: SessionStatus::Failed,
-                error: Some(error.to_string()),
-                details: None,
-            })])
-            .await?;
+        self.change_status(SessionStatus::Failed, Some(error.to_string()), |s| {
+            s == SessionStatus::Active
+        })
+        .await?;
         Ok(())
     }
 
@@ -649,26 +671,13 @@ impl Session {
             return Ok(());
         }
         self.cancel(CancelMode::Graceful).await;
-        let status = match self.mounted() {
-            Ok(mounted) => {
-                let meta = self.store().get(&self.inner.id).await?;
-                if meta.status == SessionStatus::Active {
-                    mounted
-                        .log
-                        .append(vec![RecordKind::Status(StatusChange {
-                            from: meta.status,
-                            to: SessionStatus::Completed,
-                            error: None,
-                            details: None,
-                        })])
-                        .await?;
-                    SessionStatus::Completed
-                } else {
-                    meta.status
-                }
-            }
-            Err(_) => return Ok(()),
-        };
+        if self.mounted().is_err() {
+            return Ok(());
+        }
+        let status = self
+            .change_status(SessionStatus::Completed, None, |s| s == SessionStatus::Active)
+            .await?
+            .status;
         self.inner
             .hooks
             .emit(events::SESSION_END, json!({"status": status}))

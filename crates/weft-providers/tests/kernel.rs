@@ -645,3 +645,35 @@ async fn cancelling_one_branch_leaves_the_other_running() {
     assert!(left.await.unwrap().unwrap_err().is_cancelled());
     assert_eq!(right.await.unwrap().unwrap(), "r");
 }
+
+#[tokio::test]
+async fn writes_by_another_writer_between_turns_are_taken_in() {
+    let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
+    let session = Session::new(config(echo_plan(0), store.clone()));
+    session.initialize().await.unwrap();
+    session.execute("one").await.unwrap();
+    // Another writer (say `weft session rename` or `weft mail collect` in
+    // another process) appends between turns.
+    store
+        .update_meta(session.id(), weft_core::record::MetaPatch { name: Some("renamed".into()), ..Default::default() })
+        .await
+        .unwrap();
+    let head = store.get(session.id()).await.unwrap().last_seq;
+    let extra = Message::text(Default::default(), Role::User, "typed elsewhere");
+    store
+        .append(session.id(), head, weft_core::Record::batch(head, [RecordKind::message(extra)]))
+        .await
+        .unwrap();
+    // The next turn sees it and the log stays gapless.
+    assert_eq!(session.execute("two").await.unwrap(), "two");
+    let texts: Vec<String> = messages(&store, session.id()).await.iter().map(|m| m.text_content()).collect();
+    assert_eq!(texts, ["one", "one", "typed elsewhere", "two", "two"]);
+    store
+        .update_meta(session.id(), weft_core::record::MetaPatch { description: Some("d".into()), ..Default::default() })
+        .await
+        .unwrap();
+    session.cleanup().await.unwrap();
+    let meta = store.get(session.id()).await.unwrap();
+    assert_eq!(meta.status, SessionStatus::Completed);
+    assert_eq!(meta.name.as_deref(), Some("renamed"));
+}
