@@ -1086,24 +1086,6 @@ async fn run_turns(store: Arc<dyn Store>, slot: Arc<Slot>, session: Session, mut
     }
 }
 
-/// Takes in what other writers (the CLI, another daemon) appended to the
-/// session's log since this daemon last wrote it: the live session's log
-/// head moves to the store's, and its cached branches are reloaded, so the
-/// turn neither conflicts nor runs on stale history.
-async fn catch_up_with_other_writers(session: &Session) {
-    let Ok(log) = session.log() else {
-        return;
-    };
-    let before = log.head().await;
-    match log.refresh().await {
-        Ok(meta) if meta.last_seq != before => session.invalidate_branches().await,
-        Ok(_) => {}
-        Err(e) => {
-            tracing::warn!(session = %session.id(), error = %e, "cannot re-read the session's log head")
-        }
-    }
-}
-
 /// Runs one prompt; when the job is cancelled, cancels the turn at once
 /// (it records what it has and answers started tool calls): only its
 /// branch's turn, or every turn when all are being stopped.
@@ -1111,7 +1093,6 @@ async fn run_one(slot: &Slot, session: &Session, job: &Job) -> TurnResult {
     if job.cancel.is_cancelled() {
         return Err(SessionError::Cancelled);
     }
-    catch_up_with_other_writers(session).await;
     let turn = session.execute_on(Some(job.branch.as_str()), &job.prompt);
     tokio::pin!(turn);
     tokio::select! {
