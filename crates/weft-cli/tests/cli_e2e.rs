@@ -469,8 +469,13 @@ fn errors_are_one_clear_sentence() {
 }
 
 #[test]
-fn completions_and_profiles() {
+fn completions_profiles_and_models() {
     let env = Env::new();
+    let script = env.script("s.json", SCRIPT);
+    let models = env.json(&["models", "--provider", "scripted", "--script", script.to_str().unwrap(), "--json"]);
+    assert_eq!(models[0]["id"], "scripted");
+    let err = env.fails(&["models", "--provider", "anthropic"]);
+    assert!(err.contains("ANTHROPIC_API_KEY"), "{err}");
     let bash = env.ok(&["completions", "bash"]);
     assert!(bash.contains("weft"));
     let profiles = env.ok(&["profiles"]);
