@@ -6,9 +6,11 @@
 //! ```text
 //! cargo run --release -p weft-bench -- store --backend all
 //! cargo run --release -p weft-bench -- kernel --turns 2000
+//! cargo run --release -p weft-bench -- server
 //! ```
 
 mod kernel;
+mod server;
 mod store;
 
 use clap::{Parser, Subcommand};
@@ -27,6 +29,8 @@ enum Command {
     Kernel(kernel::KernelBenchArgs),
     /// Store workloads: durable appends, loads, listing, fork, bytes on disk.
     Store(store::StoreBenchArgs),
+    /// Daemon workloads against a real `weft serve` process.
+    Server(server::ServerBenchArgs),
 }
 
 #[tokio::main]
@@ -34,5 +38,6 @@ async fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
         Command::Kernel(args) => kernel::run(args).await,
         Command::Store(args) => store::run(args).await,
+        Command::Server(args) => server::run(args).await,
     }
 }

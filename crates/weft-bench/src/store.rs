@@ -75,8 +75,10 @@ pub struct StoreBenchArgs {
     /// Repetitions of each timed read.
     #[arg(long, default_value_t = 20)]
     pub runs: usize,
-    /// Where to put the stores (default: a temporary directory, removed
-    /// afterwards). Must be on the disk you want to measure.
+    /// Where to put the stores, kept afterwards (default: a temporary
+    /// directory, removed). Must be on the disk you want to measure. The
+    /// 10,000-session fs store ends up in `<dir>/fs/read/list`, a weft home
+    /// for timing `weft session list --all-projects`.
     #[arg(long)]
     pub dir: Option<PathBuf>,
     /// Skip the append workload and the raw baseline (the slow part).
@@ -487,14 +489,16 @@ pub async fn run(args: StoreBenchArgs) -> anyhow::Result<()> {
         BackendArg::All => &["fs", "sqlite", "memory"],
     };
     let tmp = match &args.dir {
-        Some(d) => {
-            std::fs::create_dir_all(d)?;
-            tempfile::tempdir_in(d)?
-        }
-        None => tempfile::tempdir()?,
+        Some(_) => None,
+        None => Some(tempfile::tempdir()?),
+    };
+    let base: PathBuf = match (&args.dir, &tmp) {
+        (Some(d), _) => d.clone(),
+        (None, Some(t)) => t.path().to_path_buf(),
+        (None, None) => anyhow::bail!("no directory for the stores"),
     };
     for backend in backends {
-        let root = tmp.path().join(backend);
+        let root = base.join(backend);
         std::fs::create_dir_all(&root)?;
         if !args.skip_append {
             append_workload(backend, &root.join("append"), &args).await?;

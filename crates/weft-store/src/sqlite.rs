@@ -12,8 +12,10 @@
 //!   key is the backend's own guard against two writers landing the same
 //!   seq; `rid` (unique, increasing) keys the search index.
 //! - `message_fts`: a contentless FTS5 table (trigram tokenizer, so search
-//!   matches substrings case-insensitively) over each message's searchable
-//!   text, keyed by `records.rid`. Messages are indexed in batches, not in
+//!   matches substrings case-insensitively; `detail=none`, so it stores no
+//!   positions and a term is looked up as all of its trigrams, each hit then
+//!   checked for the real substring) over each message's searchable text,
+//!   keyed by `records.rid`. Messages are indexed in batches, not in
 //!   the append's transaction (an FTS5 insert per commit would add half
 //!   again to a durable append): `fts_state.indexed_rid` marks how far the
 //!   index goes; an append that finds [`FTS_BATCH`] or more messages waiting
@@ -137,6 +139,12 @@ impl SqliteStore {
             Ok(conn)
         };
         let writer = open("FULL")?;
+        // Checkpoint every ~40 MB of WAL instead of ~4 MB: every commit
+        // rewrites the same few pages (the session row, its index entries),
+        // which a checkpoint then copies once instead of ten times.
+        writer
+            .pragma_update(None, "wal_autocheckpoint", 10_000i64)
+            .map_err(db)?;
         create_schema(&writer).map_err(db)?;
         let reader = open("FULL")?;
         // Reads map the file instead of copying pages through SQLite's
@@ -192,7 +200,7 @@ fn create_schema(conn: &Connection) -> rusqlite::Result<()> {
             PRIMARY KEY (session_id, seq)
          ) WITHOUT ROWID;
          CREATE VIRTUAL TABLE IF NOT EXISTS message_fts USING fts5(
-            text, content='', contentless_delete=1, tokenize='trigram'
+            text, content='', contentless_delete=1, tokenize='trigram', detail=none
          );
          CREATE TABLE IF NOT EXISTS fts_state (
             k INTEGER PRIMARY KEY CHECK (k = 0),
@@ -647,11 +655,20 @@ impl Inner {
         // are checked on the candidates (all messages when every term is
         // short). Every candidate is checked with SearchQuery::matches_text,
         // so all backends agree on what matches.
-        let long: Vec<String> = terms
-            .iter()
-            .filter(|t| t.chars().count() >= 3)
-            .map(|t| format!("\"{}\"", t.replace('"', "\"\"")))
-            .collect();
+        // The index keeps no positions (`detail=none`: a third of the size
+        // and far cheaper inserts), so a term is asked for as all of its
+        // trigrams; the candidates are then checked for the real substring.
+        let mut long: Vec<String> = Vec::new();
+        for t in terms.iter() {
+            let chars: Vec<char> = t.chars().collect();
+            for w in chars.windows(3) {
+                let tri: String = w.iter().collect();
+                let quoted = format!("\"{}\"", tri.replace('"', "\"\""));
+                if !long.contains(&quoted) {
+                    long.push(quoted);
+                }
+            }
+        }
         if !long.is_empty() {
             // Index whatever is waiting, so search sees every message.
             index_pending(&mut lock(&self.writer), None)?;

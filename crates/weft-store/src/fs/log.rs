@@ -42,7 +42,7 @@ use weft_core::Record;
 pub(crate) const MORE_SUFFIX: &[u8] = b",\"more\":true}";
 
 /// The first chunk read when scanning backwards.
-const BACK_CHUNK: usize = 16 * 1024;
+const BACK_CHUNK: usize = 4 * 1024;
 /// The largest chunk read at once when scanning backwards.
 const BACK_CHUNK_MAX: usize = 1024 * 1024;
 
@@ -429,16 +429,32 @@ pub(crate) fn parse_all_parallel(bytes: &[u8], base: u64, location: &str) -> Vec
             .map(|w| {
                 let (a, b) = (w[0], w[1]);
                 let slice = &bytes[a..b];
-                s.spawn(move || {
+                let handle = s.spawn(move || {
                     let mut out = Vec::with_capacity(slice.len() / 600 + 1);
                     parse_lines(slice, base + a as u64, 1, usize::MAX, location, &mut out);
                     out
-                })
+                });
+                (a, b, handle)
             })
             .collect();
         handles
             .into_iter()
-            .map(|h| h.join().unwrap_or_default())
+            .map(|(a, b, h)| {
+                h.join().unwrap_or_else(|_| {
+                    // A parser thread panicked: parse its share here rather
+                    // than lose it.
+                    let mut out = Vec::new();
+                    parse_lines(
+                        &bytes[a..b],
+                        base + a as u64,
+                        1,
+                        usize::MAX,
+                        location,
+                        &mut out,
+                    );
+                    out
+                })
+            })
             .collect()
     });
     let mut out = Vec::with_capacity(parts.iter().map(Vec::len).sum());
