@@ -105,6 +105,7 @@ impl Store for MemoryStore {
     ) -> Result<SessionMeta, StoreError> {
         let mut inner = self.lock();
         let entry = inner.sessions.get_mut(id).ok_or_else(|| not_found(id))?;
+        check_batch(expected_seq, &records)?;
         if entry.meta.last_seq != expected_seq {
             return Err(StoreError::Conflict {
                 id: id.to_string(),
@@ -112,7 +113,6 @@ impl Store for MemoryStore {
                 actual: entry.meta.last_seq,
             });
         }
-        check_batch(expected_seq, &records)?;
         for r in &records {
             entry.meta.apply(r);
         }
@@ -143,17 +143,21 @@ impl Store for MemoryStore {
 
     async fn list(&self, query: &ListQuery) -> Result<Page, StoreError> {
         let inner = self.lock();
-        let mut metas: Vec<SessionMeta> = inner
+        // Sort references and clone only the page.
+        let mut metas: Vec<&SessionMeta> = inner
             .sessions
             .values()
             .map(|e| &e.meta)
             .filter(|m| query.filter.matches(m))
             .filter(|m| query.cursor.as_ref().is_none_or(|c| c.is_before(m)))
-            .cloned()
             .collect();
-        metas.sort_by(list_order);
-        metas.truncate(query.limit.max(1) + 1);
-        Ok(Page::from_sorted(metas, query.limit))
+        let keep = query.limit.max(1) + 1;
+        if metas.len() > keep {
+            metas.select_nth_unstable_by(keep - 1, |a, b| list_order(a, b));
+            metas.truncate(keep);
+        }
+        metas.sort_by(|a, b| list_order(a, b));
+        Ok(Page::from_sorted(metas.into_iter().cloned().collect(), query.limit))
     }
 
     async fn find_ids(&self, prefix: &str, limit: usize) -> Result<Vec<SessionId>, StoreError> {

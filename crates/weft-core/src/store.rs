@@ -483,8 +483,7 @@ pub trait Store: Send + Sync {
 
     /// The session folded from its whole log.
     async fn view(&self, id: &SessionId) -> Result<SessionView, StoreError> {
-        let records = self.read_all(id).await?;
-        Ok(SessionView::from_records(&records)?)
+        Ok(SessionView::from_log(self.read_all(id).await?)?)
     }
 
     /// Resolves an exact id or a unique prefix of one.

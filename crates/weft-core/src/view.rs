@@ -92,12 +92,39 @@ impl SessionView {
         Ok(view)
     }
 
+    /// Folds a whole log it owns (no message is cloned).
+    pub fn from_log(records: Vec<Record>) -> Result<Self, ViewError> {
+        let mut iter = records.into_iter();
+        let first = iter.next().ok_or(ViewError::MissingCreate)?;
+        let mut view = Self::from_records(std::iter::once(&first))?;
+        for r in iter {
+            view.apply_owned(r);
+        }
+        Ok(view)
+    }
+
+    /// Folds one more record it owns: like [`SessionView::apply`] without
+    /// cloning a message.
+    pub fn apply_owned(&mut self, record: Record) {
+        if let RecordKind::Message(_) = &record.kind {
+            self.meta.apply(&record);
+            let seq = record.seq;
+            let RecordKind::Message(m) = record.kind else {
+                return;
+            };
+            let branch = self.branch_mut_or_insert(&m.branch, record.ts);
+            branch.messages.push(LoggedMessage { seq, message: *m });
+        } else {
+            self.apply(&record);
+        }
+    }
+
     /// Folds one more record.
     pub fn apply(&mut self, record: &Record) {
         self.meta.apply(record);
         match &record.kind {
             RecordKind::Message(m) => {
-                let branch = self.branch_mut_or_insert(&m.branch, record);
+                let branch = self.branch_mut_or_insert(&m.branch, record.ts);
                 branch.messages.push(LoggedMessage {
                     seq: record.seq,
                     message: (**m).clone(),
@@ -160,11 +187,15 @@ impl SessionView {
         }
     }
 
-    fn branch_mut_or_insert(&mut self, id: &BranchId, record: &Record) -> &mut BranchView {
+    fn branch_mut_or_insert(
+        &mut self,
+        id: &BranchId,
+        ts: chrono::DateTime<chrono::Utc>,
+    ) -> &mut BranchView {
         let pos = match self.branches.iter().position(|v| &v.branch.id == id) {
             Some(pos) => pos,
             None => {
-                let mut branch = Branch::main(record.ts);
+                let mut branch = Branch::main(ts);
                 branch.id = id.clone();
                 branch.name = id.to_string();
                 self.branches.push(BranchView {
@@ -220,4 +251,32 @@ where
             _ => None,
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::id::SessionId;
+    use crate::session::{Project, SessionMeta};
+
+    #[test]
+    fn folding_by_value_equals_folding_by_reference() {
+        let meta = SessionMeta::new(SessionId::new_v7(), Project::current(), "base");
+        let mut kinds = vec![RecordKind::SessionCreated(Box::new(meta))];
+        let mut side = Branch::main(chrono::Utc::now());
+        side.id = BranchId::parse("side").unwrap();
+        side.name = "side".into();
+        kinds.push(RecordKind::BranchCreated(side.clone()));
+        for i in 0..5 {
+            kinds.push(RecordKind::message(Message::text(BranchId::main(), Role::User, format!("u{i}"))));
+            kinds.push(RecordKind::message(Message::text(side.id.clone(), Role::Assistant, format!("a{i}"))));
+        }
+        kinds.push(RecordKind::Rewind { branch: BranchId::main(), to_seq: 5 });
+        let records = Record::batch(0, kinds);
+        let by_ref = SessionView::from_records(&records).unwrap();
+        let by_value = SessionView::from_log(records).unwrap();
+        assert_eq!(by_ref, by_value);
+        assert_eq!(by_value.messages("main").len(), 2);
+        assert_eq!(by_value.messages("side").len(), 5);
+    }
 }
