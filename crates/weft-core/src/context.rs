@@ -56,7 +56,15 @@ pub const PROTECTED_RECENT: usize = 4;
 /// `context-simple`: full history, compacted view within the budget.
 #[derive(Default)]
 pub struct SimpleContext {
-    messages: Mutex<Vec<Message>>,
+    history: Mutex<History>,
+}
+
+/// The messages and their running token estimate (kept so a request costs
+/// no re-estimation of the whole history).
+#[derive(Default)]
+struct History {
+    messages: Vec<Message>,
+    tokens: usize,
 }
 
 impl SimpleContext {
@@ -65,8 +73,8 @@ impl SimpleContext {
         Self::default()
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<Message>> {
-        self.messages.lock().unwrap_or_else(|p| p.into_inner())
+    fn lock(&self) -> std::sync::MutexGuard<'_, History> {
+        self.history.lock().unwrap_or_else(|p| p.into_inner())
     }
 }
 
@@ -172,15 +180,18 @@ pub fn compact(messages: &[Message], target: usize) -> Vec<Message> {
 #[async_trait]
 impl ContextManager for SimpleContext {
     async fn add_message(&self, message: Message) {
-        self.lock().push(message);
+        let mut h = self.lock();
+        h.tokens += message.estimated_tokens();
+        h.messages.push(message);
     }
 
     async fn set_messages(&self, messages: Vec<Message>) {
-        *self.lock() = messages;
+        let tokens = total_tokens(&messages);
+        *self.lock() = History { messages, tokens };
     }
 
     async fn messages(&self) -> Vec<Message> {
-        self.lock().clone()
+        self.lock().messages.clone()
     }
 
     async fn messages_for_request(
@@ -188,9 +199,11 @@ impl ContextManager for SimpleContext {
         budget_tokens: usize,
         hooks: &HookRegistry,
     ) -> Vec<Message> {
-        let messages = self.messages().await;
-        let before_tokens = total_tokens(&messages);
         let target = (budget_tokens as f64 * COMPACT_THRESHOLD) as usize;
+        let (messages, before_tokens) = {
+            let h = self.lock();
+            (h.messages.clone(), h.tokens)
+        };
         if before_tokens <= target {
             return messages;
         }
@@ -217,7 +230,7 @@ impl ContextManager for SimpleContext {
     }
 
     async fn clear(&self) {
-        self.lock().clear();
+        *self.lock() = History::default();
     }
 }
 

@@ -181,6 +181,23 @@ impl Usage {
     }
 }
 
+/// Roughly how many bytes `value` takes as JSON, without serialising it.
+pub fn json_size(value: &Value) -> usize {
+    match value {
+        Value::Null => 4,
+        Value::Bool(_) => 5,
+        Value::Number(_) => 8,
+        Value::String(s) => s.len() + 2,
+        Value::Array(items) => 2 + items.iter().map(|v| json_size(v) + 1).sum::<usize>(),
+        Value::Object(map) => {
+            2 + map
+                .iter()
+                .map(|(k, v)| k.len() + 4 + json_size(v))
+                .sum::<usize>()
+        }
+    }
+}
+
 /// Metadata key: the id of the message this one was cloned from by a branch
 /// split.
 pub const META_CLONE_FROM: &str = "clone_from";
@@ -308,7 +325,7 @@ impl Message {
                 ContentBlock::Thinking { thinking, .. } => thinking.len(),
                 ContentBlock::ToolCall {
                     name, arguments, ..
-                } => name.len() + arguments.to_string().len(),
+                } => name.len() + json_size(arguments),
                 ContentBlock::ToolResult { output, .. } => output.len(),
                 ContentBlock::Image { .. } => 4 * 1600,
             })

@@ -402,14 +402,16 @@ impl Session {
             .change_status(SessionStatus::Active, None, |s| s != SessionStatus::Active)
             .await?;
         let wanted = branch.unwrap_or(meta.default_branch.as_str()).to_string();
-        let (branch_settings, context) = self.branch_state(&wanted, mounted).await?;
-        let branch_id = branch_settings.id.clone();
+        let branch_id = self.resolve_branch(&wanted).await?;
 
+        // One turn per branch at a time; branch state is (re)loaded under
+        // the lock, so it never misses a running turn's messages.
         let branch_lock = lock(&self.inner.branch_locks)
             .entry(branch_id.clone())
             .or_default()
             .clone();
         let _turn_guard = branch_lock.lock().await;
+        let (branch_settings, context, fresh) = self.branch_state(&branch_id, mounted).await?;
 
         if !self.inner.started.swap(true, Ordering::SeqCst) {
             let event = if mounted.resumed {
@@ -422,8 +424,9 @@ impl Session {
                 .emit(event, json!({"profile": self.inner.config.profile}))
                 .await;
         }
-        self.repair_unanswered(&branch_id, &context, mounted)
-            .await?;
+        if fresh {
+            self.repair_unanswered(&branch_id, &context, mounted).await?;
+        }
 
         let provider = match &branch_settings.provider {
             Some(name) => mounted
@@ -541,25 +544,44 @@ impl Session {
         Ok(meta)
     }
 
-    /// The branch's settings and context manager, cached after the first
-    /// use (the history is loaded from the log then).
-    async fn branch_state(
-        &self,
-        id_or_name: &str,
-        mounted: &Mounted,
-    ) -> Result<(Branch, Arc<dyn ContextManager>), SessionError> {
-        let mut contexts = self.inner.contexts.lock().await;
-        let cached = contexts
-            .values()
-            .find(|(b, _)| b.id.as_str() == id_or_name)
-            .or_else(|| contexts.values().find(|(b, _)| b.name == id_or_name));
-        if let Some((b, c)) = cached {
-            return Ok((b.clone(), c.clone()));
+    /// The id of a branch given by id or name.
+    async fn resolve_branch(&self, id_or_name: &str) -> Result<BranchId, SessionError> {
+        {
+            let contexts = self.inner.contexts.lock().await;
+            let cached = contexts
+                .values()
+                .find(|(b, _)| b.id.as_str() == id_or_name)
+                .or_else(|| contexts.values().find(|(b, _)| b.name == id_or_name));
+            if let Some((b, _)) = cached {
+                return Ok(b.id.clone());
+            }
         }
         let view = self.store().view(&self.inner.id).await?;
-        let branch = view.branch(id_or_name).ok_or_else(|| {
+        view.branch(id_or_name)
+            .map(|b| b.branch.id.clone())
+            .ok_or_else(|| {
+                SessionError::Invalid(format!(
+                    "unknown branch {id_or_name:?} in session {}: `weft branch list {}` shows its branches",
+                    self.inner.id, self.inner.id
+                ))
+            })
+    }
+
+    /// The branch's settings and context manager, cached after the first
+    /// use (the history is loaded from the log then: `fresh` is true).
+    async fn branch_state(
+        &self,
+        id: &BranchId,
+        mounted: &Mounted,
+    ) -> Result<(Branch, Arc<dyn ContextManager>, bool), SessionError> {
+        let mut contexts = self.inner.contexts.lock().await;
+        if let Some((b, c)) = contexts.get(id) {
+            return Ok((b.clone(), c.clone(), false));
+        }
+        let view = self.store().view(&self.inner.id).await?;
+        let branch = view.branch(id.as_str()).ok_or_else(|| {
             SessionError::Invalid(format!(
-                "unknown branch {id_or_name:?} in session {}: `weft branch list {}` shows its branches",
+                "branch {id} of session {} was removed: `weft branch list {}` shows its branches",
                 self.inner.id, self.inner.id
             ))
         })?;
@@ -568,7 +590,7 @@ impl Session {
         let history: Vec<Message> = branch.messages.iter().map(|m| m.message.clone()).collect();
         context.set_messages(history).await;
         contexts.insert(branch.branch.id.clone(), (branch.branch.clone(), context.clone()));
-        Ok((branch.branch.clone(), context))
+        Ok((branch.branch.clone(), context, true))
     }
 
     /// Forgets cached branch state (after the branches changed), so the next
