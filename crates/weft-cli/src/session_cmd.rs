@@ -653,12 +653,17 @@ fn markdown(view: &SessionView) -> String {
 }
 
 /// `weft session import --from-amplifier [DIR]`.
-pub async fn import(app: &App, from_amplifier: Option<std::path::PathBuf>, json_out: bool) -> anyhow::Result<()> {
+pub async fn import(
+    app: &App,
+    from_amplifier: Option<std::path::PathBuf>,
+    json_out: bool,
+) -> anyhow::Result<()> {
     let Some(dir) = from_amplifier else {
         bail!("say where to import from: weft session import --from-amplifier [DIR]");
     };
     let dir = if dir.as_os_str().is_empty() {
-        let home = std::env::var_os("HOME").context("HOME is not set: pass the Amplifier directory")?;
+        let home =
+            std::env::var_os("HOME").context("HOME is not set: pass the Amplifier directory")?;
         std::path::PathBuf::from(home).join(".amplifier")
     } else {
         dir

@@ -472,7 +472,14 @@ fn errors_are_one_clear_sentence() {
 fn completions_profiles_and_models() {
     let env = Env::new();
     let script = env.script("s.json", SCRIPT);
-    let models = env.json(&["models", "--provider", "scripted", "--script", script.to_str().unwrap(), "--json"]);
+    let models = env.json(&[
+        "models",
+        "--provider",
+        "scripted",
+        "--script",
+        script.to_str().unwrap(),
+        "--json",
+    ]);
     assert_eq!(models[0]["id"], "scripted");
     let err = env.fails(&["models", "--provider", "anthropic"]);
     assert!(err.contains("ANTHROPIC_API_KEY"), "{err}");
@@ -486,18 +493,26 @@ fn completions_profiles_and_models() {
 fn import_from_amplifier_keeps_ids_names_and_links() {
     let env = Env::new();
     let amp = tempfile::tempdir().unwrap();
-    let sessions = amp.path().join("projects").join("-home-u-proj").join("sessions");
+    let sessions = amp
+        .path()
+        .join("projects")
+        .join("-home-u-proj")
+        .join("sessions");
     let parent = "11111111-2222-4333-8444-555555555555";
     let child = "1111111122224333-aaaaaaaaaaaaaaaa_explorer";
     for (id, meta, transcript) in [
         (
             parent,
-            format!(r#"{{"session_id":"{parent}","created":"2026-01-02T03:04:05Z","profile":"dev","model":"claude-sonnet-4-5","turn_count":2,"name":"old work"}}"#),
+            format!(
+                r#"{{"session_id":"{parent}","created":"2026-01-02T03:04:05Z","profile":"dev","model":"claude-sonnet-4-5","turn_count":2,"name":"old work"}}"#
+            ),
             "{\"role\":\"user\",\"content\":\"first\"}\n{\"role\":\"assistant\",\"content\":\"one\"}\n{\"role\":\"user\",\"content\":\"second\"}\n{\"role\":\"assistant\",\"content\":\"two\"}\n",
         ),
         (
             child,
-            format!(r#"{{"session_id":"{child}","created":"2026-01-02T03:05:00Z","parent_id":"{parent}","trace_id":"{parent}","agent_name":"explorer"}}"#),
+            format!(
+                r#"{{"session_id":"{child}","created":"2026-01-02T03:05:00Z","parent_id":"{parent}","trace_id":"{parent}","agent_name":"explorer"}}"#
+            ),
             "{\"role\":\"user\",\"content\":\"look\"}\n{\"role\":\"assistant\",\"content\":\"found\"}\n",
         ),
     ] {
@@ -506,7 +521,13 @@ fn import_from_amplifier_keeps_ids_names_and_links() {
         std::fs::write(dir.join("metadata.json"), meta).unwrap();
         std::fs::write(dir.join("transcript.jsonl"), transcript).unwrap();
     }
-    let report = env.json(&["session", "import", "--from-amplifier", amp.path().to_str().unwrap(), "--json"]);
+    let report = env.json(&[
+        "session",
+        "import",
+        "--from-amplifier",
+        amp.path().to_str().unwrap(),
+        "--json",
+    ]);
     assert_eq!(report["imported"].as_array().unwrap().len(), 2, "{report}");
     let shown = env.json(&["session", "show", parent, "--json"]);
     assert_eq!(shown["session"]["name"], "old work");
@@ -515,6 +536,12 @@ fn import_from_amplifier_keeps_ids_names_and_links() {
     assert_eq!(kid["session"]["parent_id"], parent);
     assert_eq!(kid["session"]["agent_name"], "explorer");
     // Importing again skips what is there.
-    let again = env.json(&["session", "import", "--from-amplifier", amp.path().to_str().unwrap(), "--json"]);
+    let again = env.json(&[
+        "session",
+        "import",
+        "--from-amplifier",
+        amp.path().to_str().unwrap(),
+        "--json",
+    ]);
     assert_eq!(again["skipped"].as_array().unwrap().len(), 2);
 }

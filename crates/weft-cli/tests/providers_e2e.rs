@@ -9,9 +9,12 @@ use std::path::Path;
 use std::process::{Command, Output};
 use std::sync::{Arc, Mutex};
 
+/// The requests a test server saw: `(header block, body)`, in order.
+type Seen = Arc<Mutex<Vec<(String, String)>>>;
+
 /// Serves every request with `body` as an SSE stream and keeps the
 /// requests' header blocks and bodies.
-fn serve_sse(body: &'static str) -> (String, Arc<Mutex<Vec<(String, String)>>>) {
+fn serve_sse(body: &'static str) -> (String, Seen) {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = format!("http://{}", listener.local_addr().unwrap());
     let seen = Arc::new(Mutex::new(Vec::new()));

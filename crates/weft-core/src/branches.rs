@@ -80,14 +80,22 @@ fn check_name(view: &SessionView, name: &str) -> Result<(), BranchError> {
             "a branch name is 1 to 100 characters".into(),
         ));
     }
-    if view.branches.iter().any(|b| b.branch.name == name || b.branch.id.as_str() == name) {
+    if view
+        .branches
+        .iter()
+        .any(|b| b.branch.name == name || b.branch.id.as_str() == name)
+    {
         return Err(BranchError::NameTaken(name.to_string()));
     }
     Ok(())
 }
 
 /// Records for a new branch.
-pub fn new_branch(view: &SessionView, spec: NewBranch, now: DateTime<Utc>) -> Result<(Branch, Vec<RecordKind>), BranchError> {
+pub fn new_branch(
+    view: &SessionView,
+    spec: NewBranch,
+    now: DateTime<Utc>,
+) -> Result<(Branch, Vec<RecordKind>), BranchError> {
     check_name(view, &spec.name)?;
     let id = branch_id_for(view, spec.name.trim());
     let branch = Branch {
@@ -114,19 +122,30 @@ pub fn new_branch(view: &SessionView, spec: NewBranch, now: DateTime<Utc>) -> Re
 /// remaining branch the default.
 pub fn remove_branch(view: &SessionView, id_or_name: &str) -> Result<Vec<RecordKind>, BranchError> {
     let target = find(view, id_or_name)?.branch.id.clone();
-    let remaining: Vec<&BranchView> = view.branches.iter().filter(|b| b.branch.id != target).collect();
+    let remaining: Vec<&BranchView> = view
+        .branches
+        .iter()
+        .filter(|b| b.branch.id != target)
+        .collect();
     let Some(first) = remaining.first() else {
         return Err(BranchError::LastBranch(id_or_name.to_string()));
     };
-    let mut records = vec![RecordKind::BranchRemoved { branch: target.clone() }];
+    let mut records = vec![RecordKind::BranchRemoved {
+        branch: target.clone(),
+    }];
     if view.meta.default_branch == target {
-        records.push(RecordKind::DefaultBranch { branch: first.branch.id.clone() });
+        records.push(RecordKind::DefaultBranch {
+            branch: first.branch.id.clone(),
+        });
     }
     Ok(records)
 }
 
 /// Records that make a branch the default.
-pub fn change_default_branch(view: &SessionView, id_or_name: &str) -> Result<Vec<RecordKind>, BranchError> {
+pub fn change_default_branch(
+    view: &SessionView,
+    id_or_name: &str,
+) -> Result<Vec<RecordKind>, BranchError> {
     let target = find(view, id_or_name)?.branch.id.clone();
     Ok(vec![RecordKind::DefaultBranch { branch: target }])
 }
@@ -173,7 +192,10 @@ pub fn split(
     let mut records = vec![RecordKind::BranchCreated(branch.clone())];
     for lm in &src.messages {
         let mut m = lm.message.clone();
-        m.metadata.insert(META_CLONE_FROM.into(), Value::String(lm.message.id.to_string()));
+        m.metadata.insert(
+            META_CLONE_FROM.into(),
+            Value::String(lm.message.id.to_string()),
+        );
         m.id = MessageId::new_v7();
         m.branch = id.clone();
         m.sender = Some(src.branch.id.to_string());
@@ -203,14 +225,20 @@ pub fn concat_messages(
 ) -> Result<Vec<SeqMessage>, BranchError> {
     let chosen: Vec<&BranchView> = match branches {
         None => view.branches.iter().collect(),
-        Some(names) => names.iter().map(|n| find(view, n)).collect::<Result<_, _>>()?,
+        Some(names) => names
+            .iter()
+            .map(|n| find(view, n))
+            .collect::<Result<_, _>>()?,
     };
     let mut out: Vec<SeqMessage> = chosen
         .into_iter()
         .flat_map(|b| b.messages.iter())
         .filter(|lm| !(exclude_clone && lm.message.metadata.contains_key(META_CLONE_FROM)))
         .filter(|lm| !(exclude_load && lm.message.flag(META_LOADED)))
-        .map(|lm| SeqMessage { seq: lm.seq, message: lm.message.clone() })
+        .map(|lm| SeqMessage {
+            seq: lm.seq,
+            message: lm.message.clone(),
+        })
         .collect();
     out.sort_by_key(|m| m.seq);
     Ok(out)
@@ -319,8 +347,12 @@ pub fn collect_mail(
     from: Option<&str>,
     now: DateTime<Utc>,
 ) -> Result<(usize, Vec<RecordKind>), BranchError> {
-    let to = to.map(|t| find(view, t).map(|b| b.branch.id.clone())).transpose()?;
-    let from = from.map(|f| find(view, f).map(|b| b.branch.id.clone())).transpose()?;
+    let to = to
+        .map(|t| find(view, t).map(|b| b.branch.id.clone()))
+        .transpose()?;
+    let from = from
+        .map(|f| find(view, f).map(|b| b.branch.id.clone()))
+        .transpose()?;
     let mut records = Vec::new();
     let mut delivered = 0;
     let mut settings: Vec<Branch> = view.branches.iter().map(|b| b.branch.clone()).collect();
@@ -343,7 +375,11 @@ pub fn collect_mail(
             };
             match pending.mail.category {
                 MailCategory::Message => {
-                    records.push(RecordKind::message(mail_message(&pending.mail, recipient, now)));
+                    records.push(RecordKind::message(mail_message(
+                        &pending.mail,
+                        recipient,
+                        now,
+                    )));
                 }
                 MailCategory::Tool => {
                     // An empty list already allows every session tool.
@@ -359,7 +395,9 @@ pub fn collect_mail(
                     if let Some(model) = pending.mail.item.get("model").and_then(Value::as_str) {
                         target.model = Some(model.to_string());
                     }
-                    if let Some(provider) = pending.mail.item.get("provider").and_then(Value::as_str) {
+                    if let Some(provider) =
+                        pending.mail.item.get("provider").and_then(Value::as_str)
+                    {
                         target.provider = Some(provider.to_string());
                     }
                     changed.push(recipient.clone());
@@ -399,7 +437,14 @@ pub struct TableRow {
 
 /// The table's column names, in order.
 pub const TABLE_COLUMNS: [&str; 8] = [
-    "created_at", "role", "content", "id", "sender", "recipient", "branch", "metadata",
+    "created_at",
+    "role",
+    "content",
+    "id",
+    "sender",
+    "recipient",
+    "branch",
+    "metadata",
 ];
 
 /// The message table of `messages`.
@@ -441,7 +486,9 @@ mod tests {
     impl Log {
         fn new() -> Self {
             let meta = SessionMeta::new(SessionId::new_v7(), Project::current(), "base");
-            Self { records: Record::batch(0, [RecordKind::SessionCreated(Box::new(meta))]) }
+            Self {
+                records: Record::batch(0, [RecordKind::SessionCreated(Box::new(meta))]),
+            }
         }
         fn view(&self) -> SessionView {
             SessionView::from_records(&self.records).unwrap()
@@ -466,13 +513,28 @@ mod tests {
         let view = log.view();
         assert_eq!(view.meta.default_branch.as_str(), "main");
         assert!(view.branch("main").is_some());
-        let (b, recs) = new_branch(&view, NewBranch { name: "research notes".into(), ..Default::default() }, now()).unwrap();
+        let (b, recs) = new_branch(
+            &view,
+            NewBranch {
+                name: "research notes".into(),
+                ..Default::default()
+            },
+            now(),
+        )
+        .unwrap();
         log.push(recs);
         let view = log.view();
         assert!(view.branch(b.id.as_str()).is_some(), "by id");
         assert!(view.branch("research notes").is_some(), "by name");
         assert!(matches!(
-            new_branch(&view, NewBranch { name: "research notes".into(), ..Default::default() }, now()),
+            new_branch(
+                &view,
+                NewBranch {
+                    name: "research notes".into(),
+                    ..Default::default()
+                },
+                now()
+            ),
             Err(BranchError::NameTaken(_))
         ));
     }
@@ -480,14 +542,28 @@ mod tests {
     #[test]
     fn removing_the_default_picks_a_new_one_and_the_last_is_kept() {
         let mut log = Log::new();
-        let (_, recs) = new_branch(&log.view(), NewBranch { name: "b".into(), ..Default::default() }, now()).unwrap();
+        let (_, recs) = new_branch(
+            &log.view(),
+            NewBranch {
+                name: "b".into(),
+                ..Default::default()
+            },
+            now(),
+        )
+        .unwrap();
         log.push(recs);
         log.push(remove_branch(&log.view(), "main").unwrap());
         let view = log.view();
         assert_eq!(view.meta.default_branch.as_str(), "b");
         assert!(view.branch("main").is_none());
-        assert!(matches!(remove_branch(&view, "b"), Err(BranchError::LastBranch(_))));
-        assert!(matches!(remove_branch(&view, "zzz"), Err(BranchError::UnknownBranch(_))));
+        assert!(matches!(
+            remove_branch(&view, "b"),
+            Err(BranchError::LastBranch(_))
+        ));
+        assert!(matches!(
+            remove_branch(&view, "zzz"),
+            Err(BranchError::UnknownBranch(_))
+        ));
     }
 
     #[test]
@@ -495,7 +571,12 @@ mod tests {
         let mut log = Log::new();
         let (_, recs) = new_branch(
             &log.view(),
-            NewBranch { name: "src".into(), system: Some("be brief".into()), tools: vec!["grep".into()], ..Default::default() },
+            NewBranch {
+                name: "src".into(),
+                system: Some("be brief".into()),
+                tools: vec!["grep".into()],
+                ..Default::default()
+            },
             now(),
         )
         .unwrap();
@@ -511,11 +592,18 @@ mod tests {
         assert_eq!(src.messages.len(), dst.messages.len(), "same message count");
         assert_eq!(dst.branch.system.as_deref(), Some("be brief"));
         assert_eq!(dst.branch.tools, vec!["grep".to_string()]);
-        let systems = dst.messages.iter().filter(|m| m.message.role == Role::System).count();
+        let systems = dst
+            .messages
+            .iter()
+            .filter(|m| m.message.role == Role::System)
+            .count();
         assert_eq!(systems, 1, "system message not duplicated");
         for (s, d) in src.messages.iter().zip(&dst.messages) {
             assert_ne!(s.message.id, d.message.id);
-            assert_eq!(d.message.metadata[META_CLONE_FROM], Value::String(s.message.id.to_string()));
+            assert_eq!(
+                d.message.metadata[META_CLONE_FROM],
+                Value::String(s.message.id.to_string())
+            );
             assert_eq!(d.message.sender.as_deref(), Some(src.branch.id.as_str()));
             assert_eq!(d.message.recipient.as_deref(), Some(copy.id.as_str()));
         }
@@ -530,11 +618,25 @@ mod tests {
     fn exclude_load_drops_loaded_messages() {
         let mut log = Log::new();
         let loaded = vec![Message::text(BranchId::main(), Role::User, "imported")];
-        let (_, recs) = new_branch(&log.view(), NewBranch { name: "l".into(), messages: loaded, ..Default::default() }, now()).unwrap();
+        let (_, recs) = new_branch(
+            &log.view(),
+            NewBranch {
+                name: "l".into(),
+                messages: loaded,
+                ..Default::default()
+            },
+            now(),
+        )
+        .unwrap();
         log.push(recs);
         log.say("l", Role::User, "fresh");
         let view = log.view();
-        assert_eq!(concat_messages(&view, Some(&["l".into()]), false, false).unwrap().len(), 2);
+        assert_eq!(
+            concat_messages(&view, Some(&["l".into()]), false, false)
+                .unwrap()
+                .len(),
+            2
+        );
         let kept = concat_messages(&view, Some(&["l".into()]), false, true).unwrap();
         assert_eq!(kept.len(), 1);
         assert_eq!(kept[0].message.text_content(), "fresh");
@@ -544,18 +646,49 @@ mod tests {
     fn mail_direct_broadcast_fifo_and_unknown_recipient() {
         let mut log = Log::new();
         for name in ["a", "b"] {
-            let (_, recs) = new_branch(&log.view(), NewBranch { name: name.into(), ..Default::default() }, now()).unwrap();
+            let (_, recs) = new_branch(
+                &log.view(),
+                NewBranch {
+                    name: name.into(),
+                    ..Default::default()
+                },
+                now(),
+            )
+            .unwrap();
             log.push(recs);
         }
         assert!(matches!(
-            send_mail(&log.view(), "main", Some("nobody"), MailCategory::Message, "x".into(), now()),
+            send_mail(
+                &log.view(),
+                "main",
+                Some("nobody"),
+                MailCategory::Message,
+                "x".into(),
+                now()
+            ),
             Err(BranchError::UnknownBranch(_))
         ));
         for text in ["one", "two", "three"] {
-            let (_, recs) = send_mail(&log.view(), "main", Some("a"), MailCategory::Message, text.into(), now()).unwrap();
+            let (_, recs) = send_mail(
+                &log.view(),
+                "main",
+                Some("a"),
+                MailCategory::Message,
+                text.into(),
+                now(),
+            )
+            .unwrap();
             log.push(recs);
         }
-        let (mail, recs) = send_mail(&log.view(), "b", None, MailCategory::Message, "hello all".into(), now()).unwrap();
+        let (mail, recs) = send_mail(
+            &log.view(),
+            "b",
+            None,
+            MailCategory::Message,
+            "hello all".into(),
+            now(),
+        )
+        .unwrap();
         assert_eq!(mail.to.len(), 2, "broadcast reaches every other branch");
         log.push(recs);
         assert_eq!(log.view().inbox(&BranchId::parse("a").unwrap()).len(), 4);
@@ -564,7 +697,11 @@ mod tests {
         assert_eq!(n, 3);
         log.push(recs);
         let view = log.view();
-        let texts: Vec<String> = view.messages("a").iter().map(|m| m.text_content()).collect();
+        let texts: Vec<String> = view
+            .messages("a")
+            .iter()
+            .map(|m| m.text_content())
+            .collect();
         assert_eq!(texts, ["one", "two", "three"], "per-sender FIFO");
         assert_eq!(view.messages("a")[0].sender.as_deref(), Some("main"));
         // The broadcast still waits for a and main.
@@ -578,14 +715,58 @@ mod tests {
     #[test]
     fn tool_and_model_mail_change_settings() {
         let mut log = Log::new();
-        let (_, recs) = new_branch(&log.view(), NewBranch { name: "t".into(), tools: vec!["grep".into()], ..Default::default() }, now()).unwrap();
+        let (_, recs) = new_branch(
+            &log.view(),
+            NewBranch {
+                name: "t".into(),
+                tools: vec!["grep".into()],
+                ..Default::default()
+            },
+            now(),
+        )
+        .unwrap();
         log.push(recs);
-        let (_, recs) = new_branch(&log.view(), NewBranch { name: "r".into(), tools: vec!["read_file".into()], ..Default::default() }, now()).unwrap();
+        let (_, recs) = new_branch(
+            &log.view(),
+            NewBranch {
+                name: "r".into(),
+                tools: vec!["read_file".into()],
+                ..Default::default()
+            },
+            now(),
+        )
+        .unwrap();
         log.push(recs);
-        assert!(send_mail(&log.view(), "t", Some("main"), MailCategory::Tool, "bash".into(), now()).is_err());
-        let (_, recs) = send_mail(&log.view(), "t", Some("r"), MailCategory::Tool, "grep".into(), now()).unwrap();
+        assert!(
+            send_mail(
+                &log.view(),
+                "t",
+                Some("main"),
+                MailCategory::Tool,
+                "bash".into(),
+                now()
+            )
+            .is_err()
+        );
+        let (_, recs) = send_mail(
+            &log.view(),
+            "t",
+            Some("r"),
+            MailCategory::Tool,
+            "grep".into(),
+            now(),
+        )
+        .unwrap();
         log.push(recs);
-        let (_, recs) = send_mail(&log.view(), "t", Some("r"), MailCategory::Model, serde_json::json!({"model": "m2"}), now()).unwrap();
+        let (_, recs) = send_mail(
+            &log.view(),
+            "t",
+            Some("r"),
+            MailCategory::Model,
+            serde_json::json!({"model": "m2"}),
+            now(),
+        )
+        .unwrap();
         log.push(recs);
         let (n, recs) = collect_mail(&log.view(), Some("r"), None, now()).unwrap();
         assert_eq!(n, 2);

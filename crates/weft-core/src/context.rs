@@ -8,7 +8,7 @@
 //! and always keeping system messages, the first and the last user prompt and
 //! the most recent messages.
 
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use serde_json::json;
@@ -18,9 +18,13 @@ use crate::message::{ContentBlock, Message, Role};
 
 /// Keeps a branch's history and builds the provider's view of it.
 ///
+/// Messages are stored behind [`Arc`], so handing out the history or a view
+/// of it costs a pointer copy per message, never a deep clone.
+///
 /// Contract: `messages` returns everything added, in order; the view from
 /// `messages_for_request` is a subsequence of it (tool results may be
-/// shortened) in which every tool result follows the call it answers.
+/// shortened, in new messages: the history itself is never changed) in
+/// which every tool result follows the call it answers.
 #[async_trait]
 pub trait ContextManager: Send + Sync {
     /// Adds a message to the history.
@@ -29,17 +33,18 @@ pub trait ContextManager: Send + Sync {
     /// Replaces the whole history (when a session is resumed).
     async fn set_messages(&self, messages: Vec<Message>);
 
-    /// The full history.
-    async fn messages(&self) -> Vec<Message>;
+    /// The full history, shared with the context (no message is copied).
+    async fn messages(&self) -> Vec<Arc<Message>>;
 
     /// The view to send for a request with `budget_tokens` of context,
     /// compacted if needed (emitting `context:pre_compact` and
-    /// `context:post_compact`).
+    /// `context:post_compact`). Messages compaction leaves unchanged are
+    /// shared with the history, not copied.
     async fn messages_for_request(
         &self,
         budget_tokens: usize,
         hooks: &HookRegistry,
-    ) -> Vec<Message>;
+    ) -> Vec<Arc<Message>>;
 
     /// Forgets everything.
     async fn clear(&self);
@@ -63,7 +68,7 @@ pub struct SimpleContext {
 /// no re-estimation of the whole history).
 #[derive(Default)]
 struct History {
-    messages: Vec<Message>,
+    messages: Vec<Arc<Message>>,
     tokens: usize,
 }
 
@@ -78,13 +83,13 @@ impl SimpleContext {
     }
 }
 
-fn total_tokens(messages: &[Message]) -> usize {
-    messages.iter().map(Message::estimated_tokens).sum()
+fn total_tokens(messages: &[Arc<Message>]) -> usize {
+    messages.iter().map(|m| m.estimated_tokens()).sum()
 }
 
 /// Groups messages into units that must stay together: an assistant message
 /// with tool calls and the tool messages answering it form one unit.
-fn units(messages: &[Message]) -> Vec<std::ops::Range<usize>> {
+fn units(messages: &[Arc<Message>]) -> Vec<std::ops::Range<usize>> {
     let mut out = Vec::new();
     let mut i = 0;
     while i < messages.len() {
@@ -112,19 +117,23 @@ fn units(messages: &[Message]) -> Vec<std::ops::Range<usize>> {
 }
 
 /// Compacts `messages` to fit `target` tokens (see the module docs).
-pub fn compact(messages: &[Message], target: usize) -> Vec<Message> {
-    let mut view: Vec<Message> = messages.to_vec();
+///
+/// The view shares the messages it keeps unchanged with `messages`; a tool
+/// result it truncates becomes a new message (`messages` is never changed).
+pub fn compact(messages: &[Arc<Message>], target: usize) -> Vec<Arc<Message>> {
+    let mut view: Vec<Arc<Message>> = messages.to_vec();
     if total_tokens(&view) <= target {
         return view;
     }
     let protected_from = view.len().saturating_sub(PROTECTED_RECENT);
 
-    // Pass 1: truncate old tool results.
+    // Pass 1: truncate old tool results (copy-on-write: `make_mut` copies
+    // a message, shared with `messages`, only when one of its results is cut).
     for m in view.iter_mut().take(protected_from) {
-        if m.role != Role::Tool {
+        if m.role != Role::Tool || !m.content.iter().any(is_long_tool_result) {
             continue;
         }
-        for block in &mut m.content {
+        for block in &mut Arc::make_mut(m).content {
             if let ContentBlock::ToolResult { output, .. } = block
                 && output.len() > TRUNCATED_TOOL_RESULT_BYTES
             {
@@ -177,20 +186,28 @@ pub fn compact(messages: &[Message], target: usize) -> Vec<Message> {
     view
 }
 
+/// Whether compaction's first pass would truncate `block`.
+fn is_long_tool_result(block: &ContentBlock) -> bool {
+    matches!(block, ContentBlock::ToolResult { output, .. } if output.len() > TRUNCATED_TOOL_RESULT_BYTES)
+}
+
 #[async_trait]
 impl ContextManager for SimpleContext {
     async fn add_message(&self, message: Message) {
+        let tokens = message.estimated_tokens();
+        let message = Arc::new(message);
         let mut h = self.lock();
-        h.tokens += message.estimated_tokens();
+        h.tokens += tokens;
         h.messages.push(message);
     }
 
     async fn set_messages(&self, messages: Vec<Message>) {
+        let messages: Vec<Arc<Message>> = messages.into_iter().map(Arc::new).collect();
         let tokens = total_tokens(&messages);
         *self.lock() = History { messages, tokens };
     }
 
-    async fn messages(&self) -> Vec<Message> {
+    async fn messages(&self) -> Vec<Arc<Message>> {
         self.lock().messages.clone()
     }
 
@@ -198,7 +215,7 @@ impl ContextManager for SimpleContext {
         &self,
         budget_tokens: usize,
         hooks: &HookRegistry,
-    ) -> Vec<Message> {
+    ) -> Vec<Arc<Message>> {
         let target = (budget_tokens as f64 * COMPACT_THRESHOLD) as usize;
         let (messages, before_tokens) = {
             let h = self.lock();
@@ -280,9 +297,14 @@ mod tests {
         out
     }
 
+    /// `history(turns)` behind `Arc`s, as a context holds it.
+    fn shared(turns: usize) -> Vec<Arc<Message>> {
+        history(turns).into_iter().map(Arc::new).collect()
+    }
+
     /// Every tool result in `view` follows, in the same view, the call it
     /// answers; and no call is left without its results.
-    fn assert_pairs_intact(view: &[Message]) {
+    fn assert_pairs_intact(view: &[Arc<Message>]) {
         let mut seen_calls = HashSet::new();
         for m in view {
             for (id, _, _) in m.tool_calls() {
@@ -293,21 +315,26 @@ mod tests {
             }
         }
         assert!(
-            unanswered_tool_calls(view.iter()).is_empty(),
+            unanswered_tool_calls(view.iter().map(|m| &**m)).is_empty(),
             "call without result"
         );
     }
 
     #[test]
-    fn small_history_is_untouched() {
-        let h = history(2);
-        assert_eq!(compact(&h, 1_000_000), h);
+    fn small_history_is_untouched_and_shared() {
+        let h = shared(2);
+        let view = compact(&h, 1_000_000);
+        assert_eq!(view, h);
+        assert!(
+            view.iter().zip(&h).all(|(v, m)| Arc::ptr_eq(v, m)),
+            "messages are shared, not copied"
+        );
     }
 
     #[test]
     fn compaction_keeps_pairs_system_first_and_last_prompt() {
         for budget in [200, 800, 1500, 3000, 6000, 20_000] {
-            let h = history(30);
+            let h = shared(30);
             let view = compact(&h, budget);
             assert_pairs_intact(&view);
             assert_eq!(view[0].role, Role::System);
@@ -321,21 +348,59 @@ mod tests {
                 view.iter().any(|m| m.id == last_user.id),
                 "last prompt kept"
             );
-            // The most recent messages are kept verbatim.
+            // The most recent messages are kept verbatim (the very same
+            // messages).
             for m in &h[h.len() - PROTECTED_RECENT..] {
-                assert!(view.contains(m));
+                assert!(view.iter().any(|v| Arc::ptr_eq(v, m)));
             }
         }
     }
 
     #[test]
     fn truncation_comes_before_dropping() {
-        let h = history(3);
+        let h = shared(3);
         let full = total_tokens(&h);
         // Enough room once the old tool results are truncated.
         let view = compact(&h, full - 1500);
         assert_eq!(view.len(), h.len(), "nothing dropped");
         assert!(total_tokens(&view) < full);
+        let protected_from = h.len() - PROTECTED_RECENT;
+        for (i, (v, m)) in view.iter().zip(&h).enumerate() {
+            assert_eq!(v.id, m.id, "same message, in order");
+            let truncated = i < protected_from && m.role == Role::Tool;
+            if truncated {
+                // A new message with the result cut...
+                assert!(!Arc::ptr_eq(v, m));
+                let ContentBlock::ToolResult { output, .. } = &v.content[0] else {
+                    panic!("tool result expected");
+                };
+                assert!(output.starts_with(&"r".repeat(TRUNCATED_TOOL_RESULT_BYTES)));
+                assert!(output.ends_with("bytes truncated to fit the context]"));
+            } else {
+                // ...every other one shared as it is.
+                assert!(Arc::ptr_eq(v, m), "message {i} shared");
+            }
+        }
+        // The history itself is unchanged.
+        for m in h.iter().filter(|m| m.role == Role::Tool) {
+            let ContentBlock::ToolResult { output, .. } = &m.content[0] else {
+                panic!("tool result expected");
+            };
+            assert_eq!(output.len(), 4000, "history not truncated");
+        }
+    }
+
+    #[tokio::test]
+    async fn view_shares_the_history() {
+        let ctx = SimpleContext::new();
+        ctx.set_messages(history(2)).await;
+        ctx.add_message(text(Role::User, "more")).await;
+        let hooks = HookRegistry::new();
+        let all = ctx.messages().await;
+        let view = ctx.messages_for_request(1_000_000, &hooks).await;
+        assert_eq!(all.len(), 10);
+        assert_eq!(view.len(), all.len());
+        assert!(view.iter().zip(&all).all(|(v, m)| Arc::ptr_eq(v, m)));
     }
 
     #[tokio::test]
@@ -363,6 +428,13 @@ mod tests {
         assert_eq!(seen[0].0, events::CONTEXT_PRE_COMPACT);
         assert_eq!(seen[1].0, events::CONTEXT_POST_COMPACT);
         assert_eq!(seen[1].1["after_messages"], view.len());
-        assert_eq!(ctx.messages().await.len(), 81, "full history kept");
+        let all = ctx.messages().await;
+        assert_eq!(all.len(), 81, "full history kept");
+        assert!(
+            all.iter()
+                .filter(|m| m.role == Role::Tool)
+                .all(|m| m.estimated_tokens() > 1000),
+            "history not truncated"
+        );
     }
 }

@@ -157,7 +157,10 @@ impl Store for MemoryStore {
             metas.truncate(keep);
         }
         metas.sort_by(|a, b| list_order(a, b));
-        Ok(Page::from_sorted(metas.into_iter().cloned().collect(), query.limit))
+        Ok(Page::from_sorted(
+            metas.into_iter().cloned().collect(),
+            query.limit,
+        ))
     }
 
     async fn find_ids(&self, prefix: &str, limit: usize) -> Result<Vec<SessionId>, StoreError> {

@@ -187,13 +187,20 @@ impl LoopBasic {
             }
             iteration += 1;
             let last_call = self.max_iterations.is_some_and(|max| iteration > max);
-            let mut messages = turn.context.messages_for_request(budget, hooks).await;
-            if let Some(system) = &turn.system {
-                messages.insert(
-                    0,
-                    Message::text(turn.branch.clone(), Role::System, system.clone()),
-                );
-            }
+            let view = turn.context.messages_for_request(budget, hooks).await;
+            let messages = match &turn.system {
+                Some(system) => {
+                    let mut messages = Vec::with_capacity(view.len() + 1);
+                    messages.push(Arc::new(Message::text(
+                        turn.branch.clone(),
+                        Role::System,
+                        system.clone(),
+                    )));
+                    messages.extend(view);
+                    messages
+                }
+                None => view,
+            };
             let request = ChatRequest {
                 messages,
                 tools: if last_call { Vec::new() } else { specs.clone() },

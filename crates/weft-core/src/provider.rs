@@ -7,6 +7,7 @@
 //! provider's business (`weft-providers`); the kernel only sees this trait.
 
 use std::pin::Pin;
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -32,8 +33,10 @@ pub struct ToolSpec {
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 pub struct ChatRequest {
     /// The conversation, system messages included (providers that take the
-    /// system prompt separately extract them).
-    pub messages: Vec<Message>,
+    /// system prompt separately extract them). Shared with the context
+    /// manager's history: building a request copies pointers, not messages
+    /// (a plain message converts with `.into()`).
+    pub messages: Vec<Arc<Message>>,
     /// The tools the model may call (empty: none).
     pub tools: Vec<ToolSpec>,
     /// The model; `None` means the provider's configured default.

@@ -28,8 +28,8 @@ use async_trait::async_trait;
 use serde_json::{Map, Value, json};
 use tokio_util::sync::CancellationToken;
 
-use crate::branches;
 use crate::approval::{ApprovalSystem, DisplayLevel, DisplaySystem, TracingDisplay};
+use crate::branches;
 use crate::context::ContextManager;
 use crate::error::SessionError;
 use crate::hooks::{HookRegistry, events};
@@ -41,8 +41,8 @@ use crate::orchestrator::{Orchestrator, TurnCancel, TurnContext};
 use crate::provider::Provider;
 use crate::record::{RecordKind, StateDelta, StatusChange};
 use crate::registry::{ModuleEnv, ModuleRegistry};
-use crate::state::{StateScope, check_key, scope_of};
 use crate::session::{Branch, Project, SessionMeta, SessionStatus};
+use crate::state::{StateScope, check_key, scope_of};
 use crate::store::{Store, StoreError};
 use crate::tool::{Delegate, DelegateOutcome, Tool};
 use crate::view::SessionView;
@@ -425,7 +425,8 @@ impl Session {
                 .await;
         }
         if fresh {
-            self.repair_unanswered(&branch_id, &context, mounted).await?;
+            self.repair_unanswered(&branch_id, &context, mounted)
+                .await?;
         }
 
         let provider = match &branch_settings.provider {
@@ -523,7 +524,9 @@ impl Session {
             });
             match log.append_at(meta.last_seq, vec![change]).await {
                 Ok((_, meta)) => return Ok(meta),
-                Err(e) if e.is_conflict() && attempt < crate::store::UPDATE_ATTEMPTS => attempt += 1,
+                Err(e) if e.is_conflict() && attempt < crate::store::UPDATE_ATTEMPTS => {
+                    attempt += 1
+                }
                 Err(e) => return Err(e.into()),
             }
         }
@@ -578,19 +581,25 @@ impl Session {
         if let Some((b, c)) = contexts.get(id) {
             return Ok((b.clone(), c.clone(), false));
         }
-        let view = self.store().view(&self.inner.id).await?;
-        let branch = view.branch(id.as_str()).ok_or_else(|| {
+        let mut view = self.store().view(&self.inner.id).await?;
+        let branch = view.take_branch(id.as_str()).ok_or_else(|| {
             SessionError::Invalid(format!(
                 "branch {id} of session {} was removed: `weft branch list {}` shows its branches",
                 self.inner.id, self.inner.id
             ))
         })?;
         let cfg = &self.inner.config;
-        let context = cfg.registry.context(&cfg.plan.session.context, &mounted.env)?;
-        let history: Vec<Message> = branch.messages.iter().map(|m| m.message.clone()).collect();
+        let context = cfg
+            .registry
+            .context(&cfg.plan.session.context, &mounted.env)?;
+        // The view is ours: its messages move into the context, uncopied.
+        let history: Vec<Message> = branch.messages.into_iter().map(|m| m.message).collect();
         context.set_messages(history).await;
-        contexts.insert(branch.branch.id.clone(), (branch.branch.clone(), context.clone()));
-        Ok((branch.branch.clone(), context, true))
+        contexts.insert(
+            branch.branch.id.clone(),
+            (branch.branch.clone(), context.clone()),
+        );
+        Ok((branch.branch, context, true))
     }
 
     /// Forgets cached branch state (after the branches changed), so the next
@@ -606,7 +615,7 @@ impl Session {
         mounted: &Mounted,
     ) -> Result<(), SessionError> {
         let history = context.messages().await;
-        let pending = unanswered_tool_calls(history.iter());
+        let pending = unanswered_tool_calls(history.iter().map(|m| &**m));
         if pending.is_empty() {
             return Ok(());
         }
@@ -697,7 +706,9 @@ impl Session {
             return Ok(());
         }
         let status = self
-            .change_status(SessionStatus::Completed, None, |s| s == SessionStatus::Active)
+            .change_status(SessionStatus::Completed, None, |s| {
+                s == SessionStatus::Active
+            })
             .await?
             .status;
         self.inner
@@ -721,7 +732,10 @@ impl Session {
         let mut attempt = 0;
         loop {
             let head = log.head().await;
-            let records = self.store().read(&self.inner.id, 1, Some(head as usize)).await?;
+            let records = self
+                .store()
+                .read(&self.inner.id, 1, Some(head as usize))
+                .await?;
             let view = SessionView::from_records(&records).map_err(StoreError::from)?;
             let (value, kinds) = change(&view)?;
             if kinds.is_empty() {
@@ -746,8 +760,14 @@ impl Session {
 
     /// Makes a branch.
     pub async fn new_branch(&self, spec: branches::NewBranch) -> Result<Branch, SessionError> {
-        self.update_with(|view| Ok(branches::new_branch(view, spec.clone(), chrono::Utc::now())?))
-            .await
+        self.update_with(|view| {
+            Ok(branches::new_branch(
+                view,
+                spec.clone(),
+                chrono::Utc::now(),
+            )?)
+        })
+        .await
     }
 
     /// Removes a branch (the first remaining one becomes the default if it
@@ -764,7 +784,10 @@ impl Session {
     }
 
     /// A branch and its messages.
-    pub async fn get_branch(&self, id_or_name: &str) -> Result<crate::view::BranchView, SessionError> {
+    pub async fn get_branch(
+        &self,
+        id_or_name: &str,
+    ) -> Result<crate::view::BranchView, SessionError> {
         let view = self.view().await?;
         view.branch(id_or_name)
             .cloned()
@@ -773,8 +796,15 @@ impl Session {
 
     /// Clones a branch into a new one (LionAGI `split`).
     pub async fn split(&self, source: &str, name: Option<String>) -> Result<Branch, SessionError> {
-        self.update_with(|view| Ok(branches::split(view, source, name.clone(), chrono::Utc::now())?))
-            .await
+        self.update_with(|view| {
+            Ok(branches::split(
+                view,
+                source,
+                name.clone(),
+                chrono::Utc::now(),
+            )?)
+        })
+        .await
     }
 
     /// The messages of several branches in log order (LionAGI
@@ -786,7 +816,12 @@ impl Session {
         exclude_load: bool,
     ) -> Result<Vec<branches::SeqMessage>, SessionError> {
         let view = self.view().await?;
-        Ok(branches::concat_messages(&view, branch_names, exclude_clone, exclude_load)?)
+        Ok(branches::concat_messages(
+            &view,
+            branch_names,
+            exclude_clone,
+            exclude_load,
+        )?)
     }
 
     /// Sends mail from one branch to another (`to = None`: broadcast).
@@ -798,14 +833,25 @@ impl Session {
         item: Value,
     ) -> Result<crate::session::Mail, SessionError> {
         self.update_with(|view| {
-            Ok(branches::send_mail(view, from, to, category, item.clone(), chrono::Utc::now())?)
+            Ok(branches::send_mail(
+                view,
+                from,
+                to,
+                category,
+                item.clone(),
+                chrono::Utc::now(),
+            )?)
         })
         .await
     }
 
     /// Delivers waiting mail (`to`/`from` None: every branch); returns how
     /// many deliveries were made.
-    pub async fn collect_mail(&self, to: Option<&str>, from: Option<&str>) -> Result<usize, SessionError> {
+    pub async fn collect_mail(
+        &self,
+        to: Option<&str>,
+        from: Option<&str>,
+    ) -> Result<usize, SessionError> {
         self.update_with(|view| Ok(branches::collect_mail(view, to, from, chrono::Utc::now())?))
             .await
     }
@@ -854,7 +900,10 @@ impl Session {
                 self.store().update_shared_state(&ns, &delta).await?;
             }
             StateScope::Session => {
-                self.mounted()?.log.append(vec![RecordKind::State(delta)]).await?;
+                self.mounted()?
+                    .log
+                    .append(vec![RecordKind::State(delta)])
+                    .await?;
             }
         }
         Ok(())
@@ -868,7 +917,10 @@ impl Session {
             clear: true,
             ..Default::default()
         };
-        self.mounted()?.log.append(vec![RecordKind::State(delta)]).await?;
+        self.mounted()?
+            .log
+            .append(vec![RecordKind::State(delta)])
+            .await?;
         Ok(())
     }
 

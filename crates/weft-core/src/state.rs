@@ -55,10 +55,22 @@ mod tests {
     #[test]
     fn scopes() {
         assert_eq!(scope_of("temp:x", "base", None), StateScope::Temp);
-        assert_eq!(scope_of("app:x", "dev", None), StateScope::Shared("app:dev".into()));
-        assert_eq!(scope_of("user:x", "dev", Some("ann")), StateScope::Shared("user:ann".into()));
-        assert_eq!(scope_of("user:x", "dev", None), StateScope::Shared("user:default".into()));
-        assert_eq!(scope_of("agent:planner:step", "dev", None), StateScope::Session);
+        assert_eq!(
+            scope_of("app:x", "dev", None),
+            StateScope::Shared("app:dev".into())
+        );
+        assert_eq!(
+            scope_of("user:x", "dev", Some("ann")),
+            StateScope::Shared("user:ann".into())
+        );
+        assert_eq!(
+            scope_of("user:x", "dev", None),
+            StateScope::Shared("user:default".into())
+        );
+        assert_eq!(
+            scope_of("agent:planner:step", "dev", None),
+            StateScope::Session
+        );
         assert!(check_key("").is_err());
         assert!(check_key("a\nb").is_err());
         assert!(check_key("ok").is_ok());

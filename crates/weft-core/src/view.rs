@@ -217,6 +217,22 @@ impl SessionView {
             .or_else(|| self.branches.iter().find(|v| v.branch.name == id_or_name))
     }
 
+    /// Removes a branch (by id, or else by name, as [`SessionView::branch`])
+    /// from the view and returns it, so its messages can be kept without
+    /// copying them.
+    pub fn take_branch(&mut self, id_or_name: &str) -> Option<BranchView> {
+        let pos = self
+            .branches
+            .iter()
+            .position(|v| v.branch.id.as_str() == id_or_name)
+            .or_else(|| {
+                self.branches
+                    .iter()
+                    .position(|v| v.branch.name == id_or_name)
+            })?;
+        Some(self.branches.remove(pos))
+    }
+
     /// The default branch.
     pub fn default_branch(&self) -> Option<&BranchView> {
         self.branch(self.meta.default_branch.as_str())
@@ -268,10 +284,21 @@ mod tests {
         side.name = "side".into();
         kinds.push(RecordKind::BranchCreated(side.clone()));
         for i in 0..5 {
-            kinds.push(RecordKind::message(Message::text(BranchId::main(), Role::User, format!("u{i}"))));
-            kinds.push(RecordKind::message(Message::text(side.id.clone(), Role::Assistant, format!("a{i}"))));
+            kinds.push(RecordKind::message(Message::text(
+                BranchId::main(),
+                Role::User,
+                format!("u{i}"),
+            )));
+            kinds.push(RecordKind::message(Message::text(
+                side.id.clone(),
+                Role::Assistant,
+                format!("a{i}"),
+            )));
         }
-        kinds.push(RecordKind::Rewind { branch: BranchId::main(), to_seq: 5 });
+        kinds.push(RecordKind::Rewind {
+            branch: BranchId::main(),
+            to_seq: 5,
+        });
         let records = Record::batch(0, kinds);
         let by_ref = SessionView::from_records(&records).unwrap();
         let by_value = SessionView::from_log(records).unwrap();

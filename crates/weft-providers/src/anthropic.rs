@@ -265,7 +265,7 @@ fn read_key(config: &CommonConfig, env: EnvLookup<'_>) -> Result<(ApiKey, String
 
 /// Splits weft messages into the top-level system prompt and Anthropic
 /// `messages`.
-pub(crate) fn convert_messages(messages: &[Message]) -> (String, Vec<Value>) {
+pub(crate) fn convert_messages(messages: &[Arc<Message>]) -> (String, Vec<Value>) {
     let mut system: Vec<String> = Vec::new();
     let mut turns: Vec<(&'static str, Vec<Value>)> = Vec::new();
     let mut leading = true;
@@ -750,6 +750,7 @@ mod tests {
                 }],
             ),
         ];
+        let messages: Vec<Arc<Message>> = messages.into_iter().map(Arc::new).collect();
         let (system, out) = convert_messages(&messages);
         assert_eq!(system, "be brief");
         assert_eq!(

@@ -200,7 +200,7 @@ impl OllamaProvider {
 }
 
 /// Converts weft messages to Ollama chat messages.
-pub(crate) fn convert_messages(messages: &[Message]) -> Vec<Value> {
+pub(crate) fn convert_messages(messages: &[Arc<Message>]) -> Vec<Value> {
     let names: HashMap<&str, &str> = messages
         .iter()
         .flat_map(|m| m.tool_calls())

@@ -263,7 +263,7 @@ fn image_url(source: &ImageSource) -> String {
 }
 
 /// Converts weft messages to Chat Completions messages.
-pub(crate) fn convert_messages(messages: &[Message]) -> Vec<Value> {
+pub(crate) fn convert_messages(messages: &[Arc<Message>]) -> Vec<Value> {
     let mut out = Vec::new();
     for m in messages {
         match m.role {

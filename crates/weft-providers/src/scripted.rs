@@ -201,7 +201,7 @@ impl ScriptedProvider {
                     .iter()
                     .rev()
                     .find(|m| m.role == Role::User)
-                    .map(Message::text_content)
+                    .map(|m| m.text_content())
                     .unwrap_or_default();
                 let n = self.next.fetch_add(1, Ordering::SeqCst);
                 Ok((
@@ -242,7 +242,7 @@ fn deltas(text: &str) -> Vec<String> {
 }
 
 fn estimate_usage(request: &ChatRequest, content: &[ContentBlock]) -> Usage {
-    let input: usize = request.messages.iter().map(Message::estimated_tokens).sum();
+    let input: usize = request.messages.iter().map(|m| m.estimated_tokens()).sum();
     let output =
         Message::new(Default::default(), Role::Assistant, content.to_vec()).estimated_tokens();
     Usage {
@@ -396,7 +396,7 @@ mod tests {
 
     fn request(text: &str) -> ChatRequest {
         ChatRequest {
-            messages: vec![Message::text(BranchId::main(), Role::User, text)],
+            messages: vec![Message::text(BranchId::main(), Role::User, text).into()],
             ..Default::default()
         }
     }

@@ -3,6 +3,7 @@
 
 mod common;
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::*;
@@ -146,7 +147,7 @@ fn provider(base: &str, extra: Value) -> AnthropicProvider {
 
 fn ask(text_: &str) -> ChatRequest {
     ChatRequest {
-        messages: vec![text(Role::User, text_)],
+        messages: vec![text(Role::User, text_).into()],
         ..Default::default()
     }
 }
@@ -282,7 +283,7 @@ async fn request_shape_system_tool_results_thinking_sent_back() {
         },
     );
     let request = ChatRequest {
-        messages,
+        messages: messages.into_iter().map(Arc::new).collect(),
         tools: vec![weather_tool()],
         stop_sequences: vec!["STOP".into()],
         ..Default::default()
@@ -331,7 +332,10 @@ async fn thinking_budget_and_no_caching() {
         json!({"prompt_caching": false, "thinking_budget": 10000, "max_tokens": 4000, "temperature": 0.2}),
     );
     let request = ChatRequest {
-        messages: vec![text(Role::System, "sys"), text(Role::User, "think")],
+        messages: vec![
+            text(Role::System, "sys").into(),
+            text(Role::User, "think").into(),
+        ],
         ..Default::default()
     };
     run(&p, request).await.response();

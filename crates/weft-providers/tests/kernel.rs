@@ -655,21 +655,41 @@ async fn writes_by_another_writer_between_turns_are_taken_in() {
     // Another writer (say `weft session rename` or `weft mail collect` in
     // another process) appends between turns.
     store
-        .update_meta(session.id(), weft_core::record::MetaPatch { name: Some("renamed".into()), ..Default::default() })
+        .update_meta(
+            session.id(),
+            weft_core::record::MetaPatch {
+                name: Some("renamed".into()),
+                ..Default::default()
+            },
+        )
         .await
         .unwrap();
     let head = store.get(session.id()).await.unwrap().last_seq;
     let extra = Message::text(Default::default(), Role::User, "typed elsewhere");
     store
-        .append(session.id(), head, weft_core::Record::batch(head, [RecordKind::message(extra)]))
+        .append(
+            session.id(),
+            head,
+            weft_core::Record::batch(head, [RecordKind::message(extra)]),
+        )
         .await
         .unwrap();
     // The next turn sees it and the log stays gapless.
     assert_eq!(session.execute("two").await.unwrap(), "two");
-    let texts: Vec<String> = messages(&store, session.id()).await.iter().map(|m| m.text_content()).collect();
+    let texts: Vec<String> = messages(&store, session.id())
+        .await
+        .iter()
+        .map(|m| m.text_content())
+        .collect();
     assert_eq!(texts, ["one", "one", "typed elsewhere", "two", "two"]);
     store
-        .update_meta(session.id(), weft_core::record::MetaPatch { description: Some("d".into()), ..Default::default() })
+        .update_meta(
+            session.id(),
+            weft_core::record::MetaPatch {
+                description: Some("d".into()),
+                ..Default::default()
+            },
+        )
         .await
         .unwrap();
     session.cleanup().await.unwrap();

@@ -3,6 +3,7 @@
 
 mod common;
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::*;
@@ -39,7 +40,7 @@ fn provider(base: &str, extra: Value) -> OllamaProvider {
 
 fn ask(t: &str) -> ChatRequest {
     ChatRequest {
-        messages: vec![text(Role::User, t)],
+        messages: vec![text(Role::User, t).into()],
         ..Default::default()
     }
 }
@@ -136,7 +137,7 @@ async fn request_shape_tools_and_tool_messages() {
         json!({"temperature": 0.1, "max_tokens": 256, "context_window": 16384, "keep_alive": "10m", "think": true}),
     );
     let request = ChatRequest {
-        messages: tool_round_trip(),
+        messages: tool_round_trip().into_iter().map(Arc::new).collect(),
         tools: vec![weather_tool()],
         stop_sequences: vec!["</done>".into()],
         ..Default::default()

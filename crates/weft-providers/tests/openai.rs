@@ -3,6 +3,7 @@
 
 mod common;
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::*;
@@ -90,7 +91,7 @@ fn provider(base: &str, extra: Value) -> OpenAiProvider {
 
 fn ask(t: &str) -> ChatRequest {
     ChatRequest {
-        messages: vec![text(Role::User, t)],
+        messages: vec![text(Role::User, t).into()],
         ..Default::default()
     }
 }
@@ -209,7 +210,7 @@ async fn request_shape_tool_role_and_tool_call_id() {
     let fx = Fixture::start(vec![Reply::sse(TEXT_ONLY)]).await;
     let p = provider(&fx.base, json!({"max_tokens": 500, "temperature": 0.25}));
     let request = ChatRequest {
-        messages: tool_round_trip(),
+        messages: tool_round_trip().into_iter().map(Arc::new).collect(),
         tools: vec![weather_tool()],
         stop_sequences: vec!["END".into()],
         ..Default::default()

@@ -48,7 +48,10 @@ impl Task {
         let description = if agents.is_empty() {
             TASK_DESCRIPTION.to_string()
         } else {
-            format!("{TASK_DESCRIPTION} Available agents: {}.", agent_list(agents))
+            format!(
+                "{TASK_DESCRIPTION} Available agents: {}.",
+                agent_list(agents)
+            )
         };
         Self { description }
     }
@@ -174,7 +177,10 @@ mod tests {
     #[test]
     fn description_names_the_configured_agents() {
         let task = Task::new(&[("explorer".into(), "reads files".into())]);
-        assert!(task.description().contains("Available agents: explorer (reads files)."));
+        assert!(
+            task.description()
+                .contains("Available agents: explorer (reads files).")
+        );
         assert_eq!(Task::default().description(), TASK_DESCRIPTION);
     }
 
