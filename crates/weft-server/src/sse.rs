@@ -177,6 +177,11 @@ impl State {
         };
         match outcome {
             Live::Shutdown => {
+                // Shutdown waits for cancelled turns before it fires: pass
+                // on what they published first (their `execution:end`).
+                while let Ok(item) = self.rx.try_recv() {
+                    self.item(&item);
+                }
                 self.pending.push_back(named(
                     "shutdown",
                     &json!({"detail": "the server is shutting down; reconnect with Last-Event-ID to resume", "lastSeq": self.last_seq}),
