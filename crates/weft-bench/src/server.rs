@@ -226,6 +226,10 @@ impl Daemon {
                 weft.display()
             );
         }
+        // The server runs in its own project directory: a relative path
+        // must not be resolved there.
+        let weft = std::fs::canonicalize(weft)
+            .with_context(|| format!("cannot resolve {}", weft.display()))?;
         let dir = tempfile::tempdir()?;
         let home = dir.path().join("home");
         let project = dir.path().join("project");
@@ -245,7 +249,7 @@ impl Daemon {
                 "ulimit -n {files} 2>/dev/null || ulimit -n \"$(ulimit -Hn)\"; exec \"$@\""
             ))
             .arg("sh")
-            .arg(weft)
+            .arg(&weft)
             .args(["serve", "--port", &port.to_string(), "--mount-plan"])
             .arg(&plan)
             .current_dir(&project)
