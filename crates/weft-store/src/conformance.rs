@@ -8,7 +8,7 @@
 //! [`store_conformance_tests!`](crate::store_conformance_tests), which
 //! writes one `#[tokio::test]` per function:
 //!
-//! ```ignore
+//! ```text
 //! mod fs {
 //!     weft_store::store_conformance_tests!({
 //!         let dir = tempfile::tempdir().unwrap();
