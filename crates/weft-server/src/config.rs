@@ -11,6 +11,12 @@ pub const DEFAULT_PORT: u16 = 8420;
 /// The default request body limit: 1 MiB.
 pub const DEFAULT_BODY_LIMIT: usize = 1024 * 1024;
 
+/// The default cap on open connections. Far above what one user's clients
+/// open (the reliability campaign held 2,000 SSE streams at once), low
+/// enough that a flood of idle connections cannot use up the process's
+/// file descriptors and starve the store.
+pub const DEFAULT_MAX_CONNECTIONS: usize = 4096;
+
 /// The daemon's settings. [`ServerConfig::default`] is the safe local
 /// setup: 127.0.0.1:8420, no token, 1 MiB bodies.
 #[derive(Clone)]
@@ -39,6 +45,25 @@ pub struct ServerConfig {
     /// How long shutdown waits for cancelled turns to record their partial
     /// state.
     pub shutdown_grace: Duration,
+    /// Extra names (besides loopback names and addresses) a request's
+    /// `Host` may carry, e.g. the machine's DNS name when the daemon is
+    /// reached over the network. Any other `Host` is refused with 421:
+    /// that is what stops DNS rebinding.
+    pub public_hosts: Vec<String>,
+    /// Origins (`scheme://host[:port]`) of web pages that may call the
+    /// daemon cross-origin: they pass the origin check and get CORS
+    /// headers. Every other foreign origin is refused on requests that
+    /// change state, and gets no CORS headers.
+    pub allowed_origins: Vec<String>,
+    /// How long a client may take to send a request's headers (and how
+    /// long an idle keep-alive connection stays open).
+    pub header_timeout: Duration,
+    /// How long a client may take to send a request's body, on every
+    /// route (also `/run`, `/api/v1/chat`, `/execute`); too slow: 408.
+    pub body_timeout: Duration,
+    /// The most connections served at once; further ones wait in the
+    /// listen queue until one closes.
+    pub max_connections: usize,
 }
 
 impl Default for ServerConfig {
@@ -53,6 +78,11 @@ impl Default for ServerConfig {
             event_buffer: 1024,
             idle_timeout: Duration::from_secs(600),
             shutdown_grace: Duration::from_secs(10),
+            public_hosts: Vec::new(),
+            allowed_origins: Vec::new(),
+            header_timeout: Duration::from_secs(20),
+            body_timeout: Duration::from_secs(30),
+            max_connections: DEFAULT_MAX_CONNECTIONS,
         }
     }
 }
@@ -70,9 +100,18 @@ impl std::fmt::Debug for ServerConfig {
             .field("event_buffer", &self.event_buffer)
             .field("idle_timeout", &self.idle_timeout)
             .field("shutdown_grace", &self.shutdown_grace)
+            .field("public_hosts", &self.public_hosts)
+            .field("allowed_origins", &self.allowed_origins)
+            .field("header_timeout", &self.header_timeout)
+            .field("body_timeout", &self.body_timeout)
+            .field("max_connections", &self.max_connections)
             .finish()
     }
 }
+
+/// The largest `max_connections` accepted (a semaphore's permits are
+/// counted in 32 bits when shutdown waits for all of them).
+const MAX_CONNECTIONS_LIMIT: usize = 1 << 20;
 
 impl ServerConfig {
     /// The IP address `host` names (`localhost` is 127.0.0.1).
@@ -115,10 +154,26 @@ impl ServerConfig {
                 "the event buffer must hold at least 1 event".into(),
             ));
         }
-        if self.request_timeout.is_zero() || self.keepalive.is_zero() {
+        if self.request_timeout.is_zero()
+            || self.keepalive.is_zero()
+            || self.header_timeout.is_zero()
+            || self.body_timeout.is_zero()
+        {
             return Err(ServerError::InvalidConfig(
-                "the request timeout and the keepalive interval must be positive".into(),
+                "the request, header and body timeouts and the keepalive interval must be positive"
+                    .into(),
             ));
+        }
+        if self.max_connections == 0 || self.max_connections > MAX_CONNECTIONS_LIMIT {
+            return Err(ServerError::InvalidConfig(format!(
+                "max_connections must be between 1 and {MAX_CONNECTIONS_LIMIT}"
+            )));
+        }
+        for name in &self.public_hosts {
+            crate::guard::check_public_host(name).map_err(ServerError::InvalidConfig)?;
+        }
+        for origin in &self.allowed_origins {
+            crate::guard::normalize_origin(origin).map_err(ServerError::InvalidConfig)?;
         }
         Ok(SocketAddr::new(ip, self.port))
     }

@@ -1,7 +1,8 @@
 //! Request extractors and middleware that keep every failure in the API's
 //! error shape: `{"detail": "..."}` with a status that says what was wrong
-//! (400 malformed JSON or id, 413 over the body limit, 415 not JSON, 422 a
-//! field with a bad value, naming the field).
+//! (400 malformed JSON or id, 408 a body that arrives too slowly, 413 over
+//! the body limit, 415 not sent as JSON, 422 not an object or a field with
+//! a bad value, naming the field).
 
 use std::time::Duration;
 
@@ -16,9 +17,16 @@ use serde::de::DeserializeOwned;
 use weft_core::SessionId;
 
 use crate::error::ApiError;
+use crate::guard::BodyTimeout;
 
-/// A JSON body. An empty body counts as `{}`; a body with a content type
-/// other than JSON is refused with 415.
+/// A JSON object body: the one place that decides what a request body may
+/// be. An empty body counts as `{}` (whatever its content type); any other
+/// body must be sent as `Content-Type: application/json` (or a `+json`
+/// type; parameters such as `charset` allowed), else 415: a web page
+/// cannot send those cross-origin without a CORS preflight, which the
+/// daemon only answers for allowed origins. The body must arrive within
+/// the server's body timeout (else 408) and its top level must be an object
+/// (else 422: serde would otherwise read a struct from an array).
 pub struct ApiJson<T>(pub T);
 
 impl<T, S> FromRequest<S> for ApiJson<T>
@@ -30,7 +38,21 @@ where
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
         let json_type = content_type_is_json(req.headers());
-        let bytes = Bytes::from_request(req, state).await.map_err(|e| {
+        let deadline = req.extensions().get::<BodyTimeout>().map(|t| t.0);
+        let read = Bytes::from_request(req, state);
+        let read = match deadline {
+            Some(deadline) => tokio::time::timeout(deadline, read).await.map_err(|_| {
+                ApiError::new(
+                    StatusCode::REQUEST_TIMEOUT,
+                    format!(
+                        "the request body did not arrive within {} s: send the whole body at once",
+                        deadline.as_secs_f64()
+                    ),
+                )
+            })?,
+            None => read.await,
+        };
+        let bytes = read.map_err(|e| {
             let status = e.status();
             if status == StatusCode::PAYLOAD_TOO_LARGE {
                 ApiError::new(
@@ -45,10 +67,17 @@ where
         if trimmed.is_empty() {
             return parse(b"{}").map(ApiJson);
         }
-        if json_type == Some(false) {
+        if json_type != Some(true) {
             return Err(ApiError::new(
                 StatusCode::UNSUPPORTED_MEDIA_TYPE,
                 "the request body must be JSON: send `Content-Type: application/json`",
+            ));
+        }
+        if trimmed.first() != Some(&b'{') {
+            // Not an object: say so, unless it is not JSON at all.
+            parse::<serde_json::Value>(trimmed)?;
+            return Err(ApiError::unprocessable(
+                "the request body must be a JSON object",
             ));
         }
         parse(trimmed).map(ApiJson)
@@ -58,14 +87,18 @@ where
 /// Some(true) for a JSON content type, Some(false) for another one, None
 /// when there is no content type.
 fn content_type_is_json(headers: &HeaderMap) -> Option<bool> {
-    let value = headers.get(header::CONTENT_TYPE)?.to_str().ok()?;
+    let Ok(value) = headers.get(header::CONTENT_TYPE)?.to_str() else {
+        return Some(false);
+    };
     let mime = value
         .split(';')
         .next()
         .unwrap_or("")
         .trim()
         .to_ascii_lowercase();
-    Some(mime == "application/json" || mime.ends_with("+json"))
+    Some(
+        mime == "application/json" || (mime.starts_with("application/") && mime.ends_with("+json")),
+    )
 }
 
 fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {

@@ -35,11 +35,13 @@
 
 #![warn(missing_docs)]
 
+mod accept;
 mod auth;
 mod config;
 mod context;
 mod error;
 mod extract;
+mod guard;
 mod hub;
 mod live;
 mod model;
@@ -59,7 +61,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 pub use auth::constant_time_eq;
-pub use config::{DEFAULT_BODY_LIMIT, DEFAULT_PORT, ServerConfig};
+pub use config::{DEFAULT_BODY_LIMIT, DEFAULT_MAX_CONNECTIONS, DEFAULT_PORT, ServerConfig};
 pub use context::{PlanError, PlanSource, ServerContext, StaticPlanSource};
 pub use error::{ApiError, ErrorBody, ServerError};
 pub use model::{
@@ -214,7 +216,9 @@ fn build(core: Arc<Core>) -> Router {
             config.request_timeout,
             extract::timeout,
         ));
-    // Streams and synchronous runs: no timeout.
+    // Streams and synchronous runs: no request timeout (their bodies are
+    // still bounded by the body timeout, their headers by the header
+    // timeout).
     let long = Router::new()
         .route("/api/v1/sessions/{id}/stream", get(messages::stream))
         .route("/api/v1/sessions/{id}/execute", post(messages::execute))
@@ -225,13 +229,18 @@ fn build(core: Arc<Core>) -> Router {
         .with_state(core)
         .layer(DefaultBodyLimit::max(config.body_limit))
         .layer(middleware::from_fn(extract::json_errors));
-    if let Some(token) = config.token.filter(|t| !t.is_empty()) {
+    if let Some(token) = config.token.clone().filter(|t| !t.is_empty()) {
         app = app.layer(middleware::from_fn_with_state(
             Arc::new(token),
             auth::require_token,
         ));
     }
-    app
+    // Outermost: the perimeter runs before authentication, routing and
+    // body reading, on every route.
+    app.layer(middleware::from_fn_with_state(
+        Arc::new(guard::Perimeter::new(&config)),
+        guard::guard,
+    ))
 }
 
 /// The daemon's routes, for serving or for in-process tests (with
@@ -295,12 +304,23 @@ pub async fn serve_on(
         }
     };
     tracing::info!(address = %local, "weft server listening");
-    let server = axum::serve(listener, app).with_graceful_shutdown(graceful);
+    let connections = tokio::spawn(accept::serve_connections(
+        listener,
+        app,
+        accept::Limits::from(&config),
+        signalled.clone(),
+    ));
+    let abort = connections.abort_handle();
+    graceful.await;
     let grace = config.shutdown_grace;
-    let result = tokio::select! {
-        r = server => r.map_err(ServerError::from),
-        _ = async { signalled.cancelled().await; tokio::time::sleep(grace).await } => {
+    let result = match tokio::time::timeout(grace, connections).await {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(e)) => Err(ServerError::Io(std::io::Error::other(format!(
+            "the connection loop failed: {e}"
+        )))),
+        Err(_) => {
             tracing::warn!("connections still open {grace:?} after shutdown; closing them");
+            abort.abort();
             Ok(())
         }
     };

@@ -19,6 +19,7 @@ use std::collections::VecDeque;
 use std::convert::Infallible;
 use std::sync::Arc;
 
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::sse::Event;
 use futures::Stream;
 use serde_json::{Value, json};
@@ -28,6 +29,7 @@ use weft_core::message::Role;
 use weft_core::record::RecordKind;
 use weft_core::{Record, SessionId};
 
+use crate::error::ApiError;
 use crate::hub::BusItem;
 use crate::live::{Core, TurnResult};
 use crate::model::TranscriptMessage;
@@ -51,6 +53,51 @@ impl Compat {
                 "invalid query parameter: compat: unknown value {other:?}; use `amplifierd` (or leave it out for weft's event names)"
             )),
         }
+    }
+}
+
+/// The client's `Last-Event-ID` (the header, else `?last_event_id=`): a
+/// record seq, surrounding spaces allowed. Anything else is a 400.
+pub(crate) fn last_event_id(
+    headers: &HeaderMap,
+    query: Option<u64>,
+) -> Result<Option<u64>, ApiError> {
+    match headers.get("last-event-id") {
+        Some(value) => parse_last_event_id(value.as_bytes()).map(Some),
+        None => Ok(query),
+    }
+}
+
+/// Parses a `Last-Event-ID` value (raw header bytes).
+fn parse_last_event_id(raw: &[u8]) -> Result<u64, ApiError> {
+    let text = String::from_utf8_lossy(raw);
+    let text = text.trim();
+    // Digits only: `u64::from_str` would also take a leading `+`.
+    if text.is_empty() || !text.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(not_a_seq(text));
+    }
+    text.parse::<u64>().map_err(|_| not_a_seq(text))
+}
+
+fn not_a_seq(text: &str) -> ApiError {
+    ApiError::bad_request(format!(
+        "Last-Event-ID: {text:?} is not a record seq (a non-negative integer)"
+    ))
+}
+
+/// Where a stream resumes (its [`StreamSpec::replay_from`]): after `last`,
+/// which must not be beyond the session's `head` — a stream told to skip
+/// records that do not exist yet would silently drop the next ones.
+pub(crate) fn resume_from(last: Option<u64>, head: u64) -> Result<Option<u64>, ApiError> {
+    match last {
+        Some(last) if last > head => Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            format!(
+                "Last-Event-ID {last} is beyond the session's last event {head}; reconnect without it"
+            ),
+        )),
+        Some(last) => Ok(Some(last.saturating_add(1))),
+        None => Ok(None),
     }
 }
 
@@ -401,6 +448,66 @@ mod tests {
             out[0].contains("error") && out[0].contains("fell 3 events behind"),
             "{out:?}"
         );
+    }
+
+    #[test]
+    fn last_event_id_beyond_the_head_is_a_400_naming_the_head() {
+        let err = resume_from(Some(1000), 5).expect_err("beyond the head");
+        assert_eq!(err.status, StatusCode::BAD_REQUEST);
+        assert_eq!(
+            err.detail,
+            "Last-Event-ID 1000 is beyond the session's last event 5; reconnect without it"
+        );
+        assert!(resume_from(Some(u64::MAX), 5).is_err());
+        assert_eq!(resume_from(Some(5), 5), Ok(Some(6)));
+        assert_eq!(resume_from(Some(0), 0), Ok(Some(1)));
+        assert_eq!(resume_from(None, 5), Ok(None));
+        assert_eq!(parse_last_event_id(b" 2 ").ok(), Some(2));
+        for bad in [
+            &b"abc"[..],
+            b"-1",
+            b"1.5",
+            b"",
+            b"0x10",
+            b"+3",
+            b"100000000000000000000000",
+            b"\xff\xfe",
+        ] {
+            assert!(parse_last_event_id(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    /// Cases per property: `PROPTEST_CASES` (default 64, kept small for
+    /// the normal test run; CI's fuzz step raises it).
+    fn cases() -> u32 {
+        std::env::var("PROPTEST_CASES")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(64)
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::test_runner::Config::with_cases(cases()))]
+
+        /// Whatever a client sends as `Last-Event-ID`, the stream either
+        /// resumes at a seq at most one past the head or the request is a
+        /// 400; it never panics and never skips records past the head.
+        #[test]
+        fn any_last_event_id_resumes_within_the_head_or_is_a_400(
+            raw in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..24),
+            digits in "[0-9 ]{0,22}",
+            head in 0u64..10_000,
+        ) {
+            for value in [raw.as_slice(), digits.as_bytes()] {
+                match parse_last_event_id(value).and_then(|last| resume_from(Some(last), head).map(|r| (last, r))) {
+                    Ok((last, from)) => {
+                        proptest::prop_assert!(last <= head);
+                        proptest::prop_assert_eq!(from, Some(last + 1));
+                    }
+                    Err(e) => proptest::prop_assert_eq!(e.status, StatusCode::BAD_REQUEST),
+                }
+            }
+        }
     }
 
     #[test]

@@ -272,26 +272,16 @@ pub(crate) async fn stream(
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let compat = Compat::parse(params.compat.as_deref()).map_err(ApiError::unprocessable)?;
-    let header = match headers.get("last-event-id") {
-        Some(v) => {
-            let text = v.to_str().unwrap_or("").trim();
-            Some(text.parse::<u64>().map_err(|_| {
-                ApiError::bad_request(format!(
-                    "Last-Event-ID: {text:?} is not a record seq (a non-negative integer)"
-                ))
-            })?)
-        }
-        None => None,
-    };
-    let last = header.or(params.last_event_id);
+    let last = crate::sse::last_event_id(&headers, params.last_event_id)?;
     core.meta(&id).await?;
     let slot = core.slot(&id);
     let (rx, head) = slot.hub.subscribe(core.store()).await?;
     slot.touch();
+    let replay_from = crate::sse::resume_from(last, head)?;
     let spec = StreamSpec {
         session_id: id,
         compat,
-        replay_from: last.map(|l| l.saturating_add(1)),
+        replay_from,
         head,
         connected: true,
         turn: None,
