@@ -55,6 +55,15 @@ pub struct PlanChoice {
     pub script: Option<PathBuf>,
 }
 
+/// The profile name a session run from the mount-plan file `path` records:
+/// the file's stem (`plan.yaml` → `plan`).
+pub fn mount_plan_name(path: &Path) -> String {
+    path.file_stem()
+        .and_then(|s| s.to_str())
+        .unwrap_or("custom")
+        .to_string()
+}
+
 impl App {
     /// Loads configuration and opens the store.
     pub fn load(home: Option<PathBuf>, store_kind: Option<&str>) -> anyhow::Result<Self> {
@@ -84,15 +93,7 @@ impl App {
     /// The plan and profile name for `choice`.
     pub async fn plan(&self, choice: &PlanChoice) -> anyhow::Result<(MountPlan, String)> {
         let (mut plan, profile) = match &choice.mount_plan {
-            Some(path) => {
-                let parsed = MountPlan::load(path)?;
-                let name = path
-                    .file_stem()
-                    .and_then(|s| s.to_str())
-                    .unwrap_or("custom")
-                    .to_string();
-                (parsed.plan, name)
-            }
+            Some(path) => (MountPlan::load(path)?.plan, mount_plan_name(path)),
             None => {
                 let name = choice
                     .profile

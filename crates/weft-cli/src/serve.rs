@@ -19,7 +19,7 @@ use weft_core::approval::{ApprovalSystem, FixedApproval};
 use weft_core::mount::{MountError, MountPlan};
 use weft_server::{PlanError, PlanSource, ServerConfig, ServerContext};
 
-use crate::app::{App, PlanChoice};
+use crate::app::{App, PlanChoice, mount_plan_name};
 
 /// Flags of `weft serve`.
 #[derive(Args, Debug, Clone)]
@@ -84,6 +84,10 @@ impl PlanSource for AppPlans {
                 Some(MountError::UnknownProfile { .. }) => PlanError::UnknownProfile(e.to_string()),
                 _ => PlanError::Unavailable(format!("{e:#}")),
             })
+    }
+
+    fn fixed_plan(&self) -> Option<String> {
+        self.defaults.mount_plan.as_deref().map(mount_plan_name)
     }
 }
 

@@ -34,6 +34,38 @@ pub trait PlanSource: Send + Sync {
     /// The plan for `profile` (None: the default profile) and the profile
     /// name to record.
     async fn plan(&self, profile: Option<&str>) -> Result<(MountPlan, String), PlanError>;
+
+    /// The name of the one plan this source serves whatever profile is
+    /// asked for (`weft serve --mount-plan FILE`), or None when the profile
+    /// chooses the plan. The daemon refuses a `profileName` or `agent`
+    /// that names another plan instead of ignoring it.
+    fn fixed_plan(&self) -> Option<String> {
+        None
+    }
+}
+
+/// Why `asked` cannot be used as a profile when `plans` runs one fixed
+/// plan (None: it can). `field` is the request field that named it;
+/// `agents` are the fixed plan's sub-agents, which `agent` may also name.
+pub(crate) fn refuse_other_plan(
+    plans: &dyn PlanSource,
+    field: &str,
+    asked: &str,
+    agents: &[String],
+) -> Option<String> {
+    let name = plans.fixed_plan()?;
+    let bare = asked.strip_prefix("foundation/").unwrap_or(asked);
+    if bare == name || agents.iter().any(|a| a == asked) {
+        return None;
+    }
+    let also = if agents.is_empty() {
+        String::new()
+    } else {
+        format!(" or one of its agents ({})", agents.join(", "))
+    };
+    Some(format!(
+        "{field}: this daemon runs one mount plan ({name}); leave out {field} or pass {name}{also}"
+    ))
 }
 
 /// A fixed set of named plans: for tests and embedders that build plans
@@ -42,6 +74,7 @@ pub trait PlanSource: Send + Sync {
 pub struct StaticPlanSource {
     plans: BTreeMap<String, MountPlan>,
     default: String,
+    fixed: bool,
 }
 
 impl StaticPlanSource {
@@ -53,7 +86,15 @@ impl StaticPlanSource {
         Self {
             plans,
             default: name,
+            fixed: false,
         }
+    }
+
+    /// Serves the default plan whatever profile is asked for, as
+    /// `weft serve --mount-plan` does ([`PlanSource::fixed_plan`]).
+    pub fn fixed(mut self) -> Self {
+        self.fixed = true;
+        self
     }
 
     /// Adds another named plan.
@@ -66,7 +107,10 @@ impl StaticPlanSource {
 #[async_trait]
 impl PlanSource for StaticPlanSource {
     async fn plan(&self, profile: Option<&str>) -> Result<(MountPlan, String), PlanError> {
-        let name = profile.unwrap_or(&self.default);
+        let name = match profile {
+            Some(p) if !self.fixed => p,
+            _ => &self.default,
+        };
         let bare = name.strip_prefix("foundation/").unwrap_or(name);
         match self.plans.get(name).or_else(|| self.plans.get(bare)) {
             Some(plan) => Ok((plan.clone(), name.to_string())),
@@ -75,6 +119,10 @@ impl PlanSource for StaticPlanSource {
                 self.plans.keys().cloned().collect::<Vec<_>>().join(", ")
             ))),
         }
+    }
+
+    fn fixed_plan(&self) -> Option<String> {
+        self.fixed.then(|| self.default.clone())
     }
 }
 

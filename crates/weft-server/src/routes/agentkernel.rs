@@ -2,7 +2,9 @@
 //! `GET /api/v1/agents`, `GET /health`.
 //!
 //! `agent` names a profile first; a name that is not a profile names a
-//! sub-agent of the default profile (the session runs with that agent's
+//! sub-agent of the default profile (a daemon that runs one mount plan
+//! takes only that plan's name or one of its sub-agents: anything else is
+//! a 422, never silently ignored) (the session runs with that agent's
 //! system prompt, providers and tools, and records it as `agentName`).
 //! `session_id` continues that session — whatever its status; an ended one
 //! is resumed — or, when no session has that id, creates it. The call
@@ -13,7 +15,7 @@ use axum::extract::State;
 use weft_core::SessionId;
 use weft_core::profiles::list_profiles;
 
-use crate::context::PlanError;
+use crate::context::{PlanError, refuse_other_plan};
 use crate::error::{ApiError, ErrorBody};
 use crate::extract::{ApiJson, ApiQuery, parse_session_id};
 use crate::live::{Need, NewSession, Prompt};
@@ -39,12 +41,28 @@ async fn run_prompt(
         None => SessionId::new_v7(),
     };
     let mut create = NewSession::default();
-    if let Some(agent) = agent.filter(|a| !a.is_empty()) {
-        match core.ctx.plans.plan(Some(&agent)).await {
+    let plans = core.ctx.plans.as_ref();
+    match agent.filter(|a| !a.is_empty()) {
+        None => {}
+        // One mount plan: `agent` may name it or one of its sub-agents.
+        Some(agent) if plans.fixed_plan().is_some() => {
+            let (plan, _) = plans
+                .plan(None)
+                .await
+                .map_err(|e| ApiError::unavailable(e.to_string()))?;
+            let agents: Vec<String> = plan.agents.keys().cloned().collect();
+            if let Some(detail) = refuse_other_plan(plans, "agent", &agent, &agents) {
+                return Err(ApiError::unprocessable(detail));
+            }
+            if agents.contains(&agent) {
+                create.agent = Some(agent);
+            }
+        }
+        Some(agent) => match plans.plan(Some(&agent)).await {
             Ok(_) => create.profile = Some(agent),
             Err(PlanError::UnknownProfile(_)) => create.agent = Some(agent),
             Err(PlanError::Unavailable(m)) => return Err(ApiError::unavailable(m)),
-        }
+        },
     }
     let submitted = core
         .submit(

@@ -15,7 +15,7 @@ use weft_core::record::MetaPatch;
 use weft_core::session::{Project, SessionMeta};
 use weft_core::store::{ForkPoint, ListCursor, ListFilter, ListQuery, StoreError};
 
-use crate::context::PlanError;
+use crate::context::{PlanError, refuse_other_plan};
 use crate::error::{ApiError, ErrorBody};
 use crate::extract::{ApiJson, ApiQuery, PathId};
 use crate::model::{
@@ -109,6 +109,11 @@ pub(crate) async fn create_session(
         }
         None => None,
     };
+    if let Some(asked) = req.profile_name.as_deref()
+        && let Some(detail) = refuse_other_plan(ctx.plans.as_ref(), "profileName", asked, &[])
+    {
+        return Err(ApiError::unprocessable(detail));
+    }
     let profile = match ctx.plans.plan(req.profile_name.as_deref()).await {
         Ok((_, name)) => name,
         Err(PlanError::UnknownProfile(detail)) => {
