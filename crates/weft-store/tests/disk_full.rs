@@ -4,6 +4,9 @@
 //! full disk, that appends succeed again once space returns, and that every
 //! acknowledged record is readable with a gapless seq.
 //!
+//! The read-only home test (finding 16) is here too: it remounts its tmpfs
+//! read-only, which stops writes even for root (file modes do not).
+//!
 //! They mount a tmpfs, so they need root (or `CAP_SYS_ADMIN`): CI runs
 //! them as root. When the mount fails the tests FAIL with the reason, they
 //! never skip.
@@ -43,6 +46,20 @@ impl Tmpfs {
                 "cannot run mount(8) for the disk-full test: {e}. These tests need root and mount(8)"
             ),
         }
+    }
+
+    /// Remounts the tmpfs read-only (`ro`) or read-write.
+    fn remount(&self, opt: &str) {
+        let out = Command::new("mount")
+            .args(["-o", &format!("remount,{opt}")])
+            .arg(self.path())
+            .output()
+            .expect("run mount");
+        assert!(
+            out.status.success(),
+            "cannot remount the tmpfs {opt}: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
     }
 
     fn path(&self) -> &Path {
@@ -271,4 +288,52 @@ async fn fs_torn_transcript_on_a_full_disk_is_repaired_in_place() {
     drop(store);
     let store = FsStore::open(&home).expect("the store opens after the recovery");
     lists(&store, &id).await;
+}
+
+/// Finding 16 (D16): a read-only home can be listed and shown without a
+/// single write, and a write says the home is read-only.
+#[tokio::test]
+async fn read_only_home_can_be_listed_and_shown() {
+    let mnt = Tmpfs::mount("4m");
+    let home = mnt.path().join("home");
+    let store = FsStore::open(&home).expect("open");
+    let meta = new_meta("read-only");
+    let id = meta.id.clone();
+    store
+        .create(meta, vec![text(Role::User, "hello")])
+        .await
+        .expect("create");
+    append(&store, &id, "second").await.expect("append");
+    drop(store);
+    mnt.remount("ro");
+    // A write really fails here (root included).
+    assert!(
+        fs::write(mnt.path().join("probe"), "x").is_err(),
+        "the remount took effect"
+    );
+
+    let store = FsStore::open(&home).expect("a read-only home opens");
+    lists(&store, &id).await;
+    check_log(&store, &id, 3).await;
+    let err = append(&store, &id, "third")
+        .await
+        .expect_err("no write on a read-only home");
+    let msg = err.to_string();
+    assert!(
+        msg.contains("WEFT_HOME") && msg.contains("is read-only"),
+        "a write says the home is read-only: {msg}"
+    );
+    let err = store
+        .create(new_meta("read-only"), vec![])
+        .await
+        .expect_err("no create on a read-only home");
+    assert!(err.to_string().contains("is read-only"), "{err}");
+    drop(store);
+
+    // Writable again: writes work without a restart of anything else.
+    mnt.remount("rw");
+    let store = FsStore::open(&home).expect("open");
+    append(&store, &id, "third")
+        .await
+        .expect("append once writable");
 }
