@@ -238,7 +238,8 @@ async fn fs_torn_transcript_on_a_full_disk_is_repaired_in_place() {
     fs::write(&small_filler, vec![0u8; 64 * 1024]).expect("filler");
     let acked = fill(&store, &id).await;
 
-    // Tear the transcript's last line, as an ENOSPC in its append does.
+    // Tear the transcript's last line, as an ENOSPC in the append of a
+    // writer that then died does.
     let dir = store.session_dir(&id).expect("dir");
     let transcript = dir.join(TRANSCRIPT_FILE);
     let len = fs::metadata(&transcript).expect("transcript").len();
@@ -252,6 +253,10 @@ async fn fs_torn_transcript_on_a_full_disk_is_repaired_in_place() {
         .and_then(|f| f.set_len(len - 100))
         .expect("tear");
 
+    // The writer that tore it is gone (a restarted daemon, another
+    // process): a fresh instance finds the torn transcript.
+    drop(store);
+    let store = FsStore::open(&home).expect("the store opens on the full disk");
     // Free less space than the transcript holds.
     fs::remove_file(&small_filler).expect("free");
     let mut acked = acked;

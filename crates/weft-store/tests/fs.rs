@@ -14,7 +14,9 @@ use weft_core::store::{ListQuery, Store};
 use weft_core::{Role, SessionId};
 use weft_store::FsStore;
 use weft_store::conformance::{calls, new_meta, push, result, text};
-use weft_store::fs::{EVENTS_CAP_BYTES, LOCK_FILE, LOG_FILE, META_FILE, TRANSCRIPT_FILE};
+use weft_store::fs::{
+    EVENTS_CAP_BYTES, LOCK_FILE, LOG_FILE, META_FILE, QUARANTINE_FILE, TRANSCRIPT_FILE,
+};
 
 fn lines(path: &Path) -> Vec<Value> {
     fs::read_to_string(path)
@@ -751,4 +753,95 @@ async fn stale_temp_files_are_swept() {
     assert!(!dead.exists(), "the dead writer's temp file is removed");
     assert!(live.exists(), "a live writer's temp file is left alone");
     push(&store, &id, vec![text(Role::User, "more")]).await;
+}
+
+/// Finding 8 (D3): a complete but unparseable last record is not a torn
+/// write: it is moved to `log.quarantine.jsonl` (kept, not destroyed) and
+/// its seq is never reused; the next append continues after it.
+#[tokio::test]
+async fn corrupt_complete_last_record_is_quarantined_and_its_seq_kept() {
+    for damage in ["seq renamed", "garbage"] {
+        let home = tempfile::tempdir().expect("tempdir");
+        let store = FsStore::open(home.path()).expect("open");
+        let (id, dir) = session(&store, 3).await; // seqs 1..=4
+        let log = dir.join(LOG_FILE);
+        let text_before = fs::read_to_string(&log).expect("read");
+        let (rest, last) = text_before
+            .trim_end_matches('\n')
+            .rsplit_once('\n')
+            .expect("lines");
+        let damaged = if damage == "garbage" {
+            "garbage that is not JSON".to_string()
+        } else {
+            last.replacen("\"seq\"", "\"seX\"", 1)
+        };
+        fs::write(&log, format!("{rest}\n{damaged}\n")).expect("damage");
+
+        let reopened = FsStore::open(home.path()).expect("open");
+        assert_eq!(
+            reopened.get(&id).await.expect("get").last_seq,
+            4,
+            "{damage}: the damaged record's seq stays used"
+        );
+        let seqs: Vec<u64> = reopened
+            .read(&id, 1, None)
+            .await
+            .expect("read")
+            .iter()
+            .map(|r| r.seq)
+            .collect();
+        assert_eq!(seqs, vec![1, 2, 3], "{damage}");
+        let meta = push(&reopened, &id, vec![text(Role::User, "after")]).await;
+        assert_eq!(meta.last_seq, 5, "{damage}: the append continues after it");
+
+        let q = lines(&dir.join(QUARANTINE_FILE));
+        assert_eq!(q.len(), 1, "{damage}");
+        assert_eq!(q[0]["seq"], 4, "{damage}");
+        assert_eq!(
+            q[0]["line"],
+            damaged.as_str(),
+            "{damage}: the bytes are kept"
+        );
+        let all = lines(&log);
+        let log_seqs: Vec<u64> = all
+            .iter()
+            .map(|l| l["seq"].as_u64().expect("seq"))
+            .collect();
+        assert_eq!(
+            log_seqs,
+            vec![1, 2, 3, 5],
+            "{damage}: cut from the log, seq 4 not reused"
+        );
+        assert_eq!(store.get(&id).await.expect("get").last_seq, 5);
+        let again = FsStore::open(home.path()).expect("open");
+        push(&again, &id, vec![text(Role::User, "again")]).await;
+        assert_eq!(again.get(&id).await.expect("get").last_seq, 6);
+    }
+}
+
+/// Finding 8: a seq recorded in `log.quarantine.jsonl` stays used even once
+/// the damaged lines are gone from the log (an append that cut them but
+/// could not write its own batch).
+#[tokio::test]
+async fn quarantined_seqs_are_never_reused() {
+    let home = tempfile::tempdir().expect("tempdir");
+    let store = FsStore::open(home.path()).expect("open");
+    let (id, dir) = session(&store, 1).await; // seqs 1..=2
+    fs::write(
+        dir.join(QUARANTINE_FILE),
+        "{\"seq\":3,\"offset\":0,\"line\":\"x\"}\n{\"seq\":4,\"offset\":9,\"line\":\"y\"}\n",
+    )
+    .expect("quarantine");
+    let reopened = FsStore::open(home.path()).expect("open");
+    assert_eq!(reopened.get(&id).await.expect("get").last_seq, 4);
+    let meta = push(&reopened, &id, vec![text(Role::User, "next")]).await;
+    assert_eq!(meta.last_seq, 5);
+    let seqs: Vec<u64> = reopened
+        .read(&id, 1, None)
+        .await
+        .expect("read")
+        .iter()
+        .map(|r| r.seq)
+        .collect();
+    assert_eq!(seqs, vec![1, 2, 5]);
 }

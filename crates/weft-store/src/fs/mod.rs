@@ -69,6 +69,7 @@
 
 mod index;
 pub(crate) mod log;
+mod recovery;
 mod transcript;
 
 use std::collections::{HashMap, HashSet};
@@ -103,6 +104,9 @@ pub const META_FILE: &str = "metadata.json";
 pub const TRANSCRIPT_FILE: &str = "transcript.jsonl";
 /// The kernel events' file name.
 pub const EVENTS_FILE: &str = "events.jsonl";
+/// Where damaged committed records of a session's log are moved (see
+/// `recovery`); `weft doctor` reports it.
+pub const QUARANTINE_FILE: &str = "log.quarantine.jsonl";
 /// The advisory lock file's name.
 pub const LOCK_FILE: &str = "session.lock";
 /// The side index's file name (in the store's root).
@@ -741,9 +745,12 @@ impl Inner {
         Ok(out)
     }
 
+    /// The log's head. Its seq also covers damaged committed records after
+    /// the last readable one, and records moved to the quarantine file:
+    /// their seqs are never reused (see `recovery`).
     fn head(&self, file: &File, location: &Path) -> Result<(Head, u64), StoreError> {
         let md = file.metadata().at(location)?;
-        let (head, _) = log::scan_back(
+        let (mut head, _) = log::scan_back(
             file,
             md.len(),
             0,
@@ -751,6 +758,14 @@ impl Inner {
             &location.display().to_string(),
         )
         .at(location)?;
+        if head.last_seq > 0 {
+            if let Some(d) = log::damaged_tail(file, &head, &self.bytes_read).at(location)? {
+                head.last_seq = head.last_seq.max(d.last_seq);
+            }
+            if let Some(dir) = location.parent() {
+                head.last_seq = head.last_seq.max(self.quarantined_seq(dir)?);
+            }
+        }
         Ok((head, md.ino()))
     }
 
@@ -861,7 +876,9 @@ impl Inner {
         // Fold the whole log.
         let bytes = self.read_bytes(file, 0, head.valid_len, &log_path)?;
         let records = log::parse_all_parallel(&bytes, 0, &location);
-        let meta = fold_meta(id, &records, &location)?;
+        let mut meta = fold_meta(id, &records, &location)?;
+        // Seqs of quarantined or damaged records are used up.
+        meta.last_seq = meta.last_seq.max(head.last_seq);
         Ok(Folded {
             ino,
             valid_len: head.valid_len,
@@ -1170,11 +1187,16 @@ impl Inner {
         let bytes = log::encode_batch(&records).map_err(encode_err)?;
         self.touch(id);
         if head.has_tail() {
-            tracing::warn!(
-                log = %log_path.display(),
-                bytes = head.file_len - head.valid_len,
-                "truncating an uncommitted tail (torn write) before appending"
-            );
+            match log::damaged_tail(&file, &head, &self.bytes_read).at(&log_path)? {
+                // Damaged committed records: kept in the quarantine file
+                // (durably) before they leave the log.
+                Some(damaged) => self.quarantine(&dir, &log_path, &damaged)?,
+                None => tracing::warn!(
+                    log = %log_path.display(),
+                    bytes = head.file_len - head.valid_len,
+                    "truncating an uncommitted tail (torn write) before appending"
+                ),
+            }
             file.set_len(head.valid_len).at(&log_path)?;
         }
         let written = file
