@@ -93,9 +93,14 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 fn db(e: rusqlite::Error) -> StoreError {
+    // A full disk says the fix, as the fs backend does.
+    let message = match e.sqlite_error_code() {
+        Some(rusqlite::ErrorCode::DiskFull) => format!("{} ({e})", crate::util::DISK_FULL),
+        _ => e.to_string(),
+    };
     StoreError::Backend {
         backend: "sqlite",
-        message: e.to_string(),
+        message,
     }
 }
 

@@ -14,7 +14,9 @@ use weft_core::store::{ListQuery, Store};
 use weft_core::{Role, SessionId};
 use weft_store::FsStore;
 use weft_store::conformance::{calls, new_meta, push, result, text};
-use weft_store::fs::{EVENTS_CAP_BYTES, LOCK_FILE, LOG_FILE, META_FILE, TRANSCRIPT_FILE};
+use weft_store::fs::{
+    EVENTS_CAP_BYTES, LOCK_FILE, LOG_FILE, META_FILE, QUARANTINE_FILE, TRANSCRIPT_FILE,
+};
 
 fn lines(path: &Path) -> Vec<Value> {
     fs::read_to_string(path)
@@ -567,11 +569,279 @@ async fn transcript_catches_up_after_a_crash() {
     );
     let seqs: Vec<u64> = t.iter().map(|l| l["seq"].as_u64().expect("seq")).collect();
     assert_eq!(seqs, vec![2, 3, 4, 5, 6]);
-    // A torn last line makes it rewrite the file from the log.
+    // A torn last line is cut off and the missing lines appended.
     let mut f = OpenOptions::new().append(true).open(&path).expect("open");
     f.write_all(br#"{"role":"user","con"#).expect("write");
     drop(f);
     let again = FsStore::open(home.path()).expect("open");
     push(&again, &id, vec![text(Role::User, "last")]).await;
     assert_eq!(lines(&path).len(), 6);
+}
+
+/// Finding 6 (D7): a damaged `index.sqlite` is moved aside and rebuilt.
+#[tokio::test]
+async fn damaged_index_is_moved_aside_and_rebuilt() {
+    for damage in ["garbage", "truncated"] {
+        let home = tempfile::tempdir().expect("tempdir");
+        let store = FsStore::open(home.path()).expect("open");
+        let mut ids = Vec::new();
+        for _ in 0..30 {
+            ids.push(session(&store, 1).await.0);
+        }
+        drop(store);
+        let index = home.path().join("index.sqlite");
+        let _ = fs::remove_file(home.path().join("index.sqlite-wal"));
+        let _ = fs::remove_file(home.path().join("index.sqlite-shm"));
+        if damage == "garbage" {
+            fs::write(&index, "garbage\n".repeat(100)).expect("garbage");
+        } else {
+            OpenOptions::new()
+                .write(true)
+                .open(&index)
+                .and_then(|f| f.set_len(200))
+                .expect("truncate");
+        }
+        let store = FsStore::open(home.path())
+            .unwrap_or_else(|e| panic!("{damage}: the store opens with a damaged index: {e}"));
+        let page = store.list(&ListQuery::default()).await.expect("list");
+        assert_eq!(page.sessions.len(), 30, "{damage}");
+        let moved: Vec<String> = fs::read_dir(home.path())
+            .expect("ls")
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|n| n.starts_with("index.sqlite.bad-"))
+            .collect();
+        assert_eq!(
+            moved.len(),
+            1,
+            "{damage}: the bad index is kept aside: {moved:?}"
+        );
+        // The new index is a real one: a later open uses it.
+        drop(store);
+        let store = FsStore::open(home.path()).expect("reopen");
+        assert_eq!(store.indexed_sessions().expect("count"), 30);
+    }
+}
+
+/// Finding 6 (D8): an index that cannot be opened makes listing scan the
+/// session directories instead; a read-only `-shm` left behind is fixed.
+#[tokio::test]
+async fn unusable_index_falls_back_to_scanning() {
+    let home = tempfile::tempdir().expect("tempdir");
+    let store = FsStore::open(home.path()).expect("open");
+    let (id, _) = session(&store, 2).await;
+    drop(store);
+    let index = home.path().join("index.sqlite");
+    fs::remove_file(&index).expect("rm");
+    let _ = fs::remove_file(home.path().join("index.sqlite-wal"));
+    let _ = fs::remove_file(home.path().join("index.sqlite-shm"));
+    // Something SQLite cannot open (root ignores file modes).
+    fs::create_dir(&index).expect("a directory where the index goes");
+    let store = FsStore::open(home.path()).expect("the store opens without its index");
+    let page = store.list(&ListQuery::default()).await.expect("list");
+    assert_eq!(page.sessions.len(), 1);
+    push(&store, &id, vec![text(Role::User, "still works")]).await;
+    let (other, _) = session(&store, 1).await;
+    assert_eq!(
+        store
+            .list(&ListQuery::default())
+            .await
+            .expect("list")
+            .sessions[0]
+            .id,
+        other
+    );
+    drop(store);
+    fs::remove_dir(&index).expect("rmdir");
+
+    // A -shm left 0444 by a read-only open is made writable again.
+    use std::os::unix::fs::PermissionsExt;
+    let store = FsStore::open(home.path()).expect("open");
+    drop(store);
+    let shm = home.path().join("index.sqlite-shm");
+    fs::write(&shm, b"").expect("shm");
+    fs::set_permissions(&shm, fs::Permissions::from_mode(0o444)).expect("chmod");
+    let store = FsStore::open(home.path()).expect("open");
+    assert_eq!(
+        store
+            .list(&ListQuery::default())
+            .await
+            .expect("list")
+            .sessions
+            .len(),
+        2
+    );
+    if let Ok(m) = fs::metadata(&shm) {
+        assert_ne!(
+            m.permissions().mode() & 0o200,
+            0,
+            "the -shm is writable again"
+        );
+    }
+}
+
+/// Finding 12 (D14, D13): session files and directories that are symlinks
+/// are refused with a clear error and never written through.
+#[tokio::test]
+async fn symlinked_session_files_are_refused() {
+    let home = tempfile::tempdir().expect("tempdir");
+    let outside = tempfile::tempdir().expect("outside");
+    let store = FsStore::open(home.path()).expect("open");
+    let (id, dir) = session(&store, 1).await;
+    let target = outside.path().join("precious.txt");
+    fs::write(&target, "do not overwrite\n").expect("target");
+    fs::remove_file(dir.join(LOG_FILE)).expect("rm log");
+    std::os::unix::fs::symlink(&target, dir.join(LOG_FILE)).expect("link");
+
+    let fresh = FsStore::open(home.path()).expect("open");
+    for s in [&store, &fresh] {
+        let err = s.get(&id).await.expect_err("a symlinked log is refused");
+        assert!(err.to_string().contains("symbolic link"), "{err}");
+        let err = s
+            .append(&id, 2, Record::batch(2, vec![text(Role::User, "x")]))
+            .await
+            .expect_err("no append through a link");
+        assert!(err.to_string().contains("symbolic link"), "{err}");
+        // What the daemon's POST /run does for an id it cannot find.
+        let mut meta = weft_store::conformance::new_meta("fs-tests");
+        meta.id = id.clone();
+        let err = s
+            .create(meta, vec![])
+            .await
+            .expect_err("no create over a link");
+        assert!(err.to_string().contains("symbolic link"), "{err}");
+    }
+    assert_eq!(
+        fs::read_to_string(&target).expect("read"),
+        "do not overwrite\n"
+    );
+
+    // A session directory that is a link to a directory outside the store.
+    let (id2, dir2) = session(&fresh, 1).await;
+    let moved = outside.path().join(id2.as_str());
+    fs::rename(&dir2, &moved).expect("move out");
+    std::os::unix::fs::symlink(&moved, &dir2).expect("link dir");
+    let before = fs::read(moved.join(LOG_FILE)).expect("log");
+    let store = FsStore::open(home.path()).expect("open");
+    let err = store
+        .append(&id2, 2, Record::batch(2, vec![text(Role::User, "x")]))
+        .await
+        .expect_err("no write through a linked session directory");
+    assert!(err.to_string().contains("symbolic link"), "{err}");
+    assert_eq!(fs::read(moved.join(LOG_FILE)).expect("log"), before);
+}
+
+/// Finding 2: a failed atomic write leaves no temp file, and stale temp
+/// files of dead writers are swept when the store re-reads the session.
+#[tokio::test]
+async fn stale_temp_files_are_swept() {
+    let home = tempfile::tempdir().expect("tempdir");
+    let store = FsStore::open(home.path()).expect("open");
+    let (id, dir) = session(&store, 1).await;
+    drop(store);
+    // A writer (pid that cannot exist) died in the middle of a rewrite; a
+    // live process (us) is writing another one right now.
+    let dead = dir.join(".transcript.jsonl.tmp-2147483646");
+    let live = dir.join(format!(".metadata.json.tmp-{}", std::process::id()));
+    fs::write(&dead, "x".repeat(1000)).expect("dead tmp");
+    fs::write(&live, "x").expect("live tmp");
+    // Make the next open re-read the session (as after a crash).
+    fs::remove_file(home.path().join("index.sqlite")).expect("rm index");
+    let _ = fs::remove_file(home.path().join("index.sqlite-wal"));
+    let _ = fs::remove_file(home.path().join("index.sqlite-shm"));
+    let store = FsStore::open(home.path()).expect("open");
+    assert!(!dead.exists(), "the dead writer's temp file is removed");
+    assert!(live.exists(), "a live writer's temp file is left alone");
+    push(&store, &id, vec![text(Role::User, "more")]).await;
+}
+
+/// Finding 8 (D3): a complete but unparseable last record is not a torn
+/// write: it is moved to `log.quarantine.jsonl` (kept, not destroyed) and
+/// its seq is never reused; the next append continues after it.
+#[tokio::test]
+async fn corrupt_complete_last_record_is_quarantined_and_its_seq_kept() {
+    for damage in ["seq renamed", "garbage"] {
+        let home = tempfile::tempdir().expect("tempdir");
+        let store = FsStore::open(home.path()).expect("open");
+        let (id, dir) = session(&store, 3).await; // seqs 1..=4
+        let log = dir.join(LOG_FILE);
+        let text_before = fs::read_to_string(&log).expect("read");
+        let (rest, last) = text_before
+            .trim_end_matches('\n')
+            .rsplit_once('\n')
+            .expect("lines");
+        let damaged = if damage == "garbage" {
+            "garbage that is not JSON".to_string()
+        } else {
+            last.replacen("\"seq\"", "\"seX\"", 1)
+        };
+        fs::write(&log, format!("{rest}\n{damaged}\n")).expect("damage");
+
+        let reopened = FsStore::open(home.path()).expect("open");
+        assert_eq!(
+            reopened.get(&id).await.expect("get").last_seq,
+            4,
+            "{damage}: the damaged record's seq stays used"
+        );
+        let seqs: Vec<u64> = reopened
+            .read(&id, 1, None)
+            .await
+            .expect("read")
+            .iter()
+            .map(|r| r.seq)
+            .collect();
+        assert_eq!(seqs, vec![1, 2, 3], "{damage}");
+        let meta = push(&reopened, &id, vec![text(Role::User, "after")]).await;
+        assert_eq!(meta.last_seq, 5, "{damage}: the append continues after it");
+
+        let q = lines(&dir.join(QUARANTINE_FILE));
+        assert_eq!(q.len(), 1, "{damage}");
+        assert_eq!(q[0]["seq"], 4, "{damage}");
+        assert_eq!(
+            q[0]["line"],
+            damaged.as_str(),
+            "{damage}: the bytes are kept"
+        );
+        let all = lines(&log);
+        let log_seqs: Vec<u64> = all
+            .iter()
+            .map(|l| l["seq"].as_u64().expect("seq"))
+            .collect();
+        assert_eq!(
+            log_seqs,
+            vec![1, 2, 3, 5],
+            "{damage}: cut from the log, seq 4 not reused"
+        );
+        assert_eq!(store.get(&id).await.expect("get").last_seq, 5);
+        let again = FsStore::open(home.path()).expect("open");
+        push(&again, &id, vec![text(Role::User, "again")]).await;
+        assert_eq!(again.get(&id).await.expect("get").last_seq, 6);
+    }
+}
+
+/// Finding 8: a seq recorded in `log.quarantine.jsonl` stays used even once
+/// the damaged lines are gone from the log (an append that cut them but
+/// could not write its own batch).
+#[tokio::test]
+async fn quarantined_seqs_are_never_reused() {
+    let home = tempfile::tempdir().expect("tempdir");
+    let store = FsStore::open(home.path()).expect("open");
+    let (id, dir) = session(&store, 1).await; // seqs 1..=2
+    fs::write(
+        dir.join(QUARANTINE_FILE),
+        "{\"seq\":3,\"offset\":0,\"line\":\"x\"}\n{\"seq\":4,\"offset\":9,\"line\":\"y\"}\n",
+    )
+    .expect("quarantine");
+    let reopened = FsStore::open(home.path()).expect("open");
+    assert_eq!(reopened.get(&id).await.expect("get").last_seq, 4);
+    let meta = push(&reopened, &id, vec![text(Role::User, "next")]).await;
+    assert_eq!(meta.last_seq, 5);
+    let seqs: Vec<u64> = reopened
+        .read(&id, 1, None)
+        .await
+        .expect("read")
+        .iter()
+        .map(|r| r.seq)
+        .collect();
+    assert_eq!(seqs, vec![1, 2, 5]);
 }

@@ -7,9 +7,17 @@
 //! truth, and [`super::FsStore::open`] rebuilds it when it is missing, of
 //! another schema version, or stale (see `reconcile` in the parent module).
 //!
+//! Damage and fallback ([`Index::open_or_recover`]): since it is a cache, a
+//! damaged file is moved aside (`index.sqlite.bad-<time>`) and rebuilt, and
+//! an index that cannot be opened or written (read-only home or file, full
+//! disk) is replaced by one in memory built by scanning the session
+//! directories: listing always works, only slower. A `-wal`/`-shm` left
+//! read-only by an earlier read-only open is made writable again.
+//!
 //! Durability: `journal_mode=WAL`, `synchronous=OFF`. A process crash loses
 //! nothing (SQLite's WAL is in the page cache); a power loss may lose the
-//! newest index writes, which the reconcile pass repairs from the logs.
+//! newest index writes, which the reconcile pass repairs from the logs, or
+//! corrupt the file, which the next open moves aside and rebuilds.
 //!
 //! Crash detection. A row is updated right after its session's log write;
 //! a writer that dies in between leaves the row one batch behind. So each
@@ -57,10 +65,100 @@ pub(crate) struct Index {
     path: PathBuf,
 }
 
+/// What went wrong with the index file, from an error it returned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Fault {
+    /// The file is not a database or is damaged: move it aside, rebuild.
+    Corrupt,
+    /// Anything else (cannot open, read-only, disk full, I/O): fall back
+    /// to an index in memory.
+    Unusable,
+}
+
+/// Whether `e` came from the index (errors made by `db_err`), and how.
+pub(crate) fn fault_of(e: &StoreError) -> Option<Fault> {
+    match e {
+        StoreError::Backend {
+            backend: "fs",
+            message,
+        } if message.starts_with(INDEX_ERR_PREFIX) => {
+            let m = message.to_ascii_lowercase();
+            if m.contains("not a database") || m.contains("malformed") || m.contains("corrupt") {
+                Some(Fault::Corrupt)
+            } else {
+                Some(Fault::Unusable)
+            }
+        }
+        _ => None,
+    }
+}
+
+/// Moves a damaged index (and its `-wal`/`-shm`) to
+/// `<name>.bad-<timestamp>[-wal|-shm]`; returns the new path.
+fn move_aside(path: &Path) -> std::io::Result<PathBuf> {
+    let stamp = chrono::Utc::now().format("%Y%m%dT%H%M%S%.6fZ");
+    let mut bad = path.as_os_str().to_owned();
+    bad.push(format!(".bad-{stamp}"));
+    let bad = PathBuf::from(bad);
+    std::fs::rename(path, &bad)?;
+    for suffix in ["-wal", "-shm"] {
+        let mut side = path.as_os_str().to_owned();
+        side.push(suffix);
+        let mut to = bad.as_os_str().to_owned();
+        to.push(suffix);
+        match std::fs::rename(&side, &to) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(bad)
+}
+
+/// SQLite creates `-wal`/`-shm` with the mode of the database file, so a
+/// database that was read-only once (`chmod 444`) leaves a `-shm` that
+/// stops every later open even after the database is writable again.
+/// When the database is writable and the side files are ours, give them
+/// the database's mode.
+fn fix_sidecar_modes(path: &Path) {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let Ok(db) = std::fs::metadata(path) else {
+        return;
+    };
+    let mode = db.mode() & 0o777;
+    if mode & 0o200 == 0 {
+        return;
+    }
+    // SAFETY: geteuid has no preconditions.
+    let me = unsafe { libc::geteuid() };
+    for suffix in ["-wal", "-shm"] {
+        let mut side = path.as_os_str().to_owned();
+        side.push(suffix);
+        let side = PathBuf::from(side);
+        if let Ok(m) = std::fs::symlink_metadata(&side)
+            && m.is_file()
+            && m.uid() == me
+            && m.mode() & 0o200 == 0
+        {
+            match std::fs::set_permissions(&side, std::fs::Permissions::from_mode(mode)) {
+                Ok(()) => {
+                    tracing::warn!(file = %side.display(), "made a read-only index side file writable again")
+                }
+                Err(e) => {
+                    tracing::warn!(file = %side.display(), error = %e, "cannot make a read-only index side file writable")
+                }
+            }
+        }
+    }
+}
+
+/// How every index error message starts (see [`fault_of`]).
+const INDEX_ERR_PREFIX: &str = "index ";
+
 fn db_err(path: &Path, e: rusqlite::Error) -> StoreError {
     StoreError::Backend {
         backend: "fs",
-        message: format!("index {}: {e}", path.display()),
+        message: format!("{INDEX_ERR_PREFIX}{}: {e}", path.display()),
     }
 }
 
@@ -70,6 +168,68 @@ impl Index {
     pub(crate) fn open(path: &Path) -> Result<(Self, bool), StoreError> {
         let existed = path.exists();
         let conn = Connection::open(path).map_err(|e| db_err(path, e))?;
+        let rebuild = Self::setup(&conn, existed).map_err(|e| db_err(path, e))?;
+        Ok((
+            Self {
+                conn: Mutex::new(conn),
+                path: path.to_path_buf(),
+            },
+            rebuild,
+        ))
+    }
+
+    /// An index in memory (always to be rebuilt): the fallback when
+    /// `index.sqlite` cannot be used.
+    pub(crate) fn in_memory(path: &Path) -> Result<Self, StoreError> {
+        let conn = Connection::open_in_memory().map_err(|e| db_err(path, e))?;
+        Self::setup(&conn, false).map_err(|e| db_err(path, e))?;
+        Ok(Self {
+            conn: Mutex::new(conn),
+            path: path.to_path_buf(),
+        })
+    }
+
+    /// Opens the index at `path`, never failing: a damaged file ("not a
+    /// database", "malformed") is moved aside (`index.sqlite.bad-<time>`,
+    /// with its `-wal`/`-shm`) with one warning and rebuilt; an index that
+    /// cannot be opened or written (read-only file, directory or home, full
+    /// disk) is replaced by one in memory, built by scanning the session
+    /// directories, with one warning. With `read_only_home`, the file is not
+    /// even tried (opening it would write its `-shm`). Returns the index,
+    /// whether it must be rebuilt, and whether it is the in-memory fallback.
+    pub(crate) fn open_or_recover(
+        path: &Path,
+        read_only_home: bool,
+    ) -> Result<(Self, bool, bool), StoreError> {
+        if !read_only_home {
+            fix_sidecar_modes(path);
+            match Self::open(path) {
+                Ok((index, rebuild)) => return Ok((index, rebuild, false)),
+                Err(e) if fault_of(&e) == Some(Fault::Corrupt) => {
+                    match move_aside(path) {
+                        Ok(bad) => tracing::warn!(
+                            index = %path.display(), moved_to = %bad.display(), error = %e,
+                            "the session index is damaged; moved it aside and rebuilding it from the session directories"
+                        ),
+                        Err(m) => tracing::warn!(
+                            index = %path.display(), error = %e, move_error = %m,
+                            "the session index is damaged and cannot be moved aside"
+                        ),
+                    }
+                    if let Ok((index, _)) = Self::open(path) {
+                        return Ok((index, true, false));
+                    }
+                }
+                Err(e) => tracing::warn!(
+                    index = %path.display(), error = %e,
+                    "cannot use the session index; listing scans the session directories instead (slower)"
+                ),
+            }
+        }
+        Ok((Self::in_memory(path)?, true, true))
+    }
+
+    fn setup(conn: &Connection, existed: bool) -> rusqlite::Result<bool> {
         let setup = |conn: &Connection| -> rusqlite::Result<bool> {
             conn.busy_timeout(std::time::Duration::from_secs(30))?;
             conn.pragma_update(None, "journal_mode", "WAL")?;
@@ -119,20 +279,17 @@ impl Index {
                     scanned_mtime_ns INTEGER NOT NULL
                 );",
             )?;
-            conn.execute(
-                "INSERT OR REPLACE INTO info (key, value) VALUES ('schema', ?1)",
-                [SCHEMA_VERSION],
-            )?;
+            if rebuild {
+                // Written only when it changes: opening an up-to-date index
+                // writes nothing (a full disk can still be listed).
+                conn.execute(
+                    "INSERT OR REPLACE INTO info (key, value) VALUES ('schema', ?1)",
+                    [SCHEMA_VERSION],
+                )?;
+            }
             Ok(rebuild)
         };
-        let rebuild = setup(&conn).map_err(|e| db_err(path, e))?;
-        Ok((
-            Self {
-                conn: Mutex::new(conn),
-                path: path.to_path_buf(),
-            },
-            rebuild,
-        ))
+        setup(conn)
     }
 
     fn conn(&self) -> MutexGuard<'_, Connection> {

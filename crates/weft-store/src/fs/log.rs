@@ -22,6 +22,13 @@
 //! of the log: it is reported with `tracing::warn!` and skipped, and the
 //! lines around it stay readable.
 //!
+//! Only a last line *without* its newline is a torn write. A complete
+//! (newline-terminated) line after the head that does not parse cannot come
+//! from a torn write: it is a committed record damaged afterwards
+//! ([`damaged_tail`]). Its seq counts as used (readers see the head at it),
+//! and the next append moves it to `log.quarantine.jsonl` before cutting it
+//! from the log (see `super::recovery`).
+//!
 //! # Cost
 //!
 //! The head and `tail(n)` are found by reading the file backwards in
@@ -171,10 +178,15 @@ pub(crate) struct Head {
     /// Offset just past the last committed line (the file's length when
     /// there is no uncommitted tail).
     pub valid_len: u64,
-    /// The seq of the last committed record (0: empty log).
+    /// The seq of the last committed record (0: empty log); it also covers
+    /// damaged or quarantined records after `readable_seq` (see
+    /// `super::recovery`).
     pub last_seq: u64,
     /// The file's length.
     pub file_len: u64,
+    /// The seq of the last readable committed line (the one ending at
+    /// `valid_len`).
+    pub readable_seq: u64,
 }
 
 impl Head {
@@ -208,6 +220,7 @@ pub(crate) fn scan_back(
                         valid_len: line.end,
                         last_seq: record.seq,
                         file_len,
+                        readable_seq: record.seq,
                     });
                     if want == 0 {
                         break;
@@ -230,6 +243,7 @@ pub(crate) fn scan_back(
         valid_len: 0,
         last_seq: 0,
         file_len,
+        readable_seq: 0,
     });
     Ok((head, out))
 }
@@ -554,4 +568,61 @@ mod tests {
         let parsed = parse_all_parallel(&all, 0, "t");
         assert_eq!(parsed, recs);
     }
+}
+
+/// Committed lines after the head that do not parse (see the module docs).
+#[derive(Debug)]
+pub(crate) struct Damaged {
+    /// Every complete line after the head (the damaged batch, whole).
+    pub lines: Vec<RawLine>,
+    /// The seq of the last of them: the head's seq plus their number (each
+    /// line is one record), or a larger seq still readable in one of them.
+    pub last_seq: u64,
+}
+
+/// The largest tail [`damaged_tail`] reads (a longer one is not a batch).
+const TAIL_READ_MAX: u64 = 64 * 1024 * 1024;
+
+/// Looks at the bytes after `head`: `Some` when complete lines there do not
+/// parse (committed records damaged later), `None` for a clean log or an
+/// uncommitted tail (a torn write, or `more` lines of a batch whose last
+/// line never made it).
+pub(crate) fn damaged_tail(
+    file: &File,
+    head: &Head,
+    counter: &AtomicU64,
+) -> std::io::Result<Option<Damaged>> {
+    if !head.has_tail() {
+        return Ok(None);
+    }
+    let len = (head.file_len - head.valid_len).min(TAIL_READ_MAX);
+    let mut buf = vec![0u8; len as usize];
+    file.read_exact_at(&mut buf, head.valid_len)?;
+    counter.fetch_add(len, Ordering::Relaxed);
+    let mut lines = Vec::new();
+    let mut start = 0usize;
+    while let Some(i) = buf[start..].iter().position(|&b| b == b'\n') {
+        let end = start + i;
+        lines.push(RawLine {
+            start: head.valid_len + start as u64,
+            end: head.valid_len + end as u64 + 1,
+            bytes: buf[start..end].to_vec(),
+            complete: true,
+        });
+        start = end + 1;
+    }
+    if lines.iter().all(|l| parse_line(&l.bytes).is_ok()) {
+        return Ok(None);
+    }
+    // Each line is one record after the head. A seq still readable in a
+    // line may say more (never reuse it), unless it is absurd (the seq
+    // field itself damaged).
+    let counted = head.readable_seq + lines.len() as u64;
+    let written = lines
+        .iter()
+        .filter_map(|l| line_seq(&l.bytes))
+        .filter(|&s| s <= counted + 1024)
+        .max();
+    let last_seq = counted.max(written.unwrap_or(0));
+    Ok(Some(Damaged { lines, last_seq }))
 }

@@ -69,6 +69,7 @@
 
 mod index;
 pub(crate) mod log;
+mod recovery;
 mod transcript;
 
 use std::collections::{HashMap, HashSet};
@@ -87,9 +88,11 @@ use weft_core::id::validate_id;
 use weft_core::record::{Record, RecordKind, StateDelta, check_batch};
 use weft_core::session::SessionMeta;
 use weft_core::store::{DeleteOptions, ListQuery, Page, SearchHit, SearchQuery, Store, StoreError};
-use weft_core::view::SessionView;
 
-use crate::util::{IoContext, blocking, io_err, mtime_ns, sync_dir, validate_slug, write_atomic};
+use crate::util::{
+    IoContext, READ_ONLY_FS, blocking, io_err, is_symlink_refusal, mtime_ns, no_follow,
+    sweep_temp_files, sync_dir, validate_slug, writable, write_atomic,
+};
 use index::{CLEAN, CREATING, Index};
 use log::{BackLines, Head};
 
@@ -101,6 +104,9 @@ pub const META_FILE: &str = "metadata.json";
 pub const TRANSCRIPT_FILE: &str = "transcript.jsonl";
 /// The kernel events' file name.
 pub const EVENTS_FILE: &str = "events.jsonl";
+/// Where damaged committed records of a session's log are moved (see
+/// `recovery`); `weft doctor` reports it.
+pub const QUARANTINE_FILE: &str = "log.quarantine.jsonl";
 /// The advisory lock file's name.
 pub const LOCK_FILE: &str = "session.lock";
 /// The side index's file name (in the store's root).
@@ -151,6 +157,9 @@ struct Cached {
 struct Inner {
     root: PathBuf,
     projects: PathBuf,
+    /// The home was read-only at open: no write was made, writes are
+    /// refused with a clear message while it stays so.
+    read_only: bool,
     index: Arc<Index>,
     /// Index row updates of appends, applied by a background thread.
     queue: IndexQueue,
@@ -394,23 +403,51 @@ impl FsStore {
     pub fn open(root: impl Into<PathBuf>) -> Result<Self, StoreError> {
         let root = root.into();
         let projects = root.join("projects");
-        fs::create_dir_all(&projects).at(&projects)?;
-        let (index, rebuild) = Index::open(&root.join(INDEX_FILE))?;
-        let index = Arc::new(index);
-        let inner = Inner {
-            root,
-            projects,
-            queue: IndexQueue::start(index.clone()),
-            index,
-            cache: Mutex::new(HashMap::new()),
-            bytes_read: AtomicU64::new(0),
-            writer: Mutex::new(None),
-            touched: Mutex::new(HashSet::new()),
-        };
-        inner.reconcile(rebuild)?;
-        Ok(Self {
-            inner: Arc::new(inner),
-        })
+        if !projects.is_dir()
+            && let Err(e) = fs::create_dir_all(&projects)
+        {
+            // A read-only home without sessions is an empty store.
+            if !root.is_dir() || writable(&root) {
+                return Err(io_err(&projects, e));
+            }
+        }
+        let read_only = !writable(&root);
+        if read_only {
+            tracing::warn!(home = %root.display(), "WEFT_HOME is read-only: sessions can be listed and shown, not changed");
+        } else {
+            sweep_temp_files(&root.join("state"));
+        }
+        let index_path = root.join(INDEX_FILE);
+        let (index, rebuild, in_memory) = Index::open_or_recover(&index_path, read_only)?;
+        let inner = Inner::new(root.clone(), read_only, index);
+        match inner.reconcile(rebuild) {
+            Ok(()) => Ok(Self {
+                inner: Arc::new(inner),
+            }),
+            // The index failed part way (damaged, or it cannot be written:
+            // a full disk): rebuild it, on disk when it was damaged, else
+            // in memory from the session directories.
+            Err(e) if !in_memory && index::fault_of(&e).is_some() => {
+                drop(inner);
+                let (index, _, _) = if index::fault_of(&e) == Some(index::Fault::Corrupt) {
+                    tracing::warn!(index = %index_path.display(), error = %e, "the session index is damaged; rebuilding it");
+                    let _ = fs::rename(&index_path, index_bad_path(&index_path));
+                    for side in ["-wal", "-shm"] {
+                        let _ = fs::remove_file(sidecar(&index_path, side));
+                    }
+                    Index::open_or_recover(&index_path, read_only)?
+                } else {
+                    tracing::warn!(index = %index_path.display(), error = %e, "cannot write the session index; listing scans the session directories instead (slower)");
+                    (Index::in_memory(&index_path)?, true, true)
+                };
+                let inner = Inner::new(root, read_only, index);
+                inner.reconcile(true)?;
+                Ok(Self {
+                    inner: Arc::new(inner),
+                })
+            }
+            Err(e) => Err(e),
+        }
     }
 
     /// The store's root directory.
@@ -445,12 +482,67 @@ impl FsStore {
     }
 }
 
-/// Holds a session's advisory lock until dropped.
+/// Holds a session's advisory lock until dropped (no file: a read-only
+/// session directory without a lock file, which nobody can be writing).
 struct SessionLock {
-    _file: File,
+    _file: Option<File>,
+}
+
+/// `<index>.bad-<time>`: where a damaged index found during reconcile goes.
+fn index_bad_path(path: &Path) -> PathBuf {
+    let mut p = path.as_os_str().to_owned();
+    p.push(format!(
+        ".bad-{}",
+        chrono::Utc::now().format("%Y%m%dT%H%M%S%.6fZ")
+    ));
+    PathBuf::from(p)
+}
+
+/// `<index><suffix>` (`-wal`, `-shm`).
+fn sidecar(path: &Path, suffix: &str) -> PathBuf {
+    let mut p = path.as_os_str().to_owned();
+    p.push(suffix);
+    PathBuf::from(p)
+}
+
+/// The error for a session file or directory that is a symlink.
+fn symlink_refused(path: &Path) -> StoreError {
+    StoreError::Refused(format!(
+        "{} is a symbolic link: weft does not read or write session files through links; replace it with the real file or directory",
+        path.display()
+    ))
 }
 
 impl Inner {
+    fn new(root: PathBuf, read_only: bool, index: Index) -> Self {
+        let index = Arc::new(index);
+        Inner {
+            projects: root.join("projects"),
+            root,
+            read_only,
+            queue: IndexQueue::start(index.clone()),
+            index,
+            cache: Mutex::new(HashMap::new()),
+            bytes_read: AtomicU64::new(0),
+            writer: Mutex::new(None),
+            touched: Mutex::new(HashSet::new()),
+        }
+    }
+
+    /// Refuses a write while the home opened read-only stays read-only.
+    fn check_writable(&self) -> Result<(), StoreError> {
+        if self.read_only && !writable(&self.root) {
+            return Err(StoreError::Refused(format!(
+                "WEFT_HOME {} is read-only: sessions can be listed and shown but not changed; {}",
+                self.root.display(),
+                READ_ONLY_FS
+                    .split_once(": ")
+                    .map_or(READ_ONLY_FS, |(_, fix)| fix)
+            )));
+        }
+        Ok(())
+    }
+
     fn sessions_dir(&self, slug: &str) -> PathBuf {
         self.projects.join(slug).join("sessions")
     }
@@ -589,10 +681,19 @@ impl Inner {
     /// index, then a scan of the project directories.
     fn open_log(&self, id: &SessionId) -> Result<(String, File), StoreError> {
         let try_slug = |slug: &str| -> Result<Option<File>, StoreError> {
-            let path = self.session_dir(slug, id.as_str()).join(LOG_FILE);
-            match File::open(&path) {
-                Ok(f) => Ok(Some(f)),
+            let dir = self.session_dir(slug, id.as_str());
+            let path = dir.join(LOG_FILE);
+            match no_follow().read(true).open(&path) {
+                Ok(f) => {
+                    // A session directory that is a link would have every
+                    // write go through it, outside the store.
+                    if fs::symlink_metadata(&dir).is_ok_and(|m| m.file_type().is_symlink()) {
+                        return Err(symlink_refused(&dir));
+                    }
+                    Ok(Some(f))
+                }
                 Err(e) if e.kind() == ErrorKind::NotFound => Ok(None),
+                Err(e) if is_symlink_refusal(&e) => Err(symlink_refused(&path)),
                 Err(e) => Err(io_err(&path, e)),
             }
         };
@@ -644,9 +745,12 @@ impl Inner {
         Ok(out)
     }
 
+    /// The log's head. Its seq also covers damaged committed records after
+    /// the last readable one, and records moved to the quarantine file:
+    /// their seqs are never reused (see `recovery`).
     fn head(&self, file: &File, location: &Path) -> Result<(Head, u64), StoreError> {
         let md = file.metadata().at(location)?;
-        let (head, _) = log::scan_back(
+        let (mut head, _) = log::scan_back(
             file,
             md.len(),
             0,
@@ -654,6 +758,14 @@ impl Inner {
             &location.display().to_string(),
         )
         .at(location)?;
+        if head.last_seq > 0 {
+            if let Some(d) = log::damaged_tail(file, &head, &self.bytes_read).at(location)? {
+                head.last_seq = head.last_seq.max(d.last_seq);
+            }
+            if let Some(dir) = location.parent() {
+                head.last_seq = head.last_seq.max(self.quarantined_seq(dir)?);
+            }
+        }
         Ok((head, md.ino()))
     }
 
@@ -764,7 +876,9 @@ impl Inner {
         // Fold the whole log.
         let bytes = self.read_bytes(file, 0, head.valid_len, &log_path)?;
         let records = log::parse_all_parallel(&bytes, 0, &location);
-        let meta = fold_meta(id, &records, &location)?;
+        let mut meta = fold_meta(id, &records, &location)?;
+        // Seqs of quarantined or damaged records are used up.
+        meta.last_seq = meta.last_seq.max(head.last_seq);
         Ok(Folded {
             ino,
             valid_len: head.valid_len,
@@ -785,7 +899,7 @@ impl Inner {
     ) -> Result<SessionLock, StoreError> {
         let path = dir.join(LOCK_FILE);
         loop {
-            let file = match OpenOptions::new()
+            let file = match no_follow()
                 .read(true)
                 .write(true)
                 .create(true)
@@ -810,14 +924,14 @@ impl Inner {
             if require_log && !dir.join(LOG_FILE).exists() {
                 return Err(not_found(id));
             }
-            return Ok(SessionLock { _file: file });
+            return Ok(SessionLock { _file: Some(file) });
         }
     }
 
     /// Tries to take a session's lock without waiting.
     fn try_lock_dir(&self, dir: &Path) -> Result<Option<SessionLock>, StoreError> {
         let path = dir.join(LOCK_FILE);
-        let file = match OpenOptions::new()
+        let file = match no_follow()
             .read(true)
             .write(true)
             .create(true)
@@ -826,10 +940,26 @@ impl Inner {
         {
             Ok(f) => f,
             Err(e) if e.kind() == ErrorKind::NotFound => return Ok(None),
+            // A read-only directory: lock the file that is there, if any
+            // (nobody can be writing where no lock file can be made).
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    ErrorKind::ReadOnlyFilesystem | ErrorKind::PermissionDenied
+                ) =>
+            {
+                match File::open(&path) {
+                    Ok(f) => f,
+                    Err(e) if e.kind() == ErrorKind::NotFound => {
+                        return Ok(Some(SessionLock { _file: None }));
+                    }
+                    Err(e) => return Err(io_err(&path, e)),
+                }
+            }
             Err(e) => return Err(io_err(&path, e)),
         };
         match file.try_lock() {
-            Ok(()) => Ok(Some(SessionLock { _file: file })),
+            Ok(()) => Ok(Some(SessionLock { _file: Some(file) })),
             Err(std::fs::TryLockError::WouldBlock) => Ok(None),
             Err(std::fs::TryLockError::Error(e)) => Err(io_err(&path, e)),
         }
@@ -853,132 +983,6 @@ impl Inner {
         }
     }
 
-    /// The seq of the last line of `transcript.jsonl` (0 for an empty or
-    /// missing file), or None when the last line is torn or unreadable.
-    fn transcript_progress(&self, dir: &Path) -> Result<Option<u64>, StoreError> {
-        let path = dir.join(TRANSCRIPT_FILE);
-        let file = match File::open(&path) {
-            Ok(f) => f,
-            Err(e) if e.kind() == ErrorKind::NotFound => return Ok(Some(0)),
-            Err(e) => return Err(io_err(&path, e)),
-        };
-        let len = file.metadata().at(&path)?.len();
-        let mut lines = BackLines::new(&file, len, &self.bytes_read);
-        let Some(line) = lines.next_line().at(&path)? else {
-            return Ok(Some(0));
-        };
-        if !line.complete {
-            return Ok(None);
-        }
-        Ok(serde_json::from_slice::<Value>(&line.bytes)
-            .ok()
-            .and_then(|v| v.get("seq").and_then(Value::as_u64)))
-    }
-
-    /// Makes `transcript.jsonl` reflect the log up to `folded`'s head, when
-    /// that is not known already (another writer, or a crash between the
-    /// log write and the transcript write): appends the missing lines, or
-    /// rewrites the file when the missing records rewind or switch the
-    /// default branch.
-    fn catch_up_transcript(
-        &self,
-        dir: &Path,
-        file: &File,
-        folded: &mut Folded,
-    ) -> Result<(), StoreError> {
-        let head = folded.meta.last_seq;
-        if folded.transcript_seq == Some(head) {
-            return Ok(());
-        }
-        let done = match self.transcript_progress(dir)? {
-            Some(t) if t <= head => t,
-            _ => {
-                self.rewrite_transcript(dir, file, folded.valid_len)?;
-                folded.transcript_seq = Some(head);
-                return Ok(());
-            }
-        };
-        if done < head {
-            let log_path = dir.join(LOG_FILE);
-            let start =
-                log::seek_seq(file, folded.valid_len, done + 1, &self.bytes_read).at(&log_path)?;
-            let bytes = self.read_bytes(file, start, folded.valid_len, &log_path)?;
-            let mut missing = Vec::new();
-            log::parse_lines(
-                &bytes,
-                start,
-                done + 1,
-                usize::MAX,
-                &log_path.display().to_string(),
-                &mut missing,
-            );
-            let prev_default = folded.meta.default_branch.clone();
-            self.write_transcript_records(dir, file, folded, &missing, &prev_default)?;
-        }
-        folded.transcript_seq = Some(head);
-        Ok(())
-    }
-
-    /// Adds the transcript lines of `records` (just appended to the log),
-    /// rewriting the file instead when they rewind or switch the default
-    /// branch (`prev_default`: the default branch before them).
-    fn write_transcript_records(
-        &self,
-        dir: &Path,
-        file: &File,
-        folded: &Folded,
-        records: &[Record],
-        prev_default: &weft_core::BranchId,
-    ) -> Result<(), StoreError> {
-        let default = &folded.meta.default_branch;
-        let rewrite = records.iter().any(|r| match &r.kind {
-            RecordKind::Rewind { branch, .. } => branch == default || branch == prev_default,
-            RecordKind::DefaultBranch { .. } => true,
-            RecordKind::BranchRemoved { branch } => branch == prev_default,
-            _ => false,
-        });
-        if rewrite {
-            return self.rewrite_transcript(dir, file, folded.valid_len);
-        }
-        let mut lines = Vec::new();
-        for r in records {
-            if let Some(m) = r.as_message()
-                && &m.branch == default
-            {
-                transcript::message_lines(m, r.seq, &mut lines);
-            }
-        }
-        if lines.is_empty() {
-            return Ok(());
-        }
-        let path = dir.join(TRANSCRIPT_FILE);
-        OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&path)
-            .and_then(|mut f| f.write_all(&lines))
-            .at(&path)
-    }
-
-    fn rewrite_transcript(
-        &self,
-        dir: &Path,
-        file: &File,
-        valid_len: u64,
-    ) -> Result<(), StoreError> {
-        let log_path = dir.join(LOG_FILE);
-        let bytes = self.read_bytes(file, 0, valid_len, &log_path)?;
-        let records = log::parse_all_parallel(&bytes, 0, &log_path.display().to_string());
-        let view = SessionView::from_records(&records)?;
-        let mut lines = Vec::new();
-        if let Some(b) = view.default_branch() {
-            for m in &b.messages {
-                transcript::message_lines(&m.message, m.seq, &mut lines);
-            }
-        }
-        write_atomic(&dir.join(TRANSCRIPT_FILE), &lines, false)
-    }
-
     // ---- operations --------------------------------------------------
 
     fn create(
@@ -986,6 +990,7 @@ impl Inner {
         meta: SessionMeta,
         initial: Vec<RecordKind>,
     ) -> Result<SessionMeta, StoreError> {
+        self.check_writable()?;
         let id = meta.id.clone();
         let slug = meta.project.slug.clone();
         validate_slug(&slug)?;
@@ -1038,13 +1043,27 @@ impl Inner {
         }
         let log_path = dir.join(LOG_FILE);
         let written = (|| -> Result<File, StoreError> {
-            let file = OpenOptions::new()
+            // Never through a link (O_NOFOLLOW), never over something that
+            // is not a regular file.
+            let file = no_follow()
                 .read(true)
                 .write(true)
                 .create(true)
                 .truncate(true)
                 .open(&log_path)
-                .at(&log_path)?;
+                .map_err(|e| {
+                    if is_symlink_refusal(&e) {
+                        symlink_refused(&log_path)
+                    } else {
+                        io_err(&log_path, e)
+                    }
+                })?;
+            if !file.metadata().at(&log_path)?.is_file() {
+                return Err(StoreError::Refused(format!(
+                    "{} is not a regular file: remove it and retry",
+                    log_path.display()
+                )));
+            }
             file.write_all_at(&bytes, 0).at(&log_path)?;
             file.sync_data().at(&log_path)?;
             sync_dir(&dir)?;
@@ -1058,7 +1077,9 @@ impl Inner {
         let file = match written {
             Ok(f) => f,
             Err(e) => {
-                let _ = fs::remove_file(&log_path);
+                if fs::symlink_metadata(&log_path).is_ok_and(|m| m.is_file()) {
+                    let _ = fs::remove_file(&log_path);
+                }
                 let _ = self.index.remove(id.as_str());
                 return Err(e);
             }
@@ -1080,10 +1101,18 @@ impl Inner {
             }
         }
         let transcript_path = dir.join(TRANSCRIPT_FILE);
-        match fs::write(&transcript_path, &lines) {
+        let written = no_follow()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(&transcript_path)
+            .and_then(|mut f| f.write_all(&lines));
+        match written {
             Ok(()) => folded.transcript_seq = Some(folded.meta.last_seq),
             Err(e) => {
-                tracing::warn!(file = %transcript_path.display(), error = %e, "cannot write transcript.jsonl")
+                // Leave no partial file: the next append writes it whole.
+                let _ = fs::remove_file(&transcript_path);
+                tracing::warn!(file = %transcript_path.display(), error = %crate::util::explain(e), "cannot write transcript.jsonl; the next append repairs it")
             }
         }
         self.write_meta_file(&dir, &mut folded);
@@ -1131,11 +1160,13 @@ impl Inner {
         records: Vec<Record>,
     ) -> Result<SessionMeta, StoreError> {
         check_batch(expected_seq, &records)?;
+        self.check_writable()?;
         let (slug, dir, _lock) = self.lock_session(id)?;
         let log_path = dir.join(LOG_FILE);
-        let file = match OpenOptions::new().read(true).write(true).open(&log_path) {
+        let file = match no_follow().read(true).write(true).open(&log_path) {
             Ok(f) => f,
             Err(e) if e.kind() == ErrorKind::NotFound => return Err(not_found(id)),
+            Err(e) if is_symlink_refusal(&e) => return Err(symlink_refused(&log_path)),
             Err(e) => return Err(io_err(&log_path, e)),
         };
         // The head, re-read under the lock.
@@ -1151,17 +1182,21 @@ impl Inner {
             });
         }
         let mut folded = self.folded(id, &dir, &file, head, ino)?;
-        if let Err(e) = self.catch_up_transcript(&dir, &file, &mut folded) {
-            tracing::warn!(session = %id, error = %e, "cannot bring transcript.jsonl up to date");
-        }
+        // Derived files (transcript, metadata.json, index) are brought up
+        // to date after the log write and never gate it.
         let bytes = log::encode_batch(&records).map_err(encode_err)?;
         self.touch(id);
         if head.has_tail() {
-            tracing::warn!(
-                log = %log_path.display(),
-                bytes = head.file_len - head.valid_len,
-                "truncating an uncommitted tail (torn write) before appending"
-            );
+            match log::damaged_tail(&file, &head, &self.bytes_read).at(&log_path)? {
+                // Damaged committed records: kept in the quarantine file
+                // (durably) before they leave the log.
+                Some(damaged) => self.quarantine(&dir, &log_path, &damaged)?,
+                None => tracing::warn!(
+                    log = %log_path.display(),
+                    bytes = head.file_len - head.valid_len,
+                    "truncating an uncommitted tail (torn write) before appending"
+                ),
+            }
             file.set_len(head.valid_len).at(&log_path)?;
         }
         let written = file
@@ -1179,15 +1214,17 @@ impl Inner {
             folded.meta.apply(r);
         }
         folded.valid_len = head.valid_len + bytes.len() as u64;
-        if folded.transcript_seq == Some(expected_seq) {
-            match self.write_transcript_records(&dir, &file, &folded, &records, &prev_default) {
-                Ok(()) => folded.transcript_seq = Some(folded.meta.last_seq),
-                Err(e) => {
-                    tracing::warn!(session = %id, error = %e, "cannot update transcript.jsonl");
-                    folded.transcript_seq = None;
-                }
-            }
+        let transcript = if folded.transcript_seq == Some(expected_seq) {
+            self.write_transcript_records(&dir, &file, &folded, &records, &prev_default)
+                .map(|()| folded.transcript_seq = Some(folded.meta.last_seq))
         } else {
+            // Unknown or behind: repair it (cut a torn line, add what is
+            // missing, this batch included).
+            folded.transcript_seq = None;
+            self.catch_up_transcript(&dir, &file, &mut folded)
+        };
+        if let Err(e) = transcript {
+            tracing::warn!(session = %id, error = %e, "cannot update transcript.jsonl; the next append repairs it");
             folded.transcript_seq = None;
         }
         // metadata.json is refreshed when the metadata changes beyond the
@@ -1282,6 +1319,7 @@ impl Inner {
     }
 
     fn delete(&self, id: &SessionId, options: DeleteOptions) -> Result<Vec<SessionId>, StoreError> {
+        self.check_writable()?;
         let (slug, _) = self.open_log(id)?;
         let dir = self.session_dir(&slug, id.as_str());
         let lock = self.lock_dir(id, &dir, true)?;
@@ -1452,6 +1490,7 @@ impl Inner {
         namespace: &str,
         delta: &StateDelta,
     ) -> Result<Map<String, Value>, StoreError> {
+        self.check_writable()?;
         let path = self.state_path(namespace)?;
         let dir = self.root.join("state");
         fs::create_dir_all(&dir).at(&dir)?;
@@ -1478,6 +1517,7 @@ impl Inner {
         if events.is_empty() {
             return Ok(());
         }
+        self.check_writable()?;
         let dir = self.session_dir(&slug, id.as_str());
         let mut lines = Vec::new();
         for e in events {
@@ -1486,7 +1526,7 @@ impl Inner {
         }
         let _lock = self.lock_dir(id, &dir, true)?;
         let path = dir.join(EVENTS_FILE);
-        let mut file = OpenOptions::new()
+        let mut file = no_follow()
             .create(true)
             .append(true)
             .open(&path)
@@ -1569,7 +1609,9 @@ impl Inner {
                 self.index.remove_project(slug)?;
             }
         }
-        self.reap_dead_writers()?;
+        if !self.read_only {
+            self.reap_dead_writers()?;
+        }
         for (id, slug) in self.index.pending()? {
             let Ok(id) = SessionId::parse(id.as_str()) else {
                 self.index.remove(&id)?;
@@ -1596,10 +1638,16 @@ impl Inner {
             let name = entry.file_name();
             let Some(name) = name.to_str() else { continue };
             if name.starts_with(".trash-") {
-                let _ = fs::remove_dir_all(entry.path());
+                if !self.read_only {
+                    let _ = fs::remove_dir_all(entry.path());
+                }
                 continue;
             }
             if name.starts_with('.') {
+                continue;
+            }
+            if entry.file_type().is_ok_and(|t| t.is_symlink()) {
+                tracing::warn!(dir = %entry.path().display(), "ignoring a session directory that is a symbolic link: weft does not write through links");
                 continue;
             }
             let Ok(id) = SessionId::parse(name) else {
@@ -1629,6 +1677,10 @@ impl Inner {
         let Some(_lock) = self.try_lock_dir(&dir)? else {
             return Ok(());
         };
+        if !self.read_only {
+            // A writer that died mid-write may have left a temp file.
+            sweep_temp_files(&dir);
+        }
         self.index_from_disk(id, slug, &dir)
     }
 
@@ -1669,9 +1721,10 @@ fn contains(hay: &[u8], needle: &[u8]) -> bool {
 /// Whether `dir` holds a log with at least one committed record.
 fn has_committed_log(dir: &Path, counter: &AtomicU64) -> Result<bool, StoreError> {
     let path = dir.join(LOG_FILE);
-    let file = match File::open(&path) {
+    let file = match no_follow().read(true).open(&path) {
         Ok(f) => f,
         Err(e) if e.kind() == ErrorKind::NotFound => return Ok(false),
+        Err(e) if is_symlink_refusal(&e) => return Err(symlink_refused(&path)),
         Err(e) => return Err(io_err(&path, e)),
     };
     let len = file.metadata().at(&path)?.len();
