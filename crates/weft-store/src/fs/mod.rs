@@ -67,6 +67,7 @@
 //!
 //! This backend is Unix-only (it uses positional reads and `flock`).
 
+pub mod doctor;
 mod index;
 pub(crate) mod log;
 mod transcript;
@@ -592,7 +593,10 @@ impl Inner {
             let path = self.session_dir(slug, id.as_str()).join(LOG_FILE);
             match File::open(&path) {
                 Ok(f) => Ok(Some(f)),
-                Err(e) if e.kind() == ErrorKind::NotFound => Ok(None),
+                // NotADirectory: a stray file where sessions/ belongs.
+                Err(e) if matches!(e.kind(), ErrorKind::NotFound | ErrorKind::NotADirectory) => {
+                    Ok(None)
+                }
                 Err(e) => Err(io_err(&path, e)),
             }
         };
@@ -636,7 +640,9 @@ impl Inner {
             let Some(name) = entry.file_name().to_str().map(str::to_string) else {
                 continue;
             };
-            if validate_slug(&name).is_err() {
+            // A stray file (a README, an editor's backup) is not a project.
+            if validate_slug(&name).is_err() || !entry.path().is_dir() {
+                doctor::note_stray(&entry.path(), "not a project directory");
                 continue;
             }
             out.push(name);
@@ -1555,8 +1561,13 @@ impl Inner {
             let sessions = self.sessions_dir(&slug);
             let mtime = match fs::metadata(&sessions) {
                 Ok(m) if m.is_dir() => mtime_ns(&m),
-                Ok(_) => continue,
-                Err(e) if e.kind() == ErrorKind::NotFound => continue,
+                Ok(_) => {
+                    doctor::note_stray(&sessions, "not a directory");
+                    continue;
+                }
+                Err(e) if matches!(e.kind(), ErrorKind::NotFound | ErrorKind::NotADirectory) => {
+                    continue;
+                }
                 Err(e) => return Err(io_err(&sessions, e)),
             };
             seen.insert(slug.clone());
@@ -1603,7 +1614,7 @@ impl Inner {
                 continue;
             }
             let Ok(id) = SessionId::parse(name) else {
-                tracing::warn!(dir = %entry.path().display(), "ignoring a directory whose name is not a valid session id");
+                doctor::note_stray(&entry.path(), "its name is not a session id");
                 continue;
             };
             present.insert(id.to_string());
