@@ -318,9 +318,13 @@ impl Index {
         .map_err(|e| self.err(e))
     }
 
-    /// Writes a session's row (replacing a placeholder), unless the row
-    /// already holds a newer head (a slower writer must not overwrite a
-    /// faster one).
+    /// Writes a session's row (replacing whatever row it has) from what the
+    /// caller read of its log **while holding the session's lock**: no
+    /// writer can have appended meanwhile, so the log's head is the truth
+    /// even when it is behind the row (a log truncated or restored from an
+    /// older backup). Writers' later rows come through
+    /// [`Index::update_appended`], whose guard keeps a slower writer from
+    /// overwriting a faster one.
     pub(crate) fn upsert(
         &self,
         dir_slug: &str,
@@ -342,8 +346,7 @@ impl Index {
                     updated_us = excluded.updated_us, status = excluded.status,
                     parent_id = excluded.parent_id, name = excluded.name,
                     profile = excluded.profile, last_seq = excluded.last_seq,
-                    log_bytes = excluded.log_bytes, pending = 0, meta = excluded.meta
-                 WHERE excluded.last_seq >= sessions.last_seq OR sessions.pending = 2",
+                    log_bytes = excluded.log_bytes, pending = 0, meta = excluded.meta",
             )
             .map_err(|e| self.err(e))?;
         stmt.execute(params![
@@ -368,6 +371,14 @@ impl Index {
     /// only when the row exists and is not newer. A missing row is left
     /// missing (the session was deleted meanwhile, or the next reconcile
     /// indexes it). Entries: `(dir_slug, meta, log_bytes)`.
+    ///
+    /// A row newer than the update is usually a faster writer's and stays.
+    /// But a log can also shrink (truncated, restored from an older
+    /// backup): then the row names a head the log no longer has, and every
+    /// later append would be refused by the guard forever. So when the
+    /// guard refuses an update, the log's actual head is read; if it is
+    /// behind the row, the row is stale and the update (which is no further
+    /// than the log) replaces it.
     pub(crate) fn update_appended(
         &self,
         updates: &[(String, SessionMeta, u64)],
@@ -390,8 +401,20 @@ impl Index {
                      WHERE id = ?1 AND dir_slug = ?8 AND last_seq <= ?5 AND pending <> 2",
                 )
                 .map_err(|e| db_err(&self.path, e))?;
+            let mut row_seq = tx
+                .prepare_cached(
+                    "SELECT last_seq FROM sessions WHERE id = ?1 AND dir_slug = ?2 AND pending = 0",
+                )
+                .map_err(|e| db_err(&self.path, e))?;
+            let mut force = tx
+                .prepare_cached(
+                    "UPDATE sessions SET updated_us = ?2, status = ?3, name = ?4, last_seq = ?5,
+                        log_bytes = ?6, meta = ?7
+                     WHERE id = ?1 AND dir_slug = ?8 AND pending = 0",
+                )
+                .map_err(|e| db_err(&self.path, e))?;
             for (slug, meta, log_bytes, json) in &encoded {
-                stmt.execute(params![
+                let values = params![
                     meta.id.as_str(),
                     meta.updated_at.timestamp_micros(),
                     meta.status.as_str(),
@@ -400,11 +423,40 @@ impl Index {
                     to_i64(*log_bytes),
                     json,
                     slug,
-                ])
-                .map_err(|e| db_err(&self.path, e))?;
+                ];
+                let changed = stmt.execute(values).map_err(|e| db_err(&self.path, e))?;
+                if changed > 0 {
+                    continue;
+                }
+                let row: Option<i64> = row_seq
+                    .query_row(params![meta.id.as_str(), slug], |r| r.get(0))
+                    .optional()
+                    .map_err(|e| db_err(&self.path, e))?;
+                if let Some(row) = row
+                    && to_u64(row) > meta.last_seq
+                    && self
+                        .log_head(slug, &meta.id)
+                        .is_some_and(|head| head < to_u64(row) && meta.last_seq <= head)
+                {
+                    tracing::info!(session = %meta.id, stale = row, head = meta.last_seq, "the session log shrank; correcting its index row");
+                    force.execute(values).map_err(|e| db_err(&self.path, e))?;
+                }
             }
         }
         tx.commit().map_err(|e| db_err(&self.path, e))
+    }
+
+    /// The seq of the committed head of a session's log, read from the file
+    /// (None when it cannot be read).
+    fn log_head(&self, dir_slug: &str, id: &SessionId) -> Option<u64> {
+        let root = self.path.parent()?;
+        let path = super::doctor::log_path(root, dir_slug, id.as_str());
+        let file = std::fs::File::open(&path).ok()?;
+        let len = file.metadata().ok()?.len();
+        let counter = std::sync::atomic::AtomicU64::new(0);
+        let (head, _) =
+            super::log::scan_back(&file, len, 0, &counter, &path.display().to_string()).ok()?;
+        Some(head.last_seq)
     }
 
     /// Records that store instance `writer` writes session `id`.
@@ -665,5 +717,64 @@ impl Index {
             )
             .map(to_u64)
             .map_err(|e| self.err(e))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use weft_core::{Record, Role};
+
+    use super::*;
+    use crate::conformance::{new_meta, text};
+
+    fn at(meta: &SessionMeta, seq: u64) -> SessionMeta {
+        let mut m = meta.clone();
+        m.last_seq = seq;
+        m
+    }
+
+    fn write_log(root: &Path, slug: &str, id: &SessionId, n: usize) {
+        let kinds: Vec<_> = (0..n).map(|i| text(Role::User, &format!("m{i}"))).collect();
+        let bytes = super::super::log::encode_batch(&Record::batch(0, kinds)).expect("encode");
+        let path = super::super::doctor::log_path(root, slug, id.as_str());
+        std::fs::create_dir_all(path.parent().expect("dir")).expect("mkdir");
+        std::fs::write(path, bytes).expect("write");
+    }
+
+    fn row_seq(index: &Index, id: &SessionId) -> i64 {
+        index
+            .conn()
+            .query_row(
+                "SELECT last_seq FROM sessions WHERE id = ?1",
+                [id.as_str()],
+                |r| r.get(0),
+            )
+            .expect("row")
+    }
+
+    #[test]
+    fn a_late_update_loses_to_a_newer_row_unless_the_log_shrank() {
+        let root = tempfile::tempdir().expect("tempdir");
+        let (index, _) = Index::open(&root.path().join("index.sqlite")).expect("open");
+        let meta = new_meta("guard");
+        let slug = meta.project.slug.clone();
+        write_log(root.path(), &slug, &meta.id, 5);
+        index.upsert(&slug, &at(&meta, 5), 500).expect("upsert");
+        // A slower writer's update (seq 3) lands after a faster one's: the
+        // log still reaches seq 5, so the row stays.
+        index
+            .update_appended(&[(slug.clone(), at(&meta, 3), 300)])
+            .expect("update");
+        assert_eq!(row_seq(&index, &meta.id), 5);
+        // The log was cut back to 2 records and one was appended: the row
+        // names a head the log no longer has, so the update replaces it.
+        write_log(root.path(), &slug, &meta.id, 3);
+        index
+            .update_appended(&[(slug.clone(), at(&meta, 3), 300)])
+            .expect("update");
+        assert_eq!(row_seq(&index, &meta.id), 3);
+        // A row read under the session lock is written as it is.
+        index.upsert(&slug, &at(&meta, 2), 200).expect("upsert");
+        assert_eq!(row_seq(&index, &meta.id), 2);
     }
 }

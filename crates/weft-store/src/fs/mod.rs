@@ -67,6 +67,7 @@
 //!
 //! This backend is Unix-only (it uses positional reads and `flock`).
 
+pub mod doctor;
 mod index;
 pub(crate) mod log;
 mod recovery;
@@ -692,7 +693,10 @@ impl Inner {
                     }
                     Ok(Some(f))
                 }
-                Err(e) if e.kind() == ErrorKind::NotFound => Ok(None),
+                // NotADirectory: a stray file where sessions/ belongs.
+                Err(e) if matches!(e.kind(), ErrorKind::NotFound | ErrorKind::NotADirectory) => {
+                    Ok(None)
+                }
                 Err(e) if is_symlink_refusal(&e) => Err(symlink_refused(&path)),
                 Err(e) => Err(io_err(&path, e)),
             }
@@ -737,7 +741,9 @@ impl Inner {
             let Some(name) = entry.file_name().to_str().map(str::to_string) else {
                 continue;
             };
-            if validate_slug(&name).is_err() {
+            // A stray file (a README, an editor's backup) is not a project.
+            if validate_slug(&name).is_err() || !entry.path().is_dir() {
+                doctor::note_stray(&entry.path(), "not a project directory");
                 continue;
             }
             out.push(name);
@@ -1595,8 +1601,13 @@ impl Inner {
             let sessions = self.sessions_dir(&slug);
             let mtime = match fs::metadata(&sessions) {
                 Ok(m) if m.is_dir() => mtime_ns(&m),
-                Ok(_) => continue,
-                Err(e) if e.kind() == ErrorKind::NotFound => continue,
+                Ok(_) => {
+                    doctor::note_stray(&sessions, "not a directory");
+                    continue;
+                }
+                Err(e) if matches!(e.kind(), ErrorKind::NotFound | ErrorKind::NotADirectory) => {
+                    continue;
+                }
                 Err(e) => return Err(io_err(&sessions, e)),
             };
             seen.insert(slug.clone());
@@ -1651,7 +1662,7 @@ impl Inner {
                 continue;
             }
             let Ok(id) = SessionId::parse(name) else {
-                tracing::warn!(dir = %entry.path().display(), "ignoring a directory whose name is not a valid session id");
+                doctor::note_stray(&entry.path(), "its name is not a session id");
                 continue;
             };
             present.insert(id.to_string());

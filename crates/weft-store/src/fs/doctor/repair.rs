@@ -1,0 +1,151 @@
+//! `weft doctor --fix`: repairs what [`super::check`] found, without losing
+//! a record.
+
+use std::collections::HashSet;
+use std::fs::{self, OpenOptions};
+use std::io::{ErrorKind, Write};
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+
+use weft_core::store::StoreError;
+
+use super::{
+    Finding, FindingKind, QUARANTINE_FILE, Report, check, derive, meta_file_bytes, parse_log,
+};
+use crate::fs::{LOCK_FILE, LOG_FILE, META_FILE, TRANSCRIPT_FILE};
+use crate::util::{IoContext, io_err, write_atomic};
+
+/// Checks the home, repairs every fixable finding without losing a record,
+/// and checks again: the report's `fixed` lists what was repaired and its
+/// `findings` what remains.
+pub fn fix(home: &Path) -> Result<Report, StoreError> {
+    let before = check(home)?;
+    let mut fixed = Vec::new();
+    let mut rebuild_index = false;
+    let mut repaired_sessions = HashSet::new();
+    for f in &before.findings {
+        if !f.fixable {
+            continue;
+        }
+        let done = match f.kind {
+            FindingKind::TempFile => remove_temp(&f.path)?,
+            FindingKind::Permissions => tighten(home, &f.path)?,
+            FindingKind::Index
+            | FindingKind::IndexMissingRow
+            | FindingKind::IndexStaleRow
+            | FindingKind::IndexOrphanRow => {
+                rebuild_index = true;
+                true
+            }
+            FindingKind::UncommittedTail
+            | FindingKind::TornTail
+            | FindingKind::Metadata
+            | FindingKind::Transcript => {
+                let Some(dir) = session_dir_of(&f.path) else {
+                    continue;
+                };
+                if repaired_sessions.insert(dir.clone()) {
+                    repair_session(&dir)?;
+                }
+                rebuild_index = true;
+                true
+            }
+            _ => false,
+        };
+        if done {
+            fixed.push(f.clone());
+        }
+    }
+    if rebuild_index {
+        let store = crate::fs::FsStore::open(home)?;
+        store.rebuild_index()?;
+    }
+    let mut after = check(home)?;
+    // What is still there was not fixed (a session a writer held, say).
+    fixed.retain(|f: &Finding| !after.findings.contains(f));
+    after.fixed = fixed;
+    Ok(after)
+}
+
+fn session_dir_of(path: &Path) -> Option<PathBuf> {
+    path.parent().map(Path::to_path_buf)
+}
+
+fn remove_temp(path: &Path) -> Result<bool, StoreError> {
+    match fs::remove_file(path) {
+        Ok(()) => Ok(true),
+        Err(e) if e.kind() == ErrorKind::NotFound => Ok(true),
+        Err(e) => Err(io_err(path, e)),
+    }
+}
+
+fn tighten(home: &Path, path: &Path) -> Result<bool, StoreError> {
+    let md = fs::symlink_metadata(path).at(path)?;
+    let mode = md.permissions().mode() & 0o7777;
+    let new = if path == home {
+        mode & !0o022
+    } else {
+        mode & !0o077
+    };
+    fs::set_permissions(path, fs::Permissions::from_mode(new)).at(path)?;
+    Ok(true)
+}
+
+/// Repairs one session directory under its lock: moves complete lines
+/// after the head to the quarantine file, cuts a torn tail, and rewrites
+/// `metadata.json` and `transcript.jsonl` from the log. Skips a session a
+/// writer holds (the check reports it again).
+fn repair_session(dir: &Path) -> Result<(), StoreError> {
+    let lock_path = dir.join(LOCK_FILE);
+    let lock = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&lock_path)
+        .at(&lock_path)?;
+    match lock.try_lock() {
+        Ok(()) => {}
+        Err(fs::TryLockError::WouldBlock) => {
+            tracing::warn!(dir = %dir.display(), "a writer holds the session; not repairing it now");
+            return Ok(());
+        }
+        Err(fs::TryLockError::Error(e)) => return Err(io_err(&lock_path, e)),
+    }
+    let log_path = dir.join(LOG_FILE);
+    let bytes = fs::read(&log_path).at(&log_path)?;
+    let parsed = parse_log(&bytes);
+    if parsed.valid_len < parsed.file_len {
+        let keep_end = usize::try_from(parsed.torn_at).unwrap_or(bytes.len());
+        let start = usize::try_from(parsed.valid_len).unwrap_or(bytes.len());
+        let set_aside = &bytes[start.min(keep_end)..keep_end];
+        if !set_aside.is_empty() {
+            let q = dir.join(QUARANTINE_FILE);
+            let mut qf = OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&q)
+                .at(&q)?;
+            qf.write_all(set_aside).at(&q)?;
+            qf.sync_data().at(&q)?;
+        }
+        let file = OpenOptions::new()
+            .write(true)
+            .open(&log_path)
+            .at(&log_path)?;
+        file.set_len(parsed.valid_len).at(&log_path)?;
+        file.sync_data().at(&log_path)?;
+    }
+    if let Some(derived) = derive(&parsed.records, &parsed.ends) {
+        write_atomic(
+            &dir.join(META_FILE),
+            &meta_file_bytes(&derived.meta, parsed.valid_len)?,
+            false,
+        )?;
+        if parsed.corrupt.is_empty() {
+            write_atomic(&dir.join(TRANSCRIPT_FILE), &derived.transcript, false)?;
+        }
+    }
+    drop(lock);
+    Ok(())
+}
