@@ -36,8 +36,9 @@ pub struct ServeArgs {
     /// Largest request body in bytes (default 1048576).
     #[arg(long, value_name = "BYTES")]
     pub body_limit: Option<usize>,
-    /// Allow every action that needs approval (bash commands). Without it
-    /// the daemon denies them: it has no terminal to ask at.
+    /// Allow every action that needs approval (bash commands, file reads
+    /// outside the project directory). Without it the daemon denies them:
+    /// it has no terminal to ask at. weft's home is never readable by tools.
     #[arg(long)]
     pub approve: bool,
     /// Default profile for new sessions (default: the configured one, else base).
@@ -119,12 +120,20 @@ pub async fn run(app: &App, args: ServeArgs) -> anyhow::Result<()> {
     };
     let addr = config.validate()?;
 
+    // Requests can come from anywhere a browser or script reaches: the file
+    // tools ask before reading outside the project (denied without
+    // --approve), and never touch the weft home.
+    let registry = Arc::new(crate::app::full_registry(
+        crate::app::tool_access(&app.home, &app.config.store)
+            .outside_reads(weft_tools::OutsideReads::Ask)
+            .read_root(&app.project.dir),
+    ));
     let plans = AppPlans {
         app: App {
             config: app.config.clone(),
             home: app.home.clone(),
             store: app.store.clone(),
-            registry: app.registry.clone(),
+            registry: registry.clone(),
             project: app.project.clone(),
         },
         defaults: PlanChoice {
@@ -155,7 +164,7 @@ pub async fn run(app: &App, args: ServeArgs) -> anyhow::Result<()> {
         .then(|| Arc::new(FixedApproval::allow_all()) as Arc<dyn ApprovalSystem>);
     let ctx = ServerContext {
         store: app.store.clone(),
-        registry: app.registry.clone(),
+        registry: registry.clone(),
         plans: Arc::new(plans),
         project: app.project.clone(),
         user: app.config.user_name(),

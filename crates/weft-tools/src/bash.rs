@@ -46,10 +46,9 @@ use std::time::Duration;
 use async_trait::async_trait;
 use serde::Deserialize;
 use serde_json::{Value, json};
-use weft_core::approval::{self, ApprovalDecision, ApprovalDefault, ApprovalRequest};
-use weft_core::hooks::events;
 use weft_core::tool::{Tool, ToolContext, ToolOutput};
 
+use crate::access::ask_approval;
 use crate::args::Args;
 use crate::policy::{CommandPolicy, PolicyDecision};
 use crate::process::{self, Ending};
@@ -180,59 +179,18 @@ impl Bash {
             "working_dir": ctx.working_dir,
             "timeout_secs": timeout_secs,
         });
-        let required = ctx
-            .hooks
-            .emit(events::APPROVAL_REQUIRED, event.clone())
-            .await;
-        let decision = if required.is_denied() {
-            ApprovalDecision::Deny {
-                reason: Some(format!(
-                    "denied by a hook: {}",
-                    required.reason.as_deref().unwrap_or("no reason given")
-                )),
-            }
-        } else {
-            let mut prompt = String::from("Run this command?\n\n    ");
-            prompt.push_str(&command.replace('\n', "\n    "));
-            if let Some(d) = description {
-                prompt.push_str(&format!("\n\nPurpose: {d}"));
-            }
-            prompt.push_str(&format!("\nIn: {}", ctx.working_dir.display()));
-            let request = ApprovalRequest {
-                session_id: Some(ctx.session_id.to_string()),
-                subject: "bash".into(),
-                prompt,
-                options: vec!["allow".into(), "allow_always".into(), "deny".into()],
-                timeout: Duration::from_secs(self.config.approval_timeout_secs),
-                default: ApprovalDefault::Deny,
-                details: event.clone(),
-            };
-            tokio::select! {
-                d = approval::ask(ctx.approval.as_deref(), request) => d,
-                _ = ctx.cancel.cancelled() => ApprovalDecision::Deny {
-                    reason: Some("the turn was cancelled while waiting for approval".into()),
-                },
-            }
-        };
-        let mut outcome = event;
-        match decision {
-            ApprovalDecision::Allow | ApprovalDecision::AllowAlways => {
-                let always = decision == ApprovalDecision::AllowAlways;
-                if always {
-                    self.remember(command);
-                }
-                outcome["decision"] = json!(if always { "allow_always" } else { "allow" });
-                ctx.hooks.emit(events::APPROVAL_GRANTED, outcome).await;
-                Ok(())
-            }
-            ApprovalDecision::Deny { reason } => {
-                let reason = reason.unwrap_or_else(|| "the user denied it".into());
-                outcome["decision"] = json!("deny");
-                outcome["reason"] = json!(reason);
-                ctx.hooks.emit(events::APPROVAL_DENIED, outcome).await;
-                Err(reason)
-            }
+        let mut prompt = String::from("Run this command?\n\n    ");
+        prompt.push_str(&command.replace('\n', "\n    "));
+        if let Some(d) = description {
+            prompt.push_str(&format!("\n\nPurpose: {d}"));
         }
+        prompt.push_str(&format!("\nIn: {}", ctx.working_dir.display()));
+        let timeout = Duration::from_secs(self.config.approval_timeout_secs);
+        let always = ask_approval(ctx, "bash", prompt, event, timeout).await?;
+        if always {
+            self.remember(command);
+        }
+        Ok(())
     }
 }
 

@@ -5,8 +5,9 @@
 //!   [`DEFAULT_READ_LINES`]); long lines are cut at [`MAX_LINE_CHARS`] and
 //!   the whole output at [`MAX_READ_CHARS`], with a note saying which
 //!   `offset` reads on. Binary files (a NUL byte in the first 8 KiB) and
-//!   non-regular files are refused. Reads may go outside the working
-//!   directory.
+//!   non-regular files are refused. Reads outside the working directory
+//!   are allowed or asked about as the embedder's [`ToolAccess`] says;
+//!   weft's own home is never read (nor written).
 //! - `write_file` writes a whole file atomically (a temporary file in the
 //!   same directory, fsynced, then renamed over the target), creating
 //!   missing parent directories and keeping an existing file's permissions.
@@ -35,6 +36,7 @@ use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 use weft_core::tool::{Tool, ToolContext, ToolOutput};
 
+use crate::access::ToolAccess;
 use crate::args::Args;
 use crate::paths;
 use crate::util::{plural, run_blocking, truncate_chars};
@@ -60,14 +62,19 @@ pub struct FilesystemConfig {
 }
 
 /// The tools of `tool-filesystem`, sharing one config.
-pub fn filesystem_tools(config: FilesystemConfig) -> Vec<Arc<dyn Tool>> {
+/// `access` says which paths are protected and how reads outside the
+/// working directory are treated (see [`crate::access`]).
+pub fn filesystem_tools(config: FilesystemConfig, access: Arc<ToolAccess>) -> Vec<Arc<dyn Tool>> {
     let config = Arc::new(config);
     vec![
-        Arc::new(ReadFile),
+        Arc::new(ReadFile {
+            access: access.clone(),
+        }),
         Arc::new(WriteFile {
             config: config.clone(),
+            access: access.clone(),
         }),
-        Arc::new(EditFile { config }),
+        Arc::new(EditFile { config, access }),
     ]
 }
 
@@ -82,8 +89,17 @@ fn io_error(e: &io::Error, shown: &str) -> String {
 // ---- read_file ----------------------------------------------------------
 
 /// `read_file`: shows a text file with line numbers.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct ReadFile;
+#[derive(Debug, Clone, Default)]
+pub struct ReadFile {
+    access: Arc<ToolAccess>,
+}
+
+impl ReadFile {
+    /// A `read_file` tool under `access`.
+    pub fn new(access: Arc<ToolAccess>) -> Self {
+        Self { access }
+    }
+}
 
 const READ_DESCRIPTION: &str = "Reads a text file and returns its lines numbered like `cat -n`. \
 Relative paths are relative to the working directory. By default it returns up to 2000 lines \
@@ -131,6 +147,12 @@ impl Tool for ReadFile {
             Err(e) => return ToolOutput::error(e),
         };
         let shown = paths::display(&path, &ctx.working_dir);
+        // Read the physical file that was checked, not the path again (a
+        // link swapped in between must not lead somewhere else).
+        let path = match self.access.check_read("read_file", &path, ctx).await {
+            Ok(p) => p,
+            Err(e) => return ToolOutput::error(e),
+        };
         let cancel = ctx.cancel.clone();
         run_blocking(&ctx.cancel, "read_file", move || {
             read_numbered(&path, &shown, offset, limit, &cancel)
@@ -319,13 +341,16 @@ pub(crate) fn atomic_write(target: &Path, bytes: &[u8]) -> io::Result<bool> {
 #[derive(Debug, Clone, Default)]
 pub struct WriteFile {
     config: Arc<FilesystemConfig>,
+    access: Arc<ToolAccess>,
 }
 
 impl WriteFile {
-    /// A `write_file` tool with `config`.
+    /// A `write_file` tool with `config` and unrestricted access (see
+    /// [`filesystem_tools`] for one with protected paths).
     pub fn new(config: FilesystemConfig) -> Self {
         Self {
             config: Arc::new(config),
+            access: Arc::default(),
         }
     }
 }
@@ -371,6 +396,9 @@ impl Tool for WriteFile {
             Err(e) => return ToolOutput::error(e),
         };
         let shown = paths::display(&target, &ctx.working_dir);
+        if let Err(e) = self.access.check_write(&target, &shown) {
+            return ToolOutput::error(e);
+        }
         run_blocking(&ctx.cancel, "write_file", move || {
             write_whole(&target, &shown, &content)
         })
@@ -409,13 +437,16 @@ fn write_whole(target: &Path, shown: &str, content: &str) -> Result<String, Stri
 #[derive(Debug, Clone, Default)]
 pub struct EditFile {
     config: Arc<FilesystemConfig>,
+    access: Arc<ToolAccess>,
 }
 
 impl EditFile {
-    /// An `edit_file` tool with `config`.
+    /// An `edit_file` tool with `config` and unrestricted access (see
+    /// [`filesystem_tools`] for one with protected paths).
     pub fn new(config: FilesystemConfig) -> Self {
         Self {
             config: Arc::new(config),
+            access: Arc::default(),
         }
     }
 }
@@ -484,8 +515,10 @@ impl Tool for EditFile {
             }
             let target =
                 paths::resolve_for_write(raw, &ctx.working_dir, self.config.allow_outside_workdir)?;
+            let shown = paths::display(&target, &ctx.working_dir);
+            self.access.check_write(&target, &shown)?;
             Ok(EditRequest {
-                shown: paths::display(&target, &ctx.working_dir),
+                shown,
                 target,
                 old: old.to_string(),
                 new: new.to_string(),

@@ -20,9 +20,14 @@
 //!
 //! Rules every tool follows:
 //! - Relative paths resolve against the session's working directory
-//!   (`ToolContext::working_dir`). Reading may go anywhere; writing and
-//!   editing outside the working directory are refused unless
-//!   `tool-filesystem` is configured with `allow_outside_workdir: true`.
+//!   (`ToolContext::working_dir`). Writing and editing outside the working
+//!   directory are refused unless `tool-filesystem` is configured with
+//!   `allow_outside_workdir: true`.
+//! - The embedder registers the modules with a [`ToolAccess`]
+//!   ([`register_with`]): paths it protects (weft's home) are never read,
+//!   listed, searched or written, whatever the path, link or pattern; reads
+//!   outside the working directory are allowed (the CLI) or need approval
+//!   (the daemon), as it says. [`register`] protects nothing.
 //! - Input is validated; bad input is a failed [`ToolOutput`] with one clear
 //!   sentence, never a panic. Unknown input fields are refused too, so a
 //!   misspelt option is noticed.
@@ -36,6 +41,7 @@
 
 #![warn(missing_docs)]
 
+pub mod access;
 mod args;
 pub mod bash;
 pub mod filesystem;
@@ -49,6 +55,7 @@ mod util;
 use weft_core::mount::MountError;
 use weft_core::registry::ModuleRegistry;
 
+pub use access::{OutsideReads, ToolAccess};
 pub use bash::{Bash, BashConfig};
 pub use filesystem::{EditFile, FilesystemConfig, ReadFile, WriteFile};
 pub use policy::{CommandPolicy, CommandRule, PolicyDecision};
@@ -65,15 +72,31 @@ pub const BASH_MODULE: &str = "tool-bash";
 pub const TASK_MODULE: &str = "tool-task";
 
 /// Registers the four tool modules (`tool-filesystem`, `tool-search`,
-/// `tool-bash`, `tool-task`) in `registry`. Each reads its settings from
-/// the mount plan's `config` for it; a bad config is a
-/// [`MountError::Module`].
+/// `tool-bash`, `tool-task`) in `registry` with unrestricted file access
+/// (nothing protected, every read allowed): for tests and embedders that
+/// have no home to protect. weft's CLI and daemon use [`register_with`].
 pub fn register(registry: &mut ModuleRegistry) {
-    registry.register_tool(FILESYSTEM_MODULE, |spec, _env| {
-        Ok(filesystem::filesystem_tools(util::parse_config(spec)?))
+    register_with(registry, ToolAccess::default());
+}
+
+/// Registers the four tool modules in `registry`; the file tools follow
+/// `access` (protected paths, the read policy). Each module reads its
+/// settings from the mount plan's `config` for it; a bad config is a
+/// [`MountError::Module`].
+pub fn register_with(registry: &mut ModuleRegistry, access: ToolAccess) {
+    let access = std::sync::Arc::new(access);
+    let fs_access = access.clone();
+    registry.register_tool(FILESYSTEM_MODULE, move |spec, _env| {
+        Ok(filesystem::filesystem_tools(
+            util::parse_config(spec)?,
+            std::sync::Arc::new((*fs_access).clone()),
+        ))
     });
-    registry.register_tool(SEARCH_MODULE, |spec, _env| {
-        Ok(search::search_tools(util::parse_config(spec)?))
+    registry.register_tool(SEARCH_MODULE, move |spec, _env| {
+        Ok(search::search_tools(
+            util::parse_config(spec)?,
+            std::sync::Arc::new((*access).clone()),
+        ))
     });
     registry.register_tool(BASH_MODULE, |spec, _env| {
         bash::bash_tools(util::parse_config(spec)?).map_err(|message| MountError::Module {

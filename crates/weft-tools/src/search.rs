@@ -30,6 +30,7 @@ use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
 use weft_core::tool::{Tool, ToolContext, ToolOutput};
 
+use crate::access::ToolAccess;
 use crate::args::Args;
 use crate::paths;
 use crate::util::{plural, run_blocking, truncate_chars};
@@ -55,13 +56,30 @@ pub const MAX_WALK_ENTRIES: usize = 500_000;
 #[serde(default, deny_unknown_fields)]
 pub struct SearchConfig {}
 
-/// The tools of `tool-search`.
-pub fn search_tools(_config: SearchConfig) -> Vec<Arc<dyn Tool>> {
-    vec![Arc::new(Glob), Arc::new(Grep)]
+/// The tools of `tool-search`, under `access` (protected paths and the
+/// read policy, see [`crate::access`]).
+pub fn search_tools(_config: SearchConfig, access: Arc<ToolAccess>) -> Vec<Arc<dyn Tool>> {
+    vec![
+        Arc::new(Glob {
+            access: access.clone(),
+        }),
+        Arc::new(Grep { access }),
+    ]
 }
 
-/// A walker over `root` with weft's rules (see the module docs).
-fn walker(root: &Path) -> WalkBuilder {
+/// Where a walk may go: the access rules and the roots symlinks may point
+/// into.
+#[derive(Clone)]
+struct WalkScope {
+    access: Arc<ToolAccess>,
+    allowed: Arc<Vec<PathBuf>>,
+}
+
+/// A walker over `root` with weft's rules (see the module docs); entries
+/// `scope` refuses (weft's home, links leading into it or out of the
+/// allowed roots) are skipped, directories without being entered.
+fn walker(root: &Path, scope: &WalkScope) -> WalkBuilder {
+    let scope = scope.clone();
     let mut b = WalkBuilder::new(root);
     b.hidden(false)
         .git_ignore(true)
@@ -72,7 +90,12 @@ fn walker(root: &Path) -> WalkBuilder {
         .require_git(false)
         .follow_links(false)
         .sort_by_file_path(|a, b| a.cmp(b))
-        .filter_entry(|e| e.file_name() != ".git");
+        .filter_entry(move |e| {
+            e.file_name() != ".git"
+                && scope
+                    .access
+                    .walk_entry_allowed(e.path(), e.path_is_symlink(), &scope.allowed)
+        });
     b
 }
 
@@ -92,8 +115,10 @@ fn has_glob_meta(s: &str) -> bool {
 // ---- glob ----------------------------------------------------------------
 
 /// `glob`: lists files whose paths match a pattern.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct Glob;
+#[derive(Debug, Clone, Default)]
+pub struct Glob {
+    access: Arc<ToolAccess>,
+}
 
 const GLOB_DESCRIPTION: &str = "Finds files by path pattern, e.g. `**/*.rs`, `src/**/*.ts` or \
 `*.{json,toml}`. `*` matches within one directory and `**` across directories, so `*.rs` only \
@@ -134,10 +159,23 @@ impl Tool for Glob {
             Ok(p) => p,
             Err(e) => return ToolOutput::error(e),
         };
+        let (base, rest) = split_pattern(&pattern);
+        let (base, allowed) = match self
+            .access
+            .check_search("glob", &root.join(base), ctx)
+            .await
+        {
+            Ok(checked) => checked,
+            Err(e) => return ToolOutput::error(e),
+        };
+        let scope = WalkScope {
+            access: self.access.clone(),
+            allowed: Arc::new(allowed),
+        };
         let wd = ctx.working_dir.clone();
         let cancel = ctx.cancel.clone();
         run_blocking(&ctx.cancel, "glob", move || {
-            glob_files(&pattern, &root, &wd, &cancel)
+            glob_files(&pattern, &rest, &base, &scope, &wd, &cancel)
         })
         .await
     }
@@ -164,26 +202,26 @@ fn split_pattern(pattern: &str) -> (PathBuf, String) {
     (base, parts[literal..].join("/"))
 }
 
+/// Lists the files under `base` (physical, checked) matching `rest` (the
+/// part of `pattern` after its literal directories).
 fn glob_files(
     pattern: &str,
-    root: &Path,
+    rest: &str,
+    base: &Path,
+    scope: &WalkScope,
     wd: &Path,
     cancel: &CancellationToken,
 ) -> Result<String, String> {
-    let (base, rest) = split_pattern(pattern);
     if rest.is_empty() {
         return Err(format!("glob pattern {pattern:?} has no file part"));
     }
-    let matcher = GlobBuilder::new(&rest)
+    let matcher = GlobBuilder::new(rest)
         .literal_separator(true)
         .build()
         .map_err(|e| format!("invalid glob pattern {pattern:?}: {e}"))?
         .compile_matcher();
-    let base = root.join(base);
-    // `..` and symlinks resolved, so results display cleanly.
-    let base = std::fs::canonicalize(&base).unwrap_or(base);
-    let shown_base = paths::display(&base, wd);
-    match std::fs::metadata(&base) {
+    let shown_base = paths::display(base, wd);
+    match std::fs::metadata(base) {
         Ok(m) if m.is_dir() => {}
         Ok(_) => return Err(format!("{shown_base} is not a directory")),
         Err(_) => {
@@ -197,7 +235,7 @@ fn glob_files(
     let mut total = 0usize;
     let mut visited = 0usize;
     let mut stopped_early = false;
-    for entry in walker(&base).build() {
+    for entry in walker(base, scope).build() {
         visited += 1;
         if cancel.is_cancelled() {
             return Err("glob was cancelled".into());
@@ -215,7 +253,7 @@ fn glob_files(
         if !is_file {
             continue;
         }
-        let Ok(rel) = entry.path().strip_prefix(&base) else {
+        let Ok(rel) = entry.path().strip_prefix(base) else {
             continue;
         };
         if matcher.is_match(rel) {
@@ -263,8 +301,10 @@ fn glob_files(
 // ---- grep ----------------------------------------------------------------
 
 /// `grep`: searches file contents with a regular expression.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct Grep;
+#[derive(Debug, Clone, Default)]
+pub struct Grep {
+    access: Arc<ToolAccess>,
+}
 
 const GREP_DESCRIPTION: &str = "Searches file contents for a regular expression (Rust regex \
 syntax) and returns matching lines as `path:line: text`, sorted by path. Searches the working \
@@ -335,13 +375,27 @@ impl Tool for Grep {
                 max_results,
             })
         })();
-        let req = match parsed {
+        let mut req = match parsed {
             Ok(r) => r,
             Err(e) => return ToolOutput::error(e),
         };
+        let (root, allowed) = match self.access.check_search("grep", &req.root, ctx).await {
+            Ok(checked) => checked,
+            Err(e) => return ToolOutput::error(e),
+        };
+        // The physical root that was checked: `..` and symlinks resolved,
+        // so results display cleanly too.
+        req.root = root;
+        let scope = WalkScope {
+            access: self.access.clone(),
+            allowed: Arc::new(allowed),
+        };
         let wd = ctx.working_dir.clone();
         let cancel = ctx.cancel.clone();
-        run_blocking(&ctx.cancel, "grep", move || grep_files(&req, &wd, &cancel)).await
+        run_blocking(&ctx.cancel, "grep", move || {
+            grep_files(&req, &scope, &wd, &cancel)
+        })
+        .await
     }
 }
 
@@ -381,9 +435,13 @@ fn grep_file(
     true
 }
 
-fn grep_files(req: &GrepRequest, wd: &Path, cancel: &CancellationToken) -> Result<String, String> {
-    // `..` and symlinks resolved, so results display cleanly.
-    let root = std::fs::canonicalize(&req.root).unwrap_or_else(|_| req.root.clone());
+fn grep_files(
+    req: &GrepRequest,
+    scope: &WalkScope,
+    wd: &Path,
+    cancel: &CancellationToken,
+) -> Result<String, String> {
+    let root = req.root.clone();
     let shown_root = paths::display(&root, wd);
     let meta = std::fs::metadata(&root).map_err(|e| match e.kind() {
         std::io::ErrorKind::NotFound => format!("{shown_root} does not exist"),
@@ -402,7 +460,7 @@ fn grep_files(req: &GrepRequest, wd: &Path, cancel: &CancellationToken) -> Resul
         }
         capped = !grep_file(&root, req, wd, &mut out, &mut chars);
     } else {
-        let mut builder = walker(&root);
+        let mut builder = walker(&root, scope);
         builder.max_filesize(Some(MAX_GREP_FILE_BYTES));
         if let Some(glob) = &req.glob {
             let mut ob = OverrideBuilder::new(&root);

@@ -12,6 +12,7 @@ use weft_core::mount::{ModuleSpec, MountError};
 use weft_core::registry::{ModuleEnv, ModuleRegistry};
 use weft_core::tool::{Tool, ToolContext, ToolOutput};
 use weft_core::{BranchId, SessionId};
+use weft_tools::ToolAccess;
 
 pub type TestResult = Result<(), Box<dyn std::error::Error>>;
 
@@ -43,13 +44,27 @@ fn env(dir: &Path) -> ModuleEnv {
 
 /// The registry with weft-core's and weft-tools' modules.
 pub fn registry() -> ModuleRegistry {
+    registry_with(ToolAccess::default())
+}
+
+/// The registry with the tool modules registered under `access`.
+pub fn registry_with(access: ToolAccess) -> ModuleRegistry {
     let mut r = ModuleRegistry::with_core_modules();
-    weft_tools::register(&mut r);
+    weft_tools::register_with(&mut r, access);
     r
 }
 
 /// Builds `module` with `config` through the registry.
 pub fn mount(module: &str, config: Value) -> Result<Vec<Arc<dyn Tool>>, MountError> {
+    mount_with(ToolAccess::default(), module, config)
+}
+
+/// Builds `module` with `config` through a registry under `access`.
+pub fn mount_with(
+    access: ToolAccess,
+    module: &str,
+    config: Value,
+) -> Result<Vec<Arc<dyn Tool>>, MountError> {
     let config: Map<String, Value> = match config {
         Value::Object(m) => m,
         _ => Map::new(),
@@ -58,12 +73,18 @@ pub fn mount(module: &str, config: Value) -> Result<Vec<Arc<dyn Tool>>, MountErr
         module: module.to_string(),
         config,
     };
-    registry().tools(&spec, &env(Path::new("/")))
+    registry_with(access).tools(&spec, &env(Path::new("/")))
 }
 
 /// The tool `name` of `module` built with `config`.
 pub fn tool(module: &str, config: Value, name: &str) -> Arc<dyn Tool> {
-    let tools = mount(module, config).unwrap_or_else(|e| panic!("mount {module}: {e}"));
+    tool_with(ToolAccess::default(), module, config, name)
+}
+
+/// The tool `name` of `module` built with `config` under `access`.
+pub fn tool_with(access: ToolAccess, module: &str, config: Value, name: &str) -> Arc<dyn Tool> {
+    let tools =
+        mount_with(access, module, config).unwrap_or_else(|e| panic!("mount {module}: {e}"));
     tools
         .into_iter()
         .find(|t| t.name() == name)

@@ -336,3 +336,120 @@ async fn bad_module_configs_are_refused() {
         );
     }
 }
+
+/// A project and, beside it, a weft home holding a token.
+fn project_and_home() -> std::io::Result<(tempfile::TempDir, std::path::PathBuf, std::path::PathBuf)>
+{
+    let top = tempfile::tempdir()?;
+    let project = top.path().join("project");
+    let home = top.path().join("weft-home");
+    fs::create_dir_all(&project)?;
+    fs::create_dir_all(home.join("projects"))?;
+    fs::write(
+        home.join("config.toml"),
+        "[serve]\ntoken = \"SECRET-TOKEN\"\n",
+    )?;
+    Ok((top, project, home))
+}
+
+#[tokio::test]
+async fn read_file_never_reads_weft_home() -> TestResult {
+    let (_top, project, home) = project_and_home()?;
+    std::os::unix::fs::symlink(home.join("config.toml"), project.join("cfg-link"))?;
+    std::os::unix::fs::symlink(&home, project.join("home-link"))?;
+    let access = weft_tools::ToolAccess::new().protect(&home);
+    let read = tool_with(access, FS, json!({}), "read_file");
+    for path in [
+        home.join("config.toml").display().to_string(),
+        "cfg-link".into(),
+        "home-link/config.toml".into(),
+        "../weft-home/config.toml".into(),
+        "../project/../weft-home/./config.toml".into(),
+        home.display().to_string(),
+    ] {
+        let out = read.execute(json!({"path": path}), &ctx(&project)).await;
+        let err = expect_error(&out);
+        assert!(err.contains("inside weft's home"), "{path}: {err}");
+        assert!(!out.output.contains("SECRET"), "{path}: {out:?}");
+    }
+    // Outside the home, the CLI's policy still reads anywhere.
+    fs::write(project.join("ok.txt"), "fine\n")?;
+    let out = read
+        .execute(json!({"path": "ok.txt"}), &ctx(&project))
+        .await;
+    assert!(expect_ok(&out).contains("fine"));
+    Ok(())
+}
+
+#[tokio::test]
+async fn write_and_edit_never_touch_weft_home() -> TestResult {
+    let (_top, project, home) = project_and_home()?;
+    let access = weft_tools::ToolAccess::new().protect(&home);
+    let config = json!({"allow_outside_workdir": true});
+    let write = tool_with(access.clone(), FS, config.clone(), "write_file");
+    let out = write
+        .execute(
+            json!({"path": "../weft-home/config.toml", "content": "x"}),
+            &ctx(&project),
+        )
+        .await;
+    assert!(expect_error(&out).contains("inside weft's home"));
+    let edit = tool_with(access, FS, config, "edit_file");
+    let out = edit
+        .execute(
+            json!({"path": home.join("config.toml"), "old_string": "SECRET", "new_string": "x"}),
+            &ctx(&project),
+        )
+        .await;
+    assert!(expect_error(&out).contains("inside weft's home"));
+    assert!(fs::read_to_string(home.join("config.toml"))?.contains("SECRET-TOKEN"));
+    Ok(())
+}
+
+#[tokio::test]
+async fn daemon_reads_outside_the_roots_need_approval() -> TestResult {
+    let (top, project, _home) = project_and_home()?;
+    let outside = top.path().join("outside.txt");
+    fs::write(&outside, "private\n")?;
+    fs::write(project.join("inside.txt"), "public\n")?;
+    let access = weft_tools::ToolAccess::new().outside_reads(weft_tools::OutsideReads::Ask);
+    let read = tool_with(access, FS, json!({}), "read_file");
+
+    // Inside the working directory: no approval needed.
+    let out = read
+        .execute(json!({"path": "inside.txt"}), &ctx(&project))
+        .await;
+    assert!(expect_ok(&out).contains("public"));
+
+    // Outside, with no approval system (the daemon without --approve): denied.
+    let out = read
+        .execute(json!({"path": "../outside.txt"}), &ctx(&project))
+        .await;
+    let err = expect_error(&out);
+    assert!(err.contains("approval was denied"), "{err}");
+    assert!(!out.output.contains("private"));
+
+    // Through a link inside the project: still outside, still denied.
+    std::os::unix::fs::symlink(&outside, project.join("link.txt"))?;
+    let out = read
+        .execute(json!({"path": "link.txt"}), &ctx(&project))
+        .await;
+    assert!(expect_error(&out).contains("approval was denied"));
+
+    // With an approval system that allows: read.
+    let mut approved = ctx(&project);
+    approved.approval = Some(std::sync::Arc::new(
+        weft_core::approval::FixedApproval::allow_all(),
+    ));
+    let out = read.execute(json!({"path": outside}), &approved).await;
+    assert!(expect_ok(&out).contains("private"));
+
+    // An extra read root needs no approval.
+    let access = weft_tools::ToolAccess::new()
+        .outside_reads(weft_tools::OutsideReads::Ask)
+        .read_root(top.path());
+    let read = tool_with(access, FS, json!({}), "read_file");
+    let out = read.execute(json!({"path": outside}), &ctx(&project)).await;
+    assert!(expect_ok(&out).contains("private"));
+    Ok(())
+}

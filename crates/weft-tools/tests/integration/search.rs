@@ -192,3 +192,92 @@ async fn grep_caps_and_explains() -> TestResult {
     }
     Ok(())
 }
+
+#[tokio::test]
+async fn glob_and_grep_never_enter_weft_home() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let wd = dir.path();
+    // The home inside the working directory (e.g. a daemon serving $HOME).
+    let home = wd.join(".weft");
+    fs::create_dir_all(home.join("projects/p/s1"))?;
+    fs::write(home.join("config.toml"), "token = \"SECRET\"\n")?;
+    fs::write(home.join("projects/p/s1/log.jsonl"), "SECRET log\n")?;
+    fs::create_dir_all(wd.join("src"))?;
+    fs::write(wd.join("src/a.rs"), "// SECRET-free\n")?;
+    std::os::unix::fs::symlink(home.join("config.toml"), wd.join("src/link.toml"))?;
+    let access = weft_tools::ToolAccess::new().protect(&home);
+    let glob = tool_with(access.clone(), SEARCH, json!({}), "glob");
+    let grep = tool_with(access, SEARCH, json!({}), "grep");
+
+    for pattern in ["**/*", "**/*.toml", "**/*.jsonl"] {
+        let out = expect_ok(&glob.execute(json!({"pattern": pattern}), &ctx(wd)).await);
+        assert!(
+            !out.contains(".weft") && !out.contains("link.toml"),
+            "{pattern}: {out}"
+        );
+    }
+    let out = expect_ok(&grep.execute(json!({"pattern": "SECRET"}), &ctx(wd)).await);
+    assert_eq!(out.trim(), "src/a.rs:1: // SECRET-free", "{out}");
+
+    // Naming the home (directly, by a pattern, by `..`) is refused.
+    for input in [
+        json!({"pattern": ".weft/*"}),
+        json!({"pattern": "*", "path": ".weft"}),
+        json!({"pattern": "*", "path": "src/../.weft/projects"}),
+        json!({"pattern": format!("{}/**/*", home.display())}),
+    ] {
+        let out = glob.execute(input.clone(), &ctx(wd)).await;
+        assert!(expect_error(&out).contains("inside weft's home"), "{input}");
+    }
+    for input in [
+        json!({"pattern": "SECRET", "path": ".weft"}),
+        json!({"pattern": "SECRET", "path": "src/link.toml"}),
+        json!({"pattern": "SECRET", "path": home.join("config.toml")}),
+    ] {
+        let out = grep.execute(input.clone(), &ctx(wd)).await;
+        assert!(expect_error(&out).contains("inside weft's home"), "{input}");
+    }
+    Ok(())
+}
+
+#[tokio::test]
+async fn daemon_searches_outside_the_roots_need_approval() -> TestResult {
+    let top = tempfile::tempdir()?;
+    let wd = top.path().join("project");
+    fs::create_dir_all(&wd)?;
+    fs::write(top.path().join("private.txt"), "PRIVATE\n")?;
+    fs::write(wd.join("public.txt"), "PUBLIC\n")?;
+    std::os::unix::fs::symlink(top.path().join("private.txt"), wd.join("link.txt"))?;
+    let access = weft_tools::ToolAccess::new().outside_reads(weft_tools::OutsideReads::Ask);
+    let grep = tool_with(access.clone(), SEARCH, json!({}), "grep");
+    let glob = tool_with(access, SEARCH, json!({}), "glob");
+
+    // Inside: the link out of the project is skipped, the rest searched.
+    let out = expect_ok(&grep.execute(json!({"pattern": "P"}), &ctx(&wd)).await);
+    assert_eq!(out.trim(), "public.txt:1: PUBLIC", "{out}");
+    let out = expect_ok(&glob.execute(json!({"pattern": "*.txt"}), &ctx(&wd)).await);
+    assert_eq!(out.trim(), "public.txt", "{out}");
+
+    // Outside without approval: denied.
+    let out = grep
+        .execute(json!({"pattern": "P", "path": ".."}), &ctx(&wd))
+        .await;
+    assert!(expect_error(&out).contains("approval was denied"));
+    let out = glob
+        .execute(json!({"pattern": "../*.txt"}), &ctx(&wd))
+        .await;
+    assert!(expect_error(&out).contains("approval was denied"));
+
+    // With approval: searched.
+    let mut approved = ctx(&wd);
+    approved.approval = Some(std::sync::Arc::new(
+        weft_core::approval::FixedApproval::allow_all(),
+    ));
+    let out = expect_ok(
+        &grep
+            .execute(json!({"pattern": "PRIVATE", "path": ".."}), &approved)
+            .await,
+    );
+    assert!(out.contains("private.txt"), "{out}");
+    Ok(())
+}
