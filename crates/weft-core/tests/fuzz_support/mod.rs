@@ -3,8 +3,8 @@
 //! the failure-persistence setting, strategies for valid session-log
 //! records, and mutations of JSON documents and bytes.
 //!
-//! Only `proptest`, `serde_json`, `chrono` and `weft_core` are used, so that
-//! every crate whose tests include this file has them.
+//! Only `proptest`, `serde_json`, `chrono`, `tempfile` and `weft_core` are
+//! used, so that every crate whose tests include this file has them.
 
 #![allow(dead_code)]
 
@@ -30,6 +30,20 @@ pub fn config(target: &'static str, default_cases: u32) -> ProptestConfig {
     }
     config.failure_persistence = Some(Box::new(FileFailurePersistence::Direct(target)));
     config
+}
+
+/// A temporary directory for one case, in memory (`/dev/shm`) when the
+/// machine has it: the fs store fsyncs every append, which on a disk would
+/// make the case budget a matter of disk latency. The properties checked do
+/// not depend on durability.
+pub fn scratch_dir() -> std::io::Result<tempfile::TempDir> {
+    let shm = std::path::Path::new("/dev/shm");
+    if shm.is_dir()
+        && let Ok(dir) = tempfile::Builder::new().prefix("weft-fuzz").tempdir_in(shm)
+    {
+        return Ok(dir);
+    }
+    tempfile::tempdir()
 }
 
 /// Any text, with a bias towards the awkward: empty, control characters,
