@@ -162,17 +162,23 @@ fn is_zero(n: &u64) -> bool {
 }
 
 impl Usage {
-    /// Adds `other` to `self`, field by field.
+    /// Adds `other` to `self`, field by field. Saturates at `u64::MAX`:
+    /// the counts come from logs and providers, and a huge one must not
+    /// panic the fold of a session.
     pub fn add(&mut self, other: &Usage) {
-        self.input_tokens += other.input_tokens;
-        self.output_tokens += other.output_tokens;
-        self.cache_read_tokens += other.cache_read_tokens;
-        self.cache_creation_tokens += other.cache_creation_tokens;
+        self.input_tokens = self.input_tokens.saturating_add(other.input_tokens);
+        self.output_tokens = self.output_tokens.saturating_add(other.output_tokens);
+        self.cache_read_tokens = self
+            .cache_read_tokens
+            .saturating_add(other.cache_read_tokens);
+        self.cache_creation_tokens = self
+            .cache_creation_tokens
+            .saturating_add(other.cache_creation_tokens);
     }
 
-    /// Input plus output tokens.
+    /// Input plus output tokens (saturating).
     pub fn total(&self) -> u64 {
-        self.input_tokens + self.output_tokens
+        self.input_tokens.saturating_add(self.output_tokens)
     }
 
     /// Whether every field is zero.

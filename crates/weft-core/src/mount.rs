@@ -227,6 +227,21 @@ impl PlanFormat {
     }
 }
 
+/// A TOML parse error on one line (`line L, column C: message`): the toml
+/// crate's own rendering spans several lines with a source excerpt.
+fn toml_message(text: &str, e: &toml::de::Error) -> String {
+    let message = e.message().split_whitespace().collect::<Vec<_>>().join(" ");
+    match e.span() {
+        Some(span) => {
+            let before = text.get(..span.start).unwrap_or(text);
+            let line = before.matches('\n').count() + 1;
+            let column = before.rsplit('\n').next().unwrap_or("").chars().count() + 1;
+            format!("line {line}, column {column}: {message}")
+        }
+        None => message,
+    }
+}
+
 const KNOWN_SECTIONS: &[&str] = &["session", "system", "providers", "tools", "hooks", "agents"];
 
 /// A parsed plan and the warnings parsing produced.
@@ -249,7 +264,8 @@ impl MountPlan {
             PlanFormat::Json => serde_json::from_str(text).map_err(|e| parse_err(e.to_string()))?,
             PlanFormat::Yaml => serde_yaml::from_str(text).map_err(|e| parse_err(e.to_string()))?,
             PlanFormat::Toml => {
-                let t: toml::Value = toml::from_str(text).map_err(|e| parse_err(e.to_string()))?;
+                let t: toml::Value =
+                    toml::from_str(text).map_err(|e| parse_err(toml_message(text, &e)))?;
                 serde_json::to_value(t).map_err(|e| parse_err(e.to_string()))?
             }
         };

@@ -278,9 +278,11 @@ impl SessionMeta {
         match &record.kind {
             RecordKind::SessionCreated(_) => {}
             RecordKind::Message(message) => {
-                self.message_count += 1;
+                // Saturating: a log's counts are input and must not panic
+                // the fold.
+                self.message_count = self.message_count.saturating_add(1);
                 if message.role == Role::User {
-                    self.turn_count += 1;
+                    self.turn_count = self.turn_count.saturating_add(1);
                     let text = message.text_content();
                     if !text.is_empty() {
                         self.last_prompt = Some(text.chars().take(LAST_PROMPT_CHARS).collect());
