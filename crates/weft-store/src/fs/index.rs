@@ -158,7 +158,14 @@ const INDEX_ERR_PREFIX: &str = "index ";
 fn db_err(path: &Path, e: rusqlite::Error) -> StoreError {
     StoreError::Backend {
         backend: "fs",
-        message: format!("{INDEX_ERR_PREFIX}{}: {e}", path.display()),
+        message: match e.sqlite_error_code() {
+            Some(rusqlite::ErrorCode::DiskFull) => format!(
+                "{INDEX_ERR_PREFIX}{}: {} ({e})",
+                path.display(),
+                crate::util::DISK_FULL
+            ),
+            _ => format!("{INDEX_ERR_PREFIX}{}: {e}", path.display()),
+        },
     }
 }
 
