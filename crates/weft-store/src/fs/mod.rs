@@ -363,6 +363,15 @@ fn sidecar(path: &Path, suffix: &str) -> PathBuf {
     PathBuf::from(p)
 }
 
+/// The error of a failed no-follow open: a clear refusal for a symlink.
+fn open_err(path: &Path, e: std::io::Error) -> StoreError {
+    if is_symlink_refusal(&e) {
+        symlink_refused(path)
+    } else {
+        io_err(path, e)
+    }
+}
+
 /// The error for a session file or directory that is a symlink.
 fn symlink_refused(path: &Path) -> StoreError {
     StoreError::Refused(format!(
@@ -766,7 +775,7 @@ impl Inner {
             {
                 Ok(f) => f,
                 Err(e) if e.kind() == ErrorKind::NotFound => return Err(not_found(id)),
-                Err(e) => return Err(io_err(&path, e)),
+                Err(e) => return Err(open_err(&path, e)),
             };
             file.lock().at(&path)?;
             // The directory may have been removed (and even recreated)
@@ -814,7 +823,7 @@ impl Inner {
                     Err(e) => return Err(io_err(&path, e)),
                 }
             }
-            Err(e) => return Err(io_err(&path, e)),
+            Err(e) => return Err(open_err(&path, e)),
         };
         match file.try_lock() {
             Ok(()) => Ok(Some(SessionLock { _file: Some(file) })),
@@ -909,13 +918,7 @@ impl Inner {
                 .create(true)
                 .truncate(true)
                 .open(&log_path)
-                .map_err(|e| {
-                    if is_symlink_refusal(&e) {
-                        symlink_refused(&log_path)
-                    } else {
-                        io_err(&log_path, e)
-                    }
-                })?;
+                .map_err(|e| open_err(&log_path, e))?;
             if !file.metadata().at(&log_path)?.is_file() {
                 return Err(StoreError::Refused(format!(
                     "{} is not a regular file: remove it and retry",
@@ -1388,7 +1391,7 @@ impl Inner {
             .create(true)
             .append(true)
             .open(&path)
-            .at(&path)?;
+            .map_err(|e| open_err(&path, e))?;
         file.write_all(&lines).at(&path)?;
         let len = file.metadata().at(&path)?.len();
         drop(file);
