@@ -627,6 +627,11 @@ impl Inner {
         .at(location)?;
         if head.last_seq > 0 {
             if let Some(d) = log::damaged_tail(file, &head, &self.bytes_read).at(location)? {
+                tracing::warn!(
+                    log = %location.display(),
+                    seq = d.last_seq,
+                    "the last record of a session log is damaged (complete but unreadable): it is skipped, its seq stays used, and the next append moves it to {QUARANTINE_FILE}"
+                );
                 head.last_seq = head.last_seq.max(d.last_seq);
             }
             if let Some(dir) = location.parent() {
