@@ -662,6 +662,26 @@ impl Index {
         Ok(out)
     }
 
+    /// Checks the file's integrity (`PRAGMA quick_check`): run after a
+    /// writer died, since `synchronous=OFF` lets a power loss corrupt the
+    /// file. A damaged file gives an error [`fault_of`] calls corrupt.
+    pub(crate) fn quick_check(&self) -> Result<(), StoreError> {
+        let verdict: String = self
+            .conn()
+            .query_row("PRAGMA quick_check(1)", [], |r| r.get(0))
+            .map_err(|e| self.err(e))?;
+        if verdict == "ok" {
+            return Ok(());
+        }
+        Err(StoreError::Backend {
+            backend: "fs",
+            message: format!(
+                "{INDEX_ERR_PREFIX}{}: database disk image is malformed ({verdict})",
+                self.path.display()
+            ),
+        })
+    }
+
     /// The number of clean rows (for tests and diagnostics).
     pub(crate) fn count(&self) -> Result<u64, StoreError> {
         self.conn()

@@ -501,6 +501,7 @@ impl Inner {
             .as_ref()
             .map(|w| w.id.clone());
         let mut candidates: HashSet<String> = self.index.writers()?.into_iter().collect();
+        let mut checked = false;
         if let Ok(entries) = fs::read_dir(&dir) {
             for e in entries.flatten() {
                 if let Some(name) = e.file_name().to_str()
@@ -524,6 +525,13 @@ impl Inner {
                 Err(e) if e.kind() == ErrorKind::NotFound => None,
                 Err(e) => return Err(io_err(&path, e)),
             };
+            if lock.is_some() && !checked {
+                // A process died while writing, maybe in a power loss,
+                // which `synchronous=OFF` lets corrupt the index: check it
+                // (a damaged one is moved aside and rebuilt by the open).
+                checked = true;
+                self.index.quick_check()?;
+            }
             for (id, slug) in self.index.touched_by(&w)? {
                 let Ok(id) = SessionId::parse(id) else {
                     continue;
