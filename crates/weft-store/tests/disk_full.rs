@@ -234,6 +234,13 @@ async fn fs_torn_transcript_on_a_full_disk_is_repaired_in_place() {
     let meta = new_meta("disk-full");
     let id = meta.id.clone();
     store.create(meta, vec![]).await.expect("create");
+    // An older weft left the temp file of a failed transcript rewrite
+    // (its process gone), holding space.
+    let leaked = store
+        .session_dir(&id)
+        .expect("dir")
+        .join(".transcript.jsonl.tmp-2147483646");
+    fs::write(&leaked, vec![b'x'; 16 * 1024]).expect("leaked temp file");
     let small_filler = mnt.path().join("small-filler");
     fs::write(&small_filler, vec![0u8; 64 * 1024]).expect("filler");
     let acked = fill(&store, &id).await;
@@ -255,6 +262,7 @@ async fn fs_torn_transcript_on_a_full_disk_is_repaired_in_place() {
 
     // The writer that tore it is gone (a restarted daemon, another
     // process): a fresh instance finds the torn transcript.
+    assert!(leaked.exists());
     drop(store);
     let store = FsStore::open(&home).expect("the store opens on the full disk");
     // Free less space than the transcript holds.

@@ -158,7 +158,14 @@ const INDEX_ERR_PREFIX: &str = "index ";
 fn db_err(path: &Path, e: rusqlite::Error) -> StoreError {
     StoreError::Backend {
         backend: "fs",
-        message: format!("{INDEX_ERR_PREFIX}{}: {e}", path.display()),
+        message: match e.sqlite_error_code() {
+            Some(rusqlite::ErrorCode::DiskFull) => format!(
+                "{INDEX_ERR_PREFIX}{}: {} ({e})",
+                path.display(),
+                crate::util::DISK_FULL
+            ),
+            _ => format!("{INDEX_ERR_PREFIX}{}: {e}", path.display()),
+        },
     }
 }
 
@@ -705,6 +712,26 @@ impl Index {
             }
         }
         Ok(out)
+    }
+
+    /// Checks the file's integrity (`PRAGMA quick_check`): run after a
+    /// writer died, since `synchronous=OFF` lets a power loss corrupt the
+    /// file. A damaged file gives an error [`fault_of`] calls corrupt.
+    pub(crate) fn quick_check(&self) -> Result<(), StoreError> {
+        let verdict: String = self
+            .conn()
+            .query_row("PRAGMA quick_check(1)", [], |r| r.get(0))
+            .map_err(|e| self.err(e))?;
+        if verdict == "ok" {
+            return Ok(());
+        }
+        Err(StoreError::Backend {
+            backend: "fs",
+            message: format!(
+                "{INDEX_ERR_PREFIX}{}: database disk image is malformed ({verdict})",
+                self.path.display()
+            ),
+        })
     }
 
     /// The number of clean rows (for tests and diagnostics).

@@ -13,6 +13,8 @@
 //!     transcript.jsonl                default branch, Amplifier's line shape (derived)
 //!     events.jsonl                    kernel events (capped)
 //!     session.lock                    advisory lock for writers
+//!     log.quarantine.jsonl            damaged committed records moved out of the log (see `recovery`)
+//!     .<file>.tmp-<pid>               temp file of an atomic rewrite in flight
 //! ```
 //!
 //! `<slug>` is the session's `project.slug` ([`weft_core::session::project_slug`]);
@@ -37,6 +39,29 @@
 //! double the cost of a durable append on ext4, whose rename-over-a-file
 //! forces the new file's data out with the next journal commit.
 //!
+//! Derived files never gate the log: they are written after the log
+//! append, and a failure there (a full disk) is logged and repaired by a
+//! later append or open — a torn `transcript.jsonl` incrementally (see
+//! `transcript`). The temp file of an atomic rewrite is removed on every
+//! error path; stale ones (writer gone, or older than a minute) are swept
+//! at open (`state/`) and whenever reconcile re-reads a session. A full
+//! disk is reported as "the disk is full: free some space and retry", and
+//! appends work again as soon as space returns.
+//!
+//! # Robustness
+//!
+//! - Session files are opened with `O_NOFOLLOW`: a `log.jsonl` (or other
+//!   session file) that is a symlink is refused with a clear error, never
+//!   read or written through, and create never writes over one. A session
+//!   *directory* that is a symlink is refused too (skipped with a warning
+//!   by reconcile, refused by every operation on the session): writes
+//!   would go outside the store.
+//! - A read-only home opens without writing anything (the index is built
+//!   in memory), can be listed and shown, and refuses writes with
+//!   "WEFT_HOME … is read-only: …".
+//! - A damaged committed last record is quarantined, its seq never reused
+//!   (see `recovery`).
+//!
 //! # Reads
 //!
 //! Readers take no lock. `get` reads the head from the end of the log;
@@ -56,7 +81,10 @@
 //! since the last scan is rescanned (new and removed sessions); sessions
 //! touched by a store instance that died (its `writers/` lock is free) are
 //! re-read, so a crash between a log write and its index update is
-//! repaired; placeholders of crashed creates are resolved.
+//! repaired; placeholders of crashed creates are resolved. A damaged index
+//! is moved aside and rebuilt; one that cannot be opened or written (full
+//! disk, read-only) is replaced by an index in memory built by scanning
+//! the session directories (see `index`).
 //!
 //! # Events
 //!
@@ -70,6 +98,7 @@
 pub mod doctor;
 mod index;
 pub(crate) mod log;
+mod queue;
 mod recovery;
 mod transcript;
 
@@ -96,6 +125,7 @@ use crate::util::{
 };
 use index::{CLEAN, CREATING, Index};
 use log::{BackLines, Head};
+use queue::IndexQueue;
 
 /// The session log's file name.
 pub const LOG_FILE: &str = "log.jsonl";
@@ -178,178 +208,6 @@ struct Writer {
     id: String,
     path: PathBuf,
     _lock: File,
-}
-
-/// One index row update queued by an append.
-struct RowUpdate {
-    ticket: u64,
-    dir_slug: String,
-    meta: SessionMeta,
-    log_bytes: u64,
-}
-
-/// What the index worker receives.
-enum QueueMsg {
-    /// A row to update.
-    Update(Box<RowUpdate>),
-    /// Apply what is queued now (a reader is waiting).
-    Flush,
-}
-
-/// How long the index worker gathers updates before applying them (unless
-/// a reader asks for them first).
-const INDEX_FLUSH_DELAY: std::time::Duration = std::time::Duration::from_millis(20);
-
-/// The queue of index row updates and its worker thread. An append's
-/// durability does not depend on its index row, so the row is updated after
-/// `append` returns, by a thread that gathers updates for up to
-/// [`INDEX_FLUSH_DELAY`] and applies them in one transaction (the newest
-/// per session). Index reads in this process first have everything queued
-/// before them applied (read your writes); other processes see a row at
-/// most that much late. A crash that loses queued updates is repaired by
-/// the next reconcile (the sessions are in `touched`).
-struct IndexQueue {
-    tx: Mutex<Option<std::sync::mpsc::Sender<QueueMsg>>>,
-    issued: AtomicU64,
-    done: Arc<(Mutex<u64>, std::sync::Condvar)>,
-    worker: Mutex<Option<std::thread::JoinHandle<()>>>,
-}
-
-fn index_worker(
-    index: Arc<Index>,
-    rx: std::sync::mpsc::Receiver<QueueMsg>,
-    progress: Arc<(Mutex<u64>, std::sync::Condvar)>,
-) {
-    use std::sync::mpsc::RecvTimeoutError;
-    let mut latest: HashMap<SessionId, RowUpdate> = HashMap::new();
-    let mut ticket = 0u64;
-    let mut open = true;
-    while open {
-        // Wait for the first update, then gather until the delay passes, a
-        // reader asks, or the batch is large.
-        let deadline = match rx.recv() {
-            Ok(QueueMsg::Update(u)) => {
-                ticket = ticket.max(u.ticket);
-                latest.insert(u.meta.id.clone(), *u);
-                Some(std::time::Instant::now() + INDEX_FLUSH_DELAY)
-            }
-            Ok(QueueMsg::Flush) => None,
-            Err(_) => break,
-        };
-        if let Some(deadline) = deadline {
-            while latest.len() < 256 {
-                let left = deadline.saturating_duration_since(std::time::Instant::now());
-                match rx.recv_timeout(left) {
-                    Ok(QueueMsg::Update(u)) => {
-                        ticket = ticket.max(u.ticket);
-                        let newer = latest
-                            .get(&u.meta.id)
-                            .is_none_or(|have| have.meta.last_seq < u.meta.last_seq);
-                        if newer {
-                            latest.insert(u.meta.id.clone(), *u);
-                        }
-                    }
-                    Ok(QueueMsg::Flush) | Err(RecvTimeoutError::Timeout) => break,
-                    Err(RecvTimeoutError::Disconnected) => {
-                        open = false;
-                        break;
-                    }
-                }
-            }
-        }
-        if !latest.is_empty() {
-            let batch: Vec<(String, SessionMeta, u64)> = latest
-                .drain()
-                .map(|(_, u)| (u.dir_slug, u.meta, u.log_bytes))
-                .collect();
-            if let Err(e) = index.update_appended(&batch) {
-                tracing::warn!(error = %e, "cannot update the index; the next open repairs it");
-            }
-        }
-        let (lock, cv) = &*progress;
-        let mut d = lock.lock().unwrap_or_else(|p| p.into_inner());
-        *d = (*d).max(ticket);
-        cv.notify_all();
-    }
-}
-
-impl IndexQueue {
-    fn start(index: Arc<Index>) -> Self {
-        let (tx, rx) = std::sync::mpsc::channel::<QueueMsg>();
-        let done = Arc::new((Mutex::new(0u64), std::sync::Condvar::new()));
-        let progress = done.clone();
-        let worker = std::thread::Builder::new()
-            .name("weft-fs-index".into())
-            .spawn(move || index_worker(index, rx, progress))
-            .ok();
-        Self {
-            tx: Mutex::new(worker.as_ref().map(|_| tx)),
-            issued: AtomicU64::new(0),
-            done,
-            worker: Mutex::new(worker),
-        }
-    }
-
-    /// Queues an update; applies it here when there is no worker.
-    fn push(&self, index: &Index, dir_slug: &str, meta: &SessionMeta, log_bytes: u64) {
-        let ticket = self.issued.fetch_add(1, Ordering::SeqCst) + 1;
-        let update = RowUpdate {
-            ticket,
-            dir_slug: dir_slug.to_string(),
-            meta: meta.clone(),
-            log_bytes,
-        };
-        let unsent = match self.tx.lock().unwrap_or_else(|p| p.into_inner()).as_ref() {
-            Some(tx) => tx
-                .send(QueueMsg::Update(Box::new(update)))
-                .err()
-                .and_then(|e| match e.0 {
-                    QueueMsg::Update(u) => Some(*u),
-                    QueueMsg::Flush => None,
-                }),
-            None => Some(update),
-        };
-        if let Some(u) = unsent {
-            if let Err(e) = index.update_appended(&[(u.dir_slug, u.meta, u.log_bytes)]) {
-                tracing::warn!(error = %e, "cannot update the index; the next open repairs it");
-            }
-            let (lock, cv) = &*self.done;
-            let mut d = lock.lock().unwrap_or_else(|p| p.into_inner());
-            *d = (*d).max(ticket);
-            cv.notify_all();
-        }
-    }
-
-    /// Has every update queued so far applied, and waits for it.
-    fn barrier(&self) {
-        let target = self.issued.load(Ordering::SeqCst);
-        let (lock, cv) = &*self.done;
-        if *lock.lock().unwrap_or_else(|p| p.into_inner()) >= target {
-            return;
-        }
-        if let Some(tx) = self.tx.lock().unwrap_or_else(|p| p.into_inner()).as_ref() {
-            let _ = tx.send(QueueMsg::Flush);
-        }
-        let mut d = lock.lock().unwrap_or_else(|p| p.into_inner());
-        while *d < target {
-            let (next, timeout) = cv
-                .wait_timeout(d, std::time::Duration::from_secs(10))
-                .unwrap_or_else(|p| p.into_inner());
-            d = next;
-            if timeout.timed_out() {
-                tracing::warn!("index updates are late; reading the index without them");
-                break;
-            }
-        }
-    }
-
-    /// Applies what is queued and stops the worker.
-    fn shutdown(&self) {
-        self.tx.lock().unwrap_or_else(|p| p.into_inner()).take();
-        if let Some(w) = self.worker.lock().unwrap_or_else(|p| p.into_inner()).take() {
-            let _ = w.join();
-        }
-    }
 }
 
 impl Drop for Inner {
@@ -506,6 +364,15 @@ fn sidecar(path: &Path, suffix: &str) -> PathBuf {
     PathBuf::from(p)
 }
 
+/// The error of a failed no-follow open: a clear refusal for a symlink.
+fn open_err(path: &Path, e: std::io::Error) -> StoreError {
+    if is_symlink_refusal(&e) {
+        symlink_refused(path)
+    } else {
+        io_err(path, e)
+    }
+}
+
 /// The error for a session file or directory that is a symlink.
 fn symlink_refused(path: &Path) -> StoreError {
     StoreError::Refused(format!(
@@ -635,6 +502,7 @@ impl Inner {
             .as_ref()
             .map(|w| w.id.clone());
         let mut candidates: HashSet<String> = self.index.writers()?.into_iter().collect();
+        let mut checked = false;
         if let Ok(entries) = fs::read_dir(&dir) {
             for e in entries.flatten() {
                 if let Some(name) = e.file_name().to_str()
@@ -658,6 +526,13 @@ impl Inner {
                 Err(e) if e.kind() == ErrorKind::NotFound => None,
                 Err(e) => return Err(io_err(&path, e)),
             };
+            if lock.is_some() && !checked {
+                // A process died while writing, maybe in a power loss,
+                // which `synchronous=OFF` lets corrupt the index: check it
+                // (a damaged one is moved aside and rebuilt by the open).
+                checked = true;
+                self.index.quick_check()?;
+            }
             for (id, slug) in self.index.touched_by(&w)? {
                 let Ok(id) = SessionId::parse(id) else {
                     continue;
@@ -766,6 +641,11 @@ impl Inner {
         .at(location)?;
         if head.last_seq > 0 {
             if let Some(d) = log::damaged_tail(file, &head, &self.bytes_read).at(location)? {
+                tracing::warn!(
+                    log = %location.display(),
+                    seq = d.last_seq,
+                    "the last record of a session log is damaged (complete but unreadable): it is skipped, its seq stays used, and the next append moves it to {QUARANTINE_FILE}"
+                );
                 head.last_seq = head.last_seq.max(d.last_seq);
             }
             if let Some(dir) = location.parent() {
@@ -914,7 +794,7 @@ impl Inner {
             {
                 Ok(f) => f,
                 Err(e) if e.kind() == ErrorKind::NotFound => return Err(not_found(id)),
-                Err(e) => return Err(io_err(&path, e)),
+                Err(e) => return Err(open_err(&path, e)),
             };
             file.lock().at(&path)?;
             // The directory may have been removed (and even recreated)
@@ -962,7 +842,7 @@ impl Inner {
                     Err(e) => return Err(io_err(&path, e)),
                 }
             }
-            Err(e) => return Err(io_err(&path, e)),
+            Err(e) => return Err(open_err(&path, e)),
         };
         match file.try_lock() {
             Ok(()) => Ok(Some(SessionLock { _file: Some(file) })),
@@ -1057,13 +937,7 @@ impl Inner {
                 .create(true)
                 .truncate(true)
                 .open(&log_path)
-                .map_err(|e| {
-                    if is_symlink_refusal(&e) {
-                        symlink_refused(&log_path)
-                    } else {
-                        io_err(&log_path, e)
-                    }
-                })?;
+                .map_err(|e| open_err(&log_path, e))?;
             if !file.metadata().at(&log_path)?.is_file() {
                 return Err(StoreError::Refused(format!(
                     "{} is not a regular file: remove it and retry",
@@ -1536,7 +1410,7 @@ impl Inner {
             .create(true)
             .append(true)
             .open(&path)
-            .at(&path)?;
+            .map_err(|e| open_err(&path, e))?;
         file.write_all(&lines).at(&path)?;
         let len = file.metadata().at(&path)?.len();
         drop(file);

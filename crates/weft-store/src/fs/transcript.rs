@@ -40,7 +40,7 @@ use weft_core::view::SessionView;
 
 use super::log::{self, BackLines};
 use super::{Folded, Inner, LOG_FILE, TRANSCRIPT_FILE};
-use crate::util::{IoContext, io_err, no_follow, write_atomic};
+use crate::util::{IoContext, io_err, no_follow, sweep_temp_files, write_atomic};
 
 /// Where `transcript.jsonl` stands.
 enum Progress {
@@ -93,6 +93,9 @@ impl Inner {
         }
         let mut progress = self.transcript_progress(dir)?;
         if let Progress::Torn(start) = progress {
+            // A failed write was here: an older weft may also have left
+            // the temp file of a failed rewrite holding the disk's space.
+            sweep_temp_files(dir);
             let path = dir.join(TRANSCRIPT_FILE);
             tracing::warn!(file = %path.display(), offset = start, "cutting off a torn last line of transcript.jsonl");
             no_follow()
