@@ -229,7 +229,16 @@ impl Checker {
 /// Checks the fs store rooted at `home` and reports what is wrong. Writes
 /// nothing (works on a read-only home).
 pub fn check(home: &Path) -> Result<Report, StoreError> {
-    let md = fs::metadata(home).at(home)?;
+    let md = match fs::metadata(home) {
+        Ok(md) => md,
+        Err(e) if e.kind() == ErrorKind::NotFound => {
+            return Err(StoreError::Invalid(format!(
+                "there is no weft home at {}: point WEFT_HOME or --home at it",
+                home.display()
+            )));
+        }
+        Err(e) => return Err(io_err(home, e)),
+    };
     if !md.is_dir() {
         return Err(StoreError::Invalid(format!(
             "{} is not a directory: point WEFT_HOME or --home at the weft home",
