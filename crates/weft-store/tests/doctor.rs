@@ -331,3 +331,34 @@ async fn sqlite_store_check() {
     let report = doctor::check_sqlite(&file).expect("check");
     assert_eq!(kinds(&report), vec![FindingKind::BadSequence]);
 }
+
+#[tokio::test]
+async fn a_damaged_index_is_set_aside_and_rebuilt() {
+    let home = tempfile::tempdir().expect("tempdir");
+    {
+        let store = FsStore::open(home.path()).expect("open");
+        session(&store, 2).await;
+    }
+    let index = home.path().join("index.sqlite");
+    fs::write(&index, "garbage, not a database").expect("write");
+    for suffix in ["-wal", "-shm"] {
+        let _ = fs::remove_file(home.path().join(format!("index.sqlite{suffix}")));
+    }
+    let report = doctor::check(home.path()).expect("check");
+    assert_eq!(kinds(&report), vec![FindingKind::Index], "{report:#?}");
+    let fixed = doctor::fix(home.path()).expect("fix");
+    assert!(fixed.healthy(), "{fixed:#?}");
+    assert_eq!(kinds(&fixed), vec![]);
+    let aside = fs::read_dir(home.path())
+        .expect("read_dir")
+        .flatten()
+        .filter(|e| {
+            e.file_name()
+                .to_string_lossy()
+                .starts_with("index.sqlite.damaged-")
+        })
+        .count();
+    assert_eq!(aside, 1, "the damaged index is kept aside");
+    let store = FsStore::open(home.path()).expect("open");
+    assert_eq!(store.indexed_sessions().expect("count"), 1);
+}

@@ -811,13 +811,24 @@ fn metadata_problem(
 
 /// Opens a database without writing anything: as immutable when it has no
 /// write-ahead log (a read-only open would still create `-shm`/`-wal`
-/// files), read-only otherwise (the log must be read).
+/// files), read-only otherwise (the log must be read) unless that fails.
 fn open_read_only(path: &Path) -> rusqlite::Result<rusqlite::Connection> {
     use rusqlite::{Connection, OpenFlags};
     let mut wal = path.as_os_str().to_owned();
     wal.push("-wal");
     if Path::new(&wal).exists() {
-        return Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY);
+        // On a read-only home without `-shm` this fails; the immutable open
+        // below then reads the database without its newest WAL pages.
+        let conn = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY);
+        if let Ok(conn) = conn
+            && conn
+                .query_row("SELECT count(*) FROM sqlite_master", [], |r| {
+                    r.get::<_, i64>(0)
+                })
+                .is_ok()
+        {
+            return Ok(conn);
+        }
     }
     let mut uri = String::from("file:");
     for c in path.to_string_lossy().chars() {

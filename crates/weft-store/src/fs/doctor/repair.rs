@@ -30,8 +30,14 @@ pub fn fix(home: &Path) -> Result<Report, StoreError> {
         let done = match f.kind {
             FindingKind::TempFile => remove_temp(&f.path)?,
             FindingKind::Permissions => tighten(home, &f.path)?,
-            FindingKind::Index
-            | FindingKind::IndexMissingRow
+            FindingKind::Index => {
+                // Unreadable or damaged: it is a cache, so it is set aside
+                // (kept for a post-mortem) and rebuilt.
+                move_aside(&f.path)?;
+                rebuild_index = true;
+                true
+            }
+            FindingKind::IndexMissingRow
             | FindingKind::IndexStaleRow
             | FindingKind::IndexOrphanRow => {
                 rebuild_index = true;
@@ -65,6 +71,30 @@ pub fn fix(home: &Path) -> Result<Report, StoreError> {
     fixed.retain(|f: &Finding| !after.findings.contains(f));
     after.fixed = fixed;
     Ok(after)
+}
+
+/// Renames a damaged database and its WAL files to
+/// `<name>.damaged-<unix seconds>…`.
+fn move_aside(db: &Path) -> Result<(), StoreError> {
+    if !db.exists() {
+        return Ok(());
+    }
+    let stamp = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    for suffix in ["", "-wal", "-shm"] {
+        let mut from = db.as_os_str().to_owned();
+        from.push(suffix);
+        let mut to = db.as_os_str().to_owned();
+        to.push(format!(".damaged-{stamp}{suffix}"));
+        match fs::rename(&from, &to) {
+            Ok(()) => {}
+            Err(e) if e.kind() == ErrorKind::NotFound => {}
+            Err(e) => return Err(io_err(Path::new(&from), e)),
+        }
+    }
+    Ok(())
 }
 
 fn session_dir_of(path: &Path) -> Option<PathBuf> {
