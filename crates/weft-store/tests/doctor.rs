@@ -282,12 +282,15 @@ async fn symlinks_and_bad_sequences_are_reported_not_followed() {
     let target = outside.path().join("meta.json");
     fs::rename(linked.join(META_FILE), &target).expect("mv");
     std::os::unix::fs::symlink(&target, linked.join(META_FILE)).expect("symlink");
+    // A torn tail in the session with the symlink: not repaired through it.
+    append(&linked.join(LOG_FILE), b"{\"v\":1,");
     // Drop seq 3 from the other log.
     let log = gap.join(LOG_FILE);
     let text = fs::read_to_string(&log).expect("read");
     let kept: Vec<&str> = text.lines().filter(|l| !l.contains("\"seq\":3,")).collect();
     fs::write(&log, kept.join("\n") + "\n").expect("write");
 
+    let outside_before = fs::read(&target).expect("read");
     let report = doctor::check(home.path()).expect("check");
     let symlink = report
         .findings
@@ -307,6 +310,15 @@ async fn symlinks_and_bad_sequences_are_reported_not_followed() {
         fs::symlink_metadata(linked.join(META_FILE))
             .expect("stat")
             .is_symlink()
+    );
+    assert!(
+        kinds(&fixed).contains(&FindingKind::TornTail),
+        "left alone: {fixed:#?}"
+    );
+    assert_eq!(
+        fs::read(&target).expect("read"),
+        outside_before,
+        "the file behind the symlink was not written"
     );
 }
 

@@ -126,6 +126,21 @@ fn tighten(home: &Path, path: &Path) -> Result<bool, StoreError> {
 /// `metadata.json` and `transcript.jsonl` from the log. Skips a session a
 /// writer holds (the check reports it again).
 fn repair_session(dir: &Path) -> Result<(), StoreError> {
+    let files = [
+        LOCK_FILE,
+        LOG_FILE,
+        QUARANTINE_FILE,
+        META_FILE,
+        TRANSCRIPT_FILE,
+    ];
+    if files
+        .iter()
+        .any(|f| fs::symlink_metadata(dir.join(f)).is_ok_and(|m| m.file_type().is_symlink()))
+    {
+        // Never write through a symlink; the check reports it.
+        tracing::warn!(dir = %dir.display(), "a session file is a symlink; not repairing the session");
+        return Ok(());
+    }
     let lock_path = dir.join(LOCK_FILE);
     let lock = OpenOptions::new()
         .read(true)
