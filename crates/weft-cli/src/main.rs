@@ -9,6 +9,7 @@
 mod app;
 mod branch_cmd;
 mod config;
+mod doctor_cmd;
 mod models;
 mod run;
 mod serve;
@@ -166,6 +167,10 @@ enum Command {
     },
     /// Start the daemon (REST + SSE API).
     Serve(serve::ServeArgs),
+    /// Check the store of this weft home and, with --fix, repair it.
+    ///
+    /// Exit status 0: healthy; 1: problems found; 2: the home cannot be checked.
+    Doctor(doctor_cmd::DoctorArgs),
     /// Print shell completions.
     Completions {
         /// The shell.
@@ -572,7 +577,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
         }) => models::models(&app, provider, base_url, script, json).await,
         Some(Command::Profiles { json }) => models::profiles(&app, json),
         Some(Command::Serve(args)) => serve::run(&app, args).await,
-        Some(Command::Completions { .. }) => Ok(()),
+        Some(Command::Completions { .. } | Command::Doctor(_)) => Ok(()),
     }
 }
 
@@ -668,21 +673,38 @@ async fn session_command(app: &App, cmd: SessionCommand) -> anyhow::Result<()> {
 fn main() {
     let cli = Cli::parse();
     init_logging(cli.global.verbose);
+    if let Some(Command::Doctor(args)) = &cli.command {
+        // Before anything opens the store: doctor must work on a home the
+        // store cannot open, and must not write to it without --fix.
+        let g = &cli.global;
+        match doctor_cmd::run(g.home.clone(), g.store.as_deref(), args) {
+            Ok(healthy) => std::process::exit(if healthy { 0 } else { 1 }),
+            Err(e) => {
+                eprintln!("error: {}", error_message(&e));
+                std::process::exit(2);
+            }
+        }
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .context("cannot start the async runtime");
     let result = runtime.and_then(|rt| rt.block_on(dispatch(cli)));
     if let Err(e) = result {
-        let mut message = e.to_string();
-        for cause in e.chain().skip(1) {
-            let c = cause.to_string();
-            if !message.contains(&c) {
-                message.push_str(": ");
-                message.push_str(&c);
-            }
-        }
-        eprintln!("error: {message}");
+        eprintln!("error: {}", error_message(&e));
         std::process::exit(1);
     }
+}
+
+/// An error and its causes on one line, each cause once.
+fn error_message(e: &anyhow::Error) -> String {
+    let mut message = e.to_string();
+    for cause in e.chain().skip(1) {
+        let c = cause.to_string();
+        if !message.contains(&c) {
+            message.push_str(": ");
+            message.push_str(&c);
+        }
+    }
+    message
 }

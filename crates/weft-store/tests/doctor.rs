@@ -282,12 +282,15 @@ async fn symlinks_and_bad_sequences_are_reported_not_followed() {
     let target = outside.path().join("meta.json");
     fs::rename(linked.join(META_FILE), &target).expect("mv");
     std::os::unix::fs::symlink(&target, linked.join(META_FILE)).expect("symlink");
+    // A torn tail in the session with the symlink: not repaired through it.
+    append(&linked.join(LOG_FILE), b"{\"v\":1,");
     // Drop seq 3 from the other log.
     let log = gap.join(LOG_FILE);
     let text = fs::read_to_string(&log).expect("read");
     let kept: Vec<&str> = text.lines().filter(|l| !l.contains("\"seq\":3,")).collect();
     fs::write(&log, kept.join("\n") + "\n").expect("write");
 
+    let outside_before = fs::read(&target).expect("read");
     let report = doctor::check(home.path()).expect("check");
     let symlink = report
         .findings
@@ -307,6 +310,15 @@ async fn symlinks_and_bad_sequences_are_reported_not_followed() {
         fs::symlink_metadata(linked.join(META_FILE))
             .expect("stat")
             .is_symlink()
+    );
+    assert!(
+        kinds(&fixed).contains(&FindingKind::TornTail),
+        "left alone: {fixed:#?}"
+    );
+    assert_eq!(
+        fs::read(&target).expect("read"),
+        outside_before,
+        "the file behind the symlink was not written"
     );
 }
 
@@ -330,4 +342,35 @@ async fn sqlite_store_check() {
     drop(conn);
     let report = doctor::check_sqlite(&file).expect("check");
     assert_eq!(kinds(&report), vec![FindingKind::BadSequence]);
+}
+
+#[tokio::test]
+async fn a_damaged_index_is_set_aside_and_rebuilt() {
+    let home = tempfile::tempdir().expect("tempdir");
+    {
+        let store = FsStore::open(home.path()).expect("open");
+        session(&store, 2).await;
+    }
+    let index = home.path().join("index.sqlite");
+    fs::write(&index, "garbage, not a database").expect("write");
+    for suffix in ["-wal", "-shm"] {
+        let _ = fs::remove_file(home.path().join(format!("index.sqlite{suffix}")));
+    }
+    let report = doctor::check(home.path()).expect("check");
+    assert_eq!(kinds(&report), vec![FindingKind::Index], "{report:#?}");
+    let fixed = doctor::fix(home.path()).expect("fix");
+    assert!(fixed.healthy(), "{fixed:#?}");
+    assert_eq!(kinds(&fixed), vec![]);
+    let aside = fs::read_dir(home.path())
+        .expect("read_dir")
+        .flatten()
+        .filter(|e| {
+            e.file_name()
+                .to_string_lossy()
+                .starts_with("index.sqlite.damaged-")
+        })
+        .count();
+    assert_eq!(aside, 1, "the damaged index is kept aside");
+    let store = FsStore::open(home.path()).expect("open");
+    assert_eq!(store.indexed_sessions().expect("count"), 1);
 }

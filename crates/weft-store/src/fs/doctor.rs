@@ -229,7 +229,16 @@ impl Checker {
 /// Checks the fs store rooted at `home` and reports what is wrong. Writes
 /// nothing (works on a read-only home).
 pub fn check(home: &Path) -> Result<Report, StoreError> {
-    let md = fs::metadata(home).at(home)?;
+    let md = match fs::metadata(home) {
+        Ok(md) => md,
+        Err(e) if e.kind() == ErrorKind::NotFound => {
+            return Err(StoreError::Invalid(format!(
+                "there is no weft home at {}: point WEFT_HOME or --home at it",
+                home.display()
+            )));
+        }
+        Err(e) => return Err(io_err(home, e)),
+    };
     if !md.is_dir() {
         return Err(StoreError::Invalid(format!(
             "{} is not a directory: point WEFT_HOME or --home at the weft home",
@@ -802,13 +811,24 @@ fn metadata_problem(
 
 /// Opens a database without writing anything: as immutable when it has no
 /// write-ahead log (a read-only open would still create `-shm`/`-wal`
-/// files), read-only otherwise (the log must be read).
+/// files), read-only otherwise (the log must be read) unless that fails.
 fn open_read_only(path: &Path) -> rusqlite::Result<rusqlite::Connection> {
     use rusqlite::{Connection, OpenFlags};
     let mut wal = path.as_os_str().to_owned();
     wal.push("-wal");
     if Path::new(&wal).exists() {
-        return Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY);
+        // On a read-only home without `-shm` this fails; the immutable open
+        // below then reads the database without its newest WAL pages.
+        let conn = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY);
+        if let Ok(conn) = conn
+            && conn
+                .query_row("SELECT count(*) FROM sqlite_master", [], |r| {
+                    r.get::<_, i64>(0)
+                })
+                .is_ok()
+        {
+            return Ok(conn);
+        }
     }
     let mut uri = String::from("file:");
     for c in path.to_string_lossy().chars() {
@@ -822,4 +842,51 @@ fn open_read_only(path: &Path) -> rusqlite::Result<rusqlite::Connection> {
         uri,
         OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_URI,
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn temp_file_names() {
+        assert_eq!(temp_pid(".metadata.json.tmp-123"), Some(123));
+        assert_eq!(temp_pid(".x.tmp-"), None);
+        assert_eq!(temp_pid("metadata.json.tmp-123"), None);
+        assert_eq!(temp_pid(".trash-abc"), None);
+    }
+
+    #[test]
+    fn a_log_is_split_into_records_corruption_and_tail() {
+        use crate::conformance::text;
+        use weft_core::Role;
+        let line = |seq: u64| -> Vec<u8> {
+            let records = Record::batch(seq - 1, vec![text(Role::User, "x")]);
+            log::encode_batch(&records).expect("encode")
+        };
+        // A batch of two whose last line never made it: its first line.
+        let batch = Record::batch(2, vec![text(Role::User, "a"), text(Role::User, "b")]);
+        let encoded = log::encode_batch(&batch).expect("encode");
+        let first_of_batch = &encoded[..=encoded.iter().position(|&b| b == b'\n').expect("nl")];
+        let mut bytes = line(1);
+        let corrupt_at = bytes.len() as u64;
+        bytes.extend_from_slice(b"{bad\n");
+        bytes.extend_from_slice(&line(2));
+        let valid_len = bytes.len() as u64;
+        bytes.extend_from_slice(b"not json\n");
+        bytes.extend_from_slice(first_of_batch);
+        bytes.extend_from_slice(b"{\"v\":1,");
+        let parsed = parse_log(&bytes);
+        assert_eq!(
+            parsed.records.iter().map(|r| r.seq).collect::<Vec<_>>(),
+            vec![1, 2]
+        );
+        assert_eq!(parsed.corrupt, vec![corrupt_at]);
+        assert_eq!(parsed.valid_len, valid_len);
+        assert_eq!(
+            parsed.tail_lines, 2,
+            "an unreadable line and an unfinished batch"
+        );
+        assert_eq!(parsed.file_len - parsed.torn_at, 7);
+    }
 }

@@ -30,8 +30,14 @@ pub fn fix(home: &Path) -> Result<Report, StoreError> {
         let done = match f.kind {
             FindingKind::TempFile => remove_temp(&f.path)?,
             FindingKind::Permissions => tighten(home, &f.path)?,
-            FindingKind::Index
-            | FindingKind::IndexMissingRow
+            FindingKind::Index => {
+                // Unreadable or damaged: it is a cache, so it is set aside
+                // (kept for a post-mortem) and rebuilt.
+                move_aside(&f.path)?;
+                rebuild_index = true;
+                true
+            }
+            FindingKind::IndexMissingRow
             | FindingKind::IndexStaleRow
             | FindingKind::IndexOrphanRow => {
                 rebuild_index = true;
@@ -67,6 +73,30 @@ pub fn fix(home: &Path) -> Result<Report, StoreError> {
     Ok(after)
 }
 
+/// Renames a damaged database and its WAL files to
+/// `<name>.damaged-<unix seconds>…`.
+fn move_aside(db: &Path) -> Result<(), StoreError> {
+    if !db.exists() {
+        return Ok(());
+    }
+    let stamp = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    for suffix in ["", "-wal", "-shm"] {
+        let mut from = db.as_os_str().to_owned();
+        from.push(suffix);
+        let mut to = db.as_os_str().to_owned();
+        to.push(format!(".damaged-{stamp}{suffix}"));
+        match fs::rename(&from, &to) {
+            Ok(()) => {}
+            Err(e) if e.kind() == ErrorKind::NotFound => {}
+            Err(e) => return Err(io_err(Path::new(&from), e)),
+        }
+    }
+    Ok(())
+}
+
 fn session_dir_of(path: &Path) -> Option<PathBuf> {
     path.parent().map(Path::to_path_buf)
 }
@@ -96,6 +126,21 @@ fn tighten(home: &Path, path: &Path) -> Result<bool, StoreError> {
 /// `metadata.json` and `transcript.jsonl` from the log. Skips a session a
 /// writer holds (the check reports it again).
 fn repair_session(dir: &Path) -> Result<(), StoreError> {
+    let files = [
+        LOCK_FILE,
+        LOG_FILE,
+        QUARANTINE_FILE,
+        META_FILE,
+        TRANSCRIPT_FILE,
+    ];
+    if files
+        .iter()
+        .any(|f| fs::symlink_metadata(dir.join(f)).is_ok_and(|m| m.file_type().is_symlink()))
+    {
+        // Never write through a symlink; the check reports it.
+        tracing::warn!(dir = %dir.display(), "a session file is a symlink; not repairing the session");
+        return Ok(());
+    }
     let lock_path = dir.join(LOCK_FILE);
     let lock = OpenOptions::new()
         .read(true)
