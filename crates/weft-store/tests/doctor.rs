@@ -171,7 +171,7 @@ async fn fix_repairs_a_damaged_home_without_losing_a_record() {
     let home = tempfile::tempdir().expect("tempdir");
     let store = FsStore::open(home.path()).expect("open");
     let (_, torn) = session(&store, 3).await;
-    let (_, corrupt_last) = session(&store, 3).await;
+    let (corrupt_id, corrupt_last) = session(&store, 3).await;
     let (_, derived) = session(&store, 3).await;
     let (_, middle) = session(&store, 3).await;
     let (_, gone) = session(&store, 1).await;
@@ -251,10 +251,13 @@ async fn fix_repairs_a_damaged_home_without_losing_a_record() {
     // Every record is still there; the unreadable line moved aside.
     assert_eq!(count(&torn), records[0]);
     assert_eq!(count(&corrupt_last), records[1]);
-    assert_eq!(
-        fs::read_to_string(corrupt_last.join(QUARANTINE_FILE)).expect("quarantine"),
-        "{\"v\":1,\"seX\":5}\n"
-    );
+    // In the store's quarantine shape, with the seq it burns.
+    let quarantined: serde_json::Value = serde_json::from_str(
+        &fs::read_to_string(corrupt_last.join(QUARANTINE_FILE)).expect("quarantine"),
+    )
+    .expect("one JSON line");
+    assert_eq!(quarantined["seq"], 5);
+    assert_eq!(quarantined["line"], "{\"v\":1,\"seX\":5}");
     assert_eq!(count(&derived), records[2]);
     assert_eq!(count(&middle), records[3]);
     assert!(derived.join(META_FILE).is_file());
@@ -269,6 +272,14 @@ async fn fix_repairs_a_damaged_home_without_losing_a_record() {
     assert_eq!(store.indexed_sessions().expect("count"), 4);
     let again = doctor::check(home.path()).expect("check");
     assert_eq!(kinds(&again), kinds(&fixed));
+    // The quarantined record's seq is never reused.
+    push(
+        &store,
+        &corrupt_id,
+        vec![weft_store::conformance::text(Role::User, "after the fix")],
+    )
+    .await;
+    assert_eq!(store.get(&corrupt_id).await.expect("get").last_seq, 6);
 }
 
 #[tokio::test]

@@ -52,7 +52,7 @@ use super::{EVENTS_FILE, LOCK_FILE, LOG_FILE, META_FILE, TRANSCRIPT_FILE, log, t
 use crate::util::{IoContext, io_err, validate_slug};
 
 /// The side file holding records set aside from a session log.
-pub const QUARANTINE_FILE: &str = "log.quarantine.jsonl";
+pub use super::QUARANTINE_FILE;
 
 /// How old a temp file must be before it counts as stale whatever its pid.
 const TEMP_MAX_AGE: Duration = Duration::from_secs(60);
@@ -668,7 +668,14 @@ fn check_session(c: &mut Checker, slug: &str, id: &str, dir: &Path) -> Result<()
         );
         return Ok(());
     };
-    let last_seq = last.seq;
+    // Seqs burned by quarantined records count as used (the store's head
+    // is past them too).
+    let burned = if symlinked.contains(QUARANTINE_FILE) {
+        0
+    } else {
+        super::recovery::quarantined_seq(dir).unwrap_or(0)
+    };
+    let last_seq = last.seq.max(burned);
     if let Some(problem) = sequence_problem(id, &parsed.records) {
         c.add(
             FindingKind::BadSequence,

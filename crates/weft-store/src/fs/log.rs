@@ -266,7 +266,7 @@ struct SeqProbe {
 /// The seq of a line, reading as little as possible: the writer puts
 /// `{"v":N,"seq":` first, so the number is parsed from the prefix; any other
 /// shape falls back to parsing the line.
-fn line_seq(line: &[u8]) -> Option<u64> {
+pub(crate) fn line_seq(line: &[u8]) -> Option<u64> {
     if let Some(rest) = line.strip_prefix(b"{\"v\":") {
         let rest = rest.get(rest.iter().position(|&b| b == b',')?..)?;
         if let Some(digits) = rest.strip_prefix(b",\"seq\":") {

@@ -31,22 +31,7 @@ use crate::util::{IoContext, io_err, no_follow, sync_dir};
 impl Inner {
     /// The largest seq recorded in the session's quarantine file (0: none).
     pub(super) fn quarantined_seq(&self, dir: &Path) -> Result<u64, StoreError> {
-        let path = dir.join(QUARANTINE_FILE);
-        let bytes = match no_follow().read(true).open(&path) {
-            Ok(mut f) => {
-                let mut buf = Vec::new();
-                std::io::Read::read_to_end(&mut f, &mut buf).at(&path)?;
-                buf
-            }
-            Err(e) if e.kind() == ErrorKind::NotFound => return Ok(0),
-            Err(e) => return Err(io_err(&path, e)),
-        };
-        Ok(bytes
-            .split(|&b| b == b'\n')
-            .filter_map(|l| serde_json::from_slice::<Value>(l).ok())
-            .filter_map(|v| v.get("seq").and_then(Value::as_u64))
-            .max()
-            .unwrap_or(0))
+        quarantined_seq(dir)
     }
 
     /// Moves damaged committed lines out of the log: appends them to the
@@ -58,46 +43,87 @@ impl Inner {
         log_path: &Path,
         damaged: &Damaged,
     ) -> Result<(), StoreError> {
-        let path = dir.join(QUARANTINE_FILE);
         let first = damaged.last_seq + 1 - damaged.lines.len() as u64;
-        let now = chrono::Utc::now().to_rfc3339();
-        let mut out = Vec::new();
-        for (i, line) in damaged.lines.iter().enumerate() {
-            let entry = json!({
-                "seq": first + i as u64,
-                "offset": line.start,
-                "quarantined_at": now,
-                "line": String::from_utf8_lossy(&line.bytes),
-            });
-            // Serialising a Value cannot fail.
-            if serde_json::to_writer(&mut out, &entry).is_ok() {
-                out.push(b'\n');
-            }
-        }
-        let existed = path.exists();
-        let mut file = no_follow()
-            .create(true)
-            .append(true)
-            .open(&path)
-            .at(&path)?;
-        let before = file.metadata().at(&path)?.len();
-        let written = file.write_all(&out).and_then(|()| file.sync_data());
-        if let Err(e) = written {
-            let _ = file.set_len(before);
-            return Err(io_err(&path, e));
-        }
-        if !existed {
-            sync_dir(dir)?;
-        }
-        tracing::warn!(
-            log = %log_path.display(),
-            quarantine = %path.display(),
-            seq = damaged.last_seq,
-            lines = damaged.lines.len(),
-            "a committed record of the session log is damaged: moved it to {QUARANTINE_FILE}; its seq is not reused (`weft doctor` reports it)"
-        );
-        Ok(())
+        let lines: Vec<(u64, u64, &[u8])> = damaged
+            .lines
+            .iter()
+            .enumerate()
+            .map(|(i, line)| (first + i as u64, line.start, line.bytes.as_slice()))
+            .collect();
+        write_quarantine(dir, log_path, &lines)
     }
+}
+
+/// The largest seq recorded in the quarantine file of the session in
+/// `dir` (0: none).
+pub(crate) fn quarantined_seq(dir: &Path) -> Result<u64, StoreError> {
+    let path = dir.join(QUARANTINE_FILE);
+    let bytes = match no_follow().read(true).open(&path) {
+        Ok(mut f) => {
+            let mut buf = Vec::new();
+            std::io::Read::read_to_end(&mut f, &mut buf).at(&path)?;
+            buf
+        }
+        Err(e) if e.kind() == ErrorKind::NotFound => return Ok(0),
+        Err(e) => return Err(io_err(&path, e)),
+    };
+    Ok(bytes
+        .split(|&b| b == b'\n')
+        .filter_map(|l| serde_json::from_slice::<Value>(l).ok())
+        .filter_map(|v| v.get("seq").and_then(Value::as_u64))
+        .max()
+        .unwrap_or(0))
+}
+
+/// Appends `(seq, offset, raw line)` entries to the session's quarantine
+/// file in the documented shape and makes them durable (the one writer of
+/// `log.quarantine.jsonl`: the store and `weft doctor --fix` both use it).
+pub(crate) fn write_quarantine(
+    dir: &Path,
+    log_path: &Path,
+    lines: &[(u64, u64, &[u8])],
+) -> Result<(), StoreError> {
+    let Some(&(last_seq, _, _)) = lines.last() else {
+        return Ok(());
+    };
+    let path = dir.join(QUARANTINE_FILE);
+    let now = chrono::Utc::now().to_rfc3339();
+    let mut out = Vec::new();
+    for &(seq, offset, bytes) in lines {
+        let entry = json!({
+            "seq": seq,
+            "offset": offset,
+            "quarantined_at": now,
+            "line": String::from_utf8_lossy(bytes),
+        });
+        // Serialising a Value cannot fail.
+        if serde_json::to_writer(&mut out, &entry).is_ok() {
+            out.push(b'\n');
+        }
+    }
+    let existed = path.exists();
+    let mut file = no_follow()
+        .create(true)
+        .append(true)
+        .open(&path)
+        .at(&path)?;
+    let before = file.metadata().at(&path)?.len();
+    let written = file.write_all(&out).and_then(|()| file.sync_data());
+    if let Err(e) = written {
+        let _ = file.set_len(before);
+        return Err(io_err(&path, e));
+    }
+    if !existed {
+        sync_dir(dir)?;
+    }
+    tracing::warn!(
+        log = %log_path.display(),
+        quarantine = %path.display(),
+        seq = last_seq,
+        lines = lines.len(),
+        "a committed record of the session log is damaged: moved it to {QUARANTINE_FILE}; its seq is not reused (`weft doctor` reports it)"
+    );
+    Ok(())
 }
 
 #[cfg(test)]

@@ -3,7 +3,7 @@
 
 use std::collections::HashSet;
 use std::fs::{self, OpenOptions};
-use std::io::{ErrorKind, Write};
+use std::io::ErrorKind;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
@@ -12,7 +12,7 @@ use weft_core::store::StoreError;
 use super::{
     Finding, FindingKind, QUARANTINE_FILE, Report, check, derive, meta_file_bytes, parse_log,
 };
-use crate::fs::{LOCK_FILE, LOG_FILE, META_FILE, TRANSCRIPT_FILE};
+use crate::fs::{LOCK_FILE, LOG_FILE, META_FILE, TRANSCRIPT_FILE, log, recovery};
 use crate::util::{IoContext, io_err, write_atomic};
 
 /// Checks the home, repairs every fixable finding without losing a record,
@@ -109,6 +109,46 @@ fn remove_temp(path: &Path) -> Result<bool, StoreError> {
     }
 }
 
+/// Moves the complete lines after the head to the quarantine file when any
+/// of them is damaged (as the store does before its next append), with the
+/// seqs they burn; lines that all parse are an uncommitted batch and are
+/// only cut.
+fn quarantine_damaged(
+    dir: &Path,
+    log_path: &Path,
+    parsed: &super::ParsedLog,
+    offset: usize,
+    set_aside: &[u8],
+) -> Result<(), StoreError> {
+    let mut lines = Vec::new();
+    let mut start = 0usize;
+    while let Some(i) = set_aside[start..].iter().position(|&b| b == b'\n') {
+        lines.push((offset + start, &set_aside[start..start + i]));
+        start += i + 1;
+    }
+    if lines.iter().all(|(_, l)| log::parse_line(l).is_ok()) {
+        return Ok(());
+    }
+    let head = parsed
+        .records
+        .last()
+        .map_or(0, |r| r.seq)
+        .max(recovery::quarantined_seq(dir)?);
+    let counted = head + lines.len() as u64;
+    let written = lines
+        .iter()
+        .filter_map(|(_, l)| log::line_seq(l))
+        .filter(|&s| s <= counted + 1024)
+        .max();
+    let first = counted.max(written.unwrap_or(0)) + 1 - lines.len() as u64;
+    let entries: Vec<(u64, u64, &[u8])> = lines
+        .iter()
+        .enumerate()
+        .map(|(i, (off, l))| (first + i as u64, *off as u64, *l))
+        .collect();
+    recovery::write_quarantine(dir, log_path, &entries)
+}
+
 fn tighten(home: &Path, path: &Path) -> Result<bool, StoreError> {
     let md = fs::symlink_metadata(path).at(path)?;
     let mode = md.permissions().mode() & 0o7777;
@@ -164,16 +204,7 @@ fn repair_session(dir: &Path) -> Result<(), StoreError> {
         let keep_end = usize::try_from(parsed.torn_at).unwrap_or(bytes.len());
         let start = usize::try_from(parsed.valid_len).unwrap_or(bytes.len());
         let set_aside = &bytes[start.min(keep_end)..keep_end];
-        if !set_aside.is_empty() {
-            let q = dir.join(QUARANTINE_FILE);
-            let mut qf = OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(&q)
-                .at(&q)?;
-            qf.write_all(set_aside).at(&q)?;
-            qf.sync_data().at(&q)?;
-        }
+        quarantine_damaged(dir, &log_path, &parsed, start.min(keep_end), set_aside)?;
         let file = OpenOptions::new()
             .write(true)
             .open(&log_path)
