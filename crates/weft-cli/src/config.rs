@@ -25,6 +25,47 @@ pub struct ServerSection {
     /// Largest accepted request body, in bytes.
     #[serde(default)]
     pub body_limit: Option<usize>,
+    /// Host names the daemon answers to besides loopback ones
+    /// (`public_hosts = ["weft.example.org"]`, or a comma-separated
+    /// `WEFT_SERVER__PUBLIC_HOSTS`).
+    #[serde(default, deserialize_with = "string_or_list")]
+    pub public_hosts: Vec<String>,
+    /// Origins of web pages allowed to call the daemon cross-origin
+    /// (`allowed_origins = ["https://app.example.org"]`).
+    #[serde(default, deserialize_with = "string_or_list")]
+    pub allowed_origins: Vec<String>,
+    /// The most connections served at once (default 4096).
+    #[serde(default)]
+    pub max_connections: Option<usize>,
+    /// Seconds a client may take to send a request's headers (default 20).
+    #[serde(default)]
+    pub header_timeout: Option<u64>,
+    /// Seconds a client may take to send a request's body (default 30).
+    #[serde(default)]
+    pub body_timeout: Option<u64>,
+}
+
+/// A list from a TOML array, or from one string with comma-separated
+/// items (what an environment variable gives).
+fn string_or_list<'de, D>(deserializer: D) -> Result<Vec<String>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+{
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum OneOrMany {
+        One(String),
+        Many(Vec<String>),
+    }
+    Ok(match OneOrMany::deserialize(deserializer)? {
+        OneOrMany::One(text) => text
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(str::to_string)
+            .collect(),
+        OneOrMany::Many(items) => items,
+    })
 }
 
 /// weft's whole configuration.
