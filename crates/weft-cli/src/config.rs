@@ -127,3 +127,34 @@ impl WeftConfig {
             .unwrap_or_else(|| "default".into())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn server_lists_come_from_toml_arrays_or_comma_separated_strings() {
+        let config: WeftConfig = Figment::new()
+            .merge(Toml::string(
+                r#"[server]
+public_hosts = ["weft.example.org"]
+max_connections = 64
+header_timeout = 5"#,
+            ))
+            // What `WEFT_SERVER__ALLOWED_ORIGINS=a,b` gives.
+            .merge((
+                "server.allowed_origins",
+                "https://a.example, https://b.example",
+            ))
+            .extract()
+            .expect("config");
+        assert_eq!(config.server.public_hosts, ["weft.example.org"]);
+        assert_eq!(
+            config.server.allowed_origins,
+            ["https://a.example", "https://b.example"]
+        );
+        assert_eq!(config.server.max_connections, Some(64));
+        assert_eq!(config.server.header_timeout, Some(5));
+        assert_eq!(config.server.body_timeout, None);
+    }
+}
