@@ -486,3 +486,41 @@ async fn connections_over_the_cap_wait_for_a_free_slot() {
     let (status, _) = s.get("/health").await;
     assert_eq!(status, 200);
 }
+
+/// Sends `request` on a fresh connection and returns the status line.
+async fn raw_status(s: &Server, request: &str) -> String {
+    let addr = s.base.trim_start_matches("http://").to_string();
+    let mut conn = TcpStream::connect(&addr).await.expect("connect");
+    conn.write_all(request.as_bytes()).await.expect("write");
+    let mut answer = Vec::new();
+    tokio::time::timeout(Duration::from_secs(10), conn.read_to_end(&mut answer))
+        .await
+        .expect("an answer")
+        .expect("read");
+    String::from_utf8_lossy(&answer)
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .to_string()
+}
+
+#[tokio::test]
+async fn a_missing_host_or_a_foreign_absolute_target_is_refused() {
+    let s = start(echo_plans()).await;
+    let line = raw_status(&s, "GET /health HTTP/1.1\r\nConnection: close\r\n\r\n").await;
+    assert!(line.starts_with("HTTP/1.1 421"), "{line}");
+    let line = raw_status(&s, "GET /health HTTP/1.0\r\n\r\n").await;
+    assert!(line.contains(" 421 "), "{line}");
+    let line = raw_status(
+        &s,
+        "GET http://rebound.attacker.example/health HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    assert!(line.starts_with("HTTP/1.1 421"), "{line}");
+    let line = raw_status(
+        &s,
+        "GET /health HTTP/1.1\r\nHost: [::1]\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    assert!(line.starts_with("HTTP/1.1 200"), "{line}");
+}
