@@ -25,6 +25,47 @@ pub struct ServerSection {
     /// Largest accepted request body, in bytes.
     #[serde(default)]
     pub body_limit: Option<usize>,
+    /// Host names the daemon answers to besides loopback ones
+    /// (`public_hosts = ["weft.example.org"]`, or a comma-separated
+    /// `WEFT_SERVER__PUBLIC_HOSTS`).
+    #[serde(default, deserialize_with = "string_or_list")]
+    pub public_hosts: Vec<String>,
+    /// Origins of web pages allowed to call the daemon cross-origin
+    /// (`allowed_origins = ["https://app.example.org"]`).
+    #[serde(default, deserialize_with = "string_or_list")]
+    pub allowed_origins: Vec<String>,
+    /// The most connections served at once (default 4096).
+    #[serde(default)]
+    pub max_connections: Option<usize>,
+    /// Seconds a client may take to send a request's headers (default 20).
+    #[serde(default)]
+    pub header_timeout: Option<u64>,
+    /// Seconds a client may take to send a request's body (default 30).
+    #[serde(default)]
+    pub body_timeout: Option<u64>,
+}
+
+/// A list from a TOML array, or from one string with comma-separated
+/// items (what an environment variable gives).
+fn string_or_list<'de, D>(deserializer: D) -> Result<Vec<String>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+{
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum OneOrMany {
+        One(String),
+        Many(Vec<String>),
+    }
+    Ok(match OneOrMany::deserialize(deserializer)? {
+        OneOrMany::One(text) => text
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(str::to_string)
+            .collect(),
+        OneOrMany::Many(items) => items,
+    })
 }
 
 /// weft's whole configuration.
@@ -84,5 +125,36 @@ impl WeftConfig {
             .clone()
             .or_else(|| std::env::var("USER").ok())
             .unwrap_or_else(|| "default".into())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn server_lists_come_from_toml_arrays_or_comma_separated_strings() {
+        let config: WeftConfig = Figment::new()
+            .merge(Toml::string(
+                r#"[server]
+public_hosts = ["weft.example.org"]
+max_connections = 64
+header_timeout = 5"#,
+            ))
+            // What `WEFT_SERVER__ALLOWED_ORIGINS=a,b` gives.
+            .merge((
+                "server.allowed_origins",
+                "https://a.example, https://b.example",
+            ))
+            .extract()
+            .expect("config");
+        assert_eq!(config.server.public_hosts, ["weft.example.org"]);
+        assert_eq!(
+            config.server.allowed_origins,
+            ["https://a.example", "https://b.example"]
+        );
+        assert_eq!(config.server.max_connections, Some(64));
+        assert_eq!(config.server.header_timeout, Some(5));
+        assert_eq!(config.server.body_timeout, None);
     }
 }

@@ -2,7 +2,8 @@
 //! configuration and modules.
 //!
 //! Settings come from the flags, else `[server]` in config.toml /
-//! `WEFT_SERVER__*`, else the defaults (127.0.0.1:8420, 1 MiB bodies). The
+//! `WEFT_SERVER__*`, else the defaults (127.0.0.1:8420, 1 MiB bodies);
+//! `--public-host` and `--allow-origin` add to the configured lists. The
 //! provider flags (`--provider`, `--script`, `--mount-plan`, `--model`,
 //! `--base-url`) are server-wide defaults for every session it runs, the
 //! same choice `weft run` makes from them. It stops on SIGTERM or Ctrl-C:
@@ -62,6 +63,18 @@ pub struct ServeArgs {
     /// Seconds a plain request may take (default 30).
     #[arg(long, value_name = "SECS")]
     pub request_timeout: Option<u64>,
+    /// A host name the daemon also answers to, besides loopback names
+    /// (repeatable; adds to `[server] public_hosts`). Requests addressed to
+    /// any other name are refused, which stops DNS rebinding.
+    #[arg(long = "public-host", value_name = "NAME")]
+    pub public_hosts: Vec<String>,
+    /// The origin (`https://host[:port]`) of a web page allowed to call the
+    /// daemon cross-origin (repeatable; adds to `[server] allowed_origins`).
+    #[arg(long = "allow-origin", value_name = "ORIGIN")]
+    pub allowed_origins: Vec<String>,
+    /// The most connections served at once (default 4096); more wait.
+    #[arg(long, value_name = "N")]
+    pub max_connections: Option<usize>,
 }
 
 /// Profiles → plans through [`App::plan`], with the serve flags as
@@ -116,6 +129,30 @@ pub async fn run(app: &App, args: ServeArgs) -> anyhow::Result<()> {
             .request_timeout
             .map(Duration::from_secs)
             .unwrap_or(defaults.request_timeout),
+        public_hosts: section
+            .public_hosts
+            .iter()
+            .chain(&args.public_hosts)
+            .cloned()
+            .collect(),
+        allowed_origins: section
+            .allowed_origins
+            .iter()
+            .chain(&args.allowed_origins)
+            .cloned()
+            .collect(),
+        max_connections: args
+            .max_connections
+            .or(section.max_connections)
+            .unwrap_or(defaults.max_connections),
+        header_timeout: section
+            .header_timeout
+            .map(Duration::from_secs)
+            .unwrap_or(defaults.header_timeout),
+        body_timeout: section
+            .body_timeout
+            .map(Duration::from_secs)
+            .unwrap_or(defaults.body_timeout),
         ..defaults
     };
     let addr = config.validate()?;

@@ -32,6 +32,25 @@
 //! limited (1 MiB by default), ids are validated on every path, plain
 //! requests time out, and shutdown cancels running turns, lets them record
 //! their partial state, and ends every stream.
+//!
+//! Web pages cannot drive it (cross-site requests, DNS rebinding), on every
+//! route and before authentication:
+//! - a request must be addressed (`Host`) to a loopback name or address, the
+//!   address the server is bound to or reached on, or a name in
+//!   [`ServerConfig::public_hosts`]: else **421**;
+//! - a request that may change state (not GET/HEAD/OPTIONS) from another
+//!   `Origin` than the server's own (`http://` + its `Host`), or marked
+//!   `Sec-Fetch-Site: cross-site`/`same-site`, is refused with **403**
+//!   unless its origin is in [`ServerConfig::allowed_origins`];
+//! - only allowed origins get CORS headers and preflight answers;
+//! - a non-empty body must be sent as `Content-Type: application/json`
+//!   (**415**) and be a JSON object (**422**).
+//!
+//! Slow clients are bounded on every route: headers by
+//! [`ServerConfig::header_timeout`] (the connection is closed), bodies by
+//! [`ServerConfig::body_timeout`] (**408**); at most
+//! [`ServerConfig::max_connections`] connections are served at once, the
+//! others wait to be accepted. Streams run as long as their client stays.
 
 #![warn(missing_docs)]
 
