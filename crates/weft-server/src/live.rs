@@ -571,6 +571,10 @@ impl Core {
             return Ok(session.clone());
         }
         let ctx = &self.ctx;
+        // Tools run in the session's project: only inside the daemon's.
+        if let Some(m) = meta {
+            ctx.confine(&m.id, &m.project).map_err(ApiError::conflict)?;
+        }
         let create = create.unwrap_or_default();
         let (profile, agent) = match meta {
             Some(m) => (Some(m.profile.clone()), m.agent_name.clone()),
