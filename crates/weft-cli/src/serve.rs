@@ -139,6 +139,7 @@ pub async fn run(app: &App, args: ServeArgs) -> anyhow::Result<()> {
             model: args.model.clone(),
             base_url: args.base_url.clone(),
             script: args.script.clone(),
+            ..Default::default()
         },
     };
     // Fail at startup, not at the first request, when the defaults cannot

@@ -545,3 +545,35 @@ fn import_from_amplifier_keeps_ids_names_and_links() {
     ]);
     assert_eq!(again["skipped"].as_array().unwrap().len(), 2);
 }
+
+/// Issue 9 M1: a session started with `--mount-plan` carries its plan, so
+/// `continue` and `run --resume` work without passing the file again.
+#[test]
+fn a_mount_plan_session_can_be_continued_without_the_plan() {
+    let env = Env::new();
+    let plan = env.script(
+        "plan.yaml",
+        "session: {orchestrator: loop-basic, context: context-simple}\n\
+         providers:\n  - module: provider-scripted\n    config: {mode: echo}\n",
+    );
+    let run = env.json(&[
+        "run",
+        "--mount-plan",
+        plan.to_str().unwrap(),
+        "--output",
+        "json",
+        "hi",
+    ]);
+    let id = run["session_id"].as_str().unwrap().to_string();
+    // The file is gone: the recorded plan is what is run.
+    std::fs::remove_file(&plan).unwrap();
+    let cont = env.json(&["continue", "--output", "json", "again"]);
+    assert_eq!(cont["session_id"], id.as_str());
+    assert_eq!(cont["turns"], 2);
+    assert!(cont["answer"].as_str().unwrap().contains("again"), "{cont}");
+    let resumed = env.json(&["run", "--resume", &id, "--output", "json", "third"]);
+    assert_eq!(resumed["turns"], 3);
+    // Without a recorded plan, an unknown profile still says so.
+    let err = env.fails(&["run", "--profile", "plan", "hello"]);
+    assert!(err.contains("plan"), "{err}");
+}
