@@ -993,13 +993,19 @@ async fn agentkernel_endpoints_with_provider_scripted() {
 }
 
 /// Issue 9 finding 1: under `weft serve` (no `--approve`) the file tools
-/// read inside the project only; weft's home is refused outright.
+/// read inside the project and `[server] read_roots` only; weft's home is
+/// refused outright.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn daemon_file_tools_stay_in_the_project() {
     let env = Env::new();
+    let shared = tempfile::tempdir().expect("shared");
+    std::fs::write(shared.path().join("shared.txt"), "SHARED-TEXT\n").expect("write");
     std::fs::write(
         env.home.path().join("config.toml"),
-        "[server]\nport = 8420\n# HOME-SECRET\n",
+        format!(
+            "[server]\nread_roots = [{:?}]\n# HOME-SECRET\n",
+            shared.path().display().to_string()
+        ),
     )
     .expect("config");
     let outside = tempfile::tempdir().expect("outside");
@@ -1013,7 +1019,8 @@ async fn daemon_file_tools_stay_in_the_project() {
                 {"tool_calls": [
                     {"name": "read_file", "arguments": {"path": outside.path().join("private.txt")}},
                     {"name": "read_file", "arguments": {"path": env.home.path().join("config.toml")}},
-                    {"name": "read_file", "arguments": {"path": "inside.txt"}}
+                    {"name": "read_file", "arguments": {"path": "inside.txt"}},
+                    {"name": "read_file", "arguments": {"path": shared.path().join("shared.txt")}}
                 ]},
                 {"text": "done"}
             ]}}],
@@ -1032,6 +1039,7 @@ async fn daemon_file_tools_stay_in_the_project() {
     assert_eq!(status, 200, "{t}");
     let text = t.to_string();
     assert!(text.contains("INSIDE-TEXT"), "{text}");
+    assert!(text.contains("SHARED-TEXT"), "{text}");
     assert!(text.contains("approval was denied"), "{text}");
     assert!(text.contains("inside weft's home"), "{text}");
     assert!(!text.contains("OUTSIDE-SECRET"), "{text}");
