@@ -67,6 +67,9 @@ pub struct PlanChoice {
     pub profile: Option<String>,
     /// A mount-plan file (instead of a profile).
     pub mount_plan: Option<PathBuf>,
+    /// The mount plan recorded with a resumed session (it was started with
+    /// `--mount-plan`); used instead of `profile`, which then only names it.
+    pub recorded: Option<MountPlan>,
     /// A provider (`anthropic`, `openai`, `ollama`, `scripted`).
     pub provider: Option<String>,
     /// A model.
@@ -115,9 +118,13 @@ impl App {
 
     /// The plan and profile name for `choice`.
     pub async fn plan(&self, choice: &PlanChoice) -> anyhow::Result<(MountPlan, String)> {
-        let (mut plan, profile) = match &choice.mount_plan {
-            Some(path) => (MountPlan::load(path)?.plan, mount_plan_name(path)),
-            None => {
+        let (mut plan, profile) = match (&choice.mount_plan, &choice.recorded) {
+            (None, Some(recorded)) => (
+                recorded.clone(),
+                choice.profile.clone().unwrap_or_else(|| "custom".into()),
+            ),
+            (Some(path), _) => (MountPlan::load(path)?.plan, mount_plan_name(path)),
+            (None, None) => {
                 let name = choice
                     .profile
                     .clone()

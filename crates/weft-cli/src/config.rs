@@ -13,6 +13,12 @@ use weft_store::StoreConfig;
 /// The daemon's settings (`[server]`, `WEFT_SERVER__*`).
 #[derive(Debug, Clone, Default, Deserialize)]
 pub struct ServerSection {
+    /// Directories the file tools may read without approval besides the
+    /// daemon's project directory (`read_roots = ["/data/docs"]`; relative
+    /// ones against the directory `weft serve` starts in); weft's home
+    /// stays unreadable even inside one.
+    #[serde(default)]
+    pub read_roots: Vec<PathBuf>,
     /// Address to bind (default 127.0.0.1).
     #[serde(default)]
     pub host: Option<String>,

@@ -97,6 +97,7 @@ impl RunFlags {
                 model: self.model.clone(),
                 base_url: self.base_url.clone(),
                 script: self.script.clone(),
+                ..Default::default()
             },
             name: self.name.clone(),
             output,

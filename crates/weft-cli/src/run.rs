@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use anyhow::{Context, bail};
 use serde_json::json;
+use weft_core::mount::MountPlan;
 use weft_core::store::{ForkPoint, ListFilter, ListQuery};
 use weft_core::{Session, SessionError, SessionId};
 
@@ -51,9 +52,20 @@ pub async fn open_session(
         let meta = app.store.get(id).await?;
         if choice.profile.is_none() && choice.mount_plan.is_none() {
             choice.profile = Some(meta.profile.clone());
+            choice.recorded = MountPlan::recorded(&meta.metadata)
+                .transpose()
+                .with_context(|| {
+                    format!(
+                        "the mount plan recorded with session {id} cannot be used: pass \
+                         --mount-plan or --profile"
+                    )
+                })?;
         }
     }
     let (plan, profile) = app.plan(&choice).await?;
+    // A plan from a file is recorded with the session, so it can be
+    // continued without the file (issue 9, M1).
+    let record = choice.mount_plan.is_some().then(|| plan.to_metadata());
     let mut config = app.session_config(
         plan,
         profile,
@@ -68,6 +80,17 @@ pub async fn open_session(
         .initialize()
         .await
         .context("cannot start the session")?;
+    if let Some(metadata) = record {
+        let patch = weft_core::record::MetaPatch {
+            metadata: Some(metadata),
+            ..Default::default()
+        };
+        session
+            .log()?
+            .append(vec![weft_core::record::RecordKind::Meta(patch)])
+            .await
+            .context("cannot record the mount plan with the session")?;
+    }
     if resume.is_some()
         && let Some(name) = &opts.name
     {

@@ -158,13 +158,15 @@ pub async fn run(app: &App, args: ServeArgs) -> anyhow::Result<()> {
     let addr = config.validate()?;
 
     // Requests can come from anywhere a browser or script reaches: the file
-    // tools ask before reading outside the project (denied without
-    // --approve), and never touch the weft home.
-    let registry = Arc::new(crate::app::full_registry(
-        crate::app::tool_access(&app.home, &app.config.store)
-            .outside_reads(weft_tools::OutsideReads::Ask)
-            .read_root(&app.project.dir),
-    ));
+    // tools ask before reading outside the project and `[server] read_roots`
+    // (denied without --approve), and never touch the weft home.
+    let mut access = crate::app::tool_access(&app.home, &app.config.store)
+        .outside_reads(weft_tools::OutsideReads::Ask)
+        .read_root(&app.project.dir);
+    for root in &section.read_roots {
+        access = access.read_root(root);
+    }
+    let registry = Arc::new(crate::app::full_registry(access));
     let plans = AppPlans {
         app: App {
             config: app.config.clone(),
@@ -180,6 +182,7 @@ pub async fn run(app: &App, args: ServeArgs) -> anyhow::Result<()> {
             model: args.model.clone(),
             base_url: args.base_url.clone(),
             script: args.script.clone(),
+            ..Default::default()
         },
     };
     // Fail at startup, not at the first request, when the defaults cannot

@@ -680,11 +680,19 @@ pub async fn import(
         eprintln!("could not import {}: {}", f.path.display(), f.reason);
     }
     eprintln!(
-        "imported {} session(s) from {}; skipped {} already present; {} failed",
+        "imported {} session(s) from {}; skipped {} already present; {} failed{}",
         report.imported.len(),
         dir.display(),
         report.skipped.len(),
-        report.failed.len()
+        report.failed.len(),
+        if report.bad_lines > 0 {
+            format!(
+                "; {} unreadable transcript line(s) left out",
+                report.bad_lines
+            )
+        } else {
+            String::new()
+        }
     );
     Ok(())
 }

@@ -694,4 +694,92 @@ fn the_index_follows_a_log_that_shrank() {
     );
     assert_eq!(listed[0]["message_count"], show_meta["message_count"]);
     assert!(env.ok(&["doctor"]).contains("no problems"));
+
+/// Issue 9 M1: a session started with `--mount-plan` carries its plan, so
+/// `continue` and `run --resume` work without passing the file again.
+#[test]
+fn a_mount_plan_session_can_be_continued_without_the_plan() {
+    let env = Env::new();
+    let plan = env.script(
+        "plan.yaml",
+        "session: {orchestrator: loop-basic, context: context-simple}\n\
+         providers:\n  - module: provider-scripted\n    config: {mode: echo}\n",
+    );
+    let run = env.json(&[
+        "run",
+        "--mount-plan",
+        plan.to_str().unwrap(),
+        "--output",
+        "json",
+        "hi",
+    ]);
+    let id = run["session_id"].as_str().unwrap().to_string();
+    // The file is gone: the recorded plan is what is run.
+    std::fs::remove_file(&plan).unwrap();
+    let cont = env.json(&["continue", "--output", "json", "again"]);
+    assert_eq!(cont["session_id"], id.as_str());
+    assert_eq!(cont["turns"], 2);
+    assert!(cont["answer"].as_str().unwrap().contains("again"), "{cont}");
+    let resumed = env.json(&["run", "--resume", &id, "--output", "json", "third"]);
+    assert_eq!(resumed["turns"], 3);
+    // Without a recorded plan, an unknown profile still says so.
+    let err = env.fails(&["run", "--profile", "plan", "hello"]);
+    assert!(err.contains("plan"), "{err}");
+}
+
+/// Issue 9 finding 1 (T3): the CLI's file tools never read weft's home,
+/// while reads elsewhere outside the project stay allowed.
+#[test]
+fn tools_never_read_the_weft_home() {
+    let env = Env::new();
+    std::fs::write(
+        env.home.path().join("config.toml"),
+        "[server]\ntoken = \"TOKEN-XYZ-123\"\n",
+    )
+    .unwrap();
+    let outside = tempfile::tempdir().unwrap();
+    std::fs::write(outside.path().join("notes.txt"), "OUTSIDE-NOTE\n").unwrap();
+    let config = env.home.path().join("config.toml");
+    let plan = env.script(
+        "reader.json",
+        &serde_json::json!({
+            "session": {"orchestrator": "loop-basic", "context": "context-simple"},
+            "providers": [{"module": "provider-scripted", "config": {"responses": [
+                {"tool_calls": [
+                    {"name": "read_file", "arguments": {"path": config}},
+                    {"name": "grep", "arguments": {"pattern": "TOKEN", "path": env.home.path()}},
+                    {"name": "read_file", "arguments": {"path": outside.path().join("notes.txt")}}
+                ]},
+                {"text": "done"}
+            ]}}],
+            "tools": ["tool-filesystem", "tool-search"]
+        })
+        .to_string(),
+    );
+    let run = env.json(&[
+        "run",
+        "--mount-plan",
+        plan.to_str().unwrap(),
+        "--output",
+        "json",
+        "read it",
+    ]);
+    assert_eq!(run["answer"], "done");
+    // The session's files hold the tool results: the refusals, the outside
+    // note, and never the token.
+    fn texts(dir: &Path, out: &mut String) {
+        for entry in std::fs::read_dir(dir).unwrap().flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                texts(&path, out);
+            } else if path.file_name().is_some_and(|n| n != "config.toml") {
+                out.push_str(&String::from_utf8_lossy(&std::fs::read(&path).unwrap()));
+            }
+        }
+    }
+    let mut stored = String::new();
+    texts(env.home.path(), &mut stored);
+    assert!(stored.contains("inside weft's home"), "{stored}");
+    assert!(stored.contains("OUTSIDE-NOTE"), "{stored}");
+    assert!(!stored.contains("TOKEN-XYZ-123"), "{stored}");
 }

@@ -15,6 +15,19 @@ type Seen = Arc<Mutex<Vec<(String, String)>>>;
 /// Serves every request with `body` as an SSE stream and keeps the
 /// requests' header blocks and bodies.
 fn serve_sse(body: &'static str) -> (String, Seen) {
+    serve(move |_| {
+        (
+            "200 OK".to_string(),
+            "text/event-stream".to_string(),
+            body.to_string(),
+        )
+    })
+}
+
+/// Serves every request with what `respond` makes of its header block
+/// (`(status line, content type, body)`) and keeps the requests' header
+/// blocks and bodies.
+fn serve(respond: impl Fn(&str) -> (String, String, String) + Send + 'static) -> (String, Seen) {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = format!("http://{}", listener.local_addr().unwrap());
     let seen = Arc::new(Mutex::new(Vec::new()));
@@ -37,12 +50,13 @@ fn serve_sse(body: &'static str) -> (String, Seen) {
             }
             let mut request_body = vec![0; length];
             let _ = reader.read_exact(&mut request_body);
+            let (status, content_type, body) = respond(&head);
             s.lock()
                 .unwrap()
                 .push((head, String::from_utf8_lossy(&request_body).into_owned()));
             let _ = stream.write_all(
                 format!(
-                    "HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                    "HTTP/1.1 {status}\r\ncontent-type: {content_type}\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
                     body.len()
                 )
                 .as_bytes(),
@@ -190,4 +204,51 @@ fn the_api_key_never_reaches_a_file_or_the_log() {
         !files_containing(home.path(), "Hi from Claude").is_empty(),
         "the session was stored"
     );
+}
+
+/// Issue 9 S5: a provider echoes the key where its error message is cut;
+/// no 8-character piece of the key may reach a file or the log.
+#[test]
+fn a_key_echoed_at_the_message_limit_reaches_no_file() {
+    const KEY: &str = "sk-test-SECRETXYZ-0123456789abcdefghij";
+    let home = tempfile::tempdir().unwrap();
+    let (addr, _seen) = serve(|head| {
+        let key = head
+            .lines()
+            .find_map(|l| {
+                l.to_ascii_lowercase()
+                    .starts_with("x-api-key:")
+                    .then(|| l[10..].trim().to_string())
+            })
+            .unwrap_or_default();
+        let message = format!("{} key={key} end", "x".repeat(565));
+        let body = serde_json::json!({"error": {"message": message}}).to_string();
+        ("400 Bad Request".into(), "application/json".into(), body)
+    });
+    let out = weft(
+        home.path(),
+        &[("ANTHROPIC_API_KEY", KEY)],
+        &[
+            "run",
+            "--provider",
+            "anthropic",
+            "--base-url",
+            &addr,
+            "--model",
+            "m",
+            "hi",
+        ],
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "the run should fail: {stderr}");
+    assert!(
+        stderr.contains("xxxx"),
+        "the provider's message is shown: {stderr}"
+    );
+    for start in 0..=KEY.len() - 8 {
+        let piece = &KEY[start..start + 8];
+        assert!(!stderr.contains(piece), "stderr shows {piece:?}: {stderr}");
+        let leaks = files_containing(home.path(), piece);
+        assert!(leaks.is_empty(), "{piece:?} reached {leaks:?}");
+    }
 }

@@ -992,6 +992,60 @@ async fn agentkernel_endpoints_with_provider_scripted() {
     assert_eq!(h["status"], "ok");
 }
 
+/// Issue 9 finding 1: under `weft serve` (no `--approve`) the file tools
+/// read inside the project and `[server] read_roots` only; weft's home is
+/// refused outright.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn daemon_file_tools_stay_in_the_project() {
+    let env = Env::new();
+    let shared = tempfile::tempdir().expect("shared");
+    std::fs::write(shared.path().join("shared.txt"), "SHARED-TEXT\n").expect("write");
+    std::fs::write(
+        env.home.path().join("config.toml"),
+        format!(
+            "[server]\nread_roots = [{:?}]\n# HOME-SECRET\n",
+            shared.path().display().to_string()
+        ),
+    )
+    .expect("config");
+    let outside = tempfile::tempdir().expect("outside");
+    std::fs::write(outside.path().join("private.txt"), "OUTSIDE-SECRET\n").expect("write");
+    env.file("inside.txt", "INSIDE-TEXT\n");
+    let plan = env.file(
+        "reader.json",
+        &json!({
+            "session": {"orchestrator": "loop-basic", "context": "context-simple"},
+            "providers": [{"module": "provider-scripted", "config": {"responses": [
+                {"tool_calls": [
+                    {"name": "read_file", "arguments": {"path": outside.path().join("private.txt")}},
+                    {"name": "read_file", "arguments": {"path": env.home.path().join("config.toml")}},
+                    {"name": "read_file", "arguments": {"path": "inside.txt"}},
+                    {"name": "read_file", "arguments": {"path": shared.path().join("shared.txt")}}
+                ]},
+                {"text": "done"}
+            ]}}],
+            "tools": ["tool-filesystem"]
+        })
+        .to_string(),
+    );
+    let d = env
+        .serve(&["--mount-plan", plan.to_str().expect("path")])
+        .await;
+    let (status, b) = d.post("/run", json!({"message": "go"})).await;
+    assert_eq!(status, 200, "{b}");
+    assert_eq!(b["result"], "done");
+    let sid = b["session_id"].as_str().expect("session_id").to_string();
+    let (status, t) = d.get(&format!("/api/v1/sessions/{sid}/transcript")).await;
+    assert_eq!(status, 200, "{t}");
+    let text = t.to_string();
+    assert!(text.contains("INSIDE-TEXT"), "{text}");
+    assert!(text.contains("SHARED-TEXT"), "{text}");
+    assert!(text.contains("approval was denied"), "{text}");
+    assert!(text.contains("inside weft's home"), "{text}");
+    assert!(!text.contains("OUTSIDE-SECRET"), "{text}");
+    assert!(!text.contains("HOME-SECRET"), "{text}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn same_store_as_the_cli() {
     let env = Env::new();

@@ -253,7 +253,29 @@ pub struct ParsedPlan {
     pub warnings: Vec<String>,
 }
 
+/// The session metadata key under which a plan that came from a file
+/// (`--mount-plan`) is recorded with the session, so `continue`, `run
+/// --resume` and the daemon can run it again without the file. Plans
+/// carry no secrets (inline API keys are refused when a plan is parsed).
+pub const RECORDED_PLAN_KEY: &str = "mount_plan";
+
 impl MountPlan {
+    /// Session metadata recording this plan (see [`RECORDED_PLAN_KEY`]).
+    pub fn to_metadata(&self) -> Map<String, Value> {
+        let mut map = Map::new();
+        if let Ok(value) = serde_json::to_value(self) {
+            map.insert(RECORDED_PLAN_KEY.into(), value);
+        }
+        map
+    }
+
+    /// The plan recorded in a session's `metadata`, if any; it is checked
+    /// as a plan file is.
+    pub fn recorded(metadata: &Map<String, Value>) -> Option<Result<MountPlan, MountError>> {
+        let value = metadata.get(RECORDED_PLAN_KEY)?;
+        Some(Self::from_value(value.clone()).map(|parsed| parsed.plan))
+    }
+
     /// Parses a plan from text in `format`.
     pub fn parse(text: &str, format: PlanFormat) -> Result<ParsedPlan, MountError> {
         let parse_err = |message: String| MountError::Parse {

@@ -56,6 +56,9 @@ const JSON_BODY_LIMIT: usize = 16 * 1024 * 1024;
 const LINE_LIMIT: usize = 16 * 1024 * 1024;
 /// How much of a provider's error message is kept.
 const MESSAGE_LIMIT: usize = 600;
+/// The shortest run of an API key's characters that is scrubbed on its own
+/// (a piece left where a message was cut).
+pub(crate) const MIN_KEY_FRAGMENT: usize = 8;
 
 /// Looks up an environment variable (`None` when unset or blank).
 pub(crate) type EnvLookup<'a> = &'a (dyn Fn(&str) -> Option<String> + Sync);
@@ -93,12 +96,53 @@ impl ApiKey {
         }
     }
 
-    /// `text` with every occurrence of the key replaced by `[REDACTED]`.
+    /// `text` with every occurrence of the key, and every run of
+    /// [`MIN_KEY_FRAGMENT`] or more characters of it (what survives when a
+    /// message was cut inside the key, or the key was split), replaced by
+    /// `[REDACTED]`.
     pub(crate) fn scrub(&self, text: &str) -> String {
-        if self.0.is_empty() || !text.contains(&self.0) {
+        if self.0.is_empty() {
             return text.to_string();
         }
-        text.replace(&self.0, "[REDACTED]")
+        let text = text.replace(&self.0, "[REDACTED]");
+        // Keys are visible ASCII (see `check`); a run of them therefore
+        // starts and ends on char boundaries of `text`.
+        if self.0.len() < MIN_KEY_FRAGMENT || !self.0.is_ascii() {
+            return text;
+        }
+        let key = self.0.as_bytes();
+        let bytes = text.as_bytes();
+        let run_at = |i: usize| {
+            (0..key.len())
+                .map(|j| {
+                    key[j..]
+                        .iter()
+                        .zip(&bytes[i..])
+                        .take_while(|(k, t)| k == t)
+                        .count()
+                })
+                .max()
+                .unwrap_or(0)
+        };
+        let mut out = String::with_capacity(text.len());
+        let (mut i, mut kept) = (0, 0);
+        while i < bytes.len() {
+            let run = if key.contains(&bytes[i]) {
+                run_at(i)
+            } else {
+                0
+            };
+            if run >= MIN_KEY_FRAGMENT {
+                out.push_str(&text[kept..i]);
+                out.push_str("[REDACTED]");
+                i += run;
+                kept = i;
+            } else {
+                i += 1;
+            }
+        }
+        out.push_str(&text[kept..]);
+        out
     }
 }
 
@@ -495,7 +539,9 @@ pub(crate) fn retry_after(headers: &HeaderMap) -> Option<Duration> {
 
 /// The human-readable message of an error body: `error.message`,
 /// `error` (a string), `message` or `detail`; else the body itself.
-pub(crate) fn error_message(body: &str) -> String {
+/// `scrub` runs on the message before it is cut to [`MESSAGE_LIMIT`], so
+/// a secret it removes cannot be cut into a piece it no longer recognises.
+pub(crate) fn error_message(body: &str, scrub: impl Fn(&str) -> String) -> String {
     if let Ok(v) = serde_json::from_str::<Value>(body) {
         let candidates = [
             v.pointer("/error/message"),
@@ -507,16 +553,16 @@ pub(crate) fn error_message(body: &str) -> String {
             if let Some(s) = c.as_str().filter(|s| !s.trim().is_empty()) {
                 let kind = v.pointer("/error/type").and_then(Value::as_str);
                 return truncate(
-                    &match kind {
+                    &scrub(&match kind {
                         Some(kind) if !s.contains(kind) => format!("{kind}: {s}"),
                         _ => s.to_string(),
-                    },
+                    }),
                     MESSAGE_LIMIT,
                 );
             }
         }
     }
-    truncate(body, MESSAGE_LIMIT)
+    truncate(&scrub(body), MESSAGE_LIMIT)
 }
 
 /// One frame of a response: an SSE event or an NDJSON line.
@@ -748,7 +794,7 @@ impl Transport {
 
     /// The error for an HTTP error status with body `body`.
     pub(crate) fn status_error(&self, status: u16, body: &str) -> ProviderError {
-        let mut message = error_message(body);
+        let mut message = error_message(body, |m| self.scrub(m));
         if message.is_empty() {
             message = reqwest::StatusCode::from_u16(status)
                 .ok()
@@ -903,7 +949,7 @@ impl Transport {
                     (
                         self.stream_error(format!(
                             "the answer is not valid JSON ({e}): {}",
-                            truncate(&body, 200)
+                            truncate(&self.scrub(&body), 200)
                         )),
                         None,
                     )
@@ -1291,7 +1337,7 @@ impl<D: Decoder> Driver<D> {
             return Err((
                 self.t.stream_error(format!(
                     "expected an event stream but the server answered with JSON: {}",
-                    error_message(&body)
+                    error_message(&body, |m| self.t.scrub(m))
                 )),
                 None,
             ));
@@ -1356,6 +1402,13 @@ mod tests {
             "invalid key [REDACTED] given"
         );
         assert_eq!(key.scrub("nothing here"), "nothing here");
+        // A piece of 8+ characters left by a cut, at either end, goes too;
+        // shorter ones (`sk-test-` alone is 8) are only scrubbed as part of
+        // a longer run.
+        assert_eq!(key.scrub("key=sk-test-SEC…"), "key=[REDACTED]…");
+        assert_eq!(key.scrub("…CRET-123 given"), "…[REDACTED] given");
+        assert_eq!(key.scrub("sk-test is short"), "sk-test is short");
+        assert_eq!(key.scrub("é sk-test-SECRET-12 é"), "é [REDACTED] é");
     }
 
     #[test]
@@ -1466,20 +1519,24 @@ mod tests {
     fn error_messages_are_extracted() {
         assert_eq!(
             error_message(
-                r#"{"type":"error","error":{"type":"overloaded_error","message":"Overloaded"}}"#
+                r#"{"type":"error","error":{"type":"overloaded_error","message":"Overloaded"}}"#,
+                str::to_string
             ),
             "overloaded_error: Overloaded"
         );
         assert_eq!(
-            error_message(r#"{"error":{"message":"bad key","type":"invalid_request_error"}}"#),
+            error_message(
+                r#"{"error":{"message":"bad key","type":"invalid_request_error"}}"#,
+                str::to_string
+            ),
             "invalid_request_error: bad key"
         );
         assert_eq!(
-            error_message(r#"{"error":"model not found"}"#),
+            error_message(r#"{"error":"model not found"}"#, str::to_string),
             "model not found"
         );
-        assert_eq!(error_message("plain text"), "plain text");
-        assert!(error_message(&"x".repeat(5000)).len() < 700);
+        assert_eq!(error_message("plain text", str::to_string), "plain text");
+        assert!(error_message(&"x".repeat(5000), str::to_string).len() < 700);
     }
 
     #[test]

@@ -784,3 +784,24 @@ async fn beta_header_and_unsendable_keys() {
     assert!(err.contains("cannot carry"), "{err}");
     assert!(!err.contains("SECRET"), "{err}");
 }
+
+/// Issue 9 S5: a provider that echoes the key just where its error message
+/// is cut must not leave a piece of it in the error.
+#[tokio::test]
+async fn a_key_echoed_at_the_message_limit_leaves_no_piece() {
+    for pad in [560, 565, 570, 575, 580, 590] {
+        let message = format!("{} key={KEY} end", "x".repeat(pad));
+        let fx = Fixture::start(vec![Reply::json(
+            400,
+            &json!({"error": {"message": message}}),
+        )])
+        .await;
+        let out = run(&provider(&fx.base, json!({})), ask("Hi")).await;
+        let err = out.err();
+        let text = format!("{err} {err:?}");
+        for start in 0..=KEY.len() - 8 {
+            let piece = &KEY[start..start + 8];
+            assert!(!text.contains(piece), "pad {pad}: {piece:?} in {text}");
+        }
+    }
+}

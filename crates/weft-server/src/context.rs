@@ -4,6 +4,13 @@
 //!
 //! The daemon does not choose backends, providers or profiles itself: the
 //! embedder (the CLI's `weft serve`) does, and hands them over here.
+//!
+//! Confinement: a session's tools run in its project directory, so the
+//! daemon runs only sessions whose project lies inside its own
+//! ([`ServerContext::confine`]); a stored session that names another one
+//! (made by `weft run` elsewhere, or imported with `working_dir: "/"`) is
+//! refused with 409 rather than given the run of that directory. It can
+//! still be read, and continued with `weft continue` from its directory.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -11,6 +18,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use weft_core::approval::ApprovalSystem;
+use weft_core::id::SessionId;
 use weft_core::mount::MountPlan;
 use weft_core::registry::ModuleRegistry;
 use weft_core::session::Project;
@@ -145,4 +153,31 @@ pub struct ServerContext {
     /// Where approvals go. None: everything that needs approval is denied
     /// (the daemon has no terminal to ask at).
     pub approval: Option<Arc<dyn ApprovalSystem>>,
+}
+
+impl ServerContext {
+    /// Checks that session `id`'s stored `project` lies inside the daemon's
+    /// project directory (both resolved physically: symlinks and `..`
+    /// cannot lead out); the error is the sentence to show.
+    pub fn confine(&self, id: &SessionId, project: &Project) -> Result<(), String> {
+        let own = std::fs::canonicalize(&self.project.dir)
+            .unwrap_or_else(|_| PathBuf::from(&self.project.dir));
+        match std::fs::canonicalize(&project.dir) {
+            Ok(dir) if dir.starts_with(&own) => Ok(()),
+            Ok(_) => Err(format!(
+                "session {id} belongs to the project directory {}, which is outside this \
+                 server's project directory {}; the daemon runs tools only inside its own \
+                 project: continue it with `weft continue` in that directory, or run \
+                 `weft serve` there",
+                project.dir,
+                own.display()
+            )),
+            Err(_) => Err(format!(
+                "session {id} belongs to the project directory {}, which does not exist; the \
+                 daemon runs a session only inside its own project directory {}",
+                project.dir,
+                own.display()
+            )),
+        }
+    }
 }

@@ -571,19 +571,29 @@ impl Core {
             return Ok(session.clone());
         }
         let ctx = &self.ctx;
+        // Tools run in the session's project: only inside the daemon's.
+        if let Some(m) = meta {
+            ctx.confine(&m.id, &m.project).map_err(ApiError::conflict)?;
+        }
         let create = create.unwrap_or_default();
         let (profile, agent) = match meta {
             Some(m) => (Some(m.profile.clone()), m.agent_name.clone()),
             None => (create.profile.clone(), create.agent.clone()),
         };
-        let (mut plan, profile_name) = ctx.plans.plan(profile.as_deref()).await.map_err(|e| {
-            match (meta, e) {
-                (Some(m), PlanError::UnknownProfile(detail)) => ApiError::unprocessable(format!(
-                    "session {} was made with profile {:?}, which this server cannot load: {detail}",
-                    m.id, m.profile
-                )),
-                (_, e) => plan_error(e),
+        let planned = ctx.plans.plan(profile.as_deref()).await;
+        // A session started with `--mount-plan` carries its plan.
+        let planned = match (planned, meta.and_then(|m| MountPlan::recorded(&m.metadata))) {
+            (Err(PlanError::UnknownProfile(_)), Some(Ok(plan))) => {
+                Ok((plan, profile.clone().unwrap_or_default()))
             }
+            (planned, _) => planned,
+        };
+        let (mut plan, profile_name) = planned.map_err(|e| match (meta, e) {
+            (Some(m), PlanError::UnknownProfile(detail)) => ApiError::unprocessable(format!(
+                "session {} was made with profile {:?}, which this server cannot load: {detail}",
+                m.id, m.profile
+            )),
+            (_, e) => plan_error(e),
         })?;
         if let Some(agent) = &agent
             && !apply_agent(&mut plan, agent)

@@ -14,6 +14,8 @@
 //! `metadata.loaded = true` and keep their timestamps, so the session lists
 //! by its last Amplifier activity. Sessions already in the store are
 //! skipped and reported; unreadable ones are reported and the rest go on.
+//! Within a transcript, a line that cannot be read (not UTF-8, not JSON,
+//! not a message) is skipped and counted in [`ImportReport::bad_lines`].
 
 use std::path::{Path, PathBuf};
 
@@ -385,10 +387,16 @@ async fn import_one(
 
     // Messages.
     let mut messages = Vec::new();
-    match std::fs::read_to_string(path.join("transcript.jsonl")) {
-        Ok(text) => {
-            for line in text.lines().filter(|l| !l.trim().is_empty()) {
-                match serde_json::from_str::<Value>(line)
+    // Bytes, split into lines and decoded one by one: a line that is not
+    // UTF-8 (or not a message) is counted in `bad_lines` and skipped, never
+    // the whole session.
+    match std::fs::read(path.join("transcript.jsonl")) {
+        Ok(bytes) => {
+            let lines = bytes
+                .split(|b| *b == b'\n')
+                .filter(|l| !l.trim_ascii().is_empty());
+            for line in lines {
+                match serde_json::from_slice::<Value>(line)
                     .ok()
                     .and_then(|v| to_message(&v, created))
                 {

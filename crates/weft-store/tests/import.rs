@@ -204,3 +204,28 @@ async fn accepts_project_and_session_directories() {
             .is_err()
     );
 }
+
+/// Issue 9 S8: one invalid UTF-8 byte costs its line, not the session.
+#[tokio::test]
+async fn a_line_that_is_not_utf8_is_skipped_and_counted() {
+    let amp = tempfile::tempdir().unwrap();
+    let dir = amp.path().join("projects/p/sessions").join(PARENT);
+    fs::create_dir_all(&dir).unwrap();
+    fs::write(
+        dir.join("metadata.json"),
+        json!({"session_id": PARENT}).to_string(),
+    )
+    .unwrap();
+    let mut transcript = Vec::new();
+    transcript.extend_from_slice(b"{\"role\":\"user\",\"content\":\"first\"}\n");
+    transcript.extend_from_slice(b"{\"role\":\"assistant\",\"content\":\"bad \xff byte\"}\n");
+    transcript.extend_from_slice(b"{\"role\":\"assistant\",\"content\":\"second\"}\r\n");
+    fs::write(dir.join("transcript.jsonl"), transcript).unwrap();
+
+    let store = MemoryStore::new();
+    let report = import_amplifier(amp.path(), &store).await.unwrap();
+    assert!(report.failed.is_empty(), "{report:?}");
+    assert_eq!(report.imported.len(), 1, "{report:?}");
+    assert_eq!(report.imported[0].messages, 2, "{report:?}");
+    assert_eq!(report.bad_lines, 1, "{report:?}");
+}

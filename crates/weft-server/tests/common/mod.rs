@@ -72,6 +72,7 @@ pub async fn start_on(
     std::fs::create_dir_all(dir.path().join("sub")).expect("subdir");
     let mut registry = ModuleRegistry::with_core_modules();
     weft_providers::register(&mut registry);
+    weft_tools::register(&mut registry);
     let ctx = ServerContext {
         store: store.clone(),
         registry: Arc::new(registry),
