@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use anyhow::{Context, bail};
 use serde_json::json;
-use weft_core::store::{ForkPoint, ListFilter, ListQuery};
+use weft_core::store::{ForkPoint, ListFilter, ListQuery, StoreError};
 use weft_core::{Session, SessionError, SessionId};
 
 use crate::app::{App, PlanChoice};
@@ -114,8 +114,12 @@ pub async fn run_once(
         p.finish();
     }
     let cancelled = matches!(&result, Err(e) if e.is_cancelled());
+    // A clash with another writer (a turn of another process, a session
+    // ended elsewhere) is not the session's failure: it stays as the other
+    // writer left it.
     if let Err(e) = &result
         && !cancelled
+        && !is_concurrency(e)
     {
         session.fail(&e.to_string()).await?;
     }
@@ -148,6 +152,15 @@ pub async fn run_once(
         Err(e) if e.is_cancelled() => std::process::exit(130),
         Err(e) => Err(e.into()),
     }
+}
+
+/// Whether `e` comes from another writer of the session (a conflict, or a
+/// change refused because of what another process did), not from the turn.
+fn is_concurrency(e: &SessionError) -> bool {
+    matches!(
+        e,
+        SessionError::Store(StoreError::Conflict { .. } | StoreError::Refused(_))
+    )
 }
 
 /// The most recent top-level session of the current project.

@@ -545,3 +545,105 @@ fn import_from_amplifier_keeps_ids_names_and_links() {
     ]);
     assert_eq!(again["skipped"].as_array().unwrap().len(), 2);
 }
+
+impl Env {
+    /// `weft args…` started in the background (stdout and stderr piped).
+    fn spawn(&self, args: &[&str]) -> std::process::Child {
+        Command::new(env!("CARGO_BIN_EXE_weft"))
+            .args(args)
+            .current_dir(self.project.path())
+            .env("WEFT_HOME", self.home.path())
+            .env_remove("ANTHROPIC_API_KEY")
+            .env_remove("OPENAI_API_KEY")
+            .env_remove("WEFT_STORE__KIND")
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap()
+    }
+
+    /// Runs one turn and returns the new session's id.
+    fn first_session(&self) -> String {
+        let script = self.script("first.json", SCRIPT);
+        let out = self.json(&[
+            "run",
+            "--script",
+            script.to_str().unwrap(),
+            "--output",
+            "json",
+            "first",
+        ]);
+        out["session_id"].as_str().unwrap().to_string()
+    }
+
+    /// Whether any `turn.*.lock` of the session names a holder (a turn
+    /// runs, or its process died mid-turn).
+    fn turn_running(&self, id: &str) -> bool {
+        walk(self.home.path()).iter().any(|p| {
+            p.parent().is_some_and(|d| d.ends_with(id))
+                && p.file_name()
+                    .and_then(|n| n.to_str())
+                    .is_some_and(|n| n.starts_with("turn.") && n.ends_with(".lock"))
+                && std::fs::metadata(p).is_ok_and(|m| m.len() > 0)
+        })
+    }
+}
+
+/// Issue 9 finding 4 (W5): two `weft run --resume` on one session at once.
+/// The second waits for the first (saying so on stderr), both exit 0, both
+/// answers are recorded, and the session ends completed.
+#[test]
+fn two_concurrent_runs_on_one_session_both_succeed() {
+    let env = Env::new();
+    let id = env.first_session();
+    let slow = env.script(
+        "slow.json",
+        r#"{"responses": [{"text": "slow answer", "delay_ms": 600}]}"#,
+    );
+    let quick = env.script("quick.json", r#"{"responses": [{"text": "quick answer"}]}"#);
+    let first = env.spawn(&[
+        "run",
+        "--resume",
+        &id,
+        "--script",
+        slow.to_str().unwrap(),
+        "a",
+    ]);
+    let start = std::time::Instant::now();
+    while !env.turn_running(&id) {
+        assert!(
+            start.elapsed() < std::time::Duration::from_secs(20),
+            "the first turn never started"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    let second = env.spawn(&[
+        "run",
+        "--resume",
+        &id,
+        "--script",
+        quick.to_str().unwrap(),
+        "b",
+    ]);
+    let first = first.wait_with_output().unwrap();
+    let second = second.wait_with_output().unwrap();
+    let stderr = |o: &Output| String::from_utf8_lossy(&o.stderr).into_owned();
+    assert!(first.status.success(), "first: {}", stderr(&first));
+    assert!(second.status.success(), "second: {}", stderr(&second));
+    assert!(
+        stderr(&second).contains("waiting for the turn running in process"),
+        "the second says whom it waits for: {}",
+        stderr(&second)
+    );
+    assert!(String::from_utf8_lossy(&first.stdout).contains("slow answer"));
+    assert!(String::from_utf8_lossy(&second.stdout).contains("quick answer"));
+    let show = env.json(&["session", "show", &id, "--json"]);
+    assert_eq!(show["session"]["status"], "completed", "{show}");
+    assert_eq!(show["session"]["turn_count"], 3, "{show}");
+    let transcript = env.ok(&["session", "show", &id, "--transcript"]);
+    assert!(
+        transcript.contains("slow answer") && transcript.contains("quick answer"),
+        "{transcript}"
+    );
+}

@@ -1295,3 +1295,112 @@ async fn branch_errors_and_the_endpoint_table() {
         );
     }
 }
+
+/// The record kinds of a session's log file (`kind.type`, `kind.data`).
+fn log_kinds(env: &Env, id: &str) -> Vec<(String, Value)> {
+    let projects = env.home.path().join("projects");
+    let log = std::fs::read_dir(&projects)
+        .expect("projects")
+        .filter_map(|p| p.ok())
+        .map(|p| p.path().join("sessions").join(id).join("log.jsonl"))
+        .find(|p| p.exists())
+        .expect("the session's log");
+    std::fs::read_to_string(log)
+        .expect("read log")
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .map(|r| {
+            let kind = r["kind"]["type"].as_str().unwrap_or("").to_string();
+            (kind, r["kind"]["data"].clone())
+        })
+        .collect()
+}
+
+/// The `from → to` status changes in a session's log file.
+fn status_changes(env: &Env, id: &str) -> Vec<(String, String)> {
+    log_kinds(env, id)
+        .into_iter()
+        .filter(|(kind, _)| kind == "status")
+        .map(|(_, d)| {
+            let s = |k: &str| d[k].as_str().unwrap_or("").to_string();
+            (s("from"), s("to"))
+        })
+        .collect()
+}
+
+/// Issue 9 finding 3 (W3): `complete` on one daemon and `fail` on another,
+/// at once, on one session of a shared home: exactly one is acknowledged,
+/// the other is a 409, and the log holds one transition out of `active`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn contradicting_transitions_on_two_daemons_exactly_one_wins() {
+    let env = Env::new();
+    let plan = env.file("echo.json", ECHO_PLAN);
+    let plan = plan.to_str().expect("utf-8 path");
+    let a = env.serve(&["--mount-plan", plan]).await;
+    let b = env.serve(&["--mount-plan", plan]).await;
+    for round in 0..25 {
+        let id = a.active().await;
+        let (complete_path, fail_path) = (
+            format!("/api/v1/sessions/{id}/complete"),
+            format!("/api/v1/sessions/{id}/fail"),
+        );
+        let ((c, cb), (f, fb)) = tokio::join!(
+            a.post(&complete_path, json!({})),
+            b.post(&fail_path, json!({"errorMessage": "boom"}))
+        );
+        let mut codes = [c, f];
+        codes.sort();
+        assert_eq!(
+            codes,
+            [204, 409],
+            "round {round}: complete {c} {cb}, fail {f} {fb}"
+        );
+        let winner = if c == 204 { "completed" } else { "failed" };
+        assert_eq!(
+            status_changes(&env, &id),
+            vec![
+                ("created".to_string(), "active".to_string()),
+                ("active".to_string(), winner.to_string())
+            ],
+            "round {round}"
+        );
+    }
+}
+
+/// Issue 9 finding 3: a message appended on one daemon while another ends
+/// the session is either written before the end or refused (409), never
+/// acknowledged after it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_message_is_never_written_after_another_daemon_ended_the_session() {
+    let env = Env::new();
+    let plan = env.file("echo.json", ECHO_PLAN);
+    let plan = plan.to_str().expect("utf-8 path");
+    let a = env.serve(&["--mount-plan", plan]).await;
+    let b = env.serve(&["--mount-plan", plan]).await;
+    for round in 0..25 {
+        let id = a.active().await;
+        let (complete_path, message_path) = (
+            format!("/api/v1/sessions/{id}/complete"),
+            format!("/api/v1/sessions/{id}/messages"),
+        );
+        let ((c, cb), (m, mb)) = tokio::join!(
+            a.post(&complete_path, json!({})),
+            b.post(&message_path, json!({"role": "user", "content": "late"}))
+        );
+        assert_eq!(c, 204, "round {round}: {cb}");
+        assert!(m == 201 || m == 409, "round {round}: {m} {mb}");
+        let kinds = log_kinds(&env, &id);
+        let ended = kinds
+            .iter()
+            .position(|(k, d)| k == "status" && d["to"] == "completed")
+            .expect("completed");
+        let message = kinds.iter().position(|(k, _)| k == "message");
+        match m {
+            201 => assert!(
+                message.is_some_and(|p| p < ended),
+                "round {round}: acknowledged, so written before the end: {kinds:?}"
+            ),
+            _ => assert!(message.is_none(), "round {round}: refused but written"),
+        }
+    }
+}

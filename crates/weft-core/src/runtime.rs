@@ -34,6 +34,7 @@ use crate::context::ContextManager;
 use crate::error::SessionError;
 use crate::hooks::{HookRegistry, events};
 use crate::id::{BranchId, SessionId};
+use crate::lease::{TurnHolder, TurnLock, TurnLockAttempt, busy_message, waiting_message};
 use crate::log::SessionLog;
 use crate::message::{Message, unanswered_tool_calls};
 use crate::mount::{ModuleSpec, MountError, MountPlan};
@@ -91,6 +92,10 @@ pub struct SessionConfig {
     pub user: Option<String>,
     /// A model overriding the provider's default.
     pub model: Option<String>,
+    /// Whether a turn waits while another process runs a turn on its
+    /// branch (telling the display whom it waits for); false refuses it
+    /// with that message instead.
+    pub wait_for_turn: bool,
 }
 
 impl SessionConfig {
@@ -110,6 +115,7 @@ impl SessionConfig {
             name: None,
             user: None,
             model: None,
+            wait_for_turn: true,
         }
     }
 }
@@ -294,7 +300,7 @@ impl Session {
             Err(StoreError::NotFound(_)) => (self.create_meta().await?, false),
             Err(e) => return Err(e.into()),
         };
-        let log = SessionLog::new(store.clone(), self.inner.id.clone(), meta.last_seq);
+        let log = SessionLog::new(store.clone(), meta);
 
         let mut warnings = Vec::new();
         for spec in &cfg.plan.hooks {
@@ -396,21 +402,24 @@ impl Session {
         if self.inner.ended.load(Ordering::SeqCst) {
             return Err(SessionError::Ended);
         }
-        // Take in what other writers appended since our last turn, and
-        // become active (from created, or from an ended status on resume).
-        let meta = self
-            .change_status(SessionStatus::Active, None, |s| s != SessionStatus::Active)
-            .await?;
+        let meta = self.take_in_outside_writes().await?;
         let wanted = branch.unwrap_or(meta.default_branch.as_str()).to_string();
         let branch_id = self.resolve_branch(&wanted).await?;
 
-        // One turn per branch at a time; branch state is (re)loaded under
-        // the lock, so it never misses a running turn's messages.
+        // One turn per branch at a time: in this process (the branch lock),
+        // then across processes (the store's turn lock); branch state is
+        // (re)loaded under both, so it never misses a running turn's
+        // messages.
         let branch_lock = lock(&self.inner.branch_locks)
             .entry(branch_id.clone())
             .or_default()
             .clone();
         let _turn_guard = branch_lock.lock().await;
+        let _store_turn_lock = self.lock_turn(&branch_id).await?;
+        // Take in what other writers appended meanwhile, and become active
+        // (from created, or from an ended status on resume).
+        self.change_status(SessionStatus::Active, None, |s| s != SessionStatus::Active)
+            .await?;
         let (branch_settings, context, fresh) = self.branch_state(&branch_id, mounted).await?;
 
         if !self.inner.started.swap(true, Ordering::SeqCst) {
@@ -497,39 +506,58 @@ impl Session {
         result
     }
 
-    /// Makes the session active (from created, or from an ended status when
-    /// it is resumed).
-    /// Changes the status to `to` if `when(current)` holds, at the log's
-    /// current head; a concurrent writer makes it re-check. Returns the
-    /// metadata after the call.
+    /// Takes the store's turn lock of `branch`: waits while another
+    /// process runs a turn on it (telling the display whom it waits for),
+    /// or refuses when the config says not to wait.
+    async fn lock_turn(&self, branch: &BranchId) -> Result<TurnLock, SessionError> {
+        let store = self.store();
+        let holder = TurnHolder::current();
+        let id = &self.inner.id;
+        if !self.inner.config.wait_for_turn {
+            return match store.try_lock_turn(id, branch, &holder).await? {
+                TurnLockAttempt::Acquired(lock) => Ok(lock),
+                TurnLockAttempt::Busy(who) => Err(SessionError::Store(StoreError::Refused(
+                    busy_message(id, branch, who.as_ref()),
+                ))),
+            };
+        }
+        let display = self.display();
+        let on_busy = move |who: Option<&TurnHolder>| {
+            display.show_message(&waiting_message(branch, who), DisplayLevel::Warning, "turn");
+        };
+        Ok(store.lock_turn(id, branch, &holder, &on_busy).await?)
+    }
+
+    /// Changes the status to `to` if `when(current)` holds, decided at the
+    /// log's head (a concurrent writer's records are taken in and `when`
+    /// re-checked). Returns the metadata after the call.
     async fn change_status(
         &self,
         to: SessionStatus,
         error: Option<String>,
-        when: impl Fn(SessionStatus) -> bool,
+        when: impl Fn(SessionStatus) -> bool + Send + Sync,
     ) -> Result<SessionMeta, SessionError> {
         let log = &self.mounted()?.log;
         let _serialised = self.inner.activation.lock().await;
-        let mut attempt = 0;
-        loop {
-            let meta = self.take_in_outside_writes().await?;
-            if !when(meta.status) {
-                return Ok(meta);
-            }
-            let change = RecordKind::Status(StatusChange {
-                from: meta.status,
-                to,
-                error: error.clone(),
-                details: None,
-            });
-            match log.append_at(meta.last_seq, vec![change]).await {
-                Ok((_, meta)) => return Ok(meta),
-                Err(e) if e.is_conflict() && attempt < crate::store::UPDATE_ATTEMPTS => {
-                    attempt += 1
-                }
-                Err(e) => return Err(e.into()),
-            }
+        self.take_in_outside_writes().await?;
+        let (_, meta) = log
+            .append_if(|session, _| {
+                Ok(if when(session.status) {
+                    vec![RecordKind::Status(StatusChange {
+                        from: session.status,
+                        to,
+                        error: error.clone(),
+                        details: None,
+                    })]
+                } else {
+                    Vec::new()
+                })
+            })
+            .await?;
+        if log.take_outside_writes() {
+            self.invalidate_branches().await;
         }
+        Ok(meta)
     }
 
     /// Accepts records another writer appended since this session last
@@ -540,8 +568,11 @@ impl Session {
     async fn take_in_outside_writes(&self) -> Result<SessionMeta, SessionError> {
         let log = &self.mounted()?.log;
         let meta = self.store().get(&self.inner.id).await?;
-        if meta.last_seq != log.head().await {
+        let moved = meta.last_seq != log.head().await;
+        if moved {
             log.refresh().await?;
+        }
+        if log.take_outside_writes() || moved {
             self.invalidate_branches().await;
         }
         Ok(meta)
@@ -627,7 +658,10 @@ impl Session {
             .collect();
         mounted
             .log
-            .append(repairs.iter().cloned().map(RecordKind::message).collect())
+            .append_for_turn(
+                branch,
+                repairs.iter().cloned().map(RecordKind::message).collect(),
+            )
             .await?;
         for m in repairs {
             context.add_message(m).await;
@@ -705,17 +739,44 @@ impl Session {
         if self.mounted().is_err() {
             return Ok(());
         }
-        let status = self
-            .change_status(SessionStatus::Completed, None, |s| {
-                s == SessionStatus::Active
-            })
-            .await?
-            .status;
+        let status = if self.is_running() {
+            self.complete().await?
+        } else {
+            // Leave the session active while another process runs a turn on
+            // it (that one completes it when it ends); holding the default
+            // branch's turn lock meanwhile, so no turn starts in between.
+            let default = self.meta().await?.default_branch;
+            let holder = TurnHolder::current();
+            match self
+                .store()
+                .try_lock_turn(&self.inner.id, &default, &holder)
+                .await?
+            {
+                TurnLockAttempt::Busy(_) => self.meta().await?.status,
+                TurnLockAttempt::Acquired(_lock) => {
+                    let others = self.store().turn_locks(&self.inner.id).await?;
+                    if others.iter().any(|l| l.live && l.branch != default) {
+                        self.meta().await?.status
+                    } else {
+                        self.complete().await?
+                    }
+                }
+            }
+        };
         self.inner
             .hooks
             .emit(events::SESSION_END, json!({"status": status}))
             .await;
         Ok(())
+    }
+
+    async fn complete(&self) -> Result<SessionStatus, SessionError> {
+        Ok(self
+            .change_status(SessionStatus::Completed, None, |s| {
+                s == SessionStatus::Active
+            })
+            .await?
+            .status)
     }
 
     // ---- branches and mail ----------------------------------------------
@@ -902,7 +963,7 @@ impl Session {
             StateScope::Session => {
                 self.mounted()?
                     .log
-                    .append(vec![RecordKind::State(delta)])
+                    .append_anywhere(vec![RecordKind::State(delta)])
                     .await?;
             }
         }
@@ -919,7 +980,7 @@ impl Session {
         };
         self.mounted()?
             .log
-            .append(vec![RecordKind::State(delta)])
+            .append_anywhere(vec![RecordKind::State(delta)])
             .await?;
         Ok(())
     }

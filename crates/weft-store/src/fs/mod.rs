@@ -13,6 +13,7 @@
 //!     transcript.jsonl                default branch, Amplifier's line shape (derived)
 //!     events.jsonl                    kernel events (capped)
 //!     session.lock                    advisory lock for writers
+//!     turn.<branch>.lock              turn locks (see `crate::turn_lock`)
 //! ```
 //!
 //! `<slug>` is the session's `project.slug` ([`weft_core::session::project_slug`]);
@@ -1818,5 +1819,27 @@ impl Store for FsStore {
     async fn read_events(&self, id: &SessionId, limit: usize) -> Result<Vec<Value>, StoreError> {
         let id = id.clone();
         blocking("fs", &self.inner, move |i| i.read_events(&id, limit)).await
+    }
+    // Turn locks: `turn.<branch>.lock` in the session directory.
+    async fn try_lock_turn(
+        &self,
+        id: &SessionId,
+        branch: &weft_core::BranchId,
+        holder: &weft_core::lease::TurnHolder,
+    ) -> Result<weft_core::lease::TurnLockAttempt, StoreError> {
+        let dir = self
+            .session_dir(id)
+            .ok_or_else(|| StoreError::NotFound(id.to_string()))?;
+        crate::turn_lock::try_lock_turn(&dir, branch, holder)
+    }
+
+    async fn turn_locks(
+        &self,
+        id: &SessionId,
+    ) -> Result<Vec<weft_core::lease::TurnLockInfo>, StoreError> {
+        let dir = self
+            .session_dir(id)
+            .ok_or_else(|| StoreError::NotFound(id.to_string()))?;
+        crate::turn_lock::turn_locks(&dir)
     }
 }
