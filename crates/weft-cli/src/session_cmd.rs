@@ -414,9 +414,17 @@ pub async fn cleanup(app: &App, days: u64, dry_run: bool) -> anyhow::Result<()> 
         println!("{id}");
     }
     eprintln!(
-        "{} {} session(s) older than {days} day(s){}",
+        "{} {} session(s) older than {days} day(s){}{}",
         if dry_run { "would remove" } else { "removed" },
         report.removed.len(),
+        if report.interrupted.is_empty() {
+            String::new()
+        } else {
+            format!(
+                ", {} of them interrupted (active, but the process running them exited mid-turn)",
+                report.interrupted.len()
+            )
+        },
         if report.kept_active.is_empty() {
             String::new()
         } else {

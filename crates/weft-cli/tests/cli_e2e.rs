@@ -647,3 +647,61 @@ fn two_concurrent_runs_on_one_session_both_succeed() {
         "{transcript}"
     );
 }
+
+/// Issue 9 finding 14 (C10): a `weft run` killed mid-turn leaves its
+/// session active; `session cleanup` recognises it as interrupted (its
+/// turn lock names a process that is gone) and removes it.
+#[test]
+fn cleanup_removes_a_session_whose_process_was_killed_mid_turn() {
+    let env = Env::new();
+    let kept = env.first_session();
+    let slow = env.script(
+        "slow.json",
+        r#"{"responses": [{"text": "never", "delay_ms": 20000}]}"#,
+    );
+    let mut child = env.spawn(&["run", "--script", slow.to_str().unwrap(), "doomed"]);
+    let start = std::time::Instant::now();
+    let killed = loop {
+        let list = env.json(&["session", "list", "--json"]);
+        let doomed = list
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|s| s["id"].as_str())
+            .find(|id| *id != kept)
+            .map(str::to_string);
+        if let Some(id) = doomed
+            && env.turn_running(&id)
+        {
+            break id;
+        }
+        assert!(
+            start.elapsed() < std::time::Duration::from_secs(20),
+            "the turn never started"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    let show = env.json(&["session", "show", &killed, "--json"]);
+    assert_eq!(show["session"]["status"], "active");
+
+    let out = env.weft(&["session", "cleanup", "--days", "0", "--dry-run"]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains(&killed), "{stdout}");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("1 of them interrupted"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let removed = env.ok(&["session", "cleanup", "--days", "0"]);
+    assert!(removed.contains(&killed), "{removed}");
+    let list = env.json(&["session", "list", "--json"]);
+    let ids: Vec<&str> = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|s| s["id"].as_str())
+        .collect();
+    assert!(!ids.contains(&killed.as_str()), "{ids:?}");
+}
