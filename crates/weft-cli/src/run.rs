@@ -37,6 +37,9 @@ pub struct RunOptions {
     pub yes: bool,
     /// Stream thinking to stderr.
     pub show_thinking: bool,
+    /// Refuse a turn while another process runs one on its branch, instead
+    /// of waiting.
+    pub no_wait: bool,
 }
 
 /// Opens a session: a new one, or `resume` (its profile unless the flags
@@ -63,6 +66,7 @@ pub async fn open_session(
     config.session_id = resume.cloned();
     config.name = opts.name.clone();
     config.model = choice.model.clone().or_else(|| app.config.model.clone());
+    config.wait_for_turn = !opts.no_wait;
     let session = Session::new(config);
     session
         .initialize()

@@ -705,3 +705,56 @@ fn cleanup_removes_a_session_whose_process_was_killed_mid_turn() {
         .collect();
     assert!(!ids.contains(&killed.as_str()), "{ids:?}");
 }
+
+/// Issue 9 finding 4: `--no-wait` refuses a turn while another process
+/// runs one on the branch, naming that process, and neither fails the
+/// session nor disturbs the running turn.
+#[test]
+fn no_wait_refuses_naming_the_running_process() {
+    let env = Env::new();
+    let id = env.first_session();
+    let slow = env.script(
+        "slow.json",
+        r#"{"responses": [{"text": "slow answer", "delay_ms": 2000}]}"#,
+    );
+    let quick = env.script("quick.json", r#"{"responses": [{"text": "quick"}]}"#);
+    let first = env.spawn(&[
+        "run",
+        "--resume",
+        &id,
+        "--script",
+        slow.to_str().unwrap(),
+        "a",
+    ]);
+    let start = std::time::Instant::now();
+    while !env.turn_running(&id) {
+        assert!(
+            start.elapsed() < std::time::Duration::from_secs(20),
+            "the first turn never started"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    let pid = first.id();
+    let err = env.fails(&[
+        "run",
+        "--resume",
+        &id,
+        "--no-wait",
+        "--script",
+        quick.to_str().unwrap(),
+        "b",
+    ]);
+    assert!(
+        err.contains(&format!("running a turn in process {pid}")),
+        "{err}"
+    );
+    let first = first.wait_with_output().unwrap();
+    assert!(
+        first.status.success(),
+        "{}",
+        String::from_utf8_lossy(&first.stderr)
+    );
+    let show = env.json(&["session", "show", &id, "--json"]);
+    assert_eq!(show["session"]["status"], "completed", "{show}");
+    assert_eq!(show["session"]["turn_count"], 2, "{show}");
+}

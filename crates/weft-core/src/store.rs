@@ -19,6 +19,16 @@
 //!   descending) with an opaque cursor ([`ListCursor`]).
 //! - Backends keep [`SessionMeta`] current with [`SessionMeta::apply`], so
 //!   listing never reads logs.
+//! - `try_lock_turn` / `turn_locks`: one turn lock per (session, branch)
+//!   across every process and node sharing the store, released when its
+//!   guard drops or its holder dies; one left behind by a dead holder is
+//!   reported as not live (an interrupted turn). See [`crate::lease`] and
+//!   [`Store::try_lock_turn`].
+//!
+//! Writes that depend on the session (lifecycle transitions, a turn's
+//! messages) are decided against the head they are appended after, through
+//! [`crate::log::append_checked`]; a conflict makes them re-check, never
+//! blindly retry.
 
 use std::time::Duration;
 
