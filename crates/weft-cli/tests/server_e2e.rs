@@ -1404,3 +1404,63 @@ async fn a_message_is_never_written_after_another_daemon_ended_the_session() {
         }
     }
 }
+
+/// Issue 9 finding 4 (W4): a CLI turn while the daemon writes the same
+/// session (state, over and over). The turn appends after the daemon's
+/// records: it exits 0, its answer is recorded, the session is not failed,
+/// and every daemon write is acknowledged and kept.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cli_turn_survives_daemon_writes_to_its_session() {
+    let env = Env::new();
+    let plan = env.file("echo.json", ECHO_PLAN);
+    let d = env
+        .serve(&["--mount-plan", plan.to_str().expect("path")])
+        .await;
+    let id = d.active().await;
+    let slow = env.file(
+        "slow-plan.json",
+        r#"{"session": {"orchestrator": "loop-basic", "context": "context-simple"},
+            "providers": [{"module": "provider-scripted", "config":
+                {"responses": [{"text": "slow answer", "delay_ms": 800}]}}]}"#,
+    );
+    let cli = env
+        .command(&[
+            "run",
+            "--resume",
+            &id,
+            "--mount-plan",
+            slow.to_str().expect("path"),
+            "long turn",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn weft run");
+    for i in 0..10 {
+        let (status, body) = d
+            .put(
+                &format!("/api/v1/sessions/{id}/state/key{i}"),
+                json!({"value": i}),
+            )
+            .await;
+        assert_eq!(status, 200, "{body}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let out = cli.wait_with_output().expect("weft run");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("slow answer"));
+    let texts = d.texts(&id).await;
+    assert!(
+        texts.iter().any(|t| t.to_string().contains("slow answer")),
+        "{texts:?}"
+    );
+    assert_ne!(d.status_of(&id).await, "failed");
+    let state = env.json(&["state", "list", &id, "--json"]);
+    for i in 0..10 {
+        assert_eq!(state[format!("key{i}")], json!(i), "{state}");
+    }
+}
