@@ -1316,6 +1316,17 @@ fn log_kinds(env: &Env, id: &str) -> Vec<(String, Value)> {
         .collect()
 }
 
+/// Whether a turn holds (or its dead process left) the turn lock of
+/// `main` in session `id`.
+fn turn_running(env: &Env, id: &str) -> bool {
+    std::fs::read_dir(env.home.path().join("projects"))
+        .into_iter()
+        .flatten()
+        .filter_map(|p| p.ok())
+        .map(|p| p.path().join("sessions").join(id).join("turn.main.lock"))
+        .any(|p| std::fs::metadata(p).is_ok_and(|m| m.len() > 0))
+}
+
 /// The `from → to` status changes in a session's log file.
 fn status_changes(env: &Env, id: &str) -> Vec<(String, String)> {
     log_kinds(env, id)
@@ -1463,4 +1474,61 @@ async fn a_cli_turn_survives_daemon_writes_to_its_session() {
     for i in 0..10 {
         assert_eq!(state[format!("key{i}")], json!(i), "{state}");
     }
+}
+
+/// Issue 9 finding 4: the daemon does not complete a session while a CLI
+/// process runs a turn on it (409 naming the process), so the turn's
+/// streamed answer is recorded.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_daemon_does_not_end_a_session_under_a_cli_turn() {
+    let env = Env::new();
+    let plan = env.file("echo.json", ECHO_PLAN);
+    let d = env
+        .serve(&["--mount-plan", plan.to_str().expect("path")])
+        .await;
+    let id = d.active().await;
+    let slow = env.file(
+        "slow-plan.json",
+        r#"{"session": {"orchestrator": "loop-basic", "context": "context-simple"},
+            "providers": [{"module": "provider-scripted", "config":
+                {"responses": [{"text": "slow answer", "delay_ms": 1500}]}}]}"#,
+    );
+    let cli = env
+        .command(&[
+            "run",
+            "--resume",
+            &id,
+            "--mount-plan",
+            slow.to_str().expect("path"),
+            "long turn",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn weft run");
+    let pid = cli.id();
+    let start = Instant::now();
+    while !turn_running(&env, &id) {
+        assert!(start.elapsed() < Duration::from_secs(20), "no turn started");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let (status, refusal) = d
+        .post(&format!("/api/v1/sessions/{id}/complete"), json!({}))
+        .await;
+    assert_eq!(status, 409, "{refusal}");
+    assert!(
+        refusal.to_string().contains(&format!("process {pid}")),
+        "{refusal}"
+    );
+    let out = cli.wait_with_output().expect("weft run");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let texts = d.texts(&id).await;
+    assert!(
+        texts.iter().any(|t| t.to_string().contains("slow answer")),
+        "{texts:?}"
+    );
 }

@@ -24,7 +24,12 @@
 //!   appended meanwhile, so it neither conflicts nor runs on stale history.
 //! - **Lifecycle.** Transitions follow [`SessionStatus::can_become`]; a
 //!   refused one is a 409 naming the current status. While a turn runs,
-//!   only `terminate` (which cancels it) may end the session.
+//!   only `terminate` (which cancels it) may end the session; `complete`
+//!   and `fail` are also refused while another process (a CLI) runs a
+//!   turn on it (its store turn lock is held). Transitions and messages
+//!   are decided against the head they are appended after
+//!   (`weft_core::log::append_checked`): a contradicting write from another
+//!   process is a 409, never overwritten.
 
 use std::collections::{HashMap, VecDeque};
 use std::panic::AssertUnwindSafe;
@@ -390,6 +395,23 @@ impl Core {
             return Err(ApiError::conflict(format!(
                 "session {id} is {} and running a turn: wait for it to finish, or terminate it (POST .../terminate)",
                 meta.status
+            )));
+        }
+        // A turn another process runs on it (a CLI) would lose what it
+        // streams if the session ended under it.
+        if let Some(other) = self
+            .store()
+            .turn_locks(id)
+            .await?
+            .into_iter()
+            .find(|l| l.live)
+        {
+            let who = other
+                .holder
+                .map_or_else(|| "another process".to_string(), |h| h.describe());
+            return Err(ApiError::conflict(format!(
+                "session {id} is running a turn on branch {} in {who}: wait for it to finish",
+                other.branch
             )));
         }
         self.write_transition(&slot, &live, to, error, details)
