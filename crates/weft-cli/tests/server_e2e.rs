@@ -1532,3 +1532,36 @@ async fn the_daemon_does_not_end_a_session_under_a_cli_turn() {
         "{texts:?}"
     );
 }
+
+/// Issue 9 finding 4 (W7): two daemons running turns on one session (one
+/// branch) at once: the second waits for the first through the store's
+/// turn lock instead of failing with a conflict; both answer and the
+/// transcript holds both exchanges, each prompt followed by its answer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn turns_on_two_daemons_on_one_session_both_succeed() {
+    let env = Env::new();
+    let plan = env.file("slow.json", SLOW_ECHO_PLAN);
+    let plan = plan.to_str().expect("path");
+    let a = env.serve(&["--mount-plan", plan]).await;
+    let b = env.serve(&["--mount-plan", plan]).await;
+    let id = a.active().await;
+    for round in 0..3 {
+        let (ma, mb) = (format!("a{round}"), format!("b{round}"));
+        let ((sa, ra), (sb, rb)) = tokio::join!(
+            a.post("/run", json!({"message": ma, "session_id": id})),
+            b.post("/run", json!({"message": mb, "session_id": id}))
+        );
+        assert_eq!(sa, 200, "round {round}: {ra}");
+        assert_eq!(sb, 200, "round {round}: {rb}");
+        assert_eq!(ra["result"], ma.as_str());
+        assert_eq!(rb["result"], mb.as_str());
+    }
+    let texts: Vec<String> = a.texts(&id).await.iter().map(|t| t.to_string()).collect();
+    assert_eq!(texts.len(), 12, "{texts:?}");
+    for pair in texts.chunks(2) {
+        assert_eq!(
+            pair[0], pair[1],
+            "each prompt is followed by its echo: {texts:?}"
+        );
+    }
+}
