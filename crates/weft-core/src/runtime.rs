@@ -22,11 +22,9 @@
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, OnceLock, Weak};
+use std::sync::{Arc, Mutex, OnceLock};
 
-use async_trait::async_trait;
 use serde_json::{Map, Value, json};
-use tokio_util::sync::CancellationToken;
 
 use crate::approval::{ApprovalSystem, DisplayLevel, DisplaySystem, TracingDisplay};
 use crate::branches;
@@ -40,13 +38,17 @@ use crate::message::{Message, unanswered_tool_calls};
 use crate::mount::{ModuleSpec, MountError, MountPlan};
 use crate::orchestrator::{Orchestrator, TurnCancel, TurnContext};
 use crate::provider::Provider;
-use crate::record::{RecordKind, StateDelta, StatusChange};
+use crate::record::{RecordKind, StatusChange};
 use crate::registry::{ModuleEnv, ModuleRegistry};
 use crate::session::{Branch, Project, SessionMeta, SessionStatus};
-use crate::state::{StateScope, check_key, scope_of};
 use crate::store::{Store, StoreError};
-use crate::tool::{Delegate, DelegateOutcome, Tool};
+use crate::tool::Tool;
 use crate::view::SessionView;
+
+mod delegate;
+mod state;
+
+use delegate::RuntimeDelegate;
 
 /// The output given to the model for tool calls found unanswered when a
 /// session is resumed.
@@ -916,96 +918,6 @@ impl Session {
         self.update_with(|view| Ok(branches::collect_mail(view, to, from, chrono::Utc::now())?))
             .await
     }
-
-    // ---- state -----------------------------------------------------------
-
-    fn scope(&self, key: &str) -> Result<StateScope, SessionError> {
-        check_key(key).map_err(SessionError::Invalid)?;
-        let cfg = &self.inner.config;
-        Ok(scope_of(key, &cfg.profile, cfg.user.as_deref()))
-    }
-
-    /// Sets a state key. `temp:` keys live in this process until the end of
-    /// the turn; `app:` and `user:` keys are shared through the store;
-    /// other keys are session state recorded in the log.
-    pub async fn state_set(&self, key: &str, value: Value) -> Result<(), SessionError> {
-        let mut delta = StateDelta::default();
-        delta.set.insert(key.to_string(), value.clone());
-        self.apply_state(key, delta, |temp| {
-            temp.insert(key.to_string(), value);
-        })
-        .await
-    }
-
-    /// Removes a state key.
-    pub async fn state_delete(&self, key: &str) -> Result<(), SessionError> {
-        let delta = StateDelta {
-            delete: vec![key.to_string()],
-            ..Default::default()
-        };
-        self.apply_state(key, delta, |temp| {
-            temp.remove(key);
-        })
-        .await
-    }
-
-    async fn apply_state(
-        &self,
-        key: &str,
-        delta: StateDelta,
-        temp: impl FnOnce(&mut Map<String, Value>),
-    ) -> Result<(), SessionError> {
-        match self.scope(key)? {
-            StateScope::Temp => temp(&mut lock(&self.inner.temp_state)),
-            StateScope::Shared(ns) => {
-                self.store().update_shared_state(&ns, &delta).await?;
-            }
-            StateScope::Session => {
-                self.mounted()?
-                    .log
-                    .append_anywhere(vec![RecordKind::State(delta)])
-                    .await?;
-            }
-        }
-        Ok(())
-    }
-
-    /// Removes every session-local and `temp:` key (recorded in the log, so
-    /// the clear survives a restart). Shared `app:`/`user:` keys stay.
-    pub async fn state_clear(&self) -> Result<(), SessionError> {
-        lock(&self.inner.temp_state).clear();
-        let delta = StateDelta {
-            clear: true,
-            ..Default::default()
-        };
-        self.mounted()?
-            .log
-            .append_anywhere(vec![RecordKind::State(delta)])
-            .await?;
-        Ok(())
-    }
-
-    /// A state key's value.
-    pub async fn state_get(&self, key: &str) -> Result<Option<Value>, SessionError> {
-        Ok(match self.scope(key)? {
-            StateScope::Temp => lock(&self.inner.temp_state).get(key).cloned(),
-            StateScope::Shared(ns) => self.store().shared_state(&ns).await?.get(key).cloned(),
-            StateScope::Session => self.view().await?.state.get(key).cloned(),
-        })
-    }
-
-    /// All state visible to the session: session keys, `app:` and `user:`
-    /// keys, and `temp:` keys.
-    pub async fn state_all(&self) -> Result<Map<String, Value>, SessionError> {
-        let mut all = self.view().await?.state;
-        for prefix in ["app:", "user:"] {
-            if let StateScope::Shared(ns) = self.scope(prefix)? {
-                all.extend(self.store().shared_state(&ns).await?);
-            }
-        }
-        all.extend(lock(&self.inner.temp_state).clone());
-        Ok(all)
-    }
 }
 
 fn mount_tools(
@@ -1033,93 +945,4 @@ fn mount_tools(
         }
     }
     Ok(tools)
-}
-
-/// Delegation to sub-agents: a child session per task.
-struct RuntimeDelegate {
-    parent: Weak<Inner>,
-}
-
-#[async_trait]
-impl Delegate for RuntimeDelegate {
-    fn agents(&self) -> Vec<(String, String)> {
-        self.parent
-            .upgrade()
-            .map(|p| {
-                p.config
-                    .plan
-                    .agents
-                    .iter()
-                    .map(|(name, a)| (name.clone(), a.description.clone()))
-                    .collect()
-            })
-            .unwrap_or_default()
-    }
-
-    async fn delegate(
-        &self,
-        agent: &str,
-        instruction: &str,
-        cancel: CancellationToken,
-    ) -> Result<DelegateOutcome, String> {
-        let parent = self
-            .parent
-            .upgrade()
-            .ok_or_else(|| "the parent session has ended".to_string())?;
-        let pcfg = &parent.config;
-        let Some(spec) = pcfg.plan.agents.get(agent) else {
-            let known: Vec<&str> = pcfg.plan.agents.keys().map(String::as_str).collect();
-            return Err(format!(
-                "unknown agent {agent:?}: the available agents are {}",
-                if known.is_empty() {
-                    "none".into()
-                } else {
-                    known.join(", ")
-                }
-            ));
-        };
-        let mut plan = pcfg.plan.clone();
-        plan.system = spec.system.clone().or(plan.system);
-        if !spec.providers.is_empty() {
-            plan.providers = spec.providers.clone();
-        }
-        if let Some(tools) = &spec.tools {
-            plan.tools = tools.clone();
-        }
-        let mut config = pcfg.clone();
-        config.plan = plan;
-        config.session_id = Some(SessionId::child_of(&parent.id, agent));
-        config.parent_id = Some(parent.id.clone());
-        config.agent_name = Some(agent.to_string());
-        config.name = None;
-        let child = Session::new(config);
-        child.initialize().await.map_err(|e| e.to_string())?;
-        let watcher = {
-            let child = child.clone();
-            let cancel = cancel.clone();
-            tokio::spawn(async move {
-                cancel.cancelled().await;
-                child.cancel(CancelMode::Immediate).await;
-            })
-        };
-        let result = child.execute(instruction).await;
-        watcher.abort();
-        match result {
-            Ok(text) => {
-                child.cleanup().await.map_err(|e| e.to_string())?;
-                Ok(DelegateOutcome {
-                    session_id: child.id().clone(),
-                    text,
-                })
-            }
-            Err(e) => {
-                let _ = child.fail(&e.to_string()).await;
-                let _ = child.cleanup().await;
-                Err(format!(
-                    "sub-agent {agent} (session {}) failed: {e}",
-                    child.id()
-                ))
-            }
-        }
-    }
 }
