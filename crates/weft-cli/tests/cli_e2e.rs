@@ -685,6 +685,9 @@ fn cleanup_removes_a_session_whose_process_was_killed_mid_turn() {
     child.wait().unwrap();
     let show = env.json(&["session", "show", &killed, "--json"]);
     assert_eq!(show["session"]["status"], "active");
+    assert_eq!(show["interrupted"], true);
+    let text = env.ok(&["session", "show", &killed]);
+    assert!(text.contains("active (interrupted"), "{text}");
 
     let out = env.weft(&["session", "cleanup", "--days", "0", "--dry-run"]);
     let stdout = String::from_utf8_lossy(&out.stdout);
