@@ -85,6 +85,10 @@ struct RunFlags {
     /// Show the model's thinking on stderr.
     #[arg(long)]
     show_thinking: bool,
+    /// Refuse, instead of waiting, when another process runs a turn on the
+    /// same branch.
+    #[arg(long)]
+    no_wait: bool,
 }
 
 impl RunFlags {
@@ -104,6 +108,7 @@ impl RunFlags {
             branch: self.branch.clone(),
             yes: self.yes,
             show_thinking: self.show_thinking,
+            no_wait: self.no_wait,
         }
     }
 }

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use anyhow::{Context, bail};
 use serde_json::json;
 use weft_core::mount::MountPlan;
-use weft_core::store::{ForkPoint, ListFilter, ListQuery};
+use weft_core::store::{ForkPoint, ListFilter, ListQuery, StoreError};
 use weft_core::{Session, SessionError, SessionId};
 
 use crate::app::{App, PlanChoice};
@@ -38,6 +38,9 @@ pub struct RunOptions {
     pub yes: bool,
     /// Stream thinking to stderr.
     pub show_thinking: bool,
+    /// Refuse a turn while another process runs one on its branch, instead
+    /// of waiting.
+    pub no_wait: bool,
 }
 
 /// Opens a session: a new one, or `resume` (its profile unless the flags
@@ -75,6 +78,7 @@ pub async fn open_session(
     config.session_id = resume.cloned();
     config.name = opts.name.clone();
     config.model = choice.model.clone().or_else(|| app.config.model.clone());
+    config.wait_for_turn = !opts.no_wait;
     let session = Session::new(config);
     session
         .initialize()
@@ -137,8 +141,12 @@ pub async fn run_once(
         p.finish();
     }
     let cancelled = matches!(&result, Err(e) if e.is_cancelled());
+    // A clash with another writer (a turn of another process, a session
+    // ended elsewhere) is not the session's failure: it stays as the other
+    // writer left it.
     if let Err(e) = &result
         && !cancelled
+        && !is_concurrency(e)
     {
         session.fail(&e.to_string()).await?;
     }
@@ -171,6 +179,15 @@ pub async fn run_once(
         Err(e) if e.is_cancelled() => std::process::exit(130),
         Err(e) => Err(e.into()),
     }
+}
+
+/// Whether `e` comes from another writer of the session (a conflict, or a
+/// change refused because of what another process did), not from the turn.
+fn is_concurrency(e: &SessionError) -> bool {
+    matches!(
+        e,
+        SessionError::Store(StoreError::Conflict { .. } | StoreError::Refused(_))
+    )
 }
 
 /// The most recent top-level session of the current project.

@@ -201,8 +201,10 @@ pub async fn show(app: &App, id: &str, transcript: bool, json_out: bool) -> anyh
     let id = app.resolve(id).await?;
     let view = app.store.view(&id).await?;
     let meta = &view.meta;
+    // Active, but its process exited mid-turn (see `Store::is_interrupted`).
+    let interrupted = app.store.is_interrupted(&id).await?;
     if json_out {
-        let mut v = json!({"session": meta});
+        let mut v = json!({"session": meta, "interrupted": interrupted});
         if transcript {
             v["transcript"] = serde_json::to_value(view.messages(meta.default_branch.as_str()))?;
         }
@@ -217,7 +219,15 @@ pub async fn show(app: &App, id: &str, transcript: bool, json_out: bool) -> anyh
     if let Some(d) = &meta.description {
         writeln!(out, "About     {d}")?;
     }
-    writeln!(out, "Status    {}", meta.status)?;
+    if interrupted {
+        writeln!(
+            out,
+            "Status    {} (interrupted: the process running its turn exited; `weft run --resume` continues it, `weft session cleanup` removes it)",
+            meta.status
+        )?;
+    } else {
+        writeln!(out, "Status    {}", meta.status)?;
+    }
     writeln!(out, "Project   {}", meta.project.dir)?;
     writeln!(out, "Profile   {}", meta.profile)?;
     if let Some(model) = &meta.model {
@@ -414,9 +424,17 @@ pub async fn cleanup(app: &App, days: u64, dry_run: bool) -> anyhow::Result<()> 
         println!("{id}");
     }
     eprintln!(
-        "{} {} session(s) older than {days} day(s){}",
+        "{} {} session(s) older than {days} day(s){}{}",
         if dry_run { "would remove" } else { "removed" },
         report.removed.len(),
+        if report.interrupted.is_empty() {
+            String::new()
+        } else {
+            format!(
+                ", {} of them interrupted (active, but the process running them exited mid-turn)",
+                report.interrupted.len()
+            )
+        },
         if report.kept_active.is_empty() {
             String::new()
         } else {

@@ -694,6 +694,7 @@ fn the_index_follows_a_log_that_shrank() {
     );
     assert_eq!(listed[0]["message_count"], show_meta["message_count"]);
     assert!(env.ok(&["doctor"]).contains("no problems"));
+}
 
 /// Issue 9 M1: a session started with `--mount-plan` carries its plan, so
 /// `continue` and `run --resume` work without passing the file again.
@@ -782,4 +783,220 @@ fn tools_never_read_the_weft_home() {
     assert!(stored.contains("inside weft's home"), "{stored}");
     assert!(stored.contains("OUTSIDE-NOTE"), "{stored}");
     assert!(!stored.contains("TOKEN-XYZ-123"), "{stored}");
+}
+
+impl Env {
+    /// `weft args…` started in the background (stdout and stderr piped).
+    fn spawn(&self, args: &[&str]) -> std::process::Child {
+        Command::new(env!("CARGO_BIN_EXE_weft"))
+            .args(args)
+            .current_dir(self.project.path())
+            .env("WEFT_HOME", self.home.path())
+            .env_remove("ANTHROPIC_API_KEY")
+            .env_remove("OPENAI_API_KEY")
+            .env_remove("WEFT_STORE__KIND")
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap()
+    }
+
+    /// Runs one turn and returns the new session's id.
+    fn first_session(&self) -> String {
+        let script = self.script("first.json", SCRIPT);
+        let out = self.json(&[
+            "run",
+            "--script",
+            script.to_str().unwrap(),
+            "--output",
+            "json",
+            "first",
+        ]);
+        out["session_id"].as_str().unwrap().to_string()
+    }
+
+    /// Whether any `turn.*.lock` of the session names a holder (a turn
+    /// runs, or its process died mid-turn).
+    fn turn_running(&self, id: &str) -> bool {
+        walk(self.home.path()).iter().any(|p| {
+            p.parent().is_some_and(|d| d.ends_with(id))
+                && p.file_name()
+                    .and_then(|n| n.to_str())
+                    .is_some_and(|n| n.starts_with("turn.") && n.ends_with(".lock"))
+                && std::fs::metadata(p).is_ok_and(|m| m.len() > 0)
+        })
+    }
+}
+
+/// Issue 9 finding 4 (W5): two `weft run --resume` on one session at once.
+/// The second waits for the first (saying so on stderr), both exit 0, both
+/// answers are recorded, and the session ends completed.
+#[test]
+fn two_concurrent_runs_on_one_session_both_succeed() {
+    let env = Env::new();
+    let id = env.first_session();
+    let slow = env.script(
+        "slow.json",
+        r#"{"responses": [{"text": "slow answer", "delay_ms": 600}]}"#,
+    );
+    let quick = env.script("quick.json", r#"{"responses": [{"text": "quick answer"}]}"#);
+    let first = env.spawn(&[
+        "run",
+        "--resume",
+        &id,
+        "--script",
+        slow.to_str().unwrap(),
+        "a",
+    ]);
+    let start = std::time::Instant::now();
+    while !env.turn_running(&id) {
+        assert!(
+            start.elapsed() < std::time::Duration::from_secs(20),
+            "the first turn never started"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    let second = env.spawn(&[
+        "run",
+        "--resume",
+        &id,
+        "--script",
+        quick.to_str().unwrap(),
+        "b",
+    ]);
+    let first = first.wait_with_output().unwrap();
+    let second = second.wait_with_output().unwrap();
+    let stderr = |o: &Output| String::from_utf8_lossy(&o.stderr).into_owned();
+    assert!(first.status.success(), "first: {}", stderr(&first));
+    assert!(second.status.success(), "second: {}", stderr(&second));
+    assert!(
+        stderr(&second).contains("waiting for the turn running in process"),
+        "the second says whom it waits for: {}",
+        stderr(&second)
+    );
+    assert!(String::from_utf8_lossy(&first.stdout).contains("slow answer"));
+    assert!(String::from_utf8_lossy(&second.stdout).contains("quick answer"));
+    let show = env.json(&["session", "show", &id, "--json"]);
+    assert_eq!(show["session"]["status"], "completed", "{show}");
+    assert_eq!(show["session"]["turn_count"], 3, "{show}");
+    let transcript = env.ok(&["session", "show", &id, "--transcript"]);
+    assert!(
+        transcript.contains("slow answer") && transcript.contains("quick answer"),
+        "{transcript}"
+    );
+}
+
+/// Issue 9 finding 14 (C10): a `weft run` killed mid-turn leaves its
+/// session active; `session cleanup` recognises it as interrupted (its
+/// turn lock names a process that is gone) and removes it.
+#[test]
+fn cleanup_removes_a_session_whose_process_was_killed_mid_turn() {
+    let env = Env::new();
+    let kept = env.first_session();
+    let slow = env.script(
+        "slow.json",
+        r#"{"responses": [{"text": "never", "delay_ms": 20000}]}"#,
+    );
+    let mut child = env.spawn(&["run", "--script", slow.to_str().unwrap(), "doomed"]);
+    let start = std::time::Instant::now();
+    let killed = loop {
+        let list = env.json(&["session", "list", "--json"]);
+        let doomed = list
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|s| s["id"].as_str())
+            .find(|id| *id != kept)
+            .map(str::to_string);
+        if let Some(id) = doomed
+            && env.turn_running(&id)
+        {
+            break id;
+        }
+        assert!(
+            start.elapsed() < std::time::Duration::from_secs(20),
+            "the turn never started"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    let show = env.json(&["session", "show", &killed, "--json"]);
+    assert_eq!(show["session"]["status"], "active");
+    assert_eq!(show["interrupted"], true);
+    let text = env.ok(&["session", "show", &killed]);
+    assert!(text.contains("active (interrupted"), "{text}");
+
+    let out = env.weft(&["session", "cleanup", "--days", "0", "--dry-run"]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains(&killed), "{stdout}");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("1 of them interrupted"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let removed = env.ok(&["session", "cleanup", "--days", "0"]);
+    assert!(removed.contains(&killed), "{removed}");
+    let list = env.json(&["session", "list", "--json"]);
+    let ids: Vec<&str> = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|s| s["id"].as_str())
+        .collect();
+    assert!(!ids.contains(&killed.as_str()), "{ids:?}");
+}
+
+/// Issue 9 finding 4: `--no-wait` refuses a turn while another process
+/// runs one on the branch, naming that process, and neither fails the
+/// session nor disturbs the running turn.
+#[test]
+fn no_wait_refuses_naming_the_running_process() {
+    let env = Env::new();
+    let id = env.first_session();
+    let slow = env.script(
+        "slow.json",
+        r#"{"responses": [{"text": "slow answer", "delay_ms": 2000}]}"#,
+    );
+    let quick = env.script("quick.json", r#"{"responses": [{"text": "quick"}]}"#);
+    let first = env.spawn(&[
+        "run",
+        "--resume",
+        &id,
+        "--script",
+        slow.to_str().unwrap(),
+        "a",
+    ]);
+    let start = std::time::Instant::now();
+    while !env.turn_running(&id) {
+        assert!(
+            start.elapsed() < std::time::Duration::from_secs(20),
+            "the first turn never started"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    let pid = first.id();
+    let err = env.fails(&[
+        "run",
+        "--resume",
+        &id,
+        "--no-wait",
+        "--script",
+        quick.to_str().unwrap(),
+        "b",
+    ]);
+    assert!(
+        err.contains(&format!("running a turn in process {pid}")),
+        "{err}"
+    );
+    let first = first.wait_with_output().unwrap();
+    assert!(
+        first.status.success(),
+        "{}",
+        String::from_utf8_lossy(&first.stderr)
+    );
+    let show = env.json(&["session", "show", &id, "--json"]);
+    assert_eq!(show["session"]["status"], "completed", "{show}");
+    assert_eq!(show["session"]["turn_count"], 2, "{show}");
 }

@@ -1492,3 +1492,273 @@ async fn browser_attacks_are_refused_and_same_origin_works() {
         Some("from a web page")
     );
 }
+
+/// The record kinds of a session's log file (`kind.type`, `kind.data`).
+fn log_kinds(env: &Env, id: &str) -> Vec<(String, Value)> {
+    let projects = env.home.path().join("projects");
+    let log = std::fs::read_dir(&projects)
+        .expect("projects")
+        .filter_map(|p| p.ok())
+        .map(|p| p.path().join("sessions").join(id).join("log.jsonl"))
+        .find(|p| p.exists())
+        .expect("the session's log");
+    std::fs::read_to_string(log)
+        .expect("read log")
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .map(|r| {
+            let kind = r["kind"]["type"].as_str().unwrap_or("").to_string();
+            (kind, r["kind"]["data"].clone())
+        })
+        .collect()
+}
+
+/// Whether a turn holds (or its dead process left) the turn lock of
+/// `main` in session `id`.
+fn turn_running(env: &Env, id: &str) -> bool {
+    std::fs::read_dir(env.home.path().join("projects"))
+        .into_iter()
+        .flatten()
+        .filter_map(|p| p.ok())
+        .map(|p| p.path().join("sessions").join(id).join("turn.main.lock"))
+        .any(|p| std::fs::metadata(p).is_ok_and(|m| m.len() > 0))
+}
+
+/// The `from → to` status changes in a session's log file.
+fn status_changes(env: &Env, id: &str) -> Vec<(String, String)> {
+    log_kinds(env, id)
+        .into_iter()
+        .filter(|(kind, _)| kind == "status")
+        .map(|(_, d)| {
+            let s = |k: &str| d[k].as_str().unwrap_or("").to_string();
+            (s("from"), s("to"))
+        })
+        .collect()
+}
+
+/// Issue 9 finding 3 (W3): `complete` on one daemon and `fail` on another,
+/// at once, on one session of a shared home: exactly one is acknowledged,
+/// the other is a 409, and the log holds one transition out of `active`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn contradicting_transitions_on_two_daemons_exactly_one_wins() {
+    let env = Env::new();
+    let plan = env.file("echo.json", ECHO_PLAN);
+    let plan = plan.to_str().expect("utf-8 path");
+    let a = env.serve(&["--mount-plan", plan]).await;
+    let b = env.serve(&["--mount-plan", plan]).await;
+    for round in 0..25 {
+        let id = a.active().await;
+        let (complete_path, fail_path) = (
+            format!("/api/v1/sessions/{id}/complete"),
+            format!("/api/v1/sessions/{id}/fail"),
+        );
+        let ((c, cb), (f, fb)) = tokio::join!(
+            a.post(&complete_path, json!({})),
+            b.post(&fail_path, json!({"errorMessage": "boom"}))
+        );
+        let mut codes = [c, f];
+        codes.sort();
+        assert_eq!(
+            codes,
+            [204, 409],
+            "round {round}: complete {c} {cb}, fail {f} {fb}"
+        );
+        let winner = if c == 204 { "completed" } else { "failed" };
+        assert_eq!(
+            status_changes(&env, &id),
+            vec![
+                ("created".to_string(), "active".to_string()),
+                ("active".to_string(), winner.to_string())
+            ],
+            "round {round}"
+        );
+    }
+}
+
+/// Issue 9 finding 3: a message appended on one daemon while another ends
+/// the session is either written before the end or refused (409), never
+/// acknowledged after it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_message_is_never_written_after_another_daemon_ended_the_session() {
+    let env = Env::new();
+    let plan = env.file("echo.json", ECHO_PLAN);
+    let plan = plan.to_str().expect("utf-8 path");
+    let a = env.serve(&["--mount-plan", plan]).await;
+    let b = env.serve(&["--mount-plan", plan]).await;
+    for round in 0..25 {
+        let id = a.active().await;
+        let (complete_path, message_path) = (
+            format!("/api/v1/sessions/{id}/complete"),
+            format!("/api/v1/sessions/{id}/messages"),
+        );
+        let ((c, cb), (m, mb)) = tokio::join!(
+            a.post(&complete_path, json!({})),
+            b.post(&message_path, json!({"role": "user", "content": "late"}))
+        );
+        assert_eq!(c, 204, "round {round}: {cb}");
+        assert!(m == 201 || m == 409, "round {round}: {m} {mb}");
+        let kinds = log_kinds(&env, &id);
+        let ended = kinds
+            .iter()
+            .position(|(k, d)| k == "status" && d["to"] == "completed")
+            .expect("completed");
+        let message = kinds.iter().position(|(k, _)| k == "message");
+        match m {
+            201 => assert!(
+                message.is_some_and(|p| p < ended),
+                "round {round}: acknowledged, so written before the end: {kinds:?}"
+            ),
+            _ => assert!(message.is_none(), "round {round}: refused but written"),
+        }
+    }
+}
+
+/// Issue 9 finding 4 (W4): a CLI turn while the daemon writes the same
+/// session (state, over and over). The turn appends after the daemon's
+/// records: it exits 0, its answer is recorded, the session is not failed,
+/// and every daemon write is acknowledged and kept.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cli_turn_survives_daemon_writes_to_its_session() {
+    let env = Env::new();
+    let plan = env.file("echo.json", ECHO_PLAN);
+    let d = env
+        .serve(&["--mount-plan", plan.to_str().expect("path")])
+        .await;
+    let id = d.active().await;
+    let slow = env.file(
+        "slow-plan.json",
+        r#"{"session": {"orchestrator": "loop-basic", "context": "context-simple"},
+            "providers": [{"module": "provider-scripted", "config":
+                {"responses": [{"text": "slow answer", "delay_ms": 800}]}}]}"#,
+    );
+    let cli = env
+        .command(&[
+            "run",
+            "--resume",
+            &id,
+            "--mount-plan",
+            slow.to_str().expect("path"),
+            "long turn",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn weft run");
+    for i in 0..10 {
+        let (status, body) = d
+            .put(
+                &format!("/api/v1/sessions/{id}/state/key{i}"),
+                json!({"value": i}),
+            )
+            .await;
+        assert_eq!(status, 200, "{body}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let out = cli.wait_with_output().expect("weft run");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("slow answer"));
+    let texts = d.texts(&id).await;
+    assert!(
+        texts.iter().any(|t| t.to_string().contains("slow answer")),
+        "{texts:?}"
+    );
+    assert_ne!(d.status_of(&id).await, "failed");
+    let state = env.json(&["state", "list", &id, "--json"]);
+    for i in 0..10 {
+        assert_eq!(state[format!("key{i}")], json!(i), "{state}");
+    }
+}
+
+/// Issue 9 finding 4: the daemon does not complete a session while a CLI
+/// process runs a turn on it (409 naming the process), so the turn's
+/// streamed answer is recorded.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_daemon_does_not_end_a_session_under_a_cli_turn() {
+    let env = Env::new();
+    let plan = env.file("echo.json", ECHO_PLAN);
+    let d = env
+        .serve(&["--mount-plan", plan.to_str().expect("path")])
+        .await;
+    let id = d.active().await;
+    let slow = env.file(
+        "slow-plan.json",
+        r#"{"session": {"orchestrator": "loop-basic", "context": "context-simple"},
+            "providers": [{"module": "provider-scripted", "config":
+                {"responses": [{"text": "slow answer", "delay_ms": 1500}]}}]}"#,
+    );
+    let cli = env
+        .command(&[
+            "run",
+            "--resume",
+            &id,
+            "--mount-plan",
+            slow.to_str().expect("path"),
+            "long turn",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn weft run");
+    let pid = cli.id();
+    let start = Instant::now();
+    while !turn_running(&env, &id) {
+        assert!(start.elapsed() < Duration::from_secs(20), "no turn started");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let (status, refusal) = d
+        .post(&format!("/api/v1/sessions/{id}/complete"), json!({}))
+        .await;
+    assert_eq!(status, 409, "{refusal}");
+    assert!(
+        refusal.to_string().contains(&format!("process {pid}")),
+        "{refusal}"
+    );
+    let out = cli.wait_with_output().expect("weft run");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let texts = d.texts(&id).await;
+    assert!(
+        texts.iter().any(|t| t.to_string().contains("slow answer")),
+        "{texts:?}"
+    );
+}
+
+/// Issue 9 finding 4 (W7): two daemons running turns on one session (one
+/// branch) at once: the second waits for the first through the store's
+/// turn lock instead of failing with a conflict; both answer and the
+/// transcript holds both exchanges, each prompt followed by its answer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn turns_on_two_daemons_on_one_session_both_succeed() {
+    let env = Env::new();
+    let plan = env.file("slow.json", SLOW_ECHO_PLAN);
+    let plan = plan.to_str().expect("path");
+    let a = env.serve(&["--mount-plan", plan]).await;
+    let b = env.serve(&["--mount-plan", plan]).await;
+    let id = a.active().await;
+    for round in 0..3 {
+        let (ma, mb) = (format!("a{round}"), format!("b{round}"));
+        let ((sa, ra), (sb, rb)) = tokio::join!(
+            a.post("/run", json!({"message": ma, "session_id": id})),
+            b.post("/run", json!({"message": mb, "session_id": id}))
+        );
+        assert_eq!(sa, 200, "round {round}: {ra}");
+        assert_eq!(sb, 200, "round {round}: {rb}");
+        assert_eq!(ra["result"], ma.as_str());
+        assert_eq!(rb["result"], mb.as_str());
+    }
+    let texts: Vec<String> = a.texts(&id).await.iter().map(|t| t.to_string()).collect();
+    assert_eq!(texts.len(), 12, "{texts:?}");
+    for pair in texts.chunks(2) {
+        assert_eq!(
+            pair[0], pair[1],
+            "each prompt is followed by its echo: {texts:?}"
+        );
+    }
+}

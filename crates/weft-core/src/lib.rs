@@ -47,6 +47,7 @@ pub mod context;
 pub mod error;
 pub mod hooks;
 pub mod id;
+pub mod lease;
 pub mod log;
 pub mod logging;
 pub mod memory;

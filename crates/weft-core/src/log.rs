@@ -1,30 +1,150 @@
-//! [`SessionLog`]: one writer's handle on a session's log.
+//! Appending to a session's log when other writers append too.
 //!
-//! It remembers the head seq it last wrote or read, numbers each batch to
-//! follow it and appends through the [`Store`]. Writers in one process share
-//! a handle (its lock serialises their batches, so concurrent branches never
-//! conflict with each other); a writer in another process that appended in
-//! between makes the next append fail with [`StoreError::Conflict`] rather
-//! than interleave. Appended records are also broadcast to subscribers (the
-//! daemon's SSE streams).
+//! [`SessionLog`] is one writer's handle on a session's log. It remembers
+//! the session as of the head it last wrote or read ([`SessionMeta`],
+//! whose `last_seq` is that head), numbers each batch to follow it and
+//! appends through the [`Store`]. Writers in one process share a handle
+//! (its lock serialises their batches, so concurrent branches never
+//! conflict with each other). Appended records are also broadcast to
+//! subscribers (the daemon's SSE streams).
+//!
+//! A writer in another process may have appended in between. What happens
+//! then is decided in one place, [`append_checked`]: the batch is decided
+//! against the head it is appended after. On a conflict it reads what the
+//! others appended, folds it into the session, and asks the writer's
+//! `decide` again — which re-checks what the batch depends on (a status
+//! transition re-checks [`SessionStatus::can_become`], a turn checks
+//! [`turn_conflict`]) and either gives the batch to append at the new head
+//! (a rebase) or refuses. Nothing is ever blindly retried.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use tokio::sync::{Mutex, broadcast};
 
-use crate::id::SessionId;
-use crate::record::{Record, RecordKind};
-use crate::session::SessionMeta;
-use crate::store::{Store, StoreError};
+use crate::id::{BranchId, SessionId};
+use crate::record::{Record, RecordKind, StatusChange};
+use crate::session::{SessionMeta, SessionStatus};
+use crate::store::{Store, StoreError, UPDATE_ATTEMPTS};
 
 /// How many records a slow subscriber may fall behind before it is told it
 /// lagged.
 pub const LOG_BROADCAST_CAPACITY: usize = 4096;
 
+/// Appends the records `decide` gives, deciding them against the head they
+/// are appended after. `known` is the session as the writer last saw it
+/// (its `last_seq` the head it expects). `decide(session, others)` gets
+/// the session at the head the batch would follow and the records other
+/// writers appended since `known`; it returns the batch (empty: nothing to
+/// write) or refuses. On a conflict the new records are read, folded into
+/// `known` and `decide` is asked again (bounded by [`UPDATE_ATTEMPTS`]).
+///
+/// Returns the records written and the records of others taken in;
+/// `known` is left at the new head.
+pub async fn append_checked<S, F>(
+    store: &S,
+    id: &SessionId,
+    known: &mut SessionMeta,
+    mut decide: F,
+) -> Result<(Vec<Record>, Vec<Record>), StoreError>
+where
+    S: Store + ?Sized,
+    F: FnMut(&SessionMeta, &[Record]) -> Result<Vec<RecordKind>, StoreError> + Send,
+{
+    let mut others: Vec<Record> = Vec::new();
+    let mut attempt = 0;
+    loop {
+        let kinds = decide(known, &others)?;
+        if kinds.is_empty() {
+            return Ok((Vec::new(), others));
+        }
+        let head = known.last_seq;
+        let batch = Record::batch(head, kinds);
+        match store.append(id, head, batch.clone()).await {
+            Ok(meta) => {
+                *known = meta;
+                return Ok((batch, others));
+            }
+            Err(e) if e.is_conflict() && attempt < UPDATE_ATTEMPTS => {
+                attempt += 1;
+                let newer = store.read(id, head + 1, None).await?;
+                if newer.first().is_some_and(|r| r.seq == head + 1) {
+                    for r in &newer {
+                        known.apply(r);
+                    }
+                    others.extend(newer);
+                } else {
+                    // The log is not where we thought (it shrank, or the
+                    // records are not readable yet): start from its head.
+                    *known = store.get(id).await?;
+                }
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// A lifecycle transition decided against `session`: the `status` record
+/// moving it to `to`, or [`StoreError::Refused`] (from `refusal`) when
+/// [`SessionStatus::can_become`] does not allow it from its status there.
+pub fn transition_batch(
+    session: &SessionMeta,
+    to: SessionStatus,
+    error: Option<String>,
+    details: Option<serde_json::Value>,
+    refusal: impl FnOnce(&SessionMeta) -> String,
+) -> Result<Vec<RecordKind>, StoreError> {
+    if !session.status.can_become(to) {
+        return Err(StoreError::Refused(refusal(session)));
+    }
+    Ok(vec![RecordKind::Status(StatusChange {
+        from: session.status,
+        to,
+        error,
+        details,
+    })])
+}
+
+/// Why records other writers appended (`others`, leaving the session as
+/// `session`) conflict with a turn on `branch`, or None when the turn's
+/// records can follow them. They conflict when the session ended, or when
+/// they change the branch's conversation: messages on it (another turn),
+/// its removal, a rewind or compaction of it, or mail delivered to it.
+/// Anything else (state, metadata, other branches) does not.
+pub fn turn_conflict(
+    branch: &BranchId,
+    session: &SessionMeta,
+    others: &[Record],
+) -> Option<String> {
+    let id = &session.id;
+    if session.status.is_ended() {
+        return Some(format!(
+            "session {id} was ended ({}) by another writer while this turn ran: its last records were not written; resume it to go on",
+            session.status
+        ));
+    }
+    let touched = others.iter().find(|r| match &r.kind {
+        RecordKind::Message(m) => &m.branch == branch,
+        RecordKind::BranchRemoved { branch: b }
+        | RecordKind::Rewind { branch: b, .. }
+        | RecordKind::Compaction { branch: b, .. }
+        | RecordKind::MailCollected { recipient: b, .. } => b == branch,
+        _ => false,
+    })?;
+    Some(format!(
+        "branch {branch} of session {id} was changed by another writer while this turn ran ({} at seq {}): its last records were not written; run the prompt again",
+        touched.kind.name(),
+        touched.seq
+    ))
+}
+
 struct Inner {
     store: Arc<dyn Store>,
     id: SessionId,
-    head: Mutex<u64>,
+    known: Mutex<SessionMeta>,
+    /// Whether records of other writers were taken in since
+    /// [`SessionLog::take_outside_writes`] was last called.
+    outside: AtomicBool,
     tx: broadcast::Sender<Record>,
 }
 
@@ -35,14 +155,15 @@ pub struct SessionLog {
 }
 
 impl SessionLog {
-    /// A handle on `id` whose log is at `head`.
-    pub fn new(store: Arc<dyn Store>, id: SessionId, head: u64) -> Self {
+    /// A handle on the session `meta` describes (its `last_seq` the head).
+    pub fn new(store: Arc<dyn Store>, meta: SessionMeta) -> Self {
         let (tx, _) = broadcast::channel(LOG_BROADCAST_CAPACITY);
         Self {
             inner: Arc::new(Inner {
                 store,
-                id,
-                head: Mutex::new(head),
+                id: meta.id.clone(),
+                known: Mutex::new(meta),
+                outside: AtomicBool::new(false),
                 tx,
             }),
         }
@@ -60,17 +181,20 @@ impl SessionLog {
 
     /// The head seq this handle knows.
     pub async fn head(&self) -> u64 {
-        *self.inner.head.lock().await
+        self.inner.known.lock().await.last_seq
     }
 
-    /// Appends `kinds` as one atomic batch after the known head. Returns the
-    /// records written and the metadata after them.
+    /// Appends `kinds` as one atomic batch after the known head; any
+    /// record another writer appended first makes it fail with
+    /// [`StoreError::Conflict`]. Returns the records written and the
+    /// metadata after them.
     pub async fn append(
         &self,
         kinds: Vec<RecordKind>,
     ) -> Result<(Vec<Record>, SessionMeta), StoreError> {
-        let mut head = self.inner.head.lock().await;
-        self.write(&mut head, kinds).await
+        let mut known = self.inner.known.lock().await;
+        let head = known.last_seq;
+        self.write_at(&mut known, head, kinds).await
     }
 
     /// Appends `kinds` only if the head is still `expected` (the head a
@@ -80,42 +204,98 @@ impl SessionLog {
         expected: u64,
         kinds: Vec<RecordKind>,
     ) -> Result<(Vec<Record>, SessionMeta), StoreError> {
-        let mut head = self.inner.head.lock().await;
-        if *head != expected {
+        let mut known = self.inner.known.lock().await;
+        self.write_at(&mut known, expected, kinds).await
+    }
+
+    async fn write_at(
+        &self,
+        known: &mut SessionMeta,
+        expected: u64,
+        kinds: Vec<RecordKind>,
+    ) -> Result<(Vec<Record>, SessionMeta), StoreError> {
+        if known.last_seq != expected {
             return Err(StoreError::Conflict {
                 id: self.inner.id.to_string(),
                 expected,
-                actual: *head,
+                actual: known.last_seq,
             });
         }
-        self.write(&mut head, kinds).await
-    }
-
-    async fn write(
-        &self,
-        head: &mut u64,
-        kinds: Vec<RecordKind>,
-    ) -> Result<(Vec<Record>, SessionMeta), StoreError> {
-        let records = Record::batch(*head, kinds);
+        let records = Record::batch(expected, kinds);
         let meta = self
             .inner
             .store
-            .append(&self.inner.id, *head, records.clone())
+            .append(&self.inner.id, expected, records.clone())
             .await?;
-        *head = meta.last_seq;
-        for r in &records {
+        *known = meta.clone();
+        self.publish(&records);
+        Ok((records, meta))
+    }
+
+    fn publish(&self, records: &[Record]) {
+        for r in records {
             // No subscribers is fine.
             let _ = self.inner.tx.send(r.clone());
         }
-        Ok((records, meta))
+    }
+
+    /// Appends what `decide` gives, decided against the head it follows
+    /// (see [`append_checked`]): other writers' records are taken in and
+    /// `decide` re-asked, never blindly retried. Returns the records
+    /// written and the metadata after them.
+    pub async fn append_if<F>(&self, decide: F) -> Result<(Vec<Record>, SessionMeta), StoreError>
+    where
+        F: FnMut(&SessionMeta, &[Record]) -> Result<Vec<RecordKind>, StoreError> + Send,
+    {
+        let mut known = self.inner.known.lock().await;
+        let result = append_checked(&*self.inner.store, &self.inner.id, &mut known, decide).await;
+        let (written, others) = result?;
+        if !others.is_empty() {
+            self.inner.outside.store(true, Ordering::SeqCst);
+        }
+        self.publish(&written);
+        Ok((written, known.clone()))
+    }
+
+    /// Appends a turn's records on `branch` after whatever other writers
+    /// appended, unless that conflicts with the turn ([`turn_conflict`]:
+    /// then [`StoreError::Refused`] saying why).
+    pub async fn append_for_turn(
+        &self,
+        branch: &BranchId,
+        kinds: Vec<RecordKind>,
+    ) -> Result<(Vec<Record>, SessionMeta), StoreError> {
+        self.append_if(
+            |session, others| match turn_conflict(branch, session, others) {
+                Some(why) => Err(StoreError::Refused(why)),
+                None => Ok(kinds.clone()),
+            },
+        )
+        .await
+    }
+
+    /// Appends records that do not depend on the log's content (state
+    /// deltas, metadata) after whatever other writers appended.
+    pub async fn append_anywhere(
+        &self,
+        kinds: Vec<RecordKind>,
+    ) -> Result<(Vec<Record>, SessionMeta), StoreError> {
+        self.append_if(|_, _| Ok(kinds.clone())).await
+    }
+
+    /// Whether records of other writers were taken in (by a rebased
+    /// append) since the last call; clears the flag. Caches of the
+    /// session's history must then be reloaded.
+    pub fn take_outside_writes(&self) -> bool {
+        self.inner.outside.swap(false, Ordering::SeqCst)
     }
 
     /// Re-reads the head from the store (after a conflict, to accept the
     /// other writer's records).
     pub async fn refresh(&self) -> Result<SessionMeta, StoreError> {
-        let mut head = self.inner.head.lock().await;
+        let mut known = self.inner.known.lock().await;
         let meta = self.inner.store.get(&self.inner.id).await?;
-        *head = meta.last_seq;
+        *known = meta.clone();
         Ok(meta)
     }
 

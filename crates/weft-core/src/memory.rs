@@ -9,7 +9,8 @@ use std::sync::Mutex;
 use async_trait::async_trait;
 use serde_json::{Map, Value};
 
-use crate::id::SessionId;
+use crate::id::{BranchId, SessionId};
+use crate::lease::{LocalTurnLocks, TurnHolder, TurnLockAttempt, TurnLockInfo};
 use crate::record::{Record, RecordKind, StateDelta, check_batch};
 use crate::session::{SessionMeta, SessionStatus};
 use crate::store::{
@@ -35,6 +36,7 @@ struct Inner {
 #[derive(Default)]
 pub struct MemoryStore {
     inner: Mutex<Inner>,
+    turns: LocalTurnLocks,
 }
 
 impl MemoryStore {
@@ -270,5 +272,20 @@ impl Store for MemoryStore {
         let entry = inner.sessions.get(id).ok_or_else(|| not_found(id))?;
         let start = entry.events.len().saturating_sub(limit);
         Ok(entry.events[start..].to_vec())
+    }
+
+    async fn try_lock_turn(
+        &self,
+        id: &SessionId,
+        branch: &BranchId,
+        holder: &TurnHolder,
+    ) -> Result<TurnLockAttempt, StoreError> {
+        self.get(id).await?;
+        Ok(self.turns.try_lock(id, branch, holder))
+    }
+
+    async fn turn_locks(&self, id: &SessionId) -> Result<Vec<TurnLockInfo>, StoreError> {
+        self.get(id).await?;
+        Ok(self.turns.held(id))
     }
 }

@@ -92,13 +92,18 @@ pub struct TurnContext {
 }
 
 impl TurnContext {
-    /// Appends a message to the log and the context.
+    /// Appends messages to the log (after other writers' records unless
+    /// they conflict with the turn: see [`SessionLog::append_for_turn`])
+    /// and to the context.
     pub async fn record_messages(&self, messages: Vec<Message>) -> Result<(), SessionError> {
         if messages.is_empty() {
             return Ok(());
         }
         self.log
-            .append(messages.iter().cloned().map(RecordKind::message).collect())
+            .append_for_turn(
+                &self.branch,
+                messages.iter().cloned().map(RecordKind::message).collect(),
+            )
             .await?;
         for m in messages {
             self.context.add_message(m).await;

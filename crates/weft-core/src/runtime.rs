@@ -22,11 +22,9 @@
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, OnceLock, Weak};
+use std::sync::{Arc, Mutex, OnceLock};
 
-use async_trait::async_trait;
 use serde_json::{Map, Value, json};
-use tokio_util::sync::CancellationToken;
 
 use crate::approval::{ApprovalSystem, DisplayLevel, DisplaySystem, TracingDisplay};
 use crate::branches;
@@ -34,18 +32,23 @@ use crate::context::ContextManager;
 use crate::error::SessionError;
 use crate::hooks::{HookRegistry, events};
 use crate::id::{BranchId, SessionId};
+use crate::lease::{TurnHolder, TurnLock, TurnLockAttempt, busy_message, waiting_message};
 use crate::log::SessionLog;
 use crate::message::{Message, unanswered_tool_calls};
 use crate::mount::{ModuleSpec, MountError, MountPlan};
 use crate::orchestrator::{Orchestrator, TurnCancel, TurnContext};
 use crate::provider::Provider;
-use crate::record::{RecordKind, StateDelta, StatusChange};
+use crate::record::{RecordKind, StatusChange};
 use crate::registry::{ModuleEnv, ModuleRegistry};
 use crate::session::{Branch, Project, SessionMeta, SessionStatus};
-use crate::state::{StateScope, check_key, scope_of};
 use crate::store::{Store, StoreError};
-use crate::tool::{Delegate, DelegateOutcome, Tool};
+use crate::tool::Tool;
 use crate::view::SessionView;
+
+mod delegate;
+mod state;
+
+use delegate::RuntimeDelegate;
 
 /// The output given to the model for tool calls found unanswered when a
 /// session is resumed.
@@ -91,6 +94,10 @@ pub struct SessionConfig {
     pub user: Option<String>,
     /// A model overriding the provider's default.
     pub model: Option<String>,
+    /// Whether a turn waits while another process runs a turn on its
+    /// branch (telling the display whom it waits for); false refuses it
+    /// with that message instead.
+    pub wait_for_turn: bool,
 }
 
 impl SessionConfig {
@@ -110,6 +117,7 @@ impl SessionConfig {
             name: None,
             user: None,
             model: None,
+            wait_for_turn: true,
         }
     }
 }
@@ -294,7 +302,7 @@ impl Session {
             Err(StoreError::NotFound(_)) => (self.create_meta().await?, false),
             Err(e) => return Err(e.into()),
         };
-        let log = SessionLog::new(store.clone(), self.inner.id.clone(), meta.last_seq);
+        let log = SessionLog::new(store.clone(), meta);
 
         let mut warnings = Vec::new();
         for spec in &cfg.plan.hooks {
@@ -396,21 +404,24 @@ impl Session {
         if self.inner.ended.load(Ordering::SeqCst) {
             return Err(SessionError::Ended);
         }
-        // Take in what other writers appended since our last turn, and
-        // become active (from created, or from an ended status on resume).
-        let meta = self
-            .change_status(SessionStatus::Active, None, |s| s != SessionStatus::Active)
-            .await?;
+        let meta = self.take_in_outside_writes().await?;
         let wanted = branch.unwrap_or(meta.default_branch.as_str()).to_string();
         let branch_id = self.resolve_branch(&wanted).await?;
 
-        // One turn per branch at a time; branch state is (re)loaded under
-        // the lock, so it never misses a running turn's messages.
+        // One turn per branch at a time: in this process (the branch lock),
+        // then across processes (the store's turn lock); branch state is
+        // (re)loaded under both, so it never misses a running turn's
+        // messages.
         let branch_lock = lock(&self.inner.branch_locks)
             .entry(branch_id.clone())
             .or_default()
             .clone();
         let _turn_guard = branch_lock.lock().await;
+        let _store_turn_lock = self.lock_turn(&branch_id).await?;
+        // Take in what other writers appended meanwhile, and become active
+        // (from created, or from an ended status on resume).
+        self.change_status(SessionStatus::Active, None, |s| s != SessionStatus::Active)
+            .await?;
         let (branch_settings, context, fresh) = self.branch_state(&branch_id, mounted).await?;
 
         if !self.inner.started.swap(true, Ordering::SeqCst) {
@@ -497,39 +508,58 @@ impl Session {
         result
     }
 
-    /// Makes the session active (from created, or from an ended status when
-    /// it is resumed).
-    /// Changes the status to `to` if `when(current)` holds, at the log's
-    /// current head; a concurrent writer makes it re-check. Returns the
-    /// metadata after the call.
+    /// Takes the store's turn lock of `branch`: waits while another
+    /// process runs a turn on it (telling the display whom it waits for),
+    /// or refuses when the config says not to wait.
+    async fn lock_turn(&self, branch: &BranchId) -> Result<TurnLock, SessionError> {
+        let store = self.store();
+        let holder = TurnHolder::current();
+        let id = &self.inner.id;
+        if !self.inner.config.wait_for_turn {
+            return match store.try_lock_turn(id, branch, &holder).await? {
+                TurnLockAttempt::Acquired(lock) => Ok(lock),
+                TurnLockAttempt::Busy(who) => Err(SessionError::Store(StoreError::Refused(
+                    busy_message(id, branch, who.as_ref()),
+                ))),
+            };
+        }
+        let display = self.display();
+        let on_busy = move |who: Option<&TurnHolder>| {
+            display.show_message(&waiting_message(branch, who), DisplayLevel::Warning, "turn");
+        };
+        Ok(store.lock_turn(id, branch, &holder, &on_busy).await?)
+    }
+
+    /// Changes the status to `to` if `when(current)` holds, decided at the
+    /// log's head (a concurrent writer's records are taken in and `when`
+    /// re-checked). Returns the metadata after the call.
     async fn change_status(
         &self,
         to: SessionStatus,
         error: Option<String>,
-        when: impl Fn(SessionStatus) -> bool,
+        when: impl Fn(SessionStatus) -> bool + Send + Sync,
     ) -> Result<SessionMeta, SessionError> {
         let log = &self.mounted()?.log;
         let _serialised = self.inner.activation.lock().await;
-        let mut attempt = 0;
-        loop {
-            let meta = self.take_in_outside_writes().await?;
-            if !when(meta.status) {
-                return Ok(meta);
-            }
-            let change = RecordKind::Status(StatusChange {
-                from: meta.status,
-                to,
-                error: error.clone(),
-                details: None,
-            });
-            match log.append_at(meta.last_seq, vec![change]).await {
-                Ok((_, meta)) => return Ok(meta),
-                Err(e) if e.is_conflict() && attempt < crate::store::UPDATE_ATTEMPTS => {
-                    attempt += 1
-                }
-                Err(e) => return Err(e.into()),
-            }
+        self.take_in_outside_writes().await?;
+        let (_, meta) = log
+            .append_if(|session, _| {
+                Ok(if when(session.status) {
+                    vec![RecordKind::Status(StatusChange {
+                        from: session.status,
+                        to,
+                        error: error.clone(),
+                        details: None,
+                    })]
+                } else {
+                    Vec::new()
+                })
+            })
+            .await?;
+        if log.take_outside_writes() {
+            self.invalidate_branches().await;
         }
+        Ok(meta)
     }
 
     /// Accepts records another writer appended since this session last
@@ -540,8 +570,11 @@ impl Session {
     async fn take_in_outside_writes(&self) -> Result<SessionMeta, SessionError> {
         let log = &self.mounted()?.log;
         let meta = self.store().get(&self.inner.id).await?;
-        if meta.last_seq != log.head().await {
+        let moved = meta.last_seq != log.head().await;
+        if moved {
             log.refresh().await?;
+        }
+        if log.take_outside_writes() || moved {
             self.invalidate_branches().await;
         }
         Ok(meta)
@@ -627,7 +660,10 @@ impl Session {
             .collect();
         mounted
             .log
-            .append(repairs.iter().cloned().map(RecordKind::message).collect())
+            .append_for_turn(
+                branch,
+                repairs.iter().cloned().map(RecordKind::message).collect(),
+            )
             .await?;
         for m in repairs {
             context.add_message(m).await;
@@ -705,17 +741,44 @@ impl Session {
         if self.mounted().is_err() {
             return Ok(());
         }
-        let status = self
-            .change_status(SessionStatus::Completed, None, |s| {
-                s == SessionStatus::Active
-            })
-            .await?
-            .status;
+        let status = if self.is_running() {
+            self.complete().await?
+        } else {
+            // Leave the session active while another process runs a turn on
+            // it (that one completes it when it ends); holding the default
+            // branch's turn lock meanwhile, so no turn starts in between.
+            let default = self.meta().await?.default_branch;
+            let holder = TurnHolder::current();
+            match self
+                .store()
+                .try_lock_turn(&self.inner.id, &default, &holder)
+                .await?
+            {
+                TurnLockAttempt::Busy(_) => self.meta().await?.status,
+                TurnLockAttempt::Acquired(_lock) => {
+                    let others = self.store().turn_locks(&self.inner.id).await?;
+                    if others.iter().any(|l| l.live && l.branch != default) {
+                        self.meta().await?.status
+                    } else {
+                        self.complete().await?
+                    }
+                }
+            }
+        };
         self.inner
             .hooks
             .emit(events::SESSION_END, json!({"status": status}))
             .await;
         Ok(())
+    }
+
+    async fn complete(&self) -> Result<SessionStatus, SessionError> {
+        Ok(self
+            .change_status(SessionStatus::Completed, None, |s| {
+                s == SessionStatus::Active
+            })
+            .await?
+            .status)
     }
 
     // ---- branches and mail ----------------------------------------------
@@ -855,96 +918,6 @@ impl Session {
         self.update_with(|view| Ok(branches::collect_mail(view, to, from, chrono::Utc::now())?))
             .await
     }
-
-    // ---- state -----------------------------------------------------------
-
-    fn scope(&self, key: &str) -> Result<StateScope, SessionError> {
-        check_key(key).map_err(SessionError::Invalid)?;
-        let cfg = &self.inner.config;
-        Ok(scope_of(key, &cfg.profile, cfg.user.as_deref()))
-    }
-
-    /// Sets a state key. `temp:` keys live in this process until the end of
-    /// the turn; `app:` and `user:` keys are shared through the store;
-    /// other keys are session state recorded in the log.
-    pub async fn state_set(&self, key: &str, value: Value) -> Result<(), SessionError> {
-        let mut delta = StateDelta::default();
-        delta.set.insert(key.to_string(), value.clone());
-        self.apply_state(key, delta, |temp| {
-            temp.insert(key.to_string(), value);
-        })
-        .await
-    }
-
-    /// Removes a state key.
-    pub async fn state_delete(&self, key: &str) -> Result<(), SessionError> {
-        let delta = StateDelta {
-            delete: vec![key.to_string()],
-            ..Default::default()
-        };
-        self.apply_state(key, delta, |temp| {
-            temp.remove(key);
-        })
-        .await
-    }
-
-    async fn apply_state(
-        &self,
-        key: &str,
-        delta: StateDelta,
-        temp: impl FnOnce(&mut Map<String, Value>),
-    ) -> Result<(), SessionError> {
-        match self.scope(key)? {
-            StateScope::Temp => temp(&mut lock(&self.inner.temp_state)),
-            StateScope::Shared(ns) => {
-                self.store().update_shared_state(&ns, &delta).await?;
-            }
-            StateScope::Session => {
-                self.mounted()?
-                    .log
-                    .append(vec![RecordKind::State(delta)])
-                    .await?;
-            }
-        }
-        Ok(())
-    }
-
-    /// Removes every session-local and `temp:` key (recorded in the log, so
-    /// the clear survives a restart). Shared `app:`/`user:` keys stay.
-    pub async fn state_clear(&self) -> Result<(), SessionError> {
-        lock(&self.inner.temp_state).clear();
-        let delta = StateDelta {
-            clear: true,
-            ..Default::default()
-        };
-        self.mounted()?
-            .log
-            .append(vec![RecordKind::State(delta)])
-            .await?;
-        Ok(())
-    }
-
-    /// A state key's value.
-    pub async fn state_get(&self, key: &str) -> Result<Option<Value>, SessionError> {
-        Ok(match self.scope(key)? {
-            StateScope::Temp => lock(&self.inner.temp_state).get(key).cloned(),
-            StateScope::Shared(ns) => self.store().shared_state(&ns).await?.get(key).cloned(),
-            StateScope::Session => self.view().await?.state.get(key).cloned(),
-        })
-    }
-
-    /// All state visible to the session: session keys, `app:` and `user:`
-    /// keys, and `temp:` keys.
-    pub async fn state_all(&self) -> Result<Map<String, Value>, SessionError> {
-        let mut all = self.view().await?.state;
-        for prefix in ["app:", "user:"] {
-            if let StateScope::Shared(ns) = self.scope(prefix)? {
-                all.extend(self.store().shared_state(&ns).await?);
-            }
-        }
-        all.extend(lock(&self.inner.temp_state).clone());
-        Ok(all)
-    }
 }
 
 fn mount_tools(
@@ -972,93 +945,4 @@ fn mount_tools(
         }
     }
     Ok(tools)
-}
-
-/// Delegation to sub-agents: a child session per task.
-struct RuntimeDelegate {
-    parent: Weak<Inner>,
-}
-
-#[async_trait]
-impl Delegate for RuntimeDelegate {
-    fn agents(&self) -> Vec<(String, String)> {
-        self.parent
-            .upgrade()
-            .map(|p| {
-                p.config
-                    .plan
-                    .agents
-                    .iter()
-                    .map(|(name, a)| (name.clone(), a.description.clone()))
-                    .collect()
-            })
-            .unwrap_or_default()
-    }
-
-    async fn delegate(
-        &self,
-        agent: &str,
-        instruction: &str,
-        cancel: CancellationToken,
-    ) -> Result<DelegateOutcome, String> {
-        let parent = self
-            .parent
-            .upgrade()
-            .ok_or_else(|| "the parent session has ended".to_string())?;
-        let pcfg = &parent.config;
-        let Some(spec) = pcfg.plan.agents.get(agent) else {
-            let known: Vec<&str> = pcfg.plan.agents.keys().map(String::as_str).collect();
-            return Err(format!(
-                "unknown agent {agent:?}: the available agents are {}",
-                if known.is_empty() {
-                    "none".into()
-                } else {
-                    known.join(", ")
-                }
-            ));
-        };
-        let mut plan = pcfg.plan.clone();
-        plan.system = spec.system.clone().or(plan.system);
-        if !spec.providers.is_empty() {
-            plan.providers = spec.providers.clone();
-        }
-        if let Some(tools) = &spec.tools {
-            plan.tools = tools.clone();
-        }
-        let mut config = pcfg.clone();
-        config.plan = plan;
-        config.session_id = Some(SessionId::child_of(&parent.id, agent));
-        config.parent_id = Some(parent.id.clone());
-        config.agent_name = Some(agent.to_string());
-        config.name = None;
-        let child = Session::new(config);
-        child.initialize().await.map_err(|e| e.to_string())?;
-        let watcher = {
-            let child = child.clone();
-            let cancel = cancel.clone();
-            tokio::spawn(async move {
-                cancel.cancelled().await;
-                child.cancel(CancelMode::Immediate).await;
-            })
-        };
-        let result = child.execute(instruction).await;
-        watcher.abort();
-        match result {
-            Ok(text) => {
-                child.cleanup().await.map_err(|e| e.to_string())?;
-                Ok(DelegateOutcome {
-                    session_id: child.id().clone(),
-                    text,
-                })
-            }
-            Err(e) => {
-                let _ = child.fail(&e.to_string()).await;
-                let _ = child.cleanup().await;
-                Err(format!(
-                    "sub-agent {agent} (session {}) failed: {e}",
-                    child.id()
-                ))
-            }
-        }
-    }
 }

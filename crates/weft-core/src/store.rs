@@ -19,6 +19,16 @@
 //!   descending) with an opaque cursor ([`ListCursor`]).
 //! - Backends keep [`SessionMeta`] current with [`SessionMeta::apply`], so
 //!   listing never reads logs.
+//! - `try_lock_turn` / `turn_locks`: one turn lock per (session, branch)
+//!   across every process and node sharing the store, released when its
+//!   guard drops or its holder dies; one left behind by a dead holder is
+//!   reported as not live (an interrupted turn). See [`crate::lease`] and
+//!   [`Store::try_lock_turn`].
+//!
+//! Writes that depend on the session (lifecycle transitions, a turn's
+//! messages) are decided against the head they are appended after, through
+//! [`crate::log::append_checked`]; a conflict makes them re-check, never
+//! blindly retry.
 
 use std::time::Duration;
 
@@ -27,9 +37,10 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-use crate::id::{IdError, SessionId, validate_id};
+use crate::id::{BranchId, IdError, SessionId, validate_id};
+use crate::lease::{TURN_LOCK_POLL, TurnHolder, TurnLock, TurnLockAttempt, TurnLockInfo};
 use crate::message::{Message, Role, unanswered_tool_calls};
-use crate::record::{BatchError, MetaPatch, Record, RecordKind, StateDelta, StatusChange};
+use crate::record::{BatchError, MetaPatch, Record, RecordKind, StateDelta};
 use crate::session::{ForkedFrom, SessionMeta, SessionStatus};
 use crate::view::{SessionView, ViewError, turn_starts};
 
@@ -397,7 +408,15 @@ pub struct CleanupReport {
     pub removed: Vec<SessionId>,
     /// Old sessions kept because they are active.
     pub kept_active: Vec<SessionId>,
+    /// Active sessions found interrupted (their process exited mid-turn),
+    /// marked failed and removed with the others (listed in `removed` too).
+    #[serde(default)]
+    pub interrupted: Vec<SessionId>,
 }
+
+/// The error recorded on an interrupted session that `cleanup` ends.
+pub const PROCESS_EXITED: &str =
+    "the process running it exited mid-turn (found by cleanup): nothing recorded was lost";
 
 /// The synthetic output for tool calls cut off by a fork.
 pub const FORK_INTERRUPTED: &str = "interrupted by fork: this tool call was not answered in the source session before the fork point";
@@ -473,6 +492,67 @@ pub trait Store: Send + Sync {
 
     /// The last `limit` kernel events of a session.
     async fn read_events(&self, id: &SessionId, limit: usize) -> Result<Vec<Value>, StoreError>;
+
+    /// Takes the turn lock of `branch` in session `id` for `holder` if
+    /// nobody holds it; else [`TurnLockAttempt::Busy`] naming the holder
+    /// when known. See [`crate::lease`].
+    ///
+    /// Contract: at most one [`TurnLock`] per (session, branch) exists at a
+    /// time across every process (and node) sharing the store, including
+    /// two handles in one process; it is released when the guard is
+    /// dropped **and when its holder dies** (fs/sqlite: an OS lock that
+    /// dies with the process; network stores: a lease with a TTL renewed
+    /// while held, expiring when the holder stops renewing, with a fencing
+    /// token). A lock whose holder died without releasing it stays visible
+    /// in [`Store::turn_locks`] as not live (an interrupted turn) until the
+    /// next holder takes it. Fails with [`StoreError::NotFound`] when the
+    /// session does not exist.
+    async fn try_lock_turn(
+        &self,
+        id: &SessionId,
+        branch: &BranchId,
+        holder: &TurnHolder,
+    ) -> Result<TurnLockAttempt, StoreError>;
+
+    /// The turn locks recorded for session `id`: the held ones (`live`)
+    /// and those whose holder exited mid-turn without releasing them.
+    async fn turn_locks(&self, id: &SessionId) -> Result<Vec<TurnLockInfo>, StoreError>;
+
+    /// Takes the turn lock like [`Store::try_lock_turn`], waiting while it
+    /// is busy; `on_busy` is told who holds it (once, before the wait).
+    async fn lock_turn(
+        &self,
+        id: &SessionId,
+        branch: &BranchId,
+        holder: &TurnHolder,
+        on_busy: &(dyn for<'h> Fn(Option<&'h TurnHolder>) + Send + Sync),
+    ) -> Result<TurnLock, StoreError> {
+        let mut told = false;
+        loop {
+            match self.try_lock_turn(id, branch, holder).await? {
+                TurnLockAttempt::Acquired(lock) => return Ok(lock),
+                TurnLockAttempt::Busy(who) => {
+                    if !told {
+                        on_busy(who.as_ref());
+                        told = true;
+                    }
+                    tokio::time::sleep(TURN_LOCK_POLL).await;
+                }
+            }
+        }
+    }
+
+    /// Whether session `id` is `active` but nobody runs it: a turn's
+    /// process exited mid-turn (a turn lock is left unreleased) and no
+    /// turn runs now. Such a session is *interrupted*: `cleanup` treats it
+    /// as ended, and the next turn on it repairs the history.
+    async fn is_interrupted(&self, id: &SessionId) -> Result<bool, StoreError> {
+        if self.get(id).await?.status != SessionStatus::Active {
+            return Ok(false);
+        }
+        let locks = self.turn_locks(id).await?;
+        Ok(!locks.iter().any(|l| l.live) && locks.iter().any(|l| l.holder.is_some()))
+    }
 
     // ---- provided operations -------------------------------------------
 
@@ -552,28 +632,14 @@ pub trait Store: Send + Sync {
         error: Option<String>,
         details: Option<Value>,
     ) -> Result<SessionMeta, StoreError> {
-        loop {
-            let meta = self.get(id).await?;
-            if !meta.status.can_become(to) {
-                return Err(StoreError::Refused(format!(
-                    "session {id} is {}: it cannot become {to}",
-                    meta.status
-                )));
-            }
-            let change = RecordKind::Status(StatusChange {
-                from: meta.status,
-                to,
-                error: error.clone(),
-                details: details.clone(),
-            });
-            match self
-                .append(id, meta.last_seq, Record::batch(meta.last_seq, [change]))
-                .await
-            {
-                Err(e) if e.is_conflict() => continue,
-                other => return other,
-            }
-        }
+        let mut known = self.get(id).await?;
+        crate::log::append_checked(self, id, &mut known, |session, _| {
+            crate::log::transition_batch(session, to, error.clone(), details.clone(), |s| {
+                format!("session {id} is {}: it cannot become {to}", s.status)
+            })
+        })
+        .await?;
+        Ok(known)
     }
 
     /// Forks `id` at `point` into a new session (`new_id`, or a fresh
@@ -609,7 +675,10 @@ pub trait Store: Send + Sync {
         self.create(meta, plan.records).await
     }
 
-    /// Removes sessions not updated for `older_than`, never an active one.
+    /// Removes sessions not updated for `older_than`, never an active one
+    /// unless it is interrupted ([`Store::is_interrupted`]: its process
+    /// exited mid-turn): that one is first marked failed ("the process
+    /// running it exited"), then removed.
     async fn cleanup(
         &self,
         older_than: Duration,
@@ -632,7 +701,12 @@ pub trait Store: Send + Sync {
             for meta in page.sessions {
                 if meta.updated_at < cutoff {
                     if meta.status == SessionStatus::Active {
-                        report.kept_active.push(meta.id);
+                        if self.is_interrupted(&meta.id).await? {
+                            report.interrupted.push(meta.id.clone());
+                            candidates.push(meta.id);
+                        } else {
+                            report.kept_active.push(meta.id);
+                        }
                     } else {
                         candidates.push(meta.id);
                     }
@@ -647,6 +721,22 @@ pub trait Store: Send + Sync {
             if dry_run {
                 report.removed.push(id);
                 continue;
+            }
+            if report.interrupted.contains(&id) {
+                match self
+                    .transition(
+                        &id,
+                        SessionStatus::Failed,
+                        Some(PROCESS_EXITED.into()),
+                        None,
+                    )
+                    .await
+                {
+                    // Refused: it changed meanwhile (resumed or ended);
+                    // the delete below decides.
+                    Ok(_) | Err(StoreError::Refused(_)) | Err(StoreError::NotFound(_)) => {}
+                    Err(e) => return Err(e),
+                }
             }
             let options = DeleteOptions {
                 with_children: false,

@@ -24,7 +24,12 @@
 //!   appended meanwhile, so it neither conflicts nor runs on stale history.
 //! - **Lifecycle.** Transitions follow [`SessionStatus::can_become`]; a
 //!   refused one is a 409 naming the current status. While a turn runs,
-//!   only `terminate` (which cancels it) may end the session.
+//!   only `terminate` (which cancels it) may end the session; `complete`
+//!   and `fail` are also refused while another process (a CLI) runs a
+//!   turn on it (its store turn lock is held). Transitions and messages
+//!   are decided against the head they are appended after
+//!   (`weft_core::log::append_checked`): a contradicting write from another
+//!   process is a 409, never overwritten.
 
 use std::collections::{HashMap, VecDeque};
 use std::panic::AssertUnwindSafe;
@@ -37,8 +42,9 @@ use serde_json::{Map, Value, json};
 use tokio::sync::{broadcast, oneshot, watch};
 use tokio_util::sync::CancellationToken;
 use weft_core::hooks::{ALL_EVENTS, events};
+use weft_core::log::{append_checked, transition_batch};
 use weft_core::mount::MountPlan;
-use weft_core::record::{RecordKind, StateDelta, StatusChange};
+use weft_core::record::{RecordKind, StateDelta};
 use weft_core::session::SessionMeta;
 use weft_core::state::{StateScope, check_key, scope_of};
 use weft_core::store::{DeleteOptions, Store, StoreError, update_session};
@@ -322,42 +328,53 @@ impl Core {
         })
     }
 
-    /// Appends `kinds` as one batch (the slot's lock must be held; `live`
-    /// is what it guards) and publishes the records.
-    async fn write(
+    /// Appends the batch `decide` gives, decided against the head it
+    /// follows (the slot's lock must be held; `live` is what it guards),
+    /// and publishes the records. Through the live session's log when
+    /// there is one, else straight to the store; either way a conflict
+    /// with another process takes its records in and asks `decide` again
+    /// (`weft_core::log::append_checked`), so a transition or a message
+    /// is never written after a record that forbids it.
+    async fn write<F>(
         &self,
         slot: &Slot,
         live: &Option<Session>,
-        kinds: Vec<RecordKind>,
-    ) -> Result<Vec<Record>, ApiError> {
+        decide: F,
+    ) -> Result<Vec<Record>, ApiError>
+    where
+        F: FnMut(&SessionMeta, &[Record]) -> Result<Vec<RecordKind>, StoreError> + Send,
+    {
         let store = self.store();
-        let mut attempts = 0;
         let records = match live {
-            Some(session) => {
-                let log = session.log()?;
-                loop {
-                    match log.append(kinds.clone()).await {
-                        Ok((records, _)) => break records,
-                        Err(e) if e.is_conflict() && attempts < 8 => {
-                            attempts += 1;
-                            log.refresh().await?;
-                        }
-                        Err(e) => return Err(e.into()),
-                    }
-                }
+            Some(session) => session.log()?.append_if(decide).await?.0,
+            None => {
+                let mut known = store.get(&slot.id).await?;
+                append_checked(&**store, &slot.id, &mut known, decide)
+                    .await?
+                    .0
             }
-            None => loop {
-                let head = store.get(&slot.id).await?.last_seq;
-                let batch = Record::batch(head, kinds.clone());
-                match store.append(&slot.id, head, batch.clone()).await {
-                    Ok(_) => break batch,
-                    Err(e) if e.is_conflict() && attempts < 16 => attempts += 1,
-                    Err(e) => return Err(e.into()),
-                }
-            },
         };
         slot.hub.publish(store, &records).await;
         Ok(records)
+    }
+
+    /// Writes the transition to `to`, decided at the head it follows
+    /// (refused with 409 when the lifecycle does not allow it there).
+    async fn write_transition(
+        &self,
+        slot: &Slot,
+        live: &Option<Session>,
+        to: SessionStatus,
+        error: Option<String>,
+        details: Option<Value>,
+    ) -> Result<(), ApiError> {
+        self.write(slot, live, |session, _| {
+            transition_batch(session, to, error.clone(), details.clone(), |s| {
+                lifecycle_detail(s, to)
+            })
+        })
+        .await?;
+        Ok(())
     }
 
     /// A lifecycle transition requested over the API (not terminate).
@@ -380,17 +397,25 @@ impl Core {
                 meta.status
             )));
         }
-        self.write(
-            &slot,
-            &live,
-            vec![RecordKind::Status(StatusChange {
-                from: meta.status,
-                to,
-                error,
-                details,
-            })],
-        )
-        .await?;
+        // A turn another process runs on it (a CLI) would lose what it
+        // streams if the session ended under it.
+        if let Some(other) = self
+            .store()
+            .turn_locks(id)
+            .await?
+            .into_iter()
+            .find(|l| l.live)
+        {
+            let who = other
+                .holder
+                .map_or_else(|| "another process".to_string(), |h| h.describe());
+            return Err(ApiError::conflict(format!(
+                "session {id} is running a turn on branch {} in {who}: wait for it to finish",
+                other.branch
+            )));
+        }
+        self.write_transition(&slot, &live, to, error, details)
+            .await?;
         if to.is_ended()
             && let Some(session) = live.take()
             && let Err(e) = session.cleanup().await
@@ -460,17 +485,8 @@ impl Core {
                 SessionStatus::Terminated,
             )));
         }
-        self.write(
-            &slot,
-            &live,
-            vec![RecordKind::Status(StatusChange {
-                from: meta.status,
-                to: SessionStatus::Terminated,
-                error: None,
-                details: None,
-            })],
-        )
-        .await?;
+        self.write_transition(&slot, &live, SessionStatus::Terminated, None, None)
+            .await?;
         if let Some(session) = live.take()
             && let Err(e) = session.cleanup().await
         {
@@ -534,7 +550,16 @@ impl Core {
             )));
         }
         let records = self
-            .write(&slot, &live, vec![RecordKind::message(message)])
+            .write(&slot, &live, |session, _| {
+                if session.status == SessionStatus::Active {
+                    Ok(vec![RecordKind::message(message.clone())])
+                } else {
+                    Err(StoreError::Refused(format!(
+                        "session {id} is {}: messages can be added only while it is active",
+                        session.status
+                    )))
+                }
+            })
             .await?;
         live.take();
         slot.touch();
@@ -553,8 +578,10 @@ impl Core {
         if patch.is_empty() {
             return Ok(meta);
         }
-        self.write(&slot, &live, vec![RecordKind::Meta(patch)])
-            .await?;
+        self.write(&slot, &live, |_, _| {
+            Ok(vec![RecordKind::Meta(patch.clone())])
+        })
+        .await?;
         self.meta(id).await
     }
 

@@ -39,6 +39,7 @@ pub mod import;
 pub mod sqlite;
 
 mod sql;
+mod turn_lock;
 mod util;
 
 pub use fs::FsStore;

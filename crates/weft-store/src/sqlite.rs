@@ -941,4 +941,25 @@ impl Store for SqliteStore {
         let id = id.clone();
         blocking("sqlite", &self.inner, move |i| i.read_events(&id, limit)).await
     }
+
+    // Turn locks: `<db>.locks/<session>/turn.<branch>.lock`.
+    async fn try_lock_turn(
+        &self,
+        id: &SessionId,
+        branch: &weft_core::BranchId,
+        holder: &weft_core::lease::TurnHolder,
+    ) -> Result<weft_core::lease::TurnLockAttempt, StoreError> {
+        self.get(id).await?;
+        let dir = crate::turn_lock::sibling_dir(self.path(), id);
+        std::fs::create_dir_all(&dir).map_err(|e| crate::util::io_err(&dir, e))?;
+        crate::turn_lock::try_lock_turn(&dir, branch, holder)
+    }
+
+    async fn turn_locks(
+        &self,
+        id: &SessionId,
+    ) -> Result<Vec<weft_core::lease::TurnLockInfo>, StoreError> {
+        self.get(id).await?;
+        crate::turn_lock::turn_locks(&crate::turn_lock::sibling_dir(self.path(), id))
+    }
 }

@@ -15,6 +15,7 @@
 //!     session.lock                    advisory lock for writers
 //!     log.quarantine.jsonl            damaged committed records moved out of the log (see `recovery`)
 //!     .<file>.tmp-<pid>               temp file of an atomic rewrite in flight
+//!     turn.<branch>.lock              turn locks (see `crate::turn_lock`)
 //! ```
 //!
 //! `<slug>` is the session's `project.slug` ([`weft_core::session::project_slug`]);
@@ -1756,5 +1757,27 @@ impl Store for FsStore {
     async fn read_events(&self, id: &SessionId, limit: usize) -> Result<Vec<Value>, StoreError> {
         let id = id.clone();
         blocking("fs", &self.inner, move |i| i.read_events(&id, limit)).await
+    }
+    // Turn locks: `turn.<branch>.lock` in the session directory.
+    async fn try_lock_turn(
+        &self,
+        id: &SessionId,
+        branch: &weft_core::BranchId,
+        holder: &weft_core::lease::TurnHolder,
+    ) -> Result<weft_core::lease::TurnLockAttempt, StoreError> {
+        let dir = self
+            .session_dir(id)
+            .ok_or_else(|| StoreError::NotFound(id.to_string()))?;
+        crate::turn_lock::try_lock_turn(&dir, branch, holder)
+    }
+
+    async fn turn_locks(
+        &self,
+        id: &SessionId,
+    ) -> Result<Vec<weft_core::lease::TurnLockInfo>, StoreError> {
+        let dir = self
+            .session_dir(id)
+            .ok_or_else(|| StoreError::NotFound(id.to_string()))?;
+        crate::turn_lock::turn_locks(&dir)
     }
 }
