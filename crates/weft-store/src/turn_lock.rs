@@ -23,6 +23,11 @@ use crate::util::IoContext;
 const PREFIX: &str = "turn.";
 const SUFFIX: &str = ".lock";
 
+/// Whether `name` is a turn lock file's name (`turn.<branch>.lock`).
+pub(crate) fn is_lock_file_name(name: &str) -> bool {
+    name.len() > PREFIX.len() + SUFFIX.len() && name.starts_with(PREFIX) && name.ends_with(SUFFIX)
+}
+
 /// The lock directory of session `id` for a single-file store at `db`:
 /// `<db>.locks/<id>/`.
 pub(crate) fn sibling_dir(db: &Path, id: &weft_core::SessionId) -> PathBuf {

@@ -578,7 +578,7 @@ fn check_session(c: &mut Checker, slug: &str, id: &str, dir: &Path) -> Result<()
                     true,
                 );
             }
-        } else if !known.contains(&name.as_str()) {
+        } else if !known.contains(&name.as_str()) && !crate::turn_lock::is_lock_file_name(&name) {
             c.stray(&path, "not part of a session directory");
         }
     }
