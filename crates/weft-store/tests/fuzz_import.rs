@@ -59,8 +59,7 @@ impl Line {
     }
 }
 
-/// Text the importer keeps as it is: non-empty, no surrounding whitespace
-/// issue (it keeps whitespace, but an all-whitespace text is still text).
+/// Message text: any non-empty text (the importer drops empty content).
 fn message_text() -> impl Strategy<Value = String> {
     text().prop_filter("non-empty", |s| !s.is_empty())
 }

@@ -27,9 +27,9 @@ use fuzz_support::{
     scratch_dir,
 };
 use proptest::prelude::*;
-use weft_core::SessionId;
 use weft_core::record::{Record, RecordKind};
 use weft_core::store::{ListQuery, Store, StoreError};
+use weft_core::{BranchId, Message, Role, SessionId};
 use weft_store::FsStore;
 use weft_store::conformance::new_meta;
 use weft_store::fs::LOG_FILE;
@@ -295,6 +295,93 @@ proptest! {
         })?;
     }
 
+}
+
+proptest! {
+    // Large logs: fewer cases by default.
+    #![proptest_config(config("proptest-regressions/fuzz_log.txt", 16))]
+
+    /// In a log large enough for `read(from_seq)` to binary-search byte
+    /// offsets, corrupt lines whose `seq` prefix still reads as a number
+    /// (any number) are skipped, and reads from any seq are exact.
+    #[test]
+    fn reads_of_large_logs_skip_corrupt_lines(
+        sizes in prop::collection::vec(1500usize..2000, 60..80),
+        corrupt in prop::collection::vec((any::<usize>(), "[0-9]{1,3}"), 1..40),
+        froms in prop::collection::vec(any::<u64>(), 3),
+    ) {
+        let rt = runtime()?;
+        // One batch: quicker to write than one append per record.
+        let batches = vec![
+            sizes
+                .iter()
+                .enumerate()
+                .map(|(i, n)| {
+                    RecordKind::message(Message::text(
+                        BranchId::main(),
+                        Role::User,
+                        format!("{i} {}", "x".repeat(*n)),
+                    ))
+                })
+                .collect::<Vec<_>>(),
+        ];
+        let w = write_session(&rt, &batches)?;
+        let bytes = fs::read(&w.log).map_err(fail)?;
+        prop_assert!(bytes.len() > 96 * 1024, "the log is too small to be searched");
+        let mut lines: Vec<Vec<u8>> = bytes.split(|b| *b == b'\n').map(<[u8]>::to_vec).collect();
+        prop_assert_eq!(lines.pop(), Some(Vec::new()));
+        let mut damaged = std::collections::BTreeSet::new();
+        for (n, digits) in &corrupt {
+            // Not the first or last line; the seq prefix is rewritten to
+            // `digits` and the record's closing brace broken.
+            let i = 1 + n % (lines.len() - 2);
+            let line = &lines[i];
+            let prefix = b"{\"v\":1,\"seq\":";
+            prop_assert!(line.starts_with(prefix));
+            let rest = &line[prefix.len()..];
+            let old = rest.iter().take_while(|b| b.is_ascii_digit()).count();
+            let mut new = prefix.to_vec();
+            new.extend_from_slice(digits.as_bytes());
+            new.extend_from_slice(&rest[old..]);
+            if let Some(last) = new.last_mut() {
+                *last = b'#';
+            }
+            prop_assert!(!parses(&new));
+            lines[i] = new;
+            damaged.insert(i);
+        }
+        let mut file = Vec::new();
+        for l in &lines {
+            file.extend_from_slice(l);
+            file.push(b'\n');
+        }
+        fs::write(&w.log, &file).map_err(fail)?;
+        let want: Vec<Record> = w
+            .records
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| !damaged.contains(i))
+            .map(|(_, r)| r.clone())
+            .collect();
+        let last = w.records.len() as u64;
+        let store = FsStore::open(&w.home).map_err(fail)?;
+        rt.block_on(async {
+            prop_assert_eq!(&store.read_all(&w.id).await.map_err(fail)?, &want);
+            for from in froms.iter().map(|f| 1 + f % (last + 1)) {
+                let got = store.read(&w.id, from, Some(5)).await.map_err(fail)?;
+                let expect: Vec<Record> =
+                    want.iter().filter(|r| r.seq >= from).take(5).cloned().collect();
+                prop_assert_eq!(got, expect, "read from {}", from);
+            }
+            Ok(())
+        })?;
+    }
+
+}
+
+proptest! {
+    #![proptest_config(config("proptest-regressions/fuzz_log.txt", 48))]
+
     /// Any damage: nothing panics, and nothing is made up.
     #[test]
     fn any_damage_never_panics(
@@ -348,4 +435,48 @@ proptest! {
             Ok(())
         })?;
     }
+}
+
+/// Regression (found by `reads_of_large_logs_skip_corrupt_lines`): the
+/// binary search of `read(from_seq)` trusted the `seq` prefix of corrupt
+/// lines, so a corrupt line claiming a small seq after the records asked
+/// for made the read start past them: they were silently missing.
+#[test]
+fn corrupt_lines_with_a_lying_seq_do_not_hide_records() {
+    let rt = runtime().expect("runtime");
+    let kinds: Vec<RecordKind> = (0..100)
+        .map(|i| {
+            RecordKind::message(Message::text(
+                BranchId::main(),
+                Role::User,
+                format!("{i} {}", "x".repeat(2000)),
+            ))
+        })
+        .collect();
+    let w = write_session(&rt, &[kinds]).expect("write");
+    let bytes = fs::read(&w.log).expect("read the log");
+    let lines: Vec<&[u8]> = bytes.split(|b| *b == b'\n').collect();
+    let mut file = Vec::new();
+    for (i, line) in lines.iter().enumerate() {
+        if line.is_empty() {
+            continue;
+        }
+        // Every line of the last three quarters but the last becomes a corrupt
+        // line claiming seq 1.
+        if i > lines.len() / 4 && i + 2 < lines.len() {
+            let mut bad = b"{\"v\":1,\"seq\":1,\"kind\":".to_vec();
+            bad.extend_from_slice(&line[..line.len() / 2]);
+            file.extend(bad);
+        } else {
+            file.extend_from_slice(line);
+        }
+        file.push(b'\n');
+    }
+    fs::write(&w.log, &file).expect("damage the log");
+    let store = FsStore::open(&w.home).expect("open");
+    let got = rt
+        .block_on(store.read(&w.id, 10, Some(5)))
+        .expect("read from 10");
+    let seqs: Vec<u64> = got.iter().map(|r| r.seq).collect();
+    assert_eq!(seqs, vec![10, 11, 12, 13, 14]);
 }

@@ -284,8 +284,8 @@ pub(crate) fn line_seq(line: &[u8]) -> Option<u64> {
 }
 
 /// Reads the first complete line starting at or after `offset` (and before
-/// `end`), returning its start offset and seq; lines whose seq cannot be
-/// read are skipped.
+/// `end`), returning its start offset and seq; lines that do not parse as a
+/// record are skipped.
 fn probe(
     file: &File,
     offset: u64,
@@ -324,8 +324,11 @@ fn probe(
             file.read_exact_at(&mut buf, start)?;
             counter.fetch_add(n as u64, Ordering::Relaxed);
             if let Some(i) = buf.iter().position(|&b| b == b'\n') {
-                if let Some(seq) = line_seq(&buf[..i]) {
-                    return Ok(Some((start, seq)));
+                // Parse the whole line, not just its `seq` prefix: a corrupt
+                // line's prefix may name any seq, and trusting it sent the
+                // search past records that are there.
+                if let Ok(record) = parse_line(&buf[..i]) {
+                    return Ok(Some((start, record.seq)));
                 }
                 start += i as u64 + 1;
                 break;
