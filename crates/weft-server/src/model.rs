@@ -525,6 +525,20 @@ mod whole {
         from(&n).ok_or_else(|| D::Error::custom(format!("{n} is not a whole number ≥ 0")))
     }
 
+    /// A count in a query string (`limit`): digits, where a count larger
+    /// than any the server can hold means "all" (the largest it can).
+    pub(super) fn query_count<'de, D: Deserializer<'de>>(d: D) -> Result<Option<usize>, D::Error> {
+        let Some(text) = Option::<String>::deserialize(d)? else {
+            return Ok(None);
+        };
+        if text.is_empty() || !text.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(D::Error::custom(format!(
+                "limit: {text:?} is not a whole number ≥ 0"
+            )));
+        }
+        Ok(Some(text.parse().unwrap_or(usize::MAX)))
+    }
+
     /// A whole number ≥ 0, or null.
     pub(super) fn optional<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
         match Option::<Number>::deserialize(d)? {
@@ -579,6 +593,7 @@ pub struct ListParams {
 #[into_params(parameter_in = Query)]
 pub struct TranscriptParams {
     /// Only the last N messages.
+    #[serde(deserialize_with = "whole::query_count")]
     pub limit: Option<usize>,
     /// The branch (default: the default branch).
     pub branch: Option<String>,
@@ -885,6 +900,7 @@ pub struct BranchPromptRequest {
 #[into_params(parameter_in = Query)]
 pub struct LimitParams {
     /// Only the last N messages.
+    #[serde(deserialize_with = "whole::query_count")]
     pub limit: Option<usize>,
 }
 
@@ -1095,6 +1111,14 @@ mod tests {
         }
     }
 
+    /// Parses a query string the way the `ApiQuery` extractor does.
+    fn serde_urlencoded_like<T: serde::de::DeserializeOwned>(query: &str) -> Result<T, String> {
+        let uri: axum::http::Uri = format!("/x?{query}").parse().map_err(|e| format!("{e}"))?;
+        axum::extract::Query::<T>::try_from_uri(&uri)
+            .map(|q| q.0)
+            .map_err(|e| e.body_text())
+    }
+
     #[test]
     fn whole_numbers_may_be_written_as_floats() {
         let r: CleanupRequest =
@@ -1104,6 +1128,18 @@ mod tests {
         assert_eq!((r.turn, r.seq), (Some(2), None));
         let r: ForkRequest = serde_json::from_value(json!({})).expect("ok");
         assert_eq!((r.turn, r.seq), (None, None));
+        let huge = "99999999999999999999999999999";
+        let q: TranscriptParams =
+            serde_urlencoded_like(&format!("limit={huge}")).expect("a huge limit is all");
+        assert_eq!(q.limit, Some(usize::MAX));
+        let q: TranscriptParams = serde_urlencoded_like("limit=3").expect("ok");
+        assert_eq!(q.limit, Some(3));
+        for bad in ["limit=", "limit=-1", "limit=1.5"] {
+            assert!(
+                serde_urlencoded_like::<TranscriptParams>(bad).is_err(),
+                "{bad}"
+            );
+        }
         for bad in [json!(7.5), json!(-1), json!("7")] {
             assert!(
                 serde_json::from_value::<CleanupRequest>(json!({"olderThanDays": bad})).is_err(),
