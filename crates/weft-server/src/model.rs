@@ -620,8 +620,17 @@ pub struct MultitaskParams {
     /// `reject` (default: 409 while a turn runs), `enqueue` or `interrupt`.
     #[param(value_type = Option<Multitask>)]
     pub multitask: Option<Multitask>,
-    /// `amplifierd`: amplifierd's event names (for `/execute`); empty or
-    /// `weft`: weft's.
+}
+
+/// The query of `/execute`: the multitask policy and the event names.
+#[derive(Debug, Clone, Default, Deserialize, IntoParams)]
+#[serde(default)]
+#[into_params(parameter_in = Query)]
+pub struct ExecuteParams {
+    /// `reject` (default: 409 while a turn runs), `enqueue` or `interrupt`.
+    #[param(value_type = Option<Multitask>)]
+    pub multitask: Option<Multitask>,
+    /// `amplifierd`: amplifierd's event names; empty or `weft`: weft's.
     #[param(pattern = "^(weft|amplifierd)?$")]
     pub compat: Option<String>,
 }

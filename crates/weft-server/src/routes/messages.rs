@@ -17,8 +17,8 @@ use crate::error::{ApiError, ErrorBody};
 use crate::extract::{ApiJson, ApiQuery, PathId};
 use crate::live::{Accepted, Need, Prompt, Submitted};
 use crate::model::{
-    AppendMessageRequest, MessageContent, MultitaskParams, SendMessageRequest, SendMessageResponse,
-    SseEvent, StreamParams, TranscriptMessage, TranscriptParams,
+    AppendMessageRequest, ExecuteParams, MessageContent, MultitaskParams, SendMessageRequest,
+    SendMessageResponse, SseEvent, StreamParams, TranscriptMessage, TranscriptParams,
 };
 use crate::routes::AppState;
 use crate::sse::{Compat, StreamSpec, events};
@@ -207,7 +207,7 @@ where
 /// does not stop the turn.
 #[utoipa::path(
     post, path = "/api/v1/sessions/{id}/execute", tag = "messages",
-    params(("id" = String, Path, description = "Session id"), MultitaskParams),
+    params(("id" = String, Path, description = "Session id"), ExecuteParams),
     request_body = SendMessageRequest,
     responses(
         (status = 200, description = "An SSE stream of the turn's events, then `done`", content_type = "text/event-stream", body = SseEvent),
@@ -220,7 +220,7 @@ where
 pub(crate) async fn execute(
     State(core): State<AppState>,
     PathId(id): PathId,
-    ApiQuery(params): ApiQuery<MultitaskParams>,
+    ApiQuery(params): ApiQuery<ExecuteParams>,
     ApiJson(req): ApiJson<SendMessageRequest>,
 ) -> Result<Response, ApiError> {
     let compat = Compat::parse(params.compat.as_deref()).map_err(ApiError::unprocessable)?;
