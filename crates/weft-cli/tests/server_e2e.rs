@@ -1762,3 +1762,36 @@ async fn turns_on_two_daemons_on_one_session_both_succeed() {
         );
     }
 }
+
+/// Issue 9, finding 20: `weft serve --mount-plan plan.json` runs that plan
+/// (profile `plan`) and refuses any other profileName or agent instead of
+/// silently running the plan under it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mount_plan_daemon_refuses_other_profiles_and_agents() {
+    let env = Env::new();
+    let plan = env.file("plan.json", ECHO_PLAN);
+    let d = env
+        .serve(&["--mount-plan", plan.to_str().expect("path")])
+        .await;
+    let (status, b) = d
+        .post(
+            "/api/v1/sessions/",
+            json!({"profileName": "../../etc/passwd"}),
+        )
+        .await;
+    assert_eq!(status, 422, "{b}");
+    assert_eq!(
+        detail(&b),
+        "profileName: this daemon runs one mount plan (plan); leave out profileName or pass plan"
+    );
+    let (status, b) = d
+        .post("/run", json!({"agent": "nope", "message": "x"}))
+        .await;
+    assert_eq!(status, 422, "{b}");
+    assert!(detail(&b).starts_with("agent: this daemon runs one mount plan (plan)"));
+    let (status, b) = d
+        .post("/api/v1/sessions/", json!({"profileName": "plan"}))
+        .await;
+    assert_eq!(status, 201, "{b}");
+    assert_eq!(b["profileName"], "plan");
+}

@@ -104,18 +104,51 @@ impl ApiError {
     }
 }
 
+impl ApiError {
+    /// The `detail` a client gets: for a 500 (the server's own failure)
+    /// without the server's file paths, which the daemon's log keeps.
+    pub fn public_detail(&self) -> String {
+        if self.status == StatusCode::INTERNAL_SERVER_ERROR {
+            without_paths(&self.detail)
+        } else {
+            self.detail.clone()
+        }
+    }
+}
+
+/// `text` with every absolute file path (`/…`, `~/…`) replaced by `…`.
+pub(crate) fn without_paths(text: &str) -> String {
+    const OPEN: &[char] = &['"', '\'', '(', '[', '{', '<', '=', '`'];
+    const CLOSE: &[char] = &['"', '\'', ')', ']', '}', '>', ',', ';', '`'];
+    let mut out = String::with_capacity(text.len());
+    for (i, word) in text.split(' ').enumerate() {
+        if i > 0 {
+            out.push(' ');
+        }
+        let rest = word.trim_start_matches(OPEN);
+        out.push_str(&word[..word.len() - rest.len()]);
+        if !(rest.starts_with('/') || rest.starts_with("~/")) {
+            out.push_str(rest);
+            continue;
+        }
+        let end = rest.find(CLOSE).unwrap_or(rest.len());
+        let (path, tail) = rest.split_at(end);
+        // A trailing `:` or `.` ends the sentence, not the path.
+        let kept = path.trim_end_matches([':', '.']);
+        out.push('…');
+        out.push_str(&path[kept.len()..]);
+        out.push_str(tail);
+    }
+    out
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         if self.status.is_server_error() {
             tracing::warn!(status = %self.status, detail = %self.detail, "request failed");
         }
-        (
-            self.status,
-            Json(ErrorBody {
-                detail: self.detail,
-            }),
-        )
-            .into_response()
+        let detail = self.public_detail();
+        (self.status, Json(ErrorBody { detail })).into_response()
     }
 }
 
@@ -206,4 +239,42 @@ pub enum ServerError {
     /// Serving failed.
     #[error("the server failed: {0}")]
     Io(#[from] std::io::Error),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn internal_errors_do_not_show_server_paths() {
+        let e = ApiError::from(StoreError::Io {
+            path: "/home/ann/.weft/projects/p/sessions/s1/log.jsonl".into(),
+            source: std::io::Error::from_raw_os_error(28),
+        });
+        assert_eq!(e.status, StatusCode::INTERNAL_SERVER_ERROR);
+        let detail = e.public_detail();
+        assert!(!detail.contains("/home"), "{detail}");
+        assert!(detail.starts_with("storage I/O failed at …: "), "{detail}");
+        assert!(detail.contains("(os error 28)"), "{detail}");
+        let e = ApiError::from(StoreError::Corrupt {
+            location: "\"/srv/weft/x/log.jsonl\" line 3".into(),
+            detail: "bad json".into(),
+        });
+        assert_eq!(
+            e.public_detail(),
+            "corrupt session data in \"…\" line 3: bad json"
+        );
+        // Other errors keep their detail as it is.
+        let e = ApiError::unprocessable("amplifiedDir: \"/etc\" is outside /srv/p");
+        assert_eq!(e.public_detail(), e.detail);
+    }
+
+    #[test]
+    fn without_paths_keeps_everything_else() {
+        assert_eq!(
+            without_paths("cannot open ~/x/y and (/a/b), see https://x.example/a. ok /"),
+            "cannot open … and (…), see https://x.example/a. ok …"
+        );
+        assert_eq!(without_paths("a/b stays"), "a/b stays");
+    }
 }

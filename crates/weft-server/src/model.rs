@@ -15,6 +15,8 @@ use std::path::Path;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
+use utoipa::openapi::RefOr;
+use utoipa::openapi::schema::{ArrayBuilder, ObjectBuilder, OneOfBuilder, Ref, Schema, Type};
 use utoipa::{IntoParams, ToSchema};
 use weft_core::message::{ContentBlock, Message};
 use weft_core::session::{Mail, MailCategory, SessionMeta, SessionStatus};
@@ -169,13 +171,15 @@ pub struct CreateSessionRequest {
     pub profile_name: Option<String>,
     /// A parent session (it must exist).
     #[serde(alias = "parent_session_id")]
+    #[schema(pattern = "^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")]
     pub parent_session_id: Option<String>,
     /// Settings on top of the profile; `model` (or `llm.model`) picks the
     /// model, the rest is kept in the session's metadata.
     #[serde(alias = "settings_overrides")]
-    #[schema(value_type = Object)]
+    #[schema(value_type = Option<Object>)]
     pub settings_overrides: Option<Value>,
     /// A name (at most 200 characters).
+    #[schema(max_length = 200)]
     pub name: Option<String>,
     /// A description.
     pub description: Option<String>,
@@ -186,6 +190,7 @@ pub struct CreateSessionRequest {
 #[serde(default, rename_all = "camelCase")]
 pub struct UpdateSessionRequest {
     /// New name (at most 200 characters).
+    #[schema(max_length = 200)]
     pub name: Option<String>,
     /// New description.
     pub description: Option<String>,
@@ -200,12 +205,140 @@ pub struct FailRequest {
     pub error_message: String,
     /// Structured details.
     #[serde(default, alias = "error_details")]
-    #[schema(value_type = Object)]
+    #[schema(value_type = Value)]
     pub error_details: Option<Value>,
 }
 
+/// A content block as documented (weft-core's `ContentBlock`, which has no
+/// schema of its own; a test checks the two agree).
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+#[schema(as = ContentBlock)]
+#[allow(dead_code)] // only documents the wire shape
+pub(crate) enum ContentBlockDoc {
+    /// Plain text.
+    Text {
+        /// The text.
+        text: String,
+    },
+    /// The model's visible reasoning.
+    Thinking {
+        /// The reasoning text.
+        thinking: String,
+        /// The provider's signature over the block.
+        #[serde(default)]
+        signature: Option<String>,
+    },
+    /// A request by the model to run a tool.
+    ToolCall {
+        /// The call id, unique within the message.
+        id: String,
+        /// The tool's name.
+        name: String,
+        /// The arguments (any JSON, normally an object).
+        #[schema(value_type = Value)]
+        arguments: Value,
+    },
+    /// The result of a tool call, in a `tool` message.
+    ToolResult {
+        /// The id of the tool call this answers.
+        call_id: String,
+        /// The tool's output as text.
+        output: String,
+        /// Whether the tool failed.
+        #[serde(default)]
+        is_error: bool,
+    },
+    /// An image.
+    Image {
+        /// Where the image's bytes are.
+        source: ImageSourceDoc,
+    },
+}
+
+/// Where an image block's bytes are (weft-core's `ImageSource`).
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+#[schema(as = ImageSource)]
+#[allow(dead_code)] // only documents the wire shape
+pub(crate) enum ImageSourceDoc {
+    /// Base64-encoded bytes.
+    Base64 {
+        /// MIME type, e.g. `image/png`.
+        media_type: String,
+        /// The base64 data.
+        data: String,
+    },
+    /// An URL the provider fetches itself.
+    Url {
+        /// The address of the image.
+        url: String,
+    },
+}
+
+/// Token usage of one model response (weft-core's `Usage`; the cache
+/// counts are left out when zero).
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[allow(dead_code)] // only documents the wire shape
+pub(crate) struct MessageUsage {
+    /// Prompt tokens billed.
+    input_tokens: u64,
+    /// Completion tokens billed.
+    output_tokens: u64,
+    /// Prompt tokens served from the provider's cache.
+    #[serde(default)]
+    cache_read_tokens: Option<u64>,
+    /// Prompt tokens written to the provider's cache.
+    #[serde(default)]
+    cache_creation_tokens: Option<u64>,
+}
+
+/// Message content as a request sends it: a string, or at least one
+/// content block.
+pub(crate) fn content_in() -> RefOr<Schema> {
+    content_schema(Some(1), "A string, or content blocks (at least one)")
+}
+
+/// Message content as the API sends it: a string for a text-only message,
+/// content blocks otherwise.
+pub(crate) fn content_out() -> RefOr<Schema> {
+    content_schema(
+        None,
+        "A string for a text-only message, content blocks otherwise",
+    )
+}
+
+fn content_schema(min_items: Option<usize>, description: &str) -> RefOr<Schema> {
+    OneOfBuilder::new()
+        .description(Some(description))
+        .item(ObjectBuilder::new().schema_type(Type::String))
+        .item(
+            ArrayBuilder::new()
+                .items(Ref::from_schema_name("ContentBlock"))
+                .min_items(min_items),
+        )
+        .into()
+}
+
+/// One Server-Sent Event of `/stream` and `/execute`: `event` names it,
+/// `data` is JSON text, `id` is the log seq of a durable record.
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[allow(dead_code)] // only documents the wire shape
+pub(crate) struct SseEvent {
+    /// The event name (`connected`, `record`, `done`, …; amplifierd's
+    /// names with `?compat=amplifierd`).
+    #[serde(default)]
+    event: Option<String>,
+    /// The payload: JSON text.
+    data: String,
+    /// The seq of the record it carries, for `Last-Event-ID`.
+    #[serde(default)]
+    id: Option<String>,
+}
+
 /// Message content: a plain string, or content blocks
-/// (`{"type": "text", "text": "..."}`, …).
+/// (`{"type": "text", "text": "..."}`, …). Documented by [`content_in`].
 #[derive(Debug, Clone, Deserialize)]
 #[serde(untagged)]
 pub enum MessageContent {
@@ -220,10 +353,11 @@ pub enum MessageContent {
 #[serde(rename_all = "camelCase")]
 pub struct AppendMessageRequest {
     /// The content: a string, or content blocks.
-    #[schema(value_type = Object)]
+    #[schema(schema_with = content_in)]
     pub content: MessageContent,
     /// `user` (default), `assistant`, `system` or `tool`.
     #[serde(default)]
+    #[schema(pattern = "^(user|assistant|system|tool)?$")]
     pub role: Option<String>,
     /// The branch (default: the session's default branch).
     #[serde(default)]
@@ -245,7 +379,7 @@ pub struct TranscriptMessage {
     /// `user`, `assistant`, `system` or `tool`.
     pub role: String,
     /// A string, or content blocks.
-    #[schema(value_type = Object)]
+    #[schema(schema_with = content_out)]
     pub content: Value,
     /// When it was written.
     pub timestamp: DateTime<Utc>,
@@ -257,8 +391,9 @@ pub struct TranscriptMessage {
     pub recipient: Option<String>,
     /// The model that wrote it.
     pub model: Option<String>,
-    /// Token usage of the response that produced it.
-    #[schema(value_type = Object)]
+    /// Token usage of the response that produced it (null for messages
+    /// no model produced).
+    #[schema(value_type = Option<MessageUsage>)]
     pub usage: Option<Value>,
     /// Free-form metadata.
     #[serde(skip_serializing_if = "Map::is_empty", default)]
@@ -302,7 +437,8 @@ impl TranscriptMessage {
 #[derive(Debug, Clone, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct SendMessageRequest {
-    /// The prompt.
+    /// The prompt (not blank).
+    #[schema(pattern = "\\S")]
     pub content: String,
     /// The branch to run on (default: the session's default branch).
     #[serde(default)]
@@ -334,8 +470,11 @@ pub struct SendMessageResponse {
 #[serde(default, rename_all = "camelCase")]
 pub struct ForkRequest {
     /// The last turn to keep (from 1).
+    #[schema(minimum = 1)]
+    #[serde(deserialize_with = "whole::optional")]
     pub turn: Option<u64>,
     /// The last log seq to keep.
+    #[serde(deserialize_with = "whole::optional")]
     pub seq: Option<u64>,
     /// A name for the new session.
     pub name: Option<String>,
@@ -346,7 +485,12 @@ pub struct ForkRequest {
 #[serde(rename_all = "camelCase")]
 pub struct CleanupRequest {
     /// Remove sessions not updated for this many days (default 30).
-    #[serde(default = "thirty", alias = "older_than_days")]
+    #[serde(
+        default = "thirty",
+        alias = "older_than_days",
+        deserialize_with = "whole::number"
+    )]
+    #[schema(maximum = 36500)]
     pub older_than_days: u64,
     /// Only report what would be removed.
     #[serde(default, alias = "dry_run")]
@@ -355,6 +499,55 @@ pub struct CleanupRequest {
 
 fn thirty() -> u64 {
     30
+}
+
+/// Whole numbers in request bodies: `3` and `3.0` alike (JSON Schema counts
+/// both as integers, and so do JavaScript clients).
+mod whole {
+    use serde::Deserialize;
+    use serde::de::{Deserializer, Error};
+    use serde_json::Number;
+
+    /// The largest integer an f64 holds exactly.
+    const EXACT: f64 = 9_007_199_254_740_992.0;
+
+    fn from(n: &Number) -> Option<u64> {
+        n.as_u64().or_else(|| {
+            n.as_f64()
+                .filter(|f| f.fract() == 0.0 && (0.0..=EXACT).contains(f))
+                .map(|f| f as u64)
+        })
+    }
+
+    /// A whole number ≥ 0.
+    pub(super) fn number<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
+        let n = Number::deserialize(d)?;
+        from(&n).ok_or_else(|| D::Error::custom(format!("{n} is not a whole number ≥ 0")))
+    }
+
+    /// A count in a query string (`limit`): digits, where a count larger
+    /// than any the server can hold means "all" (the largest it can).
+    pub(super) fn query_count<'de, D: Deserializer<'de>>(d: D) -> Result<Option<usize>, D::Error> {
+        let Some(text) = Option::<String>::deserialize(d)? else {
+            return Ok(None);
+        };
+        if text.is_empty() || !text.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(D::Error::custom(format!(
+                "limit: {text:?} is not a whole number ≥ 0"
+            )));
+        }
+        Ok(Some(text.parse().unwrap_or(usize::MAX)))
+    }
+
+    /// A whole number ≥ 0, or null.
+    pub(super) fn optional<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
+        match Option::<Number>::deserialize(d)? {
+            None => Ok(None),
+            Some(n) => from(&n)
+                .map(Some)
+                .ok_or_else(|| D::Error::custom(format!("{n} is not a whole number ≥ 0"))),
+        }
+    }
 }
 
 /// What a cleanup removed.
@@ -376,8 +569,9 @@ pub struct CleanupResponse {
 #[serde(default)]
 #[into_params(parameter_in = Query)]
 pub struct ListParams {
-    /// Only this status.
-    #[param(value_type = Option<String>)]
+    /// Only this status: `created`, `active`, `completed`, `failed` or
+    /// `terminated`.
+    #[param(value_type = Option<String>, pattern = "^(created|active|completed|failed|terminated)$")]
     pub status: Option<SessionStatus>,
     /// Only this profile.
     #[serde(alias = "profileName")]
@@ -386,8 +580,10 @@ pub struct ListParams {
     pub name: Option<String>,
     /// Page size (1-500, default 50); the next page's cursor is in the
     /// `x-next-cursor` response header.
+    #[param(minimum = 1, maximum = 500)]
     pub limit: Option<usize>,
-    /// The cursor from the previous page.
+    /// The cursor from the previous page (empty: the first page).
+    #[param(pattern = "^(-?[0-9]{1,15}\\.[A-Za-z0-9][A-Za-z0-9._-]{0,127})?$")]
     pub cursor: Option<String>,
 }
 
@@ -397,6 +593,7 @@ pub struct ListParams {
 #[into_params(parameter_in = Query)]
 pub struct TranscriptParams {
     /// Only the last N messages.
+    #[serde(deserialize_with = "whole::query_count")]
     pub limit: Option<usize>,
     /// The branch (default: the default branch).
     pub branch: Option<String>,
@@ -421,9 +618,20 @@ pub enum Multitask {
 #[into_params(parameter_in = Query)]
 pub struct MultitaskParams {
     /// `reject` (default: 409 while a turn runs), `enqueue` or `interrupt`.
-    #[param(value_type = Option<String>)]
+    #[param(value_type = Option<Multitask>)]
     pub multitask: Option<Multitask>,
-    /// `amplifierd`: amplifierd's event names (for `/execute`).
+}
+
+/// The query of `/execute`: the multitask policy and the event names.
+#[derive(Debug, Clone, Default, Deserialize, IntoParams)]
+#[serde(default)]
+#[into_params(parameter_in = Query)]
+pub struct ExecuteParams {
+    /// `reject` (default: 409 while a turn runs), `enqueue` or `interrupt`.
+    #[param(value_type = Option<Multitask>)]
+    pub multitask: Option<Multitask>,
+    /// `amplifierd`: amplifierd's event names; empty or `weft`: weft's.
+    #[param(pattern = "^(weft|amplifierd)?$")]
     pub compat: Option<String>,
 }
 
@@ -432,7 +640,9 @@ pub struct MultitaskParams {
 #[serde(default)]
 #[into_params(parameter_in = Query)]
 pub struct StreamParams {
-    /// `amplifierd`: amplifierd's event names instead of weft's.
+    /// `amplifierd`: amplifierd's event names instead of weft's (empty or
+    /// `weft`: weft's).
+    #[param(pattern = "^(weft|amplifierd)?$")]
     pub compat: Option<String>,
     /// Replay the records after this seq first (like the `Last-Event-ID`
     /// header; `0` replays the whole log).
@@ -474,6 +684,7 @@ pub struct RunRequest {
     pub prompt: Option<String>,
     /// The session to continue, or to create with this id.
     #[serde(alias = "sessionId")]
+    #[schema(pattern = "^([A-Za-z0-9][A-Za-z0-9._-]{0,127})?$")]
     pub session_id: Option<String>,
 }
 
@@ -481,12 +692,14 @@ pub struct RunRequest {
 #[derive(Debug, Clone, Default, Deserialize, ToSchema)]
 #[serde(default)]
 pub struct ChatRequest {
-    /// The prompt.
+    /// The prompt (not blank).
+    #[schema(value_type = String, required = true, pattern = "\\S")]
     pub prompt: Option<String>,
     /// A profile name, or a sub-agent of the default profile.
     pub agent: Option<String>,
     /// The session to continue, or to create with this id.
     #[serde(alias = "sessionId")]
+    #[schema(pattern = "^([A-Za-z0-9][A-Za-z0-9._-]{0,127})?$")]
     pub session_id: Option<String>,
 }
 
@@ -637,9 +850,10 @@ pub struct BranchDetail {
 pub struct BranchMessage {
     /// `user` (default), `assistant`, `system` or `tool`.
     #[serde(default)]
+    #[schema(pattern = "^(user|assistant|system|tool)?$")]
     pub role: Option<String>,
     /// The content: a string, or content blocks.
-    #[schema(value_type = Object)]
+    #[schema(schema_with = content_in)]
     pub content: MessageContent,
     /// Who sent it.
     #[serde(default, alias = "agent")]
@@ -652,6 +866,7 @@ pub struct BranchMessage {
 pub struct NewBranchRequest {
     /// Its name: 1 to 100 characters, unique in the session (it is also
     /// the id when it is a valid id not yet used).
+    #[schema(pattern = "\\S", max_length = 100)]
     pub name: String,
     /// Its system message.
     #[serde(default)]
@@ -675,6 +890,7 @@ pub struct NewBranchRequest {
 #[serde(default, rename_all = "camelCase")]
 pub struct SplitRequest {
     /// The new branch's name (default: `<source>-split-<n>`).
+    #[schema(max_length = 100)]
     pub name: Option<String>,
 }
 
@@ -682,7 +898,8 @@ pub struct SplitRequest {
 #[derive(Debug, Clone, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct BranchPromptRequest {
-    /// The prompt.
+    /// The prompt (not blank).
+    #[schema(pattern = "\\S")]
     pub content: String,
 }
 
@@ -692,6 +909,7 @@ pub struct BranchPromptRequest {
 #[into_params(parameter_in = Query)]
 pub struct LimitParams {
     /// Only the last N messages.
+    #[serde(deserialize_with = "whole::query_count")]
     pub limit: Option<usize>,
 }
 
@@ -711,11 +929,11 @@ pub struct SendMailRequest {
     /// `message` (enters the recipient's conversation), `tool` (hands over
     /// one of the sender's tools) or `model` (hands over a model/provider
     /// setting).
-    #[schema(value_type = String, example = "message")]
+    #[schema(value_type = String, example = "message", pattern = "^(message|tool|model)$")]
     pub category: MailCategory,
     /// The payload: for `message` a string or `{"role", "content"}`; for
     /// `tool` a tool name; for `model` `{"model"?, "provider"?}`.
-    #[schema(value_type = Object)]
+    #[schema(value_type = Value)]
     pub item: Value,
 }
 
@@ -739,7 +957,7 @@ pub struct MailInfo {
     #[schema(value_type = String)]
     pub category: MailCategory,
     /// The payload.
-    #[schema(value_type = Object)]
+    #[schema(value_type = Value)]
     pub item: Value,
     /// When it was sent.
     pub sent_at: DateTime<Utc>,
@@ -806,7 +1024,7 @@ pub struct StateEntry {
     /// The key.
     pub key: String,
     /// Its value.
-    #[schema(value_type = Object)]
+    #[schema(value_type = Value)]
     pub value: Value,
     /// `session` (this session's log), `app` (shared by the sessions of
     /// its profile), `user` (shared by its owner's sessions) or `temp`
@@ -818,7 +1036,7 @@ pub struct StateEntry {
 #[derive(Debug, Clone, Deserialize, ToSchema)]
 pub struct SetStateRequest {
     /// Any JSON value.
-    #[schema(value_type = Object)]
+    #[schema(value_type = Value)]
     pub value: Value,
 }
 
@@ -835,4 +1053,107 @@ pub struct ConcatParams {
     /// Leave out messages loaded into a branch rather than produced in it.
     #[serde(alias = "excludeLoad")]
     pub exclude_load: bool,
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+    use weft_core::message::{ContentBlock, ImageSource, Usage};
+
+    use super::*;
+
+    /// The documented block shapes ([`ContentBlockDoc`]) accept every
+    /// block weft-core writes, field for field (they deny unknown fields).
+    #[test]
+    fn documented_content_blocks_match_weft_core() {
+        let blocks = [
+            ContentBlock::text("a"),
+            ContentBlock::Thinking {
+                thinking: "t".into(),
+                signature: Some("s".into()),
+            },
+            ContentBlock::ToolCall {
+                id: "c1".into(),
+                name: "read_file".into(),
+                arguments: json!({"path": "x"}),
+            },
+            ContentBlock::ToolResult {
+                call_id: "c1".into(),
+                output: "o".into(),
+                is_error: true,
+            },
+            ContentBlock::Image {
+                source: ImageSource::Base64 {
+                    media_type: "image/png".into(),
+                    data: "AA==".into(),
+                },
+            },
+            ContentBlock::Image {
+                source: ImageSource::Url {
+                    url: "https://example.com/a.png".into(),
+                },
+            },
+        ];
+        for block in &blocks {
+            // A new variant must be added here and to ContentBlockDoc.
+            match block {
+                ContentBlock::Text { .. }
+                | ContentBlock::Thinking { .. }
+                | ContentBlock::ToolCall { .. }
+                | ContentBlock::ToolResult { .. }
+                | ContentBlock::Image { .. } => {}
+            }
+            let wire = serde_json::to_value(block).expect("serialize");
+            if let Err(e) = serde_json::from_value::<ContentBlockDoc>(wire.clone()) {
+                panic!("{wire} does not match the documented ContentBlock: {e}");
+            }
+        }
+        let usage = Usage {
+            input_tokens: 1,
+            output_tokens: 2,
+            cache_read_tokens: 3,
+            cache_creation_tokens: 4,
+        };
+        let wire = serde_json::to_value(usage).expect("serialize");
+        if let Err(e) = serde_json::from_value::<MessageUsage>(wire.clone()) {
+            panic!("{wire} does not match the documented MessageUsage: {e}");
+        }
+    }
+
+    /// Parses a query string the way the `ApiQuery` extractor does.
+    fn serde_urlencoded_like<T: serde::de::DeserializeOwned>(query: &str) -> Result<T, String> {
+        let uri: axum::http::Uri = format!("/x?{query}").parse().map_err(|e| format!("{e}"))?;
+        axum::extract::Query::<T>::try_from_uri(&uri)
+            .map(|q| q.0)
+            .map_err(|e| e.body_text())
+    }
+
+    #[test]
+    fn whole_numbers_may_be_written_as_floats() {
+        let r: CleanupRequest =
+            serde_json::from_value(json!({"olderThanDays": 7.0})).expect("7.0 is whole");
+        assert_eq!(r.older_than_days, 7);
+        let r: ForkRequest = serde_json::from_value(json!({"turn": 2.0, "seq": null})).expect("ok");
+        assert_eq!((r.turn, r.seq), (Some(2), None));
+        let r: ForkRequest = serde_json::from_value(json!({})).expect("ok");
+        assert_eq!((r.turn, r.seq), (None, None));
+        let huge = "99999999999999999999999999999";
+        let q: TranscriptParams =
+            serde_urlencoded_like(&format!("limit={huge}")).expect("a huge limit is all");
+        assert_eq!(q.limit, Some(usize::MAX));
+        let q: TranscriptParams = serde_urlencoded_like("limit=3").expect("ok");
+        assert_eq!(q.limit, Some(3));
+        for bad in ["limit=", "limit=-1", "limit=1.5"] {
+            assert!(
+                serde_urlencoded_like::<TranscriptParams>(bad).is_err(),
+                "{bad}"
+            );
+        }
+        for bad in [json!(7.5), json!(-1), json!("7")] {
+            assert!(
+                serde_json::from_value::<CleanupRequest>(json!({"olderThanDays": bad})).is_err(),
+                "{bad}"
+            );
+        }
+    }
 }

@@ -99,8 +99,9 @@ async fn run_prompt(
         (status = 200, description = "The answer", body = RunResponse),
         (status = 404, description = "Unknown agent", body = ErrorBody),
         (status = 409, description = "A turn is running in that session, or it was cancelled", body = ErrorBody),
-        (status = 422, description = "message/prompt missing, or a bad session_id", body = ErrorBody),
+        (status = 422, description = "message/prompt missing, a bad session_id, or (a daemon that runs one mount plan) another agent", body = ErrorBody),
         (status = 502, description = "The provider failed", body = ErrorBody),
+        (status = 503, description = "No provider is configured for the plan", body = ErrorBody),
     )
 )]
 pub(crate) async fn run(
@@ -123,8 +124,9 @@ pub(crate) async fn run(
         (status = 200, description = "The answer", body = RunResponse),
         (status = 404, description = "Unknown agent", body = ErrorBody),
         (status = 409, description = "A turn is running in that session", body = ErrorBody),
-        (status = 422, description = "prompt missing, or a bad session_id", body = ErrorBody),
+        (status = 422, description = "prompt missing, a bad session_id, or (a daemon that runs one mount plan) another agent", body = ErrorBody),
         (status = 502, description = "The provider failed", body = ErrorBody),
+        (status = 503, description = "No provider is configured for the plan", body = ErrorBody),
     )
 )]
 pub(crate) async fn chat(

@@ -327,6 +327,8 @@ pub(crate) async fn branch_transcript(
         (status = 404, description = "Unknown session or branch", body = ErrorBody),
         (status = 409, description = "Not active, or a turn runs on this branch (without ?multitask)", body = ErrorBody),
         (status = 422, description = "An empty prompt, or a bad ?multitask", body = ErrorBody),
+        (status = 502, description = "The provider failed", body = ErrorBody),
+        (status = 503, description = "No provider is configured for the session's plan", body = ErrorBody),
     )
 )]
 pub(crate) async fn branch_send_message(

@@ -17,8 +17,8 @@ use crate::error::{ApiError, ErrorBody};
 use crate::extract::{ApiJson, ApiQuery, PathId};
 use crate::live::{Accepted, Need, Prompt, Submitted};
 use crate::model::{
-    AppendMessageRequest, MessageContent, MultitaskParams, SendMessageRequest, SendMessageResponse,
-    StreamParams, TranscriptMessage, TranscriptParams,
+    AppendMessageRequest, ExecuteParams, MessageContent, MultitaskParams, SendMessageRequest,
+    SendMessageResponse, SseEvent, StreamParams, TranscriptMessage, TranscriptParams,
 };
 use crate::routes::AppState;
 use crate::sse::{Compat, StreamSpec, events};
@@ -139,6 +139,8 @@ pub(crate) fn transcript_of(
         (status = 404, description = "Unknown id", body = ErrorBody),
         (status = 409, description = "Not active, or a turn is running on the branch (without ?multitask)", body = ErrorBody),
         (status = 422, description = "Unknown branch, or an empty prompt", body = ErrorBody),
+        (status = 502, description = "The provider failed", body = ErrorBody),
+        (status = 503, description = "No provider is configured for the session's plan", body = ErrorBody),
     )
 )]
 pub(crate) async fn send_message(
@@ -205,18 +207,20 @@ where
 /// does not stop the turn.
 #[utoipa::path(
     post, path = "/api/v1/sessions/{id}/execute", tag = "messages",
-    params(("id" = String, Path, description = "Session id"), MultitaskParams),
+    params(("id" = String, Path, description = "Session id"), ExecuteParams),
     request_body = SendMessageRequest,
     responses(
-        (status = 200, description = "An SSE stream of the turn's events, then `done`", content_type = "text/event-stream", body = String),
+        (status = 200, description = "An SSE stream of the turn's events, then `done`", content_type = "text/event-stream", body = SseEvent),
         (status = 404, description = "Unknown id", body = ErrorBody),
         (status = 409, description = "Not active, or a turn is running (without ?multitask)", body = ErrorBody),
+        (status = 502, description = "The provider failed", body = ErrorBody),
+        (status = 503, description = "No provider is configured for the session's plan", body = ErrorBody),
     )
 )]
 pub(crate) async fn execute(
     State(core): State<AppState>,
     PathId(id): PathId,
-    ApiQuery(params): ApiQuery<MultitaskParams>,
+    ApiQuery(params): ApiQuery<ExecuteParams>,
     ApiJson(req): ApiJson<SendMessageRequest>,
 ) -> Result<Response, ApiError> {
     let compat = Compat::parse(params.compat.as_deref()).map_err(ApiError::unprocessable)?;
@@ -256,12 +260,12 @@ pub(crate) async fn execute(
     get, path = "/api/v1/sessions/{id}/stream", tag = "messages",
     params(
         ("id" = String, Path, description = "Session id"),
-        ("Last-Event-ID" = Option<String>, Header, description = "The last seq received; the records after it are replayed"),
+        ("Last-Event-ID" = Option<u64>, Header, description = "The last seq received (at most the session's head); the records after it are replayed"),
         StreamParams,
     ),
     responses(
-        (status = 200, description = "An SSE stream: `connected`, then records and events", content_type = "text/event-stream", body = String),
-        (status = 400, description = "Malformed id or Last-Event-ID", body = ErrorBody),
+        (status = 200, description = "An SSE stream: `connected`, then records and events", content_type = "text/event-stream", body = SseEvent),
+        (status = 400, description = "Malformed id, or a Last-Event-ID that is not a seq of this session", body = ErrorBody),
         (status = 404, description = "Unknown id", body = ErrorBody),
     )
 )]

@@ -74,7 +74,7 @@ fn resolve_dir(root: &str, raw: Option<&str>) -> Result<Project, ApiError> {
     request_body = CreateSessionRequest,
     responses(
         (status = 201, description = "The new session", body = SessionInfo),
-        (status = 422, description = "A field is invalid (named in detail)", body = ErrorBody),
+        (status = 422, description = "A field is invalid (named in detail), or names a profile the daemon does not run", body = ErrorBody),
     )
 )]
 pub(crate) async fn create_session(
