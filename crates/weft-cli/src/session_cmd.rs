@@ -203,8 +203,11 @@ pub async fn show(app: &App, id: &str, transcript: bool, json_out: bool) -> anyh
     let meta = &view.meta;
     // Active, but its process exited mid-turn (see `Store::is_interrupted`).
     let interrupted = app.store.is_interrupted(&id).await?;
+    // Damaged records the store set aside (never silently gone).
+    let quarantined = app.store.quarantined(&id).await?;
     if json_out {
-        let mut v = json!({"session": meta, "interrupted": interrupted});
+        let mut v =
+            json!({"session": meta, "interrupted": interrupted, "quarantined": quarantined});
         if transcript {
             v["transcript"] = serde_json::to_value(view.messages(meta.default_branch.as_str()))?;
         }
@@ -227,6 +230,15 @@ pub async fn show(app: &App, id: &str, transcript: bool, json_out: bool) -> anyh
         )?;
     } else {
         writeln!(out, "Status    {}", meta.status)?;
+    }
+    if !quarantined.is_empty() {
+        let seqs: Vec<String> = quarantined.iter().map(u64::to_string).collect();
+        writeln!(
+            out,
+            "Damaged   {} record(s) (seq {}) were unreadable and set aside in log.quarantine.jsonl; run `weft doctor` for details",
+            quarantined.len(),
+            seqs.join(", ")
+        )?;
     }
     writeln!(out, "Project   {}", meta.project.dir)?;
     writeln!(out, "Profile   {}", meta.profile)?;

@@ -554,6 +554,15 @@ pub trait Store: Send + Sync {
         Ok(!locks.iter().any(|l| l.live) && locks.iter().any(|l| l.holder.is_some()))
     }
 
+    /// The seqs of committed records of session `id` that the backend
+    /// found damaged and set aside (the fs store's `log.quarantine.jsonl`):
+    /// they are missing from reads and their seqs are never reused. Backends
+    /// that cannot damage a committed record return none.
+    async fn quarantined(&self, id: &SessionId) -> Result<Vec<u64>, StoreError> {
+        self.get(id).await?;
+        Ok(Vec::new())
+    }
+
     // ---- provided operations -------------------------------------------
 
     /// The whole log.

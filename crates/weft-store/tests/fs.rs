@@ -813,6 +813,11 @@ async fn corrupt_complete_last_record_is_quarantined_and_its_seq_kept() {
             "{damage}: cut from the log, seq 4 not reused"
         );
         assert_eq!(store.get(&id).await.expect("get").last_seq, 5);
+        assert_eq!(
+            store.quarantined(&id).await.expect("quarantined"),
+            vec![4],
+            "{damage}: reported (`weft session show`)"
+        );
         let again = FsStore::open(home.path()).expect("open");
         push(&again, &id, vec![text(Role::User, "again")]).await;
         assert_eq!(again.get(&id).await.expect("get").last_seq, 6);

@@ -1780,4 +1780,11 @@ impl Store for FsStore {
             .ok_or_else(|| StoreError::NotFound(id.to_string()))?;
         crate::turn_lock::turn_locks(&dir)
     }
+
+    async fn quarantined(&self, id: &SessionId) -> Result<Vec<u64>, StoreError> {
+        let dir = self
+            .session_dir(id)
+            .ok_or_else(|| StoreError::NotFound(id.to_string()))?;
+        recovery::quarantined_seqs(&dir)
+    }
 }

@@ -57,6 +57,12 @@ impl Inner {
 /// The largest seq recorded in the quarantine file of the session in
 /// `dir` (0: none).
 pub(crate) fn quarantined_seq(dir: &Path) -> Result<u64, StoreError> {
+    Ok(quarantined_seqs(dir)?.last().copied().unwrap_or(0))
+}
+
+/// The seqs recorded in the quarantine file of the session in `dir`,
+/// ascending and without repeats (empty: no file).
+pub(crate) fn quarantined_seqs(dir: &Path) -> Result<Vec<u64>, StoreError> {
     let path = dir.join(QUARANTINE_FILE);
     let bytes = match no_follow().read(true).open(&path) {
         Ok(mut f) => {
@@ -64,15 +70,17 @@ pub(crate) fn quarantined_seq(dir: &Path) -> Result<u64, StoreError> {
             std::io::Read::read_to_end(&mut f, &mut buf).at(&path)?;
             buf
         }
-        Err(e) if e.kind() == ErrorKind::NotFound => return Ok(0),
+        Err(e) if e.kind() == ErrorKind::NotFound => return Ok(Vec::new()),
         Err(e) => return Err(io_err(&path, e)),
     };
-    Ok(bytes
+    let mut seqs: Vec<u64> = bytes
         .split(|&b| b == b'\n')
         .filter_map(|l| serde_json::from_slice::<Value>(l).ok())
         .filter_map(|v| v.get("seq").and_then(Value::as_u64))
-        .max()
-        .unwrap_or(0))
+        .collect();
+    seqs.sort_unstable();
+    seqs.dedup();
+    Ok(seqs)
 }
 
 /// Appends `(seq, offset, raw line)` entries to the session's quarantine
