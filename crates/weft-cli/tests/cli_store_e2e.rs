@@ -1,0 +1,142 @@
+//! End to end: the real `weft` binary over a damaged or edited fs store
+//! (a stray file under `projects/`, `weft doctor` and `--fix`, a log that
+//! shrank under its index). The helpers are in `support/mod.rs`.
+
+mod support;
+
+use serde_json::Value;
+use support::*;
+
+/// Finding 7 of issue 9: a stray file under `projects/` made every command
+/// fail with "Not a directory".
+#[test]
+fn a_stray_file_under_projects_does_not_stop_session_list() {
+    let env = Env::new();
+    env.run_hi();
+    std::fs::write(env.home.path().join("projects").join("README"), "notes").unwrap();
+    let out = env.weft(&["session", "list", "--json"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let list: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(list.as_array().map(Vec::len), Some(1), "{list}");
+    assert_eq!(
+        stderr.matches("stray entry").count(),
+        1,
+        "warned once: {stderr}"
+    );
+}
+
+#[test]
+fn doctor_checks_then_fixes_a_damaged_home() {
+    let env = Env::new();
+    env.run_hi();
+    let healthy = env.ok(&["doctor"]);
+    assert!(healthy.contains("no problems"), "{healthy}");
+
+    let log = walk(env.home.path())
+        .into_iter()
+        .find(|p| p.ends_with("log.jsonl"))
+        .unwrap();
+    let dir = log.parent().unwrap().to_path_buf();
+    let records = std::fs::read_to_string(&log).unwrap().lines().count();
+    // A torn write, a lost metadata.json, a temp file of a dead process.
+    let mut bytes = std::fs::read(&log).unwrap();
+    bytes.extend_from_slice(br#"{"v":1,"seq":99,"ts":"#);
+    std::fs::write(&log, bytes).unwrap();
+    std::fs::remove_file(dir.join("metadata.json")).unwrap();
+    std::fs::write(dir.join(".metadata.json.tmp-4000000000"), "{").unwrap();
+
+    let out = env.weft(&["doctor"]);
+    assert_eq!(out.status.code(), Some(1), "problems found: exit 1");
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert_eq!(text.matches("problem: ").count(), 3, "{text}");
+    assert!(text.contains("torn write"), "{text}");
+    assert!(
+        text.contains("repairable with `weft doctor --fix`"),
+        "{text}"
+    );
+    let report: Value = serde_json::from_slice(&env.weft(&["doctor", "--json"]).stdout).unwrap();
+    let kinds: Vec<&str> = report["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|f| f["kind"].as_str())
+        .collect();
+    assert!(
+        kinds.contains(&"torn_tail") && kinds.contains(&"metadata") && kinds.contains(&"temp_file"),
+        "{report}"
+    );
+
+    let fixed = env.ok(&["doctor", "--fix"]);
+    assert_eq!(fixed.matches("fixed: ").count(), 3, "{fixed}");
+    assert!(env.ok(&["doctor"]).contains("no problems"));
+    assert_eq!(
+        std::fs::read_to_string(&log).unwrap().lines().count(),
+        records,
+        "no record lost"
+    );
+    assert!(dir.join("metadata.json").is_file());
+    assert!(!dir.join(".metadata.json.tmp-4000000000").exists());
+
+    // A store doctor cannot check is one clear sentence and exit 2.
+    let out = env.weft(&["--store", "memory", "doctor"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("nothing for doctor to check"));
+}
+
+/// Finding 11 of issue 9 (the report's D17): a log cut in half (restored
+/// from an older copy) kept its old head in the index for good.
+#[test]
+fn the_index_follows_a_log_that_shrank() {
+    let env = Env::new();
+    let script = env.script("s.json", SCRIPT);
+    let script = script.to_str().unwrap();
+    env.ok(&["run", "--provider", "scripted", "--script", script, "t0"]);
+    let id = env.json(&["session", "list", "--json"])[0]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    for i in 1..6 {
+        let prompt = format!("t{i}");
+        env.ok(&[
+            "run",
+            "--resume",
+            &id,
+            "--provider",
+            "scripted",
+            "--script",
+            script,
+            &prompt,
+        ]);
+    }
+    let log = walk(env.home.path())
+        .into_iter()
+        .find(|p| p.ends_with("log.jsonl"))
+        .unwrap();
+    let bytes = std::fs::read(&log).unwrap();
+    std::fs::write(&log, &bytes[..bytes.len() / 2]).unwrap();
+    // doctor sees the stale row.
+    let out = env.weft(&["doctor"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("the index row says"));
+
+    env.ok(&[
+        "run",
+        "--resume",
+        &id,
+        "--provider",
+        "scripted",
+        "--script",
+        script,
+        "after",
+    ]);
+    let shown = env.json(&["session", "show", &id, "--json"]);
+    let listed = env.json(&["session", "list", "--json"]);
+    let show_meta = &shown["session"];
+    assert_eq!(
+        listed[0]["last_seq"], show_meta["last_seq"],
+        "{listed}\n{shown}"
+    );
+    assert_eq!(listed[0]["message_count"], show_meta["message_count"]);
+    assert!(env.ok(&["doctor"]).contains("no problems"));
+}
