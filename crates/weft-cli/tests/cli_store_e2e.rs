@@ -140,3 +140,59 @@ fn the_index_follows_a_log_that_shrank() {
     assert_eq!(listed[0]["message_count"], show_meta["message_count"]);
     assert!(env.ok(&["doctor"]).contains("no problems"));
 }
+
+/// Finding 8 of issue 9 (the report's D3): a damaged but complete last
+/// record is not a torn write. It is reported on read, kept in
+/// `log.quarantine.jsonl` by the next append (never truncated away), its
+/// seq is never reused, and `session show` says so.
+#[test]
+fn a_damaged_last_record_is_quarantined_and_shown() {
+    let env = Env::new();
+    let id = env.first_session();
+    let log = walk(env.home.path())
+        .into_iter()
+        .find(|p| p.ends_with("log.jsonl"))
+        .unwrap();
+    let text = std::fs::read_to_string(&log).unwrap();
+    let (rest, last) = text.trim_end_matches('\n').rsplit_once('\n').unwrap();
+    let last_seq: Value = serde_json::from_str(last).unwrap();
+    let last_seq = last_seq["seq"].as_u64().unwrap();
+    let damaged = last.replacen("\"seq\"", "\"seX\"", 1);
+    std::fs::write(&log, format!("{rest}\n{damaged}\n")).unwrap();
+
+    let script = env.script("two.json", SCRIPT);
+    env.ok(&[
+        "run",
+        "--resume",
+        &id,
+        "--script",
+        script.to_str().unwrap(),
+        "two",
+    ]);
+    let quarantine = log.with_file_name("log.quarantine.jsonl");
+    let kept = std::fs::read_to_string(&quarantine).expect("the damaged record is kept");
+    assert!(kept.contains("seX"), "{kept}");
+    let seqs: Vec<u64> = std::fs::read_to_string(&log)
+        .unwrap()
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<Value>(l).unwrap()["seq"]
+                .as_u64()
+                .unwrap()
+        })
+        .collect();
+    assert!(
+        !seqs.contains(&last_seq),
+        "seq {last_seq} not reused: {seqs:?}"
+    );
+    assert!(seqs.iter().any(|&s| s > last_seq), "{seqs:?}");
+
+    let shown = env.json(&["session", "show", &id, "--json"]);
+    assert_eq!(
+        shown["quarantined"],
+        serde_json::json!([last_seq]),
+        "{shown}"
+    );
+    let plain = env.ok(&["session", "show", &id]);
+    assert!(plain.contains("log.quarantine.jsonl"), "{plain}");
+}
