@@ -387,13 +387,18 @@ fn symlink(c: &mut Checker, path: &Path, session: Option<&str>) {
     );
 }
 
-fn scan_project(c: &mut Checker, slug: &str, dir: &Path) -> Result<(), StoreError> {
+/// The entries of `dir`, by name (doctor reports in a stable order).
+fn sorted_entries(dir: &Path) -> Result<Vec<fs::DirEntry>, StoreError> {
     let mut entries: Vec<_> = fs::read_dir(dir)
         .at(dir)?
         .collect::<Result<_, _>>()
         .at(dir)?;
     entries.sort_by_key(|e| e.file_name());
-    for entry in entries {
+    Ok(entries)
+}
+
+fn scan_project(c: &mut Checker, slug: &str, dir: &Path) -> Result<(), StoreError> {
+    for entry in sorted_entries(dir)? {
         let path = entry.path();
         let ft = entry.file_type().at(&path)?;
         if entry.file_name() != "sessions" {
@@ -410,12 +415,7 @@ fn scan_project(c: &mut Checker, slug: &str, dir: &Path) -> Result<(), StoreErro
 }
 
 fn scan_sessions(c: &mut Checker, slug: &str, dir: &Path) -> Result<(), StoreError> {
-    let mut entries: Vec<_> = fs::read_dir(dir)
-        .at(dir)?
-        .collect::<Result<_, _>>()
-        .at(dir)?;
-    entries.sort_by_key(|e| e.file_name());
-    for entry in entries {
+    for entry in sorted_entries(dir)? {
         let path = entry.path();
         let ft = entry.file_type().at(&path)?;
         let name = entry.file_name().to_string_lossy().into_owned();
@@ -556,12 +556,7 @@ fn check_session(c: &mut Checker, slug: &str, id: &str, dir: &Path) -> Result<()
         QUARANTINE_FILE,
     ];
     let mut symlinked = HashSet::new();
-    let mut entries: Vec<_> = fs::read_dir(dir)
-        .at(dir)?
-        .collect::<Result<_, _>>()
-        .at(dir)?;
-    entries.sort_by_key(|e| e.file_name());
-    for entry in entries {
+    for entry in sorted_entries(dir)? {
         let path = entry.path();
         let name = entry.file_name().to_string_lossy().into_owned();
         if entry.file_type().at(&path)?.is_symlink() {
