@@ -5,7 +5,7 @@
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use super::*;
+use super::{RetryPolicy, USER_AGENT, error_chain};
 use serde_json::Value;
 use weft_core::mount::{ModuleSpec, MountError};
 

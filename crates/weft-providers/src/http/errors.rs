@@ -1,7 +1,7 @@
 //! Error text: error chains, truncation, the message of an error body and
 //! reading a bounded body.
 
-use super::*;
+use super::MESSAGE_LIMIT;
 use serde_json::Value;
 
 /// An error and its sources, joined with `: `.

@@ -6,7 +6,10 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::*;
+use super::{
+    ERROR_BODY_LIMIT, Interrupt, LINE_LIMIT, Transport, error_chain, error_message, guarded,
+    read_body, retry_after, retry_reason, secs,
+};
 use eventsource_stream::{EventStreamError, Eventsource};
 use futures::{Stream, StreamExt};
 use serde_json::Value;

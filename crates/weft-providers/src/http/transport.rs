@@ -7,7 +7,10 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::*;
+use super::{
+    ApiKey, Auth, Decoder, Driver, ERROR_BODY_LIMIT, Fail, Framing, JSON_BODY_LIMIT, RetryPolicy,
+    Timeouts, error_chain, error_message, read_body, retry_after, retry_reason, truncate,
+};
 use futures::StreamExt;
 use reqwest::header::{HeaderMap, HeaderValue};
 use serde_json::Value;
