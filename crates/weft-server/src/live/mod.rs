@@ -1,0 +1,382 @@
+//! The daemon's session service: live sessions, turns and the lifecycle.
+//!
+//! Every session the daemon touches gets a [`Slot`]: its event [`Hub`], its
+//! live [`Session`] (built lazily — a stored session is resumed by id — and
+//! dropped again after `idle_timeout` without a turn) and its turn queue.
+//!
+//! Rules kept here:
+//! - **One turn at a time per branch.** Each branch of a session has its
+//!   own lane: turns on different branches run concurrently (the session
+//!   log serialises their records), while a prompt for a branch that is
+//!   running a turn is refused (409), queued (`enqueue`) or run next after
+//!   that branch's turn is cancelled (`interrupt`; turns on other branches
+//!   go on).
+//! - **One writer per session in this process.** Server-side writes
+//!   (status, messages, metadata) go through the live session's log handle
+//!   when there is one, else straight to the store, both under the slot's
+//!   lock; so the daemon never races its own turns into a conflict.
+//!   Branch, mail and state changes go through [`Core::update`], which
+//!   makes the same choice: the live session's `update_with` (its log head
+//!   and branch caches stay right) or `weft_core::store::update_session`.
+//!   A change that would disturb a branch running a turn (removing it,
+//!   delivering mail or adding messages to it) is refused with 409. Before
+//!   each turn the live session takes in what other writers (the CLI)
+//!   appended meanwhile, so it neither conflicts nor runs on stale history.
+//! - **Lifecycle.** Transitions follow [`SessionStatus::can_become`]; a
+//!   refused one is a 409 naming the current status. While a turn runs,
+//!   only `terminate` (which cancels it) may end the session; `complete`
+//!   and `fail` are also refused while another process (a CLI) runs a
+//!   turn on it (its store turn lock is held). Transitions and messages
+//!   are decided against the head they are appended after
+//!   (`weft_core::log::append_checked`): a contradicting write from another
+//!   process is a 409, never overwritten.
+
+mod lifecycle;
+mod state;
+mod turns;
+
+use std::collections::{HashMap, VecDeque};
+use std::panic::AssertUnwindSafe;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use futures::FutureExt;
+use serde_json::{Map, Value, json};
+use tokio::sync::{broadcast, oneshot, watch};
+use tokio_util::sync::CancellationToken;
+use weft_core::hooks::{ALL_EVENTS, events};
+use weft_core::log::{append_checked, transition_batch};
+use weft_core::mount::MountPlan;
+use weft_core::record::{RecordKind, StateDelta};
+use weft_core::session::SessionMeta;
+use weft_core::state::{StateScope, check_key, scope_of};
+use weft_core::store::{DeleteOptions, Store, StoreError, update_session};
+use weft_core::view::SessionView;
+use weft_core::{
+    BranchId, CancelMode, Record, Session, SessionConfig, SessionError, SessionId, SessionStatus,
+};
+
+use crate::config::ServerConfig;
+use crate::context::{PlanError, ServerContext};
+use crate::error::ApiError;
+use crate::hub::{Forward, Hub};
+use crate::model::{Multitask, SessionInfo};
+
+/// The outcome of a turn, as its submitter receives it.
+pub(crate) type TurnResult = Result<String, SessionError>;
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// A prompt waiting for, or in, its turn.
+pub(crate) struct Job {
+    turn: u64,
+    prompt: String,
+    /// The branch it runs on (resolved when it was submitted).
+    branch: BranchId,
+    cancel: CancellationToken,
+    done: Option<oneshot::Sender<TurnResult>>,
+}
+
+struct Running {
+    cancel: CancellationToken,
+}
+
+/// One branch's turns: the running one and the prompts waiting for it.
+#[derive(Default)]
+struct Lane {
+    current: Option<Running>,
+    queue: VecDeque<Job>,
+}
+
+#[derive(Default)]
+struct Turns {
+    /// The lanes of the branches that run or wait for a turn.
+    lanes: HashMap<BranchId, Lane>,
+    /// Every turn is being stopped (terminate, delete, shutdown).
+    stop_all: bool,
+}
+
+impl Turns {
+    fn running(&self) -> bool {
+        self.lanes.values().any(|l| l.current.is_some())
+    }
+}
+
+/// One session's state in the daemon.
+pub(crate) struct Slot {
+    pub(crate) id: SessionId,
+    pub(crate) hub: Arc<Hub>,
+    /// The slot's lock, guarding the live session.
+    live: tokio::sync::Mutex<Option<Session>>,
+    turns: Mutex<Turns>,
+    /// True while no branch runs a turn.
+    idle: watch::Sender<bool>,
+    next_turn: AtomicU64,
+    touched: Mutex<Instant>,
+}
+
+impl Slot {
+    fn new(id: SessionId, capacity: usize) -> Self {
+        Self {
+            hub: Arc::new(Hub::new(id.clone(), capacity)),
+            id,
+            live: tokio::sync::Mutex::new(None),
+            turns: Mutex::new(Turns::default()),
+            idle: watch::Sender::new(true),
+            next_turn: AtomicU64::new(0),
+            touched: Mutex::new(Instant::now()),
+        }
+    }
+
+    fn is_running(&self) -> bool {
+        lock(&self.turns).running()
+    }
+
+    /// Whether a turn runs (on any branch), and how many prompts wait.
+    pub(crate) fn turn_status(&self) -> (bool, usize) {
+        let t = lock(&self.turns);
+        (t.running(), t.lanes.values().map(|l| l.queue.len()).sum())
+    }
+
+    /// Whether a turn runs on `branch`, and how many prompts wait for it.
+    pub(crate) fn branch_status(&self, branch: &BranchId) -> (bool, usize) {
+        let t = lock(&self.turns);
+        t.lanes
+            .get(branch)
+            .map_or((false, 0), |l| (l.current.is_some(), l.queue.len()))
+    }
+
+    /// The branches running a turn or with prompts waiting.
+    fn busy_branches(&self) -> Vec<BranchId> {
+        lock(&self.turns).lanes.keys().cloned().collect()
+    }
+
+    pub(crate) fn touch(&self) {
+        *lock(&self.touched) = Instant::now();
+    }
+
+    fn idle_for(&self) -> Duration {
+        lock(&self.touched).elapsed()
+    }
+}
+
+/// How a prompt accepted by [`Core::submit`] will run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Accepted {
+    /// It runs now.
+    Started,
+    /// It waits behind this many prompts.
+    Queued(usize),
+    /// The running turn is being cancelled; it runs next.
+    Interrupting,
+}
+
+/// A prompt accepted by [`Core::submit`].
+pub(crate) struct Submitted {
+    pub(crate) turn: u64,
+    /// The branch it runs on.
+    pub(crate) branch: BranchId,
+    pub(crate) accepted: Accepted,
+    pub(crate) done: Option<oneshot::Receiver<TurnResult>>,
+}
+
+/// What a prompt needs of the session's status.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Need {
+    /// It must be active (amplifierd's send-message and execute).
+    Active,
+    /// Any status; an ended session is resumed (agentkernel's `/run`).
+    Any,
+}
+
+/// How to make the session when a prompt names one that does not exist.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct NewSession {
+    pub(crate) profile: Option<String>,
+    pub(crate) agent: Option<String>,
+}
+
+/// A prompt for [`Core::submit`].
+pub(crate) struct Prompt {
+    pub(crate) text: String,
+    /// The branch (id or name; None: the default branch).
+    pub(crate) branch: Option<String>,
+    /// Whether `branch` came from the URL path (an unknown one is a 404,
+    /// else a 422 naming the field).
+    pub(crate) branch_in_path: bool,
+    pub(crate) policy: Multitask,
+    pub(crate) need: Need,
+    /// Make the session if it does not exist.
+    pub(crate) create: Option<NewSession>,
+    /// Deliver the result to the submitter.
+    pub(crate) want_result: bool,
+}
+
+/// The daemon's shared state.
+pub(crate) struct Core {
+    pub(crate) ctx: ServerContext,
+    pub(crate) config: ServerConfig,
+    slots: Mutex<HashMap<SessionId, Arc<Slot>>>,
+    /// Cancelled when shutdown begins (no new turns start).
+    stopping: CancellationToken,
+    /// Cancelled when the running turns have stopped (streams end).
+    pub(crate) shutdown: CancellationToken,
+}
+
+/// The explanation of a refused transition.
+pub(crate) fn lifecycle_detail(meta: &SessionMeta, to: SessionStatus) -> String {
+    use SessionStatus::*;
+    let hint = match (meta.status, to) {
+        (Created, Completed | Failed) => "start it first (POST .../start)",
+        (Active, Active) => "it is already active",
+        (s, _) if s.is_ended() => "it has ended; fork it or start a new session",
+        _ => "see the lifecycle: created → active → completed | failed | terminated",
+    };
+    format!(
+        "session {} is {}: it cannot become {to}; {hint}",
+        meta.id, meta.status
+    )
+}
+
+fn plan_error(e: PlanError) -> ApiError {
+    match e {
+        PlanError::UnknownProfile(m) => ApiError::unprocessable(m),
+        PlanError::Unavailable(m) => ApiError::unavailable(m),
+    }
+}
+
+/// Turns `plan` into the plan of its sub-agent `agent`; false if the plan
+/// has no such agent.
+pub(crate) fn apply_agent(plan: &mut MountPlan, agent: &str) -> bool {
+    let Some(spec) = plan.agents.get(agent).cloned() else {
+        return false;
+    };
+    if spec.system.is_some() {
+        plan.system = spec.system;
+    }
+    if !spec.providers.is_empty() {
+        plan.providers = spec.providers;
+    }
+    if let Some(tools) = spec.tools {
+        plan.tools = tools;
+    }
+    true
+}
+
+/// A model chosen by `settingsOverrides` at creation.
+fn model_override(meta: &SessionMeta) -> Option<String> {
+    let o = meta.metadata.get("settingsOverrides")?;
+    o.get("model")
+        .or_else(|| o.get("llm").and_then(|l| l.get("model")))
+        .and_then(Value::as_str)
+        .map(str::to_string)
+}
+
+impl Core {
+    pub(crate) fn new(ctx: ServerContext, config: ServerConfig) -> Self {
+        Self {
+            ctx,
+            config,
+            slots: Mutex::new(HashMap::new()),
+            stopping: CancellationToken::new(),
+            shutdown: CancellationToken::new(),
+        }
+    }
+
+    pub(crate) fn store(&self) -> &Arc<dyn Store> {
+        &self.ctx.store
+    }
+
+    /// The slot of `id`, made if needed.
+    pub(crate) fn slot(&self, id: &SessionId) -> Arc<Slot> {
+        lock(&self.slots)
+            .entry(id.clone())
+            .or_insert_with(|| Arc::new(Slot::new(id.clone(), self.config.event_buffer)))
+            .clone()
+    }
+
+    fn peek(&self, id: &SessionId) -> Option<Arc<Slot>> {
+        lock(&self.slots).get(id).cloned()
+    }
+
+    /// Whether a turn runs for `id`, and how many prompts wait.
+    pub(crate) fn turn_status(&self, id: &SessionId) -> (bool, usize) {
+        self.peek(id).map(|s| s.turn_status()).unwrap_or((false, 0))
+    }
+
+    /// Live sessions and running turns.
+    pub(crate) fn load(&self) -> (usize, usize) {
+        let slots: Vec<Arc<Slot>> = lock(&self.slots).values().cloned().collect();
+        let live = slots
+            .iter()
+            .filter(|s| s.live.try_lock().map(|l| l.is_some()).unwrap_or(true))
+            .count();
+        let running = slots.iter().filter(|s| s.is_running()).count();
+        (live, running)
+    }
+
+    /// The API view of `meta`.
+    pub(crate) fn info(&self, meta: &SessionMeta) -> SessionInfo {
+        let (running, queued) = self.turn_status(&meta.id);
+        SessionInfo::from_meta(meta, &self.ctx.project.dir, running, queued)
+    }
+
+    /// The session's metadata (404 if unknown).
+    pub(crate) async fn meta(&self, id: &SessionId) -> Result<SessionMeta, ApiError> {
+        self.store().get(id).await.map_err(|e| match e {
+            StoreError::NotFound(_) => ApiError::not_found(format!("session {id} not found")),
+            other => other.into(),
+        })
+    }
+
+    /// Shutdown: cancels every running turn and waits (bounded) for them
+    /// to record their partial state; then ends every stream.
+    pub(crate) async fn shutdown_turns(&self) {
+        self.stopping.cancel();
+        let slots: Vec<Arc<Slot>> = lock(&self.slots).values().cloned().collect();
+        futures::future::join_all(slots.iter().map(|s| self.stop_turns(s))).await;
+        self.shutdown.cancel();
+    }
+
+    /// Forgets the slots of removed sessions (their streams end).
+    pub(crate) fn forget(&self, ids: &[SessionId]) {
+        let mut map = lock(&self.slots);
+        for id in ids {
+            if map.get(id).is_some_and(|s| !s.is_running()) {
+                map.remove(id);
+            }
+        }
+    }
+
+    /// Drops live sessions idle for longer than `idle_timeout`, and slots
+    /// nobody uses.
+    pub(crate) fn sweep(&self) {
+        let slots: Vec<Arc<Slot>> = lock(&self.slots).values().cloned().collect();
+        let mut unused = Vec::new();
+        for slot in slots {
+            if slot.is_running() || slot.idle_for() < self.config.idle_timeout {
+                continue;
+            }
+            let Ok(mut live) = slot.live.try_lock() else {
+                continue;
+            };
+            if slot.is_running() {
+                continue;
+            }
+            live.take();
+            if slot.hub.readers() == 0 {
+                unused.push(slot.id.clone());
+            }
+        }
+        let mut map = lock(&self.slots);
+        for id in unused {
+            // Only when nobody else holds it (a request in flight would).
+            if map.get(&id).is_some_and(|s| Arc::strong_count(s) == 1) {
+                map.remove(&id);
+            }
+        }
+    }
+}

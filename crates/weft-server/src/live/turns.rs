@@ -1,0 +1,346 @@
+//! Turns: making sessions live, accepting prompts (run, queue, interrupt),
+//! resolving their branch, and running each branch's lane of prompts.
+
+use super::*;
+
+impl Core {
+    /// The live session of `slot`, resumed from the store (or made, when
+    /// `meta` is None) if it is not loaded.
+    async fn ensure_live(
+        &self,
+        slot: &Arc<Slot>,
+        live: &mut Option<Session>,
+        meta: Option<&SessionMeta>,
+        create: Option<NewSession>,
+    ) -> Result<Session, ApiError> {
+        if let Some(session) = live.as_ref() {
+            return Ok(session.clone());
+        }
+        let ctx = &self.ctx;
+        // Tools run in the session's project: only inside the daemon's.
+        if let Some(m) = meta {
+            ctx.confine(&m.id, &m.project).map_err(ApiError::conflict)?;
+        }
+        let create = create.unwrap_or_default();
+        let (profile, agent) = match meta {
+            Some(m) => (Some(m.profile.clone()), m.agent_name.clone()),
+            None => (create.profile.clone(), create.agent.clone()),
+        };
+        let planned = ctx.plans.plan(profile.as_deref()).await;
+        // A session started with `--mount-plan` carries its plan.
+        let planned = match (planned, meta.and_then(|m| MountPlan::recorded(&m.metadata))) {
+            (Err(PlanError::UnknownProfile(_)), Some(Ok(plan))) => {
+                Ok((plan, profile.clone().unwrap_or_default()))
+            }
+            (planned, _) => planned,
+        };
+        let (mut plan, profile_name) = planned.map_err(|e| match (meta, e) {
+            (Some(m), PlanError::UnknownProfile(detail)) => ApiError::unprocessable(format!(
+                "session {} was made with profile {:?}, which this server cannot load: {detail}",
+                m.id, m.profile
+            )),
+            (_, e) => plan_error(e),
+        })?;
+        if let Some(agent) = &agent
+            && !apply_agent(&mut plan, agent)
+        {
+            if meta.is_none() {
+                return Err(ApiError::not_found(format!(
+                    "unknown agent {agent:?}: GET /api/v1/agents lists the agents"
+                )));
+            }
+            tracing::warn!(session = %slot.id, agent, "the session's sub-agent is not in its profile any more; running the profile");
+        }
+        let mut config = SessionConfig::new(plan, self.store().clone(), ctx.registry.clone());
+        config.profile = meta.map(|m| m.profile.clone()).unwrap_or(profile_name);
+        config.session_id = Some(slot.id.clone());
+        config.parent_id = meta.and_then(|m| m.parent_id.clone());
+        config.agent_name = agent;
+        config.project = meta
+            .map(|m| m.project.clone())
+            .unwrap_or_else(|| ctx.project.clone());
+        config.approval = ctx.approval.clone();
+        config.user = meta
+            .and_then(|m| m.user.clone())
+            .or_else(|| Some(ctx.user.clone()));
+        config.model = meta.and_then(model_override);
+        let session = Session::new(config);
+        session.initialize().await?;
+        let log = session.log()?;
+        session.hooks().register(
+            ALL_EVENTS,
+            Arc::new(Forward::new(
+                slot.hub.clone(),
+                self.store().clone(),
+                log.subscribe(),
+            )),
+            i32::MAX,
+            "weft-server-stream",
+        );
+        // A backstop for records no event follows (the hub skips the ones
+        // the hook handler published already).
+        let mut rx = log.subscribe();
+        let hub = slot.hub.clone();
+        let store = self.store().clone();
+        tokio::spawn(async move {
+            loop {
+                match rx.recv().await {
+                    Ok(record) => hub.publish(&store, std::slice::from_ref(&record)).await,
+                    Err(broadcast::error::RecvError::Lagged(_)) => hub.catch_up(&store).await,
+                    Err(broadcast::error::RecvError::Closed) => break,
+                }
+            }
+        });
+        *live = Some(session.clone());
+        Ok(session)
+    }
+
+    /// Runs a prompt in session `id` under the multitask policy.
+    pub(crate) async fn submit(
+        &self,
+        id: &SessionId,
+        prompt: Prompt,
+    ) -> Result<Submitted, ApiError> {
+        if self.stopping.is_cancelled() {
+            return Err(ApiError::unavailable(
+                "the server is shutting down: no new turns are started",
+            ));
+        }
+        if prompt.text.trim().is_empty() {
+            return Err(ApiError::unprocessable(
+                "the prompt is empty: send the text to run",
+            ));
+        }
+        let slot = self.slot(id);
+        let mut live = slot.live.lock().await;
+        let meta = match self.store().get(id).await {
+            Ok(m) => Some(m),
+            Err(StoreError::NotFound(_)) if prompt.create.is_some() => None,
+            Err(StoreError::NotFound(_)) => {
+                return Err(ApiError::not_found(format!("session {id} not found")));
+            }
+            Err(e) => return Err(e.into()),
+        };
+        if prompt.need == Need::Active
+            && let Some(m) = &meta
+            && m.status != SessionStatus::Active
+        {
+            let hint = if m.status == SessionStatus::Created {
+                "start it first (POST .../start)"
+            } else {
+                "it has ended; fork it or start a new session"
+            };
+            return Err(ApiError::conflict(format!(
+                "session {id} is {}: it takes prompts only while active; {hint}",
+                m.status
+            )));
+        }
+        let branch = self
+            .resolve_branch(
+                id,
+                meta.as_ref(),
+                prompt.branch.as_deref(),
+                prompt.branch_in_path,
+            )
+            .await?;
+        let session = self
+            .ensure_live(&slot, &mut live, meta.as_ref(), prompt.create)
+            .await?;
+        let turn = slot.next_turn.fetch_add(1, Ordering::SeqCst) + 1;
+        let (done_tx, done_rx) = if prompt.want_result {
+            let (tx, rx) = oneshot::channel();
+            (Some(tx), Some(rx))
+        } else {
+            (None, None)
+        };
+        let job = Job {
+            turn,
+            prompt: prompt.text,
+            branch: branch.clone(),
+            cancel: CancellationToken::new(),
+            done: done_tx,
+        };
+        let accepted = {
+            let mut t = lock(&slot.turns);
+            if self.stopping.is_cancelled() {
+                return Err(ApiError::unavailable(
+                    "the server is shutting down: no new turns are started",
+                ));
+            }
+            let lane = t.lanes.entry(branch.clone()).or_default();
+            let running = lane.current.as_ref().map(|r| r.cancel.clone());
+            match (running, prompt.policy) {
+                (None, _) => {
+                    lane.current = Some(Running {
+                        cancel: job.cancel.clone(),
+                    });
+                    slot.idle.send_replace(false);
+                    tokio::spawn(run_turns(self.store().clone(), slot.clone(), session, job));
+                    Accepted::Started
+                }
+                (Some(_), Multitask::Reject) => {
+                    return Err(ApiError::conflict(format!(
+                        "session {id} is running a turn on branch {branch}: wait for it to finish, or pass ?multitask=enqueue (run after it) or ?multitask=interrupt (cancel it and run this); other branches can run turns meanwhile"
+                    )));
+                }
+                (Some(_), Multitask::Enqueue) => {
+                    let ahead = lane.queue.len() + 1;
+                    lane.queue.push_back(job);
+                    Accepted::Queued(ahead)
+                }
+                (Some(running), Multitask::Interrupt) => {
+                    running.cancel();
+                    lane.queue.push_front(job);
+                    Accepted::Interrupting
+                }
+            }
+        };
+        slot.touch();
+        Ok(Submitted {
+            turn,
+            branch,
+            accepted,
+            done: done_rx,
+        })
+    }
+
+    /// The branch a prompt runs on: `wanted` (id or name) or the default
+    /// branch. An unknown branch is a 404 when it came from the path, else
+    /// a 422 naming the `branch` field.
+    async fn resolve_branch(
+        &self,
+        id: &SessionId,
+        meta: Option<&SessionMeta>,
+        wanted: Option<&str>,
+        in_path: bool,
+    ) -> Result<BranchId, ApiError> {
+        let default = meta.map_or_else(BranchId::main, |m| m.default_branch.clone());
+        let Some(wanted) = wanted.filter(|b| !b.trim().is_empty()) else {
+            return Ok(default);
+        };
+        if wanted == default.as_str() {
+            return Ok(default);
+        }
+        let found = match meta {
+            Some(_) => self
+                .store()
+                .view(id)
+                .await?
+                .branch(wanted)
+                .map(|b| b.branch.id.clone()),
+            None => None,
+        };
+        found.ok_or_else(|| ApiError::unknown_branch(id, wanted, (!in_path).then_some("branch")))
+    }
+
+    /// The live session of `id`, if this daemon has one loaded.
+    pub(crate) async fn live_session(&self, id: &SessionId) -> Option<Session> {
+        let slot = self.peek(id)?;
+        let live = slot.live.lock().await;
+        live.clone()
+    }
+
+    /// Whether a turn runs on `branch` of `id`, and how many prompts wait
+    /// for it.
+    pub(crate) fn branch_status(&self, id: &SessionId, branch: &BranchId) -> (bool, usize) {
+        self.peek(id)
+            .map_or((false, 0), |s| s.branch_status(branch))
+    }
+}
+
+/// Runs `job`, then the prompts queued on its branch, one at a time.
+async fn run_turns(store: Arc<dyn Store>, slot: Arc<Slot>, session: Session, mut job: Job) {
+    let branch = job.branch.clone();
+    loop {
+        slot.hub.begin_turn(&branch, job.turn);
+        let result = AssertUnwindSafe(run_one(&slot, &session, &job))
+            .catch_unwind()
+            .await
+            .unwrap_or_else(|_| {
+                Err(SessionError::Invalid(
+                    "the turn failed unexpectedly (a panic in the kernel; see the server log)"
+                        .into(),
+                ))
+            });
+        // Every record of the turn goes out before the turn is over.
+        slot.hub.catch_up(&store).await;
+        if !slot.hub.saw_execution_end(&branch) {
+            let (status, error) = match &result {
+                Ok(_) => ("completed", None),
+                Err(e) if e.is_cancelled() => ("cancelled", None),
+                Err(e) => ("failed", Some(e.to_string())),
+            };
+            slot.hub.event(
+                events::EXECUTION_END,
+                &json!({"status": status, "error": error, "session_id": slot.id, "branch": branch, "timestamp": chrono::Utc::now().to_rfc3339()}),
+            );
+        }
+        if let Err(e) = &result
+            && !e.is_cancelled()
+        {
+            tracing::warn!(session = %slot.id, branch = %branch, turn = job.turn, error = %e, "turn failed");
+        }
+        if let Some(done) = job.done.take() {
+            let _ = done.send(result);
+        }
+        slot.touch();
+        let next = {
+            let mut t = lock(&slot.turns);
+            let next = t.lanes.get_mut(&branch).and_then(|l| l.queue.pop_front());
+            match next {
+                Some(next) => {
+                    if let Some(lane) = t.lanes.get_mut(&branch) {
+                        lane.current = Some(Running {
+                            cancel: next.cancel.clone(),
+                        });
+                    }
+                    Some(next)
+                }
+                None => {
+                    t.lanes.remove(&branch);
+                    slot.hub.end_turn(&branch);
+                    if !t.running() {
+                        slot.idle.send_replace(true);
+                    }
+                    None
+                }
+            }
+        };
+        match next {
+            Some(next) => job = next,
+            None => break,
+        }
+    }
+}
+
+/// Runs one prompt; when the job is cancelled, cancels the turn at once
+/// (it records what it has and answers started tool calls): only its
+/// branch's turn, or every turn when all are being stopped.
+async fn run_one(slot: &Slot, session: &Session, job: &Job) -> TurnResult {
+    if job.cancel.is_cancelled() {
+        return Err(SessionError::Cancelled);
+    }
+    let turn = session.execute_on(Some(job.branch.as_str()), &job.prompt);
+    tokio::pin!(turn);
+    tokio::select! {
+        result = &mut turn => return result,
+        _ = job.cancel.cancelled() => {}
+    }
+    // The kernel can cancel the turn once it is set up, which it announces
+    // with `execution:start` (it checks for cancellation before every
+    // provider call).
+    while !slot.hub.saw_execution_start(&job.branch) {
+        tokio::select! {
+            result = &mut turn => return result,
+            _ = tokio::time::sleep(Duration::from_millis(5)) => {}
+        }
+    }
+    if lock(&slot.turns).stop_all {
+        session.cancel(CancelMode::Immediate).await;
+    } else {
+        session
+            .cancel_branch(job.branch.as_str(), CancelMode::Immediate)
+            .await;
+    }
+    turn.await
+}

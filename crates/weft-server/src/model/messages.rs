@@ -1,0 +1,130 @@
+//! Messages: content, appended messages, transcript entries and prompts.
+
+use super::*;
+
+/// Message content: a plain string, or content blocks
+/// (`{"type": "text", "text": "..."}`, …). Documented by [`content_in`].
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum MessageContent {
+    /// Plain text.
+    Text(String),
+    /// Content blocks.
+    Blocks(Vec<ContentBlock>),
+}
+
+/// `POST /api/v1/sessions/{id}/messages`.
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct AppendMessageRequest {
+    /// The content: a string, or content blocks.
+    #[schema(schema_with = content_in)]
+    pub content: MessageContent,
+    /// `user` (default), `assistant`, `system` or `tool`.
+    #[serde(default)]
+    #[schema(pattern = "^(user|assistant|system|tool)?$")]
+    pub role: Option<String>,
+    /// The branch (default: the session's default branch).
+    #[serde(default)]
+    pub branch: Option<String>,
+    /// Who sent it (amplifierd's `agent`).
+    #[serde(default, alias = "sender")]
+    pub agent: Option<String>,
+}
+
+/// One transcript entry. `content` is a string for a text-only message and
+/// an array of content blocks otherwise.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct TranscriptMessage {
+    /// The message id.
+    pub id: String,
+    /// The log seq that appended it.
+    pub seq: u64,
+    /// `user`, `assistant`, `system` or `tool`.
+    pub role: String,
+    /// A string, or content blocks.
+    #[schema(schema_with = content_out)]
+    pub content: Value,
+    /// When it was written.
+    pub timestamp: DateTime<Utc>,
+    /// Its branch.
+    pub branch: String,
+    /// Who sent it.
+    pub sender: Option<String>,
+    /// Who it is for.
+    pub recipient: Option<String>,
+    /// The model that wrote it.
+    pub model: Option<String>,
+    /// Token usage of the response that produced it (null for messages
+    /// no model produced).
+    #[schema(value_type = Option<MessageUsage>)]
+    pub usage: Option<Value>,
+    /// Free-form metadata.
+    #[serde(skip_serializing_if = "Map::is_empty", default)]
+    #[schema(value_type = Object)]
+    pub metadata: Map<String, Value>,
+}
+
+impl TranscriptMessage {
+    /// The API view of a logged message.
+    pub fn from_logged(m: &LoggedMessage) -> Self {
+        Self::from_message(m.seq, &m.message)
+    }
+
+    /// The API view of `message` appended at `seq`.
+    pub fn from_message(seq: u64, message: &Message) -> Self {
+        let content = if message.is_text_only() {
+            Value::String(message.text_content())
+        } else {
+            serde_json::to_value(&message.content).unwrap_or(Value::Null)
+        };
+        Self {
+            id: message.id.to_string(),
+            seq,
+            role: message.role.to_string(),
+            content,
+            timestamp: message.timestamp,
+            branch: message.branch.to_string(),
+            sender: message.sender.clone(),
+            recipient: message.recipient.clone(),
+            model: message.model.clone(),
+            usage: message
+                .usage
+                .as_ref()
+                .and_then(|u| serde_json::to_value(u).ok()),
+            metadata: message.metadata.clone(),
+        }
+    }
+}
+
+/// `POST /api/v1/sessions/{id}/send-message` and `/execute`.
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SendMessageRequest {
+    /// The prompt (not blank).
+    #[schema(pattern = "\\S")]
+    pub content: String,
+    /// The branch to run on (default: the session's default branch).
+    #[serde(default)]
+    pub branch: Option<String>,
+}
+
+/// The answer to `send-message`: the turn runs in the background.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SendMessageResponse {
+    /// `executing`, `queued` (behind the running turn) or `interrupting`
+    /// (the running turn is being cancelled for this one).
+    pub status: String,
+    /// The session.
+    pub session_id: String,
+    /// The branch it runs on (turns on different branches run
+    /// concurrently; the multitask policy applies per branch).
+    pub branch: String,
+    /// The turn number this server gave the prompt (events of the turn in
+    /// `/execute` carry it).
+    pub turn: u64,
+    /// For `queued`: how many prompts run before this one.
+    pub position: Option<usize>,
+}

@@ -1,0 +1,382 @@
+//! Sessions: their info, create/update/fail/fork/cleanup/delete bodies,
+//! list and transcript queries and the multitask policy.
+
+use super::*;
+
+/// Token usage totals.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct TokenUsage {
+    /// Prompt tokens.
+    pub input_tokens: u64,
+    /// Completion tokens.
+    pub output_tokens: u64,
+    /// Prompt tokens read from the provider's cache.
+    pub cache_read_tokens: u64,
+    /// Prompt tokens written to the provider's cache.
+    pub cache_creation_tokens: u64,
+    /// Input plus output tokens.
+    pub total_tokens: u64,
+}
+
+/// Where a forked session came from.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ForkedFromInfo {
+    /// The source session.
+    pub session_id: String,
+    /// The last turn copied.
+    pub turn: u64,
+    /// The last log seq copied.
+    pub seq: u64,
+}
+
+/// A session, as the API shows it (amplifierd's fields plus weft's).
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SessionInfo {
+    /// The session id.
+    pub session_id: String,
+    /// The parent (delegating or forked-from) session.
+    pub parent_session_id: Option<String>,
+    /// The root session of its delegation tree.
+    pub trace_id: String,
+    /// `created`, `active`, `completed`, `failed` or `terminated`.
+    #[schema(value_type = String, example = "active")]
+    pub status: SessionStatus,
+    /// The profile it runs.
+    pub profile_name: String,
+    /// Its working directory, relative to the server's project when inside
+    /// it.
+    pub amplified_dir: String,
+    /// The project slug (the directory name in the fs store).
+    pub project: String,
+    /// When it was created.
+    pub created_at: DateTime<Utc>,
+    /// When it first became active.
+    pub started_at: Option<DateTime<Utc>>,
+    /// When it last ended.
+    pub ended_at: Option<DateTime<Utc>>,
+    /// When its log last changed.
+    pub updated_at: DateTime<Utc>,
+    /// Its name.
+    pub name: Option<String>,
+    /// Its description.
+    pub description: Option<String>,
+    /// Messages in the log (all branches).
+    pub message_count: u64,
+    /// User messages (turns).
+    pub turn_count: u64,
+    /// Token usage totals.
+    pub token_usage: TokenUsage,
+    /// Why it failed.
+    pub error_message: Option<String>,
+    /// The model it talks to.
+    pub model: Option<String>,
+    /// The sub-agent it runs.
+    pub agent_name: Option<String>,
+    /// Where it was forked from.
+    pub forked_from: Option<ForkedFromInfo>,
+    /// The seq of the last record in its log (the latest SSE event id).
+    pub last_seq: u64,
+    /// The default branch.
+    pub default_branch: String,
+    /// Whether a turn is running in this server.
+    pub running: bool,
+    /// Prompts waiting for the running turn (`?multitask=enqueue`).
+    pub queued: usize,
+    /// Free-form metadata.
+    #[schema(value_type = Object)]
+    pub metadata: Map<String, Value>,
+}
+
+impl SessionInfo {
+    /// The API view of `meta`; `root` is the server's project directory.
+    pub fn from_meta(meta: &SessionMeta, root: &str, running: bool, queued: usize) -> Self {
+        let dir = Path::new(&meta.project.dir);
+        let amplified_dir = match dir.strip_prefix(root) {
+            Ok(rel) if rel.as_os_str().is_empty() => ".".to_string(),
+            Ok(rel) => rel.display().to_string(),
+            Err(_) => meta.project.dir.clone(),
+        };
+        Self {
+            session_id: meta.id.to_string(),
+            parent_session_id: meta.parent_id.as_ref().map(ToString::to_string),
+            trace_id: meta.trace_id.to_string(),
+            status: meta.status,
+            profile_name: meta.profile.clone(),
+            amplified_dir,
+            project: meta.project.slug.clone(),
+            created_at: meta.created_at,
+            started_at: meta.started_at,
+            ended_at: meta.ended_at,
+            updated_at: meta.updated_at,
+            name: meta.name.clone(),
+            description: meta.description.clone(),
+            message_count: meta.message_count,
+            turn_count: meta.turn_count,
+            token_usage: TokenUsage {
+                input_tokens: meta.usage.input_tokens,
+                output_tokens: meta.usage.output_tokens,
+                cache_read_tokens: meta.usage.cache_read_tokens,
+                cache_creation_tokens: meta.usage.cache_creation_tokens,
+                total_tokens: meta.usage.total(),
+            },
+            error_message: meta.error_message.clone(),
+            model: meta.model.clone(),
+            agent_name: meta.agent_name.clone(),
+            forked_from: meta.forked_from.as_ref().map(|f| ForkedFromInfo {
+                session_id: f.session_id.to_string(),
+                turn: f.turn,
+                seq: f.seq,
+            }),
+            last_seq: meta.last_seq,
+            default_branch: meta.default_branch.to_string(),
+            running,
+            queued,
+            metadata: meta.metadata.clone(),
+        }
+    }
+}
+
+/// `POST /api/v1/sessions/`: all fields optional.
+#[derive(Debug, Clone, Default, Deserialize, ToSchema)]
+#[serde(default, rename_all = "camelCase")]
+pub struct CreateSessionRequest {
+    /// The working directory, relative to the server's project (default
+    /// `.`); it must exist and stay inside the project.
+    #[serde(alias = "amplified_dir")]
+    pub amplified_dir: Option<String>,
+    /// The profile (default: the server's).
+    #[serde(alias = "profile_name")]
+    pub profile_name: Option<String>,
+    /// A parent session (it must exist).
+    #[serde(alias = "parent_session_id")]
+    #[schema(pattern = "^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")]
+    pub parent_session_id: Option<String>,
+    /// Settings on top of the profile; `model` (or `llm.model`) picks the
+    /// model, the rest is kept in the session's metadata.
+    #[serde(alias = "settings_overrides")]
+    #[schema(value_type = Option<Object>)]
+    pub settings_overrides: Option<Value>,
+    /// A name (at most 200 characters).
+    #[schema(max_length = 200)]
+    pub name: Option<String>,
+    /// A description.
+    pub description: Option<String>,
+}
+
+/// `PATCH /api/v1/sessions/{id}`: an empty string clears a field.
+#[derive(Debug, Clone, Default, Deserialize, ToSchema)]
+#[serde(default, rename_all = "camelCase")]
+pub struct UpdateSessionRequest {
+    /// New name (at most 200 characters).
+    #[schema(max_length = 200)]
+    pub name: Option<String>,
+    /// New description.
+    pub description: Option<String>,
+}
+
+/// `POST /api/v1/sessions/{id}/fail`.
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct FailRequest {
+    /// What went wrong.
+    #[serde(alias = "error_message")]
+    pub error_message: String,
+    /// Structured details.
+    #[serde(default, alias = "error_details")]
+    #[schema(value_type = Value)]
+    pub error_details: Option<Value>,
+}
+
+/// `POST /api/v1/sessions/{id}/fork`: after `turn`, after log record
+/// `seq`, or (neither) the whole log.
+#[derive(Debug, Clone, Default, Deserialize, ToSchema)]
+#[serde(default, rename_all = "camelCase")]
+pub struct ForkRequest {
+    /// The last turn to keep (from 1).
+    #[schema(minimum = 1)]
+    #[serde(deserialize_with = "whole::optional")]
+    pub turn: Option<u64>,
+    /// The last log seq to keep.
+    #[serde(deserialize_with = "whole::optional")]
+    pub seq: Option<u64>,
+    /// A name for the new session.
+    pub name: Option<String>,
+}
+
+/// `POST /api/v1/sessions/cleanup`.
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CleanupRequest {
+    /// Remove sessions not updated for this many days (default 30).
+    #[serde(
+        default = "thirty",
+        alias = "older_than_days",
+        deserialize_with = "whole::number"
+    )]
+    #[schema(maximum = 36500)]
+    pub older_than_days: u64,
+    /// Only report what would be removed.
+    #[serde(default, alias = "dry_run")]
+    pub dry_run: bool,
+}
+
+fn thirty() -> u64 {
+    30
+}
+
+/// What a cleanup removed.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CleanupResponse {
+    /// How many sessions were removed (or would be).
+    pub removed_count: usize,
+    /// Their ids.
+    pub removed: Vec<String>,
+    /// Old sessions kept because they are active.
+    pub kept_active: Vec<String>,
+    /// Whether nothing was removed.
+    pub dry_run: bool,
+}
+
+/// `GET /api/v1/sessions/` query.
+#[derive(Debug, Clone, Default, Deserialize, IntoParams)]
+#[serde(default)]
+#[into_params(parameter_in = Query)]
+pub struct ListParams {
+    /// Only this status: `created`, `active`, `completed`, `failed` or
+    /// `terminated`.
+    #[param(value_type = Option<String>, pattern = "^(created|active|completed|failed|terminated)$")]
+    pub status: Option<SessionStatus>,
+    /// Only this profile.
+    #[serde(alias = "profileName")]
+    pub profile_name: Option<String>,
+    /// Names containing this text (case-insensitive).
+    pub name: Option<String>,
+    /// Page size (1-500, default 50); the next page's cursor is in the
+    /// `x-next-cursor` response header.
+    #[param(minimum = 1, maximum = 500)]
+    pub limit: Option<usize>,
+    /// The cursor from the previous page (empty: the first page).
+    #[param(pattern = "^(-?[0-9]{1,15}\\.[A-Za-z0-9][A-Za-z0-9._-]{0,127})?$")]
+    pub cursor: Option<String>,
+}
+
+/// `GET /api/v1/sessions/{id}/transcript` query.
+#[derive(Debug, Clone, Default, Deserialize, IntoParams)]
+#[serde(default)]
+#[into_params(parameter_in = Query)]
+pub struct TranscriptParams {
+    /// Only the last N messages.
+    #[serde(deserialize_with = "whole::query_count")]
+    pub limit: Option<usize>,
+    /// The branch (default: the default branch).
+    pub branch: Option<String>,
+}
+
+/// What to do with a prompt while a turn is running.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Multitask {
+    /// Refuse it with 409 (the default).
+    #[default]
+    Reject,
+    /// Run it after the running turn (and any queued before it).
+    Enqueue,
+    /// Cancel the running turn and run this one next.
+    Interrupt,
+}
+
+/// The `?multitask=` query of the endpoints that run prompts.
+#[derive(Debug, Clone, Default, Deserialize, IntoParams)]
+#[serde(default)]
+#[into_params(parameter_in = Query)]
+pub struct MultitaskParams {
+    /// `reject` (default: 409 while a turn runs), `enqueue` or `interrupt`.
+    #[param(value_type = Option<Multitask>)]
+    pub multitask: Option<Multitask>,
+}
+
+/// The query of `/execute`: the multitask policy and the event names.
+#[derive(Debug, Clone, Default, Deserialize, IntoParams)]
+#[serde(default)]
+#[into_params(parameter_in = Query)]
+pub struct ExecuteParams {
+    /// `reject` (default: 409 while a turn runs), `enqueue` or `interrupt`.
+    #[param(value_type = Option<Multitask>)]
+    pub multitask: Option<Multitask>,
+    /// `amplifierd`: amplifierd's event names; empty or `weft`: weft's.
+    #[param(pattern = "^(weft|amplifierd)?$")]
+    pub compat: Option<String>,
+}
+
+/// `GET /api/v1/sessions/{id}/stream` query.
+#[derive(Debug, Clone, Default, Deserialize, IntoParams)]
+#[serde(default)]
+#[into_params(parameter_in = Query)]
+pub struct StreamParams {
+    /// `amplifierd`: amplifierd's event names instead of weft's (empty or
+    /// `weft`: weft's).
+    #[param(pattern = "^(weft|amplifierd)?$")]
+    pub compat: Option<String>,
+    /// Replay the records after this seq first (like the `Last-Event-ID`
+    /// header; `0` replays the whole log).
+    #[serde(alias = "lastEventId")]
+    pub last_event_id: Option<u64>,
+}
+
+/// `DELETE /api/v1/sessions/{id}` query.
+#[derive(Debug, Clone, Default, Deserialize, IntoParams)]
+#[serde(default)]
+#[into_params(parameter_in = Query)]
+pub struct DeleteParams {
+    /// Also delete its sub-sessions and forks.
+    #[serde(alias = "withChildren")]
+    pub with_children: bool,
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    /// Parses a query string the way the `ApiQuery` extractor does.
+    fn serde_urlencoded_like<T: serde::de::DeserializeOwned>(query: &str) -> Result<T, String> {
+        let uri: axum::http::Uri = format!("/x?{query}").parse().map_err(|e| format!("{e}"))?;
+        axum::extract::Query::<T>::try_from_uri(&uri)
+            .map(|q| q.0)
+            .map_err(|e| e.body_text())
+    }
+
+    #[test]
+    fn whole_numbers_may_be_written_as_floats() {
+        let r: CleanupRequest =
+            serde_json::from_value(json!({"olderThanDays": 7.0})).expect("7.0 is whole");
+        assert_eq!(r.older_than_days, 7);
+        let r: ForkRequest = serde_json::from_value(json!({"turn": 2.0, "seq": null})).expect("ok");
+        assert_eq!((r.turn, r.seq), (Some(2), None));
+        let r: ForkRequest = serde_json::from_value(json!({})).expect("ok");
+        assert_eq!((r.turn, r.seq), (None, None));
+        let huge = "99999999999999999999999999999";
+        let q: TranscriptParams =
+            serde_urlencoded_like(&format!("limit={huge}")).expect("a huge limit is all");
+        assert_eq!(q.limit, Some(usize::MAX));
+        let q: TranscriptParams = serde_urlencoded_like("limit=3").expect("ok");
+        assert_eq!(q.limit, Some(3));
+        for bad in ["limit=", "limit=-1", "limit=1.5"] {
+            assert!(
+                serde_urlencoded_like::<TranscriptParams>(bad).is_err(),
+                "{bad}"
+            );
+        }
+        for bad in [json!(7.5), json!(-1), json!("7")] {
+            assert!(
+                serde_json::from_value::<CleanupRequest>(json!({"olderThanDays": bad})).is_err(),
+                "{bad}"
+            );
+        }
+    }
+}
