@@ -46,10 +46,6 @@ async fn raw_post(s: &Server, path: &str, headers: &[(&str, &str)], body: &str) 
     split(r.send().await.expect("request")).await
 }
 
-fn detail(body: &Value) -> &str {
-    body["detail"].as_str().unwrap_or_default()
-}
-
 #[tokio::test]
 async fn a_forged_origin_cannot_change_anything() {
     let s = start(echo_plans()).await;

@@ -11,6 +11,7 @@ use std::time::Duration;
 use futures::{Stream, StreamExt};
 use serde_json::{Value, json};
 use tokio::sync::oneshot;
+use weft_core::SessionId;
 use weft_core::memory::MemoryStore;
 use weft_core::mount::{MountPlan, PlanFormat};
 use weft_core::registry::ModuleRegistry;
@@ -325,4 +326,71 @@ impl SseClient {
         }
         panic!("stream ended before the expected event; got {out:?}");
     }
+}
+
+/// The API path of session `id`.
+pub fn base(id: &str) -> String {
+    format!("/api/v1/sessions/{id}")
+}
+
+/// The `detail` of an error body (empty if none).
+pub fn detail(body: &Value) -> &str {
+    body["detail"].as_str().unwrap_or("")
+}
+
+/// The `content` of each transcript message.
+pub fn texts(messages: &[Value]) -> Vec<Value> {
+    messages.iter().map(|m| m["content"].clone()).collect()
+}
+
+/// The contents of branch `branch`'s transcript.
+pub async fn branch_texts(s: &Server, id: &str, branch: &str) -> Vec<Value> {
+    let (status, body) = s
+        .get(&format!("{}/branches/{branch}/transcript", base(id)))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    texts(body.as_array().expect("array"))
+}
+
+/// Asserts the session's log is numbered 1..=n without gaps.
+pub async fn assert_gapless(store: &Arc<dyn Store>, id: &str) -> u64 {
+    let id = SessionId::parse(id).expect("id");
+    let records = store.read_all(&id).await.expect("log");
+    let seqs: Vec<u64> = records.iter().map(|r| r.seq).collect();
+    let expected: Vec<u64> = (1..=records.len() as u64).collect();
+    assert_eq!(seqs, expected, "the log has gaps or duplicates");
+    records.len() as u64
+}
+
+/// Waits until no turn runs on any branch of `id`.
+pub async fn wait_branches_idle(s: &Server, id: &str) {
+    s.wait_idle(id).await;
+    for _ in 0..400 {
+        let (_, list) = s.get(&format!("{}/branches", base(id))).await;
+        let busy = list
+            .as_array()
+            .map(|a| a.iter().any(|b| b["running"] == true || b["queued"] != 0))
+            .unwrap_or(false);
+        if !busy {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    panic!("branches of {id} did not become idle");
+}
+
+/// The base and dev profiles, both echo plans.
+pub fn echo_plans() -> StaticPlanSource {
+    StaticPlanSource::new("base", echo()).with("dev", echo())
+}
+
+pub fn slow_plans(first_delay_ms: u64) -> StaticPlanSource {
+    StaticPlanSource::new(
+        "base",
+        scripted(json!([
+            {"text": "slow answer", "delay_ms": first_delay_ms},
+            {"text": "second answer"},
+            {"text": "third answer"}
+        ])),
+    )
 }
