@@ -11,7 +11,7 @@ use weft_core::store::{ForkPoint, ListFilter, ListQuery, StoreError};
 use weft_core::{Session, SessionError, SessionId};
 
 use crate::app::{App, PlanChoice};
-use crate::term::{TerminalDisplay, approval, attach_printer, execute_with_ctrl_c};
+use crate::term::{Interrupts, Printer, TerminalDisplay, approval, run_turn};
 
 /// How a command prints its result.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Default)]
@@ -134,12 +134,16 @@ pub async fn run_once(
     if prompt.trim().is_empty() {
         bail!("the prompt is empty: pass the prompt as an argument, or - to read it from stdin");
     }
-    let printer =
-        (opts.output == OutputFormat::Text).then(|| attach_printer(&session, opts.show_thinking));
-    let result = execute_with_ctrl_c(&session, opts.branch.as_deref(), prompt).await;
-    if let Some(p) = &printer {
-        p.finish();
-    }
+    let mut interrupts = Interrupts::install().context("cannot catch Ctrl-C")?;
+    let mut printer = (opts.output == OutputFormat::Text).then(|| Printer::new(opts.show_thinking));
+    let result = run_turn(
+        &session,
+        opts.branch.as_deref(),
+        prompt,
+        printer.as_mut(),
+        &mut interrupts,
+    )
+    .await;
     let cancelled = matches!(&result, Err(e) if e.is_cancelled());
     // A clash with another writer (a turn of another process, a session
     // ended elsewhere) is not the session's failure: it stays as the other
@@ -229,7 +233,8 @@ pub async fn interactive(
     let history = app.home.join("history");
     let mut editor = rustyline::DefaultEditor::new().context("cannot start the line editor")?;
     let _ = editor.load_history(&history);
-    let mut printer = attach_printer(&session, opts.show_thinking);
+    let mut printer = Printer::new(opts.show_thinking);
+    let mut interrupts = Interrupts::install().context("cannot catch Ctrl-C")?;
     eprintln!(
         "weft — session {} ({}). {HELP}",
         session.id(),
@@ -286,7 +291,6 @@ pub async fn interactive(
                         Ok(meta) => {
                             session.cleanup().await?;
                             session = open_session(app, &opts, Some(&meta.id)).await?;
-                            printer = attach_printer(&session, opts.show_thinking);
                             eprintln!("forked into session {}; now working in it", meta.id);
                         }
                         Err(e) => eprintln!("error: {e}"),
@@ -317,8 +321,14 @@ pub async fn interactive(
             }
             continue;
         }
-        let result = execute_with_ctrl_c(&session, branch.as_deref(), text).await;
-        printer.finish();
+        let result = run_turn(
+            &session,
+            branch.as_deref(),
+            text,
+            Some(&mut printer),
+            &mut interrupts,
+        )
+        .await;
         match result {
             Ok(_) => {}
             Err(e) if e.is_cancelled() => eprintln!("(turn cancelled)"),

@@ -3,7 +3,6 @@
 
 use std::io::{IsTerminal, Write};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 
 use async_trait::async_trait;
 use serde_json::Value;
@@ -11,8 +10,8 @@ use weft_core::approval::{
     ApprovalDecision, ApprovalError, ApprovalRequest, ApprovalSystem, DisplayLevel, DisplaySystem,
     FixedApproval,
 };
-use weft_core::hooks::{HookResult, events, hook_fn};
-use weft_core::{CancelMode, Session, SessionError};
+use weft_core::hooks::events;
+use weft_core::{CancelMode, FeedItem, Session, SessionError, TurnEvents};
 
 /// Asks approval questions on the terminal; fail-closed without one.
 pub struct TerminalApproval;
@@ -88,134 +87,200 @@ fn one_line(v: &Value, max: usize) -> String {
     }
 }
 
-/// Tracks whether the streamed answer needs a final newline.
-#[derive(Default)]
-pub struct StreamState {
-    open_line: AtomicBool,
+/// Prints a turn as it happens: the answer text to stdout, thinking (when
+/// asked for) and tool activity to stderr. It reads the turn's part of the
+/// session's feed ([`weft_core::TurnEvents`]).
+#[derive(Debug, Default)]
+pub struct Printer {
+    show_thinking: bool,
+    open_line: bool,
 }
 
-impl StreamState {
+impl Printer {
+    /// A printer; `show_thinking` also prints thinking deltas (dimmed).
+    pub fn new(show_thinking: bool) -> Self {
+        Self {
+            show_thinking,
+            open_line: false,
+        }
+    }
+
     /// Ends the streamed answer with a newline if it did not end with one.
-    pub fn finish(&self) {
-        if self.open_line.swap(false, Ordering::SeqCst) {
+    pub fn finish(&mut self) {
+        if std::mem::take(&mut self.open_line) {
             println!();
         }
     }
-}
 
-/// Streams the session's answer text to stdout and tool activity to
-/// stderr.
-pub fn attach_printer(session: &Session, show_thinking: bool) -> Arc<StreamState> {
-    let state = Arc::new(StreamState::default());
-    let s = state.clone();
-    session.hooks().register(
-        events::CONTENT_BLOCK_DELTA,
-        hook_fn(move |_, data| {
-            let s = s.clone();
-            async move {
-                if data["kind"] == "text"
-                    && let Some(text) = data["delta"].as_str()
-                {
+    /// Prints one item of the turn.
+    fn show(&mut self, item: &FeedItem) {
+        let Some(event) = item.as_event() else {
+            return;
+        };
+        let data = &event.data;
+        match event.name.as_str() {
+            events::CONTENT_BLOCK_DELTA if data["kind"] == "text" => {
+                if let Some(text) = data["delta"].as_str() {
                     let mut out = std::io::stdout().lock();
                     let _ = out.write_all(text.as_bytes());
                     let _ = out.flush();
-                    s.open_line.store(!text.ends_with('\n'), Ordering::SeqCst);
+                    self.open_line = !text.ends_with('\n');
                 }
-                Ok(HookResult::proceed())
             }
-        }),
-        100,
-        "cli-stream",
-    );
-    if show_thinking {
-        session.hooks().register(
-            events::THINKING_DELTA,
-            hook_fn(|_, data| async move {
+            events::THINKING_DELTA if self.show_thinking => {
                 if let Some(text) = data["delta"].as_str() {
                     eprint!("\x1b[2m{text}\x1b[0m");
                 }
-                Ok(HookResult::proceed())
-            }),
-            100,
-            "cli-thinking",
-        );
-    }
-    let s = state.clone();
-    session.hooks().register(
-        events::TOOL_PRE,
-        hook_fn(move |_, data| {
-            let s = s.clone();
-            async move {
-                s.finish();
+            }
+            events::TOOL_PRE => {
+                self.finish();
                 eprintln!(
                     "● {}({})",
                     data["tool_name"].as_str().unwrap_or("?"),
                     one_line(&data["tool_input"], 100)
                 );
-                Ok(HookResult::proceed())
             }
-        }),
-        100,
-        "cli-tool-pre",
-    );
-    session.hooks().register(
-        events::TOOL_POST,
-        hook_fn(|_, data| async move {
-            eprintln!("  ⎿ {}", one_line(&data["result"]["output"], 120));
-            Ok(HookResult::proceed())
-        }),
-        100,
-        "cli-tool-post",
-    );
-    session.hooks().register(
-        events::TOOL_ERROR,
-        hook_fn(|_, data| async move {
-            eprintln!("  ⎿ error: {}", one_line(&data["error"], 200));
-            Ok(HookResult::proceed())
-        }),
-        100,
-        "cli-tool-error",
-    );
-    session.hooks().register(
-        events::PROVIDER_RETRY,
-        hook_fn(|_, data| async move {
-            eprintln!(
-                "retrying {} in {} ms (attempt {}): {}",
-                data["provider"].as_str().unwrap_or("provider"),
-                data["delay_ms"],
-                data["attempt"],
-                one_line(&data["reason"], 200)
-            );
-            Ok(HookResult::proceed())
-        }),
-        100,
-        "cli-retry",
-    );
-    state
+            events::TOOL_POST => {
+                eprintln!("  ⎿ {}", one_line(&data["result"]["output"], 120));
+            }
+            events::TOOL_ERROR => {
+                eprintln!("  ⎿ error: {}", one_line(&data["error"], 200));
+            }
+            events::PROVIDER_RETRY => {
+                eprintln!(
+                    "retrying {} in {} ms (attempt {}): {}",
+                    data["provider"].as_str().unwrap_or("provider"),
+                    data["delay_ms"],
+                    data["attempt"],
+                    one_line(&data["reason"], 200)
+                );
+            }
+            _ => {}
+        }
+    }
 }
 
-/// Runs one prompt; the first Ctrl-C cancels the turn (not the session),
-/// a second one exits.
-pub async fn execute_with_ctrl_c(
+/// The process's Ctrl-C, caught from start-up on: a Ctrl-C pressed at any
+/// moment of a turn — even before the turn has started — reaches it, and
+/// never kills the process by default action.
+pub struct Interrupts {
+    #[cfg(unix)]
+    signal: tokio::signal::unix::Signal,
+}
+
+impl Interrupts {
+    /// Installs the handler (call once, early).
+    pub fn install() -> std::io::Result<Self> {
+        Ok(Self {
+            #[cfg(unix)]
+            signal: tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())?,
+        })
+    }
+
+    /// Forgets Ctrl-Cs pressed while no turn ran.
+    fn clear(&mut self) {
+        #[cfg(unix)]
+        while let Some(Some(())) = futures::FutureExt::now_or_never(self.signal.recv()) {}
+    }
+
+    /// The next Ctrl-C.
+    async fn next(&mut self) {
+        #[cfg(unix)]
+        {
+            if self.signal.recv().await.is_none() {
+                std::future::pending::<()>().await;
+            }
+        }
+        #[cfg(not(unix))]
+        {
+            if tokio::signal::ctrl_c().await.is_err() {
+                std::future::pending::<()>().await;
+            }
+        }
+    }
+}
+
+/// Runs one prompt as a turn, printing it with `printer` (None: print
+/// nothing); the first Ctrl-C cancels the turn (not the session) — at any
+/// moment, even before it has started — a second one exits.
+pub async fn run_turn(
     session: &Session,
     branch: Option<&str>,
     prompt: &str,
+    mut printer: Option<&mut Printer>,
+    interrupts: &mut Interrupts,
 ) -> Result<String, SessionError> {
-    let exec = session.execute_on(branch, prompt);
-    tokio::pin!(exec);
-    let mut cancelled = false;
-    loop {
+    interrupts.clear();
+    let start = session.start_turn(branch, prompt);
+    tokio::pin!(start);
+    let mut cancel_early = false;
+    let mut handle = loop {
         tokio::select! {
-            result = &mut exec => return result,
-            signal = tokio::signal::ctrl_c() => {
-                if signal.is_err() || cancelled {
+            handle = &mut start => break handle?,
+            _ = interrupts.next() => {
+                if cancel_early {
+                    eprintln!("\ninterrupted");
+                    std::process::exit(130);
+                }
+                cancel_early = true;
+                eprintln!("\ncancelling the turn (Ctrl-C again to quit)…");
+            }
+        }
+    };
+    let canceller = handle.canceller();
+    if cancel_early {
+        canceller.request(CancelMode::Immediate);
+    }
+    let mut events = handle.events();
+    let result = handle.result();
+    tokio::pin!(result);
+    let mut cancelled = cancel_early;
+    let mut following = events.is_some();
+    let outcome = loop {
+        tokio::select! {
+            result = &mut result => break result,
+            item = next_item(&mut events), if following => match item {
+                Some(Ok(item)) => {
+                    if let Some(p) = printer.as_deref_mut() {
+                        p.show(&item);
+                    }
+                }
+                Some(Err(e)) => {
+                    eprintln!("\nwarning: {e}; the rest of the turn is not shown as it streams");
+                    following = false;
+                }
+                None => following = false,
+            },
+            _ = interrupts.next() => {
+                if cancelled {
                     eprintln!("\ninterrupted");
                     std::process::exit(130);
                 }
                 cancelled = true;
                 eprintln!("\ncancelling the turn (Ctrl-C again to quit)…");
-                session.cancel(CancelMode::Immediate).await;
+                canceller.request(CancelMode::Immediate);
             }
         }
+    };
+    // What the turn published before it ended is shown too.
+    if following && let Some(events) = events.as_mut() {
+        while let Some(Ok(item)) = events.try_next().await {
+            if let Some(p) = printer.as_deref_mut() {
+                p.show(&item);
+            }
+        }
+    }
+    if let Some(p) = printer {
+        p.finish();
+    }
+    outcome
+}
+
+async fn next_item(
+    events: &mut Option<TurnEvents>,
+) -> Option<Result<Arc<FeedItem>, weft_core::FeedError>> {
+    match events {
+        Some(events) => events.next().await,
+        None => None,
     }
 }

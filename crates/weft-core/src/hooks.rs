@@ -4,7 +4,9 @@
 //! Handlers register for one event name (or [`ALL_EVENTS`], `*`) with a
 //! priority; lower priorities run first, equal priorities in registration
 //! order. [`HookRegistry::emit`] merges the default fields (`session_id`,
-//! `parent_id`, `timestamp`) into the event data, runs the handlers and folds
+//! `parent_id`, `timestamp`, and a scoped registry's `turn` and `branch`)
+//! into the event data, publishes the event to the session's
+//! [`Feed`] (when one is set), runs the handlers and folds
 //! their results with Amplifier's precedence:
 //! `deny > ask_user > inject_context > modify > continue`.
 //!
@@ -25,6 +27,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use crate::approval::{ApprovalDefault, ApprovalRequest, ApprovalSystem, ask};
+use crate::feed::Feed;
 
 /// The canonical kernel event names.
 pub mod events {
@@ -264,14 +267,20 @@ struct Inner {
     handlers: RwLock<Vec<Registration>>,
     defaults: RwLock<Map<String, Value>>,
     approval: RwLock<Option<Arc<dyn ApprovalSystem>>>,
+    feed: RwLock<Option<Feed>>,
     next_id: AtomicU64,
 }
 
 /// The set of registered handlers of one session (cheap to clone; clones
 /// share the handlers).
+///
+/// A registry may be *scoped* ([`HookRegistry::scoped`]): a clone sharing
+/// the handlers that adds fields of its own to every event it emits — how
+/// a turn's events carry `turn` and `branch`.
 #[derive(Clone, Default)]
 pub struct HookRegistry {
     inner: Arc<Inner>,
+    scope: Option<Arc<Map<String, Value>>>,
 }
 
 /// Unregisters its handler when [`HookHandle::unregister`] is called (not on
@@ -339,6 +348,29 @@ impl HookRegistry {
         write(&self.inner.defaults).insert(key.into(), value);
     }
 
+    /// A registry sharing these handlers (and defaults, approval system
+    /// and feed) whose events also carry `fields` (unless the emitter set
+    /// them).
+    pub fn scoped(&self, fields: Map<String, Value>) -> Self {
+        let mut merged = self.scope.as_deref().cloned().unwrap_or_default();
+        merged.extend(fields);
+        Self {
+            inner: self.inner.clone(),
+            scope: Some(Arc::new(merged)),
+        }
+    }
+
+    /// Sets the feed every emitted event is published to (before the
+    /// handlers run, with the defaults merged in).
+    pub fn set_feed(&self, feed: Option<Feed>) {
+        *write(&self.inner.feed) = feed;
+    }
+
+    /// The feed events are published to, if one is set.
+    pub fn feed(&self) -> Option<Feed> {
+        read(&self.inner.feed).clone()
+    }
+
     /// Sets the approval system `ask_user` results go to.
     pub fn set_approval(&self, approval: Option<Arc<dyn ApprovalSystem>>) {
         *write(&self.inner.approval) = approval;
@@ -378,12 +410,20 @@ impl HookRegistry {
                 m
             }
         };
+        if let Some(scope) = &self.scope {
+            for (k, v) in scope.iter() {
+                data.entry(k.clone()).or_insert_with(|| v.clone());
+            }
+        }
         for (k, v) in read(&self.inner.defaults).iter() {
             data.entry(k.clone()).or_insert_with(|| v.clone());
         }
         data.entry("timestamp")
             .or_insert_with(|| Value::String(chrono::Utc::now().to_rfc3339()));
         let mut data = Value::Object(data);
+        if let Some(feed) = read(&self.inner.feed).as_ref() {
+            feed.event(event, &data);
+        }
 
         let chain: Vec<(String, Arc<dyn HookHandler>)> = read(&self.inner.handlers)
             .iter()

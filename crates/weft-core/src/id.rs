@@ -146,6 +146,13 @@ validated_id!(
 );
 
 validated_id!(
+    /// A turn id: a UUIDv7 string allocated when a turn is started, before
+    /// it writes anything, unique within its session. The records and
+    /// events of the turn carry it.
+    TurnId
+);
+
+validated_id!(
     /// A message id (a UUIDv7 string for messages weft creates; imported
     /// messages keep theirs when valid).
     MessageId
@@ -208,6 +215,13 @@ impl BranchId {
 impl Default for BranchId {
     fn default() -> Self {
         Self::main()
+    }
+}
+
+impl TurnId {
+    /// A fresh UUIDv7 turn id.
+    pub fn new_v7() -> Self {
+        Self(uuid::Uuid::now_v7().to_string())
     }
 }
 

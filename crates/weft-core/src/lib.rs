@@ -18,7 +18,15 @@
 //! - **Runtime** — mount plans ([`mount`]), profiles ([`profiles`]), the
 //!   module registry ([`registry`]), the `loop-basic` orchestrator, the
 //!   `context-simple` context manager, the `hooks-logging` hook and
-//!   [`runtime::Session`].
+//!   [`runtime::Session`], whose turns are kernel objects
+//!   ([`Session::start_turn`] → [`TurnHandle`]: id, branch, cancel, events,
+//!   result).
+//! - **Feed** — one ordered stream per session of its records and kernel
+//!   events, each naming its turn and branch ([`feed`]); front ends (the
+//!   daemon's SSE, the CLI's output) read it.
+//!
+//! The types a library user needs are re-exported at the crate root;
+//! modules hold the rest.
 //!
 //! What it must not know about: any storage backend beyond memory, HTTP,
 //! LLM vendors, terminals. Those live in `weft-store`, `weft-providers`,
@@ -45,6 +53,7 @@ pub mod approval;
 pub mod branches;
 pub mod context;
 pub mod error;
+pub mod feed;
 pub mod hooks;
 pub mod id;
 pub mod lease;
@@ -65,10 +74,18 @@ pub mod store;
 pub mod tool;
 pub mod view;
 
+pub use approval::{ApprovalSystem, DisplaySystem};
 pub use error::SessionError;
-pub use id::{BranchId, IdError, MessageId, SessionId};
+pub use feed::{Feed, FeedError, FeedEvent, FeedItem, FeedReceiver};
+pub use hooks::{HookHandler, HookRegistry, HookResult, events};
+pub use id::{BranchId, IdError, MessageId, SessionId, TurnId};
+pub use memory::MemoryStore;
 pub use message::{ContentBlock, Message, Role, Usage};
+pub use mount::MountPlan;
+pub use provider::Provider;
 pub use record::{Record, RecordKind};
-pub use runtime::{CancelMode, Session, SessionConfig};
+pub use registry::ModuleRegistry;
+pub use runtime::{CancelMode, Session, SessionConfig, TurnEvents, TurnHandle, TurnRequest};
 pub use session::{SessionMeta, SessionStatus};
 pub use store::{Store, StoreError};
+pub use tool::Tool;

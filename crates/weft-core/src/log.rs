@@ -5,8 +5,9 @@
 //! whose `last_seq` is that head), numbers each batch to follow it and
 //! appends through the [`Store`]. Writers in one process share a handle
 //! (its lock serialises their batches, so concurrent branches never
-//! conflict with each other). Appended records are also broadcast to
-//! subscribers (the daemon's SSE streams).
+//! conflict with each other). Appended records — and the records of other
+//! writers a rebased append took in — are published to the session's
+//! [`Feed`], in seq order.
 //!
 //! A writer in another process may have appended in between. What happens
 //! then is decided in one place, [`append_checked`]: the batch is decided
@@ -20,16 +21,13 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use tokio::sync::{Mutex, broadcast};
+use tokio::sync::Mutex;
 
-use crate::id::{BranchId, SessionId};
+use crate::feed::{FEED_CAPACITY, Feed};
+use crate::id::{BranchId, SessionId, TurnId};
 use crate::record::{Record, RecordKind, StatusChange};
 use crate::session::{SessionMeta, SessionStatus};
 use crate::store::{Store, StoreError, UPDATE_ATTEMPTS};
-
-/// How many records a slow subscriber may fall behind before it is told it
-/// lagged.
-pub const LOG_BROADCAST_CAPACITY: usize = 4096;
 
 /// Appends the records `decide` gives, deciding them against the head they
 /// are appended after. `known` is the session as the writer last saw it
@@ -39,12 +37,16 @@ pub const LOG_BROADCAST_CAPACITY: usize = 4096;
 /// write) or refuses. On a conflict the new records are read, folded into
 /// `known` and `decide` is asked again (bounded by [`UPDATE_ATTEMPTS`]).
 ///
+/// With `turn: Some((turn, branch))` the records are stamped as written by
+/// that turn ([`Record::batch_for_turn`]).
+///
 /// Returns the records written and the records of others taken in;
 /// `known` is left at the new head.
 pub async fn append_checked<S, F>(
     store: &S,
     id: &SessionId,
     known: &mut SessionMeta,
+    turn: Option<(&TurnId, &BranchId)>,
     mut decide: F,
 ) -> Result<(Vec<Record>, Vec<Record>), StoreError>
 where
@@ -59,7 +61,10 @@ where
             return Ok((Vec::new(), others));
         }
         let head = known.last_seq;
-        let batch = Record::batch(head, kinds);
+        let batch = match turn {
+            Some((turn, branch)) => Record::batch_for_turn(head, kinds, turn, branch),
+            None => Record::batch(head, kinds),
+        };
         match store.append(id, head, batch.clone()).await {
             Ok(meta) => {
                 *known = meta;
@@ -145,7 +150,7 @@ struct Inner {
     /// Whether records of other writers were taken in since
     /// [`SessionLog::take_outside_writes`] was last called.
     outside: AtomicBool,
-    tx: broadcast::Sender<Record>,
+    feed: Feed,
 }
 
 /// A shared handle for appending to one session's log.
@@ -155,18 +160,29 @@ pub struct SessionLog {
 }
 
 impl SessionLog {
-    /// A handle on the session `meta` describes (its `last_seq` the head).
+    /// A handle on the session `meta` describes (its `last_seq` the head),
+    /// with a feed of its own.
     pub fn new(store: Arc<dyn Store>, meta: SessionMeta) -> Self {
-        let (tx, _) = broadcast::channel(LOG_BROADCAST_CAPACITY);
+        let feed = Feed::new(store.clone(), meta.id.clone(), FEED_CAPACITY);
+        Self::with_feed(store, meta, feed)
+    }
+
+    /// A handle on the session `meta` describes, publishing to `feed`.
+    pub fn with_feed(store: Arc<dyn Store>, meta: SessionMeta, feed: Feed) -> Self {
         Self {
             inner: Arc::new(Inner {
                 store,
                 id: meta.id.clone(),
                 known: Mutex::new(meta),
                 outside: AtomicBool::new(false),
-                tx,
+                feed,
             }),
         }
+    }
+
+    /// The feed appended records are published to.
+    pub fn feed(&self) -> &Feed {
+        &self.inner.feed
     }
 
     /// The session id.
@@ -228,15 +244,8 @@ impl SessionLog {
             .append(&self.inner.id, expected, records.clone())
             .await?;
         *known = meta.clone();
-        self.publish(&records);
+        self.inner.feed.publish(&records).await;
         Ok((records, meta))
-    }
-
-    fn publish(&self, records: &[Record]) {
-        for r in records {
-            // No subscribers is fine.
-            let _ = self.inner.tx.send(r.clone());
-        }
     }
 
     /// Appends what `decide` gives, decided against the head it follows
@@ -247,30 +256,59 @@ impl SessionLog {
     where
         F: FnMut(&SessionMeta, &[Record]) -> Result<Vec<RecordKind>, StoreError> + Send,
     {
+        self.append_decided(None, decide).await
+    }
+
+    async fn append_decided<F>(
+        &self,
+        turn: Option<(&TurnId, &BranchId)>,
+        decide: F,
+    ) -> Result<(Vec<Record>, SessionMeta), StoreError>
+    where
+        F: FnMut(&SessionMeta, &[Record]) -> Result<Vec<RecordKind>, StoreError> + Send,
+    {
         let mut known = self.inner.known.lock().await;
-        let result = append_checked(&*self.inner.store, &self.inner.id, &mut known, decide).await;
-        let (written, others) = result?;
+        let result = append_checked(
+            &*self.inner.store,
+            &self.inner.id,
+            &mut known,
+            turn,
+            decide,
+        )
+        .await;
+        let (written, others) = match result {
+            Ok(done) => done,
+            Err(e) => {
+                // What other writers appended is published even when this
+                // batch was refused.
+                self.inner.feed.catch_up().await;
+                return Err(e);
+            }
+        };
         if !others.is_empty() {
             self.inner.outside.store(true, Ordering::SeqCst);
+            self.inner.feed.publish(&others).await;
         }
-        self.publish(&written);
+        self.inner.feed.publish(&written).await;
         Ok((written, known.clone()))
     }
 
-    /// Appends a turn's records on `branch` after whatever other writers
-    /// appended, unless that conflicts with the turn ([`turn_conflict`]:
-    /// then [`StoreError::Refused`] saying why).
+    /// Appends the records of turn `turn` on `branch` (stamped with both)
+    /// after whatever other writers appended, unless that conflicts with
+    /// the turn ([`turn_conflict`]: then [`StoreError::Refused`] saying
+    /// why).
     pub async fn append_for_turn(
         &self,
+        turn: &TurnId,
         branch: &BranchId,
         kinds: Vec<RecordKind>,
     ) -> Result<(Vec<Record>, SessionMeta), StoreError> {
-        self.append_if(
-            |session, others| match turn_conflict(branch, session, others) {
+        self.append_decided(Some((turn, branch)), |session, others| {
+            match turn_conflict(branch, session, others) {
                 Some(why) => Err(StoreError::Refused(why)),
                 None => Ok(kinds.clone()),
-            },
-        )
+            }
+        })
         .await
     }
 
@@ -299,8 +337,4 @@ impl SessionLog {
         Ok(meta)
     }
 
-    /// Records appended through this handle from now on.
-    pub fn subscribe(&self) -> broadcast::Receiver<Record> {
-        self.inner.tx.subscribe()
-    }
 }

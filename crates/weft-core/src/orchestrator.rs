@@ -7,9 +7,10 @@
 //! input), run them **in parallel**, `tool:post` (modify may replace the
 //! result) or `tool:error`, append the results **in call order**, and loop;
 //! else append the final answer. `max_iterations` bounds the loop: when it
-//! is reached, one last call is made without tools. `prompt:complete`,
-//! `orchestrator:complete` and `execution:start`/`execution:end` are emitted
-//! on every exit path.
+//! is reached, one last call is made without tools. `prompt:complete` and
+//! `orchestrator:complete` are emitted on every exit path;
+//! `execution:start`/`execution:end` around every turn are the runtime's
+//! (whatever the orchestrator).
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -25,7 +26,7 @@ use crate::approval::ApprovalSystem;
 use crate::context::ContextManager;
 use crate::error::SessionError;
 use crate::hooks::{HookAction, HookRegistry, events};
-use crate::id::{BranchId, SessionId};
+use crate::id::{BranchId, SessionId, TurnId};
 use crate::log::SessionLog;
 use crate::message::{ContentBlock, Message, Role};
 use crate::provider::{ChatRequest, ChatResponse, Provider, ProviderError, StreamEvent};
@@ -61,6 +62,8 @@ impl TurnCancel {
 pub struct TurnContext {
     /// The session.
     pub session_id: SessionId,
+    /// The turn's id (its records are stamped with it).
+    pub turn: TurnId,
     /// The branch the turn runs on.
     pub branch: BranchId,
     /// The provider to call.
@@ -77,7 +80,8 @@ pub struct TurnContext {
     pub tools: Arc<BTreeMap<String, Arc<dyn Tool>>>,
     /// The branch's context manager.
     pub context: Arc<dyn ContextManager>,
-    /// The session's hooks.
+    /// The session's hooks, scoped to the turn (its events carry `turn`
+    /// and `branch`).
     pub hooks: HookRegistry,
     /// Where records go.
     pub log: SessionLog,
@@ -101,6 +105,7 @@ impl TurnContext {
         }
         self.log
             .append_for_turn(
+                &self.turn,
                 &self.branch,
                 messages.iter().cloned().map(RecordKind::message).collect(),
             )
@@ -544,17 +549,11 @@ async fn run_one_tool(id: &str, name: &str, input: Value, turn: &TurnContext) ->
 impl Orchestrator for LoopBasic {
     async fn execute(&self, prompt: String, turn: &TurnContext) -> Result<String, SessionError> {
         let hooks = &turn.hooks;
-        hooks
-            .emit(
-                events::EXECUTION_START,
-                json!({"prompt": prompt, "branch": turn.branch}),
-            )
-            .await;
         let result = self.run(prompt, turn).await;
-        let (status, error) = match &result {
-            Ok(_) => ("completed", None),
-            Err(e) if e.is_cancelled() => ("cancelled", None),
-            Err(e) => ("failed", Some(e.to_string())),
+        let status = match &result {
+            Ok(_) => "completed",
+            Err(e) if e.is_cancelled() => "cancelled",
+            Err(_) => "failed",
         };
         let response = result.as_ref().ok().cloned();
         hooks
@@ -567,12 +566,6 @@ impl Orchestrator for LoopBasic {
             .emit(
                 events::ORCHESTRATOR_COMPLETE,
                 json!({"orchestrator": "loop-basic", "status": status, "branch": turn.branch}),
-            )
-            .await;
-        hooks
-            .emit(
-                events::EXECUTION_END,
-                json!({"status": status, "error": error, "branch": turn.branch}),
             )
             .await;
         result

@@ -26,7 +26,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-use crate::id::BranchId;
+use crate::id::{BranchId, TurnId};
 use crate::message::{Message, Usage};
 use crate::session::{Branch, Mail, SessionMeta, SessionStatus};
 
@@ -42,6 +42,12 @@ pub struct Record {
     pub seq: u64,
     /// When the record was made.
     pub ts: DateTime<Utc>,
+    /// The turn that wrote the record (None: written outside a turn).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub turn: Option<TurnId>,
+    /// The branch that turn ran on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub branch: Option<BranchId>,
     /// What happened.
     pub kind: RecordKind,
 }
@@ -211,6 +217,18 @@ impl RecordKind {
     pub fn message(message: Message) -> Self {
         RecordKind::Message(Box::new(message))
     }
+
+    /// The branch whose conversation the record changes, if it changes
+    /// one (a message, a rewind, a compaction).
+    pub fn branch(&self) -> Option<&BranchId> {
+        match self {
+            RecordKind::Message(m) => Some(&m.branch),
+            RecordKind::Rewind { branch, .. } | RecordKind::Compaction { branch, .. } => {
+                Some(branch)
+            }
+            _ => None,
+        }
+    }
 }
 
 impl Record {
@@ -220,6 +238,8 @@ impl Record {
             v: RECORD_VERSION,
             seq,
             ts: Utc::now(),
+            turn: None,
+            branch: None,
             kind,
         }
     }
@@ -235,9 +255,27 @@ impl Record {
                 v: RECORD_VERSION,
                 seq: expected_seq + 1 + i as u64,
                 ts,
+                turn: None,
+                branch: None,
                 kind,
             })
             .collect()
+    }
+
+    /// Like [`Record::batch`], every record stamped as written by `turn`
+    /// on `branch`.
+    pub fn batch_for_turn(
+        expected_seq: u64,
+        kinds: impl IntoIterator<Item = RecordKind>,
+        turn: &TurnId,
+        branch: &BranchId,
+    ) -> Vec<Record> {
+        let mut records = Self::batch(expected_seq, kinds);
+        for r in &mut records {
+            r.turn = Some(turn.clone());
+            r.branch = Some(branch.clone());
+        }
+        records
     }
 
     /// The message, if this is a message record.

@@ -8,20 +8,27 @@
 //!    context failures are fatal; a provider, tool or hook module that fails
 //!    to start is reported as a warning and left out. A new child session
 //!    emits `session:fork` here.
-//! 2. [`Session::execute`] runs a prompt. The first call emits
-//!    `session:start` (or `session:resume`) exactly once. Before the provider
-//!    is called, a branch whose history ends in unanswered tool calls (a
-//!    crash mid-tool) is repaired with synthetic error results.
+//! 2. [`Session::start_turn`] starts a turn: it allocates the turn's id and
+//!    cancellation before anything runs and returns a [`TurnHandle`] (cancel
+//!    it, follow its events, await its answer); [`Session::execute`] is
+//!    `start_turn` + `result`. The first turn emits `session:start` (or
+//!    `session:resume`) exactly once. Every turn emits `execution:start`
+//!    when it starts and exactly one `execution:end` however it ends.
+//!    Before the provider is called, a branch whose history ends in
+//!    unanswered tool calls (a crash mid-tool) is repaired with synthetic
+//!    error results.
 //! 3. [`Session::cleanup`] emits `session:end` exactly once and completes the
 //!    session.
 //!
 //! Every message, usage figure and status change is appended to the session
-//! log through the [`Store`]. Turns on different branches may run
-//! concurrently; turns on one branch are serialised.
+//! log through the [`Store`] and published, with the kernel events, to the
+//! session's [`Feed`]; a turn's records and events carry its id and branch.
+//! Turns on different branches may run concurrently; turns on one branch
+//! are serialised.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, AtomicU64};
+use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex, OnceLock};
 
 use serde_json::{Map, Value, json};
@@ -30,7 +37,8 @@ use crate::approval::{ApprovalSystem, DisplayLevel, DisplaySystem, TracingDispla
 use crate::context::ContextManager;
 use crate::error::SessionError;
 use crate::hooks::{HookRegistry, events};
-use crate::id::{BranchId, SessionId};
+use crate::feed::{FEED_CAPACITY, Feed};
+use crate::id::{BranchId, SessionId, TurnId};
 use crate::log::SessionLog;
 use crate::mount::{ModuleSpec, MountError, MountPlan};
 use crate::orchestrator::{Orchestrator, TurnCancel};
@@ -43,9 +51,12 @@ use crate::view::SessionView;
 
 mod branches;
 mod delegate;
+mod handle;
 mod lifecycle;
 mod state;
 mod turn;
+
+pub use handle::{TurnEvents, TurnHandle, TurnRequest};
 
 /// The output given to the model for tool calls found unanswered when a
 /// session is resumed.
@@ -95,6 +106,10 @@ pub struct SessionConfig {
     /// branch (telling the display whom it waits for); false refuses it
     /// with that message instead.
     pub wait_for_turn: bool,
+    /// The feed the session publishes its records and events to (None: a
+    /// feed of its own, [`Session::feed`]). A daemon passes the feed its
+    /// streams already follow.
+    pub feed: Option<Feed>,
 }
 
 impl SessionConfig {
@@ -115,6 +130,7 @@ impl SessionConfig {
             user: None,
             model: None,
             wait_for_turn: true,
+            feed: None,
         }
     }
 }
@@ -139,8 +155,7 @@ struct Inner {
     mounted: OnceLock<Mounted>,
     contexts: tokio::sync::Mutex<HashMap<BranchId, BranchState>>,
     branch_locks: Mutex<HashMap<BranchId, Arc<tokio::sync::Mutex<()>>>>,
-    running: Mutex<HashMap<u64, (BranchId, TurnCancel)>>,
-    next_turn: AtomicU64,
+    running: Mutex<HashMap<TurnId, (BranchId, TurnCancel)>>,
     started: AtomicBool,
     ended: AtomicBool,
     temp_state: Mutex<Map<String, Value>>,
@@ -171,7 +186,6 @@ impl Session {
                 contexts: tokio::sync::Mutex::new(HashMap::new()),
                 branch_locks: Mutex::new(HashMap::new()),
                 running: Mutex::new(HashMap::new()),
-                next_turn: AtomicU64::new(0),
                 started: AtomicBool::new(false),
                 ended: AtomicBool::new(false),
                 temp_state: Mutex::new(Map::new()),
@@ -232,9 +246,15 @@ impl Session {
             .unwrap_or_default()
     }
 
-    /// The log handle (subscribe to appended records).
+    /// The log handle.
     pub fn log(&self) -> Result<&SessionLog, SessionError> {
         Ok(&self.mounted()?.log)
+    }
+
+    /// The session's feed: its records and kernel events, in order, each
+    /// naming its turn ([`crate::feed`]).
+    pub fn feed(&self) -> Result<&Feed, SessionError> {
+        Ok(self.mounted()?.log.feed())
     }
 
     /// The current metadata.
@@ -299,7 +319,12 @@ impl Session {
             Err(StoreError::NotFound(_)) => (self.create_meta().await?, false),
             Err(e) => return Err(e.into()),
         };
-        let log = SessionLog::new(store.clone(), meta);
+        let feed = cfg
+            .feed
+            .clone()
+            .unwrap_or_else(|| Feed::new(store.clone(), self.inner.id.clone(), FEED_CAPACITY));
+        feed.prime(meta.last_seq).await;
+        let log = SessionLog::with_feed(store.clone(), meta, feed.clone());
 
         let mut warnings = Vec::new();
         for spec in &cfg.plan.hooks {
@@ -347,6 +372,7 @@ impl Session {
             // A concurrent initialize won; its modules are the session's.
             return Ok(());
         }
+        hooks.set_feed(Some(feed));
         if !resumed && let Some(parent) = &cfg.parent_id {
             hooks
                 .emit(

@@ -642,7 +642,7 @@ pub trait Store: Send + Sync {
         details: Option<Value>,
     ) -> Result<SessionMeta, StoreError> {
         let mut known = self.get(id).await?;
-        crate::log::append_checked(self, id, &mut known, |session, _| {
+        crate::log::append_checked(self, id, &mut known, None, |session, _| {
             crate::log::transition_batch(session, to, error.clone(), details.clone(), |s| {
                 format!("session {id} is {}: it cannot become {to}", s.status)
             })

@@ -61,7 +61,6 @@ mod context;
 mod error;
 mod extract;
 mod guard;
-mod hub;
 mod live;
 mod model;
 mod openapi;

@@ -1,11 +1,11 @@
 //! Server-sent event streams: `/stream` (a session's records and kernel
 //! events, resumable) and `/execute` (one turn, ending with `done`).
 //!
-//! Durable records carry `id: <seq>`. A client that reconnects with
-//! `Last-Event-ID: N` first gets the records after N from the store, up to
-//! the seq the hub had published when the stream subscribed, then follows
-//! the hub; a record is never sent twice (seqs at or below the last one
-//! sent are skipped) and never skipped (the hub publishes without gaps).
+//! Both read the session's kernel feed ([`weft_core::feed`]); every item
+//! names its turn, so `/execute` keeps to its own. Durable records carry
+//! `id: <seq>`. A client that reconnects with `Last-Event-ID: N` first gets
+//! the records after N, then follows the feed live; a record is never sent
+//! twice and never skipped (the feed's guarantee).
 //!
 //! Event names are weft's canonical ones: kernel events by their name
 //! (`content_block:delta`, `tool:pre`, …), records by their kind
@@ -23,14 +23,14 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::sse::Event;
 use futures::Stream;
 use serde_json::{Value, json};
-use tokio::sync::{broadcast, oneshot};
+use tokio::sync::oneshot;
+use weft_core::feed::{FeedError, FeedItem, FeedReceiver};
 use weft_core::hooks::events;
 use weft_core::message::Role;
 use weft_core::record::RecordKind;
-use weft_core::{Record, SessionId};
+use weft_core::{Record, SessionId, TurnId};
 
 use crate::error::ApiError;
-use crate::hub::BusItem;
 use crate::live::{Core, TurnResult};
 use crate::model::TranscriptMessage;
 
@@ -85,7 +85,7 @@ fn not_a_seq(text: &str) -> ApiError {
     ))
 }
 
-/// Where a stream resumes (its [`StreamSpec::replay_from`]): after `last`,
+/// Where a stream resumes (the first seq it replays): after `last`,
 /// which must not be beyond the session's `head` — a stream told to skip
 /// records that do not exist yet would silently drop the next ones.
 pub(crate) fn resume_from(last: Option<u64>, head: u64) -> Result<Option<u64>, ApiError> {
@@ -105,55 +105,41 @@ pub(crate) fn resume_from(last: Option<u64>, head: u64) -> Result<Option<u64>, A
 pub(crate) struct StreamSpec {
     pub(crate) session_id: SessionId,
     pub(crate) compat: Compat,
-    /// Replay the records from this seq up to `head` first.
-    pub(crate) replay_from: Option<u64>,
-    /// The seq the hub had published when the stream subscribed.
-    pub(crate) head: u64,
     /// Send a `connected` event first.
     pub(crate) connected: bool,
     /// Only items of this turn (for `/execute`).
-    pub(crate) turn: Option<u64>,
+    pub(crate) turn: Option<TurnId>,
     /// The turn's result: the stream ends with `done` when it arrives.
     pub(crate) done: Option<oneshot::Receiver<TurnResult>>,
 }
 
 struct State {
     core: Arc<Core>,
-    rx: broadcast::Receiver<Arc<BusItem>>,
+    rx: FeedReceiver,
     spec: StreamSpec,
     pending: VecDeque<Event>,
-    replay_next: u64,
-    last_seq: u64,
     finished: bool,
 }
 
-const REPLAY_PAGE: usize = 256;
-
-/// The stream of SSE events for `spec`, following `rx`.
+/// The stream of SSE events for `spec`, reading the session's feed through
+/// `rx` (which replays the records the client asked for first).
 pub(crate) fn events(
     core: Arc<Core>,
-    rx: broadcast::Receiver<Arc<BusItem>>,
+    rx: FeedReceiver,
     spec: StreamSpec,
 ) -> impl Stream<Item = Result<Event, Infallible>> + Send + 'static {
     let mut pending = VecDeque::new();
     if spec.connected {
         pending.push_back(named(
             "connected",
-            &json!({"sessionId": spec.session_id, "lastSeq": spec.head}),
+            &json!({"sessionId": spec.session_id, "lastSeq": rx.head()}),
         ));
     }
-    let replay_next = spec.replay_from.unwrap_or(u64::MAX);
-    let last_seq = spec
-        .replay_from
-        .map(|f| f.saturating_sub(1))
-        .unwrap_or(spec.head);
     let state = State {
         core,
         rx,
         spec,
         pending,
-        replay_next,
-        last_seq,
         finished: false,
     };
     futures::stream::unfold(state, |mut st| async move {
@@ -164,11 +150,7 @@ pub(crate) fn events(
             if st.finished {
                 return None;
             }
-            if st.replay_next <= st.spec.head {
-                st.replay().await;
-                continue;
-            }
-            st.next_live().await;
+            st.next().await;
         }
     })
 }
@@ -181,32 +163,7 @@ fn named(name: &str, data: &Value) -> Event {
 }
 
 impl State {
-    async fn replay(&mut self) {
-        let store = self.core.store().clone();
-        match store
-            .read(&self.spec.session_id, self.replay_next, Some(REPLAY_PAGE))
-            .await
-        {
-            Ok(records) => {
-                if records.is_empty() {
-                    self.replay_next = u64::MAX;
-                }
-                for r in records {
-                    if r.seq > self.spec.head {
-                        self.replay_next = u64::MAX;
-                        break;
-                    }
-                    self.replay_next = r.seq + 1;
-                    self.record(&r);
-                }
-            }
-            Err(e) => {
-                self.error(&format!("cannot read the session log to replay it: {e}"));
-            }
-        }
-    }
-
-    async fn next_live(&mut self) {
+    async fn next(&mut self) {
         let shutdown = self.core.shutdown.clone();
         let rx = &mut self.rx;
         let done_slot = &mut self.spec.done;
@@ -226,36 +183,20 @@ impl State {
             Live::Shutdown => {
                 // Shutdown waits for cancelled turns before it fires: pass
                 // on what they published first (their `execution:end`).
-                while let Ok(item) = self.rx.try_recv() {
-                    self.item(&item);
-                }
+                self.drain().await;
                 self.pending.push_back(named(
                     "shutdown",
-                    &json!({"detail": "the server is shutting down; reconnect with Last-Event-ID to resume", "lastSeq": self.last_seq}),
+                    &json!({"detail": "the server is shutting down; reconnect with Last-Event-ID to resume", "lastSeq": self.rx.last_seq()}),
                 ));
                 self.finished = true;
             }
             Live::Item(Ok(item)) => self.item(&item),
-            Live::Item(Err(broadcast::error::RecvError::Lagged(n))) => {
-                self.error(&format!(
-                    "this stream fell {n} events behind and was closed; reconnect with Last-Event-ID: {} to resume",
-                    self.last_seq
-                ));
-            }
-            Live::Item(Err(broadcast::error::RecvError::Closed)) => {
-                self.pending.push_back(named(
-                    "error",
-                    &json!({"detail": "the session was deleted"}),
-                ));
-                self.finished = true;
-            }
+            Live::Item(Err(e)) => self.failed(e),
             Live::Done(result) => {
                 self.spec.done = None;
                 // What the turn published before it finished is queued.
-                while let Ok(item) = self.rx.try_recv() {
-                    self.item(&item);
-                }
-                let turn = self.spec.turn.unwrap_or(0);
+                self.drain().await;
+                let turn = self.spec.turn.as_ref().map(TurnId::as_str);
                 let data = match result {
                     Some(Ok(text)) => {
                         json!({"status": "completed", "result": text, "sessionId": self.spec.session_id, "turn": turn})
@@ -276,31 +217,48 @@ impl State {
         }
     }
 
-    fn error(&mut self, detail: &str) {
+    /// Queues what is waiting on the feed now.
+    async fn drain(&mut self) {
+        loop {
+            match self.rx.try_recv().await {
+                Ok(Some(item)) => self.item(&item),
+                Ok(None) => break,
+                Err(e) => {
+                    self.failed(e);
+                    break;
+                }
+            }
+        }
+    }
+
+    fn failed(&mut self, e: FeedError) {
+        let detail = match e {
+            FeedError::Lagged { missed, last_seq } => format!(
+                "this stream fell {missed} events behind and was closed; reconnect with Last-Event-ID: {last_seq} to resume"
+            ),
+            FeedError::Closed => "the session was deleted".to_string(),
+            FeedError::Store(e) => format!("cannot read the session log to replay it: {e}"),
+        };
         self.pending.push_back(named(
             "error",
-            &json!({"detail": detail, "lastSeq": self.last_seq}),
+            &json!({"detail": detail, "lastSeq": self.rx.last_seq()}),
         ));
         self.finished = true;
     }
 
-    fn item(&mut self, item: &BusItem) {
-        if let Some(turn) = self.spec.turn
-            && item.turn() != turn
+    fn item(&mut self, item: &FeedItem) {
+        if let Some(turn) = &self.spec.turn
+            && item.turn() != Some(turn)
         {
             return;
         }
         match item {
-            BusItem::Record { record, .. } => self.record(record),
-            BusItem::Event { name, data, .. } => self.event(name, data),
+            FeedItem::Record(record) => self.record(record),
+            FeedItem::Event(e) => self.event(&e.name, &e.data),
         }
     }
 
     fn record(&mut self, record: &Record) {
-        if record.seq <= self.last_seq {
-            return;
-        }
-        self.last_seq = record.seq;
         let event = match self.spec.compat {
             Compat::Weft => Event::default()
                 .id(record.seq.to_string())
@@ -327,7 +285,7 @@ impl State {
 
 enum Live {
     Shutdown,
-    Item(Result<Arc<BusItem>, broadcast::error::RecvError>),
+    Item(Result<Arc<FeedItem>, FeedError>),
     Done(Option<TurnResult>),
 }
 
@@ -422,24 +380,28 @@ mod tests {
 
     #[tokio::test]
     async fn a_lagging_reader_gets_an_error_and_the_stream_ends() {
-        let (tx, rx) = broadcast::channel(2);
+        let core = core();
+        let id = SessionId::new_v7();
+        core.store()
+            .create(
+                weft_core::SessionMeta::new(id.clone(), Project::current(), "base"),
+                vec![],
+            )
+            .await
+            .expect("create");
+        let feed = weft_core::Feed::new(core.store().clone(), id.clone(), 2);
+        let rx = feed.subscribe(None).await.expect("subscribe");
         for i in 0..5 {
-            let _ = tx.send(Arc::new(BusItem::Event {
-                name: "x".into(),
-                data: json!({"i": i}),
-                turn: 0,
-            }));
+            feed.event("x", &json!({"i": i}));
         }
         let spec = StreamSpec {
-            session_id: SessionId::new_v7(),
+            session_id: id,
             compat: Compat::Weft,
-            replay_from: None,
-            head: 0,
             connected: false,
             turn: None,
             done: None,
         };
-        let out: Vec<String> = events(core(), rx, spec)
+        let out: Vec<String> = events(core, rx, spec)
             .map(|e| format!("{:?}", e.expect("infallible")))
             .collect()
             .await;

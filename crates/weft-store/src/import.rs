@@ -477,6 +477,8 @@ async fn import_one(
                 v: RECORD_VERSION,
                 seq: 2 + i as u64,
                 ts: m.timestamp,
+                turn: None,
+                branch: None,
                 kind: RecordKind::message(m),
             })
             .collect();

@@ -56,6 +56,7 @@ impl Session {
         let moved = meta.last_seq != log.head().await;
         if moved {
             log.refresh().await?;
+            log.feed().catch_up().await;
         }
         if log.take_outside_writes() || moved {
             self.invalidate_branches().await;

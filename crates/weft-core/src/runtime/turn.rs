@@ -1,20 +1,23 @@
-//! The turn path: running a prompt on a branch (branch and store turn
-//! locks, the waiting/busy messages, repairing unanswered tool calls) and
-//! cancelling running turns.
+//! The turn path: starting a turn ([`Session::start_turn`]: its id and
+//! cancellation first, then a task that runs it), running it (branch and
+//! store turn locks, each given up at once on a cancel, the waiting/busy
+//! messages, repairing unanswered tool calls, `execution:start` /
+//! `execution:end`) and cancelling running turns.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
-use serde_json::json;
+use serde_json::{Map, Value, json};
 
 use super::delegate::RuntimeDelegate;
+use super::handle::{CancelOnDrop, TurnHandle, TurnRequest};
 use super::{CancelMode, Mounted, Session, TOOL_INTERRUPTED, lock};
 use crate::approval::DisplayLevel;
 use crate::context::ContextManager;
 use crate::error::SessionError;
-use crate::hooks::events;
-use crate::id::BranchId;
+use crate::hooks::{HookRegistry, events};
+use crate::id::{BranchId, TurnId};
 use crate::lease::{TurnHolder, TurnLock, TurnLockAttempt, busy_message, waiting_message};
 use crate::message::{Message, unanswered_tool_calls};
 use crate::orchestrator::{TurnCancel, TurnContext};
@@ -22,41 +25,177 @@ use crate::record::RecordKind;
 use crate::session::SessionStatus;
 use crate::store::StoreError;
 
+/// Takes a turn out of the session's running turns when the turn's task
+/// ends, however it ends.
+struct Running<'a> {
+    session: &'a Session,
+    id: &'a TurnId,
+}
+
+impl Drop for Running<'_> {
+    fn drop(&mut self) {
+        lock(&self.session.inner.running).remove(self.id);
+    }
+}
+
 impl Session {
     /// Runs `prompt` on the default branch and returns the answer.
     pub async fn execute(&self, prompt: &str) -> Result<String, SessionError> {
         self.execute_on(None, prompt).await
     }
 
-    /// Runs `prompt` on `branch` (id or name; None: the default branch).
+    /// Runs `prompt` on `branch` (id or name; None: the default branch) and
+    /// returns the answer: [`Session::start_turn`], then
+    /// [`TurnHandle::result`]. Dropping the future cancels the turn.
     pub async fn execute_on(
         &self,
         branch: Option<&str>,
         prompt: &str,
     ) -> Result<String, SessionError> {
+        let handle = self.start_turn(branch, prompt).await?;
+        let mut guard = CancelOnDrop(Some(handle.canceller()));
+        let result = handle.result().await;
+        guard.0 = None;
+        result
+    }
+
+    /// Starts a turn running `prompt` on `branch` (id or name; None: the
+    /// default branch) and returns its handle at once. See
+    /// [`Session::start_turn_with`].
+    pub async fn start_turn(
+        &self,
+        branch: Option<&str>,
+        prompt: &str,
+    ) -> Result<TurnHandle, SessionError> {
+        self.start_turn_with(TurnRequest::new(prompt).on_branch(branch))
+            .await
+    }
+
+    /// Starts the turn `request` describes and returns its handle: the
+    /// turn's id, branch and cancellation exist before anything runs (a
+    /// cancel is never lost, however early), and its events can be
+    /// followed from its first one. The turn runs on its own task; it
+    /// waits while another turn runs on its branch.
+    ///
+    /// Fails at once, starting nothing, when the session is not
+    /// initialized or has ended, the branch does not exist, or the
+    /// requested id is the id of a running turn.
+    pub async fn start_turn_with(&self, request: TurnRequest) -> Result<TurnHandle, SessionError> {
         let mounted = self.mounted()?;
         if self.inner.ended.load(Ordering::SeqCst) {
             return Err(SessionError::Ended);
         }
         let meta = self.take_in_outside_writes().await?;
-        let wanted = branch.unwrap_or(meta.default_branch.as_str()).to_string();
-        let branch_id = self.resolve_branch(&wanted).await?;
+        let wanted = request
+            .branch
+            .unwrap_or_else(|| meta.default_branch.to_string());
+        let branch = self.resolve_branch(&wanted).await?;
+        let id = request.id.unwrap_or_else(TurnId::new_v7);
+        let cancel = TurnCancel::default();
+        {
+            let mut running = lock(&self.inner.running);
+            if running.contains_key(&id) {
+                return Err(SessionError::Invalid(format!(
+                    "turn {id} is already running in session {}: give the new turn another id",
+                    self.inner.id
+                )));
+            }
+            running.insert(id.clone(), (branch.clone(), cancel.clone()));
+        }
+        let events = match mounted.log.feed().subscribe(None).await {
+            Ok(rx) => rx,
+            Err(e) => {
+                lock(&self.inner.running).remove(&id);
+                return Err(e.into());
+            }
+        };
+        let session = self.clone();
+        let (turn, on, c) = (id.clone(), branch.clone(), cancel.clone());
+        let task = tokio::spawn(async move {
+            let _running = Running {
+                session: &session,
+                id: &turn,
+            };
+            session.run_turn(&turn, &on, request.prompt, c).await
+        });
+        Ok(TurnHandle {
+            id,
+            branch,
+            cancel,
+            events: Some(events),
+            task,
+        })
+    }
 
+    /// Runs a started turn to its end: exactly one `execution:end`,
+    /// whatever happens.
+    async fn run_turn(
+        &self,
+        turn: &TurnId,
+        branch: &BranchId,
+        prompt: String,
+        cancel: TurnCancel,
+    ) -> Result<String, SessionError> {
+        let mut scope = Map::new();
+        scope.insert("turn".into(), Value::String(turn.to_string()));
+        scope.insert("branch".into(), Value::String(branch.to_string()));
+        let hooks = self.inner.hooks.scoped(scope);
+        let result = self
+            .run_turn_body(turn, branch, prompt, cancel, &hooks)
+            .await;
+        lock(&self.inner.temp_state).clear();
+        let (status, error) = match &result {
+            Ok(_) => ("completed", None),
+            Err(e) if e.is_cancelled() => ("cancelled", None),
+            Err(e) => ("failed", Some(e.to_string())),
+        };
+        if status == "cancelled" {
+            hooks.emit(events::CANCEL_COMPLETED, json!({})).await;
+        }
+        hooks
+            .emit(
+                events::EXECUTION_END,
+                json!({"status": status, "error": error}),
+            )
+            .await;
+        result
+    }
+
+    async fn run_turn_body(
+        &self,
+        turn: &TurnId,
+        branch_id: &BranchId,
+        prompt: String,
+        cancel: TurnCancel,
+        hooks: &HookRegistry,
+    ) -> Result<String, SessionError> {
+        let mounted = self.mounted()?;
         // One turn per branch at a time: in this process (the branch lock),
         // then across processes (the store's turn lock); branch state is
         // (re)loaded under both, so it never misses a running turn's
-        // messages.
+        // messages. A cancel gives up either wait at once.
         let branch_lock = lock(&self.inner.branch_locks)
             .entry(branch_id.clone())
             .or_default()
             .clone();
-        let _turn_guard = branch_lock.lock().await;
-        let _store_turn_lock = self.lock_turn(&branch_id).await?;
+        let _turn_guard = tokio::select! {
+            biased;
+            _ = cancel.graceful.cancelled() => return Err(SessionError::Cancelled),
+            guard = branch_lock.lock() => guard,
+        };
+        let _store_turn_lock = tokio::select! {
+            biased;
+            _ = cancel.graceful.cancelled() => return Err(SessionError::Cancelled),
+            lock = self.lock_turn(branch_id) => lock?,
+        };
+        if cancel.is_requested() {
+            return Err(SessionError::Cancelled);
+        }
         // Take in what other writers appended meanwhile, and become active
         // (from created, or from an ended status on resume).
         self.change_status(SessionStatus::Active, None, |s| s != SessionStatus::Active)
             .await?;
-        let (branch_settings, context, fresh) = self.branch_state(&branch_id, mounted).await?;
+        let (branch_settings, context, fresh) = self.branch_state(branch_id, mounted).await?;
 
         if !self.inner.started.swap(true, Ordering::SeqCst) {
             let event = if mounted.resumed {
@@ -64,13 +203,12 @@ impl Session {
             } else {
                 events::SESSION_START
             };
-            self.inner
-                .hooks
+            hooks
                 .emit(event, json!({"profile": self.inner.config.profile}))
                 .await;
         }
         if fresh {
-            self.repair_unanswered(&branch_id, &context, mounted)
+            self.repair_unanswered(turn, branch_id, &context, mounted)
                 .await?;
         }
 
@@ -84,13 +222,17 @@ impl Session {
         }
         .map(|(_, p)| p.clone())
         .ok_or(SessionError::NoProvider)?;
+        if cancel.is_requested() {
+            return Err(SessionError::Cancelled);
+        }
+        hooks
+            .emit(events::EXECUTION_START, json!({"prompt": prompt}))
+            .await;
 
-        let cancel = TurnCancel::default();
-        let turn_id = self.inner.next_turn.fetch_add(1, Ordering::Relaxed);
-        lock(&self.inner.running).insert(turn_id, (branch_id.clone(), cancel.clone()));
         let turn = TurnContext {
             session_id: self.inner.id.clone(),
-            branch: branch_id,
+            turn: turn.clone(),
+            branch: branch_id.clone(),
             provider,
             model: branch_settings
                 .model
@@ -118,7 +260,7 @@ impl Session {
                 )
             },
             context,
-            hooks: self.inner.hooks.clone(),
+            hooks: hooks.clone(),
             log: mounted.log.clone(),
             cancel,
             working_dir: mounted.env.working_dir.clone(),
@@ -127,19 +269,7 @@ impl Session {
                 parent: Arc::downgrade(&self.inner),
             })),
         };
-        let result = mounted
-            .orchestrator
-            .execute(prompt.to_string(), &turn)
-            .await;
-        lock(&self.inner.running).remove(&turn_id);
-        lock(&self.inner.temp_state).clear();
-        if matches!(&result, Err(e) if e.is_cancelled()) {
-            self.inner
-                .hooks
-                .emit(events::CANCEL_COMPLETED, json!({"branch": turn.branch}))
-                .await;
-        }
-        result
+        mounted.orchestrator.execute(prompt, &turn).await
     }
 
     /// Takes the store's turn lock of `branch`: waits while another
@@ -166,6 +296,7 @@ impl Session {
 
     async fn repair_unanswered(
         &self,
+        turn: &TurnId,
         branch: &BranchId,
         context: &Arc<dyn ContextManager>,
         mounted: &Mounted,
@@ -184,6 +315,7 @@ impl Session {
         mounted
             .log
             .append_for_turn(
+                turn,
                 branch,
                 repairs.iter().cloned().map(RecordKind::message).collect(),
             )
@@ -233,10 +365,7 @@ impl Session {
             )
             .await;
         for c in running {
-            c.graceful.cancel();
-            if mode == CancelMode::Immediate {
-                c.immediate.cancel();
-            }
+            c.request(mode);
         }
     }
 

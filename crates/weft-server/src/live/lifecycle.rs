@@ -25,12 +25,12 @@ impl Core {
             Some(session) => session.log()?.append_if(decide).await?.0,
             None => {
                 let mut known = store.get(&slot.id).await?;
-                append_checked(&**store, &slot.id, &mut known, decide)
+                append_checked(&**store, &slot.id, &mut known, None, decide)
                     .await?
                     .0
             }
         };
-        slot.hub.publish(store, &records).await;
+        slot.feed.publish(&records).await;
         Ok(records)
     }
 

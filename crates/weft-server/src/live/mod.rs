@@ -36,16 +36,12 @@ mod state;
 mod turns;
 
 use std::collections::{HashMap, VecDeque};
-use std::panic::AssertUnwindSafe;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use futures::FutureExt;
-use serde_json::{Map, Value, json};
-use tokio::sync::{broadcast, oneshot, watch};
+use serde_json::{Map, Value};
+use tokio::sync::{oneshot, watch};
 use tokio_util::sync::CancellationToken;
-use weft_core::hooks::{ALL_EVENTS, events};
 use weft_core::log::{append_checked, transition_batch};
 use weft_core::mount::MountPlan;
 use weft_core::record::{RecordKind, StateDelta};
@@ -54,13 +50,13 @@ use weft_core::state::{StateScope, check_key, scope_of};
 use weft_core::store::{DeleteOptions, Store, StoreError, update_session};
 use weft_core::view::SessionView;
 use weft_core::{
-    BranchId, CancelMode, Record, Session, SessionConfig, SessionError, SessionId, SessionStatus,
+    BranchId, CancelMode, Feed, Record, Session, SessionConfig, SessionError, SessionId,
+    SessionStatus, TurnId, TurnRequest,
 };
 
 use crate::config::ServerConfig;
 use crate::context::{PlanError, ServerContext};
 use crate::error::ApiError;
-use crate::hub::{Forward, Hub};
 use crate::model::{Multitask, SessionInfo};
 
 /// The outcome of a turn, as its submitter receives it.
@@ -72,7 +68,7 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 
 /// A prompt waiting for, or in, its turn.
 pub(crate) struct Job {
-    turn: u64,
+    turn: TurnId,
     prompt: String,
     /// The branch it runs on (resolved when it was submitted).
     branch: BranchId,
@@ -108,25 +104,25 @@ impl Turns {
 /// One session's state in the daemon.
 pub(crate) struct Slot {
     pub(crate) id: SessionId,
-    pub(crate) hub: Arc<Hub>,
+    /// The session's feed: its streams follow it, its live session
+    /// publishes to it.
+    pub(crate) feed: Feed,
     /// The slot's lock, guarding the live session.
     live: tokio::sync::Mutex<Option<Session>>,
     turns: Mutex<Turns>,
     /// True while no branch runs a turn.
     idle: watch::Sender<bool>,
-    next_turn: AtomicU64,
     touched: Mutex<Instant>,
 }
 
 impl Slot {
-    fn new(id: SessionId, capacity: usize) -> Self {
+    fn new(id: SessionId, store: Arc<dyn Store>, capacity: usize) -> Self {
         Self {
-            hub: Arc::new(Hub::new(id.clone(), capacity)),
+            feed: Feed::new(store, id.clone(), capacity),
             id,
             live: tokio::sync::Mutex::new(None),
             turns: Mutex::new(Turns::default()),
             idle: watch::Sender::new(true),
-            next_turn: AtomicU64::new(0),
             touched: Mutex::new(Instant::now()),
         }
     }
@@ -176,7 +172,8 @@ pub(crate) enum Accepted {
 
 /// A prompt accepted by [`Core::submit`].
 pub(crate) struct Submitted {
-    pub(crate) turn: u64,
+    /// The turn's id (given before it runs).
+    pub(crate) turn: TurnId,
     /// The branch it runs on.
     pub(crate) branch: BranchId,
     pub(crate) accepted: Accepted,
@@ -294,7 +291,13 @@ impl Core {
     pub(crate) fn slot(&self, id: &SessionId) -> Arc<Slot> {
         lock(&self.slots)
             .entry(id.clone())
-            .or_insert_with(|| Arc::new(Slot::new(id.clone(), self.config.event_buffer)))
+            .or_insert_with(|| {
+                Arc::new(Slot::new(
+                    id.clone(),
+                    self.store().clone(),
+                    self.config.event_buffer,
+                ))
+            })
             .clone()
     }
 
@@ -367,7 +370,7 @@ impl Core {
                 continue;
             }
             live.take();
-            if slot.hub.readers() == 0 {
+            if slot.feed.followers() == 0 {
                 unused.push(slot.id.clone());
             }
         }

@@ -43,7 +43,7 @@ impl Core {
             None => update_session(self.store().as_ref(), id, guarded).await,
         };
         drop(live);
-        slot.hub.catch_up(self.store()).await;
+        slot.feed.catch_up().await;
         slot.touch();
         match (result, refused) {
             (Ok(value), _) => Ok(value),

@@ -64,33 +64,11 @@ impl Core {
             .and_then(|m| m.user.clone())
             .or_else(|| Some(ctx.user.clone()));
         config.model = meta.and_then(model_override);
+        // The session publishes its records and events to the feed the
+        // slot's streams follow.
+        config.feed = Some(slot.feed.clone());
         let session = Session::new(config);
         session.initialize().await?;
-        let log = session.log()?;
-        session.hooks().register(
-            ALL_EVENTS,
-            Arc::new(Forward::new(
-                slot.hub.clone(),
-                self.store().clone(),
-                log.subscribe(),
-            )),
-            i32::MAX,
-            "weft-server-stream",
-        );
-        // A backstop for records no event follows (the hub skips the ones
-        // the hook handler published already).
-        let mut rx = log.subscribe();
-        let hub = slot.hub.clone();
-        let store = self.store().clone();
-        tokio::spawn(async move {
-            loop {
-                match rx.recv().await {
-                    Ok(record) => hub.publish(&store, std::slice::from_ref(&record)).await,
-                    Err(broadcast::error::RecvError::Lagged(_)) => hub.catch_up(&store).await,
-                    Err(broadcast::error::RecvError::Closed) => break,
-                }
-            }
-        });
         *live = Some(session.clone());
         Ok(session)
     }
@@ -146,7 +124,7 @@ impl Core {
         let session = self
             .ensure_live(&slot, &mut live, meta.as_ref(), prompt.create)
             .await?;
-        let turn = slot.next_turn.fetch_add(1, Ordering::SeqCst) + 1;
+        let turn = TurnId::new_v7();
         let (done_tx, done_rx) = if prompt.want_result {
             let (tx, rx) = oneshot::channel();
             (Some(tx), Some(rx))
@@ -154,7 +132,7 @@ impl Core {
             (None, None)
         };
         let job = Job {
-            turn,
+            turn: turn.clone(),
             prompt: prompt.text,
             branch: branch.clone(),
             cancel: CancellationToken::new(),
@@ -175,7 +153,7 @@ impl Core {
                         cancel: job.cancel.clone(),
                     });
                     slot.idle.send_replace(false);
-                    tokio::spawn(run_turns(self.store().clone(), slot.clone(), session, job));
+                    tokio::spawn(run_turns(slot.clone(), session, job));
                     Accepted::Started
                 }
                 (Some(_), Multitask::Reject) => {
@@ -249,36 +227,14 @@ impl Core {
 }
 
 /// Runs `job`, then the prompts queued on its branch, one at a time.
-async fn run_turns(store: Arc<dyn Store>, slot: Arc<Slot>, session: Session, mut job: Job) {
+async fn run_turns(slot: Arc<Slot>, session: Session, mut job: Job) {
     let branch = job.branch.clone();
     loop {
-        slot.hub.begin_turn(&branch, job.turn);
-        let result = AssertUnwindSafe(run_one(&slot, &session, &job))
-            .catch_unwind()
-            .await
-            .unwrap_or_else(|_| {
-                Err(SessionError::Invalid(
-                    "the turn failed unexpectedly (a panic in the kernel; see the server log)"
-                        .into(),
-                ))
-            });
-        // Every record of the turn goes out before the turn is over.
-        slot.hub.catch_up(&store).await;
-        if !slot.hub.saw_execution_end(&branch) {
-            let (status, error) = match &result {
-                Ok(_) => ("completed", None),
-                Err(e) if e.is_cancelled() => ("cancelled", None),
-                Err(e) => ("failed", Some(e.to_string())),
-            };
-            slot.hub.event(
-                events::EXECUTION_END,
-                &json!({"status": status, "error": error, "session_id": slot.id, "branch": branch, "timestamp": chrono::Utc::now().to_rfc3339()}),
-            );
-        }
+        let result = run_one(&slot, &session, &job).await;
         if let Err(e) = &result
             && !e.is_cancelled()
         {
-            tracing::warn!(session = %slot.id, branch = %branch, turn = job.turn, error = %e, "turn failed");
+            tracing::warn!(session = %slot.id, branch = %branch, turn = %job.turn, error = %e, "turn failed");
         }
         if let Some(done) = job.done.take() {
             let _ = done.send(result);
@@ -298,7 +254,6 @@ async fn run_turns(store: Arc<dyn Store>, slot: Arc<Slot>, session: Session, mut
                 }
                 None => {
                     t.lanes.remove(&branch);
-                    slot.hub.end_turn(&branch);
                     if !t.running() {
                         slot.idle.send_replace(true);
                     }
@@ -313,34 +268,29 @@ async fn run_turns(store: Arc<dyn Store>, slot: Arc<Slot>, session: Session, mut
     }
 }
 
-/// Runs one prompt; when the job is cancelled, cancels the turn at once
-/// (it records what it has and answers started tool calls): only its
-/// branch's turn, or every turn when all are being stopped.
+/// Runs one prompt as a kernel turn under the job's id; when the job is
+/// cancelled, cancels the turn at once, whether it has started or not (it
+/// records what it has and answers started tool calls): only this turn, or
+/// every turn when all are being stopped.
 async fn run_one(slot: &Slot, session: &Session, job: &Job) -> TurnResult {
     if job.cancel.is_cancelled() {
         return Err(SessionError::Cancelled);
     }
-    let turn = session.execute_on(Some(job.branch.as_str()), &job.prompt);
-    tokio::pin!(turn);
+    let request = TurnRequest::new(job.prompt.clone())
+        .on_branch(Some(job.branch.as_str()))
+        .with_id(job.turn.clone());
+    let handle = session.start_turn_with(request).await?;
+    let canceller = handle.canceller();
+    let result = handle.result();
+    tokio::pin!(result);
     tokio::select! {
-        result = &mut turn => return result,
+        result = &mut result => return result,
         _ = job.cancel.cancelled() => {}
-    }
-    // The kernel can cancel the turn once it is set up, which it announces
-    // with `execution:start` (it checks for cancellation before every
-    // provider call).
-    while !slot.hub.saw_execution_start(&job.branch) {
-        tokio::select! {
-            result = &mut turn => return result,
-            _ = tokio::time::sleep(Duration::from_millis(5)) => {}
-        }
     }
     if lock(&slot.turns).stop_all {
         session.cancel(CancelMode::Immediate).await;
     } else {
-        session
-            .cancel_branch(job.branch.as_str(), CancelMode::Immediate)
-            .await;
+        canceller.request(CancelMode::Immediate);
     }
-    turn.await
+    result.await
 }

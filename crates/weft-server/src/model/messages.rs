@@ -122,9 +122,9 @@ pub struct SendMessageResponse {
     /// The branch it runs on (turns on different branches run
     /// concurrently; the multitask policy applies per branch).
     pub branch: String,
-    /// The turn number this server gave the prompt (events of the turn in
-    /// `/execute` carry it).
-    pub turn: u64,
+    /// The turn's id: the session's records and events of the turn (on
+    /// `/stream`, `/execute`) carry it as `turn`.
+    pub turn: String,
     /// For `queued`: how many prompts run before this one.
     pub position: Option<usize>,
 }

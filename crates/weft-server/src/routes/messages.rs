@@ -182,7 +182,7 @@ pub(crate) fn accepted(
             status: status.into(),
             session_id: id.to_string(),
             branch: submitted.branch.to_string(),
-            turn: submitted.turn,
+            turn: submitted.turn.to_string(),
             position,
         }),
     )
@@ -227,7 +227,7 @@ pub(crate) async fn execute(
     core.meta(&id).await?;
     let slot = core.slot(&id);
     // Subscribe before the turn starts, so nothing of it is missed.
-    let (rx, head) = slot.hub.subscribe(core.store()).await?;
+    let rx = slot.feed.subscribe(None).await?;
     let submitted = core
         .submit(
             &id,
@@ -245,8 +245,6 @@ pub(crate) async fn execute(
     let spec = StreamSpec {
         session_id: id,
         compat,
-        replay_from: None,
-        head,
         connected: false,
         turn: Some(submitted.turn),
         done: submitted.done,
@@ -279,14 +277,12 @@ pub(crate) async fn stream(
     let last = crate::sse::last_event_id(&headers, params.last_event_id)?;
     core.meta(&id).await?;
     let slot = core.slot(&id);
-    let (rx, head) = slot.hub.subscribe(core.store()).await?;
+    let rx = slot.feed.subscribe(last).await?;
     slot.touch();
-    let replay_from = crate::sse::resume_from(last, head)?;
+    crate::sse::resume_from(last, rx.head())?;
     let spec = StreamSpec {
         session_id: id,
         compat,
-        replay_from,
-        head,
         connected: true,
         turn: None,
         done: None,

@@ -1,0 +1,556 @@
+//! [`Feed`]: one session's ordered feed of records and kernel events.
+//!
+//! Everything that happens in a session goes through its feed, in the order
+//! it happened:
+//!
+//! - **records** of the session log, published strictly in `seq` order and
+//!   without gaps (a record written by a path that did not publish it — a
+//!   daemon route, another process whose records a rebased append took in —
+//!   is read from the store and published before the records after it), so
+//!   a subscriber sees every record exactly once;
+//! - **kernel events** (`execution:start`, `content_block:delta`,
+//!   `tool:pre`, …), volatile, published by the session's
+//!   [`crate::hooks::HookRegistry`] as they are emitted.
+//!
+//! Each item names the turn and the branch it belongs to ([`FeedItem::turn`],
+//! [`FeedItem::branch`]): records carry them durably
+//! ([`Record::turn`](crate::record::Record::turn)), events in their data
+//! (`turn`, `branch`), put there by the turn that emitted them. Nothing is
+//! guessed.
+//!
+//! A subscriber ([`Feed::subscribe`]) names the last record it has (or
+//! none); it first gets the records after it from the store, up to the seq
+//! published when it subscribed, then follows the feed live, skipping
+//! records it already had. The channel is bounded: a subscriber that falls
+//! too far behind gets [`FeedError::Lagged`] and should resubscribe from the
+//! last record it saw; publishers never wait for subscribers.
+//!
+//! The feed knows the store and the session id, nothing about HTTP or
+//! terminals: the daemon's SSE streams, `/execute`, the CLI's output and
+//! [`crate::runtime::TurnEvents`] all read it.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+
+use serde_json::Value;
+use tokio::sync::{Mutex, broadcast};
+
+use crate::id::{BranchId, SessionId, TurnId};
+use crate::record::Record;
+use crate::store::{Store, StoreError};
+
+/// How many items a subscriber may fall behind before it is told it lagged
+/// (the default capacity of [`Feed::new`]).
+pub const FEED_CAPACITY: usize = 4096;
+
+/// How many records a subscriber's replay reads from the store at a time.
+const REPLAY_PAGE: usize = 256;
+
+/// A volatile kernel event on the feed.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FeedEvent {
+    /// The canonical event name (`content_block:delta`, …).
+    pub name: String,
+    /// Its data (a JSON object, with the hook registry's default fields).
+    pub data: Value,
+    /// The turn that emitted it (None: not emitted by a turn).
+    pub turn: Option<TurnId>,
+    /// The branch of that turn.
+    pub branch: Option<BranchId>,
+}
+
+impl FeedEvent {
+    /// An event named `name` with `data`, tagged with the `turn` and
+    /// `branch` its data names (when they are valid ids).
+    pub fn from_data(name: impl Into<String>, data: Value) -> Self {
+        let turn = data
+            .get("turn")
+            .and_then(Value::as_str)
+            .and_then(|t| TurnId::parse(t).ok());
+        let branch = data
+            .get("branch")
+            .and_then(Value::as_str)
+            .and_then(|b| BranchId::parse(b).ok());
+        Self {
+            name: name.into(),
+            data,
+            turn,
+            branch,
+        }
+    }
+}
+
+/// One item of a session's feed.
+#[derive(Debug, Clone, PartialEq)]
+pub enum FeedItem {
+    /// A durable log record.
+    Record(Record),
+    /// A volatile kernel event.
+    Event(FeedEvent),
+}
+
+impl FeedItem {
+    /// The turn the item belongs to (None: no turn's).
+    pub fn turn(&self) -> Option<&TurnId> {
+        match self {
+            FeedItem::Record(r) => r.turn.as_ref(),
+            FeedItem::Event(e) => e.turn.as_ref(),
+        }
+    }
+
+    /// The branch of the item's turn (for a record outside a turn, the
+    /// branch it names, if any).
+    pub fn branch(&self) -> Option<&BranchId> {
+        match self {
+            FeedItem::Record(r) => r.branch.as_ref().or_else(|| r.kind.branch()),
+            FeedItem::Event(e) => e.branch.as_ref(),
+        }
+    }
+
+    /// The record, if this is one.
+    pub fn as_record(&self) -> Option<&Record> {
+        match self {
+            FeedItem::Record(r) => Some(r),
+            FeedItem::Event(_) => None,
+        }
+    }
+
+    /// The event, if this is one.
+    pub fn as_event(&self) -> Option<&FeedEvent> {
+        match self {
+            FeedItem::Event(e) => Some(e),
+            FeedItem::Record(_) => None,
+        }
+    }
+}
+
+/// Why a subscriber stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum FeedError {
+    /// The subscriber fell `missed` items behind; items were lost to it.
+    #[error(
+        "the subscriber fell {missed} events behind and was dropped; subscribe again from the last record it saw"
+    )]
+    Lagged {
+        /// How many items it missed.
+        missed: u64,
+        /// The last record seq it received.
+        last_seq: u64,
+    },
+    /// The feed is gone (its session was dropped).
+    #[error("the session's feed was closed")]
+    Closed,
+    /// Replaying the records from the store failed.
+    #[error("cannot read the session log to replay it: {0}")]
+    Store(#[from] StoreError),
+}
+
+struct Inner {
+    id: SessionId,
+    store: Arc<dyn Store>,
+    tx: broadcast::Sender<Arc<FeedItem>>,
+    /// The last record seq published (None: not known yet).
+    published: Mutex<Option<u64>>,
+}
+
+/// One session's feed (cheap to clone; clones share it). See the module
+/// docs.
+#[derive(Clone)]
+pub struct Feed {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for Feed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Feed")
+            .field("session", &self.inner.id)
+            .field("followers", &self.followers())
+            .finish()
+    }
+}
+
+impl Feed {
+    /// A feed of session `id` in `store`, holding up to `capacity` items
+    /// per subscriber ([`FEED_CAPACITY`] is a good default).
+    pub fn new(store: Arc<dyn Store>, id: SessionId, capacity: usize) -> Self {
+        let (tx, _) = broadcast::channel(capacity.max(1));
+        Self {
+            inner: Arc::new(Inner {
+                id,
+                store,
+                tx,
+                published: Mutex::new(None),
+            }),
+        }
+    }
+
+    /// The session id.
+    pub fn session_id(&self) -> &SessionId {
+        &self.inner.id
+    }
+
+    /// How many subscribers follow the feed.
+    pub fn followers(&self) -> usize {
+        self.inner.tx.receiver_count()
+    }
+
+    /// Tells the feed the session's head when it does not know it yet (a
+    /// session just loaded), so the first subscriber need not read it.
+    pub async fn prime(&self, head: u64) {
+        let mut published = self.inner.published.lock().await;
+        if published.is_none() {
+            *published = Some(head);
+        }
+    }
+
+    /// Publishes a volatile event (never waits; copies nothing when no one
+    /// follows the feed).
+    pub fn event(&self, name: &str, data: &Value) {
+        if self.inner.tx.receiver_count() == 0 {
+            return;
+        }
+        let _ = self
+            .inner
+            .tx
+            .send(Arc::new(FeedItem::Event(FeedEvent::from_data(
+                name,
+                data.clone(),
+            ))));
+    }
+
+    /// Publishes `records` (in seq order) after filling any gap before
+    /// them from the store; records already published are skipped.
+    pub async fn publish(&self, records: &[Record]) {
+        let Some(first) = records.first() else {
+            return;
+        };
+        let mut published = self.inner.published.lock().await;
+        let last = records.last().map_or(first.seq, |r| r.seq);
+        let Some(mut head) = *published else {
+            // Nobody has subscribed: nothing to fill, just remember.
+            *published = Some(last);
+            return;
+        };
+        if self.inner.tx.receiver_count() == 0 {
+            *published = Some(head.max(last));
+            return;
+        }
+        if first.seq > head + 1 {
+            let missing = (first.seq - head - 1) as usize;
+            match self
+                .inner
+                .store
+                .read(&self.inner.id, head + 1, Some(missing))
+                .await
+            {
+                Ok(found) => {
+                    for r in found.into_iter().filter(|r| r.seq < first.seq) {
+                        if r.seq == head + 1 {
+                            head = r.seq;
+                            let _ = self.inner.tx.send(Arc::new(FeedItem::Record(r)));
+                        }
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(session = %self.inner.id, error = %e, "cannot fill a gap in the session's feed; it is filled on the next write");
+                    return;
+                }
+            }
+            if first.seq > head + 1 {
+                *published = Some(head);
+                return;
+            }
+        }
+        for r in records {
+            if r.seq == head + 1 {
+                head = r.seq;
+                let _ = self.inner.tx.send(Arc::new(FeedItem::Record(r.clone())));
+            }
+        }
+        *published = Some(head);
+    }
+
+    /// Publishes whatever the store holds after the published seq (records
+    /// other writers appended).
+    pub async fn catch_up(&self) {
+        let from = match *self.inner.published.lock().await {
+            Some(p) => p + 1,
+            None => return,
+        };
+        match self.inner.store.read(&self.inner.id, from, None).await {
+            Ok(records) => self.publish(&records).await,
+            Err(e) => {
+                tracing::warn!(session = %self.inner.id, error = %e, "cannot read the log to catch the session's feed up");
+            }
+        }
+    }
+
+    /// Subscribes. With `after: Some(n)` the receiver first gets every
+    /// record after seq `n` from the store; with None it starts at the
+    /// head. Then it follows the feed: every record exactly once, and
+    /// every event from now on.
+    pub async fn subscribe(&self, after: Option<u64>) -> Result<FeedReceiver, StoreError> {
+        let mut published = self.inner.published.lock().await;
+        let head = match *published {
+            Some(p) => p,
+            None => {
+                let p = self.inner.store.get(&self.inner.id).await?.last_seq;
+                *published = Some(p);
+                p
+            }
+        };
+        let rx = self.inner.tx.subscribe();
+        drop(published);
+        let last_seq = after.unwrap_or(head).min(head);
+        Ok(FeedReceiver {
+            store: self.inner.store.clone(),
+            id: self.inner.id.clone(),
+            rx,
+            head,
+            replay_next: last_seq + 1,
+            replayed: VecDeque::new(),
+            last_seq,
+        })
+    }
+}
+
+/// A subscription to a [`Feed`]: replays the records after the point it
+/// started from, then follows the feed.
+pub struct FeedReceiver {
+    store: Arc<dyn Store>,
+    id: SessionId,
+    rx: broadcast::Receiver<Arc<FeedItem>>,
+    head: u64,
+    replay_next: u64,
+    replayed: VecDeque<Record>,
+    last_seq: u64,
+}
+
+impl std::fmt::Debug for FeedReceiver {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FeedReceiver")
+            .field("session", &self.id)
+            .field("head", &self.head)
+            .field("last_seq", &self.last_seq)
+            .finish()
+    }
+}
+
+impl FeedReceiver {
+    /// The record seq the feed had published when this subscribed (the
+    /// replay goes up to it).
+    pub fn head(&self) -> u64 {
+        self.head
+    }
+
+    /// The seq of the last record received (or the start point).
+    pub fn last_seq(&self) -> u64 {
+        self.last_seq
+    }
+
+    /// The next item: a replayed record, then live items in order.
+    pub async fn recv(&mut self) -> Result<Arc<FeedItem>, FeedError> {
+        loop {
+            if let Some(item) = self.replayed_item().await? {
+                return Ok(item);
+            }
+            match self.rx.recv().await {
+                Ok(item) => {
+                    if let Some(item) = self.take(item) {
+                        return Ok(item);
+                    }
+                }
+                Err(broadcast::error::RecvError::Lagged(missed)) => {
+                    return Err(FeedError::Lagged {
+                        missed,
+                        last_seq: self.last_seq,
+                    });
+                }
+                Err(broadcast::error::RecvError::Closed) => return Err(FeedError::Closed),
+            }
+        }
+    }
+
+    /// The next item if one is ready now (replayed records are read from the
+    /// store first); None when nothing is waiting.
+    pub async fn try_recv(&mut self) -> Result<Option<Arc<FeedItem>>, FeedError> {
+        if let Some(item) = self.replayed_item().await? {
+            return Ok(Some(item));
+        }
+        loop {
+            match self.rx.try_recv() {
+                Ok(item) => {
+                    if let Some(item) = self.take(item) {
+                        return Ok(Some(item));
+                    }
+                }
+                Err(broadcast::error::TryRecvError::Empty) => return Ok(None),
+                Err(broadcast::error::TryRecvError::Lagged(missed)) => {
+                    return Err(FeedError::Lagged {
+                        missed,
+                        last_seq: self.last_seq,
+                    });
+                }
+                Err(broadcast::error::TryRecvError::Closed) => return Err(FeedError::Closed),
+            }
+        }
+    }
+
+    /// A live item, unless it is a record already received.
+    fn take(&mut self, item: Arc<FeedItem>) -> Option<Arc<FeedItem>> {
+        if let FeedItem::Record(r) = &*item {
+            if r.seq <= self.last_seq {
+                return None;
+            }
+            self.last_seq = r.seq;
+        }
+        Some(item)
+    }
+
+    async fn replayed_item(&mut self) -> Result<Option<Arc<FeedItem>>, FeedError> {
+        if self.replayed.is_empty() && self.replay_next <= self.head {
+            let page = self
+                .store
+                .read(&self.id, self.replay_next, Some(REPLAY_PAGE))
+                .await?;
+            if page.is_empty() {
+                self.replay_next = u64::MAX;
+            }
+            for r in page {
+                if r.seq > self.head {
+                    self.replay_next = u64::MAX;
+                    break;
+                }
+                self.replay_next = r.seq + 1;
+                self.replayed.push_back(r);
+            }
+        }
+        Ok(self.replayed.pop_front().map(|r| {
+            self.last_seq = self.last_seq.max(r.seq);
+            Arc::new(FeedItem::Record(r))
+        }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::memory::MemoryStore;
+    use crate::message::{Message, Role};
+    use crate::record::RecordKind;
+    use crate::session::{Project, SessionMeta};
+
+    async fn session() -> (Arc<dyn Store>, SessionId) {
+        let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
+        let id = SessionId::new_v7();
+        store
+            .create(
+                SessionMeta::new(id.clone(), Project::current(), "base"),
+                vec![],
+            )
+            .await
+            .expect("create");
+        (store, id)
+    }
+
+    async fn append(store: &Arc<dyn Store>, id: &SessionId, text: &str) -> Vec<Record> {
+        let head = store.get(id).await.expect("get").last_seq;
+        let batch = Record::batch(
+            head,
+            [RecordKind::message(Message::text(
+                BranchId::main(),
+                Role::User,
+                text,
+            ))],
+        );
+        store.append(id, head, batch.clone()).await.expect("append");
+        batch
+    }
+
+    fn seqs(items: &[Arc<FeedItem>]) -> Vec<u64> {
+        items
+            .iter()
+            .filter_map(|i| i.as_record().map(|r| r.seq))
+            .collect()
+    }
+
+    async fn drain(rx: &mut FeedReceiver) -> Vec<Arc<FeedItem>> {
+        let mut out = Vec::new();
+        while let Some(item) = rx.try_recv().await.expect("recv") {
+            out.push(item);
+        }
+        out
+    }
+
+    #[tokio::test]
+    async fn fills_gaps_and_skips_duplicates() {
+        let (store, id) = session().await;
+        let feed = Feed::new(store.clone(), id.clone(), 64);
+        let mut rx = feed.subscribe(None).await.expect("subscribe");
+        assert_eq!(rx.head(), 1);
+        // Three records written behind the feed's back, the last published.
+        let mut last = Vec::new();
+        for i in 0..3 {
+            last = append(&store, &id, &format!("m{i}")).await;
+        }
+        feed.publish(&last).await;
+        feed.publish(&last).await; // a duplicate
+        assert_eq!(seqs(&drain(&mut rx).await), vec![2, 3, 4]);
+    }
+
+    #[tokio::test]
+    async fn a_subscriber_from_seq_n_gets_every_later_record_once() {
+        let (store, id) = session().await;
+        let feed = Feed::new(store.clone(), id.clone(), 64);
+        for i in 0..5 {
+            let batch = append(&store, &id, &format!("m{i}")).await;
+            feed.publish(&batch).await;
+        }
+        // Starts at seq 3 while seq 4..=6 are in the store; then more come.
+        let mut rx = feed.subscribe(Some(3)).await.expect("subscribe");
+        feed.event("x", &serde_json::json!({}));
+        let batch = append(&store, &id, "live").await;
+        feed.publish(&batch).await;
+        feed.publish(&batch).await;
+        let items = drain(&mut rx).await;
+        assert_eq!(seqs(&items), vec![4, 5, 6, 7]);
+        assert_eq!(items.iter().filter(|i| i.as_event().is_some()).count(), 1);
+        // Starting beyond the head starts at the head.
+        let mut rx = feed.subscribe(Some(100)).await.expect("subscribe");
+        assert!(drain(&mut rx).await.is_empty());
+    }
+
+    #[tokio::test]
+    async fn items_name_their_turn_and_branch() {
+        let (store, id) = session().await;
+        let feed = Feed::new(store, id, 8);
+        let mut rx = feed.subscribe(None).await.expect("subscribe");
+        let turn = TurnId::new_v7();
+        feed.event(
+            "x",
+            &serde_json::json!({"turn": turn, "branch": "left"}),
+        );
+        feed.event("y", &serde_json::json!({"turn": "not an id/", "branch": 3}));
+        let items = drain(&mut rx).await;
+        assert_eq!(items[0].turn(), Some(&turn));
+        assert_eq!(items[0].branch().map(BranchId::as_str), Some("left"));
+        assert_eq!(items[1].turn(), None);
+        assert_eq!(items[1].branch(), None);
+    }
+
+    #[tokio::test]
+    async fn a_lagging_subscriber_is_told_where_to_resume() {
+        let (store, id) = session().await;
+        let feed = Feed::new(store, id, 2);
+        let mut rx = feed.subscribe(None).await.expect("subscribe");
+        for i in 0..5 {
+            feed.event("x", &serde_json::json!({"i": i}));
+        }
+        match rx.recv().await {
+            Err(FeedError::Lagged { missed, last_seq }) => {
+                assert_eq!((missed, last_seq), (3, 1));
+            }
+            other => panic!("expected a lag, got {other:?}"),
+        }
+    }
+}
