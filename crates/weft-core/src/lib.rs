@@ -19,6 +19,9 @@
 //!   module registry ([`registry`]), the `loop-basic` orchestrator, the
 //!   `context-simple` context manager, the `hooks-logging` hook and
 //!   [`runtime::Session`].
+//! - **Test doubles** — [`testing`]: a scripted, pausable provider, fake
+//!   tools, a recording hook and a one-call test session, for weft-core's
+//!   tests and for library users testing their own modules.
 //!
 //! What it must not know about: any storage backend beyond memory, HTTP,
 //! LLM vendors, terminals. Those live in `weft-store`, `weft-providers`,
@@ -62,6 +65,7 @@ pub mod runtime;
 pub mod session;
 pub mod state;
 pub mod store;
+pub mod testing;
 pub mod tool;
 pub mod view;
 
