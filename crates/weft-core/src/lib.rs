@@ -57,6 +57,8 @@ pub mod memory;
 pub mod message;
 pub mod mount;
 pub mod orchestrator;
+#[cfg(test)]
+mod orchestrator_tests;
 pub mod profiles;
 pub mod provider;
 pub mod record;

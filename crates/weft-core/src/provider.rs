@@ -149,6 +149,40 @@ pub enum StreamEvent {
     Completed(ChatResponse),
 }
 
+impl StreamEvent {
+    /// The events that stream a complete `block` as block `index`:
+    /// `BlockStart`, one delta per piece of `deltas` (`TextDelta`,
+    /// `ThinkingDelta` or `ToolArgumentsDelta`, by the block's kind), then
+    /// `BlockEnd` carrying the block. Blocks a model does not stream (tool
+    /// results, images) give only the `BlockEnd`.
+    pub fn for_block(index: usize, block: ContentBlock, deltas: Vec<String>) -> Vec<StreamEvent> {
+        let mut events = Vec::with_capacity(deltas.len() + 2);
+        type Delta = fn(usize, String) -> StreamEvent;
+        let streamed: Option<(BlockKind, Delta)> = match &block {
+            ContentBlock::Text { .. } => Some((BlockKind::Text, |index, text| {
+                StreamEvent::TextDelta { index, text }
+            })),
+            ContentBlock::Thinking { .. } => Some((BlockKind::Thinking, |index, text| {
+                StreamEvent::ThinkingDelta { index, text }
+            })),
+            ContentBlock::ToolCall { id, name, .. } => Some((
+                BlockKind::ToolCall {
+                    id: id.clone(),
+                    name: name.clone(),
+                },
+                |index, fragment| StreamEvent::ToolArgumentsDelta { index, fragment },
+            )),
+            ContentBlock::ToolResult { .. } | ContentBlock::Image { .. } => None,
+        };
+        if let Some((kind, delta)) = streamed {
+            events.push(StreamEvent::BlockStart { index, kind });
+            events.extend(deltas.into_iter().map(|d| delta(index, d)));
+        }
+        events.push(StreamEvent::BlockEnd { index, block });
+        events
+    }
+}
+
 /// A stream of response events.
 pub type ProviderStream = Pin<Box<dyn Stream<Item = Result<StreamEvent, ProviderError>> + Send>>;
 

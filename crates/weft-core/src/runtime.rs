@@ -45,6 +45,8 @@ mod branches;
 mod delegate;
 mod lifecycle;
 mod state;
+#[cfg(test)]
+mod tests;
 mod turn;
 
 /// The output given to the model for tool calls found unanswered when a

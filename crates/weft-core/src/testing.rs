@@ -45,9 +45,11 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use tokio::sync::Notify;
 
 use crate::error::SessionError;
+use crate::id::BranchId;
 use crate::memory::MemoryStore;
-use crate::message::Message;
+use crate::message::{ContentBlock, Message, Role};
 use crate::mount::{ModuleSpec, MountPlan, SessionSection};
+use crate::provider::ChatRequest;
 use crate::registry::ModuleRegistry;
 use crate::runtime::{Session, SessionConfig};
 use crate::tool::Tool;
@@ -59,6 +61,10 @@ mod tool;
 pub use hook::RecordingHook;
 pub use provider::{FAKE_PROVIDER_MODULE, FakeCall, FakeProvider, Reply};
 pub use tool::{FAKE_TOOLS_MODULE, FakeTool};
+
+fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
 
 /// A point where fakes wait for the test: code under test calls
 /// [`Gate::pass`] (which marks the gate reached and waits), the test awaits
@@ -207,6 +213,45 @@ pub async fn messages(
     Ok(branch
         .map(|b| b.messages.iter().map(|m| m.message.clone()).collect())
         .unwrap_or_default())
+}
+
+/// A request holding one user message with `text` on the main branch,
+/// for calling providers directly.
+pub fn user_request(text: &str) -> ChatRequest {
+    ChatRequest {
+        messages: vec![Message::text(BranchId::main(), Role::User, text).into()],
+        ..ChatRequest::default()
+    }
+}
+
+/// The roles of `messages`, in order.
+pub fn roles(messages: &[Message]) -> Vec<Role> {
+    messages.iter().map(|m| m.role).collect()
+}
+
+/// The tool results in `messages`, in order: `(call id, output, is_error)`.
+pub fn tool_results(messages: &[Message]) -> Vec<(String, String, bool)> {
+    messages
+        .iter()
+        .flat_map(|m| &m.content)
+        .filter_map(|block| match block {
+            ContentBlock::ToolResult {
+                call_id,
+                output,
+                is_error,
+            } => Some((call_id.clone(), output.clone(), *is_error)),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Awaits `future`, failing the test if it hangs (a guard against
+/// deadlocks, not a timing assertion).
+#[cfg(test)]
+pub(crate) async fn within<T>(future: impl std::future::Future<Output = T>) -> T {
+    tokio::time::timeout(std::time::Duration::from_secs(30), future)
+        .await
+        .expect("the test hung: a gate or event it waited for never came")
 }
 
 #[cfg(test)]

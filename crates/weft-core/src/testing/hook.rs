@@ -6,16 +6,13 @@ use async_trait::async_trait;
 use serde_json::Value;
 use tokio::sync::Notify;
 
+use super::lock;
 use crate::hooks::{ALL_EVENTS, HookError, HookHandle, HookHandler, HookRegistry, HookResult};
 
 #[derive(Default)]
 struct Inner {
     events: Mutex<Vec<(String, Value)>>,
     notify: Notify,
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 /// Records every `(event name, data)` it handles, in order, and always

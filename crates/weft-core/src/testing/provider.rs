@@ -9,11 +9,11 @@ use async_trait::async_trait;
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
-use super::Gate;
+use super::{Gate, lock};
 use crate::message::{ContentBlock, Usage};
 use crate::provider::{
-    BlockKind, ChatRequest, ChatResponse, ModelInfo, Provider, ProviderError, ProviderInfo,
-    ProviderStream, StopReason, StreamEvent,
+    ChatRequest, ChatResponse, ModelInfo, Provider, ProviderError, ProviderInfo, ProviderStream,
+    StopReason, StreamEvent,
 };
 use crate::registry::ModuleRegistry;
 
@@ -87,57 +87,38 @@ impl Reply {
 
     /// The events of this reply as stream number `n` (from 0).
     fn events(self, n: usize, model: String) -> Result<VecDeque<StreamEvent>, ProviderError> {
-        let mut events = VecDeque::new();
-        let mut content = Vec::new();
-        let stop_reason = match self {
+        // Each block with the deltas it streams in.
+        let (blocks, stop_reason) = match self {
             Reply::Error(e) => return Err(e),
-            Reply::Text(deltas) => {
-                events.push_back(StreamEvent::BlockStart {
-                    index: 0,
-                    kind: BlockKind::Text,
-                });
-                let text: String = deltas.concat();
-                for text in deltas {
-                    events.push_back(StreamEvent::TextDelta { index: 0, text });
-                }
-                let block = ContentBlock::text(text);
-                events.push_back(StreamEvent::BlockEnd {
-                    index: 0,
-                    block: block.clone(),
-                });
-                content.push(block);
-                StopReason::EndTurn
-            }
-            Reply::ToolCalls(calls) => {
-                for (index, call) in calls.into_iter().enumerate() {
-                    let id = call
-                        .id
-                        .unwrap_or_else(|| format!("call_{}_{}", n + 1, index + 1));
-                    events.push_back(StreamEvent::BlockStart {
-                        index,
-                        kind: BlockKind::ToolCall {
-                            id: id.clone(),
-                            name: call.name.clone(),
-                        },
-                    });
-                    events.push_back(StreamEvent::ToolArgumentsDelta {
-                        index,
-                        fragment: call.arguments.to_string(),
-                    });
-                    let block = ContentBlock::ToolCall {
-                        id,
-                        name: call.name,
-                        arguments: call.arguments,
-                    };
-                    events.push_back(StreamEvent::BlockEnd {
-                        index,
-                        block: block.clone(),
-                    });
-                    content.push(block);
-                }
-                StopReason::ToolUse
-            }
+            Reply::Text(deltas) => (
+                vec![(ContentBlock::text(deltas.concat()), deltas)],
+                StopReason::EndTurn,
+            ),
+            Reply::ToolCalls(calls) => (
+                calls
+                    .into_iter()
+                    .enumerate()
+                    .map(|(i, call)| {
+                        let fragment = call.arguments.to_string();
+                        let block = ContentBlock::ToolCall {
+                            id: call
+                                .id
+                                .unwrap_or_else(|| format!("call_{}_{}", n + 1, i + 1)),
+                            name: call.name,
+                            arguments: call.arguments,
+                        };
+                        (block, vec![fragment])
+                    })
+                    .collect(),
+                StopReason::ToolUse,
+            ),
         };
+        let mut events = VecDeque::new();
+        let mut content = Vec::with_capacity(blocks.len());
+        for (index, (block, pieces)) in blocks.into_iter().enumerate() {
+            events.extend(StreamEvent::for_block(index, block.clone(), pieces));
+            content.push(block);
+        }
         events.push_back(StreamEvent::Completed(ChatResponse {
             content,
             usage: Usage {
@@ -160,10 +141,6 @@ struct Inner {
     calls: AtomicUsize,
     dropped: AtomicUsize,
     abandoned: AtomicUsize,
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 /// A provider answering from a queue of [`Reply`]s, one per `stream` call,
@@ -376,16 +353,8 @@ impl Provider for FakeProvider {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::id::BranchId;
-    use crate::message::{Message, Role};
+    use crate::testing::user_request as request;
     use futures::StreamExt;
-
-    fn request(text: &str) -> ChatRequest {
-        ChatRequest {
-            messages: vec![Message::text(BranchId::main(), Role::User, text).into()],
-            ..Default::default()
-        }
-    }
 
     #[tokio::test]
     async fn replies_in_order_then_runs_out() {

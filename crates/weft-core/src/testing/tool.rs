@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 use async_trait::async_trait;
 use serde_json::{Value, json};
 
-use super::Gate;
+use super::{Gate, lock};
 use crate::registry::ModuleRegistry;
 use crate::tool::{Tool, ToolContext, ToolOutput};
 
@@ -25,10 +25,6 @@ struct Inner {
     calls: AtomicUsize,
     finished: AtomicUsize,
     inputs: Mutex<Vec<Value>>,
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 /// A tool answering with a canned output or a closure. It counts runs
