@@ -12,6 +12,7 @@ use crate::testing::{
     FakeProvider, FakeTool, RecordingHook, Reply, config_with, messages, roles, session_from,
     session_with, tool_results, within,
 };
+use crate::tool::ToolOutput;
 
 #[tokio::test]
 async fn a_text_answer_is_returned_and_recorded() {
@@ -179,4 +180,35 @@ async fn a_provider_error_fails_the_turn_after_recording_the_prompt() {
     );
     let log = messages(&session, None).await.expect("messages");
     assert_eq!(roles(&log), [Role::User]);
+}
+
+#[tokio::test]
+async fn tool_outputs_and_failures_reach_the_model() {
+    let upper = FakeTool::with_fn("upper", |input| {
+        ToolOutput::ok(input["s"].as_str().unwrap_or_default().to_uppercase())
+    });
+    let broken = FakeTool::failing("broken", "disk on fire");
+    let provider = FakeProvider::replying([
+        Reply::tool_calls([("upper", json!({"s": "abc"})), ("broken", json!({}))]),
+        Reply::text("noted"),
+    ]);
+    let session = session_with(&provider, vec![upper.as_tool(), broken.as_tool()])
+        .await
+        .expect("session");
+    let hook = RecordingHook::new();
+    hook.attach(session.hooks());
+
+    assert_eq!(session.execute("go").await.expect("answer"), "noted");
+    let log = messages(&session, None).await.expect("messages");
+    assert_eq!(
+        tool_results(&log),
+        [
+            ("call_1_1".to_string(), "ABC".to_string(), false),
+            ("call_1_2".to_string(), "disk on fire".to_string(), true),
+        ]
+    );
+    let errors = hook.events_named(events::TOOL_ERROR);
+    assert_eq!(errors.len(), 1);
+    assert_eq!(errors[0]["tool_name"], "broken");
+    assert_eq!(hook.count(events::TOOL_POST), 1);
 }

@@ -340,3 +340,72 @@ pub trait Provider: Send + Sync {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn for_block_streams_each_kind_with_its_deltas() {
+        let text =
+            StreamEvent::for_block(0, ContentBlock::text("ab"), vec!["a".into(), "b".into()]);
+        assert_eq!(
+            text,
+            [
+                StreamEvent::BlockStart {
+                    index: 0,
+                    kind: BlockKind::Text
+                },
+                StreamEvent::TextDelta {
+                    index: 0,
+                    text: "a".into()
+                },
+                StreamEvent::TextDelta {
+                    index: 0,
+                    text: "b".into()
+                },
+                StreamEvent::BlockEnd {
+                    index: 0,
+                    block: ContentBlock::text("ab")
+                },
+            ]
+        );
+        let call = ContentBlock::ToolCall {
+            id: "c1".into(),
+            name: "echo".into(),
+            arguments: json!({}),
+        };
+        let events = StreamEvent::for_block(2, call.clone(), vec!["{}".into()]);
+        assert!(matches!(
+            &events[0],
+            StreamEvent::BlockStart { index: 2, kind: BlockKind::ToolCall { id, name } } if id == "c1" && name == "echo"
+        ));
+        assert!(matches!(
+            &events[1],
+            StreamEvent::ToolArgumentsDelta { index: 2, fragment } if fragment == "{}"
+        ));
+        assert_eq!(events.len(), 3);
+        let thinking = ContentBlock::Thinking {
+            thinking: "hm".into(),
+            signature: None,
+        };
+        let events = StreamEvent::for_block(1, thinking, vec!["hm".into()]);
+        assert!(
+            matches!(&events[1], StreamEvent::ThinkingDelta { index: 1, text } if text == "hm")
+        );
+        let result = ContentBlock::ToolResult {
+            call_id: "c1".into(),
+            output: "x".into(),
+            is_error: false,
+        };
+        let events = StreamEvent::for_block(3, result.clone(), vec!["ignored".into()]);
+        assert_eq!(
+            events,
+            [StreamEvent::BlockEnd {
+                index: 3,
+                block: result
+            }]
+        );
+    }
+}
