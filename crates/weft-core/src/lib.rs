@@ -24,6 +24,9 @@
 //! - **Feed** — one ordered stream per session of its records and kernel
 //!   events, each naming its turn and branch ([`feed`]); front ends (the
 //!   daemon's SSE, the CLI's output) read it.
+//! - **Test doubles** — [`testing`]: a scripted, pausable provider, fake
+//!   tools, a recording hook and a one-call test session, for weft-core's
+//!   tests and for library users testing their own modules.
 //!
 //! The types a library user needs are re-exported at the crate root;
 //! modules hold the rest.
@@ -63,6 +66,8 @@ pub mod memory;
 pub mod message;
 pub mod mount;
 pub mod orchestrator;
+#[cfg(test)]
+mod orchestrator_tests;
 pub mod profiles;
 pub mod provider;
 pub mod record;
@@ -71,6 +76,7 @@ pub mod runtime;
 pub mod session;
 pub mod state;
 pub mod store;
+pub mod testing;
 pub mod tool;
 pub mod view;
 

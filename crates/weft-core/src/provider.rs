@@ -149,6 +149,40 @@ pub enum StreamEvent {
     Completed(ChatResponse),
 }
 
+impl StreamEvent {
+    /// The events that stream a complete `block` as block `index`:
+    /// `BlockStart`, one delta per piece of `deltas` (`TextDelta`,
+    /// `ThinkingDelta` or `ToolArgumentsDelta`, by the block's kind), then
+    /// `BlockEnd` carrying the block. Blocks a model does not stream (tool
+    /// results, images) give only the `BlockEnd`.
+    pub fn for_block(index: usize, block: ContentBlock, deltas: Vec<String>) -> Vec<StreamEvent> {
+        let mut events = Vec::with_capacity(deltas.len() + 2);
+        type Delta = fn(usize, String) -> StreamEvent;
+        let streamed: Option<(BlockKind, Delta)> = match &block {
+            ContentBlock::Text { .. } => Some((BlockKind::Text, |index, text| {
+                StreamEvent::TextDelta { index, text }
+            })),
+            ContentBlock::Thinking { .. } => Some((BlockKind::Thinking, |index, text| {
+                StreamEvent::ThinkingDelta { index, text }
+            })),
+            ContentBlock::ToolCall { id, name, .. } => Some((
+                BlockKind::ToolCall {
+                    id: id.clone(),
+                    name: name.clone(),
+                },
+                |index, fragment| StreamEvent::ToolArgumentsDelta { index, fragment },
+            )),
+            ContentBlock::ToolResult { .. } | ContentBlock::Image { .. } => None,
+        };
+        if let Some((kind, delta)) = streamed {
+            events.push(StreamEvent::BlockStart { index, kind });
+            events.extend(deltas.into_iter().map(|d| delta(index, d)));
+        }
+        events.push(StreamEvent::BlockEnd { index, block });
+        events
+    }
+}
+
 /// A stream of response events.
 pub type ProviderStream = Pin<Box<dyn Stream<Item = Result<StreamEvent, ProviderError>> + Send>>;
 
@@ -304,5 +338,74 @@ pub trait Provider: Send + Sync {
             provider: self.info().name,
             message: "the stream ended without a complete response".into(),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn for_block_streams_each_kind_with_its_deltas() {
+        let text =
+            StreamEvent::for_block(0, ContentBlock::text("ab"), vec!["a".into(), "b".into()]);
+        assert_eq!(
+            text,
+            [
+                StreamEvent::BlockStart {
+                    index: 0,
+                    kind: BlockKind::Text
+                },
+                StreamEvent::TextDelta {
+                    index: 0,
+                    text: "a".into()
+                },
+                StreamEvent::TextDelta {
+                    index: 0,
+                    text: "b".into()
+                },
+                StreamEvent::BlockEnd {
+                    index: 0,
+                    block: ContentBlock::text("ab")
+                },
+            ]
+        );
+        let call = ContentBlock::ToolCall {
+            id: "c1".into(),
+            name: "echo".into(),
+            arguments: json!({}),
+        };
+        let events = StreamEvent::for_block(2, call.clone(), vec!["{}".into()]);
+        assert!(matches!(
+            &events[0],
+            StreamEvent::BlockStart { index: 2, kind: BlockKind::ToolCall { id, name } } if id == "c1" && name == "echo"
+        ));
+        assert!(matches!(
+            &events[1],
+            StreamEvent::ToolArgumentsDelta { index: 2, fragment } if fragment == "{}"
+        ));
+        assert_eq!(events.len(), 3);
+        let thinking = ContentBlock::Thinking {
+            thinking: "hm".into(),
+            signature: None,
+        };
+        let events = StreamEvent::for_block(1, thinking, vec!["hm".into()]);
+        assert!(
+            matches!(&events[1], StreamEvent::ThinkingDelta { index: 1, text } if text == "hm")
+        );
+        let result = ContentBlock::ToolResult {
+            call_id: "c1".into(),
+            output: "x".into(),
+            is_error: false,
+        };
+        let events = StreamEvent::for_block(3, result.clone(), vec!["ignored".into()]);
+        assert_eq!(
+            events,
+            [StreamEvent::BlockEnd {
+                index: 3,
+                block: result
+            }]
+        );
     }
 }

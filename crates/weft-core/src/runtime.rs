@@ -54,6 +54,8 @@ mod delegate;
 mod handle;
 mod lifecycle;
 mod state;
+#[cfg(test)]
+mod tests;
 mod turn;
 
 pub use handle::{TurnEvents, TurnHandle, TurnRequest};

@@ -32,8 +32,8 @@ use tokio_util::sync::CancellationToken;
 use weft_core::message::{ContentBlock, Message, Role, Usage};
 use weft_core::mount::{ModuleSpec, MountError};
 use weft_core::provider::{
-    BlockKind, ChatRequest, ChatResponse, ModelInfo, Provider, ProviderError, ProviderInfo,
-    ProviderStream, StopReason, StreamEvent,
+    ChatRequest, ChatResponse, ModelInfo, Provider, ProviderError, ProviderInfo, ProviderStream,
+    StopReason, StreamEvent,
 };
 use weft_core::registry::ModuleRegistry;
 
@@ -299,69 +299,37 @@ impl Provider for ScriptedProvider {
             return Err(ProviderError::Other(format!("scripted error: {message}")));
         }
 
-        let mut events = Vec::new();
-        let mut content = Vec::new();
+        // Each block with the deltas it streams in.
+        let mut blocks: Vec<(ContentBlock, Vec<String>)> = Vec::new();
         if let Some(thinking) = response.thinking.filter(|t| !t.is_empty()) {
-            let index = content.len();
-            events.push(StreamEvent::BlockStart {
-                index,
-                kind: BlockKind::Thinking,
-            });
-            for text in deltas(&thinking) {
-                events.push(StreamEvent::ThinkingDelta { index, text });
-            }
+            let pieces = deltas(&thinking);
             let block = ContentBlock::Thinking {
                 thinking,
                 signature: None,
             };
-            events.push(StreamEvent::BlockEnd {
-                index,
-                block: block.clone(),
-            });
-            content.push(block);
+            blocks.push((block, pieces));
         }
         if let Some(text) = response.text.filter(|t| !t.is_empty()) {
-            let index = content.len();
-            events.push(StreamEvent::BlockStart {
-                index,
-                kind: BlockKind::Text,
-            });
-            for piece in deltas(&text) {
-                events.push(StreamEvent::TextDelta { index, text: piece });
-            }
-            let block = ContentBlock::Text { text };
-            events.push(StreamEvent::BlockEnd {
-                index,
-                block: block.clone(),
-            });
-            content.push(block);
+            let pieces = deltas(&text);
+            blocks.push((ContentBlock::Text { text }, pieces));
         }
         let has_calls = !response.tool_calls.is_empty();
         for (i, call) in response.tool_calls.into_iter().enumerate() {
-            let index = content.len();
             let id = call
                 .id
                 .unwrap_or_else(|| format!("call_{}_{}", n + 1, i + 1));
-            events.push(StreamEvent::BlockStart {
-                index,
-                kind: BlockKind::ToolCall {
-                    id: id.clone(),
-                    name: call.name.clone(),
-                },
-            });
-            events.push(StreamEvent::ToolArgumentsDelta {
-                index,
-                fragment: call.arguments.to_string(),
-            });
+            let fragment = call.arguments.to_string();
             let block = ContentBlock::ToolCall {
                 id,
                 name: call.name,
                 arguments: call.arguments,
             };
-            events.push(StreamEvent::BlockEnd {
-                index,
-                block: block.clone(),
-            });
+            blocks.push((block, vec![fragment]));
+        }
+        let mut events = Vec::new();
+        let mut content = Vec::with_capacity(blocks.len());
+        for (index, (block, pieces)) in blocks.into_iter().enumerate() {
+            events.extend(StreamEvent::for_block(index, block.clone(), pieces));
             content.push(block);
         }
         let usage = response
@@ -392,14 +360,7 @@ pub fn register(registry: &mut ModuleRegistry) {
 mod tests {
     use super::*;
     use futures::StreamExt;
-    use weft_core::id::BranchId;
-
-    fn request(text: &str) -> ChatRequest {
-        ChatRequest {
-            messages: vec![Message::text(BranchId::main(), Role::User, text).into()],
-            ..Default::default()
-        }
-    }
+    use weft_core::testing::user_request as request;
 
     #[tokio::test]
     async fn serves_in_order_and_runs_out_clearly() {
