@@ -526,10 +526,7 @@ mod tests {
         let feed = Feed::new(store, id, 8);
         let mut rx = feed.subscribe(None).await.expect("subscribe");
         let turn = TurnId::new_v7();
-        feed.event(
-            "x",
-            &serde_json::json!({"turn": turn, "branch": "left"}),
-        );
+        feed.event("x", &serde_json::json!({"turn": turn, "branch": "left"}));
         feed.event("y", &serde_json::json!({"turn": "not an id/", "branch": 3}));
         let items = drain(&mut rx).await;
         assert_eq!(items[0].turn(), Some(&turn));

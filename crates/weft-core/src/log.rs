@@ -256,10 +256,12 @@ impl SessionLog {
     where
         F: FnMut(&SessionMeta, &[Record]) -> Result<Vec<RecordKind>, StoreError> + Send,
     {
-        self.append_decided(None, decide).await
+        self.append_if_as(None, decide).await
     }
 
-    async fn append_decided<F>(
+    /// [`SessionLog::append_if`], the records stamped as written by `turn`
+    /// (a turn id and its branch) when one is given.
+    pub async fn append_if_as<F>(
         &self,
         turn: Option<(&TurnId, &BranchId)>,
         decide: F,
@@ -268,14 +270,8 @@ impl SessionLog {
         F: FnMut(&SessionMeta, &[Record]) -> Result<Vec<RecordKind>, StoreError> + Send,
     {
         let mut known = self.inner.known.lock().await;
-        let result = append_checked(
-            &*self.inner.store,
-            &self.inner.id,
-            &mut known,
-            turn,
-            decide,
-        )
-        .await;
+        let result =
+            append_checked(&*self.inner.store, &self.inner.id, &mut known, turn, decide).await;
         let (written, others) = match result {
             Ok(done) => done,
             Err(e) => {
@@ -303,11 +299,11 @@ impl SessionLog {
         branch: &BranchId,
         kinds: Vec<RecordKind>,
     ) -> Result<(Vec<Record>, SessionMeta), StoreError> {
-        self.append_decided(Some((turn, branch)), |session, others| {
-            match turn_conflict(branch, session, others) {
-                Some(why) => Err(StoreError::Refused(why)),
-                None => Ok(kinds.clone()),
-            }
+        self.append_if_as(Some((turn, branch)), |session, others| match turn_conflict(
+            branch, session, others,
+        ) {
+            Some(why) => Err(StoreError::Refused(why)),
+            None => Ok(kinds.clone()),
         })
         .await
     }
@@ -336,5 +332,4 @@ impl SessionLog {
         *known = meta.clone();
         Ok(meta)
     }
-
 }

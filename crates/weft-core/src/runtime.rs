@@ -36,8 +36,8 @@ use serde_json::{Map, Value, json};
 use crate::approval::{ApprovalSystem, DisplayLevel, DisplaySystem, TracingDisplay};
 use crate::context::ContextManager;
 use crate::error::SessionError;
-use crate::hooks::{HookRegistry, events};
 use crate::feed::{FEED_CAPACITY, Feed};
+use crate::hooks::{HookRegistry, events};
 use crate::id::{BranchId, SessionId, TurnId};
 use crate::log::SessionLog;
 use crate::mount::{ModuleSpec, MountError, MountPlan};
@@ -57,6 +57,8 @@ mod state;
 #[cfg(test)]
 mod tests;
 mod turn;
+#[cfg(test)]
+mod turn_tests;
 
 pub use handle::{TurnEvents, TurnHandle, TurnRequest};
 

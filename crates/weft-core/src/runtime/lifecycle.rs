@@ -8,6 +8,7 @@ use serde_json::json;
 use super::{CancelMode, Session};
 use crate::error::SessionError;
 use crate::hooks::events;
+use crate::id::{BranchId, TurnId};
 use crate::lease::{TurnHolder, TurnLockAttempt};
 use crate::record::{RecordKind, StatusChange};
 use crate::session::{SessionMeta, SessionStatus};
@@ -22,11 +23,23 @@ impl Session {
         error: Option<String>,
         when: impl Fn(SessionStatus) -> bool + Send + Sync,
     ) -> Result<SessionMeta, SessionError> {
+        self.change_status_as(None, to, error, when).await
+    }
+
+    /// [`Session::change_status`] as a step of turn `turn` (its id and
+    /// branch), whose id the record carries.
+    pub(super) async fn change_status_as(
+        &self,
+        turn: Option<(&TurnId, &BranchId)>,
+        to: SessionStatus,
+        error: Option<String>,
+        when: impl Fn(SessionStatus) -> bool + Send + Sync,
+    ) -> Result<SessionMeta, SessionError> {
         let log = &self.mounted()?.log;
         let _serialised = self.inner.activation.lock().await;
         self.take_in_outside_writes().await?;
         let (_, meta) = log
-            .append_if(|session, _| {
+            .append_if_as(turn, |session, _| {
                 Ok(if when(session.status) {
                     vec![RecordKind::Status(StatusChange {
                         from: session.status,

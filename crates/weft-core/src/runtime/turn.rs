@@ -193,8 +193,10 @@ impl Session {
         }
         // Take in what other writers appended meanwhile, and become active
         // (from created, or from an ended status on resume).
-        self.change_status(SessionStatus::Active, None, |s| s != SessionStatus::Active)
-            .await?;
+        self.change_status_as(Some((turn, branch_id)), SessionStatus::Active, None, |s| {
+            s != SessionStatus::Active
+        })
+        .await?;
         let (branch_settings, context, fresh) = self.branch_state(branch_id, mounted).await?;
 
         if !self.inner.started.swap(true, Ordering::SeqCst) {
