@@ -33,11 +33,13 @@ use serde::{Deserialize, Serialize};
 use weft_core::memory::MemoryStore;
 pub use weft_core::store::{Store, StoreError};
 
+pub mod blocking;
 pub mod conformance;
 pub mod fs;
 pub mod import;
 pub mod sqlite;
 
+mod codec;
 mod sql;
 mod turn_lock;
 mod util;

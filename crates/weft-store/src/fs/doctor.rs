@@ -469,7 +469,7 @@ pub(crate) fn parse_log(bytes: &[u8]) -> ParsedLog {
     let mut head_idx = None;
     for (n, &(s, e)) in lines.iter().enumerate().rev() {
         let line = &bytes[s..e];
-        if !log::has_more(line) && log::parse_line(line).is_ok() {
+        if !log::has_more(line) && crate::codec::decode_line(line).is_ok() {
             head_idx = Some(n);
             break;
         }
@@ -488,7 +488,7 @@ pub(crate) fn parse_log(bytes: &[u8]) -> ParsedLog {
         if s == e {
             continue;
         }
-        match log::parse_line(&bytes[s..e]) {
+        match crate::codec::decode_line(&bytes[s..e]) {
             Ok(r) => {
                 out.records.push(r);
                 out.ends.push(e as u64 + 1);
