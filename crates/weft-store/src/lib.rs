@@ -12,6 +12,11 @@
 //! - `memory` — [`weft_core::memory::MemoryStore`], re-exported for
 //!   [`open_store`].
 //!
+//! The fs and sqlite backends are synchronous ([`blocking::BlockingStore`]);
+//! [`blocking::Blocking`] runs them on tokio's blocking pool as a [`Store`],
+//! and both store records as the same JSON lines (the private `codec`
+//! module).
+//!
 //! Every backend passes the same [`conformance`] suite. [`import`] reads
 //! sessions written by the Amplifier CLI. [`StoreConfig`] and
 //! [`open_store`] pick and open a backend from configuration.

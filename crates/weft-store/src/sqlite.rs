@@ -34,7 +34,7 @@
 //! loss may drop the newest). Reads use a third connection, so they never
 //! wait behind a commit's fsync. Several processes may share the file
 //! (SQLite's locks, `busy_timeout` 30 s). All calls run on tokio's blocking
-//! pool.
+//! pool ([`Blocking`]); records are stored as `crate::codec` lines.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};

@@ -8,6 +8,7 @@ use weft_core::record::Record;
 use weft_core::session::SessionMeta;
 use weft_core::store::{SearchHit, SearchQuery, StoreError};
 
+use crate::codec;
 use crate::util::{IoContext, io_err};
 
 use super::{FsBackend, LOG_FILE, log, not_found};
@@ -49,10 +50,10 @@ impl FsBackend {
         if limit == usize::MAX {
             let bytes = self.read_bytes(&file, start, head.valid_len, &log_path)?;
             if from <= 1 {
-                return Ok(crate::codec::decode_all(&bytes, start, &location));
+                return Ok(codec::decode_all(&bytes, start, &location));
             }
             let mut out = Vec::new();
-            crate::codec::decode_lines(&bytes, start, from, usize::MAX, &location, &mut out);
+            codec::decode_lines(&bytes, start, from, usize::MAX, &location, &mut out);
             return Ok(out);
         }
         // Read forward in growing chunks until `limit` records are in.
@@ -66,7 +67,7 @@ impl FsBackend {
                 chunk *= 2;
                 continue;
             };
-            crate::codec::decode_lines(&bytes[..=last_nl], pos, from, limit, &location, &mut out);
+            codec::decode_lines(&bytes[..=last_nl], pos, from, limit, &location, &mut out);
             pos += last_nl as u64 + 1;
             chunk = (chunk * 2).min(8 * 1024 * 1024);
         }
@@ -128,7 +129,7 @@ impl FsBackend {
                         continue;
                     }
                 }
-                let Ok(record) = crate::codec::decode_line(line) else {
+                let Ok(record) = codec::decode_line(line) else {
                     continue;
                 };
                 if let Some(m) = record.as_message()

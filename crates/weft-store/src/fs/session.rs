@@ -18,6 +18,7 @@ use weft_core::store::StoreError;
 use super::index::Index;
 use super::log::Head;
 use super::queue::IndexQueue;
+use crate::codec;
 use crate::util::{
     IoContext, READ_ONLY_FS, io_err, is_symlink_refusal, no_follow, validate_slug, writable,
     write_atomic,
@@ -389,14 +390,7 @@ impl FsBackend {
             if boundary[0] == b'\n' {
                 let bytes = self.read_bytes(file, m.log_bytes, head.valid_len, &log_path)?;
                 let mut records = Vec::new();
-                crate::codec::decode_lines(
-                    &bytes,
-                    m.log_bytes,
-                    1,
-                    usize::MAX,
-                    &location,
-                    &mut records,
-                );
+                codec::decode_lines(&bytes, m.log_bytes, 1, usize::MAX, &location, &mut records);
                 if records.first().map(|r| r.seq) == Some(m.meta.last_seq + 1) {
                     let mut meta = m.meta;
                     for r in &records {
@@ -416,7 +410,7 @@ impl FsBackend {
         }
         // Fold the whole log.
         let bytes = self.read_bytes(file, 0, head.valid_len, &log_path)?;
-        let records = crate::codec::decode_all(&bytes, 0, &location);
+        let records = codec::decode_all(&bytes, 0, &location);
         let mut meta = fold_meta(id, &records, &location)?;
         // Seqs of quarantined or damaged records are used up.
         meta.last_seq = meta.last_seq.max(head.last_seq);

@@ -40,6 +40,7 @@ use weft_core::view::SessionView;
 
 use super::log::{self, BackLines};
 use super::{Folded, FsBackend, LOG_FILE, TRANSCRIPT_FILE};
+use crate::codec;
 use crate::util::{IoContext, io_err, no_follow, sweep_temp_files, write_atomic};
 
 /// Where `transcript.jsonl` stands.
@@ -119,7 +120,7 @@ impl FsBackend {
                 log::seek_seq(file, folded.valid_len, done + 1, &self.bytes_read).at(&log_path)?;
             let bytes = self.read_bytes(file, start, folded.valid_len, &log_path)?;
             let mut missing = Vec::new();
-            crate::codec::decode_lines(
+            codec::decode_lines(
                 &bytes,
                 start,
                 done + 1,
@@ -191,7 +192,7 @@ impl FsBackend {
     ) -> Result<(), StoreError> {
         let log_path = dir.join(LOG_FILE);
         let bytes = self.read_bytes(file, 0, valid_len, &log_path)?;
-        let records = crate::codec::decode_all(&bytes, 0, &log_path.display().to_string());
+        let records = codec::decode_all(&bytes, 0, &log_path.display().to_string());
         let view = SessionView::from_records(&records)?;
         let mut lines = Vec::new();
         if let Some(b) = view.default_branch() {
