@@ -251,7 +251,7 @@ fn not_found(id: &SessionId) -> StoreError {
 fn encode_err(e: serde_json::Error) -> StoreError {
     StoreError::Backend {
         backend: "fs",
-        message: format!("cannot encode a record: {e}"),
+        message: format!("cannot encode as JSON: {e}"),
     }
 }
 
