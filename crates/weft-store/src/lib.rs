@@ -12,6 +12,11 @@
 //! - `memory` — [`weft_core::memory::MemoryStore`], re-exported for
 //!   [`open_store`].
 //!
+//! The fs and sqlite backends are synchronous ([`blocking::BlockingStore`]);
+//! [`blocking::Blocking`] runs them on tokio's blocking pool as a [`Store`],
+//! and both store records as the same JSON lines (the private `codec`
+//! module).
+//!
 //! Every backend passes the same [`conformance`] suite. [`import`] reads
 //! sessions written by the Amplifier CLI. [`StoreConfig`] and
 //! [`open_store`] pick and open a backend from configuration.
@@ -33,11 +38,13 @@ use serde::{Deserialize, Serialize};
 use weft_core::memory::MemoryStore;
 pub use weft_core::store::{Store, StoreError};
 
+pub mod blocking;
 pub mod conformance;
 pub mod fs;
 pub mod import;
 pub mod sqlite;
 
+mod codec;
 mod sql;
 mod turn_lock;
 mod util;

@@ -34,21 +34,21 @@
 //! loss may drop the newest). Reads use a third connection, so they never
 //! wait behind a commit's fsync. Several processes may share the file
 //! (SQLite's locks, `busy_timeout` 30 s). All calls run on tokio's blocking
-//! pool.
+//! pool ([`Blocking`]); records are stored as `crate::codec` lines.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Mutex, MutexGuard};
 
-use async_trait::async_trait;
 use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior, params};
 use serde_json::{Map, Value};
 use weft_core::SessionId;
 use weft_core::record::{Record, RecordKind, StateDelta, check_batch};
 use weft_core::session::{SessionMeta, SessionStatus};
-use weft_core::store::{DeleteOptions, ListQuery, Page, SearchHit, SearchQuery, Store, StoreError};
+use weft_core::store::{DeleteOptions, ListQuery, Page, SearchHit, SearchQuery, StoreError};
 
-use crate::util::{blocking, to_i64, to_u64};
+use crate::blocking::Blocking;
+use crate::util::{to_i64, to_u64};
 
 mod log;
 mod query;
@@ -64,21 +64,22 @@ pub const SQLITE_EVENTS_CAP: i64 = 10_000;
 /// indexes them.
 pub const FTS_BATCH: u64 = 256;
 
-/// The SQLite store. See the module docs.
-#[derive(Clone)]
-pub struct SqliteStore {
-    inner: Arc<Inner>,
-}
+/// The SQLite store. See the module docs. Its blocking half is
+/// [`SqliteBackend`]; [`Blocking`] runs it on tokio's blocking pool.
+pub type SqliteStore = Blocking<SqliteBackend>;
 
-impl std::fmt::Debug for SqliteStore {
+impl std::fmt::Debug for SqliteBackend {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("SqliteStore")
-            .field("path", &self.inner.path)
+            .field("path", &self.path)
             .finish()
     }
 }
 
-struct Inner {
+/// The blocking half of [`SqliteStore`]: the database's connections and
+/// caches, with the synchronous
+/// [`BlockingStore`](crate::blocking::BlockingStore) operations.
+pub struct SqliteBackend {
     path: PathBuf,
     writer: Mutex<Connection>,
     reader: Mutex<Connection>,
@@ -166,20 +167,18 @@ impl SqliteStore {
             .pragma_update(None, "cache_size", -64i64 * 1024)
             .map_err(db)?;
         let events = open("NORMAL")?;
-        Ok(Self {
-            inner: Arc::new(Inner {
-                path,
-                writer: Mutex::new(writer),
-                reader: Mutex::new(reader),
-                events: Mutex::new(events),
-                metas: Mutex::new(HashMap::new()),
-                fts_pending: std::sync::atomic::AtomicU64::new(FTS_BATCH),
-            }),
-        })
+        Ok(Blocking::new(SqliteBackend {
+            path,
+            writer: Mutex::new(writer),
+            reader: Mutex::new(reader),
+            events: Mutex::new(events),
+            metas: Mutex::new(HashMap::new()),
+            fts_pending: std::sync::atomic::AtomicU64::new(FTS_BATCH),
+        }))
     }
 
     /// The database file.
     pub fn path(&self) -> &Path {
-        &self.inner.path
+        &self.backend().path
     }
 }

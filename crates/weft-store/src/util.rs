@@ -1,5 +1,4 @@
-//! Small helpers shared by the backends: running blocking work off the async
-//! runtime, mapping I/O errors (with the fix for a full disk or a read-only
+//! Small helpers shared by the backends: mapping I/O errors (with the fix for a full disk or a read-only
 //! file system), no-follow opens, atomic file replacement and the sweep of
 //! its stale temp files, and name checks.
 
@@ -7,30 +6,9 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{ErrorKind, Write};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
-use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use weft_core::StoreError;
-
-/// Runs `f(&inner)` on tokio's blocking pool.
-pub(crate) async fn blocking<I, T, F>(
-    backend: &'static str,
-    inner: &Arc<I>,
-    f: F,
-) -> Result<T, StoreError>
-where
-    I: Send + Sync + 'static,
-    T: Send + 'static,
-    F: FnOnce(&I) -> Result<T, StoreError> + Send + 'static,
-{
-    let inner = inner.clone();
-    tokio::task::spawn_blocking(move || f(&inner))
-        .await
-        .map_err(|e| StoreError::Backend {
-            backend,
-            message: format!("a blocking store task failed: {e}"),
-        })?
-}
 
 /// What a full disk reads as in every store error (tests and `weft doctor`
 /// look for it).

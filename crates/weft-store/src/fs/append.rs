@@ -17,11 +17,11 @@ use crate::util::{
 };
 
 use super::{
-    Folded, Inner, LOG_FILE, META_REFRESH_BYTES, SessionLock, TRANSCRIPT_FILE, encode_err,
-    fold_meta, log, not_found, open_err, symlink_refused, transcript,
+    Folded, FsBackend, LOG_FILE, META_REFRESH_BYTES, SessionLock, TRANSCRIPT_FILE, fold_meta, log,
+    not_found, open_err, symlink_refused, transcript,
 };
 
-impl Inner {
+impl FsBackend {
     pub(super) fn create(
         &self,
         meta: SessionMeta,
@@ -35,7 +35,7 @@ impl Inner {
         kinds.extend(initial);
         let records = Record::batch(0, kinds);
         check_batch(0, &records)?;
-        let bytes = log::encode_batch(&records).map_err(encode_err)?;
+        let bytes = log::encode_batch(&records).map_err(|e| e.into_store("fs", LOG_FILE))?;
 
         // A live session with this id anywhere?
         if let Some(loc) = self.index.locate(&id)?
@@ -208,7 +208,7 @@ impl Inner {
         let mut folded = self.folded(id, &dir, &file, head, ino)?;
         // Derived files (transcript, metadata.json, index) are brought up
         // to date after the log write and never gate it.
-        let bytes = log::encode_batch(&records).map_err(encode_err)?;
+        let bytes = log::encode_batch(&records).map_err(|e| e.into_store("fs", LOG_FILE))?;
         self.touch(id);
         if head.has_tail() {
             match log::damaged_tail(&file, &head, &self.bytes_read).at(&log_path)? {

@@ -49,6 +49,7 @@ pub use repair::fix;
 pub use sqlite::check_sqlite;
 
 use super::{EVENTS_FILE, LOCK_FILE, LOG_FILE, META_FILE, TRANSCRIPT_FILE, log, transcript};
+use crate::codec;
 use crate::util::{IoContext, io_err, validate_slug};
 
 /// The side file holding records set aside from a session log.
@@ -469,7 +470,7 @@ pub(crate) fn parse_log(bytes: &[u8]) -> ParsedLog {
     let mut head_idx = None;
     for (n, &(s, e)) in lines.iter().enumerate().rev() {
         let line = &bytes[s..e];
-        if !log::has_more(line) && log::parse_line(line).is_ok() {
+        if !log::has_more(line) && codec::decode_line(line).is_ok() {
             head_idx = Some(n);
             break;
         }
@@ -488,7 +489,7 @@ pub(crate) fn parse_log(bytes: &[u8]) -> ParsedLog {
         if s == e {
             continue;
         }
-        match log::parse_line(&bytes[s..e]) {
+        match codec::decode_line(&bytes[s..e]) {
             Ok(r) => {
                 out.records.push(r);
                 out.ends.push(e as u64 + 1);

@@ -10,9 +10,9 @@ use weft_core::store::{DeleteOptions, StoreError};
 
 use crate::util::{IoContext, mtime_ns, sync_dir};
 
-use super::{Inner, LOG_FILE, SessionLock};
+use super::{FsBackend, LOG_FILE, SessionLock};
 
-impl Inner {
+impl FsBackend {
     pub(super) fn delete(
         &self,
         id: &SessionId,

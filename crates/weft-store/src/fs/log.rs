@@ -2,7 +2,7 @@
 //!
 //! # Format
 //!
-//! One [`Record`] JSON object per line (the wire format of
+//! One [`Record`] JSON object per line (`crate::codec`, the wire format of
 //! `weft_core::record`). A batch of several records is written with one
 //! `write` and fsync'd before the append returns; every record of a batch
 //! except the last carries an extra key, `"more":true`, appended after the
@@ -42,8 +42,9 @@ use std::fs::File;
 use std::os::unix::fs::FileExt;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use serde::Deserialize;
 use weft_core::Record;
+
+use crate::codec::{self, CodecError, decode_line, line_seq, warn_corrupt};
 
 /// What every record of a batch but the last ends with, instead of `}`.
 pub(crate) const MORE_SUFFIX: &[u8] = b",\"more\":true}";
@@ -53,12 +54,12 @@ const BACK_CHUNK: usize = 4 * 1024;
 /// The largest chunk read at once when scanning backwards.
 const BACK_CHUNK_MAX: usize = 1024 * 1024;
 
-/// Encodes a batch as log lines (with the `more` marker on all but the last
-/// record).
-pub(crate) fn encode_batch(records: &[Record]) -> Result<Vec<u8>, serde_json::Error> {
+/// Encodes a batch as log lines (each a `crate::codec` line, with the
+/// `more` marker on all but the last record).
+pub(crate) fn encode_batch(records: &[Record]) -> Result<Vec<u8>, CodecError> {
     let mut buf = Vec::with_capacity(records.len() * 512);
     for (i, r) in records.iter().enumerate() {
-        serde_json::to_writer(&mut buf, r)?;
+        codec::write_line(&mut buf, r)?;
         if i + 1 < records.len() {
             // The record's JSON object always ends with `}`.
             buf.pop();
@@ -72,16 +73,6 @@ pub(crate) fn encode_batch(records: &[Record]) -> Result<Vec<u8>, serde_json::Er
 /// Whether a line carries the `more` marker (its batch goes on).
 pub(crate) fn has_more(line: &[u8]) -> bool {
     line.ends_with(MORE_SUFFIX)
-}
-
-/// Parses one line (without its newline).
-pub(crate) fn parse_line(line: &[u8]) -> Result<Record, serde_json::Error> {
-    // serde_json parses a `&str` faster than bytes (no per-string UTF-8
-    // checks); one check of the whole line is cheaper.
-    match std::str::from_utf8(line) {
-        Ok(text) => serde_json::from_str(text),
-        Err(_) => serde_json::from_slice(line),
-    }
 }
 
 /// A line read from the log.
@@ -215,7 +206,7 @@ pub(crate) fn scan_back(
                 if !line.complete || has_more(&line.bytes) {
                     continue;
                 }
-                if let Ok(record) = parse_line(&line.bytes) {
+                if let Ok(record) = decode_line(&line.bytes) {
                     head = Some(Head {
                         valid_len: line.end,
                         last_seq: record.seq,
@@ -232,7 +223,7 @@ pub(crate) fn scan_back(
                 if out.len() >= want {
                     break;
                 }
-                match parse_line(&line.bytes) {
+                match decode_line(&line.bytes) {
                     Ok(record) => out.push(record),
                     Err(e) => warn_corrupt(location, line.start, &e),
                 }
@@ -246,41 +237,6 @@ pub(crate) fn scan_back(
         readable_seq: 0,
     });
     Ok((head, out))
-}
-
-/// Reports a corrupt line in the middle of a log.
-pub(crate) fn warn_corrupt(location: &str, offset: u64, e: &serde_json::Error) {
-    tracing::warn!(
-        log = location,
-        offset,
-        error = %e,
-        "skipping a corrupt line in the middle of a session log"
-    );
-}
-
-#[derive(Deserialize)]
-struct SeqProbe {
-    seq: u64,
-}
-
-/// The seq of a line, reading as little as possible: the writer puts
-/// `{"v":N,"seq":` first, so the number is parsed from the prefix; any other
-/// shape falls back to parsing the line.
-pub(crate) fn line_seq(line: &[u8]) -> Option<u64> {
-    if let Some(rest) = line.strip_prefix(b"{\"v\":") {
-        let rest = rest.get(rest.iter().position(|&b| b == b',')?..)?;
-        if let Some(digits) = rest.strip_prefix(b",\"seq\":") {
-            let n = digits.iter().take_while(|b| b.is_ascii_digit()).count();
-            if n > 0
-                && n <= 19
-                && let Ok(s) = std::str::from_utf8(&digits[..n])
-                && let Ok(seq) = s.parse::<u64>()
-            {
-                return Some(seq);
-            }
-        }
-    }
-    serde_json::from_slice::<SeqProbe>(line).ok().map(|p| p.seq)
 }
 
 /// Reads the first complete line starting at or after `offset` (and before
@@ -327,7 +283,7 @@ fn probe(
                 // Parse the whole line, not just its `seq` prefix: a corrupt
                 // line's prefix may name any seq, and trusting it sent the
                 // search past records that are there.
-                if let Ok(record) = parse_line(&buf[..i]) {
+                if let Ok(record) = decode_line(&buf[..i]) {
                     return Ok(Some((start, record.seq)));
                 }
                 start += i as u64 + 1;
@@ -370,141 +326,12 @@ pub(crate) fn seek_seq(
     Ok(lo)
 }
 
-/// Parses the committed lines of `bytes` (which start at file offset
-/// `base` on a line boundary), keeping records with `seq >= from_seq`, at
-/// most `limit` of them. Corrupt lines are reported and skipped.
-pub(crate) fn parse_lines(
-    bytes: &[u8],
-    base: u64,
-    from_seq: u64,
-    limit: usize,
-    location: &str,
-    out: &mut Vec<Record>,
-) {
-    // One UTF-8 check of the whole buffer lets every line be parsed as
-    // `&str` (faster in serde_json); a buffer with invalid bytes somewhere
-    // is parsed line by line, so only the bad lines fail.
-    let text = std::str::from_utf8(bytes).ok();
-    let mut offset = 0usize;
-    for line in bytes.split(|&b| b == b'\n') {
-        let start = offset;
-        offset += line.len() + 1;
-        if out.len() >= limit {
-            break;
-        }
-        if line.is_empty() {
-            continue;
-        }
-        if from_seq > 1
-            && let Some(seq) = line_seq(line)
-            && seq < from_seq
-        {
-            continue;
-        }
-        let parsed = match text {
-            // `start..start + line.len()` lies on '\n' boundaries of valid UTF-8.
-            Some(t) => serde_json::from_str::<Record>(&t[start..start + line.len()]),
-            None => parse_line(line),
-        };
-        match parsed {
-            Ok(r) if r.seq >= from_seq => out.push(r),
-            Ok(_) => {}
-            Err(e) => warn_corrupt(location, base + start as u64, &e),
-        }
-    }
-}
-
-/// Parses a large buffer of whole lines on several threads.
-pub(crate) fn parse_all_parallel(bytes: &[u8], base: u64, location: &str) -> Vec<Record> {
-    const PARALLEL_MIN: usize = 1024 * 1024;
-    let threads = std::thread::available_parallelism()
-        .map(|n| n.get())
-        .unwrap_or(1)
-        .min(8);
-    if bytes.len() < PARALLEL_MIN || threads < 2 {
-        let mut out = Vec::new();
-        parse_lines(bytes, base, 1, usize::MAX, location, &mut out);
-        return out;
-    }
-    // Cut at line boundaries near equal shares.
-    let mut cuts = vec![0usize];
-    for i in 1..threads {
-        let guess = bytes.len() * i / threads;
-        let prev = *cuts.last().unwrap_or(&0);
-        let at = bytes[guess.max(prev)..]
-            .iter()
-            .position(|&b| b == b'\n')
-            .map(|p| guess.max(prev) + p + 1)
-            .unwrap_or(bytes.len());
-        cuts.push(at);
-    }
-    cuts.push(bytes.len());
-    cuts.dedup();
-    let parts: Vec<Vec<Record>> = std::thread::scope(|s| {
-        let handles: Vec<_> = cuts
-            .windows(2)
-            .map(|w| {
-                let (a, b) = (w[0], w[1]);
-                let slice = &bytes[a..b];
-                let handle = s.spawn(move || {
-                    let mut out = Vec::with_capacity(slice.len() / 600 + 1);
-                    parse_lines(slice, base + a as u64, 1, usize::MAX, location, &mut out);
-                    out
-                });
-                (a, b, handle)
-            })
-            .collect();
-        handles
-            .into_iter()
-            .map(|(a, b, h)| {
-                h.join().unwrap_or_else(|_| {
-                    // A parser thread panicked: parse its share here rather
-                    // than lose it.
-                    let mut out = Vec::new();
-                    parse_lines(
-                        &bytes[a..b],
-                        base + a as u64,
-                        1,
-                        usize::MAX,
-                        location,
-                        &mut out,
-                    );
-                    out
-                })
-            })
-            .collect()
-    });
-    let mut out = Vec::with_capacity(parts.iter().map(Vec::len).sum());
-    for p in parts {
-        out.extend(p);
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::codec::tests::records;
+    use crate::codec::{decode_all, decode_lines};
     use std::io::Write;
-    use weft_core::record::RecordKind;
-    use weft_core::session::{Project, SessionMeta};
-    use weft_core::{BranchId, Message, Role, SessionId};
-
-    fn records(n: usize) -> Vec<Record> {
-        let meta = SessionMeta::new(
-            SessionId::parse("s1").unwrap(),
-            Project::from_dir(std::path::Path::new("/tmp")),
-            "base",
-        );
-        let mut kinds = vec![RecordKind::SessionCreated(Box::new(meta))];
-        for i in 0..n.saturating_sub(1) {
-            kinds.push(RecordKind::message(Message::text(
-                BranchId::main(),
-                Role::User,
-                format!("message {i} {}", "x".repeat(i % 300)),
-            )));
-        }
-        Record::batch(0, kinds)
-    }
 
     #[test]
     fn batches_mark_all_but_the_last_line() {
@@ -517,7 +344,7 @@ mod tests {
         assert_eq!(lines.len(), 3);
         assert!(has_more(lines[0]) && has_more(lines[1]) && !has_more(lines[2]));
         for (line, r) in lines.iter().zip(&recs) {
-            assert_eq!(&parse_line(line).unwrap(), r);
+            assert_eq!(&decode_line(line).unwrap(), r);
             assert_eq!(line_seq(line), Some(r.seq));
         }
     }
@@ -561,14 +388,14 @@ mod tests {
         for from in [1u64, 2, 500, 1777, 2999, 3000, 3001] {
             let off = seek_seq(&f, all.len() as u64, from, &counter).unwrap();
             let mut out = Vec::new();
-            parse_lines(&all[off as usize..], off, from, 3, "t", &mut out);
+            decode_lines(&all[off as usize..], off, from, 3, "t", &mut out);
             if from <= 3000 {
                 assert_eq!(out[0].seq, from, "from {from}");
             } else {
                 assert!(out.is_empty());
             }
         }
-        let parsed = parse_all_parallel(&all, 0, "t");
+        let parsed = decode_all(&all, 0, "t");
         assert_eq!(parsed, recs);
     }
 }
@@ -614,7 +441,7 @@ pub(crate) fn damaged_tail(
         });
         start = end + 1;
     }
-    if lines.iter().all(|l| parse_line(&l.bytes).is_ok()) {
+    if lines.iter().all(|l| decode_line(&l.bytes).is_ok()) {
         return Ok(None);
     }
     // Each line is one record after the head. A seq still readable in a

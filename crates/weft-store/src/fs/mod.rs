@@ -123,6 +123,7 @@ use weft_core::record::{Record, RecordKind};
 use weft_core::session::SessionMeta;
 use weft_core::store::StoreError;
 
+use crate::blocking::Blocking;
 use crate::util::{io_err, is_symlink_refusal, sweep_temp_files, writable};
 use index::Index;
 use queue::IndexQueue;
@@ -152,17 +153,13 @@ pub const META_REFRESH_BYTES: u64 = 64 * 1024;
 /// How many sessions' folded metadata a store keeps in memory.
 const CACHE_CAP: usize = 4096;
 
-/// The JSON-lines file store. See the module docs.
-#[derive(Clone)]
-pub struct FsStore {
-    inner: Arc<Inner>,
-}
+/// The JSON-lines file store. See the module docs. Its blocking half is
+/// [`FsBackend`]; [`Blocking`] runs it on tokio's blocking pool.
+pub type FsStore = Blocking<FsBackend>;
 
-impl std::fmt::Debug for FsStore {
+impl std::fmt::Debug for FsBackend {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("FsStore")
-            .field("root", &self.inner.root)
-            .finish()
+        f.debug_struct("FsStore").field("root", &self.root).finish()
     }
 }
 
@@ -185,7 +182,10 @@ struct Cached {
     folded: Option<Folded>,
 }
 
-struct Inner {
+/// The blocking half of [`FsStore`]: the session directories, the side
+/// index and the caches, with the synchronous
+/// [`BlockingStore`](crate::blocking::BlockingStore) operations.
+pub struct FsBackend {
     root: PathBuf,
     projects: PathBuf,
     /// The home was read-only at open: no write was made, writes are
@@ -210,7 +210,7 @@ struct Writer {
     _lock: File,
 }
 
-impl Drop for Inner {
+impl Drop for FsBackend {
     fn drop(&mut self) {
         self.queue.shutdown();
         let writer = self
@@ -251,7 +251,7 @@ fn not_found(id: &SessionId) -> StoreError {
 fn encode_err(e: serde_json::Error) -> StoreError {
     StoreError::Backend {
         backend: "fs",
-        message: format!("cannot encode a record: {e}"),
+        message: format!("cannot encode as JSON: {e}"),
     }
 }
 
@@ -278,16 +278,14 @@ impl FsStore {
         }
         let index_path = root.join(INDEX_FILE);
         let (index, rebuild, in_memory) = Index::open_or_recover(&index_path, read_only)?;
-        let inner = Inner::new(root.clone(), read_only, index);
-        match inner.reconcile(rebuild) {
-            Ok(()) => Ok(Self {
-                inner: Arc::new(inner),
-            }),
+        let backend = FsBackend::new(root.clone(), read_only, index);
+        match backend.reconcile(rebuild) {
+            Ok(()) => Ok(Blocking::new(backend)),
             // The index failed part way (damaged, or it cannot be written:
             // a full disk): rebuild it, on disk when it was damaged, else
             // in memory from the session directories.
             Err(e) if !in_memory && index::fault_of(&e).is_some() => {
-                drop(inner);
+                drop(backend);
                 let (index, _, _) = if index::fault_of(&e) == Some(index::Fault::Corrupt) {
                     tracing::warn!(index = %index_path.display(), error = %e, "the session index is damaged; rebuilding it");
                     let _ = fs::rename(&index_path, index_bad_path(&index_path));
@@ -299,11 +297,9 @@ impl FsStore {
                     tracing::warn!(index = %index_path.display(), error = %e, "cannot write the session index; listing scans the session directories instead (slower)");
                     (Index::in_memory(&index_path)?, true, true)
                 };
-                let inner = Inner::new(root, read_only, index);
-                inner.reconcile(true)?;
-                Ok(Self {
-                    inner: Arc::new(inner),
-                })
+                let backend = FsBackend::new(root, read_only, index);
+                backend.reconcile(true)?;
+                Ok(Blocking::new(backend))
             }
             Err(e) => Err(e),
         }
@@ -311,33 +307,30 @@ impl FsStore {
 
     /// The store's root directory.
     pub fn root(&self) -> &Path {
-        &self.inner.root
+        &self.backend().root
     }
 
     /// The directory of session `id`, if it exists.
     pub fn session_dir(&self, id: &SessionId) -> Option<PathBuf> {
-        self.inner
-            .open_log(id)
-            .ok()
-            .map(|(slug, _)| self.inner.session_dir(&slug, id.as_str()))
+        self.backend().session_dir_of(id)
     }
 
     /// Bytes read from session logs and event files since the store was
     /// opened (tests use it to check that `tail` does not read whole logs).
     pub fn bytes_read(&self) -> u64 {
-        self.inner.bytes_read.load(Ordering::Relaxed)
+        self.backend().bytes_read.load(Ordering::Relaxed)
     }
 
     /// Rescans every session directory and rewrites the index from them.
     pub fn rebuild_index(&self) -> Result<(), StoreError> {
-        self.inner.queue.barrier();
-        self.inner.reconcile(true)
+        self.backend().queue.barrier();
+        self.backend().reconcile(true)
     }
 
     /// The number of sessions in the index.
     pub fn indexed_sessions(&self) -> Result<u64, StoreError> {
-        self.inner.queue.barrier();
-        self.inner.index.count()
+        self.backend().queue.barrier();
+        self.backend().index.count()
     }
 }
 

@@ -8,11 +8,12 @@ use weft_core::record::Record;
 use weft_core::session::SessionMeta;
 use weft_core::store::{SearchHit, SearchQuery, StoreError};
 
+use crate::codec;
 use crate::util::{IoContext, io_err};
 
-use super::{Inner, LOG_FILE, log, not_found};
+use super::{FsBackend, LOG_FILE, log, not_found};
 
-impl Inner {
+impl FsBackend {
     pub(super) fn get(&self, id: &SessionId) -> Result<SessionMeta, StoreError> {
         let (slug, file) = self.open_log(id)?;
         let dir = self.session_dir(&slug, id.as_str());
@@ -49,10 +50,10 @@ impl Inner {
         if limit == usize::MAX {
             let bytes = self.read_bytes(&file, start, head.valid_len, &log_path)?;
             if from <= 1 {
-                return Ok(log::parse_all_parallel(&bytes, start, &location));
+                return Ok(codec::decode_all(&bytes, start, &location));
             }
             let mut out = Vec::new();
-            log::parse_lines(&bytes, start, from, usize::MAX, &location, &mut out);
+            codec::decode_lines(&bytes, start, from, usize::MAX, &location, &mut out);
             return Ok(out);
         }
         // Read forward in growing chunks until `limit` records are in.
@@ -66,7 +67,7 @@ impl Inner {
                 chunk *= 2;
                 continue;
             };
-            log::parse_lines(&bytes[..=last_nl], pos, from, limit, &location, &mut out);
+            codec::decode_lines(&bytes[..=last_nl], pos, from, limit, &location, &mut out);
             pos += last_nl as u64 + 1;
             chunk = (chunk * 2).min(8 * 1024 * 1024);
         }
@@ -128,7 +129,7 @@ impl Inner {
                         continue;
                     }
                 }
-                let Ok(record) = log::parse_line(line) else {
+                let Ok(record) = codec::decode_line(line) else {
                     continue;
                 };
                 if let Some(m) = record.as_message()

@@ -12,9 +12,9 @@ use weft_core::store::StoreError;
 use super::index::CLEAN;
 use crate::util::{IoContext, io_err, mtime_ns, sweep_temp_files};
 
-use super::{Inner, LOG_FILE, doctor};
+use super::{FsBackend, LOG_FILE, doctor};
 
-impl Inner {
+impl FsBackend {
     /// Brings the index in line with the session directories: projects whose
     /// `sessions/` directory changed since the last scan are rescanned,
     /// vanished projects are dropped, sessions touched by writers that died

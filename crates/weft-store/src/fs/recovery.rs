@@ -25,10 +25,10 @@ use serde_json::{Value, json};
 use weft_core::store::StoreError;
 
 use super::log::Damaged;
-use super::{Inner, QUARANTINE_FILE};
+use super::{FsBackend, QUARANTINE_FILE};
 use crate::util::{IoContext, io_err, no_follow, sync_dir};
 
-impl Inner {
+impl FsBackend {
     /// The largest seq recorded in the session's quarantine file (0: none).
     pub(super) fn quarantined_seq(&self, dir: &Path) -> Result<u64, StoreError> {
         quarantined_seq(dir)

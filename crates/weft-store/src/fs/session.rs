@@ -18,21 +18,22 @@ use weft_core::store::StoreError;
 use super::index::Index;
 use super::log::Head;
 use super::queue::IndexQueue;
+use crate::codec;
 use crate::util::{
     IoContext, READ_ONLY_FS, io_err, is_symlink_refusal, no_follow, validate_slug, writable,
     write_atomic,
 };
 
 use super::{
-    CACHE_CAP, Cached, Folded, Inner, LOCK_FILE, LOG_FILE, META_FILE, MetaFileIn, MetaFileOut,
+    CACHE_CAP, Cached, Folded, FsBackend, LOCK_FILE, LOG_FILE, META_FILE, MetaFileIn, MetaFileOut,
     QUARANTINE_FILE, SessionLock, Writer, doctor, encode_err, fold_meta, log, not_found, open_err,
     symlink_refused,
 };
 
-impl Inner {
+impl FsBackend {
     pub(super) fn new(root: PathBuf, read_only: bool, index: Index) -> Self {
         let index = Arc::new(index);
-        Inner {
+        FsBackend {
             projects: root.join("projects"),
             root,
             read_only,
@@ -389,7 +390,7 @@ impl Inner {
             if boundary[0] == b'\n' {
                 let bytes = self.read_bytes(file, m.log_bytes, head.valid_len, &log_path)?;
                 let mut records = Vec::new();
-                log::parse_lines(&bytes, m.log_bytes, 1, usize::MAX, &location, &mut records);
+                codec::decode_lines(&bytes, m.log_bytes, 1, usize::MAX, &location, &mut records);
                 if records.first().map(|r| r.seq) == Some(m.meta.last_seq + 1) {
                     let mut meta = m.meta;
                     for r in &records {
@@ -409,7 +410,7 @@ impl Inner {
         }
         // Fold the whole log.
         let bytes = self.read_bytes(file, 0, head.valid_len, &log_path)?;
-        let records = log::parse_all_parallel(&bytes, 0, &location);
+        let records = codec::decode_all(&bytes, 0, &location);
         let mut meta = fold_meta(id, &records, &location)?;
         // Seqs of quarantined or damaged records are used up.
         meta.last_seq = meta.last_seq.max(head.last_seq);

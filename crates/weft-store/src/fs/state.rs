@@ -12,9 +12,9 @@ use weft_core::store::StoreError;
 use super::log::BackLines;
 use crate::util::{IoContext, io_err, no_follow, write_atomic};
 
-use super::{EVENTS_CAP_BYTES, EVENTS_FILE, Inner, encode_err, open_err};
+use super::{EVENTS_CAP_BYTES, EVENTS_FILE, FsBackend, encode_err, open_err};
 
-impl Inner {
+impl FsBackend {
     pub(super) fn state_path(&self, namespace: &str) -> Result<PathBuf, StoreError> {
         let mut name = String::new();
         for (i, b) in namespace.bytes().enumerate() {

@@ -1,150 +1,126 @@
-//! The async [`Store`] trait implemented for [`FsStore`] over the sync `Inner`.
+//! [`BlockingStore`] for [`FsBackend`]: the operations [`super::FsStore`]
+//! runs on the blocking pool (the threading is `crate::blocking`'s), bound
+//! to the fs backend's halves in `append`, `read`, `lifecycle` and `state`.
 
-use async_trait::async_trait;
+use std::path::PathBuf;
+
 use serde_json::{Map, Value};
-use weft_core::SessionId;
+use weft_core::lease::{TurnHolder, TurnLockAttempt, TurnLockInfo};
 use weft_core::record::{Record, RecordKind, StateDelta};
 use weft_core::session::SessionMeta;
-use weft_core::store::{DeleteOptions, ListQuery, Page, SearchHit, SearchQuery, Store, StoreError};
+use weft_core::store::{DeleteOptions, ListQuery, Page, SearchHit, SearchQuery, StoreError};
+use weft_core::{BranchId, SessionId};
 
-use crate::util::blocking;
+use crate::blocking::BlockingStore;
 
-use super::{FsStore, recovery};
+use super::{FsBackend, not_found, recovery};
 
-#[async_trait]
-impl Store for FsStore {
+impl FsBackend {
+    /// The directory of session `id`, if it exists.
+    pub(super) fn session_dir_of(&self, id: &SessionId) -> Option<PathBuf> {
+        self.open_log(id)
+            .ok()
+            .map(|(slug, _)| self.session_dir(&slug, id.as_str()))
+    }
+
+    /// The directory of session `id`, or [`StoreError::NotFound`].
+    fn existing_dir(&self, id: &SessionId) -> Result<PathBuf, StoreError> {
+        self.session_dir_of(id).ok_or_else(|| not_found(id))
+    }
+}
+
+impl BlockingStore for FsBackend {
     fn kind(&self) -> &'static str {
         "fs"
     }
 
-    async fn create(
+    fn create(
         &self,
         meta: SessionMeta,
         initial: Vec<RecordKind>,
     ) -> Result<SessionMeta, StoreError> {
-        blocking("fs", &self.inner, move |i| i.create(meta, initial)).await
+        FsBackend::create(self, meta, initial)
     }
 
-    async fn get(&self, id: &SessionId) -> Result<SessionMeta, StoreError> {
-        let id = id.clone();
-        blocking("fs", &self.inner, move |i| i.get(&id)).await
+    fn get(&self, id: &SessionId) -> Result<SessionMeta, StoreError> {
+        FsBackend::get(self, id)
     }
 
-    async fn append(
+    fn append(
         &self,
         id: &SessionId,
         expected_seq: u64,
         records: Vec<Record>,
     ) -> Result<SessionMeta, StoreError> {
-        let id = id.clone();
-        blocking("fs", &self.inner, move |i| {
-            i.append(&id, expected_seq, records)
-        })
-        .await
+        FsBackend::append(self, id, expected_seq, records)
     }
 
-    async fn read(
+    fn read(
         &self,
         id: &SessionId,
         from_seq: u64,
         limit: Option<usize>,
     ) -> Result<Vec<Record>, StoreError> {
-        let id = id.clone();
-        blocking("fs", &self.inner, move |i| i.read(&id, from_seq, limit)).await
+        FsBackend::read(self, id, from_seq, limit)
     }
 
-    async fn tail(&self, id: &SessionId, n: usize) -> Result<Vec<Record>, StoreError> {
-        let id = id.clone();
-        blocking("fs", &self.inner, move |i| i.tail(&id, n)).await
+    fn tail(&self, id: &SessionId, n: usize) -> Result<Vec<Record>, StoreError> {
+        FsBackend::tail(self, id, n)
     }
 
-    async fn list(&self, query: &ListQuery) -> Result<Page, StoreError> {
-        let query = query.clone();
-        blocking("fs", &self.inner, move |i| {
-            i.queue.barrier();
-            i.index.list(&query)
-        })
-        .await
+    fn list(&self, query: &ListQuery) -> Result<Page, StoreError> {
+        self.queue.barrier();
+        self.index.list(query)
     }
 
-    async fn find_ids(&self, prefix: &str, limit: usize) -> Result<Vec<SessionId>, StoreError> {
-        let prefix = prefix.to_string();
-        blocking("fs", &self.inner, move |i| {
-            i.queue.barrier();
-            i.index.find_ids(&prefix, limit)
-        })
-        .await
+    fn find_ids(&self, prefix: &str, limit: usize) -> Result<Vec<SessionId>, StoreError> {
+        self.queue.barrier();
+        self.index.find_ids(prefix, limit)
     }
 
-    async fn delete(
-        &self,
-        id: &SessionId,
-        options: DeleteOptions,
-    ) -> Result<Vec<SessionId>, StoreError> {
-        let id = id.clone();
-        blocking("fs", &self.inner, move |i| i.delete(&id, options)).await
+    fn delete(&self, id: &SessionId, options: DeleteOptions) -> Result<Vec<SessionId>, StoreError> {
+        FsBackend::delete(self, id, options)
     }
 
-    async fn search(&self, query: &SearchQuery) -> Result<Vec<SearchHit>, StoreError> {
-        let query = query.clone();
-        blocking("fs", &self.inner, move |i| i.search(&query)).await
+    fn search(&self, query: &SearchQuery) -> Result<Vec<SearchHit>, StoreError> {
+        FsBackend::search(self, query)
     }
 
-    async fn shared_state(&self, namespace: &str) -> Result<Map<String, Value>, StoreError> {
-        let namespace = namespace.to_string();
-        blocking("fs", &self.inner, move |i| i.shared_state(&namespace)).await
+    fn shared_state(&self, namespace: &str) -> Result<Map<String, Value>, StoreError> {
+        FsBackend::shared_state(self, namespace)
     }
 
-    async fn update_shared_state(
+    fn update_shared_state(
         &self,
         namespace: &str,
         delta: &StateDelta,
     ) -> Result<Map<String, Value>, StoreError> {
-        let namespace = namespace.to_string();
-        let delta = delta.clone();
-        blocking("fs", &self.inner, move |i| {
-            i.update_shared_state(&namespace, &delta)
-        })
-        .await
+        FsBackend::update_shared_state(self, namespace, delta)
     }
 
-    async fn write_events(&self, id: &SessionId, events: &[Value]) -> Result<(), StoreError> {
-        let id = id.clone();
-        let events = events.to_vec();
-        blocking("fs", &self.inner, move |i| i.write_events(&id, &events)).await
+    fn write_events(&self, id: &SessionId, events: &[Value]) -> Result<(), StoreError> {
+        FsBackend::write_events(self, id, events)
     }
 
-    async fn read_events(&self, id: &SessionId, limit: usize) -> Result<Vec<Value>, StoreError> {
-        let id = id.clone();
-        blocking("fs", &self.inner, move |i| i.read_events(&id, limit)).await
+    fn read_events(&self, id: &SessionId, limit: usize) -> Result<Vec<Value>, StoreError> {
+        FsBackend::read_events(self, id, limit)
     }
+
     // Turn locks: `turn.<branch>.lock` in the session directory.
-    async fn try_lock_turn(
+    fn try_lock_turn(
         &self,
         id: &SessionId,
-        branch: &weft_core::BranchId,
-        holder: &weft_core::lease::TurnHolder,
-    ) -> Result<weft_core::lease::TurnLockAttempt, StoreError> {
-        let dir = self
-            .session_dir(id)
-            .ok_or_else(|| StoreError::NotFound(id.to_string()))?;
-        crate::turn_lock::try_lock_turn(&dir, branch, holder)
+        branch: &BranchId,
+        holder: &TurnHolder,
+    ) -> Result<TurnLockAttempt, StoreError> {
+        crate::turn_lock::try_lock_turn(&self.existing_dir(id)?, branch, holder)
     }
 
-    async fn turn_locks(
-        &self,
-        id: &SessionId,
-    ) -> Result<Vec<weft_core::lease::TurnLockInfo>, StoreError> {
-        let dir = self
-            .session_dir(id)
-            .ok_or_else(|| StoreError::NotFound(id.to_string()))?;
-        crate::turn_lock::turn_locks(&dir)
+    fn turn_locks(&self, id: &SessionId) -> Result<Vec<TurnLockInfo>, StoreError> {
+        crate::turn_lock::turn_locks(&self.existing_dir(id)?)
     }
 
-    async fn quarantined(&self, id: &SessionId) -> Result<Vec<u64>, StoreError> {
-        let dir = self
-            .session_dir(id)
-            .ok_or_else(|| StoreError::NotFound(id.to_string()))?;
-        recovery::quarantined_seqs(&dir)
+    fn quarantined(&self, id: &SessionId) -> Result<Vec<u64>, StoreError> {
+        recovery::quarantined_seqs(&self.existing_dir(id)?)
     }
 }

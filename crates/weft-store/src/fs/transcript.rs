@@ -39,7 +39,8 @@ use weft_core::store::StoreError;
 use weft_core::view::SessionView;
 
 use super::log::{self, BackLines};
-use super::{Folded, Inner, LOG_FILE, TRANSCRIPT_FILE};
+use super::{Folded, FsBackend, LOG_FILE, TRANSCRIPT_FILE};
+use crate::codec;
 use crate::util::{IoContext, io_err, no_follow, sweep_temp_files, write_atomic};
 
 /// Where `transcript.jsonl` stands.
@@ -52,7 +53,7 @@ enum Progress {
     Unreadable,
 }
 
-impl Inner {
+impl FsBackend {
     /// Where `transcript.jsonl` stands (see [`Progress`]).
     fn transcript_progress(&self, dir: &Path) -> Result<Progress, StoreError> {
         let path = dir.join(TRANSCRIPT_FILE);
@@ -119,7 +120,7 @@ impl Inner {
                 log::seek_seq(file, folded.valid_len, done + 1, &self.bytes_read).at(&log_path)?;
             let bytes = self.read_bytes(file, start, folded.valid_len, &log_path)?;
             let mut missing = Vec::new();
-            log::parse_lines(
+            codec::decode_lines(
                 &bytes,
                 start,
                 done + 1,
@@ -191,7 +192,7 @@ impl Inner {
     ) -> Result<(), StoreError> {
         let log_path = dir.join(LOG_FILE);
         let bytes = self.read_bytes(file, 0, valid_len, &log_path)?;
-        let records = log::parse_all_parallel(&bytes, 0, &log_path.display().to_string());
+        let records = codec::decode_all(&bytes, 0, &log_path.display().to_string());
         let view = SessionView::from_records(&records)?;
         let mut lines = Vec::new();
         if let Some(b) = view.default_branch() {

@@ -1,8 +1,9 @@
 //! The log: inserting records and session rows, the full-text indexing
 //! pass, and the `create` / `get` / `append` / `read` / `tail` halves of
-//! `Inner` that run on the blocking pool.
+//! `SqliteBackend` that run on the blocking pool.
 
 use super::*;
+use crate::codec;
 
 /// Inserts records in a transaction; returns how many are messages (to be
 /// indexed for search later).
@@ -23,7 +24,7 @@ pub(super) fn insert_records(
     let mut messages = 0;
     for r in records {
         rid += 1;
-        let json = encode(r)?;
+        let json = codec::encode_line(r).map_err(|e| e.into_store("sqlite", "records"))?;
         insert
             .execute(params![
                 id.as_str(),
@@ -94,7 +95,7 @@ pub(super) fn index_pending(
             .prepare_cached("INSERT INTO message_fts (rowid, text) VALUES (?1, ?2)")
             .map_err(db)?;
         for (rid, json) in &rows {
-            match serde_json::from_str::<Record>(json) {
+            match codec::decode_str(json) {
                 Ok(r) => {
                     if let Some(m) = r.as_message() {
                         fts.execute(params![rid, m.searchable_text()]).map_err(db)?;
@@ -147,10 +148,10 @@ pub(super) fn write_session_row(
 }
 
 pub(super) fn parse_record(json: &str, id: &SessionId, seq: i64) -> Result<Record, StoreError> {
-    serde_json::from_str(json).map_err(|e| corrupt(format!("records ({id}, {seq})"), e))
+    codec::decode_str(json).map_err(|e| e.into_store("sqlite", &format!("records ({id}, {seq})")))
 }
 
-impl Inner {
+impl SqliteBackend {
     pub(super) fn metas(&self) -> MutexGuard<'_, HashMap<SessionId, SessionMeta>> {
         lock(&self.metas)
     }
@@ -306,7 +307,7 @@ impl Inner {
         drop(tx);
         drop(conn);
         let location = format!("records ({id})");
-        let out = crate::fs::log::parse_all_parallel(joined.as_bytes(), 0, &location);
+        let out = codec::decode_all(joined.as_bytes(), 0, &location);
         if out.len() != count {
             return Err(StoreError::Corrupt {
                 location,

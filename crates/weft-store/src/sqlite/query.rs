@@ -1,10 +1,10 @@
 //! `delete`, full-text `search`, shared state and kernel events: the
-//! rest of `Inner`'s blocking operations.
+//! rest of `SqliteBackend`'s blocking operations.
 
 use super::log::{index_pending, parse_record};
 use super::*;
 
-impl Inner {
+impl SqliteBackend {
     pub(super) fn delete(
         &self,
         id: &SessionId,
@@ -162,7 +162,7 @@ impl Inner {
         Ok(hits)
     }
 
-    pub(super) fn shared_state(
+    pub(super) fn read_shared_state(
         conn: &Connection,
         namespace: &str,
     ) -> Result<Map<String, Value>, StoreError> {
@@ -186,7 +186,7 @@ impl Inner {
         let tx = conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .map_err(db)?;
-        let mut state = Self::shared_state(&tx, namespace)?;
+        let mut state = Self::read_shared_state(&tx, namespace)?;
         delta.apply_to(&mut state);
         tx.execute(
             "INSERT INTO shared_state (namespace, state) VALUES (?1, ?2)

@@ -1,136 +1,112 @@
-//! The async [`Store`] impl for [`SqliteStore`]: each call moves its
-//! arguments onto tokio's blocking pool and runs the matching `Inner`
-//! operation (listing and prefix lookups go through `crate::sql`).
+//! [`BlockingStore`] for [`SqliteBackend`]: the operations
+//! [`super::SqliteStore`] runs on the blocking pool (the threading is
+//! `crate::blocking`'s), bound to the halves in `log` and `query`; listing
+//! and prefix lookups go through `crate::sql`.
+
+use weft_core::BranchId;
+use weft_core::lease::{TurnHolder, TurnLockAttempt, TurnLockInfo};
+
+use crate::blocking::BlockingStore;
 
 use super::*;
 
-#[async_trait]
-impl Store for SqliteStore {
+impl SqliteBackend {
+    /// The turn-lock directory of session `id` (`<db>.locks/<session>/`),
+    /// or [`StoreError::NotFound`] when the session does not exist.
+    fn lock_dir(&self, id: &SessionId) -> Result<PathBuf, StoreError> {
+        SqliteBackend::get(self, id)?;
+        Ok(crate::turn_lock::sibling_dir(&self.path, id))
+    }
+}
+
+impl BlockingStore for SqliteBackend {
     fn kind(&self) -> &'static str {
         "sqlite"
     }
 
-    async fn create(
+    fn create(
         &self,
         meta: SessionMeta,
         initial: Vec<RecordKind>,
     ) -> Result<SessionMeta, StoreError> {
-        blocking("sqlite", &self.inner, move |i| i.create(meta, initial)).await
+        SqliteBackend::create(self, meta, initial)
     }
 
-    async fn get(&self, id: &SessionId) -> Result<SessionMeta, StoreError> {
-        let id = id.clone();
-        blocking("sqlite", &self.inner, move |i| i.get(&id)).await
+    fn get(&self, id: &SessionId) -> Result<SessionMeta, StoreError> {
+        SqliteBackend::get(self, id)
     }
 
-    async fn append(
+    fn append(
         &self,
         id: &SessionId,
         expected_seq: u64,
         records: Vec<Record>,
     ) -> Result<SessionMeta, StoreError> {
-        let id = id.clone();
-        blocking("sqlite", &self.inner, move |i| {
-            i.append(&id, expected_seq, records)
-        })
-        .await
+        SqliteBackend::append(self, id, expected_seq, records)
     }
 
-    async fn read(
+    fn read(
         &self,
         id: &SessionId,
         from_seq: u64,
         limit: Option<usize>,
     ) -> Result<Vec<Record>, StoreError> {
-        let id = id.clone();
-        blocking("sqlite", &self.inner, move |i| i.read(&id, from_seq, limit)).await
+        SqliteBackend::read(self, id, from_seq, limit)
     }
 
-    async fn tail(&self, id: &SessionId, n: usize) -> Result<Vec<Record>, StoreError> {
-        let id = id.clone();
-        blocking("sqlite", &self.inner, move |i| i.tail(&id, n)).await
+    fn tail(&self, id: &SessionId, n: usize) -> Result<Vec<Record>, StoreError> {
+        SqliteBackend::tail(self, id, n)
     }
 
-    async fn list(&self, query: &ListQuery) -> Result<Page, StoreError> {
-        let query = query.clone();
-        blocking("sqlite", &self.inner, move |i| {
-            crate::sql::list_page(&lock(&i.reader), "sessions", "1 = 1", &query).map_err(db)
-        })
-        .await
+    fn list(&self, query: &ListQuery) -> Result<Page, StoreError> {
+        crate::sql::list_page(&lock(&self.reader), "sessions", "1 = 1", query).map_err(db)
     }
 
-    async fn find_ids(&self, prefix: &str, limit: usize) -> Result<Vec<SessionId>, StoreError> {
-        let prefix = prefix.to_string();
-        blocking("sqlite", &self.inner, move |i| {
-            crate::sql::find_ids(&lock(&i.reader), "sessions", "1 = 1", &prefix, limit).map_err(db)
-        })
-        .await
+    fn find_ids(&self, prefix: &str, limit: usize) -> Result<Vec<SessionId>, StoreError> {
+        crate::sql::find_ids(&lock(&self.reader), "sessions", "1 = 1", prefix, limit).map_err(db)
     }
 
-    async fn delete(
-        &self,
-        id: &SessionId,
-        options: DeleteOptions,
-    ) -> Result<Vec<SessionId>, StoreError> {
-        let id = id.clone();
-        blocking("sqlite", &self.inner, move |i| i.delete(&id, options)).await
+    fn delete(&self, id: &SessionId, options: DeleteOptions) -> Result<Vec<SessionId>, StoreError> {
+        SqliteBackend::delete(self, id, options)
     }
 
-    async fn search(&self, query: &SearchQuery) -> Result<Vec<SearchHit>, StoreError> {
-        let query = query.clone();
-        blocking("sqlite", &self.inner, move |i| i.search(&query)).await
+    fn search(&self, query: &SearchQuery) -> Result<Vec<SearchHit>, StoreError> {
+        SqliteBackend::search(self, query)
     }
 
-    async fn shared_state(&self, namespace: &str) -> Result<Map<String, Value>, StoreError> {
-        let namespace = namespace.to_string();
-        blocking("sqlite", &self.inner, move |i| {
-            Inner::shared_state(&lock(&i.reader), &namespace)
-        })
-        .await
+    fn shared_state(&self, namespace: &str) -> Result<Map<String, Value>, StoreError> {
+        SqliteBackend::read_shared_state(&lock(&self.reader), namespace)
     }
 
-    async fn update_shared_state(
+    fn update_shared_state(
         &self,
         namespace: &str,
         delta: &StateDelta,
     ) -> Result<Map<String, Value>, StoreError> {
-        let namespace = namespace.to_string();
-        let delta = delta.clone();
-        blocking("sqlite", &self.inner, move |i| {
-            i.update_shared_state(&namespace, &delta)
-        })
-        .await
+        SqliteBackend::update_shared_state(self, namespace, delta)
     }
 
-    async fn write_events(&self, id: &SessionId, events: &[Value]) -> Result<(), StoreError> {
-        let id = id.clone();
-        let events = events.to_vec();
-        blocking("sqlite", &self.inner, move |i| i.write_events(&id, &events)).await
+    fn write_events(&self, id: &SessionId, events: &[Value]) -> Result<(), StoreError> {
+        SqliteBackend::write_events(self, id, events)
     }
 
-    async fn read_events(&self, id: &SessionId, limit: usize) -> Result<Vec<Value>, StoreError> {
-        let id = id.clone();
-        blocking("sqlite", &self.inner, move |i| i.read_events(&id, limit)).await
+    fn read_events(&self, id: &SessionId, limit: usize) -> Result<Vec<Value>, StoreError> {
+        SqliteBackend::read_events(self, id, limit)
     }
 
     // Turn locks: `<db>.locks/<session>/turn.<branch>.lock`.
-    async fn try_lock_turn(
+    fn try_lock_turn(
         &self,
         id: &SessionId,
-        branch: &weft_core::BranchId,
-        holder: &weft_core::lease::TurnHolder,
-    ) -> Result<weft_core::lease::TurnLockAttempt, StoreError> {
-        self.get(id).await?;
-        let dir = crate::turn_lock::sibling_dir(self.path(), id);
+        branch: &BranchId,
+        holder: &TurnHolder,
+    ) -> Result<TurnLockAttempt, StoreError> {
+        let dir = self.lock_dir(id)?;
         std::fs::create_dir_all(&dir).map_err(|e| crate::util::io_err(&dir, e))?;
         crate::turn_lock::try_lock_turn(&dir, branch, holder)
     }
 
-    async fn turn_locks(
-        &self,
-        id: &SessionId,
-    ) -> Result<Vec<weft_core::lease::TurnLockInfo>, StoreError> {
-        self.get(id).await?;
-        crate::turn_lock::turn_locks(&crate::turn_lock::sibling_dir(self.path(), id))
+    fn turn_locks(&self, id: &SessionId) -> Result<Vec<TurnLockInfo>, StoreError> {
+        crate::turn_lock::turn_locks(&self.lock_dir(id)?)
     }
 }

@@ -12,7 +12,8 @@ use weft_core::store::StoreError;
 use super::{
     Finding, FindingKind, QUARANTINE_FILE, Report, check, derive, meta_file_bytes, parse_log,
 };
-use crate::fs::{LOCK_FILE, LOG_FILE, META_FILE, TRANSCRIPT_FILE, log, recovery};
+use crate::codec;
+use crate::fs::{LOCK_FILE, LOG_FILE, META_FILE, TRANSCRIPT_FILE, recovery};
 use crate::util::{IoContext, io_err, write_atomic};
 
 /// Checks the home, repairs every fixable finding without losing a record,
@@ -126,7 +127,7 @@ fn quarantine_damaged(
         lines.push((offset + start, &set_aside[start..start + i]));
         start += i + 1;
     }
-    if lines.iter().all(|(_, l)| log::parse_line(l).is_ok()) {
+    if lines.iter().all(|(_, l)| codec::decode_line(l).is_ok()) {
         return Ok(());
     }
     let head = parsed
@@ -137,7 +138,7 @@ fn quarantine_damaged(
     let counted = head + lines.len() as u64;
     let written = lines
         .iter()
-        .filter_map(|(_, l)| log::line_seq(l))
+        .filter_map(|(_, l)| codec::line_seq(l))
         .filter(|&s| s <= counted + 1024)
         .max();
     let first = counted.max(written.unwrap_or(0)) + 1 - lines.len() as u64;

@@ -1,0 +1,331 @@
+//! The JSON-lines record codec: one [`Record`] as one line of JSON, the
+//! format every durable backend stores (the fs backend's `log.jsonl`, the
+//! sqlite backend's `records.record` column).
+//!
+//! A line is the record's serde form (the wire format of
+//! `weft_core::record`), written and read only through serde, so fields
+//! added to [`Record`] pass through unchanged. Decoding ignores keys the
+//! record does not know (the fs log's `"more"` batch marker). The writer
+//! puts `{"v":N,"seq":` first, which lets [`line_seq`] read a line's seq
+//! without parsing the rest.
+//!
+//! This module owns encoding, decoding and the parsing of buffers of many
+//! lines (skipping and reporting the unreadable ones, in parallel when
+//! large). It knows nothing about files, offsets in a file other than for
+//! reporting, batches, locks or SQL: the framing of batches and crash
+//! recovery belong to the fs backend's `log` module.
+
+use serde::Deserialize;
+use weft_core::Record;
+use weft_core::store::StoreError;
+
+/// Why a record could not be encoded or a line decoded.
+#[derive(Debug, thiserror::Error)]
+pub enum CodecError {
+    /// A record has no JSON form (a value serde refuses, such as a map
+    /// with non-string keys).
+    #[error("cannot encode record {seq} as JSON: {source}")]
+    Encode {
+        /// The record's seq.
+        seq: u64,
+        /// What serde said.
+        #[source]
+        source: serde_json::Error,
+    },
+    /// A line is not a record's JSON (damaged, truncated, or not JSON).
+    #[error("not a valid record line: {source}")]
+    Decode {
+        /// What serde said (with the line and column).
+        #[source]
+        source: serde_json::Error,
+    },
+}
+
+impl CodecError {
+    /// The [`StoreError`] for this failure in `backend`: a line that does
+    /// not decode is corrupt data at `location`; a record that does not
+    /// encode is a backend failure.
+    pub(crate) fn into_store(self, backend: &'static str, location: &str) -> StoreError {
+        match self {
+            CodecError::Decode { .. } => StoreError::Corrupt {
+                location: location.to_string(),
+                detail: self.to_string(),
+            },
+            CodecError::Encode { .. } => StoreError::Backend {
+                backend,
+                message: self.to_string(),
+            },
+        }
+    }
+}
+
+/// Appends `record`'s line to `buf`, without the newline.
+pub(crate) fn write_line(buf: &mut Vec<u8>, record: &Record) -> Result<(), CodecError> {
+    serde_json::to_writer(buf, record).map_err(|source| CodecError::Encode {
+        seq: record.seq,
+        source,
+    })
+}
+
+/// `record`'s line, without the newline.
+pub(crate) fn encode_line(record: &Record) -> Result<String, CodecError> {
+    serde_json::to_string(record).map_err(|source| CodecError::Encode {
+        seq: record.seq,
+        source,
+    })
+}
+
+/// Decodes one line (without its newline).
+pub(crate) fn decode_line(line: &[u8]) -> Result<Record, CodecError> {
+    // serde_json parses a `&str` faster than bytes (no per-string UTF-8
+    // checks); one check of the whole line is cheaper.
+    match std::str::from_utf8(line) {
+        Ok(text) => decode_str(text),
+        Err(_) => serde_json::from_slice(line).map_err(|source| CodecError::Decode { source }),
+    }
+}
+
+/// Decodes one line held as text.
+pub(crate) fn decode_str(line: &str) -> Result<Record, CodecError> {
+    serde_json::from_str(line).map_err(|source| CodecError::Decode { source })
+}
+
+#[derive(Deserialize)]
+struct SeqProbe {
+    seq: u64,
+}
+
+/// The seq of a line, reading as little as possible: the writer puts
+/// `{"v":N,"seq":` first, so the number is parsed from the prefix; any other
+/// shape falls back to parsing the line. Not a check that the line is a
+/// valid record.
+pub(crate) fn line_seq(line: &[u8]) -> Option<u64> {
+    if let Some(rest) = line.strip_prefix(b"{\"v\":") {
+        let rest = rest.get(rest.iter().position(|&b| b == b',')?..)?;
+        if let Some(digits) = rest.strip_prefix(b",\"seq\":") {
+            let n = digits.iter().take_while(|b| b.is_ascii_digit()).count();
+            if n > 0
+                && n <= 19
+                && let Ok(s) = std::str::from_utf8(&digits[..n])
+                && let Ok(seq) = s.parse::<u64>()
+            {
+                return Some(seq);
+            }
+        }
+    }
+    serde_json::from_slice::<SeqProbe>(line).ok().map(|p| p.seq)
+}
+
+/// Reports an unreadable line in the middle of a log (`offset`: where it
+/// starts in `location`), which the reader skips.
+pub(crate) fn warn_corrupt(location: &str, offset: u64, e: &CodecError) {
+    tracing::warn!(
+        log = location,
+        offset,
+        error = %e,
+        "skipping a corrupt line in the middle of a session log"
+    );
+}
+
+/// Decodes the lines of `bytes` (which start at offset `base` of
+/// `location`, on a line boundary), keeping records with `seq >= from_seq`,
+/// at most `limit` of them. Unreadable lines are reported and skipped.
+pub(crate) fn decode_lines(
+    bytes: &[u8],
+    base: u64,
+    from_seq: u64,
+    limit: usize,
+    location: &str,
+    out: &mut Vec<Record>,
+) {
+    // One UTF-8 check of the whole buffer lets every line be parsed as
+    // `&str` (faster in serde_json); a buffer with invalid bytes somewhere
+    // is parsed line by line, so only the bad lines fail.
+    let text = std::str::from_utf8(bytes).ok();
+    let mut offset = 0usize;
+    for line in bytes.split(|&b| b == b'\n') {
+        let start = offset;
+        offset += line.len() + 1;
+        if out.len() >= limit {
+            break;
+        }
+        if line.is_empty() {
+            continue;
+        }
+        if from_seq > 1
+            && let Some(seq) = line_seq(line)
+            && seq < from_seq
+        {
+            continue;
+        }
+        let parsed = match text {
+            // `start..start + line.len()` lies on '\n' boundaries of valid UTF-8.
+            Some(t) => decode_str(&t[start..start + line.len()]),
+            None => decode_line(line),
+        };
+        match parsed {
+            Ok(r) if r.seq >= from_seq => out.push(r),
+            Ok(_) => {}
+            Err(e) => warn_corrupt(location, base + start as u64, &e),
+        }
+    }
+}
+
+/// Decodes every line of a buffer of whole lines (see [`decode_lines`]),
+/// on several threads when it is large.
+pub(crate) fn decode_all(bytes: &[u8], base: u64, location: &str) -> Vec<Record> {
+    const PARALLEL_MIN: usize = 1024 * 1024;
+    let threads = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1)
+        .min(8);
+    if bytes.len() < PARALLEL_MIN || threads < 2 {
+        let mut out = Vec::new();
+        decode_lines(bytes, base, 1, usize::MAX, location, &mut out);
+        return out;
+    }
+    // Cut at line boundaries near equal shares.
+    let mut cuts = vec![0usize];
+    for i in 1..threads {
+        let guess = bytes.len() * i / threads;
+        let prev = *cuts.last().unwrap_or(&0);
+        let at = bytes[guess.max(prev)..]
+            .iter()
+            .position(|&b| b == b'\n')
+            .map(|p| guess.max(prev) + p + 1)
+            .unwrap_or(bytes.len());
+        cuts.push(at);
+    }
+    cuts.push(bytes.len());
+    cuts.dedup();
+    let share = |a: usize, b: usize| {
+        let mut out = Vec::with_capacity((b - a) / 600 + 1);
+        decode_lines(
+            &bytes[a..b],
+            base + a as u64,
+            1,
+            usize::MAX,
+            location,
+            &mut out,
+        );
+        out
+    };
+    let parts: Vec<Vec<Record>> = std::thread::scope(|s| {
+        let handles: Vec<_> = cuts
+            .windows(2)
+            .map(|w| (w[0], w[1], s.spawn(move || share(w[0], w[1]))))
+            .collect();
+        handles
+            .into_iter()
+            // A decoder thread panicked: decode its share here rather
+            // than lose it.
+            .map(|(a, b, h)| h.join().unwrap_or_else(|_| share(a, b)))
+            .collect()
+    });
+    let mut out = Vec::with_capacity(parts.iter().map(Vec::len).sum());
+    for p in parts {
+        out.extend(p);
+    }
+    out
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use weft_core::record::RecordKind;
+    use weft_core::session::{Project, SessionMeta};
+    use weft_core::{BranchId, Message, Role, SessionId};
+
+    /// A log of `n` records: `session_created`, then messages of varied
+    /// length.
+    pub(crate) fn records(n: usize) -> Vec<Record> {
+        let meta = SessionMeta::new(
+            SessionId::parse("s1").expect("id"),
+            Project::from_dir(std::path::Path::new("/tmp")),
+            "base",
+        );
+        let mut kinds = vec![RecordKind::SessionCreated(Box::new(meta))];
+        for i in 0..n.saturating_sub(1) {
+            kinds.push(RecordKind::message(Message::text(
+                BranchId::main(),
+                Role::User,
+                format!("message {i} {}", "x".repeat(i % 300)),
+            )));
+        }
+        Record::batch(0, kinds)
+    }
+
+    fn joined(records: &[Record]) -> Vec<u8> {
+        let mut buf = Vec::new();
+        for r in records {
+            write_line(&mut buf, r).expect("encode");
+            buf.push(b'\n');
+        }
+        buf
+    }
+
+    #[test]
+    fn records_round_trip_through_one_line() {
+        for r in records(20) {
+            let line = encode_line(&r).expect("encode");
+            assert!(!line.contains('\n'), "one line: {line}");
+            assert_eq!(line_seq(line.as_bytes()), Some(r.seq));
+            assert_eq!(decode_line(line.as_bytes()).expect("decode"), r);
+            assert_eq!(decode_str(&line).expect("decode"), r);
+            let mut buf = Vec::new();
+            write_line(&mut buf, &r).expect("write");
+            assert_eq!(buf, line.as_bytes());
+        }
+    }
+
+    #[test]
+    fn unknown_keys_are_ignored() {
+        let r = &records(2)[1];
+        let line = encode_line(r).expect("encode");
+        let marked = format!("{},\"more\":true}}", &line[..line.len() - 1]);
+        assert_eq!(decode_str(&marked).expect("decode"), *r);
+    }
+
+    #[test]
+    fn a_bad_line_is_a_clear_error() {
+        let line = encode_line(&records(2)[1]).expect("encode");
+        for bad in [&line[..line.len() / 2], "not json", "{\"v\":1}", ""] {
+            let err = decode_str(bad).expect_err(bad);
+            assert!(matches!(err, CodecError::Decode { .. }), "{err:?}");
+            assert!(
+                err.to_string().starts_with("not a valid record line: "),
+                "{err}"
+            );
+            let store = err.into_store("fs", "log.jsonl");
+            let StoreError::Corrupt { location, detail } = &store else {
+                panic!("expected corrupt data, got {store:?}");
+            };
+            assert_eq!(location, "log.jsonl");
+            assert!(detail.contains("not a valid record line"), "{detail}");
+        }
+        assert!(decode_line(b"\xff\xfe").is_err());
+    }
+
+    #[test]
+    fn bad_lines_are_skipped_and_the_rest_decoded() {
+        let recs = records(4);
+        let mut bytes = joined(&recs[..2]);
+        bytes.extend_from_slice(b"{\"v\":1,\"seq\":3,\"garbage\n");
+        bytes.extend(joined(&recs[3..]));
+        let mut out = Vec::new();
+        decode_lines(&bytes, 0, 1, usize::MAX, "t", &mut out);
+        let seqs: Vec<u64> = out.iter().map(|r| r.seq).collect();
+        assert_eq!(seqs, [1, 2, 4]);
+        let mut out = Vec::new();
+        decode_lines(&bytes, 0, 2, 1, "t", &mut out);
+        assert_eq!(out, recs[1..2]);
+    }
+
+    #[test]
+    fn large_buffers_decode_in_parallel_in_order() {
+        let recs = records(6000);
+        let bytes = joined(&recs);
+        assert!(bytes.len() > 1024 * 1024, "big enough to split");
+        assert_eq!(decode_all(&bytes, 0, "t"), recs);
+    }
+}
