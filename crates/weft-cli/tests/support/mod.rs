@@ -241,6 +241,8 @@ impl Drop for Daemon {
 }
 
 impl Daemon {
+    /// Waits (up to 20 s) until `/health` answers; panics with the
+    /// daemon's log if it does not.
     pub async fn wait_ready(&self) {
         let deadline = Instant::now() + Duration::from_secs(20);
         while Instant::now() < deadline {
