@@ -35,20 +35,7 @@ async fn endpoint_table_lifecycle_and_errors() {
         )
         .await;
     assert_eq!(status, 201, "{s}");
-    for key in [
-        "sessionId",
-        "parentSessionId",
-        "status",
-        "profileName",
-        "amplifiedDir",
-        "createdAt",
-        "startedAt",
-        "endedAt",
-        "name",
-        "messageCount",
-        "tokenUsage",
-        "errorMessage",
-    ] {
+    for &key in SESSION_FIELDS {
         assert!(s.get(key).is_some(), "{key} missing: {s}");
     }
     assert_eq!(s["status"], "created");
@@ -165,7 +152,9 @@ async fn endpoint_table_lifecycle_and_errors() {
         .await
         .expect("execute");
     assert_eq!(r.status().as_u16(), 200);
-    let events = Sse::new(r).until(|e| e.event == "done").await;
+    let events = SseClient::from_response(r)
+        .until(|e| e.event == "done")
+        .await;
     assert_eq!(events.last().expect("done").data["result"], "streamed");
     assert!(events.iter().any(|e| e.event == "content_block:delta"));
     let t = d.texts(&id).await;
@@ -316,8 +305,7 @@ async fn sse_reconnect_with_last_event_id_has_no_gaps_or_duplicates() {
         .serve(&["--mount-plan", plan.to_str().expect("path")])
         .await;
     let id = d.active().await;
-    let path = format!("/api/v1/sessions/{id}/stream");
-    let mut a = d.stream(&path, None).await;
+    let mut a = d.stream(&id, None).await;
     assert_eq!(a.next().await.expect("connected").event, "connected");
     d.post(
         &format!("/api/v1/sessions/{id}/send-message"),
@@ -337,7 +325,7 @@ async fn sse_reconnect_with_last_event_id_has_no_gaps_or_duplicates() {
         d.wait_idle(&id).await;
     }
     let last = *seen.last().expect("last id");
-    let mut b = d.stream(&path, Some(last)).await;
+    let mut b = d.stream(&id, Some(last)).await;
     b.next().await.expect("connected");
     d.post(
         &format!("/api/v1/sessions/{id}/send-message"),
@@ -656,9 +644,7 @@ async fn sigterm_cancels_running_turns_and_records_them() {
         .serve(&["--provider", "scripted", "--script", &script])
         .await;
     let id = d.active().await;
-    let mut s = d
-        .stream(&format!("/api/v1/sessions/{id}/stream"), None)
-        .await;
+    let mut s = d.stream(&id, None).await;
     s.next().await.expect("connected");
     assert_eq!(
         d.post(
@@ -735,15 +721,7 @@ async fn concurrent_branches_mail_and_state_shared_with_the_cli() {
         vec![json!("ping left"), json!("ping left")]
     );
     let (_, all) = d.get(&format!("{b}/messages")).await;
-    let seq = |text: &str, role: &str| {
-        all.as_array()
-            .and_then(|a| {
-                a.iter()
-                    .find(|m| m["content"] == text && m["role"] == role)
-                    .and_then(|m| m["seq"].as_u64())
-            })
-            .expect("message")
-    };
+    let seq = |text: &str, role: &str| message_seq(&all, text, role);
     assert!(
         seq("ping left", "user") < seq("ping main", "assistant"),
         "the turns overlapped: {all}"

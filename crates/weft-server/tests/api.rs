@@ -21,20 +21,7 @@ async fn create_returns_amplifierd_fields() {
         )
         .await;
     assert_eq!(status, 201, "{body}");
-    for key in [
-        "sessionId",
-        "parentSessionId",
-        "status",
-        "profileName",
-        "amplifiedDir",
-        "createdAt",
-        "startedAt",
-        "endedAt",
-        "name",
-        "messageCount",
-        "tokenUsage",
-        "errorMessage",
-    ] {
+    for &key in SESSION_FIELDS {
         assert!(body.get(key).is_some(), "missing {key} in {body}");
     }
     assert_eq!(body["status"], "created");

@@ -327,7 +327,7 @@ async fn split_clones_once_and_concat_filters() {
     assert_eq!(body["branch"], "copy");
     wait_branches_idle(&s, &id).await;
     assert_eq!(
-        branch_texts(&s, &id, "copy").await,
+        s.branch_texts(&id, "copy").await,
         vec![
             json!("hello"),
             json!("hello"),
@@ -573,7 +573,7 @@ async fn undelivered_mail_and_state_survive_a_restart() {
         .post(&format!("{b}/mail/collect"), json!({"to": "a"}))
         .await;
     assert_eq!(done["delivered"], 1);
-    assert_eq!(branch_texts(&s, &id, "a").await, vec![json!("later")]);
+    assert_eq!(s.branch_texts(&id, "a").await, vec![json!("later")]);
 }
 
 #[tokio::test]

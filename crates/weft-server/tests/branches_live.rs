@@ -103,11 +103,11 @@ async fn two_branches_run_turns_concurrently_with_a_gapless_log() {
     wait_branches_idle(&s, &id).await;
     let elapsed = started.elapsed();
     assert_eq!(
-        branch_texts(&s, &id, "main").await,
+        s.branch_texts(&id, "main").await,
         vec![json!("ping main"), json!("ping main")]
     );
     assert_eq!(
-        branch_texts(&s, &id, "left").await,
+        s.branch_texts(&id, "left").await,
         vec![
             json!("ping left"),
             json!("ping left"),
@@ -117,15 +117,7 @@ async fn two_branches_run_turns_concurrently_with_a_gapless_log() {
     );
     // They overlapped: both prompts were recorded before either answer.
     let (_, all) = s.get(&format!("{b}/messages")).await;
-    let seq_of = |text: &str, role: &str| {
-        all.as_array()
-            .and_then(|a| {
-                a.iter()
-                    .find(|m| m["content"] == text && m["role"] == role)
-                    .and_then(|m| m["seq"].as_u64())
-            })
-            .expect("message")
-    };
+    let seq_of = |text: &str, role: &str| message_seq(&all, text, role);
     assert!(
         seq_of("ping left", "user") < seq_of("ping main", "assistant"),
         "the turns ran one after the other: {all}"
@@ -139,7 +131,7 @@ async fn two_branches_run_turns_concurrently_with_a_gapless_log() {
     let (_, done) = s.post(&format!("{b}/mail/collect"), json!({})).await;
     assert_eq!(done["delivered"], 1);
     assert_eq!(
-        branch_texts(&s, &id, "left").await.last(),
+        s.branch_texts(&id, "left").await.last(),
         Some(&json!("note"))
     );
 
@@ -203,11 +195,11 @@ async fn interrupting_one_branch_never_cancels_another() {
     assert_eq!(body["status"], "interrupting");
     wait_branches_idle(&s, &id).await;
     assert_eq!(
-        branch_texts(&s, &id, "main").await,
+        s.branch_texts(&id, "main").await,
         vec![json!("first main"), json!("first main")],
         "main's turn was not cancelled"
     );
-    let left = branch_texts(&s, &id, "left").await;
+    let left = s.branch_texts(&id, "left").await;
     assert_eq!(left.first(), Some(&json!("first left")));
     assert_eq!(
         left[left.len() - 2..].to_vec(),
@@ -230,7 +222,7 @@ async fn interrupting_one_branch_never_cancels_another() {
         .await;
     assert_eq!(status, 202, "{body}");
     wait_branches_idle(&s, &id).await;
-    let left = branch_texts(&s, &id, "left").await;
+    let left = s.branch_texts(&id, "left").await;
     assert_eq!(
         left[left.len() - 3..].to_vec(),
         vec![json!("slow"), json!("quick"), json!("quick")],
@@ -295,11 +287,11 @@ async fn changes_while_live_keep_the_log_head_right() {
     assert_eq!(status, 202);
     wait_branches_idle(&s, &id).await;
     assert_eq!(
-        branch_texts(&s, &id, "side").await,
+        s.branch_texts(&id, "side").await,
         vec![json!("context"), json!("two"), json!("two")]
     );
     assert_eq!(
-        branch_texts(&s, &id, "fork").await,
+        s.branch_texts(&id, "fork").await,
         vec![json!("one"), json!("one"), json!("three"), json!("three")]
     );
     let (_, info) = s.get(&b).await;

@@ -2,25 +2,31 @@
 //! (`cli_*e2e.rs`, `server*_e2e.rs`): [`Env`], a temporary `WEFT_HOME`
 //! and project directory that run the real `weft` binary
 //! (`CARGO_BIN_EXE_weft`); [`Daemon`], a `weft serve` process on a free
-//! loopback port with its HTTP helpers ([`split`], [`detail`]) and [`Sse`]
-//! stream reader; the readers of a session's files under the home
-//! ([`walk`], [`log_kinds`], [`status_changes`], [`turn_running`]); the
-//! scripts and mount plans the tests share; and the setups several tests
-//! repeat ([`Env::run_hi`], [`Env::first_session`],
-//! [`Env::wait_turn_running`], [`cli_turn_under_daemon`]).
+//! loopback port, whose HTTP and SSE helpers are weft-testkit's [`Api`]
+//! (re-exported here with the kit's other helpers); the readers of a
+//! session's files under the home ([`walk`], [`log_kinds`],
+//! [`status_changes`], [`turn_running`]); the scripts and mount plans the
+//! tests share; and the setups several tests repeat ([`Env::run_hi`],
+//! [`Env::first_session`], [`Env::wait_turn_running`],
+//! [`cli_turn_under_daemon`]).
 //!
 //! Not every test binary uses every helper, hence the module-level
 //! `dead_code` allowance.
 
 #![allow(dead_code)]
 
+use std::ops::Deref;
 use std::path::{Path, PathBuf};
-use std::pin::Pin;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use futures::{Stream, StreamExt};
 use serde_json::{Value, json};
+// The kit's helpers, for the tests to take with the rest (`use support::*`);
+// not every test binary uses each.
+#[allow(unused_imports)]
+pub use weft_testkit::{
+    Api, SESSION_FIELDS, SseClient, SseEvent, client, detail, message_seq, split, texts,
+};
 
 /// provider-scripted's one answer, with usage.
 pub const SCRIPT: &str = r#"{"responses": [{"text": "Hello from the script", "usage": {"input_tokens": 7, "output_tokens": 3}}]}"#;
@@ -189,16 +195,15 @@ impl Env {
             .stderr(std::fs::File::create(&log).expect("log file"))
             .spawn()
             .expect("spawn weft serve");
+        let token = args
+            .iter()
+            .position(|a| *a == "--token")
+            .and_then(|i| args.get(i + 1))
+            .map(|t| t.to_string());
         let daemon = Daemon {
             child,
-            base: format!("http://127.0.0.1:{port}"),
-            client: client(),
+            api: Api::new(format!("http://127.0.0.1:{port}"), token),
             log,
-            token: args
-                .iter()
-                .position(|a| *a == "--token")
-                .and_then(|i| args.get(i + 1))
-                .map(|t| t.to_string()),
         };
         daemon.wait_ready().await;
         daemon
@@ -212,17 +217,20 @@ pub fn free_port() -> u16 {
         .expect("a free port")
 }
 
-pub fn client() -> reqwest::Client {
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    reqwest::Client::new()
-}
-
+/// A `weft serve` process (killed on drop); its HTTP helpers are those
+/// of [`Api`], with the `--token` it was given.
 pub struct Daemon {
     pub child: Child,
-    pub base: String,
-    pub client: reqwest::Client,
+    pub api: Api,
     pub log: PathBuf,
-    pub token: Option<String>,
+}
+
+impl Deref for Daemon {
+    type Target = Api;
+
+    fn deref(&self) -> &Api {
+        &self.api
+    }
 }
 
 impl Drop for Daemon {
@@ -232,26 +240,13 @@ impl Drop for Daemon {
     }
 }
 
-pub async fn split(r: reqwest::Response) -> (u16, Value) {
-    let status = r.status().as_u16();
-    let text = r.text().await.unwrap_or_default();
-    let body = if text.is_empty() {
-        Value::Null
-    } else {
-        serde_json::from_str(&text).unwrap_or(Value::String(text))
-    };
-    (status, body)
-}
-
 impl Daemon {
+    /// Waits (up to 20 s) until `/health` answers; panics with the
+    /// daemon's log if it does not.
     pub async fn wait_ready(&self) {
         let deadline = Instant::now() + Duration::from_secs(20);
         while Instant::now() < deadline {
-            let mut req = self.client.get(format!("{}/health", self.base));
-            if let Some(t) = &self.token {
-                req = req.bearer_auth(t);
-            }
-            if let Ok(r) = req.send().await
+            if let Ok(r) = self.req(reqwest::Method::GET, "/health").send().await
                 && r.status().is_success()
             {
                 return;
@@ -262,169 +257,6 @@ impl Daemon {
             "weft serve did not come up: {}",
             std::fs::read_to_string(&self.log).unwrap_or_default()
         );
-    }
-
-    pub fn req(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
-        let r = self.client.request(method, format!("{}{path}", self.base));
-        match &self.token {
-            Some(t) => r.bearer_auth(t),
-            None => r,
-        }
-    }
-
-    pub async fn get(&self, path: &str) -> (u16, Value) {
-        split(
-            self.req(reqwest::Method::GET, path)
-                .send()
-                .await
-                .expect("GET"),
-        )
-        .await
-    }
-
-    pub async fn post(&self, path: &str, body: Value) -> (u16, Value) {
-        split(
-            self.req(reqwest::Method::POST, path)
-                .json(&body)
-                .send()
-                .await
-                .expect("POST"),
-        )
-        .await
-    }
-
-    pub async fn patch(&self, path: &str, body: Value) -> (u16, Value) {
-        split(
-            self.req(reqwest::Method::PATCH, path)
-                .json(&body)
-                .send()
-                .await
-                .expect("PATCH"),
-        )
-        .await
-    }
-
-    pub async fn put(&self, path: &str, body: Value) -> (u16, Value) {
-        split(
-            self.req(reqwest::Method::PUT, path)
-                .json(&body)
-                .send()
-                .await
-                .expect("PUT"),
-        )
-        .await
-    }
-
-    pub async fn delete(&self, path: &str) -> (u16, Value) {
-        split(
-            self.req(reqwest::Method::DELETE, path)
-                .send()
-                .await
-                .expect("DELETE"),
-        )
-        .await
-    }
-
-    pub async fn create(&self) -> String {
-        let (status, body) = self.post("/api/v1/sessions/", json!({})).await;
-        assert_eq!(status, 201, "{body}");
-        body["sessionId"].as_str().expect("sessionId").to_string()
-    }
-
-    pub async fn active(&self) -> String {
-        let id = self.create().await;
-        assert_eq!(
-            self.post(&format!("/api/v1/sessions/{id}/start"), json!({}))
-                .await
-                .0,
-            204
-        );
-        id
-    }
-
-    pub async fn status_of(&self, id: &str) -> String {
-        let (_, b) = self.get(&format!("/api/v1/sessions/{id}")).await;
-        b["status"].as_str().unwrap_or("").to_string()
-    }
-
-    pub async fn wait_idle(&self, id: &str) {
-        for _ in 0..800 {
-            let (_, b) = self.get(&format!("/api/v1/sessions/{id}")).await;
-            if b["running"] == false && b["queued"] == 0 {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(25)).await;
-        }
-        panic!("session {id} did not become idle");
-    }
-
-    pub async fn texts(&self, id: &str) -> Vec<Value> {
-        let (status, body) = self.get(&format!("/api/v1/sessions/{id}/transcript")).await;
-        assert_eq!(status, 200, "{body}");
-        body.as_array()
-            .map(|a| a.iter().map(|m| m["content"].clone()).collect())
-            .unwrap_or_default()
-    }
-
-    pub async fn branch_texts(&self, id: &str, branch: &str) -> Vec<Value> {
-        let (status, body) = self
-            .get(&format!(
-                "/api/v1/sessions/{id}/branches/{branch}/transcript"
-            ))
-            .await;
-        assert_eq!(status, 200, "{body}");
-        body.as_array()
-            .map(|a| a.iter().map(|m| m["content"].clone()).collect())
-            .unwrap_or_default()
-    }
-
-    /// The seqs of every record of `id`, replayed over SSE from the start.
-    pub async fn replayed_seqs(&self, id: &str) -> Vec<u64> {
-        let (_, s) = self.get(&format!("/api/v1/sessions/{id}")).await;
-        let last = s["lastSeq"].as_u64().expect("lastSeq");
-        let r = self
-            .client
-            .get(format!("{}/api/v1/sessions/{id}/stream", self.base))
-            .header("Last-Event-ID", "0")
-            .send()
-            .await
-            .expect("stream");
-        assert_eq!(r.status().as_u16(), 200);
-        let mut stream = r.bytes_stream();
-        let mut buf = String::new();
-        let mut seqs = Vec::new();
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while seqs.last() != Some(&last) {
-            assert!(Instant::now() < deadline, "replay stalled at {seqs:?}");
-            while let Some(pos) = buf.find("\n\n") {
-                let block: String = buf.drain(..pos + 2).collect();
-                for line in block.lines() {
-                    if let Some(v) = line.strip_prefix("id:")
-                        && let Ok(seq) = v.trim().parse()
-                    {
-                        seqs.push(seq);
-                    }
-                }
-            }
-            if seqs.last() == Some(&last) {
-                break;
-            }
-            match tokio::time::timeout(Duration::from_secs(20), stream.next()).await {
-                Ok(Some(Ok(b))) => buf.push_str(&String::from_utf8_lossy(&b)),
-                other => panic!("the stream ended: {other:?}"),
-            }
-        }
-        seqs
-    }
-
-    pub async fn stream(&self, path: &str, last: Option<u64>) -> Sse {
-        let mut r = self.req(reqwest::Method::GET, path);
-        if let Some(last) = last {
-            r = r.header("Last-Event-ID", last.to_string());
-        }
-        let r = r.send().await.expect("stream");
-        assert_eq!(r.status().as_u16(), 200);
-        Sse::new(r)
     }
 
     /// SIGTERM, then the exit status.
@@ -447,79 +279,6 @@ impl Daemon {
             std::thread::sleep(Duration::from_millis(50));
         }
     }
-}
-
-#[derive(Debug, Clone)]
-pub struct Ev {
-    pub event: String,
-    pub id: Option<u64>,
-    pub data: Value,
-}
-
-pub struct Sse {
-    stream: Pin<Box<dyn Stream<Item = reqwest::Result<Vec<u8>>> + Send>>,
-    buf: String,
-}
-
-impl Sse {
-    pub fn new(r: reqwest::Response) -> Self {
-        Self {
-            stream: Box::pin(r.bytes_stream().map(|b| b.map(|b| b.to_vec()))),
-            buf: String::new(),
-        }
-    }
-
-    pub async fn next(&mut self) -> Option<Ev> {
-        tokio::time::timeout(Duration::from_secs(20), async {
-            loop {
-                while let Some(pos) = self.buf.find("\n\n") {
-                    let block: String = self.buf.drain(..pos + 2).collect();
-                    let mut ev = Ev {
-                        event: "message".into(),
-                        id: None,
-                        data: Value::Null,
-                    };
-                    let mut data = Vec::new();
-                    for line in block.lines() {
-                        if let Some(v) = line.strip_prefix("event:") {
-                            ev.event = v.trim().into();
-                        } else if let Some(v) = line.strip_prefix("id:") {
-                            ev.id = v.trim().parse().ok();
-                        } else if let Some(v) = line.strip_prefix("data:") {
-                            data.push(v.trim_start().to_string());
-                        }
-                    }
-                    if data.is_empty() {
-                        continue;
-                    }
-                    ev.data = serde_json::from_str(&data.join("\n")).unwrap_or(Value::Null);
-                    return Some(ev);
-                }
-                match self.stream.next().await {
-                    Some(Ok(b)) => self.buf.push_str(&String::from_utf8_lossy(&b)),
-                    _ => return None,
-                }
-            }
-        })
-        .await
-        .expect("an SSE event within 20 s")
-    }
-
-    pub async fn until(&mut self, pred: impl Fn(&Ev) -> bool) -> Vec<Ev> {
-        let mut out = Vec::new();
-        while let Some(ev) = self.next().await {
-            let stop = pred(&ev);
-            out.push(ev);
-            if stop {
-                return out;
-            }
-        }
-        panic!("the stream ended early: {out:?}");
-    }
-}
-
-pub fn detail(body: &Value) -> &str {
-    body["detail"].as_str().unwrap_or("")
 }
 
 pub fn walk(dir: &Path) -> Vec<PathBuf> {
