@@ -17,7 +17,7 @@
 //!   lock; so the daemon never races its own turns into a conflict.
 //!   Branch, mail and state changes go through [`Core::update`], which
 //!   makes the same choice: the live session's `update_with` (its log head
-//!   and branch caches stay right) or `weft_core::store::update_session`.
+//!   and branch caches stay right) or `weft_core::log::update_session`.
 //!   A change that would disturb a branch running a turn (removing it,
 //!   delivering mail or adding messages to it) is refused with 409. Before
 //!   each turn the live session takes in what other writers (the CLI)
@@ -46,12 +46,12 @@ use serde_json::{Map, Value, json};
 use tokio::sync::{broadcast, oneshot, watch};
 use tokio_util::sync::CancellationToken;
 use weft_core::hooks::{ALL_EVENTS, events};
-use weft_core::log::{append_checked, transition_batch};
+use weft_core::log::{append_checked, transition_batch, update_session};
 use weft_core::mount::MountPlan;
 use weft_core::record::{RecordKind, StateDelta};
 use weft_core::session::SessionMeta;
 use weft_core::state::{StateScope, check_key, scope_of};
-use weft_core::store::{DeleteOptions, Store, StoreError, update_session};
+use weft_core::store::{DeleteOptions, Store, StoreError};
 use weft_core::view::SessionView;
 use weft_core::{
     BranchId, CancelMode, Record, Session, SessionConfig, SessionError, SessionId, SessionStatus,
