@@ -8,10 +8,10 @@ use anyhow::bail;
 use chrono::Utc;
 use serde_json::{Value, json};
 use weft_core::branches::{self, NewBranch};
+use weft_core::log::update_session;
 use weft_core::record::{RecordKind, StateDelta};
 use weft_core::session::MailCategory;
 use weft_core::state::{StateScope, check_key, scope_of};
-use weft_core::store::update_session;
 use weft_core::{SessionError, SessionId};
 
 use crate::app::App;

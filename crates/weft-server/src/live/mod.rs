@@ -17,7 +17,7 @@
 //!   lock; so the daemon never races its own turns into a conflict.
 //!   Branch, mail and state changes go through [`Core::update`], which
 //!   makes the same choice: the live session's `update_with` (its log head
-//!   and branch caches stay right) or `weft_core::store::update_session`.
+//!   and branch caches stay right) or `weft_core::log::update_session`.
 //!   A change that would disturb a branch running a turn (removing it,
 //!   delivering mail or adding messages to it) is refused with 409. Before
 //!   each turn the live session takes in what other writers (the CLI)
@@ -42,12 +42,12 @@ use std::time::{Duration, Instant};
 use serde_json::{Map, Value};
 use tokio::sync::{oneshot, watch};
 use tokio_util::sync::CancellationToken;
-use weft_core::log::{append_checked, transition_batch};
+use weft_core::log::{append_checked, transition_batch, update_session};
 use weft_core::mount::MountPlan;
 use weft_core::record::{RecordKind, StateDelta};
 use weft_core::session::SessionMeta;
 use weft_core::state::{StateScope, check_key, scope_of};
-use weft_core::store::{DeleteOptions, Store, StoreError, update_session};
+use weft_core::store::{DeleteOptions, Store, StoreError};
 use weft_core::view::SessionView;
 use weft_core::{
     BranchId, CancelMode, Feed, Record, Session, SessionConfig, SessionError, SessionId,

@@ -10,7 +10,7 @@ impl Core {
     /// refuses. When this daemon has the session live, the change goes
     /// through that [`Session`]'s `update_with` (so its log head and branch
     /// caches stay right); otherwise through
-    /// [`weft_core::store::update_session`]. Either way it is checked and
+    /// [`weft_core::log::update_session`]. Either way it is checked and
     /// appended at one head (a concurrent writer makes it re-read and
     /// re-check), and a change that would disturb a busy branch is refused
     /// with 409. Records are published to the session's streams.
