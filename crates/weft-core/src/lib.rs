@@ -62,6 +62,7 @@ pub mod runtime;
 pub mod session;
 pub mod state;
 pub mod store;
+pub mod stored;
 pub mod tool;
 pub mod view;
 
