@@ -193,3 +193,113 @@ pub fn model_override(meta: &SessionMeta) -> Option<String> {
         .and_then(Value::as_str)
         .map(str::to_string)
 }
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+    use crate::id::SessionId;
+    use crate::memory::MemoryStore;
+    use crate::mount::{AgentSpec, PlanFormat, SystemSpec};
+    use crate::session::Project;
+
+    async fn stored(store: &dyn Store, user: Option<&str>) -> SessionMeta {
+        let mut meta = SessionMeta::new(
+            SessionId::new_v7(),
+            Project::from_dir(std::path::Path::new("/tmp")),
+            "dev",
+        );
+        meta.user = user.map(str::to_string);
+        store.create(meta, Vec::new()).await.expect("create")
+    }
+
+    #[tokio::test]
+    async fn user_keys_follow_the_owner() {
+        let store = MemoryStore::new();
+        let ann = stored(&store, Some("ann")).await;
+        let ann2 = stored(&store, Some("ann")).await;
+        let bob = stored(&store, Some("bob")).await;
+        let nobody = stored(&store, None).await;
+        assert_eq!(owner(&nobody), DEFAULT_USER);
+
+        let shared = change(&store, &ann, "user:x", Some(json!(1))).await;
+        assert!(shared.expect("set").is_none(), "written to the store");
+        assert_eq!(get(&store, &ann2, "user:x").await.unwrap(), Some(json!(1)));
+        assert_eq!(get(&store, &bob, "user:x").await.unwrap(), None);
+        assert_eq!(get(&store, &nobody, "user:x").await.unwrap(), None);
+        assert_eq!(all(&store, &ann2).await.unwrap()["user:x"], json!(1));
+        // Deleting in bob's session leaves ann's key alone.
+        let _ = change(&store, &bob, "user:x", None).await.unwrap();
+        assert_eq!(get(&store, &ann, "user:x").await.unwrap(), Some(json!(1)));
+        let _ = change(&store, &ann2, "user:x", None).await.unwrap();
+        assert_eq!(get(&store, &ann, "user:x").await.unwrap(), None);
+    }
+
+    #[tokio::test]
+    async fn session_keys_are_returned_and_temp_keys_refused() {
+        let store = MemoryStore::new();
+        let meta = stored(&store, Some("ann")).await;
+        let delta = change(&store, &meta, "plan", Some(json!(2)))
+            .await
+            .unwrap()
+            .expect("a session key's change is the caller's to append");
+        assert_eq!(delta.set["plan"], json!(2));
+        assert!(matches!(
+            change(&store, &meta, "temp:x", Some(json!(1))).await,
+            Err(StateError::Temp(_))
+        ));
+        assert!(matches!(
+            get(&store, &meta, "temp:x").await,
+            Err(StateError::Temp(_))
+        ));
+        assert!(matches!(
+            get(&store, &meta, "").await,
+            Err(StateError::InvalidKey(_))
+        ));
+        assert!(is_temp("temp:x") && !is_temp("user:x"));
+    }
+
+    #[tokio::test]
+    async fn resume_rebuilds_the_config_from_the_metadata() {
+        let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
+        let mut plan = MountPlan::parse(
+            "session: { orchestrator: loop-basic, context: context-simple }",
+            PlanFormat::Yaml,
+        )
+        .unwrap()
+        .plan;
+        plan.agents.insert(
+            "helper".into(),
+            AgentSpec {
+                system: Some(SystemSpec {
+                    instruction: "You help.".into(),
+                }),
+                ..Default::default()
+            },
+        );
+        let mut meta = stored(store.as_ref(), Some("ann")).await;
+        meta.agent_name = Some("helper".into());
+        meta.parent_id = Some(SessionId::new_v7());
+        meta.metadata.insert(
+            "settingsOverrides".into(),
+            json!({"llm": {"model": "small"}}),
+        );
+        let registry = Arc::new(ModuleRegistry::with_core_modules());
+        let r = SessionConfig::resume(&meta, plan.clone(), store.clone(), registry.clone());
+        assert!(r.lost_agent.is_none());
+        let c = r.config;
+        assert_eq!(c.session_id.as_ref(), Some(&meta.id));
+        assert_eq!(c.parent_id, meta.parent_id);
+        assert_eq!(c.profile, "dev");
+        assert_eq!(c.user.as_deref(), Some("ann"));
+        assert_eq!(c.project, meta.project);
+        assert_eq!(c.model.as_deref(), Some("small"));
+        assert_eq!(c.plan.system_instruction(), Some("You help."));
+
+        meta.agent_name = Some("gone".into());
+        let r = SessionConfig::resume(&meta, plan.clone(), store, registry);
+        assert_eq!(r.lost_agent.as_deref(), Some("gone"));
+        assert_eq!(r.config.plan, plan);
+    }
+}
