@@ -25,8 +25,7 @@ impl Session {
     }
 
     async fn change_state(&self, key: &str, value: Option<Value>) -> Result<(), SessionError> {
-        if stored::is_temp(key) {
-            check_key(key).map_err(SessionError::Invalid)?;
+        if temp_key(key)? {
             let mut temp = lock(&self.inner.temp_state);
             match value {
                 Some(v) => temp.insert(key.to_string(), v),
@@ -62,8 +61,7 @@ impl Session {
 
     /// A state key's value.
     pub async fn state_get(&self, key: &str) -> Result<Option<Value>, SessionError> {
-        if stored::is_temp(key) {
-            check_key(key).map_err(SessionError::Invalid)?;
+        if temp_key(key)? {
             return Ok(lock(&self.inner.temp_state).get(key).cloned());
         }
         Ok(stored::get(self.store().as_ref(), &self.meta().await?, key).await?)
@@ -76,4 +74,10 @@ impl Session {
         all.extend(lock(&self.inner.temp_state).clone());
         Ok(all)
     }
+}
+
+/// Whether `key` is a (valid) `temp:` key, which this process holds.
+fn temp_key(key: &str) -> Result<bool, SessionError> {
+    check_key(key).map_err(SessionError::Invalid)?;
+    Ok(stored::is_temp(key))
 }
