@@ -46,8 +46,8 @@ use weft_core::log::{append_checked, transition_batch, update_session};
 use weft_core::mount::MountPlan;
 use weft_core::record::{RecordKind, StateDelta};
 use weft_core::session::SessionMeta;
-use weft_core::state::{StateScope, check_key, scope_of};
 use weft_core::store::{DeleteOptions, Store, StoreError};
+use weft_core::stored::{self, StateError};
 use weft_core::view::SessionView;
 use weft_core::{
     BranchId, CancelMode, Feed, Record, Session, SessionConfig, SessionError, SessionId,
@@ -243,33 +243,6 @@ fn plan_error(e: PlanError) -> ApiError {
         PlanError::UnknownProfile(m) => ApiError::unprocessable(m),
         PlanError::Unavailable(m) => ApiError::unavailable(m),
     }
-}
-
-/// Turns `plan` into the plan of its sub-agent `agent`; false if the plan
-/// has no such agent.
-pub(crate) fn apply_agent(plan: &mut MountPlan, agent: &str) -> bool {
-    let Some(spec) = plan.agents.get(agent).cloned() else {
-        return false;
-    };
-    if spec.system.is_some() {
-        plan.system = spec.system;
-    }
-    if !spec.providers.is_empty() {
-        plan.providers = spec.providers;
-    }
-    if let Some(tools) = spec.tools {
-        plan.tools = tools;
-    }
-    true
-}
-
-/// A model chosen by `settingsOverrides` at creation.
-fn model_override(meta: &SessionMeta) -> Option<String> {
-    let o = meta.metadata.get("settingsOverrides")?;
-    o.get("model")
-        .or_else(|| o.get("llm").and_then(|l| l.get("model")))
-        .and_then(Value::as_str)
-        .map(str::to_string)
 }
 
 impl Core {
