@@ -53,6 +53,7 @@ mod branches;
 mod delegate;
 mod handle;
 mod lifecycle;
+mod resume;
 mod state;
 #[cfg(test)]
 mod tests;
@@ -61,6 +62,7 @@ mod turn;
 mod turn_tests;
 
 pub use handle::{TurnEvents, TurnHandle, TurnRequest};
+pub use resume::{Resumed, model_override};
 
 /// The output given to the model for tool calls found unanswered when a
 /// session is resumed.

@@ -8,7 +8,7 @@
 //!
 //! A `user:` key of a session lives in the shared namespace of the
 //! session's **owner**: `meta.user`, recorded when the session is created
-//! (from [`SessionConfig::user`]), or [`DEFAULT_USER`] for a session
+//! (from [`SessionConfig::user`](crate::runtime::SessionConfig::user)), or [`DEFAULT_USER`] for a session
 //! without one. It never depends on who asks: the runtime running a turn,
 //! `weft state get` and `GET /state/{key}` read the same value of the same
 //! session, whichever front end or user reads it (this is ADK's rule —
@@ -19,7 +19,7 @@
 //! between users of one store).
 //!
 //! Who the user is, per front end, when a session is created: the library
-//! takes [`SessionConfig::user`]; the CLI takes the `user` setting of
+//! takes [`SessionConfig::user`](crate::runtime::SessionConfig::user); the CLI takes the `user` setting of
 //! `config.toml`, else `WEFT_USER`, else `$USER`, else `default`; the
 //! daemon (`weft serve`) takes the same setting of the process that
 //! started it, and records it on every session it creates. A sub-agent's
@@ -32,15 +32,10 @@
 //!
 //! [`Session`]: crate::runtime::Session
 
-use std::sync::Arc;
-
 use serde_json::{Map, Value};
 
 use crate::error::SessionError;
-use crate::mount::MountPlan;
 use crate::record::StateDelta;
-use crate::registry::ModuleRegistry;
-use crate::runtime::SessionConfig;
 use crate::session::SessionMeta;
 use crate::state::{DEFAULT_USER, StateScope, check_key, scope_of};
 use crate::store::{Store, StoreError};
@@ -143,57 +138,6 @@ pub async fn all(store: &dyn Store, meta: &SessionMeta) -> Result<Map<String, Va
     Ok(all)
 }
 
-/// A stored session's configuration, rebuilt from its metadata: what
-/// [`SessionConfig::resume`] returns.
-pub struct Resumed {
-    /// The config (approval, display and the like are left for the caller).
-    pub config: SessionConfig,
-    /// The sub-agent the session was made for, when the plan no longer has
-    /// it (the plan itself runs instead).
-    pub lost_agent: Option<String>,
-}
-
-impl SessionConfig {
-    /// The config that resumes stored session `meta` with `plan` (the plan
-    /// of its profile, or the one recorded with it, see
-    /// [`MountPlan::recorded`]): its id, profile, parent, sub-agent (the
-    /// plan narrowed by [`MountPlan::for_agent`]), project, owner and the
-    /// model chosen at creation (`settingsOverrides`).
-    pub fn resume(
-        meta: &SessionMeta,
-        plan: MountPlan,
-        store: Arc<dyn Store>,
-        registry: Arc<ModuleRegistry>,
-    ) -> Resumed {
-        let (plan, lost_agent) = match &meta.agent_name {
-            Some(agent) => match plan.for_agent(agent) {
-                Some(narrowed) => (narrowed, None),
-                None => (plan, Some(agent.clone())),
-            },
-            None => (plan, None),
-        };
-        let mut config = SessionConfig::new(plan, store, registry);
-        config.profile = meta.profile.clone();
-        config.session_id = Some(meta.id.clone());
-        config.parent_id = meta.parent_id.clone();
-        config.agent_name = meta.agent_name.clone();
-        config.project = meta.project.clone();
-        config.user = meta.user.clone();
-        config.model = model_override(meta);
-        Resumed { config, lost_agent }
-    }
-}
-
-/// A model chosen by `settingsOverrides` (`model` or `llm.model`) when the
-/// session was created.
-pub fn model_override(meta: &SessionMeta) -> Option<String> {
-    let o = meta.metadata.get("settingsOverrides")?;
-    o.get("model")
-        .or_else(|| o.get("llm").and_then(|l| l.get("model")))
-        .and_then(Value::as_str)
-        .map(str::to_string)
-}
-
 #[cfg(test)]
 mod tests {
     use serde_json::json;
@@ -201,7 +145,6 @@ mod tests {
     use super::*;
     use crate::id::SessionId;
     use crate::memory::MemoryStore;
-    use crate::mount::{AgentSpec, PlanFormat, SystemSpec};
     use crate::session::Project;
 
     async fn stored(store: &dyn Store, user: Option<&str>) -> SessionMeta {
@@ -258,48 +201,5 @@ mod tests {
             Err(StateError::InvalidKey(_))
         ));
         assert!(is_temp("temp:x") && !is_temp("user:x"));
-    }
-
-    #[tokio::test]
-    async fn resume_rebuilds_the_config_from_the_metadata() {
-        let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
-        let mut plan = MountPlan::parse(
-            "session: { orchestrator: loop-basic, context: context-simple }",
-            PlanFormat::Yaml,
-        )
-        .unwrap()
-        .plan;
-        plan.agents.insert(
-            "helper".into(),
-            AgentSpec {
-                system: Some(SystemSpec {
-                    instruction: "You help.".into(),
-                }),
-                ..Default::default()
-            },
-        );
-        let mut meta = stored(store.as_ref(), Some("ann")).await;
-        meta.agent_name = Some("helper".into());
-        meta.parent_id = Some(SessionId::new_v7());
-        meta.metadata.insert(
-            "settingsOverrides".into(),
-            json!({"llm": {"model": "small"}}),
-        );
-        let registry = Arc::new(ModuleRegistry::with_core_modules());
-        let r = SessionConfig::resume(&meta, plan.clone(), store.clone(), registry.clone());
-        assert!(r.lost_agent.is_none());
-        let c = r.config;
-        assert_eq!(c.session_id.as_ref(), Some(&meta.id));
-        assert_eq!(c.parent_id, meta.parent_id);
-        assert_eq!(c.profile, "dev");
-        assert_eq!(c.user.as_deref(), Some("ann"));
-        assert_eq!(c.project, meta.project);
-        assert_eq!(c.model.as_deref(), Some("small"));
-        assert_eq!(c.plan.system_instruction(), Some("You help."));
-
-        meta.agent_name = Some("gone".into());
-        let r = SessionConfig::resume(&meta, plan.clone(), store, registry);
-        assert_eq!(r.lost_agent.as_deref(), Some("gone"));
-        assert_eq!(r.config.plan, plan);
     }
 }

@@ -137,7 +137,7 @@ pub(crate) async fn create_session(
     if let Some(overrides) = overrides {
         meta.metadata
             .insert("settingsOverrides".into(), Value::Object(overrides));
-        meta.model = weft_core::stored::model_override(&meta);
+        meta.model = weft_core::runtime::model_override(&meta);
     }
     let meta = core.store().create(meta, Vec::new()).await?;
     Ok((StatusCode::CREATED, Json(core.info(&meta))))
