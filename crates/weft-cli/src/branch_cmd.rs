@@ -8,10 +8,10 @@ use anyhow::bail;
 use chrono::Utc;
 use serde_json::{Value, json};
 use weft_core::branches::{self, NewBranch};
+use weft_core::log::update_session;
 use weft_core::record::{RecordKind, StateDelta};
 use weft_core::session::MailCategory;
-use weft_core::state::{StateScope, check_key, scope_of};
-use weft_core::store::update_session;
+use weft_core::stored;
 use weft_core::{SessionError, SessionId};
 
 use crate::app::App;
@@ -223,45 +223,35 @@ pub async fn collect(
     Ok(())
 }
 
-async fn scope(app: &App, id: &SessionId, key: &str) -> anyhow::Result<StateScope> {
-    check_key(key).map_err(anyhow::Error::msg)?;
-    let meta = app.store.get(id).await?;
-    match scope_of(key, &meta.profile, meta.user.as_deref()) {
-        StateScope::Temp => bail!(
-            "{key:?} is a temp: key: temp: state lives only inside a running turn and is never stored"
-        ),
-        other => Ok(other),
-    }
-}
-
+/// Sets (`Some`) or deletes (`None`) `key` of session `id`, by the rule
+/// every front end shares ([`weft_core::stored`]).
 async fn change_state(
     app: &App,
     id: &SessionId,
     key: &str,
-    delta: StateDelta,
+    value: Option<Value>,
 ) -> anyhow::Result<()> {
-    match scope(app, id, key).await? {
-        StateScope::Shared(ns) => {
-            app.store.update_shared_state(&ns, &delta).await?;
-        }
-        _ => {
-            update_session(app.store.as_ref(), id, |_| {
-                Ok(((), vec![RecordKind::State(delta.clone())]))
-            })
-            .await?;
-        }
+    let meta = app.store.get(id).await?;
+    if let Some(delta) = stored::change(app.store.as_ref(), &meta, key, value).await? {
+        append_state(app, id, delta).await?;
     }
+    Ok(())
+}
+
+/// Appends a `state` record to session `id`'s log.
+async fn append_state(app: &App, id: &SessionId, delta: StateDelta) -> anyhow::Result<()> {
+    update_session(app.store.as_ref(), id, |_| {
+        Ok(((), vec![RecordKind::State(delta.clone())]))
+    })
+    .await?;
     Ok(())
 }
 
 /// `weft state get`.
 pub async fn get(app: &App, id: &str, key: &str) -> anyhow::Result<()> {
     let id = app.resolve(id).await?;
-    let value = match scope(app, &id, key).await? {
-        StateScope::Shared(ns) => app.store.shared_state(&ns).await?.get(key).cloned(),
-        _ => app.store.view(&id).await?.state.get(key).cloned(),
-    };
-    match value {
+    let meta = app.store.get(&id).await?;
+    match stored::get(app.store.as_ref(), &meta, key).await? {
         Some(v) => println!("{v}"),
         None => bail!("no state key {key:?} in session {id}"),
     }
@@ -271,19 +261,13 @@ pub async fn get(app: &App, id: &str, key: &str) -> anyhow::Result<()> {
 /// `weft state set`.
 pub async fn set(app: &App, id: &str, key: &str, value: &str) -> anyhow::Result<()> {
     let id = app.resolve(id).await?;
-    let mut delta = StateDelta::default();
-    delta.set.insert(key.to_string(), parse_value(value));
-    change_state(app, &id, key, delta).await
+    change_state(app, &id, key, Some(parse_value(value))).await
 }
 
 /// `weft state delete`.
 pub async fn delete(app: &App, id: &str, key: &str) -> anyhow::Result<()> {
     let id = app.resolve(id).await?;
-    let delta = StateDelta {
-        delete: vec![key.to_string()],
-        ..Default::default()
-    };
-    change_state(app, &id, key, delta).await
+    change_state(app, &id, key, None).await
 }
 
 /// `weft state clear`: every session-local key.
@@ -293,10 +277,7 @@ pub async fn clear(app: &App, id: &str) -> anyhow::Result<()> {
         clear: true,
         ..Default::default()
     };
-    update_session(app.store.as_ref(), &id, |_| {
-        Ok(((), vec![RecordKind::State(delta.clone())]))
-    })
-    .await?;
+    append_state(app, &id, delta).await?;
     eprintln!("cleared the state of {id}");
     Ok(())
 }
@@ -305,12 +286,7 @@ pub async fn clear(app: &App, id: &str) -> anyhow::Result<()> {
 pub async fn list_state(app: &App, id: &str, json_out: bool) -> anyhow::Result<()> {
     let id = app.resolve(id).await?;
     let meta = app.store.get(&id).await?;
-    let mut all = app.store.view(&id).await?.state;
-    for prefix in ["app:", "user:"] {
-        if let StateScope::Shared(ns) = scope_of(prefix, &meta.profile, meta.user.as_deref()) {
-            all.extend(app.store.shared_state(&ns).await?);
-        }
-    }
+    let all = stored::all(app.store.as_ref(), &meta).await?;
     if json_out {
         println!("{}", serde_json::to_string_pretty(&all)?);
     } else {

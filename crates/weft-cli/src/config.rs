@@ -95,7 +95,9 @@ pub struct WeftConfig {
     /// The default model.
     #[serde(default)]
     pub model: Option<String>,
-    /// The user name for `user:` state (default `$USER`).
+    /// The user recorded as the owner of the sessions this CLI (and a
+    /// `weft serve` it starts) makes, whose `user:` state they share
+    /// (default `$USER`; `WEFT_USER` sets it too).
     #[serde(default)]
     pub user: Option<String>,
 }
@@ -125,7 +127,7 @@ impl WeftConfig {
         Ok(config)
     }
 
-    /// The user for `user:` state.
+    /// The owner of new sessions (see [`WeftConfig::user`]).
     pub fn user_name(&self) -> String {
         self.user
             .clone()

@@ -8,7 +8,7 @@ use anyhow::{Context, bail};
 use serde_json::json;
 use weft_core::mount::MountPlan;
 use weft_core::store::{ForkPoint, ListFilter, ListQuery, StoreError};
-use weft_core::{Session, SessionError, SessionId};
+use weft_core::{Session, SessionConfig, SessionError, SessionId};
 
 use crate::app::{App, PlanChoice};
 use crate::term::{Interrupts, Printer, TerminalDisplay, approval, run_turn};
@@ -51,33 +51,59 @@ pub async fn open_session(
     resume: Option<&SessionId>,
 ) -> anyhow::Result<Session> {
     let mut choice = opts.choice.clone();
-    if let Some(id) = resume {
-        let meta = app.store.get(id).await?;
-        if choice.profile.is_none() && choice.mount_plan.is_none() {
-            choice.profile = Some(meta.profile.clone());
-            choice.recorded = MountPlan::recorded(&meta.metadata)
-                .transpose()
-                .with_context(|| {
-                    format!(
-                        "the mount plan recorded with session {id} cannot be used: pass \
-                         --mount-plan or --profile"
-                    )
-                })?;
-        }
+    let meta = match resume {
+        Some(id) => Some(app.store.get(id).await?),
+        None => None,
+    };
+    if let Some(meta) = &meta
+        && choice.profile.is_none()
+        && choice.mount_plan.is_none()
+    {
+        choice.profile = Some(meta.profile.clone());
+        choice.recorded = MountPlan::recorded(&meta.metadata)
+            .transpose()
+            .with_context(|| {
+                format!(
+                    "the mount plan recorded with session {} cannot be used: pass \
+                     --mount-plan or --profile",
+                    meta.id
+                )
+            })?;
     }
     let (plan, profile) = app.plan(&choice).await?;
     // A plan from a file is recorded with the session, so it can be
     // continued without the file (issue 9, M1).
     let record = choice.mount_plan.is_some().then(|| plan.to_metadata());
-    let mut config = app.session_config(
-        plan,
-        profile,
-        Some(approval(opts.yes)),
-        Some(Arc::new(TerminalDisplay)),
-    );
-    config.session_id = resume.cloned();
+    let approval = Some(approval(opts.yes));
+    let display: Option<Arc<dyn weft_core::approval::DisplaySystem>> =
+        Some(Arc::new(TerminalDisplay));
+    let mut config = match &meta {
+        Some(meta) => {
+            let resumed =
+                SessionConfig::resume(meta, plan, app.store.clone(), app.registry.clone());
+            if let Some(agent) = resumed.lost_agent {
+                eprintln!(
+                    "warning: session {} was made for sub-agent {agent:?}, which its plan no longer has; running the plan itself",
+                    meta.id
+                );
+            }
+            let mut config = resumed.config;
+            // A profile or plan chosen now replaces the recorded one.
+            config.profile = profile;
+            config.approval = approval;
+            config.display = display;
+            config
+        }
+        None => app.session_config(plan, profile, approval, display),
+    };
     config.name = opts.name.clone();
-    config.model = choice.model.clone().or_else(|| app.config.model.clone());
+    // A model chosen now, else the one chosen at creation, else the
+    // configured default.
+    config.model = choice
+        .model
+        .clone()
+        .or(config.model)
+        .or_else(|| app.config.model.clone());
     config.wait_for_turn = !opts.no_wait;
     let session = Session::new(config);
     session

@@ -5,7 +5,7 @@
 //! [`SessionView`] to the records that carry it out, so it works on every
 //! store, survives restarts and forks with the session. The functions are
 //! applied atomically (check and append at one head) by
-//! [`crate::store::Store::update_with`] or [`crate::runtime::Session::update_with`].
+//! [`crate::log::update_session`] or [`crate::runtime::Session::update_with`].
 //!
 //! Done right where LionAGI is not: `split` clones the system message once;
 //! `exclude_clone` and `exclude_load` filters really filter; mail for an

@@ -76,6 +76,7 @@ pub mod runtime;
 pub mod session;
 pub mod state;
 pub mod store;
+pub mod stored;
 pub mod testing;
 pub mod tool;
 pub mod view;

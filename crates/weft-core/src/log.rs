@@ -14,7 +14,7 @@
 //! against the head it is appended after. On a conflict it reads what the
 //! others appended, folds it into the session, and asks the writer's
 //! `decide` again — which re-checks what the batch depends on (a status
-//! transition re-checks [`SessionStatus::can_become`], a turn checks
+//! transition re-checks [`crate::session::SessionStatus::can_become`], a turn checks
 //! [`turn_conflict`]) and either gives the batch to append at the new head
 //! (a rebase) or refuses. Nothing is ever blindly retried.
 
@@ -23,11 +23,15 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use tokio::sync::Mutex;
 
+use crate::error::SessionError;
 use crate::feed::{FEED_CAPACITY, Feed};
 use crate::id::{BranchId, SessionId, TurnId};
-use crate::record::{Record, RecordKind, StatusChange};
-use crate::session::{SessionMeta, SessionStatus};
+use crate::record::{Record, RecordKind};
+use crate::session::SessionMeta;
 use crate::store::{Store, StoreError, UPDATE_ATTEMPTS};
+use crate::view::SessionView;
+
+pub use crate::store::transition_batch;
 
 /// Appends the records `decide` gives, deciding them against the head they
 /// are appended after. `known` is the session as the writer last saw it
@@ -89,27 +93,6 @@ where
     }
 }
 
-/// A lifecycle transition decided against `session`: the `status` record
-/// moving it to `to`, or [`StoreError::Refused`] (from `refusal`) when
-/// [`SessionStatus::can_become`] does not allow it from its status there.
-pub fn transition_batch(
-    session: &SessionMeta,
-    to: SessionStatus,
-    error: Option<String>,
-    details: Option<serde_json::Value>,
-    refusal: impl FnOnce(&SessionMeta) -> String,
-) -> Result<Vec<RecordKind>, StoreError> {
-    if !session.status.can_become(to) {
-        return Err(StoreError::Refused(refusal(session)));
-    }
-    Ok(vec![RecordKind::Status(StatusChange {
-        from: session.status,
-        to,
-        error,
-        details,
-    })])
-}
-
 /// Why records other writers appended (`others`, leaving the session as
 /// `session`) conflict with a turn on `branch`, or None when the turn's
 /// records can follow them. They conflict when the session ended, or when
@@ -141,6 +124,35 @@ pub fn turn_conflict(
         touched.kind.name(),
         touched.seq
     ))
+}
+
+/// Applies a view-dependent change atomically: folds the log, lets `change`
+/// compute the records (or refuse), and appends them at the head it read;
+/// a concurrent writer makes it re-read and re-check.
+pub async fn update_session<T, F>(
+    store: &dyn Store,
+    id: &SessionId,
+    mut change: F,
+) -> Result<T, SessionError>
+where
+    F: FnMut(&SessionView) -> Result<(T, Vec<RecordKind>), SessionError> + Send,
+    T: Send,
+{
+    let mut attempt = 0;
+    loop {
+        let records = store.read_all(id).await?;
+        let view = SessionView::from_records(&records).map_err(StoreError::from)?;
+        let head = view.meta.last_seq;
+        let (value, kinds) = change(&view)?;
+        if kinds.is_empty() {
+            return Ok(value);
+        }
+        match store.append(id, head, Record::batch(head, kinds)).await {
+            Ok(_) => return Ok(value),
+            Err(e) if e.is_conflict() && attempt < UPDATE_ATTEMPTS => attempt += 1,
+            Err(e) => return Err(e.into()),
+        }
+    }
 }
 
 struct Inner {

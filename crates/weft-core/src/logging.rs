@@ -5,16 +5,19 @@
 //! (`raw`, `request`, `response_raw`, `payload`, `headers` keys) are dropped
 //! unless `include_raw: true`; strings longer than `max_field_bytes` (default
 //! 4096) are cut; streaming deltas are skipped unless `include_deltas: true`.
+//!
+//! It knows the hook and store contracts, not the module registry: the
+//! registry builds it with [`LoggingHook::from_spec`] and mounts it
+//! ([`LoggingHook::mount`] lives there).
 
 use std::sync::Arc;
 
 use async_trait::async_trait;
 use serde_json::{Map, Value};
 
-use crate::hooks::{ALL_EVENTS, HookError, HookHandler, HookResult, events};
+use crate::hooks::{HookError, HookHandler, HookResult, events};
 use crate::id::SessionId;
-use crate::mount::{ModuleSpec, MountError};
-use crate::registry::{HookMount, ModuleEnv};
+use crate::mount::ModuleSpec;
 use crate::store::Store;
 
 /// Keys that hold raw provider payloads.
@@ -30,21 +33,17 @@ pub struct LoggingHook {
 }
 
 impl LoggingHook {
-    /// Builds the handler from its module spec.
-    pub fn mount(spec: &ModuleSpec, env: &ModuleEnv) -> Result<Vec<HookMount>, MountError> {
-        let hook = LoggingHook {
-            store: env.store.clone(),
-            session_id: env.session_id.clone(),
+    /// The handler for the session `session_id`, configured by its module
+    /// spec (`include_raw`, `include_deltas`, `max_field_bytes`). The
+    /// registry mounts it as `hooks-logging` ([`crate::registry`]).
+    pub fn from_spec(spec: &ModuleSpec, store: Arc<dyn Store>, session_id: SessionId) -> Self {
+        LoggingHook {
+            store,
+            session_id,
             include_raw: spec.config_bool("include_raw").unwrap_or(false),
             include_deltas: spec.config_bool("include_deltas").unwrap_or(false),
             max_field_bytes: spec.config_u64("max_field_bytes").unwrap_or(4096) as usize,
-        };
-        Ok(vec![HookMount {
-            event: ALL_EVENTS.to_string(),
-            handler: Arc::new(hook),
-            priority: i32::MAX,
-            name: "hooks-logging".into(),
-        }])
+        }
     }
 
     fn scrub(&self, value: &Value) -> Value {

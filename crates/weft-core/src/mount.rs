@@ -276,6 +276,26 @@ impl MountPlan {
         Some(Self::from_value(value.clone()).map(|parsed| parsed.plan))
     }
 
+    /// The plan a session of sub-agent `agent` runs: this plan with the
+    /// agent's system prompt, and its providers and tools where it names
+    /// them (inheriting the rest); None if the plan has no such agent.
+    /// Delegation (the `task` tool) and resuming a sub-agent's session
+    /// both use it.
+    pub fn for_agent(&self, agent: &str) -> Option<MountPlan> {
+        let spec = self.agents.get(agent)?;
+        let mut plan = self.clone();
+        if spec.system.is_some() {
+            plan.system = spec.system.clone();
+        }
+        if !spec.providers.is_empty() {
+            plan.providers = spec.providers.clone();
+        }
+        if let Some(tools) = &spec.tools {
+            plan.tools = tools.clone();
+        }
+        Some(plan)
+    }
+
     /// Parses a plan from text in `format`.
     pub fn parse(text: &str, format: PlanFormat) -> Result<ParsedPlan, MountError> {
         let parse_err = |message: String| MountError::Parse {
@@ -423,6 +443,26 @@ config = { mode = "echo" }
             err.to_string().contains("session.context is required"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn for_agent_narrows_what_the_agent_names() {
+        let plan = MountPlan::parse(YAML, PlanFormat::Yaml).unwrap().plan;
+        assert!(plan.for_agent("nobody").is_none());
+        let architect = plan.for_agent("architect").unwrap();
+        assert_eq!(architect.system_instruction(), Some("You design."));
+        // What the agent does not name is inherited.
+        assert_eq!(architect.providers, plan.providers);
+        assert_eq!(architect.tools, plan.tools);
+
+        let mut with_tools = plan.clone();
+        let spec = with_tools.agents.get_mut("architect").unwrap();
+        spec.tools = Some(Vec::new());
+        spec.providers = vec![ModuleSpec::named("provider-scripted")];
+        let narrowed = with_tools.for_agent("architect").unwrap();
+        assert!(narrowed.tools.is_empty());
+        assert_eq!(narrowed.providers[0].module, "provider-scripted");
+        assert_eq!(narrowed.hooks, plan.hooks);
     }
 
     #[test]

@@ -10,7 +10,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use crate::context::{ContextManager, SimpleContext};
-use crate::hooks::{HookHandler, HookRegistry};
+use crate::hooks::{ALL_EVENTS, HookHandler, HookRegistry};
 use crate::id::SessionId;
 use crate::logging::LoggingHook;
 use crate::mount::{ModuleSpec, MountError};
@@ -46,6 +46,20 @@ pub struct HookMount {
     pub priority: i32,
     /// A name for logs.
     pub name: String,
+}
+
+impl LoggingHook {
+    /// Builds the `hooks-logging` module from its spec: one handler on every
+    /// event (`*`), run last.
+    pub fn mount(spec: &ModuleSpec, env: &ModuleEnv) -> Result<Vec<HookMount>, MountError> {
+        let hook = LoggingHook::from_spec(spec, env.store.clone(), env.session_id.clone());
+        Ok(vec![HookMount {
+            event: ALL_EVENTS.to_string(),
+            handler: Arc::new(hook),
+            priority: i32::MAX,
+            name: "hooks-logging".into(),
+        }])
+    }
 }
 
 /// Builds a provider.

@@ -2,7 +2,8 @@
 //!
 //! [`SessionMeta`] is a fold of the session log (see [`crate::record`]): every
 //! backend keeps it up to date with [`SessionMeta::apply`] so that listing
-//! never has to read a log.
+//! never has to read a log. The fold itself lives with the view's fold in
+//! [`crate::view`]; this module holds the data and knows nothing of records.
 
 use std::path::{Path, PathBuf};
 
@@ -11,8 +12,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use crate::id::{BranchId, SessionId};
-use crate::message::{Role, Usage};
-use crate::record::{Record, RecordKind};
+use crate::message::Usage;
 
 /// The version written in every [`SessionMeta`] (`"v": 1`).
 pub const META_VERSION: u32 = 1;
@@ -264,86 +264,6 @@ impl SessionMeta {
     /// Whether it is a top-level session (no parent).
     pub fn is_top_level(&self) -> bool {
         self.parent_id.is_none()
-    }
-
-    /// Folds one log record into the metadata. Every backend calls this on
-    /// every record it appends, so the metadata never has to be rebuilt from
-    /// the whole log.
-    pub fn apply(&mut self, record: &Record) {
-        if let RecordKind::SessionCreated(created) = &record.kind {
-            *self = (**created).clone();
-        }
-        self.last_seq = record.seq;
-        self.updated_at = record.ts;
-        match &record.kind {
-            RecordKind::SessionCreated(_) => {}
-            RecordKind::Message(message) => {
-                // Saturating: a log's counts are input and must not panic
-                // the fold.
-                self.message_count = self.message_count.saturating_add(1);
-                if message.role == Role::User {
-                    self.turn_count = self.turn_count.saturating_add(1);
-                    let text = message.text_content();
-                    if !text.is_empty() {
-                        self.last_prompt = Some(text.chars().take(LAST_PROMPT_CHARS).collect());
-                    }
-                }
-                if let Some(usage) = &message.usage {
-                    self.usage.add(usage);
-                }
-                if message.role == Role::Assistant && self.model.is_none() {
-                    self.model.clone_from(&message.model);
-                }
-            }
-            RecordKind::Status(change) => {
-                self.status = change.to;
-                match change.to {
-                    SessionStatus::Active => {
-                        if self.started_at.is_none() {
-                            self.started_at = Some(record.ts);
-                        }
-                        self.ended_at = None;
-                        self.error_message = None;
-                    }
-                    s if s.is_ended() => {
-                        self.ended_at = Some(record.ts);
-                        if change.error.is_some() {
-                            self.error_message.clone_from(&change.error);
-                        }
-                    }
-                    _ => {}
-                }
-            }
-            RecordKind::Meta(patch) => {
-                if let Some(name) = &patch.name {
-                    self.name = (!name.is_empty()).then(|| name.clone());
-                }
-                if let Some(description) = &patch.description {
-                    self.description = (!description.is_empty()).then(|| description.clone());
-                }
-                if let Some(model) = &patch.model {
-                    self.model = Some(model.clone());
-                }
-                if let Some(metadata) = &patch.metadata {
-                    for (k, v) in metadata {
-                        if v.is_null() {
-                            self.metadata.remove(k);
-                        } else {
-                            self.metadata.insert(k.clone(), v.clone());
-                        }
-                    }
-                }
-            }
-            RecordKind::DefaultBranch { branch } => self.default_branch = branch.clone(),
-            RecordKind::Usage { usage, .. } => self.usage.add(usage),
-            RecordKind::State(_)
-            | RecordKind::BranchCreated(_)
-            | RecordKind::BranchRemoved { .. }
-            | RecordKind::MailSent(_)
-            | RecordKind::MailCollected { .. }
-            | RecordKind::Rewind { .. }
-            | RecordKind::Compaction { .. } => {}
-        }
     }
 
     /// A short label for lists: the name, or the first 8 characters of the id.

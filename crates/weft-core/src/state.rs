@@ -5,11 +5,13 @@
 //! | prefix | scope | stored |
 //! |---|---|---|
 //! | `app:` | every session of the same profile | shared state `app:<profile>` in the store |
-//! | `user:` | every session of the same user | shared state `user:<user>` in the store |
+//! | `user:` | every session of the same owner | shared state `user:<owner>` in the store |
 //! | `temp:` | this process, until the end of the turn | never |
 //! | anything else (e.g. `agent:<name>:…`) | this session | `state` records in the session log |
 //!
-//! Deletes and clears are records too, so they stick.
+//! Deletes and clears are records too, so they stick. Which owner a
+//! session's `user:` keys belong to, and the reads and writes on a stored
+//! session every front end shares, are in [`crate::stored`].
 
 /// Where a state key lives.
 #[derive(Debug, Clone, PartialEq, Eq)]

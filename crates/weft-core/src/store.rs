@@ -27,8 +27,13 @@
 //!
 //! Writes that depend on the session (lifecycle transitions, a turn's
 //! messages) are decided against the head they are appended after, through
-//! [`crate::log::append_checked`]; a conflict makes them re-check, never
-//! blindly retry.
+//! [`append_at_head`] here or [`crate::log::append_checked`] for a writer
+//! holding a [`crate::log::SessionLog`]; a conflict makes them re-check,
+//! never blindly retry.
+//!
+//! This module knows records, metadata and the view fold; it must not know
+//! the session log's writers ([`crate::log`]) or the runtime's errors
+//! ([`crate::SessionError`]).
 
 use std::time::Duration;
 
@@ -40,7 +45,7 @@ use serde_json::{Map, Value};
 use crate::id::{BranchId, IdError, SessionId, validate_id};
 use crate::lease::{TURN_LOCK_POLL, TurnHolder, TurnLock, TurnLockAttempt, TurnLockInfo};
 use crate::message::{Message, Role, unanswered_tool_calls};
-use crate::record::{BatchError, MetaPatch, Record, RecordKind, StateDelta};
+use crate::record::{BatchError, MetaPatch, Record, RecordKind, StateDelta, StatusChange};
 use crate::session::{ForkedFrom, SessionMeta, SessionStatus};
 use crate::view::{SessionView, ViewError, turn_starts};
 
@@ -604,17 +609,7 @@ pub trait Store: Send + Sync {
         id: &SessionId,
         kinds: Vec<RecordKind>,
     ) -> Result<SessionMeta, StoreError> {
-        let mut attempts = 0;
-        loop {
-            let head = self.get(id).await?.last_seq;
-            match self
-                .append(id, head, Record::batch(head, kinds.clone()))
-                .await
-            {
-                Err(e) if e.is_conflict() && attempts < 16 => attempts += 1,
-                other => return other,
-            }
-        }
+        append_at_head(self, id, |_| Ok(kinds.clone())).await
     }
 
     /// Changes name, description, model or metadata (a `meta` record).
@@ -641,14 +636,12 @@ pub trait Store: Send + Sync {
         error: Option<String>,
         details: Option<Value>,
     ) -> Result<SessionMeta, StoreError> {
-        let mut known = self.get(id).await?;
-        crate::log::append_checked(self, id, &mut known, None, |session, _| {
-            crate::log::transition_batch(session, to, error.clone(), details.clone(), |s| {
+        append_at_head(self, id, |session| {
+            transition_batch(session, to, error.clone(), details.clone(), |s| {
                 format!("session {id} is {}: it cannot become {to}", s.status)
             })
         })
-        .await?;
-        Ok(known)
+        .await
     }
 
     /// Forks `id` at `point` into a new session (`new_id`, or a fresh
@@ -833,35 +826,59 @@ pub fn fork_plan(
     })
 }
 
-/// The most attempts [`update_session`] makes before giving up on a
-/// session that keeps changing.
+/// The most attempts a checked write ([`append_at_head`],
+/// [`crate::log::append_checked`], [`crate::log::update_session`]) makes
+/// before giving up on a session that keeps changing.
 pub const UPDATE_ATTEMPTS: usize = 16;
 
-/// Applies a view-dependent change atomically: folds the log, lets `change`
-/// compute the records (or refuse), and appends them at the head it read;
-/// a concurrent writer makes it re-read and re-check.
-pub async fn update_session<T, F>(
-    store: &dyn Store,
+/// Appends the records `decide` gives for the session as it is at its
+/// head, deciding again against the new head when another writer appended
+/// first (at most [`UPDATE_ATTEMPTS`] times). No records: nothing is
+/// written and the session is returned as read. For writes decided on the
+/// metadata alone; a writer that keeps its own view of the session uses
+/// [`crate::log::append_checked`], which also hands `decide` the records
+/// the others appended.
+pub async fn append_at_head<S, F>(
+    store: &S,
     id: &SessionId,
-    mut change: F,
-) -> Result<T, crate::SessionError>
+    mut decide: F,
+) -> Result<SessionMeta, StoreError>
 where
-    F: FnMut(&SessionView) -> Result<(T, Vec<RecordKind>), crate::SessionError> + Send,
-    T: Send,
+    S: Store + ?Sized,
+    F: FnMut(&SessionMeta) -> Result<Vec<RecordKind>, StoreError> + Send,
 {
     let mut attempt = 0;
     loop {
-        let records = store.read_all(id).await?;
-        let view = SessionView::from_records(&records).map_err(StoreError::from)?;
-        let head = view.meta.last_seq;
-        let (value, kinds) = change(&view)?;
+        let session = store.get(id).await?;
+        let kinds = decide(&session)?;
         if kinds.is_empty() {
-            return Ok(value);
+            return Ok(session);
         }
+        let head = session.last_seq;
         match store.append(id, head, Record::batch(head, kinds)).await {
-            Ok(_) => return Ok(value),
             Err(e) if e.is_conflict() && attempt < UPDATE_ATTEMPTS => attempt += 1,
-            Err(e) => return Err(e.into()),
+            other => return other,
         }
     }
+}
+
+/// A lifecycle transition decided against `session`: the `status` record
+/// moving it to `to`, or [`StoreError::Refused`] (from `refusal`) when
+/// [`SessionStatus::can_become`] does not allow it from its status there.
+pub fn transition_batch(
+    session: &SessionMeta,
+    to: SessionStatus,
+    error: Option<String>,
+    details: Option<Value>,
+    refusal: impl FnOnce(&SessionMeta) -> String,
+) -> Result<Vec<RecordKind>, StoreError> {
+    if !session.status.can_become(to) {
+        return Err(StoreError::Refused(refusal(session)));
+    }
+    Ok(vec![RecordKind::Status(StatusChange {
+        from: session.status,
+        to,
+        error,
+        details,
+    })])
 }

@@ -1,16 +1,19 @@
-//! The current state of a session as a fold of its log.
+//! The current state of a session as a fold of its log: the one place
+//! records are folded.
 //!
+//! [`SessionMeta::apply`] folds a record into the session's metadata (every
+//! backend calls it on every append, so listing never reads a log).
 //! [`SessionView`] replays records into branches (with their messages, after
-//! rewinds), the session-local state map and the pending mail. The runtime
-//! builds one when it resumes a session; the daemon and the CLI use it to show
-//! transcripts.
+//! rewinds), the session-local state map and the pending mail, on top of the
+//! metadata fold. The runtime builds one when it resumes a session; the
+//! daemon and the CLI use it to show transcripts.
 
 use serde_json::{Map, Value};
 
 use crate::id::BranchId;
 use crate::message::{Message, Role};
 use crate::record::{Record, RecordKind};
-use crate::session::{Branch, Mail, SessionMeta};
+use crate::session::{Branch, LAST_PROMPT_CHARS, Mail, SessionMeta, SessionStatus};
 
 /// A message together with the log seq that appended it.
 #[derive(Debug, Clone, PartialEq)]
@@ -62,6 +65,88 @@ pub struct SessionView {
     pub state: Map<String, Value>,
     /// Mail not yet collected by all its recipients, in send order.
     pub mail: Vec<PendingMail>,
+}
+
+impl SessionMeta {
+    /// Folds one log record into the metadata. Every backend calls this on
+    /// every record it appends, so the metadata never has to be rebuilt from
+    /// the whole log.
+    pub fn apply(&mut self, record: &Record) {
+        if let RecordKind::SessionCreated(created) = &record.kind {
+            *self = (**created).clone();
+        }
+        self.last_seq = record.seq;
+        self.updated_at = record.ts;
+        match &record.kind {
+            RecordKind::SessionCreated(_) => {}
+            RecordKind::Message(message) => {
+                // Saturating: a log's counts are input and must not panic
+                // the fold.
+                self.message_count = self.message_count.saturating_add(1);
+                if message.role == Role::User {
+                    self.turn_count = self.turn_count.saturating_add(1);
+                    let text = message.text_content();
+                    if !text.is_empty() {
+                        self.last_prompt = Some(text.chars().take(LAST_PROMPT_CHARS).collect());
+                    }
+                }
+                if let Some(usage) = &message.usage {
+                    self.usage.add(usage);
+                }
+                if message.role == Role::Assistant && self.model.is_none() {
+                    self.model.clone_from(&message.model);
+                }
+            }
+            RecordKind::Status(change) => {
+                self.status = change.to;
+                match change.to {
+                    SessionStatus::Active => {
+                        if self.started_at.is_none() {
+                            self.started_at = Some(record.ts);
+                        }
+                        self.ended_at = None;
+                        self.error_message = None;
+                    }
+                    s if s.is_ended() => {
+                        self.ended_at = Some(record.ts);
+                        if change.error.is_some() {
+                            self.error_message.clone_from(&change.error);
+                        }
+                    }
+                    _ => {}
+                }
+            }
+            RecordKind::Meta(patch) => {
+                if let Some(name) = &patch.name {
+                    self.name = (!name.is_empty()).then(|| name.clone());
+                }
+                if let Some(description) = &patch.description {
+                    self.description = (!description.is_empty()).then(|| description.clone());
+                }
+                if let Some(model) = &patch.model {
+                    self.model = Some(model.clone());
+                }
+                if let Some(metadata) = &patch.metadata {
+                    for (k, v) in metadata {
+                        if v.is_null() {
+                            self.metadata.remove(k);
+                        } else {
+                            self.metadata.insert(k.clone(), v.clone());
+                        }
+                    }
+                }
+            }
+            RecordKind::DefaultBranch { branch } => self.default_branch = branch.clone(),
+            RecordKind::Usage { usage, .. } => self.usage.add(usage),
+            RecordKind::State(_)
+            | RecordKind::BranchCreated(_)
+            | RecordKind::BranchRemoved { .. }
+            | RecordKind::MailSent(_)
+            | RecordKind::MailCollected { .. }
+            | RecordKind::Rewind { .. }
+            | RecordKind::Compaction { .. } => {}
+        }
+    }
 }
 
 impl SessionView {

@@ -170,10 +170,10 @@ impl ServerConfig {
             )));
         }
         for name in &self.public_hosts {
-            crate::guard::check_public_host(name).map_err(ServerError::InvalidConfig)?;
+            crate::host::check_public_host(name).map_err(ServerError::InvalidConfig)?;
         }
         for origin in &self.allowed_origins {
-            crate::guard::normalize_origin(origin).map_err(ServerError::InvalidConfig)?;
+            crate::host::normalize_origin(origin).map_err(ServerError::InvalidConfig)?;
         }
         Ok(SocketAddr::new(ip, self.port))
     }

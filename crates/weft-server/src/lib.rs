@@ -61,6 +61,7 @@ mod context;
 mod error;
 mod extract;
 mod guard;
+mod host;
 mod live;
 mod model;
 mod openapi;
@@ -229,7 +230,7 @@ fn build(core: Arc<Core>) -> Router {
         .route("/api/v1/profiles", get(docs::profiles))
         .route("/api/v1/agents", get(agentkernel::agents))
         .route("/health", get(agentkernel::health))
-        .route("/openapi.json", get(docs::openapi))
+        .route("/openapi.json", get(openapi::openapi))
         .layer(middleware::from_fn_with_state(
             config.request_timeout,
             extract::timeout,

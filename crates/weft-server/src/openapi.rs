@@ -5,6 +5,9 @@
 //! shape of the `{id}`, `{branch}` and `{key}` path segments. schemathesis
 //! checks the document against a live daemon (`scripts/schemathesis`).
 
+use std::sync::OnceLock;
+
+use axum::Json;
 use utoipa::openapi::path::{Operation, ParameterIn, PathItem};
 use utoipa::openapi::request_body::RequestBody;
 use utoipa::openapi::response::ResponseBuilder;
@@ -278,7 +281,7 @@ fn shared_responses(op: &mut Operation, method: &str, long: bool) {
         state::put_state,
         state::delete_state,
         docs::profiles,
-        docs::openapi,
+        openapi,
         agentkernel::run,
         agentkernel::chat,
         agentkernel::agents,
@@ -308,3 +311,13 @@ fn shared_responses(op: &mut Operation, method: &str, long: bool) {
     )
 )]
 pub struct ApiDoc;
+
+/// This API's OpenAPI document.
+#[utoipa::path(
+    get, path = "/openapi.json", tag = "meta",
+    responses((status = 200, description = "The OpenAPI document", content_type = "application/json", body = Object))
+)]
+pub(crate) async fn openapi() -> Json<utoipa::openapi::OpenApi> {
+    static DOC: OnceLock<utoipa::openapi::OpenApi> = OnceLock::new();
+    Json(DOC.get_or_init(ApiDoc::openapi).clone())
+}

@@ -184,6 +184,11 @@ impl Env {
 
     /// Starts `weft serve` on a free port with `args`.
     pub async fn serve(&self, args: &[&str]) -> Daemon {
+        self.serve_with(&[], args).await
+    }
+
+    /// [`Env::serve`] with environment variables `vars` set.
+    pub async fn serve_with(&self, vars: &[(&str, &str)], args: &[&str]) -> Daemon {
         let port = free_port();
         let log = self.project.path().join(format!("serve-{port}.log"));
         let mut all = vec!["serve".to_string(), "--port".into(), port.to_string()];
@@ -191,6 +196,7 @@ impl Env {
         let all: Vec<&str> = all.iter().map(String::as_str).collect();
         let child = self
             .command(&all)
+            .envs(vars.iter().copied())
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&log).expect("log file"))
             .spawn()

@@ -18,7 +18,7 @@ use crate::view::SessionView;
 
 impl Session {
     /// Applies a view-dependent change atomically through this session's
-    /// log (see [`crate::store::update_session`]); cached branch state is
+    /// log (see [`crate::log::update_session`]); cached branch state is
     /// reloaded before the next turn.
     pub async fn update_with<T, F>(&self, mut change: F) -> Result<T, SessionError>
     where

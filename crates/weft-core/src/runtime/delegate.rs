@@ -41,7 +41,7 @@ impl Delegate for RuntimeDelegate {
             .upgrade()
             .ok_or_else(|| "the parent session has ended".to_string())?;
         let pcfg = &parent.config;
-        let Some(spec) = pcfg.plan.agents.get(agent) else {
+        let Some(plan) = pcfg.plan.for_agent(agent) else {
             let known: Vec<&str> = pcfg.plan.agents.keys().map(String::as_str).collect();
             return Err(format!(
                 "unknown agent {agent:?}: the available agents are {}",
@@ -52,14 +52,6 @@ impl Delegate for RuntimeDelegate {
                 }
             ));
         };
-        let mut plan = pcfg.plan.clone();
-        plan.system = spec.system.clone().or(plan.system);
-        if !spec.providers.is_empty() {
-            plan.providers = spec.providers.clone();
-        }
-        if let Some(tools) = &spec.tools {
-            plan.tools = tools.clone();
-        }
         let mut config = pcfg.clone();
         config.plan = plan;
         config.session_id = Some(SessionId::child_of(&parent.id, agent));

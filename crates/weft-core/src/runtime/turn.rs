@@ -140,9 +140,19 @@ impl Session {
         scope.insert("turn".into(), Value::String(turn.to_string()));
         scope.insert("branch".into(), Value::String(branch.to_string()));
         let hooks = self.inner.hooks.scoped(scope);
-        let result = self
-            .run_turn_body(turn, branch, prompt, cancel, &hooks)
-            .await;
+        let body = self.run_turn_body(turn, branch, prompt, cancel.clone(), &hooks);
+        tokio::pin!(body);
+        // A cancel, whoever asks for it and however early, is announced by
+        // the turn itself (once), then the turn winds down.
+        let result = tokio::select! {
+            biased;
+            _ = cancel.graceful.cancelled() => {
+                let mode = if cancel.immediate.is_cancelled() { "immediate" } else { "graceful" };
+                hooks.emit(events::CANCEL_REQUESTED, json!({"mode": mode})).await;
+                body.await
+            }
+            result = &mut body => result,
+        };
         lock(&self.inner.temp_state).clear();
         let (status, error) = match &result {
             Ok(_) => ("completed", None),
@@ -328,7 +338,8 @@ impl Session {
         Ok(())
     }
 
-    /// Cancels the running turns (all branches).
+    /// Cancels the running turns (all branches), those waiting to start
+    /// included; each announces it with `cancel:requested`.
     pub async fn cancel(&self, mode: CancelMode) {
         self.cancel_where(mode, None).await;
     }
@@ -355,17 +366,6 @@ impl Session {
             })
             .map(|(_, c)| c.clone())
             .collect();
-        self.inner
-            .hooks
-            .emit(
-                events::CANCEL_REQUESTED,
-                json!({
-                    "mode": match mode { CancelMode::Graceful => "graceful", CancelMode::Immediate => "immediate" },
-                    "branch": branch,
-                    "running_turns": running.len(),
-                }),
-            )
-            .await;
         for c in running {
             c.request(mode);
         }

@@ -55,7 +55,11 @@ async fn a_turn_cancelled_before_it_starts_never_calls_the_provider() {
     }
     assert_eq!(
         event_names(&items),
-        vec![events::CANCEL_COMPLETED, events::EXECUTION_END]
+        vec![
+            events::CANCEL_REQUESTED,
+            events::CANCEL_COMPLETED,
+            events::EXECUTION_END
+        ]
     );
     let end = items.last().and_then(|i| i.as_event()).expect("end");
     assert_eq!(end.data["status"], "cancelled");

@@ -17,7 +17,7 @@
 //!   lock; so the daemon never races its own turns into a conflict.
 //!   Branch, mail and state changes go through [`Core::update`], which
 //!   makes the same choice: the live session's `update_with` (its log head
-//!   and branch caches stay right) or `weft_core::store::update_session`.
+//!   and branch caches stay right) or `weft_core::log::update_session`.
 //!   A change that would disturb a branch running a turn (removing it,
 //!   delivering mail or adding messages to it) is refused with 409. Before
 //!   each turn the live session takes in what other writers (the CLI)
@@ -42,12 +42,12 @@ use std::time::{Duration, Instant};
 use serde_json::{Map, Value};
 use tokio::sync::{oneshot, watch};
 use tokio_util::sync::CancellationToken;
-use weft_core::log::{append_checked, transition_batch};
+use weft_core::log::{append_checked, transition_batch, update_session};
 use weft_core::mount::MountPlan;
 use weft_core::record::{RecordKind, StateDelta};
 use weft_core::session::SessionMeta;
-use weft_core::state::{StateScope, check_key, scope_of};
-use weft_core::store::{DeleteOptions, Store, StoreError, update_session};
+use weft_core::store::{DeleteOptions, Store, StoreError};
+use weft_core::stored::{self, StateError};
 use weft_core::view::SessionView;
 use weft_core::{
     BranchId, CancelMode, Feed, Record, Session, SessionConfig, SessionError, SessionId,
@@ -243,33 +243,6 @@ fn plan_error(e: PlanError) -> ApiError {
         PlanError::UnknownProfile(m) => ApiError::unprocessable(m),
         PlanError::Unavailable(m) => ApiError::unavailable(m),
     }
-}
-
-/// Turns `plan` into the plan of its sub-agent `agent`; false if the plan
-/// has no such agent.
-pub(crate) fn apply_agent(plan: &mut MountPlan, agent: &str) -> bool {
-    let Some(spec) = plan.agents.get(agent).cloned() else {
-        return false;
-    };
-    if spec.system.is_some() {
-        plan.system = spec.system;
-    }
-    if !spec.providers.is_empty() {
-        plan.providers = spec.providers;
-    }
-    if let Some(tools) = spec.tools {
-        plan.tools = tools;
-    }
-    true
-}
-
-/// A model chosen by `settingsOverrides` at creation.
-fn model_override(meta: &SessionMeta) -> Option<String> {
-    let o = meta.metadata.get("settingsOverrides")?;
-    o.get("model")
-        .or_else(|| o.get("llm").and_then(|l| l.get("model")))
-        .and_then(Value::as_str)
-        .map(str::to_string)
 }
 
 impl Core {

@@ -10,7 +10,7 @@ impl Core {
     /// refuses. When this daemon has the session live, the change goes
     /// through that [`Session`]'s `update_with` (so its log head and branch
     /// caches stay right); otherwise through
-    /// [`weft_core::store::update_session`]. Either way it is checked and
+    /// [`weft_core::log::update_session`]. Either way it is checked and
     /// appended at one head (a concurrent writer makes it re-read and
     /// re-check), and a change that would disturb a busy branch is refused
     /// with 409. Records are published to the session's streams.
@@ -52,19 +52,10 @@ impl Core {
         }
     }
 
-    /// The scope of state key `key` in session `meta` (the one its live
-    /// session uses: its profile, its owner or else the server's user).
-    pub(crate) fn state_scope(&self, meta: &SessionMeta, key: &str) -> StateScope {
-        scope_of(
-            key,
-            &meta.profile,
-            Some(meta.user.as_deref().unwrap_or(&self.ctx.user)),
-        )
-    }
-
-    /// Sets (`Some`) or deletes (`None`) a state key. `temp:` keys are
-    /// refused (422): they live only inside a turn, and a request is not
-    /// one. Session keys are `state` records (through [`Core::update`]);
+    /// Sets (`Some`) or deletes (`None`) a state key, by the rule every
+    /// front end shares ([`weft_core::stored`]). `temp:` keys are refused
+    /// (422): they live only inside a turn, and a request is not one.
+    /// Session keys are `state` records (through [`Core::update`]);
     /// `app:`/`user:` keys are shared state in the store (not in any log).
     pub(crate) async fn change_state(
         &self,
@@ -72,33 +63,21 @@ impl Core {
         key: &str,
         value: Option<Value>,
     ) -> Result<(), ApiError> {
-        check_key(key).map_err(|e| ApiError::unprocessable(format!("key: {e}")))?;
         let meta = self.meta(id).await?;
-        let mut delta = StateDelta::default();
-        match &value {
-            Some(v) => {
-                delta.set.insert(key.to_string(), v.clone());
+        let deleting = value.is_none();
+        let Some(delta) = stored::change(self.store().as_ref(), &meta, key, value)
+            .await
+            .map_err(state_error)?
+        else {
+            return Ok(());
+        };
+        self.update(id, |view, _| {
+            if deleting && !view.state.contains_key(key) {
+                return Ok(((), Vec::new()));
             }
-            None => delta.delete.push(key.to_string()),
-        }
-        match self.state_scope(&meta, key) {
-            StateScope::Temp => Err(ApiError::unprocessable(format!(
-                "key: {key:?} is a temp: key; temp: state lives only inside a running turn and is never stored, and a request is not a turn: use a session key (no prefix) or an app:/user: key"
-            ))),
-            StateScope::Shared(ns) => {
-                self.store().update_shared_state(&ns, &delta).await?;
-                Ok(())
-            }
-            StateScope::Session => {
-                self.update(id, |view, _| {
-                    if value.is_none() && !view.state.contains_key(key) {
-                        return Ok(((), Vec::new()));
-                    }
-                    Ok(((), vec![RecordKind::State(delta.clone())]))
-                })
-                .await
-            }
-        }
+            Ok(((), vec![RecordKind::State(delta.clone())]))
+        })
+        .await
     }
 
     /// Removes every session key (a `state` record, so the clear survives
@@ -124,16 +103,16 @@ impl Core {
         id: &SessionId,
         key: &str,
     ) -> Result<Option<Value>, ApiError> {
-        check_key(key).map_err(|e| ApiError::unprocessable(format!("key: {e}")))?;
         let meta = self.meta(id).await?;
-        Ok(match self.state_scope(&meta, key) {
-            StateScope::Temp => match self.live_session(id).await {
+        if stored::is_temp(key) {
+            return Ok(match self.live_session(id).await {
                 Some(session) => session.state_get(key).await?,
                 None => None,
-            },
-            StateScope::Shared(ns) => self.store().shared_state(&ns).await?.get(key).cloned(),
-            StateScope::Session => self.store().view(id).await?.state.get(key).cloned(),
-        })
+            });
+        }
+        stored::get(self.store().as_ref(), &meta, key)
+            .await
+            .map_err(state_error)
     }
 
     /// All state the session sees: its own keys, the shared `app:` and
@@ -143,13 +122,17 @@ impl Core {
         if let Some(session) = self.live_session(id).await {
             return Ok(session.state_all().await?);
         }
-        let mut all = self.store().view(id).await?.state;
-        for prefix in ["app:", "user:"] {
-            if let StateScope::Shared(ns) = self.state_scope(&meta, prefix) {
-                all.extend(self.store().shared_state(&ns).await?);
-            }
-        }
-        Ok(all)
+        stored::all(self.store().as_ref(), &meta)
+            .await
+            .map_err(state_error)
+    }
+}
+
+/// A refused key is a 422 naming the key.
+fn state_error(e: StateError) -> ApiError {
+    match e {
+        StateError::Store(e) => e.into(),
+        other => ApiError::unprocessable(format!("key: {other}")),
     }
 }
 

@@ -41,29 +41,34 @@ impl Core {
             )),
             (_, e) => plan_error(e),
         })?;
-        if let Some(agent) = &agent
-            && !apply_agent(&mut plan, agent)
-        {
-            if meta.is_none() {
-                return Err(ApiError::not_found(format!(
-                    "unknown agent {agent:?}: GET /api/v1/agents lists the agents"
-                )));
+        let mut config = match meta {
+            Some(m) => {
+                let resumed =
+                    SessionConfig::resume(m, plan, self.store().clone(), ctx.registry.clone());
+                if let Some(agent) = resumed.lost_agent {
+                    tracing::warn!(session = %slot.id, agent, "the session's sub-agent is not in its profile any more; running the profile");
+                }
+                resumed.config
             }
-            tracing::warn!(session = %slot.id, agent, "the session's sub-agent is not in its profile any more; running the profile");
-        }
-        let mut config = SessionConfig::new(plan, self.store().clone(), ctx.registry.clone());
-        config.profile = meta.map(|m| m.profile.clone()).unwrap_or(profile_name);
+            None => {
+                if let Some(agent) = &agent {
+                    plan = plan.for_agent(agent).ok_or_else(|| {
+                        ApiError::not_found(format!(
+                            "unknown agent {agent:?}: GET /api/v1/agents lists the agents"
+                        ))
+                    })?;
+                }
+                let mut config =
+                    SessionConfig::new(plan, self.store().clone(), ctx.registry.clone());
+                config.profile = profile_name;
+                config.agent_name = agent;
+                config.project = ctx.project.clone();
+                config.user = Some(ctx.user.clone());
+                config
+            }
+        };
         config.session_id = Some(slot.id.clone());
-        config.parent_id = meta.and_then(|m| m.parent_id.clone());
-        config.agent_name = agent;
-        config.project = meta
-            .map(|m| m.project.clone())
-            .unwrap_or_else(|| ctx.project.clone());
         config.approval = ctx.approval.clone();
-        config.user = meta
-            .and_then(|m| m.user.clone())
-            .or_else(|| Some(ctx.user.clone()));
-        config.model = meta.and_then(model_override);
         // The session publishes its records and events to the feed the
         // slot's streams follow.
         config.feed = Some(slot.feed.clone());

@@ -1,14 +1,11 @@
-//! Profiles and the OpenAPI document.
-
-use std::sync::OnceLock;
+//! The profiles sessions can be created with. (The OpenAPI document is
+//! served by [`crate::openapi`].)
 
 use axum::Json;
 use axum::extract::State;
-use utoipa::OpenApi;
 use weft_core::profiles::list_profiles;
 
 use crate::model::ProfileEntry;
-use crate::openapi::ApiDoc;
 use crate::routes::AppState;
 
 /// The profiles sessions can be created with.
@@ -27,14 +24,4 @@ pub(crate) async fn profiles(State(core): State<AppState>) -> Json<Vec<ProfileEn
             })
             .collect(),
     )
-}
-
-/// This API's OpenAPI document.
-#[utoipa::path(
-    get, path = "/openapi.json", tag = "meta",
-    responses((status = 200, description = "The OpenAPI document", content_type = "application/json", body = Object))
-)]
-pub(crate) async fn openapi() -> Json<utoipa::openapi::OpenApi> {
-    static DOC: OnceLock<utoipa::openapi::OpenApi> = OnceLock::new();
-    Json(DOC.get_or_init(ApiDoc::openapi).clone())
 }

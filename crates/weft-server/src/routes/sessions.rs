@@ -135,13 +135,9 @@ pub(crate) async fn create_session(
         meta.trace_id = parent.trace_id.clone();
     }
     if let Some(overrides) = overrides {
-        meta.model = overrides
-            .get("model")
-            .or_else(|| overrides.get("llm").and_then(|l| l.get("model")))
-            .and_then(Value::as_str)
-            .map(str::to_string);
         meta.metadata
             .insert("settingsOverrides".into(), Value::Object(overrides));
+        meta.model = weft_core::stored::model_override(&meta);
     }
     let meta = core.store().create(meta, Vec::new()).await?;
     Ok((StatusCode::CREATED, Json(core.info(&meta))))
