@@ -6,8 +6,6 @@
 
 mod support;
 
-use std::path::Path;
-
 use serde_json::Value;
 use support::*;
 
@@ -547,18 +545,11 @@ fn tools_never_read_the_weft_home() {
     assert_eq!(run["answer"], "done");
     // The session's files hold the tool results: the refusals, the outside
     // note, and never the token.
-    fn texts(dir: &Path, out: &mut String) {
-        for entry in std::fs::read_dir(dir).unwrap().flatten() {
-            let path = entry.path();
-            if path.is_dir() {
-                texts(&path, out);
-            } else if path.file_name().is_some_and(|n| n != "config.toml") {
-                out.push_str(&String::from_utf8_lossy(&std::fs::read(&path).unwrap()));
-            }
-        }
-    }
-    let mut stored = String::new();
-    texts(env.home.path(), &mut stored);
+    let stored: String = walk(env.home.path())
+        .iter()
+        .filter(|p| p.file_name().is_some_and(|n| n != "config.toml"))
+        .map(|p| String::from_utf8_lossy(&std::fs::read(p).unwrap()).into_owned())
+        .collect();
     assert!(stored.contains("inside weft's home"), "{stored}");
     assert!(stored.contains("OUTSIDE-NOTE"), "{stored}");
     assert!(!stored.contains("TOKEN-XYZ-123"), "{stored}");

@@ -184,13 +184,15 @@ async fn unknown_ids_bad_ids_and_bad_bodies() {
         )
         .await;
     assert_eq!(status, 404, "{body}");
-    let (status, body) = s
-        .post(
-            &format!("/api/v1/sessions/{unknown}/send-message"),
-            json!({"content": "x"}),
-        )
-        .await;
-    assert_eq!(status, 404, "{body}");
+    for action in ["send-message", "execute"] {
+        let (status, body) = s
+            .post(
+                &format!("/api/v1/sessions/{unknown}/{action}"),
+                json!({"content": "x"}),
+            )
+            .await;
+        assert_eq!(status, 404, "{action}: {body}");
+    }
     // Malformed ids: 400 naming the id.
     for bad in ["bad!id", "a%20b", ".hidden", "a%2Fb", &"x".repeat(200)] {
         let (status, body) = s.get(&format!("/api/v1/sessions/{bad}")).await;
@@ -232,6 +234,14 @@ async fn unknown_ids_bad_ids_and_bad_bodies() {
         body["detail"].as_str().expect("detail").contains("content"),
         "{body}"
     );
+    let (status, body) = s
+        .post(
+            &format!("/api/v1/sessions/{id}/send-message"),
+            json!({"text": "wrong key"}),
+        )
+        .await;
+    assert_eq!(status, 422, "{body}");
+    assert!(detail(&body).contains("content"), "{body}");
     let (status, body) = s
         .post(&format!("/api/v1/sessions/{id}/fail"), json!({}))
         .await;
@@ -311,6 +321,13 @@ async fn messages_transcript_patch_fork_list_delete() {
         .await;
     assert_eq!(status, 409, "{body}");
     assert!(body["detail"].as_str().expect("detail").contains("created"));
+    let (status, body) = s
+        .post(
+            &format!("/api/v1/sessions/{id}/send-message"),
+            json!({"content": "early"}),
+        )
+        .await;
+    assert_eq!(status, 409, "{body}");
     s.post(&format!("/api/v1/sessions/{id}/start"), json!({}))
         .await;
     let (status, m) = s
@@ -404,7 +421,23 @@ async fn messages_transcript_patch_fork_list_delete() {
     assert_eq!(status, 204);
     let (status, _) = s.get(&format!("/api/v1/sessions/{fork_id}")).await;
     assert_eq!(status, 404);
-    // Cleanup never removes the active one.
+    // Cleanup never removes the active one, dry run or not.
+    let (status, body) = s
+        .post(
+            "/api/v1/sessions/cleanup",
+            json!({"older_than_days": 0, "dry_run": true}),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["keptActive"][0], id.as_str());
+    assert!(
+        !body["removed"]
+            .as_array()
+            .expect("removed")
+            .iter()
+            .any(|x| x == id.as_str()),
+        "{body}"
+    );
     let (status, body) = s
         .post("/api/v1/sessions/cleanup", json!({"older_than_days": 0}))
         .await;
@@ -501,15 +534,25 @@ async fn last_event_id_replays_without_gaps_or_duplicates() {
     let (_, meta) = s.get(&format!("/api/v1/sessions/{id}")).await;
     let head = meta["lastSeq"].as_u64().expect("lastSeq");
     let mut got = Vec::new();
+    let mut replayed = Vec::new();
     while got.last().copied().unwrap_or(0) < head {
         let ev = b.next().await.expect("replayed event");
         if let Some(i) = ev.id {
             got.push(i);
         }
+        replayed.push(ev);
     }
     assert_eq!(got, ((last + 1)..=head).collect::<Vec<_>>());
     send("four").await;
     let live = b.until(|e| e.event == "execution:end").await;
+    // The replayed and live records are the store's messages, in order.
+    let said: Vec<&str> = replayed
+        .iter()
+        .chain(&live)
+        .filter(|e| e.event == "message")
+        .filter_map(|e| e.data["kind"]["data"]["content"][0]["text"].as_str())
+        .collect();
+    assert_eq!(said, ["two", "two", "three", "three", "four", "four"]);
     let live_ids: Vec<u64> = live.iter().filter_map(|e| e.id).collect();
     assert_eq!(live_ids.first().copied(), Some(head + 1), "{live_ids:?}");
     assert!(

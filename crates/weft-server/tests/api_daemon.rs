@@ -48,6 +48,9 @@ async fn agentkernel_run_chat_agents_health() {
     let (status, body) = s.post("/run", json!({"agent": "x"})).await;
     assert_eq!(status, 422, "{body}");
     assert!(body["detail"].as_str().expect("detail").contains("message"));
+    let (status, body) = s.post("/api/v1/chat", json!({"agent": "base"})).await;
+    assert_eq!(status, 422, "{body}");
+    assert!(detail(&body).contains("prompt"), "{body}");
     let (status, body) = s
         .post("/run", json!({"message": "x", "agent": "nobody"}))
         .await;
