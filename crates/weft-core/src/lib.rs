@@ -55,13 +55,13 @@
 pub mod approval;
 pub mod branches;
 pub mod context;
-pub mod error;
+mod error;
 pub mod feed;
 pub mod hooks;
 pub mod id;
 pub mod lease;
 pub mod log;
-pub mod logging;
+mod logging;
 pub mod memory;
 pub mod message;
 pub mod mount;
