@@ -43,10 +43,9 @@ struct HeldTurns {
     side: Turn,
 }
 
-/// Starts [`HeldTurns`]: main answers "main answer", side "side answer".
-async fn hold_two_branches() -> HeldTurns {
-    let provider = FakeProvider::replying([Reply::text("main answer"), Reply::text("side answer")]);
-    let session = session_with(&provider, vec![]).await.expect("session");
+/// A session on `provider` with a branch `side` besides the default one.
+pub(super) async fn with_side_branch(provider: &FakeProvider) -> Session {
+    let session = session_with(provider, vec![]).await.expect("session");
     session
         .new_branch(NewBranch {
             name: "side".into(),
@@ -54,6 +53,13 @@ async fn hold_two_branches() -> HeldTurns {
         })
         .await
         .expect("branch");
+    session
+}
+
+/// Starts [`HeldTurns`]: main answers "main answer", side "side answer".
+async fn hold_two_branches() -> HeldTurns {
+    let provider = FakeProvider::replying([Reply::text("main answer"), Reply::text("side answer")]);
+    let session = with_side_branch(&provider).await;
     let main_gate = provider.pause_after(1);
     let main = spawn_turn(&session, None, "on main");
     within(main_gate.reached()).await;

@@ -6,25 +6,13 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
-use crate::branches::NewBranch;
+use super::tests::with_side_branch;
 use crate::feed::FeedItem;
 use crate::hooks::events;
 use crate::id::{BranchId, TurnId};
 use crate::message::Role;
 use crate::runtime::{CancelMode, Session, TurnRequest};
 use crate::testing::{FakeProvider, Reply, messages, session_with, within};
-
-async fn with_side_branch(provider: &FakeProvider) -> Session {
-    let session = session_with(provider, vec![]).await.expect("session");
-    session
-        .new_branch(NewBranch {
-            name: "side".into(),
-            ..NewBranch::default()
-        })
-        .await
-        .expect("branch");
-    session
-}
 
 fn event_names(items: &[Arc<FeedItem>]) -> Vec<String> {
     items
