@@ -1,6 +1,6 @@
 //! End to end: Ctrl-C at the very start of a turn (issue 10). The
 //! interactive mode runs in a tmux pane (its own tmux server, killed at the
-//! end by [`Tmux`]'s drop) where a Ctrl-C typed right behind the prompt's
+//! end by [`Tmux`]'s drop) where a Ctrl-C typed right after the prompt's
 //! Enter cancels that turn and leaves the REPL running; `weft run` given
 //! SIGINT while it opens its session exits with the cancelled outcome
 //! instead of dying of the signal. The shared helpers are in
@@ -182,11 +182,11 @@ fn only_session(env: &Env) -> String {
     sessions[0]["id"].as_str().expect("id").to_string()
 }
 
-/// Issue 10: in the interactive mode, a Ctrl-C sent together with the
-/// prompt's Enter (it lands in the first milliseconds of the turn, before
-/// the turn has started or just after) cancels that turn, and the REPL goes
-/// on: the next prompt is answered, `/exit` exits 0, and the log has no
-/// answer for the cancelled turn.
+/// Issue 10: in the interactive mode, a Ctrl-C sent the moment the line
+/// editor has taken the prompt (it lands in the first milliseconds of the
+/// turn, before the turn has started or just after) cancels that turn, and
+/// the REPL goes on: the next prompt is answered, `/exit` exits 0, and the
+/// log has no answer for the cancelled turn.
 #[test]
 fn ctrl_c_at_the_start_of_an_interactive_turn_cancels_it_and_the_repl_goes_on() {
     let env = Env::new();
@@ -212,13 +212,21 @@ fn ctrl_c_at_the_start_of_an_interactive_turn_cancels_it_and_the_repl_goes_on() 
     );
     tmux.wait_for("the first prompt", |s| s.contains("weft> "));
 
-    // The prompt and its Enter, and the Ctrl-C right behind them: the next
-    // tmux client, a few milliseconds later, when the line editor has
-    // handed the line over and the turn is starting. (Not in the same
-    // send-keys: then the Ctrl-C reaches the terminal together with the
-    // Enter, in raw mode, and the line editor reads it as a typed-ahead
-    // character, not as an interrupt.)
+    // The prompt and its Enter; the Ctrl-C as soon as the line editor has
+    // taken the line (the echo, and the cursor on the next line), when the
+    // turn is starting. (Not sooner, e.g. in the same send-keys: a Ctrl-C
+    // that reaches the terminal before the editor has read the Enter is a
+    // Ctrl-C at the prompt, which the terminal answers by discarding the
+    // unread line.)
     tmux.send_keys(&["doomed question", "Enter"]);
+    let start = Instant::now();
+    while !(tmux.pane("cursor_x") == "0" && tmux.screen().contains("weft> doomed question")) {
+        assert!(
+            start.elapsed() < PATIENCE,
+            "the line editor did not take the line:\n{}",
+            tmux.screen()
+        );
+    }
     tmux.send_keys(&["C-c"]);
     tmux.wait_for("the cancelled turn and a new prompt", |s| {
         after_nth(s, "(turn cancelled)", 1)
@@ -245,7 +253,8 @@ fn ctrl_c_at_the_start_of_an_interactive_turn_cancels_it_and_the_repl_goes_on() 
 
     tmux.send_keys(&["/exit", "Enter"]);
     let start = Instant::now();
-    while tmux.pane("pane_dead") != "1" {
+    // tmux marks the pane dead, then learns its exit status.
+    while tmux.pane("pane_dead") != "1" || tmux.pane("pane_dead_status").is_empty() {
         assert!(
             start.elapsed() < PATIENCE,
             "weft did not exit after /exit:\n{}",
