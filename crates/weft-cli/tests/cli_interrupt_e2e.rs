@@ -54,9 +54,9 @@ struct Tmux {
 }
 
 impl Tmux {
-    /// Starts `program args…` in `dir` with `env` in a detached pane that
-    /// stays (dead) after its process exits, so its exit status can be read.
-    fn start(dir: &std::path::Path, env: &[(&str, String)], program: &str, args: &[&str]) -> Self {
+    /// Starts the shell command `command` in `dir` with `env` in a detached
+    /// pane, which stays after the command exits.
+    fn start(dir: &std::path::Path, env: &[(&str, String)], command: &str) -> Self {
         let bin = tmux_binary();
         let tmux = Self {
             socket: format!(
@@ -76,7 +76,7 @@ impl Tmux {
         for (k, v) in env {
             c.arg("-e").arg(format!("{k}={v}"));
         }
-        c.arg("--").arg(program).args(args);
+        c.arg(command);
         let out = c.output().expect("run tmux");
         assert!(
             out.status.success(),
@@ -113,7 +113,7 @@ impl Tmux {
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
-    /// A pane variable (`pane_dead`, `pane_dead_status`, …).
+    /// A pane variable (`cursor_x`, `pane_dead`, …).
     fn pane(&self, variable: &str) -> String {
         let format = format!("#{{{variable}}}");
         let out = self.run(&["list-panes", "-t", "0", "-F", &format]);
@@ -174,6 +174,24 @@ fn messages(env: &Env, id: &str) -> Vec<(String, String)> {
         .collect()
 }
 
+/// Waits for the exit status the pane's shell writes to `file` when weft
+/// exits.
+fn wait_exit_status(file: &std::path::Path, tmux: &Tmux) -> String {
+    let start = Instant::now();
+    loop {
+        let status = std::fs::read_to_string(file).unwrap_or_default();
+        if status.ends_with('\n') {
+            return status.trim().to_string();
+        }
+        assert!(
+            start.elapsed() < PATIENCE,
+            "weft did not exit:\n{}",
+            tmux.screen()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 /// The one session of the environment.
 fn only_session(env: &Env) -> String {
     let list = env.json(&["session", "list", "--json"]);
@@ -194,21 +212,23 @@ fn ctrl_c_at_the_start_of_an_interactive_turn_cancels_it_and_the_repl_goes_on() 
     // for its answer when the Ctrl-C lands.
     let plan = slow_echo_plan(&env, 2000);
     let home = env.home.path().to_string_lossy().into_owned();
+    let status_file = env.project.path().join("exit-status");
     let tmux = Tmux::start(
         env.project.path(),
-        &[("WEFT_HOME", home)],
-        "env",
         &[
-            "-u",
-            "ANTHROPIC_API_KEY",
-            "-u",
-            "OPENAI_API_KEY",
-            "-u",
-            "WEFT_STORE__KIND",
-            env!("CARGO_BIN_EXE_weft"),
-            "--mount-plan",
-            plan.to_str().expect("path"),
+            ("WEFT_HOME", home),
+            ("EXIT_STATUS", status_file.to_string_lossy().into_owned()),
         ],
+        // weft, then its exit status in $EXIT_STATUS (the shell reaps it;
+        // tmux sometimes leaves a pane's exited process a zombie). tmux
+        // runs one command string with the shell, which must outlive the
+        // Ctrl-C sent to weft (`trap`; weft gets the default action back).
+        &format!(
+            "trap : INT; env -u ANTHROPIC_API_KEY -u OPENAI_API_KEY -u WEFT_STORE__KIND '{}' \
+             --mount-plan '{}'; echo $? > \"$EXIT_STATUS\"",
+            env!("CARGO_BIN_EXE_weft"),
+            plan.display()
+        ),
     );
     tmux.wait_for("the first prompt", |s| s.contains("weft> "));
 
@@ -232,10 +252,9 @@ fn ctrl_c_at_the_start_of_an_interactive_turn_cancels_it_and_the_repl_goes_on() 
         after_nth(s, "(turn cancelled)", 1)
             .is_some_and(|rest| rest.iter().any(|l| l.contains("weft> ")))
     });
-    assert_eq!(
-        tmux.pane("pane_dead"),
-        "0",
-        "weft exited: {}",
+    assert!(
+        !status_file.exists(),
+        "weft exited after the cancelled turn:\n{}",
         tmux.screen()
     );
 
@@ -252,22 +271,8 @@ fn ctrl_c_at_the_start_of_an_interactive_turn_cancels_it_and_the_repl_goes_on() 
     );
 
     tmux.send_keys(&["/exit", "Enter"]);
-    let start = Instant::now();
-    // tmux marks the pane dead, then learns its exit status.
-    while tmux.pane("pane_dead") != "1" || tmux.pane("pane_dead_status").is_empty() {
-        assert!(
-            start.elapsed() < PATIENCE,
-            "weft did not exit after /exit:\n{}",
-            tmux.screen()
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    assert_eq!(
-        tmux.pane("pane_dead_status"),
-        "0",
-        "weft's exit status:\n{}",
-        tmux.screen()
-    );
+    let status = wait_exit_status(&status_file, &tmux);
+    assert_eq!(status, "0", "weft's exit status:\n{}", tmux.screen());
 
     let id = only_session(&env);
     let messages = messages(&env, &id);
