@@ -232,14 +232,7 @@ pub async fn interactive(
     let mut session = open_session(app, &opts, resume.as_ref()).await?;
     let mut branch = opts.branch.clone();
     let history = app.home.join("history");
-    // Ctrl-C stays a signal while the editor has the terminal: one pressed
-    // in the instant after Enter, before the editor has given the terminal
-    // back, cancels the turn instead of being read as a key (issue 10).
-    // The editor is made before `Interrupts::install`, whose handler then
-    // chains the editor's.
-    let config = rustyline::Config::builder().enable_signals(true).build();
-    let mut editor =
-        rustyline::DefaultEditor::with_config(config).context("cannot start the line editor")?;
+    let mut editor = rustyline::DefaultEditor::new().context("cannot start the line editor")?;
     let _ = editor.load_history(&history);
     let mut printer = Printer::new(opts.show_thinking);
     let mut interrupts = Interrupts::install().context("cannot catch Ctrl-C")?;
@@ -259,10 +252,6 @@ pub async fn interactive(
         } else {
             format!("weft[{label}]> ")
         };
-        // A Ctrl-C at the prompt only clears the line (the editor returns
-        // `Interrupted`); one from here on, once the line is read, is for
-        // the turn.
-        interrupts.clear();
         let line = tokio::task::block_in_place(|| editor.readline(&prompt));
         let line = match line {
             Ok(line) => line,
@@ -333,6 +322,8 @@ pub async fn interactive(
             }
             continue;
         }
+        // A Ctrl-C pressed between turns is not meant for this one.
+        interrupts.clear();
         let result = run_turn(
             &session,
             branch.as_deref(),

@@ -163,85 +163,61 @@ impl Printer {
 /// The process's Ctrl-C, caught from start-up on: a Ctrl-C pressed at any
 /// moment of a turn — even before the turn has started — reaches it, and
 /// never kills the process by default action.
-///
-/// Ctrl-Cs are counted in the signal handler itself, so what happened
-/// before [`Interrupts::clear`] is told exactly from what came after, however
-/// late the runtime delivers its wake-up.
 pub struct Interrupts {
     #[cfg(unix)]
     signal: tokio::signal::unix::Signal,
-    /// The count of Ctrl-Cs already seen or forgotten.
-    #[cfg(unix)]
-    seen: u64,
 }
 
-/// Every Ctrl-C since [`count_interrupts`] first ran.
+/// The Ctrl-C caught by [`Interrupts::catch_early`], waiting for
+/// [`Interrupts::install`] to take it.
 #[cfg(unix)]
-static COUNT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+static EARLY: std::sync::Mutex<Option<tokio::signal::unix::Signal>> = std::sync::Mutex::new(None);
 
-/// Counts Ctrl-Cs in [`COUNT`] from now on (once per process); from then
-/// on SIGINT no longer kills the process.
 #[cfg(unix)]
-fn count_interrupts() -> std::io::Result<()> {
-    static REGISTERED: std::sync::OnceLock<Result<(), String>> = std::sync::OnceLock::new();
-    let sigint = tokio::signal::unix::SignalKind::interrupt().as_raw_value();
-    REGISTERED
-        .get_or_init(|| {
-            // SAFETY: the action only increments an atomic, which is
-            // async-signal-safe.
-            unsafe {
-                signal_hook_registry::register(sigint, || {
-                    COUNT.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-                })
-            }
-            .map(|_| ())
-            .map_err(|e| e.to_string())
-        })
-        .clone()
-        .map_err(std::io::Error::other)
+fn sigint() -> std::io::Result<tokio::signal::unix::Signal> {
+    tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())
 }
 
 impl Interrupts {
     /// Catches Ctrl-C from now on, before the session is opened (call at
-    /// the start of a command that runs one prompt): a Ctrl-C pressed while
-    /// the command starts cancels its turn instead of killing the process.
+    /// the start of a command that runs one prompt, inside the runtime): a
+    /// Ctrl-C pressed while the command starts cancels its turn instead of
+    /// killing the process. The next [`Interrupts::install`] takes it over.
     pub fn catch_early() -> std::io::Result<()> {
         #[cfg(unix)]
-        count_interrupts()?;
+        {
+            let mut early = EARLY.lock().unwrap_or_else(|e| e.into_inner());
+            if early.is_none() {
+                *early = Some(sigint()?);
+            }
+        }
         Ok(())
     }
 
-    /// Installs the handler (call once, early, inside the runtime); the
-    /// Ctrl-Cs caught since [`Interrupts::catch_early`] are pending.
+    /// Installs the handler (call once, early), or takes over the one of
+    /// [`Interrupts::catch_early`] with the Ctrl-Cs it caught.
     pub fn install() -> std::io::Result<Self> {
         #[cfg(unix)]
-        count_interrupts()?;
+        let early = EARLY.lock().unwrap_or_else(|e| e.into_inner()).take();
         Ok(Self {
             #[cfg(unix)]
-            signal: tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())?,
-            #[cfg(unix)]
-            seen: 0,
+            signal: match early {
+                Some(signal) => signal,
+                None => sigint()?,
+            },
         })
     }
 
-    /// Forgets the Ctrl-Cs pressed so far.
+    /// Forgets Ctrl-Cs pressed while no turn ran.
     pub fn clear(&mut self) {
         #[cfg(unix)]
-        {
-            self.seen = COUNT.load(std::sync::atomic::Ordering::SeqCst);
-        }
+        while let Some(Some(())) = futures::FutureExt::now_or_never(self.signal.recv()) {}
     }
 
-    /// The next Ctrl-C not yet seen or forgotten.
+    /// The next Ctrl-C.
     async fn next(&mut self) {
         #[cfg(unix)]
-        loop {
-            let count = COUNT.load(std::sync::atomic::Ordering::SeqCst);
-            if count > self.seen {
-                self.seen = count;
-                return;
-            }
-            // A wake-up may be for a Ctrl-C already counted: look again.
+        {
             if self.signal.recv().await.is_none() {
                 std::future::pending::<()>().await;
             }

@@ -192,25 +192,10 @@ fn wait_exit_status(file: &std::path::Path, tmux: &Tmux) -> String {
     }
 }
 
-/// The one session of the environment.
-fn only_session(env: &Env) -> String {
-    let list = env.json(&["session", "list", "--json"]);
-    let sessions = list.as_array().expect("a list");
-    assert_eq!(sessions.len(), 1, "{list}");
-    sessions[0]["id"].as_str().expect("id").to_string()
-}
-
-/// Issue 10: in the interactive mode, a Ctrl-C sent the moment the line
-/// editor has taken the prompt (it lands in the first milliseconds of the
-/// turn, before the turn has started or just after) cancels that turn, and
-/// the REPL goes on: the next prompt is answered, `/exit` exits 0, and the
-/// log has no answer for the cancelled turn.
-#[test]
-fn ctrl_c_at_the_start_of_an_interactive_turn_cancels_it_and_the_repl_goes_on() {
-    let env = Env::new();
-    // Each answer comes after 2 s, so the cancelled turn is still waiting
-    // for its answer when the Ctrl-C lands.
-    let plan = slow_echo_plan(&env, 2000);
+/// `weft --mount-plan` (answers echoed after 2 s) in a tmux pane, and the
+/// file where the pane's shell writes weft's exit status.
+fn start_repl(env: &Env) -> (Tmux, PathBuf) {
+    let plan = slow_echo_plan(env, 2000);
     let home = env.home.path().to_string_lossy().into_owned();
     let status_file = env.project.path().join("exit-status");
     let tmux = Tmux::start(
@@ -231,6 +216,28 @@ fn ctrl_c_at_the_start_of_an_interactive_turn_cancels_it_and_the_repl_goes_on() 
         ),
     );
     tmux.wait_for("the first prompt", |s| s.contains("weft> "));
+    (tmux, status_file)
+}
+
+/// The one session of the environment.
+fn only_session(env: &Env) -> String {
+    let list = env.json(&["session", "list", "--json"]);
+    let sessions = list.as_array().expect("a list");
+    assert_eq!(sessions.len(), 1, "{list}");
+    sessions[0]["id"].as_str().expect("id").to_string()
+}
+
+/// Issue 10: in the interactive mode, a Ctrl-C sent the moment the line
+/// editor has taken the prompt (it lands in the first milliseconds of the
+/// turn, before the turn has started or just after) cancels that turn, and
+/// the REPL goes on: the next prompt is answered, `/exit` exits 0, and the
+/// log has no answer for the cancelled turn.
+#[test]
+fn ctrl_c_at_the_start_of_an_interactive_turn_cancels_it_and_the_repl_goes_on() {
+    let env = Env::new();
+    // Each answer comes after 2 s, so the cancelled turn is still waiting
+    // for its answer when the Ctrl-C lands.
+    let (tmux, status_file) = start_repl(&env);
 
     // The prompt and its Enter; the Ctrl-C as soon as the line editor has
     // taken the line (the echo, and the cursor on the next line), when the
