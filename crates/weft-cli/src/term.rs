@@ -173,6 +173,7 @@ pub struct Interrupts {
 #[cfg(unix)]
 static EARLY: std::sync::Mutex<Option<tokio::signal::unix::Signal>> = std::sync::Mutex::new(None);
 
+/// A new listener of SIGINT.
 #[cfg(unix)]
 fn sigint() -> std::io::Result<tokio::signal::unix::Signal> {
     tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())
