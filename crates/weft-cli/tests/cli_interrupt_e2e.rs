@@ -51,6 +51,8 @@ fn tmux_binary() -> &'static str {
 /// command; dropping it kills the server, also when the test fails.
 struct Tmux {
     socket: String,
+    /// The socket's file, removed with the server.
+    socket_path: Option<PathBuf>,
 }
 
 impl Tmux {
@@ -58,7 +60,8 @@ impl Tmux {
     /// pane, which stays after the command exits.
     fn start(dir: &std::path::Path, env: &[(&str, String)], command: &str) -> Self {
         let bin = tmux_binary();
-        let tmux = Self {
+        let mut tmux = Self {
+            socket_path: None,
             socket: format!(
                 "weft-ctrlc-{}-{}",
                 std::process::id(),
@@ -83,6 +86,8 @@ impl Tmux {
             "tmux new-session failed: {}",
             String::from_utf8_lossy(&out.stderr)
         );
+        let path = tmux.run(&["display-message", "-p", "#{socket_path}"]);
+        tmux.socket_path = Some(String::from_utf8_lossy(&path.stdout).trim().into());
         tmux
     }
 
@@ -142,6 +147,9 @@ impl Drop for Tmux {
         let _ = Command::new("tmux")
             .args(["-L", &self.socket, "kill-server"])
             .output();
+        if let Some(path) = &self.socket_path {
+            let _ = std::fs::remove_file(path);
+        }
     }
 }
 
