@@ -532,10 +532,34 @@ fn init_logging(verbose: u8) {
         .try_init();
 }
 
+/// Whether `command` runs one prompt and exits (`run`, `continue PROMPT`,
+/// `session resume ID PROMPT`).
+fn runs_one_prompt(command: Option<&Command>) -> bool {
+    matches!(
+        command,
+        Some(
+            Command::Run { .. }
+                | Command::Continue {
+                    prompt: Some(_),
+                    ..
+                }
+                | Command::Session(SessionCommand::Resume {
+                    prompt: Some(_),
+                    ..
+                })
+        )
+    )
+}
+
 async fn dispatch(cli: Cli) -> anyhow::Result<()> {
     if let Some(Command::Completions { shell }) = &cli.command {
         clap_complete::generate(*shell, &mut Cli::command(), "weft", &mut std::io::stdout());
         return Ok(());
+    }
+    if runs_one_prompt(cli.command.as_ref()) {
+        // Before the session opens: a Ctrl-C from now on cancels the
+        // prompt's turn instead of killing the process (issue 10).
+        term::Interrupts::catch_early().context("cannot catch Ctrl-C")?;
     }
     let app = App::load(cli.global.home.clone(), cli.global.store.as_deref())?;
     match cli.command {

@@ -151,6 +151,7 @@ pub fn read_prompt(prompt: &str) -> anyhow::Result<String> {
 }
 
 /// Runs one prompt in `session`, prints the answer, and ends the session.
+/// A Ctrl-C caught since [`Interrupts::catch_early`] cancels the turn.
 pub async fn run_once(
     app: &App,
     session: Session,
@@ -347,6 +348,8 @@ pub async fn interactive(
             }
             continue;
         }
+        // A Ctrl-C pressed between turns is not meant for this one.
+        interrupts.clear();
         let result = run_turn(
             &session,
             branch.as_deref(),

@@ -168,17 +168,49 @@ pub struct Interrupts {
     signal: tokio::signal::unix::Signal,
 }
 
+/// The Ctrl-C caught by [`Interrupts::catch_early`], waiting for
+/// [`Interrupts::install`] to take it.
+#[cfg(unix)]
+static EARLY: std::sync::Mutex<Option<tokio::signal::unix::Signal>> = std::sync::Mutex::new(None);
+
+/// A new listener of SIGINT.
+#[cfg(unix)]
+fn sigint() -> std::io::Result<tokio::signal::unix::Signal> {
+    tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())
+}
+
 impl Interrupts {
-    /// Installs the handler (call once, early).
+    /// Catches Ctrl-C from now on, before the session is opened (call at
+    /// the start of a command that runs one prompt, inside the runtime): a
+    /// Ctrl-C pressed while the command starts cancels its turn instead of
+    /// killing the process. The next [`Interrupts::install`] takes it over.
+    pub fn catch_early() -> std::io::Result<()> {
+        #[cfg(unix)]
+        {
+            let mut early = EARLY.lock().unwrap_or_else(|e| e.into_inner());
+            if early.is_none() {
+                *early = Some(sigint()?);
+            }
+        }
+        Ok(())
+    }
+
+    /// Installs the handler (call once, early), or takes over the one of
+    /// [`Interrupts::catch_early`] with the Ctrl-Cs it caught.
     pub fn install() -> std::io::Result<Self> {
+        #[cfg(unix)]
+        let early = EARLY.lock().unwrap_or_else(|e| e.into_inner()).take();
         Ok(Self {
             #[cfg(unix)]
-            signal: tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())?,
+            signal: match early {
+                Some(signal) => signal,
+                None => sigint()?,
+            },
         })
     }
 
     /// Forgets Ctrl-Cs pressed while no turn ran.
-    fn clear(&mut self) {
+    pub fn clear(&mut self) {
         #[cfg(unix)]
         while let Some(Some(())) = futures::FutureExt::now_or_never(self.signal.recv()) {}
     }
@@ -202,7 +234,9 @@ impl Interrupts {
 
 /// Runs one prompt as a turn, printing it with `printer` (None: print
 /// nothing); the first Ctrl-C cancels the turn (not the session) — at any
-/// moment, even before it has started — a second one exits.
+/// moment, even before it has started, and also one `interrupts` caught
+/// before the call (the caller clears those it means to forget) — a second
+/// one exits.
 pub async fn run_turn(
     session: &Session,
     branch: Option<&str>,
@@ -210,7 +244,6 @@ pub async fn run_turn(
     mut printer: Option<&mut Printer>,
     interrupts: &mut Interrupts,
 ) -> Result<String, SessionError> {
-    interrupts.clear();
     let start = session.start_turn(branch, prompt);
     tokio::pin!(start);
     let mut cancel_early = false;
