@@ -250,14 +250,7 @@ pub async fn run_turn(
     let mut handle = loop {
         tokio::select! {
             handle = &mut start => break handle?,
-            _ = interrupts.next() => {
-                if cancel_early {
-                    eprintln!("\ninterrupted");
-                    std::process::exit(130);
-                }
-                cancel_early = true;
-                eprintln!("\ncancelling the turn (Ctrl-C again to quit)…");
-            }
+            _ = interrupts.next() => ctrl_c_pressed(&mut cancel_early),
         }
     };
     let canceller = handle.canceller();
@@ -285,12 +278,7 @@ pub async fn run_turn(
                 None => following = false,
             },
             _ = interrupts.next() => {
-                if cancelled {
-                    eprintln!("\ninterrupted");
-                    std::process::exit(130);
-                }
-                cancelled = true;
-                eprintln!("\ncancelling the turn (Ctrl-C again to quit)…");
+                ctrl_c_pressed(&mut cancelled);
                 canceller.request(CancelMode::Immediate);
             }
         }
@@ -307,6 +295,17 @@ pub async fn run_turn(
         p.finish();
     }
     outcome
+}
+
+/// A Ctrl-C during a turn: the first one is noted (the caller cancels
+/// the turn), a second one exits the process.
+fn ctrl_c_pressed(cancelled: &mut bool) {
+    if *cancelled {
+        eprintln!("\ninterrupted");
+        std::process::exit(130);
+    }
+    *cancelled = true;
+    eprintln!("\ncancelling the turn (Ctrl-C again to quit)…");
 }
 
 async fn next_item(
