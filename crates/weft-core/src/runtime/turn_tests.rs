@@ -11,7 +11,7 @@ use crate::feed::FeedItem;
 use crate::hooks::events;
 use crate::id::{BranchId, TurnId};
 use crate::message::Role;
-use crate::runtime::{CancelMode, Session, TurnRequest};
+use crate::runtime::{CancelMode, TurnRequest};
 use crate::testing::{FakeProvider, Reply, messages, session_with, within};
 
 fn event_names(items: &[Arc<FeedItem>]) -> Vec<String> {
