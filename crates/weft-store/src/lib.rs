@@ -9,6 +9,8 @@
 //!   `log.jsonl`, Amplifier-shaped `transcript.jsonl`, `metadata.json` and
 //!   `events.jsonl`, plus a side index for listing.
 //! - [`sqlite::SqliteStore`] — one SQLite database (WAL, FTS5 search).
+//! - `postgres::PostgresStore` (cargo feature `postgres`) — one
+//!   PostgreSQL database shared by several processes and nodes.
 //! - `memory` — [`weft_core::memory::MemoryStore`], re-exported for
 //!   [`open_store`].
 //!
@@ -42,6 +44,8 @@ pub mod blocking;
 pub mod conformance;
 pub mod fs;
 pub mod import;
+#[cfg(feature = "postgres")]
+pub mod postgres;
 pub mod sqlite;
 
 mod codec;
