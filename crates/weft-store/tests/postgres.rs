@@ -132,7 +132,11 @@ async fn concurrent_shared_state_writers_lose_no_update() {
         t.await.expect("writer");
     }
     let state = a.shared_state("app:race").await.expect("read");
-    assert_eq!(state.len(), writers * rounds, "every key survives: {state:?}");
+    assert_eq!(
+        state.len(),
+        writers * rounds,
+        "every key survives: {state:?}"
+    );
     for w in 0..writers {
         for r in 0..rounds {
             assert_eq!(state.get(&format!("w{w}.r{r}")), Some(&json!(w * 100 + r)));
@@ -171,9 +175,14 @@ async fn concurrent_appends_at_one_seq_one_wins() {
                     wins += 1;
                     assert_eq!(meta.last_seq, head + 2);
                 }
-                Err(StoreError::Conflict { expected, actual, .. }) => {
+                Err(StoreError::Conflict {
+                    expected, actual, ..
+                }) => {
                     assert_eq!(expected, head);
-                    assert!(actual > head, "round {round}: the conflict names the new head");
+                    assert!(
+                        actual > head,
+                        "round {round}: the conflict names the new head"
+                    );
                 }
                 Err(e) => panic!("round {round}: unexpected error {e}"),
             }

@@ -9,8 +9,8 @@
 //! as not live (an interrupted turn) until the next holder takes it.
 
 use weft_core::lease::{TurnHolder, TurnLock, TurnLockAttempt, TurnLockInfo};
-use weft_core::{BranchId, SessionId};
 use weft_core::store::StoreError;
+use weft_core::{BranchId, SessionId};
 
 use super::{PostgresStore, TURN_LEASE, corrupt, db, encode};
 
@@ -153,7 +153,10 @@ impl PostgresStore {
         )))
     }
 
-    pub(super) async fn turn_leases(&self, id: &SessionId) -> Result<Vec<TurnLockInfo>, StoreError> {
+    pub(super) async fn turn_leases(
+        &self,
+        id: &SessionId,
+    ) -> Result<Vec<TurnLockInfo>, StoreError> {
         let conn = self.conn().await?;
         Self::check_exists(&conn, id).await?;
         let rows = conn

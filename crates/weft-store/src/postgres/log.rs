@@ -166,7 +166,28 @@ impl PostgresStore {
         for r in &records {
             meta.apply(r);
         }
-        insert_records(&tx, id, &records).await?;
+        if let Err(e) = insert_records(&tx, id, &records).await {
+            if !e.is_conflict() {
+                return Err(e);
+            }
+            // Another writer landed these seqs (the primary key caught
+            // it): report the head as it is now.
+            tx.rollback().await.map_err(db)?;
+            let actual = conn
+                .query_opt(
+                    "SELECT last_seq FROM sessions WHERE id = $1",
+                    &[&id.as_str()],
+                )
+                .await
+                .map_err(db)?
+                .map(|r| to_u64(r.get(0)))
+                .unwrap_or(expected_seq + 1);
+            return Err(StoreError::Conflict {
+                id: id.to_string(),
+                expected: expected_seq,
+                actual,
+            });
+        }
         write_session_row(&tx, &meta, false).await?;
         tx.commit().await.map_err(db)?;
         Ok(meta)
@@ -246,7 +267,10 @@ impl PostgresStore {
             .await
             .map_err(db)?;
         let rows = conn
-            .query(&stmt, &[&id.as_str(), &i64::try_from(n).unwrap_or(i64::MAX)])
+            .query(
+                &stmt,
+                &[&id.as_str(), &i64::try_from(n).unwrap_or(i64::MAX)],
+            )
             .await
             .map_err(db)?;
         let mut out = rows

@@ -115,28 +115,7 @@ impl From<PostgresError> for StoreError {
     }
 }
 
-/// `url` with its password (if any) replaced by `***`.
-pub fn redact_url(url: &str) -> String {
-    let Some(scheme_end) = url.find("://") else {
-        return url.to_string();
-    };
-    let rest = &url[scheme_end + 3..];
-    let authority_end = rest.find(['/', '?']).unwrap_or(rest.len());
-    let authority = &rest[..authority_end];
-    let Some(at) = authority.rfind('@') else {
-        return url.to_string();
-    };
-    let userinfo = &authority[..at];
-    match userinfo.find(':') {
-        Some(colon) => format!(
-            "{}{}:***{}",
-            &url[..scheme_end + 3],
-            &userinfo[..colon],
-            &rest[at..]
-        ),
-        None => url.to_string(),
-    }
-}
+pub use crate::redact_url;
 
 /// Removes a password from an error message that might quote one.
 fn scrub(message: String, password: Option<&str>) -> String {
@@ -226,10 +205,11 @@ impl PostgresStore {
     pub fn connect_lazy(url: &str, schema: Option<&str>) -> Result<Self, StoreError> {
         let shown = redact_url(url);
         let mut config: tokio_postgres::Config =
-            url.parse().map_err(|e: tokio_postgres::Error| PostgresError::BadUrl {
-                url: shown.clone(),
-                reason: e.to_string(),
-            })?;
+            url.parse()
+                .map_err(|e: tokio_postgres::Error| PostgresError::BadUrl {
+                    url: shown.clone(),
+                    reason: e.to_string(),
+                })?;
         let password = config
             .get_password()
             .map(|p| String::from_utf8_lossy(p).into_owned());
@@ -361,8 +341,6 @@ mod tests {
             .to_string();
         assert!(!e.contains("secret"), "{e}");
         assert!(e.contains("u:***@h"), "{e}");
-        assert!(
-            PostgresStore::connect_lazy("postgres://u@h/db", Some("x; drop")).is_err()
-        );
+        assert!(PostgresStore::connect_lazy("postgres://u@h/db", Some("x; drop")).is_err());
     }
 }

@@ -73,8 +73,10 @@ impl PostgresStore {
                 " ORDER BY updated_us DESC, id DESC LIMIT ?",
                 Box::new(chunk),
             );
-            let params: Vec<&(dyn ToSql + Sync)> =
-                args.iter().map(|a| a.as_ref() as &(dyn ToSql + Sync)).collect();
+            let params: Vec<&(dyn ToSql + Sync)> = args
+                .iter()
+                .map(|a| a.as_ref() as &(dyn ToSql + Sync))
+                .collect();
             let stmt = conn.prepare_cached(&sql).await.map_err(db)?;
             let rows = conn.query(&stmt, &params).await.map_err(db)?;
             let fetched = rows.len();
@@ -157,10 +159,7 @@ impl PostgresStore {
                 .map_err(db)?;
             let mut i = 0;
             while i < doomed.len() {
-                let rows = tx
-                    .query(&stmt, &[&doomed[i].as_str()])
-                    .await
-                    .map_err(db)?;
+                let rows = tx.query(&stmt, &[&doomed[i].as_str()]).await.map_err(db)?;
                 for r in rows {
                     if let Ok(c) = SessionId::parse(r.get::<_, &str>(0))
                         && !doomed.contains(&c)
