@@ -193,3 +193,71 @@ async fn concurrent_appends_at_one_seq_one_wins() {
     let seqs: Vec<u64> = records.iter().map(|r| r.seq).collect();
     assert_eq!(seqs, (1..=21).collect::<Vec<_>>(), "gapless");
 }
+
+/// A turn lock is a lease: one whose holder stopped renewing it (a dead
+/// process) is reported as not live — an interrupted turn — and the next
+/// holder takes it over; the old holder's release then leaves the new
+/// holder's lease alone (fencing token).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_expired_turn_lease_is_interrupted_and_taken_over() {
+    use weft_core::BranchId;
+    use weft_core::lease::{TurnHolder, TurnLockAttempt};
+    let schema = fresh_schema();
+    let a = open_in(&schema).await;
+    let _guard = DropSchema(a.clone());
+    let b = open_in(&schema).await;
+    let id = a
+        .create(new_meta("lease"), vec![])
+        .await
+        .expect("create")
+        .id;
+    let main = BranchId::main();
+    let mut old = TurnHolder::current();
+    old.pid = 4_000_000;
+    let TurnLockAttempt::Acquired(first) = a.try_lock_turn(&id, &main, &old).await.expect("lock")
+    else {
+        panic!("a free lock is acquired");
+    };
+    assert!(matches!(
+        b.try_lock_turn(&id, &main, &TurnHolder::current()).await.expect("try"),
+        TurnLockAttempt::Busy(Some(h)) if h.pid == old.pid
+    ));
+    // The holder "dies": its lease runs out without renewal.
+    let (client, conn) = tokio_postgres::connect(&server_url(), tokio_postgres::NoTls)
+        .await
+        .expect("connect");
+    tokio::spawn(conn);
+    client
+        .execute(
+            &format!("UPDATE {schema}.turn_locks SET expires_at = now() - interval '1 second'"),
+            &[],
+        )
+        .await
+        .expect("expire the lease");
+    let locks = b.turn_locks(&id).await.expect("locks");
+    assert_eq!(locks.len(), 1);
+    assert!(!locks[0].live, "an expired lease is not live");
+    assert_eq!(locks[0].holder.as_ref().map(|h| h.pid), Some(old.pid));
+    b.transition(&id, weft_core::session::SessionStatus::Active, None, None)
+        .await
+        .expect("activate");
+    assert!(b.is_interrupted(&id).await.expect("interrupted"));
+    // The next runner takes it over.
+    let me = TurnHolder::current();
+    let TurnLockAttempt::Acquired(second) = b.try_lock_turn(&id, &main, &me).await.expect("lock")
+    else {
+        panic!("an expired lease is taken over");
+    };
+    // The old holder's late release does not free the new holder's lock.
+    drop(first);
+    let locks = a.turn_locks(&id).await.expect("locks");
+    assert_eq!(locks.len(), 1, "{locks:?}");
+    assert!(locks[0].live);
+    assert_eq!(locks[0].holder.as_ref().map(|h| h.pid), Some(me.pid));
+    assert!(matches!(
+        a.try_lock_turn(&id, &main, &old).await.expect("try"),
+        TurnLockAttempt::Busy(_)
+    ));
+    drop(second);
+    assert!(a.turn_locks(&id).await.expect("locks").is_empty());
+}
