@@ -1,4 +1,5 @@
-//! `weft-bench store`: the store workloads of issue 3, for each backend.
+//! `weft-bench store`: the store workloads of issue 3, for each backend
+//! (`--backend postgres` runs them on a PostgreSQL server, `--postgres-url`).
 //!
 //! - `append`: `--turns` turns (a user and an assistant message of about
 //!   `--message-bytes` each, one durable append per message) to each of
@@ -44,7 +45,10 @@ pub enum BackendArg {
     Sqlite,
     /// The in-memory store.
     Memory,
-    /// All three.
+    /// The PostgreSQL store (`--postgres-url`; each workload in a fresh
+    /// schema, dropped at the end).
+    Postgres,
+    /// fs, sqlite and memory.
     All,
 }
 
@@ -84,6 +88,29 @@ pub struct StoreBenchArgs {
     /// Skip the append workload and the raw baseline (the slow part).
     #[arg(long)]
     pub skip_append: bool,
+    /// The PostgreSQL server for `--backend postgres`.
+    #[arg(long, default_value = "postgres://postgres@127.0.0.1:5432/postgres")]
+    pub postgres_url: String,
+}
+
+/// The postgres stores opened by this run (their schemas are dropped at
+/// the end).
+static PG_STORES: std::sync::Mutex<Vec<weft_store::postgres::PostgresStore>> =
+    std::sync::Mutex::new(Vec::new());
+
+/// The postgres store for the workload directory `root`: one schema per
+/// directory (the same one when reopened).
+fn open_postgres(url: &str, root: &Path) -> anyhow::Result<Arc<dyn Store>> {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    root.hash(&mut h);
+    let schema = format!("weft_bench_{}_{:x}", std::process::id(), h.finish());
+    let store = weft_store::postgres::PostgresStore::connect_lazy(url, Some(&schema))?;
+    PG_STORES
+        .lock()
+        .map_err(|_| anyhow::anyhow!("poisoned"))?
+        .push(store.clone());
+    Ok(Arc::new(store))
 }
 
 fn emit(backend: &str, figure: &str, value: f64, unit: &str, extra: Value) {
@@ -148,6 +175,12 @@ fn meta(project: &str) -> SessionMeta {
 
 fn open(backend: &str, root: &Path) -> anyhow::Result<Arc<dyn Store>> {
     Ok(match backend {
+        "postgres" => {
+            let url = PG_URL
+                .get()
+                .ok_or_else(|| anyhow::anyhow!("no postgres URL"))?;
+            open_postgres(url, root)?
+        }
         "fs" => Arc::new(FsStore::open(root)?),
         "sqlite" => Arc::new(SqliteStore::open(root.join("weft.sqlite"))?),
         _ => Arc::new(MemoryStore::new()),
@@ -266,7 +299,7 @@ async fn append_workload(backend: &str, root: &Path, args: &StoreBenchArgs) -> a
         );
     }
     emit(backend, "append", rate, "records/s", params);
-    if backend != "memory" {
+    if backend != "memory" && backend != "postgres" {
         let (apparent, allocated) = disk_usage(root);
         let (raw_bytes, raw_alloc) = disk_usage(&root.join("raw"));
         emit(
@@ -486,8 +519,10 @@ pub async fn run(args: StoreBenchArgs) -> anyhow::Result<()> {
         BackendArg::Fs => &["fs"],
         BackendArg::Sqlite => &["sqlite"],
         BackendArg::Memory => &["memory"],
+        BackendArg::Postgres => &["postgres"],
         BackendArg::All => &["fs", "sqlite", "memory"],
     };
+    let _ = PG_URL.set(args.postgres_url.clone());
     let tmp = match &args.dir {
         Some(_) => None,
         None => Some(tempfile::tempdir()?),
@@ -505,5 +540,14 @@ pub async fn run(args: StoreBenchArgs) -> anyhow::Result<()> {
         }
         read_workloads(backend, &root.join("read"), &args).await?;
     }
+    let stores = std::mem::take(&mut *PG_STORES.lock().map_err(|_| anyhow::anyhow!("poisoned"))?);
+    for store in stores {
+        if let Err(e) = store.drop_schema().await {
+            eprintln!("cannot drop a bench schema: {e}");
+        }
+    }
     Ok(())
 }
+
+/// `--postgres-url`, for [`open`].
+static PG_URL: std::sync::OnceLock<String> = std::sync::OnceLock::new();

@@ -90,16 +90,29 @@ pub fn mount_plan_name(path: &Path) -> String {
 }
 
 impl App {
-    /// Loads configuration and opens the store.
-    pub fn load(home: Option<PathBuf>, store_kind: Option<&str>) -> anyhow::Result<Self> {
+    /// Loads configuration and opens the store (`store_kind` and
+    /// `store_url`: the `--store` and `--store-url` flags).
+    pub fn load(
+        home: Option<PathBuf>,
+        store_kind: Option<&str>,
+        store_url: Option<&str>,
+    ) -> anyhow::Result<Self> {
         let home = home.unwrap_or_else(weft_store::default_weft_home);
-        let config = WeftConfig::load(&home, store_kind)?;
-        let store = weft_store::open_store(&config.store, &home).with_context(|| {
-            format!(
+        let config = WeftConfig::load_with(&home, store_kind, store_url)?;
+        let store = weft_store::open_store(&config.store, &home).with_context(|| match &config
+            .store
+            .url
+        {
+            Some(url) => format!(
+                "cannot open the {} store at {}",
+                config.store.kind,
+                weft_store::redact_url(url)
+            ),
+            None => format!(
                 "cannot open the {:?} store under {}",
                 config.store.kind,
                 home.display()
-            )
+            ),
         })?;
         let registry = Arc::new(full_registry(tool_access(&home, &config.store)));
         Ok(Self {

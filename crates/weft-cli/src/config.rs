@@ -111,11 +111,24 @@ impl WeftConfig {
     /// Loads the configuration for `home`, with `store_kind` (the `--store`
     /// flag) on top.
     pub fn load(home: &Path, store_kind: Option<&str>) -> anyhow::Result<Self> {
+        Self::load_with(home, store_kind, None)
+    }
+
+    /// [`WeftConfig::load`] with `store_url` (the `--store-url` flag) on
+    /// top too.
+    pub fn load_with(
+        home: &Path,
+        store_kind: Option<&str>,
+        store_url: Option<&str>,
+    ) -> anyhow::Result<Self> {
         let mut figment = Figment::new()
             .merge(Toml::file(config_file(home)))
             .merge(Env::prefixed("WEFT_").split("__"));
         if let Some(kind) = store_kind {
             figment = figment.merge(("store.kind", kind));
+        }
+        if let Some(url) = store_url {
+            figment = figment.merge(("store.url", url));
         }
         let mut config: WeftConfig = figment.extract().with_context(|| {
             format!(

@@ -81,6 +81,11 @@ pub fn run(
             doctor::check_sqlite(&file)
                 .with_context(|| format!("cannot check the sqlite store {}", file.display()))?
         }
+        StoreKind::Postgres => {
+            anyhow::bail!(
+                "doctor checks the fs and sqlite stores; a PostgreSQL store is checked with the server's own tools (its constraints keep the log consistent)"
+            )
+        }
         StoreKind::Memory => {
             anyhow::bail!(
                 "the memory store keeps nothing on disk: there is nothing for doctor to check (use --store fs or sqlite)"

@@ -46,8 +46,12 @@ struct GlobalArgs {
     #[arg(long, global = true, env = "WEFT_HOME", value_name = "DIR")]
     home: Option<PathBuf>,
     /// The session store (default: fs, or WEFT_STORE__KIND).
-    #[arg(long, global = true, value_parser = ["fs", "sqlite", "memory"])]
+    #[arg(long, global = true, value_parser = ["fs", "sqlite", "memory", "postgres"])]
     store: Option<String>,
+    /// The server of a network store (`postgres://user:pass@host:port/db`;
+    /// or WEFT_STORE__URL, or `[store] url` in config.toml).
+    #[arg(long, global = true, value_name = "URL")]
+    store_url: Option<String>,
     /// More log output on stderr (-v info, -vv debug).
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     verbose: u8,
@@ -561,7 +565,11 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
         // prompt's turn instead of killing the process (issue 10).
         term::Interrupts::catch_early().context("cannot catch Ctrl-C")?;
     }
-    let app = App::load(cli.global.home.clone(), cli.global.store.as_deref())?;
+    let app = App::load(
+        cli.global.home.clone(),
+        cli.global.store.as_deref(),
+        cli.global.store_url.as_deref(),
+    )?;
     match cli.command {
         None => run::interactive(&app, cli.run.options(OutputFormat::Text), None).await,
         Some(Command::Run {

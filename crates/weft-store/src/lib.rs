@@ -9,6 +9,8 @@
 //!   `log.jsonl`, Amplifier-shaped `transcript.jsonl`, `metadata.json` and
 //!   `events.jsonl`, plus a side index for listing.
 //! - [`sqlite::SqliteStore`] — one SQLite database (WAL, FTS5 search).
+//! - `postgres::PostgresStore` (cargo feature `postgres`) — one
+//!   PostgreSQL database shared by several processes and nodes.
 //! - `memory` — [`weft_core::memory::MemoryStore`], re-exported for
 //!   [`open_store`].
 //!
@@ -42,6 +44,8 @@ pub mod blocking;
 pub mod conformance;
 pub mod fs;
 pub mod import;
+#[cfg(feature = "postgres")]
+pub mod postgres;
 pub mod sqlite;
 
 mod codec;
@@ -63,6 +67,9 @@ pub enum StoreKind {
     Sqlite,
     /// [`MemoryStore`]: nothing survives the process.
     Memory,
+    /// `postgres::PostgresStore`: a PostgreSQL database (`url`); needs
+    /// the cargo feature `postgres`.
+    Postgres,
 }
 
 impl StoreKind {
@@ -72,6 +79,7 @@ impl StoreKind {
             StoreKind::Fs => "fs",
             StoreKind::Sqlite => "sqlite",
             StoreKind::Memory => "memory",
+            StoreKind::Postgres => "postgres",
         }
     }
 }
@@ -89,22 +97,26 @@ impl std::str::FromStr for StoreKind {
             "fs" => Ok(StoreKind::Fs),
             "sqlite" => Ok(StoreKind::Sqlite),
             "memory" => Ok(StoreKind::Memory),
+            "postgres" => Ok(StoreKind::Postgres),
             other => Err(StoreError::Invalid(format!(
-                "unknown store kind {other:?}: use fs, sqlite or memory"
+                "unknown store kind {other:?}: use fs, sqlite, memory or postgres"
             ))),
         }
     }
 }
 
 /// The `[store]` section of weft's configuration
-/// (`WEFT_STORE__KIND`, `WEFT_STORE__PATH`).
+/// (`WEFT_STORE__KIND`, `WEFT_STORE__PATH`, `WEFT_STORE__URL`).
 ///
 /// ```toml
 /// [store]
-/// kind = "sqlite"              # fs (default) | sqlite | memory
+/// kind = "sqlite"              # fs (default) | sqlite | memory | postgres
 /// path = "/data/weft.sqlite"   # optional
+/// # url = "postgres://weft:secret@db.internal:5432/weft"   # postgres
 /// ```
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+///
+/// Its `Debug` form shows the URL without its password.
+#[derive(Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct StoreConfig {
     /// The backend.
@@ -113,6 +125,42 @@ pub struct StoreConfig {
     /// weft home), for `sqlite` the database file (default:
     /// `<weft home>/weft.sqlite`). Ignored by `memory`.
     pub path: Option<PathBuf>,
+    /// The server for network stores (`postgres://user:pass@host:port/db`).
+    /// Ignored by fs, sqlite and memory.
+    pub url: Option<String>,
+}
+
+impl std::fmt::Debug for StoreConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StoreConfig")
+            .field("kind", &self.kind)
+            .field("path", &self.path)
+            .field("url", &self.url.as_deref().map(redact_url))
+            .finish()
+    }
+}
+
+/// `url` with its password (if any) replaced by `***`, for messages and
+/// logs.
+pub fn redact_url(url: &str) -> String {
+    let Some(scheme_end) = url.find("://") else {
+        return url.to_string();
+    };
+    let rest = &url[scheme_end + 3..];
+    let authority_end = rest.find(['/', '?']).unwrap_or(rest.len());
+    let Some(at) = rest[..authority_end].rfind('@') else {
+        return url.to_string();
+    };
+    let userinfo = &rest[..at];
+    match userinfo.find(':') {
+        Some(colon) => format!(
+            "{}{}:***{}",
+            &url[..scheme_end + 3],
+            &userinfo[..colon],
+            &rest[at..]
+        ),
+        None => url.to_string(),
+    }
 }
 
 /// The file name of the sqlite backend's database inside the weft home.
@@ -146,7 +194,28 @@ pub fn open_store(config: &StoreConfig, weft_home: &Path) -> Result<Arc<dyn Stor
             Arc::new(SqliteStore::open(file)?)
         }
         StoreKind::Memory => Arc::new(MemoryStore::new()),
+        StoreKind::Postgres => open_postgres(config)?,
     })
+}
+
+/// The postgres arm of [`open_store`]: connects on first use (this
+/// function is synchronous), so a wrong URL or a server that is down shows
+/// at the first operation.
+#[cfg(feature = "postgres")]
+fn open_postgres(config: &StoreConfig) -> Result<Arc<dyn Store>, StoreError> {
+    let url = config.url.as_deref().ok_or_else(|| {
+        StoreError::Invalid(
+            "the postgres store needs a URL: pass --store-url postgres://user:pass@host:port/db, or set WEFT_STORE__URL or [store] url".into(),
+        )
+    })?;
+    Ok(Arc::new(postgres::PostgresStore::connect_lazy(url, None)?))
+}
+
+#[cfg(not(feature = "postgres"))]
+fn open_postgres(_config: &StoreConfig) -> Result<Arc<dyn Store>, StoreError> {
+    Err(StoreError::Invalid(
+        "this weft was built without PostgreSQL support: rebuild weft-store with the cargo feature `postgres`".into(),
+    ))
 }
 
 /// The weft home: `$WEFT_HOME` when set (and not empty), else `~/.weft`
@@ -180,13 +249,47 @@ mod tests {
         assert!(serde_json::from_str::<StoreConfig>(r#"{"kind":"redis"}"#).is_err());
         assert_eq!("memory".parse::<StoreKind>().unwrap(), StoreKind::Memory);
         assert!("nope".parse::<StoreKind>().is_err());
+        assert_eq!(
+            "postgres".parse::<StoreKind>().unwrap(),
+            StoreKind::Postgres
+        );
+    }
+
+    #[test]
+    fn debug_hides_the_url_password() {
+        let c = StoreConfig {
+            kind: StoreKind::Postgres,
+            path: None,
+            url: Some("postgres://u:hunter2@h:5432/db".into()),
+        };
+        let shown = format!("{c:?}");
+        assert!(
+            !shown.contains("hunter2") && shown.contains("u:***@h"),
+            "{shown}"
+        );
+        assert_eq!(redact_url("postgres://u@h/db"), "postgres://u@h/db");
+        assert_eq!(redact_url("postgres://h/db?x=@"), "postgres://h/db?x=@");
+    }
+
+    #[test]
+    fn postgres_needs_a_url() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = StoreConfig {
+            kind: StoreKind::Postgres,
+            ..Default::default()
+        };
+        assert!(open_store(&config, dir.path()).is_err());
     }
 
     #[test]
     fn opens_each_kind() {
         let dir = tempfile::tempdir().unwrap();
         for kind in [StoreKind::Fs, StoreKind::Sqlite, StoreKind::Memory] {
-            let store = open_store(&StoreConfig { kind, path: None }, dir.path()).unwrap();
+            let config = StoreConfig {
+                kind,
+                ..Default::default()
+            };
+            let store = open_store(&config, dir.path()).unwrap();
             assert_eq!(store.kind(), kind.as_str());
         }
         assert!(dir.path().join(SQLITE_FILE).exists());

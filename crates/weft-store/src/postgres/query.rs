@@ -1,0 +1,356 @@
+//! Listing (keyset paging), prefix lookup, `delete`, server-side search,
+//! shared state and kernel events for [`PostgresStore`].
+
+use std::collections::HashMap;
+
+use serde_json::{Map, Value};
+use tokio_postgres::types::ToSql;
+use weft_core::SessionId;
+use weft_core::record::StateDelta;
+use weft_core::session::{SessionMeta, SessionStatus};
+use weft_core::store::{DeleteOptions, ListQuery, Page, SearchHit, SearchQuery, StoreError};
+
+use super::log::{parse_meta, parse_record};
+use super::{PG_EVENTS_CAP, PostgresStore, corrupt, db, encode, not_found};
+
+/// Rows fetched per round while a name filter (checked in Rust, for
+/// Unicode case folding) skips rows.
+const LIST_CHUNK: i64 = 200;
+
+impl PostgresStore {
+    /// One page, newest first: the filters on indexed columns and the
+    /// cursor are SQL (keyset: `(updated_us, id) < (cursor)`); the name
+    /// filter is checked per row with `ListFilter::matches`.
+    pub(super) async fn list_page(&self, query: &ListQuery) -> Result<Page, StoreError> {
+        let filter = &query.filter;
+        let limit = query.limit.max(1);
+        let conn = self.conn().await?;
+        let project = filter.project.clone();
+        let status = filter.status.map(|s| s.as_str().to_string());
+        let parent = filter.parent_id.as_ref().map(|p| p.to_string());
+        let profile = filter.profile.clone();
+        let mut cursor: Option<(i64, String)> = query
+            .cursor
+            .as_ref()
+            .map(|c| (c.updated_at.timestamp_micros(), c.id.to_string()));
+        let mut out: Vec<SessionMeta> = Vec::new();
+        let chunk = if filter.name_contains.is_some() {
+            LIST_CHUNK
+        } else {
+            i64::try_from(limit + 1).unwrap_or(i64::MAX)
+        };
+        loop {
+            let mut sql = String::from("SELECT meta, updated_us, id FROM sessions WHERE true");
+            let mut args: Vec<Box<dyn ToSql + Sync + Send>> = Vec::new();
+            let mut push = |sql: &mut String, clause: &str, v: Box<dyn ToSql + Sync + Send>| {
+                args.push(v);
+                sql.push_str(&clause.replace('?', &format!("${}", args.len())));
+            };
+            if let Some(p) = &project {
+                push(&mut sql, " AND project = ?", Box::new(p.clone()));
+            }
+            if let Some(s) = &status {
+                push(&mut sql, " AND status = ?", Box::new(s.clone()));
+            }
+            if let Some(p) = &parent {
+                push(&mut sql, " AND parent_id = ?", Box::new(p.clone()));
+            }
+            if let Some(p) = &profile {
+                push(&mut sql, " AND profile = ?", Box::new(p.clone()));
+            }
+            if let Some((us, id)) = &cursor {
+                push(&mut sql, " AND (updated_us, id) < (?", Box::new(*us));
+                push(&mut sql, ", ?)", Box::new(id.clone()));
+            }
+            if filter.top_level_only {
+                sql.push_str(" AND parent_id IS NULL");
+            }
+            if filter.name_contains.is_some() {
+                sql.push_str(" AND name IS NOT NULL");
+            }
+            push(
+                &mut sql,
+                " ORDER BY updated_us DESC, id DESC LIMIT ?",
+                Box::new(chunk),
+            );
+            let params: Vec<&(dyn ToSql + Sync)> = args
+                .iter()
+                .map(|a| a.as_ref() as &(dyn ToSql + Sync))
+                .collect();
+            let stmt = conn.prepare_cached(&sql).await.map_err(db)?;
+            let rows = conn.query(&stmt, &params).await.map_err(db)?;
+            let fetched = rows.len();
+            for row in &rows {
+                let id: &str = row.get(2);
+                cursor = Some((row.get(1), id.to_string()));
+                let meta = match parse_meta(row.get(0), id) {
+                    Ok(m) => m,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "skipping an unreadable session row");
+                        continue;
+                    }
+                };
+                if filter.matches(&meta) {
+                    out.push(meta);
+                    if out.len() > limit {
+                        return Ok(Page::from_sorted(out, limit));
+                    }
+                }
+            }
+            if (fetched as i64) < chunk {
+                return Ok(Page::from_sorted(out, limit));
+            }
+        }
+    }
+
+    /// Up to `limit` ids starting with `prefix`, in id order.
+    pub(super) async fn find_session_ids(
+        &self,
+        prefix: &str,
+        limit: usize,
+    ) -> Result<Vec<SessionId>, StoreError> {
+        let conn = self.conn().await?;
+        let stmt = conn
+            .prepare_cached(
+                "SELECT id FROM sessions WHERE id >= $1 AND left(id, $2) = $1 ORDER BY id LIMIT $3",
+            )
+            .await
+            .map_err(db)?;
+        let n = i32::try_from(prefix.chars().count()).unwrap_or(i32::MAX);
+        let rows = conn
+            .query(
+                &stmt,
+                &[&prefix, &n, &i64::try_from(limit).unwrap_or(i64::MAX)],
+            )
+            .await
+            .map_err(db)?;
+        Ok(rows
+            .iter()
+            .filter_map(|r| SessionId::parse(r.get::<_, &str>(0)).ok())
+            .collect())
+    }
+
+    pub(super) async fn delete_sessions(
+        &self,
+        id: &SessionId,
+        options: DeleteOptions,
+    ) -> Result<Vec<SessionId>, StoreError> {
+        let mut conn = self.conn().await?;
+        let tx = conn.transaction().await.map_err(db)?;
+        let row = tx
+            .query_opt(
+                "SELECT status FROM sessions WHERE id = $1 FOR UPDATE",
+                &[&id.as_str()],
+            )
+            .await
+            .map_err(db)?
+            .ok_or_else(|| not_found(id))?;
+        let status: &str = row.get(0);
+        if options.unless_active && status == SessionStatus::Active.as_str() {
+            return Err(StoreError::Refused(format!(
+                "session {id} is active: it cannot be removed"
+            )));
+        }
+        let mut doomed = vec![id.clone()];
+        if options.with_children {
+            let stmt = tx
+                .prepare_cached("SELECT id FROM sessions WHERE parent_id = $1")
+                .await
+                .map_err(db)?;
+            let mut i = 0;
+            while i < doomed.len() {
+                let rows = tx.query(&stmt, &[&doomed[i].as_str()]).await.map_err(db)?;
+                for r in rows {
+                    if let Ok(c) = SessionId::parse(r.get::<_, &str>(0))
+                        && !doomed.contains(&c)
+                    {
+                        doomed.push(c);
+                    }
+                }
+                i += 1;
+            }
+        }
+        let ids: Vec<&str> = doomed.iter().map(SessionId::as_str).collect();
+        // Records, events and turn locks go with their session (ON DELETE
+        // CASCADE).
+        tx.execute("DELETE FROM sessions WHERE id = ANY($1)", &[&ids])
+            .await
+            .map_err(db)?;
+        tx.commit().await.map_err(db)?;
+        Ok(doomed)
+    }
+
+    /// Every term of 3+ characters narrows the candidates through the
+    /// trigram index (`lower(search_text) LIKE %term%`); each candidate is
+    /// then checked with `SearchQuery::matches_text`, so every backend
+    /// agrees on what matches.
+    pub(super) async fn search_messages(
+        &self,
+        query: &SearchQuery,
+    ) -> Result<Vec<SearchHit>, StoreError> {
+        let terms = query.terms();
+        if terms.is_empty() {
+            return Ok(Vec::new());
+        }
+        let patterns: Vec<String> = terms
+            .iter()
+            .map(|t| {
+                let escaped = t
+                    .replace('\\', "\\\\")
+                    .replace('%', "\\%")
+                    .replace('_', "\\_");
+                format!("%{escaped}%")
+            })
+            .collect();
+        let mut sql = String::from(
+            "SELECT s.id, s.meta, r.seq, r.record FROM records r
+             JOIN sessions s ON s.id = r.session_id
+             WHERE r.search_text IS NOT NULL AND ($1::text IS NULL OR s.project = $1)",
+        );
+        let mut params: Vec<&(dyn ToSql + Sync)> = vec![&query.project];
+        for (i, p) in patterns.iter().enumerate() {
+            // One indexable condition per term (the trigram index serves
+            // `lower(search_text) LIKE '%term%'`).
+            sql.push_str(&format!(" AND lower(r.search_text) LIKE ${}", i + 2));
+            params.push(p);
+        }
+        sql.push_str(" ORDER BY s.updated_us DESC, s.id DESC, r.seq");
+        let conn = self.conn().await?;
+        let stmt = conn.prepare_cached(&sql).await.map_err(db)?;
+        let rows = conn.query(&stmt, &params).await.map_err(db)?;
+        let mut metas: HashMap<String, SessionMeta> = HashMap::new();
+        let mut hits = Vec::new();
+        for row in rows {
+            let sid: &str = row.get(0);
+            let Ok(id) = SessionId::parse(sid) else {
+                continue;
+            };
+            let record = parse_record(row.get(3), &id, row.get(2))?;
+            let Some(m) = record.as_message() else {
+                continue;
+            };
+            if !query.matches_text(&m.searchable_text()) {
+                continue;
+            }
+            if !metas.contains_key(sid) {
+                metas.insert(sid.to_string(), parse_meta(row.get(1), sid)?);
+            }
+            if let Some(meta) = metas.get(sid) {
+                hits.push(SearchHit::new(meta, record.seq, m, query));
+            }
+            if hits.len() >= query.effective_limit() {
+                break;
+            }
+        }
+        Ok(hits)
+    }
+
+    pub(super) async fn read_shared_state(
+        &self,
+        namespace: &str,
+    ) -> Result<Map<String, Value>, StoreError> {
+        let conn = self.conn().await?;
+        let row = conn
+            .query_opt(
+                "SELECT state FROM shared_state WHERE namespace = $1",
+                &[&namespace],
+            )
+            .await
+            .map_err(db)?;
+        match row {
+            None => Ok(Map::new()),
+            Some(r) => serde_json::from_str(r.get(0))
+                .map_err(|e| corrupt(format!("shared_state ({namespace})"), e)),
+        }
+    }
+
+    /// Creates the namespace's row if missing, locks it (`FOR UPDATE`),
+    /// applies `delta` and writes it back, in one transaction: concurrent
+    /// writers queue on the row lock and none loses an update.
+    pub(super) async fn change_shared_state(
+        &self,
+        namespace: &str,
+        delta: &StateDelta,
+    ) -> Result<Map<String, Value>, StoreError> {
+        let mut conn = self.conn().await?;
+        let tx = conn.transaction().await.map_err(db)?;
+        tx.execute(
+            "INSERT INTO shared_state (namespace, state) VALUES ($1, '{}')
+             ON CONFLICT (namespace) DO NOTHING",
+            &[&namespace],
+        )
+        .await
+        .map_err(db)?;
+        let row = tx
+            .query_one(
+                "SELECT state FROM shared_state WHERE namespace = $1 FOR UPDATE",
+                &[&namespace],
+            )
+            .await
+            .map_err(db)?;
+        let mut state: Map<String, Value> = serde_json::from_str(row.get(0))
+            .map_err(|e| corrupt(format!("shared_state ({namespace})"), e))?;
+        delta.apply_to(&mut state);
+        tx.execute(
+            "UPDATE shared_state SET state = $2 WHERE namespace = $1",
+            &[&namespace, &encode(&state)?],
+        )
+        .await
+        .map_err(db)?;
+        tx.commit().await.map_err(db)?;
+        Ok(state)
+    }
+
+    pub(super) async fn append_events(
+        &self,
+        id: &SessionId,
+        events: &[Value],
+    ) -> Result<(), StoreError> {
+        let mut conn = self.conn().await?;
+        Self::check_exists(&conn, id).await?;
+        if events.is_empty() {
+            return Ok(());
+        }
+        let encoded = events.iter().map(encode).collect::<Result<Vec<_>, _>>()?;
+        let tx = conn.transaction().await.map_err(db)?;
+        tx.execute(
+            "INSERT INTO events (session_id, event) SELECT $1, e FROM unnest($2::text[])
+             WITH ORDINALITY AS t(e, i) ORDER BY i",
+            &[&id.as_str(), &encoded],
+        )
+        .await
+        .map_err(db)?;
+        tx.execute(
+            "DELETE FROM events WHERE session_id = $1 AND n <= (
+                SELECT n FROM events WHERE session_id = $1 ORDER BY n DESC OFFSET $2 LIMIT 1)",
+            &[&id.as_str(), &PG_EVENTS_CAP],
+        )
+        .await
+        .map_err(db)?;
+        tx.commit().await.map_err(db)
+    }
+
+    pub(super) async fn newest_events(
+        &self,
+        id: &SessionId,
+        limit: usize,
+    ) -> Result<Vec<Value>, StoreError> {
+        let conn = self.conn().await?;
+        Self::check_exists(&conn, id).await?;
+        let rows = conn
+            .query(
+                "SELECT event FROM events WHERE session_id = $1 ORDER BY n DESC LIMIT $2",
+                &[&id.as_str(), &i64::try_from(limit).unwrap_or(i64::MAX)],
+            )
+            .await
+            .map_err(db)?;
+        let mut out = Vec::with_capacity(rows.len());
+        for row in rows.iter().rev() {
+            match serde_json::from_str(row.get(0)) {
+                Ok(v) => out.push(v),
+                Err(e) => tracing::warn!(session = %id, error = %e, "skipping a corrupt event row"),
+            }
+        }
+        Ok(out)
+    }
+}

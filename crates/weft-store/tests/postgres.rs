@@ -1,0 +1,263 @@
+//! The postgres backend against the local PostgreSQL server: the whole
+//! Store conformance suite (each test in a fresh schema, dropped after it),
+//! plus refusal of a newer schema and concurrent writers.
+//!
+//! The server comes from `WEFT_TEST_POSTGRES_URL` (default
+//! `postgres://postgres@127.0.0.1:5432/postgres`). An unreachable server
+//! fails the tests, saying how to start one; they never skip.
+#![cfg(feature = "postgres")]
+
+use std::sync::Arc;
+
+use serde_json::json;
+use weft_core::Role;
+use weft_core::record::{Record, StateDelta};
+use weft_core::store::{Store, StoreError};
+use weft_store::conformance::{Harness, new_meta, text};
+use weft_store::postgres::{PostgresStore, SCHEMA_VERSION};
+
+fn server_url() -> String {
+    std::env::var("WEFT_TEST_POSTGRES_URL")
+        .ok()
+        .filter(|u| !u.is_empty())
+        .unwrap_or_else(|| "postgres://postgres@127.0.0.1:5432/postgres".into())
+}
+
+fn fresh_schema() -> String {
+    format!("weft_test_{}", uuid::Uuid::new_v4().simple())
+}
+
+/// Opens a store in `schema`, failing loudly when the server is not there.
+async fn open_in(schema: &str) -> PostgresStore {
+    let url = server_url();
+    match PostgresStore::open(&url, Some(schema)).await {
+        Ok(s) => s,
+        Err(e) => panic!(
+            "the postgres tests need a PostgreSQL server at {} ({e}). Start one \
+             (`pg_ctlcluster 15 main start` or `service postgresql start` on Debian), \
+             or point WEFT_TEST_POSTGRES_URL at one (postgres://user:pass@host:port/db)",
+            weft_store::postgres::redact_url(&url)
+        ),
+    }
+}
+
+/// Drops the schema when the test ends.
+struct DropSchema(PostgresStore);
+
+impl Drop for DropSchema {
+    fn drop(&mut self) {
+        let store = self.0.clone();
+        let dropped = tokio::task::block_in_place(|| {
+            tokio::runtime::Handle::current().block_on(store.drop_schema())
+        });
+        if let Err(e) = dropped {
+            eprintln!("cannot drop a test schema: {e}");
+        }
+    }
+}
+
+async fn harness() -> Harness {
+    let store = open_in(&fresh_schema()).await;
+    Harness::with_guard(Arc::new(store.clone()), DropSchema(store))
+}
+
+mod conformance {
+    use super::*;
+
+    weft_store::store_conformance_tests!(harness().await);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_newer_schema_is_refused() {
+    let schema = fresh_schema();
+    let store = open_in(&schema).await;
+    let _guard = DropSchema(store.clone());
+    let (client, conn) = tokio_postgres::connect(&server_url(), tokio_postgres::NoTls)
+        .await
+        .expect("connect");
+    tokio::spawn(conn);
+    client
+        .execute(
+            &format!("INSERT INTO {schema}.weft_schema_version (version) VALUES ($1)"),
+            &[&(SCHEMA_VERSION + 1)],
+        )
+        .await
+        .expect("record a newer version");
+    let err = PostgresStore::open(&server_url(), Some(&schema))
+        .await
+        .expect_err("a newer schema must be refused");
+    let message = err.to_string();
+    assert!(
+        message.contains(&format!("version {}", SCHEMA_VERSION + 1))
+            && message.contains("upgrade weft"),
+        "{message}"
+    );
+    // Reopening at the known version works (the migrations are recorded).
+    client
+        .execute(
+            &format!("DELETE FROM {schema}.weft_schema_version WHERE version > $1"),
+            &[&SCHEMA_VERSION],
+        )
+        .await
+        .expect("forget it");
+    PostgresStore::open(&server_url(), Some(&schema))
+        .await
+        .expect("reopen");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_shared_state_writers_lose_no_update() {
+    let schema = fresh_schema();
+    let a = open_in(&schema).await;
+    let _guard = DropSchema(a.clone());
+    // A second handle, as another process would have.
+    let b = open_in(&schema).await;
+    let writers = 16;
+    let rounds = 5;
+    let mut tasks = Vec::new();
+    for w in 0..writers {
+        let store = if w % 2 == 0 { a.clone() } else { b.clone() };
+        tasks.push(tokio::spawn(async move {
+            for r in 0..rounds {
+                let mut delta = StateDelta::default();
+                delta.set.insert(format!("w{w}.r{r}"), json!(w * 100 + r));
+                store
+                    .update_shared_state("app:race", &delta)
+                    .await
+                    .expect("update");
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.expect("writer");
+    }
+    let state = a.shared_state("app:race").await.expect("read");
+    assert_eq!(
+        state.len(),
+        writers * rounds,
+        "every key survives: {state:?}"
+    );
+    for w in 0..writers {
+        for r in 0..rounds {
+            assert_eq!(state.get(&format!("w{w}.r{r}")), Some(&json!(w * 100 + r)));
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_appends_at_one_seq_one_wins() {
+    let schema = fresh_schema();
+    let a = open_in(&schema).await;
+    let _guard = DropSchema(a.clone());
+    let b = open_in(&schema).await;
+    let id = a.create(new_meta("race"), vec![]).await.expect("create").id;
+    for round in 0..10 {
+        let head = a.get(&id).await.expect("get").last_seq;
+        let mut tasks = Vec::new();
+        for w in 0..8 {
+            let store = if w % 2 == 0 { a.clone() } else { b.clone() };
+            let id = id.clone();
+            tasks.push(tokio::spawn(async move {
+                let batch = Record::batch(
+                    head,
+                    [
+                        text(Role::User, &format!("round {round} writer {w}")),
+                        text(Role::Assistant, "ok"),
+                    ],
+                );
+                store.append(&id, head, batch).await
+            }));
+        }
+        let mut wins = 0;
+        for t in tasks {
+            match t.await.expect("task") {
+                Ok(meta) => {
+                    wins += 1;
+                    assert_eq!(meta.last_seq, head + 2);
+                }
+                Err(StoreError::Conflict {
+                    expected, actual, ..
+                }) => {
+                    assert_eq!(expected, head);
+                    assert!(
+                        actual > head,
+                        "round {round}: the conflict names the new head"
+                    );
+                }
+                Err(e) => panic!("round {round}: unexpected error {e}"),
+            }
+        }
+        assert_eq!(wins, 1, "round {round}: exactly one append wins");
+    }
+    let records = a.read_all(&id).await.expect("read");
+    let seqs: Vec<u64> = records.iter().map(|r| r.seq).collect();
+    assert_eq!(seqs, (1..=21).collect::<Vec<_>>(), "gapless");
+}
+
+/// A turn lock is a lease: one whose holder stopped renewing it (a dead
+/// process) is reported as not live — an interrupted turn — and the next
+/// holder takes it over; the old holder's release then leaves the new
+/// holder's lease alone (fencing token).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_expired_turn_lease_is_interrupted_and_taken_over() {
+    use weft_core::BranchId;
+    use weft_core::lease::{TurnHolder, TurnLockAttempt};
+    let schema = fresh_schema();
+    let a = open_in(&schema).await;
+    let _guard = DropSchema(a.clone());
+    let b = open_in(&schema).await;
+    let id = a
+        .create(new_meta("lease"), vec![])
+        .await
+        .expect("create")
+        .id;
+    let main = BranchId::main();
+    let mut old = TurnHolder::current();
+    old.pid = 4_000_000;
+    let TurnLockAttempt::Acquired(first) = a.try_lock_turn(&id, &main, &old).await.expect("lock")
+    else {
+        panic!("a free lock is acquired");
+    };
+    assert!(matches!(
+        b.try_lock_turn(&id, &main, &TurnHolder::current()).await.expect("try"),
+        TurnLockAttempt::Busy(Some(h)) if h.pid == old.pid
+    ));
+    // The holder "dies": its lease runs out without renewal.
+    let (client, conn) = tokio_postgres::connect(&server_url(), tokio_postgres::NoTls)
+        .await
+        .expect("connect");
+    tokio::spawn(conn);
+    client
+        .execute(
+            &format!("UPDATE {schema}.turn_locks SET expires_at = now() - interval '1 second'"),
+            &[],
+        )
+        .await
+        .expect("expire the lease");
+    let locks = b.turn_locks(&id).await.expect("locks");
+    assert_eq!(locks.len(), 1);
+    assert!(!locks[0].live, "an expired lease is not live");
+    assert_eq!(locks[0].holder.as_ref().map(|h| h.pid), Some(old.pid));
+    b.transition(&id, weft_core::session::SessionStatus::Active, None, None)
+        .await
+        .expect("activate");
+    assert!(b.is_interrupted(&id).await.expect("interrupted"));
+    // The next runner takes it over.
+    let me = TurnHolder::current();
+    let TurnLockAttempt::Acquired(second) = b.try_lock_turn(&id, &main, &me).await.expect("lock")
+    else {
+        panic!("an expired lease is taken over");
+    };
+    // The old holder's late release does not free the new holder's lock.
+    drop(first);
+    let locks = a.turn_locks(&id).await.expect("locks");
+    assert_eq!(locks.len(), 1, "{locks:?}");
+    assert!(locks[0].live);
+    assert_eq!(locks[0].holder.as_ref().map(|h| h.pid), Some(me.pid));
+    assert!(matches!(
+        a.try_lock_turn(&id, &main, &old).await.expect("try"),
+        TurnLockAttempt::Busy(_)
+    ));
+    drop(second);
+    assert!(a.turn_locks(&id).await.expect("locks").is_empty());
+}
