@@ -42,6 +42,8 @@ pub mod blocking;
 pub mod conformance;
 pub mod fs;
 pub mod import;
+#[cfg(feature = "redis")]
+pub mod redis;
 pub mod sqlite;
 
 mod codec;
