@@ -15,7 +15,7 @@ use weft_core::store::Store;
 use weft_core::{SessionConfig, SessionId};
 use weft_tools::ToolAccess;
 
-use crate::config::WeftConfig;
+use crate::config::{StoreFlags, WeftConfig};
 
 /// Every module weft ships: core, providers and tools, the file tools
 /// under `access` (see [`tool_access`]).
@@ -91,9 +91,9 @@ pub fn mount_plan_name(path: &Path) -> String {
 
 impl App {
     /// Loads configuration and opens the store.
-    pub fn load(home: Option<PathBuf>, store_kind: Option<&str>) -> anyhow::Result<Self> {
+    pub fn load(home: Option<PathBuf>, store: &StoreFlags) -> anyhow::Result<Self> {
         let home = home.unwrap_or_else(weft_store::default_weft_home);
-        let config = WeftConfig::load(&home, store_kind)?;
+        let config = WeftConfig::load(&home, store)?;
         let store = weft_store::open_store(&config.store, &home).with_context(|| {
             format!(
                 "cannot open the {:?} store under {}",

@@ -24,6 +24,7 @@ use clap::{Args, CommandFactory, Parser, Subcommand};
 use weft_core::SessionStatus;
 
 use crate::app::{App, PlanChoice};
+use crate::config::StoreFlags;
 use crate::run::{OutputFormat, RunOptions};
 use crate::session_cmd::{ExportFormat, ListOptions};
 
@@ -46,11 +47,24 @@ struct GlobalArgs {
     #[arg(long, global = true, env = "WEFT_HOME", value_name = "DIR")]
     home: Option<PathBuf>,
     /// The session store (default: fs, or WEFT_STORE__KIND).
-    #[arg(long, global = true, value_parser = ["fs", "sqlite", "memory"])]
+    #[arg(long, global = true, value_parser = ["fs", "sqlite", "memory", "redis"])]
     store: Option<String>,
+    /// The server URL of a networked store (`redis://host:6379/0`, or
+    /// WEFT_STORE__URL).
+    #[arg(long, global = true, value_name = "URL")]
+    store_url: Option<String>,
     /// More log output on stderr (-v info, -vv debug).
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     verbose: u8,
+}
+
+impl GlobalArgs {
+    fn store_flags(&self) -> StoreFlags {
+        StoreFlags {
+            kind: self.store.clone(),
+            url: self.store_url.clone(),
+        }
+    }
 }
 
 #[derive(Args, Debug, Clone, Default)]
@@ -537,7 +551,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
         clap_complete::generate(*shell, &mut Cli::command(), "weft", &mut std::io::stdout());
         return Ok(());
     }
-    let app = App::load(cli.global.home.clone(), cli.global.store.as_deref())?;
+    let app = App::load(cli.global.home.clone(), &cli.global.store_flags())?;
     match cli.command {
         None => run::interactive(&app, cli.run.options(OutputFormat::Text), None).await,
         Some(Command::Run {
@@ -683,7 +697,7 @@ fn main() {
         // Before anything opens the store: doctor must work on a home the
         // store cannot open, and must not write to it without --fix.
         let g = &cli.global;
-        match doctor_cmd::run(g.home.clone(), g.store.as_deref(), args) {
+        match doctor_cmd::run(g.home.clone(), &g.store_flags(), args) {
             Ok(healthy) => std::process::exit(if healthy { 0 } else { 1 }),
             Err(e) => {
                 eprintln!("error: {}", error_message(&e));

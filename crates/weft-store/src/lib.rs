@@ -11,6 +11,8 @@
 //! - [`sqlite::SqliteStore`] — one SQLite database (WAL, FTS5 search).
 //! - `memory` — [`weft_core::memory::MemoryStore`], re-exported for
 //!   [`open_store`].
+//! - `redis::RedisStore` (cargo feature `redis`) — sessions in a Redis
+//!   server shared by several processes and nodes (Lua-scripted appends).
 //!
 //! The fs and sqlite backends are synchronous ([`blocking::BlockingStore`]);
 //! [`blocking::Blocking`] runs them on tokio's blocking pool as a [`Store`],
@@ -65,15 +67,18 @@ pub enum StoreKind {
     Sqlite,
     /// [`MemoryStore`]: nothing survives the process.
     Memory,
+    /// `redis::RedisStore` at [`StoreConfig::url`] (cargo feature `redis`).
+    Redis,
 }
 
 impl StoreKind {
-    /// The name used in configuration (`fs`, `sqlite`, `memory`).
+    /// The name used in configuration (`fs`, `sqlite`, `memory`, `redis`).
     pub fn as_str(self) -> &'static str {
         match self {
             StoreKind::Fs => "fs",
             StoreKind::Sqlite => "sqlite",
             StoreKind::Memory => "memory",
+            StoreKind::Redis => "redis",
         }
     }
 }
@@ -91,20 +96,22 @@ impl std::str::FromStr for StoreKind {
             "fs" => Ok(StoreKind::Fs),
             "sqlite" => Ok(StoreKind::Sqlite),
             "memory" => Ok(StoreKind::Memory),
+            "redis" => Ok(StoreKind::Redis),
             other => Err(StoreError::Invalid(format!(
-                "unknown store kind {other:?}: use fs, sqlite or memory"
+                "unknown store kind {other:?}: use fs, sqlite, memory or redis"
             ))),
         }
     }
 }
 
 /// The `[store]` section of weft's configuration
-/// (`WEFT_STORE__KIND`, `WEFT_STORE__PATH`).
+/// (`WEFT_STORE__KIND`, `WEFT_STORE__PATH`, `WEFT_STORE__URL`).
 ///
 /// ```toml
 /// [store]
-/// kind = "sqlite"              # fs (default) | sqlite | memory
+/// kind = "sqlite"              # fs (default) | sqlite | memory | redis
 /// path = "/data/weft.sqlite"   # optional
+/// # url = "redis://127.0.0.1:6379/0?ttl=604800"   # for redis
 /// ```
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default)]
@@ -115,6 +122,9 @@ pub struct StoreConfig {
     /// weft home), for `sqlite` the database file (default:
     /// `<weft home>/weft.sqlite`). Ignored by `memory`.
     pub path: Option<PathBuf>,
+    /// The server URL of a networked backend (`redis://…`; may carry a
+    /// password, which is never printed). Required by `redis`.
+    pub url: Option<String>,
 }
 
 /// The file name of the sqlite backend's database inside the weft home.
@@ -148,7 +158,28 @@ pub fn open_store(config: &StoreConfig, weft_home: &Path) -> Result<Arc<dyn Stor
             Arc::new(SqliteStore::open(file)?)
         }
         StoreKind::Memory => Arc::new(MemoryStore::new()),
+        StoreKind::Redis => open_redis(config)?,
     })
+}
+
+/// Opens the redis store at `config.url` (nothing is contacted until first
+/// use).
+#[cfg(feature = "redis")]
+fn open_redis(config: &StoreConfig) -> Result<Arc<dyn Store>, StoreError> {
+    let url = config.url.as_deref().ok_or_else(|| {
+        StoreError::Invalid(
+            "the redis store needs a URL: --store-url redis://host:6379 (or WEFT_STORE__URL)"
+                .into(),
+        )
+    })?;
+    Ok(Arc::new(redis::RedisStore::open(url)?))
+}
+
+#[cfg(not(feature = "redis"))]
+fn open_redis(_config: &StoreConfig) -> Result<Arc<dyn Store>, StoreError> {
+    Err(StoreError::Invalid(
+        "this weft was built without the redis store (cargo feature `redis` of weft-store)".into(),
+    ))
 }
 
 /// The weft home: `$WEFT_HOME` when set (and not empty), else `~/.weft`
@@ -179,7 +210,11 @@ mod tests {
         let d: StoreConfig = serde_json::from_str("{}").unwrap();
         assert_eq!(d, StoreConfig::default());
         assert_eq!(d.kind, StoreKind::Fs);
-        assert!(serde_json::from_str::<StoreConfig>(r#"{"kind":"redis"}"#).is_err());
+        assert!(serde_json::from_str::<StoreConfig>(r#"{"kind":"cassandra"}"#).is_err());
+        let r: StoreConfig =
+            serde_json::from_str(r#"{"kind":"redis","url":"redis://h:1"}"#).unwrap();
+        assert_eq!(r.kind, StoreKind::Redis);
+        assert_eq!(r.url.as_deref(), Some("redis://h:1"));
         assert_eq!("memory".parse::<StoreKind>().unwrap(), StoreKind::Memory);
         assert!("nope".parse::<StoreKind>().is_err());
     }
@@ -188,9 +223,33 @@ mod tests {
     fn opens_each_kind() {
         let dir = tempfile::tempdir().unwrap();
         for kind in [StoreKind::Fs, StoreKind::Sqlite, StoreKind::Memory] {
-            let store = open_store(&StoreConfig { kind, path: None }, dir.path()).unwrap();
+            let store = open_store(
+                &StoreConfig {
+                    kind,
+                    ..Default::default()
+                },
+                dir.path(),
+            )
+            .unwrap();
             assert_eq!(store.kind(), kind.as_str());
         }
         assert!(dir.path().join(SQLITE_FILE).exists());
+        let redis = StoreConfig {
+            kind: StoreKind::Redis,
+            ..Default::default()
+        };
+        assert!(open_store(&redis, dir.path()).is_err(), "redis needs a URL");
+    }
+
+    #[cfg(feature = "redis")]
+    #[test]
+    fn opens_redis_lazily_with_a_url() {
+        let config = StoreConfig {
+            kind: StoreKind::Redis,
+            url: Some("redis://127.0.0.1:1/0?prefix=x:".into()),
+            ..Default::default()
+        };
+        let store = open_store(&config, Path::new("/nonexistent")).unwrap();
+        assert_eq!(store.kind(), "redis");
     }
 }

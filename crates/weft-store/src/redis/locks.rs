@@ -1,80 +1,68 @@
 //! Turn locks on Redis: a key per (session, branch) taken with
 //! `SET NX PX` (a token, a TTL of [`TURN_LOCK_TTL`]) that a task renews
 //! while the guard lives, plus the holder written in the session's
-//! `turns` hash. Dropping the guard releases both (by token); a holder
+//! `turns` hash. Dropping the guard releases both (by token, over a short
+//! synchronous connection so the release is done when the drop returns); a holder
 //! that dies stops renewing, its key expires and the hash still names it:
 //! an interrupted turn ([`TurnLockInfo::live`] false) until the next
 //! holder takes the lock. See `weft_core::lease` for the contract.
 //!
 //! This module must not know the log, listing or search.
 
-use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
-use redis::aio::ConnectionManager;
 use weft_core::lease::{TurnHolder, TurnLock, TurnLockAttempt, TurnLockInfo};
 use weft_core::store::StoreError;
 use weft_core::{BranchId, SessionId};
 
 use super::{RedisStore, TURN_LOCK_TTL, encode_json, not_found, scripts};
 
-type Releases = Arc<Mutex<Vec<tokio::task::JoinHandle<()>>>>;
+/// How long dropping a guard may wait for its release.
+const RELEASE_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Holds a turn lock: renews it in the background; releases it on drop.
 struct RedisTurnGuard {
-    conn: ConnectionManager,
+    client: redis::Client,
     lock_key: String,
     turns_key: String,
     token: String,
     branch: String,
     holder: String,
     renew: tokio::task::JoinHandle<()>,
-    releases: Releases,
+}
+
+impl RedisTurnGuard {
+    /// Releases the lock over a short synchronous connection, so the
+    /// release has happened when the guard is gone (a task spawned here
+    /// could be cancelled by a runtime shutting down, leaving the lock to
+    /// read as interrupted). It costs one round trip once per turn.
+    fn release(&self) -> redis::RedisResult<()> {
+        let mut conn = self.client.get_connection_with_timeout(RELEASE_TIMEOUT)?;
+        conn.set_read_timeout(Some(RELEASE_TIMEOUT))?;
+        conn.set_write_timeout(Some(RELEASE_TIMEOUT))?;
+        let _: i64 = scripts::RELEASE
+            .key(&self.lock_key)
+            .key(&self.turns_key)
+            .arg(&self.token)
+            .arg(&self.branch)
+            .arg(&self.holder)
+            .invoke(&mut conn)?;
+        Ok(())
+    }
 }
 
 impl Drop for RedisTurnGuard {
     fn drop(&mut self) {
         self.renew.abort();
-        // Without a runtime the release cannot run: the key expires after
-        // its TTL and the lock then reads as interrupted.
-        let Ok(rt) = tokio::runtime::Handle::try_current() else {
-            return;
-        };
-        let mut conn = self.conn.clone();
-        let (lock_key, turns_key) = (self.lock_key.clone(), self.turns_key.clone());
-        let (token, branch, holder) =
-            (self.token.clone(), self.branch.clone(), self.holder.clone());
-        let task = rt.spawn(async move {
-            let released: Result<i64, _> = scripts::RELEASE
-                .key(lock_key)
-                .key(turns_key)
-                .arg(token)
-                .arg(branch)
-                .arg(holder)
-                .invoke_async(&mut conn)
-                .await;
-            if let Err(e) = released {
-                tracing::warn!(error = %e, "cannot release a redis turn lock; it expires by itself");
-            }
-        });
-        let mut pending = self.releases.lock().unwrap_or_else(|p| p.into_inner());
-        pending.retain(|h| !h.is_finished());
-        pending.push(task);
+        if let Err(e) = self.release() {
+            // The key expires after its TTL; the turn then reads as
+            // interrupted, which the next runner repairs.
+            tracing::warn!(error = %e, "cannot release a redis turn lock; it expires by itself");
+        }
     }
 }
 
 impl RedisStore {
-    /// Waits for the releases of locks dropped in this process, so a lock
-    /// dropped here is free (and not listed) for the next call.
-    async fn settle_releases(&self) {
-        let pending: Vec<_> = {
-            let mut p = self.releases.lock().unwrap_or_else(|p| p.into_inner());
-            p.drain(..).collect()
-        };
-        for h in pending {
-            let _ = h.await;
-        }
-    }
-
     /// See `Store::try_lock_turn`.
     pub(super) async fn lock_turn_once(
         &self,
@@ -82,7 +70,6 @@ impl RedisStore {
         branch: &BranchId,
         holder: &TurnHolder,
     ) -> Result<TurnLockAttempt, StoreError> {
-        self.settle_releases().await;
         let token = uuid::Uuid::new_v4().to_string();
         let holder_json = encode_json(holder)?;
         let ttl_ms = u64::try_from(TURN_LOCK_TTL.as_millis()).unwrap_or(u64::MAX);
@@ -138,14 +125,13 @@ impl RedisStore {
                 Ok(TurnLockAttempt::Acquired(TurnLock::new(
                     holder.clone(),
                     RedisTurnGuard {
-                        conn,
+                        client: self.client.clone(),
                         lock_key,
                         turns_key,
                         token,
                         branch: branch.to_string(),
                         holder: holder_json,
                         renew,
-                        releases: self.releases.clone(),
                     },
                 )))
             }
@@ -166,7 +152,6 @@ impl RedisStore {
         &self,
         id: &SessionId,
     ) -> Result<Vec<TurnLockInfo>, StoreError> {
-        self.settle_releases().await;
         self.get_session(id).await?;
         let mut conn = self.conn().await?;
         let holders: Vec<(String, String)> = redis::cmd("HGETALL")

@@ -62,7 +62,6 @@
 //! replies to [`StoreError`]; it must not know the CLI, the runtime, or
 //! anything about records beyond the codec and the metadata fold.
 
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use redis::aio::ConnectionManager;
@@ -132,9 +131,6 @@ pub struct RedisStore {
     client: redis::Client,
     conn: OnceCell<ConnectionManager>,
     keys: Keys,
-    /// Releases of dropped turn locks still in flight; lock operations
-    /// wait for them, so a lock dropped in this process is free for it.
-    releases: Arc<Mutex<Vec<tokio::task::JoinHandle<()>>>>,
 }
 
 impl std::fmt::Debug for RedisStore {
@@ -162,7 +158,6 @@ impl RedisStore {
             options,
             client,
             conn: OnceCell::new(),
-            releases: Arc::new(Mutex::new(Vec::new())),
         })
     }
 
