@@ -31,7 +31,13 @@ impl Drop for RedisServer {
 }
 
 impl RedisServer {
+    /// A durable server: AOF with `appendfsync always`.
     fn start() -> Self {
+        Self::start_with(&["--appendonly", "yes", "--appendfsync", "always"])
+    }
+
+    /// A server with the persistence settings `persistence`.
+    fn start_with(persistence: &[&str]) -> Self {
         let binary = "/usr/bin/redis-server";
         assert!(
             std::path::Path::new(binary).exists(),
@@ -41,14 +47,8 @@ impl RedisServer {
         let port = free_port();
         let child = Command::new(binary)
             .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
-            .args([
-                "--appendonly",
-                "yes",
-                "--appendfsync",
-                "always",
-                "--save",
-                "",
-            ])
+            .args(persistence)
+            .args(["--save", ""])
             .arg("--dir")
             .arg(dir.path())
             .stdout(Stdio::null())
@@ -181,6 +181,21 @@ fn agentkernel_variables_store_the_session_in_redis() {
         &url,
     ]);
     assert_eq!(flags.as_array().map(Vec::len), Some(1), "{flags}");
+}
+
+/// The stock Debian settings (no AOF): one warning line naming the fix.
+#[test]
+fn a_server_that_does_not_fsync_gets_one_warning() {
+    let redis = RedisServer::start_with(&["--appendonly", "no"]);
+    let env = Env::new();
+    let out = ak(&env, &redis, &["session", "list", "--json"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert_eq!(stderr.matches("appendonly no").count(), 1, "{stderr}");
+    assert!(
+        stderr.contains("appendfsync always"),
+        "the fix is named: {stderr}"
+    );
 }
 
 #[test]
