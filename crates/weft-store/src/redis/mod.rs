@@ -64,7 +64,7 @@
 
 use std::time::Duration;
 
-use redis::aio::ConnectionManager;
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use tokio::sync::OnceCell;
 use weft_core::session::SessionMeta;
 use weft_core::store::StoreError;
@@ -89,6 +89,14 @@ pub const REDIS_EVENTS_CAP: i64 = 10_000;
 /// How long a turn lock lives without being renewed (its holder renews it
 /// every third of this while it runs).
 pub const TURN_LOCK_TTL: Duration = Duration::from_secs(30);
+
+/// How long connecting to the server may take.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// How long one command or script may wait for its reply. A write whose
+/// reply times out may still have been applied: the caller sees an error
+/// and, retrying, a conflict naming the new head.
+pub const RESPONSE_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// How a [`RedisStore`] connects and names its keys.
 #[derive(Clone, PartialEq, Eq)]
@@ -179,7 +187,12 @@ impl RedisStore {
         let conn = self
             .conn
             .get_or_try_init(|| async {
-                let mut conn = ConnectionManager::new(self.client.clone())
+                // The client's default 500 ms response timeout would turn a
+                // slow fsync'd append into an error after it was applied.
+                let config = ConnectionManagerConfig::new()
+                    .set_connection_timeout(Some(CONNECT_TIMEOUT))
+                    .set_response_timeout(Some(RESPONSE_TIMEOUT));
+                let mut conn = ConnectionManager::new_with_config(self.client.clone(), config)
                     .await
                     .map_err(|e| {
                         backend(
