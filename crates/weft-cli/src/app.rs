@@ -15,7 +15,7 @@ use weft_core::store::Store;
 use weft_core::{SessionConfig, SessionId};
 use weft_tools::ToolAccess;
 
-use crate::config::WeftConfig;
+use crate::config::{StoreFlags, WeftConfig};
 
 /// Every module weft ships: core, providers and tools, the file tools
 /// under `access` (see [`tool_access`]).
@@ -90,15 +90,11 @@ pub fn mount_plan_name(path: &Path) -> String {
 }
 
 impl App {
-    /// Loads configuration and opens the store (`store_kind` and
-    /// `store_url`: the `--store` and `--store-url` flags).
-    pub fn load(
-        home: Option<PathBuf>,
-        store_kind: Option<&str>,
-        store_url: Option<&str>,
-    ) -> anyhow::Result<Self> {
+    /// Loads configuration and opens the store (`store`: the `--store` and
+    /// `--store-url` flags).
+    pub fn load(home: Option<PathBuf>, store: &StoreFlags) -> anyhow::Result<Self> {
         let home = home.unwrap_or_else(weft_store::default_weft_home);
-        let config = WeftConfig::load_with(&home, store_kind, store_url)?;
+        let config = WeftConfig::load(&home, store)?;
         let store = weft_store::open_store(&config.store, &home).with_context(|| match &config
             .store
             .url

@@ -1,6 +1,9 @@
 //! Configuration: `$WEFT_HOME/config.toml` plus `WEFT_*` environment
 //! variables (`__` separates nesting: `WEFT_STORE__KIND=sqlite`), plus
-//! command-line flags, in rising precedence.
+//! command-line flags, in rising precedence. agentkernel's session
+//! variables are read as aliases below the `WEFT_*` ones:
+//! `AK_SESSION__TYPE=in_memory|redis` (the store kind) and
+//! `AK_SESSION__REDIS__URL` (the store URL).
 
 use std::path::{Path, PathBuf};
 
@@ -80,7 +83,8 @@ pub struct WeftConfig {
     /// The weft home (`WEFT_HOME`).
     #[serde(default)]
     pub home: Option<PathBuf>,
-    /// The store (`[store]`, `WEFT_STORE__KIND`, `WEFT_STORE__PATH`).
+    /// The store (`[store]`, `WEFT_STORE__KIND`, `WEFT_STORE__PATH`,
+    /// `WEFT_STORE__URL`).
     #[serde(default)]
     pub store: StoreConfig,
     /// The daemon.
@@ -107,28 +111,44 @@ pub fn config_file(home: &Path) -> PathBuf {
     home.join("config.toml")
 }
 
-impl WeftConfig {
-    /// Loads the configuration for `home`, with `store_kind` (the `--store`
-    /// flag) on top.
-    pub fn load(home: &Path, store_kind: Option<&str>) -> anyhow::Result<Self> {
-        Self::load_with(home, store_kind, None)
-    }
+/// The store chosen on the command line (`--store`, `--store-url`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct StoreFlags {
+    /// `--store`.
+    pub kind: Option<String>,
+    /// `--store-url`.
+    pub url: Option<String>,
+}
 
-    /// [`WeftConfig::load`] with `store_url` (the `--store-url` flag) on
-    /// top too.
-    pub fn load_with(
-        home: &Path,
-        store_kind: Option<&str>,
-        store_url: Option<&str>,
-    ) -> anyhow::Result<Self> {
-        let mut figment = Figment::new()
-            .merge(Toml::file(config_file(home)))
+/// Adds agentkernel's store variables (read through `var`) to `figment`:
+/// `AK_SESSION__TYPE` (`in_memory` → `memory`; other values, such as
+/// `redis`, as they are) and `AK_SESSION__REDIS__URL`.
+fn agentkernel_aliases(mut figment: Figment, var: impl Fn(&str) -> Option<String>) -> Figment {
+    let set = |v: Option<String>| v.filter(|v| !v.trim().is_empty());
+    if let Some(kind) = set(var("AK_SESSION__TYPE")) {
+        let kind = match kind.trim() {
+            "in_memory" => "memory".to_string(),
+            other => other.to_string(),
+        };
+        figment = figment.merge(("store.kind", kind));
+    }
+    if let Some(url) = set(var("AK_SESSION__REDIS__URL")) {
+        figment = figment.merge(("store.url", url));
+    }
+    figment
+}
+
+impl WeftConfig {
+    /// Loads the configuration for `home`, with the store flags on top.
+    pub fn load(home: &Path, flags: &StoreFlags) -> anyhow::Result<Self> {
+        let figment = Figment::new().merge(Toml::file(config_file(home)));
+        let mut figment = agentkernel_aliases(figment, |k| std::env::var(k).ok())
             .merge(Env::prefixed("WEFT_").split("__"));
-        if let Some(kind) = store_kind {
-            figment = figment.merge(("store.kind", kind));
+        if let Some(kind) = &flags.kind {
+            figment = figment.merge(("store.kind", kind.as_str()));
         }
-        if let Some(url) = store_url {
-            figment = figment.merge(("store.url", url));
+        if let Some(url) = &flags.url {
+            figment = figment.merge(("store.url", url.as_str()));
         }
         let mut config: WeftConfig = figment.extract().with_context(|| {
             format!(
@@ -152,6 +172,40 @@ impl WeftConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn agentkernel_session_variables_choose_the_store() {
+        let env = |pairs: &'static [(&'static str, &'static str)]| {
+            move |k: &str| {
+                pairs
+                    .iter()
+                    .find(|(n, _)| *n == k)
+                    .map(|(_, v)| v.to_string())
+            }
+        };
+        let load = |pairs: &'static [(&'static str, &'static str)]| -> StoreConfig {
+            agentkernel_aliases(Figment::new(), env(pairs))
+                .extract::<WeftConfig>()
+                .expect("config")
+                .store
+        };
+        let redis = load(&[
+            ("AK_SESSION__TYPE", "redis"),
+            ("AK_SESSION__REDIS__URL", "redis://127.0.0.1:7000"),
+        ]);
+        assert_eq!(redis.kind, weft_store::StoreKind::Redis);
+        assert_eq!(redis.url.as_deref(), Some("redis://127.0.0.1:7000"));
+        let memory = load(&[("AK_SESSION__TYPE", "in_memory")]);
+        assert_eq!(memory.kind, weft_store::StoreKind::Memory);
+        assert_eq!(load(&[]), StoreConfig::default());
+        // WEFT_* (merged after) wins over the aliases.
+        let both: WeftConfig =
+            agentkernel_aliases(Figment::new(), env(&[("AK_SESSION__TYPE", "redis")]))
+                .merge(("store.kind", "sqlite"))
+                .extract()
+                .expect("config");
+        assert_eq!(both.store.kind, weft_store::StoreKind::Sqlite);
+    }
 
     #[test]
     fn server_lists_come_from_toml_arrays_or_comma_separated_strings() {

@@ -9,7 +9,7 @@ use clap::Args;
 use weft_store::StoreKind;
 use weft_store::fs::doctor::{self, Report, Severity};
 
-use crate::config::WeftConfig;
+use crate::config::{StoreFlags, WeftConfig};
 
 /// `weft doctor`'s flags.
 #[derive(Args, Debug, Clone)]
@@ -42,13 +42,9 @@ pub struct DoctorArgs {
 
 /// Runs the check (and fix) and prints the report. Returns whether the
 /// store is healthy (the exit status is 1 otherwise).
-pub fn run(
-    home: Option<PathBuf>,
-    store_kind: Option<&str>,
-    args: &DoctorArgs,
-) -> anyhow::Result<bool> {
+pub fn run(home: Option<PathBuf>, store: &StoreFlags, args: &DoctorArgs) -> anyhow::Result<bool> {
     let home = home.unwrap_or_else(weft_store::default_weft_home);
-    let config = WeftConfig::load(&home, store_kind)?;
+    let config = WeftConfig::load(&home, store)?;
     let resolve = |p: &PathBuf| {
         if p.is_absolute() {
             p.clone()
@@ -84,6 +80,11 @@ pub fn run(
         StoreKind::Postgres => {
             anyhow::bail!(
                 "doctor checks the fs and sqlite stores; a PostgreSQL store is checked with the server's own tools (its constraints keep the log consistent)"
+            );
+        }
+        StoreKind::Redis => {
+            anyhow::bail!(
+                "doctor checks the fs and sqlite stores; a redis store is checked by its server (redis-cli, and its persistence settings: appendonly yes, appendfsync always)"
             )
         }
         StoreKind::Memory => {

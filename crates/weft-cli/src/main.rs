@@ -24,6 +24,7 @@ use clap::{Args, CommandFactory, Parser, Subcommand};
 use weft_core::SessionStatus;
 
 use crate::app::{App, PlanChoice};
+use crate::config::StoreFlags;
 use crate::run::{OutputFormat, RunOptions};
 use crate::session_cmd::{ExportFormat, ListOptions};
 
@@ -46,15 +47,25 @@ struct GlobalArgs {
     #[arg(long, global = true, env = "WEFT_HOME", value_name = "DIR")]
     home: Option<PathBuf>,
     /// The session store (default: fs, or WEFT_STORE__KIND).
-    #[arg(long, global = true, value_parser = ["fs", "sqlite", "memory", "postgres"])]
+    #[arg(long, global = true, value_parser = ["fs", "sqlite", "memory", "postgres", "redis"])]
     store: Option<String>,
-    /// The server of a network store (`postgres://user:pass@host:port/db`;
-    /// or WEFT_STORE__URL, or `[store] url` in config.toml).
+    /// The server of a network store (`postgres://user:pass@host:port/db`,
+    /// `redis://host:6379/0`; or WEFT_STORE__URL, or `[store] url` in
+    /// config.toml).
     #[arg(long, global = true, value_name = "URL")]
     store_url: Option<String>,
     /// More log output on stderr (-v info, -vv debug).
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     verbose: u8,
+}
+
+impl GlobalArgs {
+    fn store_flags(&self) -> StoreFlags {
+        StoreFlags {
+            kind: self.store.clone(),
+            url: self.store_url.clone(),
+        }
+    }
 }
 
 #[derive(Args, Debug, Clone, Default)]
@@ -565,11 +576,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
         // prompt's turn instead of killing the process (issue 10).
         term::Interrupts::catch_early().context("cannot catch Ctrl-C")?;
     }
-    let app = App::load(
-        cli.global.home.clone(),
-        cli.global.store.as_deref(),
-        cli.global.store_url.as_deref(),
-    )?;
+    let app = App::load(cli.global.home.clone(), &cli.global.store_flags())?;
     match cli.command {
         None => run::interactive(&app, cli.run.options(OutputFormat::Text), None).await,
         Some(Command::Run {
@@ -715,7 +722,7 @@ fn main() {
         // Before anything opens the store: doctor must work on a home the
         // store cannot open, and must not write to it without --fix.
         let g = &cli.global;
-        match doctor_cmd::run(g.home.clone(), g.store.as_deref(), args) {
+        match doctor_cmd::run(g.home.clone(), &g.store_flags(), args) {
             Ok(healthy) => std::process::exit(if healthy { 0 } else { 1 }),
             Err(e) => {
                 eprintln!("error: {}", error_message(&e));

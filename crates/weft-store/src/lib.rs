@@ -13,6 +13,8 @@
 //!   PostgreSQL database shared by several processes and nodes.
 //! - `memory` — [`weft_core::memory::MemoryStore`], re-exported for
 //!   [`open_store`].
+//! - `redis::RedisStore` (cargo feature `redis`) — sessions in a Redis
+//!   server shared by several processes and nodes (Lua-scripted appends).
 //!
 //! The fs and sqlite backends are synchronous ([`blocking::BlockingStore`]);
 //! [`blocking::Blocking`] runs them on tokio's blocking pool as a [`Store`],
@@ -46,6 +48,8 @@ pub mod fs;
 pub mod import;
 #[cfg(feature = "postgres")]
 pub mod postgres;
+#[cfg(feature = "redis")]
+pub mod redis;
 pub mod sqlite;
 
 mod codec;
@@ -70,16 +74,19 @@ pub enum StoreKind {
     /// `postgres::PostgresStore`: a PostgreSQL database (`url`); needs
     /// the cargo feature `postgres`.
     Postgres,
+    /// `redis::RedisStore` at [`StoreConfig::url`] (cargo feature `redis`).
+    Redis,
 }
 
 impl StoreKind {
-    /// The name used in configuration (`fs`, `sqlite`, `memory`).
+    /// The name used in configuration (`fs`, `sqlite`, `memory`, `redis`).
     pub fn as_str(self) -> &'static str {
         match self {
             StoreKind::Fs => "fs",
             StoreKind::Sqlite => "sqlite",
             StoreKind::Memory => "memory",
             StoreKind::Postgres => "postgres",
+            StoreKind::Redis => "redis",
         }
     }
 }
@@ -98,8 +105,9 @@ impl std::str::FromStr for StoreKind {
             "sqlite" => Ok(StoreKind::Sqlite),
             "memory" => Ok(StoreKind::Memory),
             "postgres" => Ok(StoreKind::Postgres),
+            "redis" => Ok(StoreKind::Redis),
             other => Err(StoreError::Invalid(format!(
-                "unknown store kind {other:?}: use fs, sqlite, memory or postgres"
+                "unknown store kind {other:?}: use fs, sqlite, memory, postgres or redis"
             ))),
         }
     }
@@ -110,9 +118,10 @@ impl std::str::FromStr for StoreKind {
 ///
 /// ```toml
 /// [store]
-/// kind = "sqlite"              # fs (default) | sqlite | memory | postgres
+/// kind = "sqlite"              # fs (default) | sqlite | memory | postgres | redis
 /// path = "/data/weft.sqlite"   # optional
 /// # url = "postgres://weft:secret@db.internal:5432/weft"   # postgres
+/// # url = "redis://127.0.0.1:6379/0?ttl=604800"           # redis
 /// ```
 ///
 /// Its `Debug` form shows the URL without its password.
@@ -125,7 +134,8 @@ pub struct StoreConfig {
     /// weft home), for `sqlite` the database file (default:
     /// `<weft home>/weft.sqlite`). Ignored by `memory`.
     pub path: Option<PathBuf>,
-    /// The server for network stores (`postgres://user:pass@host:port/db`).
+    /// The server for network stores (`postgres://user:pass@host:port/db`,
+    /// `redis://…`); a password in it is never printed.
     /// Ignored by fs, sqlite and memory.
     pub url: Option<String>,
 }
@@ -195,6 +205,7 @@ pub fn open_store(config: &StoreConfig, weft_home: &Path) -> Result<Arc<dyn Stor
         }
         StoreKind::Memory => Arc::new(MemoryStore::new()),
         StoreKind::Postgres => open_postgres(config)?,
+        StoreKind::Redis => open_redis(config)?,
     })
 }
 
@@ -215,6 +226,26 @@ fn open_postgres(config: &StoreConfig) -> Result<Arc<dyn Store>, StoreError> {
 fn open_postgres(_config: &StoreConfig) -> Result<Arc<dyn Store>, StoreError> {
     Err(StoreError::Invalid(
         "this weft was built without PostgreSQL support: rebuild weft-store with the cargo feature `postgres`".into(),
+    ))
+}
+
+/// Opens the redis store at `config.url` (nothing is contacted until first
+/// use).
+#[cfg(feature = "redis")]
+fn open_redis(config: &StoreConfig) -> Result<Arc<dyn Store>, StoreError> {
+    let url = config.url.as_deref().ok_or_else(|| {
+        StoreError::Invalid(
+            "the redis store needs a URL: --store-url redis://host:6379 (or WEFT_STORE__URL)"
+                .into(),
+        )
+    })?;
+    Ok(Arc::new(redis::RedisStore::open(url)?))
+}
+
+#[cfg(not(feature = "redis"))]
+fn open_redis(_config: &StoreConfig) -> Result<Arc<dyn Store>, StoreError> {
+    Err(StoreError::Invalid(
+        "this weft was built without the redis store (cargo feature `redis` of weft-store)".into(),
     ))
 }
 
@@ -246,7 +277,11 @@ mod tests {
         let d: StoreConfig = serde_json::from_str("{}").unwrap();
         assert_eq!(d, StoreConfig::default());
         assert_eq!(d.kind, StoreKind::Fs);
-        assert!(serde_json::from_str::<StoreConfig>(r#"{"kind":"redis"}"#).is_err());
+        assert!(serde_json::from_str::<StoreConfig>(r#"{"kind":"cassandra"}"#).is_err());
+        let r: StoreConfig =
+            serde_json::from_str(r#"{"kind":"redis","url":"redis://h:1"}"#).unwrap();
+        assert_eq!(r.kind, StoreKind::Redis);
+        assert_eq!(r.url.as_deref(), Some("redis://h:1"));
         assert_eq!("memory".parse::<StoreKind>().unwrap(), StoreKind::Memory);
         assert!("nope".parse::<StoreKind>().is_err());
         assert_eq!(
@@ -293,5 +328,22 @@ mod tests {
             assert_eq!(store.kind(), kind.as_str());
         }
         assert!(dir.path().join(SQLITE_FILE).exists());
+        let redis = StoreConfig {
+            kind: StoreKind::Redis,
+            ..Default::default()
+        };
+        assert!(open_store(&redis, dir.path()).is_err(), "redis needs a URL");
+    }
+
+    #[cfg(feature = "redis")]
+    #[test]
+    fn opens_redis_lazily_with_a_url() {
+        let config = StoreConfig {
+            kind: StoreKind::Redis,
+            url: Some("redis://127.0.0.1:1/0?prefix=x:".into()),
+            ..Default::default()
+        };
+        let store = open_store(&config, Path::new("/nonexistent")).unwrap();
+        assert_eq!(store.kind(), "redis");
     }
 }

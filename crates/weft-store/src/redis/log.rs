@@ -1,0 +1,278 @@
+//! The session log on Redis: `create`, `get`, `append`, `read`, `tail` and
+//! `delete`, each a script or a single read (see `scripts` for the
+//! atomic writes). Records travel as the shared codec's JSON lines.
+//!
+//! This module owns the fold of metadata around an append; it must not
+//! know listing, search or turn locks.
+
+use redis::AsyncCommands;
+use weft_core::SessionId;
+use weft_core::record::{Record, RecordKind, check_batch};
+use weft_core::session::{SessionMeta, SessionStatus};
+use weft_core::store::{DeleteOptions, StoreError};
+
+use super::scripts;
+use super::{RedisStore, decode_meta, encode_json, not_found};
+use crate::codec;
+
+/// A session's updated_at as a sorted-set score (µs since the epoch).
+pub(super) fn score(meta: &SessionMeta) -> i64 {
+    meta.updated_at.timestamp_micros()
+}
+
+impl RedisStore {
+    fn lines(&self, records: &[Record]) -> Result<Vec<String>, StoreError> {
+        records
+            .iter()
+            .map(|r| codec::encode_line(r).map_err(|e| e.into_store("redis", "records")))
+            .collect()
+    }
+
+    fn parse_lines(&self, id: &SessionId, lines: Vec<String>) -> Result<Vec<Record>, StoreError> {
+        lines
+            .iter()
+            .map(|l| {
+                codec::decode_str(l)
+                    .map_err(|e| e.into_store("redis", &format!("redis key s:{id}:log")))
+            })
+            .collect()
+    }
+
+    /// See `Store::create`.
+    pub(super) async fn create_session(
+        &self,
+        meta: SessionMeta,
+        initial: Vec<RecordKind>,
+    ) -> Result<SessionMeta, StoreError> {
+        let id = meta.id.clone();
+        let mut kinds = vec![RecordKind::SessionCreated(Box::new(meta.clone()))];
+        kinds.extend(initial);
+        let records = Record::batch(0, kinds);
+        check_batch(0, &records)?;
+        let mut folded = meta;
+        for r in &records {
+            folded.apply(r);
+        }
+        let lines = self.lines(&records)?;
+        let k = &self.keys;
+        let mut conn = self.conn().await?;
+        let created: i64 = scripts::CREATE
+            .key(k.meta(&id))
+            .key(k.log(&id))
+            .key(k.all_sessions())
+            .key(k.project(&folded.project.slug))
+            .key(k.ids())
+            .key(k.events(&id))
+            .key(k.turns(&id))
+            .arg(encode_json(&folded)?)
+            .arg(score(&folded))
+            .arg(id.as_str())
+            .arg(self.ttl_ms())
+            .arg(lines)
+            .invoke_async(&mut conn)
+            .await
+            .map_err(|e| self.err(e))?;
+        if created == 0 {
+            return Err(StoreError::AlreadyExists(id.to_string()));
+        }
+        Ok(folded)
+    }
+
+    /// The metadata, or `None` when the session does not exist.
+    pub(super) async fn meta(&self, id: &SessionId) -> Result<Option<SessionMeta>, StoreError> {
+        let mut conn = self.conn().await?;
+        let json: Option<String> = conn
+            .get(self.keys.meta(id))
+            .await
+            .map_err(|e| self.err(e))?;
+        json.map(|j| decode_meta(&j, id.as_str())).transpose()
+    }
+
+    /// See `Store::get`.
+    pub(super) async fn get_session(&self, id: &SessionId) -> Result<SessionMeta, StoreError> {
+        self.meta(id).await?.ok_or_else(|| not_found(id))
+    }
+
+    /// See `Store::append`: the metadata at `expected_seq` is folded with
+    /// the batch here; the script writes both only if the log's head is
+    /// still `expected_seq`.
+    pub(super) async fn append_batch(
+        &self,
+        id: &SessionId,
+        expected_seq: u64,
+        records: Vec<Record>,
+    ) -> Result<SessionMeta, StoreError> {
+        let mut meta = self.get_session(id).await?;
+        check_batch(expected_seq, &records)?;
+        let conflict = |actual: u64| StoreError::Conflict {
+            id: id.to_string(),
+            expected: expected_seq,
+            actual,
+        };
+        if meta.last_seq != expected_seq {
+            return Err(conflict(meta.last_seq));
+        }
+        for r in &records {
+            meta.apply(r);
+        }
+        let lines = self.lines(&records)?;
+        let k = &self.keys;
+        let mut conn = self.conn().await?;
+        let reply: Vec<i64> = scripts::APPEND
+            .key(k.meta(id))
+            .key(k.log(id))
+            .key(k.all_sessions())
+            .key(k.project(&meta.project.slug))
+            .key(k.events(id))
+            .key(k.turns(id))
+            .arg(expected_seq)
+            .arg(encode_json(&meta)?)
+            .arg(score(&meta))
+            .arg(id.as_str())
+            .arg(self.ttl_ms())
+            .arg(lines)
+            .invoke_async(&mut conn)
+            .await
+            .map_err(|e| self.err(e))?;
+        match reply.as_slice() {
+            [0, _] => Ok(meta),
+            [1, actual] => Err(conflict(u64::try_from(*actual).unwrap_or(0))),
+            [2, _] => Err(not_found(id)),
+            other => Err(self.unexpected("append", other)),
+        }
+    }
+
+    pub(super) fn unexpected(&self, what: &str, reply: &[i64]) -> StoreError {
+        StoreError::Backend {
+            backend: "redis",
+            message: format!("unexpected reply {reply:?} from the {what} script"),
+        }
+    }
+
+    /// Errors with NotFound unless the session exists.
+    async fn ensure_exists(&self, id: &SessionId) -> Result<(), StoreError> {
+        let mut conn = self.conn().await?;
+        let exists: bool = conn
+            .exists(self.keys.meta(id))
+            .await
+            .map_err(|e| self.err(e))?;
+        if exists { Ok(()) } else { Err(not_found(id)) }
+    }
+
+    /// The log entries at list indexes `start..=stop` (Redis semantics,
+    /// negative from the end); NotFound when the session has none.
+    async fn range(
+        &self,
+        id: &SessionId,
+        start: isize,
+        stop: isize,
+    ) -> Result<Vec<Record>, StoreError> {
+        let mut conn = self.conn().await?;
+        let lines: Vec<String> = conn
+            .lrange(self.keys.log(id), start, stop)
+            .await
+            .map_err(|e| self.err(e))?;
+        if lines.is_empty() {
+            self.ensure_exists(id).await?;
+        }
+        self.parse_lines(id, lines)
+    }
+
+    /// See `Store::read`.
+    pub(super) async fn read_records(
+        &self,
+        id: &SessionId,
+        from_seq: u64,
+        limit: Option<usize>,
+    ) -> Result<Vec<Record>, StoreError> {
+        if limit == Some(0) {
+            self.ensure_exists(id).await?;
+            return Ok(Vec::new());
+        }
+        let start = isize::try_from(from_seq.max(1) - 1).unwrap_or(isize::MAX);
+        let stop = match limit {
+            Some(n) => start.saturating_add(isize::try_from(n).unwrap_or(isize::MAX) - 1),
+            None => -1,
+        };
+        self.range(id, start, stop).await
+    }
+
+    /// See `Store::tail`.
+    pub(super) async fn tail_records(
+        &self,
+        id: &SessionId,
+        n: usize,
+    ) -> Result<Vec<Record>, StoreError> {
+        if n == 0 {
+            self.ensure_exists(id).await?;
+            return Ok(Vec::new());
+        }
+        let n = isize::try_from(n).unwrap_or(isize::MAX);
+        self.range(id, -n, -1).await
+    }
+
+    /// See `Store::delete`. Each session goes in one script; with
+    /// children, descendants are found by scanning the metadata (parents
+    /// are not indexed).
+    pub(super) async fn delete_sessions(
+        &self,
+        id: &SessionId,
+        options: DeleteOptions,
+    ) -> Result<Vec<SessionId>, StoreError> {
+        let root = self.get_session(id).await?;
+        if options.unless_active && root.status == SessionStatus::Active {
+            return Err(refused(id));
+        }
+        let mut doomed = vec![(root.id.clone(), root.project.slug.clone())];
+        if options.with_children {
+            let all = self.all_metas().await?;
+            let mut i = 0;
+            while i < doomed.len() {
+                let parent = doomed[i].0.clone();
+                for m in &all {
+                    if m.parent_id.as_ref() == Some(&parent)
+                        && !doomed.iter().any(|(d, _)| d == &m.id)
+                    {
+                        doomed.push((m.id.clone(), m.project.slug.clone()));
+                    }
+                }
+                i += 1;
+            }
+        }
+        let mut removed = Vec::new();
+        for (n, (sid, slug)) in doomed.into_iter().enumerate() {
+            let k = &self.keys;
+            let mut conn = self.conn().await?;
+            let code: i64 = scripts::DELETE
+                .key(k.meta(&sid))
+                .key(k.log(&sid))
+                .key(k.events(&sid))
+                .key(k.turns(&sid))
+                .key(k.all_sessions())
+                .key(k.project(&slug))
+                .key(k.ids())
+                .arg(sid.as_str())
+                .arg(if n == 0 && options.unless_active {
+                    "1"
+                } else {
+                    "0"
+                })
+                .arg(k.turn_prefix(&sid))
+                .invoke_async(&mut conn)
+                .await
+                .map_err(|e| self.err(e))?;
+            match code {
+                0 => removed.push(sid),
+                1 if n == 0 => return Err(not_found(&sid)),
+                1 => {}
+                2 => return Err(refused(&sid)),
+                other => return Err(self.unexpected("delete", &[other])),
+            }
+        }
+        Ok(removed)
+    }
+}
+
+fn refused(id: &SessionId) -> StoreError {
+    StoreError::Refused(format!("session {id} is active: it cannot be removed"))
+}

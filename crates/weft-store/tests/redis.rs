@@ -1,0 +1,347 @@
+//! The redis backend against a real `redis-server`: the whole Store
+//! conformance suite, plus races on one session and on shared state,
+//! durability, TTL, credential scrubbing and interrupted turn locks.
+//!
+//! The test binary starts its own `redis-server` (AOF with `appendfsync
+//! always`, in a temporary directory, on a free loopback port) once, and
+//! every harness gets a fresh key prefix, so each test sees an empty
+//! store. The server is killed when this process exits (it is started
+//! with a parent-death signal from a thread that lives as long as the
+//! process). A machine without `redis-server` fails these tests, saying
+//! what to install.
+#![cfg(feature = "redis")]
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::os::unix::process::CommandExt;
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
+
+use weft_core::BranchId;
+use weft_core::Role;
+use weft_core::lease::{TurnHolder, TurnLockAttempt};
+use weft_core::record::{Record, RecordKind, StateDelta, StatusChange};
+use weft_core::session::SessionStatus;
+use weft_core::store::{Store, StoreError};
+use weft_store::conformance::{Harness, new_meta, text};
+use weft_store::redis::{Durability, RedisStore};
+
+const REDIS_SERVER: &str = "/usr/bin/redis-server";
+
+/// The test binary's redis-server.
+struct Server {
+    port: u16,
+    _dir: tempfile::TempDir,
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .expect("bind a loopback port")
+        .local_addr()
+        .expect("local addr")
+        .port()
+}
+
+fn ping(port: u16) -> bool {
+    let Ok(mut s) = TcpStream::connect(("127.0.0.1", port)) else {
+        return false;
+    };
+    let _ = s.set_read_timeout(Some(Duration::from_secs(1)));
+    let mut buf = [0u8; 16];
+    s.write_all(b"PING\r\n").is_ok()
+        && s.read(&mut buf)
+            .is_ok_and(|n| buf[..n].starts_with(b"+PONG"))
+}
+
+fn server() -> &'static Server {
+    static SERVER: OnceLock<Server> = OnceLock::new();
+    SERVER.get_or_init(|| {
+        let binary = std::env::var("WEFT_REDIS_SERVER").unwrap_or_else(|_| REDIS_SERVER.into());
+        assert!(
+            std::path::Path::new(&binary).exists(),
+            "{binary} is missing: the redis store tests need a local redis-server \
+             (apt-get install redis-server)"
+        );
+        let dir = tempfile::tempdir().expect("tempdir");
+        let port = free_port();
+        let dir_arg = dir.path().to_path_buf();
+        let bin = binary.clone();
+        let (tx, rx) = std::sync::mpsc::channel();
+        // The server gets SIGKILL when the thread that spawned it exits,
+        // so that thread lives as long as the test process.
+        std::thread::spawn(move || {
+            let mut cmd = Command::new(&bin);
+            cmd.args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+                .args([
+                    "--appendonly",
+                    "yes",
+                    "--appendfsync",
+                    "always",
+                    "--save",
+                    "",
+                ])
+                .arg("--dir")
+                .arg(&dir_arg)
+                .stdout(Stdio::null())
+                .stderr(Stdio::null());
+            // SAFETY: prctl is async-signal-safe; nothing else runs between
+            // fork and exec.
+            unsafe {
+                cmd.pre_exec(|| {
+                    libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+                    Ok(())
+                });
+            }
+            let child = cmd.spawn();
+            let ok = child.is_ok();
+            let _ = tx.send(child.map(|_| ()).map_err(|e| e.to_string()));
+            if ok {
+                loop {
+                    std::thread::park();
+                }
+            }
+        });
+        rx.recv().expect("spawner thread").unwrap_or_else(|e| {
+            panic!("cannot start {binary}: {e} (apt-get install redis-server)")
+        });
+        let start = Instant::now();
+        while !ping(port) {
+            assert!(
+                start.elapsed() < Duration::from_secs(20),
+                "redis-server on port {port} did not answer PING"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Server { port, _dir: dir }
+    })
+}
+
+/// A URL for a fresh, empty store on the test server.
+fn fresh_url(extra: &str) -> String {
+    static N: AtomicU64 = AtomicU64::new(0);
+    let n = N.fetch_add(1, Ordering::Relaxed);
+    format!(
+        "redis://127.0.0.1:{}/0?prefix=t{}-{n}:{extra}",
+        server().port,
+        std::process::id()
+    )
+}
+
+fn fresh() -> RedisStore {
+    RedisStore::open(&fresh_url("")).expect("open redis store")
+}
+
+mod conformance {
+    use super::*;
+
+    weft_store::store_conformance_tests!(Harness::new(Arc::new(fresh())));
+}
+
+async fn raw(store: &RedisStore) -> redis::aio::MultiplexedConnection {
+    redis::Client::open(store.options().url.as_str())
+        .expect("client")
+        .get_multiplexed_async_connection()
+        .await
+        .expect("connect")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_appends_at_one_seq_exactly_one_wins() {
+    let url = fresh_url("");
+    let a = Arc::new(RedisStore::open(&url).expect("open"));
+    let b = Arc::new(RedisStore::open(&url).expect("open"));
+    let id = a.create(new_meta("race"), vec![]).await.expect("create").id;
+    for round in 0..30u64 {
+        let head = a.get(&id).await.expect("get").last_seq;
+        let mut tasks = Vec::new();
+        for (i, store) in [a.clone(), b.clone(), a.clone(), b.clone()]
+            .into_iter()
+            .enumerate()
+        {
+            let id = id.clone();
+            tasks.push(tokio::spawn(async move {
+                let batch = Record::batch(
+                    head,
+                    [
+                        text(Role::User, &format!("round {round} writer {i}")),
+                        text(Role::Assistant, "reply"),
+                    ],
+                );
+                store.append(&id, head, batch).await
+            }));
+        }
+        let mut wins = 0;
+        for t in tasks {
+            match t.await.expect("join") {
+                Ok(_) => wins += 1,
+                Err(StoreError::Conflict {
+                    actual, expected, ..
+                }) => {
+                    assert_eq!(expected, head);
+                    assert_eq!(actual, head + 2, "the conflict names the new head");
+                }
+                Err(e) => panic!("unexpected error {e}"),
+            }
+        }
+        assert_eq!(wins, 1, "round {round}");
+    }
+    let log = b.read_all(&id).await.expect("read");
+    let seqs: Vec<u64> = log.iter().map(|r| r.seq).collect();
+    assert_eq!(seqs, (1..=61).collect::<Vec<_>>(), "gapless");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_shared_state_writers_lose_nothing() {
+    let url = fresh_url("");
+    let stores: Vec<Arc<RedisStore>> = (0..4)
+        .map(|_| Arc::new(RedisStore::open(&url).expect("open")))
+        .collect();
+    let mut tasks = Vec::new();
+    for w in 0..16 {
+        let store = stores[w % stores.len()].clone();
+        tasks.push(tokio::spawn(async move {
+            for i in 0..10 {
+                let mut d = StateDelta::default();
+                d.set.insert(format!("w{w}-{i}"), serde_json::json!(i));
+                store
+                    .update_shared_state("app:base", &d)
+                    .await
+                    .expect("update");
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.expect("join");
+    }
+    let state = stores[0].shared_state("app:base").await.expect("read");
+    assert_eq!(state.len(), 160, "every writer's keys are kept");
+}
+
+#[tokio::test]
+async fn the_test_server_is_durable_and_a_default_redis_would_warn() {
+    let store = fresh();
+    assert_eq!(
+        store.durability().await.expect("check"),
+        Durability::Durable
+    );
+    let mut conn = raw(&store).await;
+    let pairs: Vec<(String, String)> = redis::cmd("CONFIG")
+        .arg("GET")
+        .arg("append*")
+        .query_async(&mut conn)
+        .await
+        .expect("config get");
+    assert_eq!(Durability::from_config(&pairs), Durability::Durable);
+}
+
+#[tokio::test]
+async fn ttl_is_set_and_refreshed_on_write() {
+    let store = RedisStore::open(&fresh_url("&ttl=3600")).expect("open");
+    let id = store
+        .create(new_meta("ttl"), vec![])
+        .await
+        .expect("create")
+        .id;
+    let mut conn = raw(&store).await;
+    let prefix = store.options().prefix.clone();
+    let meta_key = format!("{prefix}s:{id}:meta");
+    let log_key = format!("{prefix}s:{id}:log");
+    let _: () = redis::cmd("PEXPIRE")
+        .arg(&meta_key)
+        .arg(1_000_000)
+        .query_async(&mut conn)
+        .await
+        .expect("shorten");
+    let head = store.get(&id).await.expect("get").last_seq;
+    store
+        .append(&id, head, Record::batch(head, [text(Role::User, "hi")]))
+        .await
+        .expect("append");
+    for key in [&meta_key, &log_key] {
+        let ttl: i64 = redis::cmd("PTTL")
+            .arg(key)
+            .query_async(&mut conn)
+            .await
+            .expect("pttl");
+        assert!(ttl > 1_000_000 && ttl <= 3_600_000, "{key}: {ttl}");
+    }
+}
+
+#[tokio::test]
+async fn errors_never_show_the_password() {
+    let url = format!(
+        "redis://:hunter2-secret@127.0.0.1:{}/0?prefix=pw:",
+        server().port
+    );
+    let store = RedisStore::open(&url).expect("open is lazy");
+    assert!(!format!("{store:?}").contains("hunter2"));
+    // The server has no password: AUTH fails, and the error must not
+    // quote the secret.
+    let err = store
+        .get(&weft_core::SessionId::new_v7())
+        .await
+        .unwrap_err();
+    let text = err.to_string();
+    assert!(!text.contains("hunter2"), "{text}");
+    assert!(
+        matches!(
+            err,
+            StoreError::Backend {
+                backend: "redis",
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_expired_lock_naming_its_holder_is_an_interrupted_turn() {
+    let store = fresh();
+    let active = RecordKind::Status(StatusChange {
+        from: SessionStatus::Created,
+        to: SessionStatus::Active,
+        error: None,
+        details: None,
+    });
+    let id = store
+        .create(new_meta("locks"), vec![active])
+        .await
+        .expect("create")
+        .id;
+    let main = BranchId::main();
+    let TurnLockAttempt::Acquired(lock) = store
+        .try_lock_turn(&id, &main, &TurnHolder::current())
+        .await
+        .expect("lock")
+    else {
+        panic!("a free lock is acquired");
+    };
+    // The holder dies: its lock key expires, its holder entry stays.
+    let mut conn = raw(&store).await;
+    let key = format!("{}s:{id}:turn:{main}", store.options().prefix);
+    let _: () = redis::cmd("DEL")
+        .arg(&key)
+        .query_async(&mut conn)
+        .await
+        .expect("del");
+    let locks = store.turn_locks(&id).await.expect("locks");
+    assert_eq!(locks.len(), 1);
+    assert!(!locks[0].live);
+    assert_eq!(
+        locks[0].holder.as_ref().map(|h| h.pid),
+        Some(std::process::id())
+    );
+    assert!(store.is_interrupted(&id).await.expect("interrupted"));
+    // The next holder takes it over.
+    assert!(matches!(
+        store
+            .try_lock_turn(&id, &main, &TurnHolder::current())
+            .await
+            .expect("lock"),
+        TurnLockAttempt::Acquired(_)
+    ));
+    drop(lock);
+}
