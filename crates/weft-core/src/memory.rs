@@ -68,17 +68,10 @@ impl Store for MemoryStore {
         meta: SessionMeta,
         initial: Vec<RecordKind>,
     ) -> Result<SessionMeta, StoreError> {
-        let mut kinds = vec![RecordKind::SessionCreated(Box::new(meta.clone()))];
-        kinds.extend(initial);
-        let records = Record::batch(0, kinds);
-        check_batch(0, &records)?;
+        let (records, folded) = crate::view::creation_batch(&meta, initial)?;
         let mut inner = self.lock();
         if inner.sessions.contains_key(&meta.id) {
             return Err(StoreError::AlreadyExists(meta.id.to_string()));
-        }
-        let mut folded = meta.clone();
-        for r in &records {
-            folded.apply(r);
         }
         inner.sessions.insert(
             meta.id.clone(),

@@ -12,7 +12,7 @@ use serde_json::{Map, Value};
 
 use crate::id::BranchId;
 use crate::message::{Message, Role};
-use crate::record::{Record, RecordKind};
+use crate::record::{BatchError, Record, RecordKind, check_batch};
 use crate::session::{Branch, LAST_PROMPT_CHARS, Mail, SessionMeta, SessionStatus};
 
 /// A message together with the log seq that appended it.
@@ -65,6 +65,24 @@ pub struct SessionView {
     pub state: Map<String, Value>,
     /// Mail not yet collected by all its recipients, in send order.
     pub mail: Vec<PendingMail>,
+}
+
+/// The records that create session `meta` — its `session_created` record,
+/// then `initial` — numbered from 1 and checked, with the metadata folded
+/// from them: what every backend's `Store::create` writes.
+pub fn creation_batch(
+    meta: &SessionMeta,
+    initial: Vec<RecordKind>,
+) -> Result<(Vec<Record>, SessionMeta), BatchError> {
+    let mut kinds = vec![RecordKind::SessionCreated(Box::new(meta.clone()))];
+    kinds.extend(initial);
+    let records = Record::batch(0, kinds);
+    check_batch(0, &records)?;
+    let mut folded = meta.clone();
+    for r in &records {
+        folded.apply(r);
+    }
+    Ok((records, folded))
 }
 
 impl SessionMeta {

@@ -7,6 +7,7 @@ use weft_core::SessionId;
 use weft_core::record::{Record, RecordKind, check_batch};
 use weft_core::session::SessionMeta;
 use weft_core::store::StoreError;
+use weft_core::view::creation_batch;
 
 use super::{BACKEND, PostgresStore, corrupt, db, encode, is_unique_violation, not_found};
 use crate::codec;
@@ -104,14 +105,7 @@ impl PostgresStore {
         initial: Vec<RecordKind>,
     ) -> Result<SessionMeta, StoreError> {
         let id = meta.id.clone();
-        let mut kinds = vec![RecordKind::SessionCreated(Box::new(meta.clone()))];
-        kinds.extend(initial);
-        let records = Record::batch(0, kinds);
-        check_batch(0, &records)?;
-        let mut folded = meta;
-        for r in &records {
-            folded.apply(r);
-        }
+        let (records, folded) = creation_batch(&meta, initial)?;
         let mut conn = self.conn().await?;
         let tx = conn.transaction().await.map_err(db)?;
         if write_session_row(&tx, &folded, true).await? == 0 {

@@ -10,6 +10,7 @@ use weft_core::SessionId;
 use weft_core::record::{Record, RecordKind, check_batch};
 use weft_core::session::{SessionMeta, SessionStatus};
 use weft_core::store::{DeleteOptions, StoreError};
+use weft_core::view::creation_batch;
 
 use super::scripts;
 use super::{RedisStore, decode_meta, encode_json, not_found};
@@ -45,14 +46,7 @@ impl RedisStore {
         initial: Vec<RecordKind>,
     ) -> Result<SessionMeta, StoreError> {
         let id = meta.id.clone();
-        let mut kinds = vec![RecordKind::SessionCreated(Box::new(meta.clone()))];
-        kinds.extend(initial);
-        let records = Record::batch(0, kinds);
-        check_batch(0, &records)?;
-        let mut folded = meta;
-        for r in &records {
-            folded.apply(r);
-        }
+        let (records, folded) = creation_batch(&meta, initial)?;
         let lines = self.lines(&records)?;
         let k = &self.keys;
         let mut conn = self.conn().await?;

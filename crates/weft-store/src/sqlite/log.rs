@@ -4,6 +4,7 @@
 
 use super::*;
 use crate::codec;
+use weft_core::view::creation_batch;
 
 /// Inserts records in a transaction; returns how many are messages (to be
 /// indexed for search later).
@@ -186,14 +187,7 @@ impl SqliteBackend {
         initial: Vec<RecordKind>,
     ) -> Result<SessionMeta, StoreError> {
         let id = meta.id.clone();
-        let mut kinds = vec![RecordKind::SessionCreated(Box::new(meta.clone()))];
-        kinds.extend(initial);
-        let records = Record::batch(0, kinds);
-        check_batch(0, &records)?;
-        let mut folded = meta;
-        for r in &records {
-            folded.apply(r);
-        }
+        let (records, folded) = creation_batch(&meta, initial)?;
         let mut conn = lock(&self.writer);
         let tx = conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
