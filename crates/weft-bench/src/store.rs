@@ -1,10 +1,17 @@
 //! `weft-bench store`: the store workloads of issue 3, for each backend
-//! (`--backend postgres` runs them on a PostgreSQL server, `--postgres-url`).
+//! (`--backend postgres` runs them on a PostgreSQL server, `--postgres-url`;
+//! `--backend redis` on a Redis server, `--redis-url`, by default a private
+//! `redis-server` with AOF `appendfsync always` that the run starts and
+//! kills; each workload under a fresh key prefix, left in place on a
+//! server given by URL).
 //!
 //! - `append`: `--turns` turns (a user and an assistant message of about
 //!   `--message-bytes` each, one durable append per message) to each of
 //!   `--sessions` sessions, interleaved across sessions: records/s and
-//!   per-append latency. `bytes_per_message`: the store's size on disk
+//!   per-append latency. With `--parallel` each turn's appends run
+//!   concurrently across the sessions (one task per session; the session
+//!   still gets its appends in order), the shape of many sessions served at
+//!   once. `bytes_per_message`: the store's size on disk
 //!   afterwards divided by the messages written.
 //! - `raw_write_fsync`: the same record lines written to one file per
 //!   session with `write` + `fdatasync` per append, the floor a durable
@@ -48,6 +55,9 @@ pub enum BackendArg {
     /// The PostgreSQL store (`--postgres-url`; each workload in a fresh
     /// schema, dropped at the end).
     Postgres,
+    /// The Redis store (`--redis-url`, else a private `redis-server`; each
+    /// workload under a fresh key prefix).
+    Redis,
     /// fs, sqlite and memory.
     All,
 }
@@ -91,6 +101,13 @@ pub struct StoreBenchArgs {
     /// The PostgreSQL server for `--backend postgres`.
     #[arg(long, default_value = "postgres://postgres@127.0.0.1:5432/postgres")]
     pub postgres_url: String,
+    /// The Redis server for `--backend redis` (default: start a private
+    /// `redis-server` with AOF `appendfsync always` in a temporary directory).
+    #[arg(long)]
+    pub redis_url: Option<String>,
+    /// Run each turn's appends concurrently across the sessions.
+    #[arg(long)]
+    pub parallel: bool,
 }
 
 /// The postgres stores opened by this run (their schemas are dropped at
@@ -98,13 +115,25 @@ pub struct StoreBenchArgs {
 static PG_STORES: std::sync::Mutex<Vec<weft_store::postgres::PostgresStore>> =
     std::sync::Mutex::new(Vec::new());
 
-/// The postgres store for the workload directory `root`: one schema per
-/// directory (the same one when reopened).
-fn open_postgres(url: &str, root: &Path) -> anyhow::Result<Arc<dyn Store>> {
+/// A name for the workload directory `root`, unique to this run (the
+/// same one when reopened): a postgres schema, a redis key prefix.
+fn workload_tag(root: &Path) -> String {
     use std::hash::{Hash, Hasher};
     let mut h = std::collections::hash_map::DefaultHasher::new();
     root.hash(&mut h);
-    let schema = format!("weft_bench_{}_{:x}", std::process::id(), h.finish());
+    format!("{}_{:x}", std::process::id(), h.finish())
+}
+
+/// The redis store URL `url` with the key prefix `weft-bench:<tag>:`.
+fn with_prefix(url: &str, tag: &str) -> String {
+    let sep = if url.contains('?') { '&' } else { '?' };
+    format!("{url}{sep}prefix=weft-bench:{tag}:")
+}
+
+/// The postgres store for the workload directory `root`: one schema per
+/// directory (the same one when reopened).
+fn open_postgres(url: &str, root: &Path) -> anyhow::Result<Arc<dyn Store>> {
+    let schema = format!("weft_bench_{}", workload_tag(root));
     let store = weft_store::postgres::PostgresStore::connect_lazy(url, Some(&schema))?;
     PG_STORES
         .lock()
@@ -181,6 +210,15 @@ fn open(backend: &str, root: &Path) -> anyhow::Result<Arc<dyn Store>> {
                 .ok_or_else(|| anyhow::anyhow!("no postgres URL"))?;
             open_postgres(url, root)?
         }
+        "redis" => {
+            let url = REDIS_URL
+                .get()
+                .ok_or_else(|| anyhow::anyhow!("no redis URL"))?;
+            Arc::new(weft_store::redis::RedisStore::open(&with_prefix(
+                url,
+                &workload_tag(root),
+            ))?)
+        }
         "fs" => Arc::new(FsStore::open(root)?),
         "sqlite" => Arc::new(SqliteStore::open(root.join("weft.sqlite"))?),
         _ => Arc::new(MemoryStore::new()),
@@ -241,6 +279,28 @@ async fn fill(
     Ok(head)
 }
 
+/// One turn (a user and an assistant message, one append each) on
+/// session `id` at `head`: the new head and the appends' latencies.
+async fn one_turn(
+    store: &dyn Store,
+    id: &SessionId,
+    mut head: u64,
+    turn: usize,
+    bytes: usize,
+) -> anyhow::Result<(u64, [Duration; 2])> {
+    let mut latencies = [Duration::ZERO; 2];
+    for (role, latency) in [Role::User, Role::Assistant]
+        .into_iter()
+        .zip(&mut latencies)
+    {
+        let batch = Record::batch(head, [RecordKind::message(message(role, turn, bytes))]);
+        let t = Instant::now();
+        head = store.append(id, head, batch).await?.last_seq;
+        *latency = t.elapsed();
+    }
+    Ok((head, latencies))
+}
+
 async fn append_workload(backend: &str, root: &Path, args: &StoreBenchArgs) -> anyhow::Result<()> {
     let store = open(backend, root)?;
     let mut sessions = Vec::with_capacity(args.sessions);
@@ -265,22 +325,34 @@ async fn append_workload(backend: &str, root: &Path, args: &StoreBenchArgs) -> a
             raw.turn(turn, args.message_bytes)?;
         }
         let start = Instant::now();
-        for (id, head) in sessions.iter_mut() {
-            for role in [Role::User, Role::Assistant] {
-                let batch = Record::batch(
-                    *head,
-                    [RecordKind::message(message(role, turn, args.message_bytes))],
-                );
-                let t = Instant::now();
-                *head = store.append(id, *head, batch).await?.last_seq;
-                latencies.push(t.elapsed());
+        if args.parallel {
+            let mut tasks = tokio::task::JoinSet::new();
+            for (i, (id, head)) in sessions.iter().enumerate() {
+                let (store, id, head, bytes) =
+                    (store.clone(), id.clone(), *head, args.message_bytes);
+                tasks.spawn(async move {
+                    let (head, lat) = one_turn(&*store, &id, head, turn, bytes).await?;
+                    anyhow::Ok((i, head, lat))
+                });
+            }
+            while let Some(done) = tasks.join_next().await {
+                let (i, head, lat) = done??;
+                sessions[i].1 = head;
+                latencies.extend(lat);
+            }
+        } else {
+            for (id, head) in sessions.iter_mut() {
+                let (new_head, lat) =
+                    one_turn(&*store, id, *head, turn, args.message_bytes).await?;
+                *head = new_head;
+                latencies.extend(lat);
             }
         }
         store_time += start.elapsed();
     }
     let (_, p50, p99) = stats(latencies);
     let rate = total as f64 / store_time.as_secs_f64();
-    let mut params = json!({"sessions": args.sessions, "turns": args.turns, "records": total, "message_bytes": args.message_bytes,
+    let mut params = json!({"sessions": args.sessions, "parallel": args.parallel, "turns": args.turns, "records": total, "message_bytes": args.message_bytes,
                         "p50_us": round(p50.as_secs_f64() * 1e6), "p99_us": round(p99.as_secs_f64() * 1e6)});
     if let Some(raw) = raw {
         let raw_rate = total as f64 / raw.elapsed.as_secs_f64();
@@ -299,7 +371,7 @@ async fn append_workload(backend: &str, root: &Path, args: &StoreBenchArgs) -> a
         );
     }
     emit(backend, "append", rate, "records/s", params);
-    if backend != "memory" && backend != "postgres" {
+    if !matches!(backend, "memory" | "postgres" | "redis") {
         let (apparent, allocated) = disk_usage(root);
         let (raw_bytes, raw_alloc) = disk_usage(&root.join("raw"));
         emit(
@@ -520,9 +592,26 @@ pub async fn run(args: StoreBenchArgs) -> anyhow::Result<()> {
         BackendArg::Sqlite => &["sqlite"],
         BackendArg::Memory => &["memory"],
         BackendArg::Postgres => &["postgres"],
+        BackendArg::Redis => &["redis"],
         BackendArg::All => &["fs", "sqlite", "memory"],
     };
     let _ = PG_URL.set(args.postgres_url.clone());
+    // A private redis-server (killed when `_redis` drops) unless given one.
+    let mut _redis = None;
+    if args.backend == BackendArg::Redis {
+        let url = match &args.redis_url {
+            Some(url) => url.clone(),
+            None => {
+                let dir = tempfile::tempdir()?;
+                let server = weft_store::redis::local::LocalRedis::start(None, dir.path())
+                    .map_err(|e| anyhow::anyhow!("--backend redis: {e}, or pass --redis-url"))?;
+                let url = server.url();
+                _redis = Some((server, dir));
+                url
+            }
+        };
+        let _ = REDIS_URL.set(url);
+    }
     let tmp = match &args.dir {
         Some(_) => None,
         None => Some(tempfile::tempdir()?),
@@ -551,3 +640,6 @@ pub async fn run(args: StoreBenchArgs) -> anyhow::Result<()> {
 
 /// `--postgres-url`, for [`open`].
 static PG_URL: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+
+/// The redis server URL for [`open`] (`--redis-url` or the private one).
+static REDIS_URL: std::sync::OnceLock<String> = std::sync::OnceLock::new();

@@ -194,6 +194,78 @@ async fn concurrent_appends_at_one_seq_one_wins() {
     assert_eq!(seqs, (1..=21).collect::<Vec<_>>(), "gapless");
 }
 
+/// The append folds the new metadata from this process's cached copy;
+/// the server checks that copy against the row. Another handle (another
+/// process) changing the session, even back to the same `last_seq` with
+/// different metadata, must neither be overwritten nor make the append fail.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn appends_from_two_handles_never_fold_stale_metadata() {
+    let schema = fresh_schema();
+    let a = open_in(&schema).await;
+    let _guard = DropSchema(a.clone());
+    let b = open_in(&schema).await;
+    let first = new_meta("first");
+    let id = first.id.clone();
+    a.create(first, vec![]).await.expect("create");
+    a.append(&id, 1, Record::batch(1, [text(Role::User, "hi")]))
+        .await
+        .expect("append on a");
+    // b appends: a's copy is now behind; a stale expected_seq conflicts.
+    b.append(&id, 2, Record::batch(2, [text(Role::User, "from b")]))
+        .await
+        .expect("append on b");
+    match a
+        .append(&id, 2, Record::batch(2, [text(Role::User, "late")]))
+        .await
+    {
+        Err(StoreError::Conflict {
+            expected, actual, ..
+        }) => {
+            assert_eq!((expected, actual), (2, 3));
+        }
+        other => panic!("expected a conflict, got {other:?}"),
+    }
+    let meta = a
+        .append(&id, 3, Record::batch(3, [text(Role::User, "again")]))
+        .await
+        .expect("append at the head");
+    assert_eq!(meta.last_seq, 4);
+    // b replaces the session by one with the same id and head but other
+    // metadata: a's cached copy (at seq 4) matches the head, not the row.
+    b.delete(&id, Default::default()).await.expect("delete");
+    let mut second = new_meta("second");
+    second.id = id.clone();
+    b.create(
+        second,
+        vec![
+            text(Role::User, "1"),
+            text(Role::User, "2"),
+            text(Role::User, "3"),
+        ],
+    )
+    .await
+    .expect("recreate");
+    let meta = a
+        .append(&id, 4, Record::batch(4, [text(Role::User, "after")]))
+        .await
+        .expect("append after the replacement");
+    assert_eq!(meta.last_seq, 5);
+    assert_eq!(meta.project.slug, new_meta("second").project.slug);
+    assert_eq!(
+        b.get(&id).await.expect("get"),
+        meta,
+        "the row is what a returned"
+    );
+    let seqs: Vec<u64> = b
+        .read_all(&id)
+        .await
+        .expect("read")
+        .iter()
+        .map(|r| r.seq)
+        .collect();
+    assert_eq!(seqs, (1..=5).collect::<Vec<_>>());
+}
+
 /// A turn lock is a lease: one whose holder stopped renewing it (a dead
 /// process) is reported as not live — an interrupted turn — and the next
 /// holder takes it over; the old holder's release then leaves the new

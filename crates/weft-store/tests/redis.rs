@@ -11,13 +11,8 @@
 //! what to install.
 #![cfg(feature = "redis")]
 
-use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
-use std::os::unix::process::CommandExt;
-use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
-use std::time::{Duration, Instant};
 
 use weft_core::BranchId;
 use weft_core::Role;
@@ -26,95 +21,22 @@ use weft_core::record::{Record, RecordKind, StateDelta, StatusChange};
 use weft_core::session::SessionStatus;
 use weft_core::store::{Store, StoreError};
 use weft_store::conformance::{Harness, new_meta, text};
+use weft_store::redis::local::LocalRedis;
 use weft_store::redis::{Durability, RedisStore};
-
-const REDIS_SERVER: &str = "/usr/bin/redis-server";
 
 /// The test binary's redis-server.
 struct Server {
-    port: u16,
+    local: LocalRedis,
     _dir: tempfile::TempDir,
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .expect("bind a loopback port")
-        .local_addr()
-        .expect("local addr")
-        .port()
-}
-
-fn ping(port: u16) -> bool {
-    let Ok(mut s) = TcpStream::connect(("127.0.0.1", port)) else {
-        return false;
-    };
-    let _ = s.set_read_timeout(Some(Duration::from_secs(1)));
-    let mut buf = [0u8; 16];
-    s.write_all(b"PING\r\n").is_ok()
-        && s.read(&mut buf)
-            .is_ok_and(|n| buf[..n].starts_with(b"+PONG"))
 }
 
 fn server() -> &'static Server {
     static SERVER: OnceLock<Server> = OnceLock::new();
     SERVER.get_or_init(|| {
-        let binary = std::env::var("WEFT_REDIS_SERVER").unwrap_or_else(|_| REDIS_SERVER.into());
-        assert!(
-            std::path::Path::new(&binary).exists(),
-            "{binary} is missing: the redis store tests need a local redis-server \
-             (apt-get install redis-server)"
-        );
         let dir = tempfile::tempdir().expect("tempdir");
-        let port = free_port();
-        let dir_arg = dir.path().to_path_buf();
-        let bin = binary.clone();
-        let (tx, rx) = std::sync::mpsc::channel();
-        // The server gets SIGKILL when the thread that spawned it exits,
-        // so that thread lives as long as the test process.
-        std::thread::spawn(move || {
-            let mut cmd = Command::new(&bin);
-            cmd.args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
-                .args([
-                    "--appendonly",
-                    "yes",
-                    "--appendfsync",
-                    "always",
-                    "--save",
-                    "",
-                ])
-                .arg("--dir")
-                .arg(&dir_arg)
-                .stdout(Stdio::null())
-                .stderr(Stdio::null());
-            // SAFETY: prctl is async-signal-safe; nothing else runs between
-            // fork and exec.
-            unsafe {
-                cmd.pre_exec(|| {
-                    libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
-                    Ok(())
-                });
-            }
-            let child = cmd.spawn();
-            let ok = child.is_ok();
-            let _ = tx.send(child.map(|_| ()).map_err(|e| e.to_string()));
-            if ok {
-                loop {
-                    std::thread::park();
-                }
-            }
-        });
-        rx.recv().expect("spawner thread").unwrap_or_else(|e| {
-            panic!("cannot start {binary}: {e} (apt-get install redis-server)")
-        });
-        let start = Instant::now();
-        while !ping(port) {
-            assert!(
-                start.elapsed() < Duration::from_secs(20),
-                "redis-server on port {port} did not answer PING"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        Server { port, _dir: dir }
+        let local = LocalRedis::start(None, dir.path())
+            .unwrap_or_else(|e| panic!("the redis store tests need a local redis-server: {e}"));
+        Server { local, _dir: dir }
     })
 }
 
@@ -124,7 +46,7 @@ fn fresh_url(extra: &str) -> String {
     let n = N.fetch_add(1, Ordering::Relaxed);
     format!(
         "redis://127.0.0.1:{}/0?prefix=t{}-{n}:{extra}",
-        server().port,
+        server().local.port(),
         std::process::id()
     )
 }
@@ -273,7 +195,7 @@ async fn ttl_is_set_and_refreshed_on_write() {
 async fn errors_never_show_the_password() {
     let url = format!(
         "redis://:hunter2-secret@127.0.0.1:{}/0?prefix=pw:",
-        server().port
+        server().local.port()
     );
     let store = RedisStore::open(&url).expect("open is lazy");
     assert!(!format!("{store:?}").contains("hunter2"));

@@ -1,6 +1,29 @@
 //! The log: `create`, `get`, `append`, `read` and `tail` for
-//! [`PostgresStore`], each append one transaction with the session row
-//! locked.
+//! [`PostgresStore`].
+//!
+//! # The append: one statement, one round trip
+//!
+//! An append is the single statement [`APPEND_SQL`], so PostgreSQL runs it
+//! as one implicit transaction (committed, and durable under
+//! `synchronous_commit`, before the reply) and the client pays one round
+//! trip instead of five (`BEGIN`, `SELECT … FOR UPDATE`, `INSERT`, `UPDATE`,
+//! `COMMIT`). The statement locks the session row (`FOR UPDATE`; under
+//! read committed a writer that waited on the lock sees the row as the
+//! previous writer committed it), and inserts the batch and rewrites the
+//! row only if `last_seq` is the caller's `expected_seq` **and** the stored
+//! metadata JSON is exactly the copy the new metadata was folded from. It
+//! returns the head it saw, whether the metadata matched, and whether the
+//! row was written; so a stale `expected_seq` is still a
+//! [`StoreError::Conflict`] naming the actual head and nothing is written.
+//!
+//! The new metadata is folded client-side (`SessionMeta::apply`) from a
+//! copy this process keeps per session ([`MetaCache`]): the copy it wrote
+//! last. The cache is only a hint: the server compares it with the row, and
+//! on a miss, or a copy another writer made stale, the append reads the row
+//! (one more round trip) and tries again. The `(session_id, seq)` primary
+//! key still backs the check (a unique violation is a conflict).
+
+use std::collections::HashMap;
 
 use deadpool_postgres::Transaction;
 use weft_core::SessionId;
@@ -12,6 +35,99 @@ use weft_core::view::creation_batch;
 use super::{BACKEND, PostgresStore, corrupt, db, encode, is_unique_violation, not_found};
 use crate::codec;
 use crate::util::{to_i64, to_u64};
+
+/// The append (see the module docs). Parameters: `$1` session id, `$2..$5`
+/// the batch's seqs, kinds, record JSON and search text, `$6` the expected
+/// head, `$7` the metadata JSON the new one was folded from, `$8..$15` the
+/// new row. Returns (head seen, stored metadata matched, rows updated);
+/// a NULL head means no such session.
+const APPEND_SQL: &str = "WITH head AS (
+    SELECT last_seq, meta = $7 AS fresh FROM sessions WHERE id = $1 FOR UPDATE
+), ok AS (
+    SELECT 1 FROM head WHERE last_seq = $6 AND fresh
+), ins AS (
+    INSERT INTO records (session_id, seq, kind, record, search_text)
+    SELECT $1, u.* FROM unnest($2::bigint[], $3::text[], $4::text[], $5::text[]) AS u
+    WHERE EXISTS (SELECT 1 FROM ok)
+    RETURNING 1
+), upd AS (
+    UPDATE sessions SET project = $8, updated_us = $9, status = $10, parent_id = $11,
+        name = $12, profile = $13, last_seq = $14, meta = $15
+    WHERE id = $1 AND EXISTS (SELECT 1 FROM ok)
+    RETURNING 1
+)
+SELECT (SELECT last_seq FROM head), (SELECT fresh FROM head), (SELECT count(*) FROM upd)";
+
+/// Tries of one append whose cached metadata proves stale.
+const MAX_TRIES: usize = 3;
+
+/// Per-session metadata as this process last wrote or read it, with its
+/// JSON exactly as stored: the hint the one-statement append folds from.
+/// Bounded: cleared when it reaches [`MetaCache::CAP`] sessions.
+#[derive(Default)]
+pub(super) struct MetaCache(std::sync::Mutex<HashMap<String, (SessionMeta, String)>>);
+
+impl MetaCache {
+    /// Sessions kept before the cache is cleared.
+    const CAP: usize = 4096;
+
+    fn map(&self) -> std::sync::MutexGuard<'_, HashMap<String, (SessionMeta, String)>> {
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// The copy of session `id` if it is at `last_seq`.
+    fn get(&self, id: &SessionId, last_seq: u64) -> Option<(SessionMeta, String)> {
+        self.map()
+            .get(id.as_str())
+            .filter(|(m, _)| m.last_seq == last_seq)
+            .cloned()
+    }
+
+    /// Keeps `meta` (stored as `json`).
+    fn put(&self, meta: SessionMeta, json: String) {
+        let mut map = self.map();
+        if map.len() >= Self::CAP {
+            map.clear();
+        }
+        map.insert(meta.id.to_string(), (meta, json));
+    }
+
+    /// Drops the copy of session `id`.
+    fn forget(&self, id: &SessionId) {
+        self.map().remove(id.as_str());
+    }
+}
+
+/// A conflict on session `id`.
+fn conflict(id: &SessionId, expected: u64, actual: u64) -> StoreError {
+    StoreError::Conflict {
+        id: id.to_string(),
+        expected,
+        actual,
+    }
+}
+
+/// Reads session `id`'s head, metadata and its stored JSON (not found
+/// when there is no such session).
+async fn read_head(
+    conn: &deadpool_postgres::Object,
+    id: &SessionId,
+) -> Result<(u64, SessionMeta, String), StoreError> {
+    let stmt = conn
+        .prepare_cached("SELECT last_seq, meta FROM sessions WHERE id = $1")
+        .await
+        .map_err(db)?;
+    let row = conn
+        .query_opt(&stmt, &[&id.as_str()])
+        .await
+        .map_err(db)?
+        .ok_or_else(|| not_found(id))?;
+    let json: String = row.get(1);
+    let meta = parse_meta(&json, id.as_str())?;
+    Ok((to_u64(row.get(0)), meta, json))
+}
 
 /// Inserts `records` of session `id` in one statement.
 /// A unique violation (another writer landed these seqs) is a conflict.
@@ -113,6 +229,7 @@ impl PostgresStore {
         }
         insert_records(&tx, &id, &records).await?;
         tx.commit().await.map_err(db)?;
+        self.inner.meta_cache.put(folded.clone(), encode(&folded)?);
         Ok(folded)
     }
 
@@ -137,54 +254,99 @@ impl PostgresStore {
         records: Vec<Record>,
     ) -> Result<SessionMeta, StoreError> {
         check_batch(expected_seq, &records)?;
-        let mut conn = self.conn().await?;
-        let tx = conn.transaction().await.map_err(db)?;
-        let stmt = tx
-            .prepare_cached("SELECT last_seq, meta FROM sessions WHERE id = $1 FOR UPDATE")
-            .await
-            .map_err(db)?;
-        let row = tx
-            .query_opt(&stmt, &[&id.as_str()])
-            .await
-            .map_err(db)?
-            .ok_or_else(|| not_found(id))?;
-        let last_seq = to_u64(row.get(0));
-        if last_seq != expected_seq {
-            return Err(StoreError::Conflict {
-                id: id.to_string(),
-                expected: expected_seq,
-                actual: last_seq,
-            });
-        }
-        let mut meta = parse_meta(row.get(1), id.as_str())?;
+        let conn = self.conn().await?;
+        let stmt = conn.prepare_cached(APPEND_SQL).await.map_err(db)?;
+        let (mut seqs, mut kinds, mut jsons) = (Vec::new(), Vec::new(), Vec::new());
+        let mut searches: Vec<Option<String>> = Vec::with_capacity(records.len());
         for r in &records {
-            meta.apply(r);
+            jsons.push(codec::encode_line(r).map_err(|e| e.into_store(BACKEND, "records"))?);
+            seqs.push(to_i64(r.seq));
+            kinds.push(r.kind.name());
+            searches.push(r.as_message().map(|m| m.searchable_text()));
         }
-        if let Err(e) = insert_records(&tx, id, &records).await {
-            if !e.is_conflict() {
-                return Err(e);
+        let cache = &self.inner.meta_cache;
+        // A stale cached copy costs one read and one more try; a copy read
+        // from the server can only be stale again if another writer changed
+        // the row in between, so a few tries suffice.
+        for _ in 0..MAX_TRIES {
+            let (old, old_json) = match cache.get(id, expected_seq) {
+                Some(hit) => hit,
+                None => {
+                    let (head, meta, json) = read_head(&conn, id).await?;
+                    if head != expected_seq {
+                        return Err(conflict(id, expected_seq, head));
+                    }
+                    (meta, json)
+                }
+            };
+            let mut meta = old;
+            for r in &records {
+                meta.apply(r);
             }
-            // Another writer landed these seqs (the primary key caught
-            // it): report the head as it is now.
-            tx.rollback().await.map_err(db)?;
-            let actual = conn
-                .query_opt(
-                    "SELECT last_seq FROM sessions WHERE id = $1",
-                    &[&id.as_str()],
+            let new_json = encode(&meta)?;
+            let result = conn
+                .query_one(
+                    &stmt,
+                    &[
+                        &id.as_str(),
+                        &seqs,
+                        &kinds,
+                        &jsons,
+                        &searches,
+                        &to_i64(expected_seq),
+                        &old_json,
+                        &meta.project.slug,
+                        &meta.updated_at.timestamp_micros(),
+                        &meta.status.as_str(),
+                        &meta.parent_id.as_ref().map(SessionId::as_str),
+                        &meta.name,
+                        &meta.profile,
+                        &to_i64(meta.last_seq),
+                        &new_json,
+                    ],
                 )
-                .await
-                .map_err(db)?
-                .map(|r| to_u64(r.get(0)))
-                .unwrap_or(expected_seq + 1);
-            return Err(StoreError::Conflict {
-                id: id.to_string(),
-                expected: expected_seq,
-                actual,
-            });
+                .await;
+            let row = match result {
+                Ok(row) => row,
+                Err(e) if is_unique_violation(&e) => {
+                    // Another writer landed these seqs (the primary key
+                    // caught it): report the head as it is now.
+                    cache.forget(id);
+                    let actual = read_head(&conn, id)
+                        .await
+                        .map(|(head, _, _)| head)
+                        .unwrap_or(expected_seq + 1);
+                    return Err(conflict(id, expected_seq, actual));
+                }
+                Err(e) => {
+                    cache.forget(id);
+                    return Err(db(e));
+                }
+            };
+            let head: Option<i64> = row.get(0);
+            let fresh: Option<bool> = row.get(1);
+            let updated: i64 = row.get(2);
+            let Some(head) = head.map(to_u64) else {
+                cache.forget(id);
+                return Err(not_found(id));
+            };
+            if head != expected_seq {
+                cache.forget(id);
+                return Err(conflict(id, expected_seq, head));
+            }
+            if updated == 1 {
+                cache.put(meta.clone(), new_json);
+                return Ok(meta);
+            }
+            // The head matched but the stored metadata differs from our
+            // copy (fresh is false): nothing was written; reread it.
+            debug_assert_eq!(fresh, Some(false));
+            cache.forget(id);
         }
-        write_session_row(&tx, &meta, false).await?;
-        tx.commit().await.map_err(db)?;
-        Ok(meta)
+        Err(StoreError::Backend {
+            backend: BACKEND,
+            message: format!("session {id}: its metadata kept changing under the append"),
+        })
     }
 
     /// Fails with not-found unless session `id` exists.

@@ -21,7 +21,8 @@
 //!
 //! # Guarantees
 //!
-//! An append is one transaction: it locks the session row (`SELECT … FOR
+//! An append is one statement, hence one implicit transaction and one
+//! round trip (see `log`): it locks the session row (`SELECT … FOR
 //! UPDATE`), checks `expected_seq` against `last_seq` (a
 //! [`StoreError::Conflict`] naming the actual head otherwise), inserts the
 //! batch and updates the session row; the `(session_id, seq)` primary key
@@ -176,6 +177,9 @@ struct Inner {
     schema: Option<String>,
     /// Set once the migrations have run (on first use).
     ready: OnceCell<()>,
+    /// Session metadata as this process last wrote or read it (see
+    /// `log`): a hint for the one-statement append, checked by the server.
+    meta_cache: log::MetaCache,
 }
 
 impl std::fmt::Debug for PostgresStore {
@@ -246,6 +250,7 @@ impl PostgresStore {
                 password,
                 schema: schema.map(str::to_string),
                 ready: OnceCell::new(),
+                meta_cache: log::MetaCache::default(),
             }),
         })
     }

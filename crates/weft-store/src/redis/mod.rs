@@ -71,6 +71,7 @@ use weft_core::store::StoreError;
 
 mod durability;
 mod keys;
+pub mod local;
 mod locks;
 mod log;
 mod query;
