@@ -235,16 +235,7 @@ impl PostgresStore {
 
     pub(super) async fn get_session(&self, id: &SessionId) -> Result<SessionMeta, StoreError> {
         let conn = self.conn().await?;
-        let stmt = conn
-            .prepare_cached("SELECT meta FROM sessions WHERE id = $1")
-            .await
-            .map_err(db)?;
-        let row = conn
-            .query_opt(&stmt, &[&id.as_str()])
-            .await
-            .map_err(db)?
-            .ok_or_else(|| not_found(id))?;
-        parse_meta(row.get(0), id.as_str())
+        read_head(&conn, id).await.map(|(_, meta, _)| meta)
     }
 
     pub(super) async fn append_batch(
