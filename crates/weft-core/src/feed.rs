@@ -25,17 +25,33 @@
 //! too far behind gets [`FeedError::Lagged`] and should resubscribe from the
 //! last record it saw; publishers never wait for subscribers.
 //!
+//! **Across processes.** When the store has a
+//! [`LiveChannel`](crate::live::LiveChannel) (PostgreSQL, Redis), the feed
+//! forwards what its process adds — every event, and the seq of every
+//! batch published — to the channel in its own order (a background task,
+//! never blocking the publisher), and while it has followers it replays
+//! what other processes forward: their events as they are, their records
+//! read from the store when their commit notice arrives. It also polls the
+//! store's head while followed (every second with a channel; with backoff
+//! from 20 ms without one, as for fs and sqlite shared by several processes
+//! on one machine), so a record another process wrote reaches the
+//! followers even when no notice does. See [`crate::live`].
+//!
 //! The feed knows the store and the session id, nothing about HTTP or
 //! terminals: the daemon's SSE streams, `/execute`, the CLI's output and
 //! [`crate::runtime::TurnEvents`] all read it.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use serde_json::Value;
-use tokio::sync::{Mutex, broadcast};
+use tokio::sync::{Mutex, broadcast, mpsc};
 
 use crate::id::{BranchId, SessionId, TurnId};
+use crate::live::{
+    LIVE_BUFFER, LiveBody, LiveChannel, LiveMessage, POLL_MAX, POLL_MIN, POLL_WITH_CHANNEL,
+};
 use crate::record::Record;
 use crate::store::{Store, StoreError};
 
@@ -151,6 +167,14 @@ struct Inner {
     tx: broadcast::Sender<Arc<FeedItem>>,
     /// The last record seq published (None: not known yet).
     published: Mutex<Option<u64>>,
+    /// This feed's id on the live channel (its own messages come back).
+    origin: String,
+    /// The store's live channel, when it has one.
+    live: Option<Arc<dyn LiveChannel>>,
+    /// What the forwarding task sends to the live channel.
+    forward: Option<mpsc::Sender<LiveBody>>,
+    /// Whether the task following other processes runs.
+    following: AtomicBool,
 }
 
 /// One session's feed (cheap to clone; clones share it). See the module
@@ -172,14 +196,36 @@ impl std::fmt::Debug for Feed {
 impl Feed {
     /// A feed of session `id` in `store`, holding up to `capacity` items
     /// per subscriber ([`FEED_CAPACITY`] is a good default).
+    ///
+    /// With a store that has a live channel, this starts the task that
+    /// forwards the feed to it (when called inside a tokio runtime).
     pub fn new(store: Arc<dyn Store>, id: SessionId, capacity: usize) -> Self {
         let (tx, _) = broadcast::channel(capacity.max(1));
+        let origin = uuid::Uuid::new_v4().simple().to_string();
+        let live = store.live();
+        let forward = match (&live, tokio::runtime::Handle::try_current()) {
+            (Some(channel), Ok(runtime)) => {
+                let (ftx, frx) = mpsc::channel(LIVE_BUFFER);
+                runtime.spawn(forward_task(
+                    channel.clone(),
+                    id.clone(),
+                    origin.clone(),
+                    frx,
+                ));
+                Some(ftx)
+            }
+            _ => None,
+        };
         Self {
             inner: Arc::new(Inner {
                 id,
                 store,
                 tx,
                 published: Mutex::new(None),
+                origin,
+                live,
+                forward,
+                following: AtomicBool::new(false),
             }),
         }
     }
@@ -206,21 +252,45 @@ impl Feed {
     /// Publishes a volatile event (never waits; copies nothing when no one
     /// follows the feed).
     pub fn event(&self, name: &str, data: &Value) {
+        self.forward(LiveBody::Event {
+            name: name.to_string(),
+            data: data.clone(),
+        });
+        self.event_local(name, data.clone());
+    }
+
+    fn event_local(&self, name: &str, data: Value) {
         if self.inner.tx.receiver_count() == 0 {
             return;
         }
         let _ = self
             .inner
             .tx
-            .send(Arc::new(FeedItem::Event(FeedEvent::from_data(
-                name,
-                data.clone(),
-            ))));
+            .send(Arc::new(FeedItem::Event(FeedEvent::from_data(name, data))));
+    }
+
+    /// Hands a message to the forwarding task (dropped, with a warning
+    /// from the task's side never, when the channel's buffer is full: the
+    /// other processes' followers poll the store anyway).
+    fn forward(&self, body: LiveBody) {
+        if let Some(tx) = &self.inner.forward {
+            if let Err(mpsc::error::TrySendError::Full(_)) = tx.try_send(body) {
+                tracing::debug!(session = %self.inner.id, "the live channel is behind; a message for other processes was dropped");
+            }
+        }
     }
 
     /// Publishes `records` (in seq order) after filling any gap before
-    /// them from the store; records already published are skipped.
+    /// them from the store; records already published are skipped. The
+    /// last seq is forwarded to other processes (see the module docs).
     pub async fn publish(&self, records: &[Record]) {
+        if let Some(last) = records.last() {
+            self.forward(LiveBody::Committed { seq: last.seq });
+        }
+        self.publish_local(records).await;
+    }
+
+    async fn publish_local(&self, records: &[Record]) {
         let Some(first) = records.first() else {
             return;
         };
@@ -278,7 +348,7 @@ impl Feed {
             None => return,
         };
         match self.inner.store.read(&self.inner.id, from, None).await {
-            Ok(records) => self.publish(&records).await,
+            Ok(records) => self.publish_local(&records).await,
             Err(e) => {
                 tracing::warn!(session = %self.inner.id, error = %e, "cannot read the log to catch the session's feed up");
             }
@@ -301,6 +371,7 @@ impl Feed {
         };
         let rx = self.inner.tx.subscribe();
         drop(published);
+        self.follow_others();
         let last_seq = after.unwrap_or(head).min(head);
         Ok(FeedReceiver {
             store: self.inner.store.clone(),
@@ -311,6 +382,154 @@ impl Feed {
             replayed: VecDeque::new(),
             last_seq,
         })
+    }
+}
+
+impl Feed {
+    /// The last record seq published, if known.
+    async fn published_seq(&self) -> Option<u64> {
+        *self.inner.published.lock().await
+    }
+
+    /// Starts following what other processes do to the session (see the
+    /// module docs), unless it already does or nobody else can write the
+    /// store.
+    fn follow_others(&self) {
+        if self.inner.live.is_none() && !self.inner.store.is_shared() {
+            return;
+        }
+        if self.inner.following.swap(true, Ordering::SeqCst) {
+            return;
+        }
+        match tokio::runtime::Handle::try_current() {
+            Ok(runtime) => {
+                runtime.spawn(follow_task(self.clone()));
+            }
+            Err(_) => self.inner.following.store(false, Ordering::SeqCst),
+        }
+    }
+
+    /// Publishes what the store holds beyond the published seq; true when
+    /// there was something.
+    async fn poll_head(&self) -> bool {
+        let Some(published) = self.published_seq().await else {
+            return false;
+        };
+        match self.inner.store.get(&self.inner.id).await {
+            Ok(meta) if meta.last_seq > published => {
+                self.catch_up().await;
+                true
+            }
+            Ok(_) => false,
+            Err(e) => {
+                tracing::debug!(session = %self.inner.id, error = %e, "cannot read the session's head to follow other processes");
+                false
+            }
+        }
+    }
+}
+
+/// Sends what the feed forwards to the live channel, in order, batching
+/// what accumulated while the previous batch was sent. Ends when the feed
+/// is dropped.
+async fn forward_task(
+    channel: Arc<dyn LiveChannel>,
+    id: SessionId,
+    origin: String,
+    mut rx: mpsc::Receiver<LiveBody>,
+) {
+    const BATCH: usize = 256;
+    let mut n = 0u64;
+    let mut failing = false;
+    let mut batch = Vec::with_capacity(BATCH);
+    while let Some(body) = rx.recv().await {
+        batch.push(body);
+        while batch.len() < BATCH {
+            match rx.try_recv() {
+                Ok(body) => batch.push(body),
+                Err(_) => break,
+            }
+        }
+        let messages: Vec<LiveMessage> = batch
+            .drain(..)
+            .map(|body| {
+                n += 1;
+                LiveMessage {
+                    origin: origin.clone(),
+                    n,
+                    body,
+                }
+            })
+            .collect();
+        match channel.publish(&id, &messages).await {
+            Ok(()) => failing = false,
+            Err(e) => {
+                if !failing {
+                    tracing::warn!(session = %id, error = %e, "cannot send the session's live events to other processes (their followers still see every record)");
+                }
+                failing = true;
+            }
+        }
+    }
+}
+
+/// Replays, while the feed has followers, what other processes do to the
+/// session: their events from the live channel, their records from the
+/// store (on their commit notice, or found by polling the head).
+async fn follow_task(feed: Feed) {
+    let inner = &feed.inner;
+    let mut channel = match &inner.live {
+        Some(live) => match live.subscribe(&inner.id).await {
+            Ok(sub) => Some(sub),
+            Err(e) => {
+                tracing::warn!(session = %inner.id, error = %e, "cannot listen to the session's live channel; polling the store instead");
+                None
+            }
+        },
+        None => None,
+    };
+    // What was committed before the subscription took effect.
+    feed.catch_up().await;
+    let mut wait = POLL_MIN;
+    let mut next_poll = tokio::time::Instant::now() + POLL_MIN;
+    while inner.tx.receiver_count() > 0 {
+        let message = async {
+            match channel.as_mut() {
+                Some(c) => c.recv().await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            message = message => match message {
+                Some(m) if m.origin == inner.origin => {}
+                Some(LiveMessage { body: LiveBody::Committed { seq }, .. }) => {
+                    if feed.published_seq().await.is_some_and(|p| p < seq) {
+                        feed.catch_up().await;
+                    }
+                }
+                Some(LiveMessage { body: LiveBody::Event { name, data }, .. }) => {
+                    feed.event_local(&name, data);
+                }
+                None => {
+                    tracing::warn!(session = %inner.id, "lost the session's live channel; polling the store instead");
+                    channel = None;
+                }
+            },
+            _ = tokio::time::sleep_until(next_poll) => {
+                if feed.poll_head().await {
+                    wait = POLL_MIN;
+                } else {
+                    wait = (wait * 2).min(POLL_MAX);
+                }
+                let period = if channel.is_some() { POLL_WITH_CHANNEL } else { wait };
+                next_poll = tokio::time::Instant::now() + period;
+            }
+        }
+    }
+    inner.following.store(false, Ordering::SeqCst);
+    // A follower that subscribed while this task was stopping.
+    if inner.tx.receiver_count() > 0 {
+        feed.follow_others();
     }
 }
 

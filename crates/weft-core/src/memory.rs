@@ -4,13 +4,14 @@
 //! but keeps nothing after the process ends.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use serde_json::{Map, Value};
 
 use crate::id::{BranchId, SessionId};
 use crate::lease::{LocalTurnLocks, TurnHolder, TurnLockAttempt, TurnLockInfo};
+use crate::live::{LiveChannel, LocalChannel};
 use crate::record::{Record, RecordKind, StateDelta, check_batch};
 use crate::session::{SessionMeta, SessionStatus};
 use crate::store::{
@@ -37,12 +38,25 @@ struct Inner {
 pub struct MemoryStore {
     inner: Mutex<Inner>,
     turns: LocalTurnLocks,
+    live: Option<Arc<LocalChannel>>,
 }
 
 impl MemoryStore {
     /// An empty store.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// An empty store with an in-process [`LocalChannel`] as its live
+    /// channel, so several feeds of one session (several
+    /// [`crate::Session`]s, or a daemon and an embedded session in one
+    /// process) see each other's events as processes sharing a network
+    /// store do.
+    pub fn with_live_channel() -> Self {
+        Self {
+            live: Some(Arc::new(LocalChannel::default())),
+            ..Self::default()
+        }
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
@@ -61,6 +75,14 @@ fn not_found(id: &SessionId) -> StoreError {
 impl Store for MemoryStore {
     fn kind(&self) -> &'static str {
         "memory"
+    }
+
+    fn is_shared(&self) -> bool {
+        false
+    }
+
+    fn live(&self) -> Option<Arc<dyn LiveChannel>> {
+        self.live.clone().map(|l| l as Arc<dyn LiveChannel>)
     }
 
     async fn create(

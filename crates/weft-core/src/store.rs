@@ -35,6 +35,7 @@
 //! the session log's writers ([`crate::log`]) or the runtime's errors
 //! ([`crate::SessionError`]).
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -431,6 +432,21 @@ pub const FORK_INTERRUPTED: &str = "interrupted by fork: this tool call was not 
 pub trait Store: Send + Sync {
     /// The backend's name (`memory`, `fs`, `sqlite`, …).
     fn kind(&self) -> &'static str;
+
+    /// Whether other processes may write this store too (every backend
+    /// but memory): a session's [`Feed`](crate::feed::Feed) then follows
+    /// their writes (see [`crate::live`]).
+    fn is_shared(&self) -> bool {
+        true
+    }
+
+    /// The channel between the processes sharing this store, when the
+    /// backend has one (PostgreSQL `LISTEN/NOTIFY`, Redis pub/sub): it
+    /// carries kernel events and commit notices across nodes. See
+    /// [`crate::live`].
+    fn live(&self) -> Option<Arc<dyn crate::live::LiveChannel>> {
+        None
+    }
 
     /// Creates a session: `session_created(meta)` at seq 1, then `initial`
     /// at seq 2…, atomically. Fails with [`StoreError::AlreadyExists`].
