@@ -333,3 +333,34 @@ async fn an_expired_turn_lease_is_interrupted_and_taken_over() {
     drop(second);
     assert!(a.turn_locks(&id).await.expect("locks").is_empty());
 }
+
+mod live {
+    use super::*;
+    use weft_store::conformance::live;
+
+    /// Two handles (two "nodes") on one fresh schema.
+    async fn two_handles() -> (Arc<dyn Store>, Arc<dyn Store>, DropSchema) {
+        let schema = fresh_schema();
+        let a = open_in(&schema).await;
+        let b = open_in(&schema).await;
+        (Arc::new(a.clone()), Arc::new(b), DropSchema(a))
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn feeds_cross_between_handles() {
+        let (a, b, _guard) = two_handles().await;
+        live::feeds_cross_between_handles(a, b).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_commit_without_notice_still_reaches_followers() {
+        let (a, b, _guard) = two_handles().await;
+        live::a_commit_without_notice_still_reaches_followers(a, b).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn watch_sees_another_handles_commits() {
+        let (a, b, _guard) = two_handles().await;
+        live::watch_sees_another_handles_commits(a, b).await;
+    }
+}

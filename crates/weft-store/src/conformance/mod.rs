@@ -42,6 +42,7 @@ use weft_core::{BranchId, SessionId};
 mod appends;
 mod fork_delete;
 mod listing;
+pub mod live;
 mod locks;
 mod reads;
 mod state;

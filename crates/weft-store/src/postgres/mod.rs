@@ -35,6 +35,9 @@
 //! renewing and its lease expires (then reported as not live: an
 //! interrupted turn).
 //!
+//! Processes sharing the database see each other's kernel events and
+//! commits through `LISTEN`/`NOTIFY` ([`Store::live`](weft_core::store::Store::live), see `live`).
+//!
 //! # What it must not know about
 //!
 //! Turns, providers, the CLI or the server: it stores what the
@@ -52,6 +55,7 @@ use weft_core::SessionId;
 use weft_core::store::StoreError;
 
 mod lease;
+mod live;
 mod log;
 mod query;
 mod schema;
@@ -180,6 +184,8 @@ struct Inner {
     /// Session metadata as this process last wrote or read it (see
     /// `log`): a hint for the one-statement append, checked by the server.
     meta_cache: log::MetaCache,
+    /// `LISTEN`/`NOTIFY` (see `live`).
+    live: Arc<live::PgLive>,
 }
 
 impl std::fmt::Debug for PostgresStore {
@@ -229,6 +235,7 @@ impl PostgresStore {
             config.connect_timeout(Duration::from_secs(10));
         }
         config.application_name("weft");
+        let live = live::PgLive::new(config.clone(), shown.clone(), password.clone(), schema);
         let manager = Manager::from_config(
             config,
             NoTls,
@@ -251,6 +258,7 @@ impl PostgresStore {
                 schema: schema.map(str::to_string),
                 ready: OnceCell::new(),
                 meta_cache: log::MetaCache::default(),
+                live: Arc::new(live),
             }),
         })
     }

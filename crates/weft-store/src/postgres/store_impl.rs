@@ -17,6 +17,10 @@ impl Store for PostgresStore {
         "postgres"
     }
 
+    fn live(&self) -> Option<std::sync::Arc<dyn weft_core::live::LiveChannel>> {
+        Some(self.inner.live.clone())
+    }
+
     async fn create(
         &self,
         meta: SessionMeta,
