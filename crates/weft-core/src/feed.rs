@@ -31,11 +31,14 @@
 //! batch published — to the channel in its own order (a background task,
 //! never blocking the publisher), and while it has followers it replays
 //! what other processes forward: their events as they are, their records
-//! read from the store when their commit notice arrives. It also polls the
-//! store's head while followed (every second with a channel; with backoff
-//! from 20 ms without one, as for fs and sqlite shared by several processes
-//! on one machine), so a record another process wrote reaches the
-//! followers even when no notice does. See [`crate::live`].
+//! read from the store when their commit notice arrives (up to the seq it
+//! names, so they keep their place among that process's events). It also
+//! polls the store's head while followed: with a channel every second,
+//! publishing what no notice brought for a whole second (a writer that
+//! died between its commit and its notice); without one (fs and sqlite
+//! shared by several processes on one machine) with backoff from 20 ms to
+//! a second. So a record another process wrote always reaches the
+//! followers. See [`crate::live`].
 //!
 //! The feed knows the store and the session id, nothing about HTTP or
 //! terminals: the daemon's SSE streams, `/execute`, the CLI's output and
@@ -343,11 +346,23 @@ impl Feed {
     /// Publishes whatever the store holds after the published seq (records
     /// other writers appended).
     pub async fn catch_up(&self) {
+        self.catch_up_to(None).await;
+    }
+
+    /// [`Feed::catch_up`], up to seq `to` when given (a commit notice
+    /// names its last seq; records after it belong after the notifier's
+    /// later events).
+    async fn catch_up_to(&self, to: Option<u64>) {
         let from = match *self.inner.published.lock().await {
             Some(p) => p + 1,
             None => return,
         };
-        match self.inner.store.read(&self.inner.id, from, None).await {
+        let limit = match to {
+            Some(to) if to < from => return,
+            Some(to) => Some((to - from + 1) as usize),
+            None => None,
+        };
+        match self.inner.store.read(&self.inner.id, from, limit).await {
             Ok(records) => self.publish_local(&records).await,
             Err(e) => {
                 tracing::warn!(session = %self.inner.id, error = %e, "cannot read the log to catch the session's feed up");
@@ -409,21 +424,16 @@ impl Feed {
         }
     }
 
-    /// Publishes what the store holds beyond the published seq; true when
-    /// there was something.
-    async fn poll_head(&self) -> bool {
-        let Some(published) = self.published_seq().await else {
-            return false;
-        };
+    /// The store's head when it is beyond the published seq (None: nothing
+    /// new, or unknown).
+    async fn unpublished_head(&self) -> Option<u64> {
+        let published = self.published_seq().await?;
         match self.inner.store.get(&self.inner.id).await {
-            Ok(meta) if meta.last_seq > published => {
-                self.catch_up().await;
-                true
-            }
-            Ok(_) => false,
+            Ok(meta) if meta.last_seq > published => Some(meta.last_seq),
+            Ok(_) => None,
             Err(e) => {
                 tracing::debug!(session = %self.inner.id, error = %e, "cannot read the session's head to follow other processes");
-                false
+                None
             }
         }
     }
@@ -492,6 +502,8 @@ async fn follow_task(feed: Feed) {
     feed.catch_up().await;
     let mut wait = POLL_MIN;
     let mut next_poll = tokio::time::Instant::now() + POLL_MIN;
+    // A head seen beyond the published seq at the last poll.
+    let mut overdue: Option<u64> = None;
     while inner.tx.receiver_count() > 0 {
         let message = async {
             match channel.as_mut() {
@@ -503,9 +515,7 @@ async fn follow_task(feed: Feed) {
             message = message => match message {
                 Some(m) if m.origin == inner.origin => {}
                 Some(LiveMessage { body: LiveBody::Committed { seq }, .. }) => {
-                    if feed.published_seq().await.is_some_and(|p| p < seq) {
-                        feed.catch_up().await;
-                    }
+                    feed.catch_up_to(Some(seq)).await;
                 }
                 Some(LiveMessage { body: LiveBody::Event { name, data }, .. }) => {
                     feed.event_local(&name, data);
@@ -516,13 +526,31 @@ async fn follow_task(feed: Feed) {
                 }
             },
             _ = tokio::time::sleep_until(next_poll) => {
-                if feed.poll_head().await {
-                    wait = POLL_MIN;
+                let head = feed.unpublished_head().await;
+                if channel.is_some() {
+                    // With a channel, records come with their notices, in
+                    // order with the events before them; a poll publishes
+                    // only what no notice brought for a whole period.
+                    if let Some(seen) = overdue.take() {
+                        feed.catch_up_to(Some(seen)).await;
+                    }
+                    overdue = head;
+                    next_poll = tokio::time::Instant::now() + POLL_WITH_CHANNEL;
                 } else {
-                    wait = (wait * 2).min(POLL_MAX);
+                    if let Some(live) = &inner.live {
+                        // The channel was lost: try it again.
+                        if let Ok(sub) = live.subscribe(&inner.id).await {
+                            channel = Some(sub);
+                        }
+                    }
+                    if head.is_some() {
+                        feed.catch_up().await;
+                        wait = POLL_MIN;
+                    } else {
+                        wait = (wait * 2).min(POLL_MAX);
+                    }
+                    next_poll = tokio::time::Instant::now() + wait;
                 }
-                let period = if channel.is_some() { POLL_WITH_CHANNEL } else { wait };
-                next_poll = tokio::time::Instant::now() + period;
             }
         }
     }

@@ -434,21 +434,23 @@ impl RecordWatch {
                 self.next = r.seq + 1;
                 return Ok(r);
             }
-            let page = self
-                .store
-                .read(&self.id, self.next, Some(WATCH_PAGE))
-                .await?;
-            // Records are gapless from `next`; anything else (a quarantined
-            // seq in a damaged fs log) is skipped over, never returned twice.
-            if !page.is_empty() {
+            // The head first: every seq up to it is committed, so a read
+            // after it sees them (a read first could miss a commit landing
+            // between the two and mistake it for a hole).
+            let head = self.store.get(&self.id).await?.last_seq;
+            if head >= self.next {
+                let page = self
+                    .store
+                    .read(&self.id, self.next, Some(WATCH_PAGE))
+                    .await?;
                 self.wait = POLL_MIN;
+                if page.is_empty() {
+                    // Committed but unreadable (seqs an fs store set aside
+                    // as damaged): never returned, never waited for.
+                    self.next = head + 1;
+                }
                 self.ready
                     .extend(page.into_iter().filter(|r| r.seq >= self.next));
-                continue;
-            }
-            if self.store.get(&self.id).await?.last_seq >= self.next {
-                // Committed seqs that cannot be read (quarantined): move on.
-                self.next += 1;
                 continue;
             }
             self.wait_for_commit().await;
