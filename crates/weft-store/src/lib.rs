@@ -53,6 +53,8 @@ pub mod redis;
 pub mod sqlite;
 
 mod codec;
+#[cfg(any(feature = "postgres", feature = "redis"))]
+mod listen;
 mod sql;
 mod turn_lock;
 mod util;

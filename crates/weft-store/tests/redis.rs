@@ -267,3 +267,36 @@ async fn an_expired_lock_naming_its_holder_is_an_interrupted_turn() {
     ));
     drop(lock);
 }
+
+mod live {
+    use super::*;
+    use weft_core::store::Store;
+    use weft_store::conformance::live;
+
+    /// Two handles (two "nodes") on one fresh prefix.
+    fn two_handles() -> (Arc<dyn Store>, Arc<dyn Store>) {
+        let url = fresh_url("");
+        (
+            Arc::new(RedisStore::open(&url).expect("open")),
+            Arc::new(RedisStore::open(&url).expect("open")),
+        )
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn feeds_cross_between_handles() {
+        let (a, b) = two_handles();
+        live::feeds_cross_between_handles(a, b).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_commit_without_notice_still_reaches_followers() {
+        let (a, b) = two_handles();
+        live::a_commit_without_notice_still_reaches_followers(a, b).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn watch_sees_another_handles_commits() {
+        let (a, b) = two_handles();
+        live::watch_sees_another_handles_commits(a, b).await;
+    }
+}

@@ -1,8 +1,9 @@
 //! The live channel of [`PostgresStore`](super::PostgresStore):
 //! `LISTEN`/`NOTIFY`.
 //!
-//! Each store handle keeps one dedicated connection (outside the pool,
-//! opened on first use) that both listens and notifies:
+//! Each store handle keeps two dedicated connections (outside the pool,
+//! opened on first use): one listens (through `crate::listen`), one
+//! notifies.
 //!
 //! - a session's channel is `weft_` + a 64-bit FNV-1a hash of the store's
 //!   schema and the session id, in hex (channel names are database-wide
@@ -17,7 +18,8 @@
 //!   more) is sent [truncated](LiveMessage::truncated);
 //! - the first subscriber of a session `LISTEN`s, the last one to leave
 //!   `UNLISTEN`s; a lost connection ends every subscription (followers
-//!   poll the store and subscribe again) and the next use reconnects.
+//!   poll the store and subscribe again) and the next use reconnects (the
+//!   publishing connection too).
 //!
 //! It knows the wire form and SQL; nothing of feeds or turns.
 
@@ -31,6 +33,7 @@ use weft_core::live::{LiveChannel, LiveMessage, LiveRouter, LiveSubscription};
 use weft_core::store::StoreError;
 
 use super::{PostgresError, db, scrub};
+use crate::listen::{Connect, Listener, Subscriber};
 
 /// The largest payload sent as it is (PostgreSQL's limit is 8000 bytes).
 pub const MAX_PAYLOAD: usize = 7900;
@@ -39,21 +42,108 @@ pub const MAX_PAYLOAD: usize = 7900;
 const NOTIFY_SQL: &str =
     "SELECT pg_notify($1, p) FROM unnest($2::text[]) WITH ORDINALITY AS t(p, i) ORDER BY i";
 
-/// The dedicated connection.
-struct Conn {
+/// How to open the dedicated connections.
+struct Connector {
+    config: tokio_postgres::Config,
+    url: String,
+    password: Option<String>,
+}
+
+impl Connector {
+    /// A connection with `synchronous_commit` off, its messages passed to
+    /// `on_notice`; `alive` is cleared when it ends (after `on_end`).
+    async fn connect(
+        &self,
+        on_notice: impl Fn(&str) + Send + 'static,
+        on_end: impl FnOnce() + Send + 'static,
+        alive: Arc<AtomicBool>,
+    ) -> Result<tokio_postgres::Client, StoreError> {
+        let (client, mut connection) =
+            self.config
+                .connect(NoTls)
+                .await
+                .map_err(|e| -> StoreError {
+                    PostgresError::Connect {
+                        url: self.url.clone(),
+                        reason: scrub(e.to_string(), self.password.as_deref()),
+                    }
+                    .into()
+                })?;
+        let url = self.url.clone();
+        tokio::spawn(async move {
+            while let Some(message) = std::future::poll_fn(|cx| connection.poll_message(cx)).await {
+                match message {
+                    Ok(AsyncMessage::Notification(n)) => on_notice(n.payload()),
+                    Ok(_) => {}
+                    Err(e) => {
+                        tracing::warn!(%url, error = %e, "lost a PostgreSQL live-channel connection; followers poll until it is back");
+                        break;
+                    }
+                }
+            }
+            on_end();
+            alive.store(false, Ordering::SeqCst);
+        });
+        client
+            .batch_execute("SET synchronous_commit TO off")
+            .await
+            .map_err(db)?;
+        Ok(client)
+    }
+}
+
+/// The listening connection.
+struct Listening(tokio_postgres::Client);
+
+#[async_trait]
+impl Subscriber for Listening {
+    async fn listen(&mut self, channel: &str) -> Result<(), StoreError> {
+        self.0
+            .batch_execute(&format!("LISTEN {channel}"))
+            .await
+            .map_err(db)
+    }
+
+    async fn unlisten(&mut self, channel: &str) -> Result<(), StoreError> {
+        self.0
+            .batch_execute(&format!("UNLISTEN {channel}"))
+            .await
+            .map_err(db)
+    }
+}
+
+#[async_trait]
+impl Connect for Arc<Connector> {
+    type Conn = Listening;
+
+    async fn open(
+        &self,
+        router: LiveRouter,
+        alive: Arc<AtomicBool>,
+    ) -> Result<Listening, StoreError> {
+        let on_notice = {
+            let router = router.clone();
+            move |payload: &str| router.dispatch_wire(payload)
+        };
+        let client = self
+            .connect(on_notice, move || router.close_all(), alive)
+            .await?;
+        Ok(Listening(client))
+    }
+}
+
+/// The publishing connection.
+struct Publishing {
     client: tokio_postgres::Client,
     alive: Arc<AtomicBool>,
 }
 
 /// `LISTEN`/`NOTIFY` for one store handle. See the module docs.
 pub(super) struct PgLive {
-    config: tokio_postgres::Config,
-    url: String,
-    password: Option<String>,
+    connector: Arc<Connector>,
     schema: String,
-    router: LiveRouter,
-    /// The connection, and the lock that orders `LISTEN`/`UNLISTEN`.
-    conn: Arc<tokio::sync::Mutex<Option<Conn>>>,
+    listener: Listener<Arc<Connector>>,
+    publisher: tokio::sync::Mutex<Option<Publishing>>,
 }
 
 impl PgLive {
@@ -63,80 +153,17 @@ impl PgLive {
         password: Option<String>,
         schema: Option<&str>,
     ) -> Self {
-        Self {
+        let connector = Arc::new(Connector {
             config,
             url,
             password,
-            schema: schema.unwrap_or("").to_string(),
-            router: LiveRouter::default(),
-            conn: Arc::new(tokio::sync::Mutex::new(None)),
-        }
-    }
-
-    /// Session `id`'s channel name.
-    fn channel(&self, id: &SessionId) -> String {
-        channel_name(&self.schema, id)
-    }
-
-    /// The live connection, connecting when there is none (or it died).
-    async fn connect<'a>(
-        &self,
-        slot: &'a mut Option<Conn>,
-    ) -> Result<&'a tokio_postgres::Client, StoreError> {
-        if !slot
-            .as_ref()
-            .is_some_and(|c| c.alive.load(Ordering::SeqCst))
-        {
-            *slot = Some(self.open().await?);
-        }
-        match slot.as_ref() {
-            Some(c) => Ok(&c.client),
-            None => Err(StoreError::Backend {
-                backend: super::BACKEND,
-                message: "the live-channel connection closed at once".into(),
-            }),
-        }
-    }
-
-    /// A new dedicated connection, its notifications routed.
-    async fn open(&self) -> Result<Conn, StoreError> {
-        let connect_error = |reason: String| -> StoreError {
-            PostgresError::Connect {
-                url: self.url.clone(),
-                reason: scrub(reason, self.password.as_deref()),
-            }
-            .into()
-        };
-        let (client, mut connection) = self
-            .config
-            .connect(NoTls)
-            .await
-            .map_err(|e| connect_error(e.to_string()))?;
-        let alive = Arc::new(AtomicBool::new(true));
-        let router = self.router.clone();
-        let flag = alive.clone();
-        let url = self.url.clone();
-        tokio::spawn(async move {
-            while let Some(message) = std::future::poll_fn(|cx| connection.poll_message(cx)).await {
-                match message {
-                    Ok(AsyncMessage::Notification(n)) => router.dispatch_wire(n.payload()),
-                    Ok(_) => {}
-                    Err(e) => {
-                        tracing::warn!(%url, error = %e, "lost the PostgreSQL live-channel connection; followers poll until it is back");
-                        break;
-                    }
-                }
-            }
-            // Subscriptions end before the connection is seen dead, so a
-            // new one never loses a subscriber to this cleanup.
-            router.close_all();
-            flag.store(false, Ordering::SeqCst);
         });
-        client
-            .batch_execute("SET synchronous_commit TO off")
-            .await
-            .map_err(db)?;
-        Ok(Conn { client, alive })
+        Self {
+            listener: Listener::new(connector.clone()),
+            connector,
+            schema: schema.unwrap_or("").to_string(),
+            publisher: tokio::sync::Mutex::new(None),
+        }
     }
 }
 
@@ -152,41 +179,6 @@ fn channel_name(schema: &str, id: &SessionId) -> String {
         hash = hash.wrapping_mul(0x0100_0000_01b3);
     }
     format!("weft_{hash:016x}")
-}
-
-/// Unsubscribes when dropped; the last subscriber of a session
-/// `UNLISTEN`s (in the background, under the connection lock, and only if
-/// nobody subscribed again meanwhile).
-struct Unsubscribe {
-    router: LiveRouter,
-    conn: Arc<tokio::sync::Mutex<Option<Conn>>>,
-    id: SessionId,
-    channel: String,
-    key: u64,
-}
-
-impl Drop for Unsubscribe {
-    fn drop(&mut self) {
-        if !self.router.remove(&self.id, self.key) {
-            return;
-        }
-        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
-            return;
-        };
-        let (router, conn, id) = (self.router.clone(), self.conn.clone(), self.id.clone());
-        let channel = std::mem::take(&mut self.channel);
-        runtime.spawn(async move {
-            let slot = conn.lock().await;
-            if router.has(&id) {
-                return;
-            }
-            if let Some(c) = slot.as_ref().filter(|c| c.alive.load(Ordering::SeqCst)) {
-                if let Err(e) = c.client.batch_execute(&format!("UNLISTEN {channel}")).await {
-                    tracing::debug!(error = %e, "cannot UNLISTEN a session channel");
-                }
-            }
-        });
-    }
 }
 
 #[async_trait]
@@ -206,48 +198,32 @@ impl LiveChannel for PgLive {
                 }
             })
             .collect();
-        let channel = self.channel(id);
-        let mut slot = self.conn.lock().await;
-        let client = self.connect(&mut slot).await?;
+        let channel = channel_name(&self.schema, id);
         // Sent under the lock: publishes from this handle keep their order.
-        client
-            .execute(NOTIFY_SQL, &[&channel, &payloads])
-            .await
-            .map_err(db)?;
-        Ok(())
+        let mut slot = self.publisher.lock().await;
+        if !slot
+            .as_ref()
+            .is_some_and(|p| p.alive.load(Ordering::SeqCst))
+        {
+            let alive = Arc::new(AtomicBool::new(true));
+            let client = self.connector.connect(|_| {}, || {}, alive.clone()).await?;
+            *slot = Some(Publishing { client, alive });
+        }
+        match slot.as_ref() {
+            Some(p) => p
+                .client
+                .execute(NOTIFY_SQL, &[&channel, &payloads])
+                .await
+                .map(|_| ())
+                .map_err(db),
+            None => Ok(()),
+        }
     }
 
     async fn subscribe(&self, id: &SessionId) -> Result<LiveSubscription, StoreError> {
-        let channel = self.channel(id);
-        let mut slot = self.conn.lock().await;
-        let registered = self.router.add(id);
-        let unsubscribe = Unsubscribe {
-            router: self.router.clone(),
-            conn: self.conn.clone(),
-            id: id.clone(),
-            channel: channel.clone(),
-            key: registered.key,
-        };
-        let fresh = !slot
-            .as_ref()
-            .is_some_and(|c| c.alive.load(Ordering::SeqCst));
-        if registered.first || fresh {
-            let client = match self.connect(&mut slot).await {
-                Ok(c) => c,
-                Err(e) => {
-                    drop(slot);
-                    drop(unsubscribe);
-                    return Err(e);
-                }
-            };
-            if let Err(e) = client.batch_execute(&format!("LISTEN {channel}")).await {
-                drop(slot);
-                drop(unsubscribe);
-                return Err(db(e));
-            }
-        }
-        drop(slot);
-        Ok(LiveSubscription::new(registered.rx, unsubscribe))
+        self.listener
+            .subscribe(id, channel_name(&self.schema, id))
+            .await
     }
 }
 

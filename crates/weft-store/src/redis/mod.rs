@@ -17,6 +17,7 @@
 //! | `<p>project:<slug>` | sorted set | the project's session ids, score = `updated_at` in µs |
 //! | `<p>ids` | sorted set | every session id, score 0 (prefix lookups by `ZRANGEBYLEX`) |
 //! | `<p>state:<namespace>` | hash | shared `app:`/`user:` state, key → value JSON |
+//! | `<p>live:<id>` | pub/sub channel | the session's live channel: kernel events and commit notices between processes (see `live`) |
 //!
 //! # Atomicity
 //!
@@ -71,6 +72,7 @@ use weft_core::store::StoreError;
 
 mod durability;
 mod keys;
+mod live;
 pub mod local;
 mod locks;
 mod log;
@@ -140,6 +142,8 @@ pub struct RedisStore {
     client: redis::Client,
     conn: OnceCell<ConnectionManager>,
     keys: Keys,
+    /// Pub/sub (see `live`).
+    live: std::sync::Arc<live::RedisLive>,
 }
 
 impl std::fmt::Debug for RedisStore {
@@ -164,6 +168,11 @@ impl RedisStore {
             .map_err(|e| backend(&options.url, format!("invalid URL: {e}")))?;
         Ok(Self {
             keys: Keys::new(&options.prefix),
+            live: std::sync::Arc::new(live::RedisLive::new(
+                client.clone(),
+                options.url.clone(),
+                &options.prefix,
+            )),
             options,
             client,
             conn: OnceCell::new(),

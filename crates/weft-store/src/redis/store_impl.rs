@@ -17,6 +17,10 @@ impl Store for RedisStore {
         "redis"
     }
 
+    fn live(&self) -> Option<std::sync::Arc<dyn weft_core::live::LiveChannel>> {
+        Some(self.live.clone())
+    }
+
     async fn create(
         &self,
         meta: SessionMeta,
