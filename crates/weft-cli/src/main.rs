@@ -16,6 +16,7 @@ mod serve;
 mod session_cmd;
 mod table;
 mod term;
+mod watch_cmd;
 
 use std::path::PathBuf;
 
@@ -304,6 +305,21 @@ enum SessionCommand {
         #[arg(long, value_name = "DIR", num_args = 0..=1, default_missing_value = "")]
         from_amplifier: Option<PathBuf>,
         /// JSON output.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Follow a session's log as it is written, by any process or node
+    /// sharing the store (Ctrl-C stops).
+    Watch {
+        /// Session id or unique prefix.
+        id: String,
+        /// Start after this seq (0: the whole log; default: only new records).
+        #[arg(long)]
+        after: Option<u64>,
+        /// Stop after this many records.
+        #[arg(long)]
+        limit: Option<usize>,
+        /// One JSON record per line.
         #[arg(long)]
         json: bool,
     },
@@ -697,6 +713,15 @@ async fn session_command(app: &App, cmd: SessionCommand) -> anyhow::Result<()> {
             from_amplifier,
             json,
         } => session_cmd::import(app, from_amplifier, json).await,
+        SessionCommand::Watch {
+            id,
+            after,
+            limit,
+            json,
+        } => {
+            let options = watch_cmd::WatchOptions { after, limit, json };
+            watch_cmd::watch(app, &id, &options).await
+        }
         SessionCommand::Export {
             id,
             format,
