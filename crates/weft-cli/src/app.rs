@@ -120,6 +120,15 @@ impl App {
         })
     }
 
+    /// Where the store is, for messages: its URL without the password, or
+    /// the home directory of a local store.
+    pub fn store_location(&self) -> String {
+        match &self.config.store.url {
+            Some(url) => weft_store::redact_url(url),
+            None => self.home.display().to_string(),
+        }
+    }
+
     /// Resolves an id or unique prefix.
     pub async fn resolve(&self, id_or_prefix: &str) -> anyhow::Result<SessionId> {
         Ok(self.store.resolve(id_or_prefix).await?)

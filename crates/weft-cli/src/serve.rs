@@ -218,9 +218,9 @@ pub async fn run(app: &App, args: ServeArgs) -> anyhow::Result<()> {
         .local_addr()
         .context("cannot read the bound address")?;
     eprintln!(
-        "weft serve: listening on http://{local} ({} store in {}){}",
+        "weft serve: listening on http://{local} ({} store at {}){}",
         app.store.kind(),
-        app.home.display(),
+        app.store_location(),
         if config.token.is_some() {
             ", token required"
         } else {
