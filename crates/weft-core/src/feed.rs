@@ -272,14 +272,13 @@ impl Feed {
             .send(Arc::new(FeedItem::Event(FeedEvent::from_data(name, data))));
     }
 
-    /// Hands a message to the forwarding task (dropped, with a warning
-    /// from the task's side never, when the channel's buffer is full: the
-    /// other processes' followers poll the store anyway).
+    /// Hands a message to the forwarding task (dropped when its buffer is
+    /// full: other processes' followers poll the store anyway).
     fn forward(&self, body: LiveBody) {
-        if let Some(tx) = &self.inner.forward {
-            if let Err(mpsc::error::TrySendError::Full(_)) = tx.try_send(body) {
-                tracing::debug!(session = %self.inner.id, "the live channel is behind; a message for other processes was dropped");
-            }
+        if let Some(tx) = &self.inner.forward
+            && let Err(mpsc::error::TrySendError::Full(_)) = tx.try_send(body)
+        {
+            tracing::debug!(session = %self.inner.id, "the live channel is behind; a message for other processes was dropped");
         }
     }
 

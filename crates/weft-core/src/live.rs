@@ -134,10 +134,10 @@ impl LiveMessage {
         if wire.o.is_empty() || wire.o.len() > 64 {
             return None;
         }
-        if let LiveBody::Event { name, data } = &wire.b {
-            if name.is_empty() || name.len() > 128 || !data.is_object() {
-                return None;
-            }
+        if let LiveBody::Event { name, data } = &wire.b
+            && (name.is_empty() || name.len() > 128 || !data.is_object())
+        {
+            return None;
         }
         Some((
             session,

@@ -138,10 +138,10 @@ impl<S: Subscriber> Drop for Unsubscribe<S> {
             if router.has(&id) {
                 return;
             }
-            if let Some(open) = slot.as_mut().filter(|o| o.alive.load(Ordering::SeqCst)) {
-                if let Err(e) = open.conn.unlisten(&channel).await {
-                    tracing::debug!(error = %e, "cannot stop listening to a session channel");
-                }
+            if let Some(open) = slot.as_mut().filter(|o| o.alive.load(Ordering::SeqCst))
+                && let Err(e) = open.conn.unlisten(&channel).await
+            {
+                tracing::debug!(error = %e, "cannot stop listening to a session channel");
             }
         });
     }

@@ -113,7 +113,7 @@ pub async fn a_commit_without_notice_still_reaches_followers(a: Arc<dyn Store>, 
     let mut rx = feed_b.subscribe(None).await.expect("subscribe");
     push(&*a, &id, vec![text(Role::User, "silent")]).await;
     let item = recv(&mut rx).await;
-    assert_eq!(label(&*item), "record 2");
+    assert_eq!(label(&item), "record 2");
 }
 
 /// `watch` on handle `b` returns every record handle `a` commits after the
