@@ -9,6 +9,7 @@
 //! cargo run --release -p weft-bench -- server
 //! ```
 
+mod engine;
 mod kernel;
 mod server;
 mod store;

@@ -34,6 +34,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::engine::EngineBaseline;
 use serde_json::{Value, json};
 use weft_core::memory::MemoryStore;
 use weft_core::record::{Record, RecordKind};
@@ -175,7 +176,8 @@ fn stats(mut samples: Vec<Duration>) -> (Duration, Duration, Duration) {
 }
 
 /// A message of about `bytes` bytes of text.
-fn message(role: Role, i: usize, bytes: usize) -> Message {
+/// A message of about `bytes` bytes of text, varied by `i`.
+pub(crate) fn message(role: Role, i: usize, bytes: usize) -> Message {
     const WORDS: &[&str] = &[
         "session", "kernel", "durable", "append", "the", "quick", "brown", "fox", "log", "branch",
         "tool", "result", "weft", "store", "and", "of", "a", "to", "fork", "index",
@@ -317,12 +319,36 @@ async fn append_workload(backend: &str, root: &Path, args: &StoreBenchArgs) -> a
         Some(RawFiles::new(&root.join("raw"), args.sessions)?)
     };
     let mut raw = raw;
+    let mut engine = match backend {
+        "postgres" => Some(
+            EngineBaseline::postgres(
+                PG_URL.get().map(String::as_str).unwrap_or_default(),
+                &workload_tag(root),
+                args.sessions,
+                args.parallel,
+            )
+            .await?,
+        ),
+        "redis" => Some(
+            EngineBaseline::redis(
+                REDIS_URL.get().map(String::as_str).unwrap_or_default(),
+                &workload_tag(root),
+                args.sessions,
+                args.parallel,
+            )
+            .await?,
+        ),
+        _ => None,
+    };
     let total = args.sessions * args.turns * 2;
     let mut latencies = Vec::with_capacity(total);
     let mut store_time = Duration::ZERO;
     for turn in 0..args.turns {
         if let Some(raw) = raw.as_mut() {
             raw.turn(turn, args.message_bytes)?;
+        }
+        if let Some(engine) = engine.as_mut() {
+            engine.turn(turn, args.message_bytes).await?;
         }
         let start = Instant::now();
         if args.parallel {
@@ -369,6 +395,30 @@ async fn append_workload(backend: &str, root: &Path, args: &StoreBenchArgs) -> a
             json!({"records": total, "p50_us": round(rp50.as_secs_f64() * 1e6), "p99_us": round(rp99.as_secs_f64() * 1e6),
                    "note": "write+fdatasync of the same record lines, one file per session, interleaved with this backend's run"}),
         );
+    }
+    if let Some(engine) = engine {
+        let engine_rate = total as f64 / engine.elapsed.as_secs_f64();
+        let (_, ep50, ep99) = stats(engine.latencies.clone());
+        if let Value::Object(o) = &mut params {
+            o.insert("engine_records_per_s".into(), json!(round(engine_rate)));
+            o.insert(
+                "slowdown_vs_engine".into(),
+                json!(round(engine_rate / rate)),
+            );
+        }
+        let note = if backend == "postgres" {
+            "one autocommit INSERT per record line into a bare (session, seq) table, interleaved with this backend's run"
+        } else {
+            "one RPUSH per record line on the same server, interleaved with this backend's run"
+        };
+        emit(
+            backend,
+            "engine_write",
+            engine_rate,
+            "records/s",
+            json!({"records": total, "parallel": args.parallel, "p50_us": round(ep50.as_secs_f64() * 1e6), "p99_us": round(ep99.as_secs_f64() * 1e6), "note": note}),
+        );
+        engine.finish().await;
     }
     emit(backend, "append", rate, "records/s", params);
     if !matches!(backend, "memory" | "postgres" | "redis") {
