@@ -10,6 +10,7 @@ mod app;
 mod branch_cmd;
 mod config;
 mod doctor_cmd;
+mod history_cmd;
 mod models;
 mod run;
 mod serve;
@@ -230,6 +231,9 @@ enum SessionCommand {
         /// Also print the transcript.
         #[arg(long)]
         transcript: bool,
+        /// Also print every record of the log (rewound messages marked).
+        #[arg(long)]
+        log: bool,
         /// JSON output.
         #[arg(long)]
         json: bool,
@@ -277,6 +281,21 @@ enum SessionCommand {
         /// Only show what would be removed.
         #[arg(long)]
         dry_run: bool,
+    },
+    /// Take back (undo) the last turns of a branch: they leave the
+    /// conversation, the model's context and exports; the log keeps them.
+    Rewind {
+        /// Session id or unique prefix.
+        id: String,
+        /// How many turns.
+        #[arg(default_value_t = 1)]
+        turns: u64,
+        /// The branch (default: the session's default branch).
+        #[arg(long)]
+        branch: Option<String>,
+        /// JSON output.
+        #[arg(long)]
+        json: bool,
     },
     /// Rename a session.
     Rename {
@@ -668,8 +687,27 @@ async fn session_command(app: &App, cmd: SessionCommand) -> anyhow::Result<()> {
         SessionCommand::Show {
             id,
             transcript,
+            log,
             json,
-        } => session_cmd::show(app, &id, transcript, json).await,
+        } => {
+            if log && json {
+                anyhow::bail!(
+                    "--log prints text: `weft session export ID --format jsonl` gives the records as JSON"
+                );
+            }
+            session_cmd::show(app, &id, transcript, json).await?;
+            if log {
+                let id = app.resolve(&id).await?;
+                history_cmd::print_log(app, &id).await?;
+            }
+            Ok(())
+        }
+        SessionCommand::Rewind {
+            id,
+            turns,
+            branch,
+            json,
+        } => history_cmd::rewind_cmd(app, &id, turns, branch.as_deref(), json).await,
         SessionCommand::Resume {
             id,
             prompt,

@@ -247,7 +247,7 @@ pub async fn latest_session(app: &App) -> anyhow::Result<SessionId> {
         })
 }
 
-const HELP: &str = "commands: /help, /id, /rename NAME, /fork [TURN], /branch [NAME], /exit (or Ctrl-D); Ctrl-C cancels the running turn";
+const HELP: &str = "commands: /help, /id, /rename NAME, /fork [TURN], /branch [NAME], /undo [N] (take back the last N turns), /exit (or Ctrl-D); Ctrl-C cancels the running turn";
 
 /// The interactive mode: a line editor with history, streaming answers.
 pub async fn interactive(
@@ -297,6 +297,22 @@ pub async fn interactive(
                 "exit" | "quit" => break,
                 "help" => eprintln!("{HELP}"),
                 "id" => eprintln!("session {}", session.id()),
+                "undo" => {
+                    let undone = match crate::history_cmd::undo_turns(arg) {
+                        Ok(n) => session
+                            .rewind(branch.as_deref(), n)
+                            .await
+                            .map_err(Into::into),
+                        Err(e) => Err(e),
+                    };
+                    match undone {
+                        Ok(done) => eprintln!(
+                            "took back {} turn(s): {} message(s) left the conversation",
+                            done.turns, done.messages
+                        ),
+                        Err(e) => eprintln!("error: {e:#}"),
+                    }
+                }
                 "rename" => {
                     if let Err(e) = crate::session_cmd::rename(app, session.id(), arg).await {
                         eprintln!("error: {e:#}");

@@ -64,7 +64,7 @@ pub async fn watch(app: &App, id: &str, options: &WatchOptions) -> anyhow::Resul
 }
 
 /// `#seq kind [branch] preview`.
-fn text_line(record: &Record) -> String {
+pub(crate) fn text_line(record: &Record) -> String {
     let mut line = format!("#{:<5} {}", record.seq, record.kind.name());
     if let Some(branch) = record.branch.as_ref().or_else(|| record.kind.branch()) {
         line.push_str(&format!(" [{branch}]"));

@@ -73,6 +73,7 @@ pub mod profiles;
 pub mod provider;
 pub mod record;
 pub mod registry;
+pub mod rewind;
 pub mod runtime;
 pub mod session;
 pub mod state;

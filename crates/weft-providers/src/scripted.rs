@@ -15,7 +15,8 @@
 //! (`config.responses`). Text streams in several deltas. Running out of
 //! responses is a clear error. With `config.mode = "echo"` it answers every
 //! request with the last user message instead (after `config.delay_ms`, if
-//! set).
+//! set); with `"echo-context"`, with every user message of the request
+//! joined by ` | ` (what the model was shown: tests of context handling).
 //!
 //! A response may also carry `"error": "message"` to make that call fail
 //! (for testing failure paths).
@@ -112,6 +113,9 @@ pub enum ScriptMode {
     Script(Arc<Script>),
     /// With the last user message.
     Echo,
+    /// With every user message it was sent, joined by ` | ` (what the
+    /// model saw of the conversation, for tests of what reaches it).
+    EchoContext,
 }
 
 /// The scripted provider.
@@ -145,8 +149,8 @@ impl ScriptedProvider {
         }
     }
 
-    /// Builds the provider from its module spec: `mode` (`script` or
-    /// `echo`), `script` (a file path) or `responses` (inline), `model`,
+    /// Builds the provider from its module spec: `mode` (`script`, `echo`
+    /// or `echo-context`), `script` (a file path) or `responses` (inline), `model`,
     /// `context_window`.
     pub fn from_spec(spec: &ModuleSpec) -> Result<Self, MountError> {
         let err = |message: String| MountError::Module {
@@ -155,6 +159,7 @@ impl ScriptedProvider {
         };
         let mut provider = match spec.config_str("mode") {
             Some("echo") => Self::echo(),
+            Some("echo-context") => Self::with_mode(ScriptMode::EchoContext),
             Some("script") | None => {
                 if let Some(path) = spec.config_str("script") {
                     Self::new(Script::load(Path::new(path)).map_err(err)?)
@@ -171,7 +176,7 @@ impl ScriptedProvider {
             }
             Some(other) => {
                 return Err(err(format!(
-                    "unknown mode {other:?}: use \"script\" or \"echo\""
+                    "unknown mode {other:?}: use \"script\", \"echo\" or \"echo-context\""
                 )));
             }
         };
@@ -195,14 +200,24 @@ impl ScriptedProvider {
         request: &ChatRequest,
     ) -> Result<(usize, ScriptedResponse), ProviderError> {
         match &self.mode {
-            ScriptMode::Echo => {
-                let last = request
-                    .messages
-                    .iter()
-                    .rev()
-                    .find(|m| m.role == Role::User)
-                    .map(|m| m.text_content())
-                    .unwrap_or_default();
+            ScriptMode::Echo | ScriptMode::EchoContext => {
+                let last = if self.mode == ScriptMode::EchoContext {
+                    request
+                        .messages
+                        .iter()
+                        .filter(|m| m.role == Role::User)
+                        .map(|m| m.text_content())
+                        .collect::<Vec<_>>()
+                        .join(" | ")
+                } else {
+                    request
+                        .messages
+                        .iter()
+                        .rev()
+                        .find(|m| m.role == Role::User)
+                        .map(|m| m.text_content())
+                        .unwrap_or_default()
+                };
                 let n = self.next.fetch_add(1, Ordering::SeqCst);
                 Ok((
                     n,

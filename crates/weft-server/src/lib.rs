@@ -114,6 +114,7 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("get", "/api/v1/sessions/{id}/stream"),
     ("post", "/api/v1/sessions/{id}/execute"),
     ("post", "/api/v1/sessions/{id}/fork"),
+    ("post", "/api/v1/sessions/{id}/rewind"),
     ("post", "/api/v1/sessions/cleanup"),
     ("get", "/api/v1/sessions/{id}/branches"),
     ("post", "/api/v1/sessions/{id}/branches"),
@@ -173,6 +174,7 @@ fn build(core: Arc<Core>) -> Router {
             post(sessions::terminate_session),
         )
         .route("/api/v1/sessions/{id}/fork", post(sessions::fork_session))
+        .route("/api/v1/sessions/{id}/rewind", post(branches::rewind))
         .route(
             "/api/v1/sessions/{id}/messages",
             post(messages::append_message).get(branches::concat_messages),

@@ -21,10 +21,10 @@ use crate::model::{
     AgentEntry, AppendMessageRequest, BranchDetail, BranchInfo, BranchMessage, BranchPromptRequest,
     ChatRequest, CleanupRequest, CleanupResponse, CollectMailRequest, CollectMailResponse,
     ContentBlockDoc, CreateSessionRequest, FailRequest, ForkRequest, ForkedFromInfo, Health,
-    ImageSourceDoc, MailInfo, MessageUsage, Multitask, NewBranchRequest, ProfileEntry, RunRequest,
-    RunResponse, SendMailRequest, SendMessageRequest, SendMessageResponse, SessionInfo,
-    SetStateRequest, SplitFromInfo, SplitRequest, SseEvent, StateEntry, TokenUsage,
-    TranscriptMessage, UpdateSessionRequest,
+    ImageSourceDoc, MailInfo, MessageUsage, Multitask, NewBranchRequest, ProfileEntry,
+    RewindRequest, RewindResponse, RunRequest, RunResponse, SendMailRequest, SendMessageRequest,
+    SendMessageResponse, SessionInfo, SetStateRequest, SplitFromInfo, SplitRequest, SseEvent,
+    StateEntry, TokenUsage, TranscriptMessage, UpdateSessionRequest,
 };
 use crate::routes::{agentkernel, branches, docs, messages, sessions, state};
 
@@ -269,6 +269,7 @@ fn shared_responses(op: &mut Operation, method: &str, long: bool) {
         branches::delete_branch,
         branches::split_branch,
         branches::set_default_branch,
+        branches::rewind,
         branches::branch_transcript,
         branches::branch_send_message,
         branches::send_mail,
@@ -294,7 +295,7 @@ fn shared_responses(op: &mut Operation, method: &str, long: bool) {
         TranscriptMessage, SendMessageRequest, SendMessageResponse, ForkRequest,
         CleanupRequest, CleanupResponse, ProfileEntry, RunRequest, ChatRequest, RunResponse,
         AgentEntry, Health, Multitask, BranchInfo, BranchDetail, SplitFromInfo, BranchMessage,
-        NewBranchRequest, SplitRequest, BranchPromptRequest, SendMailRequest, MailInfo,
+        NewBranchRequest, SplitRequest, RewindRequest, RewindResponse, BranchPromptRequest, SendMailRequest, MailInfo,
         CollectMailRequest, CollectMailResponse, StateEntry, SetStateRequest,
     )),
     modifiers(&Conventions),

@@ -74,6 +74,32 @@ impl Session {
             .await
     }
 
+    /// Rewinds (undoes) the last `turns` turns of a branch (the default
+    /// when None): they leave its conversation — the model's context, the
+    /// transcript, exports — and stay in the log ([`crate::rewind`]).
+    /// Refused while the session runs a turn on that branch.
+    pub async fn rewind(
+        &self,
+        branch: Option<&str>,
+        turns: u64,
+    ) -> Result<crate::rewind::Rewound, SessionError> {
+        let running: Vec<BranchId> = super::lock(&self.inner.running)
+            .values()
+            .map(|(b, _)| b.clone())
+            .collect();
+        self.update_with(|view| {
+            let (done, kinds) = crate::rewind::rewind(view, branch, turns)?;
+            if running.contains(&done.branch) {
+                return Err(SessionError::Invalid(format!(
+                    "branch {} is running a turn: wait for it to end (or cancel it) before rewinding",
+                    done.branch
+                )));
+            }
+            Ok((done, kinds))
+        })
+        .await
+    }
+
     /// Makes a branch the default.
     pub async fn change_default_branch(&self, id_or_name: &str) -> Result<(), SessionError> {
         self.update_with(|view| Ok(((), branches::change_default_branch(view, id_or_name)?)))

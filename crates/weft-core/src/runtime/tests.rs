@@ -228,3 +228,52 @@ async fn an_immediate_cancel_answers_the_running_tool_as_cancelled() {
         [("call_1_1".to_string(), TOOL_CANCELLED.to_string(), true)]
     );
 }
+
+#[tokio::test]
+async fn a_rewound_turn_leaves_the_models_context_and_the_view() {
+    let provider =
+        FakeProvider::replying([Reply::text("one"), Reply::text("two"), Reply::text("three")]);
+    let session = session_with(&provider, vec![]).await.expect("session");
+    session.execute("first").await.expect("turn 1");
+    session.execute("second").await.expect("turn 2");
+    let done = session.rewind(None, 1).await.expect("rewind");
+    assert_eq!((done.turns, done.messages), (1, 2));
+    let texts = |ms: Vec<crate::Message>| -> Vec<String> {
+        ms.iter().map(crate::Message::text_content).collect()
+    };
+    assert_eq!(
+        texts(messages(&session, None).await.expect("messages")),
+        ["first", "one"]
+    );
+    session.execute("third").await.expect("turn 3");
+    let sent = provider.requests().pop().expect("a request");
+    let seen: Vec<String> = sent.messages.iter().map(|m| m.text_content()).collect();
+    assert!(
+        !seen
+            .iter()
+            .any(|t| t.contains("second") || t.contains("two")),
+        "{seen:?}"
+    );
+    assert!(
+        seen.iter().any(|t| t == "first") && seen.iter().any(|t| t == "third"),
+        "{seen:?}"
+    );
+    // More than there is: a clear refusal, nothing written.
+    let head = session
+        .store()
+        .get(session.id())
+        .await
+        .expect("get")
+        .last_seq;
+    let err = session.rewind(Some("main"), 5).await.expect_err("too many");
+    assert!(err.to_string().contains("rewind 1 to 2"), "{err}");
+    assert_eq!(
+        session
+            .store()
+            .get(session.id())
+            .await
+            .expect("get")
+            .last_seq,
+        head
+    );
+}

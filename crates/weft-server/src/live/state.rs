@@ -150,6 +150,7 @@ fn check_busy(view: &SessionView, kinds: &[RecordKind], busy: &[BranchId]) -> Re
             RecordKind::MailCollected { recipient, .. } => {
                 (recipient, "mail is delivered to a branch between its turns")
             }
+            RecordKind::Rewind { branch, .. } => (branch, "a branch is rewound between its turns"),
             RecordKind::Message(m) => (
                 &m.branch,
                 "messages are added to a branch between its turns",

@@ -316,3 +316,35 @@ pub struct ConcatParams {
     #[serde(alias = "excludeLoad")]
     pub exclude_load: bool,
 }
+
+/// `POST /api/v1/sessions/{id}/rewind`.
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct RewindRequest {
+    /// How many turns to take back (default 1).
+    #[serde(default = "one_turn")]
+    #[schema(minimum = 1, default = 1)]
+    pub turns: u64,
+    /// The branch (id or name; default: the session's default branch).
+    #[serde(default)]
+    #[schema(max_length = 100)]
+    pub branch: Option<String>,
+}
+
+fn one_turn() -> u64 {
+    1
+}
+
+/// What a rewind did.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RewindResponse {
+    /// The branch rewound (its id).
+    pub branch: String,
+    /// The last seq that stays in its conversation.
+    pub to_seq: u64,
+    /// How many turns left it.
+    pub turns: u64,
+    /// How many messages left it (the log keeps them).
+    pub messages: usize,
+}

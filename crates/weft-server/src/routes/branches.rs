@@ -31,8 +31,8 @@ use crate::live::{Need, Prompt};
 use crate::model::{
     BranchDetail, BranchInfo, BranchMessage, BranchPromptRequest, CollectMailRequest,
     CollectMailResponse, ConcatParams, LimitParams, MailInfo, MailParams, MessageContent,
-    MultitaskParams, NewBranchRequest, SendMailRequest, SendMessageResponse, SplitRequest,
-    TranscriptMessage,
+    MultitaskParams, NewBranchRequest, RewindRequest, RewindResponse, SendMailRequest,
+    SendMessageResponse, SplitRequest, TranscriptMessage,
 };
 use crate::routes::AppState;
 use crate::routes::messages::{accepted, transcript_of};
@@ -257,6 +257,41 @@ pub(crate) async fn split_branch(
         })
         .await?;
     Ok((StatusCode::CREATED, Json(info)))
+}
+
+/// Takes back (undoes) the last turns of a branch: they leave its
+/// conversation (the model's context, transcripts, exports); the log keeps
+/// them. Refused while the branch runs a turn.
+#[utoipa::path(
+    post, path = "/api/v1/sessions/{id}/rewind", tag = "branches",
+    params(("id" = String, Path, description = "Session id")),
+    request_body = RewindRequest,
+    responses(
+        (status = 200, description = "What left the conversation", body = RewindResponse),
+        (status = 404, description = "Unknown id", body = ErrorBody),
+        (status = 409, description = "The branch is running a turn", body = ErrorBody),
+        (status = 422, description = "Unknown branch, or more turns than the branch has", body = ErrorBody),
+    )
+)]
+pub(crate) async fn rewind(
+    State(core): State<AppState>,
+    PathId(id): PathId,
+    ApiJson(req): ApiJson<RewindRequest>,
+) -> Result<Json<RewindResponse>, ApiError> {
+    let branch = req.branch.filter(|b| !b.trim().is_empty());
+    let done = core
+        .update(&id, |view, _| {
+            let (done, kinds) = weft_core::rewind::rewind(view, branch.as_deref(), req.turns)
+                .map_err(|e| ApiError::from_branch(&id, e, Some("branch"), "turns"))?;
+            Ok((done, kinds))
+        })
+        .await?;
+    Ok(Json(RewindResponse {
+        branch: done.branch.to_string(),
+        to_seq: done.to_seq,
+        turns: done.turns,
+        messages: done.messages,
+    }))
 }
 
 /// Makes a branch the session's default (prompts without a branch run on
