@@ -6,7 +6,7 @@
 //! know listing, search or turn locks.
 
 use redis::AsyncCommands;
-use weft_core::SessionId;
+use weft_core::{BranchId, SessionId};
 use weft_core::record::{Record, RecordKind, check_batch};
 use weft_core::session::{SessionMeta, SessionStatus};
 use weft_core::store::{DeleteOptions, StoreError};
@@ -111,6 +111,8 @@ impl RedisStore {
         }
         let lines = self.lines(&records)?;
         let k = &self.keys;
+        let fenced = Record::batch_turn(&records);
+        let branch = fenced.map_or_else(BranchId::main, |(_, b)| b.clone());
         let mut conn = self.conn().await?;
         let reply: Vec<i64> = scripts::APPEND
             .key(k.meta(id))
@@ -119,11 +121,14 @@ impl RedisStore {
             .key(k.project(&meta.project.slug))
             .key(k.events(id))
             .key(k.turns(id))
+            .key(k.turn(id, &branch))
             .arg(expected_seq)
             .arg(encode_json(&meta)?)
             .arg(score(&meta))
             .arg(id.as_str())
             .arg(self.ttl_ms())
+            .arg(fenced.map_or("", |(t, _)| t.as_str()))
+            .arg(branch.as_str())
             .arg(lines)
             .invoke_async(&mut conn)
             .await
@@ -132,6 +137,11 @@ impl RedisStore {
             [0, _] => Ok(meta),
             [1, actual] => Err(conflict(u64::try_from(*actual).unwrap_or(0))),
             [2, _] => Err(not_found(id)),
+            [3, _] => Err(StoreError::LeaseLost {
+                id: id.to_string(),
+                branch: branch.to_string(),
+                turn: fenced.map_or_else(String::new, |(t, _)| t.to_string()),
+            }),
             other => Err(self.unexpected("append", other)),
         }
     }
