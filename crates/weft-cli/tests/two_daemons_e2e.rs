@@ -295,3 +295,107 @@ fn two_daemons_on_one_redis() {
         .expect("runtime")
         .block_on(two_daemons_share_a_store("redis", &url));
 }
+
+/// `kill -<signal> <pid>`.
+fn signal(pid: u32, signal: &str) {
+    let ok = std::process::Command::new("kill")
+        .args([&format!("-{signal}"), &pid.to_string()])
+        .status()
+        .expect("kill");
+    assert!(ok.success(), "kill -{signal} {pid}");
+}
+
+/// Fencing across nodes: A is paused (SIGSTOP) in the middle of a turn, its
+/// lease expires, B takes the branch over and runs a turn; when A resumes
+/// (SIGCONT), its turn's appends are refused (the turn fails saying it
+/// lost its lease) and nothing of it lands after B's turn.
+async fn a_paused_node_cannot_append_after_losing_its_lease(kind: &str, url: &str) {
+    let env = Env::new();
+    std::fs::create_dir_all(env.project.path().join("b")).expect("dir b");
+    let plan = |text: &str, delay_ms: u64| {
+        json!({
+            "session": {"orchestrator": "loop-basic", "context": "context-simple"},
+            "providers": [{"module": "provider-scripted", "config": {"responses": [
+                {"text": text, "delay_ms": delay_ms}
+            ]}}]
+        })
+        .to_string()
+    };
+    let a_plan = env.file("plan.json", &plan("the zombie answer", 4000));
+    let b_plan = env.file("b/plan.json", &plan("B took over", 0));
+    let vars = [("WEFT_STORE__KIND", kind), ("WEFT_STORE__URL", url)];
+    let a = env
+        .serve_with(&vars, &["--mount-plan", a_plan.to_str().expect("path")])
+        .await;
+    let b = env
+        .serve_with(&vars, &["--mount-plan", b_plan.to_str().expect("path")])
+        .await;
+    let id = a.active().await;
+    let messages = format!("/api/v1/sessions/{id}/send-message");
+    let (status, body) = a.post(&messages, json!({"content": "slow on A"})).await;
+    assert_eq!(status, 202, "{body}");
+    wait_until("B sees A's turn running", || async {
+        info(&b, &id).await["running"] == true
+    })
+    .await;
+    let pid = a.child.id();
+    signal(pid, "STOP");
+    wait_until("A's lease expires", || async {
+        info(&b, &id).await["interrupted"] == true
+    })
+    .await;
+    let (status, body) = b.post(&messages, json!({"content": "on B"})).await;
+    assert_eq!(status, 202, "{body}");
+    b.wait_idle(&id).await;
+    signal(pid, "CONT");
+    let deadline = Instant::now() + PATIENCE;
+    while !std::fs::read_to_string(&a.log).is_ok_and(|l| l.contains("lost its lease")) {
+        assert!(
+            Instant::now() < deadline,
+            "A's turn did not fail on its lost lease; its log: {}; the session on B: {:?}",
+            std::fs::read_to_string(&a.log).unwrap_or_default(),
+            b.transcript(&id).await
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let texts = b.texts(&id).await;
+    assert_eq!(texts.last(), Some(&json!("B took over")), "{texts:?}");
+    assert!(
+        !texts.contains(&json!("the zombie answer")),
+        "the paused node appended after losing its lease: {texts:?}"
+    );
+    assert_eq!(info(&b, &id).await["status"], "active");
+    let seqs = b.replayed_seqs(&id).await;
+    let gapless: Vec<u64> = (1..=seqs.len() as u64).collect();
+    assert_eq!(seqs, gapless);
+}
+
+#[test]
+fn a_paused_node_is_fenced_on_postgres() {
+    let db = TempDatabase::create();
+    let url = format!("{}?lease_ms={LEASE_MS}", db.url());
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(4)
+        .enable_all()
+        .build()
+        .expect("runtime")
+        .block_on(a_paused_node_cannot_append_after_losing_its_lease(
+            "postgres", &url,
+        ));
+}
+
+#[test]
+fn a_paused_node_is_fenced_on_redis() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let redis = LocalRedis::start(None, dir.path())
+        .unwrap_or_else(|e| panic!("this test needs a local redis-server: {e}"));
+    let url = format!("{}?lease_ms={LEASE_MS}", redis.url());
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(4)
+        .enable_all()
+        .build()
+        .expect("runtime")
+        .block_on(a_paused_node_cannot_append_after_losing_its_lease(
+            "redis", &url,
+        ));
+}

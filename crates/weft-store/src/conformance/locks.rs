@@ -153,11 +153,21 @@ pub async fn appends_are_fenced_by_the_turn_lease(store: Arc<dyn Store>) {
     );
     assert_eq!(store.read_all(&id).await.unwrap(), before, "nothing written");
     assert_eq!(store.get(&id).await.unwrap().last_seq, head);
+    let before_u = head;
     let head = store
         .append(&id, head, turn_batch(head, &u, &main, "by u"))
         .await
         .expect("the new holder appends")
         .last_seq;
+    // At the head it knew (now stale), T is told it lost its lease, not
+    // sent to rebase on a conflict.
+    assert_lease_lost(
+        store
+            .append(&id, before_u, turn_batch(before_u, &t, &main, "stale"))
+            .await,
+        &t,
+        "a turn whose lease was taken over, at a stale head",
+    );
     drop(lock_u);
     // Nobody holds it: T's append is still refused.
     assert_lease_lost(

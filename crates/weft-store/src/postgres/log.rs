@@ -282,7 +282,10 @@ impl PostgresStore {
                 Some(hit) => hit,
                 None => {
                     let (head, meta, json) = read_head(&conn, id).await?;
-                    if head != expected_seq {
+                    // A turn's batch goes to the statement even then: a
+                    // turn that lost its lease is told so (not sent to
+                    // rebase on a conflict).
+                    if head != expected_seq && fenced.is_none() {
                         return Err(conflict(id, expected_seq, head));
                     }
                     (meta, json)

@@ -103,7 +103,10 @@ impl RedisStore {
             expected: expected_seq,
             actual,
         };
-        if meta.last_seq != expected_seq {
+        let fenced = Record::batch_turn(&records);
+        // A turn's batch goes to the script even then: a turn that lost its
+        // lease is told so (not sent to rebase on a conflict).
+        if meta.last_seq != expected_seq && fenced.is_none() {
             return Err(conflict(meta.last_seq));
         }
         for r in &records {
@@ -111,7 +114,6 @@ impl RedisStore {
         }
         let lines = self.lines(&records)?;
         let k = &self.keys;
-        let fenced = Record::batch_turn(&records);
         let branch = fenced.map_or_else(BranchId::main, |(_, b)| b.clone());
         let mut conn = self.conn().await?;
         let reply: Vec<i64> = scripts::APPEND
