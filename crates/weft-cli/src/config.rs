@@ -132,7 +132,10 @@ pub const AGENTKERNEL_REDIS_TTL: u64 = 7 * 24 * 3600;
 /// `url` with `ttl=<secs>` added unless its query already gives a `ttl`.
 fn with_default_ttl(url: &str, secs: u64) -> String {
     let query = url.split_once('?').map_or("", |(_, q)| q);
-    if query.split('&').any(|p| p == "ttl" || p.starts_with("ttl=")) {
+    if query
+        .split('&')
+        .any(|p| p == "ttl" || p.starts_with("ttl="))
+    {
         return url.to_string();
     }
     let sep = if url.contains('?') { "&" } else { "?" };
@@ -231,7 +234,10 @@ mod tests {
             ("AK_SESSION__TYPE", "redis"),
             ("AK_SESSION__REDIS__URL", "redis://h:1/0?prefix=ak:&ttl=60"),
         ]);
-        assert_eq!(given.url.as_deref(), Some("redis://h:1/0?prefix=ak:&ttl=60"));
+        assert_eq!(
+            given.url.as_deref(),
+            Some("redis://h:1/0?prefix=ak:&ttl=60")
+        );
         let never = load(&[
             ("AK_SESSION__TYPE", "redis"),
             ("AK_SESSION__REDIS__URL", "redis://h:1?prefix=ak:&ttl=0"),

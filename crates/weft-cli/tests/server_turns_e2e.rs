@@ -175,8 +175,14 @@ async fn turns_on_two_daemons_on_one_session_both_succeed() {
     for round in 0..3 {
         let (ma, mb) = (format!("a{round}"), format!("b{round}"));
         let ((sa, ra), (sb, rb)) = tokio::join!(
-            a.post("/run?multitask=enqueue", json!({"message": ma, "session_id": id})),
-            b.post("/run?multitask=enqueue", json!({"message": mb, "session_id": id}))
+            a.post(
+                "/run?multitask=enqueue",
+                json!({"message": ma, "session_id": id})
+            ),
+            b.post(
+                "/run?multitask=enqueue",
+                json!({"message": mb, "session_id": id})
+            )
         );
         assert_eq!(sa, 200, "round {round}: {ra}");
         assert_eq!(sb, 200, "round {round}: {rb}");

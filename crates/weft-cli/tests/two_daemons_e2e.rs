@@ -88,7 +88,9 @@ async fn info(d: &Daemon, id: &str) -> Value {
 
 /// Whether any message of `transcript` has a tool call.
 fn has_tool_call(transcript: &[Value]) -> bool {
-    transcript.iter().any(|m| m.to_string().contains("sleep 15"))
+    transcript
+        .iter()
+        .any(|m| m.to_string().contains("sleep 15"))
 }
 
 /// The scenario on a store: `kind` (`postgres`, `redis`) at `url` (with

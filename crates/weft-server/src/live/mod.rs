@@ -305,8 +305,7 @@ impl Core {
             match self.store().turn_locks(&meta.id).await {
                 Ok(locks) => {
                     info.running = locks.iter().any(|l| l.live);
-                    info.interrupted =
-                        !info.running && locks.iter().any(|l| l.holder.is_some());
+                    info.interrupted = !info.running && locks.iter().any(|l| l.holder.is_some());
                 }
                 Err(e) => {
                     tracing::warn!(session = %meta.id, error = %e, "cannot read the session's turn locks")

@@ -121,7 +121,11 @@ pub async fn appends_are_fenced_by_the_turn_lease(store: Arc<dyn Store>) {
         .last_seq;
     // Not fenced: no turn named.
     let head = store
-        .append(&id, head, Record::batch(head, [text(Role::User, "no turn")]))
+        .append(
+            &id,
+            head,
+            Record::batch(head, [text(Role::User, "no turn")]),
+        )
         .await
         .expect("a batch naming no turn is not fenced")
         .last_seq;
@@ -151,7 +155,11 @@ pub async fn appends_are_fenced_by_the_turn_lease(store: Arc<dyn Store>) {
         &t,
         "a turn whose lease was taken over",
     );
-    assert_eq!(store.read_all(&id).await.unwrap(), before, "nothing written");
+    assert_eq!(
+        store.read_all(&id).await.unwrap(),
+        before,
+        "nothing written"
+    );
     assert_eq!(store.get(&id).await.unwrap().last_seq, head);
     let before_u = head;
     let head = store
@@ -240,11 +248,13 @@ pub async fn an_expired_lease_is_taken_over(store: Arc<dyn Store>, lease: Durati
     }
     let locks = store.turn_locks(&id).await.unwrap();
     assert!(
-        locks.iter().any(|l| !l.live
-            && l.holder.as_ref().and_then(|h| h.turn.as_ref()) == Some(&t)),
+        locks
+            .iter()
+            .any(|l| !l.live && l.holder.as_ref().and_then(|h| h.turn.as_ref()) == Some(&t)),
         "the expired lease names its turn: {locks:?}"
     );
-    let TurnLockAttempt::Acquired(_lock_u) = store.try_lock_turn(&id, &main, &holder_u).await.unwrap()
+    let TurnLockAttempt::Acquired(_lock_u) =
+        store.try_lock_turn(&id, &main, &holder_u).await.unwrap()
     else {
         panic!("an expired lease is taken over");
     };

@@ -35,14 +35,16 @@ pub(super) fn take_lease_option(url: &str) -> Result<(String, Duration), Postgre
     for pair in query.split('&') {
         match pair.split_once('=') {
             Some(("lease_ms", v)) => {
-                let ms: u64 = v.parse().ok().filter(|ms| *ms > 0).ok_or_else(|| {
-                    PostgresError::BadUrl {
-                        url: super::redact_url(url),
-                        reason: format!(
-                            "lease_ms={v} must be a positive number of milliseconds"
-                        ),
-                    }
-                })?;
+                let ms: u64 =
+                    v.parse()
+                        .ok()
+                        .filter(|ms| *ms > 0)
+                        .ok_or_else(|| PostgresError::BadUrl {
+                            url: super::redact_url(url),
+                            reason: format!(
+                                "lease_ms={v} must be a positive number of milliseconds"
+                            ),
+                        })?;
                 lease = Duration::from_millis(ms);
             }
             _ if pair.is_empty() => {}
@@ -235,14 +237,17 @@ mod tests {
 
     #[test]
     fn the_lease_option_is_taken_out_of_the_url() {
-        let (url, lease) = take_lease_option("postgres://u@h/db?lease_ms=300&sslmode=disable").unwrap();
+        let (url, lease) =
+            take_lease_option("postgres://u@h/db?lease_ms=300&sslmode=disable").unwrap();
         assert_eq!(url, "postgres://u@h/db?sslmode=disable");
         assert_eq!(lease, Duration::from_millis(300));
         let (url, lease) = take_lease_option("postgres://u@h/db").unwrap();
         assert_eq!((url.as_str(), lease), ("postgres://u@h/db", TURN_LEASE));
         let (url, _) = take_lease_option("postgres://u@h/db?lease_ms=5").unwrap();
         assert_eq!(url, "postgres://u@h/db");
-        let e = take_lease_option("postgres://u:secret@h/db?lease_ms=x").unwrap_err().to_string();
+        let e = take_lease_option("postgres://u:secret@h/db?lease_ms=x")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("lease_ms") && !e.contains("secret"), "{e}");
     }
 }

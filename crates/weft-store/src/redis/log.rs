@@ -6,11 +6,11 @@
 //! know listing, search or turn locks.
 
 use redis::AsyncCommands;
-use weft_core::{BranchId, SessionId};
 use weft_core::record::{Record, RecordKind, check_batch};
 use weft_core::session::{SessionMeta, SessionStatus};
 use weft_core::store::{DeleteOptions, StoreError};
 use weft_core::view::creation_batch;
+use weft_core::{BranchId, SessionId};
 
 use super::scripts;
 use super::{RedisStore, decode_meta, encode_json, not_found};

@@ -89,11 +89,9 @@ pub(super) fn parse_store_url(url: &str) -> Result<RedisOptions, StoreError> {
                 ttl = (secs > 0).then(|| Duration::from_secs(secs));
             }
             "lease_ms" => {
-                let ms: u64 = v
-                    .parse()
-                    .ok()
-                    .filter(|ms| *ms > 0)
-                    .ok_or_else(|| invalid("lease_ms= must be a positive number of milliseconds"))?;
+                let ms: u64 = v.parse().ok().filter(|ms| *ms > 0).ok_or_else(|| {
+                    invalid("lease_ms= must be a positive number of milliseconds")
+                })?;
                 lease = Duration::from_millis(ms);
             }
             _ => kept.push(pair),
@@ -141,7 +139,10 @@ mod tests {
         assert_eq!(parse_store_url("redis://h?ttl=0").unwrap().ttl, None);
         assert_eq!(d.lease, super::super::TURN_LOCK_TTL);
         let short = parse_store_url("redis://h?lease_ms=250").unwrap();
-        assert_eq!((short.url.as_str(), short.lease), ("redis://h", Duration::from_millis(250)));
+        assert_eq!(
+            (short.url.as_str(), short.lease),
+            ("redis://h", Duration::from_millis(250))
+        );
         assert!(parse_store_url("redis://h?lease_ms=0").is_err());
         let e = parse_store_url("http://:pw@h?ttl=x")
             .unwrap_err()
