@@ -111,10 +111,8 @@ pub enum StoreError {
         #[source]
         source: std::io::Error,
     },
-    /// A turn's append was refused because the turn no longer holds the
-    /// lease of its branch (a lease backend's fencing, see
-    /// [`crate::lease`]): it stopped renewing and the lease expired, and
-    /// another runner may have taken it over. Nothing was appended.
+    /// A turn's append was refused: the turn no longer holds its branch's
+    /// lease (fencing, see [`crate::lease`]). Nothing was appended.
     #[error(
         "the turn {turn} lost its lease on branch {branch} of session {id} (another node took it over after it stopped renewing): nothing was appended; run the prompt again"
     )]
@@ -123,7 +121,7 @@ pub enum StoreError {
         id: String,
         /// The branch.
         branch: String,
-        /// The turn whose append was refused.
+        /// The turn refused.
         turn: String,
     },
     /// Any other backend failure.
@@ -526,12 +524,8 @@ pub trait Store: Send + Sync {
     /// token). A lock whose holder died without releasing it stays visible
     /// in [`Store::turn_locks`] as not live (an interrupted turn) until the
     /// next holder takes it. Fails with [`StoreError::NotFound`] when the
-    /// session does not exist.
-    ///
-    /// Lease backends also fence: an append of records naming a turn
-    /// (`Record::turn`) succeeds only while that turn
-    /// ([`TurnHolder::turn`]) holds the lease of the records' branch,
-    /// else [`StoreError::LeaseLost`] (see [`crate::lease`]).
+    /// session does not exist. Lease backends also fence a turn's appends
+    /// with it ([`StoreError::LeaseLost`], see [`crate::lease`]).
     async fn try_lock_turn(
         &self,
         id: &SessionId,
