@@ -232,13 +232,22 @@ pub async fn show(app: &App, id: &str, transcript: bool, json_out: bool) -> anyh
     let id = app.resolve(id).await?;
     let view = app.store.view(&id).await?;
     let meta = &view.meta;
-    // Active, but its process exited mid-turn (see `Store::is_interrupted`).
+    // Active, but its process exited mid-turn (see `Store::is_interrupted`),
+    // or running a turn (in any process sharing the store).
     let interrupted = app.store.is_interrupted(&id).await?;
+    let runner = if meta.status == SessionStatus::Active {
+        app.store
+            .turn_locks(&id)
+            .await?
+            .into_iter()
+            .find(|l| l.live)
+    } else {
+        None
+    };
     // Damaged records the store set aside (never silently gone).
     let quarantined = app.store.quarantined(&id).await?;
     if json_out {
-        let mut v =
-            json!({"session": meta, "interrupted": interrupted, "quarantined": quarantined});
+        let mut v = json!({"session": meta, "interrupted": interrupted, "running": runner.is_some(), "quarantined": quarantined});
         if transcript {
             v["transcript"] = serde_json::to_value(view.messages(meta.default_branch.as_str()))?;
         }
@@ -258,6 +267,16 @@ pub async fn show(app: &App, id: &str, transcript: bool, json_out: bool) -> anyh
             out,
             "Status    {} (interrupted: the process running its turn exited; `weft run --resume` continues it, `weft session cleanup` removes it)",
             meta.status
+        )?;
+    } else if let Some(lock) = &runner {
+        let who = lock.holder.as_ref().map_or_else(
+            || "another process".to_string(),
+            weft_core::lease::TurnHolder::describe,
+        );
+        writeln!(
+            out,
+            "Status    {} (running a turn on branch {} in {who})",
+            meta.status, lock.branch
         )?;
     } else {
         writeln!(out, "Status    {}", meta.status)?;

@@ -44,7 +44,7 @@ fn plan_a() -> String {
     json!({
         "session": {"orchestrator": "loop-basic", "context": "context-simple"},
         "providers": [{"module": "provider-scripted", "config": {"responses": [
-            {"text": SLOW_ANSWER, "delay_ms": 3000},
+            {"text": SLOW_ANSWER, "delay_ms": 5000},
             {"tool_calls": [{"name": "bash", "arguments": {"command": "sleep 15"}}]},
             {"text": "never reached"}
         ]}}],
@@ -137,6 +137,17 @@ async fn two_daemons_share_a_store(kind: &str, url: &str) {
     })
     .await;
     assert_eq!(info(&b, &id).await["interrupted"], false);
+    // The CLI on the same store says so too.
+    let shown = env
+        .command(&["session", "show", &id])
+        .envs(vars)
+        .output()
+        .expect("weft session show");
+    let shown = String::from_utf8_lossy(&shown.stdout);
+    assert!(
+        shown.contains("running a turn on branch main in process"),
+        "{shown}"
+    );
     // B refuses a prompt on the branch A runs (409 naming the holder)…
     let (status, body) = b.post(&messages, json!({"content": "to B"})).await;
     assert_eq!(status, 409, "{body}");

@@ -244,6 +244,24 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_holder_names_its_turn_only_when_it_has_one() {
+        let plain = TurnHolder::current();
+        let json = serde_json::to_value(&plain).unwrap();
+        assert!(json.get("turn").is_none(), "{json}");
+        // A holder written before holders named turns still reads.
+        let old: TurnHolder = serde_json::from_value(
+            serde_json::json!({"pid": 1, "host": "h", "started_at": "2026-01-01T00:00:00Z"}),
+        )
+        .unwrap();
+        assert_eq!(old.turn, None);
+        let turn = TurnId::new_v7();
+        let holder = TurnHolder::current().for_turn(&turn);
+        let back: TurnHolder =
+            serde_json::from_value(serde_json::to_value(&holder).unwrap()).unwrap();
+        assert_eq!(back.turn, Some(turn));
+    }
+
+    #[test]
     fn a_local_lock_is_exclusive_and_released_on_drop() {
         let locks = LocalTurnLocks::new();
         let id = SessionId::parse("s1").unwrap();
