@@ -3,7 +3,11 @@
 //! command-line flags, in rising precedence. agentkernel's session
 //! variables are read as aliases below the `WEFT_*` ones:
 //! `AK_SESSION__TYPE=in_memory|redis` (the store kind) and
-//! `AK_SESSION__REDIS__URL` (the store URL).
+//! `AK_SESSION__REDIS__URL` (the store URL). Sessions stored through
+//! agentkernel's variables expire as agentkernel's do: 7 days after their
+//! last write ([`AGENTKERNEL_REDIS_TTL`]) unless the URL gives `?ttl=`
+//! (`ttl=0`: never); weft's own `--store redis` keeps them forever unless
+//! its URL says otherwise.
 
 use std::path::{Path, PathBuf};
 
@@ -120,19 +124,46 @@ pub struct StoreFlags {
     pub url: Option<String>,
 }
 
+/// agentkernel's default session TTL on Redis, in seconds (7 days): what
+/// sessions stored through `AK_SESSION__TYPE=redis` get unless their URL
+/// gives `?ttl=`.
+pub const AGENTKERNEL_REDIS_TTL: u64 = 7 * 24 * 3600;
+
+/// `url` with `ttl=<secs>` added unless its query already gives a `ttl`.
+fn with_default_ttl(url: &str, secs: u64) -> String {
+    let query = url.split_once('?').map_or("", |(_, q)| q);
+    if query
+        .split('&')
+        .any(|p| p == "ttl" || p.starts_with("ttl="))
+    {
+        return url.to_string();
+    }
+    let sep = if url.contains('?') { "&" } else { "?" };
+    format!("{url}{sep}ttl={secs}")
+}
+
 /// Adds agentkernel's store variables (read through `var`) to `figment`:
 /// `AK_SESSION__TYPE` (`in_memory` → `memory`; other values, such as
-/// `redis`, as they are) and `AK_SESSION__REDIS__URL`.
+/// `redis`, as they are) and `AK_SESSION__REDIS__URL` (with `redis`,
+/// agentkernel's default TTL, [`AGENTKERNEL_REDIS_TTL`], unless the URL
+/// gives one).
 fn agentkernel_aliases(mut figment: Figment, var: impl Fn(&str) -> Option<String>) -> Figment {
     let set = |v: Option<String>| v.filter(|v| !v.trim().is_empty());
+    let mut redis = false;
     if let Some(kind) = set(var("AK_SESSION__TYPE")) {
         let kind = match kind.trim() {
             "in_memory" => "memory".to_string(),
             other => other.to_string(),
         };
+        redis = kind == "redis";
         figment = figment.merge(("store.kind", kind));
     }
     if let Some(url) = set(var("AK_SESSION__REDIS__URL")) {
+        let url = if redis {
+            with_default_ttl(url.trim(), AGENTKERNEL_REDIS_TTL)
+        } else {
+            url
+        };
         figment = figment.merge(("store.url", url));
     }
     figment
@@ -194,7 +225,35 @@ mod tests {
             ("AK_SESSION__REDIS__URL", "redis://127.0.0.1:7000"),
         ]);
         assert_eq!(redis.kind, weft_store::StoreKind::Redis);
-        assert_eq!(redis.url.as_deref(), Some("redis://127.0.0.1:7000"));
+        // agentkernel's default TTL (7 days) unless the URL gives one.
+        assert_eq!(
+            redis.url.as_deref(),
+            Some("redis://127.0.0.1:7000?ttl=604800")
+        );
+        let given = load(&[
+            ("AK_SESSION__TYPE", "redis"),
+            ("AK_SESSION__REDIS__URL", "redis://h:1/0?prefix=ak:&ttl=60"),
+        ]);
+        assert_eq!(
+            given.url.as_deref(),
+            Some("redis://h:1/0?prefix=ak:&ttl=60")
+        );
+        let never = load(&[
+            ("AK_SESSION__TYPE", "redis"),
+            ("AK_SESSION__REDIS__URL", "redis://h:1?prefix=ak:&ttl=0"),
+        ]);
+        assert_eq!(never.url.as_deref(), Some("redis://h:1?prefix=ak:&ttl=0"));
+        let prefixed = load(&[
+            ("AK_SESSION__TYPE", "redis"),
+            ("AK_SESSION__REDIS__URL", "redis://h:1?prefix=ak:"),
+        ]);
+        assert_eq!(
+            prefixed.url.as_deref(),
+            Some("redis://h:1?prefix=ak:&ttl=604800")
+        );
+        // The store URL alone (weft's own redis store) gets no TTL.
+        let plain = load(&[("AK_SESSION__REDIS__URL", "redis://h:1")]);
+        assert_eq!(plain.url.as_deref(), Some("redis://h:1"));
         let memory = load(&[("AK_SESSION__TYPE", "in_memory")]);
         assert_eq!(memory.kind, weft_store::StoreKind::Memory);
         assert_eq!(load(&[]), StoreConfig::default());

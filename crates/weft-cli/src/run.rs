@@ -173,7 +173,7 @@ pub async fn run_once(
     .await;
     let cancelled = matches!(&result, Err(e) if e.is_cancelled());
     // A clash with another writer (a turn of another process, a session
-    // ended elsewhere) is not the session's failure: it stays as the other
+    // ended elsewhere, a lease another node took over) is not the session's failure: it stays as the other
     // writer left it.
     if let Err(e) = &result
         && !cancelled
@@ -217,7 +217,9 @@ pub async fn run_once(
 fn is_concurrency(e: &SessionError) -> bool {
     matches!(
         e,
-        SessionError::Store(StoreError::Conflict { .. } | StoreError::Refused(_))
+        SessionError::Store(
+            StoreError::Conflict { .. } | StoreError::Refused(_) | StoreError::LeaseLost { .. }
+        )
     )
 }
 

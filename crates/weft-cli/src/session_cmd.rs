@@ -52,11 +52,39 @@ fn local_time(t: &chrono::DateTime<chrono::Utc>) -> String {
     t.with_timezone(&Local).format("%Y-%m-%d %H:%M").to_string()
 }
 
-fn row(meta: &SessionMeta, indent: usize) -> String {
+/// Whether a turn runs on session `meta` (in any process sharing the
+/// store: its turn lock is live), and whether it is interrupted (active,
+/// nobody running it, a turn's process stopped mid-turn). Only active
+/// sessions cost a lock lookup.
+async fn run_state(app: &App, meta: &SessionMeta) -> anyhow::Result<(bool, bool)> {
+    if meta.status != SessionStatus::Active {
+        return Ok((false, false));
+    }
+    let locks = app.store.turn_locks(&meta.id).await?;
+    let running = locks.iter().any(|l| l.live);
+    Ok((
+        running,
+        !running && locks.iter().any(|l| l.holder.is_some()),
+    ))
+}
+
+/// The Status column: the status, or for an active session `running`
+/// (a turn runs), `interrupted` (nobody runs it; a turn was cut off) or
+/// `active` (idle).
+fn status_cell(meta: &SessionMeta, (running, interrupted): (bool, bool)) -> String {
+    match (meta.status, running, interrupted) {
+        (SessionStatus::Active, true, _) => "running".into(),
+        (SessionStatus::Active, _, true) => "interrupted".into(),
+        (status, _, _) => status.to_string(),
+    }
+}
+
+fn row(meta: &SessionMeta, state: (bool, bool), indent: usize) -> String {
     format!(
-        "{:<width$}  {:<16}  {:<10}  {:>8}  {:<40}  {}",
+        "{:<width$}  {:<16}  {:<11}  {:<10}  {:>8}  {:<40}  {}",
         format!("{}{}", "  ".repeat(indent), meta.id),
         local_time(&meta.created_at),
+        status_cell(meta, state),
         truncate(&meta.profile, 10),
         meta.message_count,
         truncate(meta.last_prompt.as_deref().unwrap_or(""), 40),
@@ -65,7 +93,7 @@ fn row(meta: &SessionMeta, indent: usize) -> String {
     )
 }
 
-const HEADER: &str = "ID                                    Created           Profile     Messages  Last prompt                               Name";
+const HEADER: &str = "ID                                    Created           Status       Profile     Messages  Last prompt                               Name";
 
 /// `weft session list`.
 pub async fn list(app: &App, opts: &ListOptions) -> anyhow::Result<()> {
@@ -87,6 +115,9 @@ pub async fn list(app: &App, opts: &ListOptions) -> anyhow::Result<()> {
         let mut out = Vec::new();
         for meta in &page.sessions {
             let mut v = serde_json::to_value(meta)?;
+            let (running, interrupted) = run_state(app, meta).await?;
+            v["running"] = running.into();
+            v["interrupted"] = interrupted.into();
             if opts.tree {
                 v["children"] = serde_json::to_value(children(app, &meta.id).await?)?;
             }
@@ -109,7 +140,7 @@ pub async fn list(app: &App, opts: &ListOptions) -> anyhow::Result<()> {
     let mut out = std::io::stdout().lock();
     writeln!(out, "{HEADER}")?;
     for meta in &page.sessions {
-        writeln!(out, "{}", row(meta, 0))?;
+        writeln!(out, "{}", row(meta, run_state(app, meta).await?, 0))?;
         if opts.tree {
             print_tree(app, &meta.id, 1, &mut out).await?;
         }
@@ -158,7 +189,7 @@ async fn print_tree(
         .map(|m| (m, depth))
         .collect();
     while let Some((meta, d)) = stack.pop() {
-        writeln!(out, "{}", row(&meta, d))?;
+        writeln!(out, "{}", row(&meta, run_state(app, &meta).await?, d))?;
         if d < 16 {
             for kid in children(app, &meta.id).await?.into_iter().rev() {
                 stack.push((kid, d + 1));
@@ -201,13 +232,22 @@ pub async fn show(app: &App, id: &str, transcript: bool, json_out: bool) -> anyh
     let id = app.resolve(id).await?;
     let view = app.store.view(&id).await?;
     let meta = &view.meta;
-    // Active, but its process exited mid-turn (see `Store::is_interrupted`).
+    // Active, but its process exited mid-turn (see `Store::is_interrupted`),
+    // or running a turn (in any process sharing the store).
     let interrupted = app.store.is_interrupted(&id).await?;
+    let runner = if meta.status == SessionStatus::Active {
+        app.store
+            .turn_locks(&id)
+            .await?
+            .into_iter()
+            .find(|l| l.live)
+    } else {
+        None
+    };
     // Damaged records the store set aside (never silently gone).
     let quarantined = app.store.quarantined(&id).await?;
     if json_out {
-        let mut v =
-            json!({"session": meta, "interrupted": interrupted, "quarantined": quarantined});
+        let mut v = json!({"session": meta, "interrupted": interrupted, "running": runner.is_some(), "quarantined": quarantined});
         if transcript {
             v["transcript"] = serde_json::to_value(view.messages(meta.default_branch.as_str()))?;
         }
@@ -227,6 +267,16 @@ pub async fn show(app: &App, id: &str, transcript: bool, json_out: bool) -> anyh
             out,
             "Status    {} (interrupted: the process running its turn exited; `weft run --resume` continues it, `weft session cleanup` removes it)",
             meta.status
+        )?;
+    } else if let Some(lock) = &runner {
+        let who = lock.holder.as_ref().map_or_else(
+            || "another process".to_string(),
+            weft_core::lease::TurnHolder::describe,
+        );
+        writeln!(
+            out,
+            "Status    {} (running a turn on branch {} in {who})",
+            meta.status, lock.branch
         )?;
     } else {
         writeln!(out, "Status    {}", meta.status)?;

@@ -142,6 +142,16 @@ fn agentkernel_variables_store_the_session_in_redis() {
         "0",
         "the turn lock was released before weft exited"
     );
+    // agentkernel's default TTL (7 days) through agentkernel's variables.
+    let ttl: i64 = redis
+        .cli(&["TTL", &format!("weft:s:{id}:meta")])
+        .trim()
+        .parse()
+        .expect("TTL");
+    assert!(
+        (7 * 24 * 3600 - 600..=7 * 24 * 3600).contains(&ttl),
+        "sessions stored through AK_SESSION__TYPE=redis expire after 7 days: {ttl}"
+    );
     // …and not under the weft home.
     assert!(
         !walk(env.home.path())
@@ -181,6 +191,38 @@ fn agentkernel_variables_store_the_session_in_redis() {
         &url,
     ]);
     assert_eq!(flags.as_array().map(Vec::len), Some(1), "{flags}");
+
+    // weft's own `--store redis` sets no TTL by default.
+    let out = env
+        .command(&[
+            "--store",
+            "redis",
+            "--store-url",
+            &url,
+            "run",
+            "--provider",
+            "scripted",
+            "--script",
+            script.to_str().unwrap(),
+            "hi",
+        ])
+        .output()
+        .expect("run weft");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let ids = redis.cli(&["ZRANGE", "weft:sessions", "0", "-1"]);
+    let own = ids
+        .lines()
+        .find(|l| !l.is_empty() && *l != id)
+        .expect("the second session");
+    assert_eq!(
+        redis.cli(&["TTL", &format!("weft:s:{own}:meta")]).trim(),
+        "-1",
+        "weft's own redis store keeps sessions without a TTL"
+    );
 }
 
 /// The stock Debian settings (no AOF): one warning line naming the fix.

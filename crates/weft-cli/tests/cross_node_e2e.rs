@@ -4,14 +4,14 @@
 //! daemon's own clients see them, none twice — in both directions, and a
 //! client resuming with `Last-Event-ID` on the other daemon gets only what
 //! it missed. The stores come from a fresh database on the local
-//! PostgreSQL server (`support::pg`) and a private `redis-server`; a
+//! PostgreSQL server (`support::postgres`) and a private `redis-server`; a
 //! missing server fails the test.
 #![cfg(all(feature = "postgres", feature = "redis"))]
 
 mod support;
 
 use serde_json::{Value, json};
-use support::pg::TempDatabase;
+use support::postgres::TempDatabase;
 use support::*;
 
 /// One event as a client sees it, minus what is per-connection.
@@ -130,7 +130,7 @@ async fn a_turn_on_one_daemon_streams_live_on_the_other(store_args: &[&str]) {
 
 #[test]
 fn two_daemons_on_postgres_stream_each_others_turns() {
-    let db = TempDatabase::create_named("xnode");
+    let db = TempDatabase::create();
     let url = db.url();
     let rt = tokio::runtime::Runtime::new().expect("runtime");
     rt.block_on(a_turn_on_one_daemon_streams_live_on_the_other(&[

@@ -8,7 +8,7 @@
 mod support;
 
 use serde_json::Value;
-use support::pg::TempDatabase;
+use support::postgres::TempDatabase;
 use support::*;
 
 #[test]

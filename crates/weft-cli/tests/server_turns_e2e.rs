@@ -159,9 +159,11 @@ async fn the_daemon_does_not_end_a_session_under_a_cli_turn() {
 }
 
 /// Issue 9 finding 4 (W7): two daemons running turns on one session (one
-/// branch) at once: the second waits for the first through the store's
-/// turn lock instead of failing with a conflict; both answer and the
-/// transcript holds both exchanges, each prompt followed by its answer.
+/// branch) at once, with `?multitask=enqueue`: the second waits for the
+/// first through the store's turn lock instead of failing with a conflict;
+/// both answer and the transcript holds both exchanges, each prompt
+/// followed by its answer. (Without `enqueue` a prompt to a daemon while
+/// another runs the branch's turn is a 409: see `two_daemons_e2e.rs`.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn turns_on_two_daemons_on_one_session_both_succeed() {
     let env = Env::new();
@@ -173,8 +175,14 @@ async fn turns_on_two_daemons_on_one_session_both_succeed() {
     for round in 0..3 {
         let (ma, mb) = (format!("a{round}"), format!("b{round}"));
         let ((sa, ra), (sb, rb)) = tokio::join!(
-            a.post("/run", json!({"message": ma, "session_id": id})),
-            b.post("/run", json!({"message": mb, "session_id": id}))
+            a.post(
+                "/run?multitask=enqueue",
+                json!({"message": ma, "session_id": id})
+            ),
+            b.post(
+                "/run?multitask=enqueue",
+                json!({"message": mb, "session_id": id})
+            )
         );
         assert_eq!(sa, 200, "round {round}: {ra}");
         assert_eq!(sb, 200, "round {round}: {rb}");

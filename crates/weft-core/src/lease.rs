@@ -15,9 +15,26 @@
 //!   file that still names a holder while nobody holds its lock is a turn
 //!   whose process exited mid-turn ([`TurnLockInfo::live`] false: an
 //!   *interrupted* turn);
-//! - network stores (later): a lease with a TTL that the holder renews and
-//!   a fencing token; a lease that expires is an interrupted turn the next
-//!   runner repairs.
+//! - network stores (postgres, redis): a lease with a TTL that the holder
+//!   renews and a fencing token; a lease that expires is an interrupted
+//!   turn the next runner repairs.
+//!
+//! # Fencing
+//!
+//! Every record a turn appends (its status change to active, the repair of
+//! an interrupted turn's tool calls, its messages, a cancelled turn's last
+//! records) is appended while the turn holds its lock, and carries the
+//! turn's id and branch (`Record::turn`, `Record::branch`). The runtime
+//! names the turn in the lock's holder ([`TurnHolder::turn`]). A lease
+//! backend checks, atomically with the append, that a batch naming turn T
+//! on branch B is appended while the lease of (session, B) is held,
+//! unexpired, by T; otherwise the append fails with
+//! [`StoreError::LeaseLost`](crate::store::StoreError::LeaseLost) and
+//! writes nothing: a node that stopped renewing (paused, partitioned) and
+//! whose lease another node took over cannot append behind its back.
+//! Batches that name no turn (renames, state, the daemon's routes) are not
+//! fenced. Memory, fs and sqlite need no fencing: their lock dies with the
+//! process that holds it, so a holder that still runs still holds it.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -26,7 +43,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::id::{BranchId, SessionId};
+use crate::id::{BranchId, SessionId, TurnId};
 
 /// How long `lock_turn` sleeps between attempts while it waits.
 pub const TURN_LOCK_POLL: Duration = Duration::from_millis(50);
@@ -40,6 +57,10 @@ pub struct TurnHolder {
     pub host: String,
     /// When the lock was taken.
     pub started_at: DateTime<Utc>,
+    /// The turn the lock is taken for, when it is a turn's (the runtime
+    /// sets it): lease backends fence that turn's appends with it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub turn: Option<TurnId>,
 }
 
 impl TurnHolder {
@@ -49,7 +70,14 @@ impl TurnHolder {
             pid: std::process::id(),
             host: host_name(),
             started_at: Utc::now(),
+            turn: None,
         }
+    }
+
+    /// This holder, taking the lock for turn `turn`.
+    pub fn for_turn(mut self, turn: &TurnId) -> Self {
+        self.turn = Some(turn.clone());
+        self
     }
 
     /// "process 123 on host h (since 12:00:01 UTC)".
@@ -214,6 +242,24 @@ impl LocalTurnLocks {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_holder_names_its_turn_only_when_it_has_one() {
+        let plain = TurnHolder::current();
+        let json = serde_json::to_value(&plain).unwrap();
+        assert!(json.get("turn").is_none(), "{json}");
+        // A holder written before holders named turns still reads.
+        let old: TurnHolder = serde_json::from_value(
+            serde_json::json!({"pid": 1, "host": "h", "started_at": "2026-01-01T00:00:00Z"}),
+        )
+        .unwrap();
+        assert_eq!(old.turn, None);
+        let turn = TurnId::new_v7();
+        let holder = TurnHolder::current().for_turn(&turn);
+        let back: TurnHolder =
+            serde_json::from_value(serde_json::to_value(&holder).unwrap()).unwrap();
+        assert_eq!(back.turn, Some(turn));
+    }
 
     #[test]
     fn a_local_lock_is_exclusive_and_released_on_drop() {

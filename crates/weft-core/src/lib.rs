@@ -57,6 +57,7 @@ pub mod branches;
 pub mod context;
 mod error;
 pub mod feed;
+mod fork;
 pub mod hooks;
 pub mod id;
 pub mod lease;

@@ -278,6 +278,15 @@ impl Record {
         records
     }
 
+    /// The turn and branch a batch is written by (those of its first
+    /// record naming both), which a lease backend fences: see
+    /// [`crate::lease`]. None for a batch no turn wrote.
+    pub fn batch_turn(records: &[Record]) -> Option<(&TurnId, &BranchId)> {
+        records
+            .iter()
+            .find_map(|r| r.turn.as_ref().zip(r.branch.as_ref()))
+    }
+
     /// The message, if this is a message record.
     pub fn as_message(&self) -> Option<&Message> {
         match &self.kind {

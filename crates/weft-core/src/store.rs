@@ -45,10 +45,12 @@ use serde_json::{Map, Value};
 
 use crate::id::{BranchId, IdError, SessionId, validate_id};
 use crate::lease::{TURN_LOCK_POLL, TurnHolder, TurnLock, TurnLockAttempt, TurnLockInfo};
-use crate::message::{Message, Role, unanswered_tool_calls};
+use crate::message::{Message, Role};
 use crate::record::{BatchError, MetaPatch, Record, RecordKind, StateDelta, StatusChange};
 use crate::session::{ForkedFrom, SessionMeta, SessionStatus};
-use crate::view::{SessionView, ViewError, turn_starts};
+use crate::view::{SessionView, ViewError};
+
+pub use crate::fork::{ForkPlan, fork_plan};
 
 /// What a store operation can fail with.
 #[derive(Debug, thiserror::Error)]
@@ -111,6 +113,19 @@ pub enum StoreError {
         /// The error.
         #[source]
         source: std::io::Error,
+    },
+    /// A turn's append was refused: the turn no longer holds its branch's
+    /// lease (fencing, see [`crate::lease`]). Nothing was appended.
+    #[error(
+        "the turn {turn} lost its lease on branch {branch} of session {id} (another node took it over after it stopped renewing): nothing was appended; run the prompt again"
+    )]
+    LeaseLost {
+        /// The session.
+        id: String,
+        /// The branch.
+        branch: String,
+        /// The turn refused.
+        turn: String,
     },
     /// Any other backend failure.
     #[error("{backend} store: {message}")]
@@ -527,7 +542,8 @@ pub trait Store: Send + Sync {
     /// token). A lock whose holder died without releasing it stays visible
     /// in [`Store::turn_locks`] as not live (an interrupted turn) until the
     /// next holder takes it. Fails with [`StoreError::NotFound`] when the
-    /// session does not exist.
+    /// session does not exist. Lease backends also fence a turn's appends
+    /// with it ([`StoreError::LeaseLost`], see [`crate::lease`]).
     async fn try_lock_turn(
         &self,
         id: &SessionId,
@@ -769,77 +785,6 @@ pub trait Store: Send + Sync {
         }
         Ok(report)
     }
-}
-
-/// The records a fork copies, and where it cuts.
-#[derive(Debug, Clone, PartialEq)]
-pub struct ForkPlan {
-    /// The last source seq copied.
-    pub cut_seq: u64,
-    /// The turn the cut falls after.
-    pub turn: u64,
-    /// The records for the new log (after its `session_created`).
-    pub records: Vec<RecordKind>,
-}
-
-/// Works out a fork: which records to copy and which tool calls to answer
-/// with [`FORK_INTERRUPTED`].
-pub fn fork_plan(
-    source: &SessionMeta,
-    records: &[Record],
-    point: ForkPoint,
-) -> Result<ForkPlan, StoreError> {
-    let last = records.last().map(|r| r.seq).unwrap_or(0);
-    let starts = turn_starts(records, &source.default_branch);
-    let (cut_seq, turn) = match point {
-        ForkPoint::End => (last, starts.len() as u64),
-        ForkPoint::Turn(n) => {
-            if n == 0 || n as usize > starts.len() {
-                return Err(StoreError::Invalid(format!(
-                    "session {} has {} turn(s) on its default branch: fork at a turn from 1 to {}",
-                    source.id,
-                    starts.len(),
-                    starts.len()
-                )));
-            }
-            let cut = starts.get(n as usize).map(|s| s - 1).unwrap_or(last);
-            (cut, n)
-        }
-        ForkPoint::Seq(s) => {
-            if s == 0 || s > last {
-                return Err(StoreError::Invalid(format!(
-                    "session {} has records 1 to {last}: fork at a seq in that range",
-                    source.id
-                )));
-            }
-            (s, starts.iter().filter(|&&t| t <= s).count() as u64)
-        }
-    };
-    let copied: Vec<&Record> = records
-        .iter()
-        .filter(|r| r.seq <= cut_seq)
-        .filter(|r| {
-            !matches!(
-                r.kind,
-                RecordKind::SessionCreated(_) | RecordKind::Status(_) | RecordKind::Meta(_)
-            )
-        })
-        .collect();
-    let messages: Vec<&Message> = copied.iter().filter_map(|r| r.as_message()).collect();
-    let orphans = unanswered_tool_calls(messages.iter().copied());
-    let mut out: Vec<RecordKind> = copied.into_iter().map(|r| r.kind.clone()).collect();
-    for (branch, call_id) in orphans {
-        out.push(RecordKind::message(Message::synthetic_tool_error(
-            branch,
-            &call_id,
-            FORK_INTERRUPTED,
-        )));
-    }
-    Ok(ForkPlan {
-        cut_seq,
-        turn,
-        records: out,
-    })
 }
 
 /// The most attempts a checked write ([`append_at_head`],

@@ -159,7 +159,8 @@ fn store_status(e: &StoreError) -> StatusCode {
         StoreError::AlreadyExists(_)
         | StoreError::Conflict { .. }
         | StoreError::Ambiguous { .. }
-        | StoreError::Refused(_) => StatusCode::CONFLICT,
+        | StoreError::Refused(_)
+        | StoreError::LeaseLost { .. } => StatusCode::CONFLICT,
         StoreError::InvalidId(_) => StatusCode::BAD_REQUEST,
         StoreError::InvalidBatch(_) | StoreError::Invalid(_) => StatusCode::UNPROCESSABLE_ENTITY,
         StoreError::Corrupt { .. } | StoreError::Io { .. } | StoreError::Backend { .. } => {

@@ -67,6 +67,29 @@ mod conformance {
     weft_store::store_conformance_tests!(harness().await);
 }
 
+/// The lease of the lease tests' stores.
+const SHORT_LEASE: std::time::Duration = std::time::Duration::from_millis(400);
+
+/// A harness whose store's lease lasts [`SHORT_LEASE`] (`?lease_ms=`).
+async fn short_lease_harness() -> Harness {
+    let url = format!(
+        "{}{}lease_ms={}",
+        server_url(),
+        if server_url().contains('?') { "&" } else { "?" },
+        SHORT_LEASE.as_millis()
+    );
+    let store = PostgresStore::open(&url, Some(&fresh_schema()))
+        .await
+        .expect("open a postgres store with a short lease");
+    Harness::with_guard(Arc::new(store.clone()), DropSchema(store))
+}
+
+mod leases {
+    use super::*;
+
+    weft_store::lease_conformance_tests!(short_lease_harness().await, SHORT_LEASE);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_newer_schema_is_refused() {
     let schema = fresh_schema();

@@ -61,6 +61,20 @@ mod conformance {
     weft_store::store_conformance_tests!(Harness::new(Arc::new(fresh())));
 }
 
+/// The lease of the lease tests' stores (`lease_ms=`).
+const SHORT_LEASE: std::time::Duration = std::time::Duration::from_millis(400);
+
+mod leases {
+    use super::*;
+
+    weft_store::lease_conformance_tests!(
+        Harness::new(Arc::new(
+            RedisStore::open(&fresh_url("&lease_ms=400")).expect("open")
+        )),
+        SHORT_LEASE
+    );
+}
+
 async fn raw(store: &RedisStore) -> redis::aio::MultiplexedConnection {
     redis::Client::open(store.options().url.as_str())
         .expect("client")

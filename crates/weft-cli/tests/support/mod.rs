@@ -16,7 +16,7 @@
 #![allow(dead_code)]
 
 #[cfg(feature = "postgres")]
-pub mod pg;
+pub mod postgres;
 
 use std::ops::Deref;
 use std::path::{Path, PathBuf};

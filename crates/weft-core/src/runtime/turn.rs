@@ -196,7 +196,7 @@ impl Session {
         let _store_turn_lock = tokio::select! {
             biased;
             _ = cancel.graceful.cancelled() => return Err(SessionError::Cancelled),
-            lock = self.lock_turn(branch_id) => lock?,
+            lock = self.lock_turn(turn, branch_id) => lock?,
         };
         if cancel.is_requested() {
             return Err(SessionError::Cancelled);
@@ -286,10 +286,11 @@ impl Session {
 
     /// Takes the store's turn lock of `branch`: waits while another
     /// process runs a turn on it (telling the display whom it waits for),
-    /// or refuses when the config says not to wait.
-    async fn lock_turn(&self, branch: &BranchId) -> Result<TurnLock, SessionError> {
+    /// or refuses when the config says not to wait. The lock names `turn`,
+    /// so a lease backend fences the turn's appends with it.
+    async fn lock_turn(&self, turn: &TurnId, branch: &BranchId) -> Result<TurnLock, SessionError> {
         let store = self.store();
-        let holder = TurnHolder::current();
+        let holder = TurnHolder::current().for_turn(turn);
         let id = &self.inner.id;
         if !self.inner.config.wait_for_turn {
             return match store.try_lock_turn(id, branch, &holder).await? {

@@ -294,10 +294,25 @@ impl Core {
         (live, running)
     }
 
-    /// The API view of `meta`.
-    pub(crate) fn info(&self, meta: &SessionMeta) -> SessionInfo {
+    /// The API view of `meta`. For an active session that runs no turn
+    /// here, the store's turn locks say whether another process runs one
+    /// (`running`) or one was left interrupted (`interrupted`); other
+    /// sessions cost no lookup.
+    pub(crate) async fn info(&self, meta: &SessionMeta) -> SessionInfo {
         let (running, queued) = self.turn_status(&meta.id);
-        SessionInfo::from_meta(meta, &self.ctx.project.dir, running, queued)
+        let mut info = SessionInfo::from_meta(meta, &self.ctx.project.dir, running, queued);
+        if meta.status == weft_core::session::SessionStatus::Active && !running {
+            match self.store().turn_locks(&meta.id).await {
+                Ok(locks) => {
+                    info.running = locks.iter().any(|l| l.live);
+                    info.interrupted = !info.running && locks.iter().any(|l| l.holder.is_some());
+                }
+                Err(e) => {
+                    tracing::warn!(session = %meta.id, error = %e, "cannot read the session's turn locks")
+                }
+            }
+        }
+        info
     }
 
     /// The session's metadata (404 if unknown).

@@ -1,5 +1,16 @@
 //! Turns: making sessions live, accepting prompts (run, queue, interrupt),
 //! resolving their branch, and running each branch's lane of prompts.
+//!
+//! A branch whose turn runs in another process (another node on a shared
+//! store, a CLI: its store turn lock is live) follows the multitask policy
+//! as a local turn does: `reject` is a 409 naming the holder, `enqueue`
+//! starts the turn, which waits for the other process's lock (the
+//! runtime's `lock_turn`), `interrupt` is a 409 (this server cannot cancel
+//! another process's turn). The check and the start are not one atomic
+//! step: two servers taking prompts at the same instant may both start,
+//! and the later one then waits for the lock like an enqueued prompt.
+
+use weft_core::lease::TurnHolder;
 
 use super::*;
 
@@ -129,6 +140,16 @@ impl Core {
         let session = self
             .ensure_live(&slot, &mut live, meta.as_ref(), prompt.create)
             .await?;
+        // A turn another process (another node on a shared store, a CLI)
+        // runs on the branch follows the multitask policy too.
+        let running_here = lock(&slot.turns)
+            .lanes
+            .get(&branch)
+            .is_some_and(|l| l.current.is_some());
+        let elsewhere = match &meta {
+            Some(_) if !running_here => self.turn_elsewhere(id, &branch).await?,
+            _ => None,
+        };
         let turn = TurnId::new_v7();
         let (done_tx, done_rx) = if prompt.want_result {
             let (tx, rx) = oneshot::channel();
@@ -153,13 +174,30 @@ impl Core {
             let lane = t.lanes.entry(branch.clone()).or_default();
             let running = lane.current.as_ref().map(|r| r.cancel.clone());
             match (running, prompt.policy) {
-                (None, _) => {
+                (None, policy) => {
+                    let accepted = match (&elsewhere, policy) {
+                        (None, _) => Accepted::Started,
+                        (Some(who), Multitask::Reject) => {
+                            return Err(ApiError::conflict(format!(
+                                "session {id} is running a turn on branch {branch} in {} (another process sharing the store): wait for it to finish, or pass ?multitask=enqueue (run after it); other branches can run turns meanwhile",
+                                describe(who.as_ref())
+                            )));
+                        }
+                        (Some(who), Multitask::Interrupt) => {
+                            return Err(ApiError::conflict(format!(
+                                "session {id} is running a turn on branch {branch} in {}, and this server cannot cancel a turn of another process: cancel it where it runs, or pass ?multitask=enqueue (run after it)",
+                                describe(who.as_ref())
+                            )));
+                        }
+                        // The turn waits for the other process's lock.
+                        (Some(_), Multitask::Enqueue) => Accepted::Queued(1),
+                    };
                     lane.current = Some(Running {
                         cancel: job.cancel.clone(),
                     });
                     slot.idle.send_replace(false);
                     tokio::spawn(run_turns(slot.clone(), session, job));
-                    Accepted::Started
+                    accepted
                 }
                 (Some(_), Multitask::Reject) => {
                     return Err(ApiError::conflict(format!(
@@ -216,6 +254,26 @@ impl Core {
         found.ok_or_else(|| ApiError::unknown_branch(id, wanted, (!in_path).then_some("branch")))
     }
 
+    /// Who runs a turn on `branch` of `id` in another process (another
+    /// node sharing the store, a CLI): `Some(holder)` while its turn lock
+    /// is live (the holder when the store knows it), None when nobody
+    /// does. Called only while this daemon runs no turn on the branch, so
+    /// a live lock is another process's.
+    async fn turn_elsewhere(
+        &self,
+        id: &SessionId,
+        branch: &BranchId,
+    ) -> Result<Option<Option<TurnHolder>>, ApiError> {
+        match self.store().turn_locks(id).await {
+            Ok(locks) => Ok(locks
+                .into_iter()
+                .find(|l| l.live && &l.branch == branch)
+                .map(|l| l.holder)),
+            Err(StoreError::NotFound(_)) => Ok(None),
+            Err(e) => Err(e.into()),
+        }
+    }
+
     /// The live session of `id`, if this daemon has one loaded.
     pub(crate) async fn live_session(&self, id: &SessionId) -> Option<Session> {
         let slot = self.peek(id)?;
@@ -229,6 +287,11 @@ impl Core {
         self.peek(id)
             .map_or((false, 0), |s| s.branch_status(branch))
     }
+}
+
+/// "process 12 on host h (since …)", or "another process".
+fn describe(holder: Option<&TurnHolder>) -> String {
+    holder.map_or_else(|| "another process".to_string(), TurnHolder::describe)
 }
 
 /// Runs `job`, then the prompts queued on its branch, one at a time.

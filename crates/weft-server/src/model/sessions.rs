@@ -81,8 +81,15 @@ pub struct SessionInfo {
     pub last_seq: u64,
     /// The default branch.
     pub default_branch: String,
-    /// Whether a turn is running in this server.
+    /// Whether a turn is running on it: in this server, or in another
+    /// process sharing the store (another node, a CLI: its turn lock is
+    /// live). Only active sessions run turns.
     pub running: bool,
+    /// Whether it is active but nobody runs it: a turn's process stopped
+    /// mid-turn (its turn lock, or lease, was left to expire) and no turn
+    /// runs now. The next turn repairs the history; `weft session cleanup`
+    /// ends such a session.
+    pub interrupted: bool,
     /// Prompts waiting for the running turn (`?multitask=enqueue`).
     pub queued: usize,
     /// Free-form metadata.
@@ -92,6 +99,8 @@ pub struct SessionInfo {
 
 impl SessionInfo {
     /// The API view of `meta`; `root` is the server's project directory.
+    /// `interrupted` is left false (the caller sets it from the store's
+    /// turn locks).
     pub fn from_meta(meta: &SessionMeta, root: &str, running: bool, queued: usize) -> Self {
         let dir = Path::new(&meta.project.dir);
         let amplified_dir = match dir.strip_prefix(root) {
@@ -133,6 +142,7 @@ impl SessionInfo {
             last_seq: meta.last_seq,
             default_branch: meta.default_branch.to_string(),
             running,
+            interrupted: false,
             queued,
             metadata: meta.metadata.clone(),
         }

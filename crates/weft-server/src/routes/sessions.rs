@@ -140,7 +140,7 @@ pub(crate) async fn create_session(
         meta.model = weft_core::runtime::model_override(&meta);
     }
     let meta = core.store().create(meta, Vec::new()).await?;
-    Ok((StatusCode::CREATED, Json(core.info(&meta))))
+    Ok((StatusCode::CREATED, Json(core.info(&meta).await)))
 }
 
 /// Lists sessions, newest first (all projects). The next page's cursor is
@@ -183,7 +183,8 @@ pub(crate) async fn list_sessions(
             limit,
         })
         .await?;
-    let body: Vec<SessionInfo> = page.sessions.iter().map(|m| core.info(m)).collect();
+    let body: Vec<SessionInfo> =
+        futures::future::join_all(page.sessions.iter().map(|m| core.info(m))).await;
     let mut headers = HeaderMap::new();
     if let Some(next) = page.next_cursor
         && let Ok(value) = HeaderValue::from_str(&next.encode())
@@ -208,7 +209,7 @@ pub(crate) async fn get_session(
     PathId(id): PathId,
 ) -> Result<Json<SessionInfo>, ApiError> {
     let meta = core.meta(&id).await?;
-    Ok(Json(core.info(&meta)))
+    Ok(Json(core.info(&meta).await))
 }
 
 /// Renames a session or changes its description (empty string: clear).
@@ -233,7 +234,7 @@ pub(crate) async fn update_session(
         ..Default::default()
     };
     let meta = core.update_meta(&id, patch).await?;
-    Ok(Json(core.info(&meta)))
+    Ok(Json(core.info(&meta).await))
 }
 
 /// Deletes a session (a running turn is cancelled first).
@@ -377,7 +378,7 @@ pub(crate) async fn fork_session(
             )),
             other => other.into(),
         })?;
-    Ok((StatusCode::CREATED, Json(core.info(&meta))))
+    Ok((StatusCode::CREATED, Json(core.info(&meta).await)))
 }
 
 /// Removes sessions not updated for some days; never an active one.

@@ -37,7 +37,7 @@ use weft_core::store::{
     DeleteOptions, FORK_INTERRUPTED, ForkPoint, ListCursor, ListFilter, ListQuery, SearchQuery,
     Store, StoreError, list_order,
 };
-use weft_core::{BranchId, SessionId};
+use weft_core::{BranchId, SessionId, TurnId};
 
 mod appends;
 mod fork_delete;
@@ -124,6 +124,30 @@ macro_rules! store_conformance_tests {
                 drop(harness);
             }
         )*
+    };
+}
+
+/// The conformance tests only lease backends (postgres, redis) pass:
+/// fencing of turn appends and expiry of a lease nobody renews. `$make`
+/// makes a [`Harness`] whose store's lease lasts `$lease` (a short
+/// [`Duration`], so the expiry test does not wait long).
+#[macro_export]
+macro_rules! lease_conformance_tests {
+    ($make:expr, $lease:expr) => {
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn appends_are_fenced_by_the_turn_lease() {
+            let harness: $crate::conformance::Harness = $make;
+            $crate::conformance::appends_are_fenced_by_the_turn_lease(harness.store.clone()).await;
+            drop(harness);
+        }
+
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn an_expired_lease_is_taken_over() {
+            let harness: $crate::conformance::Harness = $make;
+            $crate::conformance::an_expired_lease_is_taken_over(harness.store.clone(), $lease)
+                .await;
+            drop(harness);
+        }
     };
 }
 

@@ -7,15 +7,62 @@
 //! dropping the guard deletes the row (when it still carries our token). A
 //! holder that dies stops renewing: its row stays, expired, and is reported
 //! as not live (an interrupted turn) until the next holder takes it.
+//!
+//! The lease fences the turn's appends: the holder JSON names the turn
+//! (`TurnHolder::turn`), and the append statement (`log`) writes a batch
+//! naming a turn only while that turn's row is unexpired (see
+//! `weft_core::lease`). The lease lasts [`TURN_LEASE`] unless the URL says
+//! otherwise (`?lease_ms=`, see [`take_lease_option`]).
 
 use weft_core::lease::{TurnHolder, TurnLock, TurnLockAttempt, TurnLockInfo};
 use weft_core::store::StoreError;
 use weft_core::{BranchId, SessionId};
 
-use super::{PostgresStore, TURN_LEASE, corrupt, db, encode};
+use std::time::Duration;
 
-fn lease_ms() -> f64 {
-    TURN_LEASE.as_millis() as f64
+use super::{PostgresError, PostgresStore, TURN_LEASE, corrupt, db, encode};
+
+/// Takes weft's `lease_ms=<milliseconds>` option (how long a turn lock's
+/// lease lasts without renewal; default [`TURN_LEASE`]) out of a store URL,
+/// which the PostgreSQL client would refuse. Returns the URL without it
+/// and the lease.
+pub(super) fn take_lease_option(url: &str) -> Result<(String, Duration), PostgresError> {
+    let Some((base, query)) = url.split_once('?') else {
+        return Ok((url.to_string(), TURN_LEASE));
+    };
+    let mut lease = TURN_LEASE;
+    let mut kept = Vec::new();
+    for pair in query.split('&') {
+        match pair.split_once('=') {
+            Some(("lease_ms", v)) => {
+                let ms: u64 =
+                    v.parse()
+                        .ok()
+                        .filter(|ms| *ms > 0)
+                        .ok_or_else(|| PostgresError::BadUrl {
+                            url: super::redact_url(url),
+                            reason: format!(
+                                "lease_ms={v} must be a positive number of milliseconds"
+                            ),
+                        })?;
+                lease = Duration::from_millis(ms);
+            }
+            _ if pair.is_empty() => {}
+            _ => kept.push(pair),
+        }
+    }
+    let url = if kept.is_empty() {
+        base.to_string()
+    } else {
+        format!("{base}?{}", kept.join("&"))
+    };
+    Ok((url, lease))
+}
+
+impl PostgresStore {
+    fn lease_ms(&self) -> f64 {
+        self.inner.lease.as_millis() as f64
+    }
 }
 
 /// Holds a lease; renews it while alive, deletes it when dropped.
@@ -70,7 +117,7 @@ impl Drop for LeaseGuard {
 }
 
 async fn renew_loop(store: PostgresStore, session: String, branch: String, token: i64) {
-    let period = TURN_LEASE / 3;
+    let period = store.inner.lease / 3;
     loop {
         tokio::time::sleep(period).await;
         let result = async {
@@ -78,7 +125,7 @@ async fn renew_loop(store: PostgresStore, session: String, branch: String, token
             conn.execute(
                 "UPDATE turn_locks SET expires_at = now() + $4::float8 * interval '1 millisecond'
                  WHERE session_id = $1 AND branch = $2 AND token = $3",
-                &[&session, &branch, &token, &lease_ms()],
+                &[&session, &branch, &token, &store.lease_ms()],
             )
             .await
             .map_err(db)
@@ -113,7 +160,7 @@ impl PostgresStore {
                    SET holder = EXCLUDED.holder, token = EXCLUDED.token, expires_at = EXCLUDED.expires_at
                    WHERE turn_locks.expires_at <= now()
                  RETURNING token",
-                &[&id.as_str(), &branch.as_str(), &who, &lease_ms()],
+                &[&id.as_str(), &branch.as_str(), &who, &self.lease_ms()],
             )
             .await
             .map_err(|e| {
@@ -181,5 +228,26 @@ impl PostgresStore {
             });
         }
         Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_lease_option_is_taken_out_of_the_url() {
+        let (url, lease) =
+            take_lease_option("postgres://u@h/db?lease_ms=300&sslmode=disable").unwrap();
+        assert_eq!(url, "postgres://u@h/db?sslmode=disable");
+        assert_eq!(lease, Duration::from_millis(300));
+        let (url, lease) = take_lease_option("postgres://u@h/db").unwrap();
+        assert_eq!((url.as_str(), lease), ("postgres://u@h/db", TURN_LEASE));
+        let (url, _) = take_lease_option("postgres://u@h/db?lease_ms=5").unwrap();
+        assert_eq!(url, "postgres://u@h/db");
+        let e = take_lease_option("postgres://u:secret@h/db?lease_ms=x")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("lease_ms") && !e.contains("secret"), "{e}");
     }
 }

@@ -7,7 +7,11 @@
 //! as one implicit transaction (committed, and durable under
 //! `synchronous_commit`, before the reply) and the client pays one round
 //! trip instead of five (`BEGIN`, `SELECT … FOR UPDATE`, `INSERT`, `UPDATE`,
-//! `COMMIT`). The statement locks the session row (`FOR UPDATE`; under
+//! `COMMIT`). A batch naming a turn (`Record::batch_turn`) is fenced in the
+//! same statement: it is written only while that turn holds the unexpired
+//! lease of its branch in `turn_locks` (read `FOR SHARE`, so a takeover
+//! waits for the append or the append sees the takeover); otherwise
+//! nothing is written and the append fails with [`StoreError::LeaseLost`]. The statement locks the session row (`FOR UPDATE`; under
 //! read committed a writer that waited on the lock sees the row as the
 //! previous writer committed it), and inserts the batch and rewrites the
 //! row only if `last_seq` is the caller's `expected_seq` **and** the stored
@@ -39,12 +43,20 @@ use crate::util::{to_i64, to_u64};
 /// The append (see the module docs). Parameters: `$1` session id, `$2..$5`
 /// the batch's seqs, kinds, record JSON and search text, `$6` the expected
 /// head, `$7` the metadata JSON the new one was folded from, `$8..$15` the
-/// new row. Returns (head seen, stored metadata matched, rows updated);
-/// a NULL head means no such session.
+/// new row, `$16`/`$17` the branch and turn the batch names (NULL: not a
+/// turn's, not fenced). Returns (head seen, stored metadata matched, rows
+/// updated, the turn holds its lease); a NULL head means no such session.
 const APPEND_SQL: &str = "WITH head AS (
     SELECT last_seq, meta = $7 AS fresh FROM sessions WHERE id = $1 FOR UPDATE
+), lease AS (
+    SELECT 1 FROM turn_locks
+    WHERE session_id = $1 AND branch = $16::text AND expires_at > now()
+      AND (holder::jsonb ->> 'turn') = $17::text
+    FOR SHARE
+), held AS (
+    SELECT $16::text IS NULL OR EXISTS (SELECT 1 FROM lease) AS held
 ), ok AS (
-    SELECT 1 FROM head WHERE last_seq = $6 AND fresh
+    SELECT 1 FROM head, held WHERE last_seq = $6 AND fresh AND held.held
 ), ins AS (
     INSERT INTO records (session_id, seq, kind, record, search_text)
     SELECT $1, u.* FROM unnest($2::bigint[], $3::text[], $4::text[], $5::text[]) AS u
@@ -56,7 +68,8 @@ const APPEND_SQL: &str = "WITH head AS (
     WHERE id = $1 AND EXISTS (SELECT 1 FROM ok)
     RETURNING 1
 )
-SELECT (SELECT last_seq FROM head), (SELECT fresh FROM head), (SELECT count(*) FROM upd)";
+SELECT (SELECT last_seq FROM head), (SELECT fresh FROM head), (SELECT count(*) FROM upd),
+    (SELECT held FROM held)";
 
 /// Tries of one append whose cached metadata proves stale.
 const MAX_TRIES: usize = 3;
@@ -255,6 +268,11 @@ impl PostgresStore {
             kinds.push(r.kind.name());
             searches.push(r.as_message().map(|m| m.searchable_text()));
         }
+        let fenced = Record::batch_turn(&records);
+        let (branch, turn) = (
+            fenced.map(|(_, b)| b.as_str()),
+            fenced.map(|(t, _)| t.as_str()),
+        );
         let cache = &self.inner.meta_cache;
         // A stale cached copy costs one read and one more try; a copy read
         // from the server can only be stale again if another writer changed
@@ -264,7 +282,10 @@ impl PostgresStore {
                 Some(hit) => hit,
                 None => {
                     let (head, meta, json) = read_head(&conn, id).await?;
-                    if head != expected_seq {
+                    // A turn's batch goes to the statement even then: a
+                    // turn that lost its lease is told so (not sent to
+                    // rebase on a conflict).
+                    if head != expected_seq && fenced.is_none() {
                         return Err(conflict(id, expected_seq, head));
                     }
                     (meta, json)
@@ -294,6 +315,8 @@ impl PostgresStore {
                         &meta.profile,
                         &to_i64(meta.last_seq),
                         &new_json,
+                        &branch,
+                        &turn,
                     ],
                 )
                 .await;
@@ -317,10 +340,18 @@ impl PostgresStore {
             let head: Option<i64> = row.get(0);
             let fresh: Option<bool> = row.get(1);
             let updated: i64 = row.get(2);
+            let held: bool = row.get(3);
             let Some(head) = head.map(to_u64) else {
                 cache.forget(id);
                 return Err(not_found(id));
             };
+            if !held && let Some((turn, branch)) = fenced {
+                return Err(StoreError::LeaseLost {
+                    id: id.to_string(),
+                    branch: branch.to_string(),
+                    turn: turn.to_string(),
+                });
+            }
             if head != expected_seq {
                 cache.forget(id);
                 return Err(conflict(id, expected_seq, head));

@@ -33,7 +33,9 @@
 //! leases: a row with a holder, a fencing token and an expiry that a task
 //! renews while the lock is held ([`TURN_LEASE`]); a holder that dies stops
 //! renewing and its lease expires (then reported as not live: an
-//! interrupted turn).
+//! interrupted turn). The append fences turns: a batch naming a turn is
+//! written only while that turn holds its branch's unexpired lease (else
+//! [`StoreError::LeaseLost`], nothing written).
 //!
 //! Processes sharing the database see each other's kernel events and
 //! commits through `LISTEN`/`NOTIFY` ([`Store::live`](weft_core::store::Store::live), see `live`).
@@ -181,6 +183,8 @@ struct Inner {
     schema: Option<String>,
     /// Set once the migrations have run (on first use).
     ready: OnceCell<()>,
+    /// How long a turn lock's lease lasts without renewal.
+    lease: Duration,
     /// Session metadata as this process last wrote or read it (see
     /// `log`): a hint for the one-statement append, checked by the server.
     meta_cache: log::MetaCache,
@@ -207,13 +211,16 @@ fn valid_schema(name: &str) -> bool {
 }
 
 impl PostgresStore {
-    /// A store on the database at `url` (`postgres://user:pass@host:port/db`),
-    /// in `schema` when given (created if missing; else the connection's
+    /// A store on the database at `url` (`postgres://user:pass@host:port/db`,
+    /// optionally with weft's `?lease_ms=<ms>`: how long a turn lock's lease
+    /// lasts without renewal, default [`TURN_LEASE`]), in `schema` when given (created if missing; else the connection's
     /// default search path, normally `public`). Makes no connection yet:
     /// the first operation connects and applies the migrations (see
     /// [`PostgresStore::open`] to do that now).
     pub fn connect_lazy(url: &str, schema: Option<&str>) -> Result<Self, StoreError> {
         let shown = redact_url(url);
+        let (url, lease) = lease::take_lease_option(url)?;
+        let url = url.as_str();
         let mut config: tokio_postgres::Config =
             url.parse()
                 .map_err(|e: tokio_postgres::Error| PostgresError::BadUrl {
@@ -257,6 +264,7 @@ impl PostgresStore {
                 password,
                 schema: schema.map(str::to_string),
                 ready: OnceCell::new(),
+                lease,
                 meta_cache: log::MetaCache::default(),
                 live: Arc::new(live),
             }),

@@ -1,11 +1,15 @@
 //! Turn locks on Redis: a key per (session, branch) taken with
-//! `SET NX PX` (a token, a TTL of [`TURN_LOCK_TTL`]) that a task renews
+//! `SET NX PX` (a token, a TTL of `RedisOptions::lease`) that a task renews
 //! while the guard lives, plus the holder written in the session's
 //! `turns` hash. Dropping the guard releases both (by token, over a short
 //! synchronous connection so the release is done when the drop returns); a holder
 //! that dies stops renewing, its key expires and the hash still names it:
 //! an interrupted turn ([`TurnLockInfo::live`] false) until the next
 //! holder takes the lock. See `weft_core::lease` for the contract.
+//!
+//! The lock fences its turn's appends: the holder in the `turns` hash
+//! names the turn, and the append script writes a batch naming a turn only
+//! while the branch's lock key exists and the hash names that turn.
 //!
 //! This module must not know the log, listing or search.
 
@@ -15,7 +19,7 @@ use weft_core::lease::{TurnHolder, TurnLock, TurnLockAttempt, TurnLockInfo};
 use weft_core::store::StoreError;
 use weft_core::{BranchId, SessionId};
 
-use super::{RedisStore, TURN_LOCK_TTL, encode_json, not_found, scripts};
+use super::{RedisStore, encode_json, not_found, scripts};
 
 /// How long dropping a guard may wait for its release.
 const RELEASE_TIMEOUT: Duration = Duration::from_secs(2);
@@ -72,7 +76,8 @@ impl RedisStore {
     ) -> Result<TurnLockAttempt, StoreError> {
         let token = uuid::Uuid::new_v4().to_string();
         let holder_json = encode_json(holder)?;
-        let ttl_ms = u64::try_from(TURN_LOCK_TTL.as_millis()).unwrap_or(u64::MAX);
+        let lease = self.options.lease;
+        let ttl_ms = u64::try_from(lease.as_millis()).unwrap_or(u64::MAX);
         let lock_key = self.keys.turn(id, branch);
         let turns_key = self.keys.turns(id);
         let mut conn = self.conn().await?;
@@ -100,7 +105,7 @@ impl RedisStore {
                     let (key, token) = (lock_key.clone(), token.clone());
                     tokio::spawn(async move {
                         loop {
-                            tokio::time::sleep(TURN_LOCK_TTL / 3).await;
+                            tokio::time::sleep(lease / 3).await;
                             let kept: Result<i64, _> = scripts::RENEW
                                 .key(&key)
                                 .arg(&token)

@@ -6,11 +6,11 @@
 //! know listing, search or turn locks.
 
 use redis::AsyncCommands;
-use weft_core::SessionId;
 use weft_core::record::{Record, RecordKind, check_batch};
 use weft_core::session::{SessionMeta, SessionStatus};
 use weft_core::store::{DeleteOptions, StoreError};
 use weft_core::view::creation_batch;
+use weft_core::{BranchId, SessionId};
 
 use super::scripts;
 use super::{RedisStore, decode_meta, encode_json, not_found};
@@ -103,7 +103,10 @@ impl RedisStore {
             expected: expected_seq,
             actual,
         };
-        if meta.last_seq != expected_seq {
+        let fenced = Record::batch_turn(&records);
+        // A turn's batch goes to the script even then: a turn that lost its
+        // lease is told so (not sent to rebase on a conflict).
+        if meta.last_seq != expected_seq && fenced.is_none() {
             return Err(conflict(meta.last_seq));
         }
         for r in &records {
@@ -111,6 +114,7 @@ impl RedisStore {
         }
         let lines = self.lines(&records)?;
         let k = &self.keys;
+        let branch = fenced.map_or_else(BranchId::main, |(_, b)| b.clone());
         let mut conn = self.conn().await?;
         let reply: Vec<i64> = scripts::APPEND
             .key(k.meta(id))
@@ -119,11 +123,14 @@ impl RedisStore {
             .key(k.project(&meta.project.slug))
             .key(k.events(id))
             .key(k.turns(id))
+            .key(k.turn(id, &branch))
             .arg(expected_seq)
             .arg(encode_json(&meta)?)
             .arg(score(&meta))
             .arg(id.as_str())
             .arg(self.ttl_ms())
+            .arg(fenced.map_or("", |(t, _)| t.as_str()))
+            .arg(branch.as_str())
             .arg(lines)
             .invoke_async(&mut conn)
             .await
@@ -132,6 +139,11 @@ impl RedisStore {
             [0, _] => Ok(meta),
             [1, actual] => Err(conflict(u64::try_from(*actual).unwrap_or(0))),
             [2, _] => Err(not_found(id)),
+            [3, _] => Err(StoreError::LeaseLost {
+                id: id.to_string(),
+                branch: branch.to_string(),
+                turn: fenced.map_or_else(String::new, |(t, _)| t.to_string()),
+            }),
             other => Err(self.unexpected("append", other)),
         }
     }

@@ -112,6 +112,9 @@ pub struct RedisOptions {
     /// A TTL set on each session's keys and refreshed on every write
     /// (`None`: sessions never expire).
     pub ttl: Option<Duration>,
+    /// How long a turn lock lives without being renewed (default
+    /// [`TURN_LOCK_TTL`]; URL `lease_ms=`).
+    pub lease: Duration,
 }
 
 impl std::fmt::Debug for RedisOptions {
@@ -120,6 +123,7 @@ impl std::fmt::Debug for RedisOptions {
             .field("url", &scrub_url(&self.url))
             .field("prefix", &self.prefix)
             .field("ttl", &self.ttl)
+            .field("lease", &self.lease)
             .finish()
     }
 }
@@ -129,7 +133,8 @@ impl RedisOptions {
     pub const DEFAULT_PREFIX: &'static str = "weft:";
 
     /// Parses a store URL: the server URL plus weft's optional query
-    /// parameters `prefix=<key prefix>` and `ttl=<seconds>` (0: none),
+    /// parameters `prefix=<key prefix>`, `ttl=<seconds>` (0: none) and
+    /// `lease_ms=<milliseconds>` (the turn lock's lease),
     /// which are taken out before the URL reaches the client.
     pub fn from_url(url: &str) -> Result<Self, StoreError> {
         url::parse_store_url(url)

@@ -37,17 +37,27 @@ return 1
     )
 });
 
-/// `append`: KEYS = meta, log, all, project, events, turns;
-/// ARGV = expected seq, meta JSON, score, id, ttl, record lines…
+/// `append`: KEYS = meta, log, all, project, events, turns, lock of the
+/// batch's branch (any key when the batch names no turn);
+/// ARGV = expected seq, meta JSON, score, id, ttl, turn ("" when the batch
+/// names none), branch, record lines…
 /// Returns `{0, new head}`, `{1, actual head}` on a conflict (nothing
-/// written), `{2, 0}` when the session does not exist.
+/// written), `{2, 0}` when the session does not exist, `{3, 0}` when the
+/// batch's turn does not hold its branch's lock (fencing; nothing written).
 pub(super) static APPEND: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         r#"
 if redis.call('EXISTS', KEYS[1]) == 0 then return {2, 0} end
+if ARGV[6] ~= '' then
+  if redis.call('EXISTS', KEYS[7]) == 0 then return {3, 0} end
+  local holder = redis.call('HGET', KEYS[6], ARGV[7])
+  if not holder then return {3, 0} end
+  local ok, h = pcall(cjson.decode, holder)
+  if not ok or h['turn'] ~= ARGV[6] then return {3, 0} end
+end
 local head = redis.call('LLEN', KEYS[2])
 if head ~= tonumber(ARGV[1]) then return {1, head} end
-for i = 6, #ARGV, 1000 do
+for i = 8, #ARGV, 1000 do
   redis.call('RPUSH', KEYS[2], unpack(ARGV, i, math.min(i + 999, #ARGV)))
 end
 redis.call('SET', KEYS[1], ARGV[2])
@@ -59,7 +69,7 @@ if ttl > 0 then
     if i ~= 3 and i ~= 4 then redis.call('PEXPIRE', KEYS[i], ttl) end
   end
 end
-return {0, head + #ARGV - 5}
+return {0, head + #ARGV - 7}
 "#,
     )
 });

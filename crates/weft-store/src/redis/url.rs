@@ -1,4 +1,4 @@
-//! Store URLs: weft's query parameters (`prefix`, `ttl`) taken out of the
+//! Store URLs: weft's query parameters (`prefix`, `ttl`, `lease_ms`) taken out of the
 //! server URL, and the password scrubbed out of anything printed.
 //!
 //! This module knows URL text only; it must not know connections or keys.
@@ -64,6 +64,7 @@ pub(super) fn parse_store_url(url: &str) -> Result<RedisOptions, StoreError> {
     }
     let mut prefix = RedisOptions::DEFAULT_PREFIX.to_string();
     let mut ttl = None;
+    let mut lease = super::TURN_LOCK_TTL;
     let (base, query) = match url.split_once('?') {
         Some((b, q)) => (b, Some(q)),
         None => (url, None),
@@ -87,6 +88,12 @@ pub(super) fn parse_store_url(url: &str) -> Result<RedisOptions, StoreError> {
                     .map_err(|_| invalid("ttl= must be a number of seconds"))?;
                 ttl = (secs > 0).then(|| Duration::from_secs(secs));
             }
+            "lease_ms" => {
+                let ms: u64 = v.parse().ok().filter(|ms| *ms > 0).ok_or_else(|| {
+                    invalid("lease_ms= must be a positive number of milliseconds")
+                })?;
+                lease = Duration::from_millis(ms);
+            }
             _ => kept.push(pair),
         }
     }
@@ -95,7 +102,12 @@ pub(super) fn parse_store_url(url: &str) -> Result<RedisOptions, StoreError> {
     } else {
         format!("{base}?{}", kept.join("&"))
     };
-    Ok(RedisOptions { url, prefix, ttl })
+    Ok(RedisOptions {
+        url,
+        prefix,
+        ttl,
+        lease,
+    })
 }
 
 #[cfg(test)]
@@ -125,6 +137,13 @@ mod tests {
         let d = parse_store_url("redis://h:1").unwrap();
         assert_eq!((d.prefix.as_str(), d.ttl), ("weft:", None));
         assert_eq!(parse_store_url("redis://h?ttl=0").unwrap().ttl, None);
+        assert_eq!(d.lease, super::super::TURN_LOCK_TTL);
+        let short = parse_store_url("redis://h?lease_ms=250").unwrap();
+        assert_eq!(
+            (short.url.as_str(), short.lease),
+            ("redis://h", Duration::from_millis(250))
+        );
+        assert!(parse_store_url("redis://h?lease_ms=0").is_err());
         let e = parse_store_url("http://:pw@h?ttl=x")
             .unwrap_err()
             .to_string();

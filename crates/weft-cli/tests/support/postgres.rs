@@ -1,9 +1,9 @@
-//! A fresh PostgreSQL database per test ([`TempDatabase`]), on the server
-//! of `WEFT_TEST_POSTGRES_URL` (default
-//! `postgres://postgres@127.0.0.1:5432/postgres`): created at start,
-//! dropped at the end; an unreachable server fails the test saying how to
-//! start one.
+//! A PostgreSQL database of its own for an end-to-end test: created on
+//! the server of `WEFT_TEST_POSTGRES_URL` (default
+//! `postgres://postgres@127.0.0.1:5432/postgres`) and dropped after the
+//! test; an unreachable server fails the test, saying how to start one.
 
+/// The server the tests use.
 pub fn admin_url() -> String {
     std::env::var("WEFT_TEST_POSTGRES_URL")
         .ok()
@@ -33,13 +33,7 @@ pub struct TempDatabase {
 }
 
 impl TempDatabase {
-    /// Creates the database (named after the test process and `tag`).
     pub fn create() -> Self {
-        Self::create_named("e2e")
-    }
-
-    /// Creates database `weft_<tag>_<pid>`.
-    pub fn create_named(tag: &str) -> Self {
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
@@ -59,7 +53,10 @@ impl TempDatabase {
             tokio::spawn(conn);
             client
         });
-        let name = format!("weft_{tag}_{}", std::process::id());
+        // Unique per process and per database the process makes.
+        static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let name = format!("weft_e2e_{}_{n}", std::process::id());
         rt.block_on(async {
             // Left over by a killed run with the same pid, if any.
             client
@@ -74,7 +71,6 @@ impl TempDatabase {
         Self { name, rt, client }
     }
 
-    /// The URL of the database.
     pub fn url(&self) -> String {
         with_database(&admin_url(), &self.name)
     }
