@@ -17,9 +17,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use weft_core::{Record, RecordKind, Role};
-
-use crate::store::message;
+use weft_core::{BranchId, Message, Record, RecordKind, Role};
 
 /// How many connections the baseline uses at most (weft's postgres pool
 /// size).
@@ -235,4 +233,24 @@ impl Writer {
         }
         Ok(latencies)
     }
+}
+
+/// A message of about `bytes` bytes of text, varied by `i`.
+pub(crate) fn message(role: Role, i: usize, bytes: usize) -> Message {
+    const WORDS: &[&str] = &[
+        "session", "kernel", "durable", "append", "the", "quick", "brown", "fox", "log", "branch",
+        "tool", "result", "weft", "store", "and", "of", "a", "to", "fork", "index",
+    ];
+    let mut text = format!("message {i}:");
+    let mut k = i;
+    while text.len() < bytes {
+        k = k.wrapping_mul(2_654_435_761).wrapping_add(7);
+        text.push(' ');
+        text.push_str(WORDS[(k >> 7) % WORDS.len()]);
+    }
+    let mut m = Message::text(BranchId::main(), role, text);
+    if role == Role::Assistant {
+        m.model = Some("bench-model".into());
+    }
+    m
 }

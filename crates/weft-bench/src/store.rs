@@ -34,14 +34,14 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::engine::EngineBaseline;
+use crate::engine::{EngineBaseline, message};
 use serde_json::{Value, json};
 use weft_core::memory::MemoryStore;
 use weft_core::record::{Record, RecordKind};
 use weft_core::session::{Project, SessionMeta};
 use weft_core::store::{ForkPoint, ListQuery, Store};
 use weft_core::view::SessionView;
-use weft_core::{BranchId, Message, Role, SessionId};
+use weft_core::{Role, SessionId};
 use weft_store::{FsStore, SqliteStore};
 
 /// Which backends to run.
@@ -176,26 +176,6 @@ fn stats(mut samples: Vec<Duration>) -> (Duration, Duration, Duration) {
 }
 
 /// A message of about `bytes` bytes of text.
-/// A message of about `bytes` bytes of text, varied by `i`.
-pub(crate) fn message(role: Role, i: usize, bytes: usize) -> Message {
-    const WORDS: &[&str] = &[
-        "session", "kernel", "durable", "append", "the", "quick", "brown", "fox", "log", "branch",
-        "tool", "result", "weft", "store", "and", "of", "a", "to", "fork", "index",
-    ];
-    let mut text = format!("message {i}:");
-    let mut k = i;
-    while text.len() < bytes {
-        k = k.wrapping_mul(2_654_435_761).wrapping_add(7);
-        text.push(' ');
-        text.push_str(WORDS[(k >> 7) % WORDS.len()]);
-    }
-    let mut m = Message::text(BranchId::main(), role, text);
-    if role == Role::Assistant {
-        m.model = Some("bench-model".into());
-    }
-    m
-}
-
 fn meta(project: &str) -> SessionMeta {
     SessionMeta::new(
         SessionId::new_v7(),

@@ -83,13 +83,14 @@ pub mod stored;
 pub mod testing;
 pub mod tool;
 pub mod view;
+pub mod watch;
 
 pub use approval::{ApprovalSystem, DisplaySystem};
 pub use error::SessionError;
 pub use feed::{Feed, FeedError, FeedEvent, FeedItem, FeedReceiver};
 pub use hooks::{HookHandler, HookRegistry, HookResult, events};
 pub use id::{BranchId, IdError, MessageId, SessionId, TurnId};
-pub use live::{LiveChannel, RecordWatch};
+pub use live::LiveChannel;
 pub use memory::MemoryStore;
 pub use message::{ContentBlock, Message, Role, Usage};
 pub use mount::MountPlan;
@@ -100,3 +101,4 @@ pub use runtime::{CancelMode, Session, SessionConfig, TurnEvents, TurnHandle, Tu
 pub use session::{SessionMeta, SessionStatus};
 pub use store::{Store, StoreError};
 pub use tool::Tool;
+pub use watch::RecordWatch;

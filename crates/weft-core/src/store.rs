@@ -50,7 +50,7 @@ use crate::record::{BatchError, MetaPatch, Record, RecordKind, StateDelta, Statu
 use crate::session::{ForkedFrom, SessionMeta, SessionStatus};
 use crate::view::{SessionView, ViewError};
 
-pub use crate::fork::{ForkPlan, fork_plan};
+pub use crate::fork::{FORK_INTERRUPTED, ForkError, ForkPlan, ForkPoint, fork_plan};
 
 /// What a store operation can fail with.
 #[derive(Debug, thiserror::Error)]
@@ -399,18 +399,6 @@ pub fn snippet(text: &str, terms: &[String]) -> String {
     if start > 0 { format!("…{out}") } else { out }
 }
 
-/// Where to cut a fork.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum ForkPoint {
-    /// After turn `n` of the default branch (turns count from 1).
-    Turn(u64),
-    /// After log record `seq`.
-    Seq(u64),
-    /// The whole log.
-    End,
-}
-
 /// How to delete.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct DeleteOptions {
@@ -439,8 +427,17 @@ pub struct CleanupReport {
 pub const PROCESS_EXITED: &str =
     "the process running it exited mid-turn (found by cleanup): nothing recorded was lost";
 
-/// The synthetic output for tool calls cut off by a fork.
-pub const FORK_INTERRUPTED: &str = "interrupted by fork: this tool call was not answered in the source session before the fork point";
+impl From<StoreError> for crate::live::LiveError {
+    fn from(e: StoreError) -> Self {
+        crate::live::LiveError(e.to_string())
+    }
+}
+
+impl From<ForkError> for StoreError {
+    fn from(e: ForkError) -> Self {
+        StoreError::Invalid(e.to_string())
+    }
+}
 
 /// The durable session store. See the module docs for the contract.
 #[async_trait]

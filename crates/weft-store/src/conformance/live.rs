@@ -7,9 +7,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::json;
-use weft_core::live::RecordWatch;
 use weft_core::message::Role;
 use weft_core::store::Store;
+use weft_core::watch::RecordWatch;
 use weft_core::{Feed, FeedItem, FeedReceiver};
 
 use super::{new_meta, push, text};

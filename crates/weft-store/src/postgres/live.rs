@@ -29,7 +29,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use async_trait::async_trait;
 use tokio_postgres::{AsyncMessage, NoTls};
 use weft_core::SessionId;
-use weft_core::live::{LiveChannel, LiveMessage, LiveRouter, LiveSubscription};
+use weft_core::live::{LiveChannel, LiveError, LiveMessage, LiveRouter, LiveSubscription};
 use weft_core::store::StoreError;
 
 use super::{PostgresError, db, scrub};
@@ -183,7 +183,7 @@ fn channel_name(schema: &str, id: &SessionId) -> String {
 
 #[async_trait]
 impl LiveChannel for PgLive {
-    async fn publish(&self, id: &SessionId, messages: &[LiveMessage]) -> Result<(), StoreError> {
+    async fn publish(&self, id: &SessionId, messages: &[LiveMessage]) -> Result<(), LiveError> {
         if messages.is_empty() {
             return Ok(());
         }
@@ -215,15 +215,16 @@ impl LiveChannel for PgLive {
                 .execute(NOTIFY_SQL, &[&channel, &payloads])
                 .await
                 .map(|_| ())
-                .map_err(db),
+                .map_err(|e| db(e).into()),
             None => Ok(()),
         }
     }
 
-    async fn subscribe(&self, id: &SessionId) -> Result<LiveSubscription, StoreError> {
-        self.listener
+    async fn subscribe(&self, id: &SessionId) -> Result<LiveSubscription, LiveError> {
+        Ok(self
+            .listener
             .subscribe(id, channel_name(&self.schema, id))
-            .await
+            .await?)
     }
 }
 

@@ -19,7 +19,7 @@ use futures::StreamExt;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig, PubSubSink};
 use tokio::sync::OnceCell;
 use weft_core::SessionId;
-use weft_core::live::{LiveChannel, LiveMessage, LiveRouter, LiveSubscription};
+use weft_core::live::{LiveChannel, LiveError, LiveMessage, LiveRouter, LiveSubscription};
 use weft_core::store::StoreError;
 
 use super::{CONNECT_TIMEOUT, RESPONSE_TIMEOUT, backend};
@@ -126,7 +126,7 @@ impl RedisLive {
 
 #[async_trait]
 impl LiveChannel for RedisLive {
-    async fn publish(&self, id: &SessionId, messages: &[LiveMessage]) -> Result<(), StoreError> {
+    async fn publish(&self, id: &SessionId, messages: &[LiveMessage]) -> Result<(), LiveError> {
         if messages.is_empty() {
             return Ok(());
         }
@@ -138,10 +138,10 @@ impl LiveChannel for RedisLive {
         let mut conn = self.publisher().await?;
         pipe.query_async::<()>(&mut conn)
             .await
-            .map_err(|e| backend(&self.connector.url, e.to_string()))
+            .map_err(|e| backend(&self.connector.url, e.to_string()).into())
     }
 
-    async fn subscribe(&self, id: &SessionId) -> Result<LiveSubscription, StoreError> {
-        self.listener.subscribe(id, self.channel(id)).await
+    async fn subscribe(&self, id: &SessionId) -> Result<LiveSubscription, LiveError> {
+        Ok(self.listener.subscribe(id, self.channel(id)).await?)
     }
 }
