@@ -363,7 +363,6 @@ mod tests {
         SessionId::new_v7()
     }
 
-    use crate::BranchId;
     #[test]
     fn the_wire_form_round_trips_and_rejects_junk() {
         let s = id();

@@ -149,6 +149,7 @@ mod tests {
     use super::*;
     use serde_json::json;
 
+    use crate::BranchId;
     use crate::feed::{Feed, FeedItem, FeedReceiver};
     use crate::memory::MemoryStore;
     use crate::message::{Message, Role};
