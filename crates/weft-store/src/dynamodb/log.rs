@@ -20,7 +20,7 @@ use weft_core::view::creation_batch;
 
 use super::{
     CLAIM_LEASE, DynamoStore, ITEM_BYTES, Item, META_SK, TXN_BYTES, TXN_RECORDS, build_err,
-    encode_json, get_n, get_s, list_key, n, not_found, rec_sk, row_meta, s,
+    encode_json, get_s, list_key, n, not_found, rec_sk, row_meta, s,
 };
 use crate::codec;
 
@@ -768,10 +768,4 @@ fn chunk(puts: Vec<(Put, usize)>) -> Vec<Vec<Put>> {
 
 fn refused(id: &SessionId) -> StoreError {
     StoreError::Refused(format!("session {id} is active: it cannot be removed"))
-}
-
-/// The `last_seq` of a raw row (for tests of the layout).
-#[allow(dead_code)]
-pub(super) fn row_head(item: &Item) -> Option<i64> {
-    get_n(item, "last_seq")
 }

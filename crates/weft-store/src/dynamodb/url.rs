@@ -213,9 +213,9 @@ mod tests {
         assert_eq!(o.region, "eu-west-1");
         assert!(o.create);
         assert_eq!(o.ttl, Some(Duration::from_secs(60)));
-        let remote = parse_store_url("dynamodb://ddb.example:443/t1?region=x").unwrap();
+        let remote = parse_store_url("dynamodb://ddb.example:443/tbl?region=x").unwrap();
         assert_eq!(remote.endpoint.as_deref(), Some("https://ddb.example:443"));
-        let plain = parse_store_url("dynamodb://ddb.example:80/t1?tls=false&region=x").unwrap();
+        let plain = parse_store_url("dynamodb://ddb.example:80/tbl?tls=false&region=x").unwrap();
         assert_eq!(plain.endpoint.as_deref(), Some("http://ddb.example:80"));
         let aws = parse_store_url("dynamodb:///sessions?region=eu-central-1").unwrap();
         assert_eq!((aws.endpoint, aws.table.as_str()), (None, "sessions"));
