@@ -2,8 +2,11 @@
 //! variables (`__` separates nesting: `WEFT_STORE__KIND=sqlite`), plus
 //! command-line flags, in rising precedence. agentkernel's session
 //! variables are read as aliases below the `WEFT_*` ones:
-//! `AK_SESSION__TYPE=in_memory|redis` (the store kind) and
-//! `AK_SESSION__REDIS__URL` (the store URL).
+//! `AK_SESSION__TYPE=in_memory|redis|dynamodb` (the store kind),
+//! `AK_SESSION__REDIS__URL` (the redis store URL) and
+//! `AK_SESSION__DYNAMODB__TABLE_NAME` (the dynamodb table, default
+//! [`AK_DYNAMODB_TABLE`]; the endpoint, region and credentials come from
+//! the standard `AWS_*` variables, `AWS_ENDPOINT_URL` included).
 
 use std::path::{Path, PathBuf};
 
@@ -120,9 +123,15 @@ pub struct StoreFlags {
     pub url: Option<String>,
 }
 
+/// agentkernel's default DynamoDB table.
+pub const AK_DYNAMODB_TABLE: &str = "agent-kernel-sessions";
+
 /// Adds agentkernel's store variables (read through `var`) to `figment`:
 /// `AK_SESSION__TYPE` (`in_memory` → `memory`; other values, such as
-/// `redis`, as they are) and `AK_SESSION__REDIS__URL`.
+/// `redis`, as they are), `AK_SESSION__REDIS__URL`, and for `dynamodb` the
+/// URL `dynamodb:///<AK_SESSION__DYNAMODB__TABLE_NAME or
+/// agent-kernel-sessions>` (endpoint and region from the `AWS_*`
+/// variables).
 fn agentkernel_aliases(mut figment: Figment, var: impl Fn(&str) -> Option<String>) -> Figment {
     let set = |v: Option<String>| v.filter(|v| !v.trim().is_empty());
     if let Some(kind) = set(var("AK_SESSION__TYPE")) {
@@ -130,6 +139,11 @@ fn agentkernel_aliases(mut figment: Figment, var: impl Fn(&str) -> Option<String
             "in_memory" => "memory".to_string(),
             other => other.to_string(),
         };
+        if kind == "dynamodb" {
+            let table = set(var("AK_SESSION__DYNAMODB__TABLE_NAME"))
+                .unwrap_or_else(|| AK_DYNAMODB_TABLE.to_string());
+            figment = figment.merge(("store.url", format!("dynamodb:///{}", table.trim())));
+        }
         figment = figment.merge(("store.kind", kind));
     }
     if let Some(url) = set(var("AK_SESSION__REDIS__URL")) {
@@ -195,6 +209,17 @@ mod tests {
         ]);
         assert_eq!(redis.kind, weft_store::StoreKind::Redis);
         assert_eq!(redis.url.as_deref(), Some("redis://127.0.0.1:7000"));
+        let dynamo = load(&[
+            ("AK_SESSION__TYPE", "dynamodb"),
+            ("AK_SESSION__DYNAMODB__TABLE_NAME", "team-sessions"),
+        ]);
+        assert_eq!(dynamo.kind, weft_store::StoreKind::DynamoDb);
+        assert_eq!(dynamo.url.as_deref(), Some("dynamodb:///team-sessions"));
+        let dynamo_default = load(&[("AK_SESSION__TYPE", "dynamodb")]);
+        assert_eq!(
+            dynamo_default.url.as_deref(),
+            Some("dynamodb:///agent-kernel-sessions")
+        );
         let memory = load(&[("AK_SESSION__TYPE", "in_memory")]);
         assert_eq!(memory.kind, weft_store::StoreKind::Memory);
         assert_eq!(load(&[]), StoreConfig::default());

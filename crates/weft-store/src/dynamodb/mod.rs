@@ -7,7 +7,8 @@
 //!
 //! - `host:port`: a DynamoDB-compatible endpoint (a local server, a VPC
 //!   endpoint); loopback hosts are spoken to over plain HTTP, others over
-//!   HTTPS (rustls), `tls=` overrides. No host (`dynamodb:///TABLE`): the
+//!   HTTPS (rustls), `tls=` overrides. No host (`dynamodb:///TABLE`):
+//!   `AWS_ENDPOINT_URL_DYNAMODB` or `AWS_ENDPOINT_URL` when set, else the
 //!   AWS endpoint of the region.
 //! - `TABLE`: the table (default [`DEFAULT_TABLE`]).
 //! - `region=`: else `AWS_REGION`, `AWS_DEFAULT_REGION`, `us-east-1`.

@@ -139,7 +139,7 @@ pub(super) fn parse_store_url(url: &str) -> Result<DynamoOptions, StoreError> {
         }
     }
     let endpoint = if host.is_empty() {
-        None
+        env("AWS_ENDPOINT_URL_DYNAMODB").or_else(|| env("AWS_ENDPOINT_URL"))
     } else {
         let scheme = if tls.unwrap_or(!is_loopback(host.rsplit_once(':').map_or(host, |(h, _)| h)))
         {
