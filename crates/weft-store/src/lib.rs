@@ -368,6 +368,27 @@ mod tests {
         assert!(open_store(&redis, dir.path()).is_err(), "redis needs a URL");
     }
 
+    #[cfg(feature = "dynamodb")]
+    #[test]
+    fn opens_dynamodb_lazily_with_a_url() {
+        let config: StoreConfig = serde_json::from_str(
+            r#"{"kind":"dynamodb","url":"dynamodb://127.0.0.1:1/sessions?region=us-east-1"}"#,
+        )
+        .unwrap();
+        assert_eq!(config.kind, StoreKind::DynamoDb);
+        assert_eq!(
+            "dynamodb".parse::<StoreKind>().unwrap(),
+            StoreKind::DynamoDb
+        );
+        let store = open_store(&config, Path::new("/nonexistent")).unwrap();
+        assert_eq!(store.kind(), "dynamodb");
+        let no_url = StoreConfig {
+            kind: StoreKind::DynamoDb,
+            ..Default::default()
+        };
+        assert!(open_store(&no_url, Path::new("/nonexistent")).is_err());
+    }
+
     #[cfg(feature = "redis")]
     #[test]
     fn opens_redis_lazily_with_a_url() {
