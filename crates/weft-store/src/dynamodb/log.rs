@@ -769,3 +769,31 @@ fn chunk(puts: Vec<(Put, usize)>) -> Vec<Vec<Put>> {
 fn refused(id: &SessionId) -> StoreError {
     StoreError::Refused(format!("session {id} is active: it cannot be removed"))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn puts(sizes: &[usize]) -> Vec<(Put, usize)> {
+        sizes
+            .iter()
+            .map(|&size| {
+                let put = Put::builder()
+                    .table_name("t")
+                    .set_item(Some(HashMap::new()))
+                    .build()
+                    .expect("put");
+                (put, size)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn chunks_respect_the_action_and_byte_limits() {
+        let lens = |c: Vec<Vec<Put>>| c.iter().map(Vec::len).collect::<Vec<_>>();
+        assert_eq!(lens(chunk(puts(&[10; 99]))), [99]);
+        assert_eq!(lens(chunk(puts(&[10; 250]))), [99, 99, 52]);
+        assert_eq!(lens(chunk(puts(&[1_000_000; 7]))), [3, 3, 1]);
+        assert_eq!(lens(chunk(puts(&[10]))), [1]);
+    }
+}
