@@ -3,7 +3,9 @@
 //! `--backend redis` on a Redis server, `--redis-url`, by default a private
 //! `redis-server` with AOF `appendfsync always` that the run starts and
 //! kills; each workload under a fresh key prefix, left in place on a
-//! server given by URL).
+//! server given by URL; `--backend dynamodb` on a DynamoDB endpoint,
+//! `--dynamodb-url dynamodb://host:port`, by default a private moto server
+//! from `scripts/dynamodb-local install`, each workload in a fresh table).
 //!
 //! - `append`: `--turns` turns (a user and an assistant message of about
 //!   `--message-bytes` each, one durable append per message) to each of
@@ -59,6 +61,10 @@ pub enum BackendArg {
     /// The Redis store (`--redis-url`, else a private `redis-server`; each
     /// workload under a fresh key prefix).
     Redis,
+    /// The DynamoDB store (`--dynamodb-url`, else a private moto server
+    /// from `scripts/dynamodb-local install`; each workload in a fresh
+    /// table).
+    Dynamodb,
     /// fs, sqlite and memory.
     All,
 }
@@ -106,6 +112,11 @@ pub struct StoreBenchArgs {
     /// `redis-server` with AOF `appendfsync always` in a temporary directory).
     #[arg(long)]
     pub redis_url: Option<String>,
+    /// The DynamoDB endpoint for `--backend dynamodb`, as
+    /// `dynamodb://host:port` (no table: each workload creates its own;
+    /// default: start a private moto server).
+    #[arg(long)]
+    pub dynamodb_url: Option<String>,
     /// Run each turn's appends concurrently across the sessions.
     #[arg(long)]
     pub parallel: bool,
@@ -199,6 +210,16 @@ fn open(backend: &str, root: &Path) -> anyhow::Result<Arc<dyn Store>> {
             Arc::new(weft_store::redis::RedisStore::open(&with_prefix(
                 url,
                 &workload_tag(root),
+            ))?)
+        }
+        "dynamodb" => {
+            let base = DYNAMO_URL
+                .get()
+                .ok_or_else(|| anyhow::anyhow!("no dynamodb URL"))?;
+            Arc::new(weft_store::dynamodb::DynamoStore::open(&format!(
+                "{}/wb-{}?region=us-east-1&create=true",
+                base.trim_end_matches('/'),
+                workload_tag(root)
             ))?)
         }
         "fs" => Arc::new(FsStore::open(root)?),
@@ -401,7 +422,7 @@ async fn append_workload(backend: &str, root: &Path, args: &StoreBenchArgs) -> a
         engine.finish().await;
     }
     emit(backend, "append", rate, "records/s", params);
-    if !matches!(backend, "memory" | "postgres" | "redis") {
+    if !matches!(backend, "memory" | "postgres" | "redis" | "dynamodb") {
         let (apparent, allocated) = disk_usage(root);
         let (raw_bytes, raw_alloc) = disk_usage(&root.join("raw"));
         emit(
@@ -623,6 +644,7 @@ pub async fn run(args: StoreBenchArgs) -> anyhow::Result<()> {
         BackendArg::Memory => &["memory"],
         BackendArg::Postgres => &["postgres"],
         BackendArg::Redis => &["redis"],
+        BackendArg::Dynamodb => &["dynamodb"],
         BackendArg::All => &["fs", "sqlite", "memory"],
     };
     let _ = PG_URL.set(args.postgres_url.clone());
@@ -641,6 +663,22 @@ pub async fn run(args: StoreBenchArgs) -> anyhow::Result<()> {
             }
         };
         let _ = REDIS_URL.set(url);
+    }
+    // A private moto server (killed when `_dynamo` drops) unless given one.
+    let mut _dynamo = None;
+    if args.backend == BackendArg::Dynamodb {
+        let url = match &args.dynamodb_url {
+            Some(url) => url.clone(),
+            None => {
+                let server = weft_store::dynamodb::local::LocalDynamo::start().map_err(|e| {
+                    anyhow::anyhow!("--backend dynamodb: {e}, or pass --dynamodb-url")
+                })?;
+                let url = format!("dynamodb://127.0.0.1:{}", server.port());
+                _dynamo = Some(server);
+                url
+            }
+        };
+        let _ = DYNAMO_URL.set(url);
     }
     let tmp = match &args.dir {
         Some(_) => None,
@@ -673,3 +711,7 @@ static PG_URL: std::sync::OnceLock<String> = std::sync::OnceLock::new();
 
 /// The redis server URL for [`open`] (`--redis-url` or the private one).
 static REDIS_URL: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+
+/// The DynamoDB endpoint URL for [`open`] (`--dynamodb-url` or the private
+/// moto server).
+static DYNAMO_URL: std::sync::OnceLock<String> = std::sync::OnceLock::new();

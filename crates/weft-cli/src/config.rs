@@ -2,12 +2,15 @@
 //! variables (`__` separates nesting: `WEFT_STORE__KIND=sqlite`), plus
 //! command-line flags, in rising precedence. agentkernel's session
 //! variables are read as aliases below the `WEFT_*` ones:
-//! `AK_SESSION__TYPE=in_memory|redis` (the store kind) and
-//! `AK_SESSION__REDIS__URL` (the store URL). Sessions stored through
-//! agentkernel's variables expire as agentkernel's do: 7 days after their
-//! last write ([`AGENTKERNEL_REDIS_TTL`]) unless the URL gives `?ttl=`
-//! (`ttl=0`: never); weft's own `--store redis` keeps them forever unless
-//! its URL says otherwise.
+//! `AK_SESSION__TYPE=in_memory|redis|dynamodb` (the store kind),
+//! `AK_SESSION__REDIS__URL` (the redis store URL) and
+//! `AK_SESSION__DYNAMODB__TABLE_NAME` (the dynamodb table, default
+//! [`AK_DYNAMODB_TABLE`]; the endpoint, region and credentials come from
+//! the standard `AWS_*` variables, `AWS_ENDPOINT_URL` included). Sessions
+//! stored in Redis through agentkernel's variables expire as agentkernel's
+//! do: 7 days after their last write ([`AGENTKERNEL_REDIS_TTL`]) unless the
+//! URL gives `?ttl=` (`ttl=0`: never); weft's own `--store redis` keeps
+//! them forever unless its URL says otherwise.
 
 use std::path::{Path, PathBuf};
 
@@ -142,11 +145,16 @@ fn with_default_ttl(url: &str, secs: u64) -> String {
     format!("{url}{sep}ttl={secs}")
 }
 
+/// agentkernel's default DynamoDB table.
+pub const AK_DYNAMODB_TABLE: &str = "agent-kernel-sessions";
+
 /// Adds agentkernel's store variables (read through `var`) to `figment`:
 /// `AK_SESSION__TYPE` (`in_memory` → `memory`; other values, such as
-/// `redis`, as they are) and `AK_SESSION__REDIS__URL` (with `redis`,
+/// `redis`, as they are), `AK_SESSION__REDIS__URL` (with `redis`,
 /// agentkernel's default TTL, [`AGENTKERNEL_REDIS_TTL`], unless the URL
-/// gives one).
+/// gives one), and for `dynamodb` the URL `dynamodb:///<AK_SESSION__DYNAMODB__TABLE_NAME
+/// or agent-kernel-sessions>` (endpoint and region from the `AWS_*`
+/// variables).
 fn agentkernel_aliases(mut figment: Figment, var: impl Fn(&str) -> Option<String>) -> Figment {
     let set = |v: Option<String>| v.filter(|v| !v.trim().is_empty());
     let mut redis = false;
@@ -156,6 +164,11 @@ fn agentkernel_aliases(mut figment: Figment, var: impl Fn(&str) -> Option<String
             other => other.to_string(),
         };
         redis = kind == "redis";
+        if kind == "dynamodb" {
+            let table = set(var("AK_SESSION__DYNAMODB__TABLE_NAME"))
+                .unwrap_or_else(|| AK_DYNAMODB_TABLE.to_string());
+            figment = figment.merge(("store.url", format!("dynamodb:///{}", table.trim())));
+        }
         figment = figment.merge(("store.kind", kind));
     }
     if let Some(url) = set(var("AK_SESSION__REDIS__URL")) {
@@ -254,6 +267,17 @@ mod tests {
         // The store URL alone (weft's own redis store) gets no TTL.
         let plain = load(&[("AK_SESSION__REDIS__URL", "redis://h:1")]);
         assert_eq!(plain.url.as_deref(), Some("redis://h:1"));
+        let dynamo = load(&[
+            ("AK_SESSION__TYPE", "dynamodb"),
+            ("AK_SESSION__DYNAMODB__TABLE_NAME", "team-sessions"),
+        ]);
+        assert_eq!(dynamo.kind, weft_store::StoreKind::DynamoDb);
+        assert_eq!(dynamo.url.as_deref(), Some("dynamodb:///team-sessions"));
+        let dynamo_default = load(&[("AK_SESSION__TYPE", "dynamodb")]);
+        assert_eq!(
+            dynamo_default.url.as_deref(),
+            Some("dynamodb:///agent-kernel-sessions")
+        );
         let memory = load(&[("AK_SESSION__TYPE", "in_memory")]);
         assert_eq!(memory.kind, weft_store::StoreKind::Memory);
         assert_eq!(load(&[]), StoreConfig::default());

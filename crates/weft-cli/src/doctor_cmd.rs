@@ -87,6 +87,11 @@ pub fn run(home: Option<PathBuf>, store: &StoreFlags, args: &DoctorArgs) -> anyh
                 "doctor checks the fs and sqlite stores; a redis store is checked by its server (redis-cli, and its persistence settings: appendonly yes, appendfsync always)"
             )
         }
+        StoreKind::DynamoDb => {
+            anyhow::bail!(
+                "doctor checks the fs and sqlite stores; a DynamoDB store is checked by DynamoDB itself (its transactions keep each log consistent)"
+            )
+        }
         StoreKind::Memory => {
             anyhow::bail!(
                 "the memory store keeps nothing on disk: there is nothing for doctor to check (use --store fs or sqlite)"

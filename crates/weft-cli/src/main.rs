@@ -49,11 +49,11 @@ struct GlobalArgs {
     #[arg(long, global = true, env = "WEFT_HOME", value_name = "DIR")]
     home: Option<PathBuf>,
     /// The session store (default: fs, or WEFT_STORE__KIND).
-    #[arg(long, global = true, value_parser = ["fs", "sqlite", "memory", "postgres", "redis"])]
+    #[arg(long, global = true, value_parser = ["fs", "sqlite", "memory", "postgres", "redis", "dynamodb"])]
     store: Option<String>,
     /// The server of a network store (`postgres://user:pass@host:port/db`,
-    /// `redis://host:6379/0`; or WEFT_STORE__URL, or `[store] url` in
-    /// config.toml).
+    /// `redis://host:6379/0`, `dynamodb://[host:port]/TABLE?region=…`; or
+    /// WEFT_STORE__URL, or `[store] url` in config.toml).
     #[arg(long, global = true, value_name = "URL")]
     store_url: Option<String>,
     /// More log output on stderr (-v info, -vv debug).

@@ -15,6 +15,8 @@
 //!   [`open_store`].
 //! - `redis::RedisStore` (cargo feature `redis`) — sessions in a Redis
 //!   server shared by several processes and nodes (Lua-scripted appends).
+//! - `dynamodb::DynamoStore` (cargo feature `dynamodb`) — sessions in one
+//!   Amazon DynamoDB table (transactional appends, a GSI per listing).
 //!
 //! The fs and sqlite backends are synchronous ([`blocking::BlockingStore`]);
 //! [`blocking::Blocking`] runs them on tokio's blocking pool as a [`Store`],
@@ -44,6 +46,8 @@ pub use weft_core::store::{Store, StoreError};
 
 pub mod blocking;
 pub mod conformance;
+#[cfg(feature = "dynamodb")]
+pub mod dynamodb;
 pub mod fs;
 pub mod import;
 #[cfg(feature = "postgres")]
@@ -78,6 +82,10 @@ pub enum StoreKind {
     Postgres,
     /// `redis::RedisStore` at [`StoreConfig::url`] (cargo feature `redis`).
     Redis,
+    /// `dynamodb::DynamoStore` at [`StoreConfig::url`] (cargo feature
+    /// `dynamodb`).
+    #[serde(rename = "dynamodb")]
+    DynamoDb,
 }
 
 impl StoreKind {
@@ -89,6 +97,7 @@ impl StoreKind {
             StoreKind::Memory => "memory",
             StoreKind::Postgres => "postgres",
             StoreKind::Redis => "redis",
+            StoreKind::DynamoDb => "dynamodb",
         }
     }
 }
@@ -108,8 +117,9 @@ impl std::str::FromStr for StoreKind {
             "memory" => Ok(StoreKind::Memory),
             "postgres" => Ok(StoreKind::Postgres),
             "redis" => Ok(StoreKind::Redis),
+            "dynamodb" => Ok(StoreKind::DynamoDb),
             other => Err(StoreError::Invalid(format!(
-                "unknown store kind {other:?}: use fs, sqlite, memory, postgres or redis"
+                "unknown store kind {other:?}: use fs, sqlite, memory, postgres, redis or dynamodb"
             ))),
         }
     }
@@ -120,10 +130,11 @@ impl std::str::FromStr for StoreKind {
 ///
 /// ```toml
 /// [store]
-/// kind = "sqlite"              # fs (default) | sqlite | memory | postgres | redis
+/// kind = "sqlite"              # fs (default) | sqlite | memory | postgres | redis | dynamodb
 /// path = "/data/weft.sqlite"   # optional
 /// # url = "postgres://weft:secret@db.internal:5432/weft"   # postgres
 /// # url = "redis://127.0.0.1:6379/0?ttl=604800"           # redis
+/// # url = "dynamodb:///weft-sessions?region=eu-west-1"     # dynamodb
 /// ```
 ///
 /// Its `Debug` form shows the URL without its password.
@@ -208,6 +219,7 @@ pub fn open_store(config: &StoreConfig, weft_home: &Path) -> Result<Arc<dyn Stor
         StoreKind::Memory => Arc::new(MemoryStore::new()),
         StoreKind::Postgres => open_postgres(config)?,
         StoreKind::Redis => open_redis(config)?,
+        StoreKind::DynamoDb => open_dynamodb(config)?,
     })
 }
 
@@ -248,6 +260,27 @@ fn open_redis(config: &StoreConfig) -> Result<Arc<dyn Store>, StoreError> {
 fn open_redis(_config: &StoreConfig) -> Result<Arc<dyn Store>, StoreError> {
     Err(StoreError::Invalid(
         "this weft was built without the redis store (cargo feature `redis` of weft-store)".into(),
+    ))
+}
+
+/// Opens the dynamodb store at `config.url` (nothing is contacted until
+/// first use).
+#[cfg(feature = "dynamodb")]
+fn open_dynamodb(config: &StoreConfig) -> Result<Arc<dyn Store>, StoreError> {
+    let url = config.url.as_deref().ok_or_else(|| {
+        StoreError::Invalid(
+            "the dynamodb store needs a URL: --store-url dynamodb://[host:port]/TABLE?region=… (or WEFT_STORE__URL)"
+                .into(),
+        )
+    })?;
+    Ok(Arc::new(dynamodb::DynamoStore::open(url)?))
+}
+
+#[cfg(not(feature = "dynamodb"))]
+fn open_dynamodb(_config: &StoreConfig) -> Result<Arc<dyn Store>, StoreError> {
+    Err(StoreError::Invalid(
+        "this weft was built without the dynamodb store (cargo feature `dynamodb` of weft-store)"
+            .into(),
     ))
 }
 
@@ -335,6 +368,27 @@ mod tests {
             ..Default::default()
         };
         assert!(open_store(&redis, dir.path()).is_err(), "redis needs a URL");
+    }
+
+    #[cfg(feature = "dynamodb")]
+    #[test]
+    fn opens_dynamodb_lazily_with_a_url() {
+        let config: StoreConfig = serde_json::from_str(
+            r#"{"kind":"dynamodb","url":"dynamodb://127.0.0.1:1/sessions?region=us-east-1"}"#,
+        )
+        .unwrap();
+        assert_eq!(config.kind, StoreKind::DynamoDb);
+        assert_eq!(
+            "dynamodb".parse::<StoreKind>().unwrap(),
+            StoreKind::DynamoDb
+        );
+        let store = open_store(&config, Path::new("/nonexistent")).unwrap();
+        assert_eq!(store.kind(), "dynamodb");
+        let no_url = StoreConfig {
+            kind: StoreKind::DynamoDb,
+            ..Default::default()
+        };
+        assert!(open_store(&no_url, Path::new("/nonexistent")).is_err());
     }
 
     #[cfg(feature = "redis")]

@@ -1,0 +1,106 @@
+//! The [`Store`] implementation of [`DynamoStore`]: a thin map onto the
+//! operations in `log`, `query` and `locks`.
+
+use async_trait::async_trait;
+use serde_json::{Map, Value};
+use weft_core::lease::{TurnHolder, TurnLockAttempt, TurnLockInfo};
+use weft_core::record::{Record, RecordKind, StateDelta};
+use weft_core::session::SessionMeta;
+use weft_core::store::{DeleteOptions, ListQuery, Page, SearchHit, SearchQuery, Store, StoreError};
+use weft_core::{BranchId, SessionId};
+
+use super::DynamoStore;
+
+#[async_trait]
+impl Store for DynamoStore {
+    fn kind(&self) -> &'static str {
+        "dynamodb"
+    }
+
+    async fn create(
+        &self,
+        meta: SessionMeta,
+        initial: Vec<RecordKind>,
+    ) -> Result<SessionMeta, StoreError> {
+        self.create_session(meta, initial).await
+    }
+
+    async fn get(&self, id: &SessionId) -> Result<SessionMeta, StoreError> {
+        self.get_session(id).await
+    }
+
+    async fn append(
+        &self,
+        id: &SessionId,
+        expected_seq: u64,
+        records: Vec<Record>,
+    ) -> Result<SessionMeta, StoreError> {
+        self.append_batch(id, expected_seq, records).await
+    }
+
+    async fn read(
+        &self,
+        id: &SessionId,
+        from_seq: u64,
+        limit: Option<usize>,
+    ) -> Result<Vec<Record>, StoreError> {
+        self.read_records(id, from_seq, limit).await
+    }
+
+    async fn tail(&self, id: &SessionId, n: usize) -> Result<Vec<Record>, StoreError> {
+        self.tail_records(id, n).await
+    }
+
+    async fn list(&self, query: &ListQuery) -> Result<Page, StoreError> {
+        self.list_page(query).await
+    }
+
+    async fn find_ids(&self, prefix: &str, limit: usize) -> Result<Vec<SessionId>, StoreError> {
+        self.find_ids_with_prefix(prefix, limit).await
+    }
+
+    async fn delete(
+        &self,
+        id: &SessionId,
+        options: DeleteOptions,
+    ) -> Result<Vec<SessionId>, StoreError> {
+        self.delete_sessions(id, options).await
+    }
+
+    async fn search(&self, query: &SearchQuery) -> Result<Vec<SearchHit>, StoreError> {
+        self.search_logs(query).await
+    }
+
+    async fn shared_state(&self, namespace: &str) -> Result<Map<String, Value>, StoreError> {
+        self.read_shared_state(namespace).await
+    }
+
+    async fn update_shared_state(
+        &self,
+        namespace: &str,
+        delta: &StateDelta,
+    ) -> Result<Map<String, Value>, StoreError> {
+        self.change_shared_state(namespace, delta).await
+    }
+
+    async fn write_events(&self, id: &SessionId, events: &[Value]) -> Result<(), StoreError> {
+        self.append_events(id, events).await
+    }
+
+    async fn read_events(&self, id: &SessionId, limit: usize) -> Result<Vec<Value>, StoreError> {
+        self.last_events(id, limit).await
+    }
+
+    async fn try_lock_turn(
+        &self,
+        id: &SessionId,
+        branch: &BranchId,
+        holder: &TurnHolder,
+    ) -> Result<TurnLockAttempt, StoreError> {
+        self.lock_turn_lease(id, branch, holder).await
+    }
+
+    async fn turn_locks(&self, id: &SessionId) -> Result<Vec<TurnLockInfo>, StoreError> {
+        self.turn_leases(id).await
+    }
+}
