@@ -19,7 +19,8 @@
 //!   ids must be consecutive seqs: duplicates and gaps are counted.
 //!
 //! This module owns the database's lifetime and these two workloads; the
-//! HTTP client, the daemon process and the figures' format are `server`'s.
+//! HTTP client is `http`'s; the daemon process, the request load and the
+//! figures' format are `server`'s.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -30,9 +31,10 @@ use anyhow::{Context, bail};
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
 
+use crate::http::{Conn, SseStream};
 use crate::server::{
-    Conn, Daemon, LoadResult, Routing, ServerBenchArgs, ServerWorkload, SseStream, line, load_on,
-    new_session, open_file_limit, percentile, report,
+    Daemon, LoadResult, Routing, ServerBenchArgs, ServerWorkload, line, load_on, new_session,
+    open_file_limit, percentile, report,
 };
 
 /// The PostgreSQL server used when `--store-url` is not given.

@@ -11,6 +11,7 @@
 //! ```
 
 mod cluster;
+mod http;
 mod kernel;
 mod server;
 mod store;
