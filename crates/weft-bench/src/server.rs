@@ -12,6 +12,9 @@
 //! - `sse`: the server's RSS (`VmRSS` of `/proc/<pid>/status`) idle, then
 //!   with `--sse-clients` idle SSE streams open on one session, and how long
 //!   a turn takes with all of them attached.
+//! - With `--store-url`, `--daemons 2` or `--workload cross-node`: one or
+//!   two daemons on a PostgreSQL database (`messages` across 64 sessions,
+//!   and `cross-node` stream latency), see `crate::cluster`.
 //!
 //! The HTTP client is the bench's own minimal HTTP/1.1 one (`crate::http`),
 //! so the figures measure the server, not a client library. The server gets a
@@ -480,7 +483,7 @@ pub async fn run(args: ServerBenchArgs) -> anyhow::Result<()> {
     }
 
     if want(ServerWorkload::Sse) {
-        sse(&daemon, &mut setup, &transcript_id, args.sse_clients).await?;
+        sse(&daemon, &transcript_id, args.sse_clients).await?;
     }
     drop(setup);
     daemon.stop().await;
@@ -491,7 +494,7 @@ async fn open_sse(port: u16, path: &str) -> anyhow::Result<SseStream> {
     Ok(SseStream::open(port, path).await?.0)
 }
 
-async fn sse(daemon: &Daemon, setup: &mut Conn, id: &str, clients: usize) -> anyhow::Result<()> {
+async fn sse(daemon: &Daemon, id: &str, clients: usize) -> anyhow::Result<()> {
     tokio::time::sleep(Duration::from_secs(12)).await;
     let idle = rss_kib(daemon.pid)?;
     line(
@@ -543,7 +546,10 @@ async fn sse(daemon: &Daemon, setup: &mut Conn, id: &str, clients: usize) -> any
     );
     // A turn with every stream attached: the events fan out to all of them.
     let t = Instant::now();
-    let (status, body) = setup
+    // A fresh connection: the server closes one left idle through the
+    // waits above.
+    let mut c = Conn::open(daemon.port).await?;
+    let (status, body) = c
         .json(
             "POST",
             "/run",
