@@ -7,9 +7,12 @@
 //! cargo run --release -p weft-bench -- store --backend all
 //! cargo run --release -p weft-bench -- kernel --turns 2000
 //! cargo run --release -p weft-bench -- server
+//! cargo run --release -p weft-bench -- server --daemons 2 --workload all
 //! ```
 
+mod cluster;
 mod engine;
+mod http;
 mod kernel;
 mod server;
 mod store;

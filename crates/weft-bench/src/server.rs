@@ -12,14 +12,18 @@
 //! - `sse`: the server's RSS (`VmRSS` of `/proc/<pid>/status`) idle, then
 //!   with `--sse-clients` idle SSE streams open on one session, and how long
 //!   a turn takes with all of them attached.
+//! - With `--store-url`, `--daemons 2` or `--workload cross-node`: one or
+//!   two daemons on a PostgreSQL database (`messages` across 64 sessions,
+//!   and `cross-node` stream latency), see `crate::cluster`.
 //!
-//! The HTTP client is a minimal HTTP/1.1 one on tokio's `TcpStream`, so the
-//! figures measure the server, not a client library. The server gets a
+//! The HTTP client is the bench's own minimal HTTP/1.1 one (`crate::http`),
+//! so the figures measure the server, not a client library. The server gets a
 //! raised file limit through `ulimit -n` in the shell that starts it; the
 //! bench itself needs one too (`ulimit -n 65536` before running it, see
 //! `BENCHMARKS.md`); it says so when it is too low. Every figure is one JSON
 //! line: `{"bench":"server","workload":…,"figure":…,"value":…,"unit":…}`.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::sync::Arc;
@@ -28,8 +32,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use serde_json::{Value, json};
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
-use tokio::net::TcpStream;
+
+use crate::http::{Conn, SseStream};
 
 /// Which workloads to run.
 #[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
@@ -40,6 +44,9 @@ pub enum ServerWorkload {
     Messages,
     /// RSS with idle SSE clients.
     Sse,
+    /// Several daemons on PostgreSQL: how long a turn committed on one
+    /// takes to reach an SSE client of another (see `cluster`).
+    CrossNode,
     /// All of them.
     All,
 }
@@ -68,12 +75,24 @@ pub struct ServerBenchArgs {
     /// The port (default: a free one).
     #[arg(long)]
     pub port: Option<u16>,
+    /// Run the daemons on this PostgreSQL server (`weft serve --store
+    /// postgres`), in a database the bench creates and drops; the default,
+    /// when `--daemons 2` or `--workload cross-node` asks for PostgreSQL, is
+    /// `WEFT_TEST_POSTGRES_URL` or `postgres://postgres@127.0.0.1:5432/postgres`.
+    #[arg(long, value_name = "URL")]
+    pub store_url: Option<String>,
+    /// Daemons on the shared PostgreSQL store (1 or 2; 2 also measures 1).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u8).range(1..=2))]
+    pub daemons: u8,
+    /// Turns of the cross-node workload.
+    #[arg(long, default_value_t = 200)]
+    pub turns: usize,
 }
 
 const ECHO_PLAN: &str = r#"{"session": {"orchestrator": "loop-basic", "context": "context-simple"},
  "providers": [{"module": "provider-scripted", "config": {"mode": "echo"}}]}"#;
 
-fn line(workload: &str, figure: &str, value: f64, unit: &str, extra: Value) {
+pub(crate) fn line(workload: &str, figure: &str, value: f64, unit: &str, extra: Value) {
     let mut out = json!({"bench": "server", "workload": workload, "figure": figure, "value": (value * 1000.0).round() / 1000.0, "unit": unit});
     if let (Some(o), Value::Object(e)) = (out.as_object_mut(), extra) {
         o.extend(e);
@@ -82,7 +101,7 @@ fn line(workload: &str, figure: &str, value: f64, unit: &str, extra: Value) {
 }
 
 /// The soft limit on open files of this process.
-fn open_file_limit() -> Option<u64> {
+pub(crate) fn open_file_limit() -> Option<u64> {
     let limits = std::fs::read_to_string("/proc/self/limits").ok()?;
     let row = limits.lines().find(|l| l.starts_with("Max open files"))?;
     row.split_whitespace().nth(3)?.parse().ok()
@@ -105,121 +124,24 @@ fn rss_kib(pid: u32) -> anyhow::Result<u64> {
     proc_status(pid, "VmRSS")
 }
 
-/// A keep-alive HTTP/1.1 connection.
-struct Conn {
-    io: BufReader<TcpStream>,
-}
-
-impl Conn {
-    async fn open(port: u16) -> anyhow::Result<Self> {
-        let stream = TcpStream::connect(("127.0.0.1", port))
-            .await
-            .with_context(|| format!("cannot connect to 127.0.0.1:{port}"))?;
-        stream.set_nodelay(true)?;
-        Ok(Self {
-            io: BufReader::new(stream),
-        })
-    }
-
-    async fn send(&mut self, method: &str, path: &str, body: Option<&str>) -> anyhow::Result<()> {
-        let body = body.unwrap_or("");
-        let head = format!(
-            "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
-            body.len()
-        );
-        let stream = self.io.get_mut();
-        stream.write_all(head.as_bytes()).await?;
-        stream.write_all(body.as_bytes()).await?;
-        Ok(())
-    }
-
-    /// Status and headers (lower-cased names).
-    async fn head(&mut self) -> anyhow::Result<(u16, Vec<(String, String)>)> {
-        let mut status_line = String::new();
-        if self.io.read_line(&mut status_line).await? == 0 {
-            bail!("the server closed the connection");
-        }
-        let status: u16 = status_line
-            .split_whitespace()
-            .nth(1)
-            .and_then(|s| s.parse().ok())
-            .with_context(|| format!("bad status line {status_line:?}"))?;
-        let mut headers = Vec::new();
-        loop {
-            let mut l = String::new();
-            self.io.read_line(&mut l).await?;
-            let l = l.trim_end();
-            if l.is_empty() {
-                break;
-            }
-            if let Some((k, v)) = l.split_once(':') {
-                headers.push((k.trim().to_ascii_lowercase(), v.trim().to_string()));
-            }
-        }
-        Ok((status, headers))
-    }
-
-    async fn request(
-        &mut self,
-        method: &str,
-        path: &str,
-        body: Option<&str>,
-    ) -> anyhow::Result<(u16, Vec<u8>)> {
-        self.send(method, path, body).await?;
-        let (status, headers) = self.head().await?;
-        let header = |name: &str| {
-            headers
-                .iter()
-                .find(|(k, _)| k == name)
-                .map(|(_, v)| v.clone())
-        };
-        let mut out = Vec::new();
-        if let Some(len) = header("content-length").and_then(|v| v.parse::<usize>().ok()) {
-            out.resize(len, 0);
-            self.io.read_exact(&mut out).await?;
-        } else if header("transfer-encoding").is_some_and(|v| v.contains("chunked")) {
-            loop {
-                let mut size = String::new();
-                self.io.read_line(&mut size).await?;
-                let n = usize::from_str_radix(size.trim(), 16).context("bad chunk size")?;
-                let mut chunk = vec![0; n + 2];
-                self.io.read_exact(&mut chunk).await?;
-                if n == 0 {
-                    break;
-                }
-                out.extend_from_slice(&chunk[..n]);
-            }
-        }
-        Ok((status, out))
-    }
-
-    async fn json(
-        &mut self,
-        method: &str,
-        path: &str,
-        body: Option<Value>,
-    ) -> anyhow::Result<(u16, Value)> {
-        let text = body.map(|b| b.to_string());
-        let (status, bytes) = self.request(method, path, text.as_deref()).await?;
-        let value = if bytes.is_empty() {
-            Value::Null
-        } else {
-            serde_json::from_slice(&bytes).unwrap_or(Value::Null)
-        };
-        Ok((status, value))
-    }
-}
-
 /// The `weft serve` process under test.
-struct Daemon {
+pub(crate) struct Daemon {
     child: tokio::process::Child,
     pid: u32,
-    port: u16,
+    pub(crate) port: u16,
     _dir: tempfile::TempDir,
 }
 
 impl Daemon {
-    async fn start(weft: &Path, port: Option<u16>, files: u64) -> anyhow::Result<Self> {
+    /// Starts `weft serve` (with `env` added to its environment, e.g. the
+    /// store's `WEFT_STORE__KIND`/`WEFT_STORE__URL`: a URL's password stays
+    /// off the process list) and waits for `/health`.
+    pub(crate) async fn start(
+        weft: &Path,
+        port: Option<u16>,
+        files: u64,
+        env: &[(&str, &str)],
+    ) -> anyhow::Result<Self> {
         if !weft.is_file() {
             bail!(
                 "{} does not exist: build it with `cargo build --release -p weft-cli` or pass --weft PATH",
@@ -255,6 +177,7 @@ impl Daemon {
             .current_dir(&project)
             .env("WEFT_HOME", &home)
             .env_remove("WEFT_SERVER__TOKEN")
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -282,7 +205,7 @@ impl Daemon {
         }
     }
 
-    async fn stop(mut self) {
+    pub(crate) async fn stop(mut self) {
         let _ = tokio::process::Command::new("kill")
             .args(["-TERM", &self.pid.to_string()])
             .status()
@@ -291,7 +214,8 @@ impl Daemon {
     }
 }
 
-async fn new_session(c: &mut Conn) -> anyhow::Result<String> {
+/// Creates and starts a session.
+pub(crate) async fn new_session(c: &mut Conn) -> anyhow::Result<String> {
     let (status, body) = c.json("POST", "/api/v1/sessions/", Some(json!({}))).await?;
     if status != 201 {
         bail!("creating a session answered {status}: {body}");
@@ -309,14 +233,37 @@ async fn new_session(c: &mut Conn) -> anyhow::Result<String> {
     Ok(id)
 }
 
-struct LoadResult {
+/// What a request workload measured.
+pub(crate) struct LoadResult {
     requests: usize,
     errors: usize,
+    /// Answers that were not 2xx, by status (0: the connection failed).
+    statuses: BTreeMap<u16, usize>,
+    /// The first of them, with its body.
+    first_error: Option<String>,
     elapsed: Duration,
     latencies_us: Vec<u64>,
 }
 
-fn percentile(sorted: &[u64], p: f64) -> f64 {
+impl LoadResult {
+    /// Successful requests.
+    pub(crate) fn requests(&self) -> usize {
+        self.requests
+    }
+}
+
+/// Which daemon each request of a connection goes to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Routing {
+    /// Connection `i` always talks to daemon `i % N`.
+    Sticky,
+    /// Each request goes to the next daemon in turn (connection `i`
+    /// starts at daemon `i % N`).
+    RoundRobin,
+}
+
+/// The `p`th percentile of sorted microseconds, in milliseconds.
+pub(crate) fn percentile(sorted: &[u64], p: f64) -> f64 {
     if sorted.is_empty() {
         return 0.0;
     }
@@ -329,56 +276,112 @@ async fn load<F>(port: u16, connections: usize, seconds: u64, req: F) -> anyhow:
 where
     F: Fn(usize) -> (String, String, Option<String>) + Send + Sync + 'static,
 {
+    load_on(&[port], Routing::Sticky, connections, seconds, req).await
+}
+
+/// [`load`] across the daemons on `ports`, routed by `routing`.
+pub(crate) async fn load_on<F>(
+    ports: &[u16],
+    routing: Routing,
+    connections: usize,
+    seconds: u64,
+    req: F,
+) -> anyhow::Result<LoadResult>
+where
+    F: Fn(usize) -> (String, String, Option<String>) + Send + Sync + 'static,
+{
+    if ports.is_empty() {
+        bail!("no daemon to send requests to");
+    }
     let req = Arc::new(req);
     let stop = Arc::new(AtomicBool::new(false));
-    let mut conns = Vec::with_capacity(connections);
-    for _ in 0..connections {
-        conns.push(Conn::open(port).await?);
+    let mut all = Vec::with_capacity(connections);
+    for i in 0..connections {
+        let n = match routing {
+            Routing::Sticky => 1,
+            Routing::RoundRobin => ports.len(),
+        };
+        let mut conns = Vec::with_capacity(n);
+        for j in 0..n {
+            conns.push(Conn::open(ports[(i + j) % ports.len()]).await?);
+        }
+        all.push(conns);
     }
     let started = Instant::now();
     let mut tasks = Vec::new();
-    for (i, mut conn) in conns.into_iter().enumerate() {
+    for (i, mut conns) in all.into_iter().enumerate() {
         let req = req.clone();
         let stop = stop.clone();
         tasks.push(tokio::spawn(async move {
             let (method, path, body) = req(i);
             let mut lat = Vec::new();
-            let mut errors = 0;
+            let mut statuses = BTreeMap::new();
+            let mut first_error = None;
+            let mut k = 0;
             while !stop.load(Ordering::Relaxed) {
+                let n = conns.len();
+                let conn = &mut conns[k % n];
+                k += 1;
                 let t = Instant::now();
                 match conn.request(&method, &path, body.as_deref()).await {
-                    Ok((s, _)) if s < 400 => lat.push(t.elapsed().as_micros() as u64),
-                    Ok(_) => errors += 1,
-                    Err(_) => {
-                        errors += 1;
+                    Ok((s, _)) if (200..300).contains(&s) => {
+                        lat.push(t.elapsed().as_micros() as u64)
+                    }
+                    Ok((s, b)) => {
+                        *statuses.entry(s).or_insert(0) += 1;
+                        first_error.get_or_insert_with(|| {
+                            format!("{method} {path}: {s} {}", String::from_utf8_lossy(&b))
+                        });
+                    }
+                    Err(e) => {
+                        *statuses.entry(0).or_insert(0) += 1;
+                        first_error.get_or_insert_with(|| format!("{method} {path}: {e:#}"));
                         break;
                     }
                 }
             }
-            (lat, errors)
+            (lat, statuses, first_error)
         }));
     }
     tokio::time::sleep(Duration::from_secs(seconds)).await;
     stop.store(true, Ordering::Relaxed);
     let mut latencies_us = Vec::new();
-    let mut errors = 0;
+    let mut statuses = BTreeMap::new();
+    let mut first_error = None;
     for t in tasks {
-        let (l, e) = t.await?;
+        let (l, s, e) = t.await?;
         latencies_us.extend(l);
-        errors += e;
+        for (status, n) in s {
+            *statuses.entry(status).or_insert(0) += n;
+        }
+        first_error = first_error.or(e);
     }
     let elapsed = started.elapsed();
     latencies_us.sort_unstable();
     Ok(LoadResult {
         requests: latencies_us.len(),
-        errors,
+        errors: statuses.values().sum(),
+        statuses,
+        first_error,
         elapsed,
         latencies_us,
     })
 }
 
-fn report(workload: &str, connections: usize, r: &LoadResult) {
-    let extra = json!({"connections": connections, "requests": r.requests, "errors": r.errors, "seconds": r.elapsed.as_secs_f64()});
+/// Prints a request workload's figures (and, on stderr, its first error).
+pub(crate) fn report(workload: &str, connections: usize, r: &LoadResult) {
+    let mut extra = json!({"connections": connections, "requests": r.requests, "errors": r.errors, "seconds": r.elapsed.as_secs_f64()});
+    if !r.statuses.is_empty() {
+        extra["non_2xx"] = json!(
+            r.statuses
+                .iter()
+                .map(|(s, n)| (s.to_string(), *n))
+                .collect::<BTreeMap<_, _>>()
+        );
+    }
+    if let Some(e) = &r.first_error {
+        eprintln!("{workload}: {} requests failed, the first: {e}", r.errors);
+    }
     line(
         workload,
         "requests_per_sec",
@@ -404,6 +407,9 @@ fn report(workload: &str, connections: usize, r: &LoadResult) {
 
 /// Runs the server workloads.
 pub async fn run(args: ServerBenchArgs) -> anyhow::Result<()> {
+    if args.store_url.is_some() || args.daemons > 1 || args.workload == ServerWorkload::CrossNode {
+        return crate::cluster::run(args).await;
+    }
     let want = |w: ServerWorkload| args.workload == w || args.workload == ServerWorkload::All;
     let needed = if want(ServerWorkload::Sse) {
         args.sse_clients as u64 + args.connections as u64 + 256
@@ -418,7 +424,7 @@ pub async fn run(args: ServerBenchArgs) -> anyhow::Result<()> {
             needed.max(65_536)
         );
     }
-    let daemon = Daemon::start(&args.weft, args.port, needed.max(65_536)).await?;
+    let daemon = Daemon::start(&args.weft, args.port, needed.max(65_536), &[]).await?;
     let port = daemon.port;
     let mut setup = Conn::open(port).await?;
 
@@ -477,34 +483,18 @@ pub async fn run(args: ServerBenchArgs) -> anyhow::Result<()> {
     }
 
     if want(ServerWorkload::Sse) {
-        sse(&daemon, &mut setup, &transcript_id, args.sse_clients).await?;
+        sse(&daemon, &transcript_id, args.sse_clients).await?;
     }
     drop(setup);
     daemon.stop().await;
     Ok(())
 }
 
-async fn open_sse(port: u16, path: &str) -> anyhow::Result<Conn> {
-    let mut c = Conn::open(port).await?;
-    c.send("GET", path, None).await?;
-    let (status, _) = c.head().await?;
-    if status != 200 {
-        bail!("the stream answered {status}");
-    }
-    // Wait for the `connected` event.
-    let mut l = String::new();
-    loop {
-        l.clear();
-        if c.io.read_line(&mut l).await? == 0 {
-            bail!("the stream closed");
-        }
-        if l.contains("connected") {
-            return Ok(c);
-        }
-    }
+async fn open_sse(port: u16, path: &str) -> anyhow::Result<SseStream> {
+    Ok(SseStream::open(port, path).await?.0)
 }
 
-async fn sse(daemon: &Daemon, setup: &mut Conn, id: &str, clients: usize) -> anyhow::Result<()> {
+async fn sse(daemon: &Daemon, id: &str, clients: usize) -> anyhow::Result<()> {
     tokio::time::sleep(Duration::from_secs(12)).await;
     let idle = rss_kib(daemon.pid)?;
     line(
@@ -556,7 +546,10 @@ async fn sse(daemon: &Daemon, setup: &mut Conn, id: &str, clients: usize) -> any
     );
     // A turn with every stream attached: the events fan out to all of them.
     let t = Instant::now();
-    let (status, body) = setup
+    // A fresh connection: the server closes one left idle through the
+    // waits above.
+    let mut c = Conn::open(daemon.port).await?;
+    let (status, body) = c
         .json(
             "POST",
             "/run",
