@@ -375,3 +375,10 @@ async fn an_expired_lease_naming_its_holder_is_an_interrupted_turn() {
     drop(second);
     assert!(store.turn_locks(&id).await.expect("locks").is_empty());
 }
+
+/// A turn's append is written only while that turn holds its branch's
+/// lease (the same fencing as postgres and redis).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn appends_are_fenced_by_the_turn_lease() {
+    weft_store::conformance::appends_are_fenced_by_the_turn_lease(Arc::new(fresh())).await;
+}

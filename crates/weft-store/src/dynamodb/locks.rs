@@ -132,6 +132,10 @@ impl DynamoStore {
         let token = uuid::Uuid::new_v4().to_string();
         let mut item = lock_key(id.as_str(), branch.as_str());
         item.insert("holder".into(), s(encode_json(holder)?));
+        if let Some(turn) = &holder.turn {
+            // What appends of that turn are fenced by (see `fence`).
+            item.insert("turn".into(), s(turn.as_str()));
+        }
         item.insert("token".into(), s(&token));
         item.insert("lease_until".into(), n(now_ms() + lease_ms()));
         if let Some(exp) = self.expires_at() {
@@ -224,5 +228,80 @@ impl DynamoStore {
         }
         out.sort_by(|a, b| a.branch.as_str().cmp(b.branch.as_str()));
         Ok(out)
+    }
+}
+
+/// The fencing of one append: a turn's batch is written only while that
+/// turn holds its branch's lease (see `Store::try_lock_turn`).
+pub(super) struct Fence {
+    /// The condition check to add to the append's transaction.
+    pub(super) check: aws_sdk_dynamodb::types::TransactWriteItem,
+    turn: weft_core::TurnId,
+    branch: BranchId,
+}
+
+impl Fence {
+    /// The error for an append refused by the fence.
+    pub(super) fn lost(&self, id: &SessionId) -> StoreError {
+        StoreError::LeaseLost {
+            id: id.to_string(),
+            branch: self.branch.to_string(),
+            turn: self.turn.to_string(),
+        }
+    }
+}
+
+impl DynamoStore {
+    /// The fence of a batch naming a turn (None for other batches: they
+    /// are not fenced).
+    pub(super) fn fence(
+        &self,
+        id: &SessionId,
+        records: &[weft_core::record::Record],
+    ) -> Result<Option<Fence>, StoreError> {
+        let Some((turn, branch)) = weft_core::record::Record::batch_turn(records) else {
+            return Ok(None);
+        };
+        let check = aws_sdk_dynamodb::types::ConditionCheck::builder()
+            .table_name(self.table())
+            .set_key(Some(lock_key(id.as_str(), branch.as_str())))
+            .condition_expression("#turn = :turn AND #lu > :now")
+            .expression_attribute_names("#turn", "turn")
+            .expression_attribute_names("#lu", "lease_until")
+            .expression_attribute_values(":turn", s(turn.as_str()))
+            .expression_attribute_values(":now", n(now_ms()))
+            .build()
+            .map_err(super::build_err)?;
+        Ok(Some(Fence {
+            check: aws_sdk_dynamodb::types::TransactWriteItem::builder()
+                .condition_check(check)
+                .build(),
+            turn: turn.clone(),
+            branch: branch.clone(),
+        }))
+    }
+
+    /// Whether `fence`'s turn still holds its lease (read now).
+    pub(super) async fn fence_holds(
+        &self,
+        id: &SessionId,
+        fence: &Fence,
+    ) -> Result<bool, StoreError> {
+        let db = self.db().await?;
+        let item = db
+            .get_item()
+            .table_name(self.table())
+            .set_key(Some(lock_key(id.as_str(), fence.branch.as_str())))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| self.err(e))?;
+        Ok(item.item().is_some_and(|i| {
+            get_s(i, "turn") == Some(fence.turn.as_str())
+                && i.get("lease_until")
+                    .and_then(|v| v.as_n().ok())
+                    .and_then(|v| v.parse::<i64>().ok())
+                    .is_some_and(|until| until > now_ms())
+        }))
     }
 }

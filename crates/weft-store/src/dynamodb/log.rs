@@ -307,7 +307,8 @@ impl DynamoStore {
             }
             return Err(self.err(e));
         }
-        self.write_claimed(&id, 0, &token, chunks, &folded).await?;
+        self.write_claimed(&id, 0, &token, chunks, &folded, None)
+            .await?;
         Ok(folded)
     }
 
@@ -327,7 +328,14 @@ impl DynamoStore {
             expected: expected_seq,
             actual,
         };
+        let fence = self.fence(id, &records)?;
         if head != expected_seq {
+            // A turn that lost its lease is told so, not sent to rebase.
+            if let Some(f) = &fence
+                && !self.fence_holds(id, f).await?
+            {
+                return Err(f.lost(id));
+            }
             return Err(conflict(head));
         }
         meta.last_seq = head;
@@ -338,7 +346,7 @@ impl DynamoStore {
         let chunks = chunk(puts);
         if chunks.len() > 1 {
             let token = self.claim(id, expected_seq).await?;
-            self.write_claimed(id, expected_seq, &token, chunks, &meta)
+            self.write_claimed(id, expected_seq, &token, chunks, &meta, fence.as_ref())
                 .await?;
             return Ok(meta);
         }
@@ -365,9 +373,15 @@ impl DynamoStore {
                     .cloned()
                     .map(|p| TransactWriteItem::builder().put(p).build()),
             );
+            items.extend(fence.as_ref().map(|f| f.check.clone()));
             match self.transact(items).await? {
                 Txn::Done => return Ok(meta),
                 Txn::Cancelled(_) => {
+                    if let Some(f) = &fence
+                        && !self.fence_holds(id, f).await?
+                    {
+                        return Err(f.lost(id));
+                    }
                     let (_, actual) = self.load(id).await?;
                     if actual != expected_seq {
                         return Err(conflict(actual));
@@ -441,6 +455,7 @@ impl DynamoStore {
         token: &str,
         chunks: Vec<Vec<Put>>,
         meta: &SessionMeta,
+        fence: Option<&super::locks::Fence>,
     ) -> Result<(), StoreError> {
         let count = chunks.len();
         for (i, chunk) in chunks.into_iter().enumerate() {
@@ -473,8 +488,14 @@ impl DynamoStore {
                     .into_iter()
                     .map(|p| TransactWriteItem::builder().put(p).build()),
             );
+            items.extend(fence.map(|f| f.check.clone()));
             if let Txn::Cancelled(codes) = self.transact(items).await? {
                 self.release_claim(id, token).await;
+                if let Some(f) = fence
+                    && !self.fence_holds(id, f).await?
+                {
+                    return Err(f.lost(id));
+                }
                 return Err(match self.load(id).await {
                     Ok((_, actual)) if actual != expected => StoreError::Conflict {
                         id: id.to_string(),

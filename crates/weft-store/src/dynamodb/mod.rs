@@ -29,7 +29,7 @@
 //! | session id | `meta` | the folded [`SessionMeta`] JSON (`meta`), `last_seq`, `status`, and for the indexes `project`, `all` (= `ALL`), `lkey` (`<µs updated_at, 20 digits>#<id>`), `sid` (the id); `events` (a counter); while a large append runs, `claim` / `claim_until` |
 //! | session id | `r#<seq, 20 digits>` | one record, the shared codec's JSON line (`rec`) |
 //! | session id | `e#<n, 20 digits>` | one kernel event (`ev`); the newest [`EVENTS_CAP`] are kept |
-//! | session id | `lock#<branch>` | a turn-lock lease: `holder` JSON, `token`, `lease_until` (ms) |
+//! | session id | `lock#<branch>` | a turn-lock lease: `holder` JSON, `token`, `turn` (the holder's turn id), `lease_until` (ms) |
 //! | `state#<namespace>` | `state` | shared state: `data` (JSON object), `version` |
 //!
 //! Global secondary indexes (projection ALL, only session rows carry their
@@ -53,8 +53,15 @@
 //! committed, and an item above the head can only be a leftover of a
 //! failed large append, which must be overwritable.
 //!
+//! **Fencing.** A batch whose records name a turn (a turn's own records)
+//! also carries a `ConditionCheck` on its branch's lock item: that turn's
+//! lease must be the one there and unexpired, else the transaction is
+//! cancelled and the append fails with [`StoreError::LeaseLost`] (nothing
+//! written). So a node that stopped renewing its lease cannot append after
+//! another node took the branch over.
+//!
 //! A transaction holds at most 100 actions and 4 MB. A batch that does not
-//! fit (more than 99 records, or more than [`TXN_BYTES`]) is written in
+//! fit (more than [`TXN_RECORDS`] records, or more than [`TXN_BYTES`]) is written in
 //! chunks with this guarantee: **readers see all of it or none of it**,
 //! and concurrent writers never interleave. The writer first *claims* the
 //! session row (`claim` = a token, `claim_until` a lease, conditioned on
@@ -130,9 +137,9 @@ pub const TXN_BYTES: usize = 3_500_000;
 /// 400 KB, keys and attribute names included).
 pub const ITEM_BYTES: usize = 399_000;
 
-/// The most records one transaction writes (100 actions, one of them the
-/// session row).
-pub const TXN_RECORDS: usize = 99;
+/// The most records one transaction writes (100 actions: one is the
+/// session row, one the fencing check of a turn's batch).
+pub const TXN_RECORDS: usize = 98;
 
 /// How a [`DynamoStore`] reaches its table.
 #[derive(Clone, PartialEq, Eq, Debug)]
