@@ -812,8 +812,8 @@ mod tests {
     #[test]
     fn chunks_respect_the_action_and_byte_limits() {
         let lens = |c: Vec<Vec<Put>>| c.iter().map(Vec::len).collect::<Vec<_>>();
-        assert_eq!(lens(chunk(puts(&[10; 99]))), [99]);
-        assert_eq!(lens(chunk(puts(&[10; 250]))), [99, 99, 52]);
+        assert_eq!(lens(chunk(puts(&[10; TXN_RECORDS]))), [TXN_RECORDS]);
+        assert_eq!(lens(chunk(puts(&[10; 250]))), [98, 98, 54]);
         assert_eq!(lens(chunk(puts(&[1_000_000; 7]))), [3, 3, 1]);
         assert_eq!(lens(chunk(puts(&[10]))), [1]);
     }
