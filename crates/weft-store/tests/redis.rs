@@ -17,7 +17,7 @@ use std::sync::{Arc, OnceLock};
 use weft_core::BranchId;
 use weft_core::Role;
 use weft_core::lease::{TurnHolder, TurnLockAttempt};
-use weft_core::record::{Record, RecordKind, StateDelta, StatusChange};
+use weft_core::record::{Record, RecordKind, StatusChange};
 use weft_core::session::SessionStatus;
 use weft_core::store::{Store, StoreError};
 use weft_store::conformance::{Harness, new_meta, text};
@@ -88,71 +88,16 @@ async fn concurrent_appends_at_one_seq_exactly_one_wins() {
     let url = fresh_url("");
     let a = Arc::new(RedisStore::open(&url).expect("open"));
     let b = Arc::new(RedisStore::open(&url).expect("open"));
-    let id = a.create(new_meta("race"), vec![]).await.expect("create").id;
-    for round in 0..30u64 {
-        let head = a.get(&id).await.expect("get").last_seq;
-        let mut tasks = Vec::new();
-        for (i, store) in [a.clone(), b.clone(), a.clone(), b.clone()]
-            .into_iter()
-            .enumerate()
-        {
-            let id = id.clone();
-            tasks.push(tokio::spawn(async move {
-                let batch = Record::batch(
-                    head,
-                    [
-                        text(Role::User, &format!("round {round} writer {i}")),
-                        text(Role::Assistant, "reply"),
-                    ],
-                );
-                store.append(&id, head, batch).await
-            }));
-        }
-        let mut wins = 0;
-        for t in tasks {
-            match t.await.expect("join") {
-                Ok(_) => wins += 1,
-                Err(StoreError::Conflict {
-                    actual, expected, ..
-                }) => {
-                    assert_eq!(expected, head);
-                    assert_eq!(actual, head + 2, "the conflict names the new head");
-                }
-                Err(e) => panic!("unexpected error {e}"),
-            }
-        }
-        assert_eq!(wins, 1, "round {round}");
-    }
-    let log = b.read_all(&id).await.expect("read");
-    let seqs: Vec<u64> = log.iter().map(|r| r.seq).collect();
-    assert_eq!(seqs, (1..=61).collect::<Vec<_>>(), "gapless");
+    weft_store::conformance::handles::racing_handles_one_wins_each_round(a, b, 30).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_shared_state_writers_lose_nothing() {
     let url = fresh_url("");
-    let stores: Vec<Arc<RedisStore>> = (0..4)
-        .map(|_| Arc::new(RedisStore::open(&url).expect("open")))
+    let stores: Vec<Arc<dyn Store>> = (0..4)
+        .map(|_| Arc::new(RedisStore::open(&url).expect("open")) as Arc<dyn Store>)
         .collect();
-    let mut tasks = Vec::new();
-    for w in 0..16 {
-        let store = stores[w % stores.len()].clone();
-        tasks.push(tokio::spawn(async move {
-            for i in 0..10 {
-                let mut d = StateDelta::default();
-                d.set.insert(format!("w{w}-{i}"), serde_json::json!(i));
-                store
-                    .update_shared_state("app:base", &d)
-                    .await
-                    .expect("update");
-            }
-        }));
-    }
-    for t in tasks {
-        t.await.expect("join");
-    }
-    let state = stores[0].shared_state("app:base").await.expect("read");
-    assert_eq!(state.len(), 160, "every writer's keys are kept");
+    weft_store::conformance::handles::shared_state_writers_on_several_handles(stores, 16, 10).await;
 }
 
 #[tokio::test]

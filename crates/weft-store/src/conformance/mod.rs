@@ -41,6 +41,7 @@ use weft_core::{BranchId, SessionId, TurnId};
 
 mod appends;
 mod fork_delete;
+pub mod handles;
 mod listing;
 pub mod live;
 mod locks;
