@@ -59,6 +59,8 @@ pub mod sqlite;
 mod codec;
 #[cfg(any(feature = "postgres", feature = "redis"))]
 mod listen;
+#[cfg(any(feature = "redis", feature = "dynamodb"))]
+mod local_server;
 mod sql;
 mod turn_lock;
 mod util;

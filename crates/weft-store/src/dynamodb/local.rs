@@ -5,8 +5,7 @@
 //! the store's items.
 
 use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
-use std::os::unix::process::CommandExt;
+use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -47,52 +46,24 @@ impl LocalDynamo {
         if !script.exists() {
             return Err(format!("{} is missing", script.display()));
         }
-        let port = TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .map_err(|e| format!("cannot find a free port: {e}"))?
-            .port();
-        let (tx, rx) = std::sync::mpsc::channel();
+        let port = crate::local_server::free_port()?;
         let (py, sc) = (python.clone(), script.clone());
-        // The server gets SIGKILL when the thread that spawned it exits,
-        // so that thread lives as long as the process.
-        std::thread::spawn(move || {
+        let pid = crate::local_server::spawn_tied(move || {
             let mut cmd = Command::new(&py);
             cmd.arg(&sc)
                 .arg(port.to_string())
                 .stdin(Stdio::null())
                 .stdout(Stdio::null())
                 .stderr(Stdio::null());
-            // SAFETY: prctl is async-signal-safe; nothing else runs between
-            // fork and exec.
-            unsafe {
-                cmd.pre_exec(|| {
-                    libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
-                    Ok(())
-                });
-            }
-            match cmd.spawn() {
-                Ok(child) => {
-                    let _ = tx.send(Ok(child.id()));
-                    loop {
-                        std::thread::park();
-                    }
-                }
-                Err(e) => {
-                    let _ = tx.send(Err(e.to_string()));
-                }
-            }
-        });
-        let pid = rx
-            .recv()
-            .map_err(|e| e.to_string())
-            .and_then(|r| r)
-            .map_err(|e| {
-                format!(
-                    "cannot start {} {}: {e}",
-                    python.display(),
-                    script.display()
-                )
-            })?;
+            cmd
+        })
+        .map_err(|e| {
+            format!(
+                "cannot start {} {}: {e}",
+                python.display(),
+                script.display()
+            )
+        })?;
         let server = Self { port, pid };
         let start = Instant::now();
         while !answers(port) {

@@ -4,8 +4,7 @@
 //! it knows nothing about the store's keys.
 
 use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
-use std::os::unix::process::CommandExt;
+use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -38,16 +37,10 @@ impl LocalRedis {
                 binary.display()
             ));
         }
-        let port = TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .map_err(|e| format!("cannot find a free port: {e}"))?
-            .port();
+        let port = crate::local_server::free_port()?;
         let dir = dir.to_path_buf();
         let bin = binary.clone();
-        let (tx, rx) = std::sync::mpsc::channel();
-        // The server gets SIGKILL when the thread that spawned it exits,
-        // so that thread lives as long as the process.
-        std::thread::spawn(move || {
+        let pid = crate::local_server::spawn_tied(move || {
             let mut cmd = Command::new(&bin);
             cmd.args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
                 .args(["--appendonly", "yes", "--appendfsync", "always"])
@@ -56,31 +49,9 @@ impl LocalRedis {
                 .arg(&dir)
                 .stdout(Stdio::null())
                 .stderr(Stdio::null());
-            // SAFETY: prctl is async-signal-safe; nothing else runs between
-            // fork and exec.
-            unsafe {
-                cmd.pre_exec(|| {
-                    libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
-                    Ok(())
-                });
-            }
-            match cmd.spawn() {
-                Ok(child) => {
-                    let _ = tx.send(Ok(child.id()));
-                    loop {
-                        std::thread::park();
-                    }
-                }
-                Err(e) => {
-                    let _ = tx.send(Err(e.to_string()));
-                }
-            }
-        });
-        let pid = rx
-            .recv()
-            .map_err(|e| e.to_string())
-            .and_then(|r| r)
-            .map_err(|e| format!("cannot start {}: {e}", binary.display()))?;
+            cmd
+        })
+        .map_err(|e| format!("cannot start {}: {e}", binary.display()))?;
         let server = Self { port, pid };
         let start = Instant::now();
         while !ping(port) {
