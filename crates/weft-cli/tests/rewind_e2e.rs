@@ -120,16 +120,16 @@ async fn rewind_over_the_api() {
                 .await
         }
     };
-    for bad in [
-        json!({"turns": 9}),
-        json!({"turns": 0}),
-        json!({"branch": "nope"}),
-        json!({"steps": 1}),
+    for (bad, code) in [
+        (json!({"turns": 9}), 409),
+        (json!({"turns": 0}), 422),
+        (json!({"turns": 1.5}), 422),
+        (json!({"branch": "nope"}), 404),
     ] {
         let (status, body) = rewind(bad.clone()).await;
-        assert_eq!(status, 422, "{bad}: {body}");
+        assert_eq!(status, code, "{bad}: {body}");
     }
-    let (status, body) = rewind(json!({"turns": 1, "branch": "main"})).await;
+    let (status, body) = rewind(json!({"turns": 1.0, "branch": "main"})).await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["turns"], 1);
     assert_eq!(body["messages"], 2);

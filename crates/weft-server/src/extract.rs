@@ -63,10 +63,10 @@ where
                 ApiError::new(status, e.body_text())
             }
         })?;
-        let trimmed = bytes.trim_ascii();
-        if trimmed.is_empty() {
+        if bytes.is_empty() {
             return parse(b"{}").map(ApiJson);
         }
+        let trimmed = bytes.trim_ascii();
         if json_type != Some(true) {
             return Err(ApiError::new(
                 StatusCode::UNSUPPORTED_MEDIA_TYPE,

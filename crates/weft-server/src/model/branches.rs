@@ -319,10 +319,10 @@ pub struct ConcatParams {
 
 /// `POST /api/v1/sessions/{id}/rewind`.
 #[derive(Debug, Clone, Deserialize, ToSchema)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[serde(rename_all = "camelCase")]
 pub struct RewindRequest {
-    /// How many turns to take back (default 1).
-    #[serde(default = "one_turn")]
+    /// How many turns to take back (default 1; `2` and `2.0` alike).
+    #[serde(default = "one_turn", deserialize_with = "whole::number")]
     #[schema(minimum = 1, default = 1)]
     pub turns: u64,
     /// The branch (id or name; default: the session's default branch).

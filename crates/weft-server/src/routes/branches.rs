@@ -268,9 +268,9 @@ pub(crate) async fn split_branch(
     request_body = RewindRequest,
     responses(
         (status = 200, description = "What left the conversation", body = RewindResponse),
-        (status = 404, description = "Unknown id", body = ErrorBody),
-        (status = 409, description = "The branch is running a turn", body = ErrorBody),
-        (status = 422, description = "Unknown branch, or more turns than the branch has", body = ErrorBody),
+        (status = 404, description = "Unknown session or branch", body = ErrorBody),
+        (status = 409, description = "The branch is running a turn, or has fewer turns", body = ErrorBody),
+        (status = 422, description = "turns is not a whole number ≥ 1", body = ErrorBody),
     )
 )]
 pub(crate) async fn rewind(
@@ -278,11 +278,20 @@ pub(crate) async fn rewind(
     PathId(id): PathId,
     ApiJson(req): ApiJson<RewindRequest>,
 ) -> Result<Json<RewindResponse>, ApiError> {
+    if req.turns == 0 {
+        return Err(ApiError::unprocessable("turns: rewind at least one turn"));
+    }
     let branch = req.branch.filter(|b| !b.trim().is_empty());
     let done = core
         .update(&id, |view, _| {
+            // More turns than the branch has: a conflict with its state.
             let (done, kinds) = weft_core::rewind::rewind(view, branch.as_deref(), req.turns)
-                .map_err(|e| ApiError::from_branch(&id, e, Some("branch"), "turns"))?;
+                .map_err(|e| match e {
+                    weft_core::branches::BranchError::Invalid(m) => {
+                        ApiError::conflict(format!("turns: {m}"))
+                    }
+                    other => ApiError::from_branch(&id, other, None, "turns"),
+                })?;
             Ok((done, kinds))
         })
         .await?;
