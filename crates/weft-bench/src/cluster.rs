@@ -37,6 +37,12 @@ use crate::server::{
     open_file_limit, percentile, report,
 };
 
+/// Whether `args` ask for the cluster workloads (a store URL, several
+/// daemons, or the cross-node stream) rather than the fs-store ones.
+pub fn wanted(args: &ServerBenchArgs) -> bool {
+    args.store_url.is_some() || args.daemons > 1 || args.workload == ServerWorkload::CrossNode
+}
+
 /// The PostgreSQL server used when `--store-url` is not given.
 fn default_url() -> String {
     std::env::var("WEFT_TEST_POSTGRES_URL")

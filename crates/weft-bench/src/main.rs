@@ -42,6 +42,8 @@ async fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
         Command::Kernel(args) => kernel::run(args).await,
         Command::Store(args) => store::run(args).await,
+        // On a shared store, or with several daemons: the cluster workloads.
+        Command::Server(args) if cluster::wanted(&args) => cluster::run(args).await,
         Command::Server(args) => server::run(args).await,
     }
 }

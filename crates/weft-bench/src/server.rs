@@ -407,9 +407,6 @@ pub(crate) fn report(workload: &str, connections: usize, r: &LoadResult) {
 
 /// Runs the server workloads.
 pub async fn run(args: ServerBenchArgs) -> anyhow::Result<()> {
-    if args.store_url.is_some() || args.daemons > 1 || args.workload == ServerWorkload::CrossNode {
-        return crate::cluster::run(args).await;
-    }
     let want = |w: ServerWorkload| args.workload == w || args.workload == ServerWorkload::All;
     let needed = if want(ServerWorkload::Sse) {
         args.sse_clients as u64 + args.connections as u64 + 256
