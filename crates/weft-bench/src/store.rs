@@ -397,9 +397,9 @@ async fn append_workload(backend: &str, root: &Path, args: &StoreBenchArgs) -> a
                    "note": "write+fdatasync of the same record lines, one file per session, interleaved with this backend's run"}),
         );
     }
-    if let Some(engine) = engine {
+    if let Some(mut engine) = engine {
         let engine_rate = total as f64 / engine.elapsed.as_secs_f64();
-        let (_, ep50, ep99) = stats(engine.latencies.clone());
+        let (_, ep50, ep99) = stats(std::mem::take(&mut engine.latencies));
         if let Value::Object(o) = &mut params {
             o.insert("engine_records_per_s".into(), json!(round(engine_rate)));
             o.insert(
