@@ -181,7 +181,9 @@ pub struct SessionMeta {
     pub ended_at: Option<DateTime<Utc>>,
     /// When its log last changed.
     pub updated_at: DateTime<Utc>,
-    /// The session that delegated to (or was forked into) this one.
+    /// The session that delegated to this one (an agent's child). A fork
+    /// has none: it is a session of its own, its lineage is in
+    /// [`SessionMeta::forked_from`].
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub parent_id: Option<SessionId>,
     /// The root session of its delegation tree (itself for a root).
@@ -261,9 +263,18 @@ impl SessionMeta {
         }
     }
 
-    /// Whether it is a top-level session (no parent).
+    /// Whether it is a top-level session: not a delegated sub-session.
+    /// Forks are top-level (the user goes on with them).
     pub fn is_top_level(&self) -> bool {
-        self.parent_id.is_none()
+        !self.is_sub_session()
+    }
+
+    /// Whether it is a delegated sub-session (an agent's child, with a
+    /// `parent_id`): the one definition of what listings hide unless asked
+    /// for every session. Every store backend decides it this way (the SQL
+    /// ones index `parent_id` for it), and the conformance suite checks it.
+    pub fn is_sub_session(&self) -> bool {
+        self.parent_id.is_some()
     }
 
     /// A short label for lists: the name, or the first 8 characters of the id.

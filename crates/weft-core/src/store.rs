@@ -169,7 +169,10 @@ pub struct ListFilter {
     pub parent_id: Option<SessionId>,
     /// Case-insensitive substring of the name.
     pub name_contains: Option<String>,
-    /// Only sessions without a parent.
+    /// Forks of this session (`forked_from.session_id`).
+    pub forked_from: Option<SessionId>,
+    /// Only top-level sessions: leave out delegated sub-sessions
+    /// ([`SessionMeta::is_sub_session`]); forks stay in.
     pub top_level_only: bool,
     /// Profile name.
     pub profile: Option<String>,
@@ -193,7 +196,12 @@ impl ListFilter {
         {
             return false;
         }
-        if self.top_level_only && meta.parent_id.is_some() {
+        if let Some(source) = &self.forked_from
+            && meta.forked_from.as_ref().map(|f| &f.session_id) != Some(source)
+        {
+            return false;
+        }
+        if self.top_level_only && meta.is_sub_session() {
             return false;
         }
         if let Some(profile) = &self.profile
@@ -675,8 +683,9 @@ pub trait Store: Send + Sync {
 
     /// Forks `id` at `point` into a new session (`new_id`, or a fresh
     /// UUIDv7). The new session holds the prefix of the log (messages,
-    /// state, branches, mail), `parent_id` = the source, `forked_from`
-    /// set; tool calls left unanswered at the cut get a synthetic
+    /// state, branches, mail) and `forked_from` (its lineage); it is a
+    /// top-level session of its own (no `parent_id`, its own trace), which
+    /// listings show and `weft continue` takes; tool calls left unanswered at the cut get a synthetic
     /// "interrupted by fork" result. The source is not touched.
     async fn fork(
         &self,
@@ -694,8 +703,6 @@ pub trait Store: Send + Sync {
             source.profile.clone(),
         );
         meta.model = source.model.clone();
-        meta.parent_id = Some(source.id.clone());
-        meta.trace_id = source.trace_id.clone();
         meta.user = source.user.clone();
         meta.name = name;
         meta.forked_from = Some(ForkedFrom {

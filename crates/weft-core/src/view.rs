@@ -348,6 +348,21 @@ impl SessionView {
             .unwrap_or_default()
     }
 
+    /// The text of the last user message on the default branch (rewound
+    /// turns are out of the view, so not counted), in full; `None` when the
+    /// branch has no prompt with text. Unlike [`SessionMeta::last_prompt`]
+    /// it is not shortened and ignores the other branches.
+    pub fn last_prompt(&self) -> Option<String> {
+        self.default_branch()?
+            .messages
+            .iter()
+            .rev()
+            .map(|m| &m.message)
+            .filter(|m| m.role == Role::User)
+            .map(Message::text_content)
+            .find(|t| !t.trim().is_empty())
+    }
+
     /// Mail waiting for `branch`, in send order.
     pub fn inbox(&self, branch: &BranchId) -> Vec<&PendingMail> {
         self.mail
@@ -408,5 +423,36 @@ mod tests {
         assert_eq!(by_ref, by_value);
         assert_eq!(by_value.messages("main").len(), 2);
         assert_eq!(by_value.messages("side").len(), 5);
+    }
+
+    #[test]
+    fn last_prompt_is_the_default_branchs_last_user_text_in_full() {
+        let meta = SessionMeta::new(SessionId::new_v7(), Project::current(), "base");
+        let mut side = Branch::main(chrono::Utc::now());
+        side.id = BranchId::parse("side").unwrap();
+        side.name = "side".into();
+        let long = "x".repeat(LAST_PROMPT_CHARS + 50);
+        let kinds = vec![
+            RecordKind::SessionCreated(Box::new(meta)),
+            RecordKind::BranchCreated(side.clone()),
+            RecordKind::message(Message::text(BranchId::main(), Role::User, "first")),
+            RecordKind::message(Message::text(BranchId::main(), Role::User, long.clone())),
+            RecordKind::message(Message::text(BranchId::main(), Role::Assistant, "ok")),
+            RecordKind::message(Message::text(side.id.clone(), Role::User, "on the side")),
+            RecordKind::message(Message::text(BranchId::main(), Role::User, "rewound")),
+            RecordKind::Rewind {
+                branch: BranchId::main(),
+                to_seq: 6,
+            },
+        ];
+        let view = SessionView::from_log(Record::batch(0, kinds)).unwrap();
+        assert_eq!(view.last_prompt(), Some(long), "whole, not shortened");
+        let empty = SessionMeta::new(SessionId::new_v7(), Project::current(), "base");
+        let view = SessionView::from_log(Record::batch(
+            0,
+            vec![RecordKind::SessionCreated(Box::new(empty))],
+        ))
+        .unwrap();
+        assert_eq!(view.last_prompt(), None);
     }
 }

@@ -383,7 +383,11 @@ async fn messages_transcript_patch_fork_list_delete() {
         .post(&format!("/api/v1/sessions/{id}/fork"), json!({"turn": 1}))
         .await;
     assert_eq!(status, 201, "{fork}");
-    assert_eq!(fork["parentSessionId"], id.as_str());
+    assert_eq!(
+        fork["parentSessionId"],
+        Value::Null,
+        "a fork is a session of its own"
+    );
     assert_eq!(fork["forkedFrom"]["turn"], 1);
     let fork_id = fork["sessionId"].as_str().expect("id").to_string();
     assert_eq!(s.transcript(&fork_id).await.len(), 2);

@@ -37,7 +37,8 @@ pub struct ForkedFromInfo {
 pub struct SessionInfo {
     /// The session id.
     pub session_id: String,
-    /// The parent (delegating or forked-from) session.
+    /// The session that delegated to it (agent children only; a fork has
+    /// none, its lineage is `forkedFrom`).
     pub parent_session_id: Option<String>,
     /// The root session of its delegation tree.
     pub trace_id: String,
@@ -342,7 +343,8 @@ pub struct StreamParams {
 #[serde(default)]
 #[into_params(parameter_in = Query)]
 pub struct DeleteParams {
-    /// Also delete its sub-sessions and forks.
+    /// Also delete its delegated sub-sessions (forks are sessions of their
+    /// own and stay).
     #[serde(alias = "withChildren")]
     pub with_children: bool,
 }

@@ -45,8 +45,8 @@ async fn fork_source(store: &dyn Store) -> (SessionId, Vec<Record>) {
     (id, records)
 }
 
-/// Fork after a turn: the prefix, `forked_from`, the parent link; the source
-/// untouched.
+/// Fork after a turn: the prefix, `forked_from` (and no parent link: a fork
+/// is a top-level session of its own); the source untouched.
 pub async fn fork_at_turn(store: Arc<dyn Store>) {
     let (src, before) = fork_source(&*store).await;
     let src_meta = store.get(&src).await.expect("get");
@@ -55,7 +55,11 @@ pub async fn fork_at_turn(store: Arc<dyn Store>) {
         .await
         .expect("fork at turn 1");
     assert_ne!(fork.id, src);
-    assert_eq!(fork.parent_id.as_ref(), Some(&src));
+    assert_eq!(
+        fork.parent_id, None,
+        "a fork is not a delegated sub-session"
+    );
+    assert_eq!(fork.trace_id, fork.id, "a fork roots its own trace");
     assert_eq!(fork.name.as_deref(), Some("first turn"));
     let ff = fork.forked_from.clone().expect("forked_from");
     assert_eq!(ff.session_id, src);
@@ -122,7 +126,66 @@ pub async fn fork_at_turn(store: Arc<dyn Store>) {
         },
     )
     .await;
-    assert_eq!(set(&children), set(&[fork.id, whole.id]));
+    assert!(children.is_empty(), "forks are not children: {children:?}");
+}
+
+/// What listings hide: delegated sub-sessions only
+/// ([`SessionMeta::is_sub_session`]). A fork (even of a sub-session) is
+/// listed with `top_level_only`, is the newest top-level session after it
+/// is made, and the backend agrees with the core definition for every row.
+pub async fn forks_are_listed_sub_sessions_hidden(store: Arc<dyn Store>) {
+    let (src, _) = fork_source(&*store).await;
+    let mut child = new_meta("hidden-rule");
+    child.parent_id = Some(src.clone());
+    child.agent_name = Some("helper".into());
+    let child = store.create(child, vec![]).await.expect("create child");
+    let fork = store
+        .fork(&src, ForkPoint::Turn(1), None, None)
+        .await
+        .expect("fork");
+    let fork_of_child = store
+        .fork(&child.id, ForkPoint::End, None, None)
+        .await
+        .expect("fork a sub-session");
+    let top = ListFilter {
+        top_level_only: true,
+        ..Default::default()
+    };
+    let listed = all_ids(&*store, top.clone()).await;
+    assert!(listed.contains(&fork.id), "{listed:?}");
+    assert!(listed.contains(&fork_of_child.id), "{listed:?}");
+    assert!(listed.contains(&src), "{listed:?}");
+    assert!(!listed.contains(&child.id), "sub-sessions stay hidden");
+    let newest = store
+        .list(&ListQuery {
+            filter: top.clone(),
+            cursor: None,
+            limit: 1,
+        })
+        .await
+        .expect("list");
+    assert_eq!(
+        newest.sessions.first().map(|m| &m.id),
+        Some(&fork_of_child.id),
+        "the newest top-level session is the last fork"
+    );
+    let forks = all_ids(
+        &*store,
+        ListFilter {
+            forked_from: Some(src.clone()),
+            ..Default::default()
+        },
+    )
+    .await;
+    assert_eq!(forks, vec![fork.id.clone()], "the forked_from filter");
+    for id in all_ids(&*store, ListFilter::default()).await {
+        let meta = store.get(&id).await.expect("get");
+        assert_eq!(
+            listed.contains(&id),
+            !meta.is_sub_session(),
+            "{id}: the backend's hidden rule differs from SessionMeta::is_sub_session"
+        );
+    }
 }
 
 /// Fork at a seq that cuts through a tool exchange: the unanswered call

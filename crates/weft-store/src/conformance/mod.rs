@@ -103,6 +103,7 @@ macro_rules! store_conformance_tests {
             fork_at_turn,
             fork_at_seq_repairs_orphans,
             fork_rejects_bad_points,
+            forks_are_listed_sub_sessions_hidden,
             cleanup_spares_active_sessions,
             delete_with_and_without_children,
             cursor_paging_while_creating,
