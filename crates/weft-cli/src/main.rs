@@ -12,6 +12,7 @@ mod config;
 mod doctor_cmd;
 mod history_cmd;
 mod models;
+mod resume_cmd;
 mod run;
 mod serve;
 mod session_cmd;
@@ -155,6 +156,12 @@ enum Command {
         #[command(flatten)]
         flags: RunFlags,
     },
+    /// Pick a session of this project from a searchable list and continue it
+    /// interactively (type to filter by name, prompt or id; arrows; Enter).
+    Resume {
+        #[command(flatten)]
+        flags: RunFlags,
+    },
     /// Manage stored sessions.
     #[command(subcommand)]
     Session(SessionCommand),
@@ -205,16 +212,18 @@ enum Command {
 enum SessionCommand {
     /// List sessions, newest first.
     List {
-        /// Include delegated sub-sessions.
+        /// Every session, delegated sub-sessions included, uncapped unless
+        /// --limit is given.
         #[arg(long)]
         all: bool,
-        /// How many to show.
-        #[arg(long, default_value_t = 20)]
-        limit: usize,
+        /// How many to show (default 20; with --all, every session unless
+        /// this is given).
+        #[arg(long)]
+        limit: Option<usize>,
         /// Sessions of every project, not just this directory's.
         #[arg(long)]
         all_projects: bool,
-        /// Show sub-sessions under their parents.
+        /// Show sub-sessions and forks under the sessions they came from.
         #[arg(long)]
         tree: bool,
         /// Only sessions with this status.
@@ -269,7 +278,8 @@ enum SessionCommand {
         /// Do not ask.
         #[arg(long)]
         confirm: bool,
-        /// Also delete its sub-sessions and forks.
+        /// Also delete its delegated sub-sessions (forks are sessions of
+        /// their own and stay).
         #[arg(long)]
         with_children: bool,
     },
@@ -644,6 +654,9 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
                 }
                 None => run::interactive(&app, opts, Some(id)).await,
             }
+        }
+        Some(Command::Resume { flags }) => {
+            resume_cmd::resume(&app, flags.options(OutputFormat::Text)).await
         }
         Some(Command::Session(cmd)) => session_command(&app, cmd).await,
         Some(Command::Branch(cmd)) => branch_command(&app, cmd).await,

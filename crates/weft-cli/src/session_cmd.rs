@@ -1,5 +1,6 @@
 //! `weft session …`: list, show, fork, delete, cleanup, rename, search,
-//! export.
+//! export. What the list hides is the core's
+//! [`SessionMeta::is_sub_session`]; this module only renders.
 
 use std::io::{IsTerminal, Write};
 use std::time::Duration;
@@ -19,13 +20,19 @@ use crate::app::App;
 /// The longest session name.
 pub const MAX_NAME_CHARS: usize = 50;
 
+/// How many sessions `weft session list` shows without `--all` or
+/// `--limit`.
+pub const DEFAULT_LIST_LIMIT: usize = 20;
+
 /// Options of `weft session list`.
 #[derive(Debug, Clone, Default)]
 pub struct ListOptions {
-    /// Include delegated sub-sessions.
+    /// Every session: delegated sub-sessions included, and no cap unless
+    /// `limit` is set.
     pub all: bool,
-    /// How many to show.
-    pub limit: usize,
+    /// How many to show (`None`: [`DEFAULT_LIST_LIMIT`], or every session
+    /// with `all`).
+    pub limit: Option<usize>,
     /// Every project, not just the current one.
     pub all_projects: bool,
     /// Children indented under their parents.
@@ -36,7 +43,8 @@ pub struct ListOptions {
     pub json: bool,
 }
 
-fn truncate(s: &str, max: usize) -> String {
+/// `s` on one line, at most `max` characters (an ellipsis marks a cut).
+pub fn truncate(s: &str, max: usize) -> String {
     let s = s.replace(['\n', '\r', '\t'], " ");
     if s.chars().count() > max {
         format!(
@@ -48,7 +56,8 @@ fn truncate(s: &str, max: usize) -> String {
     }
 }
 
-fn local_time(t: &chrono::DateTime<chrono::Utc>) -> String {
+/// `t` in local time, to the minute.
+pub fn local_time(t: &chrono::DateTime<chrono::Utc>) -> String {
     t.with_timezone(&Local).format("%Y-%m-%d %H:%M").to_string()
 }
 
@@ -79,6 +88,20 @@ fn status_cell(meta: &SessionMeta, (running, interrupted): (bool, bool)) -> Stri
     }
 }
 
+/// The Name column: the name, and a fork's lineage.
+fn name_cell(meta: &SessionMeta) -> String {
+    let name = meta.name.clone().unwrap_or_default();
+    match &meta.forked_from {
+        Some(f) => {
+            let source: String = f.session_id.as_str().chars().take(8).collect();
+            format!("{name} (fork of {source}, turn {})", f.turn)
+                .trim_start()
+                .to_string()
+        }
+        None => name,
+    }
+}
+
 fn row(meta: &SessionMeta, state: (bool, bool), indent: usize) -> String {
     format!(
         "{:<width$}  {:<16}  {:<11}  {:<10}  {:>8}  {:<40}  {}",
@@ -88,12 +111,40 @@ fn row(meta: &SessionMeta, state: (bool, bool), indent: usize) -> String {
         truncate(&meta.profile, 10),
         meta.message_count,
         truncate(meta.last_prompt.as_deref().unwrap_or(""), 40),
-        meta.name.as_deref().unwrap_or(""),
+        name_cell(meta),
         width = 36 + 2 * indent.min(4),
     )
 }
 
 const HEADER: &str = "ID                                    Created           Status       Profile     Messages  Last prompt                               Name";
+
+/// The sessions `filter` selects, newest first: at most `cap` (every one
+/// for `None`), and whether more were left out.
+async fn collect(
+    app: &App,
+    filter: ListFilter,
+    cap: Option<usize>,
+) -> anyhow::Result<(Vec<SessionMeta>, bool)> {
+    let mut out = Vec::new();
+    let mut cursor: Option<ListCursor> = None;
+    loop {
+        let want = cap.map_or(500, |c| c.saturating_sub(out.len()).clamp(1, 500));
+        let page = app
+            .store
+            .list(&ListQuery {
+                filter: filter.clone(),
+                cursor,
+                limit: want,
+            })
+            .await?;
+        out.extend(page.sessions);
+        match page.next_cursor {
+            None => return Ok((out, false)),
+            Some(_) if cap.is_some_and(|c| out.len() >= c) => return Ok((out, true)),
+            Some(c) => cursor = Some(c),
+        }
+    }
+}
 
 /// `weft session list`.
 pub async fn list(app: &App, opts: &ListOptions) -> anyhow::Result<()> {
@@ -103,17 +154,29 @@ pub async fn list(app: &App, opts: &ListOptions) -> anyhow::Result<()> {
         top_level_only: !opts.all || opts.tree,
         ..Default::default()
     };
-    let page = app
-        .store
-        .list(&ListQuery {
-            filter,
-            cursor: None,
-            limit: opts.limit.max(1),
-        })
-        .await?;
+    let cap = match opts.limit {
+        Some(n) => Some(n.max(1)),
+        None if opts.all => None,
+        None => Some(DEFAULT_LIST_LIMIT),
+    };
+    let (mut sessions, more) = collect(app, filter, cap).await?;
+    if opts.tree {
+        // A fork whose source is listed too shows under it instead.
+        let listed: std::collections::HashSet<SessionId> =
+            sessions.iter().map(|m| m.id.clone()).collect();
+        sessions.retain(|m| {
+            m.forked_from
+                .as_ref()
+                .is_none_or(|f| !listed.contains(&f.session_id))
+        });
+    }
+    let hint = format!(
+        "… more sessions than the {} shown: `weft session list --all` shows every one (or raise --limit)",
+        sessions.len()
+    );
     if opts.json {
         let mut out = Vec::new();
-        for meta in &page.sessions {
+        for meta in &sessions {
             let mut v = serde_json::to_value(meta)?;
             let (running, interrupted) = run_state(app, meta).await?;
             v["running"] = running.into();
@@ -124,9 +187,12 @@ pub async fn list(app: &App, opts: &ListOptions) -> anyhow::Result<()> {
             out.push(v);
         }
         println!("{}", serde_json::to_string_pretty(&out)?);
+        if more {
+            eprintln!("{hint}");
+        }
         return Ok(());
     }
-    if page.sessions.is_empty() {
+    if sessions.is_empty() {
         eprintln!(
             "no sessions{}: start one with `weft run \"prompt\"`",
             if opts.all_projects {
@@ -139,39 +205,40 @@ pub async fn list(app: &App, opts: &ListOptions) -> anyhow::Result<()> {
     }
     let mut out = std::io::stdout().lock();
     writeln!(out, "{HEADER}")?;
-    for meta in &page.sessions {
+    for meta in &sessions {
         writeln!(out, "{}", row(meta, run_state(app, meta).await?, 0))?;
         if opts.tree {
             print_tree(app, &meta.id, 1, &mut out).await?;
         }
     }
-    if page.next_cursor.is_some() {
-        writeln!(out, "… more sessions: raise --limit")?;
+    if more {
+        writeln!(out, "{hint}")?;
     }
     Ok(())
 }
 
-async fn children(app: &App, parent: &SessionId) -> anyhow::Result<Vec<SessionMeta>> {
-    let mut out = Vec::new();
-    let mut cursor: Option<ListCursor> = None;
-    loop {
-        let page = app
-            .store
-            .list(&ListQuery {
-                filter: ListFilter {
-                    parent_id: Some(parent.clone()),
-                    ..Default::default()
-                },
-                cursor,
-                limit: 200,
-            })
-            .await?;
-        out.extend(page.sessions);
-        match page.next_cursor {
-            Some(c) => cursor = Some(c),
-            None => break,
-        }
-    }
+/// The sessions that came from `source`: its delegated sub-sessions, then
+/// its forks.
+async fn children(app: &App, source: &SessionId) -> anyhow::Result<Vec<SessionMeta>> {
+    let (mut out, _) = collect(
+        app,
+        ListFilter {
+            parent_id: Some(source.clone()),
+            ..Default::default()
+        },
+        None,
+    )
+    .await?;
+    let (forks, _) = collect(
+        app,
+        ListFilter {
+            forked_from: Some(source.clone()),
+            ..Default::default()
+        },
+        None,
+    )
+    .await?;
+    out.extend(forks);
     Ok(out)
 }
 
@@ -227,6 +294,19 @@ fn message_text(m: &Message) -> String {
         .join("\n")
 }
 
+/// How many characters of the last prompt `show` prints: what fits the
+/// terminal after the label, or 100 when stdout is not a terminal.
+fn prompt_width() -> usize {
+    const LABEL: usize = 10;
+    if std::io::stdout().is_terminal()
+        && let Ok((cols, _)) = crossterm::terminal::size()
+    {
+        (cols as usize).saturating_sub(LABEL).max(20)
+    } else {
+        100
+    }
+}
+
 /// `weft session show`.
 pub async fn show(app: &App, id: &str, transcript: bool, json_out: bool) -> anyhow::Result<()> {
     let id = app.resolve(id).await?;
@@ -247,7 +327,7 @@ pub async fn show(app: &App, id: &str, transcript: bool, json_out: bool) -> anyh
     // Damaged records the store set aside (never silently gone).
     let quarantined = app.store.quarantined(&id).await?;
     if json_out {
-        let mut v = json!({"session": meta, "interrupted": interrupted, "running": runner.is_some(), "quarantined": quarantined});
+        let mut v = json!({"session": meta, "last_prompt": view.last_prompt(), "interrupted": interrupted, "running": runner.is_some(), "quarantined": quarantined});
         if transcript {
             v["transcript"] = serde_json::to_value(view.messages(meta.default_branch.as_str()))?;
         }
@@ -302,6 +382,9 @@ pub async fn show(app: &App, id: &str, transcript: bool, json_out: bool) -> anyh
         "Turns     {}   Messages {}",
         meta.turn_count, meta.message_count
     )?;
+    if let Some(prompt) = view.last_prompt() {
+        writeln!(out, "Prompt    {}", truncate(&prompt, prompt_width()))?;
+    }
     writeln!(
         out,
         "Tokens    {} in / {} out",

@@ -79,8 +79,30 @@ impl Env {
     /// `weft args…` in `dir`, not yet started.
     pub fn command_in(&self, dir: &Path, args: &[&str]) -> Command {
         let mut c = Command::new(env!("CARGO_BIN_EXE_weft"));
-        c.args(args)
-            .current_dir(dir)
+        c.args(args);
+        self.environment(c, dir)
+    }
+
+    /// `weft args…` in the project directory, for a pseudo-terminal: a
+    /// shell first sizes the terminal (a fresh pty is 0×0) to 120×40, then
+    /// becomes `weft`; stdin is inherited (the pty), not null.
+    pub fn terminal_command(&self, args: &[&str]) -> Command {
+        let mut c = Command::new("sh");
+        c.args([
+            "-c",
+            "stty cols 120 rows 40 && exec \"$0\" \"$@\"",
+            env!("CARGO_BIN_EXE_weft"),
+        ])
+        .args(args);
+        let mut c = self.environment(c, self.project.path());
+        c.env("TERM", "xterm").stdin(Stdio::inherit());
+        c
+    }
+
+    /// `c` set up to run in `dir` with this home and none of the caller's
+    /// provider, store or daemon settings; stdin is null.
+    fn environment(&self, mut c: Command, dir: &Path) -> Command {
+        c.current_dir(dir)
             .env("WEFT_HOME", self.home.path())
             .env_remove("ANTHROPIC_API_KEY")
             .env_remove("OPENAI_API_KEY")
