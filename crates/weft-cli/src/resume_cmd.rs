@@ -185,7 +185,7 @@ mod tests {
         );
         meta.name = name.map(str::to_string);
         meta.last_prompt = prompt.map(str::to_string);
-        Choice::new(meta, 30)
+        Choice::new(meta, 60)
     }
 
     #[test]
