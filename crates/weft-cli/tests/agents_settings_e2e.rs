@@ -19,6 +19,30 @@ const TEAM_PLAN: &str = r#"{"session": {"orchestrator": "loop-basic", "context":
    "reader": {"description": "reads the conversation", "system": {"instruction": "You read."},
               "providers": [{"module": "provider-scripted", "config": {"mode": "echo-context"}}]}}}"#;
 
+/// Agents that share keyed state through the `tool-state` tools: the
+/// writer sets a key in its turn, the reader reads it in its own.
+const STATE_PLAN: &str = r#"{"session": {"orchestrator": "loop-basic", "context": "context-simple"},
+ "providers": [{"module": "provider-scripted", "config": {"mode": "echo"}}],
+ "tools": ["tool-state"],
+ "agents": {
+   "writer": {"description": "writes", "providers": [{"module": "provider-scripted", "config": {"responses": [
+       {"tool_calls": [{"name": "state_set", "arguments": {"key": "agent:writer:note", "value": "green-42"}}]},
+       {"text": "noted"}]}}]},
+   "reader": {"description": "reads", "providers": [{"module": "provider-scripted", "config": {"responses": [
+       {"tool_calls": [{"name": "state_get", "arguments": {"key": "agent:writer:note"}}]},
+       {"text": "read"}]}}]}}}"#;
+
+/// The outputs of the tool results in a transcript.
+fn tool_outputs(transcript: &[Value]) -> Vec<String> {
+    transcript
+        .iter()
+        .filter_map(|m| m["content"].as_array())
+        .flatten()
+        .filter(|b| b["type"] == "tool_result")
+        .filter_map(|b| b["output"].as_str().map(str::to_string))
+        .collect()
+}
+
 async fn run(d: &Daemon, agent: &str, message: &str, session: &str) -> Value {
     let (status, b) = d
         .post(
@@ -102,6 +126,48 @@ async fn two_agents_take_turns_in_one_session_with_shared_state() {
     let (_, s) = d.get(&format!("/api/v1/sessions/{sid}")).await;
     assert_eq!(s["turnCount"], 5, "{s}");
     assert_eq!(d.texts(sid).await.len(), 10);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn state_one_agent_writes_in_its_turn_the_other_reads_in_its_own() {
+    let env = Env::new();
+    let plan = env.file("state.json", STATE_PLAN);
+    let d = env
+        .serve(&["--mount-plan", plan.to_str().expect("path")])
+        .await;
+    let sid = "shared-state-1";
+    assert_eq!(run(&d, "writer", "note it", sid).await["result"], "noted");
+    let (_, state) = d.get(&format!("/api/v1/sessions/{sid}/state")).await;
+    assert_eq!(state["agent:writer:note"], "green-42", "{state}");
+    assert_eq!(
+        run(&d, "reader", "what did the writer note?", sid).await["result"],
+        "read"
+    );
+    let outputs = tool_outputs(&d.transcript(sid).await);
+    assert_eq!(
+        outputs,
+        vec![
+            "set agent:writer:note".to_string(),
+            "\"green-42\"".to_string()
+        ],
+        "the reader's state_get saw the writer's value"
+    );
+    // A session whose settings_overrides allow no tools runs the writer
+    // without them: its state_set is refused and nothing is stored.
+    let (status, made) = d
+        .post(
+            "/api/v1/sessions/",
+            json!({"settings_overrides": {"tools": []}}),
+        )
+        .await;
+    assert_eq!(status, 201, "{made}");
+    let bare = made["sessionId"].as_str().expect("id").to_string();
+    run(&d, "writer", "note it", &bare).await;
+    let (_, state) = d.get(&format!("/api/v1/sessions/{bare}/state")).await;
+    assert!(state.get("agent:writer:note").is_none(), "{state}");
+    let outputs = tool_outputs(&d.transcript(&bare).await);
+    assert_eq!(outputs.len(), 1);
+    assert!(outputs[0].contains("state_set"), "{outputs:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
