@@ -23,7 +23,9 @@ use crate::registry::ModuleRegistry;
 pub const SETTINGS_KEY: &str = "settingsOverrides";
 
 /// The keys [`SettingsOverrides::parse`] accepts (camelCase spellings of
-/// `max_tokens` and `system_prompt` are accepted too).
+/// `max_tokens` and `system_prompt` are accepted too, and the model
+/// settings may also be nested in an `llm` object: `llm.model`,
+/// `llm.provider`, `llm.temperature`, `llm.max_tokens`).
 pub const SETTINGS_KEYS: &[&str] = &[
     "model",
     "provider",
@@ -79,13 +81,36 @@ fn invalid(key: &str, message: impl Into<String>) -> SettingsError {
     }
 }
 
-/// The canonical name of an accepted key.
+/// The canonical name of an accepted key (nested `llm` keys arrive as
+/// `llm.<key>`).
 fn canonical(key: &str) -> Option<&'static str> {
     match key {
-        "maxTokens" => Some("max_tokens"),
+        "maxTokens" | "llm.max_tokens" | "llm.maxTokens" => Some("max_tokens"),
         "systemPrompt" => Some("system_prompt"),
+        "llm.model" => Some("model"),
+        "llm.provider" => Some("provider"),
+        "llm.temperature" => Some("temperature"),
         other => SETTINGS_KEYS.iter().copied().find(|k| *k == other),
     }
+}
+
+/// `map` with the entries of an `llm` object lifted to `llm.<key>`
+/// (an `llm` that is not an object stays, and is refused as unknown).
+fn flatten(map: &Map<String, Value>) -> Map<String, Value> {
+    let mut out = Map::new();
+    for (k, v) in map {
+        match (k.as_str(), v) {
+            ("llm", Value::Object(inner)) => {
+                for (ik, iv) in inner {
+                    out.insert(format!("llm.{ik}"), iv.clone());
+                }
+            }
+            _ => {
+                out.insert(k.clone(), v.clone());
+            }
+        }
+    }
+    out
 }
 
 fn text(key: &str, value: &Value) -> Result<String, SettingsError> {
@@ -100,6 +125,7 @@ impl SettingsOverrides {
     /// Checks and reads `map`: every unknown key is named in one error;
     /// a `null` value leaves that setting alone.
     pub fn parse(map: &Map<String, Value>) -> Result<Self, SettingsError> {
+        let map = &flatten(map);
         let unknown: Vec<String> = map
             .keys()
             .filter(|k| canonical(k).is_none())
@@ -186,19 +212,11 @@ impl SettingsOverrides {
         let Value::Object(map) = metadata.get(SETTINGS_KEY)? else {
             return None;
         };
-        let known: Map<String, Value> = map
-            .iter()
+        let known: Map<String, Value> = flatten(map)
+            .into_iter()
             .filter(|(k, _)| canonical(k).is_some())
-            .map(|(k, v)| (k.clone(), v.clone()))
             .collect();
-        let mut out = Self::parse(&known).unwrap_or_default();
-        if out.model.is_none() {
-            out.model = map
-                .get("llm")
-                .and_then(|l| l.get("model"))
-                .and_then(Value::as_str)
-                .map(str::to_string);
-        }
+        let out = Self::parse(&known).unwrap_or_default();
         (!out.is_empty()).then_some(out)
     }
 
@@ -309,6 +327,23 @@ mod tests {
     }
 
     #[test]
+    fn llm_nests_the_model_settings() {
+        let o = SettingsOverrides::parse(&map(json!({"llm": {"model": "m1", "temperature": 0.1}})))
+            .unwrap();
+        assert_eq!(o.model.as_deref(), Some("m1"));
+        assert_eq!(o.temperature, Some(0.1));
+        let err = SettingsOverrides::parse(&map(json!({"llm": {"colour": 1}})))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("llm.colour"), "{err}");
+        let err = SettingsOverrides::parse(&map(json!({"llm": {"temperature": 5}})))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("settingsOverrides.llm.temperature"), "{err}");
+        assert!(SettingsOverrides::parse(&map(json!({"llm": 3}))).is_err());
+    }
+
+    #[test]
     fn bad_values_name_their_key() {
         for (body, key) in [
             (json!({"temperature": 3}), "temperature"),
@@ -369,6 +404,14 @@ mod tests {
     fn recorded_reads_old_and_new_shapes() {
         let mut meta = Map::new();
         meta.insert(SETTINGS_KEY.into(), json!({"llm": {"model": "old"}}));
+        assert_eq!(
+            SettingsOverrides::recorded(&meta).unwrap().model.as_deref(),
+            Some("old")
+        );
+        meta.insert(
+            SETTINGS_KEY.into(),
+            json!({"llm": {"model": "old"}, "extra": 1}),
+        );
         assert_eq!(
             SettingsOverrides::recorded(&meta).unwrap().model.as_deref(),
             Some("old")

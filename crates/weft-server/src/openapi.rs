@@ -21,9 +21,9 @@ use crate::model::{
     AgentEntry, AppendMessageRequest, AppliedSettings, BranchDetail, BranchInfo, BranchMessage,
     BranchPromptRequest, ChatRequest, CleanupRequest, CleanupResponse, CollectMailRequest,
     CollectMailResponse, ContentBlockDoc, CreateSessionRequest, FailRequest, ForkRequest,
-    ForkedFromInfo, Health, ImageSourceDoc, MailInfo, MessageUsage, Multitask, NewBranchRequest,
-    ProfileEntry, RewindRequest, RewindResponse, RunRequest, RunResponse, SendMailRequest,
-    SendMessageRequest, SendMessageResponse, SessionInfo, SetStateRequest,
+    ForkedFromInfo, Health, ImageSourceDoc, LlmOverridesRequest, MailInfo, MessageUsage, Multitask,
+    NewBranchRequest, ProfileEntry, RewindRequest, RewindResponse, RunRequest, RunResponse,
+    SendMailRequest, SendMessageRequest, SendMessageResponse, SessionInfo, SetStateRequest,
     SettingsOverridesRequest, SplitFromInfo, SplitRequest, SseEvent, StateEntry, TokenUsage,
     TranscriptMessage, UpdateSessionRequest,
 };
@@ -291,7 +291,7 @@ fn shared_responses(op: &mut Operation, method: &str, long: bool) {
     ),
     components(schemas(
         ErrorBody, SessionInfo, TokenUsage, ForkedFromInfo, CreateSessionRequest,
-        AppliedSettings, SettingsOverridesRequest,
+        AppliedSettings, SettingsOverridesRequest, LlmOverridesRequest,
         ContentBlockDoc, ImageSourceDoc, MessageUsage, SseEvent,
         UpdateSessionRequest, FailRequest, AppendMessageRequest,
         TranscriptMessage, SendMessageRequest, SendMessageResponse, ForkRequest,

@@ -176,6 +176,28 @@ pub struct SettingsOverridesRequest {
     /// The tool modules to mount, replacing the profile's (an allow-list;
     /// `[]`: no tools). Each must be one this daemon has.
     pub tools: Option<Vec<String>>,
+    /// The model settings nested (`{"llm": {"model": …}}`), as older
+    /// clients send them.
+    pub llm: Option<LlmOverridesRequest>,
+}
+
+/// `settings_overrides.llm`: the model settings, nested.
+#[derive(Debug, Clone, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[allow(dead_code)]
+pub struct LlmOverridesRequest {
+    /// The model.
+    #[schema(min_length = 1, pattern = "\\S")]
+    pub model: Option<String>,
+    /// The provider module or its short name.
+    #[schema(min_length = 1, pattern = "\\S")]
+    pub provider: Option<String>,
+    /// The sampling temperature.
+    #[schema(minimum = 0, maximum = 2)]
+    pub temperature: Option<f64>,
+    /// The output budget per model call.
+    #[schema(minimum = 1, maximum = 4294967295_u64)]
+    pub max_tokens: Option<u64>,
 }
 
 impl SessionInfo {
