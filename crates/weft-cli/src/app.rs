@@ -134,6 +134,19 @@ impl App {
         Ok(self.store.resolve(id_or_prefix).await?)
     }
 
+    /// The profile a session runs when none is named: the one the
+    /// project directory's marker names (`.weft/config.toml`,
+    /// `.amplified/metadata.json`, `.amplifier/settings.yaml`; see
+    /// [`weft_core::project_profile`]), else the configured one, else
+    /// `base`.
+    pub fn default_profile(&self) -> anyhow::Result<String> {
+        let dir = Path::new(&self.project.dir);
+        if let Some(found) = weft_core::project_profile::directory_profile(dir)? {
+            return Ok(found.name);
+        }
+        Ok(self.config.profile.clone().unwrap_or_else(|| "base".into()))
+    }
+
     /// The plan and profile name for `choice`.
     pub async fn plan(&self, choice: &PlanChoice) -> anyhow::Result<(MountPlan, String)> {
         let (mut plan, profile) = match (&choice.mount_plan, &choice.recorded) {
@@ -143,11 +156,10 @@ impl App {
             ),
             (Some(path), _) => (MountPlan::load(path)?.plan, mount_plan_name(path)),
             (None, None) => {
-                let name = choice
-                    .profile
-                    .clone()
-                    .or_else(|| self.config.profile.clone())
-                    .unwrap_or_else(|| "base".into());
+                let name = match &choice.profile {
+                    Some(name) => name.clone(),
+                    None => self.default_profile()?,
+                };
                 (load_profile(&name, &self.home)?.plan, name)
             }
         };

@@ -127,6 +127,7 @@ impl RunFlags {
             yes: self.yes,
             show_thinking: self.show_thinking,
             no_wait: self.no_wait,
+            ..Default::default()
         }
     }
 }
@@ -140,6 +141,9 @@ enum Command {
         /// Resume this session (id or unique prefix) instead of starting one.
         #[arg(long, value_name = "ID")]
         resume: Option<String>,
+        /// Continue the session with exactly this id, or create it with this id.
+        #[arg(long, value_name = "ID", conflicts_with = "resume")]
+        session_id: Option<String>,
         /// Output format.
         #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
         output: OutputFormat,
@@ -627,14 +631,16 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
         Some(Command::Run {
             prompt,
             resume,
+            session_id,
             output,
             flags,
         }) => {
-            let opts = flags.options(output);
+            let mut opts = flags.options(output);
             let prompt = run::read_prompt(&prompt)?;
-            let resume = match resume {
-                Some(id) => Some(app.resolve(&id).await?),
-                None => None,
+            let resume = match (resume, session_id) {
+                (Some(id), _) => Some(app.resolve(&id).await?),
+                (None, Some(raw)) => run::session_by_id(&app, &raw, &mut opts).await?,
+                (None, None) => None,
             };
             let session = run::open_session(&app, &opts, resume.as_ref()).await?;
             run::run_once(&app, session, &opts, &prompt).await

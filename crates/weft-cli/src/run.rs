@@ -41,6 +41,30 @@ pub struct RunOptions {
     /// Refuse a turn while another process runs one on its branch, instead
     /// of waiting.
     pub no_wait: bool,
+    /// The id a new session gets (`run --session-id` naming no stored
+    /// session); None: a fresh one.
+    pub new_id: Option<SessionId>,
+}
+
+/// `run --session-id ID`: the session to continue when one has that id
+/// exactly, else None with `opts.new_id` set so the new session gets it
+/// (agentkernel's `session_id`). An id that is not valid is an error
+/// saying what ids look like.
+pub async fn session_by_id(
+    app: &App,
+    raw: &str,
+    opts: &mut RunOptions,
+) -> anyhow::Result<Option<SessionId>> {
+    let id =
+        SessionId::parse(raw).map_err(|e| anyhow::anyhow!("--session-id: {e}; pass a valid id"))?;
+    match app.store.get(&id).await {
+        Ok(_) => Ok(Some(id)),
+        Err(StoreError::NotFound(_)) => {
+            opts.new_id = Some(id);
+            Ok(None)
+        }
+        Err(e) => Err(e).with_context(|| format!("cannot read session {id}")),
+    }
 }
 
 /// Opens a session: a new one, or `resume` (its profile unless the flags
@@ -94,7 +118,11 @@ pub async fn open_session(
             config.display = display;
             config
         }
-        None => app.session_config(plan, profile, approval, display),
+        None => {
+            let mut config = app.session_config(plan, profile, approval, display);
+            config.session_id = opts.new_id.clone();
+            config
+        }
     };
     config.name = opts.name.clone();
     // A model chosen now, else the one chosen at creation, else the

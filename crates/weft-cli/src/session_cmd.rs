@@ -375,6 +375,9 @@ pub async fn show(app: &App, id: &str, transcript: bool, json_out: bool) -> anyh
     if let Some(model) = &meta.model {
         writeln!(out, "Model     {model}")?;
     }
+    if let Some(settings) = weft_core::settings::SettingsOverrides::recorded(&meta.metadata) {
+        writeln!(out, "Settings  {}", settings_line(&settings))?;
+    }
     writeln!(out, "Created   {}", local_time(&meta.created_at))?;
     writeln!(out, "Updated   {}", local_time(&meta.updated_at))?;
     writeln!(
@@ -858,4 +861,28 @@ pub async fn import(
         }
     );
     Ok(())
+}
+
+/// The overridden profile settings on one line (`temperature=0.2, …`).
+fn settings_line(s: &weft_core::settings::SettingsOverrides) -> String {
+    let mut parts = Vec::new();
+    if let Some(v) = &s.model {
+        parts.push(format!("model={v}"));
+    }
+    if let Some(v) = &s.provider {
+        parts.push(format!("provider={v}"));
+    }
+    if let Some(v) = s.temperature {
+        parts.push(format!("temperature={v}"));
+    }
+    if let Some(v) = s.max_tokens {
+        parts.push(format!("max_tokens={v}"));
+    }
+    if let Some(v) = &s.system_prompt {
+        parts.push(format!("system_prompt={v:?}"));
+    }
+    if let Some(v) = &s.tools {
+        parts.push(format!("tools=[{}]", v.join(", ")));
+    }
+    parts.join(", ")
 }

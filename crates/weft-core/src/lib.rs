@@ -71,12 +71,14 @@ pub mod orchestrator;
 #[cfg(test)]
 mod orchestrator_tests;
 pub mod profiles;
+pub mod project_profile;
 pub mod provider;
 pub mod record;
 pub mod registry;
 pub mod rewind;
 pub mod runtime;
 pub mod session;
+pub mod settings;
 pub mod state;
 pub mod store;
 pub mod stored;

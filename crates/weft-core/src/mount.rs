@@ -175,6 +175,25 @@ pub struct AgentSpec {
     pub tools: Option<Vec<ModuleSpec>>,
 }
 
+/// The agent every plan has (agentkernel's `"agent": "assistant"`): the
+/// plan's providers and tools with a general assistant's system prompt. A
+/// plan that defines an agent of this name replaces it.
+pub const ASSISTANT_AGENT: &str = "assistant";
+
+/// The built-in [`ASSISTANT_AGENT`].
+pub fn assistant_agent() -> AgentSpec {
+    AgentSpec {
+        description: "A general helpful assistant: answers questions and uses the session's tools when they help.".into(),
+        system: Some(SystemSpec {
+            instruction: "You are a helpful assistant. Answer clearly and briefly, and use the \
+                          tools you have when they help."
+                .into(),
+        }),
+        providers: Vec::new(),
+        tools: None,
+    }
+}
+
 /// A whole mount plan.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct MountPlan {
@@ -282,7 +301,8 @@ impl MountPlan {
     /// Delegation (the `task` tool) and resuming a sub-agent's session
     /// both use it.
     pub fn for_agent(&self, agent: &str) -> Option<MountPlan> {
-        let spec = self.agents.get(agent)?;
+        let spec = self.agent(agent)?;
+        let spec = &spec;
         let mut plan = self.clone();
         if spec.system.is_some() {
             plan.system = spec.system.clone();
@@ -294,6 +314,30 @@ impl MountPlan {
             plan.tools = tools.clone();
         }
         Some(plan)
+    }
+
+    /// The sub-agent `name`: the plan's own, else the built-in
+    /// [`ASSISTANT_AGENT`] every plan has.
+    pub fn agent(&self, name: &str) -> Option<AgentSpec> {
+        match self.agents.get(name) {
+            Some(spec) => Some(spec.clone()),
+            None if name == ASSISTANT_AGENT => Some(assistant_agent()),
+            None => None,
+        }
+    }
+
+    /// Every sub-agent the plan can run, with its spec: the plan's own,
+    /// then the built-in [`ASSISTANT_AGENT`] unless the plan defines one.
+    pub fn all_agents(&self) -> Vec<(String, AgentSpec)> {
+        let mut out: Vec<(String, AgentSpec)> = self
+            .agents
+            .iter()
+            .map(|(n, s)| (n.clone(), s.clone()))
+            .collect();
+        if !self.agents.contains_key(ASSISTANT_AGENT) {
+            out.push((ASSISTANT_AGENT.to_string(), assistant_agent()));
+        }
+        out
     }
 
     /// Parses a plan from text in `format`.
@@ -449,6 +493,15 @@ config = { mode = "echo" }
     fn for_agent_narrows_what_the_agent_names() {
         let plan = MountPlan::parse(YAML, PlanFormat::Yaml).unwrap().plan;
         assert!(plan.for_agent("nobody").is_none());
+        let assistant = plan.for_agent(ASSISTANT_AGENT).unwrap();
+        assert!(
+            assistant
+                .system_instruction()
+                .unwrap()
+                .contains("helpful assistant")
+        );
+        assert_eq!(assistant.tools, plan.tools);
+        assert_eq!(plan.all_agents().len(), 2);
         let architect = plan.for_agent("architect").unwrap();
         assert_eq!(architect.system_instruction(), Some("You design."));
         // What the agent does not name is inherited.

@@ -31,7 +31,7 @@ use crate::log::SessionLog;
 use crate::message::{ContentBlock, Message, Role};
 use crate::provider::{ChatRequest, ChatResponse, Provider, ProviderError, StreamEvent};
 use crate::record::RecordKind;
-use crate::tool::{Delegate, Tool, ToolContext, ToolOutput};
+use crate::tool::{Delegate, SessionState, Tool, ToolContext, ToolOutput};
 
 /// The output given to the model for a tool call cancelled mid-run.
 pub const TOOL_CANCELLED: &str =
@@ -93,6 +93,8 @@ pub struct TurnContext {
     pub approval: Option<Arc<dyn ApprovalSystem>>,
     /// Sub-session delegation, for the task tool.
     pub delegate: Option<Arc<dyn Delegate>>,
+    /// The session's keyed state, for the state tools.
+    pub state: Option<Arc<dyn SessionState>>,
 }
 
 impl TurnContext {
@@ -126,6 +128,7 @@ impl TurnContext {
             approval: self.approval.clone(),
             hooks: self.hooks.clone(),
             delegate: self.delegate.clone(),
+            state: self.state.clone(),
         }
     }
 }

@@ -79,6 +79,22 @@ pub trait Delegate: Send + Sync {
     ) -> Result<DelegateOutcome, String>;
 }
 
+/// The keyed state of the session running a tool (agentkernel's
+/// `session.get/set`, with the scopes of [`crate::state`]): what the
+/// `state_get` / `state_set` tools read and write. Errors are sentences
+/// for the model.
+#[async_trait]
+pub trait SessionState: Send + Sync {
+    /// A key's value (None: unset).
+    async fn get(&self, key: &str) -> Result<Option<Value>, String>;
+
+    /// Sets a key (`None`: removes it).
+    async fn set(&self, key: &str, value: Option<Value>) -> Result<(), String>;
+
+    /// Every key the session sees.
+    async fn all(&self) -> Result<serde_json::Map<String, Value>, String>;
+}
+
 /// Everything a tool run may use.
 #[derive(Clone)]
 pub struct ToolContext {
@@ -98,6 +114,8 @@ pub struct ToolContext {
     pub hooks: HookRegistry,
     /// How to start a sub-session, when the session allows it.
     pub delegate: Option<Arc<dyn Delegate>>,
+    /// The session's keyed state, when the runtime offers it.
+    pub state: Option<Arc<dyn SessionState>>,
 }
 
 /// Something the model can ask the kernel to do.

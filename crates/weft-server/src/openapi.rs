@@ -18,13 +18,14 @@ use utoipa::{Modify, OpenApi};
 
 use crate::error::ErrorBody;
 use crate::model::{
-    AgentEntry, AppendMessageRequest, BranchDetail, BranchInfo, BranchMessage, BranchPromptRequest,
-    ChatRequest, CleanupRequest, CleanupResponse, CollectMailRequest, CollectMailResponse,
-    ContentBlockDoc, CreateSessionRequest, FailRequest, ForkRequest, ForkedFromInfo, Health,
-    ImageSourceDoc, MailInfo, MessageUsage, Multitask, NewBranchRequest, ProfileEntry,
-    RewindRequest, RewindResponse, RunRequest, RunResponse, SendMailRequest, SendMessageRequest,
-    SendMessageResponse, SessionInfo, SetStateRequest, SplitFromInfo, SplitRequest, SseEvent,
-    StateEntry, TokenUsage, TranscriptMessage, UpdateSessionRequest,
+    AgentEntry, AppendMessageRequest, AppliedSettings, BranchDetail, BranchInfo, BranchMessage,
+    BranchPromptRequest, ChatRequest, CleanupRequest, CleanupResponse, CollectMailRequest,
+    CollectMailResponse, ContentBlockDoc, CreateSessionRequest, FailRequest, ForkRequest,
+    ForkedFromInfo, Health, ImageSourceDoc, LlmOverridesRequest, MailInfo, MessageUsage, Multitask,
+    NewBranchRequest, ProfileEntry, RewindRequest, RewindResponse, RunRequest, RunResponse,
+    SendMailRequest, SendMessageRequest, SendMessageResponse, SessionInfo, SetStateRequest,
+    SettingsOverridesRequest, SplitFromInfo, SplitRequest, SseEvent, StateEntry, TokenUsage,
+    TranscriptMessage, UpdateSessionRequest,
 };
 use crate::routes::{agentkernel, branches, docs, messages, sessions, state};
 
@@ -290,6 +291,7 @@ fn shared_responses(op: &mut Operation, method: &str, long: bool) {
     ),
     components(schemas(
         ErrorBody, SessionInfo, TokenUsage, ForkedFromInfo, CreateSessionRequest,
+        AppliedSettings, SettingsOverridesRequest, LlmOverridesRequest,
         ContentBlockDoc, ImageSourceDoc, MessageUsage, SseEvent,
         UpdateSessionRequest, FailRequest, AppendMessageRequest,
         TranscriptMessage, SendMessageRequest, SendMessageResponse, ForkRequest,

@@ -58,7 +58,7 @@ async fn one_mount_plan_refuses_another_agent() {
         assert_eq!(status, 422, "{path}: {body}");
         assert_eq!(
             body["detail"],
-            "agent: this daemon runs one mount plan (echo); leave out agent or pass echo or one of its agents (helper)"
+            "agent: this daemon runs one mount plan (echo); leave out agent or pass echo or one of its agents (helper, assistant)"
         );
     }
     assert_eq!(session_count(&s).await, 0);

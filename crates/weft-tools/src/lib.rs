@@ -1,6 +1,6 @@
 //! # weft-tools
 //!
-//! weft's built-in tools, as four tool modules for the kernel's
+//! weft's built-in tools, as five tool modules for the kernel's
 //! [`ModuleRegistry`]:
 //!
 //! | module | tools | config |
@@ -9,6 +9,7 @@
 //! | `tool-search` | `glob`, `grep` | none |
 //! | `tool-bash` | `bash` (approval required) | [`BashConfig`]: `allow`, `deny`, `timeout_secs`, `max_timeout_secs`, `max_output_chars`, `approval_timeout_secs` |
 //! | `tool-task` | `task` (delegate to a sub-agent) | none |
+//! | `tool-state` | `state_get`, `state_set` (the session's keyed state, shared by its agents) | none |
 //!
 //! ```no_run
 //! use weft_core::registry::ModuleRegistry;
@@ -49,6 +50,7 @@ mod paths;
 pub mod policy;
 mod process;
 pub mod search;
+pub mod state;
 pub mod task;
 mod util;
 
@@ -70,16 +72,18 @@ pub const SEARCH_MODULE: &str = "tool-search";
 pub const BASH_MODULE: &str = "tool-bash";
 /// The module that provides `task`.
 pub const TASK_MODULE: &str = "tool-task";
+/// The module that provides `state_get` and `state_set`.
+pub const STATE_MODULE: &str = "tool-state";
 
-/// Registers the four tool modules (`tool-filesystem`, `tool-search`,
-/// `tool-bash`, `tool-task`) in `registry` with unrestricted file access
+/// Registers the five tool modules (`tool-filesystem`, `tool-search`,
+/// `tool-bash`, `tool-task`, `tool-state`) in `registry` with unrestricted file access
 /// (nothing protected, every read allowed): for tests and embedders that
 /// have no home to protect. weft's CLI and daemon use [`register_with`].
 pub fn register(registry: &mut ModuleRegistry) {
     register_with(registry, ToolAccess::default());
 }
 
-/// Registers the four tool modules in `registry`; the file tools follow
+/// Registers the five tool modules in `registry`; the file tools follow
 /// `access` (protected paths, the read policy). Each module reads its
 /// settings from the mount plan's `config` for it; a bad config is a
 /// [`MountError::Module`].
@@ -106,5 +110,8 @@ pub fn register_with(registry: &mut ModuleRegistry, access: ToolAccess) {
     });
     registry.register_tool(TASK_MODULE, |spec, env| {
         Ok(task::task_tools(util::parse_config(spec)?, &env.agents))
+    });
+    registry.register_tool(STATE_MODULE, |spec, _env| {
+        Ok(state::state_tools(util::parse_config(spec)?))
     });
 }

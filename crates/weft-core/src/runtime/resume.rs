@@ -8,12 +8,11 @@
 
 use std::sync::Arc;
 
-use serde_json::Value;
-
 use super::SessionConfig;
 use crate::mount::MountPlan;
 use crate::registry::ModuleRegistry;
 use crate::session::SessionMeta;
+use crate::settings::SettingsOverrides;
 use crate::store::Store;
 
 /// A stored session's configuration, rebuilt from its metadata: what
@@ -31,20 +30,24 @@ impl SessionConfig {
     /// of its profile, or the one recorded with it, see
     /// [`MountPlan::recorded`]): its id, profile, parent, sub-agent (the
     /// plan narrowed by [`MountPlan::for_agent`]), project, owner and the
-    /// model chosen at creation (`settingsOverrides`).
+    /// settings chosen at creation (`settingsOverrides`, applied to the
+    /// plan by [`SettingsOverrides::apply`]).
     pub fn resume(
         meta: &SessionMeta,
         plan: MountPlan,
         store: Arc<dyn Store>,
         registry: Arc<ModuleRegistry>,
     ) -> Resumed {
-        let (plan, lost_agent) = match &meta.agent_name {
+        let (mut plan, lost_agent) = match &meta.agent_name {
             Some(agent) => match plan.for_agent(agent) {
                 Some(narrowed) => (narrowed, None),
                 None => (plan, Some(agent.clone())),
             },
             None => (plan, None),
         };
+        if let Some(overrides) = SettingsOverrides::recorded(&meta.metadata) {
+            overrides.apply(&mut plan);
+        }
         let mut config = SessionConfig::new(plan, store, registry);
         config.profile = meta.profile.clone();
         config.session_id = Some(meta.id.clone());
@@ -60,11 +63,7 @@ impl SessionConfig {
 /// A model chosen by `settingsOverrides` (`model` or `llm.model`) when the
 /// session was created.
 pub fn model_override(meta: &SessionMeta) -> Option<String> {
-    let o = meta.metadata.get("settingsOverrides")?;
-    o.get("model")
-        .or_else(|| o.get("llm").and_then(|l| l.get("model")))
-        .and_then(Value::as_str)
-        .map(str::to_string)
+    SettingsOverrides::recorded(&meta.metadata)?.model
 }
 
 #[cfg(test)]

@@ -2,13 +2,55 @@
 //! [`crate::stored`] (`app:`/`user:` keys shared through the store, other
 //! keys recorded in the session log), by the rule every front end uses.
 
+use std::sync::Weak;
+
+use async_trait::async_trait;
 use serde_json::{Map, Value};
 
-use super::{Session, lock};
+use super::{Inner, Session, lock};
 use crate::error::SessionError;
 use crate::record::{RecordKind, StateDelta};
 use crate::state::check_key;
 use crate::stored;
+use crate::tool::SessionState;
+
+/// A running turn's view of its session's state, for tools (the
+/// `state_get` / `state_set` tools): the same rules as [`Session::state_set`].
+pub(super) struct RuntimeState {
+    pub(super) session: Weak<Inner>,
+}
+
+impl RuntimeState {
+    fn session(&self) -> Result<Session, String> {
+        self.session
+            .upgrade()
+            .map(|inner| Session { inner })
+            .ok_or_else(|| "the session has ended".to_string())
+    }
+}
+
+#[async_trait]
+impl SessionState for RuntimeState {
+    async fn get(&self, key: &str) -> Result<Option<Value>, String> {
+        self.session()?
+            .state_get(key)
+            .await
+            .map_err(|e| e.to_string())
+    }
+
+    async fn set(&self, key: &str, value: Option<Value>) -> Result<(), String> {
+        let session = self.session()?;
+        match value {
+            Some(v) => session.state_set(key, v).await,
+            None => session.state_delete(key).await,
+        }
+        .map_err(|e| e.to_string())
+    }
+
+    async fn all(&self) -> Result<Map<String, Value>, String> {
+        self.session()?.state_all().await.map_err(|e| e.to_string())
+    }
+}
 
 impl Session {
     /// Sets a state key. `temp:` keys live in this process until the end of

@@ -12,6 +12,7 @@ use serde_json::{Map, Value, json};
 
 use super::delegate::RuntimeDelegate;
 use super::handle::{CancelOnDrop, TurnHandle, TurnRequest};
+use super::state::RuntimeState;
 use super::{CancelMode, Mounted, Session, TOOL_INTERRUPTED, lock};
 use crate::approval::DisplayLevel;
 use crate::context::ContextManager;
@@ -279,6 +280,9 @@ impl Session {
             approval: self.inner.config.approval.clone(),
             delegate: Some(Arc::new(RuntimeDelegate {
                 parent: Arc::downgrade(&self.inner),
+            })),
+            state: Some(Arc::new(RuntimeState {
+                session: Arc::downgrade(&self.inner),
             })),
         };
         mounted.orchestrator.execute(prompt, &turn).await

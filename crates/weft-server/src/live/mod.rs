@@ -109,6 +109,10 @@ pub(crate) struct Slot {
     pub(crate) feed: Feed,
     /// The slot's lock, guarding the live session.
     live: tokio::sync::Mutex<Option<Session>>,
+    /// The profile and sub-agent the live session runs (what
+    /// `ensure_live` built it for), so a `/run` naming another agent
+    /// rebuilds it.
+    live_as: Mutex<Option<RunAs>>,
     turns: Mutex<Turns>,
     /// True while no branch runs a turn.
     idle: watch::Sender<bool>,
@@ -121,6 +125,7 @@ impl Slot {
             feed: Feed::new(store, id.clone(), capacity),
             id,
             live: tokio::sync::Mutex::new(None),
+            live_as: Mutex::new(None),
             turns: Mutex::new(Turns::default()),
             idle: watch::Sender::new(true),
             touched: Mutex::new(Instant::now()),
@@ -196,6 +201,14 @@ pub(crate) struct NewSession {
     pub(crate) agent: Option<String>,
 }
 
+/// The plan a turn runs: a profile and, optionally, one of its sub-agents
+/// (agentkernel's `agent`, honoured on every `/run`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct RunAs {
+    pub(crate) profile: String,
+    pub(crate) agent: Option<String>,
+}
+
 /// A prompt for [`Core::submit`].
 pub(crate) struct Prompt {
     pub(crate) text: String,
@@ -208,6 +221,9 @@ pub(crate) struct Prompt {
     pub(crate) need: Need,
     /// Make the session if it does not exist.
     pub(crate) create: Option<NewSession>,
+    /// Run the turn as this profile / sub-agent (None: the session's own):
+    /// a live session built for another one is rebuilt first.
+    pub(crate) run_as: Option<NewSession>,
     /// Deliver the result to the submitter.
     pub(crate) want_result: bool,
 }

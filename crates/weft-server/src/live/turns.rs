@@ -16,16 +16,44 @@ use super::*;
 
 impl Core {
     /// The live session of `slot`, resumed from the store (or made, when
-    /// `meta` is None) if it is not loaded.
+    /// `meta` is None) if it is not loaded. With `run_as` (a `/run` naming
+    /// an agent), a live session built for another profile or sub-agent is
+    /// rebuilt for this one (refused while it runs a turn): every agent
+    /// runs its own plan on the session's shared log and state.
     async fn ensure_live(
         &self,
         slot: &Arc<Slot>,
         live: &mut Option<Session>,
         meta: Option<&SessionMeta>,
         create: Option<NewSession>,
+        run_as: Option<NewSession>,
     ) -> Result<Session, ApiError> {
+        let wanted = match (&run_as, meta) {
+            (Some(r), Some(m)) => Some((
+                r.profile.clone().unwrap_or_else(|| m.profile.clone()),
+                r.agent.clone(),
+            )),
+            (None, Some(m)) => Some((m.profile.clone(), m.agent_name.clone())),
+            (_, None) => None,
+        };
         if let Some(session) = live.as_ref() {
-            return Ok(session.clone());
+            let current = lock(&slot.live_as).clone();
+            let same = match (&wanted, &current) {
+                (None, _) => true,
+                (Some((profile, agent)), Some(c)) => &c.profile == profile && &c.agent == agent,
+                (Some(_), None) => false,
+            };
+            if same {
+                return Ok(session.clone());
+            }
+            if slot.is_running() {
+                return Err(ApiError::conflict(format!(
+                    "session {} is running a turn of another agent: wait for it to finish, then run this agent",
+                    slot.id
+                )));
+            }
+            // The session is not ended: another plan takes over its log.
+            live.take();
         }
         let ctx = &self.ctx;
         // Tools run in the session's project: only inside the daemon's.
@@ -33,9 +61,10 @@ impl Core {
             ctx.confine(&m.id, &m.project).map_err(ApiError::conflict)?;
         }
         let create = create.unwrap_or_default();
-        let (profile, agent) = match meta {
-            Some(m) => (Some(m.profile.clone()), m.agent_name.clone()),
-            None => (create.profile.clone(), create.agent.clone()),
+        let (profile, agent) = match (meta, wanted) {
+            (Some(_), Some((profile, agent))) => (Some(profile), agent),
+            (Some(m), None) => (Some(m.profile.clone()), m.agent_name.clone()),
+            (None, _) => (create.profile.clone(), create.agent.clone()),
         };
         let planned = ctx.plans.plan(profile.as_deref()).await;
         // A session started with `--mount-plan` carries its plan.
@@ -52,7 +81,29 @@ impl Core {
             )),
             (_, e) => plan_error(e),
         })?;
+        let unknown_agent = |agent: &str| {
+            ApiError::not_found(format!(
+                "unknown agent {agent:?}: GET /api/v1/agents lists the agents"
+            ))
+        };
         let mut config = match meta {
+            Some(m) if run_as.is_some() => {
+                // The agent asked for now, on the session's log.
+                if let Some(agent) = &agent {
+                    plan = plan.for_agent(agent).ok_or_else(|| unknown_agent(agent))?;
+                }
+                let mut as_run = m.clone();
+                as_run.agent_name = None;
+                let mut config = SessionConfig::resume(
+                    &as_run,
+                    plan,
+                    self.store().clone(),
+                    ctx.registry.clone(),
+                )
+                .config;
+                config.agent_name = agent.clone();
+                config
+            }
             Some(m) => {
                 let resumed =
                     SessionConfig::resume(m, plan, self.store().clone(), ctx.registry.clone());
@@ -63,16 +114,12 @@ impl Core {
             }
             None => {
                 if let Some(agent) = &agent {
-                    plan = plan.for_agent(agent).ok_or_else(|| {
-                        ApiError::not_found(format!(
-                            "unknown agent {agent:?}: GET /api/v1/agents lists the agents"
-                        ))
-                    })?;
+                    plan = plan.for_agent(agent).ok_or_else(|| unknown_agent(agent))?;
                 }
                 let mut config =
                     SessionConfig::new(plan, self.store().clone(), ctx.registry.clone());
-                config.profile = profile_name;
-                config.agent_name = agent;
+                config.profile = profile_name.clone();
+                config.agent_name = agent.clone();
                 config.project = ctx.project.clone();
                 config.user = Some(ctx.user.clone());
                 config
@@ -85,6 +132,12 @@ impl Core {
         config.feed = Some(slot.feed.clone());
         let session = Session::new(config);
         session.initialize().await?;
+        *lock(&slot.live_as) = Some(RunAs {
+            profile: meta.map_or(profile_name, |m| {
+                profile.clone().unwrap_or_else(|| m.profile.clone())
+            }),
+            agent,
+        });
         *live = Some(session.clone());
         Ok(session)
     }
@@ -138,7 +191,13 @@ impl Core {
             )
             .await?;
         let session = self
-            .ensure_live(&slot, &mut live, meta.as_ref(), prompt.create)
+            .ensure_live(
+                &slot,
+                &mut live,
+                meta.as_ref(),
+                prompt.create,
+                prompt.run_as,
+            )
             .await?;
         // A turn another process (another node on a shared store, a CLI)
         // runs on the branch follows the multitask policy too.

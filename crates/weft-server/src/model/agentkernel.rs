@@ -18,7 +18,9 @@ pub struct ProfileEntry {
 #[derive(Debug, Clone, Default, Deserialize, ToSchema)]
 #[serde(default)]
 pub struct RunRequest {
-    /// A profile name, or a sub-agent of the default profile.
+    /// A profile name, or a sub-agent of the default profile (the built-in
+    /// `assistant` included); honoured on every call, so agents take turns
+    /// in one session. Leave out: the session's own plan.
     pub agent: Option<String>,
     /// The prompt (or `prompt`).
     pub message: Option<String>,
@@ -37,7 +39,8 @@ pub struct ChatRequest {
     /// The prompt (not blank).
     #[schema(value_type = String, required = true, pattern = "\\S")]
     pub prompt: Option<String>,
-    /// A profile name, or a sub-agent of the default profile.
+    /// A profile name, or a sub-agent of the default profile (the built-in
+    /// `assistant` included); honoured on every call.
     pub agent: Option<String>,
     /// The session to continue, or to create with this id.
     #[serde(alias = "sessionId")]

@@ -1,6 +1,8 @@
 //! Sessions: their info, create/update/fail/fork/cleanup/delete bodies,
 //! list and transcript queries and the multitask policy.
 
+use weft_core::settings::SettingsOverrides;
+
 use super::*;
 
 /// Token usage totals.
@@ -93,9 +95,110 @@ pub struct SessionInfo {
     pub interrupted: bool,
     /// Prompts waiting for the running turn (`?multitask=enqueue`).
     pub queued: usize,
+    /// The profile settings its creation overrode (`settings_overrides`),
+    /// as applied to every turn; null when none.
+    pub settings_overrides: Option<AppliedSettings>,
     /// Free-form metadata.
     #[schema(value_type = Object)]
     pub metadata: Map<String, Value>,
+}
+
+/// The profile settings a session overrides (the keys of a create's
+/// `settings_overrides`, each optional).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AppliedSettings {
+    /// The model.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub model: Option<String>,
+    /// The provider module (`provider-openai`, …).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub provider: Option<String>,
+    /// The sampling temperature.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(minimum = 0, maximum = 2)]
+    pub temperature: Option<f64>,
+    /// The output budget per model call.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(minimum = 1, maximum = 4294967295_u64)]
+    pub max_tokens: Option<u64>,
+    /// The system prompt.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub system_prompt: Option<String>,
+    /// The tool modules mounted (an allow-list).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tools: Option<Vec<String>>,
+}
+
+impl From<SettingsOverrides> for AppliedSettings {
+    fn from(o: SettingsOverrides) -> Self {
+        Self {
+            model: o.model,
+            provider: o.provider,
+            temperature: o.temperature,
+            max_tokens: o.max_tokens,
+            system_prompt: o.system_prompt,
+            tools: o.tools,
+        }
+    }
+}
+
+/// A create's `settings_overrides`: settings on top of the profile. Any
+/// other key is refused (422 naming every unknown key); a bad value is a
+/// 422 naming its key; `null` leaves a setting alone. (The schema only:
+/// the route reads the object with `weft_core::settings`, which names
+/// every unknown key at once.)
+#[derive(Debug, Clone, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[allow(dead_code)]
+pub struct SettingsOverridesRequest {
+    /// The model the provider talks to.
+    #[schema(min_length = 1, pattern = "\\S")]
+    pub model: Option<String>,
+    /// A provider module (`provider-openai`) or its short name (`openai`);
+    /// it must be one this daemon has.
+    #[schema(min_length = 1, pattern = "\\S")]
+    pub provider: Option<String>,
+    /// The sampling temperature.
+    #[schema(minimum = 0, maximum = 2)]
+    pub temperature: Option<f64>,
+    /// The output budget per model call.
+    #[schema(minimum = 1, maximum = 4294967295_u64)]
+    pub max_tokens: Option<u64>,
+    /// `max_tokens`, camelCase.
+    #[serde(rename = "maxTokens")]
+    #[schema(minimum = 1, maximum = 4294967295_u64)]
+    pub max_tokens_camel: Option<u64>,
+    /// The system prompt.
+    pub system_prompt: Option<String>,
+    /// `system_prompt`, camelCase.
+    #[serde(rename = "systemPrompt")]
+    pub system_prompt_camel: Option<String>,
+    /// The tool modules to mount, replacing the profile's (an allow-list;
+    /// `[]`: no tools). Each must be one this daemon has.
+    pub tools: Option<Vec<String>>,
+    /// The model settings nested (`{"llm": {"model": …}}`), as older
+    /// clients send them.
+    pub llm: Option<LlmOverridesRequest>,
+}
+
+/// `settings_overrides.llm`: the model settings, nested.
+#[derive(Debug, Clone, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[allow(dead_code)]
+pub struct LlmOverridesRequest {
+    /// The model.
+    #[schema(min_length = 1, pattern = "\\S")]
+    pub model: Option<String>,
+    /// The provider module or its short name.
+    #[schema(min_length = 1, pattern = "\\S")]
+    pub provider: Option<String>,
+    /// The sampling temperature.
+    #[schema(minimum = 0, maximum = 2)]
+    pub temperature: Option<f64>,
+    /// The output budget per model call.
+    #[schema(minimum = 1, maximum = 4294967295_u64)]
+    pub max_tokens: Option<u64>,
 }
 
 impl SessionInfo {
@@ -145,6 +248,7 @@ impl SessionInfo {
             running,
             interrupted: false,
             queued,
+            settings_overrides: SettingsOverrides::recorded(&meta.metadata).map(Into::into),
             metadata: meta.metadata.clone(),
         }
     }
@@ -158,17 +262,20 @@ pub struct CreateSessionRequest {
     /// `.`); it must exist and stay inside the project.
     #[serde(alias = "amplified_dir")]
     pub amplified_dir: Option<String>,
-    /// The profile (default: the server's).
+    /// The profile. Default: the `default_profile` the directory's
+    /// `.weft/config.toml`, `.amplified/metadata.json` or
+    /// `.amplifier/settings.yaml` names, else the server's.
     #[serde(alias = "profile_name")]
     pub profile_name: Option<String>,
     /// A parent session (it must exist).
     #[serde(alias = "parent_session_id")]
     #[schema(pattern = "^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")]
     pub parent_session_id: Option<String>,
-    /// Settings on top of the profile; `model` (or `llm.model`) picks the
-    /// model, the rest is kept in the session's metadata.
+    /// Settings on top of the profile (model, provider, temperature, max
+    /// tokens, system prompt, tools), applied to every turn and shown as
+    /// the session's `settingsOverrides`.
     #[serde(alias = "settings_overrides")]
-    #[schema(value_type = Option<Object>)]
+    #[schema(value_type = Option<SettingsOverridesRequest>)]
     pub settings_overrides: Option<Value>,
     /// A name (at most 200 characters).
     #[schema(max_length = 200)]

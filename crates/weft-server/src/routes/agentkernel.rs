@@ -2,13 +2,17 @@
 //! `GET /api/v1/agents`, `GET /health`.
 //!
 //! `agent` names a profile first; a name that is not a profile names a
-//! sub-agent of the default profile (a daemon that runs one mount plan
-//! takes only that plan's name or one of its sub-agents: anything else is
-//! a 422, never silently ignored) (the session runs with that agent's
-//! system prompt, providers and tools, and records it as `agentName`).
-//! `session_id` continues that session — whatever its status; an ended one
-//! is resumed — or, when no session has that id, creates it. The call
-//! waits for the answer.
+//! sub-agent of the default profile (of the session's profile, for a
+//! session that exists), the built-in `assistant` included (a daemon that
+//! runs one mount plan takes only that plan's name or one of its
+//! sub-agents: anything else is a 422, never silently ignored). The turn
+//! runs with that agent's system prompt, providers and tools; a new
+//! session records it as `agentName`. `agent` is honoured on every call:
+//! agents take turns in one session (agentkernel's multi-agent sessions),
+//! each with its own plan, all on the session's shared history and state.
+//! Without `agent` the session runs its own plan. `session_id` continues
+//! that session — whatever its status; an ended one is resumed — or, when
+//! no session has that id, creates it. The call waits for the answer.
 
 use axum::Json;
 use axum::extract::State;
@@ -42,7 +46,9 @@ async fn run_prompt(
     };
     let mut create = NewSession::default();
     let plans = core.ctx.plans.as_ref();
-    match agent.filter(|a| !a.is_empty()) {
+    let agent = agent.filter(|a| !a.is_empty());
+    let named = agent.is_some();
+    match agent {
         None => {}
         // One mount plan: `agent` may name it or one of its sub-agents.
         Some(agent) if plans.fixed_plan().is_some() => {
@@ -50,7 +56,7 @@ async fn run_prompt(
                 .plan(None)
                 .await
                 .map_err(|e| ApiError::unavailable(e.to_string()))?;
-            let agents: Vec<String> = plan.agents.keys().cloned().collect();
+            let agents: Vec<String> = plan.all_agents().into_iter().map(|(n, _)| n).collect();
             if let Some(detail) = refuse_other_plan(plans, "agent", &agent, &agents) {
                 return Err(ApiError::unprocessable(detail));
             }
@@ -73,6 +79,7 @@ async fn run_prompt(
                 branch_in_path: false,
                 policy: params.multitask.unwrap_or_default(),
                 need: Need::Any,
+                run_as: named.then(|| create.clone()),
                 create: Some(create),
                 want_result: true,
             },
@@ -147,7 +154,7 @@ pub(crate) async fn chat(
 }
 
 /// The agents `/run` accepts: profiles, then the default profile's
-/// sub-agents.
+/// sub-agents (the built-in `assistant` among them).
 #[utoipa::path(
     get, path = "/api/v1/agents", tag = "agentkernel",
     responses((status = 200, description = "The agents", body = Vec<AgentEntry>))
@@ -162,11 +169,15 @@ pub(crate) async fn agents(State(core): State<AppState>) -> Json<Vec<AgentEntry>
         })
         .collect();
     if let Ok((plan, _)) = core.ctx.plans.plan(None).await {
-        out.extend(plan.agents.into_iter().map(|(name, spec)| AgentEntry {
-            name,
-            kind: "agent".into(),
-            description: spec.description,
-        }));
+        out.extend(
+            plan.all_agents()
+                .into_iter()
+                .map(|(name, spec)| AgentEntry {
+                    name,
+                    kind: "agent".into(),
+                    description: spec.description,
+                }),
+        );
     }
     Json(out)
 }

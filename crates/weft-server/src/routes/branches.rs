@@ -391,6 +391,7 @@ pub(crate) async fn branch_send_message(
                 policy: params.multitask.unwrap_or_default(),
                 need: Need::Active,
                 create: None,
+                run_as: None,
                 want_result: false,
             },
         )

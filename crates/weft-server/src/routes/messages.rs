@@ -159,6 +159,7 @@ pub(crate) async fn send_message(
                 policy: params.multitask.unwrap_or_default(),
                 need: Need::Active,
                 create: None,
+                run_as: None,
                 want_result: false,
             },
         )
@@ -238,6 +239,7 @@ pub(crate) async fn execute(
                 policy: params.multitask.unwrap_or_default(),
                 need: Need::Active,
                 create: None,
+                run_as: None,
                 want_result: true,
             },
         )

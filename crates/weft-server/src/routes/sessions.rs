@@ -11,8 +11,10 @@ use axum::response::IntoResponse;
 use serde_json::Value;
 use weft_core::SessionId;
 use weft_core::SessionStatus;
+use weft_core::project_profile::directory_profile;
 use weft_core::record::MetaPatch;
 use weft_core::session::{Project, SessionMeta};
+use weft_core::settings::{SETTINGS_KEY, SettingsOverrides};
 use weft_core::store::{ForkPoint, ListCursor, ListFilter, ListQuery, StoreError};
 
 use crate::context::{PlanError, refuse_other_plan};
@@ -74,7 +76,7 @@ fn resolve_dir(root: &str, raw: Option<&str>) -> Result<Project, ApiError> {
     request_body = CreateSessionRequest,
     responses(
         (status = 201, description = "The new session", body = SessionInfo),
-        (status = 422, description = "A field is invalid (named in detail), or names a profile the daemon does not run", body = ErrorBody),
+        (status = 422, description = "A field is invalid (named in detail): an unknown or bad settingsOverrides key, a profile the daemon does not run, or an amplifiedDir whose default-profile marker is invalid", body = ErrorBody),
     )
 )]
 pub(crate) async fn create_session(
@@ -86,7 +88,13 @@ pub(crate) async fn create_session(
     let name = check_name("name", &req.name)?.filter(|n| !n.is_empty());
     let overrides = match req.settings_overrides {
         None | Some(Value::Null) => None,
-        Some(Value::Object(map)) => Some(map),
+        Some(Value::Object(map)) => {
+            let o = SettingsOverrides::parse(&map)
+                .map_err(|e| ApiError::unprocessable(e.to_string()))?;
+            o.check_modules(&ctx.registry)
+                .map_err(|e| ApiError::unprocessable(e.to_string()))?;
+            (!o.is_empty()).then_some(o)
+        }
         Some(_) => {
             return Err(ApiError::unprocessable(
                 "settingsOverrides: must be a JSON object",
@@ -114,16 +122,34 @@ pub(crate) async fn create_session(
     {
         return Err(ApiError::unprocessable(detail));
     }
-    let profile = match ctx.plans.plan(req.profile_name.as_deref()).await {
+    // No profile named: the directory's default profile, unless the daemon
+    // runs one fixed plan.
+    let from_dir = match (&req.profile_name, ctx.plans.fixed_plan()) {
+        (None, None) => directory_profile(Path::new(&project.dir))
+            .map_err(|e| ApiError::unprocessable(format!("amplifiedDir: {e}")))?,
+        _ => None,
+    };
+    let asked = req
+        .profile_name
+        .clone()
+        .or_else(|| from_dir.as_ref().map(|d| d.name.clone()));
+    let profile = match ctx.plans.plan(asked.as_deref()).await {
         Ok((_, name)) => name,
         Err(PlanError::UnknownProfile(detail)) => {
-            return Err(ApiError::unprocessable(format!("profileName: {detail}")));
+            return Err(ApiError::unprocessable(match &from_dir {
+                Some(d) => format!(
+                    "amplifiedDir: {} names default_profile {:?}, which this server cannot load: {detail}",
+                    d.source.display(),
+                    d.name
+                ),
+                None => format!("profileName: {detail}"),
+            }));
         }
         Err(PlanError::Unavailable(detail)) => {
             // The profile exists but cannot run yet (no provider, …): the
             // session can still be made; its first prompt reports this.
             tracing::warn!(detail, "creating a session whose plan is not runnable yet");
-            req.profile_name.clone().unwrap_or_else(|| "base".into())
+            asked.clone().unwrap_or_else(|| "base".into())
         }
     };
     let mut meta = SessionMeta::new(SessionId::new_v7(), project, profile);
@@ -136,8 +162,8 @@ pub(crate) async fn create_session(
     }
     if let Some(overrides) = overrides {
         meta.metadata
-            .insert("settingsOverrides".into(), Value::Object(overrides));
-        meta.model = weft_core::runtime::model_override(&meta);
+            .insert(SETTINGS_KEY.into(), overrides.to_value());
+        meta.model = overrides.model.clone();
     }
     let meta = core.store().create(meta, Vec::new()).await?;
     Ok((StatusCode::CREATED, Json(core.info(&meta).await)))

@@ -28,6 +28,7 @@ pub fn ctx(dir: &Path) -> ToolContext {
         approval: None,
         hooks: HookRegistry::new(),
         delegate: None,
+        state: None,
     }
 }
 
