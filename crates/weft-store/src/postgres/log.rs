@@ -41,7 +41,8 @@ use crate::codec;
 use crate::util::{to_i64, to_u64};
 
 /// The append (see the module docs). Parameters: `$1` session id, `$2..$5`
-/// the batch's seqs, kinds, record JSON and search text, `$6` the expected
+/// the batch's seqs, kinds, record JSON and search text (queued for the
+/// search index, see `search`), `$6` the expected
 /// head, `$7` the metadata JSON the new one was folded from, `$8..$15` the
 /// new row, `$16`/`$17` the branch and turn the batch names (NULL: not a
 /// turn's, not fenced). Returns (head seen, stored metadata matched, rows
@@ -58,10 +59,14 @@ const APPEND_SQL: &str = "WITH head AS (
 ), ok AS (
     SELECT 1 FROM head, held WHERE last_seq = $6 AND fresh AND held.held
 ), ins AS (
-    INSERT INTO records (session_id, seq, kind, record, search_text)
-    SELECT $1, u.* FROM unnest($2::bigint[], $3::text[], $4::text[], $5::text[]) AS u
+    INSERT INTO records (session_id, seq, kind, record)
+    SELECT $1, u.* FROM unnest($2::bigint[], $3::text[], $4::text[]) AS u
     WHERE EXISTS (SELECT 1 FROM ok)
     RETURNING 1
+), queued AS (
+    INSERT INTO search_queue (session_id, seq, text)
+    SELECT $1, u.seq, u.text FROM unnest($2::bigint[], $5::text[]) AS u (seq, text)
+    WHERE u.text IS NOT NULL AND EXISTS (SELECT 1 FROM ok)
 ), upd AS (
     UPDATE sessions SET project = $8, updated_us = $9, status = $10, parent_id = $11,
         name = $12, profile = $13, last_seq = $14, meta = $15
@@ -152,8 +157,13 @@ async fn insert_records(
     // One statement for the whole batch (arrays unnested server-side).
     let stmt = tx
         .prepare_cached(
-            "INSERT INTO records (session_id, seq, kind, record, search_text)
-             SELECT $1, * FROM unnest($2::bigint[], $3::text[], $4::text[], $5::text[])",
+            "WITH queued AS (
+                INSERT INTO search_queue (session_id, seq, text)
+                SELECT $1, u.seq, u.text FROM unnest($2::bigint[], $5::text[]) AS u (seq, text)
+                WHERE u.text IS NOT NULL
+             )
+             INSERT INTO records (session_id, seq, kind, record)
+             SELECT $1, * FROM unnest($2::bigint[], $3::text[], $4::text[])",
         )
         .await
         .map_err(db)?;
@@ -243,6 +253,9 @@ impl PostgresStore {
         insert_records(&tx, &id, &records).await?;
         tx.commit().await.map_err(db)?;
         self.inner.meta_cache.put(folded.clone(), encode(&folded)?);
+        if records.iter().any(|r| r.as_message().is_some()) {
+            self.inner.indexer.wrote(self);
+        }
         Ok(folded)
     }
 
@@ -358,6 +371,9 @@ impl PostgresStore {
             }
             if updated == 1 {
                 cache.put(meta.clone(), new_json);
+                if searches.iter().any(Option::is_some) {
+                    self.inner.indexer.wrote(self);
+                }
                 return Ok(meta);
             }
             // The head matched but the stored metadata differs from our
