@@ -68,7 +68,7 @@ mod conformance {
 }
 
 /// The lease of the lease tests' stores.
-const SHORT_LEASE: std::time::Duration = std::time::Duration::from_millis(400);
+const SHORT_LEASE: std::time::Duration = std::time::Duration::from_millis(1000);
 
 /// A harness whose store's lease lasts [`SHORT_LEASE`] (`?lease_ms=`).
 async fn short_lease_harness() -> Harness {
@@ -139,7 +139,10 @@ async fn a_version_1_database_is_upgraded() {
     let current = open_in(&scratch).await;
     let _scratch_guard = DropSchema(current.clone());
     let meta = current
-        .create(new_meta("upgrade"), vec![text(Role::User, "the zephyr blows")])
+        .create(
+            new_meta("upgrade"),
+            vec![text(Role::User, "the zephyr blows")],
+        )
         .await
         .expect("create");
     let id = meta.id.clone();
@@ -149,7 +152,14 @@ async fn a_version_1_database_is_upgraded() {
         limit: 0,
     };
     // (A search moves the queued text into search_docs.)
-    assert_eq!(current.search(&query("zephyr")).await.expect("search").len(), 1);
+    assert_eq!(
+        current
+            .search(&query("zephyr"))
+            .await
+            .expect("search")
+            .len(),
+        1
+    );
     // A version 1 schema holding them.
     let old = fresh_schema();
     let (client, conn) = tokio_postgres::connect(&server_url(), tokio_postgres::NoTls)
@@ -193,7 +203,10 @@ async fn a_version_1_database_is_upgraded() {
     let head = store.get(&id).await.expect("get").last_seq;
     let batch = Record::batch(head, [text(Role::Assistant, "a mistral answers")]);
     store.append(&id, head, batch).await.expect("append");
-    assert_eq!(store.search(&query("mistral")).await.expect("search").len(), 1);
+    assert_eq!(
+        store.search(&query("mistral")).await.expect("search").len(),
+        1
+    );
     store
         .delete(&id, DeleteOptions::default())
         .await
@@ -459,6 +472,12 @@ mod live {
     async fn a_commit_without_notice_still_reaches_followers() {
         let (a, b, _guard) = two_handles().await;
         live::a_commit_without_notice_still_reaches_followers(a, b).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_stale_copy_of_the_metadata_is_not_written() {
+        let (a, b, _guard) = two_handles().await;
+        weft_store::conformance::handles::a_stale_copy_of_the_metadata_is_not_written(a, b).await;
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

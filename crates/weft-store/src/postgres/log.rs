@@ -21,13 +21,11 @@
 //! [`StoreError::Conflict`] naming the actual head and nothing is written.
 //!
 //! The new metadata is folded client-side (`SessionMeta::apply`) from a
-//! copy this process keeps per session ([`MetaCache`]): the copy it wrote
+//! copy this process keeps per session (`crate::meta_cache`): the copy it wrote
 //! last. The cache is only a hint: the server compares it with the row, and
 //! on a miss, or a copy another writer made stale, the append reads the row
 //! (one more round trip) and tries again. The `(session_id, seq)` primary
 //! key still backs the check (a unique violation is a conflict).
-
-use std::collections::HashMap;
 
 use deadpool_postgres::Transaction;
 use weft_core::SessionId;
@@ -78,45 +76,6 @@ SELECT (SELECT last_seq FROM head), (SELECT fresh FROM head), (SELECT count(*) F
 
 /// Tries of one append whose cached metadata proves stale.
 const MAX_TRIES: usize = 3;
-
-/// Per-session metadata as this process last wrote or read it, with its
-/// JSON exactly as stored: the hint the one-statement append folds from.
-/// Bounded: cleared when it reaches [`MetaCache::CAP`] sessions.
-#[derive(Default)]
-pub(super) struct MetaCache(std::sync::Mutex<HashMap<String, (SessionMeta, String)>>);
-
-impl MetaCache {
-    /// Sessions kept before the cache is cleared.
-    const CAP: usize = 4096;
-
-    fn map(&self) -> std::sync::MutexGuard<'_, HashMap<String, (SessionMeta, String)>> {
-        self.0
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-    }
-
-    /// The copy of session `id` if it is at `last_seq`.
-    fn get(&self, id: &SessionId, last_seq: u64) -> Option<(SessionMeta, String)> {
-        self.map()
-            .get(id.as_str())
-            .filter(|(m, _)| m.last_seq == last_seq)
-            .cloned()
-    }
-
-    /// Keeps `meta` (stored as `json`).
-    fn put(&self, meta: SessionMeta, json: String) {
-        let mut map = self.map();
-        if map.len() >= Self::CAP {
-            map.clear();
-        }
-        map.insert(meta.id.to_string(), (meta, json));
-    }
-
-    /// Drops the copy of session `id`.
-    fn forget(&self, id: &SessionId) {
-        self.map().remove(id.as_str());
-    }
-}
 
 /// A conflict on session `id`.
 fn conflict(id: &SessionId, expected: u64, actual: u64) -> StoreError {

@@ -193,7 +193,7 @@ struct Inner {
     lease: Duration,
     /// Session metadata as this process last wrote or read it (see
     /// `log`): a hint for the one-statement append, checked by the server.
-    meta_cache: log::MetaCache,
+    meta_cache: crate::meta_cache::MetaCache,
     /// `LISTEN`/`NOTIFY` (see `live`).
     live: Arc<live::PgLive>,
     /// Moves queued search text into the index in the background (see
@@ -274,7 +274,7 @@ impl PostgresStore {
                 schema: schema.map(str::to_string),
                 ready: OnceCell::new(),
                 lease,
-                meta_cache: log::MetaCache::default(),
+                meta_cache: crate::meta_cache::MetaCache::default(),
                 live: Arc::new(live),
                 indexer: search::Indexer::default(),
             }),

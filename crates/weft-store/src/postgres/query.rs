@@ -61,7 +61,11 @@ impl PostgresStore {
                 // `listed_s` (whole seconds of `updated_us`) is what the
                 // indexes hold; ordering by it first keeps the order of
                 // `updated_us` and lets the index bound the scan.
-                push(&mut sql, " AND listed_s <= ?::bigint / 1000000", Box::new(*us));
+                push(
+                    &mut sql,
+                    " AND listed_s <= ?::bigint / 1000000",
+                    Box::new(*us),
+                );
                 push(
                     &mut sql,
                     " AND (listed_s, updated_us, id) < (?::bigint / 1000000",

@@ -28,8 +28,8 @@
 //! writes) and `SearchQuery`'s own matching rules.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Weak};
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use tokio_postgres::types::ToSql;
