@@ -61,6 +61,8 @@ mod codec;
 mod listen;
 #[cfg(any(feature = "redis", feature = "dynamodb"))]
 mod local_server;
+#[cfg(any(feature = "postgres", feature = "redis"))]
+mod meta_cache;
 mod sql;
 mod turn_lock;
 mod util;

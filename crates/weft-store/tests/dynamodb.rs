@@ -95,6 +95,14 @@ async fn concurrent_appends_at_one_seq_exactly_one_wins() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stale_copy_of_the_metadata_is_not_written() {
+    let url = fresh_url("");
+    let a = Arc::new(DynamoStore::open(&url).expect("open"));
+    let b = Arc::new(DynamoStore::open(&url).expect("open"));
+    weft_store::conformance::handles::a_stale_copy_of_the_metadata_is_not_written(a, b).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_shared_state_writers_lose_nothing() {
     let url = fresh_url("");
     let stores: Vec<Arc<dyn Store>> = (0..4)

@@ -14,7 +14,7 @@ use weft_core::Role;
 use weft_core::record::{Record, StateDelta};
 use weft_core::store::{Store, StoreError};
 use weft_store::conformance::{Harness, new_meta, text};
-use weft_store::postgres::{PostgresStore, SCHEMA_VERSION};
+use weft_store::postgres::{MIGRATIONS, PostgresStore, SCHEMA_VERSION};
 
 fn server_url() -> String {
     std::env::var("WEFT_TEST_POSTGRES_URL")
@@ -68,7 +68,7 @@ mod conformance {
 }
 
 /// The lease of the lease tests' stores.
-const SHORT_LEASE: std::time::Duration = std::time::Duration::from_millis(400);
+const SHORT_LEASE: std::time::Duration = std::time::Duration::from_millis(1000);
 
 /// A harness whose store's lease lasts [`SHORT_LEASE`] (`?lease_ms=`).
 async fn short_lease_harness() -> Harness {
@@ -126,6 +126,99 @@ async fn a_newer_schema_is_refused() {
     PostgresStore::open(&server_url(), Some(&schema))
         .await
         .expect("reopen");
+}
+
+/// A database written at schema version 1 (search text in `records`,
+/// its GIN index there) is upgraded at open: its messages stay
+/// searchable, listing and appends work, and a delete leaves nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_version_1_database_is_upgraded() {
+    use weft_core::store::{DeleteOptions, ListQuery, SearchQuery};
+    // The rows, as the current store writes them, in a scratch schema.
+    let scratch = fresh_schema();
+    let current = open_in(&scratch).await;
+    let _scratch_guard = DropSchema(current.clone());
+    let meta = current
+        .create(
+            new_meta("upgrade"),
+            vec![text(Role::User, "the zephyr blows")],
+        )
+        .await
+        .expect("create");
+    let id = meta.id.clone();
+    let query = |text: &str| SearchQuery {
+        text: text.into(),
+        project: None,
+        limit: 0,
+    };
+    // (A search moves the queued text into search_docs.)
+    assert_eq!(
+        current
+            .search(&query("zephyr"))
+            .await
+            .expect("search")
+            .len(),
+        1
+    );
+    // A version 1 schema holding them.
+    let old = fresh_schema();
+    let (client, conn) = tokio_postgres::connect(&server_url(), tokio_postgres::NoTls)
+        .await
+        .expect("connect");
+    tokio::spawn(conn);
+    client
+        .batch_execute(&format!(
+            "CREATE SCHEMA {old}; SET search_path = {old}, public;
+             CREATE EXTENSION IF NOT EXISTS pg_trgm SCHEMA public;
+             CREATE TABLE weft_schema_version (
+                version INTEGER PRIMARY KEY,
+                applied_at TIMESTAMPTZ NOT NULL DEFAULT now());
+             {}
+             INSERT INTO weft_schema_version (version) VALUES (1);
+             INSERT INTO sessions (id, project, updated_us, status, parent_id, name, profile, last_seq, meta)
+                SELECT id, project, updated_us, status, parent_id, name, profile, last_seq, meta
+                FROM {scratch}.sessions;
+             INSERT INTO records (session_id, seq, kind, record, search_text)
+                SELECT r.session_id, r.seq, r.kind, r.record, d.text
+                FROM {scratch}.records r LEFT JOIN {scratch}.search_docs d USING (session_id, seq);",
+            MIGRATIONS[0]
+        ))
+        .await
+        .expect("build a version 1 schema");
+    let store = open_in(&old).await;
+    let _guard = DropSchema(store.clone());
+    let version: i32 = client
+        .query_one(
+            &format!("SELECT max(version) FROM {old}.weft_schema_version"),
+            &[],
+        )
+        .await
+        .expect("version")
+        .get(0);
+    assert_eq!(version, SCHEMA_VERSION);
+    let hits = store.search(&query("ZEPHYR blows")).await.expect("search");
+    assert_eq!(hits.len(), 1, "the old message is still found");
+    let page = store.list(&ListQuery::default()).await.expect("list");
+    assert_eq!(page.sessions.len(), 1);
+    let head = store.get(&id).await.expect("get").last_seq;
+    let batch = Record::batch(head, [text(Role::Assistant, "a mistral answers")]);
+    store.append(&id, head, batch).await.expect("append");
+    assert_eq!(
+        store.search(&query("mistral")).await.expect("search").len(),
+        1
+    );
+    store
+        .delete(&id, DeleteOptions::default())
+        .await
+        .expect("delete");
+    for table in ["records", "search_docs", "search_queue", "sessions"] {
+        let n: i64 = client
+            .query_one(&format!("SELECT count(*) FROM {old}.{table}"), &[])
+            .await
+            .expect("count")
+            .get(0);
+        assert_eq!(n, 0, "{table} keeps rows of a deleted session");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -379,6 +472,12 @@ mod live {
     async fn a_commit_without_notice_still_reaches_followers() {
         let (a, b, _guard) = two_handles().await;
         live::a_commit_without_notice_still_reaches_followers(a, b).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_stale_copy_of_the_metadata_is_not_written() {
+        let (a, b, _guard) = two_handles().await;
+        weft_store::conformance::handles::a_stale_copy_of_the_metadata_is_not_written(a, b).await;
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -62,7 +62,7 @@ mod conformance {
 }
 
 /// The lease of the lease tests' stores (`lease_ms=`).
-const SHORT_LEASE: std::time::Duration = std::time::Duration::from_millis(400);
+const SHORT_LEASE: std::time::Duration = std::time::Duration::from_millis(1000);
 
 mod leases {
     use super::*;
@@ -89,6 +89,14 @@ async fn concurrent_appends_at_one_seq_exactly_one_wins() {
     let a = Arc::new(RedisStore::open(&url).expect("open"));
     let b = Arc::new(RedisStore::open(&url).expect("open"));
     weft_store::conformance::handles::racing_handles_one_wins_each_round(a, b, 30).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stale_copy_of_the_metadata_is_not_written() {
+    let url = fresh_url("");
+    let a = Arc::new(RedisStore::open(&url).expect("open"));
+    let b = Arc::new(RedisStore::open(&url).expect("open"));
+    weft_store::conformance::handles::a_stale_copy_of_the_metadata_is_not_written(a, b).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

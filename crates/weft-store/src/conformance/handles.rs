@@ -82,3 +82,37 @@ pub async fn shared_state_writers_on_several_handles(
     let state = stores[0].shared_state("app:base").await.expect("read");
     assert_eq!(state.len(), writers * each, "every writer's keys are kept");
 }
+
+/// A handle whose own copy of a session's metadata went stale behind its
+/// back (here: `b` deleted the session and created it again, with another
+/// name, at the same head) appends on the session as it is now: the
+/// stored metadata is the one folded from, never the stale copy.
+pub async fn a_stale_copy_of_the_metadata_is_not_written(a: Arc<dyn Store>, b: Arc<dyn Store>) {
+    let mut meta = new_meta("stale");
+    meta.name = Some("first".into());
+    let id = meta.id.clone();
+    let created = a.create(meta.clone(), vec![]).await.expect("create");
+    let head = created.last_seq;
+    // `a` now holds its copy of the session at `head`.
+    b.delete(&id, weft_core::store::DeleteOptions::default())
+        .await
+        .expect("delete");
+    meta.name = Some("second".into());
+    let again = b.create(meta, vec![]).await.expect("create again");
+    assert_eq!(again.last_seq, head, "the same head as before");
+    let appended = a
+        .append(
+            &id,
+            head,
+            Record::batch(head, [text(Role::User, "after the swap")]),
+        )
+        .await
+        .expect("append");
+    assert_eq!(appended.name.as_deref(), Some("second"));
+    assert_eq!(
+        b.get(&id).await.expect("get").name.as_deref(),
+        Some("second"),
+        "the stored metadata keeps what b wrote"
+    );
+    assert_eq!(b.get(&id).await.expect("get").last_seq, head + 1);
+}

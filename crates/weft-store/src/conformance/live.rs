@@ -70,7 +70,12 @@ pub async fn feeds_cross_between_handles(a: Arc<dyn Store>, b: Arc<dyn Store>) {
     expected.push("execution:end 9".into());
     let mut got = Vec::new();
     while got.len() < expected.len() {
-        got.push(label(&*recv(&mut rx).await));
+        let item = label(&*recv(&mut rx).await);
+        // A ping sent while b's follower was still subscribing may arrive
+        // late (after the drain above); it is not part of what is checked.
+        if item != "ping 0" {
+            got.push(item);
+        }
     }
     assert_eq!(got, expected, "b replays a's feed in a's order");
     // A big event arrives whole, or (a backend with a payload limit)

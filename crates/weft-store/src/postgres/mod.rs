@@ -6,15 +6,19 @@
 //! The tables (created by the numbered migrations in `schema`, recorded in
 //! `weft_schema_version`):
 //!
-//! - `sessions(id PRIMARY KEY, project, updated_us, status, parent_id, name,
-//!   profile, last_seq, meta)`: the folded [`SessionMeta`] as JSON plus the
-//!   columns `list` filters and pages on (keyset paging on
-//!   `(updated_us, id)`, indexed overall and per project).
-//! - `records(session_id, seq, kind, record, search_text, PRIMARY
-//!   KEY(session_id, seq))`: the log, one record per row as its
-//!   `crate::codec` JSON line (so new optional `Record` fields pass
-//!   through); `search_text` (messages only) carries a `pg_trgm` GIN index
-//!   for server-side substring search.
+//! - `sessions(id PRIMARY KEY, project, updated_us, listed_s, status,
+//!   parent_id, name, profile, last_seq, meta)`: the folded [`SessionMeta`]
+//!   as JSON plus the columns `list` filters and pages on (keyset paging on
+//!   `(listed_s, updated_us, id)`; `listed_s`, `updated_us` in whole
+//!   seconds, is what the indexes hold, overall and per project, so most
+//!   appends update the row in place without touching an index).
+//! - `records(session_id, seq, kind, record, PRIMARY KEY(session_id,
+//!   seq))`: the log, one record per row as its `crate::codec` JSON line
+//!   (so new optional `Record` fields pass through).
+//! - `search_queue(session_id, seq, text)` and `search_docs(session_id,
+//!   seq, text)`: messages' searchable text, queued by the append and
+//!   moved into the `pg_trgm` GIN index of `search_docs` by searches and a
+//!   background task (see `search`).
 //! - `shared_state(namespace PRIMARY KEY, state)`, `events(n, session_id,
 //!   event)` (the newest [`PG_EVENTS_CAP`] per session are kept) and
 //!   `turn_locks(session_id, branch, holder, token, expires_at)`.
@@ -61,9 +65,11 @@ mod live;
 mod log;
 mod query;
 mod schema;
+mod search;
 mod store_impl;
 
-pub use schema::SCHEMA_VERSION;
+pub use schema::{MIGRATIONS, SCHEMA_VERSION};
+pub use search::{INDEX_BATCH, INDEX_PERIOD};
 
 /// How many kernel events the postgres store keeps per session.
 pub const PG_EVENTS_CAP: i64 = 10_000;
@@ -187,9 +193,12 @@ struct Inner {
     lease: Duration,
     /// Session metadata as this process last wrote or read it (see
     /// `log`): a hint for the one-statement append, checked by the server.
-    meta_cache: log::MetaCache,
+    meta_cache: crate::meta_cache::MetaCache,
     /// `LISTEN`/`NOTIFY` (see `live`).
     live: Arc<live::PgLive>,
+    /// Moves queued search text into the index in the background (see
+    /// `search`).
+    indexer: search::Indexer,
 }
 
 impl std::fmt::Debug for PostgresStore {
@@ -265,8 +274,9 @@ impl PostgresStore {
                 schema: schema.map(str::to_string),
                 ready: OnceCell::new(),
                 lease,
-                meta_cache: log::MetaCache::default(),
+                meta_cache: crate::meta_cache::MetaCache::default(),
                 live: Arc::new(live),
+                indexer: search::Indexer::default(),
             }),
         })
     }

@@ -1,16 +1,14 @@
-//! Listing (keyset paging), prefix lookup, `delete`, server-side search,
-//! shared state and kernel events for [`PostgresStore`].
-
-use std::collections::HashMap;
+//! Listing (keyset paging), prefix lookup, `delete`, shared state and
+//! kernel events for [`PostgresStore`] (search is in `search`).
 
 use serde_json::{Map, Value};
 use tokio_postgres::types::ToSql;
 use weft_core::SessionId;
 use weft_core::record::StateDelta;
 use weft_core::session::{SessionMeta, SessionStatus};
-use weft_core::store::{DeleteOptions, ListQuery, Page, SearchHit, SearchQuery, StoreError};
+use weft_core::store::{DeleteOptions, ListQuery, Page, StoreError};
 
-use super::log::{parse_meta, parse_record};
+use super::log::parse_meta;
 use super::{PG_EVENTS_CAP, PostgresStore, corrupt, db, encode, not_found};
 
 /// Rows fetched per round while a name filter (checked in Rust, for
@@ -19,7 +17,8 @@ const LIST_CHUNK: i64 = 200;
 
 impl PostgresStore {
     /// One page, newest first: the filters on indexed columns and the
-    /// cursor are SQL (keyset: `(updated_us, id) < (cursor)`); the name
+    /// cursor are SQL (keyset: `(listed_s, updated_us, id) < (cursor)`,
+    /// `listed_s` being `updated_us` in whole seconds); the name
     /// filter is checked per row with `ListFilter::matches`.
     pub(super) async fn list_page(&self, query: &ListQuery) -> Result<Page, StoreError> {
         let filter = &query.filter;
@@ -59,7 +58,20 @@ impl PostgresStore {
                 push(&mut sql, " AND profile = ?", Box::new(p.clone()));
             }
             if let Some((us, id)) = &cursor {
-                push(&mut sql, " AND (updated_us, id) < (?", Box::new(*us));
+                // `listed_s` (whole seconds of `updated_us`) is what the
+                // indexes hold; ordering by it first keeps the order of
+                // `updated_us` and lets the index bound the scan.
+                push(
+                    &mut sql,
+                    " AND listed_s <= ?::bigint / 1000000",
+                    Box::new(*us),
+                );
+                push(
+                    &mut sql,
+                    " AND (listed_s, updated_us, id) < (?::bigint / 1000000",
+                    Box::new(*us),
+                );
+                push(&mut sql, ", ?", Box::new(*us));
                 push(&mut sql, ", ?)", Box::new(id.clone()));
             }
             if filter.top_level_only {
@@ -70,7 +82,7 @@ impl PostgresStore {
             }
             push(
                 &mut sql,
-                " ORDER BY updated_us DESC, id DESC LIMIT ?",
+                " ORDER BY listed_s DESC, updated_us DESC, id DESC LIMIT ?",
                 Box::new(chunk),
             );
             let params: Vec<&(dyn ToSql + Sync)> = args
@@ -171,78 +183,22 @@ impl PostgresStore {
             }
         }
         let ids: Vec<&str> = doomed.iter().map(SessionId::as_str).collect();
-        // Records, events and turn locks go with their session (ON DELETE
-        // CASCADE).
-        tx.execute("DELETE FROM sessions WHERE id = ANY($1)", &[&ids])
-            .await
-            .map_err(db)?;
+        // The session rows first: that waits for appends in flight (they
+        // hold the row `FOR UPDATE`) and refuses later ones (no row), so
+        // nothing is added behind the statements below. Events and turn
+        // locks go with their session (ON DELETE CASCADE); records, queued
+        // search text and search documents are removed here (the queue
+        // before the documents: a background move in flight is waited for).
+        for sql in [
+            "DELETE FROM sessions WHERE id = ANY($1)",
+            "DELETE FROM records WHERE session_id = ANY($1)",
+            "DELETE FROM search_queue WHERE session_id = ANY($1)",
+            "DELETE FROM search_docs WHERE session_id = ANY($1)",
+        ] {
+            tx.execute(sql, &[&ids]).await.map_err(db)?;
+        }
         tx.commit().await.map_err(db)?;
         Ok(doomed)
-    }
-
-    /// Every term of 3+ characters narrows the candidates through the
-    /// trigram index (`lower(search_text) LIKE %term%`); each candidate is
-    /// then checked with `SearchQuery::matches_text`, so every backend
-    /// agrees on what matches.
-    pub(super) async fn search_messages(
-        &self,
-        query: &SearchQuery,
-    ) -> Result<Vec<SearchHit>, StoreError> {
-        let terms = query.terms();
-        if terms.is_empty() {
-            return Ok(Vec::new());
-        }
-        let patterns: Vec<String> = terms
-            .iter()
-            .map(|t| {
-                let escaped = t
-                    .replace('\\', "\\\\")
-                    .replace('%', "\\%")
-                    .replace('_', "\\_");
-                format!("%{escaped}%")
-            })
-            .collect();
-        let mut sql = String::from(
-            "SELECT s.id, s.meta, r.seq, r.record FROM records r
-             JOIN sessions s ON s.id = r.session_id
-             WHERE r.search_text IS NOT NULL AND ($1::text IS NULL OR s.project = $1)",
-        );
-        let mut params: Vec<&(dyn ToSql + Sync)> = vec![&query.project];
-        for (i, p) in patterns.iter().enumerate() {
-            // One indexable condition per term (the trigram index serves
-            // `lower(search_text) LIKE '%term%'`).
-            sql.push_str(&format!(" AND lower(r.search_text) LIKE ${}", i + 2));
-            params.push(p);
-        }
-        sql.push_str(" ORDER BY s.updated_us DESC, s.id DESC, r.seq");
-        let conn = self.conn().await?;
-        let stmt = conn.prepare_cached(&sql).await.map_err(db)?;
-        let rows = conn.query(&stmt, &params).await.map_err(db)?;
-        let mut metas: HashMap<String, SessionMeta> = HashMap::new();
-        let mut hits = Vec::new();
-        for row in rows {
-            let sid: &str = row.get(0);
-            let Ok(id) = SessionId::parse(sid) else {
-                continue;
-            };
-            let record = parse_record(row.get(3), &id, row.get(2))?;
-            let Some(m) = record.as_message() else {
-                continue;
-            };
-            if !query.matches_text(&m.searchable_text()) {
-                continue;
-            }
-            if !metas.contains_key(sid) {
-                metas.insert(sid.to_string(), parse_meta(row.get(1), sid)?);
-            }
-            if let Some(meta) = metas.get(sid) {
-                hits.push(SearchHit::new(meta, record.seq, m, query));
-            }
-            if hits.len() >= query.effective_limit() {
-                break;
-            }
-        }
-        Ok(hits)
     }
 
     pub(super) async fn read_shared_state(

@@ -14,9 +14,11 @@ pub const SCHEMA_VERSION: i32 = MIGRATIONS.len() as i32;
 /// two processes from migrating at once.
 const MIGRATION_LOCK: i64 = 0x7765_6674_0001;
 
-/// Migration `n` is `MIGRATIONS[n - 1]`. Append only; never edit one that
-/// shipped.
-const MIGRATIONS: &[&str] = &[
+/// The migrations' SQL: migration `n` is `MIGRATIONS[n - 1]`, run with the
+/// store's schema first on the search path and `public` (for `pg_trgm`)
+/// after it. Append only; never edit one that shipped. Public so tests can
+/// build a database at an older version and check the upgrade.
+pub const MIGRATIONS: &[&str] = &[
     // 1: sessions, records, shared state, events, turn locks.
     "CREATE TABLE sessions (
         id TEXT PRIMARY KEY,
@@ -61,6 +63,38 @@ const MIGRATIONS: &[&str] = &[
         expires_at TIMESTAMPTZ NOT NULL,
         PRIMARY KEY (session_id, branch)
      );",
+    // 2: appends that scale across sessions (issue 11). The search index
+    // leaves the append path: an append queues its messages' text in
+    // `search_queue` (no index, one heap insert) and searches move the
+    // queue into `search_docs` (the `pg_trgm` GIN index) first, as does a
+    // background task; `records` loses its foreign key (the append checks
+    // its session under `FOR UPDATE`, deletes remove records themselves);
+    // the session row is ordered by `listed_s` (whole seconds of
+    // `updated_us`, generated) so most appends change no indexed column and
+    // the row is updated in place (HOT, room kept by `fillfactor`).
+    "ALTER TABLE records DROP CONSTRAINT IF EXISTS records_session_id_fkey;
+     CREATE TABLE search_docs (
+        session_id TEXT NOT NULL,
+        seq BIGINT NOT NULL,
+        text TEXT NOT NULL,
+        PRIMARY KEY (session_id, seq)
+     );
+     INSERT INTO search_docs (session_id, seq, text)
+        SELECT session_id, seq, search_text FROM records WHERE search_text IS NOT NULL;
+     CREATE INDEX search_docs_text ON search_docs USING gin (lower(text) gin_trgm_ops);
+     CREATE TABLE search_queue (
+        session_id TEXT NOT NULL,
+        seq BIGINT NOT NULL,
+        text TEXT NOT NULL
+     );
+     ALTER TABLE records DROP COLUMN search_text;
+     DROP INDEX sessions_order;
+     DROP INDEX sessions_project;
+     ALTER TABLE sessions
+        ADD COLUMN listed_s BIGINT GENERATED ALWAYS AS (updated_us / 1000000) STORED;
+     ALTER TABLE sessions SET (fillfactor = 50);
+     CREATE INDEX sessions_order ON sessions (listed_s DESC);
+     CREATE INDEX sessions_project ON sessions (project, listed_s DESC);",
 ];
 
 /// Creates `schema` if given, then applies the migrations the database has

@@ -16,6 +16,9 @@ use super::scripts;
 use super::{RedisStore, decode_meta, encode_json, not_found};
 use crate::codec;
 
+/// Tries of one append whose cached metadata proves stale.
+const MAX_TRIES: usize = 3;
+
 /// A session's updated_at as a sorted-set score (µs since the epoch).
 pub(super) fn score(meta: &SessionMeta) -> i64 {
     meta.updated_at.timestamp_micros()
@@ -48,6 +51,7 @@ impl RedisStore {
         let id = meta.id.clone();
         let (records, folded) = creation_batch(&meta, initial)?;
         let lines = self.lines(&records)?;
+        let meta_json = encode_json(&folded)?;
         let k = &self.keys;
         let mut conn = self.conn().await?;
         let created: i64 = scripts::CREATE
@@ -58,7 +62,7 @@ impl RedisStore {
             .key(k.ids())
             .key(k.events(&id))
             .key(k.turns(&id))
-            .arg(encode_json(&folded)?)
+            .arg(&meta_json)
             .arg(score(&folded))
             .arg(id.as_str())
             .arg(self.ttl_ms())
@@ -69,17 +73,25 @@ impl RedisStore {
         if created == 0 {
             return Err(StoreError::AlreadyExists(id.to_string()));
         }
+        self.meta_cache.put(folded.clone(), meta_json);
         Ok(folded)
     }
 
     /// The metadata, or `None` when the session does not exist.
     pub(super) async fn meta(&self, id: &SessionId) -> Result<Option<SessionMeta>, StoreError> {
+        Ok(self.meta_json(id).await?.map(|(meta, _)| meta))
+    }
+
+    /// The metadata and its JSON as stored, or `None` when the session does
+    /// not exist.
+    async fn meta_json(&self, id: &SessionId) -> Result<Option<(SessionMeta, String)>, StoreError> {
         let mut conn = self.conn().await?;
         let json: Option<String> = conn
             .get(self.keys.meta(id))
             .await
             .map_err(|e| self.err(e))?;
-        json.map(|j| decode_meta(&j, id.as_str())).transpose()
+        json.map(|j| decode_meta(&j, id.as_str()).map(|m| (m, j)))
+            .transpose()
     }
 
     /// See `Store::get`.
@@ -88,15 +100,17 @@ impl RedisStore {
     }
 
     /// See `Store::append`: the metadata at `expected_seq` is folded with
-    /// the batch here; the script writes both only if the log's head is
-    /// still `expected_seq`.
+    /// the batch here, from this process's copy (`MetaCache`) when it has
+    /// one, else from a read; the script writes both only if the log's head
+    /// is still `expected_seq` and the stored metadata is still that copy
+    /// (a stale copy costs a read and one more try). With a cached copy an
+    /// append is one round trip.
     pub(super) async fn append_batch(
         &self,
         id: &SessionId,
         expected_seq: u64,
         records: Vec<Record>,
     ) -> Result<SessionMeta, StoreError> {
-        let mut meta = self.get_session(id).await?;
         check_batch(expected_seq, &records)?;
         let conflict = |actual: u64| StoreError::Conflict {
             id: id.to_string(),
@@ -104,48 +118,74 @@ impl RedisStore {
             actual,
         };
         let fenced = Record::batch_turn(&records);
-        // A turn's batch goes to the script even then: a turn that lost its
-        // lease is told so (not sent to rebase on a conflict).
-        if meta.last_seq != expected_seq && fenced.is_none() {
-            return Err(conflict(meta.last_seq));
-        }
-        for r in &records {
-            meta.apply(r);
-        }
         let lines = self.lines(&records)?;
         let k = &self.keys;
         let branch = fenced.map_or_else(BranchId::main, |(_, b)| b.clone());
-        let mut conn = self.conn().await?;
-        let reply: Vec<i64> = scripts::APPEND
-            .key(k.meta(id))
-            .key(k.log(id))
-            .key(k.all_sessions())
-            .key(k.project(&meta.project.slug))
-            .key(k.events(id))
-            .key(k.turns(id))
-            .key(k.turn(id, &branch))
-            .arg(expected_seq)
-            .arg(encode_json(&meta)?)
-            .arg(score(&meta))
-            .arg(id.as_str())
-            .arg(self.ttl_ms())
-            .arg(fenced.map_or("", |(t, _)| t.as_str()))
-            .arg(branch.as_str())
-            .arg(lines)
-            .invoke_async(&mut conn)
-            .await
-            .map_err(|e| self.err(e))?;
-        match reply.as_slice() {
-            [0, _] => Ok(meta),
-            [1, actual] => Err(conflict(u64::try_from(*actual).unwrap_or(0))),
-            [2, _] => Err(not_found(id)),
-            [3, _] => Err(StoreError::LeaseLost {
-                id: id.to_string(),
-                branch: branch.to_string(),
-                turn: fenced.map_or_else(String::new, |(t, _)| t.to_string()),
-            }),
-            other => Err(self.unexpected("append", other)),
+        let cache = &self.meta_cache;
+        for _ in 0..MAX_TRIES {
+            let (mut meta, old_json) = match cache.get(id, expected_seq) {
+                Some(hit) => hit,
+                None => {
+                    let (meta, json) = self.meta_json(id).await?.ok_or_else(|| not_found(id))?;
+                    // A turn's batch goes to the script even then: a turn
+                    // that lost its lease is told so (not sent to rebase on
+                    // a conflict).
+                    if meta.last_seq != expected_seq && fenced.is_none() {
+                        return Err(conflict(meta.last_seq));
+                    }
+                    (meta, json)
+                }
+            };
+            for r in &records {
+                meta.apply(r);
+            }
+            let new_json = encode_json(&meta)?;
+            let mut conn = self.conn().await?;
+            let reply: Vec<i64> = scripts::APPEND
+                .key(k.meta(id))
+                .key(k.log(id))
+                .key(k.all_sessions())
+                .key(k.project(&meta.project.slug))
+                .key(k.events(id))
+                .key(k.turns(id))
+                .key(k.turn(id, &branch))
+                .arg(expected_seq)
+                .arg(&new_json)
+                .arg(score(&meta))
+                .arg(id.as_str())
+                .arg(self.ttl_ms())
+                .arg(fenced.map_or("", |(t, _)| t.as_str()))
+                .arg(branch.as_str())
+                .arg(&old_json)
+                .arg(&lines)
+                .invoke_async(&mut conn)
+                .await
+                .map_err(|e| self.err(e))?;
+            match reply.as_slice() {
+                [0, _] => {
+                    cache.put(meta.clone(), new_json);
+                    return Ok(meta);
+                }
+                [4, _] => cache.forget(id),
+                other => {
+                    cache.forget(id);
+                    return Err(match other {
+                        [1, actual] => conflict(u64::try_from(*actual).unwrap_or(0)),
+                        [2, _] => not_found(id),
+                        [3, _] => StoreError::LeaseLost {
+                            id: id.to_string(),
+                            branch: branch.to_string(),
+                            turn: fenced.map_or_else(String::new, |(t, _)| t.to_string()),
+                        },
+                        other => self.unexpected("append", other),
+                    });
+                }
+            }
         }
+        Err(StoreError::Backend {
+            backend: "redis",
+            message: format!("session {id}: its metadata kept changing under the append"),
+        })
     }
 
     pub(super) fn unexpected(&self, what: &str, reply: &[i64]) -> StoreError {

@@ -149,6 +149,9 @@ pub struct RedisStore {
     keys: Keys,
     /// Pub/sub (see `live`).
     live: std::sync::Arc<live::RedisLive>,
+    /// Session metadata as this process last wrote or read it: the copy an
+    /// append folds from (checked by the append script).
+    meta_cache: crate::meta_cache::MetaCache,
 }
 
 impl std::fmt::Debug for RedisStore {
@@ -181,6 +184,7 @@ impl RedisStore {
             options,
             client,
             conn: OnceCell::new(),
+            meta_cache: crate::meta_cache::MetaCache::default(),
         })
     }
 

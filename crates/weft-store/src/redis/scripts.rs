@@ -40,10 +40,13 @@ return 1
 /// `append`: KEYS = meta, log, all, project, events, turns, lock of the
 /// batch's branch (any key when the batch names no turn);
 /// ARGV = expected seq, meta JSON, score, id, ttl, turn ("" when the batch
-/// names none), branch, record lines…
+/// names none), branch, the stored meta JSON the new one was folded from,
+/// record lines…
 /// Returns `{0, new head}`, `{1, actual head}` on a conflict (nothing
 /// written), `{2, 0}` when the session does not exist, `{3, 0}` when the
-/// batch's turn does not hold its branch's lock (fencing; nothing written).
+/// batch's turn does not hold its branch's lock (fencing; nothing written),
+/// `{4, 0}` when the stored metadata is not the copy the new one was folded
+/// from (a stale cached copy; nothing written).
 pub(super) static APPEND: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         r#"
@@ -57,7 +60,8 @@ if ARGV[6] ~= '' then
 end
 local head = redis.call('LLEN', KEYS[2])
 if head ~= tonumber(ARGV[1]) then return {1, head} end
-for i = 8, #ARGV, 1000 do
+if redis.call('GET', KEYS[1]) ~= ARGV[8] then return {4, 0} end
+for i = 9, #ARGV, 1000 do
   redis.call('RPUSH', KEYS[2], unpack(ARGV, i, math.min(i + 999, #ARGV)))
 end
 redis.call('SET', KEYS[1], ARGV[2])
@@ -69,7 +73,7 @@ if ttl > 0 then
     if i ~= 3 and i ~= 4 then redis.call('PEXPIRE', KEYS[i], ttl) end
   end
 end
-return {0, head + #ARGV - 7}
+return {0, head + #ARGV - 8}
 "#,
     )
 });
