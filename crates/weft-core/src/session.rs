@@ -31,6 +31,10 @@ pub enum SessionStatus {
     Failed,
     /// Stopped from outside.
     Terminated,
+    /// Its last [`crate::Session`] handle was dropped while it was active,
+    /// without cleanup (a library user's bug or a cancelled task); a turn
+    /// reactivates it like any ended session.
+    EndedUncleanly,
 }
 
 impl SessionStatus {
@@ -42,14 +46,19 @@ impl SessionStatus {
             SessionStatus::Completed => "completed",
             SessionStatus::Failed => "failed",
             SessionStatus::Terminated => "terminated",
+            SessionStatus::EndedUncleanly => "ended_uncleanly",
         }
     }
 
-    /// Whether the session has ended (completed, failed or terminated).
+    /// Whether the session has ended (completed, failed, terminated or
+    /// ended uncleanly).
     pub fn is_ended(self) -> bool {
         matches!(
             self,
-            SessionStatus::Completed | SessionStatus::Failed | SessionStatus::Terminated
+            SessionStatus::Completed
+                | SessionStatus::Failed
+                | SessionStatus::Terminated
+                | SessionStatus::EndedUncleanly
         )
     }
 
@@ -83,8 +92,9 @@ impl std::str::FromStr for SessionStatus {
             "completed" => Ok(SessionStatus::Completed),
             "failed" => Ok(SessionStatus::Failed),
             "terminated" => Ok(SessionStatus::Terminated),
+            "ended_uncleanly" => Ok(SessionStatus::EndedUncleanly),
             other => Err(format!(
-                "unknown status {other:?}: use created, active, completed, failed or terminated"
+                "unknown status {other:?}: use created, active, completed, failed, terminated or ended_uncleanly"
             )),
         }
     }
