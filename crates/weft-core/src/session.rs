@@ -305,9 +305,21 @@ pub struct Branch {
     /// Where it was split from, if it was.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub created_from: Option<SplitFrom>,
-    /// Its system message.
+    /// Its system message (with its `System Time:` line when
+    /// `system_datetime` is set).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub system: Option<String>,
+    /// Who sent the system message (LionAGI `system_sender`; default
+    /// `system`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub system_sender: Option<String>,
+    /// The time stamped into the system message (LionAGI
+    /// `system_datetime`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub system_datetime: Option<String>,
+    /// The branch's owner (LionAGI `user`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user: Option<String>,
     /// Tools made available to it (by name), beyond the session's.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub tools: Vec<String>,
@@ -328,6 +340,9 @@ impl Branch {
             created_at,
             created_from: None,
             system: None,
+            system_sender: None,
+            system_datetime: None,
+            user: None,
             tools: Vec::new(),
             model: None,
             provider: None,
