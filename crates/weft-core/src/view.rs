@@ -252,7 +252,7 @@ impl SessionView {
                 }
                 // A deleted branch's undelivered mail goes with it.
                 self.mail
-                    .retain(|p| !p.waiting.is_empty() && !(*delete && &p.mail.from == branch));
+                    .retain(|p| !(p.waiting.is_empty() || (*delete && &p.mail.from == branch)));
             }
             RecordKind::MailSent(mail) => self.mail.push(PendingMail {
                 seq: record.seq,
