@@ -91,15 +91,16 @@ pub async fn split(app: &App, id: &str, source: &str, name: Option<String>) -> a
 }
 
 /// `weft branch remove`.
-pub async fn remove(app: &App, id: &str, branch: &str) -> anyhow::Result<()> {
+pub async fn remove(app: &App, id: &str, branch: &str, delete: bool) -> anyhow::Result<()> {
     let id = app.resolve(id).await?;
     update_session(app.store.as_ref(), &id, |view| {
-        Ok(((), branches::remove_branch(view, branch)?))
+        Ok(((), branches::remove_branch(view, branch, delete)?))
     })
     .await?;
     let meta = app.store.get(&id).await?;
     eprintln!(
-        "removed branch {branch:?}; the default branch is {}",
+        "{} branch {branch:?}; the default branch is {}",
+        if delete { "deleted" } else { "removed" },
         meta.default_branch
     );
     Ok(())

@@ -71,7 +71,9 @@ pub async fn rewind_stored(
 }
 
 /// Prints every record of the session, one line each, marking messages
-/// that a rewind took out of their branch (or whose branch was removed).
+/// that a rewind took out of their branch (or whose branch was removed);
+/// the messages of a deleted branch are marked with their content left
+/// out.
 pub async fn print_log(app: &App, id: &SessionId) -> anyhow::Result<()> {
     let records = app.store.read_all(id).await?;
     let view = SessionView::from_records(&records)?;
@@ -81,9 +83,20 @@ pub async fn print_log(app: &App, id: &SessionId) -> anyhow::Result<()> {
         .flat_map(|b| b.messages.iter().map(|m| m.seq))
         .collect();
     let branches: HashSet<_> = view.branches.iter().map(|b| b.branch.id.clone()).collect();
+    let deleted = weft_core::branches::deleted_message_seqs(&records);
     let mut out = std::io::stdout().lock();
     writeln!(out, "Log")?;
     for r in &records {
+        if let RecordKind::Message(m) = &r.kind
+            && deleted.contains(&r.seq)
+        {
+            writeln!(
+                out,
+                "  #{:<5} message [{}] {}: (branch deleted)",
+                r.seq, m.branch, m.role
+            )?;
+            continue;
+        }
         let mut line = text_line(r);
         if let RecordKind::Message(m) = &r.kind {
             if !branches.contains(&m.branch) {

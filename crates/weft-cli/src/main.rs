@@ -406,6 +406,16 @@ enum BranchCommand {
         /// Tools it may use (default: all of the session's).
         #[arg(long = "tool")]
         tools: Vec<String>,
+        /// Who sends its system message (default: system).
+        #[arg(long)]
+        system_sender: Option<String>,
+        /// Stamp a time into its system message: alone, the current time;
+        /// with a value, that text.
+        #[arg(long, num_args = 0..=1, default_missing_value = "now", value_name = "TEXT")]
+        system_datetime: Option<String>,
+        /// Its owner.
+        #[arg(long)]
+        user: Option<String>,
     },
     /// Clone a branch into a new one.
     Split {
@@ -422,6 +432,9 @@ enum BranchCommand {
         id: String,
         /// The branch (id or name).
         branch: String,
+        /// Delete it too: its messages leave every view and export.
+        #[arg(long)]
+        delete: bool,
     },
     /// Make a branch the default.
     Default {
@@ -531,7 +544,11 @@ async fn branch_command(app: &App, cmd: BranchCommand) -> anyhow::Result<()> {
             model,
             provider,
             tools,
+            system_sender,
+            system_datetime,
+            user,
         } => {
+            use weft_core::branches::SystemDatetime;
             let spec = weft_core::branches::NewBranch {
                 name,
                 system,
@@ -539,13 +556,21 @@ async fn branch_command(app: &App, cmd: BranchCommand) -> anyhow::Result<()> {
                 provider,
                 tools,
                 messages: Vec::new(),
+                system_sender,
+                system_datetime: system_datetime.map(|d| match d.as_str() {
+                    "now" => SystemDatetime::Now(true),
+                    _ => SystemDatetime::At(d),
+                }),
+                user,
             };
             branch_cmd::new(app, &id, spec).await
         }
         BranchCommand::Split { id, branch, name } => {
             branch_cmd::split(app, &id, &branch, name).await
         }
-        BranchCommand::Remove { id, branch } => branch_cmd::remove(app, &id, &branch).await,
+        BranchCommand::Remove { id, branch, delete } => {
+            branch_cmd::remove(app, &id, &branch, delete).await
+        }
         BranchCommand::Default { id, branch } => branch_cmd::set_default(app, &id, &branch).await,
     }
 }

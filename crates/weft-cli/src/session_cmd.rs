@@ -647,7 +647,8 @@ pub enum ExportFormat {
     Md,
     /// One JSON document: metadata, branches, state.
     Json,
-    /// The session log, one record per line.
+    /// The session log, one record per line (without the messages of
+    /// deleted branches).
     Jsonl,
     /// The message table as CSV.
     Csv,
@@ -679,8 +680,10 @@ pub async fn export(
     let view = SessionView::from_records(&records)?;
     let text = match format {
         ExportFormat::Jsonl => {
+            // Deleted branches' messages stay in the log, not in exports.
+            let deleted = weft_core::branches::deleted_message_seqs(&records);
             let mut s = String::new();
-            for r in &records {
+            for r in records.iter().filter(|r| !deleted.contains(&r.seq)) {
                 s.push_str(&serde_json::to_string(r)?);
                 s.push('\n');
             }

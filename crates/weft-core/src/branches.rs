@@ -16,10 +16,17 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use crate::id::{BranchId, MessageId};
-use crate::message::{ContentBlock, META_CLONE_FROM, META_LOADED, Message, Role};
-use crate::record::RecordKind;
+use crate::message::{
+    ContentBlock, META_BRANCH_SYSTEM, META_CLONE_FROM, META_LOADED, Message, Role,
+};
+use std::collections::{HashMap, HashSet};
+
+use crate::record::{Record, RecordKind};
 use crate::session::{Branch, Mail, MailCategory, SplitFrom};
 use crate::view::{BranchView, SessionView};
+
+mod table;
+pub use table::{SeqMessage, TABLE_COLUMNS, TableRow, concat_messages, table_rows};
 
 /// Why a branch or mail operation was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -63,6 +70,51 @@ pub struct NewBranch {
     /// Its provider module.
     #[serde(default)]
     pub provider: Option<String>,
+    /// Who sends its system message (LionAGI `system_sender`; default
+    /// `system`).
+    #[serde(default)]
+    pub system_sender: Option<String>,
+    /// A time to stamp into its system message (LionAGI
+    /// `system_datetime`): `true` for now, or a string used as is.
+    #[serde(default)]
+    pub system_datetime: Option<SystemDatetime>,
+    /// Its owner (LionAGI `user`).
+    #[serde(default)]
+    pub user: Option<String>,
+}
+
+/// LionAGI's `system_datetime`: `true` stamps the current time (to the
+/// minute), `false` nothing, a string is used as is.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum SystemDatetime {
+    /// Stamp the current time (or not).
+    Now(bool),
+    /// Stamp this text.
+    At(String),
+}
+
+impl SystemDatetime {
+    /// The stamp at `now`, or None for `false` or a blank string.
+    pub fn resolve(&self, now: DateTime<Utc>) -> Option<String> {
+        match self {
+            SystemDatetime::Now(true) => Some(now.format("%Y-%m-%dT%H:%MZ").to_string()),
+            SystemDatetime::Now(false) => None,
+            SystemDatetime::At(s) => Some(s.trim().to_string()).filter(|s| !s.is_empty()),
+        }
+    }
+}
+
+/// The system message text of a branch: `system` after a `System Time:`
+/// line when a time is stamped (LionAGI's rendering).
+fn system_text(system: Option<String>, datetime: Option<&str>) -> Option<String> {
+    match (system, datetime) {
+        (system, Some(dt)) => Some(match system {
+            Some(s) => format!("System Time: {dt}\n\n{s}"),
+            None => format!("System Time: {dt}"),
+        }),
+        (system, None) => system,
+    }
 }
 
 fn branch_id_for(view: &SessionView, name: &str) -> BranchId {
@@ -98,17 +150,36 @@ pub fn new_branch(
 ) -> Result<(Branch, Vec<RecordKind>), BranchError> {
     check_name(view, &spec.name)?;
     let id = branch_id_for(view, spec.name.trim());
+    let system_datetime = spec.system_datetime.as_ref().and_then(|d| d.resolve(now));
     let branch = Branch {
         id: id.clone(),
         name: spec.name.trim().to_string(),
         created_at: now,
         created_from: None,
-        system: spec.system,
+        system: system_text(spec.system, system_datetime.as_deref()),
+        system_sender: spec.system_sender.filter(|s| !s.trim().is_empty()),
+        system_datetime,
+        user: spec.user.filter(|u| !u.trim().is_empty()),
         tools: spec.tools,
         model: spec.model,
         provider: spec.provider,
     };
     let mut records = vec![RecordKind::BranchCreated(branch.clone())];
+    if let Some(system) = &branch.system {
+        // LionAGI's System message: the first of the branch's messages.
+        let mut m = Message::text(id.clone(), Role::System, system.clone());
+        m.timestamp = now;
+        m.sender = Some(
+            branch
+                .system_sender
+                .clone()
+                .unwrap_or_else(|| "system".into()),
+        );
+        m.recipient = Some(id.to_string());
+        m.metadata
+            .insert(META_BRANCH_SYSTEM.into(), Value::Bool(true));
+        records.push(RecordKind::message(m));
+    }
     for mut m in spec.messages {
         m.id = MessageId::new_v7();
         m.branch = id.clone();
@@ -119,8 +190,15 @@ pub fn new_branch(
 }
 
 /// Records that remove a branch; removing the default makes the first
-/// remaining branch the default.
-pub fn remove_branch(view: &SessionView, id_or_name: &str) -> Result<Vec<RecordKind>, BranchError> {
+/// remaining branch the default. With `delete` (LionAGI
+/// `remove_branch(…, delete=True)`) its messages also leave every view and
+/// export and its undelivered mail is dropped (a record; the log keeps
+/// them).
+pub fn remove_branch(
+    view: &SessionView,
+    id_or_name: &str,
+    delete: bool,
+) -> Result<Vec<RecordKind>, BranchError> {
     let target = find(view, id_or_name)?.branch.id.clone();
     let remaining: Vec<&BranchView> = view
         .branches
@@ -132,6 +210,7 @@ pub fn remove_branch(view: &SessionView, id_or_name: &str) -> Result<Vec<RecordK
     };
     let mut records = vec![RecordKind::BranchRemoved {
         branch: target.clone(),
+        delete,
     }];
     if view.meta.default_branch == target {
         records.push(RecordKind::DefaultBranch {
@@ -139,6 +218,28 @@ pub fn remove_branch(view: &SessionView, id_or_name: &str) -> Result<Vec<RecordK
         });
     }
     Ok(records)
+}
+
+/// The seqs of the message records of branches removed with `delete`
+/// (what views and exports leave out; the log keeps them). A branch id
+/// reused after the deletion starts afresh.
+pub fn deleted_message_seqs(records: &[Record]) -> HashSet<u64> {
+    let mut live: HashMap<&BranchId, Vec<u64>> = HashMap::new();
+    let mut deleted = HashSet::new();
+    for r in records {
+        match &r.kind {
+            RecordKind::Message(m) => live.entry(&m.branch).or_default().push(r.seq),
+            RecordKind::BranchRemoved {
+                branch,
+                delete: true,
+            } => deleted.extend(live.remove(branch).unwrap_or_default()),
+            RecordKind::BranchRemoved { branch, .. } => {
+                live.remove(branch);
+            }
+            _ => {}
+        }
+    }
+    deleted
 }
 
 /// Records that make a branch the default.
@@ -185,6 +286,9 @@ pub fn split(
             upto_seq: view.meta.last_seq,
         }),
         system: src.branch.system.clone(),
+        system_sender: src.branch.system_sender.clone(),
+        system_datetime: src.branch.system_datetime.clone(),
+        user: src.branch.user.clone(),
         tools: src.branch.tools.clone(),
         model: src.branch.model.clone(),
         provider: src.branch.provider.clone(),
@@ -203,45 +307,6 @@ pub fn split(
         records.push(RecordKind::message(m));
     }
     Ok((branch, records))
-}
-
-/// A message with the seq that appended it.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct SeqMessage {
-    /// The log seq.
-    pub seq: u64,
-    /// The message.
-    pub message: Message,
-}
-
-/// The messages of `branches` (None: all) in log order (LionAGI
-/// `concat_messages`); `exclude_clone` drops messages cloned by a split,
-/// `exclude_load` drops loaded (imported) messages.
-pub fn concat_messages(
-    view: &SessionView,
-    branches: Option<&[String]>,
-    exclude_clone: bool,
-    exclude_load: bool,
-) -> Result<Vec<SeqMessage>, BranchError> {
-    let chosen: Vec<&BranchView> = match branches {
-        None => view.branches.iter().collect(),
-        Some(names) => names
-            .iter()
-            .map(|n| find(view, n))
-            .collect::<Result<_, _>>()?,
-    };
-    let mut out: Vec<SeqMessage> = chosen
-        .into_iter()
-        .flat_map(|b| b.messages.iter())
-        .filter(|lm| !(exclude_clone && lm.message.metadata.contains_key(META_CLONE_FROM)))
-        .filter(|lm| !(exclude_load && lm.message.flag(META_LOADED)))
-        .map(|lm| SeqMessage {
-            seq: lm.seq,
-            message: lm.message.clone(),
-        })
-        .collect();
-    out.sort_by_key(|m| m.seq);
-    Ok(out)
 }
 
 /// Records that send mail from `from` to `to` (None: broadcast to every
@@ -414,376 +479,5 @@ pub fn collect_mail(
     Ok((delivered, records))
 }
 
-/// One row of the message table (LionAGI `to_df`).
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct TableRow {
-    /// When the message was created (RFC 3339).
-    pub created_at: String,
-    /// Its role.
-    pub role: String,
-    /// Its content: the text for text-only messages, else the blocks as JSON.
-    pub content: String,
-    /// The message id.
-    pub id: String,
-    /// The sender.
-    pub sender: String,
-    /// The recipient.
-    pub recipient: String,
-    /// The branch.
-    pub branch: String,
-    /// The metadata as JSON.
-    pub metadata: String,
-}
-
-/// The table's column names, in order.
-pub const TABLE_COLUMNS: [&str; 8] = [
-    "created_at",
-    "role",
-    "content",
-    "id",
-    "sender",
-    "recipient",
-    "branch",
-    "metadata",
-];
-
-/// The message table of `messages`.
-pub fn table_rows(messages: &[SeqMessage]) -> Vec<TableRow> {
-    messages
-        .iter()
-        .map(|sm| {
-            let m = &sm.message;
-            TableRow {
-                created_at: m.timestamp.to_rfc3339(),
-                role: m.role.to_string(),
-                content: if m.is_text_only() {
-                    m.text_content()
-                } else {
-                    serde_json::to_string(&m.content).unwrap_or_default()
-                },
-                id: m.id.to_string(),
-                sender: m.sender.clone().unwrap_or_default(),
-                recipient: m.recipient.clone().unwrap_or_default(),
-                branch: m.branch.to_string(),
-                metadata: Value::Object(m.metadata.clone()).to_string(),
-            }
-        })
-        .collect()
-}
-
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::id::SessionId;
-    use crate::record::Record;
-    use crate::session::{Project, SessionMeta};
-
-    /// A tiny in-memory log for exercising the pure functions.
-    struct Log {
-        records: Vec<Record>,
-    }
-
-    impl Log {
-        fn new() -> Self {
-            let meta = SessionMeta::new(SessionId::new_v7(), Project::current(), "base");
-            Self {
-                records: Record::batch(0, [RecordKind::SessionCreated(Box::new(meta))]),
-            }
-        }
-        fn view(&self) -> SessionView {
-            SessionView::from_records(&self.records).unwrap()
-        }
-        fn push(&mut self, kinds: Vec<RecordKind>) {
-            let head = self.records.len() as u64;
-            self.records.extend(Record::batch(head, kinds));
-        }
-        fn say(&mut self, branch: &str, role: Role, text: &str) {
-            let b = self.view().branch(branch).unwrap().branch.id.clone();
-            self.push(vec![RecordKind::message(Message::text(b, role, text))]);
-        }
-    }
-
-    fn now() -> DateTime<Utc> {
-        Utc::now()
-    }
-
-    #[test]
-    fn default_branch_exists_and_lookup_by_id_or_name() {
-        let mut log = Log::new();
-        let view = log.view();
-        assert_eq!(view.meta.default_branch.as_str(), "main");
-        assert!(view.branch("main").is_some());
-        let (b, recs) = new_branch(
-            &view,
-            NewBranch {
-                name: "research notes".into(),
-                ..Default::default()
-            },
-            now(),
-        )
-        .unwrap();
-        log.push(recs);
-        let view = log.view();
-        assert!(view.branch(b.id.as_str()).is_some(), "by id");
-        assert!(view.branch("research notes").is_some(), "by name");
-        assert!(matches!(
-            new_branch(
-                &view,
-                NewBranch {
-                    name: "research notes".into(),
-                    ..Default::default()
-                },
-                now()
-            ),
-            Err(BranchError::NameTaken(_))
-        ));
-    }
-
-    #[test]
-    fn removing_the_default_picks_a_new_one_and_the_last_is_kept() {
-        let mut log = Log::new();
-        let (_, recs) = new_branch(
-            &log.view(),
-            NewBranch {
-                name: "b".into(),
-                ..Default::default()
-            },
-            now(),
-        )
-        .unwrap();
-        log.push(recs);
-        log.push(remove_branch(&log.view(), "main").unwrap());
-        let view = log.view();
-        assert_eq!(view.meta.default_branch.as_str(), "b");
-        assert!(view.branch("main").is_none());
-        assert!(matches!(
-            remove_branch(&view, "b"),
-            Err(BranchError::LastBranch(_))
-        ));
-        assert!(matches!(
-            remove_branch(&view, "zzz"),
-            Err(BranchError::UnknownBranch(_))
-        ));
-    }
-
-    #[test]
-    fn split_clones_once_with_metadata() {
-        let mut log = Log::new();
-        let (_, recs) = new_branch(
-            &log.view(),
-            NewBranch {
-                name: "src".into(),
-                system: Some("be brief".into()),
-                tools: vec!["grep".into()],
-                ..Default::default()
-            },
-            now(),
-        )
-        .unwrap();
-        log.push(recs);
-        log.say("src", Role::System, "system in transcript");
-        log.say("src", Role::User, "q");
-        log.say("src", Role::Assistant, "a");
-        let (copy, recs) = split(&log.view(), "src", Some("copy".into()), now()).unwrap();
-        log.push(recs);
-        let view = log.view();
-        let src = view.branch("src").unwrap();
-        let dst = view.branch("copy").unwrap();
-        assert_eq!(src.messages.len(), dst.messages.len(), "same message count");
-        assert_eq!(dst.branch.system.as_deref(), Some("be brief"));
-        assert_eq!(dst.branch.tools, vec!["grep".to_string()]);
-        let systems = dst
-            .messages
-            .iter()
-            .filter(|m| m.message.role == Role::System)
-            .count();
-        assert_eq!(systems, 1, "system message not duplicated");
-        for (s, d) in src.messages.iter().zip(&dst.messages) {
-            assert_ne!(s.message.id, d.message.id);
-            assert_eq!(
-                d.message.metadata[META_CLONE_FROM],
-                Value::String(s.message.id.to_string())
-            );
-            assert_eq!(d.message.sender.as_deref(), Some(src.branch.id.as_str()));
-            assert_eq!(d.message.recipient.as_deref(), Some(copy.id.as_str()));
-        }
-        // exclude_clone really excludes.
-        let all = concat_messages(&view, None, false, false).unwrap();
-        let no_clones = concat_messages(&view, None, true, false).unwrap();
-        assert_eq!(all.len(), 6);
-        assert_eq!(no_clones.len(), 3);
-    }
-
-    #[test]
-    fn exclude_load_drops_loaded_messages() {
-        let mut log = Log::new();
-        let loaded = vec![Message::text(BranchId::main(), Role::User, "imported")];
-        let (_, recs) = new_branch(
-            &log.view(),
-            NewBranch {
-                name: "l".into(),
-                messages: loaded,
-                ..Default::default()
-            },
-            now(),
-        )
-        .unwrap();
-        log.push(recs);
-        log.say("l", Role::User, "fresh");
-        let view = log.view();
-        assert_eq!(
-            concat_messages(&view, Some(&["l".into()]), false, false)
-                .unwrap()
-                .len(),
-            2
-        );
-        let kept = concat_messages(&view, Some(&["l".into()]), false, true).unwrap();
-        assert_eq!(kept.len(), 1);
-        assert_eq!(kept[0].message.text_content(), "fresh");
-    }
-
-    #[test]
-    fn mail_direct_broadcast_fifo_and_unknown_recipient() {
-        let mut log = Log::new();
-        for name in ["a", "b"] {
-            let (_, recs) = new_branch(
-                &log.view(),
-                NewBranch {
-                    name: name.into(),
-                    ..Default::default()
-                },
-                now(),
-            )
-            .unwrap();
-            log.push(recs);
-        }
-        assert!(matches!(
-            send_mail(
-                &log.view(),
-                "main",
-                Some("nobody"),
-                MailCategory::Message,
-                "x".into(),
-                now()
-            ),
-            Err(BranchError::UnknownBranch(_))
-        ));
-        for text in ["one", "two", "three"] {
-            let (_, recs) = send_mail(
-                &log.view(),
-                "main",
-                Some("a"),
-                MailCategory::Message,
-                text.into(),
-                now(),
-            )
-            .unwrap();
-            log.push(recs);
-        }
-        let (mail, recs) = send_mail(
-            &log.view(),
-            "b",
-            None,
-            MailCategory::Message,
-            "hello all".into(),
-            now(),
-        )
-        .unwrap();
-        assert_eq!(mail.to.len(), 2, "broadcast reaches every other branch");
-        log.push(recs);
-        assert_eq!(log.view().inbox(&BranchId::parse("a").unwrap()).len(), 4);
-
-        let (n, recs) = collect_mail(&log.view(), Some("a"), Some("main"), now()).unwrap();
-        assert_eq!(n, 3);
-        log.push(recs);
-        let view = log.view();
-        let texts: Vec<String> = view
-            .messages("a")
-            .iter()
-            .map(|m| m.text_content())
-            .collect();
-        assert_eq!(texts, ["one", "two", "three"], "per-sender FIFO");
-        assert_eq!(view.messages("a")[0].sender.as_deref(), Some("main"));
-        // The broadcast still waits for a and main.
-        assert_eq!(view.mail.len(), 1);
-        let (n, recs) = collect_mail(&view, None, None, now()).unwrap();
-        assert_eq!(n, 2);
-        log.push(recs);
-        assert!(log.view().mail.is_empty());
-    }
-
-    #[test]
-    fn tool_and_model_mail_change_settings() {
-        let mut log = Log::new();
-        let (_, recs) = new_branch(
-            &log.view(),
-            NewBranch {
-                name: "t".into(),
-                tools: vec!["grep".into()],
-                ..Default::default()
-            },
-            now(),
-        )
-        .unwrap();
-        log.push(recs);
-        let (_, recs) = new_branch(
-            &log.view(),
-            NewBranch {
-                name: "r".into(),
-                tools: vec!["read_file".into()],
-                ..Default::default()
-            },
-            now(),
-        )
-        .unwrap();
-        log.push(recs);
-        assert!(
-            send_mail(
-                &log.view(),
-                "t",
-                Some("main"),
-                MailCategory::Tool,
-                "bash".into(),
-                now()
-            )
-            .is_err()
-        );
-        let (_, recs) = send_mail(
-            &log.view(),
-            "t",
-            Some("r"),
-            MailCategory::Tool,
-            "grep".into(),
-            now(),
-        )
-        .unwrap();
-        log.push(recs);
-        let (_, recs) = send_mail(
-            &log.view(),
-            "t",
-            Some("r"),
-            MailCategory::Model,
-            serde_json::json!({"model": "m2"}),
-            now(),
-        )
-        .unwrap();
-        log.push(recs);
-        let (n, recs) = collect_mail(&log.view(), Some("r"), None, now()).unwrap();
-        assert_eq!(n, 2);
-        log.push(recs);
-        let r = log.view().branch("r").unwrap().branch.clone();
-        assert_eq!(r.tools, vec!["read_file".to_string(), "grep".to_string()]);
-        assert_eq!(r.model.as_deref(), Some("m2"));
-    }
-
-    #[test]
-    fn table_rows_have_the_columns() {
-        let mut log = Log::new();
-        log.say("main", Role::User, "hi");
-        let rows = table_rows(&concat_messages(&log.view(), None, false, false).unwrap());
-        assert_eq!(rows.len(), 1);
-        assert_eq!(rows[0].role, "user");
-        assert_eq!(rows[0].content, "hi");
-        assert_eq!(rows[0].branch, "main");
-    }
-}
+mod tests;

@@ -12,7 +12,10 @@
 //!
 //! - `deny` stops the chain at once.
 //! - `modify` replaces the data the next handlers see (modifications chain).
-//! - `inject_context` texts are collected and joined.
+//! - `inject_context` texts are collected, in handler order, with their
+//!   role (`context_injection_role`) and whether they are `ephemeral`
+//!   (given to the model for the next provider call only, never stored);
+//!   the folded result lists them in `injections`.
 //! - `ask_user` goes to the approval system, fail-closed
 //!   ([`crate::approval::ask`]): only an explicit allow lets the event
 //!   proceed.
@@ -143,6 +146,40 @@ pub enum HookAction {
     Deny,
 }
 
+/// The role an injected context message is given to the model with
+/// (Amplifier's `context_injection_role`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum InjectionRole {
+    /// A system message (the default).
+    #[default]
+    System,
+    /// A user message.
+    User,
+    /// An assistant message.
+    Assistant,
+}
+
+impl InjectionRole {
+    fn is_system(&self) -> bool {
+        *self == InjectionRole::System
+    }
+}
+
+/// One handler's context injection, as an emit collects it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ContextInjection {
+    /// The text.
+    pub text: String,
+    /// The role it is given to the model with.
+    #[serde(default)]
+    pub role: InjectionRole,
+    /// Whether it reaches the model for the next provider call only and is
+    /// never stored.
+    #[serde(default)]
+    pub ephemeral: bool,
+}
+
 /// A handler's answer (and the folded answer of a whole emit).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct HookResult {
@@ -157,6 +194,18 @@ pub struct HookResult {
     /// Text to add to the context (inject_context).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub context_injection: Option<String>,
+    /// The role the injected text is given with (inject_context; default
+    /// `system`).
+    #[serde(default, skip_serializing_if = "InjectionRole::is_system")]
+    pub context_injection_role: InjectionRole,
+    /// Whether the injection is for the next provider call only: it reaches
+    /// the model once and is not stored in the session (inject_context).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub ephemeral: bool,
+    /// After an emit: every injection the handlers made, in handler order
+    /// (the folded `context_injection` joins the stored ones' texts).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub injections: Vec<ContextInjection>,
     /// The question (ask_user).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub approval_prompt: Option<String>,
@@ -181,6 +230,9 @@ impl Default for HookResult {
             reason: None,
             data: None,
             context_injection: None,
+            context_injection_role: InjectionRole::System,
+            ephemeral: false,
+            injections: Vec::new(),
             approval_prompt: None,
             approval_options: Vec::new(),
             approval_timeout_secs: None,
@@ -221,6 +273,26 @@ impl HookResult {
             context_injection: Some(text.into()),
             ..Self::default()
         }
+    }
+
+    /// Add `text` to the model's context for the next provider call only,
+    /// without storing it.
+    pub fn inject_ephemeral(text: impl Into<String>) -> Self {
+        Self {
+            ephemeral: true,
+            ..Self::inject_context(text)
+        }
+    }
+
+    /// The same injection given to the model as `role`.
+    pub fn with_role(mut self, role: InjectionRole) -> Self {
+        self.context_injection_role = role;
+        self
+    }
+
+    /// The injections of a folded result that are stored (not ephemeral).
+    pub fn stored_injections(&self) -> impl Iterator<Item = &ContextInjection> {
+        self.injections.iter().filter(|i| !i.ephemeral)
     }
 
     /// Ask the approval system `prompt` first.
@@ -432,7 +504,7 @@ impl HookRegistry {
             .collect();
 
         let mut modified = false;
-        let mut injections: Vec<String> = Vec::new();
+        let mut injections: Vec<ContextInjection> = Vec::new();
         let mut ask_user: Option<HookResult> = None;
         let mut user_message: Option<String> = None;
         for (name, handler) in chain {
@@ -462,7 +534,11 @@ impl HookRegistry {
                 }
                 HookAction::InjectContext => {
                     if let Some(text) = result.context_injection {
-                        injections.push(text);
+                        injections.push(ContextInjection {
+                            text,
+                            role: result.context_injection_role,
+                            ephemeral: result.ephemeral,
+                        });
                     }
                 }
                 HookAction::AskUser => {
@@ -517,10 +593,17 @@ impl HookRegistry {
         } else {
             HookAction::Continue
         };
+        let stored: Vec<&str> = injections
+            .iter()
+            .filter(|i| !i.ephemeral)
+            .map(|i| i.text.as_str())
+            .collect();
+        let context_injection = (!stored.is_empty()).then(|| stored.join("\n\n"));
         HookResult {
             action,
             data: Some(data),
-            context_injection: (!injections.is_empty()).then(|| injections.join("\n\n")),
+            context_injection,
+            injections,
             user_message,
             ..HookResult::default()
         }
@@ -623,6 +706,31 @@ mod tests {
         let data = out.data.unwrap();
         assert_eq!(data["a"], true);
         assert_eq!(data["b"], true);
+    }
+
+    #[tokio::test]
+    async fn ephemeral_injections_are_collected_apart_from_stored_ones() {
+        let reg = HookRegistry::new();
+        reg.register("e", returning(HookResult::inject_context("kept")), 0, "k");
+        let reminder = HookResult::inject_ephemeral("once").with_role(InjectionRole::User);
+        reg.register("e", returning(reminder), 1, "r");
+        let out = reg.emit("e", json!({})).await;
+        assert_eq!(out.action, HookAction::InjectContext);
+        assert_eq!(out.context_injection.as_deref(), Some("kept"));
+        assert_eq!(out.injections.len(), 2);
+        assert!(!out.injections[0].ephemeral);
+        assert_eq!(out.injections[1].text, "once");
+        assert!(out.injections[1].ephemeral);
+        assert_eq!(out.injections[1].role, InjectionRole::User);
+        assert_eq!(out.stored_injections().count(), 1);
+        // Amplifier's field names on the wire.
+        let wire: HookResult = serde_json::from_value(json!({
+            "action": "inject_context", "context_injection": "x",
+            "context_injection_role": "user", "ephemeral": true
+        }))
+        .unwrap();
+        assert!(wire.ephemeral);
+        assert_eq!(wire.context_injection_role, InjectionRole::User);
     }
 
     #[tokio::test]

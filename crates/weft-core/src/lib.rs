@@ -60,6 +60,7 @@ pub mod feed;
 mod fork;
 pub mod hooks;
 pub mod id;
+pub mod inject_hook;
 pub mod lease;
 pub mod live;
 pub mod log;

@@ -113,7 +113,7 @@ pub fn turn_conflict(
     }
     let touched = others.iter().find(|r| match &r.kind {
         RecordKind::Message(m) => &m.branch == branch,
-        RecordKind::BranchRemoved { branch: b }
+        RecordKind::BranchRemoved { branch: b, .. }
         | RecordKind::Rewind { branch: b, .. }
         | RecordKind::Compaction { branch: b, .. }
         | RecordKind::MailCollected { recipient: b, .. } => b == branch,

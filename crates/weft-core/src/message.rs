@@ -210,6 +210,11 @@ pub const META_CLONE_FROM: &str = "clone_from";
 /// Metadata key: `true` on a message that was loaded (imported) rather than
 /// produced in this session.
 pub const META_LOADED: &str = "loaded";
+
+/// Metadata flag of a branch's system message (LionAGI's `System` message,
+/// recorded when the branch is made): a row of the branch's messages and
+/// the table export; the model gets the branch's system prompt instead.
+pub const META_BRANCH_SYSTEM: &str = "branch_system";
 /// Metadata key: `true` on a tool result weft made up itself (a cancelled,
 /// interrupted or orphaned call), not produced by the tool.
 pub const META_SYNTHETIC: &str = "synthetic";

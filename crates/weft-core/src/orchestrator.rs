@@ -6,7 +6,10 @@
 //! tools: `tool:pre` (deny → a "Denied by hook: …" result; modify → new
 //! input), run them **in parallel**, `tool:post` (modify may replace the
 //! result) or `tool:error`, append the results **in call order**, and loop;
-//! else append the final answer. `max_iterations` bounds the loop: when it
+//! else append the final answer. Context a hook injects (`prompt:submit`,
+//! `provider:request`, `tool:pre`, `tool:post`) is recorded and reaches the
+//! model from then on, unless it is `ephemeral`: then it is added to the
+//! next provider request only and never stored. `max_iterations` bounds the loop: when it
 //! is reached, one last call is made without tools. `prompt:complete` and
 //! `orchestrator:complete` are emitted on every exit path;
 //! `execution:start`/`execution:end` around every turn are the runtime's
@@ -25,7 +28,7 @@ use tokio_util::sync::CancellationToken;
 use crate::approval::ApprovalSystem;
 use crate::context::ContextManager;
 use crate::error::SessionError;
-use crate::hooks::{HookAction, HookRegistry, events};
+use crate::hooks::{ContextInjection, HookAction, HookRegistry, InjectionRole, events};
 use crate::id::{BranchId, SessionId, TurnId};
 use crate::log::SessionLog;
 use crate::message::{ContentBlock, Message, Role};
@@ -181,9 +184,8 @@ impl LoopBasic {
         let mut user = Message::text(turn.branch.clone(), Role::User, prompt);
         user.sender = Some("user".into());
         let mut first = vec![user];
-        if let Some(text) = submit.context_injection {
-            first.push(injected(&turn.branch, text));
-        }
+        let (stored, mut pending) = injection_messages(&turn.branch, &submit.injections);
+        first.extend(stored);
         turn.record_messages(first).await?;
 
         let budget = {
@@ -214,6 +216,9 @@ impl LoopBasic {
                 }
                 None => view,
             };
+            // Ephemeral context: this request only.
+            let mut messages = messages;
+            messages.extend(pending.drain(..).map(Arc::new));
             let request = ChatRequest {
                 messages,
                 tools: if last_call { Vec::new() } else { specs.clone() },
@@ -241,7 +246,7 @@ impl LoopBasic {
             if calls.is_empty() || last_call {
                 return Ok(text);
             }
-            self.run_tools(calls, turn).await?;
+            pending = self.run_tools(calls, turn).await?;
             if turn.cancel.is_requested() {
                 return Err(SessionError::Cancelled);
             }
@@ -250,13 +255,13 @@ impl LoopBasic {
 
     async fn call_provider(
         &self,
-        request: ChatRequest,
+        mut request: ChatRequest,
         iteration: u32,
         turn: &TurnContext,
     ) -> Result<ChatResponse, SessionError> {
         let hooks = &turn.hooks;
         let info = turn.provider.info();
-        hooks
+        let asked = hooks
             .emit(
                 events::PROVIDER_REQUEST,
                 json!({
@@ -269,6 +274,13 @@ impl LoopBasic {
                 }),
             )
             .await;
+        if !asked.injections.is_empty() {
+            let (stored, ephemeral) = injection_messages(&turn.branch, &asked.injections);
+            turn.record_messages(stored.clone()).await?;
+            request
+                .messages
+                .extend(stored.into_iter().chain(ephemeral).map(Arc::new));
+        }
         let result = self.stream_response(request, turn).await;
         match result {
             Ok(response) => {
@@ -392,12 +404,14 @@ impl LoopBasic {
         }
     }
 
-    /// Runs the calls concurrently and records their results in call order.
+    /// Runs the calls concurrently and records their results in call order
+    /// (and the context hooks injected); returns the ephemeral context for
+    /// the next request.
     async fn run_tools(
         &self,
         calls: Vec<(String, String, Value)>,
         turn: &TurnContext,
-    ) -> Result<(), SessionError> {
+    ) -> Result<Vec<Message>, SessionError> {
         let runs = calls
             .iter()
             .map(|(id, name, args)| run_one_tool(id, name, args.clone(), turn));
@@ -419,26 +433,54 @@ impl LoopBasic {
                     .insert(crate::message::META_SYNTHETIC.into(), Value::Bool(true));
             }
             messages.push(m);
-            injections.extend(outcome.injection);
+            injections.extend(outcome.injections);
         }
-        if !injections.is_empty() {
-            messages.push(injected(&turn.branch, injections.join("\n\n")));
-        }
-        turn.record_messages(messages).await
+        let (stored, ephemeral) = injection_messages(&turn.branch, &injections);
+        messages.extend(stored);
+        turn.record_messages(messages).await?;
+        Ok(ephemeral)
     }
 }
 
-fn injected(branch: &BranchId, text: String) -> Message {
-    let mut m = Message::text(branch.clone(), Role::System, text);
-    m.sender = Some("hook".into());
-    m.metadata.insert("injected".into(), Value::Bool(true));
-    m
+/// The messages for a fold's injections: `(stored, ephemeral)`, each run of
+/// one role joined into one message. Injected messages are marked
+/// `injected` (and `ephemeral`) in their metadata and sent by `hook`.
+fn injection_messages(
+    branch: &BranchId,
+    injections: &[ContextInjection],
+) -> (Vec<Message>, Vec<Message>) {
+    let group = |ephemeral: bool| {
+        let mut runs: Vec<(InjectionRole, Vec<&str>)> = Vec::new();
+        for i in injections.iter().filter(|i| i.ephemeral == ephemeral) {
+            match runs.last_mut() {
+                Some((role, texts)) if *role == i.role => texts.push(&i.text),
+                _ => runs.push((i.role, vec![&i.text])),
+            }
+        }
+        runs.into_iter()
+            .map(|(role, texts)| {
+                let role = match role {
+                    InjectionRole::System => Role::System,
+                    InjectionRole::User => Role::User,
+                    InjectionRole::Assistant => Role::Assistant,
+                };
+                let mut m = Message::text(branch.clone(), role, texts.join("\n\n"));
+                m.sender = Some("hook".into());
+                m.metadata.insert("injected".into(), Value::Bool(true));
+                if ephemeral {
+                    m.metadata.insert("ephemeral".into(), Value::Bool(true));
+                }
+                m
+            })
+            .collect::<Vec<_>>()
+    };
+    (group(false), group(true))
 }
 
 struct ToolOutcome {
     output: ToolOutput,
     synthetic: bool,
-    injection: Option<String>,
+    injections: Vec<ContextInjection>,
 }
 
 async fn run_one_tool(id: &str, name: &str, input: Value, turn: &TurnContext) -> ToolOutcome {
@@ -454,7 +496,7 @@ async fn run_one_tool(id: &str, name: &str, input: Value, turn: &TurnContext) ->
         return ToolOutcome {
             output: ToolOutput::error(format!("Denied by hook: {reason}")),
             synthetic: false,
-            injection: None,
+            injections: Vec::new(),
         };
     }
     let input = match pre.action {
@@ -466,7 +508,7 @@ async fn run_one_tool(id: &str, name: &str, input: Value, turn: &TurnContext) ->
             .unwrap_or(input),
         _ => input,
     };
-    let mut injection = pre.context_injection;
+    let mut injections = pre.injections;
     let Some(tool) = turn.tools.get(name).cloned() else {
         let known: Vec<&str> = turn.tools.keys().map(String::as_str).collect();
         let error = format!(
@@ -486,7 +528,7 @@ async fn run_one_tool(id: &str, name: &str, input: Value, turn: &TurnContext) ->
         return ToolOutcome {
             output: ToolOutput::error(error),
             synthetic: false,
-            injection,
+            injections,
         };
     };
     let ctx = turn.tool_context(id);
@@ -496,7 +538,7 @@ async fn run_one_tool(id: &str, name: &str, input: Value, turn: &TurnContext) ->
         // an immediately cancelled call is always answered as cancelled.
         biased;
         _ = cancel.cancelled() => {
-            return ToolOutcome { output: ToolOutput::error(TOOL_CANCELLED), synthetic: true, injection };
+            return ToolOutcome { output: ToolOutput::error(TOOL_CANCELLED), synthetic: true, injections };
         }
         out = tool.execute(input.clone(), &ctx) => out,
     };
@@ -510,12 +552,7 @@ async fn run_one_tool(id: &str, name: &str, input: Value, turn: &TurnContext) ->
                 }),
             )
             .await;
-        if let Some(text) = post.context_injection {
-            injection = Some(match injection {
-                Some(prev) => format!("{prev}\n\n{text}"),
-                None => text,
-            });
-        }
+        injections.extend(post.injections);
         match post.action {
             HookAction::Deny => ToolOutput::error(format!(
                 "Denied by hook: {}",
@@ -544,7 +581,7 @@ async fn run_one_tool(id: &str, name: &str, input: Value, turn: &TurnContext) ->
     ToolOutcome {
         output,
         synthetic: false,
-        injection,
+        injections,
     }
 }
 

@@ -5,7 +5,7 @@
 use serde_json::json;
 
 use crate::error::SessionError;
-use crate::hooks::{HookResult, events, hook_fn};
+use crate::hooks::{HookResult, InjectionRole, events, hook_fn};
 use crate::message::Role;
 use crate::provider::ProviderError;
 use crate::testing::{
@@ -211,4 +211,82 @@ async fn tool_outputs_and_failures_reach_the_model() {
     assert_eq!(errors.len(), 1);
     assert_eq!(errors[0]["tool_name"], "broken");
     assert_eq!(hook.count(events::TOOL_POST), 1);
+}
+
+#[tokio::test]
+async fn ephemeral_context_reaches_one_request_and_is_not_stored() {
+    let tool = FakeTool::new("look", "seen");
+    let provider = FakeProvider::replying([
+        Reply::tool_call("look", json!({})),
+        Reply::text("done"),
+        Reply::text("again"),
+    ]);
+    let session = session_with(&provider, vec![tool.as_tool()])
+        .await
+        .expect("session");
+    // A reminder on every provider call, a note after the prompt, a kept
+    // note after each tool.
+    session.hooks().register(
+        events::PROVIDER_REQUEST,
+        hook_fn(|_, _| async { Ok(HookResult::inject_ephemeral("reminder")) }),
+        0,
+        "reminder",
+    );
+    session.hooks().register(
+        events::PROMPT_SUBMIT,
+        hook_fn(|_, _| async {
+            Ok(HookResult::inject_ephemeral("status").with_role(InjectionRole::User))
+        }),
+        0,
+        "status",
+    );
+    session.hooks().register(
+        events::TOOL_POST,
+        hook_fn(|_, _| async { Ok(HookResult::inject_context("kept")) }),
+        0,
+        "kept",
+    );
+    session.execute("go").await.expect("answer");
+    session.execute("more").await.expect("answer");
+
+    let requests = provider.requests();
+    let texts = |i: usize| -> Vec<(Role, String)> {
+        requests[i]
+            .messages
+            .iter()
+            .map(|m| (m.role, m.text_content()))
+            .collect()
+    };
+    // The first call: the prompt, the prompt's status (as a user message)
+    // and the reminder, last.
+    assert_eq!(
+        texts(0),
+        [
+            (Role::User, "go".to_string()),
+            (Role::User, "status".to_string()),
+            (Role::System, "reminder".to_string()),
+        ]
+    );
+    // The second call (after the tool): no status, one reminder, the kept
+    // note stored with the tool result.
+    let second = texts(1);
+    assert_eq!(second.iter().filter(|(_, t)| t == "reminder").count(), 1);
+    assert!(!second.iter().any(|(_, t)| t == "status"), "{second:?}");
+    assert!(
+        second
+            .iter()
+            .any(|(r, t)| *r == Role::System && t == "kept")
+    );
+    // Only the kept note is in the log.
+    let log = messages(&session, None).await.expect("messages");
+    let stored: Vec<String> = log.iter().map(|m| m.text_content()).collect();
+    assert!(stored.contains(&"kept".to_string()), "{stored:?}");
+    assert!(
+        !stored.iter().any(|t| t == "reminder" || t == "status"),
+        "{stored:?}"
+    );
+    // The next turn sees the next turn's ephemeral context only.
+    let third = texts(2);
+    assert_eq!(third.iter().filter(|(_, t)| t == "status").count(), 1);
+    assert_eq!(third.iter().filter(|(_, t)| t == "reminder").count(), 1);
 }

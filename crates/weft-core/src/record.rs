@@ -151,6 +151,11 @@ pub enum RecordKind {
     BranchRemoved {
         /// The removed branch.
         branch: BranchId,
+        /// Deleted too (LionAGI `remove_branch(…, delete=True)`): its
+        /// messages leave every view and export and its undelivered mail is
+        /// dropped; the records stay in the log.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        delete: bool,
     },
     /// The default branch changed.
     DefaultBranch {

@@ -1,7 +1,8 @@
 //! The module registry: module names → constructors.
 //!
 //! A mount plan names modules; the registry builds them. weft-core registers
-//! its own (`loop-basic`, `context-simple`, `hooks-logging`); the provider and
+//! its own (`loop-basic`, `context-simple`, `hooks-logging`,
+//! `hooks-inject-context`); the provider and
 //! tool crates add theirs (`weft_providers::register`, `weft_tools::register`).
 //! Asking for an unknown name is an error that lists the known ones.
 
@@ -12,6 +13,7 @@ use std::sync::Arc;
 use crate::context::{ContextManager, SimpleContext};
 use crate::hooks::{ALL_EVENTS, HookHandler, HookRegistry};
 use crate::id::SessionId;
+use crate::inject_hook::{self, InjectContextHook};
 use crate::logging::LoggingHook;
 use crate::mount::{ModuleSpec, MountError};
 use crate::orchestrator::{LoopBasic, Orchestrator};
@@ -104,7 +106,7 @@ impl ModuleRegistry {
     }
 
     /// A registry with weft-core's modules: `loop-basic`, `context-simple`,
-    /// `hooks-logging`.
+    /// `hooks-logging`, `hooks-inject-context`.
     pub fn with_core_modules() -> Self {
         let mut r = Self::default();
         r.register_orchestrator("loop-basic", |spec, _env| {
@@ -117,6 +119,15 @@ impl ModuleRegistry {
             Ok(Arc::new(SimpleContext::new()) as Arc<dyn ContextManager>)
         });
         r.register_hook("hooks-logging", LoggingHook::mount);
+        r.register_hook(inject_hook::MODULE, |spec, _env| {
+            let m = InjectContextHook::from_spec(spec)?;
+            Ok(vec![HookMount {
+                event: m.event,
+                handler: m.handler,
+                priority: m.priority,
+                name: inject_hook::MODULE.into(),
+            }])
+        });
         r
     }
 

@@ -18,7 +18,9 @@
 //!    unanswered tool calls (a crash mid-tool) is repaired with synthetic
 //!    error results.
 //! 3. [`Session::cleanup`] emits `session:end` exactly once and completes the
-//!    session.
+//!    session. [`Session::scope`] does all three around a closure and always
+//!    cleans up; a session dropped active without cleanup is recorded as
+//!    ended uncleanly.
 //!
 //! Every message, usage figure and status change is appended to the session
 //! log through the [`Store`] and published, with the kernel events, to the
@@ -54,6 +56,7 @@ mod delegate;
 mod handle;
 mod lifecycle;
 mod resume;
+mod scope;
 mod state;
 #[cfg(test)]
 mod tests;
@@ -116,6 +119,11 @@ pub struct SessionConfig {
     /// feed of its own, [`Session::feed`]). A daemon passes the feed its
     /// streams already follow.
     pub feed: Option<Feed>,
+    /// Whether a session that ran a turn and whose last handle is dropped
+    /// without [`Session::cleanup`] is recorded as ended uncleanly (true by
+    /// default; the daemon, which keeps sessions active between handles,
+    /// turns it off). See [`Session::scope`].
+    pub record_unclean_drop: bool,
 }
 
 impl SessionConfig {
@@ -137,6 +145,7 @@ impl SessionConfig {
             model: None,
             wait_for_turn: true,
             feed: None,
+            record_unclean_drop: true,
         }
     }
 }

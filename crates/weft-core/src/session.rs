@@ -31,6 +31,10 @@ pub enum SessionStatus {
     Failed,
     /// Stopped from outside.
     Terminated,
+    /// Its last [`crate::Session`] handle was dropped while it was active,
+    /// without cleanup (a library user's bug or a cancelled task); a turn
+    /// reactivates it like any ended session.
+    EndedUncleanly,
 }
 
 impl SessionStatus {
@@ -42,14 +46,19 @@ impl SessionStatus {
             SessionStatus::Completed => "completed",
             SessionStatus::Failed => "failed",
             SessionStatus::Terminated => "terminated",
+            SessionStatus::EndedUncleanly => "ended_uncleanly",
         }
     }
 
-    /// Whether the session has ended (completed, failed or terminated).
+    /// Whether the session has ended (completed, failed, terminated or
+    /// ended uncleanly).
     pub fn is_ended(self) -> bool {
         matches!(
             self,
-            SessionStatus::Completed | SessionStatus::Failed | SessionStatus::Terminated
+            SessionStatus::Completed
+                | SessionStatus::Failed
+                | SessionStatus::Terminated
+                | SessionStatus::EndedUncleanly
         )
     }
 
@@ -83,8 +92,9 @@ impl std::str::FromStr for SessionStatus {
             "completed" => Ok(SessionStatus::Completed),
             "failed" => Ok(SessionStatus::Failed),
             "terminated" => Ok(SessionStatus::Terminated),
+            "ended_uncleanly" => Ok(SessionStatus::EndedUncleanly),
             other => Err(format!(
-                "unknown status {other:?}: use created, active, completed, failed or terminated"
+                "unknown status {other:?}: use created, active, completed, failed, terminated or ended_uncleanly"
             )),
         }
     }
@@ -306,9 +316,21 @@ pub struct Branch {
     /// Where it was split from, if it was.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub created_from: Option<SplitFrom>,
-    /// Its system message.
+    /// Its system message (with its `System Time:` line when
+    /// `system_datetime` is set).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub system: Option<String>,
+    /// Who sent the system message (LionAGI `system_sender`; default
+    /// `system`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub system_sender: Option<String>,
+    /// The time stamped into the system message (LionAGI
+    /// `system_datetime`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub system_datetime: Option<String>,
+    /// The branch's owner (LionAGI `user`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user: Option<String>,
     /// Tools made available to it (by name), beyond the session's.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub tools: Vec<String>,
@@ -329,6 +351,9 @@ impl Branch {
             created_at,
             created_from: None,
             system: None,
+            system_sender: None,
+            system_datetime: None,
+            user: None,
             tools: Vec::new(),
             model: None,
             provider: None,

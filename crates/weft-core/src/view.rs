@@ -245,12 +245,14 @@ impl SessionView {
                     });
                 }
             }
-            RecordKind::BranchRemoved { branch } => {
+            RecordKind::BranchRemoved { branch, delete } => {
                 self.branches.retain(|v| &v.branch.id != branch);
                 for pending in &mut self.mail {
                     pending.waiting.retain(|b| b != branch);
                 }
-                self.mail.retain(|p| !p.waiting.is_empty());
+                // A deleted branch's undelivered mail goes with it.
+                self.mail
+                    .retain(|p| !(p.waiting.is_empty() || (*delete && &p.mail.from == branch)));
             }
             RecordKind::MailSent(mail) => self.mail.push(PendingMail {
                 seq: record.seq,

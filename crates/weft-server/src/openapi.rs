@@ -24,8 +24,8 @@ use crate::model::{
     ForkedFromInfo, Health, ImageSourceDoc, LlmOverridesRequest, MailInfo, MessageUsage, Multitask,
     NewBranchRequest, ProfileEntry, RewindRequest, RewindResponse, RunRequest, RunResponse,
     SendMailRequest, SendMessageRequest, SendMessageResponse, SessionInfo, SetStateRequest,
-    SettingsOverridesRequest, SplitFromInfo, SplitRequest, SseEvent, StateEntry, TokenUsage,
-    TranscriptMessage, UpdateSessionRequest,
+    SettingsOverridesRequest, SplitFromInfo, SplitRequest, SseEvent, StateEntry,
+    SystemDatetimeParam, TokenUsage, TranscriptMessage, UpdateSessionRequest,
 };
 use crate::routes::{agentkernel, branches, docs, messages, sessions, state};
 
@@ -297,7 +297,7 @@ fn shared_responses(op: &mut Operation, method: &str, long: bool) {
         TranscriptMessage, SendMessageRequest, SendMessageResponse, ForkRequest,
         CleanupRequest, CleanupResponse, ProfileEntry, RunRequest, ChatRequest, RunResponse,
         AgentEntry, Health, Multitask, BranchInfo, BranchDetail, SplitFromInfo, BranchMessage,
-        NewBranchRequest, SplitRequest, RewindRequest, RewindResponse, BranchPromptRequest, SendMailRequest, MailInfo,
+        NewBranchRequest, SystemDatetimeParam, SplitRequest, RewindRequest, RewindResponse, BranchPromptRequest, SendMailRequest, MailInfo,
         CollectMailRequest, CollectMailResponse, StateEntry, SetStateRequest,
     )),
     modifiers(&Conventions),

@@ -38,6 +38,9 @@ async fn branches_list_new_get_default_remove() {
         "createdAt",
         "createdFrom",
         "system",
+        "systemSender",
+        "systemDatetime",
+        "user",
         "tools",
         "model",
         "provider",
@@ -71,7 +74,8 @@ async fn branches_list_new_get_default_remove() {
     assert_eq!(status, 201, "{made}");
     assert_eq!(made["id"], "research");
     assert_eq!(made["name"], "research");
-    assert_eq!(made["messageCount"], 2);
+    // The system message is its first message, then the loaded ones.
+    assert_eq!(made["messageCount"], 3);
     assert_eq!(made["default"], false);
     assert_eq!(made["system"], "be brief");
     assert_eq!(made["tools"], json!(["grep"]));
@@ -125,12 +129,18 @@ async fn branches_list_new_get_default_remove() {
     let messages = got["messages"].as_array().expect("messages");
     assert_eq!(
         texts(messages),
-        vec![json!("imported question"), json!("imported answer")]
+        vec![
+            json!("be brief"),
+            json!("imported question"),
+            json!("imported answer")
+        ]
     );
-    assert_eq!(messages[0]["metadata"]["loaded"], true);
-    assert_eq!(messages[1]["role"], "assistant");
-    assert_eq!(messages[1]["sender"], "archive");
-    assert_eq!(messages[0]["branch"], "research");
+    assert_eq!(messages[0]["role"], "system");
+    assert_eq!(messages[0]["sender"], "system");
+    assert_eq!(messages[1]["metadata"]["loaded"], true);
+    assert_eq!(messages[2]["role"], "assistant");
+    assert_eq!(messages[2]["sender"], "archive");
+    assert_eq!(messages[1]["branch"], "research");
 
     // Unknown branch in the path: 404 naming it.
     for (method, path) in [
@@ -168,7 +178,11 @@ async fn branches_list_new_get_default_remove() {
     assert_eq!(defaults, ["research"]);
     assert_eq!(
         texts(&s.transcript(&id).await),
-        vec![json!("imported question"), json!("imported answer")]
+        vec![
+            json!("be brief"),
+            json!("imported question"),
+            json!("imported answer")
+        ]
     );
     let (status, last) = s
         .get(&format!("{b}/branches/research/transcript?limit=1"))

@@ -288,7 +288,7 @@ async fn changes_while_live_keep_the_log_head_right() {
     wait_branches_idle(&s, &id).await;
     assert_eq!(
         s.branch_texts(&id, "side").await,
-        vec![json!("context"), json!("two"), json!("two")]
+        vec![json!("short"), json!("context"), json!("two"), json!("two")]
     );
     assert_eq!(
         s.branch_texts(&id, "fork").await,

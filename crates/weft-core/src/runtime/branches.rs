@@ -10,7 +10,7 @@ use crate::branches;
 use crate::context::ContextManager;
 use crate::error::SessionError;
 use crate::id::BranchId;
-use crate::message::Message;
+use crate::message::{META_BRANCH_SYSTEM, Message};
 use crate::record::RecordKind;
 use crate::session::Branch;
 use crate::store::StoreError;
@@ -68,9 +68,10 @@ impl Session {
     }
 
     /// Removes a branch (the first remaining one becomes the default if it
-    /// was the default).
-    pub async fn remove_branch(&self, id_or_name: &str) -> Result<(), SessionError> {
-        self.update_with(|view| Ok(((), branches::remove_branch(view, id_or_name)?)))
+    /// was the default); with `delete` its messages also leave every view
+    /// and export ([`branches::remove_branch`]).
+    pub async fn remove_branch(&self, id_or_name: &str, delete: bool) -> Result<(), SessionError> {
+        self.update_with(|view| Ok(((), branches::remove_branch(view, id_or_name, delete)?)))
             .await
     }
 
@@ -225,7 +226,14 @@ impl Session {
             .registry
             .context(&cfg.plan.session.context, &mounted.env)?;
         // The view is ours: its messages move into the context, uncopied.
-        let history: Vec<Message> = branch.messages.into_iter().map(|m| m.message).collect();
+        // The branch's system message row is not sent: the turn gives the
+        // model the branch's system prompt.
+        let history: Vec<Message> = branch
+            .messages
+            .into_iter()
+            .map(|m| m.message)
+            .filter(|m| !m.flag(META_BRANCH_SYSTEM))
+            .collect();
         context.set_messages(history).await;
         contexts.insert(
             branch.branch.id.clone(),

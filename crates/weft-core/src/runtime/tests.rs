@@ -277,3 +277,32 @@ async fn a_rewound_turn_leaves_the_models_context_and_the_view() {
         head
     );
 }
+
+#[tokio::test]
+async fn a_branch_system_message_reaches_the_model_once() {
+    let provider = FakeProvider::replying([Reply::text("ok")]);
+    let session = session_with(&provider, vec![]).await.expect("session");
+    session
+        .new_branch(NewBranch {
+            name: "coding".into(),
+            system: Some("You code.".into()),
+            ..NewBranch::default()
+        })
+        .await
+        .expect("branch");
+    session
+        .execute_on(Some("coding"), "hi")
+        .await
+        .expect("answer");
+    let request = &provider.requests()[0];
+    let systems: Vec<String> = request
+        .messages
+        .iter()
+        .filter(|m| m.role == Role::System)
+        .map(|m| m.text_content())
+        .collect();
+    assert_eq!(systems, ["You code."]);
+    // The branch's messages start with it.
+    let log = messages(&session, Some("coding")).await.expect("messages");
+    assert_eq!(roles(&log), [Role::System, Role::User, Role::Assistant]);
+}

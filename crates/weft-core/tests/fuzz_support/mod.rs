@@ -231,12 +231,16 @@ pub fn branch() -> impl Strategy<Value = Branch> {
         text(),
         timestamp(),
         prop::collection::vec(text(), 0..3),
+        prop::option::of(text()),
+        prop::option::of(text()),
     )
-        .prop_map(|(id, name, ts, tools)| {
+        .prop_map(|(id, name, ts, tools, user, system_sender)| {
             let mut b = Branch::main(ts);
             b.id = id;
             b.name = name;
             b.tools = tools;
+            b.user = user;
+            b.system_sender = system_sender;
             b
         })
 }
@@ -269,7 +273,7 @@ pub fn later_kind() -> impl Strategy<Value = RecordKind> {
                 RecordKind::Meta(MetaPatch { name, description, model, metadata })
             }),
         2 => branch().prop_map(RecordKind::BranchCreated),
-        1 => branch_id().prop_map(|branch| RecordKind::BranchRemoved { branch }),
+        1 => (branch_id(), any::<bool>()).prop_map(|(branch, delete)| RecordKind::BranchRemoved { branch, delete }),
         1 => branch_id().prop_map(|branch| RecordKind::DefaultBranch { branch }),
         1 => (text(), branch_id(), prop::collection::vec(branch_id(), 0..3), json_value(), timestamp())
             .prop_map(|(id, from, to, item, sent_at)| {

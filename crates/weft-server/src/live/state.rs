@@ -144,7 +144,7 @@ fn check_busy(view: &SessionView, kinds: &[RecordKind], busy: &[BranchId]) -> Re
     }
     for kind in kinds {
         let (branch, why) = match kind {
-            RecordKind::BranchRemoved { branch } => {
+            RecordKind::BranchRemoved { branch, .. } => {
                 (branch, "a branch is removed between its turns")
             }
             RecordKind::MailCollected { recipient, .. } => {

@@ -130,6 +130,8 @@ impl Core {
         // The session publishes its records and events to the feed the
         // slot's streams follow.
         config.feed = Some(slot.feed.clone());
+        // Live sessions stay active when dropped idle: the API ends them.
+        config.record_unclean_drop = false;
         let session = Session::new(config);
         session.initialize().await?;
         *lock(&slot.live_as) = Some(RunAs {

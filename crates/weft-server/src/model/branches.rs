@@ -28,8 +28,15 @@ pub struct BranchInfo {
     pub created_at: DateTime<Utc>,
     /// Where it was split from, if it was.
     pub created_from: Option<SplitFromInfo>,
-    /// Its system message.
+    /// Its system message (after a `System Time:` line when a time was
+    /// stamped).
     pub system: Option<String>,
+    /// Who sent its system message (default `system`).
+    pub system_sender: Option<String>,
+    /// The time stamped into its system message.
+    pub system_datetime: Option<String>,
+    /// Its owner.
+    pub user: Option<String>,
     /// The tools it may use (empty: all of the session's).
     pub tools: Vec<String>,
     /// Its model, when it differs from the session's.
@@ -84,6 +91,9 @@ impl BranchInfo {
                 upto_seq: f.upto_seq,
             }),
             system: branch.system.clone(),
+            system_sender: branch.system_sender.clone(),
+            system_datetime: branch.system_datetime.clone(),
+            user: branch.user.clone(),
             tools: branch.tools.clone(),
             model: branch.model.clone(),
             provider: branch.provider.clone(),
@@ -145,6 +155,47 @@ pub struct NewBranchRequest {
     /// Its provider module (`provider-anthropic` or `anthropic`, …).
     #[serde(default)]
     pub provider: Option<String>,
+    /// Who sends its system message (LionAGI `system_sender`; default
+    /// `system`).
+    #[serde(default, alias = "system_sender")]
+    pub system_sender: Option<String>,
+    /// A time to stamp into its system message (LionAGI
+    /// `system_datetime`): `true` for now (to the minute, UTC), `false`
+    /// for none, or a string used as is.
+    #[serde(default, alias = "system_datetime")]
+    pub system_datetime: Option<SystemDatetimeParam>,
+    /// Its owner (LionAGI `user`).
+    #[serde(default)]
+    pub user: Option<String>,
+}
+
+/// `systemDatetime`: `true`/`false` or the text to stamp.
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(untagged)]
+pub enum SystemDatetimeParam {
+    /// Stamp the current time (or not).
+    Now(bool),
+    /// Stamp this text.
+    At(String),
+}
+
+impl From<SystemDatetimeParam> for weft_core::branches::SystemDatetime {
+    fn from(p: SystemDatetimeParam) -> Self {
+        match p {
+            SystemDatetimeParam::Now(b) => Self::Now(b),
+            SystemDatetimeParam::At(s) => Self::At(s),
+        }
+    }
+}
+
+/// `DELETE /api/v1/sessions/{id}/branches/{branch}` query.
+#[derive(Debug, Clone, Default, Deserialize, IntoParams)]
+#[serde(default)]
+#[into_params(parameter_in = Query)]
+pub struct RemoveBranchParams {
+    /// Delete it too (LionAGI `delete=True`): its messages leave every view
+    /// and export (the log keeps them) and its undelivered mail is dropped.
+    pub delete: bool,
 }
 
 /// `POST /api/v1/sessions/{id}/branches/{branch}/split`.

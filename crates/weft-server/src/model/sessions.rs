@@ -44,7 +44,8 @@ pub struct SessionInfo {
     pub parent_session_id: Option<String>,
     /// The root session of its delegation tree.
     pub trace_id: String,
-    /// `created`, `active`, `completed`, `failed` or `terminated`.
+    /// `created`, `active`, `completed`, `failed`, `terminated` or
+    /// `ended_uncleanly`.
     #[schema(value_type = String, example = "active")]
     pub status: SessionStatus,
     /// The profile it runs.
@@ -364,9 +365,9 @@ pub struct CleanupResponse {
 #[serde(default)]
 #[into_params(parameter_in = Query)]
 pub struct ListParams {
-    /// Only this status: `created`, `active`, `completed`, `failed` or
-    /// `terminated`.
-    #[param(value_type = Option<String>, pattern = "^(created|active|completed|failed|terminated)$")]
+    /// Only this status: `created`, `active`, `completed`, `failed`,
+    /// `terminated` or `ended_uncleanly`.
+    #[param(value_type = Option<String>, pattern = "^(created|active|completed|failed|terminated|ended_uncleanly)$")]
     pub status: Option<SessionStatus>,
     /// Only this profile.
     #[serde(alias = "profileName")]

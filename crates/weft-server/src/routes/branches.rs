@@ -31,8 +31,8 @@ use crate::live::{Need, Prompt};
 use crate::model::{
     BranchDetail, BranchInfo, BranchMessage, BranchPromptRequest, CollectMailRequest,
     CollectMailResponse, ConcatParams, LimitParams, MailInfo, MailParams, MessageContent,
-    MultitaskParams, NewBranchRequest, RewindRequest, RewindResponse, SendMailRequest,
-    SendMessageResponse, SplitRequest, TranscriptMessage,
+    MultitaskParams, NewBranchRequest, RemoveBranchParams, RewindRequest, RewindResponse,
+    SendMailRequest, SendMessageResponse, SplitRequest, TranscriptMessage,
 };
 use crate::routes::AppState;
 use crate::routes::messages::{accepted, transcript_of};
@@ -140,6 +140,9 @@ pub(crate) async fn new_branch(
         tools: req.tools,
         model: req.model.filter(|m| !m.trim().is_empty()),
         provider: req.provider.filter(|p| !p.trim().is_empty()),
+        system_sender: req.system_sender,
+        system_datetime: req.system_datetime.map(Into::into),
+        user: req.user,
     };
     let info = core
         .update(&id, |view, _| {
@@ -193,12 +196,15 @@ pub(crate) async fn get_branch(
 
 /// Removes a branch (its messages stay in the log; undelivered mail for it
 /// is dropped). Removing the default makes the first remaining branch the
-/// default; the last branch cannot be removed.
+/// default; the last branch cannot be removed. `?delete=true` deletes it
+/// too: its messages leave every view and export and its undelivered mail
+/// is dropped (a record; the log keeps them).
 #[utoipa::path(
     delete, path = "/api/v1/sessions/{id}/branches/{branch}", tag = "branches",
     params(
         ("id" = String, Path, description = "Session id"),
         ("branch" = String, Path, description = "Branch id or name"),
+        RemoveBranchParams,
     ),
     responses(
         (status = 204, description = "Removed"),
@@ -209,9 +215,10 @@ pub(crate) async fn get_branch(
 pub(crate) async fn delete_branch(
     State(core): State<AppState>,
     PathBranch(PathPair { id, name }): PathBranch,
+    ApiQuery(params): ApiQuery<RemoveBranchParams>,
 ) -> Result<StatusCode, ApiError> {
     core.update(&id, |view, _| {
-        let kinds = branches::remove_branch(view, &name)
+        let kinds = branches::remove_branch(view, &name, params.delete)
             .map_err(|e| ApiError::from_branch(&id, e, None, "branch"))?;
         Ok(((), kinds))
     })

@@ -110,6 +110,9 @@ pub async fn every_record_kind_round_trips(store: Arc<dyn Store>) {
                 upto_seq: 2,
             }),
             system: Some("be brief".into()),
+            system_sender: Some("lead".into()),
+            system_datetime: Some("2026-01-01T00:00Z".into()),
+            user: Some("ana".into()),
             tools: vec!["bash".into()],
             model: None,
             provider: None,
@@ -146,7 +149,10 @@ pub async fn every_record_kind_round_trips(store: Arc<dyn Store>) {
         RecordKind::DefaultBranch {
             branch: side.clone(),
         },
-        RecordKind::BranchRemoved { branch: side },
+        RecordKind::BranchRemoved {
+            branch: side,
+            delete: false,
+        },
         RecordKind::Status(StatusChange {
             from: SessionStatus::Created,
             to: SessionStatus::Active,

@@ -151,7 +151,7 @@ impl FsBackend {
         let rewrite = records.iter().any(|r| match &r.kind {
             RecordKind::Rewind { branch, .. } => branch == default || branch == prev_default,
             RecordKind::DefaultBranch { .. } => true,
-            RecordKind::BranchRemoved { branch } => branch == prev_default,
+            RecordKind::BranchRemoved { branch, .. } => branch == prev_default,
             _ => false,
         });
         if rewrite {
