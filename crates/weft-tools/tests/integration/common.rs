@@ -39,6 +39,7 @@ fn env(dir: &Path) -> ModuleEnv {
         working_dir: dir.to_path_buf(),
         hooks: HookRegistry::new(),
         agents: Vec::new(),
+        providers: Default::default(),
     }
 }
 
