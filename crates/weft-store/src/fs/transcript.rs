@@ -15,8 +15,8 @@
 //! ahead of the transcript's last `seq` (after a crash, or when another
 //! process wrote without updating it) adds the missing lines first, and a
 //! rewind or a change of the default branch rewrites the file from the log.
-//! Tool results become one `tool` line each; a message's text blocks are
-//! joined into `content`.
+//! Tool results become one `tool` line each (`"is_error": true` on a
+//! failed one); a message's text blocks are joined into `content`.
 //!
 //! # Repair
 //!
@@ -242,12 +242,16 @@ pub(crate) fn message_lines(message: &Message, seq: u64, out: &mut Vec<u8>) {
         Role::Tool => {
             for block in &message.content {
                 if let ContentBlock::ToolResult {
-                    call_id, output, ..
+                    call_id,
+                    output,
+                    is_error,
                 } = block
                 {
-                    push(
-                        json!({"role": "tool", "tool_call_id": call_id, "content": output, "timestamp": ts.clone(), "seq": seq, "id": id.clone()}),
-                    );
+                    let mut line = json!({"role": "tool", "tool_call_id": call_id, "content": output, "timestamp": ts.clone(), "seq": seq, "id": id.clone()});
+                    if *is_error {
+                        line["is_error"] = Value::Bool(true);
+                    }
+                    push(line);
                 }
             }
         }
