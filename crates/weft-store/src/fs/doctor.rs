@@ -757,6 +757,12 @@ fn sequence_problem(id: &str, records: &[Record]) -> Option<String> {
     None
 }
 
+/// `metadata.json` as the check reads it.
+struct MetaFile {
+    meta: SessionMeta,
+    log_bytes: u64,
+}
+
 fn metadata_problem(
     path: &Path,
     derived: &Derived,
@@ -878,10 +884,4 @@ mod tests {
         );
         assert_eq!(parsed.file_len - parsed.torn_at, 7);
     }
-}
-
-/// `metadata.json` as the check reads it.
-struct MetaFile {
-    meta: SessionMeta,
-    log_bytes: u64,
 }
