@@ -401,6 +401,13 @@ async fn messages_transcript_patch_fork_list_delete() {
         )
         .await;
     assert_eq!(status, 200, "{body}");
+    let (status, body) = s
+        .patch(
+            &format!("/api/v1/sessions/{id}"),
+            json!({"name": "renamed"}),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
     // Fork after turn 1.
     let (status, fork) = s
         .post(&format!("/api/v1/sessions/{id}/fork"), json!({"turn": 1}))
