@@ -36,6 +36,7 @@ pub async fn models(
         working_dir: PathBuf::from(&app.project.dir),
         hooks: HookRegistry::new(),
         agents: Vec::new(),
+        providers: Default::default(),
     };
     let provider = app.registry.provider(spec, &env)?;
     let models = provider.list_models().await?;

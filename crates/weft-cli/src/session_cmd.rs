@@ -17,8 +17,7 @@ use weft_core::view::{SessionView, turn_starts};
 
 use crate::app::App;
 
-/// The longest session name.
-pub const MAX_NAME_CHARS: usize = 50;
+use weft_core::session::{MAX_NAME_CHARS, check_name};
 
 /// How many sessions `weft session list` shows without `--all` or
 /// `--limit`.
@@ -433,15 +432,9 @@ pub async fn show(app: &App, id: &str, transcript: bool, json_out: bool) -> anyh
 
 /// `weft session rename`.
 pub async fn rename(app: &App, id: &SessionId, name: &str) -> anyhow::Result<()> {
-    let name = name.trim();
+    let name = check_name(name)?;
     if name.is_empty() {
         bail!("the name is empty: give a name of 1 to {MAX_NAME_CHARS} characters");
-    }
-    if name.chars().count() > MAX_NAME_CHARS {
-        bail!(
-            "the name is {} characters long: names are at most {MAX_NAME_CHARS}",
-            name.chars().count()
-        );
     }
     app.store
         .update_meta(
@@ -507,11 +500,9 @@ pub async fn fork(
                 .with_context(|| format!("{:?} is not a turn number", line.trim()))?
         }
     };
-    if let Some(n) = &name
-        && n.chars().count() > MAX_NAME_CHARS
-    {
-        bail!("the name is longer than {MAX_NAME_CHARS} characters");
-    }
+    let name = name
+        .map(|n| check_name(&n).map(str::to_string))
+        .transpose()?;
     let meta = app
         .store
         .fork(&id, ForkPoint::Turn(turn), None, name)

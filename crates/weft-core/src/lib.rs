@@ -17,7 +17,8 @@
 //!   [`approval::DisplaySystem`]; all object-safe, used as `Arc<dyn …>`.
 //! - **Runtime** — mount plans ([`mount`]), profiles ([`profiles`]), the
 //!   module registry ([`registry`]), the `loop-basic` orchestrator, the
-//!   `context-simple` context manager, the `hooks-logging` hook and
+//!   `context-simple` context manager, the `hooks-logging` and
+//!   `hooks-session-naming` ([`naming`]) hooks and
 //!   [`runtime::Session`], whose turns are kernel objects
 //!   ([`Session::start_turn`] → [`TurnHandle`]: id, branch, cancel, events,
 //!   result).
@@ -68,6 +69,7 @@ mod logging;
 pub mod memory;
 pub mod message;
 pub mod mount;
+pub mod naming;
 pub mod orchestrator;
 #[cfg(test)]
 mod orchestrator_tests;

@@ -1,7 +1,7 @@
 //! Profiles: named mount plans.
 //!
-//! Built in: `base` (files, logging) and `dev` (files, search, bash, task
-//! delegation, a sub-agent), also reachable as `foundation/base` and
+//! Built in: `base` (files, logging, session naming) and `dev` (files,
+//! search, bash, task delegation, a sub-agent, logging, session naming), also reachable as `foundation/base` and
 //! `foundation/dev`. User profiles are mount-plan files in
 //! `$WEFT_HOME/profiles/<name>.{yaml,yml,json,toml}`; a user file named like
 //! a built-in profile overrides it (the `foundation/` name always means the
@@ -27,6 +27,7 @@ tools:
   - tool-filesystem
 hooks:
   - hooks-logging
+  - hooks-session-naming
 "#;
 
 /// The `dev` profile.
@@ -47,6 +48,7 @@ tools:
   - tool-task
 hooks:
   - hooks-logging
+  - hooks-session-naming
 agents:
   explorer:
     description: Reads and searches the project to answer one focused question; it changes nothing.

@@ -49,7 +49,16 @@ pub struct ChatRequest {
     pub stop_sequences: Vec<String>,
     /// Extended-thinking budget in tokens, where the provider supports it.
     pub thinking_budget: Option<u32>,
+    /// What the request is for when it is not a turn of the conversation
+    /// ([`PURPOSE_SESSION_TITLE`]); None for turns. See
+    /// [`Provider::answers`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub purpose: Option<String>,
 }
+
+/// [`ChatRequest::purpose`] of the request asking for a session's title
+/// (the `hooks-session-naming` module).
+pub const PURPOSE_SESSION_TITLE: &str = "session_title";
 
 /// Why the model stopped.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -321,6 +330,16 @@ pub trait Provider: Send + Sync {
         request: ChatRequest,
         cancel: CancellationToken,
     ) -> Result<ProviderStream, ProviderError>;
+
+    /// Whether it answers requests made for `purpose` (a
+    /// [`ChatRequest::purpose`], e.g. [`PURPOSE_SESSION_TITLE`]). A model
+    /// answers anything (the default); the scripted provider only what its
+    /// script has an answer for, so modules that ask on their own (session
+    /// naming) stay off for it unless the script says otherwise.
+    fn answers(&self, purpose: &str) -> bool {
+        let _ = purpose;
+        true
+    }
 
     /// Runs a completion to the end and returns the response.
     async fn complete(

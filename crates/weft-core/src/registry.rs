@@ -2,7 +2,7 @@
 //!
 //! A mount plan names modules; the registry builds them. weft-core registers
 //! its own (`loop-basic`, `context-simple`, `hooks-logging`,
-//! `hooks-inject-context`); the provider and
+//! `hooks-inject-context`, `hooks-session-naming`); the provider and
 //! tool crates add theirs (`weft_providers::register`, `weft_tools::register`).
 //! Asking for an unknown name is an error that lists the known ones.
 
@@ -11,11 +11,12 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use crate::context::{ContextManager, SimpleContext};
-use crate::hooks::{ALL_EVENTS, HookHandler, HookRegistry};
+use crate::hooks::{ALL_EVENTS, HookHandler, HookRegistry, events};
 use crate::id::SessionId;
 use crate::inject_hook::{self, InjectContextHook};
 use crate::logging::LoggingHook;
 use crate::mount::{ModuleSpec, MountError};
+use crate::naming::{self, NamingHook, ProviderSlot};
 use crate::orchestrator::{LoopBasic, Orchestrator};
 use crate::provider::Provider;
 use crate::store::Store;
@@ -36,6 +37,10 @@ pub struct ModuleEnv {
     pub hooks: HookRegistry,
     /// The sub-agents the session may delegate to: `(name, description)`.
     pub agents: Vec<(String, String)>,
+    /// The session's providers, filled in once they are mounted (after
+    /// hooks): for hook modules that ask the model themselves
+    /// (`hooks-session-naming`).
+    pub providers: ProviderSlot,
 }
 
 /// A hook handler to register, as a hook module returns it.
@@ -61,6 +66,28 @@ impl LoggingHook {
             priority: i32::MAX,
             name: "hooks-logging".into(),
         }])
+    }
+}
+
+impl NamingHook {
+    /// Builds the `hooks-session-naming` module: one handler on
+    /// `execution:end` (to ask for a title) and `session:end` (to wait for
+    /// it).
+    pub fn mount(_spec: &ModuleSpec, env: &ModuleEnv) -> Result<Vec<HookMount>, MountError> {
+        let hook: Arc<dyn HookHandler> = Arc::new(NamingHook::new(
+            env.store.clone(),
+            env.session_id.clone(),
+            env.providers.clone(),
+        ));
+        Ok([events::EXECUTION_END, events::SESSION_END]
+            .into_iter()
+            .map(|event| HookMount {
+                event: event.to_string(),
+                handler: hook.clone(),
+                priority: 100,
+                name: naming::MODULE.into(),
+            })
+            .collect())
     }
 }
 
@@ -106,7 +133,7 @@ impl ModuleRegistry {
     }
 
     /// A registry with weft-core's modules: `loop-basic`, `context-simple`,
-    /// `hooks-logging`, `hooks-inject-context`.
+    /// `hooks-logging`, `hooks-inject-context`, `hooks-session-naming`.
     pub fn with_core_modules() -> Self {
         let mut r = Self::default();
         r.register_orchestrator("loop-basic", |spec, _env| {
@@ -128,6 +155,7 @@ impl ModuleRegistry {
                 name: inject_hook::MODULE.into(),
             }])
         });
+        r.register_hook(naming::MODULE, NamingHook::mount);
         r
     }
 

@@ -320,6 +320,7 @@ impl Session {
                 .iter()
                 .map(|(name, a)| (name.clone(), a.description.clone()))
                 .collect(),
+            providers: Default::default(),
         };
 
         // Fatal modules first, before anything is written.
@@ -369,6 +370,8 @@ impl Session {
             }
         }
         providers.sort_by_key(|(priority, i, _, _)| (*priority, *i));
+        env.providers
+            .fill(providers.iter().map(|(_, _, _, p)| p.clone()).collect());
         let tools = mount_tools(&cfg.registry, &cfg.plan.tools, &env, &mut warnings)?;
         let display = self.display();
         for w in &warnings {
@@ -406,7 +409,15 @@ impl Session {
             cfg.project.clone(),
             cfg.profile.clone(),
         );
-        meta.name = cfg.name.clone();
+        meta.name = match &cfg.name {
+            Some(name) => Some(
+                crate::session::check_name(name)
+                    .map_err(|e| SessionError::Invalid(e.to_string()))?
+                    .to_string(),
+            )
+            .filter(|n| !n.is_empty()),
+            None => None,
+        };
         meta.user = cfg.user.clone();
         meta.model = cfg.model.clone().or_else(|| {
             cfg.plan
@@ -416,6 +427,21 @@ impl Session {
                 .map(str::to_string)
         });
         meta.agent_name = cfg.agent_name.clone();
+        if let Some(agent) = &cfg.agent_name {
+            // What Amplifier records of a sub-session: the merged plan it
+            // runs and the agent's own part of it.
+            let config = serde_json::to_value(&cfg.plan).unwrap_or(Value::Null);
+            let overlay = cfg
+                .plan
+                .agents
+                .get(agent)
+                .and_then(|a| serde_json::to_value(a).ok())
+                .unwrap_or(Value::Null);
+            meta.metadata
+                .insert(crate::session::META_AGENT_CONFIG.into(), config);
+            meta.metadata
+                .insert(crate::session::META_AGENT_OVERLAY.into(), overlay);
+        }
         if let Some(parent) = &cfg.parent_id {
             meta.parent_id = Some(parent.clone());
             meta.trace_id = match cfg.store.get(parent).await {

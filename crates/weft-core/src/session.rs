@@ -17,6 +17,60 @@ use crate::message::Usage;
 /// The version written in every [`SessionMeta`] (`"v": 1`).
 pub const META_VERSION: u32 = 1;
 
+/// The longest session name, in characters (Amplifier's limit). The CLI,
+/// the daemon and the library all check names with [`check_name`].
+pub const MAX_NAME_CHARS: usize = 50;
+
+/// A session name longer than [`MAX_NAME_CHARS`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "the name is {chars} characters long: session names are at most {MAX_NAME_CHARS} characters"
+)]
+pub struct NameTooLong {
+    /// How many characters the name had.
+    pub chars: usize,
+}
+
+/// Checks a session name: returns it trimmed, or [`NameTooLong`] when the
+/// trimmed name has more than [`MAX_NAME_CHARS`] characters. An empty name
+/// is returned as is (callers decide whether it clears the name or is
+/// refused).
+pub fn check_name(name: &str) -> Result<&str, NameTooLong> {
+    let name = name.trim();
+    let chars = name.chars().count();
+    if chars > MAX_NAME_CHARS {
+        return Err(NameTooLong { chars });
+    }
+    Ok(name)
+}
+
+/// Makes a session name out of free text (a model's suggested title): its
+/// first non-empty line, trimmed, without surrounding quotes or a trailing
+/// period, cut to [`MAX_NAME_CHARS`] characters (on a character boundary).
+/// None when nothing is left.
+pub fn clip_name(text: &str) -> Option<String> {
+    let line = text.lines().map(str::trim).find(|l| !l.is_empty())?;
+    let line = ["Title:", "title:", "TITLE:"]
+        .iter()
+        .find_map(|p| line.strip_prefix(p))
+        .unwrap_or(line);
+    let line = line
+        .trim()
+        .trim_matches(|c: char| matches!(c, '"' | '\'' | '`' | '*' | '#'))
+        .trim();
+    let line = line.strip_suffix('.').unwrap_or(line).trim();
+    let cut: String = line.chars().take(MAX_NAME_CHARS).collect();
+    let cut = cut.trim_end().to_string();
+    (!cut.is_empty()).then_some(cut)
+}
+
+/// The `metadata` key holding a delegated session's merged mount plan
+/// (Amplifier's sub-session `config`).
+pub const META_AGENT_CONFIG: &str = "config";
+/// The `metadata` key holding the agent's own part of a delegated
+/// session's plan (Amplifier's `agent_overlay`).
+pub const META_AGENT_OVERLAY: &str = "agent_overlay";
+
 /// Where a session is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -166,7 +220,8 @@ pub struct SessionMeta {
     pub v: u32,
     /// The session id.
     pub id: SessionId,
-    /// A human name (≤ 50 characters when set from the CLI).
+    /// A human name (at most [`MAX_NAME_CHARS`] characters, see
+    /// [`check_name`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
     /// A longer description.
@@ -394,4 +449,42 @@ pub struct Mail {
     pub item: Value,
     /// When it was sent.
     pub sent_at: DateTime<Utc>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_checked_in_characters() {
+        assert_eq!(check_name("  ok  "), Ok("ok"));
+        let fifty = "é".repeat(MAX_NAME_CHARS);
+        assert_eq!(check_name(&fifty), Ok(fifty.as_str()));
+        let long = "é".repeat(MAX_NAME_CHARS + 1);
+        assert_eq!(
+            check_name(&long),
+            Err(NameTooLong {
+                chars: MAX_NAME_CHARS + 1
+            })
+        );
+        assert!(
+            NameTooLong { chars: 51 }
+                .to_string()
+                .contains("at most 50 characters")
+        );
+    }
+
+    #[test]
+    fn titles_become_names() {
+        assert_eq!(
+            clip_name("\n  \"Fixing the parser.\"\nmore").as_deref(),
+            Some("Fixing the parser")
+        );
+        assert_eq!(clip_name("Title: Rust help").as_deref(), Some("Rust help"));
+        assert_eq!(clip_name("  \n \"\" "), None);
+        let long = format!("{}ü tail", "a".repeat(49));
+        let cut = clip_name(&long).unwrap();
+        assert_eq!(cut.chars().count(), MAX_NAME_CHARS);
+        assert!(cut.ends_with('ü'));
+    }
 }

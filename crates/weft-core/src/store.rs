@@ -649,12 +649,17 @@ pub trait Store: Send + Sync {
         append_at_head(self, id, |_| Ok(kinds.clone())).await
     }
 
-    /// Changes name, description, model or metadata (a `meta` record).
+    /// Changes name, description, model or metadata (a `meta` record). A
+    /// name is trimmed and checked ([`crate::session::check_name`]: too
+    /// long is [`StoreError::Invalid`]); an empty one clears it.
     async fn update_meta(
         &self,
         id: &SessionId,
-        patch: MetaPatch,
+        mut patch: MetaPatch,
     ) -> Result<SessionMeta, StoreError> {
+        if let Some(name) = &patch.name {
+            patch.name = Some(checked_name(name)?);
+        }
         if patch.is_empty() {
             return self.get(id).await;
         }
@@ -694,6 +699,7 @@ pub trait Store: Send + Sync {
         new_id: Option<SessionId>,
         name: Option<String>,
     ) -> Result<SessionMeta, StoreError> {
+        let name = name.map(|n| checked_name(&n)).transpose()?;
         let records = self.read_all(id).await?;
         let source = SessionView::from_records(&records)?.meta;
         let plan = fork_plan(&source, &records, point)?;
@@ -704,7 +710,7 @@ pub trait Store: Send + Sync {
         );
         meta.model = source.model.clone();
         meta.user = source.user.clone();
-        meta.name = name;
+        meta.name = name.filter(|n| !n.is_empty());
         meta.forked_from = Some(ForkedFrom {
             session_id: source.id.clone(),
             turn: plan.turn,
@@ -825,6 +831,14 @@ where
             other => return other,
         }
     }
+}
+
+/// `name` trimmed, or [`StoreError::Invalid`] when it is longer than
+/// [`crate::session::MAX_NAME_CHARS`].
+pub fn checked_name(name: &str) -> Result<String, StoreError> {
+    crate::session::check_name(name)
+        .map(str::to_string)
+        .map_err(|e| StoreError::Invalid(e.to_string()))
 }
 
 /// A lifecycle transition decided against `session`: the `status` record

@@ -20,6 +20,12 @@
 //!
 //! A response may also carry `"error": "message"` to make that call fail
 //! (for testing failure paths).
+//!
+//! Requests for a session title ([`PURPOSE_SESSION_TITLE`], from
+//! `hooks-session-naming`) are answered by the script's `title` (a string,
+//! or a response object such as `{"error": "…"}`) without using up a
+//! response; a script without one, and echo mode, do not answer them
+//! ([`Provider::answers`] is false), so naming stays off.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -33,8 +39,8 @@ use tokio_util::sync::CancellationToken;
 use weft_core::message::{ContentBlock, Message, Role, Usage};
 use weft_core::mount::{ModuleSpec, MountError};
 use weft_core::provider::{
-    ChatRequest, ChatResponse, ModelInfo, Provider, ProviderError, ProviderInfo, ProviderStream,
-    StopReason, StreamEvent,
+    ChatRequest, ChatResponse, ModelInfo, PURPOSE_SESSION_TITLE, Provider, ProviderError,
+    ProviderInfo, ProviderStream, StopReason, StreamEvent,
 };
 use weft_core::registry::ModuleRegistry;
 
@@ -82,12 +88,40 @@ pub struct ScriptedResponse {
     pub error: Option<String>,
 }
 
+/// The script's answer to session-title requests: a title, or a whole
+/// response (to script a failure or a delay).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(untagged)]
+pub enum ScriptedTitle {
+    /// The title text.
+    Text(String),
+    /// A response (`text`, `error`, `delay_ms`, …).
+    Response(ScriptedResponse),
+}
+
+impl ScriptedTitle {
+    fn response(&self) -> ScriptedResponse {
+        match self {
+            ScriptedTitle::Text(text) => ScriptedResponse {
+                text: Some(text.clone()),
+                ..Default::default()
+            },
+            ScriptedTitle::Response(r) => r.clone(),
+        }
+    }
+}
+
 /// A whole script.
 #[derive(Debug, Clone, PartialEq, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Script {
     /// The responses, in order.
     pub responses: Vec<ScriptedResponse>,
+    /// The answer to session-title requests ([`PURPOSE_SESSION_TITLE`]),
+    /// which take no response from `responses`; without it the provider
+    /// does not answer them (session naming stays off).
+    #[serde(default)]
+    pub title: Option<ScriptedTitle>,
 }
 
 impl Script {
@@ -199,6 +233,15 @@ impl ScriptedProvider {
         &self,
         request: &ChatRequest,
     ) -> Result<(usize, ScriptedResponse), ProviderError> {
+        if request.purpose.as_deref() == Some(PURPOSE_SESSION_TITLE) {
+            return match &self.mode {
+                ScriptMode::Script(script) => match &script.title {
+                    Some(title) => Ok((self.served(), title.response())),
+                    None => Err(no_title()),
+                },
+                _ => Err(no_title()),
+            };
+        }
         match &self.mode {
             ScriptMode::Echo | ScriptMode::EchoContext => {
                 let last = if self.mode == ScriptMode::EchoContext {
@@ -246,6 +289,12 @@ impl ScriptedProvider {
     }
 }
 
+fn no_title() -> ProviderError {
+    ProviderError::Other(
+        "the script has no title: add \"title\": \"...\" to the script to answer session-title requests".into(),
+    )
+}
+
 /// Splits `text` into up to four deltas on character boundaries.
 fn deltas(text: &str) -> Vec<String> {
     let chars: Vec<char> = text.chars().collect();
@@ -277,6 +326,15 @@ impl Provider for ScriptedProvider {
             max_output_tokens: 4096,
             supports_tools: true,
             supports_thinking: true,
+        }
+    }
+
+    fn answers(&self, purpose: &str) -> bool {
+        match &self.mode {
+            ScriptMode::Script(script) => {
+                purpose == PURPOSE_SESSION_TITLE && script.title.is_some()
+            }
+            ScriptMode::Echo | ScriptMode::EchoContext => false,
         }
     }
 
@@ -412,6 +470,7 @@ mod tests {
                 text: Some("hello there, world".into()),
                 ..Default::default()
             }],
+            ..Default::default()
         });
         let events: Vec<_> = p
             .stream(request("x"), CancellationToken::new())
@@ -425,6 +484,47 @@ mod tests {
             .count();
         assert!(deltas >= 3, "{deltas}");
         assert!(matches!(events.last(), Some(Ok(StreamEvent::Completed(_)))));
+    }
+
+    #[tokio::test]
+    async fn titles_come_from_the_script_and_use_up_no_response() {
+        let title_request = || ChatRequest {
+            purpose: Some(PURPOSE_SESSION_TITLE.into()),
+            ..request("name this")
+        };
+        let p = ScriptedProvider::new(
+            Script::parse(r#"{"responses": [{"text": "answer"}], "title": "Parser fixes"}"#)
+                .unwrap(),
+        );
+        assert!(p.answers(PURPOSE_SESSION_TITLE));
+        assert!(!p.answers("something else"));
+        let t = p
+            .complete(title_request(), CancellationToken::new())
+            .await
+            .unwrap();
+        assert_eq!(t.content, vec![ContentBlock::text("Parser fixes")]);
+        let a = p
+            .complete(request("hi"), CancellationToken::new())
+            .await
+            .unwrap();
+        assert_eq!(a.content, vec![ContentBlock::text("answer")]);
+
+        let failing =
+            Script::parse(r#"{"responses": [], "title": {"error": "no names today"}}"#).unwrap();
+        let err = ScriptedProvider::new(failing)
+            .complete(title_request(), CancellationToken::new())
+            .await
+            .unwrap_err();
+        assert!(err.to_string().contains("no names today"), "{err}");
+
+        let untitled = ScriptedProvider::new(Script::parse(r#"{"responses": []}"#).unwrap());
+        assert!(!untitled.answers(PURPOSE_SESSION_TITLE));
+        let err = untitled
+            .complete(title_request(), CancellationToken::new())
+            .await
+            .unwrap_err();
+        assert!(err.to_string().contains("no title"), "{err}");
+        assert!(!ScriptedProvider::echo().answers(PURPOSE_SESSION_TITLE));
     }
 
     #[tokio::test]
@@ -448,6 +548,7 @@ mod tests {
                 delay_ms: Some(10_000),
                 ..Default::default()
             }],
+            ..Default::default()
         });
         let cancel = CancellationToken::new();
         let c = cancel.clone();

@@ -69,7 +69,8 @@ async fn create_rejects_bad_fields_by_name() {
             "parentSessionId",
         ),
         (json!({"settings_overrides": 3}), "settingsOverrides"),
-        (json!({"name": "x".repeat(201)}), "name"),
+        // The one session-name limit (weft_core::session::MAX_NAME_CHARS).
+        (json!({"name": "x".repeat(51)}), "name"),
         (json!({"name": 5}), "name"),
     ] {
         let (status, resp) = s.post("/api/v1/sessions/", body.clone()).await;
@@ -378,6 +379,35 @@ async fn messages_transcript_patch_fork_list_delete() {
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["name"], "renamed");
     assert_eq!(body["description"], "d");
+    // Names are at most 50 characters, here as in the CLI and the library.
+    let (status, body) = s
+        .patch(
+            &format!("/api/v1/sessions/{id}"),
+            json!({"name": "é".repeat(51)}),
+        )
+        .await;
+    assert_eq!(status, 422, "{body}");
+    assert!(
+        body["detail"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("at most 50"),
+        "{body}"
+    );
+    let (status, body) = s
+        .patch(
+            &format!("/api/v1/sessions/{id}"),
+            json!({"name": "é".repeat(50)}),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = s
+        .patch(
+            &format!("/api/v1/sessions/{id}"),
+            json!({"name": "renamed"}),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
     // Fork after turn 1.
     let (status, fork) = s
         .post(&format!("/api/v1/sessions/{id}/fork"), json!({"turn": 1}))

@@ -6,7 +6,11 @@
 //! content a string or a list of blocks) and `metadata.json`
 //! (`session_id`, `created`, `bundle` or `profile`, `model`, `turn_count`,
 //! `name`, `description`, `working_dir`, and for delegated sessions
-//! `parent_id`, `trace_id`, `agent_name`).
+//! `parent_id`, `trace_id`, `agent_name`, `config`, `agent_overlay`).
+//! Sessions written by weft's fs store have the same shape (see
+//! `fs::meta_file`), so a weft home imports too: message ids are kept,
+//! the `tool` lines of one message are joined again, and weft's own
+//! `metadata` object is kept.
 //!
 //! [`import_amplifier`] turns each into a weft session with the same id,
 //! name, project slug, parent/child links and (through the messages)
@@ -24,7 +28,9 @@ use serde::Serialize;
 use serde_json::{Map, Value, json};
 use weft_core::message::{ContentBlock, META_LOADED, Message, Role};
 use weft_core::record::{RECORD_VERSION, Record, RecordKind};
-use weft_core::session::{Project, SessionMeta, SessionStatus, project_slug};
+use weft_core::session::{
+    META_AGENT_CONFIG, META_AGENT_OVERLAY, Project, SessionMeta, SessionStatus, project_slug,
+};
 use weft_core::store::{DeleteOptions, Store, StoreError};
 use weft_core::{BranchId, MessageId, SessionId};
 
@@ -353,6 +359,21 @@ fn to_message(line: &Value, fallback_ts: DateTime<Utc>) -> Option<Message> {
     Some(m)
 }
 
+/// Adds `m` to `messages`, joining it to the previous message when both
+/// are tool results with the same id (weft writes one `tool` line per
+/// result of a message, all with the message's id).
+fn push_message(messages: &mut Vec<Message>, m: Message) {
+    if m.role == Role::Tool
+        && let Some(last) = messages.last_mut()
+        && last.role == Role::Tool
+        && last.id == m.id
+    {
+        last.content.extend(m.content);
+        return;
+    }
+    messages.push(m);
+}
+
 async fn import_one(
     dir_slug: &str,
     path: &Path,
@@ -400,7 +421,7 @@ async fn import_one(
                     .ok()
                     .and_then(|v| to_message(&v, created))
                 {
-                    Some(m) => messages.push(m),
+                    Some(m) => push_message(&mut messages, m),
                     None => report.bad_lines += 1,
                 }
             }
@@ -457,6 +478,16 @@ async fn import_one(
     for key in ["bundle", "profile", "turn_count", "created", "working_dir"] {
         if let Some(v) = meta_json.get(key) {
             amplifier.insert(key.into(), v.clone());
+        }
+    }
+    // What weft itself keeps in `metadata` (a session written by weft),
+    // and a sub-session's plan as Amplifier records it.
+    if let Some(Value::Object(own)) = meta_json.get("metadata") {
+        meta.metadata.extend(own.clone());
+    }
+    for key in [META_AGENT_CONFIG, META_AGENT_OVERLAY] {
+        if let Some(v) = meta_json.get(key).filter(|v| !v.is_null()) {
+            meta.metadata.insert(key.into(), v.clone());
         }
     }
     meta.metadata

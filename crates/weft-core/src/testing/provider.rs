@@ -306,6 +306,12 @@ impl Provider for FakeProvider {
         }
     }
 
+    /// A fake answers the conversation's turns only: its scripted
+    /// responses are not used up by side requests (session titles).
+    fn answers(&self, _purpose: &str) -> bool {
+        false
+    }
+
     async fn list_models(&self) -> Result<Vec<ModelInfo>, ProviderError> {
         Ok(vec![ModelInfo {
             id: FAKE_MODEL.into(),

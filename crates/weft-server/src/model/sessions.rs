@@ -278,8 +278,8 @@ pub struct CreateSessionRequest {
     #[serde(alias = "settings_overrides")]
     #[schema(value_type = Option<SettingsOverridesRequest>)]
     pub settings_overrides: Option<Value>,
-    /// A name (at most 200 characters).
-    #[schema(max_length = 200)]
+    /// A name (at most 50 characters, `weft_core::session::MAX_NAME_CHARS`).
+    #[schema(max_length = 50)]
     pub name: Option<String>,
     /// A description.
     pub description: Option<String>,
@@ -289,8 +289,8 @@ pub struct CreateSessionRequest {
 #[derive(Debug, Clone, Default, Deserialize, ToSchema)]
 #[serde(default, rename_all = "camelCase")]
 pub struct UpdateSessionRequest {
-    /// New name (at most 200 characters).
-    #[schema(max_length = 200)]
+    /// New name (at most 50 characters, `weft_core::session::MAX_NAME_CHARS`).
+    #[schema(max_length = 50)]
     pub name: Option<String>,
     /// New description.
     pub description: Option<String>,
@@ -321,7 +321,9 @@ pub struct ForkRequest {
     /// The last log seq to keep.
     #[serde(deserialize_with = "whole::optional")]
     pub seq: Option<u64>,
-    /// A name for the new session.
+    /// A name for the new session (at most 50 characters,
+    /// `weft_core::session::MAX_NAME_CHARS`).
+    #[schema(max_length = 50)]
     pub name: Option<String>,
 }
 

@@ -13,7 +13,7 @@ use weft_core::SessionId;
 use weft_core::SessionStatus;
 use weft_core::project_profile::directory_profile;
 use weft_core::record::MetaPatch;
-use weft_core::session::{Project, SessionMeta};
+use weft_core::session::{self, MAX_NAME_CHARS, NameTooLong, Project, SessionMeta};
 use weft_core::settings::{SETTINGS_KEY, SettingsOverrides};
 use weft_core::store::{ForkPoint, ListCursor, ListFilter, ListQuery, StoreError};
 
@@ -26,18 +26,22 @@ use crate::model::{
 };
 use crate::routes::AppState;
 
-/// The longest name accepted.
-const MAX_NAME: usize = 200;
-
+/// A session name from a request, trimmed; 422 when it is longer than
+/// [`MAX_NAME_CHARS`] (the schema's `maxLength`, counted before trimming).
 fn check_name(field: &str, name: &Option<String>) -> Result<Option<String>, ApiError> {
-    match name {
-        Some(n) if n.chars().count() > MAX_NAME => Err(ApiError::unprocessable(format!(
-            "{field}: at most {MAX_NAME} characters, got {}",
-            n.chars().count()
-        ))),
-        Some(n) => Ok(Some(n.trim().to_string())),
-        None => Ok(None),
+    let Some(n) = name else {
+        return Ok(None);
+    };
+    let chars = n.chars().count();
+    if chars > MAX_NAME_CHARS {
+        return Err(ApiError::unprocessable(format!(
+            "{field}: {}",
+            NameTooLong { chars }
+        )));
     }
+    session::check_name(n)
+        .map(|n| Some(n.to_string()))
+        .map_err(|e| ApiError::unprocessable(format!("{field}: {e}")))
 }
 
 /// Resolves `amplifiedDir` inside the server's project directory.

@@ -18,7 +18,7 @@ use crate::util::{
 
 use super::{
     Folded, FsBackend, LOG_FILE, META_REFRESH_BYTES, SessionLock, TRANSCRIPT_FILE, fold_meta, log,
-    not_found, open_err, symlink_refused, transcript,
+    meta_file, not_found, open_err, symlink_refused, transcript,
 };
 
 impl FsBackend {
@@ -147,6 +147,9 @@ impl FsBackend {
             }
         }
         self.write_meta_file(&dir, &mut folded);
+        if let Err(e) = meta_file::write_parent_id(&dir, &folded.meta) {
+            tracing::warn!(session = %id, error = %e, "cannot write the parent_id file");
+        }
         if let Err(e) = self.index.upsert(&slug, &folded.meta, folded.valid_len) {
             tracing::warn!(session = %id, error = %e, "cannot index a new session; the next open reindexes it");
         }
@@ -234,6 +237,7 @@ impl FsBackend {
             return Err(io_err(&log_path, e));
         }
         let prev_default = folded.meta.default_branch.clone();
+        let prev_turns = folded.meta.turn_count;
         for r in &records {
             folded.meta.apply(r);
         }
@@ -252,14 +256,16 @@ impl FsBackend {
             folded.transcript_seq = None;
         }
         // metadata.json is refreshed when the metadata changes beyond the
-        // running counters, or when the log has outgrown it by
+        // running counters, when a turn starts (Amplifier's readers take
+        // `turn_count` from it), or when the log has outgrown it by
         // META_REFRESH_BYTES; readers fold the records after it.
-        let changes_meta = records.iter().any(|r| {
-            matches!(
-                r.kind,
-                RecordKind::Status(_) | RecordKind::Meta(_) | RecordKind::DefaultBranch { .. }
-            )
-        });
+        let changes_meta = folded.meta.turn_count != prev_turns
+            || records.iter().any(|r| {
+                matches!(
+                    r.kind,
+                    RecordKind::Status(_) | RecordKind::Meta(_) | RecordKind::DefaultBranch { .. }
+                )
+            });
         if changes_meta
             || folded.meta_file_len == 0
             || folded.valid_len - folded.meta_file_len >= META_REFRESH_BYTES

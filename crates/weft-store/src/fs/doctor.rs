@@ -536,15 +536,7 @@ fn derive(records: &[Record], ends: &[u64]) -> Option<Derived> {
 /// The `metadata.json` bytes for `meta` folding `log_bytes` of the log (the
 /// shape the store writes).
 fn meta_file_bytes(meta: &SessionMeta, log_bytes: u64) -> Result<Vec<u8>, StoreError> {
-    let encode = |e: serde_json::Error| StoreError::Backend {
-        backend: "fs",
-        message: format!("cannot encode metadata: {e}"),
-    };
-    let mut value = serde_json::to_value(meta).map_err(encode)?;
-    if let Some(obj) = value.as_object_mut() {
-        obj.insert("log_bytes".into(), log_bytes.into());
-    }
-    serde_json::to_vec_pretty(&value).map_err(encode)
+    super::meta_file::encode(meta, log_bytes)
 }
 
 fn check_session(c: &mut Checker, slug: &str, id: &str, dir: &Path) -> Result<(), StoreError> {
@@ -555,6 +547,7 @@ fn check_session(c: &mut Checker, slug: &str, id: &str, dir: &Path) -> Result<()
         EVENTS_FILE,
         LOCK_FILE,
         QUARANTINE_FILE,
+        super::meta_file::PARENT_ID_FILE,
     ];
     let mut symlinked = HashSet::new();
     for entry in sorted_entries(dir)? {
@@ -764,18 +757,17 @@ fn sequence_problem(id: &str, records: &[Record]) -> Option<String> {
     None
 }
 
+/// `metadata.json` as the check reads it.
+struct MetaFile {
+    meta: SessionMeta,
+    log_bytes: u64,
+}
+
 fn metadata_problem(
     path: &Path,
     derived: &Derived,
     valid_len: u64,
 ) -> Result<Option<String>, StoreError> {
-    #[derive(serde::Deserialize)]
-    struct MetaFile {
-        #[serde(flatten)]
-        meta: SessionMeta,
-        #[serde(default)]
-        log_bytes: u64,
-    }
     let bytes = match fs::read(path) {
         Ok(b) => b,
         Err(e) if e.kind() == ErrorKind::NotFound => {
@@ -783,8 +775,8 @@ fn metadata_problem(
         }
         Err(e) => return Err(io_err(path, e)),
     };
-    let file: MetaFile = match serde_json::from_slice(&bytes) {
-        Ok(f) => f,
+    let file = match super::meta_file::decode(&bytes) {
+        Ok((meta, log_bytes)) => MetaFile { meta, log_bytes },
         Err(e) => {
             return Ok(Some(format!(
                 "metadata.json is unreadable ({e}); --fix rebuilds it"

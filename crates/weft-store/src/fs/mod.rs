@@ -9,7 +9,8 @@
 //!   state/<namespace>.json            shared state (`app:…`, `user:…`)
 //!   projects/<slug>/sessions/<id>/
 //!     log.jsonl                       the session log: the truth (format in `log`)
-//!     metadata.json                   the folded SessionMeta (a cache)
+//!     metadata.json                   the folded SessionMeta (a cache) plus Amplifier's keys (see `meta_file`)
+//!     parent_id                       a delegated session's parent (Amplifier's link)
 //!     transcript.jsonl                default branch, Amplifier's line shape (derived)
 //!     events.jsonl                    kernel events (capped)
 //!     session.lock                    advisory lock for writers
@@ -99,6 +100,7 @@
 pub mod doctor;
 mod index;
 pub(crate) mod log;
+pub mod meta_file;
 mod queue;
 mod recovery;
 mod transcript;
@@ -117,7 +119,6 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
-use serde::{Deserialize, Serialize};
 use weft_core::SessionId;
 use weft_core::record::{Record, RecordKind};
 use weft_core::session::SessionMeta;
@@ -225,23 +226,6 @@ impl Drop for FsBackend {
             }
         }
     }
-}
-
-/// `metadata.json`: the folded metadata plus the log length it folds.
-#[derive(Serialize)]
-struct MetaFileOut<'a> {
-    #[serde(flatten)]
-    meta: &'a SessionMeta,
-    /// The log length the metadata folds.
-    log_bytes: u64,
-}
-
-#[derive(Deserialize)]
-struct MetaFileIn {
-    #[serde(flatten)]
-    meta: SessionMeta,
-    #[serde(default)]
-    log_bytes: u64,
 }
 
 fn not_found(id: &SessionId) -> StoreError {

@@ -13,6 +13,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use weft_core::SessionId;
 use weft_core::id::validate_id;
+use weft_core::session::SessionMeta;
 use weft_core::store::StoreError;
 
 use super::index::Index;
@@ -25,9 +26,8 @@ use crate::util::{
 };
 
 use super::{
-    CACHE_CAP, Cached, Folded, FsBackend, LOCK_FILE, LOG_FILE, META_FILE, MetaFileIn, MetaFileOut,
-    QUARANTINE_FILE, SessionLock, Writer, doctor, encode_err, fold_meta, log, not_found, open_err,
-    symlink_refused,
+    CACHE_CAP, Cached, Folded, FsBackend, LOCK_FILE, LOG_FILE, META_FILE, QUARANTINE_FILE,
+    SessionLock, Writer, doctor, fold_meta, log, meta_file, not_found, open_err, symlink_refused,
 };
 
 impl FsBackend {
@@ -355,8 +355,8 @@ impl FsBackend {
         let location = log_path.display().to_string();
         let meta_path = dir.join(META_FILE);
         let from_file = match fs::read(&meta_path) {
-            Ok(bytes) => match serde_json::from_slice::<MetaFileIn>(&bytes) {
-                Ok(m) if m.meta.id == *id => Some(m),
+            Ok(bytes) => match meta_file::decode(&bytes) {
+                Ok((meta, log_bytes)) if meta.id == *id => Some((meta, log_bytes)),
                 Ok(_) => {
                     tracing::warn!(file = %meta_path.display(), "metadata.json names another session; rebuilding it from the log");
                     None
@@ -369,11 +369,15 @@ impl FsBackend {
             Err(e) if e.kind() == ErrorKind::NotFound => None,
             Err(e) => return Err(io_err(&meta_path, e)),
         };
-        if let Some(m) = from_file
-            && m.log_bytes > 0
-            && m.log_bytes <= head.valid_len
-            && m.meta.last_seq <= head.last_seq
+        if let Some((file_meta, log_bytes)) = from_file
+            && log_bytes > 0
+            && log_bytes <= head.valid_len
+            && file_meta.last_seq <= head.last_seq
         {
+            let m = MetaFileIn {
+                meta: file_meta,
+                log_bytes,
+            };
             if m.log_bytes == head.valid_len && m.meta.last_seq == head.last_seq {
                 return Ok(Folded {
                     ino,
@@ -501,13 +505,8 @@ impl FsBackend {
     }
 
     pub(super) fn write_meta_file(&self, dir: &Path, folded: &mut Folded) {
-        let out = MetaFileOut {
-            meta: &folded.meta,
-            log_bytes: folded.valid_len,
-        };
         let path = dir.join(META_FILE);
-        let result = serde_json::to_vec_pretty(&out)
-            .map_err(encode_err)
+        let result = meta_file::encode(&folded.meta, folded.valid_len)
             .and_then(|bytes| write_atomic(&path, &bytes, false));
         match result {
             Ok(()) => folded.meta_file_len = folded.valid_len,
@@ -517,4 +516,11 @@ impl FsBackend {
             }
         }
     }
+}
+
+/// `metadata.json` as read back: the folded metadata and the log length
+/// it covers.
+struct MetaFileIn {
+    meta: SessionMeta,
+    log_bytes: u64,
 }

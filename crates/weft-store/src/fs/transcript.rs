@@ -7,15 +7,16 @@
 //! {"role":"tool","tool_call_id":"c1","content":"…","timestamp":"…"}
 //! ```
 //!
-//! Each line also carries `seq`, the log record it comes from (Amplifier's
-//! readers ignore unknown keys). Messages are appended as their records
+//! Each line also carries `seq`, the log record it comes from, and `id`,
+//! the message's id (Amplifier's readers ignore unknown keys; weft's
+//! importer keeps the ids, joining the `tool` lines of one message). Messages are appended as their records
 //! are; system messages are left out (as Amplifier does). The file is
 //! derived from `log.jsonl` and is not fsync'd: an append that finds the log
 //! ahead of the transcript's last `seq` (after a crash, or when another
 //! process wrote without updating it) adds the missing lines first, and a
 //! rewind or a change of the default branch rewrites the file from the log.
-//! Tool results become one `tool` line each; a message's text blocks are
-//! joined into `content`.
+//! Tool results become one `tool` line each (`"is_error": true` on a
+//! failed one); a message's text blocks are joined into `content`.
 //!
 //! # Repair
 //!
@@ -207,6 +208,7 @@ impl FsBackend {
 /// Appends the transcript lines of `message` (log record `seq`) to `out`.
 pub(crate) fn message_lines(message: &Message, seq: u64, out: &mut Vec<u8>) {
     let ts = Value::String(message.timestamp.to_rfc3339());
+    let id = Value::String(message.id.to_string());
     let mut push = |v: Value| {
         // Serialising a Value cannot fail.
         if serde_json::to_writer(&mut *out, &v).is_ok() {
@@ -216,7 +218,7 @@ pub(crate) fn message_lines(message: &Message, seq: u64, out: &mut Vec<u8>) {
     match message.role {
         Role::System => {}
         Role::User => push(
-            json!({"role": "user", "content": message.text_content(), "timestamp": ts, "seq": seq}),
+            json!({"role": "user", "content": message.text_content(), "timestamp": ts, "seq": seq, "id": id}),
         ),
         Role::Assistant => {
             let mut line = Map::new();
@@ -234,17 +236,22 @@ pub(crate) fn message_lines(message: &Message, seq: u64, out: &mut Vec<u8>) {
             }
             line.insert("timestamp".into(), ts);
             line.insert("seq".into(), seq.into());
+            line.insert("id".into(), id);
             push(Value::Object(line));
         }
         Role::Tool => {
             for block in &message.content {
                 if let ContentBlock::ToolResult {
-                    call_id, output, ..
+                    call_id,
+                    output,
+                    is_error,
                 } = block
                 {
-                    push(
-                        json!({"role": "tool", "tool_call_id": call_id, "content": output, "timestamp": ts.clone(), "seq": seq}),
-                    );
+                    let mut line = json!({"role": "tool", "tool_call_id": call_id, "content": output, "timestamp": ts.clone(), "seq": seq, "id": id.clone()});
+                    if *is_error {
+                        line["is_error"] = Value::Bool(true);
+                    }
+                    push(line);
                 }
             }
         }
@@ -306,7 +313,7 @@ mod tests {
         );
         assert_eq!(
             lines[2],
-            json!({"role": "tool", "tool_call_id": "c1", "content": "data", "timestamp": lines[2]["timestamp"], "seq": 3})
+            json!({"role": "tool", "tool_call_id": "c1", "content": "data", "timestamp": lines[2]["timestamp"], "seq": 3, "id": lines[2]["id"]})
         );
         assert_eq!(lines[0]["seq"], 2);
     }

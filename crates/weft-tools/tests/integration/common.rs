@@ -40,6 +40,7 @@ fn env(dir: &Path) -> ModuleEnv {
         working_dir: dir.to_path_buf(),
         hooks: HookRegistry::new(),
         agents: Vec::new(),
+        providers: Default::default(),
     }
 }
 

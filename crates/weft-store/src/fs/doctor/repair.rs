@@ -173,6 +173,7 @@ fn repair_session(dir: &Path) -> Result<(), StoreError> {
         QUARANTINE_FILE,
         META_FILE,
         TRANSCRIPT_FILE,
+        crate::fs::meta_file::PARENT_ID_FILE,
     ];
     if files
         .iter()
@@ -219,6 +220,7 @@ fn repair_session(dir: &Path) -> Result<(), StoreError> {
             &meta_file_bytes(&derived.meta, parsed.valid_len)?,
             false,
         )?;
+        crate::fs::meta_file::write_parent_id(dir, &derived.meta)?;
         if parsed.corrupt.is_empty() {
             write_atomic(&dir.join(TRANSCRIPT_FILE), &derived.transcript, false)?;
         }
