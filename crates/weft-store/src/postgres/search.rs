@@ -67,25 +67,20 @@ const MOVE_BATCH: &str = "WITH moved AS (
 )
 SELECT count(*) FROM moved";
 
-/// Moves queued search text into the index: all of it (`batch` `None`),
-/// or at most `batch` rows no other mover holds; returns the rows moved
-/// (all: not counted, 0).
-async fn index_queued(
-    conn: &deadpool_postgres::Object,
-    batch: Option<i64>,
-) -> Result<i64, StoreError> {
-    match batch {
-        None => {
-            let stmt = conn.prepare_cached(MOVE_ALL).await.map_err(db)?;
-            conn.execute(&stmt, &[]).await.map_err(db)?;
-            Ok(0)
-        }
-        Some(n) => {
-            let stmt = conn.prepare_cached(MOVE_BATCH).await.map_err(db)?;
-            let row = conn.query_one(&stmt, &[&n]).await.map_err(db)?;
-            Ok(row.get(0))
-        }
-    }
+/// Moves every queued row into the index, waiting for movers in flight
+/// (what a search does first).
+async fn move_all(conn: &deadpool_postgres::Object) -> Result<(), StoreError> {
+    let stmt = conn.prepare_cached(MOVE_ALL).await.map_err(db)?;
+    conn.execute(&stmt, &[]).await.map_err(db)?;
+    Ok(())
+}
+
+/// Moves at most `limit` queued rows no other mover holds; returns how
+/// many it moved.
+async fn move_batch(conn: &deadpool_postgres::Object, limit: i64) -> Result<i64, StoreError> {
+    let stmt = conn.prepare_cached(MOVE_BATCH).await.map_err(db)?;
+    let row = conn.query_one(&stmt, &[&limit]).await.map_err(db)?;
+    Ok(row.get(0))
 }
 
 /// The background half of the index: started by the first write of a
@@ -140,7 +135,7 @@ impl PostgresStore {
     /// Moves the queue in batches until a batch comes back short.
     async fn index_some(&self) -> Result<(), StoreError> {
         let conn = self.conn().await?;
-        while index_queued(&conn, Some(INDEX_BATCH)).await? >= INDEX_BATCH {}
+        while move_batch(&conn, INDEX_BATCH).await? >= INDEX_BATCH {}
         Ok(())
     }
 
@@ -182,7 +177,7 @@ impl PostgresStore {
         }
         sql.push_str(" ORDER BY s.updated_us DESC, s.id DESC, r.seq");
         let conn = self.conn().await?;
-        index_queued(&conn, None).await?;
+        move_all(&conn).await?;
         let stmt = conn.prepare_cached(&sql).await.map_err(db)?;
         let rows = conn.query(&stmt, &params).await.map_err(db)?;
         let mut metas: HashMap<String, SessionMeta> = HashMap::new();
