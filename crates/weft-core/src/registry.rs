@@ -5,9 +5,16 @@
 //! `hooks-inject-context`, `hooks-session-naming`); the provider and
 //! tool crates add theirs (`weft_providers::register`, `weft_tools::register`).
 //! Asking for an unknown name is an error that lists the known ones.
+//!
+//! A tool module whose tools are only known after waiting for something
+//! (an MCP server's tool list, `weft_mcp`) registers an async factory
+//! ([`ModuleRegistry::register_tool_async`]); the session awaits it while
+//! mounting.
 
 use std::collections::BTreeMap;
+use std::future::Future;
 use std::path::PathBuf;
+use std::pin::Pin;
 use std::sync::Arc;
 
 use crate::context::{ContextManager, SimpleContext};
@@ -97,6 +104,11 @@ pub type ProviderFactory =
 /// Builds the tools of a tool module.
 pub type ToolFactory =
     Arc<dyn Fn(&ModuleSpec, &ModuleEnv) -> Result<Vec<Arc<dyn Tool>>, MountError> + Send + Sync>;
+/// What an async tool factory returns.
+pub type ToolsFuture = Pin<Box<dyn Future<Output = Result<Vec<Arc<dyn Tool>>, MountError>> + Send>>;
+/// Builds the tools of a tool module that must wait for them (it gets its
+/// own copies of the spec and environment).
+pub type AsyncToolFactory = Arc<dyn Fn(ModuleSpec, ModuleEnv) -> ToolsFuture + Send + Sync>;
 /// Builds the handlers of a hook module.
 pub type HookFactory =
     Arc<dyn Fn(&ModuleSpec, &ModuleEnv) -> Result<Vec<HookMount>, MountError> + Send + Sync>;
@@ -113,6 +125,7 @@ pub type ContextFactory = Arc<
 pub struct ModuleRegistry {
     providers: BTreeMap<String, ProviderFactory>,
     tools: BTreeMap<String, ToolFactory>,
+    async_tools: BTreeMap<String, AsyncToolFactory>,
     hooks: BTreeMap<String, HookFactory>,
     orchestrators: BTreeMap<String, OrchestratorFactory>,
     contexts: BTreeMap<String, ContextFactory>,
@@ -183,6 +196,19 @@ impl ModuleRegistry {
         self.tools.insert(name.into(), Arc::new(f));
     }
 
+    /// Registers a tool module whose tools are built asynchronously (see
+    /// [`ModuleRegistry::mount_tools`]). It replaces a synchronous module of
+    /// the same name.
+    pub fn register_tool_async(
+        &mut self,
+        name: impl Into<String>,
+        f: impl Fn(ModuleSpec, ModuleEnv) -> ToolsFuture + Send + Sync + 'static,
+    ) {
+        let name = name.into();
+        self.tools.remove(&name);
+        self.async_tools.insert(name, Arc::new(f));
+    }
+
     /// Registers a hook module.
     pub fn register_hook(
         &mut self,
@@ -232,7 +258,8 @@ impl ModuleRegistry {
         f(spec, env)
     }
 
-    /// Builds a tool module's tools.
+    /// Builds a synchronous tool module's tools (an async module is an
+    /// unknown module here: use [`ModuleRegistry::mount_tools`]).
     pub fn tools(
         &self,
         spec: &ModuleSpec,
@@ -241,8 +268,28 @@ impl ModuleRegistry {
         let f = self
             .tools
             .get(&spec.module)
-            .ok_or_else(|| unknown("tool", &spec.module, &self.tools))?;
+            .ok_or_else(|| self.unknown_tool(&spec.module))?;
         f(spec, env)
+    }
+
+    /// Builds a tool module's tools, awaiting an async module's factory.
+    pub async fn mount_tools(
+        &self,
+        spec: &ModuleSpec,
+        env: &ModuleEnv,
+    ) -> Result<Vec<Arc<dyn Tool>>, MountError> {
+        match self.async_tools.get(&spec.module) {
+            Some(f) => f(spec.clone(), env.clone()).await,
+            None => self.tools(spec, env),
+        }
+    }
+
+    fn unknown_tool(&self, name: &str) -> MountError {
+        MountError::UnknownModule {
+            kind: "tool",
+            name: name.to_string(),
+            known: self.tool_names(),
+        }
     }
 
     /// Builds a hook module's handlers.
@@ -284,6 +331,7 @@ impl ModuleRegistry {
     pub fn knows(&self, name: &str) -> bool {
         self.providers.contains_key(name)
             || self.tools.contains_key(name)
+            || self.async_tools.contains_key(name)
             || self.hooks.contains_key(name)
             || self.orchestrators.contains_key(name)
             || self.contexts.contains_key(name)
@@ -296,6 +344,13 @@ impl ModuleRegistry {
 
     /// The registered tool module names.
     pub fn tool_names(&self) -> Vec<String> {
-        self.tools.keys().cloned().collect()
+        let mut names: Vec<String> = self
+            .tools
+            .keys()
+            .chain(self.async_tools.keys())
+            .cloned()
+            .collect();
+        names.sort();
+        names
     }
 }

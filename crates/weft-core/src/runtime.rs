@@ -372,7 +372,7 @@ impl Session {
         providers.sort_by_key(|(priority, i, _, _)| (*priority, *i));
         env.providers
             .fill(providers.iter().map(|(_, _, _, p)| p.clone()).collect());
-        let tools = mount_tools(&cfg.registry, &cfg.plan.tools, &env, &mut warnings)?;
+        let tools = mount_tools(&cfg.registry, &cfg.plan.tools, &env, &mut warnings).await?;
         let display = self.display();
         for w in &warnings {
             display.show_message(w, DisplayLevel::Warning, "mount");
@@ -454,7 +454,7 @@ impl Session {
     }
 }
 
-fn mount_tools(
+async fn mount_tools(
     registry: &ModuleRegistry,
     specs: &[ModuleSpec],
     env: &ModuleEnv,
@@ -462,7 +462,7 @@ fn mount_tools(
 ) -> Result<BTreeMap<String, Arc<dyn Tool>>, SessionError> {
     let mut tools = BTreeMap::new();
     for spec in specs {
-        match registry.tools(spec, env) {
+        match registry.mount_tools(spec, env).await {
             Ok(list) => {
                 for t in list {
                     let name = t.name().to_string();

@@ -2,14 +2,15 @@
 
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
+use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 
-use crate::approval::ApprovalSystem;
-use crate::hooks::HookRegistry;
+use crate::approval::{self, ApprovalDecision, ApprovalDefault, ApprovalRequest, ApprovalSystem};
+use crate::hooks::{HookRegistry, events};
 use crate::id::{BranchId, SessionId};
 use crate::provider::ToolSpec;
 
@@ -116,6 +117,68 @@ pub struct ToolContext {
     pub delegate: Option<Arc<dyn Delegate>>,
     /// The session's keyed state, when the runtime offers it.
     pub state: Option<Arc<dyn SessionState>>,
+}
+
+impl ToolContext {
+    /// The approval flow for an action of `subject` (a tool name), as every
+    /// tool that asks uses it: emits `approval:required` on the session's
+    /// hooks (a hook may deny), asks the session's approval system
+    /// (fail-closed: none, an error, a timeout or a cancelled turn denies),
+    /// and emits `approval:granted` or `approval:denied` with `event` plus
+    /// the decision. `Ok(true)` means "allow always"; `Err` is the reason
+    /// for a denial.
+    pub async fn ask_approval(
+        &self,
+        subject: &str,
+        prompt: String,
+        event: Value,
+        timeout: Duration,
+    ) -> Result<bool, String> {
+        let required = self
+            .hooks
+            .emit(events::APPROVAL_REQUIRED, event.clone())
+            .await;
+        let decision = if required.is_denied() {
+            ApprovalDecision::Deny {
+                reason: Some(format!(
+                    "denied by a hook: {}",
+                    required.reason.as_deref().unwrap_or("no reason given")
+                )),
+            }
+        } else {
+            let request = ApprovalRequest {
+                session_id: Some(self.session_id.to_string()),
+                subject: subject.into(),
+                prompt,
+                options: vec!["allow".into(), "allow_always".into(), "deny".into()],
+                timeout,
+                default: ApprovalDefault::Deny,
+                details: event.clone(),
+            };
+            tokio::select! {
+                d = approval::ask(self.approval.as_deref(), request) => d,
+                _ = self.cancel.cancelled() => ApprovalDecision::Deny {
+                    reason: Some("the turn was cancelled while waiting for approval".into()),
+                },
+            }
+        };
+        let mut outcome = event;
+        match decision {
+            ApprovalDecision::Allow | ApprovalDecision::AllowAlways => {
+                let always = decision == ApprovalDecision::AllowAlways;
+                outcome["decision"] = json!(if always { "allow_always" } else { "allow" });
+                self.hooks.emit(events::APPROVAL_GRANTED, outcome).await;
+                Ok(always)
+            }
+            ApprovalDecision::Deny { reason } => {
+                let reason = reason.unwrap_or_else(|| "the user denied it".into());
+                outcome["decision"] = json!("deny");
+                outcome["reason"] = json!(reason);
+                self.hooks.emit(events::APPROVAL_DENIED, outcome).await;
+                Err(reason)
+            }
+        }
+    }
 }
 
 /// Something the model can ask the kernel to do.

@@ -26,8 +26,6 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use weft_core::approval::{self, ApprovalDecision, ApprovalDefault, ApprovalRequest};
-use weft_core::hooks::events;
 use weft_core::tool::ToolContext;
 
 use crate::paths;
@@ -254,11 +252,8 @@ impl ToolAccess {
     }
 }
 
-/// The approval flow for an action of `subject` (a tool name): emits
-/// `approval:required` on the session's hooks (a hook may deny), asks the
-/// session's approval system (fail-closed: none, an error or a timeout
-/// denies), and emits `approval:granted` or `approval:denied` with `event`
-/// plus the decision. Ok(true) means "allow always".
+/// The approval flow for an action of `subject` (a tool name): see
+/// [`ToolContext::ask_approval`]. Ok(true) means "allow always".
 pub(crate) async fn ask_approval(
     ctx: &ToolContext,
     subject: &str,
@@ -266,48 +261,5 @@ pub(crate) async fn ask_approval(
     event: Value,
     timeout: Duration,
 ) -> Result<bool, String> {
-    let required = ctx
-        .hooks
-        .emit(events::APPROVAL_REQUIRED, event.clone())
-        .await;
-    let decision = if required.is_denied() {
-        ApprovalDecision::Deny {
-            reason: Some(format!(
-                "denied by a hook: {}",
-                required.reason.as_deref().unwrap_or("no reason given")
-            )),
-        }
-    } else {
-        let request = ApprovalRequest {
-            session_id: Some(ctx.session_id.to_string()),
-            subject: subject.into(),
-            prompt,
-            options: vec!["allow".into(), "allow_always".into(), "deny".into()],
-            timeout,
-            default: ApprovalDefault::Deny,
-            details: event.clone(),
-        };
-        tokio::select! {
-            d = approval::ask(ctx.approval.as_deref(), request) => d,
-            _ = ctx.cancel.cancelled() => ApprovalDecision::Deny {
-                reason: Some("the turn was cancelled while waiting for approval".into()),
-            },
-        }
-    };
-    let mut outcome = event;
-    match decision {
-        ApprovalDecision::Allow | ApprovalDecision::AllowAlways => {
-            let always = decision == ApprovalDecision::AllowAlways;
-            outcome["decision"] = json!(if always { "allow_always" } else { "allow" });
-            ctx.hooks.emit(events::APPROVAL_GRANTED, outcome).await;
-            Ok(always)
-        }
-        ApprovalDecision::Deny { reason } => {
-            let reason = reason.unwrap_or_else(|| "the user denied it".into());
-            outcome["decision"] = json!("deny");
-            outcome["reason"] = json!(reason);
-            ctx.hooks.emit(events::APPROVAL_DENIED, outcome).await;
-            Err(reason)
-        }
-    }
+    ctx.ask_approval(subject, prompt, event, timeout).await
 }
