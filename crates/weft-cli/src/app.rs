@@ -23,6 +23,7 @@ pub fn full_registry(access: ToolAccess) -> ModuleRegistry {
     let mut registry = ModuleRegistry::with_core_modules();
     weft_providers::register(&mut registry);
     weft_tools::register_with(&mut registry, access);
+    weft_mcp::register(&mut registry);
     registry
 }
 
@@ -147,8 +148,11 @@ impl App {
         Ok(self.config.profile.clone().unwrap_or_else(|| "base".into()))
     }
 
-    /// The plan and profile name for `choice`.
-    pub async fn plan(&self, choice: &PlanChoice) -> anyhow::Result<(MountPlan, String)> {
+    /// The plan and profile name for `choice` before providers are
+    /// chosen: the recorded plan, the mount-plan file or the profile, with
+    /// the MCP servers of config.toml added (see
+    /// [`crate::mcp_cmd::add_configured_servers`]).
+    pub fn base_plan(&self, choice: &PlanChoice) -> anyhow::Result<(MountPlan, String)> {
         let (mut plan, profile) = match (&choice.mount_plan, &choice.recorded) {
             (None, Some(recorded)) => (
                 recorded.clone(),
@@ -163,6 +167,13 @@ impl App {
                 (load_profile(&name, &self.home)?.plan, name)
             }
         };
+        crate::mcp_cmd::add_configured_servers(&mut plan, &self.config.mcp);
+        Ok((plan, profile))
+    }
+
+    /// The plan and profile name for `choice`.
+    pub async fn plan(&self, choice: &PlanChoice) -> anyhow::Result<(MountPlan, String)> {
+        let (mut plan, profile) = self.base_plan(choice)?;
         let provider = choice.provider.clone().or_else(|| {
             // A script implies the scripted provider.
             if choice.script.is_some() {

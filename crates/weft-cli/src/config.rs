@@ -111,6 +111,10 @@ pub struct WeftConfig {
     /// (default `$USER`; `WEFT_USER` sets it too).
     #[serde(default)]
     pub user: Option<String>,
+    /// MCP servers added to every session's plan (`[mcp.servers.NAME]`,
+    /// the `tool-mcp` module's `servers`; see `mcp_cmd`).
+    #[serde(default)]
+    pub mcp: weft_mcp::McpConfig,
 }
 
 /// The config file inside a weft home.
@@ -200,6 +204,10 @@ impl WeftConfig {
                 config_file(home).display()
             )
         })?;
+        config
+            .mcp
+            .validate()
+            .with_context(|| format!("invalid [mcp] section in {}", config_file(home).display()))?;
         config.home = Some(home.to_path_buf());
         Ok(config)
     }

@@ -11,6 +11,7 @@ mod branch_cmd;
 mod config;
 mod doctor_cmd;
 mod history_cmd;
+mod mcp_cmd;
 mod models;
 mod resume_cmd;
 mod run;
@@ -193,6 +194,9 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Show the configured MCP servers and their tools.
+    #[command(subcommand)]
+    Mcp(mcp_cmd::McpCommand),
     /// List the profiles.
     Profiles {
         /// JSON output.
@@ -700,6 +704,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
             json,
         }) => models::models(&app, provider, base_url, script, json).await,
         Some(Command::Profiles { json }) => models::profiles(&app, json),
+        Some(Command::Mcp(cmd)) => mcp_cmd::run(&app, cmd).await,
         Some(Command::Serve(args)) => serve::run(&app, args).await,
         Some(Command::Completions { .. } | Command::Doctor(_)) => Ok(()),
     }
