@@ -151,7 +151,7 @@ impl App {
     /// The plan and profile name for `choice` before providers are
     /// chosen: the recorded plan, the mount-plan file or the profile, with
     /// the MCP servers of config.toml added (see
-    /// [`crate::mcp_cmd::add_configured_servers`]).
+    /// [`weft_mcp::McpConfig::add_to_plan`]).
     pub fn base_plan(&self, choice: &PlanChoice) -> anyhow::Result<(MountPlan, String)> {
         let (mut plan, profile) = match (&choice.mount_plan, &choice.recorded) {
             (None, Some(recorded)) => (
@@ -167,7 +167,7 @@ impl App {
                 (load_profile(&name, &self.home)?.plan, name)
             }
         };
-        crate::mcp_cmd::add_configured_servers(&mut plan, &self.config.mcp);
+        self.config.mcp.add_to_plan(&mut plan);
         Ok((plan, profile))
     }
 

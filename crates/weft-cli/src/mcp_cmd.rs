@@ -1,16 +1,14 @@
 //! `weft mcp …` and the MCP servers of config.toml.
 //!
-//! Owns adding `[mcp.servers.NAME]` from config.toml to a session's plan
-//! (as a `tool-mcp` module) and the `weft mcp list` command, which
-//! connects to each server of the plan a session would run and prints its
-//! tools. Connections and naming are weft-mcp's.
+//! Owns the `weft mcp list` command, which connects to each server of the
+//! plan a session would run (config.toml's `[mcp.servers.NAME]` included,
+//! see [`App::base_plan`]) and prints its tools. Connections and naming
+//! are weft-mcp's.
 
 use std::path::PathBuf;
 
 use anyhow::bail;
 use clap::Subcommand;
-use serde_json::Value;
-use weft_core::mount::{ModuleSpec, MountPlan};
 use weft_mcp::McpConfig;
 
 use crate::app::{App, PlanChoice};
@@ -33,42 +31,6 @@ pub enum McpCommand {
         #[arg(long)]
         json: bool,
     },
-}
-
-/// Adds the servers of config.toml's `[mcp]` to `plan`: into its first
-/// `tool-mcp` module (a server the plan names already keeps the plan's
-/// settings), or as a new `tool-mcp` module.
-pub fn add_configured_servers(plan: &mut MountPlan, config: &McpConfig) {
-    if config.servers.is_empty() {
-        return;
-    }
-    let index = match plan.tools.iter().position(|t| t.module == weft_mcp::MODULE) {
-        Some(i) => i,
-        None => {
-            plan.tools.push(ModuleSpec::named(weft_mcp::MODULE));
-            plan.tools.len() - 1
-        }
-    };
-    let spec = &mut plan.tools[index];
-    let servers = spec
-        .config
-        .entry("servers")
-        .or_insert_with(|| Value::Object(Default::default()));
-    if let Value::Object(servers) = servers {
-        for (name, server) in &config.servers {
-            if !servers.contains_key(name) {
-                servers.insert(
-                    name.clone(),
-                    serde_json::to_value(server).unwrap_or(Value::Null),
-                );
-            }
-        }
-    }
-    if let Some(secs) = config.approval_timeout_secs {
-        spec.config
-            .entry("approval_timeout_secs")
-            .or_insert(secs.into());
-    }
 }
 
 /// Runs a `weft mcp` command.
@@ -135,45 +97,4 @@ async fn list(
         );
     }
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use serde_json::json;
-
-    #[test]
-    fn configured_servers_join_the_plan_without_overriding_it() {
-        let config: McpConfig = serde_json::from_value(json!({"servers": {
-            "a": {"command": "from-config"},
-            "b": {"url": "http://127.0.0.1:1/mcp"}
-        }}))
-        .expect("config");
-        let mut plan = weft_core::testing::plan();
-        add_configured_servers(&mut plan, &config);
-        let added = plan.tools.last().expect("added");
-        assert_eq!(added.module, weft_mcp::MODULE);
-        assert_eq!(
-            added.config["servers"]["b"]["url"],
-            "http://127.0.0.1:1/mcp"
-        );
-
-        let mut plan = weft_core::testing::plan();
-        let mut own = ModuleSpec::named(weft_mcp::MODULE);
-        own.config
-            .insert("servers".into(), json!({"a": {"command": "from-plan"}}));
-        plan.tools.push(own);
-        add_configured_servers(&mut plan, &config);
-        let mcp: Vec<_> = plan
-            .tools
-            .iter()
-            .filter(|t| t.module == weft_mcp::MODULE)
-            .collect();
-        assert_eq!(mcp.len(), 1);
-        assert_eq!(mcp[0].config["servers"]["a"]["command"], "from-plan");
-        assert_eq!(
-            mcp[0].config["servers"]["b"]["url"],
-            "http://127.0.0.1:1/mcp"
-        );
-    }
 }

@@ -9,6 +9,10 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
+use weft_core::mount::{ModuleSpec, MountPlan};
+
+/// The module name.
+pub const MODULE: &str = "tool-mcp";
 
 /// The default time a server gets to start, list its tools or answer a call.
 pub const DEFAULT_TIMEOUT_SECS: u64 = 60;
@@ -116,6 +120,43 @@ impl McpConfig {
             server.validate(name)?;
         }
         Ok(())
+    }
+
+    /// Adds these servers to `plan` (what the CLI and daemon do with
+    /// config.toml's `[mcp]`): into its first `tool-mcp` module, where a
+    /// server the plan already names keeps the plan's settings, or as a new
+    /// `tool-mcp` module.
+    pub fn add_to_plan(&self, plan: &mut MountPlan) {
+        if self.servers.is_empty() {
+            return;
+        }
+        let index = match plan.tools.iter().position(|t| t.module == MODULE) {
+            Some(i) => i,
+            None => {
+                plan.tools.push(ModuleSpec::named(MODULE));
+                plan.tools.len() - 1
+            }
+        };
+        let spec = &mut plan.tools[index];
+        let servers = spec
+            .config
+            .entry("servers")
+            .or_insert_with(|| Value::Object(Map::new()));
+        if let Value::Object(servers) = servers {
+            for (name, server) in &self.servers {
+                if !servers.contains_key(name) {
+                    servers.insert(
+                        name.clone(),
+                        serde_json::to_value(server).unwrap_or(Value::Null),
+                    );
+                }
+            }
+        }
+        if let Some(secs) = self.approval_timeout_secs {
+            spec.config
+                .entry("approval_timeout_secs")
+                .or_insert(secs.into());
+        }
     }
 
     /// How long to wait for an approval answer.
@@ -287,6 +328,37 @@ mod tests {
         ] {
             assert!(parse(bad.clone()).is_err(), "{bad} was accepted");
         }
+    }
+
+    #[test]
+    fn configured_servers_join_a_plan_without_overriding_it() {
+        let config = parse(json!({"servers": {
+            "a": {"command": "from-config"},
+            "b": {"url": "http://127.0.0.1:1/mcp"}
+        }}))
+        .expect("config");
+        let mut plan = weft_core::testing::plan();
+        config.add_to_plan(&mut plan);
+        let added = plan.tools.last().expect("added");
+        assert_eq!(added.module, MODULE);
+        assert_eq!(
+            added.config["servers"]["b"]["url"],
+            "http://127.0.0.1:1/mcp"
+        );
+
+        let mut plan = weft_core::testing::plan();
+        let mut own = ModuleSpec::named(MODULE);
+        own.config
+            .insert("servers".into(), json!({"a": {"command": "from-plan"}}));
+        plan.tools.push(own);
+        config.add_to_plan(&mut plan);
+        let mcp: Vec<_> = plan.tools.iter().filter(|t| t.module == MODULE).collect();
+        assert_eq!(mcp.len(), 1);
+        assert_eq!(mcp[0].config["servers"]["a"]["command"], "from-plan");
+        assert_eq!(
+            mcp[0].config["servers"]["b"]["url"],
+            "http://127.0.0.1:1/mcp"
+        );
     }
 
     #[test]

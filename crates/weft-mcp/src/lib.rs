@@ -37,8 +37,9 @@
 //! - **Names**: each tool is offered as `mcp__<server>__<tool>`, made valid
 //!   for every provider as [`names`] documents.
 //! - **Failures never fail the session**: a server that cannot start is
-//!   left out with a mount warning naming it and the tail of its stderr
-//!   (when every server fails, the module is left out); a crash, a
+//!   left out with a warning naming it and the tail of its stderr (in the
+//!   log; when every server of the module fails, the module is left out
+//!   with a mount warning the session shows); a crash, a
 //!   transport error or a timeout during a call is a tool error naming the
 //!   server with its stderr tail, and the server is started again on the
 //!   next call.
@@ -67,12 +68,9 @@ use weft_core::mount::{ModuleSpec, MountError};
 use weft_core::registry::{ModuleEnv, ModuleRegistry};
 use weft_core::tool::Tool;
 
-pub use config::{ConfigError, McpConfig, ServerConfig};
+pub use config::{ConfigError, MODULE, McpConfig, ServerConfig};
 pub use server::McpServer;
 pub use tool::McpTool;
-
-/// The module name.
-pub const MODULE: &str = "tool-mcp";
 
 /// Registers `tool-mcp` in `registry` (the CLI and daemon do, next to
 /// `weft_tools::register_with`).

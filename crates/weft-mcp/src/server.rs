@@ -56,9 +56,12 @@ impl Tail {
     }
 }
 
-/// A running child: its process group is killed when this is dropped.
+/// A running child: its process group is killed when this is dropped
+/// (unless [`Connection::stop`] already did).
 struct Child {
     pid: i32,
+    /// Set once the group got its final SIGKILL.
+    killed: std::sync::atomic::AtomicBool,
     /// Fires when the process has exited (and been reaped).
     exited: CancellationToken,
     /// Fires when stderr reached its end.
@@ -78,9 +81,19 @@ impl Child {
     }
 }
 
+impl Child {
+    /// SIGKILL to the whole group, once: not again later, when the group
+    /// id could belong to someone else.
+    fn kill_group(&self) {
+        if !self.killed.swap(true, std::sync::atomic::Ordering::SeqCst) {
+            self.signal_group(libc::SIGKILL);
+        }
+    }
+}
+
 impl Drop for Child {
     fn drop(&mut self) {
-        self.signal_group(libc::SIGKILL);
+        self.kill_group();
     }
 }
 
@@ -110,7 +123,7 @@ impl Connection {
                 let _ = tokio::time::timeout(STOP_GRACE, child.exited.cancelled()).await;
             }
             // Whatever the leader did, nothing of its group survives.
-            child.signal_group(libc::SIGKILL);
+            child.kill_group();
         }
     }
 
@@ -354,6 +367,7 @@ impl McpServer {
         }
         let guard = Child {
             pid,
+            killed: std::sync::atomic::AtomicBool::new(false),
             exited,
             stderr_done,
         };
@@ -378,7 +392,7 @@ impl McpServer {
                 tail,
             }),
             Ok(Err(e)) => {
-                guard.signal_group(libc::SIGKILL);
+                guard.kill_group();
                 let _ = tokio::time::timeout(Duration::from_secs(1), guard.stderr_done.cancelled())
                     .await;
                 Err(with_tail(
@@ -387,7 +401,7 @@ impl McpServer {
                 ))
             }
             Err(_) => {
-                guard.signal_group(libc::SIGKILL);
+                guard.kill_group();
                 let _ = tokio::time::timeout(Duration::from_secs(1), guard.stderr_done.cancelled())
                     .await;
                 Err(with_tail(
