@@ -177,3 +177,27 @@ fn mcp_list_shows_servers_and_their_tools() {
     assert!(stderr.contains("broken"), "{stderr}");
     assert!(wait_all_dead(&pid_file), "mcp list leaves nothing running");
 }
+
+#[tokio::test]
+async fn the_daemon_mounts_the_configured_servers() {
+    let env = Env::new();
+    let pid_file = env.project.path().join("pids");
+    configure(&env, &pid_file);
+    let script = env.script(
+        "daemon.json",
+        r#"{"responses": [
+          {"tool_calls": [{"name": "mcp__test__echo", "arguments": {"text": "from the daemon"}}]},
+          {"text": "daemon done"}
+        ]}"#,
+    );
+    let d = env.serve(&["--script", script.to_str().unwrap()]).await;
+    let (status, body) = d.post("/run", serde_json::json!({"message": "go"})).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["result"], "daemon done");
+    let id = body["session_id"].as_str().expect("session id").to_string();
+    let results = tool_results(&env, &id);
+    assert_eq!(results, [("echo: from the daemon".to_string(), false)]);
+    let mut d = d;
+    assert!(d.terminate().success());
+    assert!(wait_all_dead(&pid_file), "MCP servers outlived the daemon");
+}
