@@ -41,16 +41,23 @@ fn wait_all_dead(file: &Path) -> bool {
     false
 }
 
-/// config.toml with two servers: `test` (trusted) and `guarded`.
-fn configure(env: &Env, pid_file: &Path) {
+/// config.toml with two servers: `test` (trusted) and `guarded`, plus
+/// `extra`.
+fn configure_with(env: &Env, pid_file: &Path, extra: &str) {
     let server = format!(
         "command = \"python3\"\nargs = [{:?}]\nenv = {{ MCP_PID_FILE = {:?} }}\n",
         fixture().display().to_string(),
         pid_file.display().to_string()
     );
-    let config =
-        format!("[mcp.servers.test]\n{server}trust = true\n\n[mcp.servers.guarded]\n{server}");
+    let config = format!(
+        "[mcp.servers.test]\n{server}trust = true\n\n[mcp.servers.guarded]\n{server}\n{extra}"
+    );
     std::fs::write(env.home.path().join("config.toml"), config).expect("config.toml");
+}
+
+/// config.toml with two servers: `test` (trusted) and `guarded`.
+fn configure(env: &Env, pid_file: &Path) {
+    configure_with(env, pid_file, "");
 }
 
 /// The tool results of a session's log: (output, is_error), in order.
@@ -80,7 +87,11 @@ fn tool_results(env: &Env, id: &str) -> Vec<(String, bool)> {
 fn a_scripted_model_calls_mcp_tools_survives_a_crash_and_leaves_nothing_running() {
     let env = Env::new();
     let pid_file = env.project.path().join("pids");
-    configure(&env, &pid_file);
+    configure_with(
+        &env,
+        &pid_file,
+        "[mcp.servers.broken]\ncommand = \"python3\"\nargs = [\"-c\", \"import sys; sys.stderr.write('bad token'); sys.exit(1)\"]\n",
+    );
     let script = env.script(
         "mcp.json",
         r#"{"responses": [
@@ -96,7 +107,7 @@ fn a_scripted_model_calls_mcp_tools_survives_a_crash_and_leaves_nothing_running(
           {"text": "all done"}
         ]}"#,
     );
-    let out = env.json(&[
+    let run = env.weft(&[
         "run",
         "--script",
         script.to_str().unwrap(),
@@ -104,6 +115,14 @@ fn a_scripted_model_calls_mcp_tools_survives_a_crash_and_leaves_nothing_running(
         "json",
         "use the tools",
     ]);
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert!(run.status.success(), "{stderr}");
+    // A server that cannot start is left out with a warning; the rest work.
+    assert!(
+        stderr.contains("MCP server broken") && stderr.contains("bad token"),
+        "{stderr}"
+    );
+    let out: serde_json::Value = serde_json::from_slice(&run.stdout).expect("json output");
     let id = out["session_id"].as_str().expect("session id").to_string();
     let results = tool_results(&env, &id);
     assert_eq!(results.len(), 5, "{results:?}");

@@ -37,9 +37,9 @@
 //! - **Names**: each tool is offered as `mcp__<server>__<tool>`, made valid
 //!   for every provider as [`names`] documents.
 //! - **Failures never fail the session**: a server that cannot start is
-//!   left out with a warning naming it and the tail of its stderr (in the
-//!   log; when every server of the module fails, the module is left out
-//!   with a mount warning the session shows); a crash, a
+//!   left out with a warning naming it and the tail of its stderr (in
+//!   weft's log, which the CLI prints on stderr; when every server of the
+//!   module fails, the module is left out with a mount warning); a crash, a
 //!   transport error or a timeout during a call is a tool error naming the
 //!   server with its stderr tail, and the server is started again on the
 //!   next call.

@@ -91,6 +91,14 @@ impl Child {
     }
 }
 
+impl Child {
+    /// Waits (briefly) until stderr has ended, so the last lines of a
+    /// crashed server are in the tail.
+    async fn stderr_finished(&self) {
+        let _ = tokio::time::timeout(Duration::from_secs(1), self.stderr_done.cancelled()).await;
+    }
+}
+
 impl Drop for Child {
     fn drop(&mut self) {
         self.kill_group();
@@ -375,14 +383,7 @@ impl McpServer {
         let started = tokio::select! {
             r = tokio::time::timeout(timeout, ().serve((stdout, stdin))) => r,
             _ = guard.exited.cancelled() => {
-                let conn_tail = {
-                    let _ = tokio::time::timeout(Duration::from_secs(1), guard.stderr_done.cancelled()).await;
-                    tail.text()
-                };
-                return Err(with_tail(
-                    format!("MCP server {} exited while starting.", self.name),
-                    &conn_tail,
-                ));
+                return Err(self.failed_start(guard, &tail, "exited while starting".into()).await);
             }
         };
         match started {
@@ -391,29 +392,24 @@ impl McpServer {
                 child: Some(guard),
                 tail,
             }),
-            Ok(Err(e)) => {
-                guard.kill_group();
-                let _ = tokio::time::timeout(Duration::from_secs(1), guard.stderr_done.cancelled())
-                    .await;
-                Err(with_tail(
-                    format!("MCP server {} did not start: {e}.", self.name),
-                    &tail.text(),
-                ))
-            }
-            Err(_) => {
-                guard.kill_group();
-                let _ = tokio::time::timeout(Duration::from_secs(1), guard.stderr_done.cancelled())
-                    .await;
-                Err(with_tail(
-                    format!(
-                        "MCP server {} did not finish starting within {} s.",
-                        self.name,
-                        timeout.as_secs()
-                    ),
-                    &tail.text(),
-                ))
-            }
+            Ok(Err(e)) => Err(self
+                .failed_start(guard, &tail, format!("did not start: {e}"))
+                .await),
+            Err(_) => Err(self
+                .failed_start(
+                    guard,
+                    &tail,
+                    format!("did not finish starting within {} s", timeout.as_secs()),
+                )
+                .await),
         }
+    }
+
+    /// Kills a child that failed to start; the error with its stderr tail.
+    async fn failed_start(&self, child: Child, tail: &Tail, what: String) -> String {
+        child.kill_group();
+        child.stderr_finished().await;
+        with_tail(format!("MCP server {} {what}.", self.name), &tail.text())
     }
 
     async fn connect_http(
