@@ -55,10 +55,13 @@ impl Delegate for RuntimeDelegate {
         let config = child_config(&parent, agent, request.session_id.as_ref()).await?;
         let child = Session::new(config);
         child.initialize().await.map_err(|e| e.to_string())?;
-        let relay = child.feed().ok().cloned();
-        if let (Some(child_feed), Some(parent_feed)) = (&relay, parent.feed()) {
-            child_feed.relay_events_to(Some(parent_feed));
-        }
+        let _relay = match (child.feed(), parent.feed()) {
+            (Ok(child_feed), Some(parent_feed)) => {
+                child_feed.relay_events_to(Some(parent_feed));
+                Some(RelayGuard(child_feed.clone()))
+            }
+            _ => None,
+        };
         let watcher = {
             let child = child.clone();
             let cancel = cancel.clone();
@@ -69,9 +72,6 @@ impl Delegate for RuntimeDelegate {
         };
         let result = child.execute(&request.instruction).await;
         watcher.abort();
-        if let Some(child_feed) = &relay {
-            child_feed.relay_events_to(None);
-        }
         let session_id = child.id().clone();
         let (status, response) = match result {
             Ok(text) => {
@@ -100,6 +100,16 @@ impl Delegate for RuntimeDelegate {
             response,
             status,
         })
+    }
+}
+
+/// Stops relaying a child's events to its parent when the delegation
+/// ends, also when its future is dropped mid-run.
+struct RelayGuard(crate::feed::Feed);
+
+impl Drop for RelayGuard {
+    fn drop(&mut self) {
+        self.0.relay_events_to(None);
     }
 }
 
