@@ -65,6 +65,11 @@ pub const FEED_CAPACITY: usize = 4096;
 /// How many records a subscriber's replay reads from the store at a time.
 const REPLAY_PAGE: usize = 256;
 
+/// The field of an event's data naming the sub-agent session that emitted
+/// it, on the feed of the session that delegated to it (see
+/// [`Feed::relay_events_to`]); events of the session itself lack it.
+pub const CHILD_SESSION_FIELD: &str = "child_session_id";
+
 /// A volatile kernel event on the feed.
 #[derive(Debug, Clone, PartialEq)]
 pub struct FeedEvent {
@@ -96,6 +101,12 @@ impl FeedEvent {
             turn,
             branch,
         }
+    }
+
+    /// The sub-agent session that emitted the event, when it was relayed
+    /// from one ([`CHILD_SESSION_FIELD`]).
+    pub fn child_session(&self) -> Option<&str> {
+        self.data.get(CHILD_SESSION_FIELD).and_then(Value::as_str)
     }
 }
 
@@ -178,6 +189,9 @@ struct Inner {
     forward: Option<mpsc::Sender<LiveBody>>,
     /// Whether the task following other processes runs.
     following: AtomicBool,
+    /// The parent session's feed this feed's events are relayed to, while
+    /// the session runs delegated work ([`Feed::relay_events_to`]).
+    relay: std::sync::RwLock<Option<Feed>>,
 }
 
 /// One session's feed (cheap to clone; clones share it). See the module
@@ -229,6 +243,7 @@ impl Feed {
                 live,
                 forward,
                 following: AtomicBool::new(false),
+                relay: std::sync::RwLock::new(None),
             }),
         }
     }
@@ -253,13 +268,37 @@ impl Feed {
     }
 
     /// Publishes a volatile event (never waits; copies nothing when no one
-    /// follows the feed).
+    /// follows the feed). With a relay set ([`Feed::relay_events_to`]) the
+    /// event is published on the parent's feed too, tagged
+    /// [`CHILD_SESSION_FIELD`].
     pub fn event(&self, name: &str, data: &Value) {
         self.forward(LiveBody::Event {
             name: name.to_string(),
             data: data.clone(),
         });
         self.event_local(name, data.clone());
+        let relay = self
+            .inner
+            .relay
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        if let Some(parent) = relay {
+            let mut tagged = data.clone();
+            if let Value::Object(map) = &mut tagged {
+                // A grandchild's events keep their own session's tag.
+                map.entry(CHILD_SESSION_FIELD)
+                    .or_insert_with(|| Value::String(self.inner.id.to_string()));
+            }
+            parent.event(name, &tagged);
+        }
+    }
+
+    /// Relays this (child) session's kernel events to `parent`'s feed,
+    /// each tagged with [`CHILD_SESSION_FIELD`] (None: stops relaying).
+    /// Records stay on the child's own feed: they are the child's log.
+    pub fn relay_events_to(&self, parent: Option<Feed>) {
+        *self.inner.relay.write().unwrap_or_else(|p| p.into_inner()) = parent;
     }
 
     fn event_local(&self, name: &str, data: Value) {

@@ -218,6 +218,10 @@ pub const META_BRANCH_SYSTEM: &str = "branch_system";
 /// Metadata key: `true` on a tool result weft made up itself (a cancelled,
 /// interrupted or orphaned call), not produced by the tool.
 pub const META_SYNTHETIC: &str = "synthetic";
+/// Metadata key of a tool message: the structured data the tool returned
+/// beside its text ([`crate::tool::ToolOutput::data`]), e.g. the `task`
+/// tool's `{session_id, agent, response, status}`.
+pub const META_TOOL_DATA: &str = "tool_data";
 
 /// One message of a branch's conversation.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

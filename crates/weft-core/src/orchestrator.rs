@@ -432,6 +432,10 @@ impl LoopBasic {
                 m.metadata
                     .insert(crate::message::META_SYNTHETIC.into(), Value::Bool(true));
             }
+            if let Some(data) = outcome.output.data {
+                m.metadata
+                    .insert(crate::message::META_TOOL_DATA.into(), data);
+            }
             messages.push(m);
             injections.extend(outcome.injections);
         }

@@ -53,6 +53,8 @@ use crate::view::SessionView;
 
 mod branches;
 mod delegate;
+#[cfg(test)]
+mod delegate_tests;
 mod handle;
 mod lifecycle;
 mod resume;

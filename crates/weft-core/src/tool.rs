@@ -24,6 +24,12 @@ pub struct ToolOutput {
     /// The error, when it failed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// Structured data beside the text (the `task` tool's
+    /// `{session_id, agent, response, status}`): not sent to the model,
+    /// recorded on the tool message's metadata under
+    /// [`crate::message::META_TOOL_DATA`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub data: Option<Value>,
 }
 
 impl ToolOutput {
@@ -33,6 +39,7 @@ impl ToolOutput {
             success: true,
             output: output.into(),
             error: None,
+            data: None,
         }
     }
 
@@ -43,7 +50,14 @@ impl ToolOutput {
             success: false,
             output: String::new(),
             error: Some(message),
+            data: None,
         }
+    }
+
+    /// The same output carrying structured `data` (see [`ToolOutput::data`]).
+    pub fn with_data(mut self, data: Value) -> Self {
+        self.data = Some(data);
+        self
     }
 
     /// The text the model sees: the output, or the error.
@@ -56,13 +70,54 @@ impl ToolOutput {
     }
 }
 
-/// What a delegated sub-session returned.
+/// What the `task` tool asks of a [`Delegate`]: run `instruction` with
+/// sub-agent `agent`, in a new child session or, with `session_id`, as the
+/// next turn of an earlier child of the same parent and agent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DelegateRequest {
+    /// The sub-agent's name.
+    pub agent: String,
+    /// The complete instruction for it.
+    pub instruction: String,
+    /// The child session to continue (None: start a new one).
+    pub session_id: Option<SessionId>,
+}
+
+/// How a delegated run ended, as the `task` tool reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DelegateStatus {
+    /// The sub-agent answered.
+    Completed,
+    /// The child session failed (`response` says why); it may be continued.
+    Failed,
+    /// The run was cancelled.
+    Cancelled,
+}
+
+impl DelegateStatus {
+    /// The wire name (`completed`).
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            DelegateStatus::Completed => "completed",
+            DelegateStatus::Failed => "failed",
+            DelegateStatus::Cancelled => "cancelled",
+        }
+    }
+}
+
+/// What a delegated sub-session returned: the `task` tool's structured
+/// result `{session_id, agent, response, status}`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct DelegateOutcome {
-    /// The child session's id.
+    /// The child session's id (pass it back to continue the conversation).
     pub session_id: SessionId,
+    /// The sub-agent that ran.
+    pub agent: String,
     /// Its final answer.
-    pub text: String,
+    pub response: String,
+    /// How the run ended.
+    pub status: DelegateStatus,
 }
 
 /// Runs a prompt in a child session of a sub-agent (the `task` tool).
@@ -71,11 +126,13 @@ pub trait Delegate: Send + Sync {
     /// The agents that can be delegated to: `(name, description)`.
     fn agents(&self) -> Vec<(String, String)>;
 
-    /// Runs `instruction` in a new child session of `agent`.
+    /// Runs the request's instruction in a new child session of its agent,
+    /// or as the next turn of the child session it names (which must be a
+    /// child of this session, made for the same agent). Errors are
+    /// sentences for the model.
     async fn delegate(
         &self,
-        agent: &str,
-        instruction: &str,
+        request: DelegateRequest,
         cancel: CancellationToken,
     ) -> Result<DelegateOutcome, String>;
 }

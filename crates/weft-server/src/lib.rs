@@ -114,6 +114,7 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("get", "/api/v1/sessions/{id}/stream"),
     ("post", "/api/v1/sessions/{id}/execute"),
     ("post", "/api/v1/sessions/{id}/fork"),
+    ("get", "/api/v1/sessions/{id}/children"),
     ("post", "/api/v1/sessions/{id}/rewind"),
     ("post", "/api/v1/sessions/cleanup"),
     ("get", "/api/v1/sessions/{id}/branches"),
@@ -174,6 +175,10 @@ fn build(core: Arc<Core>) -> Router {
             post(sessions::terminate_session),
         )
         .route("/api/v1/sessions/{id}/fork", post(sessions::fork_session))
+        .route(
+            "/api/v1/sessions/{id}/children",
+            get(sessions::list_children),
+        )
         .route("/api/v1/sessions/{id}/rewind", post(branches::rewind))
         .route(
             "/api/v1/sessions/{id}/messages",

@@ -258,6 +258,7 @@ fn shared_responses(op: &mut Operation, method: &str, long: bool) {
         sessions::fail_session,
         sessions::terminate_session,
         sessions::fork_session,
+        sessions::list_children,
         sessions::cleanup_sessions,
         messages::append_message,
         messages::transcript,

@@ -2,7 +2,11 @@
 //! events, resumable) and `/execute` (one turn, ending with `done`).
 //!
 //! Both read the session's kernel feed ([`weft_core::feed`]); every item
-//! names its turn, so `/execute` keeps to its own. Durable records carry
+//! names its turn, so `/execute` keeps to its own. The kernel events of a
+//! sub-agent session the session delegates to are on its feed too, tagged
+//! [`weft_core::feed::CHILD_SESSION_FIELD`] (`child_session_id`), and are
+//! sent as they are (`/execute` leaves them out: they belong to the
+//! child's turn). Durable records carry
 //! `id: <seq>`. A client that reconnects with `Last-Event-ID: N` first gets
 //! the records after N, then follows the feed live; a record is never sent
 //! twice and never skipped (the feed's guarantee).

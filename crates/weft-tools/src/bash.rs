@@ -287,6 +287,7 @@ impl Tool for Bash {
             success: false,
             output: output.clone(),
             error: Some(error),
+            data: None,
         };
         match finished.ending {
             Ending::Exited(0) => {

@@ -3,8 +3,13 @@
 //!
 //! The sub-agent runs in a child session (its own transcript, the parent
 //! recorded as `parent_id`) started through the session's
-//! [`Delegate`](weft_core::tool::Delegate); the tool returns the child
-//! session's id and its final answer. The agents available are the mount
+//! [`Delegate`](weft_core::tool::Delegate). Sub-agent conversations are
+//! multi-turn: given the `session_id` of an earlier child of this session
+//! (and the same agent), the instruction runs as that child's next turn.
+//! The tool returns a structured result `{session_id, agent, response,
+//! status}`: as readable text for the model (with the session id and how to
+//! continue), and as JSON in the tool message's record
+//! ([`ToolOutput::data`]). The agents available are the mount
 //! plan's `agents`; the tool's description lists them (names and
 //! descriptions, from the module environment at mount time), and an unknown
 //! agent is reported at run time with the list of known ones.
@@ -19,7 +24,10 @@ use std::time::Duration;
 use async_trait::async_trait;
 use serde::Deserialize;
 use serde_json::{Value, json};
-use weft_core::tool::{Tool, ToolContext, ToolOutput};
+use weft_core::SessionId;
+use weft_core::tool::{
+    DelegateOutcome, DelegateRequest, DelegateStatus, Tool, ToolContext, ToolOutput,
+};
 
 use crate::args::Args;
 
@@ -68,7 +76,9 @@ its own child session with its own tools and returns only its final answer. Use 
 investigations whose details you do not need in this conversation. `agent` is the name of one \
 of the session's configured sub-agents (an unknown name is answered with the list of available \
 ones); `instruction` must say everything the sub-agent needs, since it does not see this \
-conversation.";
+conversation. The result names the sub-agent's `session_id`: pass it back with the same `agent` \
+to continue that conversation (the sub-agent then remembers its earlier work); leave it out to \
+start a fresh one.";
 
 fn agent_list(agents: &[(String, String)]) -> String {
     if agents.is_empty() {
@@ -102,7 +112,8 @@ impl Tool for Task {
             "type": "object",
             "properties": {
                 "agent": {"type": "string", "description": "The name of the sub-agent to delegate to."},
-                "instruction": {"type": "string", "description": "The complete, self-contained task for the sub-agent."}
+                "instruction": {"type": "string", "description": "The complete, self-contained task for the sub-agent."},
+                "session_id": {"type": "string", "description": "The session_id of an earlier task result, to continue that conversation with the same agent."}
             },
             "required": ["agent", "instruction"],
             "additionalProperties": false
@@ -111,13 +122,20 @@ impl Tool for Task {
 
     async fn execute(&self, input: Value, ctx: &ToolContext) -> ToolOutput {
         let parsed = (|| {
-            let args = Args::parse("task", &input, &["agent", "instruction"])?;
-            Ok::<_, String>((
-                args.non_empty("agent")?.trim().to_string(),
-                args.non_empty("instruction")?.to_string(),
-            ))
+            let args = Args::parse("task", &input, &["agent", "instruction", "session_id"])?;
+            let session_id = match args.opt_string("session_id")?.map(str::trim) {
+                None | Some("") => None,
+                Some(id) => Some(SessionId::parse(id).map_err(|e| {
+                    format!("task: `session_id` is not a session id ({e}); pass the session_id of an earlier task result, or leave it out")
+                })?),
+            };
+            Ok::<_, String>(DelegateRequest {
+                agent: args.non_empty("agent")?.trim().to_string(),
+                instruction: args.non_empty("instruction")?.to_string(),
+                session_id,
+            })
         })();
-        let (agent, instruction) = match parsed {
+        let request = match parsed {
             Ok(p) => p,
             Err(e) => return ToolOutput::error(e),
         };
@@ -126,6 +144,7 @@ impl Tool for Task {
                 "task delegation is not available in this session, so do the work yourself",
             );
         };
+        let agent = request.agent.clone();
         let agents = delegate.agents();
         if !agents.is_empty() && !agents.iter().any(|(name, _)| *name == agent) {
             return ToolOutput::error(format!(
@@ -135,7 +154,7 @@ impl Tool for Task {
         }
 
         let cancel = ctx.cancel.clone();
-        let run = delegate.delegate(&agent, &instruction, cancel.clone());
+        let run = delegate.delegate(request, cancel.clone());
         tokio::pin!(run);
         let result = tokio::select! {
             r = &mut run => r,
@@ -147,17 +166,7 @@ impl Tool for Task {
             }
         };
         match result {
-            Ok(outcome) => {
-                let answer = if outcome.text.trim().is_empty() {
-                    "(the sub-agent gave no answer)".to_string()
-                } else {
-                    outcome.text
-                };
-                ToolOutput::ok(format!(
-                    "Sub-agent {agent} (session {}) answered:\n\n{answer}",
-                    outcome.session_id
-                ))
-            }
+            Ok(outcome) => outcome_output(outcome),
             Err(e) if cancel.is_cancelled() => {
                 ToolOutput::error(format!("the task was cancelled: {e}"))
             }
@@ -168,6 +177,43 @@ impl Tool for Task {
             Err(e) => ToolOutput::error(e),
         }
     }
+}
+
+/// The tool's result for a delegated run: readable text for the model,
+/// `{session_id, agent, response, status}` as its data.
+fn outcome_output(outcome: DelegateOutcome) -> ToolOutput {
+    let data = json!({
+        "session_id": outcome.session_id,
+        "agent": outcome.agent,
+        "response": outcome.response,
+        "status": outcome.status.as_str(),
+    });
+    let DelegateOutcome {
+        session_id,
+        agent,
+        response,
+        status,
+    } = outcome;
+    let hint = format!(
+        "(To continue this conversation, call task again with agent \"{agent}\" and session_id \"{session_id}\".)"
+    );
+    let output = match status {
+        DelegateStatus::Completed => {
+            let answer = if response.trim().is_empty() {
+                "(the sub-agent gave no answer)".to_string()
+            } else {
+                response
+            };
+            ToolOutput::ok(format!(
+                "Sub-agent {agent} (session_id {session_id}, status completed) answered:\n\n{answer}\n\n{hint}"
+            ))
+        }
+        DelegateStatus::Failed => ToolOutput::error(format!("{response}\n{hint}")),
+        DelegateStatus::Cancelled => {
+            ToolOutput::error(format!("the task was cancelled: {response}"))
+        }
+    };
+    output.with_data(data)
 }
 
 #[cfg(test)]

@@ -124,7 +124,12 @@ pub(crate) struct SseEvent {
     /// names with `?compat=amplifierd`).
     #[serde(default)]
     event: Option<String>,
-    /// The payload: JSON text.
+    /// The payload: JSON text. A kernel event's data names its
+    /// `session_id`; the events of a sub-agent session this session
+    /// delegated to (the `task` tool) reach its stream too, their data
+    /// tagged `child_session_id` with the child's id (a session's own
+    /// events have no `child_session_id`; the child's records stay on the
+    /// child's own stream).
     data: String,
     /// The seq of the record it carries, for `Last-Event-ID`.
     #[serde(default)]

@@ -254,8 +254,10 @@ pub(crate) async fn execute(
     Ok(sse_response(&core, events(core.clone(), rx, spec)))
 }
 
-/// Follows a session: its records (with `id:` = seq) and kernel events.
-/// `Last-Event-ID` (or `?last_event_id=`) replays the records after it.
+/// Follows a session: its records (with `id:` = seq) and kernel events,
+/// including those of the sub-agent sessions it delegates to, tagged
+/// `child_session_id`. `Last-Event-ID` (or `?last_event_id=`) replays the
+/// records after it.
 #[utoipa::path(
     get, path = "/api/v1/sessions/{id}/stream", tag = "messages",
     params(
@@ -264,7 +266,7 @@ pub(crate) async fn execute(
         StreamParams,
     ),
     responses(
-        (status = 200, description = "An SSE stream: `connected`, then records and events", content_type = "text/event-stream", body = SseEvent),
+        (status = 200, description = "An SSE stream: `connected`, then records and events (a sub-agent's events tagged `child_session_id`)", content_type = "text/event-stream", body = SseEvent),
         (status = 400, description = "Malformed id, or a Last-Event-ID that is not a seq of this session", body = ErrorBody),
         (status = 404, description = "Unknown id", body = ErrorBody),
     )

@@ -188,6 +188,39 @@ pub(crate) async fn list_sessions(
     State(core): State<AppState>,
     ApiQuery(params): ApiQuery<ListParams>,
 ) -> Result<impl IntoResponse, ApiError> {
+    list_page(&core, params, None).await
+}
+
+/// The sub-agent sessions a session delegated to (its children, each
+/// continued conversation once), newest first, in the shape of the
+/// sessions list; the next page's cursor is in the `x-next-cursor` header.
+#[utoipa::path(
+    get, path = "/api/v1/sessions/{id}/children", tag = "sessions",
+    params(("id" = String, Path, description = "Session id of the parent"), ListParams),
+    responses(
+        (status = 200, description = "A page of the session's child sessions", body = Vec<SessionInfo>,
+            headers(("x-next-cursor" = String, description = "Pass as `cursor` for the next page"))),
+        (status = 400, description = "Malformed id", body = ErrorBody),
+        (status = 404, description = "Unknown id", body = ErrorBody),
+        (status = 422, description = "A query parameter is invalid", body = ErrorBody),
+    )
+)]
+pub(crate) async fn list_children(
+    State(core): State<AppState>,
+    PathId(id): PathId,
+    ApiQuery(params): ApiQuery<ListParams>,
+) -> Result<impl IntoResponse, ApiError> {
+    core.meta(&id).await?;
+    list_page(&core, params, Some(id)).await
+}
+
+/// A page of the sessions `params` select (the children of `parent`, when
+/// given), with the `x-next-cursor` header.
+async fn list_page(
+    core: &AppState,
+    params: ListParams,
+    parent: Option<SessionId>,
+) -> Result<(HeaderMap, Json<Vec<SessionInfo>>), ApiError> {
     let cursor = match params.cursor.as_deref().filter(|c| !c.is_empty()) {
         Some(c) => Some(ListCursor::decode(c).map_err(|e| {
             ApiError::unprocessable(format!("invalid query parameter: cursor: {e}"))
@@ -207,6 +240,7 @@ pub(crate) async fn list_sessions(
                 status: params.status,
                 profile: params.profile_name,
                 name_contains: params.name.filter(|n| !n.is_empty()),
+                parent_id: parent,
                 ..Default::default()
             },
             cursor,

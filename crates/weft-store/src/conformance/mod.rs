@@ -99,6 +99,7 @@ macro_rules! store_conformance_tests {
             racing_appenders_lose_nothing,
             tail_cost_is_independent_of_log_length,
             every_record_kind_round_trips,
+            sub_session_metadata_round_trips,
             metadata_follows_the_log,
             fork_at_turn,
             fork_at_seq_repairs_orphans,

@@ -93,9 +93,23 @@ pub async fn every_record_kind_round_trips(store: Arc<dyn Store>) {
         cache_creation_tokens: 0,
     });
     with_usage.model = Some("m-1".into());
+    let mut tool_result = Message::new(
+        BranchId::main(),
+        Role::Tool,
+        vec![ContentBlock::ToolResult {
+            call_id: "c1".into(),
+            output: "Sub-agent helper answered: ok".into(),
+            is_error: false,
+        }],
+    );
+    tool_result.metadata.insert(
+        weft_core::message::META_TOOL_DATA.into(),
+        json!({"session_id": "p-c_helper", "agent": "helper", "response": "ok", "status": "completed"}),
+    );
     let kinds = vec![
         text(Role::User, "hi"),
         RecordKind::message(with_usage),
+        RecordKind::message(tool_result),
         RecordKind::State(state),
         RecordKind::Meta(MetaPatch {
             name: Some("kinds".into()),
@@ -168,9 +182,66 @@ pub async fn every_record_kind_round_trips(store: Arc<dyn Store>) {
     assert_eq!(meta.name.as_deref(), Some("kinds"));
     assert_eq!(meta.status, SessionStatus::Active);
     assert_eq!(meta.usage.input_tokens, 11);
+    let RecordKind::Message(tool) = &back[2].kind else {
+        panic!("the third record is the tool message: {:?}", back[2]);
+    };
+    assert_eq!(
+        tool.metadata[weft_core::message::META_TOOL_DATA]["status"],
+        "completed",
+        "a tool result's structured data round-trips"
+    );
     let view = store.view(&id).await.expect("view");
     assert_eq!(view.state.get("color"), Some(&json!("blue")));
     assert_eq!(view.meta, meta, "the view's metadata equals the store's");
+}
+
+/// A delegated session's metadata (parent, trace, agent, and the
+/// `config` / `agent_overlay` Amplifier records) comes back from `get` and
+/// from a listing of the parent's children unchanged.
+pub async fn sub_session_metadata_round_trips(store: Arc<dyn Store>) {
+    let parent = new_meta("tree");
+    let parent_id = parent.id.clone();
+    store.create(parent, vec![]).await.expect("create parent");
+    let mut child = new_meta("tree");
+    child.id = SessionId::child_of(&parent_id, "helper");
+    child.parent_id = Some(parent_id.clone());
+    child.trace_id = parent_id.clone();
+    child.agent_name = Some("helper".into());
+    child.metadata.insert(
+        weft_core::session::META_AGENT_CONFIG.into(),
+        json!({"session": {"orchestrator": {"module": "loop-basic"}}, "agents": {"helper": {"description": "helps"}}}),
+    );
+    child.metadata.insert(
+        weft_core::session::META_AGENT_OVERLAY.into(),
+        json!({"description": "helps"}),
+    );
+    let created = store
+        .create(child.clone(), vec![text(Role::User, "look")])
+        .await
+        .expect("create child");
+    let got = store.get(&child.id).await.expect("get child");
+    assert_eq!(got, created);
+    assert_eq!(got.parent_id.as_ref(), Some(&parent_id));
+    assert_eq!(got.agent_name.as_deref(), Some("helper"));
+    assert_eq!(
+        got.metadata[weft_core::session::META_AGENT_OVERLAY],
+        json!({"description": "helps"})
+    );
+    assert_eq!(
+        got.metadata[weft_core::session::META_AGENT_CONFIG]["agents"]["helper"]["description"],
+        "helps"
+    );
+    let listed = store
+        .list(&ListQuery {
+            filter: ListFilter {
+                parent_id: Some(parent_id.clone()),
+                ..Default::default()
+            },
+            ..Default::default()
+        })
+        .await
+        .expect("list children");
+    assert_eq!(listed.sessions, vec![got], "the child is listed as it is");
 }
 
 /// The metadata the store keeps is the fold of the log, through renames and
