@@ -16,6 +16,7 @@ use weft_core::memory::MemoryStore;
 use weft_core::message::Role;
 use weft_core::mount::MountPlan;
 use weft_core::registry::ModuleRegistry;
+use weft_core::store::Store;
 use weft_core::runtime::{Session, SessionConfig};
 use weft_core::structured::ResponseFormat;
 use weft_core::{SessionError, TurnRequest};
