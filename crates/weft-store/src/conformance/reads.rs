@@ -93,6 +93,8 @@ pub async fn every_record_kind_round_trips(store: Arc<dyn Store>) {
         cache_creation_tokens: 0,
     });
     with_usage.model = Some("m-1".into());
+    // A structured turn's validated answer (key order kept).
+    with_usage.structured = Some(json!({"zeta": 1, "alpha": [true, null, 2.5, "ü"], "o": {}}));
     let kinds = vec![
         text(Role::User, "hi"),
         RecordKind::message(with_usage),
@@ -170,6 +172,11 @@ pub async fn every_record_kind_round_trips(store: Arc<dyn Store>) {
     assert_eq!(meta.usage.input_tokens, 11);
     let view = store.view(&id).await.expect("view");
     assert_eq!(view.state.get("color"), Some(&json!("blue")));
+    assert_eq!(
+        view.messages("main")[1].structured,
+        Some(json!({"zeta": 1, "alpha": [true, null, 2.5, "ü"], "o": {}})),
+        "a structured answer round-trips with its message"
+    );
     assert_eq!(view.meta, meta, "the view's metadata equals the store's");
 }
 
