@@ -102,8 +102,14 @@ mod tests {
         assert!(e.contains("is not valid JSON"), "{e}");
         let (_d, p) = file("s.json", r#"{"type": 5}"#);
         let e = load(&p).unwrap_err().to_string();
-        assert!(e.starts_with("the response schema is not a valid JSON Schema"), "{e}");
+        assert!(
+            e.starts_with("the response schema is not a valid JSON Schema"),
+            "{e}"
+        );
         let e = load(Path::new("/nonexistent/s.json")).unwrap_err();
-        assert!(format!("{e:#}").contains("cannot read the schema file"), "{e:#}");
+        assert!(
+            format!("{e:#}").contains("cannot read the schema file"),
+            "{e:#}"
+        );
     }
 }

@@ -11,9 +11,7 @@ use weft_core::approval::{
     FixedApproval,
 };
 use weft_core::hooks::events;
-use weft_core::{
-    CancelMode, FeedItem, Session, SessionError, TurnAnswer, TurnEvents, TurnRequest,
-};
+use weft_core::{CancelMode, FeedItem, Session, SessionError, TurnAnswer, TurnEvents, TurnRequest};
 
 /// Asks approval questions on the terminal; fail-closed without one.
 pub struct TerminalApproval;

@@ -264,11 +264,8 @@ impl LoopBasic {
                 // One repair round-trip: the errors go back to the model.
                 Some(Err(errors)) if !repaired => {
                     repaired = true;
-                    let mut repair = Message::text(
-                        turn.branch.clone(),
-                        Role::User,
-                        repair_prompt(&errors),
-                    );
+                    let mut repair =
+                        Message::text(turn.branch.clone(), Role::User, repair_prompt(&errors));
                     repair.sender = Some("weft".into());
                     repair
                         .metadata

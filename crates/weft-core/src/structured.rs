@@ -48,7 +48,11 @@ impl ResponseFormat {
 
     /// A format with a name and a strict flag, checked (see
     /// [`ResponseFormat::check`]).
-    pub fn named(name: impl Into<String>, schema: Value, strict: bool) -> Result<Self, SchemaError> {
+    pub fn named(
+        name: impl Into<String>,
+        schema: Value,
+        strict: bool,
+    ) -> Result<Self, SchemaError> {
         let format = Self {
             name: name.into(),
             schema,
@@ -127,14 +131,20 @@ impl ResponseFormat {
     /// at most ten, when it does not match.
     pub fn validate(&self, value: &Value) -> Result<(), Vec<String>> {
         let validator = jsonschema::validator_for(&self.schema).map_err(|e| {
-            vec![format!("the response schema is not a valid JSON Schema: {e}")]
+            vec![format!(
+                "the response schema is not a valid JSON Schema: {e}"
+            )]
         })?;
         let errors: Vec<String> = validator
             .iter_errors(value)
             .take(MAX_ERRORS)
             .map(|e| {
                 let path = e.instance_path().to_string();
-                let path = if path.is_empty() { "/".to_string() } else { path };
+                let path = if path.is_empty() {
+                    "/".to_string()
+                } else {
+                    path
+                };
                 format!("{path}: {e}")
             })
             .collect();
@@ -179,17 +189,14 @@ fn strip_fence(text: &str) -> &str {
 
 /// The user message asking for a corrected answer after `errors`.
 pub fn repair_prompt(errors: &[String]) -> String {
-    let mut prompt = String::from(
-        "Your answer does not match the required JSON Schema:\n",
-    );
+    let mut prompt = String::from("Your answer does not match the required JSON Schema:\n");
     for e in errors {
         prompt.push_str("- ");
         prompt.push_str(e);
         prompt.push('\n');
     }
-    prompt.push_str(
-        "Answer again with only the corrected JSON value, matching the schema exactly.",
-    );
+    prompt
+        .push_str("Answer again with only the corrected JSON value, matching the schema exactly.");
     prompt
 }
 
@@ -221,9 +228,13 @@ mod tests {
     fn valid_answers_parse_fenced_or_not() {
         let f = person();
         let want = json!({"name": "Ada", "age": 36});
-        assert_eq!(f.parse_answer(r#" {"name":"Ada","age":36} "#).unwrap(), want);
         assert_eq!(
-            f.parse_answer("```json\n{\"name\":\"Ada\",\"age\":36}\n```").unwrap(),
+            f.parse_answer(r#" {"name":"Ada","age":36} "#).unwrap(),
+            want
+        );
+        assert_eq!(
+            f.parse_answer("```json\n{\"name\":\"Ada\",\"age\":36}\n```")
+                .unwrap(),
             want
         );
     }
@@ -231,7 +242,9 @@ mod tests {
     #[test]
     fn invalid_answers_name_the_path() {
         let f = person();
-        let errors = f.parse_answer(r#"{"name": "Ada", "age": "old"}"#).unwrap_err();
+        let errors = f
+            .parse_answer(r#"{"name": "Ada", "age": "old"}"#)
+            .unwrap_err();
         assert_eq!(errors.len(), 1, "{errors:?}");
         assert!(errors[0].starts_with("/age: "), "{errors:?}");
         let errors = f.parse_answer("Ada, 36").unwrap_err();

@@ -67,11 +67,11 @@ use weft_core::provider::{
 use weft_core::registry::ModuleRegistry;
 
 use crate::blocks::{Blocks, stop_reason};
-use crate::structured;
 use crate::http::{
     ApiKey, Auth, CommonConfig, ConfigReader, Decoder, EnvLookup, Fail, Frame, Framing, Transport,
     build_client, f32_json, process_env,
 };
+use crate::structured;
 
 /// The module name.
 pub const MODULE: &str = "provider-anthropic";

@@ -16,8 +16,8 @@ use weft_core::memory::MemoryStore;
 use weft_core::message::Role;
 use weft_core::mount::MountPlan;
 use weft_core::registry::ModuleRegistry;
-use weft_core::store::Store;
 use weft_core::runtime::{Session, SessionConfig};
+use weft_core::store::Store;
 use weft_core::structured::ResponseFormat;
 use weft_core::{SessionError, TurnRequest};
 
@@ -286,7 +286,9 @@ fn anthropic_answer(tool: &str, parts: &[&str]) -> String {
                    "delta": {"type": "input_json_delta", "partial_json": p}})
         ));
     }
-    body.push_str("event: content_block_stop\ndata: {\"type\":\"content_block_stop\",\"index\":0}\n\n");
+    body.push_str(
+        "event: content_block_stop\ndata: {\"type\":\"content_block_stop\",\"index\":0}\n\n",
+    );
     body.push_str("event: message_delta\ndata: {\"type\":\"message_delta\",\"delta\":{\"stop_reason\":\"tool_use\",\"stop_sequence\":null},\"usage\":{\"output_tokens\":25}}\n\n");
     body.push_str("event: message_stop\ndata: {\"type\":\"message_stop\"}\n\n");
     body
@@ -379,7 +381,10 @@ fn anthropic_valid_after_one_repair_and_invalid_twice() {
         let SessionError::StructuredOutput { errors } = &err else {
             panic!("not a StructuredOutput error: {err:?}");
         };
-        assert!(errors.iter().any(|e| e.starts_with("/name: ")), "{errors:?}");
+        assert!(
+            errors.iter().any(|e| e.starts_with("/name: ")),
+            "{errors:?}"
+        );
         assert!(errors.iter().any(|e| e.starts_with("/: ")), "{errors:?}");
         assert_eq!(fx.requests().len(), 4);
     });
@@ -390,8 +395,11 @@ fn anthropic_valid_after_one_repair_and_invalid_twice() {
 fn ollama_answer(parts: &[&str]) -> String {
     let mut body = String::new();
     for p in parts {
-        body.push_str(&json!({"model": "llama3.2", "created_at": "2025-01-01T00:00:01.1Z",
-                              "message": {"role": "assistant", "content": p}, "done": false}).to_string());
+        body.push_str(
+            &json!({"model": "llama3.2", "created_at": "2025-01-01T00:00:01.1Z",
+                              "message": {"role": "assistant", "content": p}, "done": false})
+            .to_string(),
+        );
         body.push('\n');
     }
     body.push_str(r#"{"model":"llama3.2","created_at":"2025-01-01T00:00:01.3Z","message":{"role":"assistant","content":""},"done_reason":"stop","done":true,"prompt_eval_count":60,"eval_count":12}"#);
@@ -464,7 +472,9 @@ fn scripted_first_try_repair_and_failure() {
         let structured: Vec<bool> = t.iter().map(|(_, _, s)| s.is_some()).collect();
         assert_eq!(
             structured,
-            vec![false, true, false, false, false, true, false, false, false, false]
+            vec![
+                false, true, false, false, false, true, false, false, false, false
+            ]
         );
         // The repair messages are marked.
         let view = session.view().await.unwrap();

@@ -37,10 +37,7 @@ async fn run_returns_the_validated_value_and_stores_it() {
     let messages = s.transcript(&sid).await;
     assert_eq!(messages.len(), 2);
     assert!(messages[0].get("structured").is_none(), "{}", messages[0]);
-    assert_eq!(
-        messages[1]["structured"],
-        json!({"name": "Ada", "age": 36})
-    );
+    assert_eq!(messages[1]["structured"], json!({"name": "Ada", "age": 36}));
     // Without a format: no `structured` anywhere.
     let (status, body) = s.post("/run", json!({"message": "plain"})).await;
     assert_eq!(status, 200, "{body}");
@@ -58,7 +55,8 @@ async fn an_invalid_schema_is_a_422_before_any_turn() {
         .await;
     assert_eq!(status, 422, "{body}");
     assert!(
-        detail(&body).starts_with("response_format: the response schema is not a valid JSON Schema"),
+        detail(&body)
+            .starts_with("response_format: the response schema is not a valid JSON Schema"),
         "{body}"
     );
     let id = s.active().await;

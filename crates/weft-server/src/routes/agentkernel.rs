@@ -16,8 +16,8 @@
 
 use axum::Json;
 use axum::extract::State;
-use weft_core::{ResponseFormat, SessionId};
 use weft_core::profiles::list_profiles;
+use weft_core::{ResponseFormat, SessionId};
 
 use crate::context::{PlanError, refuse_other_plan};
 use crate::error::{ApiError, ErrorBody};

@@ -9,9 +9,9 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::sse::{KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
+use serde_json::Value;
 use weft_core::message::{ContentBlock, Role};
 use weft_core::view::LoggedMessage;
-use serde_json::Value;
 use weft_core::{BranchId, Message, ResponseFormat, SessionId};
 
 use crate::error::{ApiError, ErrorBody};
