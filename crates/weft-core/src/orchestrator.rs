@@ -14,6 +14,14 @@
 //! `orchestrator:complete` are emitted on every exit path;
 //! `execution:start`/`execution:end` around every turn are the runtime's
 //! (whatever the orchestrator).
+//!
+//! With a [`TurnContext::response_format`] (structured output), every
+//! request carries the format and the final answer is validated against
+//! its schema: a valid one is stored with its value
+//! ([`Message::structured`]); an invalid one is recorded, followed by one
+//! repair prompt listing the errors (a user message marked
+//! `structured_repair`), and the loop goes on; invalid again, the turn
+//! fails with [`SessionError::StructuredOutput`].
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
