@@ -25,7 +25,7 @@ use crate::orchestrator::{TurnCancel, TurnContext};
 use crate::record::RecordKind;
 use crate::session::SessionStatus;
 use crate::store::StoreError;
-use crate::structured::{ResponseFormat, StructuredAnswer};
+use crate::structured::{ResponseFormat, SchemaError, StructuredAnswer};
 
 /// Takes a turn out of the session's running turns when the turn's task
 /// ends, however it ends.
@@ -120,6 +120,14 @@ impl Session {
         let mounted = self.mounted()?;
         if let Some(format) = &request.response_format {
             format.check()?;
+            // Anthropic forces the answer through a tool of this name.
+            if mounted.tools.contains_key(&format.name) {
+                return Err(SchemaError(format!(
+                    "the response format's name {:?} is the name of a mounted tool: give the format another name",
+                    format.name
+                ))
+                .into());
+            }
         }
         if self.inner.ended.load(Ordering::SeqCst) {
             return Err(SessionError::Ended);
