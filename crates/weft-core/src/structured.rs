@@ -264,6 +264,22 @@ mod tests {
     }
 
     #[test]
+    fn odd_schemas_are_refused_or_accepted_without_panicking() {
+        for schema in [
+            json!({"$schema": "http://example.com/custom-meta"}),
+            json!({"$schema": 5}),
+            json!({"$ref": "#/definitions/missing"}),
+            json!({"pattern": "("}),
+            json!({"type": "object", "properties": {"a": {"$ref": "other.json"}}}),
+            json!({"$id": "urn:x", "$ref": "urn:y"}),
+        ] {
+            if let Ok(f) = ResponseFormat::new(schema.clone()) {
+                let _ = f.validate(&json!({"a": 1}));
+            }
+        }
+    }
+
+    #[test]
     fn request_values_take_both_shapes() {
         let bare = ResponseFormat::from_value(json!({"type": "object"})).unwrap();
         assert_eq!(bare.name, DEFAULT_FORMAT_NAME);

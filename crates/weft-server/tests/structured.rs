@@ -38,6 +38,15 @@ async fn run_returns_the_validated_value_and_stores_it() {
     assert_eq!(messages.len(), 2);
     assert!(messages[0].get("structured").is_none(), "{}", messages[0]);
     assert_eq!(messages[1]["structured"], json!({"name": "Ada", "age": 36}));
+    // agentkernel's chat takes it too.
+    let (status, body) = s
+        .post(
+            "/api/v1/chat",
+            json!({"prompt": ADA, "response_format": schema()}),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["structured"], json!({"name": "Ada", "age": 36}));
     // Without a format: no `structured` anywhere.
     let (status, body) = s.post("/run", json!({"message": "plain"})).await;
     assert_eq!(status, 200, "{body}");
@@ -154,6 +163,7 @@ async fn openapi_documents_the_fields() {
     for (schema, field) in [
         ("SendMessageRequest", "responseFormat"),
         ("RunRequest", "response_format"),
+        ("ChatRequest", "response_format"),
         ("RunResponse", "structured"),
         ("TranscriptMessage", "structured"),
     ] {

@@ -53,6 +53,10 @@ pub struct ChatRequest {
     #[serde(alias = "sessionId")]
     #[schema(pattern = "^([A-Za-z0-9][A-Za-z0-9._-]{0,127})?$")]
     pub session_id: Option<String>,
+    /// Structured output, as `/run`'s `response_format`.
+    #[serde(alias = "responseFormat")]
+    #[schema(value_type = Option<Object>)]
+    pub response_format: Option<Value>,
 }
 
 /// agentkernel's answer (its own snake_case shape).

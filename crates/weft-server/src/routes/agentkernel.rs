@@ -144,8 +144,8 @@ pub(crate) async fn run(
         (status = 200, description = "The answer", body = RunResponse),
         (status = 404, description = "Unknown agent", body = ErrorBody),
         (status = 409, description = "A turn is running in that session", body = ErrorBody),
-        (status = 422, description = "prompt missing, a bad session_id, or (a daemon that runs one mount plan) another agent", body = ErrorBody),
-        (status = 502, description = "The provider failed", body = ErrorBody),
+        (status = 422, description = "prompt missing, a bad session_id, an invalid response_format, or (a daemon that runs one mount plan) another agent", body = ErrorBody),
+        (status = 502, description = "The provider failed, or the answer did not match response_format after one repair", body = ErrorBody),
         (status = 503, description = "No provider is configured for the plan", body = ErrorBody),
     )
 )]
@@ -154,6 +154,7 @@ pub(crate) async fn chat(
     ApiQuery(params): ApiQuery<MultitaskParams>,
     ApiJson(req): ApiJson<ChatRequest>,
 ) -> Result<Json<RunResponse>, ApiError> {
+    let format = response_format(req.response_format)?;
     run_prompt(
         &core,
         req.agent,
@@ -161,7 +162,7 @@ pub(crate) async fn chat(
         req.session_id,
         params,
         "prompt",
-        None,
+        format,
     )
     .await
     .map(Json)
