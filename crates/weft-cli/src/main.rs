@@ -15,6 +15,7 @@ mod mcp_cmd;
 mod models;
 mod resume_cmd;
 mod run;
+mod schema;
 mod serve;
 mod session_cmd;
 mod table;
@@ -145,6 +146,9 @@ enum Command {
         /// Continue the session with exactly this id, or create it with this id.
         #[arg(long, value_name = "ID", conflicts_with = "resume")]
         session_id: Option<String>,
+        /// Answer with JSON valid against this JSON Schema (a JSON or YAML file), printed on stdout.
+        #[arg(long, value_name = "FILE")]
+        schema: Option<PathBuf>,
         /// Output format.
         #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
         output: OutputFormat,
@@ -661,10 +665,12 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
             prompt,
             resume,
             session_id,
+            schema,
             output,
             flags,
         }) => {
             let mut opts = flags.options(output);
+            opts.response_format = schema.as_deref().map(schema::load).transpose()?;
             let prompt = run::read_prompt(&prompt)?;
             let resume = match (resume, session_id) {
                 (Some(id), _) => Some(app.resolve(&id).await?),

@@ -8,7 +8,7 @@ use anyhow::{Context, bail};
 use serde_json::json;
 use weft_core::mount::MountPlan;
 use weft_core::store::{ForkPoint, ListFilter, ListQuery, StoreError};
-use weft_core::{Session, SessionConfig, SessionError, SessionId};
+use weft_core::{ResponseFormat, Session, SessionConfig, SessionError, SessionId, TurnRequest};
 
 use crate::app::{App, PlanChoice};
 use crate::term::{Interrupts, Printer, TerminalDisplay, approval, run_turn};
@@ -44,6 +44,8 @@ pub struct RunOptions {
     /// The id a new session gets (`run --session-id` naming no stored
     /// session); None: a fresh one.
     pub new_id: Option<SessionId>,
+    /// `run --schema`: the answer must be JSON valid against it.
+    pub response_format: Option<ResponseFormat>,
 }
 
 /// `run --session-id ID`: the session to continue when one has that id
@@ -190,15 +192,13 @@ pub async fn run_once(
         bail!("the prompt is empty: pass the prompt as an argument, or - to read it from stdin");
     }
     let mut interrupts = Interrupts::install().context("cannot catch Ctrl-C")?;
-    let mut printer = (opts.output == OutputFormat::Text).then(|| Printer::new(opts.show_thinking));
-    let result = run_turn(
-        &session,
-        opts.branch.as_deref(),
-        prompt,
-        printer.as_mut(),
-        &mut interrupts,
-    )
-    .await;
+    // A structured answer is printed once validated, not as it streams.
+    let streamed = opts.output == OutputFormat::Text && opts.response_format.is_none();
+    let mut printer = streamed.then(|| Printer::new(opts.show_thinking));
+    let request = TurnRequest::new(prompt)
+        .on_branch(opts.branch.as_deref())
+        .with_response_format(opts.response_format.clone());
+    let result = run_turn(&session, request, printer.as_mut(), &mut interrupts).await;
     let cancelled = matches!(&result, Err(e) if e.is_cancelled());
     // A clash with another writer (a turn of another process, a session
     // ended elsewhere, a lease another node took over) is not the session's failure: it stays as the other
@@ -213,20 +213,26 @@ pub async fn run_once(
     let meta = app.store.get(session.id()).await?;
     match (&result, opts.output) {
         (Ok(answer), OutputFormat::Json) => {
-            println!(
-                "{}",
-                json!({
-                    "session_id": meta.id,
-                    "answer": answer,
-                    "status": meta.status,
-                    "turns": meta.turn_count,
-                    "messages": meta.message_count,
-                    "usage": meta.usage,
-                    "name": meta.name,
-                })
-            );
+            let mut out = json!({
+                "session_id": meta.id,
+                "answer": answer.text,
+                "status": meta.status,
+                "turns": meta.turn_count,
+                "messages": meta.message_count,
+                "usage": meta.usage,
+                "name": meta.name,
+            });
+            if let Some(value) = &answer.structured {
+                out["structured"] = value.clone();
+            }
+            println!("{out}");
         }
-        (Ok(_), OutputFormat::Text) => eprintln!("session {}", meta.id),
+        (Ok(answer), OutputFormat::Text) => {
+            if let Some(value) = &answer.structured {
+                crate::schema::print(value);
+            }
+            eprintln!("session {}", meta.id);
+        }
         (Err(_), _) => eprintln!("session {}", meta.id),
     }
     match result {
@@ -396,14 +402,8 @@ pub async fn interactive(
         }
         // A Ctrl-C pressed between turns is not meant for this one.
         interrupts.clear();
-        let result = run_turn(
-            &session,
-            branch.as_deref(),
-            text,
-            Some(&mut printer),
-            &mut interrupts,
-        )
-        .await;
+        let request = TurnRequest::new(text).on_branch(branch.as_deref());
+        let result = run_turn(&session, request, Some(&mut printer), &mut interrupts).await;
         match result {
             Ok(_) => {}
             Err(e) if e.is_cancelled() => eprintln!("(turn cancelled)"),

@@ -11,7 +11,7 @@ use weft_core::approval::{
     FixedApproval,
 };
 use weft_core::hooks::events;
-use weft_core::{CancelMode, FeedItem, Session, SessionError, TurnEvents};
+use weft_core::{CancelMode, FeedItem, Session, SessionError, TurnAnswer, TurnEvents, TurnRequest};
 
 /// Asks approval questions on the terminal; fail-closed without one.
 pub struct TerminalApproval;
@@ -239,12 +239,11 @@ impl Interrupts {
 /// one exits.
 pub async fn run_turn(
     session: &Session,
-    branch: Option<&str>,
-    prompt: &str,
+    request: TurnRequest,
     mut printer: Option<&mut Printer>,
     interrupts: &mut Interrupts,
-) -> Result<String, SessionError> {
-    let start = session.start_turn(branch, prompt);
+) -> Result<TurnAnswer, SessionError> {
+    let start = session.start_turn_with(request);
     tokio::pin!(start);
     let mut cancel_early = false;
     let mut handle = loop {
@@ -258,7 +257,7 @@ pub async fn run_turn(
         canceller.request(CancelMode::Immediate);
     }
     let mut events = handle.events();
-    let result = handle.result();
+    let result = handle.answer();
     tokio::pin!(result);
     let mut cancelled = cancel_early;
     let mut following = events.is_some();

@@ -43,6 +43,20 @@ pub enum SessionError {
     /// A request was malformed.
     #[error("{0}")]
     Invalid(String),
+    /// A structured turn's response format was refused (refused before
+    /// any model call).
+    #[error(transparent)]
+    InvalidSchema(#[from] crate::structured::SchemaError),
+    /// A structured turn's answer did not match its schema, even after one
+    /// repair round-trip.
+    #[error(
+        "the model's answer did not match the response schema after one repair attempt ({}): simplify the schema or use a more capable model",
+        errors.join("; ")
+    )]
+    StructuredOutput {
+        /// What was wrong with the last answer (`/path: what`).
+        errors: Vec<String>,
+    },
 }
 
 impl SessionError {

@@ -85,6 +85,7 @@ pub mod settings;
 pub mod state;
 pub mod store;
 pub mod stored;
+pub mod structured;
 pub mod testing;
 pub mod tool;
 pub mod view;
@@ -102,8 +103,11 @@ pub use mount::MountPlan;
 pub use provider::Provider;
 pub use record::{Record, RecordKind};
 pub use registry::ModuleRegistry;
-pub use runtime::{CancelMode, Session, SessionConfig, TurnEvents, TurnHandle, TurnRequest};
+pub use runtime::{
+    CancelMode, Session, SessionConfig, TurnAnswer, TurnEvents, TurnHandle, TurnRequest,
+};
 pub use session::{SessionMeta, SessionStatus};
 pub use store::{Store, StoreError};
+pub use structured::{ResponseFormat, StructuredAnswer};
 pub use tool::Tool;
 pub use watch::RecordWatch;

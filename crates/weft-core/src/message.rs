@@ -252,6 +252,11 @@ pub struct Message {
     /// Free-form metadata (`clone_from`, `loaded`, `synthetic`, ...).
     #[serde(default, skip_serializing_if = "Map::is_empty")]
     pub metadata: Map<String, Value>,
+    /// The answer's JSON value, validated against the turn's response
+    /// schema (assistant messages of structured turns; see
+    /// [`crate::structured`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub structured: Option<Value>,
 }
 
 impl Message {
@@ -268,6 +273,7 @@ impl Message {
             usage: None,
             model: None,
             metadata: Map::new(),
+            structured: None,
         }
     }
 

@@ -14,6 +14,14 @@
 //! `orchestrator:complete` are emitted on every exit path;
 //! `execution:start`/`execution:end` around every turn are the runtime's
 //! (whatever the orchestrator).
+//!
+//! With a [`TurnContext::response_format`] (structured output), every
+//! request carries the format and the final answer is validated against
+//! its schema: a valid one is stored with its value
+//! ([`Message::structured`]); an invalid one is recorded, followed by one
+//! repair prompt listing the errors (a user message marked
+//! `structured_repair`), and the loop goes on; invalid again, the turn
+//! fails with [`SessionError::StructuredOutput`].
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -34,6 +42,7 @@ use crate::log::SessionLog;
 use crate::message::{ContentBlock, Message, Role};
 use crate::provider::{ChatRequest, ChatResponse, Provider, ProviderError, StreamEvent};
 use crate::record::RecordKind;
+use crate::structured::{ResponseFormat, repair_prompt};
 use crate::tool::{Delegate, SessionState, Tool, ToolContext, ToolOutput};
 
 /// The output given to the model for a tool call cancelled mid-run.
@@ -98,6 +107,12 @@ pub struct TurnContext {
     pub delegate: Option<Arc<dyn Delegate>>,
     /// The session's keyed state, for the state tools.
     pub state: Option<Arc<dyn SessionState>>,
+    /// The format the final answer must have (None: free text): sent with
+    /// every provider call; the final answer is validated against it
+    /// (one repair round-trip, then
+    /// [`SessionError::StructuredOutput`]) and its value stored on the
+    /// assistant message ([`Message::structured`]).
+    pub response_format: Option<ResponseFormat>,
 }
 
 impl TurnContext {
@@ -196,6 +211,7 @@ impl LoopBasic {
         };
         let specs: Vec<_> = turn.tools.values().map(|t| t.spec()).collect();
         let mut iteration: u32 = 0;
+        let mut repaired = false;
         loop {
             if turn.cancel.is_requested() {
                 return Err(SessionError::Cancelled);
@@ -225,6 +241,7 @@ impl LoopBasic {
                 model: turn.model.clone(),
                 max_tokens: turn.max_tokens,
                 temperature: turn.temperature,
+                response_format: turn.response_format.clone(),
                 ..ChatRequest::default()
             };
             let response = self.call_provider(request, iteration, turn).await?;
@@ -242,9 +259,31 @@ impl LoopBasic {
                 .map(|(id, name, args)| (id.to_string(), name.to_string(), args.clone()))
                 .collect();
             let text = assistant.text_content();
+            let finished = calls.is_empty() || last_call;
+            let checked = match &turn.response_format {
+                Some(format) if finished => Some(format.parse_answer(&text)),
+                _ => None,
+            };
+            if let Some(Ok(value)) = &checked {
+                assistant.structured = Some(value.clone());
+            }
             turn.record_messages(vec![assistant]).await?;
-            if calls.is_empty() || last_call {
-                return Ok(text);
+            match checked {
+                // One repair round-trip: the errors go back to the model.
+                Some(Err(errors)) if !repaired => {
+                    repaired = true;
+                    let mut repair =
+                        Message::text(turn.branch.clone(), Role::User, repair_prompt(&errors));
+                    repair.sender = Some("weft".into());
+                    repair
+                        .metadata
+                        .insert("structured_repair".into(), Value::Bool(true));
+                    turn.record_messages(vec![repair]).await?;
+                    continue;
+                }
+                Some(Err(errors)) => return Err(SessionError::StructuredOutput { errors }),
+                _ if finished => return Ok(text),
+                _ => {}
             }
             pending = self.run_tools(calls, turn).await?;
             if turn.cancel.is_requested() {

@@ -17,6 +17,7 @@ use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
 use crate::message::{ContentBlock, Message, Usage};
+use crate::structured::ResponseFormat;
 
 /// A tool as the model sees it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -54,6 +55,11 @@ pub struct ChatRequest {
     /// [`Provider::answers`].
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub purpose: Option<String>,
+    /// The answer must be JSON matching this format: providers use their
+    /// native structured-output mode (OpenAI `response_format`, Anthropic
+    /// tool-forcing, Ollama `format`); None for free text.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub response_format: Option<ResponseFormat>,
 }
 
 /// [`ChatRequest::purpose`] of the request asking for a session's title

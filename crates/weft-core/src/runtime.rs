@@ -66,7 +66,7 @@ mod turn;
 #[cfg(test)]
 mod turn_tests;
 
-pub use handle::{TurnEvents, TurnHandle, TurnRequest};
+pub use handle::{TurnAnswer, TurnEvents, TurnHandle, TurnRequest};
 pub use resume::{Resumed, model_override};
 
 /// The output given to the model for tool calls found unanswered when a

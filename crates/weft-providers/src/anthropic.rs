@@ -31,6 +31,14 @@
 //! (the API refuses it) and `max_tokens` is raised above the budget when
 //! needed.
 //!
+//! **Structured output** (a request's `response_format`) is tool-forcing:
+//! a synthetic tool named after the format, whose `input_schema` is the
+//! schema, is added to `tools` and forced with
+//! `tool_choice: {type: "tool", name}`; its `tool_use` input comes back as
+//! a text block of JSON (never run as a tool). While forced, the model
+//! calls no other tool in that request, and Anthropic refuses a forced
+//! tool with extended thinking on.
+//!
 //! **Prompt caching** (`prompt_caching`, on by default) marks the tool list,
 //! the system prompt and the last block of the conversation with
 //! `cache_control: {type: ephemeral}`, so an agent loop re-reads its growing
@@ -63,6 +71,7 @@ use crate::http::{
     ApiKey, Auth, CommonConfig, ConfigReader, Decoder, EnvLookup, Fail, Frame, Framing, Transport,
     build_client, f32_json, process_env,
 };
+use crate::structured;
 
 /// The module name.
 pub const MODULE: &str = "provider-anthropic";
@@ -207,7 +216,7 @@ impl AnthropicProvider {
             mark_last_block_cached(&mut messages);
         }
         body.insert("messages".into(), Value::Array(messages));
-        if !request.tools.is_empty() {
+        if !request.tools.is_empty() || request.response_format.is_some() {
             let mut tools: Vec<Value> = request
                 .tools
                 .iter()
@@ -219,12 +228,23 @@ impl AnthropicProvider {
                     })
                 })
                 .collect();
+            // Structured output: a synthetic tool with the schema, forced
+            // (see `crate::structured`).
+            if let Some(format) = &request.response_format {
+                tools.push(structured::answer_tool(format));
+            }
             if self.prompt_caching
                 && let Some(Value::Object(last)) = tools.last_mut()
             {
                 last.insert("cache_control".into(), json!({"type": "ephemeral"}));
             }
             body.insert("tools".into(), Value::Array(tools));
+        }
+        if let Some(format) = &request.response_format {
+            body.insert(
+                "tool_choice".into(),
+                json!({"type": "tool", "name": format.name}),
+            );
         }
         if let Some(budget) = thinking {
             body.insert(
@@ -678,9 +698,14 @@ impl Provider for AnthropicProvider {
         cancel: CancellationToken,
     ) -> Result<ProviderStream, ProviderError> {
         let body = self.request_body(&request);
-        self.transport
+        let stream = self
+            .transport
             .stream::<AnthropicDecoder>("/v1/messages", &body, Framing::Sse, cancel)
-            .await
+            .await?;
+        Ok(match request.response_format {
+            Some(format) => structured::answer_calls_as_text(stream, format.name),
+            None => stream,
+        })
     }
 }
 

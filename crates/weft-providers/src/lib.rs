@@ -61,6 +61,7 @@ mod http;
 pub mod ollama;
 pub mod openai;
 pub mod scripted;
+mod structured;
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -166,6 +166,10 @@ impl OllamaProvider {
         if !request.tools.is_empty() {
             body.insert("tools".into(), function_tools(&request.tools));
         }
+        // Structured output: Ollama constrains the answer to the schema.
+        if let Some(format) = &request.response_format {
+            body.insert("format".into(), format.schema.clone());
+        }
         let mut options = Map::new();
         if let Some(t) = request.temperature.or(self.config.temperature) {
             options.insert("temperature".into(), f32_json(t));

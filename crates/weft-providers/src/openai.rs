@@ -193,6 +193,19 @@ impl OpenAiProvider {
         if !request.tools.is_empty() {
             body.insert("tools".into(), function_tools(&request.tools));
         }
+        if let Some(format) = &request.response_format {
+            body.insert(
+                "response_format".into(),
+                json!({
+                    "type": "json_schema",
+                    "json_schema": {
+                        "name": format.name,
+                        "schema": format.schema,
+                        "strict": format.strict,
+                    }
+                }),
+            );
+        }
         if let Some(n) = request.max_tokens.or(self.config.max_tokens) {
             body.insert(self.max_tokens_param.into(), json!(n));
         }

@@ -196,7 +196,11 @@ impl From<SessionError> for ApiError {
             SessionError::InvalidId(_) => StatusCode::BAD_REQUEST,
             SessionError::Denied(_) => StatusCode::FORBIDDEN,
             SessionError::NotInitialized | SessionError::Ended => StatusCode::CONFLICT,
-            SessionError::Invalid(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            SessionError::Invalid(_) | SessionError::InvalidSchema(_) => {
+                StatusCode::UNPROCESSABLE_ENTITY
+            }
+            // The model's answer, not the request, was wrong.
+            SessionError::StructuredOutput { .. } => StatusCode::BAD_GATEWAY,
             SessionError::Branch(b) => match b {
                 BranchError::NameTaken(_) | BranchError::LastBranch(_) => StatusCode::CONFLICT,
                 BranchError::UnknownBranch(_) | BranchError::Invalid(_) => {

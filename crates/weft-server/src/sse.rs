@@ -202,8 +202,12 @@ impl State {
                 self.drain().await;
                 let turn = self.spec.turn.as_ref().map(TurnId::as_str);
                 let data = match result {
-                    Some(Ok(text)) => {
-                        json!({"status": "completed", "result": text, "sessionId": self.spec.session_id, "turn": turn})
+                    Some(Ok(answer)) => {
+                        let mut data = json!({"status": "completed", "result": answer.text, "sessionId": self.spec.session_id, "turn": turn});
+                        if let Some(value) = answer.structured {
+                            data["structured"] = value;
+                        }
+                        data
                     }
                     Some(Err(e)) if e.is_cancelled() => {
                         json!({"status": "cancelled", "error": e.to_string(), "sessionId": self.spec.session_id, "turn": turn})

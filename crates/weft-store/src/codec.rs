@@ -279,6 +279,18 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn a_structured_answer_round_trips_and_is_left_out_when_absent() {
+        let mut m = Message::text(BranchId::main(), Role::Assistant, r#"{"b":1,"a":[2]}"#);
+        let plain = Record::batch(0, [RecordKind::message(m.clone())]).remove(0);
+        assert!(!encode_line(&plain).expect("encode").contains("structured"));
+        m.structured = Some(serde_json::json!({"b": 1, "a": [2]}));
+        let r = Record::batch(0, [RecordKind::message(m)]).remove(0);
+        let line = encode_line(&r).expect("encode");
+        assert!(line.contains(r#""structured":{"b":1,"a":[2]}"#), "{line}");
+        assert_eq!(decode_line(line.as_bytes()).expect("decode"), r);
+    }
+
+    #[test]
     fn unknown_keys_are_ignored() {
         let r = &records(2)[1];
         let line = encode_line(r).expect("encode");

@@ -10,11 +10,14 @@
 
 use std::sync::Arc;
 
+use serde_json::Value;
+
 use crate::error::SessionError;
 use crate::feed::{FeedError, FeedItem, FeedReceiver};
 use crate::hooks::events;
 use crate::id::{BranchId, TurnId};
 use crate::orchestrator::TurnCancel;
+use crate::structured::ResponseFormat;
 
 use super::CancelMode;
 
@@ -29,6 +32,20 @@ pub struct TurnRequest {
     /// The turn's id (None: a fresh one). It must not be the id of a turn
     /// running in the session.
     pub id: Option<TurnId>,
+    /// The format the answer must have (None: free text); see
+    /// [`crate::structured`].
+    pub response_format: Option<ResponseFormat>,
+}
+
+/// A turn's answer: its text and, for a structured turn, the validated
+/// JSON value.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TurnAnswer {
+    /// The final text.
+    pub text: String,
+    /// The answer's JSON value, valid against the turn's response schema
+    /// (None for free-text turns).
+    pub structured: Option<Value>,
 }
 
 impl TurnRequest {
@@ -38,7 +55,14 @@ impl TurnRequest {
             prompt: prompt.into(),
             branch: None,
             id: None,
+            response_format: None,
         }
+    }
+
+    /// Asks for an answer in `format` (JSON valid against its schema).
+    pub fn with_response_format(mut self, format: Option<ResponseFormat>) -> Self {
+        self.response_format = format;
+        self
     }
 
     /// Runs it on `branch` (id or name; None: the default branch).
@@ -74,7 +98,7 @@ pub struct TurnHandle {
     pub(super) branch: BranchId,
     pub(super) cancel: TurnCancel,
     pub(super) events: Option<FeedReceiver>,
-    pub(super) task: tokio::task::JoinHandle<Result<String, SessionError>>,
+    pub(super) task: tokio::task::JoinHandle<Result<TurnAnswer, SessionError>>,
 }
 
 impl TurnHandle {
@@ -114,8 +138,14 @@ impl TurnHandle {
         self.task.is_finished()
     }
 
-    /// Waits for the turn's answer (or why it has none).
+    /// Waits for the turn's answer text (or why it has none).
     pub async fn result(self) -> Result<String, SessionError> {
+        self.answer().await.map(|a| a.text)
+    }
+
+    /// Waits for the turn's answer, its structured value included (or why
+    /// it has none).
+    pub async fn answer(self) -> Result<TurnAnswer, SessionError> {
         match self.task.await {
             Ok(result) => result,
             Err(e) if e.is_panic() => Err(SessionError::Invalid(format!(

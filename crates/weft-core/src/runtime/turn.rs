@@ -11,7 +11,7 @@ use std::sync::atomic::Ordering;
 use serde_json::{Map, Value, json};
 
 use super::delegate::RuntimeDelegate;
-use super::handle::{CancelOnDrop, TurnHandle, TurnRequest};
+use super::handle::{CancelOnDrop, TurnAnswer, TurnHandle, TurnRequest};
 use super::state::RuntimeState;
 use super::{CancelMode, Mounted, Session, TOOL_INTERRUPTED, lock};
 use crate::approval::DisplayLevel;
@@ -25,6 +25,7 @@ use crate::orchestrator::{TurnCancel, TurnContext};
 use crate::record::RecordKind;
 use crate::session::SessionStatus;
 use crate::store::StoreError;
+use crate::structured::{ResponseFormat, SchemaError, StructuredAnswer};
 
 /// Takes a turn out of the session's running turns when the turn's task
 /// ends, however it ends.
@@ -53,9 +54,43 @@ impl Session {
         branch: Option<&str>,
         prompt: &str,
     ) -> Result<String, SessionError> {
-        let handle = self.start_turn(branch, prompt).await?;
+        self.execute_with(TurnRequest::new(prompt).on_branch(branch))
+            .await
+            .map(|a| a.text)
+    }
+
+    /// Runs `prompt` on the default branch and returns its answer as JSON
+    /// valid against `format`'s schema (LionAGI's
+    /// `operate(response_format=…)`): the provider's native structured
+    /// mode, one repair round-trip on an invalid answer, then
+    /// [`SessionError::StructuredOutput`]. The value is also stored on the
+    /// assistant message.
+    pub async fn execute_structured(
+        &self,
+        prompt: &str,
+        format: ResponseFormat,
+    ) -> Result<StructuredAnswer, SessionError> {
+        let answer = self
+            .execute_with(TurnRequest::new(prompt).with_response_format(Some(format)))
+            .await?;
+        match answer.structured {
+            Some(value) => Ok(StructuredAnswer {
+                text: answer.text,
+                value,
+            }),
+            None => Err(SessionError::Invalid(
+                "the structured turn gave no structured answer".into(),
+            )),
+        }
+    }
+
+    /// Runs the turn `request` describes and returns its answer:
+    /// [`Session::start_turn_with`], then [`TurnHandle::answer`]. Dropping
+    /// the future cancels the turn.
+    pub async fn execute_with(&self, request: TurnRequest) -> Result<TurnAnswer, SessionError> {
+        let handle = self.start_turn_with(request).await?;
         let mut guard = CancelOnDrop(Some(handle.canceller()));
-        let result = handle.result().await;
+        let result = handle.answer().await;
         guard.0 = None;
         result
     }
@@ -79,10 +114,21 @@ impl Session {
     /// waits while another turn runs on its branch.
     ///
     /// Fails at once, starting nothing, when the session is not
-    /// initialized or has ended, the branch does not exist, or the
-    /// requested id is the id of a running turn.
+    /// initialized or has ended, the branch does not exist, the requested
+    /// id is the id of a running turn, or the response format is invalid.
     pub async fn start_turn_with(&self, request: TurnRequest) -> Result<TurnHandle, SessionError> {
         let mounted = self.mounted()?;
+        if let Some(format) = &request.response_format {
+            format.check()?;
+            // Anthropic forces the answer through a tool of this name.
+            if mounted.tools.contains_key(&format.name) {
+                return Err(SchemaError(format!(
+                    "the response format's name {:?} is the name of a mounted tool: give the format another name",
+                    format.name
+                ))
+                .into());
+            }
+        }
         if self.inner.ended.load(Ordering::SeqCst) {
             return Err(SessionError::Ended);
         }
@@ -117,7 +163,9 @@ impl Session {
                 session: &session,
                 id: &turn,
             };
-            session.run_turn(&turn, &on, request.prompt, c).await
+            session
+                .run_turn(&turn, &on, request.prompt, request.response_format, c)
+                .await
         });
         Ok(TurnHandle {
             id,
@@ -135,13 +183,14 @@ impl Session {
         turn: &TurnId,
         branch: &BranchId,
         prompt: String,
+        format: Option<ResponseFormat>,
         cancel: TurnCancel,
-    ) -> Result<String, SessionError> {
+    ) -> Result<TurnAnswer, SessionError> {
         let mut scope = Map::new();
         scope.insert("turn".into(), Value::String(turn.to_string()));
         scope.insert("branch".into(), Value::String(branch.to_string()));
         let hooks = self.inner.hooks.scoped(scope);
-        let body = self.run_turn_body(turn, branch, prompt, cancel.clone(), &hooks);
+        let body = self.run_turn_body(turn, branch, prompt, format, cancel.clone(), &hooks);
         tokio::pin!(body);
         // A cancel, whoever asks for it and however early, is announced by
         // the turn itself (once), then the turn winds down.
@@ -177,9 +226,10 @@ impl Session {
         turn: &TurnId,
         branch_id: &BranchId,
         prompt: String,
+        format: Option<ResponseFormat>,
         cancel: TurnCancel,
         hooks: &HookRegistry,
-    ) -> Result<String, SessionError> {
+    ) -> Result<TurnAnswer, SessionError> {
         let mounted = self.mounted()?;
         // One turn per branch at a time: in this process (the branch lock),
         // then across processes (the store's turn lock); branch state is
@@ -284,8 +334,19 @@ impl Session {
             state: Some(Arc::new(RuntimeState {
                 session: Arc::downgrade(&self.inner),
             })),
+            response_format: format.clone(),
         };
-        mounted.orchestrator.execute(prompt, &turn).await
+        let text = mounted.orchestrator.execute(prompt, &turn).await?;
+        // Whatever the orchestrator, a structured turn's answer is valid.
+        let structured = match &format {
+            Some(format) => Some(
+                format
+                    .parse_answer(&text)
+                    .map_err(|errors| SessionError::StructuredOutput { errors })?,
+            ),
+            None => None,
+        };
+        Ok(TurnAnswer { text, structured })
     }
 
     /// Takes the store's turn lock of `branch`: waits while another

@@ -277,3 +277,39 @@ async fn concurrent_branches_name_their_turn_and_a_late_subscriber_misses_nothin
     }
     assert_eq!(late_seqs, (joined_at..=head).collect::<Vec<_>>());
 }
+
+#[tokio::test]
+async fn a_structured_turn_sends_its_format_and_returns_the_value() {
+    use crate::structured::ResponseFormat;
+    use crate::testing::FakeTool;
+    let provider = FakeProvider::replying([Reply::text(r#"{"n": 1}"#)]);
+    let tool = FakeTool::new("lookup", "found");
+    let session = session_with(&provider, vec![Arc::new(tool)])
+        .await
+        .expect("session");
+    let schema = serde_json::json!({"type": "object", "required": ["n"]});
+    // A format named like a mounted tool is refused before any call.
+    let clash = ResponseFormat::named("lookup", schema.clone(), false).expect("format");
+    let err = session
+        .execute_structured("count", clash)
+        .await
+        .expect_err("a clash");
+    assert!(
+        err.to_string().contains("is the name of a mounted tool"),
+        "{err}"
+    );
+    assert_eq!(provider.calls(), 0);
+    let format = ResponseFormat::new(schema).expect("format");
+    let answer = session
+        .execute_structured("count", format.clone())
+        .await
+        .expect("answer");
+    assert_eq!(answer.value, serde_json::json!({"n": 1}));
+    let requests = provider.requests();
+    assert_eq!(requests.len(), 1);
+    assert_eq!(requests[0].response_format.as_ref(), Some(&format));
+    assert_eq!(requests[0].tools.len(), 1, "the tools are still offered");
+    let stored = messages(&session, None).await.expect("messages");
+    assert_eq!(stored[1].structured, Some(serde_json::json!({"n": 1})));
+    assert_eq!(stored[1].role, Role::Assistant);
+}

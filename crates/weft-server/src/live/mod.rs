@@ -50,8 +50,8 @@ use weft_core::store::{DeleteOptions, Store, StoreError};
 use weft_core::stored::{self, StateError};
 use weft_core::view::SessionView;
 use weft_core::{
-    BranchId, CancelMode, Feed, Record, Session, SessionConfig, SessionError, SessionId,
-    SessionStatus, TurnId, TurnRequest,
+    BranchId, CancelMode, Feed, Record, ResponseFormat, Session, SessionConfig, SessionError,
+    SessionId, SessionStatus, TurnAnswer, TurnId, TurnRequest,
 };
 
 use crate::config::ServerConfig;
@@ -60,7 +60,7 @@ use crate::error::ApiError;
 use crate::model::{Multitask, SessionInfo};
 
 /// The outcome of a turn, as its submitter receives it.
-pub(crate) type TurnResult = Result<String, SessionError>;
+pub(crate) type TurnResult = Result<TurnAnswer, SessionError>;
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
@@ -70,6 +70,8 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 pub(crate) struct Job {
     turn: TurnId,
     prompt: String,
+    /// The format the answer must have (None: free text).
+    response_format: Option<ResponseFormat>,
     /// The branch it runs on (resolved when it was submitted).
     branch: BranchId,
     cancel: CancellationToken,
@@ -226,6 +228,8 @@ pub(crate) struct Prompt {
     pub(crate) run_as: Option<NewSession>,
     /// Deliver the result to the submitter.
     pub(crate) want_result: bool,
+    /// The format the answer must have (None: free text), checked.
+    pub(crate) response_format: Option<ResponseFormat>,
 }
 
 /// The daemon's shared state.

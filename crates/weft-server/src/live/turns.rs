@@ -221,6 +221,7 @@ impl Core {
         let job = Job {
             turn: turn.clone(),
             prompt: prompt.text,
+            response_format: prompt.response_format,
             branch: branch.clone(),
             cancel: CancellationToken::new(),
             done: done_tx,
@@ -407,10 +408,11 @@ async fn run_one(slot: &Slot, session: &Session, job: &Job) -> TurnResult {
     }
     let request = TurnRequest::new(job.prompt.clone())
         .on_branch(Some(job.branch.as_str()))
-        .with_id(job.turn.clone());
+        .with_id(job.turn.clone())
+        .with_response_format(job.response_format.clone());
     let handle = session.start_turn_with(request).await?;
     let canceller = handle.canceller();
-    let result = handle.result();
+    let result = handle.answer();
     tokio::pin!(result);
     tokio::select! {
         result = &mut result => return result,

@@ -30,6 +30,13 @@ pub struct RunRequest {
     #[serde(alias = "sessionId")]
     #[schema(pattern = "^([A-Za-z0-9][A-Za-z0-9._-]{0,127})?$")]
     pub session_id: Option<String>,
+    /// Structured output: the answer must be JSON valid against this JSON
+    /// Schema (or `{name, schema, strict}`), returned as `structured`. An
+    /// invalid schema is a 422; an answer still invalid after one repair,
+    /// a 502.
+    #[serde(alias = "responseFormat")]
+    #[schema(value_type = Option<Object>)]
+    pub response_format: Option<Value>,
 }
 
 /// agentkernel's `POST /api/v1/chat`.
@@ -46,6 +53,10 @@ pub struct ChatRequest {
     #[serde(alias = "sessionId")]
     #[schema(pattern = "^([A-Za-z0-9][A-Za-z0-9._-]{0,127})?$")]
     pub session_id: Option<String>,
+    /// Structured output, as `/run`'s `response_format`.
+    #[serde(alias = "responseFormat")]
+    #[schema(value_type = Option<Object>)]
+    pub response_format: Option<Value>,
 }
 
 /// agentkernel's answer (its own snake_case shape).
@@ -55,6 +66,10 @@ pub struct RunResponse {
     pub result: String,
     /// The session it ran in.
     pub session_id: String,
+    /// The validated JSON answer (a run with a `response_format`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    pub structured: Option<Value>,
 }
 
 /// An agent `/run` accepts.

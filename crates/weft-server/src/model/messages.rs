@@ -64,6 +64,11 @@ pub struct TranscriptMessage {
     #[serde(skip_serializing_if = "Map::is_empty", default)]
     #[schema(value_type = Object)]
     pub metadata: Map<String, Value>,
+    /// A structured turn's answer, validated against its response schema
+    /// (assistant messages of turns run with a `responseFormat`).
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    #[schema(value_type = Option<Object>)]
+    pub structured: Option<Value>,
 }
 
 impl TranscriptMessage {
@@ -94,6 +99,7 @@ impl TranscriptMessage {
                 .as_ref()
                 .and_then(|u| serde_json::to_value(u).ok()),
             metadata: message.metadata.clone(),
+            structured: message.structured.clone(),
         }
     }
 }
@@ -108,6 +114,13 @@ pub struct SendMessageRequest {
     /// The branch to run on (default: the session's default branch).
     #[serde(default)]
     pub branch: Option<String>,
+    /// Structured output: the answer must be JSON valid against this JSON
+    /// Schema (or `{name, schema, strict}`); the validated value is the
+    /// assistant message's `structured` (and `/execute`'s `done`). An
+    /// invalid schema is a 422.
+    #[serde(default, alias = "response_format")]
+    #[schema(value_type = Option<Object>)]
+    pub response_format: Option<Value>,
 }
 
 /// The answer to `send-message`: the turn runs in the background.

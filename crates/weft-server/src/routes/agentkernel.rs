@@ -16,8 +16,8 @@
 
 use axum::Json;
 use axum::extract::State;
-use weft_core::SessionId;
 use weft_core::profiles::list_profiles;
+use weft_core::{ResponseFormat, SessionId};
 
 use crate::context::{PlanError, refuse_other_plan};
 use crate::error::{ApiError, ErrorBody};
@@ -25,6 +25,7 @@ use crate::extract::{ApiJson, ApiQuery, parse_session_id};
 use crate::live::{Need, NewSession, Prompt};
 use crate::model::{AgentEntry, ChatRequest, Health, MultitaskParams, RunRequest, RunResponse};
 use crate::routes::AppState;
+use crate::routes::messages::response_format;
 
 async fn run_prompt(
     core: &AppState,
@@ -33,6 +34,7 @@ async fn run_prompt(
     session_id: Option<String>,
     params: MultitaskParams,
     prompt_field: &str,
+    response_format: Option<ResponseFormat>,
 ) -> Result<RunResponse, ApiError> {
     let Some(prompt) = prompt.filter(|p| !p.trim().is_empty()) else {
         return Err(ApiError::unprocessable(format!(
@@ -82,18 +84,20 @@ async fn run_prompt(
                 run_as: named.then(|| create.clone()),
                 create: Some(create),
                 want_result: true,
+                response_format,
             },
         )
         .await?;
     let done = submitted
         .done
         .ok_or_else(|| ApiError::internal("the turn's result was not kept"))?;
-    let result = done
+    let answer = done
         .await
         .map_err(|_| ApiError::internal("the turn ended without a result"))??;
     Ok(RunResponse {
-        result,
+        result: answer.text,
         session_id: id.to_string(),
+        structured: answer.structured,
     })
 }
 
@@ -106,8 +110,8 @@ async fn run_prompt(
         (status = 200, description = "The answer", body = RunResponse),
         (status = 404, description = "Unknown agent", body = ErrorBody),
         (status = 409, description = "A turn is running in that session, or it was cancelled", body = ErrorBody),
-        (status = 422, description = "message/prompt missing, a bad session_id, or (a daemon that runs one mount plan) another agent", body = ErrorBody),
-        (status = 502, description = "The provider failed", body = ErrorBody),
+        (status = 422, description = "message/prompt missing, a bad session_id, an invalid response_format, or (a daemon that runs one mount plan) another agent", body = ErrorBody),
+        (status = 502, description = "The provider failed, or the answer did not match response_format after one repair", body = ErrorBody),
         (status = 503, description = "No provider is configured for the plan", body = ErrorBody),
     )
 )]
@@ -117,9 +121,18 @@ pub(crate) async fn run(
     ApiJson(req): ApiJson<RunRequest>,
 ) -> Result<Json<RunResponse>, ApiError> {
     let prompt = req.message.or(req.prompt);
-    run_prompt(&core, req.agent, prompt, req.session_id, params, "message")
-        .await
-        .map(Json)
+    let format = response_format(req.response_format)?;
+    run_prompt(
+        &core,
+        req.agent,
+        prompt,
+        req.session_id,
+        params,
+        "message",
+        format,
+    )
+    .await
+    .map(Json)
 }
 
 /// Runs a prompt and answers with the result (agentkernel's chat).
@@ -131,8 +144,8 @@ pub(crate) async fn run(
         (status = 200, description = "The answer", body = RunResponse),
         (status = 404, description = "Unknown agent", body = ErrorBody),
         (status = 409, description = "A turn is running in that session", body = ErrorBody),
-        (status = 422, description = "prompt missing, a bad session_id, or (a daemon that runs one mount plan) another agent", body = ErrorBody),
-        (status = 502, description = "The provider failed", body = ErrorBody),
+        (status = 422, description = "prompt missing, a bad session_id, an invalid response_format, or (a daemon that runs one mount plan) another agent", body = ErrorBody),
+        (status = 502, description = "The provider failed, or the answer did not match response_format after one repair", body = ErrorBody),
         (status = 503, description = "No provider is configured for the plan", body = ErrorBody),
     )
 )]
@@ -141,6 +154,7 @@ pub(crate) async fn chat(
     ApiQuery(params): ApiQuery<MultitaskParams>,
     ApiJson(req): ApiJson<ChatRequest>,
 ) -> Result<Json<RunResponse>, ApiError> {
+    let format = response_format(req.response_format)?;
     run_prompt(
         &core,
         req.agent,
@@ -148,6 +162,7 @@ pub(crate) async fn chat(
         req.session_id,
         params,
         "prompt",
+        format,
     )
     .await
     .map(Json)

@@ -400,6 +400,7 @@ pub(crate) async fn branch_send_message(
                 create: None,
                 run_as: None,
                 want_result: false,
+                response_format: None,
             },
         )
         .await?;

@@ -9,9 +9,10 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::sse::{KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
+use serde_json::Value;
 use weft_core::message::{ContentBlock, Role};
 use weft_core::view::LoggedMessage;
-use weft_core::{BranchId, Message, SessionId};
+use weft_core::{BranchId, Message, ResponseFormat, SessionId};
 
 use crate::error::{ApiError, ErrorBody};
 use crate::extract::{ApiJson, ApiQuery, PathId};
@@ -138,7 +139,7 @@ pub(crate) fn transcript_of(
         (status = 202, description = "Accepted: executing, queued or interrupting", body = SendMessageResponse),
         (status = 404, description = "Unknown id", body = ErrorBody),
         (status = 409, description = "Not active, or a turn is running on the branch (without ?multitask)", body = ErrorBody),
-        (status = 422, description = "Unknown branch, or an empty prompt", body = ErrorBody),
+        (status = 422, description = "Unknown branch, an empty prompt, or an invalid responseFormat", body = ErrorBody),
         (status = 502, description = "The provider failed", body = ErrorBody),
         (status = 503, description = "No provider is configured for the session's plan", body = ErrorBody),
     )
@@ -161,10 +162,21 @@ pub(crate) async fn send_message(
                 create: None,
                 run_as: None,
                 want_result: false,
+                response_format: response_format(req.response_format)?,
             },
         )
         .await?;
     Ok(accepted(&id, &submitted))
+}
+
+/// A request's `response_format` (a JSON Schema, or `{name, schema,
+/// strict}`), checked: an invalid one is a 422 before any turn starts.
+pub(crate) fn response_format(value: Option<Value>) -> Result<Option<ResponseFormat>, ApiError> {
+    value
+        .filter(|v| !v.is_null())
+        .map(ResponseFormat::from_value)
+        .transpose()
+        .map_err(|e| ApiError::unprocessable(format!("response_format: {e}")))
 }
 
 /// The 202 answer to a prompt accepted for a background turn.
@@ -204,8 +216,10 @@ where
 }
 
 /// Runs a prompt and streams its turn as SSE, ending with a `done` event
-/// (`{status, result | error, sessionId, turn}`). A client that goes away
-/// does not stop the turn.
+/// (`{status, result | error, sessionId, turn}`, and `structured`, the
+/// validated JSON answer, for a turn with a `responseFormat`; an answer
+/// still invalid after one repair is a `failed` `done`). A client that
+/// goes away does not stop the turn.
 #[utoipa::path(
     post, path = "/api/v1/sessions/{id}/execute", tag = "messages",
     params(("id" = String, Path, description = "Session id"), ExecuteParams),
@@ -214,6 +228,7 @@ where
         (status = 200, description = "An SSE stream of the turn's events, then `done`", content_type = "text/event-stream", body = SseEvent),
         (status = 404, description = "Unknown id", body = ErrorBody),
         (status = 409, description = "Not active, or a turn is running (without ?multitask)", body = ErrorBody),
+        (status = 422, description = "An empty prompt, or an invalid responseFormat", body = ErrorBody),
         (status = 502, description = "The provider failed", body = ErrorBody),
         (status = 503, description = "No provider is configured for the session's plan", body = ErrorBody),
     )
@@ -241,6 +256,7 @@ pub(crate) async fn execute(
                 create: None,
                 run_as: None,
                 want_result: true,
+                response_format: response_format(req.response_format)?,
             },
         )
         .await?;

@@ -106,6 +106,8 @@ pub async fn every_record_kind_round_trips(store: Arc<dyn Store>) {
         weft_core::message::META_TOOL_DATA.into(),
         json!({"session_id": "p-c_helper", "agent": "helper", "response": "ok", "status": "completed"}),
     );
+    // A structured turn's validated answer (key order kept).
+    with_usage.structured = Some(json!({"zeta": 1, "alpha": [true, null, 2.5, "ü"], "o": {}}));
     let kinds = vec![
         text(Role::User, "hi"),
         RecordKind::message(with_usage),
@@ -192,6 +194,11 @@ pub async fn every_record_kind_round_trips(store: Arc<dyn Store>) {
     );
     let view = store.view(&id).await.expect("view");
     assert_eq!(view.state.get("color"), Some(&json!("blue")));
+    assert_eq!(
+        view.messages("main")[1].structured,
+        Some(json!({"zeta": 1, "alpha": [true, null, 2.5, "ü"], "o": {}})),
+        "a structured answer round-trips with its message"
+    );
     assert_eq!(view.meta, meta, "the view's metadata equals the store's");
 }
 
