@@ -111,6 +111,13 @@ pub struct WeftConfig {
     /// (default `$USER`; `WEFT_USER` sets it too).
     #[serde(default)]
     pub user: Option<String>,
+    /// Terminal output (`[ui] raw = true`, `[ui] color = "never"`).
+    #[serde(default)]
+    pub ui: crate::ui::UiConfig,
+    /// Model prices for the per-turn summary, in US dollars per million
+    /// tokens (`[pricing."model"] input = 3.0, output = 15.0, cached = 0.3`).
+    #[serde(default)]
+    pub pricing: crate::ui::summary::Pricing,
 }
 
 /// The config file inside a weft home.
@@ -200,6 +207,12 @@ impl WeftConfig {
                 config_file(home).display()
             )
         })?;
+        if let Some((model, _)) = config.pricing.iter().find(|(_, p)| !p.is_valid()) {
+            anyhow::bail!(
+                "invalid [pricing.{model:?}] in {}: prices are US dollars per million tokens, numbers of zero or more",
+                config_file(home).display()
+            );
+        }
         config.home = Some(home.to_path_buf());
         Ok(config)
     }

@@ -190,7 +190,8 @@ pub async fn run_once(
         bail!("the prompt is empty: pass the prompt as an argument, or - to read it from stdin");
     }
     let mut interrupts = Interrupts::install().context("cannot catch Ctrl-C")?;
-    let mut printer = (opts.output == OutputFormat::Text).then(|| Printer::new(opts.show_thinking));
+    let mut printer = (opts.output == OutputFormat::Text)
+        .then(|| Printer::new(opts.show_thinking, app.config.pricing.clone()));
     let result = run_turn(
         &session,
         opts.branch.as_deref(),
@@ -226,6 +227,7 @@ pub async fn run_once(
                 })
             );
         }
+        (Ok(_), OutputFormat::Text) if crate::ui::settings().quiet => {}
         (Ok(_), OutputFormat::Text) => eprintln!("session {}", meta.id),
         (Err(_), _) => eprintln!("session {}", meta.id),
     }
@@ -290,7 +292,7 @@ pub async fn interactive(
     let history = app.home.join("history");
     let mut editor = rustyline::DefaultEditor::new().context("cannot start the line editor")?;
     let _ = editor.load_history(&history);
-    let mut printer = Printer::new(opts.show_thinking);
+    let mut printer = Printer::new(opts.show_thinking, app.config.pricing.clone());
     let mut interrupts = Interrupts::install().context("cannot catch Ctrl-C")?;
     eprintln!(
         "weft — session {} ({}). {HELP}",
