@@ -113,7 +113,7 @@ fn a_spinner_names_the_running_tool() {
     let mut pty = rexpect::session::spawn_command(c, Some(60_000)).expect("spawn in a pty");
     pty.exp_string("running bash(sleep 1; echo slept)")
         .expect("the tool spinner with the tool's name and command");
-    let before = utf8(pty.exp_string(" slept\r\n").expect("the tool's result"));
+    let before = utf8(pty.exp_string(" slept (exit code 0)").expect("the tool's result"));
     assert!(before.ends_with("⎿"), "the result line: {before:?}");
     let last = before.rfind("running bash").expect("a frame");
     assert!(before[last..].contains("\x1b[2K"), "cleared before the result line");
