@@ -12,6 +12,7 @@ mod branch_cmd;
 mod config;
 mod doctor_cmd;
 mod history_cmd;
+mod import_cmd;
 mod models;
 mod resume_cmd;
 mod run;
@@ -385,7 +386,6 @@ enum SessionCommand {
     },
 }
 
-
 fn init_logging(verbose: u8) {
     let default = match verbose {
         0 => "warn",
@@ -575,7 +575,7 @@ async fn session_command(app: &App, cmd: SessionCommand) -> anyhow::Result<()> {
         SessionCommand::Import {
             from_amplifier,
             json,
-        } => session_cmd::import(app, from_amplifier, json).await,
+        } => import_cmd::import(app, from_amplifier, json).await,
         SessionCommand::Watch {
             id,
             after,
@@ -608,7 +608,11 @@ fn main() {
     init_logging(cli.global.verbose);
     // The config's [ui] table counts once the home is loaded (dispatch).
     let env = ui::Environment::current();
-    ui::set(ui::Settings::decide(&cli.global.ui, &Default::default(), env));
+    ui::set(ui::Settings::decide(
+        &cli.global.ui,
+        &Default::default(),
+        env,
+    ));
     if let Some(Command::Doctor(args)) = &cli.command {
         // Before anything opens the store: doctor must work on a home the
         // store cannot open, and must not write to it without --fix.

@@ -227,7 +227,8 @@ impl Printer {
                 let call = data["call_id"].as_str().unwrap_or(name);
                 if !self.ui.quiet {
                     let arguments = summarize_arguments(&data["tool_input"], 40);
-                    self.activity.tool_started(call, format!("{name}({arguments})"));
+                    self.activity
+                        .tool_started(call, format!("{name}({arguments})"));
                 }
                 self.note(&format!("● {name}({})", one_line(&data["tool_input"], 100)));
             }

@@ -46,13 +46,17 @@ fn in_pty(env: &Env, args: &[&str], vars: &[(&str, &str)]) -> String {
 fn a_spinner_waits_for_the_first_token_and_goes_when_the_answer_prints() {
     let env = Env::new();
     let script = env.script("delayed.json", DELAYED);
-    let c = clean(env.terminal_command(&["run", "--script", script.to_str().expect("path"), "fruit?"]));
+    let c =
+        clean(env.terminal_command(&["run", "--script", script.to_str().expect("path"), "fruit?"]));
     let mut pty = rexpect::session::spawn_command(c, Some(60_000)).expect("spawn in a pty");
     // The spinner is drawn (with its elapsed time) before any answer.
     pty.exp_string("waiting for the model")
         .expect("the spinner before the first token");
     let before = utf8(pty.exp_string("Fruit report").expect("the answer"));
-    assert!(before.contains("waiting for the model · 0s"), "with the time: {before:?}");
+    assert!(
+        before.contains("waiting for the model · 0s"),
+        "with the time: {before:?}"
+    );
     assert!(!before.contains("Apples"), "nothing of the answer before");
     // After the spinner's last frame, its line was cleared before the
     // answer was written over it.
@@ -80,7 +84,11 @@ fn a_spinner_waits_for_the_first_token_and_goes_when_the_answer_prints() {
 fn markdown_answers_are_rendered_on_a_terminal() {
     let env = Env::new();
     let script = env.script("delayed.json", DELAYED);
-    let out = in_pty(&env, &["run", "--script", script.to_str().expect("path"), "fruit?"], &[]);
+    let out = in_pty(
+        &env,
+        &["run", "--script", script.to_str().expect("path"), "fruit?"],
+        &[],
+    );
     // The heading bold and underlined, without its hashes.
     assert!(out.contains("\x1b[1;4mFruit report\x1b[0m"), "{out:?}");
     assert!(!out.contains("# Fruit"));
@@ -90,7 +98,11 @@ fn markdown_answers_are_rendered_on_a_terminal() {
     let code = out.find("```rust").expect("the code block");
     let code = &out[code..];
     let end = code[3..].find("```").expect("its end") + 3;
-    assert!(code[..end].contains("\x1b[38;2;"), "highlighted: {:?}", &code[..end]);
+    assert!(
+        code[..end].contains("\x1b[38;2;"),
+        "highlighted: {:?}",
+        &code[..end]
+    );
     assert!(code[..end].contains("main"));
     // The table drawn with borders, the number right-aligned.
     assert!(out.contains("┌───────┬────┐"), "{out:?}");
@@ -113,14 +125,26 @@ fn a_spinner_names_the_running_tool() {
     let mut pty = rexpect::session::spawn_command(c, Some(60_000)).expect("spawn in a pty");
     pty.exp_string("running bash(sleep 1; echo slept)")
         .expect("the tool spinner with the tool's name and command");
-    let before = utf8(pty.exp_string(" slept (exit code 0)").expect("the tool's result"));
+    let before = utf8(
+        pty.exp_string(" slept (exit code 0)")
+            .expect("the tool's result"),
+    );
     assert!(before.ends_with("⎿"), "the result line: {before:?}");
     let last = before.rfind("running bash").expect("a frame");
-    assert!(before[last..].contains("\x1b[2K"), "cleared before the result line");
+    assert!(
+        before[last..].contains("\x1b[2K"),
+        "cleared before the result line"
+    );
     let rest = utf8(pty.exp_eof().expect("weft exits"));
     assert!(rest.contains("Slept well."), "{rest:?}");
-    assert!(!rest.contains("running bash"), "the tool spinner is gone: {rest:?}");
-    assert!(rest.contains("1 tool call"), "the summary counts it: {rest:?}");
+    assert!(
+        !rest.contains("running bash"),
+        "the tool spinner is gone: {rest:?}"
+    );
+    assert!(
+        rest.contains("1 tool call"),
+        "the summary counts it: {rest:?}"
+    );
 }
 
 #[test]
@@ -129,23 +153,41 @@ fn raw_quiet_and_no_color_on_a_terminal() {
     let script = env.script("delayed.json", DELAYED);
     let path = script.to_str().expect("path");
     let raw = in_pty(&env, &["run", "--raw", "--script", path, "fruit?"], &[]);
-    assert!(raw.contains("# Fruit report\r\n"), "--raw prints the text: {raw:?}");
+    assert!(
+        raw.contains("# Fruit report\r\n"),
+        "--raw prints the text: {raw:?}"
+    );
     assert!(raw.contains("Apples are **crisp**."));
 
     let quiet = in_pty(&env, &["-q", "run", "--script", path, "fruit?"], &[]);
     assert!(quiet.contains("Fruit report"));
     for noise in ["waiting for the model", "out tokens", "session "] {
-        assert!(!quiet.contains(noise), "-q prints only the answer: {quiet:?}");
+        assert!(
+            !quiet.contains(noise),
+            "-q prints only the answer: {quiet:?}"
+        );
     }
 
     for (args, vars) in [
-        (vec!["run", "--script", path, "fruit?"], vec![("NO_COLOR", "1")]),
-        (vec!["--color", "never", "run", "--script", path, "fruit?"], vec![]),
+        (
+            vec!["run", "--script", path, "fruit?"],
+            vec![("NO_COLOR", "1")],
+        ),
+        (
+            vec!["--color", "never", "run", "--script", path, "fruit?"],
+            vec![],
+        ),
     ] {
         let plain = in_pty(&env, &args, &vars);
         assert!(plain.contains("# Fruit report"), "{plain:?}");
-        assert!(plain.contains("│ kiwi  │ 12 │"), "the layout stays: {plain:?}");
-        assert!(!plain.contains("\x1b[38;2;") && !plain.contains("\x1b[1m"), "{plain:?}");
+        assert!(
+            plain.contains("│ kiwi  │ 12 │"),
+            "the layout stays: {plain:?}"
+        );
+        assert!(
+            !plain.contains("\x1b[38;2;") && !plain.contains("\x1b[1m"),
+            "{plain:?}"
+        );
         assert!(plain.contains("out tokens"), "the summary stays");
     }
 }
@@ -157,11 +199,25 @@ fn piped_output_is_plain_text_without_escapes() {
     let tool = env.script("tool.json", TOOL);
     let runs = [
         vec!["run", "--script", delayed.to_str().expect("path"), "fruit?"],
-        vec!["--color", "auto", "run", "--profile", "dev", "--yes", "--script", tool.to_str().expect("path"), "sleep"],
+        vec![
+            "--color",
+            "auto",
+            "run",
+            "--profile",
+            "dev",
+            "--yes",
+            "--script",
+            tool.to_str().expect("path"),
+            "sleep",
+        ],
     ];
     for args in runs {
         let out = clean(env.command(&args)).output().expect("run weft");
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         for (stream, bytes) in [("stdout", &out.stdout), ("stderr", &out.stderr)] {
             assert!(
                 !bytes.contains(&0x1b) && !bytes.contains(&b'\r'),
@@ -176,5 +232,8 @@ fn piped_output_is_plain_text_without_escapes() {
         .output()
         .expect("run weft");
     let stdout = String::from_utf8(out.stdout).expect("utf-8");
-    assert!(stdout.starts_with("# Fruit report\n\nApples are **crisp**.\n\n```rust\n"), "{stdout:?}");
+    assert!(
+        stdout.starts_with("# Fruit report\n\nApples are **crisp**.\n\n```rust\n"),
+        "{stdout:?}"
+    );
 }

@@ -55,6 +55,7 @@
 
 pub mod approval;
 pub mod branches;
+mod cleanup;
 pub mod context;
 mod error;
 pub mod feed;
@@ -74,6 +75,7 @@ pub mod orchestrator;
 #[cfg(test)]
 mod orchestrator_tests;
 pub mod profiles;
+pub mod progress;
 pub mod project_profile;
 pub mod provider;
 pub mod record;

@@ -563,9 +563,6 @@ mod tests {
     #[test]
     fn styles_nest_and_reset() {
         let out = render("**bold *both* bold**", true, 40);
-        assert_eq!(
-            out,
-            "\x1b[1mbold \x1b[3mboth\x1b[0m\x1b[1m bold\x1b[0m\n"
-        );
+        assert_eq!(out, "\x1b[1mbold \x1b[3mboth\x1b[0m\x1b[1m bold\x1b[0m\n");
     }
 }

@@ -203,7 +203,10 @@ mod tests {
             raw: true,
         };
         let s = Settings::decide(&never, &config, env(true));
-        assert!(!s.color_stdout && !s.markdown, "the flag wins; the config's raw counts");
+        assert!(
+            !s.color_stdout && !s.markdown,
+            "the flag wins; the config's raw counts"
+        );
         let quiet = UiArgs {
             quiet: true,
             ..Default::default()

@@ -1,8 +1,9 @@
 //! Progress bars on stderr for work over many items (importing, cleaning
 //! up, exporting, checking a store). Drawn only when stderr is a capable
 //! terminal and not `--quiet` ([`super::Settings::animate`]); otherwise
-//! every call does nothing and lines print plainly. It knows nothing of
-//! what the items are.
+//! every call does nothing and lines print plainly. It is what the store's
+//! long work reports to ([`weft_core::progress::Progress`]) and knows
+//! nothing of what the items are.
 
 use indicatif::{ProgressBar, ProgressStyle};
 
@@ -50,18 +51,21 @@ impl Progress {
         }
     }
 
-    /// Prints `line` on stderr, above the bar when one is drawn.
-    pub fn println(&self, line: &str) {
-        match &self.bar {
-            Some(bar) => bar.suspend(|| eprintln!("{line}")),
-            None => eprintln!("{line}"),
-        }
-    }
-
     /// Whether a bar is drawn.
     #[cfg(test)]
     pub fn is_drawn(&self) -> bool {
         self.bar.is_some()
+    }
+}
+
+/// The store's work reports to the bar.
+impl weft_core::progress::Progress for Progress {
+    fn start(&self, total: u64) {
+        self.set_len(total);
+    }
+
+    fn advance(&self, n: u64) {
+        self.inc(n);
     }
 }
 

@@ -180,7 +180,15 @@ fn spinner_style() -> ProgressStyle {
 /// first text argument, else the arguments as JSON; at most `max`
 /// characters on one line.
 pub fn summarize_arguments(arguments: &Value, max: usize) -> String {
-    const MAIN: [&str; 7] = ["command", "path", "file_path", "pattern", "url", "query", "prompt"];
+    const MAIN: [&str; 7] = [
+        "command",
+        "path",
+        "file_path",
+        "pattern",
+        "url",
+        "query",
+        "prompt",
+    ];
     let text = match arguments {
         Value::Object(map) => MAIN
             .iter()
