@@ -328,4 +328,26 @@ header_timeout = 5"#,
         assert_eq!(config.server.header_timeout, Some(5));
         assert_eq!(config.server.body_timeout, None);
     }
+
+    #[test]
+    fn ui_and_pricing_tables_are_read_and_prices_checked() {
+        let home = tempfile::tempdir().expect("home");
+        std::fs::write(
+            config_file(home.path()),
+            "[ui]\nraw = true\ncolor = \"never\"\n[pricing.\"m-1\"]\ninput = 3.0\noutput = 15\ncached = 0.3\n",
+        )
+        .expect("write");
+        let config = WeftConfig::load(home.path(), &StoreFlags::default()).expect("config");
+        assert!(config.ui.raw);
+        assert_eq!(config.ui.color, Some(crate::ui::ColorChoice::Never));
+        let price = config.pricing["m-1"];
+        assert_eq!((price.input, price.output, price.cached), (3.0, 15.0, Some(0.3)));
+        std::fs::write(
+            config_file(home.path()),
+            "[pricing.m]\ninput = -1.0\noutput = 1.0\n",
+        )
+        .expect("write");
+        let e = WeftConfig::load(home.path(), &StoreFlags::default()).expect_err("refused");
+        assert!(e.to_string().contains("invalid [pricing.\"m\"]"), "{e}");
+    }
 }
