@@ -341,7 +341,10 @@ header_timeout = 5"#,
         assert!(config.ui.raw);
         assert_eq!(config.ui.color, Some(crate::ui::ColorChoice::Never));
         let price = config.pricing["m-1"];
-        assert_eq!((price.input, price.output, price.cached), (3.0, 15.0, Some(0.3)));
+        assert_eq!(
+            (price.input, price.output, price.cached),
+            (3.0, 15.0, Some(0.3))
+        );
         std::fs::write(
             config_file(home.path()),
             "[pricing.m]\ninput = -1.0\noutput = 1.0\n",

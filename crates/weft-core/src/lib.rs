@@ -55,7 +55,6 @@
 
 pub mod approval;
 pub mod branches;
-mod cleanup;
 pub mod context;
 mod error;
 pub mod feed;

@@ -51,6 +51,8 @@ use crate::record::{BatchError, MetaPatch, Record, RecordKind, StateDelta, Statu
 use crate::session::{ForkedFrom, SessionMeta, SessionStatus};
 use crate::view::{SessionView, ViewError};
 
+mod cleanup;
+
 pub use crate::fork::{FORK_INTERRUPTED, ForkError, ForkPlan, ForkPoint, fork_plan};
 
 /// What a store operation can fail with.
@@ -741,7 +743,7 @@ pub trait Store: Send + Sync {
         dry_run: bool,
         progress: &dyn Progress,
     ) -> Result<CleanupReport, StoreError> {
-        crate::cleanup::cleanup(self, older_than, dry_run, progress).await
+        cleanup::cleanup(self, older_than, dry_run, progress).await
     }
 }
 

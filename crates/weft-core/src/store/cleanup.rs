@@ -6,9 +6,9 @@ use std::time::Duration;
 
 use chrono::Utc;
 
+use super::{CleanupReport, DeleteOptions, ListQuery, PROCESS_EXITED, Store, StoreError};
 use crate::progress::Progress;
 use crate::session::SessionStatus;
-use crate::store::{CleanupReport, DeleteOptions, ListQuery, PROCESS_EXITED, Store, StoreError};
 
 /// Removes `store`'s sessions not updated for `older_than` (see
 /// [`Store::cleanup`]), telling `progress` the number of candidates and
