@@ -148,6 +148,33 @@ fn a_spinner_names_the_running_tool() {
 }
 
 #[test]
+fn parallel_tools_are_shown_together() {
+    let env = Env::new();
+    let script = env.script(
+        "parallel.json",
+        r#"{"responses": [
+ {"tool_calls": [{"name": "bash", "arguments": {"command": "sleep 1; echo one"}},
+                 {"name": "bash", "arguments": {"command": "sleep 2; echo two"}}]},
+ {"text": "Both done.\n"}]}"#,
+    );
+    let path = script.to_str().expect("path");
+    let out = in_pty(
+        &env,
+        &["run", "--profile", "dev", "--yes", "--script", path, "go"],
+        &[],
+    );
+    assert!(
+        out.contains("running 2 tools: bash(sleep 1; echo one) · bash(sleep 2; echo two) · "),
+        "{out:?}"
+    );
+    assert!(
+        out.contains("running bash(sleep 2; echo two)"),
+        "one left: {out:?}"
+    );
+    assert!(out.contains("2 tool calls"), "{out:?}");
+}
+
+#[test]
 fn raw_quiet_and_no_color_on_a_terminal() {
     let env = Env::new();
     let script = env.script("delayed.json", DELAYED);
