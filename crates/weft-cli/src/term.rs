@@ -39,7 +39,7 @@ impl ApprovalSystem for TerminalApproval {
         let prompt = request.prompt.clone();
         let answer = tokio::task::spawn_blocking(move || {
             // The spinner stays off the screen while the question waits.
-            ui::spinner::suspend(|| {
+            ui::spinner::prompt(|| {
                 eprint!("\n{prompt} [y]es / [a]lways / [N]o: ");
                 let _ = std::io::stderr().flush();
                 let mut line = String::new();

@@ -33,7 +33,10 @@ impl Progress {
                 .progress_chars("=> "),
         );
         bar.set_message(what.to_string());
-        spinner::register(Some(&bar));
+        if !spinner::register(Some(&bar)) {
+            bar.set_draw_target(indicatif::ProgressDrawTarget::hidden());
+            return Self { bar: None };
+        }
         Self { bar: Some(bar) }
     }
 

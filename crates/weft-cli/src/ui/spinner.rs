@@ -8,31 +8,63 @@
 use std::sync::Mutex;
 use std::time::Duration;
 
-use indicatif::{ProgressBar, ProgressStyle};
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde_json::Value;
 
-/// The bar on screen now (a spinner or a progress bar), for
-/// [`suspend`].
-static ACTIVE: Mutex<Option<ProgressBar>> = Mutex::new(None);
-
-fn set_active(bar: Option<&ProgressBar>) {
-    *ACTIVE.lock().unwrap_or_else(|e| e.into_inner()) = bar.cloned();
+/// What is on the terminal's last line: the bar drawn now (a spinner or a
+/// progress bar), and whether a question waits for an answer there (then
+/// no new bar is drawn).
+#[derive(Default)]
+struct Screen {
+    bar: Option<ProgressBar>,
+    prompting: bool,
 }
 
-/// Runs `f` (which writes to the terminal or reads from it: an approval
-/// question, a notice) with the bar on screen, if any, taken off and drawn
-/// again afterwards.
+static SCREEN: Mutex<Screen> = Mutex::new(Screen {
+    bar: None,
+    prompting: false,
+});
+
+fn screen() -> std::sync::MutexGuard<'static, Screen> {
+    SCREEN.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Runs `f` (which writes to the terminal: a notice, a warning) with the
+/// bar on screen, if any, taken off and drawn again afterwards.
 pub fn suspend<R>(f: impl FnOnce() -> R) -> R {
-    let bar = ACTIVE.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    let bar = screen().bar.clone();
     match bar {
         Some(bar) => bar.suspend(f),
         None => f(),
     }
 }
 
+/// [`suspend`] for a question asked on the terminal (an approval): no bar
+/// is drawn until `f` returns, so none overwrites the question.
+pub fn prompt<R>(f: impl FnOnce() -> R) -> R {
+    let bar = {
+        let mut screen = screen();
+        screen.prompting = true;
+        screen.bar.clone()
+    };
+    let result = match bar {
+        Some(bar) => bar.suspend(f),
+        None => f(),
+    };
+    screen().prompting = false;
+    result
+}
+
 /// Registers `bar` as the one on screen (see [`suspend`]); None: no bar.
-pub(crate) fn register(bar: Option<&ProgressBar>) {
-    set_active(bar);
+/// Returns false, registering nothing, while a question waits
+/// ([`prompt`]).
+pub(crate) fn register(bar: Option<&ProgressBar>) -> bool {
+    let mut screen = screen();
+    if bar.is_some() && screen.prompting {
+        return false;
+    }
+    screen.bar = bar.cloned();
+    true
 }
 
 /// How often a spinner moves.
@@ -144,11 +176,15 @@ impl Activity {
                 bar.set_message(message);
             }
             None => {
-                let bar = ProgressBar::new_spinner();
+                // Hidden until registered: nothing is drawn over a question.
+                let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::hidden());
                 bar.set_style(spinner_style());
                 bar.set_message(message);
+                if !register(Some(&bar)) {
+                    return;
+                }
+                bar.set_draw_target(ProgressDrawTarget::stderr());
                 bar.enable_steady_tick(TICK);
-                register(Some(&bar));
                 self.bar = Some(bar);
             }
         }
