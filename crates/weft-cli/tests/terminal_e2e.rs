@@ -264,3 +264,29 @@ fn piped_output_is_plain_text_without_escapes() {
         "{stdout:?}"
     );
 }
+
+#[test]
+fn progress_bars_for_an_index_rebuild_doctor_and_cleanup() {
+    let env = Env::new();
+    let plan = env.file("echo.json", ECHO_PLAN);
+    let plan = plan.to_str().expect("path");
+    for i in 0..5 {
+        env.ok(&["run", "--mount-plan", plan, &format!("question {i}")]);
+    }
+    // A missing index is rebuilt at open (what a schema change does).
+    let index = env.home.path().join("index.sqlite");
+    std::fs::remove_file(&index).expect("remove the index");
+    let out = in_pty(&env, &["session", "list"], &[]);
+    assert!(out.contains("indexing sessions ["), "{out:?}");
+    assert!(out.contains("/5 · "), "{out:?}");
+    let out = in_pty(&env, &["doctor"], &[]);
+    assert!(out.contains("checking sessions ["), "{out:?}");
+    // Piped: the report only, no bar.
+    std::fs::remove_file(&index).expect("remove the index");
+    let out = env.weft(&["session", "cleanup", "--days", "0", "--dry-run"]);
+    assert!(!out.stderr.contains(&0x1b) && !out.stdout.contains(&0x1b));
+    assert_eq!(String::from_utf8_lossy(&out.stdout).lines().count(), 5);
+    let out = in_pty(&env, &["session", "cleanup", "--days", "0"], &[]);
+    assert!(out.contains("removing old sessions ["), "{out:?}");
+    assert!(out.contains("removed 5 session(s)"), "{out:?}");
+}

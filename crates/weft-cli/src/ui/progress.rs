@@ -5,59 +5,78 @@
 //! long work reports to ([`weft_core::progress::Progress`]) and knows
 //! nothing of what the items are.
 
-use indicatif::{ProgressBar, ProgressStyle};
+use std::sync::Mutex;
+
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use super::spinner;
 
-/// A progress bar for `len` items; see the module doc.
+/// A progress bar for `len` items; see the module doc. It is drawn once
+/// there is something to count (no bar flashes for zero items).
 #[derive(Debug)]
 pub struct Progress {
-    bar: Option<ProgressBar>,
+    what: String,
+    draw: bool,
+    bar: Mutex<Option<ProgressBar>>,
 }
 
 impl Progress {
-    /// A bar saying `what` ("importing sessions") over `len` items.
+    /// A bar saying `what` ("importing sessions") over `len` items (0:
+    /// not known yet, see [`Progress::set_len`]).
     pub fn new(what: &str, len: u64) -> Self {
         Self::with(what, len, super::settings().animate)
     }
 
     /// [`Progress::new`], drawn only when `draw`.
     pub fn with(what: &str, len: u64, draw: bool) -> Self {
-        if !draw {
-            return Self { bar: None };
+        let progress = Self {
+            what: what.to_string(),
+            draw,
+            bar: Mutex::new(None),
+        };
+        progress.set_len(len);
+        progress
+    }
+
+    fn bar(&self) -> std::sync::MutexGuard<'_, Option<ProgressBar>> {
+        self.bar.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// `n` more items done.
+    pub fn inc(&self, n: u64) {
+        if let Some(bar) = &*self.bar() {
+            bar.inc(n);
         }
-        let bar = ProgressBar::new(len);
+    }
+
+    /// The number of items, once known (better).
+    pub fn set_len(&self, len: u64) {
+        let mut slot = self.bar();
+        if let Some(bar) = &*slot {
+            bar.set_length(len);
+            return;
+        }
+        if !self.draw || len == 0 {
+            return;
+        }
+        let bar = ProgressBar::with_draw_target(Some(len), ProgressDrawTarget::hidden());
         bar.set_style(
             ProgressStyle::with_template("{msg} [{bar:30}] {pos}/{len} · {elapsed}")
                 .unwrap_or_else(|_| ProgressStyle::default_bar())
                 .progress_chars("=> "),
         );
-        bar.set_message(what.to_string());
-        if !spinner::register(Some(&bar)) {
-            bar.set_draw_target(indicatif::ProgressDrawTarget::hidden());
-            return Self { bar: None };
-        }
-        Self { bar: Some(bar) }
-    }
-
-    /// `n` more items done.
-    pub fn inc(&self, n: u64) {
-        if let Some(bar) = &self.bar {
-            bar.inc(n);
-        }
-    }
-
-    /// The number of items, once known better.
-    pub fn set_len(&self, len: u64) {
-        if let Some(bar) = &self.bar {
-            bar.set_length(len);
+        bar.set_message(self.what.clone());
+        // Not over a question waiting for its answer.
+        if spinner::register(Some(&bar)) {
+            bar.set_draw_target(ProgressDrawTarget::stderr());
+            *slot = Some(bar);
         }
     }
 
     /// Whether a bar is drawn.
     #[cfg(test)]
     pub fn is_drawn(&self) -> bool {
-        self.bar.is_some()
+        self.bar().is_some()
     }
 }
 
@@ -74,7 +93,7 @@ impl weft_core::progress::Progress for Progress {
 
 impl Drop for Progress {
     fn drop(&mut self) {
-        if let Some(bar) = self.bar.take() {
+        if let Some(bar) = self.bar().take() {
             spinner::register(None);
             bar.finish_and_clear();
         }
@@ -91,5 +110,7 @@ mod tests {
         p.inc(1);
         p.set_len(4);
         assert!(!p.is_drawn());
+        // Nothing to count: no bar, even on a terminal.
+        assert!(!Progress::with("counting", 0, true).is_drawn());
     }
 }
