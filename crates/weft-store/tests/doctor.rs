@@ -176,6 +176,17 @@ async fn a_healthy_home_is_healthy_and_check_writes_nothing() {
     assert_eq!(report.sessions, 2);
     assert_eq!(report.records, 5);
     assert_eq!(snapshot(), before, "check wrote nothing");
+
+    // An open that rebuilds the index reports each session directory; one
+    // that rebuilds nothing reports nothing.
+    fs::remove_file(home.path().join("index.sqlite")).expect("remove the index");
+    let progress = Counted::default();
+    FsStore::open_reporting(home.path(), &progress).expect("open");
+    assert_eq!(progress.total.load(Ordering::SeqCst), 2);
+    assert_eq!(progress.done.load(Ordering::SeqCst), 2);
+    let progress = Counted::default();
+    FsStore::open_reporting(home.path(), &progress).expect("open");
+    assert_eq!(progress.total.load(Ordering::SeqCst), 0);
 }
 
 #[tokio::test]
