@@ -96,10 +96,10 @@ impl App {
     pub fn load(home: Option<PathBuf>, store: &StoreFlags) -> anyhow::Result<Self> {
         let home = home.unwrap_or_else(weft_store::default_weft_home);
         let config = WeftConfig::load(&home, store)?;
-        let store = weft_store::open_store(&config.store, &home).with_context(|| match &config
-            .store
-            .url
-        {
+        let progress = crate::ui::progress::Progress::new("indexing sessions", 0);
+        let store = weft_store::open_store_reporting(&config.store, &home, &progress);
+        drop(progress);
+        let store = store.with_context(|| match &config.store.url {
             Some(url) => format!(
                 "cannot open the {} store at {}",
                 config.store.kind,

@@ -115,6 +115,13 @@ pub struct WeftConfig {
     /// the `tool-mcp` module's `servers`; see `mcp_cmd`).
     #[serde(default)]
     pub mcp: weft_mcp::McpConfig,
+    /// Terminal output (`[ui] raw = true`, `[ui] color = "never"`).
+    #[serde(default)]
+    pub ui: crate::ui::UiConfig,
+    /// Model prices for the per-turn summary, in US dollars per million
+    /// tokens (`[pricing."model"] input = 3.0, output = 15.0, cached = 0.3`).
+    #[serde(default)]
+    pub pricing: crate::ui::summary::Pricing,
 }
 
 /// The config file inside a weft home.
@@ -208,6 +215,12 @@ impl WeftConfig {
             .mcp
             .validate()
             .with_context(|| format!("invalid [mcp] section in {}", config_file(home).display()))?;
+        if let Some((model, _)) = config.pricing.iter().find(|(_, p)| !p.is_valid()) {
+            anyhow::bail!(
+                "invalid [pricing.{model:?}] in {}: prices are US dollars per million tokens, numbers of zero or more",
+                config_file(home).display()
+            );
+        }
         config.home = Some(home.to_path_buf());
         Ok(config)
     }
@@ -322,5 +335,30 @@ header_timeout = 5"#,
         assert_eq!(config.server.max_connections, Some(64));
         assert_eq!(config.server.header_timeout, Some(5));
         assert_eq!(config.server.body_timeout, None);
+    }
+
+    #[test]
+    fn ui_and_pricing_tables_are_read_and_prices_checked() {
+        let home = tempfile::tempdir().expect("home");
+        std::fs::write(
+            config_file(home.path()),
+            "[ui]\nraw = true\ncolor = \"never\"\n[pricing.\"m-1\"]\ninput = 3.0\noutput = 15\ncached = 0.3\n",
+        )
+        .expect("write");
+        let config = WeftConfig::load(home.path(), &StoreFlags::default()).expect("config");
+        assert!(config.ui.raw);
+        assert_eq!(config.ui.color, Some(crate::ui::ColorChoice::Never));
+        let price = config.pricing["m-1"];
+        assert_eq!(
+            (price.input, price.output, price.cached),
+            (3.0, 15.0, Some(0.3))
+        );
+        std::fs::write(
+            config_file(home.path()),
+            "[pricing.m]\ninput = -1.0\noutput = 1.0\n",
+        )
+        .expect("write");
+        let e = WeftConfig::load(home.path(), &StoreFlags::default()).expect_err("refused");
+        assert!(e.to_string().contains("invalid [pricing.\"m\"]"), "{e}");
     }
 }

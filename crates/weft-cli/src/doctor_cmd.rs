@@ -10,6 +10,7 @@ use weft_store::StoreKind;
 use weft_store::fs::doctor::{self, Report, Severity};
 
 use crate::config::{StoreFlags, WeftConfig};
+use crate::ui::progress::Progress;
 
 /// `weft doctor`'s flags.
 #[derive(Args, Debug, Clone)]
@@ -107,11 +108,13 @@ pub fn run(home: Option<PathBuf>, store: &StoreFlags, args: &DoctorArgs) -> anyh
 }
 
 fn check_fs(root: &Path, fix: bool) -> anyhow::Result<Report> {
+    let progress = Progress::new("checking sessions", 0);
     let result = if fix {
-        doctor::fix(root)
+        doctor::fix_reporting(root, &progress)
     } else {
-        doctor::check(root)
+        doctor::check_reporting(root, &progress)
     };
+    drop(progress);
     result.with_context(|| format!("cannot check the weft home {}", root.display()))
 }
 

@@ -7,11 +7,13 @@
 //! lives in the library crates.
 
 mod app;
+mod branch_cli;
 mod branch_cmd;
 mod config;
 mod doctor_cmd;
 mod history_cmd;
 mod mcp_cmd;
+mod import_cmd;
 mod models;
 mod resume_cmd;
 mod run;
@@ -20,6 +22,7 @@ mod serve;
 mod session_cmd;
 mod table;
 mod term;
+mod ui;
 mod watch_cmd;
 
 use std::path::PathBuf;
@@ -29,6 +32,9 @@ use clap::{Args, CommandFactory, Parser, Subcommand};
 use weft_core::SessionStatus;
 
 use crate::app::{App, PlanChoice};
+use crate::branch_cli::{
+    BranchCommand, MailCommand, StateCommand, branch_command, mail_command, state_command,
+};
 use crate::config::StoreFlags;
 use crate::run::{OutputFormat, RunOptions};
 use crate::session_cmd::{ExportFormat, ListOptions};
@@ -62,6 +68,8 @@ struct GlobalArgs {
     /// More log output on stderr (-v info, -vv debug).
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     verbose: u8,
+    #[command(flatten)]
+    ui: ui::UiArgs,
 }
 
 impl GlobalArgs {
@@ -386,235 +394,6 @@ enum SessionCommand {
     },
 }
 
-#[derive(Subcommand)]
-enum BranchCommand {
-    /// List a session's branches (* marks the default).
-    List {
-        /// Session id or unique prefix.
-        id: String,
-        /// JSON output.
-        #[arg(long)]
-        json: bool,
-    },
-    /// Make a new branch.
-    New {
-        /// Session id or unique prefix.
-        id: String,
-        /// The branch name (unique in the session).
-        name: String,
-        /// Its system message.
-        #[arg(long)]
-        system: Option<String>,
-        /// Its model.
-        #[arg(long)]
-        model: Option<String>,
-        /// Its provider.
-        #[arg(long)]
-        provider: Option<String>,
-        /// Tools it may use (default: all of the session's).
-        #[arg(long = "tool")]
-        tools: Vec<String>,
-        /// Who sends its system message (default: system).
-        #[arg(long)]
-        system_sender: Option<String>,
-        /// Stamp a time into its system message: alone, the current time;
-        /// with a value, that text.
-        #[arg(long, num_args = 0..=1, default_missing_value = "now", value_name = "TEXT")]
-        system_datetime: Option<String>,
-        /// Its owner.
-        #[arg(long)]
-        user: Option<String>,
-    },
-    /// Clone a branch into a new one.
-    Split {
-        /// Session id or unique prefix.
-        id: String,
-        /// The branch to clone (id or name).
-        branch: String,
-        /// The new branch's name.
-        name: Option<String>,
-    },
-    /// Remove a branch (its messages stay in the log).
-    Remove {
-        /// Session id or unique prefix.
-        id: String,
-        /// The branch (id or name).
-        branch: String,
-        /// Delete it too: its messages leave every view and export.
-        #[arg(long)]
-        delete: bool,
-    },
-    /// Make a branch the default.
-    Default {
-        /// Session id or unique prefix.
-        id: String,
-        /// The branch (id or name).
-        branch: String,
-    },
-}
-
-#[derive(Subcommand)]
-enum MailCommand {
-    /// Send mail from one branch to another (or to all others).
-    Send {
-        /// Session id or unique prefix.
-        id: String,
-        /// The sending branch.
-        #[arg(long)]
-        from: String,
-        /// The receiving branch.
-        #[arg(
-            long,
-            conflicts_with = "broadcast",
-            required_unless_present = "broadcast"
-        )]
-        to: Option<String>,
-        /// Send to every other branch.
-        #[arg(long)]
-        broadcast: bool,
-        /// message (text for the recipient), tool (a tool name) or model (JSON {"model", "provider"}).
-        #[arg(long, default_value = "message")]
-        category: String,
-        /// The payload.
-        item: String,
-    },
-    /// List mail waiting to be collected.
-    List {
-        /// Session id or unique prefix.
-        id: String,
-        /// Only mail for this branch.
-        #[arg(long)]
-        to: Option<String>,
-        /// JSON output.
-        #[arg(long)]
-        json: bool,
-    },
-    /// Deliver waiting mail into the recipients' conversations.
-    Collect {
-        /// Session id or unique prefix.
-        id: String,
-        /// Only for this branch.
-        #[arg(long)]
-        to: Option<String>,
-        /// Only from this branch.
-        #[arg(long)]
-        from: Option<String>,
-    },
-}
-
-#[derive(Subcommand)]
-enum StateCommand {
-    /// Print a key's JSON value.
-    Get {
-        /// Session id or unique prefix.
-        id: String,
-        /// The key (app:…, user:… or session-local).
-        key: String,
-    },
-    /// Set a key (the value is JSON, or else a string).
-    Set {
-        /// Session id or unique prefix.
-        id: String,
-        /// The key.
-        key: String,
-        /// The value.
-        value: String,
-    },
-    /// Remove a key.
-    Delete {
-        /// Session id or unique prefix.
-        id: String,
-        /// The key.
-        key: String,
-    },
-    /// List every key the session sees.
-    List {
-        /// Session id or unique prefix.
-        id: String,
-        /// JSON output.
-        #[arg(long)]
-        json: bool,
-    },
-    /// Remove every session-local key.
-    Clear {
-        /// Session id or unique prefix.
-        id: String,
-    },
-}
-
-async fn branch_command(app: &App, cmd: BranchCommand) -> anyhow::Result<()> {
-    match cmd {
-        BranchCommand::List { id, json } => branch_cmd::list(app, &id, json).await,
-        BranchCommand::New {
-            id,
-            name,
-            system,
-            model,
-            provider,
-            tools,
-            system_sender,
-            system_datetime,
-            user,
-        } => {
-            use weft_core::branches::SystemDatetime;
-            let spec = weft_core::branches::NewBranch {
-                name,
-                system,
-                model,
-                provider,
-                tools,
-                messages: Vec::new(),
-                system_sender,
-                system_datetime: system_datetime.map(|d| match d.as_str() {
-                    "now" => SystemDatetime::Now(true),
-                    _ => SystemDatetime::At(d),
-                }),
-                user,
-            };
-            branch_cmd::new(app, &id, spec).await
-        }
-        BranchCommand::Split { id, branch, name } => {
-            branch_cmd::split(app, &id, &branch, name).await
-        }
-        BranchCommand::Remove { id, branch, delete } => {
-            branch_cmd::remove(app, &id, &branch, delete).await
-        }
-        BranchCommand::Default { id, branch } => branch_cmd::set_default(app, &id, &branch).await,
-    }
-}
-
-async fn mail_command(app: &App, cmd: MailCommand) -> anyhow::Result<()> {
-    match cmd {
-        MailCommand::Send {
-            id,
-            from,
-            to,
-            broadcast,
-            category,
-            item,
-        } => {
-            let to = if broadcast { None } else { to };
-            branch_cmd::send(app, &id, &from, to.as_deref(), &category, &item).await
-        }
-        MailCommand::List { id, to, json } => {
-            branch_cmd::pending(app, &id, to.as_deref(), json).await
-        }
-        MailCommand::Collect { id, to, from } => {
-            branch_cmd::collect(app, &id, to.as_deref(), from.as_deref()).await
-        }
-    }
-}
-
-async fn state_command(app: &App, cmd: StateCommand) -> anyhow::Result<()> {
-    match cmd {
-        StateCommand::Get { id, key } => branch_cmd::get(app, &id, &key).await,
-        StateCommand::Set { id, key, value } => branch_cmd::set(app, &id, &key, &value).await,
-        StateCommand::Delete { id, key } => branch_cmd::delete(app, &id, &key).await,
-        StateCommand::List { id, json } => branch_cmd::list_state(app, &id, json).await,
-        StateCommand::Clear { id } => branch_cmd::clear(app, &id).await,
-    }
-}
-
 fn init_logging(verbose: u8) {
     let default = match verbose {
         0 => "warn",
@@ -659,6 +438,8 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
         term::Interrupts::catch_early().context("cannot catch Ctrl-C")?;
     }
     let app = App::load(cli.global.home.clone(), &cli.global.store_flags())?;
+    let env = ui::Environment::current();
+    ui::set(ui::Settings::decide(&cli.global.ui, &app.config.ui, env));
     match cli.command {
         None => run::interactive(&app, cli.run.options(OutputFormat::Text), None).await,
         Some(Command::Run {
@@ -805,7 +586,7 @@ async fn session_command(app: &App, cmd: SessionCommand) -> anyhow::Result<()> {
         SessionCommand::Import {
             from_amplifier,
             json,
-        } => session_cmd::import(app, from_amplifier, json).await,
+        } => import_cmd::import(app, from_amplifier, json).await,
         SessionCommand::Watch {
             id,
             after,
@@ -836,6 +617,13 @@ async fn session_command(app: &App, cmd: SessionCommand) -> anyhow::Result<()> {
 fn main() {
     let cli = Cli::parse();
     init_logging(cli.global.verbose);
+    // The config's [ui] table counts once the home is loaded (dispatch).
+    let env = ui::Environment::current();
+    ui::set(ui::Settings::decide(
+        &cli.global.ui,
+        &Default::default(),
+        env,
+    ));
     if let Some(Command::Doctor(args)) = &cli.command {
         // Before anything opens the store: doctor must work on a home the
         // store cannot open, and must not write to it without --fix.

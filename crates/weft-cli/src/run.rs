@@ -194,7 +194,8 @@ pub async fn run_once(
     let mut interrupts = Interrupts::install().context("cannot catch Ctrl-C")?;
     // A structured answer is printed once validated, not as it streams.
     let streamed = opts.output == OutputFormat::Text && opts.response_format.is_none();
-    let mut printer = streamed.then(|| Printer::new(opts.show_thinking));
+    let mut printer =
+        streamed.then(|| Printer::new(opts.show_thinking, app.config.pricing.clone()));
     let request = TurnRequest::new(prompt)
         .on_branch(opts.branch.as_deref())
         .with_response_format(opts.response_format.clone());
@@ -231,7 +232,9 @@ pub async fn run_once(
             if let Some(value) = &answer.structured {
                 crate::schema::print(value);
             }
-            eprintln!("session {}", meta.id);
+            if !crate::ui::settings().quiet {
+                eprintln!("session {}", meta.id);
+            }
         }
         (Err(_), _) => eprintln!("session {}", meta.id),
     }
@@ -296,7 +299,7 @@ pub async fn interactive(
     let history = app.home.join("history");
     let mut editor = rustyline::DefaultEditor::new().context("cannot start the line editor")?;
     let _ = editor.load_history(&history);
-    let mut printer = Printer::new(opts.show_thinking);
+    let mut printer = Printer::new(opts.show_thinking, app.config.pricing.clone());
     let mut interrupts = Interrupts::install().context("cannot catch Ctrl-C")?;
     eprintln!(
         "weft — session {} ({}). {HELP}",

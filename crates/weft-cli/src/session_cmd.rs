@@ -16,6 +16,7 @@ use weft_core::store::{DeleteOptions, ForkPoint, ListCursor, ListFilter, ListQue
 use weft_core::view::{SessionView, turn_starts};
 
 use crate::app::App;
+use crate::ui::progress::Progress;
 
 use weft_core::session::{MAX_NAME_CHARS, check_name};
 
@@ -555,10 +556,15 @@ pub async fn delete(app: &App, id: &str, confirm: bool, with_children: bool) -> 
 
 /// `weft session cleanup`.
 pub async fn cleanup(app: &App, days: u64, dry_run: bool) -> anyhow::Result<()> {
-    let report = app
-        .store
-        .cleanup(Duration::from_secs(days.saturating_mul(86_400)), dry_run)
-        .await?;
+    let what = if dry_run {
+        "looking for old sessions"
+    } else {
+        "removing old sessions"
+    };
+    let progress = Progress::new(what, 0);
+    let age = Duration::from_secs(days.saturating_mul(86_400));
+    let report = app.store.cleanup_reporting(age, dry_run, &progress).await?;
+    drop(progress);
     for id in &report.removed {
         println!("{id}");
     }
@@ -673,10 +679,12 @@ pub async fn export(
         ExportFormat::Jsonl => {
             // Deleted branches' messages stay in the log, not in exports.
             let deleted = weft_core::branches::deleted_message_seqs(&records);
+            let progress = Progress::new("exporting records", records.len() as u64);
             let mut s = String::new();
             for r in records.iter().filter(|r| !deleted.contains(&r.seq)) {
                 s.push_str(&serde_json::to_string(r)?);
                 s.push('\n');
+                progress.inc(1);
             }
             s
         }
@@ -810,51 +818,6 @@ fn markdown(view: &SessionView) -> String {
         }
     }
     s
-}
-
-/// `weft session import --from-amplifier [DIR]`.
-pub async fn import(
-    app: &App,
-    from_amplifier: Option<std::path::PathBuf>,
-    json_out: bool,
-) -> anyhow::Result<()> {
-    let Some(dir) = from_amplifier else {
-        bail!("say where to import from: weft session import --from-amplifier [DIR]");
-    };
-    let dir = if dir.as_os_str().is_empty() {
-        let home =
-            std::env::var_os("HOME").context("HOME is not set: pass the Amplifier directory")?;
-        std::path::PathBuf::from(home).join(".amplifier")
-    } else {
-        dir
-    };
-    let report = weft_store::import::import_amplifier(&dir, app.store.as_ref()).await?;
-    if json_out {
-        println!("{}", serde_json::to_string_pretty(&report)?);
-        return Ok(());
-    }
-    for s in &report.imported {
-        println!("{}  {} message(s), {} turn(s)", s.id, s.messages, s.turns);
-    }
-    for f in &report.failed {
-        eprintln!("could not import {}: {}", f.path.display(), f.reason);
-    }
-    eprintln!(
-        "imported {} session(s) from {}; skipped {} already present; {} failed{}",
-        report.imported.len(),
-        dir.display(),
-        report.skipped.len(),
-        report.failed.len(),
-        if report.bad_lines > 0 {
-            format!(
-                "; {} unreadable transcript line(s) left out",
-                report.bad_lines
-            )
-        } else {
-            String::new()
-        }
-    );
-    Ok(())
 }
 
 /// The overridden profile settings on one line (`temperature=0.2, …`).

@@ -3,6 +3,7 @@
 
 use std::io::{IsTerminal, Write};
 use std::sync::Arc;
+use std::time::Instant;
 
 use async_trait::async_trait;
 use serde_json::Value;
@@ -12,6 +13,11 @@ use weft_core::approval::{
 };
 use weft_core::hooks::events;
 use weft_core::{CancelMode, FeedItem, Session, SessionError, TurnAnswer, TurnEvents, TurnRequest};
+
+use crate::ui;
+use crate::ui::markdown::MarkdownStream;
+use crate::ui::spinner::{Activity, summarize_arguments};
+use crate::ui::summary::{Pricing, TurnStats};
 
 /// Asks approval questions on the terminal; fail-closed without one.
 pub struct TerminalApproval;
@@ -32,10 +38,13 @@ impl ApprovalSystem for TerminalApproval {
         }
         let prompt = request.prompt.clone();
         let answer = tokio::task::spawn_blocking(move || {
-            eprint!("\n{prompt} [y]es / [a]lways / [N]o: ");
-            let _ = std::io::stderr().flush();
-            let mut line = String::new();
-            std::io::stdin().read_line(&mut line).map(|_| line)
+            // The spinner stays off the screen while the question waits.
+            ui::spinner::prompt(|| {
+                eprint!("\n{prompt} [y]es / [a]lways / [N]o: ");
+                let _ = std::io::stderr().flush();
+                let mut line = String::new();
+                std::io::stdin().read_line(&mut line).map(|_| line)
+            })
         })
         .await
         .map_err(|e| ApprovalError(e.to_string()))?
@@ -70,7 +79,7 @@ impl DisplaySystem for TerminalDisplay {
             DisplayLevel::Warning => "warning",
             DisplayLevel::Error => "error",
         };
-        eprintln!("{label}: {message}");
+        ui::spinner::suspend(|| eprintln!("{label}: {message}"));
     }
 }
 
@@ -87,28 +96,90 @@ fn one_line(v: &Value, max: usize) -> String {
     }
 }
 
-/// Prints a turn as it happens: the answer text to stdout, thinking (when
-/// asked for) and tool activity to stderr. It reads the turn's part of the
-/// session's feed ([`weft_core::TurnEvents`]).
-#[derive(Debug, Default)]
+/// Prints a turn as it happens: the answer text to stdout (rendered as
+/// Markdown on a terminal unless `--raw`), thinking (when asked for) and
+/// tool activity to stderr, a spinner while the model or tools are
+/// awaited, and a summary line after the turn. It reads the turn's part of
+/// the session's feed ([`weft_core::TurnEvents`]).
+#[derive(Debug)]
 pub struct Printer {
     show_thinking: bool,
     open_line: bool,
+    ui: ui::Settings,
+    pricing: Pricing,
+    activity: Activity,
+    markdown: Option<MarkdownStream>,
+    stats: TurnStats,
+    started: Instant,
 }
 
 impl Printer {
-    /// A printer; `show_thinking` also prints thinking deltas (dimmed).
-    pub fn new(show_thinking: bool) -> Self {
+    /// A printer; `show_thinking` also prints thinking deltas (dimmed);
+    /// `pricing` prices the per-turn summary.
+    pub fn new(show_thinking: bool, pricing: Pricing) -> Self {
+        let ui = ui::settings();
         Self {
-            show_thinking,
+            show_thinking: show_thinking && !ui.quiet,
             open_line: false,
+            ui,
+            pricing,
+            activity: Activity::new(ui.animate),
+            markdown: None,
+            stats: TurnStats::default(),
+            started: Instant::now(),
         }
     }
 
-    /// Ends the streamed answer with a newline if it did not end with one.
+    /// A turn starts: the clock and counts restart, the spinner shows.
+    pub fn begin(&mut self) {
+        self.stats = TurnStats::default();
+        self.started = Instant::now();
+        self.markdown = self
+            .ui
+            .markdown
+            .then(|| MarkdownStream::new(self.ui.color_stdout, ui::spinner::width()));
+        self.activity.waiting(WAITING);
+    }
+
+    /// The turn ended: the rest of the answer, then (on a terminal, not
+    /// `--quiet`) the summary line.
+    pub fn end(&mut self) {
+        self.finish();
+        self.activity.clear();
+        if self.ui.stderr_terminal && !self.ui.quiet {
+            let line = self.stats.line(self.started.elapsed(), &self.pricing);
+            eprintln!("{}", ui::paint(&line, "2", self.ui.color_stderr));
+        }
+    }
+
+    /// Ends the streamed answer: prints what the Markdown renderer holds,
+    /// and a newline if the answer did not end with one.
     pub fn finish(&mut self) {
+        if let Some(md) = &mut self.markdown {
+            let out = md.finish();
+            self.write(&out);
+        }
         if std::mem::take(&mut self.open_line) {
             println!();
+        }
+    }
+
+    /// Writes answer text to stdout, the spinner taken off first.
+    fn write(&mut self, text: &str) {
+        if text.is_empty() {
+            return;
+        }
+        self.activity.clear();
+        let mut out = std::io::stdout().lock();
+        let _ = out.write_all(text.as_bytes());
+        let _ = out.flush();
+        self.open_line = !text.ends_with('\n');
+    }
+
+    /// A line of activity on stderr (not with `--quiet`).
+    fn note(&self, line: &str) {
+        if !self.ui.quiet {
+            self.activity.println(line);
         }
     }
 
@@ -121,44 +192,76 @@ impl Printer {
         match event.name.as_str() {
             events::CONTENT_BLOCK_DELTA if data["kind"] == "text" => {
                 if let Some(text) = data["delta"].as_str() {
-                    let mut out = std::io::stdout().lock();
-                    let _ = out.write_all(text.as_bytes());
-                    let _ = out.flush();
-                    self.open_line = !text.ends_with('\n');
+                    match &mut self.markdown {
+                        Some(md) => {
+                            let out = md.push(text);
+                            if out.is_empty() && md.holds_text() {
+                                self.activity.waiting("writing the answer");
+                            }
+                            self.write(&out);
+                        }
+                        None => self.write(text),
+                    }
                 }
             }
             events::THINKING_DELTA if self.show_thinking => {
                 if let Some(text) = data["delta"].as_str() {
-                    eprint!("\x1b[2m{text}\x1b[0m");
+                    self.activity.clear();
+                    eprint!("{}", ui::paint(text, "2", self.ui.color_stderr));
+                }
+            }
+            events::THINKING_DELTA => self.activity.waiting("thinking"),
+            events::PROVIDER_REQUEST => {
+                self.finish();
+                self.activity.waiting(WAITING);
+            }
+            events::PROVIDER_RESPONSE => {
+                if let Ok(usage) = serde_json::from_value(data["usage"].clone()) {
+                    self.stats.add_response(&usage, data["model"].as_str());
                 }
             }
             events::TOOL_PRE => {
                 self.finish();
-                eprintln!(
-                    "● {}({})",
-                    data["tool_name"].as_str().unwrap_or("?"),
-                    one_line(&data["tool_input"], 100)
-                );
+                self.stats.tool_calls += 1;
+                let name = data["tool_name"].as_str().unwrap_or("?");
+                let call = data["call_id"].as_str().unwrap_or(name);
+                if !self.ui.quiet {
+                    let arguments = summarize_arguments(&data["tool_input"], 40);
+                    self.activity
+                        .tool_started(call, format!("{name}({arguments})"));
+                }
+                self.note(&format!("● {name}({})", one_line(&data["tool_input"], 100)));
             }
             events::TOOL_POST => {
-                eprintln!("  ⎿ {}", one_line(&data["result"]["output"], 120));
+                self.tool_ended(data);
+                self.note(&format!("  ⎿ {}", one_line(&data["result"]["output"], 120)));
             }
             events::TOOL_ERROR => {
-                eprintln!("  ⎿ error: {}", one_line(&data["error"], 200));
+                self.tool_ended(data);
+                self.note(&format!("  ⎿ error: {}", one_line(&data["error"], 200)));
             }
             events::PROVIDER_RETRY => {
-                eprintln!(
+                self.note(&format!(
                     "retrying {} in {} ms (attempt {}): {}",
                     data["provider"].as_str().unwrap_or("provider"),
                     data["delay_ms"],
                     data["attempt"],
                     one_line(&data["reason"], 200)
-                );
+                ));
             }
             _ => {}
         }
     }
+
+    fn tool_ended(&mut self, data: &Value) {
+        let name = data["tool_name"].as_str().unwrap_or("?");
+        self.activity
+            .tool_ended(data["call_id"].as_str().unwrap_or(name));
+    }
 }
+
+/// What the spinner says until the model answers.
+const WAITING: &str = "waiting for the model";
 
 /// The process's Ctrl-C, caught from start-up on: a Ctrl-C pressed at any
 /// moment of a turn — even before the turn has started — reaches it, and
@@ -243,6 +346,9 @@ pub async fn run_turn(
     mut printer: Option<&mut Printer>,
     interrupts: &mut Interrupts,
 ) -> Result<TurnAnswer, SessionError> {
+    if let Some(p) = printer.as_deref_mut() {
+        p.begin();
+    }
     let start = session.start_turn_with(request);
     tokio::pin!(start);
     let mut cancel_early = false;
@@ -271,7 +377,7 @@ pub async fn run_turn(
                     }
                 }
                 Some(Err(e)) => {
-                    eprintln!("\nwarning: {e}; the rest of the turn is not shown as it streams");
+                    ui::spinner::suspend(|| eprintln!("\nwarning: {e}; the rest of the turn is not shown as it streams"));
                     following = false;
                 }
                 None => following = false,
@@ -291,7 +397,7 @@ pub async fn run_turn(
         }
     }
     if let Some(p) = printer {
-        p.finish();
+        p.end();
     }
     outcome
 }
@@ -300,11 +406,11 @@ pub async fn run_turn(
 /// the turn), a second one exits the process.
 fn ctrl_c_pressed(cancelled: &mut bool) {
     if *cancelled {
-        eprintln!("\ninterrupted");
+        ui::spinner::suspend(|| eprintln!("\ninterrupted"));
         std::process::exit(130);
     }
     *cancelled = true;
-    eprintln!("\ncancelling the turn (Ctrl-C again to quit)…");
+    ui::spinner::suspend(|| eprintln!("\ncancelling the turn (Ctrl-C again to quit)…"));
 }
 
 async fn next_item(

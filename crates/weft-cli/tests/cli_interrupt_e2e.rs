@@ -252,10 +252,17 @@ fn ctrl_c_at_the_start_of_an_interactive_turn_cancels_it_and_the_repl_goes_on() 
     // turn is starting. (Not sooner, e.g. in the same send-keys: a Ctrl-C
     // that reaches the terminal before the editor has read the Enter is a
     // Ctrl-C at the prompt, which the terminal answers by discarding the
-    // unread line.)
+    // unread line.) On this terminal the turn's spinner may already be
+    // drawn on that next line: the line was taken then too.
     tmux.send_keys(&["doomed question", "Enter"]);
     let start = Instant::now();
-    while !(tmux.pane("cursor_x") == "0" && tmux.screen().contains("weft> doomed question")) {
+    // Taken: the cursor on the next line, or the turn's spinner drawn there.
+    let taken = || {
+        let screen = tmux.screen();
+        screen.contains("weft> doomed question")
+            && (tmux.pane("cursor_x") == "0" || screen.contains("waiting for the model"))
+    };
+    while !taken() {
         assert!(
             start.elapsed() < PATIENCE,
             "the line editor did not take the line:\n{}",

@@ -74,6 +74,7 @@ pub mod orchestrator;
 #[cfg(test)]
 mod orchestrator_tests;
 pub mod profiles;
+pub mod progress;
 pub mod project_profile;
 pub mod provider;
 pub mod record;

@@ -46,9 +46,12 @@ use serde_json::{Map, Value};
 use crate::id::{BranchId, IdError, SessionId, validate_id};
 use crate::lease::{TURN_LOCK_POLL, TurnHolder, TurnLock, TurnLockAttempt, TurnLockInfo};
 use crate::message::{Message, Role};
+use crate::progress::Progress;
 use crate::record::{BatchError, MetaPatch, Record, RecordKind, StateDelta, StatusChange};
 use crate::session::{ForkedFrom, SessionMeta, SessionStatus};
 use crate::view::{SessionView, ViewError};
+
+mod cleanup;
 
 pub use crate::fork::{FORK_INTERRUPTED, ForkError, ForkPlan, ForkPoint, fork_plan};
 
@@ -728,72 +731,19 @@ pub trait Store: Send + Sync {
         older_than: Duration,
         dry_run: bool,
     ) -> Result<CleanupReport, StoreError> {
-        let cutoff = Utc::now()
-            - chrono::Duration::from_std(older_than)
-                .map_err(|_| StoreError::Invalid("cleanup age is too large".into()))?;
-        let mut report = CleanupReport {
-            dry_run,
-            ..Default::default()
-        };
-        let mut candidates = Vec::new();
-        let mut query = ListQuery {
-            limit: 500,
-            ..Default::default()
-        };
-        loop {
-            let page = self.list(&query).await?;
-            for meta in page.sessions {
-                if meta.updated_at < cutoff {
-                    if meta.status == SessionStatus::Active {
-                        if self.is_interrupted(&meta.id).await? {
-                            report.interrupted.push(meta.id.clone());
-                            candidates.push(meta.id);
-                        } else {
-                            report.kept_active.push(meta.id);
-                        }
-                    } else {
-                        candidates.push(meta.id);
-                    }
-                }
-            }
-            match page.next_cursor {
-                Some(c) => query.cursor = Some(c),
-                None => break,
-            }
-        }
-        for id in candidates {
-            if dry_run {
-                report.removed.push(id);
-                continue;
-            }
-            if report.interrupted.contains(&id) {
-                match self
-                    .transition(
-                        &id,
-                        SessionStatus::Failed,
-                        Some(PROCESS_EXITED.into()),
-                        None,
-                    )
-                    .await
-                {
-                    // Refused: it changed meanwhile (resumed or ended);
-                    // the delete below decides.
-                    Ok(_) | Err(StoreError::Refused(_)) | Err(StoreError::NotFound(_)) => {}
-                    Err(e) => return Err(e),
-                }
-            }
-            let options = DeleteOptions {
-                with_children: false,
-                unless_active: true,
-            };
-            match self.delete(&id, options).await {
-                Ok(ids) => report.removed.extend(ids),
-                Err(StoreError::Refused(_)) => report.kept_active.push(id),
-                Err(StoreError::NotFound(_)) => {}
-                Err(e) => return Err(e),
-            }
-        }
-        Ok(report)
+        self.cleanup_reporting(older_than, dry_run, &crate::progress::NoProgress)
+            .await
+    }
+
+    /// [`Store::cleanup`], telling `progress` how many sessions it is
+    /// about to remove and each one it is done with.
+    async fn cleanup_reporting(
+        &self,
+        older_than: Duration,
+        dry_run: bool,
+        progress: &dyn Progress,
+    ) -> Result<CleanupReport, StoreError> {
+        cleanup::cleanup(self, older_than, dry_run, progress).await
     }
 }
 

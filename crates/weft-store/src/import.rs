@@ -27,6 +27,7 @@ use chrono::{DateTime, NaiveDateTime, Utc};
 use serde::Serialize;
 use serde_json::{Map, Value, json};
 use weft_core::message::{ContentBlock, META_LOADED, Message, Role};
+use weft_core::progress::Progress;
 use weft_core::record::{RECORD_VERSION, Record, RecordKind};
 use weft_core::session::{
     META_AGENT_CONFIG, META_AGENT_OVERLAY, Project, SessionMeta, SessionStatus, project_slug,
@@ -78,9 +79,21 @@ pub struct ImportReport {
 /// directory, or one session directory. Fails only when `dir` is none of
 /// these; per-session problems are in the report.
 pub async fn import_amplifier(dir: &Path, store: &dyn Store) -> Result<ImportReport, StoreError> {
+    import_amplifier_reporting(dir, store, &weft_core::progress::NoProgress).await
+}
+
+/// [`import_amplifier`], telling `progress` how many session directories
+/// it found and each one it imports.
+pub async fn import_amplifier_reporting(
+    dir: &Path,
+    store: &dyn Store,
+    progress: &dyn Progress,
+) -> Result<ImportReport, StoreError> {
     let sessions = discover(dir)?;
+    progress.start(sessions.len() as u64);
     let mut report = ImportReport::default();
     for (slug, path) in sessions {
+        progress.advance(1);
         match import_one(&slug, &path, store, &mut report).await {
             Ok(()) => {}
             Err(reason) => report.failed.push(ImportFailure { path, reason }),

@@ -196,6 +196,17 @@ pub const SQLITE_FILE: &str = "weft.sqlite";
 /// Opens the store `config` describes. Relative paths are taken relative to
 /// `weft_home`.
 pub fn open_store(config: &StoreConfig, weft_home: &Path) -> Result<Arc<dyn Store>, StoreError> {
+    open_store_reporting(config, weft_home, &weft_core::progress::NoProgress)
+}
+
+/// [`open_store`], telling `progress` how the work the store runs at open
+/// goes over many items (the fs store's index rebuild; the other backends'
+/// migrations are schema changes and report nothing).
+pub fn open_store_reporting(
+    config: &StoreConfig,
+    weft_home: &Path,
+    progress: &dyn weft_core::progress::Progress,
+) -> Result<Arc<dyn Store>, StoreError> {
     let resolve = |p: &PathBuf| {
         if p.is_absolute() {
             p.clone()
@@ -210,7 +221,7 @@ pub fn open_store(config: &StoreConfig, weft_home: &Path) -> Result<Arc<dyn Stor
                 .as_ref()
                 .map(resolve)
                 .unwrap_or_else(|| weft_home.to_path_buf());
-            Arc::new(FsStore::open(root)?)
+            Arc::new(FsStore::open_reporting(root, progress)?)
         }
         StoreKind::Sqlite => {
             let file = config

@@ -37,6 +37,7 @@ use std::time::{Duration, SystemTime};
 
 use serde::Serialize;
 use weft_core::SessionId;
+use weft_core::progress::{NoProgress, Progress};
 use weft_core::record::{Record, RecordKind};
 use weft_core::session::SessionMeta;
 use weft_core::store::StoreError;
@@ -44,8 +45,10 @@ use weft_core::store::StoreError;
 mod index_check;
 mod repair;
 mod sqlite;
+#[cfg(test)]
+mod tests;
 
-pub use repair::fix;
+pub use repair::{fix, fix_reporting};
 pub use sqlite::check_sqlite;
 
 use super::{EVENTS_FILE, LOCK_FILE, LOG_FILE, META_FILE, TRANSCRIPT_FILE, log, transcript};
@@ -189,13 +192,17 @@ struct OnDisk {
     valid_len: u64,
 }
 
-struct Checker {
+struct Checker<'a> {
     home: PathBuf,
     report: Report,
     sessions: HashMap<String, OnDisk>,
+    /// Told of each session directory found and checked.
+    progress: &'a dyn Progress,
+    /// Session directories found so far.
+    found: u64,
 }
 
-impl Checker {
+impl Checker<'_> {
     fn add(
         &mut self,
         kind: FindingKind,
@@ -230,6 +237,12 @@ impl Checker {
 /// Checks the fs store rooted at `home` and reports what is wrong. Writes
 /// nothing (works on a read-only home).
 pub fn check(home: &Path) -> Result<Report, StoreError> {
+    check_reporting(home, &NoProgress)
+}
+
+/// [`check`], telling `progress` of the session directories as it finds
+/// them and each one it checks.
+pub fn check_reporting(home: &Path, progress: &dyn Progress) -> Result<Report, StoreError> {
     let md = match fs::metadata(home) {
         Ok(md) => md,
         Err(e) if e.kind() == ErrorKind::NotFound => {
@@ -253,6 +266,8 @@ pub fn check(home: &Path) -> Result<Report, StoreError> {
             ..Report::default()
         },
         sessions: HashMap::new(),
+        progress,
+        found: 0,
     };
     check_permissions(&mut c, &md)?;
     scan_temp_files(&mut c, home)?;
@@ -416,7 +431,11 @@ fn scan_project(c: &mut Checker, slug: &str, dir: &Path) -> Result<(), StoreErro
 }
 
 fn scan_sessions(c: &mut Checker, slug: &str, dir: &Path) -> Result<(), StoreError> {
-    for entry in sorted_entries(dir)? {
+    let entries = sorted_entries(dir)?;
+    c.found += entries.len() as u64;
+    c.progress.start(c.found);
+    for entry in entries {
+        c.progress.advance(1);
         let path = entry.path();
         let ft = entry.file_type().at(&path)?;
         let name = entry.file_name().to_string_lossy().into_owned();
@@ -837,51 +856,4 @@ fn open_read_only(path: &Path) -> rusqlite::Result<rusqlite::Connection> {
         uri,
         OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_URI,
     )
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn temp_file_names() {
-        assert_eq!(temp_pid(".metadata.json.tmp-123"), Some(123));
-        assert_eq!(temp_pid(".x.tmp-"), None);
-        assert_eq!(temp_pid("metadata.json.tmp-123"), None);
-        assert_eq!(temp_pid(".trash-abc"), None);
-    }
-
-    #[test]
-    fn a_log_is_split_into_records_corruption_and_tail() {
-        use crate::conformance::text;
-        use weft_core::Role;
-        let line = |seq: u64| -> Vec<u8> {
-            let records = Record::batch(seq - 1, vec![text(Role::User, "x")]);
-            log::encode_batch(&records).expect("encode")
-        };
-        // A batch of two whose last line never made it: its first line.
-        let batch = Record::batch(2, vec![text(Role::User, "a"), text(Role::User, "b")]);
-        let encoded = log::encode_batch(&batch).expect("encode");
-        let first_of_batch = &encoded[..=encoded.iter().position(|&b| b == b'\n').expect("nl")];
-        let mut bytes = line(1);
-        let corrupt_at = bytes.len() as u64;
-        bytes.extend_from_slice(b"{bad\n");
-        bytes.extend_from_slice(&line(2));
-        let valid_len = bytes.len() as u64;
-        bytes.extend_from_slice(b"not json\n");
-        bytes.extend_from_slice(first_of_batch);
-        bytes.extend_from_slice(b"{\"v\":1,");
-        let parsed = parse_log(&bytes);
-        assert_eq!(
-            parsed.records.iter().map(|r| r.seq).collect::<Vec<_>>(),
-            vec![1, 2]
-        );
-        assert_eq!(parsed.corrupt, vec![corrupt_at]);
-        assert_eq!(parsed.valid_len, valid_len);
-        assert_eq!(
-            parsed.tail_lines, 2,
-            "an unreadable line and an unfinished batch"
-        );
-        assert_eq!(parsed.file_len - parsed.torn_at, 7);
-    }
 }

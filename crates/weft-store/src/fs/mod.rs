@@ -120,6 +120,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use weft_core::SessionId;
+use weft_core::progress::{NoProgress, Progress};
 use weft_core::record::{Record, RecordKind};
 use weft_core::session::SessionMeta;
 use weft_core::store::StoreError;
@@ -244,6 +245,16 @@ impl FsStore {
     /// rebuilding the side index from the session directories when it is
     /// missing or stale.
     pub fn open(root: impl Into<PathBuf>) -> Result<Self, StoreError> {
+        Self::open_reporting(root, &NoProgress)
+    }
+
+    /// [`FsStore::open`], telling `progress` of the session directories a
+    /// rebuild of the index (a migration, a missing or damaged index) goes
+    /// through; an open that rebuilds nothing tells it nothing.
+    pub fn open_reporting(
+        root: impl Into<PathBuf>,
+        progress: &dyn Progress,
+    ) -> Result<Self, StoreError> {
         let root = root.into();
         let projects = root.join("projects");
         if !projects.is_dir()
@@ -263,7 +274,7 @@ impl FsStore {
         let index_path = root.join(INDEX_FILE);
         let (index, rebuild, in_memory) = Index::open_or_recover(&index_path, read_only)?;
         let backend = FsBackend::new(root.clone(), read_only, index);
-        match backend.reconcile(rebuild) {
+        match backend.reconcile(rebuild, progress) {
             Ok(()) => Ok(Blocking::new(backend)),
             // The index failed part way (damaged, or it cannot be written:
             // a full disk): rebuild it, on disk when it was damaged, else
@@ -282,7 +293,7 @@ impl FsStore {
                     (Index::in_memory(&index_path)?, true, true)
                 };
                 let backend = FsBackend::new(root, read_only, index);
-                backend.reconcile(true)?;
+                backend.reconcile(true, progress)?;
                 Ok(Blocking::new(backend))
             }
             Err(e) => Err(e),
@@ -308,7 +319,7 @@ impl FsStore {
     /// Rescans every session directory and rewrites the index from them.
     pub fn rebuild_index(&self) -> Result<(), StoreError> {
         self.backend().queue.barrier();
-        self.backend().reconcile(true)
+        self.backend().reconcile(true, &NoProgress)
     }
 
     /// The number of sessions in the index.

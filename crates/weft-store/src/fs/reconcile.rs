@@ -6,7 +6,10 @@ use std::fs::{self, File};
 use std::io::ErrorKind;
 use std::path::Path;
 
+use std::sync::atomic::{AtomicU64, Ordering};
+
 use weft_core::SessionId;
+use weft_core::progress::{NoProgress, Progress};
 use weft_core::store::StoreError;
 
 use super::index::CLEAN;
@@ -14,13 +17,36 @@ use crate::util::{IoContext, io_err, mtime_ns, sweep_temp_files};
 
 use super::{FsBackend, LOG_FILE, doctor};
 
+/// The session directories a reconcile found so far, told to its
+/// progress as the total grows.
+pub(super) struct Tally<'a> {
+    progress: &'a dyn Progress,
+    found: AtomicU64,
+}
+
+impl Tally<'_> {
+    fn found(&self, n: u64) {
+        let total = self.found.fetch_add(n, Ordering::Relaxed) + n;
+        self.progress.start(total);
+    }
+}
+
 impl FsBackend {
     /// Brings the index in line with the session directories: projects whose
     /// `sessions/` directory changed since the last scan are rescanned,
     /// vanished projects are dropped, sessions touched by writers that died
     /// are refreshed, and placeholders of crashed creates are resolved.
-    /// With `rebuild`, every project is rescanned.
-    pub(super) fn reconcile(&self, rebuild: bool) -> Result<(), StoreError> {
+    /// With `rebuild`, every project is rescanned, and `progress` told of
+    /// each session directory found and indexed.
+    pub(super) fn reconcile(
+        &self,
+        rebuild: bool,
+        progress: &dyn Progress,
+    ) -> Result<(), StoreError> {
+        let tally = Tally {
+            progress: if rebuild { progress } else { &NoProgress },
+            found: AtomicU64::new(0),
+        };
         let scans = if rebuild {
             HashMap::new()
         } else {
@@ -42,7 +68,7 @@ impl FsBackend {
             };
             seen.insert(slug.clone());
             if rebuild || scans.get(&slug) != Some(&mtime) {
-                self.rescan_project(&slug, mtime, rebuild)?;
+                self.rescan_project(&slug, mtime, rebuild, &tally)?;
             }
         }
         for slug in scans.keys() {
@@ -70,16 +96,19 @@ impl FsBackend {
         slug: &str,
         mtime_before: i64,
         all: bool,
+        tally: &Tally<'_>,
     ) -> Result<(), StoreError> {
         let sessions = self.sessions_dir(slug);
         let known = self.index.ids_in_dir(slug)?;
         let mut present = HashSet::new();
-        let entries = match fs::read_dir(&sessions) {
-            Ok(e) => e,
+        let entries: Vec<_> = match fs::read_dir(&sessions) {
+            Ok(e) => e.collect(),
             Err(e) if e.kind() == ErrorKind::NotFound => return Ok(()),
             Err(e) => return Err(io_err(&sessions, e)),
         };
+        tally.found(entries.len() as u64);
         for entry in entries {
+            tally.progress.advance(1);
             let entry = entry.at(&sessions)?;
             let name = entry.file_name();
             let Some(name) = name.to_str() else { continue };

@@ -7,10 +7,12 @@ use std::io::ErrorKind;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
+use weft_core::progress::Progress;
 use weft_core::store::StoreError;
 
 use super::{
-    Finding, FindingKind, QUARANTINE_FILE, Report, check, derive, meta_file_bytes, parse_log,
+    Finding, FindingKind, QUARANTINE_FILE, Report, check, check_reporting, derive, meta_file_bytes,
+    parse_log,
 };
 use crate::codec;
 use crate::fs::{LOCK_FILE, LOG_FILE, META_FILE, TRANSCRIPT_FILE, recovery};
@@ -20,7 +22,12 @@ use crate::util::{IoContext, io_err, write_atomic};
 /// and checks again: the report's `fixed` lists what was repaired and its
 /// `findings` what remains.
 pub fn fix(home: &Path) -> Result<Report, StoreError> {
-    let before = check(home)?;
+    fix_reporting(home, &weft_core::progress::NoProgress)
+}
+
+/// [`fix`], telling `progress` how the first check goes.
+pub fn fix_reporting(home: &Path, progress: &dyn Progress) -> Result<Report, StoreError> {
+    let before = check_reporting(home, progress)?;
     let mut fixed = Vec::new();
     let mut rebuild_index = false;
     let mut repaired_sessions = HashSet::new();
