@@ -20,7 +20,9 @@
 //!   moved into the `pg_trgm` GIN index of `search_docs` by searches and a
 //!   background task (see `search`).
 //! - `shared_state(namespace PRIMARY KEY, state)`, `events(n, session_id,
-//!   event)` (the newest [`PG_EVENTS_CAP`] per session are kept) and
+//!   event)` (the newest [`PG_EVENTS_CAP`] per session are kept, trimmed
+//!   in steps; written without waiting for the WAL flush: the event log is
+//!   diagnostic, records are what is durable) and
 //!   `turn_locks(session_id, branch, holder, token, expires_at)`.
 //!
 //! # Guarantees
