@@ -227,9 +227,14 @@ impl PostgresStore {
         Ok(folded)
     }
 
+    /// The copy read is kept as the append's hint (`MetaCache`): a write
+    /// that follows a read (the daemon checks a session before adding to
+    /// it) folds from it, even when another process wrote last.
     pub(super) async fn get_session(&self, id: &SessionId) -> Result<SessionMeta, StoreError> {
         let conn = self.conn().await?;
-        read_head(&conn, id).await.map(|(_, meta, _)| meta)
+        let (_, meta, json) = read_head(&conn, id).await?;
+        self.inner.meta_cache.put(meta.clone(), json);
+        Ok(meta)
     }
 
     pub(super) async fn append_batch(

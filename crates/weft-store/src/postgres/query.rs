@@ -367,6 +367,9 @@ mod tests {
         assert!(!crosses_trim_mark(1, t - 1));
         assert!(!crosses_trim_mark(t + 1, 2 * t - 1));
         // Over a run of single writes, one in EVENTS_TRIM_EVERY trims.
-        assert_eq!((1..=10 * t).filter(|n| crosses_trim_mark(*n, *n)).count(), 10);
+        assert_eq!(
+            (1..=10 * t).filter(|n| crosses_trim_mark(*n, *n)).count(),
+            10
+        );
     }
 }

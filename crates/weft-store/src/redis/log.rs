@@ -95,8 +95,13 @@ impl RedisStore {
     }
 
     /// See `Store::get`.
+    /// The copy read is kept as the append's hint (`MetaCache`): a write
+    /// that follows a read (the daemon checks a session before adding to
+    /// it) folds from it, even when another process wrote last.
     pub(super) async fn get_session(&self, id: &SessionId) -> Result<SessionMeta, StoreError> {
-        self.meta(id).await?.ok_or_else(|| not_found(id))
+        let (meta, json) = self.meta_json(id).await?.ok_or_else(|| not_found(id))?;
+        self.meta_cache.put(meta.clone(), json);
+        Ok(meta)
     }
 
     /// See `Store::append`: the metadata at `expected_seq` is folded with
