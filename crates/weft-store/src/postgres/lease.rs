@@ -12,52 +12,13 @@
 //! (`TurnHolder::turn`), and the append statement (`log`) writes a batch
 //! naming a turn only while that turn's row is unexpired (see
 //! `weft_core::lease`). The lease lasts [`TURN_LEASE`] unless the URL says
-//! otherwise (`?lease_ms=`, see [`take_lease_option`]).
+//! otherwise (`?lease_ms=`, see `url_options`).
 
 use weft_core::lease::{TurnHolder, TurnLock, TurnLockAttempt, TurnLockInfo};
 use weft_core::store::StoreError;
 use weft_core::{BranchId, SessionId};
 
-use std::time::Duration;
-
-use super::{PostgresError, PostgresStore, TURN_LEASE, corrupt, db, encode};
-
-/// Takes weft's `lease_ms=<milliseconds>` option (how long a turn lock's
-/// lease lasts without renewal; default [`TURN_LEASE`]) out of a store URL,
-/// which the PostgreSQL client would refuse. Returns the URL without it
-/// and the lease.
-pub(super) fn take_lease_option(url: &str) -> Result<(String, Duration), PostgresError> {
-    let Some((base, query)) = url.split_once('?') else {
-        return Ok((url.to_string(), TURN_LEASE));
-    };
-    let mut lease = TURN_LEASE;
-    let mut kept = Vec::new();
-    for pair in query.split('&') {
-        match pair.split_once('=') {
-            Some(("lease_ms", v)) => {
-                let ms: u64 =
-                    v.parse()
-                        .ok()
-                        .filter(|ms| *ms > 0)
-                        .ok_or_else(|| PostgresError::BadUrl {
-                            url: super::redact_url(url),
-                            reason: format!(
-                                "lease_ms={v} must be a positive number of milliseconds"
-                            ),
-                        })?;
-                lease = Duration::from_millis(ms);
-            }
-            _ if pair.is_empty() => {}
-            _ => kept.push(pair),
-        }
-    }
-    let url = if kept.is_empty() {
-        base.to_string()
-    } else {
-        format!("{base}?{}", kept.join("&"))
-    };
-    Ok((url, lease))
-}
+use super::{PostgresStore, corrupt, db, encode};
 
 /// Takes the lease of branch `$2` of session `$1` for holder `$3` for `$4`
 /// ms: inserts the row, or takes over an expired one. Returns whether the
@@ -253,26 +214,5 @@ impl PostgresStore {
             });
         }
         Ok(out)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_lease_option_is_taken_out_of_the_url() {
-        let (url, lease) =
-            take_lease_option("postgres://u@h/db?lease_ms=300&sslmode=disable").unwrap();
-        assert_eq!(url, "postgres://u@h/db?sslmode=disable");
-        assert_eq!(lease, Duration::from_millis(300));
-        let (url, lease) = take_lease_option("postgres://u@h/db").unwrap();
-        assert_eq!((url.as_str(), lease), ("postgres://u@h/db", TURN_LEASE));
-        let (url, _) = take_lease_option("postgres://u@h/db?lease_ms=5").unwrap();
-        assert_eq!(url, "postgres://u@h/db");
-        let e = take_lease_option("postgres://u:secret@h/db?lease_ms=x")
-            .unwrap_err()
-            .to_string();
-        assert!(e.contains("lease_ms") && !e.contains("secret"), "{e}");
     }
 }

@@ -69,9 +69,11 @@ mod query;
 mod schema;
 mod search;
 mod store_impl;
+mod url_options;
 
 pub use schema::{MIGRATIONS, SCHEMA_VERSION};
 pub use search::{INDEX_BATCH, INDEX_PERIOD};
+pub use url_options::MAX_POOL_SIZE;
 
 /// How many kernel events the postgres store keeps per session.
 pub const PG_EVENTS_CAP: i64 = 10_000;
@@ -211,7 +213,8 @@ impl std::fmt::Debug for PostgresStore {
     }
 }
 
-/// How many connections the pool keeps at most.
+/// How many connections the pool keeps at most, unless the URL says
+/// otherwise (`?pool_size=`).
 pub const POOL_SIZE: usize = 16;
 
 fn valid_schema(name: &str) -> bool {
@@ -223,14 +226,15 @@ fn valid_schema(name: &str) -> bool {
 
 impl PostgresStore {
     /// A store on the database at `url` (`postgres://user:pass@host:port/db`,
-    /// optionally with weft's `?lease_ms=<ms>`: how long a turn lock's lease
-    /// lasts without renewal, default [`TURN_LEASE`]), in `schema` when given (created if missing; else the connection's
+    /// optionally with weft's `?lease_ms=<ms>` (how long a turn lock's lease
+    /// lasts without renewal, default [`TURN_LEASE`]) and `?pool_size=<n>`
+    /// (connections kept at most, default [`POOL_SIZE`])), in `schema` when given (created if missing; else the connection's
     /// default search path, normally `public`). Makes no connection yet:
     /// the first operation connects and applies the migrations (see
     /// [`PostgresStore::open`] to do that now).
     pub fn connect_lazy(url: &str, schema: Option<&str>) -> Result<Self, StoreError> {
         let shown = redact_url(url);
-        let (url, lease) = lease::take_lease_option(url)?;
+        let (url, options) = url_options::take_url_options(url)?;
         let url = url.as_str();
         let mut config: tokio_postgres::Config =
             url.parse()
@@ -262,7 +266,7 @@ impl PostgresStore {
             },
         );
         let pool = Pool::builder(manager)
-            .max_size(POOL_SIZE)
+            .max_size(options.pool_size)
             .build()
             .map_err(|e| PostgresError::Connect {
                 url: shown.clone(),
@@ -275,7 +279,7 @@ impl PostgresStore {
                 password,
                 schema: schema.map(str::to_string),
                 ready: OnceCell::new(),
-                lease,
+                lease: options.lease,
                 meta_cache: crate::meta_cache::MetaCache::default(),
                 live: Arc::new(live),
                 indexer: search::Indexer::default(),
