@@ -77,11 +77,6 @@ impl RedisStore {
         Ok(folded)
     }
 
-    /// The metadata, or `None` when the session does not exist.
-    pub(super) async fn meta(&self, id: &SessionId) -> Result<Option<SessionMeta>, StoreError> {
-        Ok(self.meta_json(id).await?.map(|(meta, _)| meta))
-    }
-
     /// The metadata and its JSON as stored, or `None` when the session does
     /// not exist.
     async fn meta_json(&self, id: &SessionId) -> Result<Option<(SessionMeta, String)>, StoreError> {
