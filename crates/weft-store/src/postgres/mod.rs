@@ -15,8 +15,8 @@
 //! - `records(session_id, seq, kind, record, PRIMARY KEY(session_id,
 //!   seq))`: the log, one record per row as its `crate::codec` JSON line
 //!   (so new optional `Record` fields pass through).
-//! - `search_queue(session_id, seq, text)` and `search_docs(session_id,
-//!   seq, text)`: messages' searchable text, queued by the append and
+//! - `search_queue(session_id, seq)` and `search_docs(session_id,
+//!   seq, text)`: messages queued by the append, their searchable text
 //!   moved into the `pg_trgm` GIN index of `search_docs` by searches and a
 //!   background task (see `search`).
 //! - `shared_state(namespace PRIMARY KEY, state)`, `events(n, session_id,
