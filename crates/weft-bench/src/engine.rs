@@ -4,7 +4,7 @@
 //! them, in the same run, interleaved turn by turn with the store's own
 //! appends (the machine is noisy; both see the same conditions).
 //!
-//! - postgres: one autocommit `INSERT` per record into a bare table keyed
+//! - postgres: one autocommit `INSERT` (prepared) per record into a bare table keyed
 //!   `(session, seq)` (each commit waits for its WAL flush, as weft's
 //!   appends do), on as many connections as weft's pool would use;
 //! - redis: one `RPUSH` per record (the server's `appendfsync` setting
@@ -25,7 +25,8 @@ const MAX_CONNECTIONS: usize = weft_store::postgres::POOL_SIZE;
 
 enum Conns {
     Postgres {
-        clients: Vec<Arc<tokio_postgres::Client>>,
+        /// Each connection with the baseline's `INSERT` prepared on it.
+        clients: Vec<(Arc<tokio_postgres::Client>, tokio_postgres::Statement)>,
         admin: Arc<tokio_postgres::Client>,
         schema: String,
     },
@@ -78,8 +79,16 @@ impl EngineBaseline {
             1
         };
         let mut clients = Vec::with_capacity(n);
+        let sql = format!("INSERT INTO {schema}.raw (session, seq, line) VALUES ($1, $2, $3)");
         for _ in 0..n {
-            clients.push(Arc::new(pg_client(url).await?));
+            let client = pg_client(url).await?;
+            // Prepared once, as weft's store prepares its statements: each
+            // write is then one round trip.
+            let insert = client
+                .prepare(&sql)
+                .await
+                .context("cannot prepare the engine baseline's INSERT")?;
+            clients.push((Arc::new(client), insert));
         }
         Ok(Self::new(
             Conns::Postgres {
@@ -161,12 +170,10 @@ impl EngineBaseline {
 
     fn writer(&self, session: usize) -> Writer {
         match &self.conns {
-            Conns::Postgres {
-                clients, schema, ..
-            } => Writer::Postgres(
-                clients[session % clients.len()].clone(),
-                format!("INSERT INTO {schema}.raw (session, seq, line) VALUES ($1, $2, $3)"),
-            ),
+            Conns::Postgres { clients, .. } => {
+                let (client, insert) = &clients[session % clients.len()];
+                Writer::Postgres(client.clone(), insert.clone())
+            }
             Conns::Redis { conn, prefix } => Writer::Redis(conn.clone(), prefix.clone()),
         }
     }
@@ -200,7 +207,7 @@ impl EngineBaseline {
 
 /// Writes one session's records.
 enum Writer {
-    Postgres(Arc<tokio_postgres::Client>, String),
+    Postgres(Arc<tokio_postgres::Client>, tokio_postgres::Statement),
     Redis(redis::aio::MultiplexedConnection, String),
 }
 
@@ -214,9 +221,9 @@ impl Writer {
         for (seq, line) in lines {
             let t = Instant::now();
             match &mut self {
-                Writer::Postgres(client, sql) => {
+                Writer::Postgres(client, insert) => {
                     client
-                        .execute(sql.as_str(), &[&(session as i32), &seq, &line])
+                        .execute(&*insert, &[&(session as i32), &seq, &line])
                         .await
                         .context("engine baseline INSERT")?;
                 }

@@ -221,6 +221,71 @@ async fn a_version_1_database_is_upgraded() {
     }
 }
 
+/// Version 2 queued messages with their text; the upgrade to 3 indexes
+/// what was still queued before the column goes, and appends after it
+/// are indexed from their records.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_version_2_queue_is_indexed_by_the_upgrade() {
+    use weft_core::store::SearchQuery;
+    let scratch = fresh_schema();
+    let current = open_in(&scratch).await;
+    let _scratch_guard = DropSchema(current.clone());
+    let meta = current
+        .create(
+            new_meta("upgrade"),
+            vec![text(Role::User, "the sirocco rises")],
+        )
+        .await
+        .expect("create");
+    let id = meta.id.clone();
+    let old = fresh_schema();
+    let (client, conn) = tokio_postgres::connect(&server_url(), tokio_postgres::NoTls)
+        .await
+        .expect("connect");
+    tokio::spawn(conn);
+    client
+        .batch_execute(&format!(
+            "CREATE SCHEMA {old}; SET search_path = {old}, public;
+             CREATE EXTENSION IF NOT EXISTS pg_trgm SCHEMA public;
+             CREATE TABLE weft_schema_version (
+                version INTEGER PRIMARY KEY,
+                applied_at TIMESTAMPTZ NOT NULL DEFAULT now());
+             {}
+             {}
+             INSERT INTO weft_schema_version (version) VALUES (1), (2);
+             INSERT INTO sessions (id, project, updated_us, status, parent_id, name, profile, last_seq, meta)
+                SELECT id, project, updated_us, status, parent_id, name, profile, last_seq, meta
+                FROM {scratch}.sessions;
+             INSERT INTO records SELECT * FROM {scratch}.records;
+             INSERT INTO search_queue (session_id, seq, text)
+                SELECT session_id, seq, 'the sirocco rises' FROM {scratch}.records WHERE kind = 'message';",
+            MIGRATIONS[0], MIGRATIONS[1]
+        ))
+        .await
+        .expect("build a version 2 schema");
+    let store = open_in(&old).await;
+    let _guard = DropSchema(store.clone());
+    let query = |text: &str| SearchQuery {
+        text: text.into(),
+        project: None,
+        limit: 0,
+    };
+    let queued: i64 = client
+        .query_one(&format!("SELECT count(*) FROM {old}.search_queue"), &[])
+        .await
+        .expect("count")
+        .get(0);
+    assert_eq!(queued, 0, "the upgrade indexed the queue");
+    assert_eq!(
+        store.search(&query("sirocco")).await.expect("search").len(),
+        1
+    );
+    let head = store.get(&id).await.expect("get").last_seq;
+    let batch = Record::batch(head, [text(Role::Assistant, "a bora answers")]);
+    store.append(&id, head, batch).await.expect("append");
+    assert_eq!(store.search(&query("bora")).await.expect("search").len(), 1);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_shared_state_writers_lose_no_update() {
     let schema = fresh_schema();

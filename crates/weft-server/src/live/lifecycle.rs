@@ -20,11 +20,31 @@ impl Core {
     where
         F: FnMut(&SessionMeta, &[Record]) -> Result<Vec<RecordKind>, StoreError> + Send,
     {
+        self.write_from(slot, live, None, decide).await
+    }
+
+    /// [`Core::write`], starting from `known` (the session as just read
+    /// under the slot's lock) instead of reading it again when there is no
+    /// live session; a stale `known` costs a conflict and a retry, never a
+    /// wrong write.
+    async fn write_from<F>(
+        &self,
+        slot: &Slot,
+        live: &Option<Session>,
+        known: Option<SessionMeta>,
+        decide: F,
+    ) -> Result<Vec<Record>, ApiError>
+    where
+        F: FnMut(&SessionMeta, &[Record]) -> Result<Vec<RecordKind>, StoreError> + Send,
+    {
         let store = self.store();
         let records = match live {
             Some(session) => session.log()?.append_if(decide).await?.0,
             None => {
-                let mut known = store.get(&slot.id).await?;
+                let mut known = match known {
+                    Some(meta) => meta,
+                    None => store.get(&slot.id).await?,
+                };
                 append_checked(&**store, &slot.id, &mut known, None, decide)
                     .await?
                     .0
@@ -204,11 +224,33 @@ impl Core {
     pub(crate) async fn append_message(
         &self,
         id: &SessionId,
-        message: weft_core::Message,
-    ) -> Result<u64, ApiError> {
+        branch: Option<&str>,
+        message: impl FnOnce(BranchId) -> weft_core::Message,
+    ) -> Result<(u64, weft_core::Message), ApiError> {
         let slot = self.slot(id);
         let mut live = slot.live.lock().await;
         let meta = self.meta(id).await?;
+        let branch = match branch.filter(|b| !b.is_empty()) {
+            None => meta.default_branch.clone(),
+            Some(b) => {
+                let branch = BranchId::parse(b)
+                    .map_err(|e| ApiError::unprocessable(format!("branch: {e}")))?;
+                if branch == meta.default_branch {
+                    branch
+                } else {
+                    let view = self.store().view(id).await?;
+                    match view.branch(b) {
+                        Some(v) => v.branch.id.clone(),
+                        None => {
+                            return Err(ApiError::unprocessable(format!(
+                                "branch: session {id} has no branch {b:?}"
+                            )));
+                        }
+                    }
+                }
+            }
+        };
+        let message = message(branch);
         if meta.status != SessionStatus::Active {
             return Err(ApiError::conflict(format!(
                 "session {id} is {}: messages can be added only while it is active{}",
@@ -225,8 +267,9 @@ impl Core {
                 "session {id} is running a turn: add messages between turns"
             )));
         }
+        let next = meta.last_seq + 1;
         let records = self
-            .write(&slot, &live, |session, _| {
+            .write_from(&slot, &live, Some(meta), |session, _| {
                 if session.status == SessionStatus::Active {
                     Ok(vec![RecordKind::message(message.clone())])
                 } else {
@@ -239,7 +282,7 @@ impl Core {
             .await?;
         live.take();
         slot.touch();
-        Ok(records.first().map(|r| r.seq).unwrap_or(meta.last_seq + 1))
+        Ok((records.first().map(|r| r.seq).unwrap_or(next), message))
     }
 
     /// Changes name/description (through the live session's log if any).

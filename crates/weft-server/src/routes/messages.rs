@@ -12,7 +12,7 @@ use axum::response::{IntoResponse, Response};
 use serde_json::Value;
 use weft_core::message::{ContentBlock, Role};
 use weft_core::view::LoggedMessage;
-use weft_core::{BranchId, Message, ResponseFormat, SessionId};
+use weft_core::{Message, ResponseFormat, SessionId};
 
 use crate::error::{ApiError, ErrorBody};
 use crate::extract::{ApiJson, ApiQuery, PathId};
@@ -54,32 +54,16 @@ pub(crate) async fn append_message(
         }
         MessageContent::Blocks(blocks) => blocks,
     };
-    let meta = core.meta(&id).await?;
-    let branch = match req.branch.as_deref().filter(|b| !b.is_empty()) {
-        None => meta.default_branch.clone(),
-        Some(b) => {
-            let branch =
-                BranchId::parse(b).map_err(|e| ApiError::unprocessable(format!("branch: {e}")))?;
-            if branch != meta.default_branch {
-                let view = core.store().view(&id).await?;
-                match view.branch(b) {
-                    Some(v) => v.branch.id.clone(),
-                    None => {
-                        return Err(ApiError::unprocessable(format!(
-                            "branch: session {id} has no branch {b:?}"
-                        )));
-                    }
-                }
-            } else {
-                branch
-            }
-        }
-    };
-    let mut message = Message::new(branch, role, content);
-    message.sender = req
+    let sender = req
         .agent
         .or_else(|| (role == Role::User).then(|| "user".to_string()));
-    let seq = core.append_message(&id, message.clone()).await?;
+    let (seq, message) = core
+        .append_message(&id, req.branch.as_deref(), |branch| {
+            let mut message = Message::new(branch, role, content);
+            message.sender = sender;
+            message
+        })
+        .await?;
     Ok((
         StatusCode::CREATED,
         Json(TranscriptMessage::from_message(seq, &message)),

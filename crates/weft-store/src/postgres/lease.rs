@@ -12,52 +12,51 @@
 //! (`TurnHolder::turn`), and the append statement (`log`) writes a batch
 //! naming a turn only while that turn's row is unexpired (see
 //! `weft_core::lease`). The lease lasts [`TURN_LEASE`] unless the URL says
-//! otherwise (`?lease_ms=`, see [`take_lease_option`]).
+//! otherwise (`?lease_ms=`, see `url_options`).
 
 use weft_core::lease::{TurnHolder, TurnLock, TurnLockAttempt, TurnLockInfo};
 use weft_core::store::StoreError;
 use weft_core::{BranchId, SessionId};
 
-use std::time::Duration;
+use super::{PostgresStore, corrupt, db, encode};
 
-use super::{PostgresError, PostgresStore, TURN_LEASE, corrupt, db, encode};
+/// Takes the lease of branch `$2` of session `$1` for holder `$3` for `$4`
+/// ms: inserts the row, or takes over an expired one. Returns whether the
+/// session exists and the new fencing token (NULL: the lease is held).
+///
+/// Committed without waiting for its WAL flush (`synchronous_commit` off
+/// for this transaction only): every append the lease fences is durable
+/// and comes later in the WAL, so flushing it flushes the lease; a lease
+/// lost with a crash of the server only makes its holder's appends fail
+/// ([`StoreError::LeaseLost`]), never lets two holders write. The lease's
+/// renewals are committed the same way; its release is durable (a release
+/// lost with a crash would leave a finished turn looking interrupted).
+const ACQUIRE_SQL: &str = "WITH s AS (SELECT 1 FROM sessions WHERE id = $1),
+ins AS (
+    INSERT INTO turn_locks (session_id, branch, holder, token, expires_at)
+    SELECT $1, $2, $3, nextval('turn_lock_tokens'),
+        now() + $4::float8 * interval '1 millisecond'
+    WHERE EXISTS (SELECT 1 FROM s)
+    ON CONFLICT (session_id, branch) DO UPDATE
+      SET holder = EXCLUDED.holder, token = EXCLUDED.token, expires_at = EXCLUDED.expires_at
+      WHERE turn_locks.expires_at <= now()
+    RETURNING token
+)
+SELECT EXISTS (SELECT 1 FROM s), (SELECT token FROM ins),
+    set_config('synchronous_commit', 'off', true)";
 
-/// Takes weft's `lease_ms=<milliseconds>` option (how long a turn lock's
-/// lease lasts without renewal; default [`TURN_LEASE`]) out of a store URL,
-/// which the PostgreSQL client would refuse. Returns the URL without it
-/// and the lease.
-pub(super) fn take_lease_option(url: &str) -> Result<(String, Duration), PostgresError> {
-    let Some((base, query)) = url.split_once('?') else {
-        return Ok((url.to_string(), TURN_LEASE));
-    };
-    let mut lease = TURN_LEASE;
-    let mut kept = Vec::new();
-    for pair in query.split('&') {
-        match pair.split_once('=') {
-            Some(("lease_ms", v)) => {
-                let ms: u64 =
-                    v.parse()
-                        .ok()
-                        .filter(|ms| *ms > 0)
-                        .ok_or_else(|| PostgresError::BadUrl {
-                            url: super::redact_url(url),
-                            reason: format!(
-                                "lease_ms={v} must be a positive number of milliseconds"
-                            ),
-                        })?;
-                lease = Duration::from_millis(ms);
-            }
-            _ if pair.is_empty() => {}
-            _ => kept.push(pair),
-        }
-    }
-    let url = if kept.is_empty() {
-        base.to_string()
-    } else {
-        format!("{base}?{}", kept.join("&"))
-    };
-    Ok((url, lease))
-}
+/// Extends the lease `$3` of branch `$2` of session `$1` by `$4` ms from
+/// now (committed as [`ACQUIRE_SQL`] is).
+const RENEW_SQL: &str = "WITH u AS (
+    UPDATE turn_locks SET expires_at = now() + $4::float8 * interval '1 millisecond'
+    WHERE session_id = $1 AND branch = $2 AND token = $3
+    RETURNING 1
+)
+SELECT (SELECT count(*) FROM u), set_config('synchronous_commit', 'off', true)";
+
+/// Deletes the lease `$3` of branch `$2` of session `$1` (durably).
+const RELEASE_SQL: &str =
+    "DELETE FROM turn_locks WHERE session_id = $1 AND branch = $2 AND token = $3";
 
 impl PostgresStore {
     fn lease_ms(&self) -> f64 {
@@ -78,12 +77,10 @@ impl LeaseGuard {
     async fn release(store: PostgresStore, session: String, branch: String, token: i64) {
         let result = async {
             let conn = store.conn().await?;
-            conn.execute(
-                "DELETE FROM turn_locks WHERE session_id = $1 AND branch = $2 AND token = $3",
-                &[&session, &branch, &token],
-            )
-            .await
-            .map_err(db)
+            let stmt = conn.prepare_cached(RELEASE_SQL).await.map_err(db)?;
+            conn.execute(&stmt, &[&session, &branch, &token])
+                .await
+                .map_err(db)
         }
         .await;
         if let Err(e) = result {
@@ -122,13 +119,11 @@ async fn renew_loop(store: PostgresStore, session: String, branch: String, token
         tokio::time::sleep(period).await;
         let result = async {
             let conn = store.conn().await?;
-            conn.execute(
-                "UPDATE turn_locks SET expires_at = now() + $4::float8 * interval '1 millisecond'
-                 WHERE session_id = $1 AND branch = $2 AND token = $3",
-                &[&session, &branch, &token, &store.lease_ms()],
-            )
-            .await
-            .map_err(db)
+            let stmt = conn.prepare_cached(RENEW_SQL).await.map_err(db)?;
+            conn.query_one(&stmt, &[&session, &branch, &token, &store.lease_ms()])
+                .await
+                .map(|row| row.get::<_, i64>(0))
+                .map_err(db)
         }
         .await;
         match result {
@@ -150,27 +145,19 @@ impl PostgresStore {
         holder: &TurnHolder,
     ) -> Result<TurnLockAttempt, StoreError> {
         let conn = self.conn().await?;
-        Self::check_exists(&conn, id).await?;
         let who = encode(holder)?;
+        let stmt = conn.prepare_cached(ACQUIRE_SQL).await.map_err(db)?;
         let row = conn
-            .query_opt(
-                "INSERT INTO turn_locks (session_id, branch, holder, token, expires_at)
-                 VALUES ($1, $2, $3, nextval('turn_lock_tokens'), now() + $4::float8 * interval '1 millisecond')
-                 ON CONFLICT (session_id, branch) DO UPDATE
-                   SET holder = EXCLUDED.holder, token = EXCLUDED.token, expires_at = EXCLUDED.expires_at
-                   WHERE turn_locks.expires_at <= now()
-                 RETURNING token",
+            .query_one(
+                &stmt,
                 &[&id.as_str(), &branch.as_str(), &who, &self.lease_ms()],
             )
             .await
-            .map_err(|e| {
-                if e.code() == Some(&tokio_postgres::error::SqlState::FOREIGN_KEY_VIOLATION) {
-                    super::not_found(id)
-                } else {
-                    db(e)
-                }
-            })?;
-        let Some(row) = row else {
+            .map_err(db)?;
+        if !row.get::<_, bool>(0) {
+            return Err(super::not_found(id));
+        }
+        let Some(token) = row.get::<_, Option<i64>>(1) else {
             let current = conn
                 .query_opt(
                     "SELECT holder FROM turn_locks WHERE session_id = $1 AND branch = $2",
@@ -181,7 +168,6 @@ impl PostgresStore {
             let holder = current.and_then(|r| serde_json::from_str(r.get(0)).ok());
             return Ok(TurnLockAttempt::Busy(holder));
         };
-        let token: i64 = row.get(0);
         let renew = tokio::spawn(renew_loop(
             self.clone(),
             id.to_string(),
@@ -228,26 +214,5 @@ impl PostgresStore {
             });
         }
         Ok(out)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_lease_option_is_taken_out_of_the_url() {
-        let (url, lease) =
-            take_lease_option("postgres://u@h/db?lease_ms=300&sslmode=disable").unwrap();
-        assert_eq!(url, "postgres://u@h/db?sslmode=disable");
-        assert_eq!(lease, Duration::from_millis(300));
-        let (url, lease) = take_lease_option("postgres://u@h/db").unwrap();
-        assert_eq!((url.as_str(), lease), ("postgres://u@h/db", TURN_LEASE));
-        let (url, _) = take_lease_option("postgres://u@h/db?lease_ms=5").unwrap();
-        assert_eq!(url, "postgres://u@h/db");
-        let e = take_lease_option("postgres://u:secret@h/db?lease_ms=x")
-            .unwrap_err()
-            .to_string();
-        assert!(e.contains("lease_ms") && !e.contains("secret"), "{e}");
     }
 }

@@ -135,6 +135,9 @@ impl Connect for Arc<Connector> {
 /// The publishing connection.
 struct Publishing {
     client: tokio_postgres::Client,
+    /// [`NOTIFY_SQL`], prepared once per connection (a publish is then one
+    /// round trip, not a parse and an execute).
+    notify: tokio_postgres::Statement,
     alive: Arc<AtomicBool>,
 }
 
@@ -207,12 +210,17 @@ impl LiveChannel for PgLive {
         {
             let alive = Arc::new(AtomicBool::new(true));
             let client = self.connector.connect(|_| {}, || {}, alive.clone()).await?;
-            *slot = Some(Publishing { client, alive });
+            let notify = client.prepare(NOTIFY_SQL).await.map_err(db)?;
+            *slot = Some(Publishing {
+                client,
+                notify,
+                alive,
+            });
         }
         match slot.as_ref() {
             Some(p) => p
                 .client
-                .execute(NOTIFY_SQL, &[&channel, &payloads])
+                .execute(&p.notify, &[&channel, &payloads])
                 .await
                 .map(|_| ())
                 .map_err(|e| db(e).into()),

@@ -48,9 +48,9 @@ use super::{BACKEND, PostgresStore, corrupt, db, encode, is_unique_violation, no
 use crate::codec;
 use crate::util::{to_i64, to_u64};
 
-/// The append (see the module docs). Parameters: `$1` session id, `$2..$5`
-/// the batch's seqs, kinds, record JSON and search text (queued for the
-/// search index, see `search`), `$6` the expected
+/// The append (see the module docs). Parameters: `$1` session id, `$2..$4`
+/// the batch's seqs, kinds and record JSON, `$5` the seqs of its messages
+/// (queued for the search index, see `search`), `$6` the expected
 /// head, `$7` the metadata JSON the new one was folded from, `$8..$15` the
 /// new row, `$16`/`$17` the branch and turn the batch names (NULL: not a
 /// turn's, not fenced). Returns (head in the statement's snapshot, stored
@@ -74,9 +74,8 @@ const APPEND_SQL: &str = "WITH lease AS (
     WHERE EXISTS (SELECT 1 FROM upd)
     RETURNING 1
 ), queued AS (
-    INSERT INTO search_queue (session_id, seq, text)
-    SELECT $1, u.seq, u.text FROM unnest($2::bigint[], $5::text[]) AS u (seq, text)
-    WHERE u.text IS NOT NULL AND EXISTS (SELECT 1 FROM upd)
+    INSERT INTO search_queue (session_id, seq)
+    SELECT $1, s FROM unnest($5::bigint[]) AS s WHERE EXISTS (SELECT 1 FROM upd)
 ), seen AS (
     SELECT last_seq, meta = $7 AS fresh FROM sessions WHERE id = $1
 )
@@ -115,6 +114,16 @@ async fn read_head(
     Ok((to_u64(row.get(0)), meta, json))
 }
 
+/// The seqs of the messages among `records`: what an append queues for
+/// the search index (`search`).
+pub(super) fn searchable_seqs(records: &[Record]) -> Vec<i64> {
+    records
+        .iter()
+        .filter(|r| r.as_message().is_some())
+        .map(|r| to_i64(r.seq))
+        .collect()
+}
+
 /// Inserts `records` of session `id` in one statement.
 /// A unique violation (another writer landed these seqs) is a conflict.
 async fn insert_records(
@@ -126,9 +135,7 @@ async fn insert_records(
     let stmt = tx
         .prepare_cached(
             "WITH queued AS (
-                INSERT INTO search_queue (session_id, seq, text)
-                SELECT $1, u.seq, u.text FROM unnest($2::bigint[], $5::text[]) AS u (seq, text)
-                WHERE u.text IS NOT NULL
+                INSERT INTO search_queue (session_id, seq) SELECT $1, s FROM unnest($5::bigint[]) AS s
              )
              INSERT INTO records (session_id, seq, kind, record)
              SELECT $1, * FROM unnest($2::bigint[], $3::text[], $4::text[])",
@@ -138,13 +145,12 @@ async fn insert_records(
     let mut seqs = Vec::with_capacity(records.len());
     let mut kinds = Vec::with_capacity(records.len());
     let mut jsons = Vec::with_capacity(records.len());
-    let mut searches: Vec<Option<String>> = Vec::with_capacity(records.len());
     for r in records {
         jsons.push(codec::encode_line(r).map_err(|e| e.into_store(BACKEND, "records"))?);
         seqs.push(to_i64(r.seq));
         kinds.push(r.kind.name());
-        searches.push(r.as_message().map(|m| m.searchable_text()));
     }
+    let searches = searchable_seqs(records);
     match tx
         .execute(&stmt, &[&id.as_str(), &seqs, &kinds, &jsons, &searches])
         .await
@@ -227,9 +233,14 @@ impl PostgresStore {
         Ok(folded)
     }
 
+    /// The copy read is kept as the append's hint (`MetaCache`): a write
+    /// that follows a read (the daemon checks a session before adding to
+    /// it) folds from it, even when another process wrote last.
     pub(super) async fn get_session(&self, id: &SessionId) -> Result<SessionMeta, StoreError> {
         let conn = self.conn().await?;
-        read_head(&conn, id).await.map(|(_, meta, _)| meta)
+        let (_, meta, json) = read_head(&conn, id).await?;
+        self.inner.meta_cache.put(meta.clone(), json);
+        Ok(meta)
     }
 
     pub(super) async fn append_batch(
@@ -242,13 +253,12 @@ impl PostgresStore {
         let conn = self.conn().await?;
         let stmt = conn.prepare_cached(APPEND_SQL).await.map_err(db)?;
         let (mut seqs, mut kinds, mut jsons) = (Vec::new(), Vec::new(), Vec::new());
-        let mut searches: Vec<Option<String>> = Vec::with_capacity(records.len());
         for r in &records {
             jsons.push(codec::encode_line(r).map_err(|e| e.into_store(BACKEND, "records"))?);
             seqs.push(to_i64(r.seq));
             kinds.push(r.kind.name());
-            searches.push(r.as_message().map(|m| m.searchable_text()));
         }
+        let searches = searchable_seqs(&records);
         let fenced = Record::batch_turn(&records);
         let (branch, turn) = (
             fenced.map(|(_, b)| b.as_str()),
@@ -338,7 +348,7 @@ impl PostgresStore {
             }
             if updated == 1 {
                 cache.put(meta.clone(), new_json);
-                if searches.iter().any(Option::is_some) {
+                if !searches.is_empty() {
                     self.inner.indexer.wrote(self);
                 }
                 return Ok(meta);

@@ -15,12 +15,14 @@
 //! - `records(session_id, seq, kind, record, PRIMARY KEY(session_id,
 //!   seq))`: the log, one record per row as its `crate::codec` JSON line
 //!   (so new optional `Record` fields pass through).
-//! - `search_queue(session_id, seq, text)` and `search_docs(session_id,
-//!   seq, text)`: messages' searchable text, queued by the append and
+//! - `search_queue(session_id, seq)` and `search_docs(session_id,
+//!   seq, text)`: messages queued by the append, their searchable text
 //!   moved into the `pg_trgm` GIN index of `search_docs` by searches and a
 //!   background task (see `search`).
 //! - `shared_state(namespace PRIMARY KEY, state)`, `events(n, session_id,
-//!   event)` (the newest [`PG_EVENTS_CAP`] per session are kept) and
+//!   event)` (the newest [`PG_EVENTS_CAP`] per session are kept, trimmed
+//!   in steps; written without waiting for the WAL flush: the event log is
+//!   diagnostic, records are what is durable) and
 //!   `turn_locks(session_id, branch, holder, token, expires_at)`.
 //!
 //! # Guarantees
@@ -67,9 +69,11 @@ mod query;
 mod schema;
 mod search;
 mod store_impl;
+mod url_options;
 
 pub use schema::{MIGRATIONS, SCHEMA_VERSION};
 pub use search::{INDEX_BATCH, INDEX_PERIOD};
+pub use url_options::MAX_POOL_SIZE;
 
 /// How many kernel events the postgres store keeps per session.
 pub const PG_EVENTS_CAP: i64 = 10_000;
@@ -209,7 +213,8 @@ impl std::fmt::Debug for PostgresStore {
     }
 }
 
-/// How many connections the pool keeps at most.
+/// How many connections the pool keeps at most, unless the URL says
+/// otherwise (`?pool_size=`).
 pub const POOL_SIZE: usize = 16;
 
 fn valid_schema(name: &str) -> bool {
@@ -221,14 +226,15 @@ fn valid_schema(name: &str) -> bool {
 
 impl PostgresStore {
     /// A store on the database at `url` (`postgres://user:pass@host:port/db`,
-    /// optionally with weft's `?lease_ms=<ms>`: how long a turn lock's lease
-    /// lasts without renewal, default [`TURN_LEASE`]), in `schema` when given (created if missing; else the connection's
+    /// optionally with weft's `?lease_ms=<ms>` (how long a turn lock's lease
+    /// lasts without renewal, default [`TURN_LEASE`]) and `?pool_size=<n>`
+    /// (connections kept at most, default [`POOL_SIZE`])), in `schema` when given (created if missing; else the connection's
     /// default search path, normally `public`). Makes no connection yet:
     /// the first operation connects and applies the migrations (see
     /// [`PostgresStore::open`] to do that now).
     pub fn connect_lazy(url: &str, schema: Option<&str>) -> Result<Self, StoreError> {
         let shown = redact_url(url);
-        let (url, lease) = lease::take_lease_option(url)?;
+        let (url, options) = url_options::take_url_options(url)?;
         let url = url.as_str();
         let mut config: tokio_postgres::Config =
             url.parse()
@@ -260,7 +266,7 @@ impl PostgresStore {
             },
         );
         let pool = Pool::builder(manager)
-            .max_size(POOL_SIZE)
+            .max_size(options.pool_size)
             .build()
             .map_err(|e| PostgresError::Connect {
                 url: shown.clone(),
@@ -273,7 +279,7 @@ impl PostgresStore {
                 password,
                 schema: schema.map(str::to_string),
                 ready: OnceCell::new(),
-                lease,
+                lease: options.lease,
                 meta_cache: crate::meta_cache::MetaCache::default(),
                 live: Arc::new(live),
                 indexer: search::Indexer::default(),

@@ -11,6 +11,48 @@ use weft_core::store::{DeleteOptions, ListQuery, Page, StoreError};
 use super::log::parse_meta;
 use super::{PG_EVENTS_CAP, PostgresStore, corrupt, db, encode, not_found};
 
+/// Appends a session's kernel events: `$1` the session, `$2` the events in
+/// order. Returns whether the session exists and the first and last
+/// numbers given to the events (NULL when none were written).
+///
+/// One statement, one round trip, committed **without waiting for its WAL
+/// flush** (`synchronous_commit` off for this transaction only, through
+/// `set_config(…, true)`, which applies to the commit of the statement's
+/// implicit transaction): the event log is diagnostic, as the fs store's
+/// `events.jsonl` is (written without `fsync`). A crash of the server may
+/// lose its last events, never a record; the events are visible to every
+/// reader as soon as the statement returns. Writing them durably cost a
+/// WAL flush and seven round trips per kernel event, inside every turn.
+const EVENTS_SQL: &str = "WITH s AS (SELECT 1 FROM sessions WHERE id = $1),
+ins AS (
+    INSERT INTO events (session_id, event)
+    SELECT $1, e FROM unnest($2::text[]) WITH ORDINALITY AS t(e, i)
+    WHERE EXISTS (SELECT 1 FROM s) ORDER BY i
+    RETURNING n
+)
+SELECT EXISTS (SELECT 1 FROM s), (SELECT min(n) FROM ins), (SELECT max(n) FROM ins),
+    set_config('synchronous_commit', 'off', true)";
+
+/// Deletes session `$1`'s events beyond its newest `$2`, committed as
+/// [`EVENTS_SQL`] is.
+const EVENTS_TRIM_SQL: &str = "WITH d AS (
+    DELETE FROM events WHERE session_id = $1 AND n <= (
+        SELECT n FROM events WHERE session_id = $1 ORDER BY n DESC OFFSET $2 LIMIT 1)
+    RETURNING 1
+)
+SELECT (SELECT count(*) FROM d), set_config('synchronous_commit', 'off', true)";
+
+/// Events are trimmed when a write's numbers cross a multiple of this: on
+/// average once per this many events of a session, so a session keeps
+/// between [`PG_EVENTS_CAP`] and a little more than that.
+pub const EVENTS_TRIM_EVERY: i64 = 64;
+
+/// Whether the numbers `first..=last` of one write include a multiple of
+/// [`EVENTS_TRIM_EVERY`].
+fn crosses_trim_mark(first: i64, last: i64) -> bool {
+    last.div_euclid(EVENTS_TRIM_EVERY) != (first - 1).div_euclid(EVENTS_TRIM_EVERY)
+}
+
 /// Rows fetched per round while a name filter (checked in Rust, for
 /// Unicode case folding) skips rows.
 const LIST_CHUNK: i64 = 200;
@@ -257,33 +299,34 @@ impl PostgresStore {
         Ok(state)
     }
 
+    /// Appends kernel events in one statement ([`EVENTS_SQL`]); every
+    /// [`EVENTS_TRIM_EVERY`]th event numbered by the table's sequence, the
+    /// session's events beyond the newest [`PG_EVENTS_CAP`] are deleted.
     pub(super) async fn append_events(
         &self,
         id: &SessionId,
         events: &[Value],
     ) -> Result<(), StoreError> {
-        let mut conn = self.conn().await?;
-        Self::check_exists(&conn, id).await?;
-        if events.is_empty() {
-            return Ok(());
-        }
+        let conn = self.conn().await?;
         let encoded = events.iter().map(encode).collect::<Result<Vec<_>, _>>()?;
-        let tx = conn.transaction().await.map_err(db)?;
-        tx.execute(
-            "INSERT INTO events (session_id, event) SELECT $1, e FROM unnest($2::text[])
-             WITH ORDINALITY AS t(e, i) ORDER BY i",
-            &[&id.as_str(), &encoded],
-        )
-        .await
-        .map_err(db)?;
-        tx.execute(
-            "DELETE FROM events WHERE session_id = $1 AND n <= (
-                SELECT n FROM events WHERE session_id = $1 ORDER BY n DESC OFFSET $2 LIMIT 1)",
-            &[&id.as_str(), &PG_EVENTS_CAP],
-        )
-        .await
-        .map_err(db)?;
-        tx.commit().await.map_err(db)
+        let stmt = conn.prepare_cached(EVENTS_SQL).await.map_err(db)?;
+        let row = conn
+            .query_one(&stmt, &[&id.as_str(), &encoded])
+            .await
+            .map_err(db)?;
+        if !row.get::<_, bool>(0) {
+            return Err(not_found(id));
+        }
+        let (first, last): (Option<i64>, Option<i64>) = (row.get(1), row.get(2));
+        if let (Some(first), Some(last)) = (first, last)
+            && crosses_trim_mark(first, last)
+        {
+            let stmt = conn.prepare_cached(EVENTS_TRIM_SQL).await.map_err(db)?;
+            conn.query_one(&stmt, &[&id.as_str(), &PG_EVENTS_CAP])
+                .await
+                .map_err(db)?;
+        }
+        Ok(())
     }
 
     pub(super) async fn newest_events(
@@ -308,5 +351,25 @@ impl PostgresStore {
             }
         }
         Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn events_are_trimmed_when_a_write_crosses_a_mark() {
+        let t = EVENTS_TRIM_EVERY;
+        assert!(crosses_trim_mark(t, t));
+        assert!(crosses_trim_mark(t - 1, t + 1));
+        assert!(crosses_trim_mark(1, 3 * t));
+        assert!(!crosses_trim_mark(1, t - 1));
+        assert!(!crosses_trim_mark(t + 1, 2 * t - 1));
+        // Over a run of single writes, one in EVENTS_TRIM_EVERY trims.
+        assert_eq!(
+            (1..=10 * t).filter(|n| crosses_trim_mark(*n, *n)).count(),
+            10
+        );
     }
 }

@@ -95,6 +95,15 @@ pub const MIGRATIONS: &[&str] = &[
      ALTER TABLE sessions SET (fillfactor = 50);
      CREATE INDEX sessions_order ON sessions (listed_s DESC);
      CREATE INDEX sessions_project ON sessions (project, listed_s DESC);",
+    // 3: the queue names messages instead of copying their text (the
+    // append's WAL was a third text it already held in `records`); the
+    // mover reads the text from `records`. What version 2 queued is
+    // indexed here, with its text, before the column goes.
+    "INSERT INTO search_docs (session_id, seq, text)
+        SELECT session_id, seq, text FROM search_queue
+        ON CONFLICT (session_id, seq) DO NOTHING;
+     DELETE FROM search_queue;
+     ALTER TABLE search_queue DROP COLUMN text;",
 ];
 
 /// Creates `schema` if given, then applies the migrations the database has

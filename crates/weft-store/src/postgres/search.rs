@@ -3,12 +3,14 @@
 //!
 //! # The index
 //!
-//! An append (and a create) queues the searchable text of its messages in
-//! `search_queue`: one insert into a table without indexes, in the append's
-//! own statement, so the append pays neither the trigram extraction nor
-//! the GIN index's insert lock (measured as the main cost of appends across
-//! many sessions: see BENCHMARKS.md, "Shared stores"). The queue is moved
-//! into `search_docs`, which carries the `pg_trgm` GIN index on
+//! An append (and a create) queues its messages, `(session_id, seq)`, in
+//! `search_queue`: one small insert into a table without indexes, in the
+//! append's own statement, so the append pays neither the trigram
+//! extraction nor the GIN index's insert lock (measured as the main cost of
+//! appends across many sessions: see BENCHMARKS.md, "Shared stores"), nor
+//! a second copy of the text in the WAL (the record holds it). Moving a
+//! queued message reads its record, computes its searchable text and puts
+//! it into `search_docs`, which carries the `pg_trgm` GIN index on
 //! `lower(text)`:
 //!
 //! - by every search, first, completely (so a search sees every message
@@ -24,8 +26,8 @@
 //!
 //! # What it must not know about
 //!
-//! What a message is beyond `searchable_text` (computed by the log when it
-//! writes) and `SearchQuery`'s own matching rules.
+//! What a message is beyond `searchable_text` and `SearchQuery`'s own
+//! matching rules.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -46,41 +48,86 @@ pub const INDEX_PERIOD: Duration = Duration::from_secs(2);
 /// Rows the background task moves per transaction.
 pub const INDEX_BATCH: i64 = 5_000;
 
-/// Moves every queued row into the index (what a search does first).
-const MOVE_ALL: &str = "WITH moved AS (
-    DELETE FROM search_queue RETURNING session_id, seq, text
+/// Takes every queued message out of the queue (waiting for movers in
+/// flight: their rows are skipped once they commit), with its record.
+const TAKE_ALL: &str = "WITH moved AS (
+    DELETE FROM search_queue RETURNING session_id, seq
 )
-INSERT INTO search_docs (session_id, seq, text)
-SELECT session_id, seq, text FROM moved
-ON CONFLICT (session_id, seq) DO NOTHING";
+SELECT m.session_id, m.seq, r.record FROM moved m
+JOIN records r ON r.session_id = m.session_id AND r.seq = m.seq";
 
-/// Moves at most `$1` queued rows that no other mover holds.
-const MOVE_BATCH: &str = "WITH moved AS (
+/// Takes at most `$1` queued messages that no other mover holds, with
+/// their records.
+const TAKE_BATCH: &str = "WITH moved AS (
     DELETE FROM search_queue WHERE ctid = ANY (ARRAY (
         SELECT ctid FROM search_queue LIMIT $1 FOR UPDATE SKIP LOCKED
     ))
-    RETURNING session_id, seq, text
-), ins AS (
-    INSERT INTO search_docs (session_id, seq, text)
-    SELECT session_id, seq, text FROM moved
-    ON CONFLICT (session_id, seq) DO NOTHING
+    RETURNING session_id, seq
 )
-SELECT count(*) FROM moved";
+SELECT m.session_id, m.seq, r.record FROM moved m
+JOIN records r ON r.session_id = m.session_id AND r.seq = m.seq";
 
-/// Moves every queued row into the index, waiting for movers in flight
-/// (what a search does first).
-async fn move_all(conn: &deadpool_postgres::Object) -> Result<(), StoreError> {
-    let stmt = conn.prepare_cached(MOVE_ALL).await.map_err(db)?;
-    conn.execute(&stmt, &[]).await.map_err(db)?;
-    Ok(())
+/// Indexes documents: `$1` session ids, `$2` seqs, `$3` texts.
+const INDEX_DOCS: &str = "INSERT INTO search_docs (session_id, seq, text)
+SELECT * FROM unnest($1::text[], $2::bigint[], $3::text[])
+ON CONFLICT (session_id, seq) DO NOTHING";
+
+/// Takes queued messages out of the queue with `take` (limited by
+/// `limit` when it has a parameter) and indexes their searchable text, in
+/// one transaction: the rows leave the queue only with their documents.
+/// Returns how many rows were taken.
+async fn move_queued(
+    conn: &mut deadpool_postgres::Object,
+    take: &str,
+    limit: Option<i64>,
+) -> Result<i64, StoreError> {
+    let tx = conn.transaction().await.map_err(db)?;
+    let stmt = tx.prepare_cached(take).await.map_err(db)?;
+    let rows = match &limit {
+        Some(n) => tx.query(&stmt, &[n]).await,
+        None => tx.query(&stmt, &[]).await,
+    }
+    .map_err(db)?;
+    let taken = rows.len() as i64;
+    let (mut ids, mut seqs, mut texts) = (Vec::new(), Vec::new(), Vec::new());
+    for row in &rows {
+        let sid: &str = row.get(0);
+        let seq: i64 = row.get(1);
+        let Ok(id) = SessionId::parse(sid) else {
+            continue;
+        };
+        // A record that does not parse is left out of the index (reading
+        // it reports the damage); it must not stop the others.
+        let Ok(record) = parse_record(row.get(2), &id, seq) else {
+            tracing::warn!(session = %id, seq, "a stored record does not parse; it is left out of the search index");
+            continue;
+        };
+        if let Some(m) = record.as_message() {
+            ids.push(sid);
+            seqs.push(seq);
+            texts.push(m.searchable_text());
+        }
+    }
+    if !ids.is_empty() {
+        let stmt = tx.prepare_cached(INDEX_DOCS).await.map_err(db)?;
+        tx.execute(&stmt, &[&ids, &seqs, &texts])
+            .await
+            .map_err(db)?;
+    }
+    tx.commit().await.map_err(db)?;
+    Ok(taken)
 }
 
-/// Moves at most `limit` queued rows no other mover holds; returns how
-/// many it moved.
-async fn move_batch(conn: &deadpool_postgres::Object, limit: i64) -> Result<i64, StoreError> {
-    let stmt = conn.prepare_cached(MOVE_BATCH).await.map_err(db)?;
-    let row = conn.query_one(&stmt, &[&limit]).await.map_err(db)?;
-    Ok(row.get(0))
+/// Moves every queued message into the index, waiting for movers in
+/// flight (what a search does first).
+async fn move_all(conn: &mut deadpool_postgres::Object) -> Result<(), StoreError> {
+    move_queued(conn, TAKE_ALL, None).await.map(|_| ())
+}
+
+/// Moves at most `limit` queued messages no other mover holds; returns
+/// how many it moved.
+async fn move_batch(conn: &mut deadpool_postgres::Object, limit: i64) -> Result<i64, StoreError> {
+    move_queued(conn, TAKE_BATCH, Some(limit)).await
 }
 
 /// The background half of the index: started by the first write of a
@@ -134,8 +181,8 @@ async fn run(inner: Weak<Inner>) {
 impl PostgresStore {
     /// Moves the queue in batches until a batch comes back short.
     async fn index_some(&self) -> Result<(), StoreError> {
-        let conn = self.conn().await?;
-        while move_batch(&conn, INDEX_BATCH).await? >= INDEX_BATCH {}
+        let mut conn = self.conn().await?;
+        while move_batch(&mut conn, INDEX_BATCH).await? >= INDEX_BATCH {}
         Ok(())
     }
 
@@ -176,8 +223,8 @@ impl PostgresStore {
             params.push(p);
         }
         sql.push_str(" ORDER BY s.updated_us DESC, s.id DESC, r.seq");
-        let conn = self.conn().await?;
-        move_all(&conn).await?;
+        let mut conn = self.conn().await?;
+        move_all(&mut conn).await?;
         let stmt = conn.prepare_cached(&sql).await.map_err(db)?;
         let rows = conn.query(&stmt, &params).await.map_err(db)?;
         let mut metas: HashMap<String, SessionMeta> = HashMap::new();

@@ -77,11 +77,6 @@ impl RedisStore {
         Ok(folded)
     }
 
-    /// The metadata, or `None` when the session does not exist.
-    pub(super) async fn meta(&self, id: &SessionId) -> Result<Option<SessionMeta>, StoreError> {
-        Ok(self.meta_json(id).await?.map(|(meta, _)| meta))
-    }
-
     /// The metadata and its JSON as stored, or `None` when the session does
     /// not exist.
     async fn meta_json(&self, id: &SessionId) -> Result<Option<(SessionMeta, String)>, StoreError> {
@@ -95,8 +90,13 @@ impl RedisStore {
     }
 
     /// See `Store::get`.
+    /// The copy read is kept as the append's hint (`MetaCache`): a write
+    /// that follows a read (the daemon checks a session before adding to
+    /// it) folds from it, even when another process wrote last.
     pub(super) async fn get_session(&self, id: &SessionId) -> Result<SessionMeta, StoreError> {
-        self.meta(id).await?.ok_or_else(|| not_found(id))
+        let (meta, json) = self.meta_json(id).await?.ok_or_else(|| not_found(id))?;
+        self.meta_cache.put(meta.clone(), json);
+        Ok(meta)
     }
 
     /// See `Store::append`: the metadata at `expected_seq` is folded with
