@@ -9,6 +9,8 @@
 //!   counting its runs, optionally held at a [`Gate`].
 //! - [`RecordingHook`]: a [`crate::hooks::HookHandler`] that records every
 //!   event it sees and lets a test wait for one.
+//! - [`CountingProgress`]: a [`crate::progress::Progress`] that counts what
+//!   long work reports.
 //! - [`Gate`]: the one synchronisation point all of them use: a test awaits
 //!   [`Gate::reached`] and then calls [`Gate::release`]; nothing sleeps.
 //! - [`session_with`] and friends: a ready [`Session`] on a
@@ -55,10 +57,12 @@ use crate::runtime::{Session, SessionConfig};
 use crate::tool::Tool;
 
 mod hook;
+mod progress;
 mod provider;
 mod tool;
 
 pub use hook::RecordingHook;
+pub use progress::CountingProgress;
 pub use provider::{FAKE_PROVIDER_MODULE, FakeCall, FakeProvider, Reply};
 pub use tool::{FAKE_TOOLS_MODULE, FakeTool};
 

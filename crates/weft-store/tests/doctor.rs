@@ -7,10 +7,9 @@ use std::fs::{self, OpenOptions};
 use std::io::Write;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
 
-use weft_core::progress::Progress;
 use weft_core::store::{ListQuery, Store, StoreError};
+use weft_core::testing::CountingProgress;
 use weft_core::{Role, SessionId};
 use weft_store::conformance::{new_meta, push, text};
 use weft_store::fs::doctor::{self, FindingKind, QUARANTINE_FILE, Report, Severity};
@@ -167,10 +166,10 @@ async fn a_healthy_home_is_healthy_and_check_writes_nothing() {
     };
     let before = snapshot();
     // It reports its progress: two session directories found, each checked.
-    let progress = Counted::default();
+    let progress = CountingProgress::default();
     let report = doctor::check_reporting(home.path(), &progress).expect("check");
-    assert_eq!(progress.total.load(Ordering::SeqCst), 2);
-    assert_eq!(progress.done.load(Ordering::SeqCst), 2);
+    assert_eq!(progress.total(), 2);
+    assert_eq!(progress.done(), 2);
     assert_eq!(report.findings, vec![], "{report:?}");
     assert!(report.healthy());
     assert_eq!(report.sessions, 2);
@@ -180,13 +179,13 @@ async fn a_healthy_home_is_healthy_and_check_writes_nothing() {
     // An open that rebuilds the index reports each session directory; one
     // that rebuilds nothing reports nothing.
     fs::remove_file(home.path().join("index.sqlite")).expect("remove the index");
-    let progress = Counted::default();
+    let progress = CountingProgress::default();
     FsStore::open_reporting(home.path(), &progress).expect("open");
-    assert_eq!(progress.total.load(Ordering::SeqCst), 2);
-    assert_eq!(progress.done.load(Ordering::SeqCst), 2);
-    let progress = Counted::default();
+    assert_eq!(progress.total(), 2);
+    assert_eq!(progress.done(), 2);
+    let progress = CountingProgress::default();
     FsStore::open_reporting(home.path(), &progress).expect("open");
-    assert_eq!(progress.total.load(Ordering::SeqCst), 0);
+    assert_eq!(progress.total(), 0);
 }
 
 #[tokio::test]
@@ -407,21 +406,4 @@ async fn a_damaged_index_is_set_aside_and_rebuilt() {
     assert_eq!(aside, 1, "the damaged index is kept aside");
     let store = FsStore::open(home.path()).expect("open");
     assert_eq!(store.indexed_sessions().expect("count"), 1);
-}
-
-/// Counts what doctor reports of its progress.
-#[derive(Default)]
-struct Counted {
-    total: AtomicU64,
-    done: AtomicU64,
-}
-
-impl Progress for Counted {
-    fn start(&self, total: u64) {
-        self.total.store(total, Ordering::SeqCst);
-    }
-
-    fn advance(&self, n: u64) {
-        self.done.fetch_add(n, Ordering::SeqCst);
-    }
 }

@@ -2,15 +2,14 @@
 
 use std::fs;
 use std::path::Path;
-use std::sync::atomic::{AtomicU64, Ordering};
 
 use serde_json::json;
 use weft_core::SessionId;
 use weft_core::memory::MemoryStore;
 use weft_core::message::META_LOADED;
-use weft_core::progress::Progress;
 use weft_core::session::SessionStatus;
 use weft_core::store::{ListFilter, ListQuery, SearchQuery, Store};
+use weft_core::testing::CountingProgress;
 use weft_store::import::{import_amplifier, import_amplifier_reporting};
 
 const PARENT: &str = "0195f3a1-2b3c-7d4e-8f90-a1b2c3d4e5f6";
@@ -97,13 +96,13 @@ async fn imports_amplifier_sessions() {
     fixture(amp.path());
     let home = tempfile::tempdir().unwrap();
     // Progress: the three session directories found, each one taken.
-    let progress = Counted::default();
+    let progress = CountingProgress::default();
     let report = import_amplifier_reporting(amp.path(), &MemoryStore::new(), &progress)
         .await
         .unwrap();
     assert_eq!(report.imported.len() + report.failed.len(), 3);
-    assert_eq!(progress.total.load(Ordering::SeqCst), 3);
-    assert_eq!(progress.done.load(Ordering::SeqCst), 3);
+    assert_eq!(progress.total(), 3);
+    assert_eq!(progress.done(), 3);
     let stores: Vec<Box<dyn Store>> = vec![
         Box::new(MemoryStore::new()),
         Box::new(weft_store::FsStore::open(home.path()).unwrap()),
@@ -238,21 +237,4 @@ async fn a_line_that_is_not_utf8_is_skipped_and_counted() {
     assert_eq!(report.imported.len(), 1, "{report:?}");
     assert_eq!(report.imported[0].messages, 2, "{report:?}");
     assert_eq!(report.bad_lines, 1, "{report:?}");
-}
-
-/// Counts what the import reports of its progress.
-#[derive(Default)]
-struct Counted {
-    total: AtomicU64,
-    done: AtomicU64,
-}
-
-impl Progress for Counted {
-    fn start(&self, total: u64) {
-        self.total.store(total, Ordering::SeqCst);
-    }
-
-    fn advance(&self, n: u64) {
-        self.done.fetch_add(n, Ordering::SeqCst);
-    }
 }

@@ -68,7 +68,7 @@ pub struct RunResponse {
     pub session_id: String,
     /// The validated JSON answer (a run with a `response_format`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schema(value_type = Option<Object>)]
+    #[schema(value_type = Value)]
     pub structured: Option<Value>,
 }
 

@@ -67,7 +67,7 @@ pub struct TranscriptMessage {
     /// A structured turn's answer, validated against its response schema
     /// (assistant messages of turns run with a `responseFormat`).
     #[serde(skip_serializing_if = "Option::is_none", default)]
-    #[schema(value_type = Option<Object>)]
+    #[schema(value_type = Value)]
     pub structured: Option<Value>,
 }
 

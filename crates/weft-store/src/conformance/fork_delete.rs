@@ -1,10 +1,8 @@
 //! Conformance: fork (at a turn, at a seq, bad points), cleanup and
 //! delete.
 
-use std::sync::atomic::{AtomicU64, Ordering};
-
 use super::*;
-use weft_core::progress::Progress;
+use weft_core::testing::CountingProgress;
 
 async fn fork_source(store: &dyn Store) -> (SessionId, Vec<Record>) {
     let meta = new_meta("fork");
@@ -338,13 +336,13 @@ pub async fn cleanup_spares_active_sessions(store: Arc<dyn Store>) {
     }
 
     // The real one reports its progress: two sessions to remove, each done.
-    let progress = Counted::default();
+    let progress = CountingProgress::default();
     let real = store
         .cleanup_reporting(week, false, &progress)
         .await
         .expect("cleanup");
-    assert_eq!(progress.total.load(Ordering::SeqCst), 2);
-    assert_eq!(progress.done.load(Ordering::SeqCst), 2);
+    assert_eq!(progress.total(), 2);
+    assert_eq!(progress.done(), 2);
     assert!(!real.dry_run);
     assert_eq!(set(&real.removed), set(&[old.clone(), old_created.clone()]));
     assert_eq!(real.kept_active, vec![active.clone()]);
@@ -461,21 +459,4 @@ pub async fn delete_with_and_without_children(store: Arc<dyn Store>) {
         set(&all_ids(&*store, ListFilter::default()).await),
         set(&[g, recreated.id])
     );
-}
-
-/// Counts what a store's long work reports.
-#[derive(Default)]
-struct Counted {
-    total: AtomicU64,
-    done: AtomicU64,
-}
-
-impl Progress for Counted {
-    fn start(&self, total: u64) {
-        self.total.store(total, Ordering::SeqCst);
-    }
-
-    fn advance(&self, n: u64) {
-        self.done.fetch_add(n, Ordering::SeqCst);
-    }
 }
