@@ -7,7 +7,7 @@
 
 mod common;
 
-use std::sync::{Arc, Mutex, Once};
+use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use common::*;
@@ -20,33 +20,6 @@ use weft_core::registry::ModuleRegistry;
 use weft_core::runtime::{Session, SessionConfig};
 use weft_core::store::Store;
 use weft_core::tool::{Tool, ToolContext, ToolOutput};
-
-const ANTHROPIC_KEY: &str = "sk-test-SECRET-anthropic-e2e";
-const OPENAI_KEY: &str = "sk-test-SECRET-openai-e2e";
-
-/// Sets the keys once, before any test of this binary builds a runtime
-/// (every test calls it first), so no thread reads the environment while
-/// it is written.
-fn keys_in_env() {
-    static ONCE: Once = Once::new();
-    ONCE.call_once(|| {
-        // SAFETY: runs once, before any other code of the calling tests;
-        // the other tests wait on `ONCE` before doing anything.
-        unsafe {
-            std::env::set_var("ANTHROPIC_API_KEY", ANTHROPIC_KEY);
-            std::env::set_var("OPENAI_API_KEY", OPENAI_KEY);
-            std::env::remove_var("OLLAMA_HOST");
-        }
-    });
-}
-
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap()
-}
 
 struct WeatherTool;
 

@@ -8,7 +8,7 @@
 
 mod common;
 
-use std::sync::{Arc, Once};
+use std::sync::Arc;
 
 use common::*;
 use serde_json::{Value, json};
@@ -20,31 +20,6 @@ use weft_core::runtime::{Session, SessionConfig};
 use weft_core::store::Store;
 use weft_core::structured::ResponseFormat;
 use weft_core::{SessionError, TurnRequest};
-
-const ANTHROPIC_KEY: &str = "sk-test-SECRET-anthropic-structured";
-const OPENAI_KEY: &str = "sk-test-SECRET-openai-structured";
-
-/// Sets the keys once, before any test of this binary builds a runtime.
-fn keys_in_env() {
-    static ONCE: Once = Once::new();
-    ONCE.call_once(|| {
-        // SAFETY: runs once, before any other code of the calling tests;
-        // the other tests wait on `ONCE` before doing anything.
-        unsafe {
-            std::env::set_var("ANTHROPIC_API_KEY", ANTHROPIC_KEY);
-            std::env::set_var("OPENAI_API_KEY", OPENAI_KEY);
-            std::env::remove_var("OLLAMA_HOST");
-        }
-    });
-}
-
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap()
-}
 
 /// The schema of every test, written in the order it is sent.
 fn schema() -> Value {

@@ -131,6 +131,42 @@ async fn a_newer_schema_is_refused() {
 /// A database written at schema version 1 (search text in `records`,
 /// its GIN index there) is upgraded at open: its messages stay
 /// searchable, listing and appends work, and a delete leaves nothing.
+/// A fresh schema built by the first `version` migrations (recorded as
+/// applied), holding the sessions of `scratch` (a schema the current store
+/// wrote) and what `rows` (SQL run there) puts in; with a client to look
+/// inside it.
+async fn schema_at_version(
+    version: usize,
+    scratch: &str,
+    rows: &str,
+) -> (tokio_postgres::Client, String) {
+    let old = fresh_schema();
+    let (client, conn) = tokio_postgres::connect(&server_url(), tokio_postgres::NoTls)
+        .await
+        .expect("connect");
+    tokio::spawn(conn);
+    let versions: Vec<String> = (1..=version).map(|v| format!("({v})")).collect();
+    client
+        .batch_execute(&format!(
+            "CREATE SCHEMA {old}; SET search_path = {old}, public;
+             CREATE EXTENSION IF NOT EXISTS pg_trgm SCHEMA public;
+             CREATE TABLE weft_schema_version (
+                version INTEGER PRIMARY KEY,
+                applied_at TIMESTAMPTZ NOT NULL DEFAULT now());
+             {}
+             INSERT INTO weft_schema_version (version) VALUES {};
+             INSERT INTO sessions (id, project, updated_us, status, parent_id, name, profile, last_seq, meta)
+                SELECT id, project, updated_us, status, parent_id, name, profile, last_seq, meta
+                FROM {scratch}.sessions;
+             {rows}",
+            MIGRATIONS[..version].join("\n"),
+            versions.join(", ")
+        ))
+        .await
+        .unwrap_or_else(|e| panic!("build a version {version} schema: {e}"));
+    (client, old)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_version_1_database_is_upgraded() {
     use weft_core::store::{DeleteOptions, ListQuery, SearchQuery};
@@ -161,30 +197,16 @@ async fn a_version_1_database_is_upgraded() {
         1
     );
     // A version 1 schema holding them.
-    let old = fresh_schema();
-    let (client, conn) = tokio_postgres::connect(&server_url(), tokio_postgres::NoTls)
-        .await
-        .expect("connect");
-    tokio::spawn(conn);
-    client
-        .batch_execute(&format!(
-            "CREATE SCHEMA {old}; SET search_path = {old}, public;
-             CREATE EXTENSION IF NOT EXISTS pg_trgm SCHEMA public;
-             CREATE TABLE weft_schema_version (
-                version INTEGER PRIMARY KEY,
-                applied_at TIMESTAMPTZ NOT NULL DEFAULT now());
-             {}
-             INSERT INTO weft_schema_version (version) VALUES (1);
-             INSERT INTO sessions (id, project, updated_us, status, parent_id, name, profile, last_seq, meta)
-                SELECT id, project, updated_us, status, parent_id, name, profile, last_seq, meta
-                FROM {scratch}.sessions;
-             INSERT INTO records (session_id, seq, kind, record, search_text)
+    let (client, old) = schema_at_version(
+        1,
+        &scratch,
+        &format!(
+            "INSERT INTO records (session_id, seq, kind, record, search_text)
                 SELECT r.session_id, r.seq, r.kind, r.record, d.text
-                FROM {scratch}.records r LEFT JOIN {scratch}.search_docs d USING (session_id, seq);",
-            MIGRATIONS[0]
-        ))
-        .await
-        .expect("build a version 1 schema");
+                FROM {scratch}.records r LEFT JOIN {scratch}.search_docs d USING (session_id, seq);"
+        ),
+    )
+    .await;
     let store = open_in(&old).await;
     let _guard = DropSchema(store.clone());
     let version: i32 = client
@@ -238,31 +260,16 @@ async fn a_version_2_queue_is_indexed_by_the_upgrade() {
         .await
         .expect("create");
     let id = meta.id.clone();
-    let old = fresh_schema();
-    let (client, conn) = tokio_postgres::connect(&server_url(), tokio_postgres::NoTls)
-        .await
-        .expect("connect");
-    tokio::spawn(conn);
-    client
-        .batch_execute(&format!(
-            "CREATE SCHEMA {old}; SET search_path = {old}, public;
-             CREATE EXTENSION IF NOT EXISTS pg_trgm SCHEMA public;
-             CREATE TABLE weft_schema_version (
-                version INTEGER PRIMARY KEY,
-                applied_at TIMESTAMPTZ NOT NULL DEFAULT now());
-             {}
-             {}
-             INSERT INTO weft_schema_version (version) VALUES (1), (2);
-             INSERT INTO sessions (id, project, updated_us, status, parent_id, name, profile, last_seq, meta)
-                SELECT id, project, updated_us, status, parent_id, name, profile, last_seq, meta
-                FROM {scratch}.sessions;
-             INSERT INTO records SELECT * FROM {scratch}.records;
+    let (client, old) = schema_at_version(
+        2,
+        &scratch,
+        &format!(
+            "INSERT INTO records SELECT * FROM {scratch}.records;
              INSERT INTO search_queue (session_id, seq, text)
-                SELECT session_id, seq, 'the sirocco rises' FROM {scratch}.records WHERE kind = 'message';",
-            MIGRATIONS[0], MIGRATIONS[1]
-        ))
-        .await
-        .expect("build a version 2 schema");
+                SELECT session_id, seq, 'the sirocco rises' FROM {scratch}.records WHERE kind = 'message';"
+        ),
+    )
+    .await;
     let store = open_in(&old).await;
     let _guard = DropSchema(store.clone());
     let query = |text: &str| SearchQuery {

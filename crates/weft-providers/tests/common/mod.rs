@@ -459,3 +459,34 @@ pub fn tool_round_trip() -> Vec<Message> {
         ),
     ]
 }
+
+/// The Anthropic key the session-level tests put in the environment (a
+/// secret-looking value, so a leak into a record or a log is visible).
+pub const ANTHROPIC_KEY: &str = "sk-test-SECRET-anthropic-e2e";
+/// The OpenAI key the session-level tests put in the environment.
+pub const OPENAI_KEY: &str = "sk-test-SECRET-openai-e2e";
+
+/// Sets the keys once, before any test of the binary builds a runtime
+/// (every test calls it first), so no thread reads the environment while
+/// it is written.
+pub fn keys_in_env() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        // SAFETY: runs once, before any other code of the calling tests;
+        // the other tests wait on `ONCE` before doing anything.
+        unsafe {
+            std::env::set_var("ANTHROPIC_API_KEY", ANTHROPIC_KEY);
+            std::env::set_var("OPENAI_API_KEY", OPENAI_KEY);
+            std::env::remove_var("OLLAMA_HOST");
+        }
+    });
+}
+
+/// A two-worker runtime for a session-level test.
+pub fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+}
