@@ -382,6 +382,81 @@ async fn concurrent_appends_at_one_seq_one_wins() {
     assert_eq!(seqs, (1..=21).collect::<Vec<_>>(), "gapless");
 }
 
+/// Appends share connections ("lanes", see `weft_store::postgres`): a lane
+/// whose server process is gone (a server restart, a killed backend) is
+/// replaced, so appends go on after at most the ones in flight failed, and
+/// the log stays gapless.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn appends_go_on_after_their_connections_are_killed() {
+    let app = format!("weft_test_{}", uuid::Uuid::new_v4().simple());
+    let url = server_url();
+    let sep = if url.contains('?') { "&" } else { "?" };
+    let store = PostgresStore::open(
+        &format!("{url}{sep}application_name={app}"),
+        Some(&fresh_schema()),
+    )
+    .await
+    .expect("open a postgres store with its own application name");
+    let _guard = DropSchema(store.clone());
+    let created = store
+        .create(new_meta("lanes"), vec![])
+        .await
+        .expect("create");
+    let (id, start) = (created.id, created.last_seq);
+    let mut head = start;
+    for i in 0..20 {
+        let batch = Record::batch(head, [text(Role::User, &format!("before {i}"))]);
+        head = store
+            .append(&id, head, batch)
+            .await
+            .expect("append")
+            .last_seq;
+    }
+    let (admin, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+        .await
+        .expect("an admin connection");
+    tokio::spawn(conn);
+    let killed = admin
+        .query(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = $1",
+            &[&app],
+        )
+        .await
+        .expect("terminate the store's connections");
+    assert!(!killed.is_empty(), "the store had connections to kill");
+    // At most the appends that meet a dying connection fail; then every
+    // append succeeds.
+    let (mut failures, mut in_a_row) = (0, 0);
+    while in_a_row < 40 {
+        let batch = Record::batch(head, [text(Role::User, &format!("after {head}"))]);
+        match store.append(&id, head, batch).await {
+            Ok(meta) => {
+                head = meta.last_seq;
+                in_a_row += 1;
+            }
+            Err(StoreError::Backend { .. }) => {
+                failures += 1;
+                in_a_row = 0;
+                assert!(
+                    failures <= 40,
+                    "appends keep failing after their connections died"
+                );
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            }
+            Err(e) => panic!("unexpected error {e}"),
+        }
+    }
+    let seqs: Vec<u64> = store
+        .read_all(&id)
+        .await
+        .expect("read")
+        .iter()
+        .map(|r| r.seq)
+        .collect();
+    assert_eq!(seqs, (1..=head).collect::<Vec<_>>(), "gapless");
+    assert_eq!(head, start + 60);
+}
+
 /// The append folds the new metadata from this process's cached copy;
 /// the server checks that copy against the row. Another handle (another
 /// process) changing the session, even back to the same `last_seq` with

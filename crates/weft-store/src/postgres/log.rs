@@ -250,7 +250,7 @@ impl PostgresStore {
         records: Vec<Record>,
     ) -> Result<SessionMeta, StoreError> {
         check_batch(expected_seq, &records)?;
-        let conn = self.conn().await?;
+        let conn = self.lane().await?;
         let stmt = conn.prepare_cached(APPEND_SQL).await.map_err(db)?;
         let (mut seqs, mut kinds, mut jsons) = (Vec::new(), Vec::new(), Vec::new());
         for r in &records {

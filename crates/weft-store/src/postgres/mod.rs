@@ -43,6 +43,11 @@
 //! written only while that turn holds its branch's unexpired lease (else
 //! [`StoreError::LeaseLost`], nothing written).
 //!
+//! Appends and kernel events are single statements, so they share
+//! connections ("lanes", half of the pool, see `lanes`): many are in
+//! flight on one connection at once instead of each waiting for a
+//! connection of its own.
+//!
 //! Processes sharing the database see each other's kernel events and
 //! commits through `LISTEN`/`NOTIFY` ([`Store::live`](weft_core::store::Store::live), see `live`).
 //!
@@ -62,6 +67,7 @@ use tokio_postgres::NoTls;
 use weft_core::SessionId;
 use weft_core::store::StoreError;
 
+mod lanes;
 mod lease;
 mod live;
 mod log;
@@ -186,6 +192,8 @@ pub struct PostgresStore {
 
 struct Inner {
     pool: Pool,
+    /// Shared connections for one-statement writes (see `lanes`).
+    lanes: lanes::Lanes,
     /// The URL without its password.
     url: String,
     password: Option<String>,
@@ -256,7 +264,10 @@ impl PostgresStore {
         if config.get_connect_timeout().is_none() {
             config.connect_timeout(Duration::from_secs(10));
         }
-        config.application_name("weft");
+        // A URL's own `application_name` (one per daemon, say) is kept.
+        if config.get_application_name().is_none() {
+            config.application_name("weft");
+        }
         let live = live::PgLive::new(config.clone(), shown.clone(), password.clone(), schema);
         let manager = Manager::from_config(
             config,
@@ -275,6 +286,7 @@ impl PostgresStore {
         Ok(Self {
             inner: Arc::new(Inner {
                 pool,
+                lanes: lanes::Lanes::for_pool(options.pool_size),
                 url: shown,
                 password,
                 schema: schema.map(str::to_string),
@@ -304,6 +316,23 @@ impl PostgresStore {
     async fn conn(&self) -> Result<deadpool_postgres::Object, StoreError> {
         self.ready().await?;
         self.raw_conn().await
+    }
+
+    /// A connection for single statements (never a transaction): the
+    /// next shared lane, or a pooled connection when the store has no
+    /// lanes (see `lanes`).
+    async fn lane(&self) -> Result<Arc<deadpool_postgres::Object>, StoreError> {
+        let lanes = &self.inner.lanes;
+        if lanes.len() == 0 {
+            return Ok(Arc::new(self.conn().await?));
+        }
+        match lanes.take_turn() {
+            Ok(conn) => Ok(conn),
+            Err(slot) => {
+                let conn = self.conn().await?;
+                Ok(lanes.fill(slot, conn))
+            }
+        }
     }
 
     async fn raw_conn(&self) -> Result<deadpool_postgres::Object, StoreError> {

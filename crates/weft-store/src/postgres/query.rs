@@ -307,7 +307,7 @@ impl PostgresStore {
         id: &SessionId,
         events: &[Value],
     ) -> Result<(), StoreError> {
-        let conn = self.conn().await?;
+        let conn = self.lane().await?;
         let encoded = events.iter().map(encode).collect::<Result<Vec<_>, _>>()?;
         let stmt = conn.prepare_cached(EVENTS_SQL).await.map_err(db)?;
         let row = conn

@@ -4,7 +4,8 @@
 //! - `lease_ms=<milliseconds>`: how long a turn lock's lease lasts without
 //!   renewal (default [`TURN_LEASE`]);
 //! - `pool_size=<n>`: how many connections the store's pool keeps at most
-//!   (default [`POOL_SIZE`]). Several daemons on one database share its
+//!   (default [`POOL_SIZE`]; half of them are shared by the appends, the
+//!   rest lent to reads and transactions). Several daemons on one database share its
 //!   `max_connections` (100 on a stock server) and, on a small machine,
 //!   its cores: give each a share rather than the default.
 //!
