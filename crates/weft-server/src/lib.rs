@@ -67,6 +67,8 @@ mod model;
 mod openapi;
 mod routes;
 mod sse;
+mod tenancy;
+pub mod tokens;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -92,6 +94,8 @@ pub use model::{
     TokenUsage, TranscriptMessage, UpdateSessionRequest,
 };
 pub use openapi::ApiDoc;
+pub use tenancy::Caller;
+pub use tokens::{Scope, TokenEntry, TokenError, TokenFile, TokenSet};
 
 use crate::live::Core;
 use crate::routes::{agentkernel, branches, docs, messages, sessions, state};
@@ -252,12 +256,17 @@ fn build(core: Arc<Core>) -> Router {
         .route("/api/v1/chat", post(agentkernel::chat));
     let mut app = plain
         .merge(long)
+        .route_layer(middleware::from_fn_with_state(core.clone(), tenancy::guard))
         .with_state(core)
         .layer(DefaultBodyLimit::max(config.body_limit))
         .layer(middleware::from_fn(extract::json_errors));
-    if let Some(token) = config.token.clone().filter(|t| !t.is_empty()) {
+    let auth = auth::Authenticator {
+        token: config.token.clone().filter(|t| !t.is_empty()),
+        tokens: config.tokens.clone().map(TokenSet::new),
+    };
+    if auth.enabled() {
         app = app.layer(middleware::from_fn_with_state(
-            Arc::new(token),
+            Arc::new(auth),
             auth::require_token,
         ));
     }
