@@ -33,6 +33,13 @@
 //! requests time out, and shutdown cancels running turns, lets them record
 //! their partial state, and ends every stream.
 //!
+//! Tenants ([`tokens`], `tenancy`): with a token file
+//! ([`ServerConfig::tokens`], made by `weft token create`) each token has a
+//! tenant and a [`Scope`]; sessions record their tenant, another tenant's
+//! session answers 404 exactly as a missing one on every session route,
+//! lists are filtered, `read` tokens only GET, cleanup is admin-only, and
+//! admin tokens (and the single `--token`) see everything.
+//!
 //! Web pages cannot drive it (cross-site requests, DNS rebinding), on every
 //! route and before authentication:
 //! - a request must be addressed (`Host`) to a loopback name or address, the
