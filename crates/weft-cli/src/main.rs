@@ -443,7 +443,10 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
     }
     if let Some(Command::Token(cmd)) = cli.command {
         // Only the weft home: no store to open.
-        let home = cli.global.home.unwrap_or_else(weft_store::default_weft_home);
+        let home = cli
+            .global
+            .home
+            .unwrap_or_else(weft_store::default_weft_home);
         return token_cmd::run(&home, cmd);
     }
     let app = App::load(cli.global.home.clone(), &cli.global.store_flags())?;

@@ -73,9 +73,17 @@ pub fn run(home: &Path, cmd: TokenCommand) -> anyhow::Result<()> {
                     path.display()
                 );
             } else {
-                let width = file.tokens.iter().map(|t| t.tenant.len()).max().unwrap_or(0);
+                let width = file
+                    .tokens
+                    .iter()
+                    .map(|t| t.tenant.len())
+                    .max()
+                    .unwrap_or(0);
                 let width = width.max("TENANT".len());
-                println!("{:<16}  {:<width$}  {:<5}  CREATED", "ID", "TENANT", "SCOPE");
+                println!(
+                    "{:<16}  {:<width$}  {:<5}  CREATED",
+                    "ID", "TENANT", "SCOPE"
+                );
                 for t in &file.tokens {
                     println!(
                         "{:<16}  {:<width$}  {:<5}  {}",

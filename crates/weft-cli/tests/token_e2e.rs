@@ -14,10 +14,7 @@ use weft_testkit::session_path;
 fn create(env: &Env, tenant: &str, scope: &str) -> String {
     let out = env.ok(&["token", "create", "--tenant", tenant, "--scope", scope]);
     let token = out.lines().last().expect("a line").to_string();
-    assert!(
-        token.starts_with("weft_") && !token.contains(' '),
-        "{out}"
-    );
+    assert!(token.starts_with("weft_") && !token.contains(' '), "{out}");
     token
 }
 
@@ -37,8 +34,14 @@ async fn tokens_made_by_the_cli_scope_a_running_daemon() {
     }
 
     let listed = env.ok(&["token", "list"]);
-    assert!(listed.contains("alpha") && listed.contains("beta"), "{listed}");
-    assert!(!listed.contains(&alpha) && !listed.contains(&beta), "{listed}");
+    assert!(
+        listed.contains("alpha") && listed.contains("beta"),
+        "{listed}"
+    );
+    assert!(
+        !listed.contains(&alpha) && !listed.contains(&beta),
+        "{listed}"
+    );
     let json = env.json(&["token", "list", "--json"]);
     let rows = json.as_array().expect("a list");
     assert_eq!(rows.len(), 2, "{json}");
@@ -79,6 +82,12 @@ async fn tokens_made_by_the_cli_scope_a_running_daemon() {
     assert!(!env.ok(&["token", "list"]).contains("alpha"));
 
     // An explicit --tokens file must exist.
-    let err = env.fails(&["serve", "--port", "0", "--tokens", "/nonexistent/tokens.toml"]);
+    let err = env.fails(&[
+        "serve",
+        "--port",
+        "0",
+        "--tokens",
+        "/nonexistent/tokens.toml",
+    ]);
     assert!(err.contains("does not exist"), "{err}");
 }

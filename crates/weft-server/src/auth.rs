@@ -15,22 +15,7 @@ use axum::response::{IntoResponse, Response};
 
 use crate::error::ApiError;
 use crate::tenancy::Caller;
-use crate::tokens::TokenSet;
-
-/// Compares two byte strings in time that depends only on their lengths,
-/// not on where they differ.
-pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    let len = a.len().max(b.len());
-    // Lengths are compared too, without an early return.
-    let mut diff: u8 = u8::from(a.len() != b.len());
-    for i in 0..len {
-        let x = a.get(i).copied().unwrap_or(0);
-        let y = b.get(i).copied().unwrap_or(0);
-        diff |= x ^ y;
-    }
-    // Keep the optimiser from short-circuiting the loop.
-    std::hint::black_box(diff) == 0
-}
+use crate::tokens::{TokenSet, constant_time_eq};
 
 /// The token a request carries, if it has a bearer `Authorization` header.
 fn bearer(request: &Request) -> Option<&[u8]> {
@@ -56,7 +41,7 @@ impl Authenticator {
         self.token.is_some() || self.tokens.is_some()
     }
 
-    fn caller(&self, given: &[u8]) -> Result<Option<Caller>, Response> {
+    fn caller(&self, given: &[u8]) -> Result<Option<Caller>, ApiError> {
         // Both are always checked, so the time taken does not tell which
         // kind of token was close.
         let single = self
@@ -69,7 +54,6 @@ impl Authenticator {
                     StatusCode::SERVICE_UNAVAILABLE,
                     format!("the daemon cannot read its token file: {e}"),
                 )
-                .into_response()
             })?,
             None => None,
         };
@@ -95,7 +79,7 @@ pub(crate) async fn require_token(
         Some(given) => match auth.caller(given) {
             Ok(Some(caller)) => caller,
             Ok(None) => return unauthorized("the bearer token is wrong or has been revoked"),
-            Err(response) => return response,
+            Err(error) => return error.into_response(),
         },
         None => {
             return unauthorized(
@@ -114,18 +98,4 @@ fn unauthorized(detail: &str) -> Response {
         header::HeaderValue::from_static("Bearer"),
     );
     response
-}
-
-#[cfg(test)]
-mod tests {
-    use super::constant_time_eq;
-
-    #[test]
-    fn compares_bytes() {
-        assert!(constant_time_eq(b"secret", b"secret"));
-        assert!(!constant_time_eq(b"secret", b"secreT"));
-        assert!(!constant_time_eq(b"secret", b"secret2"));
-        assert!(!constant_time_eq(b"", b"x"));
-        assert!(constant_time_eq(b"", b""));
-    }
 }

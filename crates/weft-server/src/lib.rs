@@ -88,7 +88,6 @@ use axum::routing::{get, post};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-pub use auth::constant_time_eq;
 pub use config::{DEFAULT_BODY_LIMIT, DEFAULT_MAX_CONNECTIONS, DEFAULT_PORT, ServerConfig};
 pub use context::{PlanError, PlanSource, ServerContext, StaticPlanSource};
 pub use error::{ApiError, ErrorBody, ServerError};
@@ -102,6 +101,7 @@ pub use model::{
 };
 pub use openapi::ApiDoc;
 pub use tenancy::Caller;
+pub use tokens::constant_time_eq;
 pub use tokens::{Scope, TokenEntry, TokenError, TokenFile, TokenSet};
 
 use crate::live::Core;

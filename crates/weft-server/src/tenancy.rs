@@ -89,11 +89,7 @@ fn needed(method: &Method, path: &str) -> Scope {
 /// Middleware (a route layer: it runs after routing, so it sees the path's
 /// parameters): the scope check, then the tenant check of the path's
 /// session (see the module doc).
-pub(crate) async fn guard(
-    State(core): State<Arc<Core>>,
-    request: Request,
-    next: Next,
-) -> Response {
+pub(crate) async fn guard(State(core): State<Arc<Core>>, request: Request, next: Next) -> Response {
     let caller = request
         .extensions()
         .get::<Caller>()

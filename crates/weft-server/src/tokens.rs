@@ -24,7 +24,20 @@ use std::time::SystemTime;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::auth::constant_time_eq;
+/// Compares two byte strings in time that depends only on their lengths,
+/// not on where they differ.
+pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    let len = a.len().max(b.len());
+    // Lengths are compared too, without an early return.
+    let mut diff: u8 = u8::from(a.len() != b.len());
+    for i in 0..len {
+        let x = a.get(i).copied().unwrap_or(0);
+        let y = b.get(i).copied().unwrap_or(0);
+        diff |= x ^ y;
+    }
+    // Keep the optimiser from short-circuiting the loop.
+    std::hint::black_box(diff) == 0
+}
 
 /// What a token may do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
@@ -197,7 +210,11 @@ impl TokenFile {
 
     /// Adds a new token for `tenant` with `scope`; returns its entry and
     /// the token (shown once, never stored).
-    pub fn create(&mut self, tenant: &str, scope: Scope) -> Result<(TokenEntry, String), TokenError> {
+    pub fn create(
+        &mut self,
+        tenant: &str,
+        scope: Scope,
+    ) -> Result<(TokenEntry, String), TokenError> {
         check_tenant(tenant)?;
         let secret = format!("weft_{}", hex(&random_bytes::<32>()?));
         let entry = TokenEntry {
@@ -307,6 +324,15 @@ impl TokenSet {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn compares_bytes() {
+        assert!(constant_time_eq(b"secret", b"secret"));
+        assert!(!constant_time_eq(b"secret", b"secreT"));
+        assert!(!constant_time_eq(b"secret", b"secret2"));
+        assert!(!constant_time_eq(b"", b"x"));
+        assert!(constant_time_eq(b"", b""));
+    }
 
     #[test]
     fn create_find_revoke_and_save() {

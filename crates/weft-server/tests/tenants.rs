@@ -194,7 +194,10 @@ async fn lists_and_search_are_disjoint_and_admin_sees_both() {
     let mut mine = Vec::new();
     for i in 0..3 {
         let (status, body) = a
-            .post("/api/v1/sessions/", json!({"name": format!("shared topic {i}")}))
+            .post(
+                "/api/v1/sessions/",
+                json!({"name": format!("shared topic {i}")}),
+            )
             .await;
         assert_eq!(status, 201, "{body}");
         mine.push(body["sessionId"].as_str().expect("id").to_string());
@@ -202,7 +205,10 @@ async fn lists_and_search_are_disjoint_and_admin_sees_both() {
     let mut theirs = Vec::new();
     for i in 0..2 {
         let (_, body) = b
-            .post("/api/v1/sessions/", json!({"name": format!("shared topic b{i}")}))
+            .post(
+                "/api/v1/sessions/",
+                json!({"name": format!("shared topic b{i}")}),
+            )
             .await;
         theirs.push(body["sessionId"].as_str().expect("id").to_string());
     }
@@ -213,9 +219,7 @@ async fn lists_and_search_are_disjoint_and_admin_sees_both() {
     assert_eq!(status, 201, "{body}");
     mine.push(body["sessionId"].as_str().expect("id").to_string());
     // A fork is its source's tenant's.
-    let (status, fork) = a
-        .post(&format!("{}/fork", base(&mine[0])), json!({}))
-        .await;
+    let (status, fork) = a.post(&format!("{}/fork", base(&mine[0])), json!({})).await;
     assert_eq!(status, 201, "{fork}");
     assert_eq!(fork["metadata"]["tenant"], "alpha");
     mine.push(fork["sessionId"].as_str().expect("id").to_string());
@@ -300,11 +304,17 @@ async fn scopes_limit_what_a_token_may_do() {
     }
     // Cleanup acts on every tenant: admin only.
     let cleanup = json!({"olderThanDays": 365, "dryRun": true});
-    let (status, body) = t.api("b").post("/api/v1/sessions/cleanup", cleanup.clone()).await;
+    let (status, body) = t
+        .api("b")
+        .post("/api/v1/sessions/cleanup", cleanup.clone())
+        .await;
     assert_eq!(status, 403, "{body}");
     assert!(detail(&body).contains("admin"), "{body}");
     for admin in ["root", "legacy"] {
-        let (status, body) = t.api(admin).post("/api/v1/sessions/cleanup", cleanup.clone()).await;
+        let (status, body) = t
+            .api(admin)
+            .post("/api/v1/sessions/cleanup", cleanup.clone())
+            .await;
         assert_eq!(status, 200, "{admin}: {body}");
     }
     t.server.stop().await;

@@ -28,16 +28,26 @@ use crate::routes::AppState;
 use crate::routes::messages::response_format;
 use crate::tenancy::Caller;
 
-async fn run_prompt(
-    core: &AppState,
-    caller: &Caller,
+/// What `/run` and `/api/v1/chat` ask for, whatever their field names.
+struct Ask {
     agent: Option<String>,
     prompt: Option<String>,
     session_id: Option<String>,
+}
+
+async fn run_prompt(
+    core: &AppState,
+    caller: &Caller,
+    ask: Ask,
     params: MultitaskParams,
     prompt_field: &str,
     response_format: Option<ResponseFormat>,
 ) -> Result<RunResponse, ApiError> {
+    let Ask {
+        agent,
+        prompt,
+        session_id,
+    } = ask;
     let Some(prompt) = prompt.filter(|p| !p.trim().is_empty()) else {
         return Err(ApiError::unprocessable(format!(
             "{prompt_field}: required, the prompt to run"
@@ -137,9 +147,11 @@ pub(crate) async fn run(
     run_prompt(
         &core,
         &caller,
-        req.agent,
-        prompt,
-        req.session_id,
+        Ask {
+            agent: req.agent,
+            prompt,
+            session_id: req.session_id,
+        },
         params,
         "message",
         format,
@@ -172,9 +184,11 @@ pub(crate) async fn chat(
     run_prompt(
         &core,
         &caller,
-        req.agent,
-        req.prompt,
-        req.session_id,
+        Ask {
+            agent: req.agent,
+            prompt: req.prompt,
+            session_id: req.session_id,
+        },
         params,
         "prompt",
         format,
