@@ -216,6 +216,28 @@ mod tests {
     }
 
     #[test]
+    fn a_token_file_is_checked_and_stands_for_a_token() {
+        let dir = tempfile::tempdir().expect("dir");
+        let path = dir.path().join("tokens.toml");
+        let mut c = ServerConfig {
+            host: "0.0.0.0".into(),
+            tokens: Some(path.clone()),
+            ..Default::default()
+        };
+        assert!(c.validate().is_ok(), "a missing file holds no tokens");
+        std::fs::write(&path, "token = [").expect("write");
+        let Err(ServerError::InvalidConfig(e)) = c.validate() else {
+            panic!("a broken token file must be refused");
+        };
+        assert!(e.contains("not a valid token file"), "{e}");
+        c.tokens = None;
+        assert!(matches!(
+            c.validate(),
+            Err(ServerError::InsecureBind { .. })
+        ));
+    }
+
+    #[test]
     fn debug_hides_the_token() {
         let c = ServerConfig {
             token: Some("hunter2".into()),
