@@ -22,6 +22,7 @@ mod serve;
 mod session_cmd;
 mod table;
 mod term;
+mod token_cmd;
 mod ui;
 mod watch_cmd;
 
@@ -217,6 +218,9 @@ enum Command {
     },
     /// Start the daemon (REST + SSE API).
     Serve(serve::ServeArgs),
+    /// Manage the daemon's tenant tokens ($WEFT_HOME/tokens.toml).
+    #[command(subcommand)]
+    Token(token_cmd::TokenCommand),
     /// Check the store of this weft home and, with --fix, repair it.
     ///
     /// Exit status 0: healthy; 1: problems found; 2: the home cannot be checked.
@@ -437,6 +441,14 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
         // prompt's turn instead of killing the process (issue 10).
         term::Interrupts::catch_early().context("cannot catch Ctrl-C")?;
     }
+    if let Some(Command::Token(cmd)) = cli.command {
+        // Only the weft home: no store to open.
+        let home = cli
+            .global
+            .home
+            .unwrap_or_else(weft_store::default_weft_home);
+        return token_cmd::run(&home, cmd);
+    }
     let app = App::load(cli.global.home.clone(), &cli.global.store_flags())?;
     let env = ui::Environment::current();
     ui::set(ui::Settings::decide(&cli.global.ui, &app.config.ui, env));
@@ -493,7 +505,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
         Some(Command::Profiles { json }) => models::profiles(&app, json),
         Some(Command::Mcp(cmd)) => mcp_cmd::run(&app, cmd).await,
         Some(Command::Serve(args)) => serve::run(&app, args).await,
-        Some(Command::Completions { .. } | Command::Doctor(_)) => Ok(()),
+        Some(Command::Completions { .. } | Command::Doctor(_) | Command::Token(_)) => Ok(()),
     }
 }
 

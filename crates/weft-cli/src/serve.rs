@@ -8,6 +8,9 @@
 //! `--base-url`) are server-wide defaults for every session it runs, the
 //! same choice `weft run` makes from them. It stops on SIGTERM or Ctrl-C:
 //! running turns are cancelled and record their partial state first.
+//! With a token file (`--tokens`, else `$WEFT_HOME/tokens.toml` when it
+//! exists) every request needs one of its tokens: tenants and scopes are
+//! weft-server's (`tenancy`); revocations apply without a restart.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -34,6 +37,11 @@ pub struct ServeArgs {
     /// Bearer token clients must send (required when not on loopback).
     #[arg(long, env = "WEFT_SERVER__TOKEN", hide_env_values = true)]
     pub token: Option<String>,
+    /// The token file: tokens with a tenant and a scope (`weft token
+    /// create`), re-read when it changes (default: `$WEFT_HOME/tokens.toml`
+    /// when it exists). `--token` still works beside it, as an admin token.
+    #[arg(long, value_name = "FILE")]
+    pub tokens: Option<PathBuf>,
     /// Largest request body in bytes (default 1048576).
     #[arg(long, value_name = "BYTES")]
     pub body_limit: Option<usize>,
@@ -153,6 +161,14 @@ pub async fn run(app: &App, args: ServeArgs) -> anyhow::Result<()> {
             .body_timeout
             .map(Duration::from_secs)
             .unwrap_or(defaults.body_timeout),
+        tokens: match &args.tokens {
+            Some(path) if !path.exists() => anyhow::bail!(
+                "the token file {} does not exist: make a token with `weft token create --tenant NAME`, or leave out --tokens",
+                path.display()
+            ),
+            Some(path) => Some(path.clone()),
+            None => Some(crate::token_cmd::tokens_path(&app.home)).filter(|p| p.exists()),
+        },
         ..defaults
     };
     let addr = config.validate()?;
@@ -221,10 +237,10 @@ pub async fn run(app: &App, args: ServeArgs) -> anyhow::Result<()> {
         "weft serve: listening on http://{local} ({} store at {}){}",
         app.store.kind(),
         app.store_location(),
-        if config.token.is_some() {
-            ", token required"
-        } else {
-            ""
+        match (&config.tokens, &config.token) {
+            (Some(file), _) => format!(", tenant tokens from {}", file.display()),
+            (None, Some(_)) => ", token required".to_string(),
+            (None, None) => String::new(),
         }
     );
     weft_server::serve_on(listener, config, ctx, shutdown_signal()).await?;

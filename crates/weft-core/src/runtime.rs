@@ -126,6 +126,10 @@ pub struct SessionConfig {
     /// default; the daemon, which keeps sessions active between handles,
     /// turns it off). See [`Session::scope`].
     pub record_unclean_drop: bool,
+    /// The tenant a new session is recorded under
+    /// ([`crate::session::META_TENANT`]); None: the parent's, for a
+    /// delegated session, else none.
+    pub tenant: Option<String>,
 }
 
 impl SessionConfig {
@@ -148,6 +152,7 @@ impl SessionConfig {
             wait_for_turn: true,
             feed: None,
             record_unclean_drop: true,
+            tenant: None,
         }
     }
 }
@@ -444,10 +449,19 @@ impl Session {
             meta.metadata
                 .insert(crate::session::META_AGENT_OVERLAY.into(), overlay);
         }
+        if let Some(tenant) = &cfg.tenant {
+            meta.set_tenant(tenant);
+        }
         if let Some(parent) = &cfg.parent_id {
             meta.parent_id = Some(parent.clone());
             meta.trace_id = match cfg.store.get(parent).await {
-                Ok(p) => p.trace_id,
+                Ok(p) => {
+                    // A delegated session belongs to its parent's tenant.
+                    if let Some(tenant) = p.tenant() {
+                        meta.set_tenant(tenant);
+                    }
+                    p.trace_id
+                }
                 Err(StoreError::NotFound(_)) => parent.clone(),
                 Err(e) => return Err(e.into()),
             };

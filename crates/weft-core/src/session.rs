@@ -70,6 +70,11 @@ pub const META_AGENT_CONFIG: &str = "config";
 /// The `metadata` key holding the agent's own part of a delegated
 /// session's plan (Amplifier's `agent_overlay`).
 pub const META_AGENT_OVERLAY: &str = "agent_overlay";
+/// The `metadata` key holding the tenant a session belongs to (the daemon's
+/// `weft token create --tenant`); forks and delegated sessions take their
+/// source's. A session without one was made outside any tenant (by the CLI,
+/// or by a daemon without a token file) and only admin tokens see it.
+pub const META_TENANT: &str = "tenant";
 
 /// Where a session is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -326,6 +331,17 @@ impl SessionMeta {
             last_seq: 0,
             metadata: Map::new(),
         }
+    }
+
+    /// The tenant the session belongs to ([`META_TENANT`]), if any.
+    pub fn tenant(&self) -> Option<&str> {
+        self.metadata.get(META_TENANT).and_then(Value::as_str)
+    }
+
+    /// Records the tenant the session belongs to ([`META_TENANT`]).
+    pub fn set_tenant(&mut self, tenant: &str) {
+        self.metadata
+            .insert(META_TENANT.into(), Value::String(tenant.to_string()));
     }
 
     /// Whether it is a top-level session: not a delegated sub-session.

@@ -713,6 +713,9 @@ pub trait Store: Send + Sync {
         );
         meta.model = source.model.clone();
         meta.user = source.user.clone();
+        if let Some(tenant) = source.tenant() {
+            meta.set_tenant(tenant);
+        }
         meta.name = name.filter(|n| !n.is_empty());
         meta.forked_from = Some(ForkedFrom {
             session_id: source.id.clone(),

@@ -1,8 +1,10 @@
 //! Bearer-token authentication.
 //!
-//! When the server has a token, every request must carry
-//! `Authorization: Bearer <token>`; the comparison takes the same time
-//! wherever the first difference is.
+//! When the server has a token (`--token`) or a token file (`--tokens`,
+//! `$WEFT_HOME/tokens.toml`), every request must carry
+//! `Authorization: Bearer <token>`; comparisons take the same time
+//! wherever the first difference is. The request then carries its
+//! [`Caller`] (tenant and scope) for [`crate::tenancy`] to apply.
 
 use std::sync::Arc;
 
@@ -12,21 +14,8 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
 use crate::error::ApiError;
-
-/// Compares two byte strings in time that depends only on their lengths,
-/// not on where they differ.
-pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    let len = a.len().max(b.len());
-    // Lengths are compared too, without an early return.
-    let mut diff: u8 = u8::from(a.len() != b.len());
-    for i in 0..len {
-        let x = a.get(i).copied().unwrap_or(0);
-        let y = b.get(i).copied().unwrap_or(0);
-        diff |= x ^ y;
-    }
-    // Keep the optimiser from short-circuiting the loop.
-    std::hint::black_box(diff) == 0
-}
+use crate::tenancy::Caller;
+use crate::tokens::{TokenSet, constant_time_eq};
 
 /// The token a request carries, if it has a bearer `Authorization` header.
 fn bearer(request: &Request) -> Option<&[u8]> {
@@ -37,19 +26,69 @@ fn bearer(request: &Request) -> Option<&[u8]> {
         .then(|| rest.trim_ascii())
 }
 
-/// Middleware: rejects requests without the right token with 401.
+/// Who may call the daemon: the single `--token` (an admin token of no
+/// tenant) and/or the token file.
+pub(crate) struct Authenticator {
+    /// The single token of `--token`.
+    pub(crate) token: Option<String>,
+    /// The token file (`--tokens`, `$WEFT_HOME/tokens.toml`).
+    pub(crate) tokens: Option<TokenSet>,
+}
+
+impl Authenticator {
+    /// Whether any token is required.
+    pub(crate) fn enabled(&self) -> bool {
+        self.token.is_some() || self.tokens.is_some()
+    }
+
+    fn caller(&self, given: &[u8]) -> Result<Option<Caller>, ApiError> {
+        // Both are always checked, so the time taken does not tell which
+        // kind of token was close.
+        let single = self
+            .token
+            .as_deref()
+            .is_some_and(|t| constant_time_eq(given, t.as_bytes()));
+        let listed = match &self.tokens {
+            Some(set) => set.check(given).map_err(|e| {
+                ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    format!("the daemon cannot read its token file: {e}"),
+                )
+            })?,
+            None => None,
+        };
+        Ok(if single {
+            Some(Caller::admin())
+        } else {
+            listed.map(|entry| Caller {
+                tenant: Some(entry.tenant),
+                scope: entry.scope,
+            })
+        })
+    }
+}
+
+/// Middleware: rejects requests without a known token with 401; the
+/// request carries its [`Caller`] on.
 pub(crate) async fn require_token(
-    State(token): State<Arc<String>>,
-    request: Request,
+    State(auth): State<Arc<Authenticator>>,
+    mut request: Request,
     next: Next,
 ) -> Response {
-    match bearer(&request) {
-        Some(given) if constant_time_eq(given, token.as_bytes()) => next.run(request).await,
-        Some(_) => unauthorized("the bearer token is wrong"),
-        None => unauthorized(
-            "this server requires a token: send the header `Authorization: Bearer <token>`",
-        ),
-    }
+    let caller = match bearer(&request) {
+        Some(given) => match auth.caller(given) {
+            Ok(Some(caller)) => caller,
+            Ok(None) => return unauthorized("the bearer token is wrong or has been revoked"),
+            Err(error) => return error.into_response(),
+        },
+        None => {
+            return unauthorized(
+                "this server requires a token: send the header `Authorization: Bearer <token>`",
+            );
+        }
+    };
+    request.extensions_mut().insert(caller);
+    next.run(request).await
 }
 
 fn unauthorized(detail: &str) -> Response {
@@ -59,18 +98,4 @@ fn unauthorized(detail: &str) -> Response {
         header::HeaderValue::from_static("Bearer"),
     );
     response
-}
-
-#[cfg(test)]
-mod tests {
-    use super::constant_time_eq;
-
-    #[test]
-    fn compares_bytes() {
-        assert!(constant_time_eq(b"secret", b"secret"));
-        assert!(!constant_time_eq(b"secret", b"secreT"));
-        assert!(!constant_time_eq(b"secret", b"secret2"));
-        assert!(!constant_time_eq(b"", b"x"));
-        assert!(constant_time_eq(b"", b""));
-    }
 }

@@ -1,6 +1,7 @@
 //! [`ServerConfig`]: where the daemon listens and its limits.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::error::ServerError;
@@ -28,6 +29,10 @@ pub struct ServerConfig {
     /// The bearer token every request must carry; required when `host` is
     /// not a loopback address.
     pub token: Option<String>,
+    /// The token file (`weft token create`): tokens with a tenant and a
+    /// scope, re-read when it changes. With it, every request needs one of
+    /// its tokens (or `token`, which acts as an admin of no tenant).
+    pub tokens: Option<PathBuf>,
     /// The largest request body accepted, in bytes (larger: 413).
     pub body_limit: usize,
     /// How long a plain request may take before it is answered with 504.
@@ -72,6 +77,7 @@ impl Default for ServerConfig {
             host: Ipv4Addr::LOCALHOST.to_string(),
             port: DEFAULT_PORT,
             token: None,
+            tokens: None,
             body_limit: DEFAULT_BODY_LIMIT,
             request_timeout: Duration::from_secs(30),
             keepalive: Duration::from_secs(15),
@@ -94,6 +100,7 @@ impl std::fmt::Debug for ServerConfig {
             .field("host", &self.host)
             .field("port", &self.port)
             .field("token", &self.token.as_ref().map(|_| "<set>"))
+            .field("tokens", &self.tokens)
             .field("body_limit", &self.body_limit)
             .field("request_timeout", &self.request_timeout)
             .field("keepalive", &self.keepalive)
@@ -139,7 +146,11 @@ impl ServerConfig {
                 "the token is empty: give a non-empty --token or leave it unset".into(),
             ));
         }
-        if !ip.is_loopback() && self.token.is_none() {
+        if let Some(path) = &self.tokens {
+            crate::tokens::TokenFile::load(path)
+                .map_err(|e| ServerError::InvalidConfig(e.to_string()))?;
+        }
+        if !ip.is_loopback() && self.token.is_none() && self.tokens.is_none() {
             return Err(ServerError::InsecureBind {
                 host: self.host.clone(),
             });
@@ -202,6 +213,28 @@ mod tests {
         assert!(matches!(c.validate(), Err(ServerError::InvalidConfig(_))));
         c.host = "example.com".into();
         assert!(matches!(c.validate(), Err(ServerError::InvalidHost { .. })));
+    }
+
+    #[test]
+    fn a_token_file_is_checked_and_stands_for_a_token() {
+        let dir = tempfile::tempdir().expect("dir");
+        let path = dir.path().join("tokens.toml");
+        let mut c = ServerConfig {
+            host: "0.0.0.0".into(),
+            tokens: Some(path.clone()),
+            ..Default::default()
+        };
+        assert!(c.validate().is_ok(), "a missing file holds no tokens");
+        std::fs::write(&path, "token = [").expect("write");
+        let Err(ServerError::InvalidConfig(e)) = c.validate() else {
+            panic!("a broken token file must be refused");
+        };
+        assert!(e.contains("not a valid token file"), "{e}");
+        c.tokens = None;
+        assert!(matches!(
+            c.validate(),
+            Err(ServerError::InsecureBind { .. })
+        ));
     }
 
     #[test]

@@ -33,6 +33,13 @@
 //! requests time out, and shutdown cancels running turns, lets them record
 //! their partial state, and ends every stream.
 //!
+//! Tenants ([`tokens`], `tenancy`): with a token file
+//! ([`ServerConfig::tokens`], made by `weft token create`) each token has a
+//! tenant and a [`Scope`]; sessions record their tenant, another tenant's
+//! session answers 404 exactly as a missing one on every session route,
+//! lists are filtered, `read` tokens only GET, cleanup is admin-only, and
+//! admin tokens (and the single `--token`) see everything.
+//!
 //! Web pages cannot drive it (cross-site requests, DNS rebinding), on every
 //! route and before authentication:
 //! - a request must be addressed (`Host`) to a loopback name or address, the
@@ -67,6 +74,8 @@ mod model;
 mod openapi;
 mod routes;
 mod sse;
+mod tenancy;
+pub mod tokens;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -79,7 +88,6 @@ use axum::routing::{get, post};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-pub use auth::constant_time_eq;
 pub use config::{DEFAULT_BODY_LIMIT, DEFAULT_MAX_CONNECTIONS, DEFAULT_PORT, ServerConfig};
 pub use context::{PlanError, PlanSource, ServerContext, StaticPlanSource};
 pub use error::{ApiError, ErrorBody, ServerError};
@@ -92,6 +100,9 @@ pub use model::{
     TokenUsage, TranscriptMessage, UpdateSessionRequest,
 };
 pub use openapi::ApiDoc;
+pub use tenancy::Caller;
+pub use tokens::constant_time_eq;
+pub use tokens::{Scope, TokenEntry, TokenError, TokenFile, TokenSet};
 
 use crate::live::Core;
 use crate::routes::{agentkernel, branches, docs, messages, sessions, state};
@@ -252,12 +263,17 @@ fn build(core: Arc<Core>) -> Router {
         .route("/api/v1/chat", post(agentkernel::chat));
     let mut app = plain
         .merge(long)
+        .route_layer(middleware::from_fn_with_state(core.clone(), tenancy::guard))
         .with_state(core)
         .layer(DefaultBodyLimit::max(config.body_limit))
         .layer(middleware::from_fn(extract::json_errors));
-    if let Some(token) = config.token.clone().filter(|t| !t.is_empty()) {
+    let auth = auth::Authenticator {
+        token: config.token.clone().filter(|t| !t.is_empty()),
+        tokens: config.tokens.clone().map(TokenSet::new),
+    };
+    if auth.enabled() {
         app = app.layer(middleware::from_fn_with_state(
-            Arc::new(token),
+            Arc::new(auth),
             auth::require_token,
         ));
     }

@@ -8,34 +8,10 @@ mod common;
 
 use common::*;
 use serde_json::{Value, json};
-use weft_core::mount::{MountPlan, PlanFormat};
-use weft_server::StaticPlanSource;
-
-/// The parent delegates "look around" to `helper` (which echoes), then
-/// answers "parent done".
-fn delegating() -> StaticPlanSource {
-    let text = json!({
-        "session": {"orchestrator": "loop-basic", "context": "context-simple"},
-        "providers": [{"module": "provider-scripted", "config": {"responses": [
-            {"tool_calls": [{"name": "task", "arguments": {"agent": "helper", "instruction": "look around"}}]},
-            {"text": "parent done"}
-        ]}}],
-        "tools": ["tool-task"],
-        "agents": {"helper": {
-            "description": "helps",
-            "system": {"instruction": "You help."},
-            "providers": [{"module": "provider-scripted", "config": {"mode": "echo"}}]
-        }}
-    });
-    let plan = MountPlan::parse(&text.to_string(), PlanFormat::Json)
-        .expect("test plan parses")
-        .plan;
-    StaticPlanSource::new("base", plan)
-}
 
 #[tokio::test]
 async fn a_delegating_turn_streams_the_childs_events_and_lists_the_child() {
-    let s = start(delegating()).await;
+    let s = start(delegating_plans()).await;
     let id = s.active().await;
     let mut stream = s.stream(&id, None).await;
     stream.next().await.expect("connected");
@@ -133,7 +109,7 @@ async fn a_delegating_turn_streams_the_childs_events_and_lists_the_child() {
 
 #[tokio::test]
 async fn children_of_unknown_or_childless_sessions() {
-    let s = start(delegating()).await;
+    let s = start(delegating_plans()).await;
     let id = s.create().await;
     let (status, body) = s.get(&format!("{}/children", base(&id))).await;
     assert_eq!(status, 200, "{body}");

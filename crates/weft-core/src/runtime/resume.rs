@@ -55,6 +55,7 @@ impl SessionConfig {
         config.agent_name = meta.agent_name.clone();
         config.project = meta.project.clone();
         config.user = meta.user.clone();
+        config.tenant = meta.tenant().map(str::to_string);
         config.model = model_override(meta);
         Resumed { config, lost_agent }
     }

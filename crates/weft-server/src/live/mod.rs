@@ -201,6 +201,8 @@ pub(crate) enum Need {
 pub(crate) struct NewSession {
     pub(crate) profile: Option<String>,
     pub(crate) agent: Option<String>,
+    /// The tenant it is recorded under (the caller's).
+    pub(crate) tenant: Option<String>,
 }
 
 /// The plan a turn runs: a profile and, optionally, one of its sub-agents

@@ -122,6 +122,7 @@ impl Core {
                 config.agent_name = agent.clone();
                 config.project = ctx.project.clone();
                 config.user = Some(ctx.user.clone());
+                config.tenant = create.tenant.clone();
                 config
             }
         };

@@ -26,16 +26,28 @@ use crate::live::{Need, NewSession, Prompt};
 use crate::model::{AgentEntry, ChatRequest, Health, MultitaskParams, RunRequest, RunResponse};
 use crate::routes::AppState;
 use crate::routes::messages::response_format;
+use crate::tenancy::Caller;
 
-async fn run_prompt(
-    core: &AppState,
+/// What `/run` and `/api/v1/chat` ask for, whatever their field names.
+struct Ask {
     agent: Option<String>,
     prompt: Option<String>,
     session_id: Option<String>,
+}
+
+async fn run_prompt(
+    core: &AppState,
+    caller: &Caller,
+    ask: Ask,
     params: MultitaskParams,
     prompt_field: &str,
     response_format: Option<ResponseFormat>,
 ) -> Result<RunResponse, ApiError> {
+    let Ask {
+        agent,
+        prompt,
+        session_id,
+    } = ask;
     let Some(prompt) = prompt.filter(|p| !p.trim().is_empty()) else {
         return Err(ApiError::unprocessable(format!(
             "{prompt_field}: required, the prompt to run"
@@ -46,7 +58,16 @@ async fn run_prompt(
             .map_err(|e| ApiError::unprocessable(format!("session_id: {}", e.detail)))?,
         None => SessionId::new_v7(),
     };
-    let mut create = NewSession::default();
+    // Another tenant's session is as missing as on every other route
+    // (not created over either).
+    match core.store().get(&id).await {
+        Ok(meta) if !caller.can_see(&meta) => return Err(Caller::hidden(&id)),
+        _ => {}
+    }
+    let mut create = NewSession {
+        tenant: caller.tenant.clone(),
+        ..Default::default()
+    };
     let plans = core.ctx.plans.as_ref();
     let agent = agent.filter(|a| !a.is_empty());
     let named = agent.is_some();
@@ -108,7 +129,7 @@ async fn run_prompt(
     request_body = RunRequest,
     responses(
         (status = 200, description = "The answer", body = RunResponse),
-        (status = 404, description = "Unknown agent", body = ErrorBody),
+        (status = 404, description = "Unknown agent, or session_id names a session of another tenant", body = ErrorBody),
         (status = 409, description = "A turn is running in that session, or it was cancelled", body = ErrorBody),
         (status = 422, description = "message/prompt missing, a bad session_id, an invalid response_format, or (a daemon that runs one mount plan) another agent", body = ErrorBody),
         (status = 502, description = "The provider failed, or the answer did not match response_format after one repair", body = ErrorBody),
@@ -117,6 +138,7 @@ async fn run_prompt(
 )]
 pub(crate) async fn run(
     State(core): State<AppState>,
+    caller: Caller,
     ApiQuery(params): ApiQuery<MultitaskParams>,
     ApiJson(req): ApiJson<RunRequest>,
 ) -> Result<Json<RunResponse>, ApiError> {
@@ -124,9 +146,12 @@ pub(crate) async fn run(
     let format = response_format(req.response_format)?;
     run_prompt(
         &core,
-        req.agent,
-        prompt,
-        req.session_id,
+        &caller,
+        Ask {
+            agent: req.agent,
+            prompt,
+            session_id: req.session_id,
+        },
         params,
         "message",
         format,
@@ -142,7 +167,7 @@ pub(crate) async fn run(
     request_body = ChatRequest,
     responses(
         (status = 200, description = "The answer", body = RunResponse),
-        (status = 404, description = "Unknown agent", body = ErrorBody),
+        (status = 404, description = "Unknown agent, or session_id names a session of another tenant", body = ErrorBody),
         (status = 409, description = "A turn is running in that session", body = ErrorBody),
         (status = 422, description = "prompt missing, a bad session_id, an invalid response_format, or (a daemon that runs one mount plan) another agent", body = ErrorBody),
         (status = 502, description = "The provider failed, or the answer did not match response_format after one repair", body = ErrorBody),
@@ -151,15 +176,19 @@ pub(crate) async fn run(
 )]
 pub(crate) async fn chat(
     State(core): State<AppState>,
+    caller: Caller,
     ApiQuery(params): ApiQuery<MultitaskParams>,
     ApiJson(req): ApiJson<ChatRequest>,
 ) -> Result<Json<RunResponse>, ApiError> {
     let format = response_format(req.response_format)?;
     run_prompt(
         &core,
-        req.agent,
-        req.prompt,
-        req.session_id,
+        &caller,
+        Ask {
+            agent: req.agent,
+            prompt: req.prompt,
+            session_id: req.session_id,
+        },
         params,
         "prompt",
         format,

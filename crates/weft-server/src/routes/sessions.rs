@@ -25,6 +25,7 @@ use crate::model::{
     ListParams, SessionInfo, UpdateSessionRequest,
 };
 use crate::routes::AppState;
+use crate::tenancy::Caller;
 
 /// A session name from a request, trimmed; 422 when it is longer than
 /// [`MAX_NAME_CHARS`] (the schema's `maxLength`, counted before trimming).
@@ -85,6 +86,7 @@ fn resolve_dir(root: &str, raw: Option<&str>) -> Result<Project, ApiError> {
 )]
 pub(crate) async fn create_session(
     State(core): State<AppState>,
+    caller: Caller,
     ApiJson(req): ApiJson<CreateSessionRequest>,
 ) -> Result<impl IntoResponse, ApiError> {
     let ctx = &core.ctx;
@@ -110,8 +112,8 @@ pub(crate) async fn create_session(
             let id = SessionId::parse(raw.as_str())
                 .map_err(|e| ApiError::unprocessable(format!("parentSessionId: {e}")))?;
             match core.store().get(&id).await {
-                Ok(meta) => Some(meta),
-                Err(StoreError::NotFound(_)) => {
+                Ok(meta) if caller.can_see(&meta) => Some(meta),
+                Ok(_) | Err(StoreError::NotFound(_)) => {
                     return Err(ApiError::unprocessable(format!(
                         "parentSessionId: session {id} not found"
                     )));
@@ -160,6 +162,9 @@ pub(crate) async fn create_session(
     meta.name = name;
     meta.description = req.description.filter(|d| !d.trim().is_empty());
     meta.user = Some(ctx.user.clone());
+    if let Some(tenant) = &caller.tenant {
+        meta.set_tenant(tenant);
+    }
     if let Some(parent) = parent {
         meta.parent_id = Some(parent.id.clone());
         meta.trace_id = parent.trace_id.clone();
@@ -186,9 +191,10 @@ pub(crate) async fn create_session(
 )]
 pub(crate) async fn list_sessions(
     State(core): State<AppState>,
+    caller: Caller,
     ApiQuery(params): ApiQuery<ListParams>,
 ) -> Result<impl IntoResponse, ApiError> {
-    list_page(&core, params, None).await
+    list_page(&core, &caller, params, None).await
 }
 
 /// The sub-agent sessions a session delegated to (its children, each
@@ -207,21 +213,26 @@ pub(crate) async fn list_sessions(
 )]
 pub(crate) async fn list_children(
     State(core): State<AppState>,
+    caller: Caller,
     PathId(id): PathId,
     ApiQuery(params): ApiQuery<ListParams>,
 ) -> Result<impl IntoResponse, ApiError> {
     core.meta(&id).await?;
-    list_page(&core, params, Some(id)).await
+    list_page(&core, &caller, params, Some(id)).await
 }
 
 /// A page of the sessions `params` select (the children of `parent`, when
-/// given), with the `x-next-cursor` header.
+/// given) that `caller` may see, with the `x-next-cursor` header. For a
+/// tenant's token the store's pages are read on until the page is full or
+/// the store has no more (the filter is applied here, the same on every
+/// backend).
 async fn list_page(
     core: &AppState,
+    caller: &Caller,
     params: ListParams,
     parent: Option<SessionId>,
 ) -> Result<(HeaderMap, Json<Vec<SessionInfo>>), ApiError> {
-    let cursor = match params.cursor.as_deref().filter(|c| !c.is_empty()) {
+    let mut cursor = match params.cursor.as_deref().filter(|c| !c.is_empty()) {
         Some(c) => Some(ListCursor::decode(c).map_err(|e| {
             ApiError::unprocessable(format!("invalid query parameter: cursor: {e}"))
         })?),
@@ -233,24 +244,47 @@ async fn list_page(
             "invalid query parameter: limit: give a page size from 1 to 500",
         ));
     }
-    let page = core
-        .store()
-        .list(&ListQuery {
-            filter: ListFilter {
-                status: params.status,
-                profile: params.profile_name,
-                name_contains: params.name.filter(|n| !n.is_empty()),
-                parent_id: parent,
-                ..Default::default()
-            },
-            cursor,
-            limit,
-        })
-        .await?;
+    let filter = ListFilter {
+        status: params.status,
+        profile: params.profile_name,
+        name_contains: params.name.filter(|n| !n.is_empty()),
+        parent_id: parent,
+        ..Default::default()
+    };
+    let mut sessions = Vec::new();
+    let next = loop {
+        let page = core
+            .store()
+            .list(&ListQuery {
+                filter: filter.clone(),
+                cursor: cursor.clone(),
+                limit,
+            })
+            .await?;
+        let mut more = page.next_cursor;
+        for (i, meta) in page.sessions.iter().enumerate() {
+            if !caller.can_see(meta) {
+                continue;
+            }
+            sessions.push(meta.clone());
+            if sessions.len() == limit {
+                // Full: the next page starts after this one, unless it was
+                // the store's last.
+                if i + 1 < page.sessions.len() || more.is_some() {
+                    more = Some(ListCursor::after(meta));
+                }
+                break;
+            }
+        }
+        match more {
+            Some(next) if sessions.len() < limit => cursor = Some(next),
+            other => break other,
+        }
+    };
     let body: Vec<SessionInfo> =
-        futures::future::join_all(page.sessions.iter().map(|m| core.info(m))).await;
+        futures::future::join_all(sessions.iter().map(|m| core.info(m))).await;
     let mut headers = HeaderMap::new();
-    if let Some(next) = page.next_cursor
+    if let Some(next) = next
         && let Ok(value) = HeaderValue::from_str(&next.encode())
     {
         headers.insert("x-next-cursor", value);

@@ -33,6 +33,28 @@ pub fn scripted(responses: Value) -> MountPlan {
     plan(json!({"module": "provider-scripted", "config": {"responses": responses}}))
 }
 
+/// The parent delegates "look around" to `helper` (which echoes), then
+/// answers "parent done".
+pub fn delegating_plans() -> StaticPlanSource {
+    let text = json!({
+        "session": {"orchestrator": "loop-basic", "context": "context-simple"},
+        "providers": [{"module": "provider-scripted", "config": {"responses": [
+            {"tool_calls": [{"name": "task", "arguments": {"agent": "helper", "instruction": "look around"}}]},
+            {"text": "parent done"}
+        ]}}],
+        "tools": ["tool-task"],
+        "agents": {"helper": {
+            "description": "helps",
+            "system": {"instruction": "You help."},
+            "providers": [{"module": "provider-scripted", "config": {"mode": "echo"}}]
+        }}
+    });
+    let plan = MountPlan::parse(&text.to_string(), PlanFormat::Json)
+        .expect("test plan parses")
+        .plan;
+    StaticPlanSource::new("base", plan)
+}
+
 /// A plan echoing the prompt.
 pub fn echo() -> MountPlan {
     plan(json!({"module": "provider-scripted", "config": {"mode": "echo"}}))

@@ -5,7 +5,8 @@ use super::*;
 use weft_core::testing::CountingProgress;
 
 async fn fork_source(store: &dyn Store) -> (SessionId, Vec<Record>) {
-    let meta = new_meta("fork");
+    let mut meta = new_meta("fork");
+    meta.set_tenant("alpha");
     let id = meta.id.clone();
     store
         .create(
@@ -56,6 +57,13 @@ pub async fn fork_at_turn(store: Arc<dyn Store>) {
         .await
         .expect("fork at turn 1");
     assert_ne!(fork.id, src);
+    // The tenant (issue 16) is kept by the backend and taken by the fork.
+    assert_eq!(src_meta.tenant(), Some("alpha"));
+    assert_eq!(fork.tenant(), Some("alpha"));
+    assert_eq!(
+        store.get(&fork.id).await.expect("get fork").tenant(),
+        Some("alpha")
+    );
     assert_eq!(
         fork.parent_id, None,
         "a fork is not a delegated sub-session"
