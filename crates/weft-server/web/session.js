@@ -32,6 +32,7 @@ class WeftSession extends HTMLElement {
       return;
     }
     this.branch = this.branch || this.session.defaultBranch;
+    this.running = this.session.running;
     this.render();
     await this.loadTranscript();
     if (this.follow) this.follow.close();
@@ -45,7 +46,7 @@ class WeftSession extends HTMLElement {
 
   render() {
     const s = this.session;
-    this.title = h('h1', {}, s.name || s.sessionId);
+    this.titleEl = h('h1', {}, s.name || s.sessionId);
     this.status = h('span', {}, badge(s.status, s.running));
     this.conn = h('span', { class: 'conn', role: 'status' }, 'connecting…');
     const life = (label, action, cls) => h('button', { class: cls, onclick: () => this.lifecycle(action) }, label);
@@ -64,7 +65,7 @@ class WeftSession extends HTMLElement {
     const sid = encodeURIComponent(this.sid);
     this.replaceChildren(
       h('nav', { class: 'crumbs' }, h('a', { href: '#/' }, 'Sessions'), ' / ', h('span', {}, s.name || s.sessionId)),
-      h('div', { class: 'page-head' }, this.title, this.status, this.conn),
+      h('div', { class: 'page-head' }, this.titleEl, this.status, this.conn),
       h('p', { class: 'meta' }, `${s.sessionId} · ${s.profileName} · ${s.project}${s.model ? ` · ${s.model}` : ''}`,
         s.forkedFrom ? h('span', {}, ' · fork of ', h('a', { href: `#/s/${encodeURIComponent(s.forkedFrom.sessionId)}` }, s.forkedFrom.sessionId), ` at turn ${s.forkedFrom.turn}`) : null),
       h('div', { class: 'toolbar' },
@@ -160,6 +161,7 @@ class WeftSession extends HTMLElement {
       case 'execution:end':
         if (mine) {
           if (this.live) { this.live.el.remove(); this.live = null; }
+          this.setRunning(false);
           this.refresh();
         }
         break;
@@ -177,15 +179,18 @@ class WeftSession extends HTMLElement {
   }
 
   setRunning(running) {
+    this.running = running;
     this.cancelButton.disabled = !running;
     this.status.replaceChildren(badge(this.session.status, running));
   }
 
+  /** Reloads the session's status and name (whether a turn runs comes
+   * from the stream's execution events). */
   async refresh() {
     try {
       this.session = await api('GET', this.path());
-      this.title.textContent = this.session.name || this.session.sessionId;
-      this.setRunning(this.session.running);
+      this.titleEl.textContent = this.session.name || this.session.sessionId;
+      this.setRunning(this.running);
     } catch { /* deleted: the next action says so */ }
   }
 
@@ -198,7 +203,6 @@ class WeftSession extends HTMLElement {
       const r = await api('POST', this.path(`/send-message?multitask=${this.multitask.value}`), { content, branch: this.branch });
       this.prompt.value = '';
       if (r.status === 'queued') notice(`Queued (position ${r.position ?? 1})`);
-      this.setRunning(true);
     } catch (e) { notice(e.message, 'error'); }
   }
 

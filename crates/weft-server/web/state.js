@@ -3,6 +3,12 @@
 import { api } from './api.js';
 import { h, notice, confirmDialog } from './dom.js';
 
+/** The scope of a key: its `app:`, `user:` or `temp:` prefix, else the session's. */
+function scopeOf(key) {
+  const m = /^(app|user|temp):/.exec(key);
+  return m ? m[1] : 'session';
+}
+
 class WeftState extends HTMLElement {
   connectedCallback() {
     this.sid = this.getAttribute('session');
@@ -13,7 +19,10 @@ class WeftState extends HTMLElement {
 
   async load() {
     let entries;
-    try { entries = await api('GET', this.path('/state')); } catch (e) {
+    try {
+      const map = await api('GET', this.path('/state'));
+      entries = Object.entries(map || {}).map(([key, value]) => ({ key, value, scope: scopeOf(key) }));
+    } catch (e) {
       this.replaceChildren(h('p', { class: 'error' }, e.message));
       return;
     }
@@ -25,9 +34,9 @@ class WeftState extends HTMLElement {
     this.replaceChildren(
       h('nav', { class: 'crumbs' }, h('a', { href: '#/' }, 'Sessions'), ' / ', h('a', { href: `#/s/${sid}` }, this.sid), ' / state'),
       h('h1', {}, 'State'),
-      Object.keys(scopes).length ? null : h('p', { class: 'muted' }, 'No state yet.'),
-      Object.entries(scopes).map(([scope, list]) => h('section', { class: 'scope' }, h('h2', {}, scope),
-        h('table', {}, h('tbody', {}, list.map((e) => this.row(e)))))),
+      h('div', {}, Object.keys(scopes).length ? null : h('p', { class: 'muted' }, 'No state yet.'),
+        Object.entries(scopes).map(([scope, list]) => h('section', { class: 'scope' }, h('h2', {}, scope),
+          h('table', {}, h('tbody', {}, list.map((e) => this.row(e))))))),
       h('form', { class: 'row add', onsubmit: (e) => { e.preventDefault(); this.put(key.value.trim(), value.value); } },
         key, value, h('button', { class: 'primary' }, 'Set')));
   }
