@@ -3,7 +3,7 @@
 // playwright-core. scripts/browser-test sets WEFT_BIN, WEFT_BROWSER,
 // PLAYWRIGHT_DIR and WEFT_DOCS.
 import { spawn } from 'node:child_process';
-import { mkdtempSync, mkdirSync, writeFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, mkdirSync, writeFileSync, rmSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -33,10 +33,13 @@ export function docs(name) {
   return join(dir, name);
 }
 
-/** Starts `weft serve` on a free port with `script` (the scripted
- * provider's responses) and `env`; resolves {base, stop, api}. */
-export async function daemon({ responses, env = {}, token } = {}) {
-  const scratch = mkdtempSync(join(tmpdir(), 'weft-browser-'));
+/** Starts `weft serve` on a free port with `responses` (the scripted
+ * provider's script) and `env`; resolves {base, stop, api}. With
+ * `inMemory`, its home is on /dev/shm when there is one (tmpfs: seeding
+ * thousands of sessions is not bound by fsync). */
+export async function daemon({ responses, env = {}, token, inMemory = false } = {}) {
+  const shm = inMemory && existsSync('/dev/shm') ? '/dev/shm' : tmpdir();
+  const scratch = mkdtempSync(join(shm, 'weft-browser-'));
   const home = join(scratch, 'home');
   const project = join(scratch, 'project');
   mkdirSync(home); mkdirSync(project);
