@@ -86,12 +86,13 @@ pub use config::{DEFAULT_BODY_LIMIT, DEFAULT_MAX_CONNECTIONS, DEFAULT_PORT, Serv
 pub use context::{PlanError, PlanSource, ServerContext, StaticPlanSource};
 pub use error::{ApiError, ErrorBody, ServerError};
 pub use model::{
-    AgentEntry, BranchDetail, BranchInfo, BranchMessage, BranchPromptRequest, CancelParams, CancelResponse, ChatRequest,
-    CleanupRequest, CleanupResponse, CollectMailRequest, CollectMailResponse, CreateSessionRequest,
-    FailRequest, ForkRequest, ForkedFromInfo, Health, MailInfo, MessageContent, Multitask,
-    NewBranchRequest, ProfileEntry, RunRequest, RunResponse, SearchHitInfo, SearchParams, SendMailRequest, SendMessageRequest,
-    SendMessageResponse, SessionInfo, SetStateRequest, SplitFromInfo, SplitRequest, StateEntry,
-    TokenUsage, TranscriptMessage, UpdateSessionRequest,
+    AgentEntry, BranchDetail, BranchInfo, BranchMessage, BranchPromptRequest, CancelParams,
+    CancelResponse, ChatRequest, CleanupRequest, CleanupResponse, CollectMailRequest,
+    CollectMailResponse, CreateSessionRequest, FailRequest, ForkRequest, ForkedFromInfo, Health,
+    MailInfo, MessageContent, Multitask, NewBranchRequest, ProfileEntry, RunRequest, RunResponse,
+    SearchHitInfo, SearchParams, SendMailRequest, SendMessageRequest, SendMessageResponse,
+    SessionInfo, SetStateRequest, SplitFromInfo, SplitRequest, StateEntry, TokenUsage,
+    TranscriptMessage, UpdateSessionRequest,
 };
 pub use openapi::ApiDoc;
 

@@ -19,13 +19,14 @@ use utoipa::{Modify, OpenApi};
 use crate::error::ErrorBody;
 use crate::model::{
     AgentEntry, AppendMessageRequest, AppliedSettings, BranchDetail, BranchInfo, BranchMessage,
-    BranchPromptRequest, CancelResponse, ChatRequest, CleanupRequest, CleanupResponse, CollectMailRequest,
-    CollectMailResponse, ContentBlockDoc, CreateSessionRequest, FailRequest, ForkRequest,
-    ForkedFromInfo, Health, ImageSourceDoc, LlmOverridesRequest, MailInfo, MessageUsage, Multitask,
-    NewBranchRequest, ProfileEntry, RewindRequest, RewindResponse, RunRequest, RunResponse,
-    SearchHitInfo, SendMailRequest, SendMessageRequest, SendMessageResponse, SessionInfo, SetStateRequest,
-    SettingsOverridesRequest, SplitFromInfo, SplitRequest, SseEvent, StateEntry,
-    SystemDatetimeParam, TokenUsage, TranscriptMessage, UpdateSessionRequest,
+    BranchPromptRequest, CancelResponse, ChatRequest, CleanupRequest, CleanupResponse,
+    CollectMailRequest, CollectMailResponse, ContentBlockDoc, CreateSessionRequest, FailRequest,
+    ForkRequest, ForkedFromInfo, Health, ImageSourceDoc, LlmOverridesRequest, MailInfo,
+    MessageUsage, Multitask, NewBranchRequest, ProfileEntry, RewindRequest, RewindResponse,
+    RunRequest, RunResponse, SearchHitInfo, SendMailRequest, SendMessageRequest,
+    SendMessageResponse, SessionInfo, SetStateRequest, SettingsOverridesRequest, SplitFromInfo,
+    SplitRequest, SseEvent, StateEntry, SystemDatetimeParam, TokenUsage, TranscriptMessage,
+    UpdateSessionRequest,
 };
 use crate::routes::{agentkernel, branches, docs, messages, search, sessions, state};
 

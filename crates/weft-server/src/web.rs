@@ -79,7 +79,10 @@ fn etags() -> &'static [String] {
 /// The UI's routes: `/` (the page) and `/ui/{file}`.
 pub(crate) fn router<S: Clone + Send + Sync + 'static>() -> Router<S> {
     Router::new()
-        .route("/", get(|h: HeaderMap| async move { serve("index.html", &h) }))
+        .route(
+            "/",
+            get(|h: HeaderMap| async move { serve("index.html", &h) }),
+        )
         .route(
             "/ui/{*path}",
             get(|Path(path): Path<String>, h: HeaderMap| async move { serve(&path, &h) }),
@@ -94,8 +97,10 @@ fn serve(path: &str, request: &HeaderMap) -> Response {
             "no such file in weft's web UI; open / for the UI",
         )
             .into_response();
-        r.headers_mut()
-            .insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(CSP));
+        r.headers_mut().insert(
+            header::CONTENT_SECURITY_POLICY,
+            HeaderValue::from_static(CSP),
+        );
         return r;
     };
     let asset = &ASSETS[i];
@@ -108,7 +113,10 @@ fn serve(path: &str, request: &HeaderMap) -> Response {
         StatusCode::NOT_MODIFIED.into_response()
     } else {
         (
-            [(header::CONTENT_TYPE, HeaderValue::from_static(asset.content_type))],
+            [(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static(asset.content_type),
+            )],
             asset.body,
         )
             .into_response()
@@ -118,12 +126,18 @@ fn serve(path: &str, request: &HeaderMap) -> Response {
         headers.insert(header::ETAG, value);
     }
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
-    headers.insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(CSP));
+    headers.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(CSP),
+    );
     headers.insert(
         header::X_CONTENT_TYPE_OPTIONS,
         HeaderValue::from_static("nosniff"),
     );
-    headers.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+    headers.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
     headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
     response
 }
@@ -155,15 +169,23 @@ mod tests {
         assert_eq!(r.status(), StatusCode::OK);
         let h = r.headers();
         assert_eq!(h[header::CONTENT_TYPE], JS);
-        assert!(h[header::CONTENT_SECURITY_POLICY]
-            .to_str()
-            .unwrap()
-            .starts_with("default-src 'self'"));
+        assert!(
+            h[header::CONTENT_SECURITY_POLICY]
+                .to_str()
+                .unwrap()
+                .starts_with("default-src 'self'")
+        );
         let etag = h[header::ETAG].clone();
         let mut again = HeaderMap::new();
         again.insert(header::IF_NONE_MATCH, etag);
         assert_eq!(serve("app.js", &again).status(), StatusCode::NOT_MODIFIED);
-        assert_eq!(serve("../Cargo.toml", &HeaderMap::new()).status(), StatusCode::NOT_FOUND);
-        assert_eq!(serve("tests", &HeaderMap::new()).status(), StatusCode::NOT_FOUND);
+        assert_eq!(
+            serve("../Cargo.toml", &HeaderMap::new()).status(),
+            StatusCode::NOT_FOUND
+        );
+        assert_eq!(
+            serve("tests", &HeaderMap::new()).status(),
+            StatusCode::NOT_FOUND
+        );
     }
 }

@@ -21,10 +21,12 @@ async fn the_page_and_its_files_are_served_with_a_strict_policy() {
         assert_eq!(r.status().as_u16(), 200, "{path}");
         let h = r.headers();
         assert_eq!(h["content-type"], kind, "{path}");
-        assert!(h["content-security-policy"]
-            .to_str()
-            .expect("text")
-            .starts_with("default-src 'self'"));
+        assert!(
+            h["content-security-policy"]
+                .to_str()
+                .expect("text")
+                .starts_with("default-src 'self'")
+        );
         assert_eq!(h["cache-control"], "no-cache");
         let etag = h["etag"].clone();
         let again = s
@@ -36,7 +38,12 @@ async fn the_page_and_its_files_are_served_with_a_strict_policy() {
             .expect("get");
         assert_eq!(again.status().as_u16(), 304, "{path}");
     }
-    let r = s.client.get(s.url("/ui/nope.js")).send().await.expect("get");
+    let r = s
+        .client
+        .get(s.url("/ui/nope.js"))
+        .send()
+        .await
+        .expect("get");
     assert_eq!(r.status().as_u16(), 404);
     // The Host check covers the page too.
     let r = s
@@ -102,7 +109,11 @@ async fn cancel_stops_the_running_turn_only() {
     .await;
     let id = s.active().await;
     let (status, b) = s.post(&format!("{}/cancel", base(&id)), json!({})).await;
-    assert_eq!((status, b["cancelled"].clone()), (200, json!(0)), "idle: {b}");
+    assert_eq!(
+        (status, b["cancelled"].clone()),
+        (200, json!(0)),
+        "idle: {b}"
+    );
     let mut stream = s.stream(&id, None).await;
     let (status, b) = s
         .post(

@@ -18,8 +18,9 @@ use crate::error::{ApiError, ErrorBody};
 use crate::extract::{ApiJson, ApiQuery, PathId};
 use crate::live::{Accepted, Need, Prompt, Submitted};
 use crate::model::{
-    AppendMessageRequest, CancelParams, CancelResponse, ExecuteParams, MessageContent, MultitaskParams, SendMessageRequest,
-    SendMessageResponse, SseEvent, StreamParams, TranscriptMessage, TranscriptParams,
+    AppendMessageRequest, CancelParams, CancelResponse, ExecuteParams, MessageContent,
+    MultitaskParams, SendMessageRequest, SendMessageResponse, SseEvent, StreamParams,
+    TranscriptMessage, TranscriptParams,
 };
 use crate::routes::AppState;
 use crate::sse::{Compat, StreamSpec, events};
