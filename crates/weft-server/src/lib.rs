@@ -257,8 +257,11 @@ fn build(core: Arc<Core>) -> Router {
         .route("/api/v1/sessions/{id}/execute", post(messages::execute))
         .route("/run", post(agentkernel::run))
         .route("/api/v1/chat", post(agentkernel::chat));
+    // Unknown routes answer inside the API's layers (token check, JSON
+    // errors), also once the web UI's routes are merged in.
     let mut app = plain
         .merge(long)
+        .fallback(|| async { axum::http::StatusCode::NOT_FOUND })
         .with_state(core)
         .layer(DefaultBodyLimit::max(config.body_limit))
         .layer(middleware::from_fn(extract::json_errors));
