@@ -113,6 +113,25 @@ impl PlanSource for AppPlans {
     }
 }
 
+/// The test fault `WEFT_TEST_DROP_STREAM_AFTER=N` (browser tests of SSE
+/// reconnection): the first `/stream` to send N events is closed there.
+/// Unset (always, outside tests): None.
+fn test_drop_stream_after() -> anyhow::Result<Option<usize>> {
+    let Ok(raw) = std::env::var("WEFT_TEST_DROP_STREAM_AFTER") else {
+        return Ok(None);
+    };
+    let n = raw.trim().parse::<usize>().map_err(|_| {
+        anyhow::anyhow!(
+            "WEFT_TEST_DROP_STREAM_AFTER={raw:?} is not a number of events: unset it (it is a test fault) or give a whole number"
+        )
+    })?;
+    tracing::warn!(
+        events = n,
+        "test fault on: the first /stream to send {n} events will be closed (WEFT_TEST_DROP_STREAM_AFTER)"
+    );
+    Ok(Some(n))
+}
+
 /// Runs the daemon until SIGTERM or Ctrl-C.
 pub async fn run(app: &App, args: ServeArgs) -> anyhow::Result<()> {
     let section = &app.config.server;
@@ -169,6 +188,7 @@ pub async fn run(app: &App, args: ServeArgs) -> anyhow::Result<()> {
             Some(path) => Some(path.clone()),
             None => Some(crate::token_cmd::tokens_path(&app.home)).filter(|p| p.exists()),
         },
+        test_drop_stream_after: test_drop_stream_after()?,
         ..defaults
     };
     let addr = config.validate()?;

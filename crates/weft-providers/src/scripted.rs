@@ -19,7 +19,8 @@
 //! joined by ` | ` (what the model was shown: tests of context handling).
 //!
 //! A response may also carry `"error": "message"` to make that call fail
-//! (for testing failure paths).
+//! (for testing failure paths), and `"delta_delay_ms": N` to stream its
+//! text word by word, N milliseconds apart (a slow model).
 //!
 //! Requests for a session title ([`PURPOSE_SESSION_TITLE`], from
 //! `hooks-session-naming`) are answered by the script's `title` (a string,
@@ -86,6 +87,11 @@ pub struct ScriptedResponse {
     /// Fail this call with this message.
     #[serde(default)]
     pub error: Option<String>,
+    /// Stream the text and thinking word by word, waiting this long (in
+    /// milliseconds) before each word: a slow model, for watching tokens
+    /// arrive and for cancelling a turn while it streams.
+    #[serde(default)]
+    pub delta_delay_ms: Option<u64>,
 }
 
 /// The script's answer to session-title requests: a title, or a whole
@@ -295,6 +301,22 @@ fn no_title() -> ProviderError {
     )
 }
 
+/// Splits `text` into words, each with the whitespace after it.
+fn words(text: &str) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    let mut current = String::new();
+    for c in text.chars() {
+        if !c.is_whitespace() && current.ends_with(char::is_whitespace) {
+            out.push(std::mem::take(&mut current));
+        }
+        current.push(c);
+    }
+    if !current.is_empty() {
+        out.push(current);
+    }
+    out
+}
+
 /// Splits `text` into up to four deltas on character boundaries.
 fn deltas(text: &str) -> Vec<String> {
     let chars: Vec<char> = text.chars().collect();
@@ -372,10 +394,12 @@ impl Provider for ScriptedProvider {
             return Err(ProviderError::Other(format!("scripted error: {message}")));
         }
 
+        let pace = response.delta_delay_ms.map(Duration::from_millis);
+        let split = |t: &str| if pace.is_some() { words(t) } else { deltas(t) };
         // Each block with the deltas it streams in.
         let mut blocks: Vec<(ContentBlock, Vec<String>)> = Vec::new();
         if let Some(thinking) = response.thinking.filter(|t| !t.is_empty()) {
-            let pieces = deltas(&thinking);
+            let pieces = split(&thinking);
             let block = ContentBlock::Thinking {
                 thinking,
                 signature: None,
@@ -383,7 +407,7 @@ impl Provider for ScriptedProvider {
             blocks.push((block, pieces));
         }
         if let Some(text) = response.text.filter(|t| !t.is_empty()) {
-            let pieces = deltas(&text);
+            let pieces = split(&text);
             blocks.push((ContentBlock::Text { text }, pieces));
         }
         let has_calls = !response.tool_calls.is_empty();
@@ -418,7 +442,30 @@ impl Provider for ScriptedProvider {
             },
             model: Some(request.model.unwrap_or_else(|| self.model.clone())),
         }));
-        Ok(Box::pin(futures::stream::iter(events.into_iter().map(Ok))))
+        let Some(pace) = pace else {
+            return Ok(Box::pin(futures::stream::iter(events.into_iter().map(Ok))));
+        };
+        // Paced: wait before each delta; a cancel ends the stream.
+        let paced = futures::stream::unfold(
+            (events.into_iter(), cancel),
+            move |(mut events, cancel)| async move {
+                let event = events.next()?;
+                let is_delta = matches!(
+                    event,
+                    StreamEvent::TextDelta { .. } | StreamEvent::ThinkingDelta { .. }
+                );
+                if is_delta {
+                    tokio::select! {
+                        _ = tokio::time::sleep(pace) => {}
+                        _ = cancel.cancelled() => {
+                            return Some((Err(ProviderError::Cancelled), (Vec::new().into_iter(), cancel)));
+                        }
+                    }
+                }
+                Some((Ok(event), (events, cancel)))
+            },
+        );
+        Ok(Box::pin(paced))
     }
 }
 
@@ -484,6 +531,53 @@ mod tests {
             .count();
         assert!(deltas >= 3, "{deltas}");
         assert!(matches!(events.last(), Some(Ok(StreamEvent::Completed(_)))));
+    }
+
+    #[tokio::test]
+    async fn paced_text_streams_word_by_word_and_stops_on_cancel() {
+        let p = ScriptedProvider::new(Script {
+            responses: vec![
+                ScriptedResponse {
+                    text: Some("one two  three".into()),
+                    delta_delay_ms: Some(1),
+                    ..Default::default()
+                },
+                ScriptedResponse {
+                    text: Some("never finished".into()),
+                    delta_delay_ms: Some(60_000),
+                    ..Default::default()
+                },
+            ],
+            ..Default::default()
+        });
+        let events: Vec<_> = p
+            .stream(request("x"), CancellationToken::new())
+            .await
+            .unwrap()
+            .collect()
+            .await;
+        let words: Vec<String> = events
+            .iter()
+            .filter_map(|e| match e {
+                Ok(StreamEvent::TextDelta { text, .. }) => Some(text.clone()),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(words, ["one ", "two  ", "three"]);
+        assert!(matches!(events.last(), Some(Ok(StreamEvent::Completed(_)))));
+
+        let cancel = CancellationToken::new();
+        let mut stream = p.stream(request("x"), cancel.clone()).await.unwrap();
+        assert!(matches!(
+            stream.next().await,
+            Some(Ok(StreamEvent::BlockStart { .. }))
+        ));
+        cancel.cancel();
+        assert!(matches!(
+            stream.next().await,
+            Some(Err(ProviderError::Cancelled))
+        ));
+        assert!(stream.next().await.is_none());
     }
 
     #[tokio::test]

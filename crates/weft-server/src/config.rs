@@ -69,6 +69,12 @@ pub struct ServerConfig {
     /// The most connections served at once; further ones wait in the
     /// listen queue until one closes.
     pub max_connections: usize,
+    /// Fault injection for tests, off (None) by default: the first
+    /// `/stream` connection to reach this many events is closed by the
+    /// server there, once per daemon, so a client's reconnection with
+    /// `Last-Event-ID` can be tested. `weft serve` sets it only from the
+    /// environment variable `WEFT_TEST_DROP_STREAM_AFTER`.
+    pub test_drop_stream_after: Option<usize>,
 }
 
 impl Default for ServerConfig {
@@ -89,6 +95,7 @@ impl Default for ServerConfig {
             header_timeout: Duration::from_secs(20),
             body_timeout: Duration::from_secs(30),
             max_connections: DEFAULT_MAX_CONNECTIONS,
+            test_drop_stream_after: None,
         }
     }
 }
@@ -112,6 +119,7 @@ impl std::fmt::Debug for ServerConfig {
             .field("header_timeout", &self.header_timeout)
             .field("body_timeout", &self.body_timeout)
             .field("max_connections", &self.max_connections)
+            .field("test_drop_stream_after", &self.test_drop_stream_after)
             .finish()
     }
 }

@@ -5,7 +5,8 @@
 //! durable events carry the session log's `seq` as their id (so a client
 //! resumes with `Last-Event-ID`), agentkernel's `POST /run`,
 //! `POST /api/v1/chat`, `GET /api/v1/agents` and `GET /health`, and an
-//! OpenAPI document at `/openapi.json`.
+//! OpenAPI document at `/openapi.json`, and a web UI at `/` (its files
+//! embedded in the binary; see `web`).
 //!
 //! Sessions have branches (LionAGI: make, split, remove, pick the default,
 //! run turns on a branch — concurrently across branches), mail between
@@ -76,6 +77,7 @@ mod routes;
 mod sse;
 mod tenancy;
 pub mod tokens;
+mod web;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -92,12 +94,13 @@ pub use config::{DEFAULT_BODY_LIMIT, DEFAULT_MAX_CONNECTIONS, DEFAULT_PORT, Serv
 pub use context::{PlanError, PlanSource, ServerContext, StaticPlanSource};
 pub use error::{ApiError, ErrorBody, ServerError};
 pub use model::{
-    AgentEntry, BranchDetail, BranchInfo, BranchMessage, BranchPromptRequest, ChatRequest,
-    CleanupRequest, CleanupResponse, CollectMailRequest, CollectMailResponse, CreateSessionRequest,
-    FailRequest, ForkRequest, ForkedFromInfo, Health, MailInfo, MessageContent, Multitask,
-    NewBranchRequest, ProfileEntry, RunRequest, RunResponse, SendMailRequest, SendMessageRequest,
-    SendMessageResponse, SessionInfo, SetStateRequest, SplitFromInfo, SplitRequest, StateEntry,
-    TokenUsage, TranscriptMessage, UpdateSessionRequest,
+    AgentEntry, BranchDetail, BranchInfo, BranchMessage, BranchPromptRequest, CancelParams,
+    CancelResponse, ChatRequest, CleanupRequest, CleanupResponse, CollectMailRequest,
+    CollectMailResponse, CreateSessionRequest, FailRequest, ForkRequest, ForkedFromInfo, Health,
+    MailInfo, MessageContent, Multitask, NewBranchRequest, ProfileEntry, RunRequest, RunResponse,
+    SearchHitInfo, SearchParams, SendMailRequest, SendMessageRequest, SendMessageResponse,
+    SessionInfo, SetStateRequest, SplitFromInfo, SplitRequest, StateEntry, TokenUsage,
+    TranscriptMessage, UpdateSessionRequest,
 };
 pub use openapi::ApiDoc;
 pub use tenancy::Caller;
@@ -105,7 +108,7 @@ pub use tokens::constant_time_eq;
 pub use tokens::{Scope, TokenEntry, TokenError, TokenFile, TokenSet};
 
 use crate::live::Core;
-use crate::routes::{agentkernel, branches, docs, messages, sessions, state};
+use crate::routes::{agentkernel, branches, docs, messages, search, sessions, state};
 
 /// Every route the server answers, as `(method, path)`; the OpenAPI
 /// document covers each of them (a test checks it).
@@ -124,6 +127,7 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("post", "/api/v1/sessions/{id}/send-message"),
     ("get", "/api/v1/sessions/{id}/stream"),
     ("post", "/api/v1/sessions/{id}/execute"),
+    ("post", "/api/v1/sessions/{id}/cancel"),
     ("post", "/api/v1/sessions/{id}/fork"),
     ("get", "/api/v1/sessions/{id}/children"),
     ("post", "/api/v1/sessions/{id}/rewind"),
@@ -149,6 +153,7 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("put", "/api/v1/sessions/{id}/state/{key}"),
     ("delete", "/api/v1/sessions/{id}/state/{key}"),
     ("get", "/api/v1/profiles"),
+    ("get", "/api/v1/search"),
     ("post", "/run"),
     ("post", "/api/v1/chat"),
     ("get", "/api/v1/agents"),
@@ -186,6 +191,7 @@ fn build(core: Arc<Core>) -> Router {
             post(sessions::terminate_session),
         )
         .route("/api/v1/sessions/{id}/fork", post(sessions::fork_session))
+        .route("/api/v1/sessions/{id}/cancel", post(messages::cancel))
         .route(
             "/api/v1/sessions/{id}/children",
             get(sessions::list_children),
@@ -246,6 +252,7 @@ fn build(core: Arc<Core>) -> Router {
             post(messages::send_message),
         )
         .route("/api/v1/profiles", get(docs::profiles))
+        .route("/api/v1/search", get(search::search))
         .route("/api/v1/agents", get(agentkernel::agents))
         .route("/health", get(agentkernel::health))
         .route("/openapi.json", get(openapi::openapi))
@@ -261,9 +268,12 @@ fn build(core: Arc<Core>) -> Router {
         .route("/api/v1/sessions/{id}/execute", post(messages::execute))
         .route("/run", post(agentkernel::run))
         .route("/api/v1/chat", post(agentkernel::chat));
+    // Unknown routes answer inside the API's layers (token check, JSON
+    // errors), also once the web UI's routes are merged in.
     let mut app = plain
         .merge(long)
         .route_layer(middleware::from_fn_with_state(core.clone(), tenancy::guard))
+        .fallback(|| async { axum::http::StatusCode::NOT_FOUND })
         .with_state(core)
         .layer(DefaultBodyLimit::max(config.body_limit))
         .layer(middleware::from_fn(extract::json_errors));
@@ -277,6 +287,9 @@ fn build(core: Arc<Core>) -> Router {
             auth::require_token,
         ));
     }
+    // The web UI: static files, outside the token check (the page asks
+    // for the token and sends it with its API calls).
+    let app = app.merge(web::router());
     // Outermost: the perimeter runs before authentication, routing and
     // body reading, on every route.
     app.layer(middleware::from_fn_with_state(

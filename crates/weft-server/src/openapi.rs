@@ -19,15 +19,16 @@ use utoipa::{Modify, OpenApi};
 use crate::error::ErrorBody;
 use crate::model::{
     AgentEntry, AppendMessageRequest, AppliedSettings, BranchDetail, BranchInfo, BranchMessage,
-    BranchPromptRequest, ChatRequest, CleanupRequest, CleanupResponse, CollectMailRequest,
-    CollectMailResponse, ContentBlockDoc, CreateSessionRequest, FailRequest, ForkRequest,
-    ForkedFromInfo, Health, ImageSourceDoc, LlmOverridesRequest, MailInfo, MessageUsage, Multitask,
-    NewBranchRequest, ProfileEntry, RewindRequest, RewindResponse, RunRequest, RunResponse,
-    SendMailRequest, SendMessageRequest, SendMessageResponse, SessionInfo, SetStateRequest,
-    SettingsOverridesRequest, SplitFromInfo, SplitRequest, SseEvent, StateEntry,
-    SystemDatetimeParam, TokenUsage, TranscriptMessage, UpdateSessionRequest,
+    BranchPromptRequest, CancelResponse, ChatRequest, CleanupRequest, CleanupResponse,
+    CollectMailRequest, CollectMailResponse, ContentBlockDoc, CreateSessionRequest, FailRequest,
+    ForkRequest, ForkedFromInfo, Health, ImageSourceDoc, LlmOverridesRequest, MailInfo,
+    MessageUsage, Multitask, NewBranchRequest, ProfileEntry, RewindRequest, RewindResponse,
+    RunRequest, RunResponse, SearchHitInfo, SendMailRequest, SendMessageRequest,
+    SendMessageResponse, SessionInfo, SetStateRequest, SettingsOverridesRequest, SplitFromInfo,
+    SplitRequest, SseEvent, StateEntry, SystemDatetimeParam, TokenUsage, TranscriptMessage,
+    UpdateSessionRequest,
 };
-use crate::routes::{agentkernel, branches, docs, messages, sessions, state};
+use crate::routes::{agentkernel, branches, docs, messages, search, sessions, state};
 
 /// A session id: `weft_core::id::validate_id`'s rule.
 pub(crate) const ID_PATTERN: &str = "^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$";
@@ -264,6 +265,7 @@ fn shared_responses(op: &mut Operation, method: &str, long: bool) {
         messages::transcript,
         messages::send_message,
         messages::execute,
+        messages::cancel,
         messages::stream,
         branches::list_branches,
         branches::new_branch,
@@ -284,6 +286,7 @@ fn shared_responses(op: &mut Operation, method: &str, long: bool) {
         state::put_state,
         state::delete_state,
         docs::profiles,
+        search::search,
         openapi,
         agentkernel::run,
         agentkernel::chat,
@@ -299,7 +302,7 @@ fn shared_responses(op: &mut Operation, method: &str, long: bool) {
         CleanupRequest, CleanupResponse, ProfileEntry, RunRequest, ChatRequest, RunResponse,
         AgentEntry, Health, Multitask, BranchInfo, BranchDetail, SplitFromInfo, BranchMessage,
         NewBranchRequest, SystemDatetimeParam, SplitRequest, RewindRequest, RewindResponse, BranchPromptRequest, SendMailRequest, MailInfo,
-        CollectMailRequest, CollectMailResponse, StateEntry, SetStateRequest,
+        CollectMailRequest, CollectMailResponse, StateEntry, SetStateRequest, SearchHitInfo, CancelResponse,
     )),
     modifiers(&Conventions),
     security((), ("bearer" = [])),

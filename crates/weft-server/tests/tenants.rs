@@ -253,6 +253,66 @@ async fn lists_and_search_are_disjoint_and_admin_sees_both() {
 }
 
 #[tokio::test]
+async fn full_text_search_finds_only_the_callers_tenant() {
+    let t = tenants(echo_plans()).await;
+    let (a, b) = (t.api("a"), t.api("b"));
+    let mut owned = Vec::new();
+    // B's messages are the newest, so A's page must read past them.
+    for (api, n) in [(a, 2), (b, 3)] {
+        let mut mine = Vec::new();
+        for i in 0..n {
+            let id = api.active().await;
+            let (status, body) = api
+                .post(
+                    &format!("{}/send-message", base(&id)),
+                    json!({"content": format!("platypus report {i}")}),
+                )
+                .await;
+            assert!(status < 300, "{body}");
+            api.wait_idle(&id).await;
+            mine.push(id);
+        }
+        owned.push(mine);
+    }
+    let found = |hits: &serde_json::Value| {
+        let mut ids: Vec<String> = hits
+            .as_array()
+            .expect("hits")
+            .iter()
+            .map(|h| h["sessionId"].as_str().expect("sessionId").to_string())
+            .collect();
+        ids.sort();
+        ids.dedup();
+        ids
+    };
+    let sorted = |v: &Vec<String>| {
+        let mut v = v.clone();
+        v.sort();
+        v
+    };
+    let (status, hits) = a.get("/api/v1/search?q=platypus&limit=2").await;
+    assert_eq!(status, 200, "{hits}");
+    assert_eq!(hits.as_array().map(Vec::len), Some(2), "{hits}");
+    assert!(
+        found(&hits).iter().all(|id| owned[0].contains(id)),
+        "{hits}"
+    );
+    let (_, hits) = a.get("/api/v1/search?q=platypus&limit=50").await;
+    assert_eq!(found(&hits), sorted(&owned[0]));
+    let (_, hits) = b.get("/api/v1/search?q=platypus&limit=50").await;
+    assert_eq!(found(&hits), sorted(&owned[1]));
+    let (_, hits) = t
+        .api("root")
+        .get("/api/v1/search?q=platypus&limit=50")
+        .await;
+    let all = found(&hits);
+    for id in owned.iter().flatten() {
+        assert!(all.contains(id), "the admin misses {id}");
+    }
+    t.server.stop().await;
+}
+
+#[tokio::test]
 async fn delegated_sessions_take_their_parents_tenant() {
     let t = tenants(delegating_plans()).await;
     let (a, b) = (t.api("a"), t.api("b"));

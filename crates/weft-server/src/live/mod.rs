@@ -243,6 +243,9 @@ pub(crate) struct Core {
     stopping: CancellationToken,
     /// Cancelled when the running turns have stopped (streams end).
     pub(crate) shutdown: CancellationToken,
+    /// Whether the test fault [`ServerConfig::test_drop_stream_after`] has
+    /// closed its stream already.
+    pub(crate) stream_dropped: std::sync::atomic::AtomicBool,
 }
 
 /// The explanation of a refused transition.
@@ -275,6 +278,7 @@ impl Core {
             slots: Mutex::new(HashMap::new()),
             stopping: CancellationToken::new(),
             shutdown: CancellationToken::new(),
+            stream_dropped: std::sync::atomic::AtomicBool::new(false),
         }
     }
 
@@ -294,6 +298,23 @@ impl Core {
                 ))
             })
             .clone()
+    }
+
+    /// Cancels the running turn of `branch` (of every branch: None) of
+    /// session `id`, which records its partial state; prompts queued behind
+    /// it still run. How many turns were told to stop.
+    pub(crate) fn cancel_turns(&self, id: &SessionId, branch: Option<&BranchId>) -> usize {
+        let Some(slot) = self.peek(id) else {
+            return 0;
+        };
+        let turns = lock(&slot.turns);
+        turns
+            .lanes
+            .iter()
+            .filter(|(b, _)| branch.is_none_or(|x| x == *b))
+            .filter_map(|(_, lane)| lane.current.as_ref())
+            .map(|running| running.cancel.cancel())
+            .count()
     }
 
     fn peek(&self, id: &SessionId) -> Option<Arc<Slot>> {

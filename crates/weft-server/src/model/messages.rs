@@ -141,3 +141,20 @@ pub struct SendMessageResponse {
     /// For `queued`: how many prompts run before this one.
     pub position: Option<usize>,
 }
+
+/// `POST /api/v1/sessions/{id}/cancel` query.
+#[derive(Debug, Clone, Default, Deserialize, IntoParams)]
+#[serde(default)]
+#[into_params(parameter_in = Query)]
+pub struct CancelParams {
+    /// Only the turn of this branch (id or name; default: every branch).
+    pub branch: Option<String>,
+}
+
+/// The answer to `cancel`.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CancelResponse {
+    /// How many running turns were told to stop.
+    pub cancelled: usize,
+}

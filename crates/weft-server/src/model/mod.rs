@@ -17,12 +17,14 @@ mod agentkernel;
 mod branches;
 mod content;
 mod messages;
+mod search;
 mod sessions;
 
 pub use agentkernel::*;
 pub use branches::*;
 pub(crate) use content::*;
 pub use messages::*;
+pub use search::*;
 pub use sessions::*;
 
 use std::path::Path;

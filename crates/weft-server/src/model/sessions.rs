@@ -374,6 +374,8 @@ pub struct ListParams {
     /// Only this profile.
     #[serde(alias = "profileName")]
     pub profile_name: Option<String>,
+    /// Only this project (its slug).
+    pub project: Option<String>,
     /// Names containing this text (case-insensitive).
     pub name: Option<String>,
     /// Page size (1-500, default 50); the next page's cursor is in the

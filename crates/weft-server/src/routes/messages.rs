@@ -18,8 +18,9 @@ use crate::error::{ApiError, ErrorBody};
 use crate::extract::{ApiJson, ApiQuery, PathId};
 use crate::live::{Accepted, Need, Prompt, Submitted};
 use crate::model::{
-    AppendMessageRequest, ExecuteParams, MessageContent, MultitaskParams, SendMessageRequest,
-    SendMessageResponse, SseEvent, StreamParams, TranscriptMessage, TranscriptParams,
+    AppendMessageRequest, CancelParams, CancelResponse, ExecuteParams, MessageContent,
+    MultitaskParams, SendMessageRequest, SendMessageResponse, SseEvent, StreamParams,
+    TranscriptMessage, TranscriptParams,
 };
 use crate::routes::AppState;
 use crate::sse::{Compat, StreamSpec, events};
@@ -199,6 +200,38 @@ where
     ([("x-accel-buffering", "no")], sse).into_response()
 }
 
+/// Cancels the running turn (of `?branch=`, else of every branch): it
+/// stops at once and records its partial answer; prompts queued behind it
+/// still run. Answers how many turns were cancelled (0: none was running
+/// in this server).
+#[utoipa::path(
+    post, path = "/api/v1/sessions/{id}/cancel", tag = "messages",
+    params(("id" = String, Path, description = "Session id"), CancelParams),
+    responses(
+        (status = 200, description = "How many running turns were cancelled", body = CancelResponse),
+        (status = 400, description = "Malformed id", body = ErrorBody),
+        (status = 404, description = "Unknown id", body = ErrorBody),
+        (status = 422, description = "Unknown branch", body = ErrorBody),
+    )
+)]
+pub(crate) async fn cancel(
+    State(core): State<AppState>,
+    PathId(id): PathId,
+    ApiQuery(params): ApiQuery<CancelParams>,
+) -> Result<Json<CancelResponse>, ApiError> {
+    let view = core.store().view(&id).await?;
+    let branch = match params.branch.as_deref().filter(|b| !b.is_empty()) {
+        Some(name) => Some(
+            view.branch(name)
+                .map(|b| b.branch.id.clone())
+                .ok_or_else(|| ApiError::unknown_branch(&id, name, Some("branch")))?,
+        ),
+        None => None,
+    };
+    let cancelled = core.cancel_turns(&id, branch.as_ref());
+    Ok(Json(CancelResponse { cancelled }))
+}
+
 /// Runs a prompt and streams its turn as SSE, ending with a `done` event
 /// (`{status, result | error, sessionId, turn}`, and `structured`, the
 /// validated JSON answer, for a turn with a `responseFormat`; an answer
@@ -291,5 +324,21 @@ pub(crate) async fn stream(
         turn: None,
         done: None,
     };
-    Ok(sse_response(&core, events(core.clone(), rx, spec)))
+    let stream = events(core.clone(), rx, spec);
+    // The test fault (off unless configured): end the first stream to
+    // reach N events there, as a dropped connection would.
+    let fault = core.config.test_drop_stream_after;
+    let faulty = core.clone();
+    let stream = futures::StreamExt::scan(
+        futures::StreamExt::enumerate(stream),
+        (),
+        move |_, (sent, event)| {
+            let drop_here = fault == Some(sent)
+                && !faulty
+                    .stream_dropped
+                    .swap(true, std::sync::atomic::Ordering::SeqCst);
+            std::future::ready((!drop_here).then_some(event))
+        },
+    );
+    Ok(sse_response(&core, stream))
 }

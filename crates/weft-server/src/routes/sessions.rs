@@ -247,6 +247,7 @@ async fn list_page(
     let filter = ListFilter {
         status: params.status,
         profile: params.profile_name,
+        project: params.project.filter(|p| !p.is_empty()),
         name_contains: params.name.filter(|n| !n.is_empty()),
         parent_id: parent,
         ..Default::default()
