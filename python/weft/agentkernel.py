@@ -20,7 +20,7 @@ from __future__ import annotations
 import os
 from typing import Any, Dict, Optional
 
-from . import _sync, _weft
+from . import _weft
 
 __all__ = ["Session", "store_from_env"]
 
@@ -72,7 +72,8 @@ class Session:
     def __init__(self, id: str, *, store: Optional["_weft.Store"] = None, plan: Any = None) -> None:
         self.store = store if store is not None else _store()
         self._native = _weft.Session(self.store, plan, session_id=id)
-        _sync.run(self._native.initialize)
+        self._b = self._native.blocking()
+        self._b.initialize()
 
     @property
     def id(self) -> str:
@@ -88,27 +89,27 @@ class Session:
         """Stores ``value`` (JSON) under ``key``; ``volatile`` keeps it in
         this process only."""
         full = _VOLATILE + key if volatile else key
-        _sync.run(lambda: self._native.state_set(full, value))
+        self._b.state_set(full, value)
 
     def get(self, key: str, default: Any = None) -> Any:
         """The value of ``key`` (a volatile one first), else ``default``."""
-        value = _sync.run(lambda: self._native.state_get(_VOLATILE + key))
+        value = self._b.state_get(_VOLATILE + key)
         if value is None:
-            value = _sync.run(lambda: self._native.state_get(key))
+            value = self._b.state_get(key)
         return default if value is None else value
 
     def delete(self, key: str) -> None:
         """Removes ``key`` (volatile and durable)."""
-        _sync.run(lambda: self._native.state_delete(_VOLATILE + key))
-        _sync.run(lambda: self._native.state_delete(key))
+        self._b.state_delete(_VOLATILE + key)
+        self._b.state_delete(key)
 
     def clear(self) -> None:
         """Removes every key of the session."""
-        _sync.run(self._native.state_clear)
+        self._b.state_clear()
 
     def items(self) -> Dict[str, Any]:
         """Every key and value the session sees."""
-        return _sync.run(self._native.state_all)
+        return self._b.state_all()
 
     def __repr__(self) -> str:
         return f"Session(id={self.id!r})"

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Union
 
-from . import _sync, _weft
+from . import _weft
 from .tools import tool_spec
 
 __all__ = ["Branch", "Session"]
@@ -73,7 +73,7 @@ class Branch:
         """Mails ``package`` to ``recipient`` (None: every other branch);
         it waits there until collected."""
         to = _ref(recipient) if recipient is not None else None
-        return _sync.run(lambda: self._session._native.send_mail(self.id, package, to, category))
+        return self._session._b.send_mail(self.id, package, to, category)
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, Branch) and other.id == self.id
@@ -110,7 +110,8 @@ class Session:
             name=name,
             tools=[tool_spec(t) for t in (tools or [])],
         )
-        _sync.run(self._native.initialize)
+        self._b = self._native.blocking()
+        self._b.initialize()
 
     @property
     def id(self) -> str:
@@ -118,7 +119,7 @@ class Session:
         return self._native.id
 
     def _all(self) -> List[Dict[str, Any]]:
-        return _sync.run(self._native.branches)
+        return self._b.branches()
 
     def _branch_data(self, ref: str) -> Dict[str, Any]:
         for b in self._all():
@@ -174,21 +175,21 @@ class Session:
         ):
             if value is not None:
                 spec[key] = value
-        created = _sync.run(lambda: self._native.new_branch(spec))
+        created = self._b.new_branch(spec)
         return self.get_branch(created["id"])
 
     def remove_branch(self, branch: BranchRef, delete: bool = False) -> None:
         """Removes a branch; removing the default makes another the default."""
-        _sync.run(lambda: self._native.remove_branch(_ref(branch), delete))
+        self._b.remove_branch(_ref(branch), delete)
 
     def change_default_branch(self, branch: BranchRef) -> None:
         """Makes ``branch`` the default."""
-        _sync.run(lambda: self._native.change_default_branch(_ref(branch)))
+        self._b.change_default_branch(_ref(branch))
 
     def split(self, branch: BranchRef, name: Optional[str] = None) -> Branch:
         """A copy of ``branch``: the same messages marked as clones, its
         system message once."""
-        created = _sync.run(lambda: self._native.split(_ref(branch), name))
+        created = self._b.split(_ref(branch), name)
         return self.get_branch(created["id"])
 
     async def asplit(self, branch: BranchRef, name: Optional[str] = None) -> Branch:
@@ -208,8 +209,8 @@ class Session:
         recipients' conversations; how many were delivered."""
         senders = _refs(from_)
         if senders is None:
-            return _sync.run(lambda: self._native.collect_mail(None, None))
-        return sum(_sync.run(lambda s=s: self._native.collect_mail(None, s)) for s in senders)
+            return self._b.collect_mail(None, None)
+        return sum(self._b.collect_mail(None, s) for s in senders)
 
     def collect_all(self) -> int:
         """Delivers all waiting mail."""
@@ -227,7 +228,7 @@ class Session:
     ) -> List[Dict[str, Any]]:
         """The messages of ``branches`` (default: all) in log order."""
         refs = _refs(branches)
-        items = _sync.run(lambda: self._native.concat_messages(refs, exclude_clone, exclude_load))
+        items = self._b.concat_messages(refs, exclude_clone, exclude_load)
         return [i["message"] for i in items]
 
     def to_rows(
@@ -239,7 +240,7 @@ class Session:
         """The table export's rows (``created_at``, ``role``, ``content``,
         ``id``, ``sender``, ``recipient``, ``branch``, ``metadata``)."""
         refs = _refs(branches)
-        return _sync.run(lambda: self._native.concat_messages(refs, exclude_clone, exclude_load, True))
+        return self._b.concat_messages(refs, exclude_clone, exclude_load, True)
 
     def to_df(
         self,

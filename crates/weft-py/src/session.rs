@@ -8,6 +8,7 @@
 use std::path::Path;
 use std::sync::{Arc, Mutex, OnceLock};
 
+use pyo3::IntoPyObjectExt;
 use pyo3::prelude::*;
 use pyo3::types::PyString;
 use serde_json::{Value, json};
@@ -81,10 +82,13 @@ pub struct PySession {
     store: Arc<dyn weft_core::Store>,
     registry: weft_core::ModuleRegistry,
     home: std::path::PathBuf,
-    pending: Mutex<Option<Pending>>,
+    pending: Arc<Mutex<Option<Pending>>>,
     session: Arc<OnceLock<Session>>,
     requested_id: Option<String>,
     parent: Option<String>,
+    /// Whether methods wait for their result instead of returning an
+    /// awaitable (see `blocking()`).
+    blocking: bool,
 }
 
 fn plan_from(py_plan: &Bound<'_, PyAny>, home: &Path) -> PyResult<(MountPlan, String, bool)> {
@@ -157,9 +161,26 @@ impl PySession {
     }
 }
 
+impl PySession {
+    /// `fut` as an awaitable, or (for a blocking view) its result, waited
+    /// for on the runtime with the GIL released.
+    fn run<'py, T, F>(&self, py: Python<'py>, fut: F) -> PyResult<Bound<'py, PyAny>>
+    where
+        F: std::future::Future<Output = PyResult<T>> + Send + 'static,
+        T: for<'a> IntoPyObject<'a> + Send + 'static,
+    {
+        if self.blocking {
+            let value = py.detach(|| pyo3_async_runtimes::tokio::get_runtime().block_on(fut))?;
+            value.into_bound_py_any(py)
+        } else {
+            pyo3_async_runtimes::tokio::future_into_py(py, fut)
+        }
+    }
+}
+
 macro_rules! awaitable {
-    ($py:expr, $body:expr) => {
-        pyo3_async_runtimes::tokio::future_into_py($py, $body)
+    ($self:ident, $py:expr, $body:expr) => {
+        $self.run($py, $body)
     };
 }
 
@@ -205,7 +226,8 @@ impl PySession {
             store: store.store.clone(),
             registry: (*store.registry).clone(),
             home: store.home.clone(),
-            pending: Mutex::new(Some(pending)),
+            pending: Arc::new(Mutex::new(Some(pending))),
+            blocking: false,
             session: Arc::new(OnceLock::new()),
             requested_id: session_id,
             parent: parent_id,
@@ -230,6 +252,22 @@ impl PySession {
         }
     }
 
+    /// The same session with methods that wait for their results instead of
+    /// returning awaitables (for synchronous APIs such as agentkernel's;
+    /// never from a coroutine, which it would block).
+    fn blocking(&self) -> Self {
+        Self {
+            store: self.store.clone(),
+            registry: self.registry.clone(),
+            home: self.home.clone(),
+            pending: self.pending.clone(),
+            session: self.session.clone(),
+            requested_id: self.requested_id.clone(),
+            parent: self.parent.clone(),
+            blocking: true,
+        }
+    }
+
     /// Whether `initialize()` has run.
     #[getter]
     fn initialized(&self) -> bool {
@@ -250,7 +288,7 @@ impl PySession {
         let mut registry = self.registry.clone();
         let home = self.home.clone();
         let cell = self.session.clone();
-        awaitable!(py, async move {
+        awaitable!(self, py, async move {
             let existing = match &pending.session_id {
                 Some(id) => match store.get(id).await {
                     Ok(meta) => Some(meta),
@@ -338,7 +376,7 @@ impl PySession {
     #[pyo3(signature = (prompt, branch = None))]
     fn execute<'py>(&self, py: Python<'py>, prompt: String, branch: Option<String>) -> PyResult<Bound<'py, PyAny>> {
         let session = self.live()?;
-        awaitable!(py, async move {
+        awaitable!(self, py, async move {
             session
                 .execute_on(branch.as_deref(), &prompt)
                 .await
@@ -352,7 +390,7 @@ impl PySession {
     fn cancel<'py>(&self, py: Python<'py>, immediate: bool) -> PyResult<Bound<'py, PyAny>> {
         let session = self.live()?;
         let mode = if immediate { CancelMode::Immediate } else { CancelMode::Graceful };
-        awaitable!(py, async move {
+        awaitable!(self, py, async move {
             session.cancel(mode).await;
             Ok(())
         })
@@ -361,7 +399,7 @@ impl PySession {
     /// Ends the session (recorded as completed); awaitable.
     fn cleanup<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
         let session = self.live()?;
-        awaitable!(py, async move { session.cleanup().await.map_err(session_err) })
+        awaitable!(self, py, async move { session.cleanup().await.map_err(session_err) })
     }
 
     /// Registers a Python hook handler `(event, data) -> HookResult | dict
@@ -405,7 +443,7 @@ impl PySession {
             Some(d) => from_py(d)?,
             None => json!({}),
         };
-        awaitable!(py, async move {
+        awaitable!(self, py, async move {
             let result = session.hooks().emit(&event, data).await;
             Python::attach(|py| ser_to_py(py, &result))
         })
@@ -421,13 +459,13 @@ impl PySession {
     fn state_set<'py>(&self, py: Python<'py>, key: String, value: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
         let session = self.live()?;
         let value = from_py(value)?;
-        awaitable!(py, async move { session.state_set(&key, value).await.map_err(session_err) })
+        awaitable!(self, py, async move { session.state_set(&key, value).await.map_err(session_err) })
     }
 
     /// A state key's value (None when unset); awaitable.
     fn state_get<'py>(&self, py: Python<'py>, key: String) -> PyResult<Bound<'py, PyAny>> {
         let session = self.live()?;
-        awaitable!(py, async move {
+        awaitable!(self, py, async move {
             let v = session.state_get(&key).await.map_err(session_err)?;
             Python::attach(|py| to_py(py, &v.unwrap_or(Value::Null)))
         })
@@ -436,19 +474,19 @@ impl PySession {
     /// Deletes a state key; awaitable.
     fn state_delete<'py>(&self, py: Python<'py>, key: String) -> PyResult<Bound<'py, PyAny>> {
         let session = self.live()?;
-        awaitable!(py, async move { session.state_delete(&key).await.map_err(session_err) })
+        awaitable!(self, py, async move { session.state_delete(&key).await.map_err(session_err) })
     }
 
     /// Clears the session's state; awaitable.
     fn state_clear<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
         let session = self.live()?;
-        awaitable!(py, async move { session.state_clear().await.map_err(session_err) })
+        awaitable!(self, py, async move { session.state_clear().await.map_err(session_err) })
     }
 
     /// Every state key the session sees; awaitable → dict.
     fn state_all<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
         let session = self.live()?;
-        awaitable!(py, async move {
+        awaitable!(self, py, async move {
             let all = session.state_all().await.map_err(session_err)?;
             Python::attach(|py| to_py(py, &Value::Object(all)))
         })
@@ -458,7 +496,7 @@ impl PySession {
     /// `name`, `messages`, `is_default`, settings).
     fn branches<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
         let session = self.live()?;
-        awaitable!(py, async move {
+        awaitable!(self, py, async move {
             let view = session.view().await.map_err(session_err)?;
             let default = view.meta.default_branch.to_string();
             Python::attach(|py| {
@@ -482,7 +520,7 @@ impl PySession {
         }
         let spec: NewBranch = serde_json::from_value(spec_value)
             .map_err(|e| invalid(format!("invalid branch: {e}")))?;
-        awaitable!(py, async move {
+        awaitable!(self, py, async move {
             let b = session.new_branch(spec).await.map_err(session_err)?;
             Python::attach(|py| ser_to_py(py, &b))
         })
@@ -493,7 +531,7 @@ impl PySession {
     #[pyo3(signature = (id_or_name, delete = false))]
     fn remove_branch<'py>(&self, py: Python<'py>, id_or_name: String, delete: bool) -> PyResult<Bound<'py, PyAny>> {
         let session = self.live()?;
-        awaitable!(py, async move {
+        awaitable!(self, py, async move {
             session.remove_branch(&id_or_name, delete).await.map_err(session_err)
         })
     }
@@ -501,7 +539,7 @@ impl PySession {
     /// Makes a branch the default; awaitable.
     fn change_default_branch<'py>(&self, py: Python<'py>, id_or_name: String) -> PyResult<Bound<'py, PyAny>> {
         let session = self.live()?;
-        awaitable!(py, async move {
+        awaitable!(self, py, async move {
             session.change_default_branch(&id_or_name).await.map_err(session_err)
         })
     }
@@ -511,7 +549,7 @@ impl PySession {
     #[pyo3(signature = (source, name = None))]
     fn split<'py>(&self, py: Python<'py>, source: String, name: Option<String>) -> PyResult<Bound<'py, PyAny>> {
         let session = self.live()?;
-        awaitable!(py, async move {
+        awaitable!(self, py, async move {
             let b = session.split(&source, name).await.map_err(session_err)?;
             Python::attach(|py| ser_to_py(py, &b))
         })
@@ -529,7 +567,7 @@ impl PySession {
         rows: bool,
     ) -> PyResult<Bound<'py, PyAny>> {
         let session = self.live()?;
-        awaitable!(py, async move {
+        awaitable!(self, py, async move {
             let msgs = session
                 .concat_messages(branches.as_deref(), exclude_clone, exclude_load)
                 .await
@@ -559,7 +597,7 @@ impl PySession {
         let category: MailCategory = serde_json::from_value(Value::String(category.into()))
             .map_err(|_| invalid(format!("unknown mail category {category:?}: use message, tool or model")))?;
         let item = from_py(item)?;
-        awaitable!(py, async move {
+        awaitable!(self, py, async move {
             let mail = session
                 .send_mail(&sender, to.as_deref(), category, item)
                 .await
@@ -573,7 +611,7 @@ impl PySession {
     #[pyo3(signature = (to = None, sender = None))]
     fn collect_mail<'py>(&self, py: Python<'py>, to: Option<String>, sender: Option<String>) -> PyResult<Bound<'py, PyAny>> {
         let session = self.live()?;
-        awaitable!(py, async move {
+        awaitable!(self, py, async move {
             session
                 .collect_mail(to.as_deref(), sender.as_deref())
                 .await
