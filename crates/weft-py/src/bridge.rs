@@ -45,7 +45,9 @@ impl Callable {
     /// the result if it is awaitable.
     pub async fn call<F>(&self, args: F) -> PyResult<Py<PyAny>>
     where
-        F: for<'py> FnOnce(Python<'py>) -> PyResult<(Bound<'py, PyTuple>, Option<Bound<'py, PyDict>>)>,
+        F: for<'py> FnOnce(
+            Python<'py>,
+        ) -> PyResult<(Bound<'py, PyTuple>, Option<Bound<'py, PyDict>>)>,
     {
         let pending: Result<Py<PyAny>, PyFuture> = Python::attach(|py| {
             let (pos, kw) = args(py)?;
@@ -126,7 +128,13 @@ impl HookHandler for PyHook {
         let result = self
             .0
             .call(|py| {
-                let args = PyTuple::new(py, [event.into_pyobject(py)?.into_any(), to_py(py, data)?.into_bound(py)])?;
+                let args = PyTuple::new(
+                    py,
+                    [
+                        event.into_pyobject(py)?.into_any(),
+                        to_py(py, data)?.into_bound(py),
+                    ],
+                )?;
                 Ok((args, None))
             })
             .await

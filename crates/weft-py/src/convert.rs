@@ -82,10 +82,18 @@ pub fn from_py(obj: &Bound<'_, PyAny>) -> PyResult<Value> {
         return Ok(Value::Object(map));
     }
     if let Ok(l) = obj.cast::<PyList>() {
-        return l.iter().map(|v| from_py(&v)).collect::<PyResult<_>>().map(Value::Array);
+        return l
+            .iter()
+            .map(|v| from_py(&v))
+            .collect::<PyResult<_>>()
+            .map(Value::Array);
     }
     if let Ok(t) = obj.cast::<PyTuple>() {
-        return t.iter().map(|v| from_py(&v)).collect::<PyResult<_>>().map(Value::Array);
+        return t
+            .iter()
+            .map(|v| from_py(&v))
+            .collect::<PyResult<_>>()
+            .map(Value::Array);
     }
     let type_name = obj.get_type().name()?.to_string();
     Err(PyTypeError::new_err(format!(
@@ -95,7 +103,10 @@ pub fn from_py(obj: &Bound<'_, PyAny>) -> PyResult<Value> {
 
 /// A Python object deserialized into `T` through JSON; a mismatch is a
 /// `ValueError` saying what was wrong in `what`.
-pub fn from_py_as<T: serde::de::DeserializeOwned>(obj: &Bound<'_, PyAny>, what: &str) -> PyResult<T> {
+pub fn from_py_as<T: serde::de::DeserializeOwned>(
+    obj: &Bound<'_, PyAny>,
+    what: &str,
+) -> PyResult<T> {
     let value = from_py(obj)?;
     serde_json::from_value(value)
         .map_err(|e| pyo3::exceptions::PyValueError::new_err(format!("invalid {what}: {e}")))

@@ -5,15 +5,55 @@ use pyo3::prelude::*;
 use pyo3::{PyErr, create_exception};
 use weft_core::{SessionError, StoreError};
 
-create_exception!(weft, WeftError, pyo3::exceptions::PyException, "Any error weft reports.");
-create_exception!(weft, NotFoundError, WeftError, "A session, branch or profile that does not exist.");
-create_exception!(weft, ConflictError, WeftError, "Another writer changed the session, or it already exists.");
-create_exception!(weft, InvalidError, WeftError, "Input weft refuses (an id, a plan, a key, a branch name).");
-create_exception!(weft, NotInitializedError, WeftError, "A session used before initialize() or after it ended.");
-create_exception!(weft, CancelledError, WeftError, "A turn that was cancelled.");
+create_exception!(
+    weft,
+    WeftError,
+    pyo3::exceptions::PyException,
+    "Any error weft reports."
+);
+create_exception!(
+    weft,
+    NotFoundError,
+    WeftError,
+    "A session, branch or profile that does not exist."
+);
+create_exception!(
+    weft,
+    ConflictError,
+    WeftError,
+    "Another writer changed the session, or it already exists."
+);
+create_exception!(
+    weft,
+    InvalidError,
+    WeftError,
+    "Input weft refuses (an id, a plan, a key, a branch name)."
+);
+create_exception!(
+    weft,
+    NotInitializedError,
+    WeftError,
+    "A session used before initialize() or after it ended."
+);
+create_exception!(
+    weft,
+    CancelledError,
+    WeftError,
+    "A turn that was cancelled."
+);
 create_exception!(weft, DeniedError, WeftError, "A prompt a hook denied.");
-create_exception!(weft, ProviderError, WeftError, "The model provider failed or none is mounted.");
-create_exception!(weft, StoreError_, WeftError, "The store failed (I/O, corrupt data, an unreachable server).");
+create_exception!(
+    weft,
+    ProviderError,
+    WeftError,
+    "The model provider failed or none is mounted."
+);
+create_exception!(
+    weft,
+    StoreError_,
+    WeftError,
+    "The store failed (I/O, corrupt data, an unreachable server)."
+);
 
 /// Adds the exception classes to the module.
 pub fn add(m: &Bound<'_, PyModule>) -> PyResult<()> {

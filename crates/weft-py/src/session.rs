@@ -31,7 +31,16 @@ use crate::store::PyStore;
 /// The tool module holding a session's Python tools.
 const PYTHON_TOOLS: &str = "tool-python";
 
-type PendingHook = (String, Arc<dyn HookHandler>, i32, String, Arc<Mutex<Option<HookHandle>>>);
+type PendingHook = (
+    String,
+    Arc<dyn HookHandler>,
+    i32,
+    String,
+    Arc<Mutex<Option<HookHandle>>>,
+);
+
+/// A tool from Python: `(name, description, json_schema, callable)`.
+type ToolArg<'py> = (String, String, Bound<'py, PyAny>, Py<PyAny>);
 
 /// What `initialize()` builds the session from.
 struct Pending {
@@ -97,17 +106,31 @@ fn plan_from(py_plan: &Bound<'_, PyAny>, home: &Path) -> PyResult<(MountPlan, St
         let text: &str = &text;
         let path = Path::new(text);
         if path.is_file() {
-            let plan = MountPlan::load(path).map_err(|e| invalid(e.to_string()))?.plan;
-            let name = path.file_stem().and_then(|s| s.to_str()).unwrap_or("custom").to_string();
+            let plan = MountPlan::load(path)
+                .map_err(|e| invalid(e.to_string()))?
+                .plan;
+            let name = path
+                .file_stem()
+                .and_then(|s| s.to_str())
+                .unwrap_or("custom")
+                .to_string();
             return Ok((plan, name, true));
         }
-        let plan = load_profile(text, home).map_err(|e| invalid(e.to_string()))?.plan;
+        let plan = load_profile(text, home)
+            .map_err(|e| invalid(e.to_string()))?
+            .plan;
         return Ok((plan, text.to_string(), false));
     }
     if py_plan.hasattr("__fspath__")? {
         let path: std::path::PathBuf = py_plan.extract()?;
-        let plan = MountPlan::load(&path).map_err(|e| invalid(e.to_string()))?.plan;
-        let name = path.file_stem().and_then(|s| s.to_str()).unwrap_or("custom").to_string();
+        let plan = MountPlan::load(&path)
+            .map_err(|e| invalid(e.to_string()))?
+            .plan;
+        let name = path
+            .file_stem()
+            .and_then(|s| s.to_str())
+            .unwrap_or("custom")
+            .to_string();
         return Ok((plan, name, true));
     }
     let plan: MountPlan = from_py_as(py_plan, "mount plan")?;
@@ -119,8 +142,14 @@ fn branch_dict(py: Python<'_>, b: &BranchView, default: &str) -> PyResult<Py<PyA
     let mut value = serde_json::to_value(&b.branch)
         .map_err(|e| invalid(format!("cannot convert a branch: {e}")))?;
     if let Value::Object(map) = &mut value {
-        map.insert("messages".into(), serde_json::to_value(&messages).unwrap_or_default());
-        map.insert("is_default".into(), Value::Bool(b.branch.id.as_str() == default));
+        map.insert(
+            "messages".into(),
+            serde_json::to_value(&messages).unwrap_or_default(),
+        );
+        map.insert(
+            "is_default".into(),
+            Value::Bool(b.branch.id.as_str() == default),
+        );
     }
     to_py(py, &value)
 }
@@ -132,7 +161,11 @@ fn full_message(item: Value) -> PyResult<Value> {
     let short = match &item {
         Value::String(text) => Some(("user".to_string(), text.clone(), &Value::Null)),
         Value::Object(map) if !map.contains_key("id") => {
-            let role = map.get("role").and_then(Value::as_str).unwrap_or("user").to_string();
+            let role = map
+                .get("role")
+                .and_then(Value::as_str)
+                .unwrap_or("user")
+                .to_string();
             let text = match map.get("content") {
                 Some(Value::String(t)) => t.clone(),
                 Some(other) => other.to_string(),
@@ -145,11 +178,21 @@ fn full_message(item: Value) -> PyResult<Value> {
     let Some((role, text, extra)) = short else {
         return Ok(item);
     };
-    let role: weft_core::Role = serde_json::from_value(Value::String(role.clone()))
-        .map_err(|_| invalid(format!("unknown message role {role:?}: use system, user, assistant or tool")))?;
+    let role: weft_core::Role =
+        serde_json::from_value(Value::String(role.clone())).map_err(|_| {
+            invalid(format!(
+                "unknown message role {role:?}: use system, user, assistant or tool"
+            ))
+        })?;
     let mut message = weft_core::Message::text(weft_core::BranchId::main(), role, text);
-    message.sender = extra.get("sender").and_then(Value::as_str).map(String::from);
-    message.recipient = extra.get("recipient").and_then(Value::as_str).map(String::from);
+    message.sender = extra
+        .get("sender")
+        .and_then(Value::as_str)
+        .map(String::from);
+    message.recipient = extra
+        .get("recipient")
+        .and_then(Value::as_str)
+        .map(String::from);
     serde_json::to_value(&message).map_err(|e| invalid(format!("invalid message: {e}")))
 }
 
@@ -200,7 +243,7 @@ impl PySession {
         model: Option<String>,
         approval: Option<Py<PyAny>>,
         display: Option<Py<PyAny>>,
-        tools: Option<Vec<(String, String, Bound<'_, PyAny>, Py<PyAny>)>>,
+        tools: Option<Vec<ToolArg<'_>>>,
     ) -> PyResult<Self> {
         let parse = |s: &str, what: &str| {
             SessionId::parse(s).map_err(|e| invalid(format!("{what}: {e}; pass a valid id")))
@@ -209,12 +252,23 @@ impl PySession {
         let mut py_tools: Vec<Arc<dyn Tool>> = Vec::new();
         for (tool_name, description, schema, func) in tools.unwrap_or_default() {
             let schema = from_py(&schema)?;
-            py_tools.push(Arc::new(PyTool::new(tool_name, description, schema, Callable::new(py, func))));
+            py_tools.push(Arc::new(PyTool::new(
+                tool_name,
+                description,
+                schema,
+                Callable::new(py, func),
+            )));
         }
         let pending = Pending {
             plan,
-            session_id: session_id.as_deref().map(|s| parse(s, "session_id")).transpose()?,
-            parent_id: parent_id.as_deref().map(|s| parse(s, "parent_id")).transpose()?,
+            session_id: session_id
+                .as_deref()
+                .map(|s| parse(s, "session_id"))
+                .transpose()?,
+            parent_id: parent_id
+                .as_deref()
+                .map(|s| parse(s, "parent_id"))
+                .transpose()?,
             name,
             model,
             approval: approval.map(|a| Arc::new(PyApproval(Callable::new(py, a))) as _),
@@ -300,15 +354,23 @@ impl PySession {
             let (mut plan, profile, record) = match (pending.plan, &existing) {
                 (Some(p), _) => p,
                 (None, Some(meta)) => match MountPlan::recorded(&meta.metadata) {
-                    Some(recorded) => (recorded.map_err(|e| invalid(e.to_string()))?, meta.profile.clone(), false),
+                    Some(recorded) => (
+                        recorded.map_err(|e| invalid(e.to_string()))?,
+                        meta.profile.clone(),
+                        false,
+                    ),
                     None => (
-                        load_profile(&meta.profile, &home).map_err(|e| invalid(e.to_string()))?.plan,
+                        load_profile(&meta.profile, &home)
+                            .map_err(|e| invalid(e.to_string()))?
+                            .plan,
                         meta.profile.clone(),
                         false,
                     ),
                 },
                 (None, None) => (
-                    load_profile("base", &home).map_err(|e| invalid(e.to_string()))?.plan,
+                    load_profile("base", &home)
+                        .map_err(|e| invalid(e.to_string()))?
+                        .plan,
                     "base".to_string(),
                     false,
                 ),
@@ -374,7 +436,12 @@ impl PySession {
     /// Runs `prompt` on `branch` (id or name; default: the default
     /// branch); awaitable → the answer text.
     #[pyo3(signature = (prompt, branch = None))]
-    fn execute<'py>(&self, py: Python<'py>, prompt: String, branch: Option<String>) -> PyResult<Bound<'py, PyAny>> {
+    fn execute<'py>(
+        &self,
+        py: Python<'py>,
+        prompt: String,
+        branch: Option<String>,
+    ) -> PyResult<Bound<'py, PyAny>> {
         let session = self.live()?;
         awaitable!(self, py, async move {
             session
@@ -389,7 +456,11 @@ impl PySession {
     #[pyo3(signature = (immediate = false))]
     fn cancel<'py>(&self, py: Python<'py>, immediate: bool) -> PyResult<Bound<'py, PyAny>> {
         let session = self.live()?;
-        let mode = if immediate { CancelMode::Immediate } else { CancelMode::Graceful };
+        let mode = if immediate {
+            CancelMode::Immediate
+        } else {
+            CancelMode::Graceful
+        };
         awaitable!(self, py, async move {
             session.cancel(mode).await;
             Ok(())
@@ -399,7 +470,9 @@ impl PySession {
     /// Ends the session (recorded as completed); awaitable.
     fn cleanup<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
         let session = self.live()?;
-        awaitable!(self, py, async move { session.cleanup().await.map_err(session_err) })
+        awaitable!(self, py, async move {
+            session.cleanup().await.map_err(session_err)
+        })
     }
 
     /// Registers a Python hook handler `(event, data) -> HookResult | dict
@@ -428,7 +501,11 @@ impl PySession {
             Some(s) => *lock(&slot) = Some(s.hooks().register(event, hook, priority, name)),
             None => match lock(&self.pending).as_mut() {
                 Some(p) => p.hooks.push((event, hook, priority, name, slot.clone())),
-                None => return Err(invalid("the session is being initialized: register hooks before or after")),
+                None => {
+                    return Err(invalid(
+                        "the session is being initialized: register hooks before or after",
+                    ));
+                }
             },
         }
         Ok(PyHookHandle(slot))
@@ -437,7 +514,12 @@ impl PySession {
     /// Emits `event` with `data` through the session's hook registry;
     /// awaitable → the combined result as a dict.
     #[pyo3(signature = (event, data = None))]
-    fn emit<'py>(&self, py: Python<'py>, event: String, data: Option<&Bound<'py, PyAny>>) -> PyResult<Bound<'py, PyAny>> {
+    fn emit<'py>(
+        &self,
+        py: Python<'py>,
+        event: String,
+        data: Option<&Bound<'py, PyAny>>,
+    ) -> PyResult<Bound<'py, PyAny>> {
         let session = self.live()?;
         let data = match data {
             Some(d) => from_py(d)?,
@@ -456,10 +538,17 @@ impl PySession {
 
     /// Sets a state key (scoped by its prefix: `temp:` volatile, `user:`,
     /// `app:` shared, else the session's); awaitable.
-    fn state_set<'py>(&self, py: Python<'py>, key: String, value: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
+    fn state_set<'py>(
+        &self,
+        py: Python<'py>,
+        key: String,
+        value: &Bound<'py, PyAny>,
+    ) -> PyResult<Bound<'py, PyAny>> {
         let session = self.live()?;
         let value = from_py(value)?;
-        awaitable!(self, py, async move { session.state_set(&key, value).await.map_err(session_err) })
+        awaitable!(self, py, async move {
+            session.state_set(&key, value).await.map_err(session_err)
+        })
     }
 
     /// A state key's value (None when unset); awaitable.
@@ -474,13 +563,17 @@ impl PySession {
     /// Deletes a state key; awaitable.
     fn state_delete<'py>(&self, py: Python<'py>, key: String) -> PyResult<Bound<'py, PyAny>> {
         let session = self.live()?;
-        awaitable!(self, py, async move { session.state_delete(&key).await.map_err(session_err) })
+        awaitable!(self, py, async move {
+            session.state_delete(&key).await.map_err(session_err)
+        })
     }
 
     /// Clears the session's state; awaitable.
     fn state_clear<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
         let session = self.live()?;
-        awaitable!(self, py, async move { session.state_clear().await.map_err(session_err) })
+        awaitable!(self, py, async move {
+            session.state_clear().await.map_err(session_err)
+        })
     }
 
     /// Every state key the session sees; awaitable → dict.
@@ -510,7 +603,11 @@ impl PySession {
 
     /// Creates a branch from a dict (`name`, `system`, `messages`, `tools`,
     /// `model`, …); awaitable → its settings.
-    fn new_branch<'py>(&self, py: Python<'py>, spec: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
+    fn new_branch<'py>(
+        &self,
+        py: Python<'py>,
+        spec: &Bound<'py, PyAny>,
+    ) -> PyResult<Bound<'py, PyAny>> {
         let session = self.live()?;
         let mut spec_value = from_py(spec)?;
         if let Some(Value::Array(items)) = spec_value.get_mut("messages") {
@@ -529,25 +626,45 @@ impl PySession {
     /// Removes a branch (its messages stay in the log unless `delete`);
     /// awaitable.
     #[pyo3(signature = (id_or_name, delete = false))]
-    fn remove_branch<'py>(&self, py: Python<'py>, id_or_name: String, delete: bool) -> PyResult<Bound<'py, PyAny>> {
+    fn remove_branch<'py>(
+        &self,
+        py: Python<'py>,
+        id_or_name: String,
+        delete: bool,
+    ) -> PyResult<Bound<'py, PyAny>> {
         let session = self.live()?;
         awaitable!(self, py, async move {
-            session.remove_branch(&id_or_name, delete).await.map_err(session_err)
+            session
+                .remove_branch(&id_or_name, delete)
+                .await
+                .map_err(session_err)
         })
     }
 
     /// Makes a branch the default; awaitable.
-    fn change_default_branch<'py>(&self, py: Python<'py>, id_or_name: String) -> PyResult<Bound<'py, PyAny>> {
+    fn change_default_branch<'py>(
+        &self,
+        py: Python<'py>,
+        id_or_name: String,
+    ) -> PyResult<Bound<'py, PyAny>> {
         let session = self.live()?;
         awaitable!(self, py, async move {
-            session.change_default_branch(&id_or_name).await.map_err(session_err)
+            session
+                .change_default_branch(&id_or_name)
+                .await
+                .map_err(session_err)
         })
     }
 
     /// Copies a branch (messages marked as clones, one system message);
     /// awaitable → the new branch's settings.
     #[pyo3(signature = (source, name = None))]
-    fn split<'py>(&self, py: Python<'py>, source: String, name: Option<String>) -> PyResult<Bound<'py, PyAny>> {
+    fn split<'py>(
+        &self,
+        py: Python<'py>,
+        source: String,
+        name: Option<String>,
+    ) -> PyResult<Bound<'py, PyAny>> {
         let session = self.live()?;
         awaitable!(self, py, async move {
             let b = session.split(&source, name).await.map_err(session_err)?;
@@ -595,7 +712,11 @@ impl PySession {
     ) -> PyResult<Bound<'py, PyAny>> {
         let session = self.live()?;
         let category: MailCategory = serde_json::from_value(Value::String(category.into()))
-            .map_err(|_| invalid(format!("unknown mail category {category:?}: use message, tool or model")))?;
+            .map_err(|_| {
+                invalid(format!(
+                    "unknown mail category {category:?}: use message, tool or model"
+                ))
+            })?;
         let item = from_py(item)?;
         awaitable!(self, py, async move {
             let mail = session
@@ -609,7 +730,12 @@ impl PySession {
     /// Delivers waiting mail to branch `to` (None: every branch), only
     /// from `sender` if given; awaitable → how many were delivered.
     #[pyo3(signature = (to = None, sender = None))]
-    fn collect_mail<'py>(&self, py: Python<'py>, to: Option<String>, sender: Option<String>) -> PyResult<Bound<'py, PyAny>> {
+    fn collect_mail<'py>(
+        &self,
+        py: Python<'py>,
+        to: Option<String>,
+        sender: Option<String>,
+    ) -> PyResult<Bound<'py, PyAny>> {
         let session = self.live()?;
         awaitable!(self, py, async move {
             session

@@ -7,9 +7,9 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use pyo3::prelude::*;
+use weft_core::SessionId;
 use weft_core::registry::ModuleRegistry;
 use weft_core::store::{DeleteOptions, ListFilter, ListQuery, Store};
-use weft_core::SessionId;
 use weft_store::{StoreConfig, StoreKind};
 
 use crate::convert::ser_to_py;
