@@ -20,6 +20,7 @@ use pyo3::prelude::*;
 pub mod bridge;
 pub mod convert;
 pub mod errors;
+pub mod ready;
 pub mod session;
 pub mod store;
 
@@ -30,6 +31,7 @@ fn _weft(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<store::PyStore>()?;
     m.add_class::<session::PySession>()?;
     m.add_class::<session::PyHookHandle>()?;
+    m.add_class::<ready::Ready>()?;
     m.add_function(wrap_pyfunction!(session::parse_hook_result, m)?)?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     Ok(())

@@ -512,7 +512,8 @@ impl PySession {
     }
 
     /// Emits `event` with `data` through the session's hook registry;
-    /// awaitable → the combined result as a dict.
+    /// awaitable → the combined result as a dict. Synchronous Python
+    /// handlers run on the calling thread; async ones on its loop.
     #[pyo3(signature = (event, data = None))]
     fn emit<'py>(
         &self,
@@ -525,10 +526,16 @@ impl PySession {
             Some(d) => from_py(d)?,
             None => json!({}),
         };
-        awaitable!(self, py, async move {
+        let fut = async move {
             let result = session.hooks().emit(&event, data).await;
             Python::attach(|py| ser_to_py(py, &result))
-        })
+        };
+        if self.blocking {
+            return awaitable!(self, py, fut);
+        }
+        // Synchronous handlers finish on this thread (as amplifier-core runs
+        // them); an async handler or approval hands the rest to tokio.
+        crate::ready::inline_or_spawn(py, fut)
     }
 
     /// Names of the handlers registered for `event`.
