@@ -99,3 +99,45 @@ def test_a_module_that_cannot_start_is_a_warning(store):
             await s.execute("hi")
 
     run(main())
+
+
+def test_stream_yields_events_and_the_answer(store):
+    async def main():
+        s = weft.Session(store, scripted_plan(["streamed answer"]))
+        await s.initialize()
+        stream = await s.stream("hi")
+        names = []
+        async for item in stream:
+            if item["type"] == "event":
+                names.append(item["event"])
+        assert await stream.answer() == "streamed answer"
+        assert "prompt:submit" in names and names[-1] == "execution:end"
+        assert any(n == "content_block:delta" for n in names)
+
+    run(main())
+
+
+def test_cancel_stops_a_slow_turn(store):
+    async def main():
+        s = weft.Session(store, scripted_plan([{"text": "never", "delay_ms": 60000}]))
+        await s.initialize()
+        stream = await s.stream("wait")
+        stream.cancel(immediate=True)
+        with pytest.raises(weft.CancelledError):
+            await stream.answer()
+
+    run(main())
+
+
+def test_fork_copies_the_session(store):
+    async def main():
+        s = weft.Session(store, scripted_plan(["one", "two"]))
+        sid = await s.initialize()
+        await s.execute("first")
+        await s.execute("second")
+        await s.cleanup()
+        forked = await store.fork(sid, turn=1, name="after-one")
+        assert forked["id"] != sid and forked["name"] == "after-one"
+        assert forked["forked_from"]["session_id"] == sid
+
+    run(main())

@@ -24,6 +24,7 @@ from ._weft import (
     Session,
     Store,
     StoreError,
+    TurnStream,
     WeftError,
     __version__,
 )
@@ -41,6 +42,7 @@ __all__ = [
     "Session",
     "Store",
     "StoreError",
+    "TurnStream",
     "WeftError",
     "__version__",
     "tool_spec",

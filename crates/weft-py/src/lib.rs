@@ -23,6 +23,7 @@ pub mod errors;
 pub mod ready;
 pub mod session;
 pub mod store;
+pub mod stream;
 
 /// The module `weft._weft`.
 #[pymodule]
@@ -32,6 +33,7 @@ fn _weft(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<session::PySession>()?;
     m.add_class::<session::PyHookHandle>()?;
     m.add_class::<ready::Ready>()?;
+    m.add_class::<stream::PyTurnStream>()?;
     m.add_function(wrap_pyfunction!(session::parse_hook_result, m)?)?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     Ok(())

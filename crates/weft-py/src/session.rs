@@ -21,7 +21,7 @@ use weft_core::session::MailCategory;
 use weft_core::store::StoreError;
 use weft_core::tool::Tool;
 use weft_core::view::BranchView;
-use weft_core::{CancelMode, Session, SessionConfig, SessionId};
+use weft_core::{CancelMode, Session, SessionConfig, SessionId, TurnRequest};
 
 use crate::bridge::{Callable, PyApproval, PyDisplay, PyHook, PyTool, hook_result};
 use crate::convert::{from_py, from_py_as, ser_to_py, to_py};
@@ -448,6 +448,25 @@ impl PySession {
                 .execute_on(branch.as_deref(), &prompt)
                 .await
                 .map_err(session_err)
+        })
+    }
+
+    /// Starts `prompt` on `branch`; awaitable → a `TurnStream` (async
+    /// iterator of the turn's events and records, `answer()`, `cancel()`).
+    #[pyo3(signature = (prompt, branch = None))]
+    fn stream<'py>(
+        &self,
+        py: Python<'py>,
+        prompt: String,
+        branch: Option<String>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let session = self.live()?;
+        awaitable!(self, py, async move {
+            let handle = session
+                .start_turn_with(TurnRequest::new(prompt).on_branch(branch))
+                .await
+                .map_err(session_err)?;
+            Ok(crate::stream::PyTurnStream::new(handle))
         })
     }
 

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use pyo3::prelude::*;
 use weft_core::SessionId;
 use weft_core::registry::ModuleRegistry;
-use weft_core::store::{DeleteOptions, ListFilter, ListQuery, Store};
+use weft_core::store::{DeleteOptions, ForkPoint, ListFilter, ListQuery, Store};
 use weft_store::{StoreConfig, StoreKind};
 
 use crate::convert::ser_to_py;
@@ -135,6 +135,30 @@ impl PyStore {
             };
             let gone = store.delete(&id, options).await.map_err(store_err)?;
             Ok(gone.into_iter().map(|i| i.to_string()).collect::<Vec<_>>())
+        })
+    }
+
+    /// Forks a session into a new one: after turn `turn` of its default
+    /// branch (None: the whole log); awaitable → the new session's metadata.
+    #[pyo3(signature = (id, turn = None, name = None, new_id = None))]
+    fn fork<'py>(
+        &self,
+        py: Python<'py>,
+        id: String,
+        turn: Option<u64>,
+        name: Option<String>,
+        new_id: Option<String>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let store = self.store.clone();
+        let new_id = new_id.as_deref().map(parse_id).transpose()?;
+        pyo3_async_runtimes::tokio::future_into_py(py, async move {
+            let id = store.resolve(&id).await.map_err(store_err)?;
+            let point = turn.map_or(ForkPoint::End, ForkPoint::Turn);
+            let meta = store
+                .fork(&id, point, new_id, name)
+                .await
+                .map_err(store_err)?;
+            Python::attach(|py| ser_to_py(py, &meta))
         })
     }
 }
