@@ -50,3 +50,42 @@ def test_cli_session_is_resumed_from_python(store, weft_bin, tmp_path):
         return [m["id"] for m in await store.list()]
 
     assert run(listed()) == [sid]
+
+
+def test_python_session_is_visible_through_weft_serve(store, weft_bin, home, tmp_path):
+    import socket
+    import time
+    import urllib.request
+
+    async def write():
+        s = weft.Session(store, scripted_plan(["served"]))
+        sid = await s.initialize()
+        await s.execute("hi")
+        await s.cleanup()
+        return sid
+
+    sid = run(write())
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    log = open(tmp_path / "serve.log", "w")
+    daemon = subprocess.Popen([weft_bin, "serve", "--port", str(port)], stdout=log, stderr=log)
+    try:
+        base = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                urllib.request.urlopen(base + "/health", timeout=2).read()
+                break
+            except OSError:
+                assert daemon.poll() is None, (tmp_path / "serve.log").read_text()
+                assert time.monotonic() < deadline, "weft serve did not answer /health within 30 s"
+                time.sleep(0.1)
+        body = urllib.request.urlopen(f"{base}/api/v1/sessions/{sid}", timeout=10).read().decode()
+        assert sid in body
+        listed = urllib.request.urlopen(base + "/api/v1/sessions", timeout=10).read().decode()
+        assert sid in listed
+    finally:
+        daemon.terminate()
+        daemon.wait(timeout=30)
+        log.close()
