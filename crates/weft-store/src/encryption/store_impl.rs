@@ -87,12 +87,7 @@ impl EncryptedStore {
     ) -> Result<Vec<Record>, StoreError> {
         let key = self.key_for(id).await?;
         match key {
-            Some(key) => {
-                let owner = id.as_str();
-                for r in &mut records {
-                    seal::open_kind(&key, owner, &mut r.kind)?;
-                }
-            }
+            Some(key) => open_all(&key, id.as_str(), &mut records)?,
             None => {
                 if records.iter().any(seal::is_sealed) {
                     return Err(self.no_key(id));
@@ -185,6 +180,40 @@ impl EncryptedStore {
             }
         }
     }
+}
+
+/// Opens every record of `records`, on several threads when there are
+/// many (a whole long session read at once).
+fn open_all(key: &DataKey, owner: &str, records: &mut [Record]) -> Result<(), StoreError> {
+    const PARALLEL_MIN: usize = 2048;
+    let threads = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1)
+        .min(8);
+    let open_share = |share: &mut [Record]| -> Result<(), StoreError> {
+        for r in share {
+            seal::open_kind(key, owner, &mut r.kind)?;
+        }
+        Ok(())
+    };
+    if records.len() < PARALLEL_MIN || threads < 2 {
+        return open_share(records);
+    }
+    let chunk = records.len().div_ceil(threads);
+    std::thread::scope(|s| {
+        let handles: Vec<_> = records
+            .chunks_mut(chunk)
+            .map(|share| s.spawn(move || open_share(share)))
+            .collect();
+        handles.into_iter().try_for_each(|h| {
+            h.join().unwrap_or_else(|_| {
+                Err(StoreError::Backend {
+                    backend: "encryption",
+                    message: "a decrypting thread panicked".into(),
+                })
+            })
+        })
+    })
 }
 
 /// `wrapped` as a JSON value for the key ring.
