@@ -37,7 +37,11 @@ pub enum KeysCommand {
 
 /// Runs a `weft keys` command (before the store is opened: rotation
 /// works on the raw key ring).
-pub async fn run(home: Option<PathBuf>, store: &StoreFlags, cmd: KeysCommand) -> anyhow::Result<()> {
+pub async fn run(
+    home: Option<PathBuf>,
+    store: &StoreFlags,
+    cmd: KeysCommand,
+) -> anyhow::Result<()> {
     match cmd {
         KeysCommand::Generate => {
             println!("{}", MasterKey::generate_base64()?);
@@ -55,15 +59,20 @@ fn new_key(file: Option<&Path>) -> anyhow::Result<MasterKey> {
         return Ok(MasterKey::from_file(file)?);
     }
     match std::env::var(NEW_KEY_VAR) {
-        Ok(text) if !text.trim().is_empty() => Ok(MasterKey::from_base64(&text)
-            .with_context(|| format!("invalid {NEW_KEY_VAR}"))?),
+        Ok(text) if !text.trim().is_empty() => {
+            Ok(MasterKey::from_base64(&text).with_context(|| format!("invalid {NEW_KEY_VAR}"))?)
+        }
         _ => bail!(
             "no new master key: pass --new-key-file FILE or set {NEW_KEY_VAR} (make one with `weft keys generate`)"
         ),
     }
 }
 
-async fn rotate(home: &Path, flags: &StoreFlags, new_key_file: Option<&Path>) -> anyhow::Result<()> {
+async fn rotate(
+    home: &Path,
+    flags: &StoreFlags,
+    new_key_file: Option<&Path>,
+) -> anyhow::Result<()> {
     let config = WeftConfig::load(home, flags)?;
     let old = config
         .store

@@ -46,9 +46,9 @@ pub use weft_core::store::{Store, StoreError};
 
 pub mod blocking;
 pub mod conformance;
-pub mod encryption;
 #[cfg(feature = "dynamodb")]
 pub mod dynamodb;
+pub mod encryption;
 pub mod fs;
 pub mod import;
 #[cfg(feature = "postgres")]

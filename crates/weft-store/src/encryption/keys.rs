@@ -76,9 +76,7 @@ impl MasterKey {
 
     /// A master key from its base64 form (surrounding whitespace ignored).
     pub fn from_base64(text: &str) -> Result<Self, KeyError> {
-        let bytes = B64
-            .decode(text.trim())
-            .map_err(|_| KeyError::Malformed)?;
+        let bytes = B64.decode(text.trim()).map_err(|_| KeyError::Malformed)?;
         Self::from_bytes(&bytes)
     }
 
@@ -123,10 +121,9 @@ impl MasterKey {
         if wrapped.kid != self.id {
             return Err(wrong_key(owner, &wrapped.kid, &self.id));
         }
-        let sealed = B64
-            .decode(&wrapped.key)
-            .map_err(|_| corrupt_key(owner))?;
-        let bytes = open_with(&self.key, owner.as_bytes(), &sealed).ok_or_else(|| corrupt_key(owner))?;
+        let sealed = B64.decode(&wrapped.key).map_err(|_| corrupt_key(owner))?;
+        let bytes =
+            open_with(&self.key, owner.as_bytes(), &sealed).ok_or_else(|| corrupt_key(owner))?;
         if bytes.len() != KEY_LEN {
             return Err(corrupt_key(owner));
         }
@@ -136,7 +133,9 @@ impl MasterKey {
     /// The data key of `owner` from its wrapped form: a key id that is not
     /// this key's is [`StoreError::Refused`] naming both ids.
     pub(crate) fn unwrap(&self, owner: &str, wrapped: &WrappedKey) -> Result<DataKey, StoreError> {
-        Ok(DataKey(Arc::new(aead_key(&self.unwrap_bytes(owner, wrapped)?)?)))
+        Ok(DataKey(Arc::new(aead_key(
+            &self.unwrap_bytes(owner, wrapped)?,
+        )?)))
     }
 
     /// `wrapped` (wrapped by `self`) wrapped by `new` instead.
@@ -266,7 +265,10 @@ mod tests {
     #[test]
     fn malformed_keys_are_refused() {
         for bad in ["", "not base64!", "AAAA"] {
-            assert!(matches!(MasterKey::from_base64(bad), Err(KeyError::Malformed)));
+            assert!(matches!(
+                MasterKey::from_base64(bad),
+                Err(KeyError::Malformed)
+            ));
         }
     }
 }

@@ -95,10 +95,11 @@ pub async fn rotate(
     let mut report = RotateReport::default();
     let mut delta = weft_core::record::StateDelta::default();
     for (owner, value) in ring {
-        let wrapped: WrappedKey = serde_json::from_value(value).map_err(|e| StoreError::Corrupt {
-            location: format!("the key ring entry of {owner}"),
-            detail: e.to_string(),
-        })?;
+        let wrapped: WrappedKey =
+            serde_json::from_value(value).map_err(|e| StoreError::Corrupt {
+                location: format!("the key ring entry of {owner}"),
+                detail: e.to_string(),
+            })?;
         if wrapped.kid == new.id() {
             report.already += 1;
             continue;
@@ -109,7 +110,8 @@ pub async fn rotate(
                 wrapped.kid
             )));
         };
-        let moved = old.rewrap(&owner, &wrapped, new)?;
+        // The owner bound into the wrapping, as the wrapper names it.
+        let moved = old.rewrap(&format!("session {owner}"), &wrapped, new)?;
         delta.set.insert(owner, store_impl::to_value(&moved)?);
         report.rewrapped += 1;
     }

@@ -138,7 +138,11 @@ fn open_message(key: &DataKey, owner: &str, m: &mut Message) -> Result<(), Store
 }
 
 /// Seals the user-provided content of `kind` (see the module docs).
-pub(crate) fn seal_kind(key: &DataKey, owner: &str, kind: &mut RecordKind) -> Result<(), StoreError> {
+pub(crate) fn seal_kind(
+    key: &DataKey,
+    owner: &str,
+    kind: &mut RecordKind,
+) -> Result<(), StoreError> {
     match kind {
         RecordKind::Message(m) => seal_message(key, owner, m)?,
         RecordKind::State(delta) => {
@@ -156,7 +160,11 @@ pub(crate) fn seal_kind(key: &DataKey, owner: &str, kind: &mut RecordKind) -> Re
 }
 
 /// Opens what [`seal_kind`] sealed (records written in clear pass through).
-pub(crate) fn open_kind(key: &DataKey, owner: &str, kind: &mut RecordKind) -> Result<(), StoreError> {
+pub(crate) fn open_kind(
+    key: &DataKey,
+    owner: &str,
+    kind: &mut RecordKind,
+) -> Result<(), StoreError> {
     match kind {
         RecordKind::Message(m) => open_message(key, owner, m)?,
         RecordKind::State(delta) => {
@@ -219,22 +227,29 @@ mod tests {
     use super::*;
     use crate::encryption::keys::MasterKey;
     use weft_core::BranchId;
+    use weft_core::SessionId;
     use weft_core::record::StateDelta;
     use weft_core::session::{LAST_PROMPT_CHARS, Project, SessionMeta};
-    use weft_core::SessionId;
 
     fn key() -> DataKey {
-        let master = MasterKey::from_base64(&MasterKey::generate_base64().expect("gen")).expect("key");
+        let master =
+            MasterKey::from_base64(&MasterKey::generate_base64().expect("gen")).expect("key");
         master.new_data_key("s1").expect("dk").0
     }
 
     #[test]
     fn kinds_round_trip_and_hide_their_content() {
         let key = key();
-        let mut m = Message::text(BranchId::main(), Role::User, "the word zanzibar ".repeat(30));
+        let mut m = Message::text(
+            BranchId::main(),
+            Role::User,
+            "the word zanzibar ".repeat(30),
+        );
         m.structured = Some(serde_json::json!({"zanzibar": 1}));
         let mut delta = StateDelta::default();
-        delta.set.insert("k".into(), serde_json::json!({"v": "zanzibar"}));
+        delta
+            .set
+            .insert("k".into(), serde_json::json!({"v": "zanzibar"}));
         let kinds = vec![
             RecordKind::message(m),
             RecordKind::State(delta),
@@ -270,6 +285,9 @@ mod tests {
         let last = meta.last_prompt.expect("a last prompt");
         assert!(last.chars().count() <= LAST_PROMPT_CHARS);
         let preview = open_preview(&key, "s1", &last).expect("preview opens");
-        assert!(text.starts_with(&preview) && preview.len() >= 100, "{preview}");
+        assert!(
+            text.starts_with(&preview) && preview.len() >= 100,
+            "{preview}"
+        );
     }
 }

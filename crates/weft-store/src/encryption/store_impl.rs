@@ -7,12 +7,12 @@ use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use serde_json::{Map, Value};
+use weft_core::lease::{TurnHolder, TurnLockAttempt, TurnLockInfo};
 use weft_core::record::{Record, RecordKind, StateDelta};
 use weft_core::session::SessionMeta;
 use weft_core::store::{
     DeleteOptions, ListFilter, ListQuery, Page, SearchHit, SearchQuery, Store, StoreError,
 };
-use weft_core::lease::{TurnHolder, TurnLockAttempt, TurnLockInfo};
 use weft_core::{BranchId, SessionId};
 
 use super::KEY_RING;
@@ -45,7 +45,11 @@ impl EncryptedStore {
     }
 
     fn cached(&self, id: &str) -> Option<DataKey> {
-        self.keys.lock().unwrap_or_else(|p| p.into_inner()).get(id).cloned()
+        self.keys
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(id)
+            .cloned()
     }
 
     fn remember(&self, id: &str, key: DataKey) {
@@ -104,7 +108,9 @@ impl EncryptedStore {
             )),
             Some(_) => StoreError::Corrupt {
                 location: format!("session {id}"),
-                detail: format!("its records are encrypted but the key ring ({KEY_RING}) has no data key for it"),
+                detail: format!(
+                    "its records are encrypted but the key ring ({KEY_RING}) has no data key for it"
+                ),
             },
         }
     }
@@ -125,7 +131,12 @@ impl EncryptedStore {
         meta
     }
 
-    async fn seal_kinds(&self, key: &DataKey, id: &SessionId, kinds: &mut [RecordKind]) -> Result<(), StoreError> {
+    async fn seal_kinds(
+        &self,
+        key: &DataKey,
+        id: &SessionId,
+        kinds: &mut [RecordKind],
+    ) -> Result<(), StoreError> {
         for k in kinds {
             seal::seal_kind(key, id.as_str(), k)?;
         }
