@@ -11,6 +11,7 @@ use std::path::Path;
 use std::process::Output;
 
 use support::*;
+use weft_testkit::session_path;
 
 /// The word that must never be stored in clear.
 const SECRET: &str = "quokkaxylophone";
@@ -257,5 +258,46 @@ fn a_malformed_key_is_one_clear_error() {
     assert!(
         !err.contains("not-a-key"),
         "the key is never printed: {err}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_daemon_opens_the_store_with_the_same_key() {
+    let env = Env::new();
+    let k = key(&env);
+    let script = env.script("s.json", SCRIPT);
+    let prompt = format!("about the {SECRET}");
+    let out = ok(weft(
+        &env,
+        &[],
+        Some(&k),
+        &[
+            "run",
+            "--script",
+            script.to_str().expect("utf-8"),
+            "--output",
+            "json",
+            &prompt,
+        ],
+    ));
+    let id = serde_json::from_str::<serde_json::Value>(&out).expect("json")["session_id"]
+        .as_str()
+        .expect("an id")
+        .to_string();
+    let daemon = env
+        .serve_with(&[("WEFT_ENCRYPTION__KEY", k.as_str())], &[])
+        .await;
+    let texts = format!("{:?}", daemon.transcript(&id).await);
+    assert!(texts.contains(SECRET), "{texts}");
+    drop(daemon);
+    let keyless = env.serve(&[]).await;
+    let (status, body) = keyless
+        .get(&format!("{}/transcript", session_path(&id)))
+        .await;
+    assert!(status >= 400, "refused without the key: {status} {body}");
+    let body = body.to_string();
+    assert!(
+        body.contains("is encrypted") && !body.contains("wenc1"),
+        "{body}"
     );
 }
