@@ -419,3 +419,50 @@ impl Store for EncryptedStore {
         self.inner.quarantined(id).await
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use weft_core::memory::MemoryStore;
+    use weft_core::message::{Message, Role};
+    use weft_core::session::{Project, SessionMeta};
+
+    #[tokio::test]
+    async fn a_long_session_opens_on_several_threads_in_order() {
+        let key = MasterKey::from_base64(&MasterKey::generate_base64().expect("gen")).expect("key");
+        let inner: Arc<dyn Store> = Arc::new(MemoryStore::new());
+        let store = EncryptedStore::new(inner.clone(), Some(key));
+        let id = SessionId::parse("long").expect("id");
+        let meta = SessionMeta::new(
+            id.clone(),
+            Project::from_dir(std::path::Path::new("/tmp")),
+            "base",
+        );
+        let kinds: Vec<RecordKind> = (0..3000)
+            .map(|i| {
+                RecordKind::message(Message::text(
+                    BranchId::main(),
+                    Role::User,
+                    format!("secret {i}"),
+                ))
+            })
+            .collect();
+        store.create(meta, kinds.clone()).await.expect("create");
+        let raw = inner.read_all(&id).await.expect("raw");
+        assert!(raw[1..].iter().all(seal::is_sealed), "stored sealed");
+        let back = store.read_all(&id).await.expect("read");
+        let got: Vec<&RecordKind> = back[1..].iter().map(|r| &r.kind).collect();
+        assert_eq!(got, kinds.iter().collect::<Vec<_>>());
+        let listed = store.list(&ListQuery::default()).await.expect("list");
+        assert_eq!(
+            listed.sessions[0].last_prompt.as_deref(),
+            Some("secret 2999")
+        );
+        // Without the key: one clear refusal, and the key ring is not
+        // reachable through the store.
+        let guard = EncryptedStore::new(inner, None);
+        let err = guard.read_all(&id).await.expect_err("refused");
+        assert!(err.to_string().contains("is encrypted"), "{err}");
+        assert!(guard.shared_state(KEY_RING).await.is_err());
+    }
+}
