@@ -7,8 +7,10 @@
 //! status, names: what listing and ordering need).
 //!
 //! Each session gets a random data key when it is created; the key ring
-//! (the shared-state namespace [`KEY_RING`]) holds it wrapped by the master
-//! key, with the master key's id, so a wrong key is one clear error.
+//! (one shared-state namespace per session, [`key_namespace`]) holds it
+//! wrapped by the master key, with the master key's id, so a wrong key is
+//! one clear error. [`KEY_RING`] marks a store that holds encrypted
+//! sessions.
 //! [`rotate`] re-wraps the data keys under a new master key without
 //! touching any log. Without a master key the wrapper still guards: a
 //! session holding sealed records is refused with one sentence, never
@@ -25,14 +27,28 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
-use weft_core::store::{Store, StoreError};
+use weft_core::record::StateDelta;
+use weft_core::store::{ListQuery, Store, StoreError};
 
 pub use keys::{KEY_LEN, KeyError, MasterKey, WrappedKey};
 pub use store_impl::EncryptedStore;
 
-/// The shared-state namespace that holds the wrapped data keys
-/// (`session id → {"kid", "key"}`); the wrapper refuses it to callers.
+/// The shared-state namespace that marks a store holding encrypted
+/// sessions; it and every [`key_namespace`] are refused to callers.
 pub const KEY_RING: &str = "weft.keys";
+
+/// The prefix of the per-session key-ring namespaces.
+pub const KEY_RING_PREFIX: &str = "weft.keys.";
+
+/// The entry of a key-ring namespace that holds the wrapped data key.
+pub const KEY_ENTRY: &str = "data_key";
+
+/// The shared-state namespace holding session `id`'s wrapped data key
+/// (`{"data_key": {"kid", "key"}}`): one per session, so creating a
+/// session writes a small value whatever the store's size.
+pub fn key_namespace(id: &str) -> String {
+    format!("{KEY_RING_PREFIX}{id}")
+}
 
 /// The `[encryption]` section of weft's configuration
 /// (`WEFT_ENCRYPTION__KEY`, `WEFT_ENCRYPTION__KEY_FILE`). Its `Debug`
@@ -83,42 +99,75 @@ pub struct RotateReport {
     pub already: usize,
 }
 
-/// Re-wraps every data key in `backend`'s key ring (the raw backend, not an
-/// [`EncryptedStore`]) from `old` to `new`; no log is read or rewritten. A
-/// key wrapped by neither is refused before anything is written.
+/// Re-wraps the data key of every session of `backend` (the raw backend,
+/// not an [`EncryptedStore`]) from `old` to `new`; no log is read or
+/// rewritten. Every key is unwrapped before any is written, so a key
+/// wrapped by neither refuses the whole rotation.
 pub async fn rotate(
     backend: &dyn Store,
     old: Option<&MasterKey>,
     new: &MasterKey,
 ) -> Result<RotateReport, StoreError> {
-    let ring = backend.shared_state(KEY_RING).await?;
     let mut report = RotateReport::default();
-    let mut delta = weft_core::record::StateDelta::default();
-    for (owner, value) in ring {
-        let wrapped: WrappedKey =
-            serde_json::from_value(value).map_err(|e| StoreError::Corrupt {
-                location: format!("the key ring entry of {owner}"),
-                detail: e.to_string(),
-            })?;
-        if wrapped.kid == new.id() {
-            report.already += 1;
-            continue;
+    let mut writes = Vec::new();
+    let mut query = ListQuery {
+        limit: 500,
+        ..ListQuery::default()
+    };
+    loop {
+        let page = backend.list(&query).await?;
+        for meta in &page.sessions {
+            let owner = meta.id.to_string();
+            let ns = key_namespace(&owner);
+            let Some(value) = backend.shared_state(&ns).await?.remove(KEY_ENTRY) else {
+                continue;
+            };
+            if let Some(delta) = rewrap_one(&owner, value, old, new, &mut report)? {
+                writes.push((ns, delta));
+            }
         }
-        let Some(old) = old else {
-            return Err(StoreError::Invalid(format!(
-                "the store's data keys are wrapped by master key {}: set WEFT_ENCRYPTION__KEY (or WEFT_ENCRYPTION__KEY_FILE) to it before rotating",
-                wrapped.kid
-            )));
-        };
-        // The owner bound into the wrapping, as the wrapper names it.
-        let moved = old.rewrap(&format!("session {owner}"), &wrapped, new)?;
-        delta.set.insert(owner, store_impl::to_value(&moved)?);
-        report.rewrapped += 1;
+        match page.next_cursor {
+            Some(c) => query.cursor = Some(c),
+            None => break,
+        }
     }
-    if !delta.set.is_empty() {
-        backend.update_shared_state(KEY_RING, &delta).await?;
+    for (ns, delta) in writes {
+        backend.update_shared_state(&ns, &delta).await?;
     }
     Ok(report)
+}
+
+/// The key-ring change moving one session's data key to `new` (None: it
+/// is under `new` already).
+fn rewrap_one(
+    owner: &str,
+    value: serde_json::Value,
+    old: Option<&MasterKey>,
+    new: &MasterKey,
+    report: &mut RotateReport,
+) -> Result<Option<StateDelta>, StoreError> {
+    let wrapped: WrappedKey = serde_json::from_value(value).map_err(|e| StoreError::Corrupt {
+        location: format!("the key ring entry of session {owner}"),
+        detail: e.to_string(),
+    })?;
+    if wrapped.kid == new.id() {
+        report.already += 1;
+        return Ok(None);
+    }
+    let Some(old) = old else {
+        return Err(StoreError::Invalid(format!(
+            "the store's data keys are wrapped by master key {}: set WEFT_ENCRYPTION__KEY (or WEFT_ENCRYPTION__KEY_FILE) to it before rotating",
+            wrapped.kid
+        )));
+    };
+    // The owner bound into the wrapping, as the wrapper names it.
+    let moved = old.rewrap(&format!("session {owner}"), &wrapped, new)?;
+    let mut delta = StateDelta::default();
+    delta
+        .set
+        .insert(KEY_ENTRY.into(), store_impl::to_value(&moved)?);
+    report.rewrapped += 1;
+    Ok(Some(delta))
 }
 
 /// `backend` behind the encryption layer (`master`: None guards only).

@@ -15,9 +15,9 @@ use weft_core::store::{
 };
 use weft_core::{BranchId, SessionId};
 
-use super::KEY_RING;
 use super::keys::{DataKey, MasterKey, WrappedKey};
 use super::seal;
+use super::{KEY_ENTRY, KEY_RING, KEY_RING_PREFIX, key_namespace};
 
 /// A [`Store`] whose user-provided content is sealed with per-session
 /// AES-256-GCM data keys (see the module docs of `weft_store::encryption`).
@@ -25,6 +25,7 @@ pub struct EncryptedStore {
     inner: Arc<dyn Store>,
     master: Option<MasterKey>,
     keys: Mutex<HashMap<String, DataKey>>,
+    marked: std::sync::atomic::AtomicBool,
 }
 
 impl EncryptedStore {
@@ -36,6 +37,7 @@ impl EncryptedStore {
             inner,
             master,
             keys: Mutex::new(HashMap::new()),
+            marked: std::sync::atomic::AtomicBool::new(false),
         }
     }
 
@@ -68,8 +70,8 @@ impl EncryptedStore {
         if let Some(k) = self.cached(id.as_str()) {
             return Ok(Some(k));
         }
-        let ring = self.inner.shared_state(KEY_RING).await?;
-        let Some(entry) = ring.get(id.as_str()) else {
+        let ring = self.inner.shared_state(&key_namespace(id.as_str())).await?;
+        let Some(entry) = ring.get(KEY_ENTRY) else {
             return Ok(None);
         };
         let wrapped: WrappedKey =
@@ -109,7 +111,7 @@ impl EncryptedStore {
             Some(_) => StoreError::Corrupt {
                 location: format!("session {id}"),
                 detail: format!(
-                    "its records are encrypted but the key ring ({KEY_RING}) has no data key for it"
+                    "its records are encrypted but the key ring has no data key for it"
                 ),
             },
         }
@@ -143,9 +145,29 @@ impl EncryptedStore {
         Ok(())
     }
 
-    /// Refuses any use of the key ring's namespace from outside.
+    /// Records once (in [`KEY_RING`]) that the store holds encrypted
+    /// sessions, so a process without the key refuses to create sessions
+    /// in clear there.
+    async fn mark_encrypted(&self, master: &MasterKey) -> Result<(), StoreError> {
+        if self.marked.load(std::sync::atomic::Ordering::Relaxed) {
+            return Ok(());
+        }
+        if self.inner.shared_state(KEY_RING).await?.is_empty() {
+            let mut delta = StateDelta::default();
+            delta.set.insert("encrypted".into(), Value::Bool(true));
+            delta
+                .set
+                .insert("first_kid".into(), Value::String(master.id().into()));
+            self.inner.update_shared_state(KEY_RING, &delta).await?;
+        }
+        self.marked
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// Refuses any use of the key ring's namespaces from outside.
     fn check_namespace(namespace: &str) -> Result<(), StoreError> {
-        if namespace == KEY_RING {
+        if namespace == KEY_RING || namespace.starts_with(KEY_RING_PREFIX) {
             return Err(StoreError::Invalid(format!(
                 "the shared-state namespace {KEY_RING} is weft's key ring: choose another namespace"
             )));
@@ -268,8 +290,11 @@ impl Store for EncryptedStore {
         }
         let (key, wrapped) = master.new_data_key(&format!("session {id}"))?;
         let mut delta = StateDelta::default();
-        delta.set.insert(id.to_string(), to_value(&wrapped)?);
-        self.inner.update_shared_state(KEY_RING, &delta).await?;
+        delta.set.insert(KEY_ENTRY.into(), to_value(&wrapped)?);
+        self.inner
+            .update_shared_state(&key_namespace(id.as_str()), &delta)
+            .await?;
+        self.mark_encrypted(master).await?;
         self.remember(id.as_str(), key.clone());
         self.seal_kinds(&key, &id, &mut initial).await?;
         let created = self.inner.create(meta, initial).await?;
@@ -333,17 +358,17 @@ impl Store for EncryptedStore {
         options: DeleteOptions,
     ) -> Result<Vec<SessionId>, StoreError> {
         let removed = self.inner.delete(id, options).await?;
-        let ring = self.inner.shared_state(KEY_RING).await?;
-        let delta = StateDelta {
-            delete: removed
-                .iter()
-                .map(|id| id.to_string())
-                .filter(|id| ring.contains_key(id))
-                .collect(),
-            ..StateDelta::default()
-        };
-        if !delta.delete.is_empty() {
-            self.inner.update_shared_state(KEY_RING, &delta).await?;
+        if self.master.is_some() {
+            // The data keys go with their sessions (crypto-shredding).
+            let clear = StateDelta {
+                clear: true,
+                ..StateDelta::default()
+            };
+            for id in &removed {
+                self.inner
+                    .update_shared_state(&key_namespace(id.as_str()), &clear)
+                    .await?;
+            }
         }
         let mut keys = self.keys.lock().unwrap_or_else(|p| p.into_inner());
         for id in &removed {
