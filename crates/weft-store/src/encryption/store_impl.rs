@@ -110,9 +110,7 @@ impl EncryptedStore {
             )),
             Some(_) => StoreError::Corrupt {
                 location: format!("session {id}"),
-                detail: format!(
-                    "its records are encrypted but the key ring has no data key for it"
-                ),
+                detail: "its records are encrypted but the key ring has no data key for it".into(),
             },
         }
     }
