@@ -26,6 +26,10 @@
 //!   `open_and_list` (opening the store first, as `weft session list` does).
 //! - `fork_middle`: fork a `--fork-turns` session at its middle turn.
 //!
+//! With `--encrypt` every store is behind the encryption layer
+//! (`weft_store::encryption`, a random master key) and every line says
+//! `"encrypted":true`.
+//!
 //! Timed reads run `--runs` times; the JSON line gives the median and the
 //! minimum. Every line: `{"bench":"store","backend":…,"figure":…,"value":…,
 //! "unit":…, …}`.
@@ -44,6 +48,7 @@ use weft_core::session::{Project, SessionMeta};
 use weft_core::store::{ForkPoint, ListQuery, Store};
 use weft_core::view::SessionView;
 use weft_core::{Role, SessionId};
+use weft_store::encryption::MasterKey;
 use weft_store::{FsStore, SqliteStore};
 
 /// Which backends to run.
@@ -120,6 +125,9 @@ pub struct StoreBenchArgs {
     /// Run each turn's appends concurrently across the sessions.
     #[arg(long)]
     pub parallel: bool,
+    /// Put every store behind encryption at rest (a random master key).
+    #[arg(long)]
+    pub encrypt: bool,
 }
 
 /// The postgres stores opened by this run (their schemas are dropped at
@@ -155,7 +163,7 @@ fn open_postgres(url: &str, root: &Path) -> anyhow::Result<Arc<dyn Store>> {
 }
 
 fn emit(backend: &str, figure: &str, value: f64, unit: &str, extra: Value) {
-    let mut line = json!({"bench": "store", "backend": backend, "figure": figure, "value": round(value), "unit": unit});
+    let mut line = json!({"bench": "store", "backend": backend, "figure": figure, "value": round(value), "unit": unit, "encrypted": MASTER_KEY.get().is_some()});
     if let (Some(obj), Value::Object(more)) = (line.as_object_mut(), extra) {
         obj.extend(more);
     }
@@ -196,6 +204,14 @@ fn meta(project: &str) -> SessionMeta {
 }
 
 fn open(backend: &str, root: &Path) -> anyhow::Result<Arc<dyn Store>> {
+    let store = open_backend(backend, root)?;
+    Ok(match MASTER_KEY.get() {
+        Some(key) => weft_store::encryption::wrap(store, Some(key.clone())),
+        None => store,
+    })
+}
+
+fn open_backend(backend: &str, root: &Path) -> anyhow::Result<Arc<dyn Store>> {
     Ok(match backend {
         "postgres" => {
             let url = PG_URL
@@ -648,6 +664,10 @@ pub async fn run(args: StoreBenchArgs) -> anyhow::Result<()> {
         BackendArg::All => &["fs", "sqlite", "memory"],
     };
     let _ = PG_URL.set(args.postgres_url.clone());
+    if args.encrypt {
+        let key = MasterKey::from_base64(&MasterKey::generate_base64()?)?;
+        let _ = MASTER_KEY.set(key);
+    }
     // A private redis-server (killed when `_redis` drops) unless given one.
     let mut _redis = None;
     if args.backend == BackendArg::Redis {
@@ -705,6 +725,9 @@ pub async fn run(args: StoreBenchArgs) -> anyhow::Result<()> {
     }
     Ok(())
 }
+
+/// The master key of `--encrypt`, for [`open`].
+static MASTER_KEY: std::sync::OnceLock<MasterKey> = std::sync::OnceLock::new();
 
 /// `--postgres-url`, for [`open`].
 static PG_URL: std::sync::OnceLock<String> = std::sync::OnceLock::new();

@@ -94,6 +94,10 @@ pub struct WeftConfig {
     /// `WEFT_STORE__URL`).
     #[serde(default)]
     pub store: StoreConfig,
+    /// Encryption at rest (`[encryption]`, `WEFT_ENCRYPTION__KEY`,
+    /// `WEFT_ENCRYPTION__KEY_FILE`); copied into `store.encryption` at load.
+    #[serde(default)]
+    pub encryption: weft_store::encryption::EncryptionConfig,
     /// The daemon.
     #[serde(default)]
     pub server: ServerSection,
@@ -221,6 +225,7 @@ impl WeftConfig {
                 config_file(home).display()
             );
         }
+        config.store.encryption = config.encryption.clone();
         config.home = Some(home.to_path_buf());
         Ok(config)
     }

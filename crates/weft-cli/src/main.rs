@@ -13,6 +13,7 @@ mod config;
 mod doctor_cmd;
 mod history_cmd;
 mod import_cmd;
+mod keys_cmd;
 mod mcp_cmd;
 mod models;
 mod resume_cmd;
@@ -225,6 +226,9 @@ enum Command {
     ///
     /// Exit status 0: healthy; 1: problems found; 2: the home cannot be checked.
     Doctor(doctor_cmd::DoctorArgs),
+    /// Manage the master key of encryption at rest (docs/encryption.md).
+    #[command(subcommand)]
+    Keys(keys_cmd::KeysCommand),
     /// Print shell completions.
     Completions {
         /// The shell.
@@ -436,6 +440,9 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
         clap_complete::generate(*shell, &mut Cli::command(), "weft", &mut std::io::stdout());
         return Ok(());
     }
+    if let Some(Command::Keys(cmd)) = cli.command {
+        return keys_cmd::run(cli.global.home.clone(), &cli.global.store_flags(), cmd).await;
+    }
     if runs_one_prompt(cli.command.as_ref()) {
         // Before the session opens: a Ctrl-C from now on cancels the
         // prompt's turn instead of killing the process (issue 10).
@@ -505,7 +512,9 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
         Some(Command::Profiles { json }) => models::profiles(&app, json),
         Some(Command::Mcp(cmd)) => mcp_cmd::run(&app, cmd).await,
         Some(Command::Serve(args)) => serve::run(&app, args).await,
-        Some(Command::Completions { .. } | Command::Doctor(_) | Command::Token(_)) => Ok(()),
+        Some(
+            Command::Completions { .. } | Command::Doctor(_) | Command::Token(_) | Command::Keys(_),
+        ) => Ok(()),
     }
 }
 

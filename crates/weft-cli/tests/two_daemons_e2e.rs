@@ -266,6 +266,7 @@ async fn two_daemons_share_a_store(kind: &str, url: &str) {
             kind: kind.parse().expect("store kind"),
             path: None,
             url: Some(url.to_string()),
+            ..Default::default()
         },
         env.home.path(),
     )

@@ -48,6 +48,7 @@ pub mod blocking;
 pub mod conformance;
 #[cfg(feature = "dynamodb")]
 pub mod dynamodb;
+pub mod encryption;
 pub mod fs;
 pub mod import;
 #[cfg(feature = "postgres")]
@@ -155,6 +156,11 @@ pub struct StoreConfig {
     /// `redis://…`); a password in it is never printed.
     /// Ignored by fs, sqlite and memory.
     pub url: Option<String>,
+    /// Encryption at rest: weft's configuration fills it from its
+    /// top-level `[encryption]` section (`WEFT_ENCRYPTION__KEY`,
+    /// `WEFT_ENCRYPTION__KEY_FILE`), not from `[store]`.
+    #[serde(skip)]
+    pub encryption: encryption::EncryptionConfig,
 }
 
 impl std::fmt::Debug for StoreConfig {
@@ -163,6 +169,7 @@ impl std::fmt::Debug for StoreConfig {
             .field("kind", &self.kind)
             .field("path", &self.path)
             .field("url", &self.url.as_deref().map(redact_url))
+            .field("encryption", &self.encryption)
             .finish()
     }
 }
@@ -202,7 +209,23 @@ pub fn open_store(config: &StoreConfig, weft_home: &Path) -> Result<Arc<dyn Stor
 /// [`open_store`], telling `progress` how the work the store runs at open
 /// goes over many items (the fs store's index rebuild; the other backends'
 /// migrations are schema changes and report nothing).
+///
+/// The store is behind the encryption layer ([`encryption::EncryptedStore`]):
+/// with `config.encryption`'s key new sessions are encrypted; without
+/// one, encrypted sessions are refused with one clear error.
 pub fn open_store_reporting(
+    config: &StoreConfig,
+    weft_home: &Path,
+    progress: &dyn weft_core::progress::Progress,
+) -> Result<Arc<dyn Store>, StoreError> {
+    let master = config.encryption.master_key()?;
+    let backend = open_backend(config, weft_home, progress)?;
+    Ok(encryption::wrap(backend, master))
+}
+
+/// The backend `config` names, without the encryption layer (for
+/// `weft keys rotate`, which works on the raw key ring).
+pub fn open_backend(
     config: &StoreConfig,
     weft_home: &Path,
     progress: &dyn weft_core::progress::Progress,
@@ -346,6 +369,7 @@ mod tests {
             kind: StoreKind::Postgres,
             path: None,
             url: Some("postgres://u:hunter2@h:5432/db".into()),
+            ..Default::default()
         };
         let shown = format!("{c:?}");
         assert!(

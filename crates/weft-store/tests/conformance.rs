@@ -33,3 +33,36 @@ mod sqlite {
         Harness::with_guard(Arc::new(store), dir)
     });
 }
+
+/// The encryption layer over memory and fs: the same contract holds with
+/// every record sealed.
+mod encrypted {
+    use super::*;
+    use weft_store::encryption::{self, MasterKey};
+
+    fn key() -> Option<MasterKey> {
+        let text = MasterKey::generate_base64().expect("a random key");
+        Some(MasterKey::from_base64(&text).expect("a valid key"))
+    }
+
+    mod memory {
+        use super::*;
+        use weft_core::memory::MemoryStore;
+
+        weft_store::store_conformance_tests!(Harness::new(encryption::wrap(
+            Arc::new(MemoryStore::new()),
+            key()
+        )));
+    }
+
+    mod fs {
+        use super::*;
+        use weft_store::FsStore;
+
+        weft_store::store_conformance_tests!({
+            let dir = tempfile::tempdir().expect("tempdir");
+            let store = FsStore::open(dir.path()).expect("open fs store");
+            Harness::with_guard(encryption::wrap(Arc::new(store), key()), dir)
+        });
+    }
+}

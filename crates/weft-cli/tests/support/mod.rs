@@ -113,6 +113,9 @@ impl Env {
             .env_remove("WEFT_SERVER__TOKEN")
             .env_remove("WEFT_SERVER__HOST")
             .env_remove("WEFT_SERVER__PORT")
+            .env_remove("WEFT_ENCRYPTION__KEY")
+            .env_remove("WEFT_ENCRYPTION__KEY_FILE")
+            .env_remove("WEFT_NEW_ENCRYPTION_KEY")
             .stdin(Stdio::null());
         c
     }

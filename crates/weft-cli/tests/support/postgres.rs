@@ -74,6 +74,38 @@ impl TempDatabase {
     pub fn url(&self) -> String {
         with_database(&admin_url(), &self.name)
     }
+
+    /// Every row of every table of the database (outside the system
+    /// schemas) as PostgreSQL's text form, joined: what a look at the raw
+    /// data would see.
+    pub fn raw_text(&self) -> String {
+        let url = self.url();
+        self.rt.block_on(async {
+            let (client, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+                .await
+                .expect("connect to the test database");
+            tokio::spawn(conn);
+            let tables = client
+                .query(
+                    "SELECT table_schema, table_name FROM information_schema.tables \
+                     WHERE table_schema NOT IN ('pg_catalog', 'information_schema') \
+                     AND table_type = 'BASE TABLE'",
+                    &[],
+                )
+                .await
+                .expect("list the tables");
+            let mut out = String::new();
+            for t in tables {
+                let (schema, table): (String, String) = (t.get(0), t.get(1));
+                let sql = format!("SELECT t::text FROM \"{schema}\".\"{table}\" t");
+                for row in client.query(&sql, &[]).await.expect("read a table") {
+                    out.push_str(&row.get::<_, String>(0));
+                    out.push('\n');
+                }
+            }
+            out
+        })
+    }
 }
 
 impl Drop for TempDatabase {
