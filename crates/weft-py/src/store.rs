@@ -58,7 +58,13 @@ impl PyStore {
     ) -> PyResult<Self> {
         let kind: StoreKind = kind.parse().map_err(store_err)?;
         let home = home.unwrap_or_else(weft_store::default_weft_home);
-        let config = StoreConfig { kind, path, url };
+        let config = StoreConfig {
+            kind,
+            path,
+            url,
+            // Encryption at rest as the CLI has it from the environment.
+            encryption: weft_store::encryption::EncryptionConfig::from_env(),
+        };
         let store = py.detach(|| {
             // Network stores build their clients on the runtime.
             let _guard = pyo3_async_runtimes::tokio::get_runtime().enter();

@@ -77,6 +77,16 @@ impl std::fmt::Debug for EncryptionConfig {
 }
 
 impl EncryptionConfig {
+    /// The configuration the environment gives: `WEFT_ENCRYPTION__KEY`
+    /// (base64) and `WEFT_ENCRYPTION__KEY_FILE`, for callers without a
+    /// `config.toml` (the Python package).
+    pub fn from_env() -> Self {
+        Self {
+            key: std::env::var("WEFT_ENCRYPTION__KEY").ok(),
+            key_file: std::env::var_os("WEFT_ENCRYPTION__KEY_FILE").map(PathBuf::from),
+        }
+    }
+
     /// The master key configured, if any (`key` wins over `key_file`; an
     /// empty `key` counts as none).
     pub fn master_key(&self) -> Result<Option<MasterKey>, KeyError> {
