@@ -54,6 +54,27 @@ async fn create_returns_amplifierd_fields() {
     assert_eq!(status, 201, "{child}");
     assert_eq!(child["parentSessionId"], parent.as_str());
     assert_eq!(child["traceId"], parent.as_str());
+    // The session tree's roots: `topLevel=true` leaves the child out.
+    let listed = |body: &Value| -> Vec<String> {
+        body.as_array()
+            .expect("a list")
+            .iter()
+            .map(|s| s["sessionId"].as_str().expect("id").to_string())
+            .collect()
+    };
+    let child_id = child["sessionId"].as_str().expect("id").to_string();
+    let (status, all) = s.get("/api/v1/sessions/?limit=500").await;
+    assert_eq!(status, 200, "{all}");
+    assert!(listed(&all).contains(&child_id));
+    for query in ["topLevel=true", "top_level=true"] {
+        let (status, roots) = s.get(&format!("/api/v1/sessions/?limit=500&{query}")).await;
+        assert_eq!(status, 200, "{roots}");
+        let roots = listed(&roots);
+        assert!(
+            roots.contains(&parent) && !roots.contains(&child_id),
+            "{query}: {roots:?}"
+        );
+    }
 }
 
 #[tokio::test]

@@ -1,5 +1,5 @@
 // The tokens-per-turn chart: an SVG bar chart built in the page (input and
-// output tokens of each model response, stacked), no chart library.
+// output tokens of each turn, its responses summed, stacked), no chart library.
 
 const NS = 'http://www.w3.org/2000/svg';
 
@@ -19,7 +19,7 @@ export function tokensChart(turns) {
   const max = Math.max(1, ...turns.map((t) => t.input + t.output));
   const bar = Math.max(2, Math.min(40, (width - pad) / turns.length - 4));
   const svg = el('svg', { viewBox: `0 0 ${width} ${height + 18}`, class: 'chart', role: 'img',
-    'aria-label': `Tokens per response: ${turns.map((t) => t.input + t.output).join(', ')}` });
+    'aria-label': `Tokens per turn: ${turns.map((t) => t.input + t.output).join(', ')}` });
   svg.append(el('text', { x: 0, y: 10, class: 'axis' }, `${max} tokens`));
   svg.append(el('line', { x1: pad, y1: height, x2: width, y2: height, class: 'axis-line' }));
   turns.forEach((t, i) => {

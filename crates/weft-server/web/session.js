@@ -111,7 +111,7 @@ class WeftSession extends HTMLElement {
 
   drawChart() {
     const svg = tokensChart(usagePerTurn(this.messages));
-    this.chart.replaceChildren(...(svg ? [svg, h('figcaption', {}, 'Tokens per response (input, output)')] : []));
+    this.chart.replaceChildren(...(svg ? [svg, h('figcaption', {}, 'Tokens per turn (input, output)')] : []));
   }
 
   append(m) {
@@ -158,6 +158,12 @@ class WeftSession extends HTMLElement {
           if (!live.stale) live.text.append(document.createTextNode(data.delta));
         }
         break;
+      case 'tool:pre':
+        if (mine) this.liveTool(data);
+        break;
+      case 'tool:post': case 'tool:error':
+        if (mine) this.liveToolDone(data, name === 'tool:error');
+        break;
       case 'execution:end':
         if (mine) {
           if (this.live) { this.live.el.remove(); this.live = null; }
@@ -170,6 +176,25 @@ class WeftSession extends HTMLElement {
         break;
       default:
     }
+  }
+
+  /** A tool call the turn is running, shown in the live bubble until its
+   * result's record arrives. */
+  liveTool(data) {
+    const live = this.liveBubble(data.turn);
+    const el = h('details', { class: 'tool running', dataset: { call: data.call_id || '' } },
+      h('summary', {}, 'Running tool: ', h('code', {}, data.tool_name || '?'), '…'),
+      h('pre', {}, JSON.stringify(data.tool_input ?? {}, null, 2)));
+    live.el.insertBefore(el, live.text);
+  }
+
+  liveToolDone(data, failed) {
+    if (!this.live) return;
+    const el = [...this.live.el.querySelectorAll('details.tool.running')].find((d) => d.dataset.call === (data.call_id || ''));
+    if (!el) return;
+    el.classList.remove('running');
+    if (failed) el.classList.add('error');
+    el.querySelector('summary').replaceChildren(failed ? 'Tool failed: ' : 'Tool done: ', h('code', {}, data.tool_name || '?'));
   }
 
   onReconnect() {

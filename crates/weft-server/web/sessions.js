@@ -52,6 +52,9 @@ class WeftSessions extends HTMLElement {
   query(cursor) {
     const q = new URLSearchParams({ limit: String(PAGE) });
     for (const [k, v] of Object.entries(this.filters)) if (v) q.set(k, v);
+    // Sub-sessions sit under their parent (the row's ▸), unless a name is
+    // looked for.
+    if (!this.filters.name) q.set('topLevel', 'true');
     if (cursor) q.set('cursor', cursor);
     return q.toString();
   }

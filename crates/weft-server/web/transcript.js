@@ -1,5 +1,5 @@
 // Rendering of transcript messages: Markdown text, folded thinking,
-// collapsible tool calls and results, token usage per response.
+// collapsible tool calls and results, token usage per response and per turn.
 import { h, when } from './dom.js';
 import { renderMarkdown } from './markdown.js';
 
@@ -49,13 +49,23 @@ export function messageView(m, actions = []) {
     h('div', { class: 'body' }, blocks(m.content).map(block)));
 }
 
-/** The per-response token figures of `messages`, for the chart. */
+/** The token figures of each turn of `messages` (a turn: a user message
+ * and the responses up to the next one), for the chart. */
 export function usagePerTurn(messages) {
-  return messages.filter((m) => m.role === 'assistant' && m.usage).map((m, i) => ({
-    label: `response ${i + 1}`,
-    input: m.usage.input_tokens ?? m.usage.inputTokens ?? 0,
-    output: m.usage.output_tokens ?? m.usage.outputTokens ?? 0,
-  }));
+  const turns = [];
+  let turn = null;
+  for (const m of messages) {
+    if (m.role === 'user' || !turn) {
+      turn = { label: `turn ${turns.length + 1}`, input: 0, output: 0, counted: false };
+      turns.push(turn);
+    }
+    if (m.role === 'assistant' && m.usage) {
+      turn.input += m.usage.input_tokens ?? m.usage.inputTokens ?? 0;
+      turn.output += m.usage.output_tokens ?? m.usage.outputTokens ?? 0;
+      turn.counted = true;
+    }
+  }
+  return turns.filter((t) => t.counted).map(({ label, input, output }) => ({ label, input, output }));
 }
 
 /** A record of the session log (`message` SSE event) as a transcript

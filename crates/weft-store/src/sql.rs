@@ -50,7 +50,11 @@ pub(crate) fn list_page(
         push(&mut sql, " AND id < ?))", c.id.to_string().into());
     }
     if filter.top_level_only {
-        sql.push_str(" AND parent_id IS NULL");
+        // `+` keeps SQLite off the parent_id index: with it, the planner
+        // reads every root session through that index and sorts them all
+        // (10,000 sessions: ~100 ms) instead of walking the time order
+        // and stopping after a page.
+        sql.push_str(" AND +parent_id IS NULL");
     }
     if filter.name_contains.is_some() {
         sql.push_str(" AND name IS NOT NULL");

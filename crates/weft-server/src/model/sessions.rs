@@ -378,6 +378,11 @@ pub struct ListParams {
     pub project: Option<String>,
     /// Names containing this text (case-insensitive).
     pub name: Option<String>,
+    /// `true`: only sessions that are not another session's sub-session
+    /// (the roots of the session tree; their children are listed by
+    /// `GET /api/v1/sessions/{id}/children`).
+    #[serde(alias = "topLevel")]
+    pub top_level: Option<bool>,
     /// Page size (1-500, default 50); the next page's cursor is in the
     /// `x-next-cursor` response header.
     #[param(minimum = 1, maximum = 500)]

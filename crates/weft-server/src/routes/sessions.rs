@@ -248,6 +248,7 @@ async fn list_page(
         status: params.status,
         profile: params.profile_name,
         project: params.project.filter(|p| !p.is_empty()),
+        top_level_only: params.top_level.unwrap_or(false),
         name_contains: params.name.filter(|n| !n.is_empty()),
         parent_id: parent,
         ..Default::default()
