@@ -240,10 +240,8 @@ impl Store for MemoryStore {
         entries.sort_by(|a, b| list_order(&a.meta, &b.meta));
         'outer: for e in entries {
             for r in &e.records {
-                if let Some(m) = r.as_message()
-                    && query.matches_text(&m.searchable_text())
-                {
-                    hits.push(SearchHit::new(&e.meta, r.seq, m, query));
+                if let Some(hit) = query.hit(&e.meta, r) {
+                    hits.push(hit);
                     if hits.len() >= query.effective_limit() {
                         break 'outer;
                     }

@@ -345,6 +345,15 @@ impl SearchQuery {
         if self.limit == 0 { 50 } else { self.limit }
     }
 
+    /// The hit `record` of session `meta` makes: a message whose text
+    /// contains every term (the scan every store without an index of its
+    /// own does).
+    pub fn hit(&self, meta: &SessionMeta, record: &Record) -> Option<SearchHit> {
+        let m = record.as_message()?;
+        self.matches_text(&m.searchable_text())
+            .then(|| SearchHit::new(meta, record.seq, m, self))
+    }
+
     /// Whether `text` contains every term.
     pub fn matches_text(&self, text: &str) -> bool {
         let terms = self.terms();

@@ -49,20 +49,13 @@ impl Callable {
             Python<'py>,
         ) -> PyResult<(Bound<'py, PyTuple>, Option<Bound<'py, PyDict>>)>,
     {
-        let pending: Result<Py<PyAny>, PyFuture> = Python::attach(|py| {
+        let pending = Python::attach(|py| {
             let (pos, kw) = args(py)?;
             let result = self.func.bind(py).call(pos, kw.as_ref())?;
-            if result.hasattr("__await__")? {
-                let locals = self.locals.as_ref().ok_or_else(|| {
-                    crate::errors::invalid(
-                        "an async callable was given to weft outside a running asyncio loop: register it from async code",
-                    )
-                })?;
-                let fut = pyo3_async_runtimes::into_future_with_locals(locals, result)?;
-                Ok::<_, PyErr>(Err(Box::pin(fut) as PyFuture))
-            } else {
-                Ok(Ok(result.unbind()))
-            }
+            self.settle(
+                result,
+                "an async callable was given to weft outside a running asyncio loop: register it from async code",
+            )
         })?;
         match pending {
             Ok(v) => Ok(v),
@@ -75,24 +68,36 @@ impl Callable {
     where
         F: for<'py> FnOnce(Python<'py>) -> PyResult<Bound<'py, PyTuple>>,
     {
-        let pending: Result<Py<PyAny>, PyFuture> = Python::attach(|py| {
+        let pending = Python::attach(|py| {
             let result = self.func.bind(py).call_method1(method, args(py)?)?;
-            if result.hasattr("__await__")? {
-                let locals = self.locals.as_ref().ok_or_else(|| {
-                    crate::errors::invalid(
-                        "an async method was given to weft outside a running asyncio loop: pass it from async code",
-                    )
-                })?;
-                let fut = pyo3_async_runtimes::into_future_with_locals(locals, result)?;
-                Ok::<_, PyErr>(Err(Box::pin(fut) as PyFuture))
-            } else {
-                Ok(Ok(result.unbind()))
-            }
+            self.settle(
+                result,
+                "an async method was given to weft outside a running asyncio loop: pass it from async code",
+            )
         })?;
         match pending {
             Ok(v) => Ok(v),
             Err(fut) => fut.await,
         }
+    }
+
+    /// `result` as it is, or, when it is awaitable, a future that awaits
+    /// it on the loop that was running at registration (`no_loop`: the
+    /// error when there was none).
+    fn settle(
+        &self,
+        result: Bound<'_, PyAny>,
+        no_loop: &str,
+    ) -> PyResult<Result<Py<PyAny>, PyFuture>> {
+        if !result.hasattr("__await__")? {
+            return Ok(Ok(result.unbind()));
+        }
+        let locals = self
+            .locals
+            .as_ref()
+            .ok_or_else(|| crate::errors::invalid(no_loop))?;
+        let fut = pyo3_async_runtimes::into_future_with_locals(locals, result)?;
+        Ok(Err(Box::pin(fut) as PyFuture))
     }
 }
 

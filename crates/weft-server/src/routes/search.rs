@@ -58,6 +58,8 @@ pub(crate) async fn search(
     // Hits come newest first across every tenant: read more until the page
     // is full of this tenant's hits or the store has no more.
     let mut scanned = limit;
+    // Whether the caller may see a session, kept across the wider reads.
+    let mut seen = std::collections::HashMap::new();
     loop {
         let hits = core
             .store()
@@ -69,7 +71,6 @@ pub(crate) async fn search(
             .await?;
         let exhausted = hits.len() < scanned || scanned >= MAX_SCANNED_HITS;
         let mut visible = Vec::new();
-        let mut seen = std::collections::HashMap::new();
         for hit in hits {
             let ok = match seen.get(&hit.session_id) {
                 Some(ok) => *ok,

@@ -182,10 +182,8 @@ impl DynamoStore {
                 Err(e) => return Err(e),
             };
             for r in &records {
-                if let Some(m) = r.as_message()
-                    && query.matches_text(&m.searchable_text())
-                {
-                    hits.push(SearchHit::new(&meta, r.seq, m, query));
+                if let Some(hit) = query.hit(&meta, r) {
+                    hits.push(hit);
                     if hits.len() >= query.effective_limit() {
                         return Ok(hits);
                     }

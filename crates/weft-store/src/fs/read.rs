@@ -132,10 +132,8 @@ impl FsBackend {
                 let Ok(record) = codec::decode_line(line) else {
                     continue;
                 };
-                if let Some(m) = record.as_message()
-                    && query.matches_text(&m.searchable_text())
-                {
-                    hits.push(SearchHit::new(&meta, record.seq, m, query));
+                if let Some(hit) = query.hit(&meta, &record) {
+                    hits.push(hit);
                     if hits.len() >= query.effective_limit() {
                         return Ok(hits);
                     }
