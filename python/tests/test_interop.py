@@ -1,8 +1,13 @@
-"""Interop with the `weft` CLI: a session written from Python is listed and
-resumed by the binary, and one the binary wrote is resumed from Python."""
+"""Interop with the `weft` binary: a session written from Python is listed
+and resumed by the CLI and served by `weft serve`; one the CLI or the daemon
+wrote is listed and resumed from Python."""
 
+import contextlib
 import json
+import socket
 import subprocess
+import time
+import urllib.request
 
 import weft
 from conftest import run, scripted_plan
@@ -52,19 +57,10 @@ def test_cli_session_is_resumed_from_python(store, weft_bin, tmp_path):
     assert run(listed()) == [sid]
 
 
-def test_python_session_is_visible_through_weft_serve(store, weft_bin, home, tmp_path):
-    import socket
-    import time
-    import urllib.request
-
-    async def write():
-        s = weft.Session(store, scripted_plan(["served"]))
-        sid = await s.initialize()
-        await s.execute("hi")
-        await s.cleanup()
-        return sid
-
-    sid = run(write())
+@contextlib.contextmanager
+def serve(weft_bin, tmp_path):
+    """`weft serve` on a free loopback port (the test's WEFT_HOME); yields
+    its base URL and stops it after."""
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
@@ -81,11 +77,58 @@ def test_python_session_is_visible_through_weft_serve(store, weft_bin, home, tmp
                 assert daemon.poll() is None, (tmp_path / "serve.log").read_text()
                 assert time.monotonic() < deadline, "weft serve did not answer /health within 30 s"
                 time.sleep(0.1)
-        body = urllib.request.urlopen(f"{base}/api/v1/sessions/{sid}", timeout=10).read().decode()
-        assert sid in body
-        listed = urllib.request.urlopen(base + "/api/v1/sessions", timeout=10).read().decode()
-        assert sid in listed
+        yield base
     finally:
         daemon.terminate()
         daemon.wait(timeout=30)
         log.close()
+
+
+def call(base, method, path, body=None):
+    """One JSON call to the daemon's API; its decoded answer."""
+    data = None if body is None else json.dumps(body).encode()
+    req = urllib.request.Request(base + "/api/v1" + path, data=data, method=method,
+                                 headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(req, timeout=10) as res:
+        return json.loads(res.read().decode() or "null")
+
+
+def test_python_session_is_visible_through_weft_serve(store, weft_bin, home, tmp_path):
+    async def write():
+        s = weft.Session(store, scripted_plan(["served"]))
+        sid = await s.initialize()
+        await s.execute("hi")
+        await s.cleanup()
+        return sid
+
+    sid = run(write())
+    with serve(weft_bin, tmp_path) as base:
+        assert call(base, "GET", f"/sessions/{sid}")["sessionId"] == sid
+        assert sid in [m["sessionId"] for m in call(base, "GET", "/sessions/")]
+
+
+def test_daemon_session_is_listed_and_resumed_from_python(store, weft_bin, home, tmp_path):
+    with serve(weft_bin, tmp_path) as base:
+        sid = call(base, "POST", "/sessions/", {"name": "from-the-daemon"})["sessionId"]
+        call(base, "POST", f"/sessions/{sid}/start")
+        call(base, "POST", f"/sessions/{sid}/messages", {"content": "written by the daemon"})
+
+        # Read from Python while the daemon still serves the same store.
+        async def listed():
+            return {m["id"]: m for m in await store.list()}
+
+        sessions = run(listed())
+        assert sessions[sid]["name"] == "from-the-daemon"
+
+        async def resume():
+            s = weft.Session(store, scripted_plan(mode="echo-context"), session_id=sid)
+            assert await s.initialize() == sid
+            answer = await s.execute("then from python")
+            await s.cleanup()
+            return answer
+
+        assert run(resume()) == "written by the daemon | then from python"
+        # The daemon sees what Python appended.
+        transcript = call(base, "GET", f"/sessions/{sid}/transcript")
+        texts = json.dumps(transcript)
+        assert "then from python" in texts
