@@ -15,11 +15,13 @@ use serde_json::json;
 
 use crate::hooks::{HookRegistry, events};
 use crate::message::{ContentBlock, Message, Role};
+use crate::message_list::MessageList;
 
 /// Keeps a branch's history and builds the provider's view of it.
 ///
-/// Messages are stored behind [`Arc`], so handing out the history or a view
-/// of it costs a pointer copy per message, never a deep clone.
+/// Messages are stored behind [`Arc`] in a shared [`MessageList`], so
+/// handing out a view of the history that compaction leaves whole costs one
+/// reference count, whatever the history's length.
 ///
 /// Contract: `messages` returns everything added, in order; the view from
 /// `messages_for_request` is a subsequence of it (tool results may be
@@ -44,7 +46,7 @@ pub trait ContextManager: Send + Sync {
         &self,
         budget_tokens: usize,
         hooks: &HookRegistry,
-    ) -> Vec<Arc<Message>>;
+    ) -> MessageList;
 
     /// Forgets everything.
     async fn clear(&self);
@@ -65,11 +67,10 @@ pub struct SimpleContext {
 }
 
 /// The messages and their running token estimate (kept so a request costs
-/// no re-estimation of the whole history).
+/// no re-estimation of the whole history, nor a copy of the list).
 #[derive(Default)]
 struct History {
-    messages: Vec<Arc<Message>>,
-    tokens: usize,
+    messages: MessageList,
 }
 
 impl SimpleContext {
@@ -194,33 +195,27 @@ fn is_long_tool_result(block: &ContentBlock) -> bool {
 #[async_trait]
 impl ContextManager for SimpleContext {
     async fn add_message(&self, message: Message) {
-        let tokens = message.estimated_tokens();
         let message = Arc::new(message);
-        let mut h = self.lock();
-        h.tokens += tokens;
-        h.messages.push(message);
+        self.lock().messages.push(message);
     }
 
     async fn set_messages(&self, messages: Vec<Message>) {
-        let messages: Vec<Arc<Message>> = messages.into_iter().map(Arc::new).collect();
-        let tokens = total_tokens(&messages);
-        *self.lock() = History { messages, tokens };
+        let messages = MessageList::from(messages);
+        *self.lock() = History { messages };
     }
 
     async fn messages(&self) -> Vec<Arc<Message>> {
-        self.lock().messages.clone()
+        self.lock().messages.to_vec()
     }
 
     async fn messages_for_request(
         &self,
         budget_tokens: usize,
         hooks: &HookRegistry,
-    ) -> Vec<Arc<Message>> {
+    ) -> MessageList {
         let target = (budget_tokens as f64 * COMPACT_THRESHOLD) as usize;
-        let (messages, before_tokens) = {
-            let h = self.lock();
-            (h.messages.clone(), h.tokens)
-        };
+        let messages = self.lock().messages.clone();
+        let before_tokens = messages.estimated_tokens();
         if before_tokens <= target {
             return messages;
         }
@@ -230,7 +225,7 @@ impl ContextManager for SimpleContext {
                 json!({"message_count": messages.len(), "tokens": before_tokens, "budget": budget_tokens}),
             )
             .await;
-        let view = compact(&messages, target);
+        let view = MessageList::from(compact(&messages, target));
         hooks
             .emit(
                 events::CONTEXT_POST_COMPACT,
@@ -238,7 +233,7 @@ impl ContextManager for SimpleContext {
                     "before_messages": messages.len(),
                     "after_messages": view.len(),
                     "before_tokens": before_tokens,
-                    "after_tokens": total_tokens(&view),
+                    "after_tokens": view.estimated_tokens(),
                     "budget": budget_tokens,
                 }),
             )
