@@ -851,6 +851,27 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn sync_handlers_run_in_order_with_async_ones() {
+        let reg = HookRegistry::new();
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let l = log.clone();
+        let sync = hook_sync_fn(move |_, data| {
+            l.lock().unwrap().push(format!("sync:{}", data["n"]));
+            let mut data = data.clone();
+            data["n"] = json!(2);
+            Ok(HookResult::modify(data))
+        });
+        reg.register("e", recording(log.clone(), "after"), 1, "after");
+        reg.register("e", sync, 0, "sync");
+        reg.register("e", hook_sync_fn(|_, _| Ok(HookResult::deny("no"))), 2, "deny");
+        reg.register("e", recording(log.clone(), "never"), 3, "never");
+        let out = reg.emit("e", json!({"n": 1})).await;
+        assert_eq!(*log.lock().unwrap(), vec!["sync:1", "after:2"]);
+        assert_eq!(out.action, HookAction::Deny);
+        assert_eq!(out.data.unwrap()["n"], 2);
+    }
+
+    #[tokio::test]
     async fn wildcard_and_unregister() {
         let reg = HookRegistry::new();
         let log = Arc::new(Mutex::new(Vec::new()));

@@ -218,13 +218,10 @@ impl LoopBasic {
             }
             iteration += 1;
             let last_call = self.max_iterations.is_some_and(|max| iteration > max);
-            // The view shares the history's list: the system prompt and
-            // ephemeral context (this request only) go into a copy of it.
-            let mut messages = turn.context.messages_for_request(budget, hooks).await;
-            if let Some(system) = &turn.system {
-                let system = Message::text(turn.branch.clone(), Role::System, system.clone());
-                messages.insert(0, Arc::new(system));
-            }
+            // The view shares the context's list; ephemeral context (this
+            // request only) goes into a copy of it.
+            let system = turn.system.as_deref().map(|s| (&turn.branch, s));
+            let mut messages = turn.context.request_view(budget, hooks, system).await;
             messages.extend(pending.drain(..).map(Arc::new));
             let request = ChatRequest {
                 messages,
