@@ -43,11 +43,8 @@ pub trait ContextManager: Send + Sync {
     /// compacted if needed (emitting `context:pre_compact` and
     /// `context:post_compact`). Messages compaction leaves unchanged are
     /// shared with the history, not copied.
-    async fn messages_for_request(
-        &self,
-        budget_tokens: usize,
-        hooks: &HookRegistry,
-    ) -> MessageList;
+    async fn messages_for_request(&self, budget_tokens: usize, hooks: &HookRegistry)
+    -> MessageList;
 
     /// The view of [`ContextManager::messages_for_request`] with the
     /// system prompt `system` (a system message on the given branch, not
@@ -476,9 +473,13 @@ mod tests {
         ctx.set_messages(history(1)).await;
         let hooks = HookRegistry::new();
         let main = BranchId::main();
-        let first = ctx.request_view(1_000_000, &hooks, Some((&main, "sys"))).await;
+        let first = ctx
+            .request_view(1_000_000, &hooks, Some((&main, "sys")))
+            .await;
         ctx.add_message(text(Role::User, "more")).await;
-        let second = ctx.request_view(1_000_000, &hooks, Some((&main, "sys"))).await;
+        let second = ctx
+            .request_view(1_000_000, &hooks, Some((&main, "sys")))
+            .await;
         let all = ctx.messages().await;
         // An earlier view never sees later messages.
         assert_eq!(first.len(), all.len());
@@ -490,13 +491,17 @@ mod tests {
             assert_eq!(view.estimated_tokens(), total_tokens(view));
         }
         // Another prompt, no prompt, a reset: each is honoured.
-        let other = ctx.request_view(1_000_000, &hooks, Some((&main, "other"))).await;
+        let other = ctx
+            .request_view(1_000_000, &hooks, Some((&main, "other")))
+            .await;
         assert_eq!(other[0].text_content(), "other");
         assert_eq!(other.len(), all.len() + 1);
         let bare = ctx.request_view(1_000_000, &hooks, None).await;
         assert_eq!(bare.len(), all.len());
         ctx.set_messages(history(1)).await;
-        let reset = ctx.request_view(1_000_000, &hooks, Some((&main, "sys"))).await;
+        let reset = ctx
+            .request_view(1_000_000, &hooks, Some((&main, "sys")))
+            .await;
         assert_eq!(reset.len(), history(1).len() + 1);
         // Compacted, the system message still comes first.
         ctx.set_messages(history(20)).await;

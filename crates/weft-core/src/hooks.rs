@@ -863,7 +863,12 @@ mod tests {
         });
         reg.register("e", recording(log.clone(), "after"), 1, "after");
         reg.register("e", sync, 0, "sync");
-        reg.register("e", hook_sync_fn(|_, _| Ok(HookResult::deny("no"))), 2, "deny");
+        reg.register(
+            "e",
+            hook_sync_fn(|_, _| Ok(HookResult::deny("no"))),
+            2,
+            "deny",
+        );
         reg.register("e", recording(log.clone(), "never"), 3, "never");
         let out = reg.emit("e", json!({"n": 1})).await;
         assert_eq!(*log.lock().unwrap(), vec!["sync:1", "after:2"]);

@@ -175,7 +175,8 @@ mod tests {
         assert_eq!(list.len(), 4);
         assert_eq!(list.estimated_tokens(), sum(&list));
         assert!(list.estimated_tokens() > 100);
-        let back: MessageList = serde_json::from_value(serde_json::to_value(&list).unwrap()).unwrap();
+        let back: MessageList =
+            serde_json::from_value(serde_json::to_value(&list).unwrap()).unwrap();
         assert_eq!(back, list);
         assert_eq!(back.estimated_tokens(), list.estimated_tokens());
     }
