@@ -6,12 +6,19 @@
 //! workloads: `text_turn` (prompt → answer) and `tool_turn` (prompt → tool
 //! call → result → answer), each on the memory store (pure kernel) and the
 //! fs store (kernel plus durable appends).
+//!
+//! `hook_emit` measures the hook registry alone: emits per second of a
+//! `tool:pre`-shaped event (a session's default fields merged in) with one
+//! and with five no-op Rust handlers, each kind: `async` (an
+//! [`HookHandler`] whose `handle` is an `async fn`, one boxed future per
+//! call) and `sync` (one answering through `handle_now`).
 
 use std::sync::Arc;
 use std::time::Instant;
 
 use async_trait::async_trait;
 use serde_json::{Value, json};
+use weft_core::hooks::{HookError, HookHandler, HookRegistry, HookResult, events};
 use weft_core::memory::MemoryStore;
 use weft_core::mount::{MountPlan, PlanFormat};
 use weft_core::registry::ModuleRegistry;
@@ -28,6 +35,12 @@ pub struct KernelBenchArgs {
     /// Skip the fs store runs.
     #[arg(long)]
     pub memory_only: bool,
+    /// Emits per hook dispatch figure.
+    #[arg(long, default_value_t = 500_000)]
+    pub emits: usize,
+    /// Only the hook dispatch figures.
+    #[arg(long)]
+    pub hooks_only: bool,
 }
 
 struct NoopTool;
@@ -107,8 +120,81 @@ async fn one(
     Ok(())
 }
 
+/// A no-op handler answering through the async `handle` (boxed future).
+struct AsyncNoop;
+
+#[async_trait]
+impl HookHandler for AsyncNoop {
+    async fn handle(&self, _event: &str, _data: &Value) -> Result<HookResult, HookError> {
+        Ok(HookResult::proceed())
+    }
+}
+
+/// A no-op handler answering at once through `handle_now`.
+struct SyncNoop;
+
+#[async_trait]
+impl HookHandler for SyncNoop {
+    async fn handle(&self, _event: &str, _data: &Value) -> Result<HookResult, HookError> {
+        Ok(HookResult::proceed())
+    }
+    fn handle_now(&self, _event: &str, _data: &Value) -> Option<Result<HookResult, HookError>> {
+        Some(Ok(HookResult::proceed()))
+    }
+}
+
+async fn hook_emits(emits: usize, handlers: usize, sync: bool) {
+    let registry = HookRegistry::new();
+    registry.set_default("session_id", json!("0197a7b2-5c4e-7d1a-9f3e-2b8c4d5e6f70"));
+    registry.set_default("parent_id", Value::Null);
+    // Handlers of other events are registered too, as in a session.
+    for event in [events::PROVIDER_REQUEST, events::PROMPT_SUBMIT] {
+        registry.register(event, Arc::new(AsyncNoop), 0, "other");
+    }
+    for i in 0..handlers {
+        let handler: Arc<dyn HookHandler> = if sync {
+            Arc::new(SyncNoop)
+        } else {
+            Arc::new(AsyncNoop)
+        };
+        registry.register(events::TOOL_PRE, handler, i as i32, format!("noop{i}"));
+    }
+    let start = Instant::now();
+    for i in 0..emits {
+        let out = registry
+            .emit(
+                events::TOOL_PRE,
+                json!({"tool_name": "noop", "call_id": "call_1", "i": i}),
+            )
+            .await;
+        std::hint::black_box(out);
+    }
+    let elapsed = start.elapsed();
+    println!(
+        "{}",
+        json!({
+            "bench": "kernel",
+            "workload": "hook_emit",
+            "handlers": handlers,
+            "kind": if sync { "sync" } else { "async" },
+            "emits": emits,
+            "seconds": elapsed.as_secs_f64(),
+            "emits_per_s": emits as f64 / elapsed.as_secs_f64(),
+            "ns_per_emit": elapsed.as_secs_f64() * 1e9 / emits as f64,
+        })
+    );
+}
+
 /// Runs the kernel workloads, printing one JSON line per figure.
 pub async fn run(args: KernelBenchArgs) -> anyhow::Result<()> {
+    for handlers in [1, 5] {
+        for sync in [false, true] {
+            hook_emits(args.emits, handlers, sync).await;
+        }
+    }
+    if args.hooks_only {
+        return Ok(());
+    }
     for with_tools in [false, true] {
         one(
             Arc::new(MemoryStore::new()),

@@ -14,12 +14,15 @@ use async_trait::async_trait;
 use serde_json::json;
 
 use crate::hooks::{HookRegistry, events};
+use crate::id::BranchId;
 use crate::message::{ContentBlock, Message, Role};
+use crate::message_list::MessageList;
 
 /// Keeps a branch's history and builds the provider's view of it.
 ///
-/// Messages are stored behind [`Arc`], so handing out the history or a view
-/// of it costs a pointer copy per message, never a deep clone.
+/// Messages are stored behind [`Arc`] in a shared [`MessageList`], so
+/// handing out a view of the history that compaction leaves whole costs one
+/// reference count, whatever the history's length.
 ///
 /// Contract: `messages` returns everything added, in order; the view from
 /// `messages_for_request` is a subsequence of it (tool results may be
@@ -40,14 +43,33 @@ pub trait ContextManager: Send + Sync {
     /// compacted if needed (emitting `context:pre_compact` and
     /// `context:post_compact`). Messages compaction leaves unchanged are
     /// shared with the history, not copied.
-    async fn messages_for_request(
+    async fn messages_for_request(&self, budget_tokens: usize, hooks: &HookRegistry)
+    -> MessageList;
+
+    /// The view of [`ContextManager::messages_for_request`] with the
+    /// system prompt `system` (a system message on the given branch, not
+    /// part of the history) first. A context may keep this list across
+    /// calls, so that it too costs nothing per message.
+    async fn request_view(
         &self,
         budget_tokens: usize,
         hooks: &HookRegistry,
-    ) -> Vec<Arc<Message>>;
+        system: Option<(&BranchId, &str)>,
+    ) -> MessageList {
+        let mut view = self.messages_for_request(budget_tokens, hooks).await;
+        if let Some((branch, text)) = system {
+            view.insert(0, Arc::new(system_message(branch, text)));
+        }
+        view
+    }
 
     /// Forgets everything.
     async fn clear(&self);
+}
+
+/// The system message a request starts with.
+fn system_message(branch: &BranchId, text: &str) -> Message {
+    Message::text(branch.clone(), Role::System, text)
 }
 
 /// The share of the budget above which [`SimpleContext`] compacts.
@@ -65,11 +87,14 @@ pub struct SimpleContext {
 }
 
 /// The messages and their running token estimate (kept so a request costs
-/// no re-estimation of the whole history).
+/// no re-estimation of the whole history, nor a copy of the list).
 #[derive(Default)]
 struct History {
-    messages: Vec<Arc<Message>>,
-    tokens: usize,
+    messages: MessageList,
+    /// The last uncompacted request view with a system prompt: that
+    /// prompt's branch and text, and the list `[system] + messages[..k]`,
+    /// caught up with the history (append-only) at the next request.
+    with_system: Option<(BranchId, String, MessageList)>,
 }
 
 impl SimpleContext {
@@ -194,33 +219,30 @@ fn is_long_tool_result(block: &ContentBlock) -> bool {
 #[async_trait]
 impl ContextManager for SimpleContext {
     async fn add_message(&self, message: Message) {
-        let tokens = message.estimated_tokens();
         let message = Arc::new(message);
-        let mut h = self.lock();
-        h.tokens += tokens;
-        h.messages.push(message);
+        self.lock().messages.push(message);
     }
 
     async fn set_messages(&self, messages: Vec<Message>) {
-        let messages: Vec<Arc<Message>> = messages.into_iter().map(Arc::new).collect();
-        let tokens = total_tokens(&messages);
-        *self.lock() = History { messages, tokens };
+        let messages = MessageList::from(messages);
+        *self.lock() = History {
+            messages,
+            with_system: None,
+        };
     }
 
     async fn messages(&self) -> Vec<Arc<Message>> {
-        self.lock().messages.clone()
+        self.lock().messages.to_vec()
     }
 
     async fn messages_for_request(
         &self,
         budget_tokens: usize,
         hooks: &HookRegistry,
-    ) -> Vec<Arc<Message>> {
-        let target = (budget_tokens as f64 * COMPACT_THRESHOLD) as usize;
-        let (messages, before_tokens) = {
-            let h = self.lock();
-            (h.messages.clone(), h.tokens)
-        };
+    ) -> MessageList {
+        let target = compact_target(budget_tokens);
+        let messages = self.lock().messages.clone();
+        let before_tokens = messages.estimated_tokens();
         if before_tokens <= target {
             return messages;
         }
@@ -230,7 +252,7 @@ impl ContextManager for SimpleContext {
                 json!({"message_count": messages.len(), "tokens": before_tokens, "budget": budget_tokens}),
             )
             .await;
-        let view = compact(&messages, target);
+        let view = MessageList::from(compact(&messages, target));
         hooks
             .emit(
                 events::CONTEXT_POST_COMPACT,
@@ -238,7 +260,7 @@ impl ContextManager for SimpleContext {
                     "before_messages": messages.len(),
                     "after_messages": view.len(),
                     "before_tokens": before_tokens,
-                    "after_tokens": total_tokens(&view),
+                    "after_tokens": view.estimated_tokens(),
                     "budget": budget_tokens,
                 }),
             )
@@ -246,9 +268,51 @@ impl ContextManager for SimpleContext {
         view
     }
 
+    async fn request_view(
+        &self,
+        budget_tokens: usize,
+        hooks: &HookRegistry,
+        system: Option<(&BranchId, &str)>,
+    ) -> MessageList {
+        let Some((branch, text)) = system else {
+            return self.messages_for_request(budget_tokens, hooks).await;
+        };
+        {
+            let mut guard = self.lock();
+            let History {
+                messages,
+                with_system,
+            } = &mut *guard;
+            if messages.estimated_tokens() <= compact_target(budget_tokens) {
+                // The history only grows between resets (which drop the
+                // cache), so the cached list is `[system]` + a prefix of it.
+                let reusable = with_system.as_ref().is_some_and(|(b, t, list)| {
+                    b == branch && t == text && list.len() <= messages.len() + 1
+                });
+                if !reusable {
+                    let first = Arc::new(system_message(branch, text));
+                    *with_system = Some((branch.clone(), text.to_string(), vec![first].into()));
+                }
+                if let Some((_, _, list)) = with_system {
+                    let known = list.len() - 1;
+                    list.extend(messages[known..].iter().cloned());
+                    return list.clone();
+                }
+            }
+        }
+        let mut view = self.messages_for_request(budget_tokens, hooks).await;
+        view.insert(0, Arc::new(system_message(branch, text)));
+        view
+    }
+
     async fn clear(&self) {
         *self.lock() = History::default();
     }
+}
+
+/// The token count above which a request's view is compacted.
+fn compact_target(budget_tokens: usize) -> usize {
+    (budget_tokens as f64 * COMPACT_THRESHOLD) as usize
 }
 
 #[cfg(test)]
@@ -401,6 +465,49 @@ mod tests {
         assert_eq!(all.len(), 10);
         assert_eq!(view.len(), all.len());
         assert!(view.iter().zip(&all).all(|(v, m)| Arc::ptr_eq(v, m)));
+    }
+
+    #[tokio::test]
+    async fn request_view_with_a_system_prompt_follows_the_history() {
+        let ctx = SimpleContext::new();
+        ctx.set_messages(history(1)).await;
+        let hooks = HookRegistry::new();
+        let main = BranchId::main();
+        let first = ctx
+            .request_view(1_000_000, &hooks, Some((&main, "sys")))
+            .await;
+        ctx.add_message(text(Role::User, "more")).await;
+        let second = ctx
+            .request_view(1_000_000, &hooks, Some((&main, "sys")))
+            .await;
+        let all = ctx.messages().await;
+        // An earlier view never sees later messages.
+        assert_eq!(first.len(), all.len());
+        assert_eq!(second.len(), all.len() + 1);
+        for view in [&first, &second] {
+            assert_eq!(view[0].role, Role::System);
+            assert_eq!(view[0].text_content(), "sys");
+            assert!(view[1..].iter().zip(&all).all(|(v, m)| Arc::ptr_eq(v, m)));
+            assert_eq!(view.estimated_tokens(), total_tokens(view));
+        }
+        // Another prompt, no prompt, a reset: each is honoured.
+        let other = ctx
+            .request_view(1_000_000, &hooks, Some((&main, "other")))
+            .await;
+        assert_eq!(other[0].text_content(), "other");
+        assert_eq!(other.len(), all.len() + 1);
+        let bare = ctx.request_view(1_000_000, &hooks, None).await;
+        assert_eq!(bare.len(), all.len());
+        ctx.set_messages(history(1)).await;
+        let reset = ctx
+            .request_view(1_000_000, &hooks, Some((&main, "sys")))
+            .await;
+        assert_eq!(reset.len(), history(1).len() + 1);
+        // Compacted, the system message still comes first.
+        ctx.set_messages(history(20)).await;
+        let small = ctx.request_view(2000, &hooks, Some((&main, "sys"))).await;
+        assert_eq!(small[0].text_content(), "sys");
+        assert!(small.len() < 82);
     }
 
     #[tokio::test]

@@ -324,6 +324,14 @@ pub struct HookError(pub String);
 pub trait HookHandler: Send + Sync {
     /// Handles `event` with its `data` (a JSON object).
     async fn handle(&self, event: &str, data: &Value) -> Result<HookResult, HookError>;
+
+    /// The answer of a handler that needs no waiting, given without the
+    /// boxed future of [`HookHandler::handle`] (the registry calls it first
+    /// and awaits `handle` only when it returns `None`, the default). A
+    /// handler that overrides it must answer as `handle` would.
+    fn handle_now(&self, _event: &str, _data: &Value) -> Option<Result<HookResult, HookError>> {
+        None
+    }
 }
 
 struct Registration {
@@ -334,9 +342,20 @@ struct Registration {
     handler: Arc<dyn HookHandler>,
 }
 
+impl Registration {
+    fn sees(&self, event: &str) -> bool {
+        self.event == event || self.event == ALL_EVENTS
+    }
+}
+
+/// The registrations in the order they run, shared with the emits running
+/// them: an emit takes the list with one reference count, registering
+/// copies it (copy-on-write) when an emit still holds it.
+type Handlers = Arc<Vec<Arc<Registration>>>;
+
 #[derive(Default)]
 struct Inner {
-    handlers: RwLock<Vec<Registration>>,
+    handlers: RwLock<Handlers>,
     defaults: RwLock<Map<String, Value>>,
     approval: RwLock<Option<Arc<dyn ApprovalSystem>>>,
     feed: RwLock<Option<Feed>>,
@@ -367,7 +386,7 @@ impl HookHandle {
     /// Removes the handler. Does nothing if it is already gone.
     pub fn unregister(&self) {
         if let Some(inner) = self.registry.upgrade() {
-            write(&inner.handlers).retain(|r| r.id != self.id);
+            Arc::make_mut(&mut write(&inner.handlers)).retain(|r| r.id != self.id);
         }
     }
 }
@@ -398,14 +417,15 @@ impl HookRegistry {
         name: impl Into<String>,
     ) -> HookHandle {
         let id = self.inner.next_id.fetch_add(1, Ordering::Relaxed);
-        let mut handlers = write(&self.inner.handlers);
-        handlers.push(Registration {
+        let mut guard = write(&self.inner.handlers);
+        let handlers = Arc::make_mut(&mut guard);
+        handlers.push(Arc::new(Registration {
             id,
             event: event.into(),
             priority,
             name: name.into(),
             handler,
-        });
+        }));
         // Stable: equal priorities keep registration order.
         handlers.sort_by_key(|r| r.priority);
         HookHandle {
@@ -465,9 +485,7 @@ impl HookRegistry {
 
     /// Whether any handler would see `event`.
     pub fn has_handlers(&self, event: &str) -> bool {
-        read(&self.inner.handlers)
-            .iter()
-            .any(|r| r.event == event || r.event == ALL_EVENTS)
+        read(&self.inner.handlers).iter().any(|r| r.sees(event))
     }
 
     /// Emits `event` and folds the handlers' results (see the module docs).
@@ -497,20 +515,24 @@ impl HookRegistry {
             feed.event(event, &data);
         }
 
-        let chain: Vec<(String, Arc<dyn HookHandler>)> = read(&self.inner.handlers)
-            .iter()
-            .filter(|r| r.event == event || r.event == ALL_EVENTS)
-            .map(|r| (r.name.clone(), r.handler.clone()))
-            .collect();
+        // The chain as registered when the emit began (one reference
+        // count; handlers registered meanwhile see the next emit).
+        let chain: Handlers = read(&self.inner.handlers).clone();
 
         let mut modified = false;
         let mut injections: Vec<ContextInjection> = Vec::new();
         let mut ask_user: Option<HookResult> = None;
         let mut user_message: Option<String> = None;
-        for (name, handler) in chain {
-            let result = match handler.handle(event, &data).await {
+        for registration in chain.iter().filter(|r| r.sees(event)) {
+            let handler = &registration.handler;
+            let answer = match handler.handle_now(event, &data) {
+                Some(answer) => answer,
+                None => handler.handle(event, &data).await,
+            };
+            let result = match answer {
                 Ok(r) => r,
                 Err(e) => {
+                    let name = &registration.name;
                     tracing::warn!(hook = %name, event, error = %e, "hook handler failed; skipped");
                     continue;
                 }
@@ -622,6 +644,33 @@ where
     async fn handle(&self, event: &str, data: &Value) -> Result<HookResult, HookError> {
         (self.0)(event.to_string(), data.clone()).await
     }
+}
+
+/// A handler made from a closure that answers at once (no future to box
+/// or await per event).
+pub struct SyncHook<F>(pub F);
+
+#[async_trait]
+impl<F> HookHandler for SyncHook<F>
+where
+    F: Fn(&str, &Value) -> Result<HookResult, HookError> + Send + Sync,
+{
+    async fn handle(&self, event: &str, data: &Value) -> Result<HookResult, HookError> {
+        (self.0)(event, data)
+    }
+
+    fn handle_now(&self, event: &str, data: &Value) -> Option<Result<HookResult, HookError>> {
+        Some((self.0)(event, data))
+    }
+}
+
+/// Wraps a closure that answers at once as a shareable handler (the
+/// cheapest kind to dispatch).
+pub fn hook_sync_fn<F>(f: F) -> Arc<dyn HookHandler>
+where
+    F: Fn(&str, &Value) -> Result<HookResult, HookError> + Send + Sync + 'static,
+{
+    Arc::new(SyncHook(f))
 }
 
 /// Wraps an async closure as a shareable handler.
@@ -799,6 +848,32 @@ mod tests {
         );
         let out = reg.emit("e", json!({})).await;
         assert_eq!(out.action, HookAction::Modify);
+    }
+
+    #[tokio::test]
+    async fn sync_handlers_run_in_order_with_async_ones() {
+        let reg = HookRegistry::new();
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let l = log.clone();
+        let sync = hook_sync_fn(move |_, data| {
+            l.lock().unwrap().push(format!("sync:{}", data["n"]));
+            let mut data = data.clone();
+            data["n"] = json!(2);
+            Ok(HookResult::modify(data))
+        });
+        reg.register("e", recording(log.clone(), "after"), 1, "after");
+        reg.register("e", sync, 0, "sync");
+        reg.register(
+            "e",
+            hook_sync_fn(|_, _| Ok(HookResult::deny("no"))),
+            2,
+            "deny",
+        );
+        reg.register("e", recording(log.clone(), "never"), 3, "never");
+        let out = reg.emit("e", json!({"n": 1})).await;
+        assert_eq!(*log.lock().unwrap(), vec!["sync:1", "after:2"]);
+        assert_eq!(out.action, HookAction::Deny);
+        assert_eq!(out.data.unwrap()["n"], 2);
     }
 
     #[tokio::test]

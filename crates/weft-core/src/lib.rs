@@ -68,6 +68,7 @@ pub mod log;
 mod logging;
 pub mod memory;
 pub mod message;
+pub mod message_list;
 pub mod mount;
 pub mod naming;
 pub mod orchestrator;

@@ -175,9 +175,10 @@ fn title_request(messages: &[&Message]) -> Option<ChatRequest> {
     );
     Some(ChatRequest {
         messages: vec![
-            Message::text(branch.clone(), Role::System, system).into(),
-            Message::text(branch, Role::User, user).into(),
-        ],
+            Message::text(branch.clone(), Role::System, system),
+            Message::text(branch, Role::User, user),
+        ]
+        .into(),
         max_tokens: Some(64),
         purpose: Some(PURPOSE_SESSION_TITLE.into()),
         ..ChatRequest::default()

@@ -218,22 +218,10 @@ impl LoopBasic {
             }
             iteration += 1;
             let last_call = self.max_iterations.is_some_and(|max| iteration > max);
-            let view = turn.context.messages_for_request(budget, hooks).await;
-            let messages = match &turn.system {
-                Some(system) => {
-                    let mut messages = Vec::with_capacity(view.len() + 1);
-                    messages.push(Arc::new(Message::text(
-                        turn.branch.clone(),
-                        Role::System,
-                        system.clone(),
-                    )));
-                    messages.extend(view);
-                    messages
-                }
-                None => view,
-            };
-            // Ephemeral context: this request only.
-            let mut messages = messages;
+            // The view shares the context's list; ephemeral context (this
+            // request only) goes into a copy of it.
+            let system = turn.system.as_deref().map(|s| (&turn.branch, s));
+            let mut messages = turn.context.request_view(budget, hooks, system).await;
             messages.extend(pending.drain(..).map(Arc::new));
             let request = ChatRequest {
                 messages,

@@ -7,7 +7,6 @@
 //! provider's business (`weft-providers`); the kernel only sees this trait.
 
 use std::pin::Pin;
-use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -16,7 +15,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
-use crate::message::{ContentBlock, Message, Usage};
+use crate::message::{ContentBlock, Usage};
+use crate::message_list::MessageList;
 use crate::structured::ResponseFormat;
 
 /// A tool as the model sees it.
@@ -35,9 +35,10 @@ pub struct ToolSpec {
 pub struct ChatRequest {
     /// The conversation, system messages included (providers that take the
     /// system prompt separately extract them). Shared with the context
-    /// manager's history: building a request copies pointers, not messages
-    /// (a plain message converts with `.into()`).
-    pub messages: Vec<Arc<Message>>,
+    /// manager's history: building a request from it copies neither the
+    /// messages nor the list, and its token estimate is kept as it grows
+    /// (a `Vec` of messages converts with `.into()`).
+    pub messages: MessageList,
     /// The tools the model may call (empty: none).
     pub tools: Vec<ToolSpec>,
     /// The model; `None` means the provider's configured default.

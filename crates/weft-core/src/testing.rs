@@ -223,7 +223,7 @@ pub async fn messages(
 /// for calling providers directly.
 pub fn user_request(text: &str) -> ChatRequest {
     ChatRequest {
-        messages: vec![Message::text(BranchId::main(), Role::User, text).into()],
+        messages: vec![Message::text(BranchId::main(), Role::User, text)].into(),
         ..ChatRequest::default()
     }
 }

@@ -328,7 +328,7 @@ fn deltas(text: &str) -> Vec<String> {
 }
 
 fn estimate_usage(request: &ChatRequest, content: &[ContentBlock]) -> Usage {
-    let input: usize = request.messages.iter().map(|m| m.estimated_tokens()).sum();
+    let input = request.messages.estimated_tokens();
     let output =
         Message::new(Default::default(), Role::Assistant, content.to_vec()).estimated_tokens();
     Usage {

@@ -147,7 +147,7 @@ fn provider(base: &str, extra: Value) -> AnthropicProvider {
 
 fn ask(text_: &str) -> ChatRequest {
     ChatRequest {
-        messages: vec![text(Role::User, text_).into()],
+        messages: vec![text(Role::User, text_)].into(),
         ..Default::default()
     }
 }
@@ -332,10 +332,7 @@ async fn thinking_budget_and_no_caching() {
         json!({"prompt_caching": false, "thinking_budget": 10000, "max_tokens": 4000, "temperature": 0.2}),
     );
     let request = ChatRequest {
-        messages: vec![
-            text(Role::System, "sys").into(),
-            text(Role::User, "think").into(),
-        ],
+        messages: vec![text(Role::System, "sys"), text(Role::User, "think")].into(),
         ..Default::default()
     };
     run(&p, request).await.response();

@@ -40,7 +40,7 @@ fn provider(base: &str, extra: Value) -> OllamaProvider {
 
 fn ask(t: &str) -> ChatRequest {
     ChatRequest {
-        messages: vec![text(Role::User, t).into()],
+        messages: vec![text(Role::User, t)].into(),
         ..Default::default()
     }
 }

@@ -91,7 +91,7 @@ fn provider(base: &str, extra: Value) -> OpenAiProvider {
 
 fn ask(t: &str) -> ChatRequest {
     ChatRequest {
-        messages: vec![text(Role::User, t).into()],
+        messages: vec![text(Role::User, t)].into(),
         ..Default::default()
     }
 }
