@@ -174,6 +174,9 @@ impl Daemon {
             .arg(&weft)
             .args(["serve", "--port", &port.to_string(), "--mount-plan"])
             .arg(&plan)
+            // Every client of the workload is served at once (the default
+            // cap, 4096, would leave SSE clients waiting to be accepted).
+            .args(["--max-connections", &files.to_string()])
             .current_dir(&project)
             .env("WEFT_HOME", &home)
             .env_remove("WEFT_SERVER__TOKEN")

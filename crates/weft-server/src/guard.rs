@@ -170,11 +170,14 @@ pub(crate) async fn guard(
     }
 
     let origin = request_origin(request.headers());
-    let own = normalize_origin(&format!("http://{}", host_value.trim())).ok();
     let listed = origin
         .as_deref()
         .is_some_and(|o| perimeter.origin_listed(o));
-    let same = origin.is_some() && origin == own;
+    // The daemon's own origin (`http://` + the Host), built only when
+    // there is an origin to compare with it.
+    let same = origin.as_deref().is_some_and(|o| {
+        normalize_origin(&format!("http://{}", host_value.trim())).is_ok_and(|own| own == o)
+    });
     let safe = matches!(
         *request.method(),
         Method::GET | Method::HEAD | Method::OPTIONS

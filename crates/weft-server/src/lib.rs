@@ -63,6 +63,7 @@
 #![warn(missing_docs)]
 
 mod accept;
+mod answers;
 mod auth;
 mod config;
 mod context;

@@ -246,6 +246,8 @@ pub(crate) struct Core {
     /// Whether the test fault [`ServerConfig::test_drop_stream_after`] has
     /// closed its stream already.
     pub(crate) stream_dropped: std::sync::atomic::AtomicBool,
+    /// Serialized transcripts, valid while their log is unchanged.
+    pub(crate) answers: crate::answers::Answers,
 }
 
 /// The explanation of a refused transition.
@@ -279,6 +281,7 @@ impl Core {
             stopping: CancellationToken::new(),
             shutdown: CancellationToken::new(),
             stream_dropped: std::sync::atomic::AtomicBool::new(false),
+            answers: crate::answers::Answers::default(),
         }
     }
 
@@ -377,6 +380,9 @@ impl Core {
 
     /// Forgets the slots of removed sessions (their streams end).
     pub(crate) fn forget(&self, ids: &[SessionId]) {
+        for id in ids {
+            self.answers.forget(id);
+        }
         let mut map = lock(&self.slots);
         for id in ids {
             if map.get(id).is_some_and(|s| !s.is_running()) {

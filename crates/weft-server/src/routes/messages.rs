@@ -5,8 +5,9 @@
 use std::str::FromStr;
 
 use axum::Json;
+use axum::body::Bytes;
 use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::sse::{KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use serde_json::Value;
@@ -14,6 +15,7 @@ use weft_core::message::{ContentBlock, Role};
 use weft_core::view::LoggedMessage;
 use weft_core::{Message, ResponseFormat, SessionId};
 
+use crate::answers::{self, Stamp};
 use crate::error::{ApiError, ErrorBody};
 use crate::extract::{ApiJson, ApiQuery, PathId};
 use crate::live::{Accepted, Need, Prompt, Submitted};
@@ -86,21 +88,51 @@ pub(crate) async fn transcript(
     State(core): State<AppState>,
     PathId(id): PathId,
     ApiQuery(params): ApiQuery<TranscriptParams>,
-) -> Result<Json<Vec<TranscriptMessage>>, ApiError> {
-    core.meta(&id).await?;
-    let view = core.store().view(&id).await?;
-    let branch = match params.branch.as_deref().filter(|b| !b.is_empty()) {
+) -> Result<Response, ApiError> {
+    let meta = core.meta(&id).await?;
+    let branch = params.branch.filter(|b| !b.is_empty());
+    let key = answers::Key {
+        id,
+        branch,
+        limit: params.limit,
+    };
+    // The log has not changed since this answer was made: send it again.
+    if let Some(body) = core.answers.get(&key, Stamp::of(&meta)) {
+        return Ok(json_bytes(body));
+    }
+    let view = core.store().view(&key.id).await?;
+    let messages = match key.branch.as_deref() {
         Some(b) => view.branch(b).ok_or_else(|| {
             ApiError::unprocessable(format!(
-                "invalid query parameter: branch: session {id} has no branch {b:?}"
+                "invalid query parameter: branch: session {} has no branch {b:?}",
+                key.id
             ))
         })?,
         None => match view.default_branch() {
             Some(b) => b,
-            None => return Ok(Json(Vec::new())),
+            None => return Ok(Json(Vec::<TranscriptMessage>::new()).into_response()),
         },
-    };
-    Ok(Json(transcript_of(&branch.messages, params.limit)))
+    }
+    .messages
+    .as_slice();
+    let body = serde_json::to_vec(&transcript_of(messages, key.limit))
+        .map(Bytes::from)
+        .map_err(|e| ApiError::internal(format!("cannot encode the transcript: {e}")))?;
+    let stamp = Stamp::of(&view.meta);
+    core.answers.put(key, stamp, body.clone());
+    Ok(json_bytes(body))
+}
+
+/// A `200 OK` with an already encoded JSON body (what `Json` sends).
+fn json_bytes(body: Bytes) -> Response {
+    (
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        )],
+        body,
+    )
+        .into_response()
 }
 
 /// The API view of a branch's messages; `limit` keeps the last N.
