@@ -22,9 +22,9 @@
 use std::fmt;
 
 use chrono::{DateTime, FixedOffset, NaiveDate, Utc};
+use serde::Deserialize;
 use serde::de::value::{MapAccessDeserializer, SeqAccessDeserializer, StringDeserializer};
 use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
-use serde::Deserialize;
 use serde_json::Value;
 
 use crate::message::{ContentBlock, ImageSource};
@@ -270,7 +270,8 @@ impl<'de> Visitor<'de> for BlockVisitor {
                     first: Some(key),
                     map,
                 };
-                return DerivedBlock::deserialize(MapAccessDeserializer::new(replay)).map(Into::into);
+                return DerivedBlock::deserialize(MapAccessDeserializer::new(replay))
+                    .map(Into::into);
             }
             Some(FirstKey::Tag) => map.next_value::<Tag>()?,
         };
