@@ -24,7 +24,9 @@
 //!   zeros written beforehand (`pwrite` + `fdatasync`: no size or extent
 //!   change to commit), for reference.
 //! - `load_all` / `view_all` / `tail`: read a `--load-messages` session
-//!   whole (and fold it into a view), and its last 50 records.
+//!   whole (and fold it into a view: `view_all` folds by reference, as
+//!   `SessionView::from_records`; `view_owned` is `Store::view`, folding
+//!   the records it owns), and its last 50 records.
 //! - `list_newest`: the newest 20 of `--list-sessions` sessions; also
 //!   `open_and_list` (opening the store first, as `weft session list` does).
 //! - `fork_middle`: fork a `--fork-turns` session at its middle turn.
@@ -604,6 +606,14 @@ async fn read_workloads(backend: &str, root: &Path, args: &StoreBenchArgs) -> an
     })
     .await?;
     emit_ms(backend, "view_all", view, json!({"messages": n}));
+    // The same through `Store::view`, which folds the records it owns
+    // (no message cloned).
+    let view_owned = timed(args.runs, || {
+        let (store, id) = (store.clone(), id.clone());
+        async move { Ok(store.view(&id).await?) }
+    })
+    .await?;
+    emit_ms(backend, "view_owned", view_owned, json!({"messages": n}));
     let tail = timed(args.runs, || {
         let (store, id) = (store.clone(), id.clone());
         async move {

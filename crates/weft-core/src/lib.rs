@@ -92,6 +92,7 @@ pub mod testing;
 pub mod tool;
 pub mod view;
 pub mod watch;
+mod wire_de;
 
 pub use approval::{ApprovalSystem, DisplaySystem};
 pub use error::SessionError;

@@ -77,7 +77,10 @@ pub enum ImageSource {
 }
 
 /// One piece of a message's content.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+///
+/// Deserialised by hand (see `wire_de`): the same inputs as the derived
+/// internally tagged form, without buffering when `type` comes first.
+#[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum ContentBlock {
     /// Plain text.
@@ -242,6 +245,7 @@ pub struct Message {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub recipient: Option<String>,
     /// When it was created.
+    #[serde(deserialize_with = "crate::wire_de::timestamp")]
     pub timestamp: DateTime<Utc>,
     /// The provider's usage for the response that produced this message.
     #[serde(default, skip_serializing_if = "Option::is_none")]

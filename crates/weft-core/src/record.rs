@@ -41,6 +41,7 @@ pub struct Record {
     /// Position in the session's log, from 1, without gaps.
     pub seq: u64,
     /// When the record was made.
+    #[serde(deserialize_with = "crate::wire_de::timestamp")]
     pub ts: DateTime<Utc>,
     /// The turn that wrote the record (None: written outside a turn).
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -11,7 +11,7 @@
 use serde_json::{Map, Value};
 
 use crate::id::BranchId;
-use crate::message::{Message, Role};
+use crate::message::{ContentBlock, Message, Role};
 use crate::record::{BatchError, Record, RecordKind, check_batch};
 use crate::session::{Branch, LAST_PROMPT_CHARS, Mail, SessionMeta, SessionStatus};
 
@@ -103,10 +103,7 @@ impl SessionMeta {
                 self.message_count = self.message_count.saturating_add(1);
                 if message.role == Role::User {
                     self.turn_count = self.turn_count.saturating_add(1);
-                    let text = message.text_content();
-                    if !text.is_empty() {
-                        self.last_prompt = Some(text.chars().take(LAST_PROMPT_CHARS).collect());
-                    }
+                    set_last_prompt(&mut self.last_prompt, message);
                 }
                 if let Some(usage) = &message.usage {
                     self.usage.add(usage);
@@ -163,6 +160,38 @@ impl SessionMeta {
             | RecordKind::MailCollected { .. }
             | RecordKind::Rewind { .. }
             | RecordKind::Compaction { .. } => {}
+        }
+    }
+}
+
+/// Sets `last_prompt` to the first [`LAST_PROMPT_CHARS`] characters of
+/// `message`'s text (its text blocks joined), unless it has no text —
+/// reusing the string already there rather than building the whole text.
+fn set_last_prompt(last_prompt: &mut Option<String>, message: &Message) {
+    let mut texts = message
+        .content
+        .iter()
+        .filter_map(|b| match b {
+            ContentBlock::Text { text } if !text.is_empty() => Some(text.as_str()),
+            _ => None,
+        })
+        .peekable();
+    if texts.peek().is_none() {
+        return;
+    }
+    let out = last_prompt.get_or_insert_with(String::new);
+    out.clear();
+    let mut left = LAST_PROMPT_CHARS;
+    for text in texts {
+        match text.char_indices().nth(left) {
+            Some((end, _)) => {
+                out.push_str(&text[..end]);
+                return;
+            }
+            None => {
+                out.push_str(text);
+                left -= text.chars().count();
+            }
         }
     }
 }
@@ -425,6 +454,30 @@ mod tests {
         assert_eq!(by_ref, by_value);
         assert_eq!(by_value.messages("main").len(), 2);
         assert_eq!(by_value.messages("side").len(), 5);
+    }
+
+    #[test]
+    fn the_folded_last_prompt_is_the_texts_first_characters() {
+        let long = "é".repeat(LAST_PROMPT_CHARS - 3);
+        for blocks in [
+            vec!["", ""],
+            vec!["abc"],
+            vec![long.as_str(), "", "xyz", "more"],
+            vec![long.as_str(), "ab"],
+            vec!["", long.as_str(), "abcd"],
+        ] {
+            let content = blocks.iter().map(|t| ContentBlock::text(*t)).collect();
+            let m = Message::new(BranchId::main(), Role::User, content);
+            let mut got = Some("before".to_string());
+            set_last_prompt(&mut got, &m);
+            let text = m.text_content();
+            let want = if text.is_empty() {
+                "before".to_string()
+            } else {
+                text.chars().take(LAST_PROMPT_CHARS).collect()
+            };
+            assert_eq!(got.as_deref(), Some(want.as_str()), "{blocks:?}");
+        }
     }
 
     #[test]
