@@ -158,14 +158,12 @@ pub(crate) fn open_kind(
         RecordKind::MailSent(mail) => {
             mail.item = open_value(key, owner, std::mem::take(&mut mail.item))?;
         }
-        RecordKind::Compaction { summary, .. } => {
-            if summary.starts_with(TOKEN) {
-                let opened = token::open_string(key, owner, std::mem::take(summary), TOKEN)?;
-                *summary = opened
-                    .text()
-                    .ok_or_else(|| undecryptable(owner))?
-                    .to_string();
-            }
+        RecordKind::Compaction { summary, .. } if summary.starts_with(TOKEN) => {
+            let opened = token::open_string(key, owner, std::mem::take(summary), TOKEN)?;
+            *summary = opened
+                .text()
+                .ok_or_else(|| undecryptable(owner))?
+                .to_string();
         }
         _ => {}
     }
