@@ -1,7 +1,9 @@
 //! End to end: encryption at rest with the real `weft` binary, on the fs,
-//! sqlite, PostgreSQL and Redis stores. With `WEFT_ENCRYPTION__KEY` set, a
-//! distinctive word of the prompt is nowhere in the stored bytes (files
-//! under the home, the database's rows, Redis's append-only file); the
+//! sqlite, PostgreSQL, Redis and DynamoDB stores. With `WEFT_ENCRYPTION__KEY`
+//! set, a distinctive word of the prompt, of a session's state and of
+//! shared `app:`/`user:` state is nowhere in the stored bytes (files under
+//! the home, the database's rows, Redis's append-only file, the DynamoDB
+//! table's items); the
 //! session reads back with the key, is refused with one clear sentence
 //! without it or with a wrong one, and survives `weft keys rotate`.
 
@@ -78,13 +80,14 @@ fn scenario(env: &Env, store: &[&str], stored: &dyn Fn() -> String) {
         .as_str()
         .expect("an id")
         .to_string();
-    let state = ok(weft(
-        env,
-        store,
-        Some(&key1),
-        &["state", "set", &id, "note", SECRET],
-    ));
-    drop(state);
+    for k in ["note", "app:note", "user:note"] {
+        ok(weft(
+            env,
+            store,
+            Some(&key1),
+            &["state", "set", &id, k, SECRET],
+        ));
+    }
     let raw = stored();
     assert!(!raw.is_empty(), "the store holds something");
     assert!(!raw.contains(SECRET), "{SECRET} is stored in clear");
@@ -121,13 +124,13 @@ fn scenario(env: &Env, store: &[&str], stored: &dyn Fn() -> String) {
         found.contains(&id),
         "search scans the encrypted store: {found}"
     );
-    let state = ok(weft(
-        env,
-        store,
-        Some(&key1),
-        &["state", "get", &id, "note"],
-    ));
-    assert!(state.contains(SECRET), "{state}");
+    for k in ["note", "app:note", "user:note"] {
+        let state = ok(weft(env, store, Some(&key1), &["state", "get", &id, k]));
+        assert!(state.contains(SECRET), "{k}: {state}");
+    }
+    // Shared state is refused without the key too.
+    let err = refused(weft(env, store, None, &["state", "get", &id, "app:note"]));
+    assert!(err.contains("WEFT_ENCRYPTION__KEY"), "{err}");
 
     // Without the key, and with a wrong one: one clear error.
     let err = refused(weft(
@@ -166,7 +169,8 @@ fn scenario(env: &Env, store: &[&str], stored: &dyn Fn() -> String) {
             file.to_str().expect("utf-8"),
         ],
     ));
-    assert!(rotated.contains("re-wrapped 1 data key"), "{rotated}");
+    // The session's data key and the shared-state key.
+    assert!(rotated.contains("re-wrapped 2 data key"), "{rotated}");
     let show = ok(weft(
         env,
         store,
@@ -174,6 +178,16 @@ fn scenario(env: &Env, store: &[&str], stored: &dyn Fn() -> String) {
         &["session", "show", &id, "--transcript"],
     ));
     assert!(show.contains(SECRET), "{show}");
+    let state = ok(weft(
+        env,
+        store,
+        Some(&key2),
+        &["state", "get", &id, "user:note"],
+    ));
+    assert!(
+        state.contains(SECRET),
+        "shared state after rotation: {state}"
+    );
     refused(weft(
         env,
         store,
@@ -244,6 +258,43 @@ fn redis_store_is_encrypted_at_rest() {
             .filter_map(|p| std::fs::read(p).ok())
             .map(|b| String::from_utf8_lossy(&b).into_owned())
             .collect()
+    });
+}
+
+#[cfg(feature = "dynamodb")]
+#[test]
+fn dynamodb_store_is_encrypted_at_rest() {
+    use weft_store::dynamodb::DynamoStore;
+    use weft_store::dynamodb::local::LocalDynamo;
+    let server = LocalDynamo::start()
+        .unwrap_or_else(|e| panic!("this test needs the local DynamoDB server: {e}"));
+    let env = Env::new();
+    let url = server.url("encrypted");
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    scenario(&env, &["--store", "dynamodb", "--store-url", &url], &|| {
+        // Every item of the table, as the server holds it.
+        runtime.block_on(async {
+            let store = DynamoStore::open(&url).expect("open the table");
+            let mut all = String::new();
+            let mut start = None;
+            loop {
+                let page = store
+                    .client()
+                    .scan()
+                    .table_name(store.table())
+                    .set_exclusive_start_key(start)
+                    .send()
+                    .await
+                    .expect("scan the table");
+                for item in page.items() {
+                    all.push_str(&format!("{item:?}\n"));
+                }
+                start = page.last_evaluated_key().cloned();
+                if start.is_none() {
+                    break all;
+                }
+            }
+        })
     });
 }
 

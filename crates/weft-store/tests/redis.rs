@@ -267,3 +267,8 @@ mod live {
         live::watch_sees_another_handles_commits(a, b).await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn live_events_cross_sealed_behind_encryption() {
+    weft_store::conformance::live::events_cross_sealed(Arc::new(fresh())).await;
+}

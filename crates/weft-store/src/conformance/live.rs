@@ -158,3 +158,59 @@ pub async fn watch_sees_another_handles_commits(a: Arc<dyn Store>, b: Arc<dyn St
     writer.await.expect("writer");
     assert_eq!(seqs, (3..=22).collect::<Vec<u64>>());
 }
+
+/// Behind the encryption layer (`raw` the bare backend), a kernel event
+/// crosses the live channel with its data sealed, so nothing of it
+/// travels in clear on the backend's channel (PostgreSQL `NOTIFY`, Redis
+/// pub/sub), and a subscriber through the layer gets it opened; a commit
+/// notice (a seq) crosses as it is.
+pub async fn events_cross_sealed(raw: Arc<dyn Store>) {
+    use crate::encryption::{self, MasterKey};
+    use weft_core::live::{LiveBody, LiveMessage, LiveSubscription};
+
+    const SECRET: &str = "quokkaxylophone";
+    async fn next(sub: &mut LiveSubscription) -> LiveMessage {
+        match tokio::time::timeout(PATIENCE, sub.recv()).await {
+            Ok(Some(m)) => m,
+            Ok(None) => panic!("the live channel was lost"),
+            Err(_) => panic!("nothing crossed within {PATIENCE:?}"),
+        }
+    }
+    let key = MasterKey::generate_base64()
+        .and_then(|k| Ok(MasterKey::from_base64(&k)?))
+        .expect("a master key");
+    let store = encryption::wrap(raw.clone(), Some(key));
+    let id = store
+        .create(new_meta("live"), Vec::new())
+        .await
+        .expect("create")
+        .id;
+    let (Some(raw_live), Some(live)) = (raw.live(), store.live()) else {
+        panic!("the backend has a live channel");
+    };
+    let mut wire = raw_live.subscribe(&id).await.expect("raw subscribe");
+    let mut opened = live.subscribe(&id).await.expect("subscribe");
+    let event = LiveMessage {
+        origin: "feed-a".into(),
+        n: 1,
+        body: LiveBody::Event {
+            name: "content_block:delta".into(),
+            data: json!({"session_id": id.as_str(), "turn": "t1", "delta": SECRET}),
+        },
+    };
+    let commit = LiveMessage {
+        origin: "feed-a".into(),
+        n: 2,
+        body: LiveBody::Committed { seq: 1 },
+    };
+    live.publish(&id, &[event.clone(), commit.clone()])
+        .await
+        .expect("publish");
+    let sent = next(&mut wire).await;
+    let text = sent.encode(&id);
+    assert!(!text.contains(SECRET), "travels in clear: {text}");
+    assert!(text.contains("t1"), "the turn stays clear: {text}");
+    assert_eq!(next(&mut wire).await, commit);
+    assert_eq!(next(&mut opened).await, event);
+    assert_eq!(next(&mut opened).await, commit);
+}

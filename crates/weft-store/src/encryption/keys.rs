@@ -10,7 +10,8 @@ use std::sync::Arc;
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
-use ring::aead::{AES_256_GCM, Aad, LessSafeKey, NONCE_LEN, Nonce, UnboundKey};
+pub(crate) use ring::aead::NONCE_LEN;
+use ring::aead::{AES_256_GCM, Aad, LessSafeKey, Nonce, UnboundKey};
 use ring::rand::{SecureRandom, SystemRandom};
 use serde::{Deserialize, Serialize};
 use weft_core::store::StoreError;
@@ -91,7 +92,7 @@ impl MasterKey {
 
     /// A new random key's base64 form (`weft keys generate`).
     pub fn generate_base64() -> Result<String, StoreError> {
-        Ok(B64.encode(random::<KEY_LEN>()?))
+        Ok(B64.encode(random_bytes::<KEY_LEN>()?))
     }
 
     /// The key's id: the first 8 bytes of its SHA-256, in hex. Stored next
@@ -103,7 +104,7 @@ impl MasterKey {
 
     /// Makes a new random data key for `owner` and its wrapped form.
     pub(crate) fn new_data_key(&self, owner: &str) -> Result<(DataKey, WrappedKey), StoreError> {
-        let bytes = random::<KEY_LEN>()?;
+        let bytes = random_bytes::<KEY_LEN>()?;
         let key = DataKey(Arc::new(aead_key(&bytes)?));
         Ok((key, self.wrap(owner, &bytes)?))
     }
@@ -165,13 +166,60 @@ pub(crate) struct DataKey(Arc<LessSafeKey>);
 
 impl DataKey {
     /// `plain` sealed for `owner`: nonce ‖ ciphertext ‖ tag.
+    #[cfg(test)]
     pub(crate) fn seal(&self, owner: &str, plain: &[u8]) -> Result<Vec<u8>, StoreError> {
         seal_with(&self.0, owner.as_bytes(), plain)
     }
 
     /// The plaintext of `sealed`, or None when it does not authenticate.
+    #[cfg(test)]
     pub(crate) fn open(&self, owner: &str, sealed: &[u8]) -> Option<Vec<u8>> {
         open_with(&self.0, owner.as_bytes(), sealed)
+    }
+
+    /// Seals `buf` (room for the nonce ‖ plaintext) in place for `owner`:
+    /// it becomes nonce ‖ ciphertext ‖ tag.
+    pub(crate) fn seal_in_place(&self, owner: &str, buf: &mut Vec<u8>) -> Result<(), StoreError> {
+        let nonce = random_bytes::<NONCE_LEN>()?;
+        let Some(room) = buf.get_mut(..NONCE_LEN) else {
+            return Err(seal_failed());
+        };
+        room.copy_from_slice(&nonce);
+        let tag = self
+            .0
+            .seal_in_place_separate_tag(
+                Nonce::assume_unique_for_key(nonce),
+                Aad::from(owner.as_bytes()),
+                &mut buf[NONCE_LEN..],
+            )
+            .map_err(|_| seal_failed())?;
+        buf.extend_from_slice(tag.as_ref());
+        Ok(())
+    }
+
+    /// Opens `sealed` (nonce ‖ ciphertext ‖ tag) in place: the plaintext,
+    /// which starts at `sealed[NONCE_LEN]`, or None when it does not
+    /// authenticate.
+    pub(crate) fn open_in_place<'a>(
+        &self,
+        owner: &str,
+        sealed: &'a mut [u8],
+    ) -> Option<&'a mut [u8]> {
+        if sealed.len() < NONCE_LEN + 16 {
+            return None;
+        }
+        let (nonce, rest) = sealed.split_at_mut(NONCE_LEN);
+        let nonce = Nonce::try_assume_unique_for_key(nonce).ok()?;
+        self.0
+            .open_in_place(nonce, Aad::from(owner.as_bytes()), rest)
+            .ok()
+    }
+}
+
+fn seal_failed() -> StoreError {
+    StoreError::Backend {
+        backend: "encryption",
+        message: "AES-GCM refused to seal a record".into(),
     }
 }
 
@@ -181,7 +229,7 @@ fn aead_key(bytes: &[u8]) -> Result<LessSafeKey, KeyError> {
         .map_err(|_| KeyError::Malformed)
 }
 
-fn random<const N: usize>() -> Result<[u8; N], StoreError> {
+pub(crate) fn random_bytes<const N: usize>() -> Result<[u8; N], StoreError> {
     let mut out = [0u8; N];
     SystemRandom::new()
         .fill(&mut out)
@@ -193,7 +241,7 @@ fn random<const N: usize>() -> Result<[u8; N], StoreError> {
 }
 
 fn seal_with(key: &LessSafeKey, aad: &[u8], plain: &[u8]) -> Result<Vec<u8>, StoreError> {
-    let nonce = random::<NONCE_LEN>()?;
+    let nonce = random_bytes::<NONCE_LEN>()?;
     let mut out = Vec::with_capacity(NONCE_LEN + plain.len() + 16);
     out.extend_from_slice(&nonce);
     out.extend_from_slice(plain);
@@ -203,10 +251,7 @@ fn seal_with(key: &LessSafeKey, aad: &[u8], plain: &[u8]) -> Result<Vec<u8>, Sto
             Aad::from(aad),
             &mut out[NONCE_LEN..],
         )
-        .map_err(|_| StoreError::Backend {
-            backend: "encryption",
-            message: "AES-GCM refused to seal a record".into(),
-        })?;
+        .map_err(|_| seal_failed())?;
     out.extend_from_slice(tag.as_ref());
     Ok(out)
 }

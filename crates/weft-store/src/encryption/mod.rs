@@ -11,6 +11,10 @@
 //! wrapped by the master key, with the master key's id, so a wrong key is
 //! one clear error. [`KEY_RING`] marks a store that holds encrypted
 //! sessions.
+//! Shared state (`app:`/`user:` namespaces) is sealed with store-wide
+//! shared-state data keys kept in [`KEY_RING`] (`shared`), and kernel
+//! events crossing to other processes on a live channel with the
+//! session's key (`live`).
 //! [`rotate`] re-wraps the data keys under a new master key without
 //! touching any log. Without a master key the wrapper still guards: a
 //! session holding sealed records is refused with one sentence, never
@@ -19,9 +23,13 @@
 //! This module knows the [`Store`] contract and key material; it knows
 //! nothing about how a backend lays out its data.
 
+mod keyring;
 mod keys;
+mod live;
 mod seal;
+mod shared;
 mod store_impl;
+mod token;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -132,7 +140,11 @@ pub async fn rotate(
             let Some(value) = backend.shared_state(&ns).await?.remove(KEY_ENTRY) else {
                 continue;
             };
-            if let Some(delta) = rewrap_one(&owner, value, old, new, &mut report)? {
+            if let Some(moved) =
+                rewrap_one(&format!("session {owner}"), &value, old, new, &mut report)?
+            {
+                let mut delta = StateDelta::default();
+                delta.set.insert(KEY_ENTRY.into(), moved);
                 writes.push((ns, delta));
             }
         }
@@ -141,25 +153,35 @@ pub async fn rotate(
             None => break,
         }
     }
+    // The shared-state keys, in the key ring itself.
+    let mut ring = StateDelta::default();
+    for (entry, value) in backend.shared_state(KEY_RING).await? {
+        if let Some(kid) = entry.strip_prefix(keyring::SHARED_ENTRY)
+            && let Some(moved) =
+                rewrap_one(&keyring::shared_owner(kid), &value, old, new, &mut report)?
+        {
+            ring.set.insert(entry, moved);
+        }
+    }
+    if !ring.set.is_empty() {
+        writes.push((KEY_RING.to_string(), ring));
+    }
     for (ns, delta) in writes {
         backend.update_shared_state(&ns, &delta).await?;
     }
     Ok(report)
 }
 
-/// The key-ring change moving one session's data key to `new` (None: it
-/// is under `new` already).
+/// The key-ring entry `value` (the data key of `owner`) wrapped by `new`
+/// (None: it is under `new` already).
 fn rewrap_one(
     owner: &str,
-    value: serde_json::Value,
+    value: &serde_json::Value,
     old: Option<&MasterKey>,
     new: &MasterKey,
     report: &mut RotateReport,
-) -> Result<Option<StateDelta>, StoreError> {
-    let wrapped: WrappedKey = serde_json::from_value(value).map_err(|e| StoreError::Corrupt {
-        location: format!("the key ring entry of session {owner}"),
-        detail: e.to_string(),
-    })?;
+) -> Result<Option<serde_json::Value>, StoreError> {
+    let wrapped = keyring::parse_wrapped(value, owner)?;
     if wrapped.kid == new.id() {
         report.already += 1;
         return Ok(None);
@@ -170,14 +192,9 @@ fn rewrap_one(
             wrapped.kid
         )));
     };
-    // The owner bound into the wrapping, as the wrapper names it.
-    let moved = old.rewrap(&format!("session {owner}"), &wrapped, new)?;
-    let mut delta = StateDelta::default();
-    delta
-        .set
-        .insert(KEY_ENTRY.into(), store_impl::to_value(&moved)?);
+    let moved = old.rewrap(owner, &wrapped, new)?;
     report.rewrapped += 1;
-    Ok(Some(delta))
+    Ok(Some(keyring::to_value(&moved)?))
 }
 
 /// `backend` behind the encryption layer (`master`: None guards only).

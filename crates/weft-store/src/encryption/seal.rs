@@ -1,11 +1,14 @@
 //! Which parts of a record are sealed, and how: the user-provided content
-//! of a record becomes base64 tokens inside the same record shape, so every
-//! backend stores, orders and lists it unchanged.
+//! of a record becomes tokens (`token`) inside the same record shape, so
+//! every backend stores, orders and lists it unchanged.
 //!
 //! - a message: its content blocks, metadata and structured answer become
-//!   one token in a text block (a user message with text also gets a short
-//!   sealed preview first, so the backends' `last_prompt` holds a sealed
-//!   preview instead of the prompt);
+//!   one token, the only entry of its metadata (`{"wenc": token}`, the
+//!   second layout) with no content blocks, so reading a record parses the
+//!   token as one plain string; a user message with text also keeps a short
+//!   sealed preview as its one text block, so the backends' `last_prompt`
+//!   holds a sealed preview instead of the prompt. The first layout (the
+//!   token as the last text block) is still read;
 //! - a state change: each value set (keys stay clear);
 //! - mail: its item;
 //! - a compaction: its summary;
@@ -14,8 +17,6 @@
 //! This module knows records and tokens; where data keys come from is the
 //! store wrapper's business.
 
-use base64::Engine;
-use base64::engine::general_purpose::STANDARD as B64;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use weft_core::message::{ContentBlock, Message, Role};
@@ -23,9 +24,9 @@ use weft_core::record::{Record, RecordKind};
 use weft_core::store::StoreError;
 
 use super::keys::DataKey;
+pub(crate) use super::token::TOKEN;
+use super::token::{self, undecryptable};
 
-/// The prefix of a sealed value.
-pub(crate) const TOKEN: &str = "wenc1:";
 /// The prefix of a user message's sealed preview; it ends at [`PREVIEW_END`].
 pub(crate) const PREVIEW: &str = "wenc1p:";
 const PREVIEW_END: char = '~';
@@ -34,6 +35,8 @@ const PREVIEW_END: char = '~';
 const PREVIEW_BYTES: usize = 116;
 /// The key of a sealed kernel event.
 const EVENT_KEY: &str = "sealed";
+/// The metadata key holding a sealed message's token (second layout).
+pub(crate) const MESSAGE_KEY: &str = "wenc";
 
 /// A message's sealed parts.
 #[derive(Serialize, Deserialize)]
@@ -45,49 +48,18 @@ struct Parts {
     s: Option<Value>,
 }
 
-fn undecryptable(owner: &str) -> StoreError {
-    StoreError::Corrupt {
-        location: format!("session {owner}"),
-        detail: "an encrypted value does not authenticate under its data key (damaged data)".into(),
-    }
-}
-
-/// `plain` sealed as a token with `prefix`.
-fn token(key: &DataKey, owner: &str, prefix: &str, plain: &[u8]) -> Result<String, StoreError> {
-    let sealed = key.seal(owner, plain)?;
-    let mut out = String::with_capacity(prefix.len() + sealed.len() * 4 / 3 + 4);
-    out.push_str(prefix);
-    B64.encode_string(&sealed, &mut out);
-    Ok(out)
-}
-
-/// The plaintext of a token's body (after its prefix).
-fn open_body(key: &DataKey, owner: &str, body: &str) -> Result<Vec<u8>, StoreError> {
-    let sealed = B64.decode(body).map_err(|_| undecryptable(owner))?;
-    key.open(owner, &sealed).ok_or_else(|| undecryptable(owner))
-}
-
 /// A JSON value sealed as a token string.
 pub(crate) fn seal_value(key: &DataKey, owner: &str, value: &Value) -> Result<Value, StoreError> {
-    let plain = serde_json::to_vec(value).map_err(|e| encode_error(owner, &e))?;
-    Ok(Value::String(token(key, owner, TOKEN, &plain)?))
+    Ok(Value::String(token::seal_json(key, owner, TOKEN, value)?))
 }
 
 /// The value a [`seal_value`] token holds; anything else is returned as is.
 pub(crate) fn open_value(key: &DataKey, owner: &str, value: Value) -> Result<Value, StoreError> {
-    match &value {
+    match value {
         Value::String(s) if s.starts_with(TOKEN) => {
-            let plain = open_body(key, owner, &s[TOKEN.len()..])?;
-            serde_json::from_slice(&plain).map_err(|_| undecryptable(owner))
+            token::open_string(key, owner, s, TOKEN)?.parse(owner)
         }
-        _ => Ok(value),
-    }
-}
-
-fn encode_error(owner: &str, e: &serde_json::Error) -> StoreError {
-    StoreError::Backend {
-        backend: "encryption",
-        message: format!("cannot encode a value of session {owner}: {e}"),
+        other => Ok(other),
     }
 }
 
@@ -101,36 +73,47 @@ fn seal_message(key: &DataKey, owner: &str, m: &mut Message) -> Result<(), Store
         m: std::mem::take(&mut m.metadata),
         s: m.structured.take(),
     };
-    let plain = serde_json::to_vec(&parts).map_err(|e| encode_error(owner, &e))?;
+    let sealed = token::seal_json(key, owner, TOKEN, &parts)?;
     if let Some(text) = preview {
         let mut cut = text.len().min(PREVIEW_BYTES);
         while !text.is_char_boundary(cut) {
             cut -= 1;
         }
-        let mut p = token(key, owner, PREVIEW, &text.as_bytes()[..cut])?;
+        let mut p = token::seal_bytes(key, owner, PREVIEW, &text.as_bytes()[..cut])?;
         p.push(PREVIEW_END);
         m.content.push(ContentBlock::Text { text: p });
     }
-    m.content.push(ContentBlock::Text {
-        text: token(key, owner, TOKEN, &plain)?,
-    });
+    m.metadata.insert(MESSAGE_KEY.into(), Value::String(sealed));
     Ok(())
 }
 
-/// The sealed token of a message, if it is sealed.
-fn message_token(m: &Message) -> Option<&str> {
-    match m.content.last() {
-        Some(ContentBlock::Text { text }) => text.strip_prefix(TOKEN),
-        _ => None,
-    }
+/// Whether `m` is sealed in the second layout (its token in its metadata).
+fn sealed_in_metadata(m: &Message) -> bool {
+    m.metadata.len() == 1
+        && matches!(m.metadata.get(MESSAGE_KEY), Some(Value::String(s)) if s.starts_with(TOKEN))
+}
+
+/// Whether `m` is sealed in the first layout (its token as its last text
+/// block).
+fn sealed_in_content(m: &Message) -> bool {
+    matches!(m.content.last(), Some(ContentBlock::Text { text }) if text.starts_with(TOKEN))
 }
 
 fn open_message(key: &DataKey, owner: &str, m: &mut Message) -> Result<(), StoreError> {
-    let Some(body) = message_token(m) else {
+    let sealed = if sealed_in_metadata(m) {
+        match m.metadata.remove(MESSAGE_KEY) {
+            Some(Value::String(s)) => s,
+            _ => return Err(undecryptable(owner)),
+        }
+    } else if sealed_in_content(m) {
+        match m.content.pop() {
+            Some(ContentBlock::Text { text }) => text,
+            _ => return Err(undecryptable(owner)),
+        }
+    } else {
         return Ok(());
     };
-    let plain = open_body(key, owner, body)?;
-    let parts: Parts = serde_json::from_slice(&plain).map_err(|_| undecryptable(owner))?;
+    let parts: Parts = token::open_string(key, owner, sealed, TOKEN)?.parse(owner)?;
     m.content = parts.c;
     m.metadata = parts.m;
     m.structured = parts.s;
@@ -152,7 +135,7 @@ pub(crate) fn seal_kind(
         }
         RecordKind::MailSent(mail) => mail.item = seal_value(key, owner, &mail.item)?,
         RecordKind::Compaction { summary, .. } => {
-            *summary = token(key, owner, TOKEN, summary.as_bytes())?;
+            *summary = token::seal_bytes(key, owner, TOKEN, summary.as_bytes())?;
         }
         _ => {}
     }
@@ -175,11 +158,12 @@ pub(crate) fn open_kind(
         RecordKind::MailSent(mail) => {
             mail.item = open_value(key, owner, std::mem::take(&mut mail.item))?;
         }
-        RecordKind::Compaction { summary, .. } => {
-            if let Some(body) = summary.strip_prefix(TOKEN) {
-                let plain = open_body(key, owner, body)?;
-                *summary = String::from_utf8(plain).map_err(|_| undecryptable(owner))?;
-            }
+        RecordKind::Compaction { summary, .. } if summary.starts_with(TOKEN) => {
+            let opened = token::open_string(key, owner, std::mem::take(summary), TOKEN)?;
+            *summary = opened
+                .text()
+                .ok_or_else(|| undecryptable(owner))?
+                .to_string();
         }
         _ => {}
     }
@@ -190,7 +174,7 @@ pub(crate) fn open_kind(
 pub(crate) fn is_sealed(record: &Record) -> bool {
     let sealed = |v: &Value| matches!(v, Value::String(s) if s.starts_with(TOKEN));
     match &record.kind {
-        RecordKind::Message(m) => message_token(m).is_some(),
+        RecordKind::Message(m) => sealed_in_metadata(m) || sealed_in_content(m),
         RecordKind::State(delta) => delta.set.values().any(sealed),
         RecordKind::MailSent(mail) => sealed(&mail.item),
         RecordKind::Compaction { summary, .. } => summary.starts_with(TOKEN),
@@ -215,11 +199,45 @@ pub(crate) fn event_token(event: &Value) -> Option<&Value> {
     }
 }
 
+/// The fields of a live event's data that stay clear when it is sealed:
+/// ids that records keep clear too, and what a channel with a payload
+/// limit keeps of a truncated event.
+const LIVE_CLEAR: [&str; 3] = ["session_id", "turn", "branch"];
+
+/// A live event's data sealed: `{"sealed": token}` plus the fields of
+/// [`LIVE_CLEAR`] it has.
+pub(crate) fn seal_live_data(
+    key: &DataKey,
+    owner: &str,
+    data: &Value,
+) -> Result<Value, StoreError> {
+    let mut out = Map::new();
+    for k in LIVE_CLEAR {
+        if let Some(v) = data.get(k) {
+            out.insert(k.into(), v.clone());
+        }
+    }
+    out.insert(EVENT_KEY.into(), seal_value(key, owner, data)?);
+    Ok(Value::Object(out))
+}
+
+/// The data a [`seal_live_data`] value holds; None when it holds no token
+/// (a clear event, or one a channel truncated).
+pub(crate) fn open_live_data(
+    key: &DataKey,
+    owner: &str,
+    data: &mut Value,
+) -> Option<Result<Value, StoreError>> {
+    let token = data.as_object_mut()?.remove(EVENT_KEY)?;
+    Some(open_value(key, owner, token))
+}
+
 /// The plaintext preview a sealed `last_prompt` starts with, if it is one.
 pub(crate) fn open_preview(key: &DataKey, owner: &str, last_prompt: &str) -> Option<String> {
     let body = last_prompt.strip_prefix(PREVIEW)?;
     let body = &body[..body.find(PREVIEW_END)?];
-    String::from_utf8(open_body(key, owner, body).ok()?).ok()
+    let opened = token::open_owned(key, owner, body.as_bytes().to_vec(), 0).ok()?;
+    opened.text().map(str::to_string)
 }
 
 #[cfg(test)]
@@ -246,12 +264,15 @@ mod tests {
             "the word zanzibar ".repeat(30),
         );
         m.structured = Some(serde_json::json!({"zanzibar": 1}));
+        m.metadata
+            .insert("note".into(), serde_json::json!("zanzibar"));
         let mut delta = StateDelta::default();
         delta
             .set
             .insert("k".into(), serde_json::json!({"v": "zanzibar"}));
         let kinds = vec![
             RecordKind::message(m),
+            RecordKind::message(Message::text(BranchId::main(), Role::Assistant, "zanzibar")),
             RecordKind::State(delta),
             RecordKind::Compaction {
                 branch: BranchId::main(),
@@ -289,5 +310,47 @@ mod tests {
             text.starts_with(&preview) && preview.len() >= 100,
             "{preview}"
         );
+    }
+
+    #[test]
+    fn live_event_data_keeps_its_ids_clear() {
+        let key = key();
+        let data = serde_json::json!({"session_id": "s1", "turn": "t1", "delta": "zanzibar"});
+        let mut sealed = seal_live_data(&key, "s1", &data).expect("seal");
+        let text = sealed.to_string();
+        assert!(!text.contains("zanzibar") && text.contains("t1"), "{text}");
+        let opened = open_live_data(&key, "s1", &mut sealed)
+            .expect("a token")
+            .expect("opens");
+        assert_eq!(opened, data);
+        let mut clear = serde_json::json!({"truncated": true});
+        assert!(open_live_data(&key, "s1", &mut clear).is_none());
+    }
+
+    /// Records sealed by the first layout (token as the last text block,
+    /// the `base64` crate's engine), written by that code and kept in
+    /// `testdata/v1.json`, still open.
+    #[test]
+    fn the_first_layout_still_opens() {
+        let fixture: Value =
+            serde_json::from_str(include_str!("testdata/v1.json")).expect("fixture");
+        let master = MasterKey::from_base64(fixture["master"].as_str().expect("master"))
+            .expect("master key");
+        let wrapped = serde_json::from_value(fixture["data_key"].clone()).expect("wrapped");
+        let key = master
+            .unwrap("session v1fixture", &wrapped)
+            .expect("data key");
+        let sealed: Vec<RecordKind> =
+            serde_json::from_value(fixture["sealed"].clone()).expect("sealed kinds");
+        let clear: Vec<RecordKind> =
+            serde_json::from_value(fixture["clear"].clone()).expect("clear kinds");
+        for (mut s, c) in sealed.into_iter().zip(clear) {
+            assert!(is_sealed(&Record::new(1, s.clone())));
+            open_kind(&key, "v1fixture", &mut s).expect("opens");
+            assert_eq!(s, c);
+        }
+        let event = event_token(&fixture["event"]).expect("an event token");
+        let opened = open_value(&key, "v1fixture", event.clone()).expect("event opens");
+        assert_eq!(opened["text"], "quokkaxylophone event");
     }
 }

@@ -2,12 +2,12 @@
 //! way in and opens them on their way out, keeping each session's data key
 //! in memory once unwrapped.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, OnceLock};
 
 use async_trait::async_trait;
 use serde_json::{Map, Value};
 use weft_core::lease::{TurnHolder, TurnLockAttempt, TurnLockInfo};
+use weft_core::live::LiveChannel;
 use weft_core::record::{Record, RecordKind, StateDelta};
 use weft_core::session::SessionMeta;
 use weft_core::store::{
@@ -15,17 +15,18 @@ use weft_core::store::{
 };
 use weft_core::{BranchId, SessionId};
 
-use super::keys::{DataKey, MasterKey, WrappedKey};
-use super::seal;
-use super::{KEY_ENTRY, KEY_RING, KEY_RING_PREFIX, key_namespace};
+use super::keyring::{Keyring, to_value};
+use super::keys::{DataKey, MasterKey};
+use super::live::EncryptedLive;
+use super::{KEY_ENTRY, KEY_RING, KEY_RING_PREFIX, key_namespace, seal, shared};
 
 /// A [`Store`] whose user-provided content is sealed with per-session
 /// AES-256-GCM data keys (see the module docs of `weft_store::encryption`).
 pub struct EncryptedStore {
     inner: Arc<dyn Store>,
     master: Option<MasterKey>,
-    keys: Mutex<HashMap<String, DataKey>>,
-    marked: std::sync::atomic::AtomicBool,
+    keys: Arc<Keyring>,
+    live: OnceLock<Option<Arc<dyn LiveChannel>>>,
 }
 
 impl EncryptedStore {
@@ -34,10 +35,10 @@ impl EncryptedStore {
     /// without encrypted ones).
     pub fn new(inner: Arc<dyn Store>, master: Option<MasterKey>) -> Self {
         Self {
+            keys: Arc::new(Keyring::new(inner.clone(), master.clone())),
             inner,
             master,
-            keys: Mutex::new(HashMap::new()),
-            marked: std::sync::atomic::AtomicBool::new(false),
+            live: OnceLock::new(),
         }
     }
 
@@ -46,42 +47,42 @@ impl EncryptedStore {
         self.master.is_some()
     }
 
-    fn cached(&self, id: &str) -> Option<DataKey> {
-        self.keys
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(id)
-            .cloned()
-    }
-
-    fn remember(&self, id: &str, key: DataKey) {
-        self.keys
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(id.to_string(), key);
-    }
-
-    /// The data key of session `id`: None when it has none (written in
-    /// clear) or no master key is set.
     async fn key_for(&self, id: &SessionId) -> Result<Option<DataKey>, StoreError> {
-        let Some(master) = &self.master else {
-            return Ok(None);
-        };
-        if let Some(k) = self.cached(id.as_str()) {
-            return Ok(Some(k));
+        self.keys.key_for(id).await
+    }
+
+    /// Refuses to write in clear (no key) into a store holding encrypted
+    /// data.
+    async fn refuse_clear_writes(&self, what: &str) -> Result<(), StoreError> {
+        if self.master.is_none() && self.keys.store_is_encrypted().await? {
+            return Err(StoreError::Refused(format!(
+                "this store holds encrypted data: set WEFT_ENCRYPTION__KEY (or WEFT_ENCRYPTION__KEY_FILE) to its master key so new {what} are encrypted too"
+            )));
         }
-        let ring = self.inner.shared_state(&key_namespace(id.as_str())).await?;
-        let Some(entry) = ring.get(KEY_ENTRY) else {
-            return Ok(None);
-        };
-        let wrapped: WrappedKey =
-            serde_json::from_value(entry.clone()).map_err(|e| StoreError::Corrupt {
-                location: format!("the key ring entry of session {id}"),
-                detail: e.to_string(),
-            })?;
-        let key = master.unwrap(&format!("session {id}"), &wrapped)?;
-        self.remember(id.as_str(), key.clone());
-        Ok(Some(key))
+        Ok(())
+    }
+
+    /// `state` of `namespace` with its sealed values opened.
+    async fn open_shared(
+        &self,
+        namespace: &str,
+        state: Map<String, Value>,
+    ) -> Result<Map<String, Value>, StoreError> {
+        if !shared::any_sealed(&state) {
+            return Ok(state);
+        }
+        let mut out = Map::with_capacity(state.len());
+        for (k, v) in state {
+            let v = match shared::kid(&v) {
+                Some(kid) => {
+                    let key = self.keys.shared_key(kid).await?;
+                    shared::open(&key, namespace, v)?
+                }
+                None => v,
+            };
+            out.insert(k, v);
+        }
+        Ok(out)
     }
 
     /// Opens the sealed parts of `records` (refusing them when they are
@@ -129,38 +130,6 @@ impl EncryptedStore {
             });
         }
         meta
-    }
-
-    async fn seal_kinds(
-        &self,
-        key: &DataKey,
-        id: &SessionId,
-        kinds: &mut [RecordKind],
-    ) -> Result<(), StoreError> {
-        for k in kinds {
-            seal::seal_kind(key, id.as_str(), k)?;
-        }
-        Ok(())
-    }
-
-    /// Records once (in [`KEY_RING`]) that the store holds encrypted
-    /// sessions, so a process without the key refuses to create sessions
-    /// in clear there.
-    async fn mark_encrypted(&self, master: &MasterKey) -> Result<(), StoreError> {
-        if self.marked.load(std::sync::atomic::Ordering::Relaxed) {
-            return Ok(());
-        }
-        if self.inner.shared_state(KEY_RING).await?.is_empty() {
-            let mut delta = StateDelta::default();
-            delta.set.insert("encrypted".into(), Value::Bool(true));
-            delta
-                .set
-                .insert("first_kid".into(), Value::String(master.id().into()));
-            self.inner.update_shared_state(KEY_RING, &delta).await?;
-        }
-        self.marked
-            .store(true, std::sync::atomic::Ordering::Relaxed);
-        Ok(())
     }
 
     /// Refuses any use of the key ring's namespaces from outside.
@@ -245,14 +214,6 @@ fn open_all(key: &DataKey, owner: &str, records: &mut [Record]) -> Result<(), St
     })
 }
 
-/// `wrapped` as a JSON value for the key ring.
-pub(super) fn to_value(wrapped: &WrappedKey) -> Result<Value, StoreError> {
-    serde_json::to_value(wrapped).map_err(|e| StoreError::Backend {
-        backend: "encryption",
-        message: e.to_string(),
-    })
-}
-
 #[async_trait]
 impl Store for EncryptedStore {
     fn kind(&self) -> &'static str {
@@ -263,8 +224,17 @@ impl Store for EncryptedStore {
         self.inner.is_shared()
     }
 
-    fn live(&self) -> Option<Arc<dyn weft_core::live::LiveChannel>> {
-        self.inner.live()
+    fn live(&self) -> Option<Arc<dyn LiveChannel>> {
+        self.live
+            .get_or_init(|| {
+                self.inner.live().map(|inner| {
+                    Arc::new(EncryptedLive {
+                        inner,
+                        keys: self.keys.clone(),
+                    }) as Arc<dyn LiveChannel>
+                })
+            })
+            .clone()
     }
 
     async fn create(
@@ -273,11 +243,7 @@ impl Store for EncryptedStore {
         mut initial: Vec<RecordKind>,
     ) -> Result<SessionMeta, StoreError> {
         let Some(master) = &self.master else {
-            if !self.inner.shared_state(KEY_RING).await?.is_empty() {
-                return Err(StoreError::Refused(
-                    "this store holds encrypted sessions: set WEFT_ENCRYPTION__KEY (or WEFT_ENCRYPTION__KEY_FILE) to its master key so new sessions are encrypted too".into(),
-                ));
-            }
+            self.refuse_clear_writes("sessions").await?;
             return self.inner.create(meta, initial).await;
         };
         let id = meta.id.clone();
@@ -290,9 +256,11 @@ impl Store for EncryptedStore {
         self.inner
             .update_shared_state(&key_namespace(id.as_str()), &delta)
             .await?;
-        self.mark_encrypted(master).await?;
-        self.remember(id.as_str(), key.clone());
-        self.seal_kinds(&key, &id, &mut initial).await?;
+        self.keys.mark_encrypted(master).await?;
+        self.keys.remember(id.as_str(), key.clone());
+        for k in &mut initial {
+            seal::seal_kind(&key, id.as_str(), k)?;
+        }
         let created = self.inner.create(meta, initial).await?;
         Ok(self.open_meta(created).await)
     }
@@ -366,10 +334,7 @@ impl Store for EncryptedStore {
                     .await?;
             }
         }
-        let mut keys = self.keys.lock().unwrap_or_else(|p| p.into_inner());
-        for id in &removed {
-            keys.remove(id.as_str());
-        }
+        self.keys.forget(&removed);
         Ok(removed)
     }
 
@@ -383,7 +348,8 @@ impl Store for EncryptedStore {
 
     async fn shared_state(&self, namespace: &str) -> Result<Map<String, Value>, StoreError> {
         Self::check_namespace(namespace)?;
-        self.inner.shared_state(namespace).await
+        let state = self.inner.shared_state(namespace).await?;
+        self.open_shared(namespace, state).await
     }
 
     async fn update_shared_state(
@@ -392,7 +358,24 @@ impl Store for EncryptedStore {
         delta: &StateDelta,
     ) -> Result<Map<String, Value>, StoreError> {
         Self::check_namespace(namespace)?;
-        self.inner.update_shared_state(namespace, delta).await
+        let state = match &self.master {
+            Some(master) if !delta.set.is_empty() => {
+                let (kid, key) = self.keys.writing_shared_key(master).await?;
+                let mut sealed = delta.clone();
+                for v in sealed.set.values_mut() {
+                    *v = shared::seal(&kid, &key, namespace, v)?;
+                }
+                self.inner.update_shared_state(namespace, &sealed).await?
+            }
+            Some(_) => self.inner.update_shared_state(namespace, delta).await?,
+            None => {
+                if !delta.set.is_empty() {
+                    self.refuse_clear_writes("shared state values").await?;
+                }
+                self.inner.update_shared_state(namespace, delta).await?
+            }
+        };
+        self.open_shared(namespace, state).await
     }
 
     async fn write_events(&self, id: &SessionId, events: &[Value]) -> Result<(), StoreError> {
@@ -485,5 +468,63 @@ mod tests {
         let err = guard.read_all(&id).await.expect_err("refused");
         assert!(err.to_string().contains("is encrypted"), "{err}");
         assert!(guard.shared_state(KEY_RING).await.is_err());
+    }
+
+    fn master() -> MasterKey {
+        MasterKey::from_base64(&MasterKey::generate_base64().expect("gen")).expect("key")
+    }
+
+    #[tokio::test]
+    async fn shared_state_is_sealed_bound_to_its_namespace_and_rotates() {
+        let k1 = master();
+        let inner: Arc<dyn Store> = Arc::new(MemoryStore::new());
+        let store = EncryptedStore::new(inner.clone(), Some(k1.clone()));
+        let value = serde_json::json!({"v": "zanzibar"});
+        let mut delta = StateDelta::default();
+        delta.set.insert("x".into(), value.clone());
+        let after = store
+            .update_shared_state("app:a", &delta)
+            .await
+            .expect("set");
+        assert_eq!(after["x"], value);
+        let raw = inner.shared_state("app:a").await.expect("raw");
+        assert!(
+            !Value::Object(raw.clone()).to_string().contains("zanzibar"),
+            "{raw:?}"
+        );
+        // Another process with the key reads it.
+        let other = EncryptedStore::new(inner.clone(), Some(k1.clone()));
+        assert_eq!(other.shared_state("app:a").await.expect("read")["x"], value);
+        // A sealed value copied into another namespace does not open.
+        let mut moved = StateDelta::default();
+        moved.set.insert("x".into(), raw["x"].clone());
+        inner
+            .update_shared_state("user:b", &moved)
+            .await
+            .expect("copy");
+        assert!(store.shared_state("user:b").await.is_err());
+        // Without the key: reads refused, no value written in clear.
+        let keyless = EncryptedStore::new(inner.clone(), None);
+        let err = keyless.shared_state("app:a").await.expect_err("refused");
+        assert!(err.to_string().contains("WEFT_ENCRYPTION__KEY"), "{err}");
+        assert!(keyless.update_shared_state("app:c", &delta).await.is_err());
+        assert!(inner.shared_state("app:c").await.expect("raw").is_empty());
+        // Rotation re-wraps the shared-state key.
+        let k2 = master();
+        let report = super::super::rotate(&*inner, Some(&k1), &k2)
+            .await
+            .expect("rotate");
+        assert_eq!(report.rewrapped, 1);
+        let rotated = EncryptedStore::new(inner.clone(), Some(k2));
+        assert_eq!(
+            rotated.shared_state("app:a").await.expect("read")["x"],
+            value
+        );
+        assert!(
+            EncryptedStore::new(inner, Some(k1))
+                .shared_state("app:a")
+                .await
+                .is_err()
+        );
     }
 }
