@@ -51,17 +51,12 @@ async fn answers_follow_every_write() {
     assert_eq!(status, 201);
     let (_, last) = s.get(&limited).await;
     assert_eq!(last[0]["content"], "three");
-    assert_eq!(
-        contents(&s.transcript(&id).await),
-        ["one", "two", "three"]
-    );
+    assert_eq!(contents(&s.transcript(&id).await), ["one", "two", "three"]);
 
     // A deleted session answers 404, not its last transcript.
     let (status, _) = s.delete(&format!("/api/v1/sessions/{id}")).await;
     assert!((200..300).contains(&status), "{status}");
-    let (status, body) = s
-        .get(&format!("/api/v1/sessions/{id}/transcript"))
-        .await;
+    let (status, body) = s.get(&format!("/api/v1/sessions/{id}/transcript")).await;
     assert_eq!(status, 404, "{body}");
     s.stop().await;
 }
