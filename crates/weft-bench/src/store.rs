@@ -20,9 +20,6 @@
 //!   append can reach on this disk; run interleaved with each backend's
 //!   append workload (a turn's block each in turn) so both see the same
 //!   disk conditions. The `append` line gives `slowdown_vs_raw`.
-//!   `raw_prealloc_overwrite_fsync`: the same lines written over a file of
-//!   zeros written beforehand (`pwrite` + `fdatasync`: no size or extent
-//!   change to commit), for reference.
 //! - `load_all` / `view_all` / `tail`: read a `--load-messages` session
 //!   whole (and fold it into a view: `view_all` folds by reference, as
 //!   `SessionView::from_records`; `view_owned` is `Store::view`, folding
@@ -41,7 +38,6 @@
 
 use std::fs::{File, OpenOptions};
 use std::io::Write;
-use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -339,12 +335,7 @@ async fn append_workload(backend: &str, root: &Path, args: &StoreBenchArgs) -> a
     let raw = if backend == "memory" {
         None
     } else {
-        Some(RawFiles::new(
-            &root.join("raw"),
-            args.sessions,
-            args.turns,
-            args.message_bytes,
-        )?)
+        Some(RawFiles::new(&root.join("raw"), args.sessions)?)
     };
     let mut raw = raw;
     let mut engine = match backend {
@@ -423,13 +414,6 @@ async fn append_workload(backend: &str, root: &Path, args: &StoreBenchArgs) -> a
             json!({"records": total, "p50_us": round(rp50.as_secs_f64() * 1e6), "p99_us": round(rp99.as_secs_f64() * 1e6),
                    "note": "write+fdatasync of the same record lines, one file per session, interleaved with this backend's run"}),
         );
-        emit(
-            backend,
-            "raw_prealloc_overwrite_fsync",
-            total as f64 / raw.prealloc_elapsed.as_secs_f64(),
-            "records/s",
-            json!({"records": total, "note": "pwrite+fdatasync of the same record lines over a file of zeros written and fsync'd beforehand, one file per session, interleaved with this backend's run (for reference: the append target is against raw_write_fsync)"}),
-        );
     }
     if let Some(mut engine) = engine {
         let engine_rate = total as f64 / engine.elapsed.as_secs_f64();
@@ -470,22 +454,17 @@ async fn append_workload(backend: &str, root: &Path, args: &StoreBenchArgs) -> a
     Ok(())
 }
 
-/// The raw baselines: `write` + `fdatasync` of the same record lines, one
-/// file per session, appended (`files`) and overwriting a file written
-/// with zeros beforehand (`prealloc`, for reference: no size or extent
-/// change for `fdatasync` to commit).
+/// The raw baseline: `write` + `fdatasync` of the same record lines, one
+/// file per session.
 struct RawFiles {
     files: Vec<File>,
     heads: Vec<u64>,
     elapsed: Duration,
     latencies: Vec<Duration>,
-    /// The preallocated files and the offset written next in each.
-    prealloc: Vec<(File, u64)>,
-    prealloc_elapsed: Duration,
 }
 
 impl RawFiles {
-    fn new(dir: &Path, sessions: usize, turns: usize, bytes: usize) -> anyhow::Result<Self> {
+    fn new(dir: &Path, sessions: usize) -> anyhow::Result<Self> {
         std::fs::create_dir_all(dir)?;
         let files = (0..sessions)
             .map(|s| {
@@ -495,30 +474,11 @@ impl RawFiles {
                     .open(dir.join(format!("{s}.jsonl")))
             })
             .collect::<Result<_, _>>()?;
-        // Room for every line (a record is at most ~bytes + 1 KiB).
-        let room = turns * 2 * (bytes + 1024);
-        let zeros = vec![0u8; room];
-        let prealloc_dir = dir.join("prealloc");
-        std::fs::create_dir_all(&prealloc_dir)?;
-        let mut prealloc = Vec::with_capacity(sessions);
-        for s in 0..sessions {
-            let f = OpenOptions::new()
-                .create(true)
-                .truncate(true)
-                .read(true)
-                .write(true)
-                .open(prealloc_dir.join(format!("{s}.jsonl")))?;
-            (&f).write_all(&zeros)?;
-            f.sync_all()?;
-            prealloc.push((f, 0));
-        }
         Ok(Self {
             files,
             heads: vec![1; sessions],
             elapsed: Duration::ZERO,
             latencies: Vec::new(),
-            prealloc,
-            prealloc_elapsed: Duration::ZERO,
         })
     }
 
@@ -538,12 +498,6 @@ impl RawFiles {
                 let d = t.elapsed();
                 self.elapsed += d;
                 self.latencies.push(d);
-                let (pre, at) = &mut self.prealloc[s];
-                let t = Instant::now();
-                pre.write_all_at(&line, *at)?;
-                pre.sync_data()?;
-                self.prealloc_elapsed += t.elapsed();
-                *at += line.len() as u64;
             }
         }
         Ok(())

@@ -40,9 +40,9 @@ fn doctor_checks_then_fixes_a_damaged_home() {
         .find(|p| p.ends_with("log.jsonl"))
         .unwrap();
     let dir = log.parent().unwrap().to_path_buf();
-    let records = log_text(&log).lines().count();
+    let records = std::fs::read_to_string(&log).unwrap().lines().count();
     // A torn write, a lost metadata.json, a temp file of a dead process.
-    let mut bytes = log_text(&log).into_bytes();
+    let mut bytes = std::fs::read(&log).unwrap();
     bytes.extend_from_slice(br#"{"v":1,"seq":99,"ts":"#);
     std::fs::write(&log, bytes).unwrap();
     std::fs::remove_file(dir.join("metadata.json")).unwrap();
@@ -72,7 +72,11 @@ fn doctor_checks_then_fixes_a_damaged_home() {
     let fixed = env.ok(&["doctor", "--fix"]);
     assert_eq!(fixed.matches("fixed: ").count(), 3, "{fixed}");
     assert!(env.ok(&["doctor"]).contains("no problems"));
-    assert_eq!(log_text(&log).lines().count(), records, "no record lost");
+    assert_eq!(
+        std::fs::read_to_string(&log).unwrap().lines().count(),
+        records,
+        "no record lost"
+    );
     assert!(dir.join("metadata.json").is_file());
     assert!(!dir.join(".metadata.json.tmp-4000000000").exists());
 
@@ -94,7 +98,7 @@ fn a_damaged_last_record_is_quarantined_and_shown() {
         .into_iter()
         .find(|p| p.ends_with("log.jsonl"))
         .unwrap();
-    let text = log_text(&log);
+    let text = std::fs::read_to_string(&log).unwrap();
     let (rest, last) = text.trim_end_matches('\n').rsplit_once('\n').unwrap();
     let last_seq: Value = serde_json::from_str(last).unwrap();
     let last_seq = last_seq["seq"].as_u64().unwrap();
@@ -113,7 +117,8 @@ fn a_damaged_last_record_is_quarantined_and_shown() {
     let quarantine = log.with_file_name("log.quarantine.jsonl");
     let kept = std::fs::read_to_string(&quarantine).expect("the damaged record is kept");
     assert!(kept.contains("seX"), "{kept}");
-    let seqs: Vec<u64> = log_text(&log)
+    let seqs: Vec<u64> = std::fs::read_to_string(&log)
+        .unwrap()
         .lines()
         .map(|l| {
             serde_json::from_str::<Value>(l).unwrap()["seq"]

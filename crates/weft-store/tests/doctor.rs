@@ -4,7 +4,7 @@
 //! (`weft_store::fs::doctor`).
 
 use std::fs::{self, OpenOptions};
-
+use std::io::Write;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
@@ -34,36 +34,16 @@ fn kinds(report: &Report) -> Vec<FindingKind> {
 /// The complete lines of a file.
 fn line_count(path: &Path) -> usize {
     fs::read(path)
-        .map(|b| {
-            without_zeros(&b)
-                .split(|&c| c == b'\n')
-                .filter(|l| !l.is_empty())
-                .count()
-        })
+        .map(|b| b.split(|&c| c == b'\n').filter(|l| !l.is_empty()).count())
         .unwrap_or(0)
 }
 
-/// A log's bytes without the preallocated zeros at its end (see
-/// `weft_store::fs` `log`).
-fn without_zeros(bytes: &[u8]) -> &[u8] {
-    &bytes[..bytes.iter().rposition(|&b| b != 0).map_or(0, |i| i + 1)]
-}
-
-/// A log's data (without its preallocated zeros) as text.
-fn log_text(path: &Path) -> String {
-    String::from_utf8(without_zeros(&fs::read(path).expect("read")).to_vec()).expect("utf-8")
-}
-
-/// Writes `bytes` at the end of a file's data: over a log's preallocated
-/// zeros, as a write of the store that went no further does.
 fn append(path: &Path, bytes: &[u8]) {
-    use std::os::unix::fs::FileExt;
-    let at = without_zeros(&fs::read(path).expect("read")).len() as u64;
     OpenOptions::new()
-        .write(true)
+        .append(true)
         .open(path)
         .expect("open")
-        .write_all_at(bytes, at)
+        .write_all(bytes)
         .expect("write");
 }
 
@@ -125,7 +105,7 @@ async fn the_index_follows_a_log_that_shrank() {
         session(&store, 12).await
     };
     let log = dir.join(LOG_FILE);
-    let bytes = log_text(&log).into_bytes();
+    let bytes = fs::read(&log).expect("read");
     fs::write(&log, &bytes[..bytes.len() / 2]).expect("write half");
 
     let report = doctor::check(home.path()).expect("check");
@@ -232,7 +212,7 @@ async fn fix_repairs_a_damaged_home_without_losing_a_record() {
     fs::remove_file(derived.join(META_FILE)).expect("rm");
     fs::write(derived.join(TRANSCRIPT_FILE), "garbage\n").expect("write");
     let log = middle.join(LOG_FILE);
-    let text = log_text(&log);
+    let text = fs::read_to_string(&log).expect("read");
     let mut lines: Vec<&str> = text.lines().collect();
     lines[1] = "{not json";
     fs::write(&log, lines.join("\n") + "\n").expect("write");
@@ -339,7 +319,7 @@ async fn symlinks_and_bad_sequences_are_reported_not_followed() {
     append(&linked.join(LOG_FILE), b"{\"v\":1,");
     // Drop seq 3 from the other log.
     let log = gap.join(LOG_FILE);
-    let text = log_text(&log);
+    let text = fs::read_to_string(&log).expect("read");
     let kept: Vec<&str> = text.lines().filter(|l| !l.contains("\"seq\":3,")).collect();
     fs::write(&log, kept.join("\n") + "\n").expect("write");
 

@@ -19,35 +19,11 @@ use weft_store::fs::{
 };
 
 fn lines(path: &Path) -> Vec<Value> {
-    text_of(path)
+    fs::read_to_string(path)
+        .expect("read")
         .lines()
         .map(|l| serde_json::from_str(l).expect("a JSON line"))
         .collect()
-}
-
-/// A file's text without the zeros at its end (a log's preallocated
-/// space, see `weft_store::fs` `log`).
-fn text_of(path: &Path) -> String {
-    let bytes = fs::read(path).expect("read");
-    let end = bytes.iter().rposition(|&b| b != 0).map_or(0, |i| i + 1);
-    String::from_utf8(bytes[..end].to_vec()).expect("utf-8")
-}
-
-/// The length of a log's data (without its preallocated zeros).
-fn data_len(path: &Path) -> u64 {
-    text_of(path).len() as u64
-}
-
-/// Writes `bytes` at the end of a log's data, over its preallocated zeros,
-/// as a write of the store that went no further does.
-fn write_at_data_end(path: &Path, bytes: &[u8]) {
-    use std::os::unix::fs::FileExt;
-    let at = data_len(path);
-    OpenOptions::new()
-        .write(true)
-        .open(path)
-        .and_then(|f| f.write_all_at(bytes, at))
-        .expect("write");
 }
 
 async fn session(store: &FsStore, n: usize) -> (SessionId, PathBuf) {
@@ -122,7 +98,10 @@ async fn layout_and_amplifier_transcript() {
     let m = read_meta();
     assert_eq!(m["last_seq"], 6);
     assert_eq!(m["name"], "named");
-    assert_eq!(m["log_bytes"], data_len(&dir.join(LOG_FILE)));
+    assert_eq!(
+        m["log_bytes"],
+        fs::metadata(dir.join(LOG_FILE)).expect("stat").len()
+    );
     let log = lines(&dir.join(LOG_FILE));
     assert_eq!(log.len(), 6);
     assert_eq!(
@@ -151,12 +130,12 @@ async fn torn_last_line_is_ignored_then_truncated() {
     let store = FsStore::open(home.path()).expect("open");
     let (id, dir) = session(&store, 3).await;
     let log = dir.join(LOG_FILE);
-    let good_len = data_len(&log);
+    let good_len = fs::metadata(&log).expect("stat").len();
     // A torn write: half a record, no newline.
-    write_at_data_end(
-        &log,
-        br#"{"v":1,"seq":5,"ts":"2026-01-01T00:00:00Z","kind":{"type":"mess"#,
-    );
+    let mut f = OpenOptions::new().append(true).open(&log).expect("open");
+    f.write_all(br#"{"v":1,"seq":5,"ts":"2026-01-01T00:00:00Z","kind":{"type":"mess"#)
+        .expect("write");
+    drop(f);
     let reopened = FsStore::open(home.path()).expect("open");
     assert_eq!(reopened.get(&id).await.expect("get").last_seq, 4);
     assert_eq!(reopened.read(&id, 1, None).await.expect("read").len(), 4);
@@ -165,7 +144,7 @@ async fn torn_last_line_is_ignored_then_truncated() {
     let all = lines(&log);
     assert_eq!(all.len(), 5, "the torn line was truncated, not kept");
     assert_eq!(all[4]["seq"], 5);
-    assert!(data_len(&log) > good_len);
+    assert!(fs::metadata(&log).expect("stat").len() > good_len);
     assert_eq!(
         store
             .get(&id)
@@ -199,7 +178,11 @@ async fn torn_batch_is_not_committed() {
         line.push(b'\n');
         bytes.extend(line);
     }
-    write_at_data_end(&log, &bytes);
+    OpenOptions::new()
+        .append(true)
+        .open(&log)
+        .and_then(|mut f| f.write_all(&bytes))
+        .expect("write");
     let reopened = FsStore::open(home.path()).expect("open");
     assert_eq!(
         reopened.get(&id).await.expect("get").last_seq,
@@ -226,7 +209,7 @@ async fn corrupt_middle_line_is_skipped() {
     let store = FsStore::open(home.path()).expect("open");
     let (id, dir) = session(&store, 5).await;
     let log = dir.join(LOG_FILE);
-    let text_before = text_of(&log);
+    let text_before = fs::read_to_string(&log).expect("read");
     let mut ls: Vec<&str> = text_before.lines().collect();
     ls[3] = "{this is not json";
     fs::write(&log, format!("{}\n", ls.join("\n"))).expect("write");
@@ -782,7 +765,7 @@ async fn corrupt_complete_last_record_is_quarantined_and_its_seq_kept() {
         let store = FsStore::open(home.path()).expect("open");
         let (id, dir) = session(&store, 3).await; // seqs 1..=4
         let log = dir.join(LOG_FILE);
-        let text_before = text_of(&log);
+        let text_before = fs::read_to_string(&log).expect("read");
         let (rest, last) = text_before
             .trim_end_matches('\n')
             .rsplit_once('\n')

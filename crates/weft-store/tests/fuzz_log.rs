@@ -20,7 +20,7 @@
 mod fuzz_support;
 
 use std::fs;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use fuzz_support::{
     ByteMutation, Mutation, byte_mutation, config, later_kind, mutate, mutate_bytes, mutation,
@@ -86,15 +86,6 @@ fn write_session(
         log,
         records,
     })
-}
-
-/// A log's data: its bytes without the preallocated zeros at its end (see
-/// `weft_store::fs` `log`), which these tests damage and write back.
-fn log_data(path: &Path) -> Result<Vec<u8>, TestCaseError> {
-    let mut bytes = fs::read(path).map_err(fail)?;
-    let end = bytes.iter().rposition(|&b| b != 0).map_or(0, |i| i + 1);
-    bytes.truncate(end);
-    Ok(bytes)
 }
 
 fn batches() -> impl Strategy<Value = Vec<Vec<RecordKind>>> {
@@ -241,7 +232,7 @@ proptest! {
     ) {
         let rt = runtime()?;
         let w = write_session(&rt, &batches)?;
-        let bytes = log_data(&w.log)?;
+        let bytes = fs::read(&w.log).map_err(fail)?;
         let mut lines: Vec<Vec<u8>> = bytes.split(|b| *b == b'\n').map(<[u8]>::to_vec).collect();
         // `split` leaves an empty piece after the final newline.
         prop_assert_eq!(lines.pop(), Some(Vec::new()));
@@ -335,7 +326,7 @@ proptest! {
                 .collect::<Vec<_>>(),
         ];
         let w = write_session(&rt, &batches)?;
-        let bytes = log_data(&w.log)?;
+        let bytes = fs::read(&w.log).map_err(fail)?;
         prop_assert!(bytes.len() > 96 * 1024, "the log is too small to be searched");
         let mut lines: Vec<Vec<u8>> = bytes.split(|b| *b == b'\n').map(<[u8]>::to_vec).collect();
         prop_assert_eq!(lines.pop(), Some(Vec::new()));

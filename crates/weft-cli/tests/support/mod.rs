@@ -410,11 +410,3 @@ pub async fn cli_turn_under_daemon(env: &Env, delay_ms: u64) -> (Daemon, String,
         .expect("spawn weft run");
     (d, id, cli)
 }
-
-/// A session log's text without the preallocated zeros at its end (the fs
-/// store reserves space past the data; see `weft_store::fs` `log`).
-pub fn log_text(path: &std::path::Path) -> String {
-    let bytes = std::fs::read(path).expect("read the log");
-    let end = bytes.iter().rposition(|&b| b != 0).map_or(0, |i| i + 1);
-    String::from_utf8(bytes[..end].to_vec()).expect("a UTF-8 log")
-}

@@ -3,11 +3,7 @@
 //! `<last seq of the batch> <batch size>` (flushed) after each append is
 //! acknowledged. The test kills it with SIGKILL at random moments.
 //!
-//! Usage: `weft-store-crash-writer <fs|sqlite> <path> <session-id> [big]`
-//!
-//! With `big`, each record carries 20–60 KB of text, so that nearly every
-//! fs append outgrows the log's preallocated space and writes new zeroed
-//! space after its batch (the kill then often lands in that rollover).
+//! Usage: `weft-store-crash-writer <fs|sqlite> <path> <session-id>`
 
 use std::io::Write;
 
@@ -17,21 +13,16 @@ use weft_core::store::{Store, StoreError};
 use weft_core::{BranchId, Message, Role, SessionId};
 
 fn usage() -> ! {
-    eprintln!("usage: weft-store-crash-writer <fs|sqlite> <path> <session-id> [big]");
+    eprintln!("usage: weft-store-crash-writer <fs|sqlite> <path> <session-id>");
     std::process::exit(2)
 }
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), StoreError> {
     let args: Vec<String> = std::env::args().collect();
-    if !(4..=5).contains(&args.len()) {
+    if args.len() != 4 {
         usage();
     }
-    let big = match args.get(4).map(String::as_str) {
-        None => false,
-        Some("big") => true,
-        Some(_) => usage(),
-    };
     let store: Box<dyn Store> = match args[1].as_str() {
         "fs" => Box::new(weft_store::FsStore::open(&args[2])?),
         "sqlite" => Box::new(weft_store::SqliteStore::open(&args[2])?),
@@ -70,11 +61,7 @@ async fn main() -> Result<(), StoreError> {
                     "record {seq} batch {}-{} {}",
                     head + 1,
                     head + size as u64,
-                    "x".repeat(if big {
-                        20_000 + ((seq * 7919) % 40_000) as usize
-                    } else {
-                        ((seq * 37) % 2000) as usize
-                    })
+                    "x".repeat(((seq * 37) % 2000) as usize)
                 ),
             ))
         });

@@ -212,7 +212,6 @@ impl FsBackend {
         // Derived files (transcript, metadata.json, index) are brought up
         // to date after the log write and never gate it.
         let bytes = log::encode_batch(&records).map_err(|e| e.into_store("fs", LOG_FILE))?;
-        let batch_len = bytes.len() as u64;
         self.touch(id);
         if head.has_tail() {
             match log::damaged_tail(&file, &head, &self.bytes_read).at(&log_path)? {
@@ -227,12 +226,9 @@ impl FsBackend {
             }
             file.set_len(head.valid_len).at(&log_path)?;
         }
-        let alloc_len = if head.has_tail() {
-            head.valid_len
-        } else {
-            head.alloc_len
-        };
-        let written = write_batch(&file, head.valid_len, alloc_len, bytes);
+        let written = file
+            .write_all_at(&bytes, head.valid_len)
+            .and_then(|()| file.sync_data());
         if let Err(e) = written {
             // Leave the log as it was: cut back whatever landed (it was
             // never acknowledged).
@@ -245,7 +241,7 @@ impl FsBackend {
         for r in &records {
             folded.meta.apply(r);
         }
-        folded.valid_len = head.valid_len + batch_len;
+        folded.valid_len = head.valid_len + bytes.len() as u64;
         let transcript = if folded.transcript_seq == Some(expected_seq) {
             self.write_transcript_records(&dir, &file, &folded, &records, &prev_default)
                 .map(|()| folded.transcript_seq = Some(folded.meta.last_seq))
@@ -282,63 +278,6 @@ impl FsBackend {
         self.remember(id, &slug, Some(folded));
         Ok(meta)
     }
-}
-
-/// Writes a batch at the log's committed end `at` and makes it durable.
-///
-/// Within the preallocated space (`alloc_len`: the file's length, zeros
-/// past the data included) the batch overwrites zeros the filesystem has
-/// already allocated and written, so `fdatasync` flushes the data alone.
-/// A batch that does not fit is written with new zeroed space after it
-/// ([`log::prealloc_end`]), in the same `write` and under the same
-/// `fdatasync` (which then also commits the new size, as a plain append
-/// would). A crash part way leaves a torn batch before zeros, or zeros
-/// past the old end: both read as uncommitted (see `log`).
-///
-/// A disk with little room left gets no new zeros (the batch is appended
-/// as it is): free space is for records, and a disk that fills must still
-/// take the small appends it has room for.
-fn write_batch(file: &File, at: u64, alloc_len: u64, mut bytes: Vec<u8>) -> std::io::Result<()> {
-    let batch_len = bytes.len();
-    let end = at + batch_len as u64;
-    if end > alloc_len {
-        let grown = log::prealloc_end(end);
-        if room_for(file, (grown - end) * PREALLOC_ROOM_FACTOR) {
-            bytes.resize(batch_len + (grown - end) as usize, 0);
-        }
-    }
-    match file.write_all_at(&bytes, at) {
-        // The zeros did not fit: cut them and write the batch alone.
-        Err(e) if bytes.len() > batch_len && e.raw_os_error() == Some(libc::ENOSPC) => {
-            file.set_len(alloc_len)?;
-            file.write_all_at(&bytes[..batch_len], at)?;
-        }
-        other => other?,
-    }
-    file.sync_data()
-}
-
-/// How many times the new zeroed space the disk must have free for an
-/// append to preallocate it.
-const PREALLOC_ROOM_FACTOR: u64 = 16;
-
-/// Whether the filesystem of `file` has `bytes` free for unprivileged use
-/// (unknown counts as no).
-fn room_for(file: &File, bytes: u64) -> bool {
-    use std::os::fd::AsRawFd;
-    let mut st = std::mem::MaybeUninit::<libc::statvfs>::uninit();
-    // SAFETY: `st` is a valid out-pointer for one `statvfs`, and the
-    // descriptor stays open for the call.
-    let rc = unsafe { libc::fstatvfs(file.as_raw_fd(), st.as_mut_ptr()) };
-    if rc != 0 {
-        return false;
-    }
-    // SAFETY: fstatvfs returned 0, so it filled `st`.
-    let st = unsafe { st.assume_init() };
-    // The field types differ by platform (u32 on some 32-bit ones).
-    #[allow(clippy::useless_conversion)]
-    let free = u64::from(st.f_bavail).saturating_mul(u64::from(st.f_frsize));
-    free >= bytes
 }
 
 /// Whether `dir` holds a log with at least one committed record.

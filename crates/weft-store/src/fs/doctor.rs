@@ -470,16 +470,12 @@ pub(crate) struct ParsedLog {
     pub tail_lines: usize,
     /// Where a final line without newline starts (== file length if none).
     pub torn_at: u64,
-    /// The end of the file's data (its length less the preallocated zeros
-    /// at its end).
+    /// The file's length.
     pub file_len: u64,
 }
 
 /// Parses a whole log the way the store reads it (see [`super::log`]).
 pub(crate) fn parse_log(bytes: &[u8]) -> ParsedLog {
-    // The zeros at the end are preallocated space, not a tail.
-    let data_len = bytes.iter().rposition(|&b| b != 0).map_or(0, |i| i + 1);
-    let bytes = &bytes[..data_len];
     let mut lines = Vec::new();
     let mut start = 0usize;
     for (i, &b) in bytes.iter().enumerate() {

@@ -29,24 +29,7 @@
 //! and the next append moves it to `log.quarantine.jsonl` before cutting it
 //! from the log (see `super::recovery`).
 //!
-//! # Preallocated space
-//!
-//! The file may end with zero bytes: space an append reserved past its
-//! batch (see [`prealloc_end`]), so that the appends after it overwrite
-//! blocks the filesystem has already allocated and written. Their
-//! `fdatasync` then flushes the data alone, with no inode size or extent
-//! change to commit to the journal (on ext4 that is about a third of the
-//! cost of an append's `fdatasync`). A record line never holds a zero byte
-//! (JSON escapes control characters), so the data ends at the last byte
-//! that is not zero ([`data_end`]); everything above applies to the data,
-//! and the zeros are not a tail. A tool that reads the file as JSON lines
-//! sees one last "line" of zeros, without a newline, and must skip it (as
-//! it would skip a torn write).
-//!
 //! # Cost
-//!
-//! Finding the data's end reads the zeros back from the end (at most
-//! [`PREALLOC_MAX`] plus two pages, in two reads).
 //!
 //! The head and `tail(n)` are found by reading the file backwards in
 //! growing chunks, so they cost time proportional to `n` and the size of the
@@ -183,18 +166,15 @@ impl<'a> BackLines<'a> {
 /// The committed end of a log.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub(crate) struct Head {
-    /// Offset just past the last committed line (the end of the data when
+    /// Offset just past the last committed line (the file's length when
     /// there is no uncommitted tail).
     pub valid_len: u64,
     /// The seq of the last committed record (0: empty log); it also covers
     /// damaged or quarantined records after `readable_seq` (see
     /// `super::recovery`).
     pub last_seq: u64,
-    /// The end of the file's data: its length less the preallocated
-    /// zero bytes at its end (see [`data_end`]).
+    /// The file's length.
     pub file_len: u64,
-    /// The file's length, preallocated zeros included.
-    pub alloc_len: u64,
     /// The seq of the last readable committed line (the one ending at
     /// `valid_len`).
     pub readable_seq: u64,
@@ -207,78 +187,16 @@ impl Head {
     }
 }
 
-/// The end of the data of a file `len` bytes long: past its last byte
-/// that is not zero. The zeros after it are the log's preallocated space
-/// (see the module docs); a record line never holds a zero byte (JSON
-/// escapes control characters).
-pub(crate) fn data_end(file: &File, len: u64, counter: &AtomicU64) -> std::io::Result<u64> {
-    let mut end = len;
-    // A page, then at once all the zeros an append leaves, then growing.
-    let mut chunk = PAGE as usize;
-    let mut buf = Vec::new();
-    while end > 0 {
-        let n = (chunk as u64).min(end) as usize;
-        let start = end - n as u64;
-        buf.resize(n, 0);
-        file.read_exact_at(&mut buf, start)?;
-        counter.fetch_add(n as u64, Ordering::Relaxed);
-        if let Some(i) = last_nonzero(&buf) {
-            return Ok(start + i as u64 + 1);
-        }
-        end = start;
-        chunk = if chunk == PAGE as usize {
-            (PREALLOC_MAX + PAGE) as usize
-        } else {
-            (chunk * 2).min(BACK_CHUNK_MAX)
-        };
-    }
-    Ok(0)
-}
-
-/// The index of the last byte of `buf` that is not zero.
-fn last_nonzero(buf: &[u8]) -> Option<usize> {
-    // Whole words first: the preallocated tail is mostly zeros.
-    let words = buf.len() / 8;
-    let mut w = words;
-    while w > 0 {
-        let at = (w - 1) * 8;
-        let word = u64::from_ne_bytes(buf[at..at + 8].try_into().unwrap_or([0; 8]));
-        if word != 0 {
-            break;
-        }
-        w -= 1;
-    }
-    let tail_end = if w == words { buf.len() } else { w * 8 };
-    buf[..tail_end].iter().rposition(|&b| b != 0)
-}
-
-/// How much zeroed space an append that outgrows the log's preallocated
-/// space adds past its batch: an eighth of the log, between
-/// [`PREALLOC_MIN`] and [`PREALLOC_MAX`], ending on a page boundary.
-pub(crate) fn prealloc_end(data_end: u64) -> u64 {
-    let chunk = (data_end / 8).clamp(PREALLOC_MIN, PREALLOC_MAX);
-    (data_end + chunk).div_ceil(PAGE) * PAGE
-}
-
-/// The smallest preallocation step.
-pub(crate) const PREALLOC_MIN: u64 = 16 * 1024;
-/// The largest preallocation step (a head read scans at most this many
-/// zeros back from the end).
-pub(crate) const PREALLOC_MAX: u64 = 32 * 1024;
-/// The page size preallocations end on.
-const PAGE: u64 = 4096;
-
-/// Finds the head of a log whose file is `alloc_len` bytes long (its
-/// preallocated zeros included), and collects up to `want` committed
-/// records ending at the head (newest first).
+/// Finds the head of a log whose file is `file_len` bytes long, and
+/// collects up to `want` committed records ending at the head (newest
+/// first).
 pub(crate) fn scan_back(
     file: &File,
-    alloc_len: u64,
+    file_len: u64,
     want: usize,
     counter: &AtomicU64,
     location: &str,
 ) -> std::io::Result<(Head, Vec<Record>)> {
-    let file_len = data_end(file, alloc_len, counter)?;
     let mut lines = BackLines::new(file, file_len, counter);
     let mut head: Option<Head> = None;
     let mut out = Vec::new();
@@ -293,7 +211,6 @@ pub(crate) fn scan_back(
                         valid_len: line.end,
                         last_seq: record.seq,
                         file_len,
-                        alloc_len,
                         readable_seq: record.seq,
                     });
                     if want == 0 {
@@ -317,7 +234,6 @@ pub(crate) fn scan_back(
         valid_len: 0,
         last_seq: 0,
         file_len,
-        alloc_len,
         readable_seq: 0,
     });
     Ok((head, out))

@@ -32,13 +32,7 @@
 //! re-reads the log's head from the file (never from a cache another process
 //! may have invalidated), checks `expected_seq`, truncates an uncommitted
 //! tail left by a crash, writes the whole batch with one `write` and
-//! fdatasyncs it before returning. The batch usually lands in zeros an
-//! earlier append reserved at the end of the log (its preallocated space,
-//! see `log`): overwriting blocks already allocated and written, its
-//! `fdatasync` has no size or extent change to commit to the journal. An
-//! append that outgrows that space writes new zeros after its batch in the
-//! same `write` (an eighth of the log, 16–32 KiB; none on a nearly full
-//! disk). Then, without fsync (all three are
+//! fdatasyncs it before returning. Then, without fsync (all three are
 //! rebuilt from the log when found stale), it appends the batch's lines to
 //! `transcript.jsonl`, updates the index row, and — when the metadata
 //! changed beyond its running counters (status, name, default branch), or
