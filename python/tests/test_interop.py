@@ -19,6 +19,16 @@ def cli(weft_bin, *args):
     return out.stdout
 
 
+async def resume(store, sid, prompt):
+    """Resumes session `sid` from Python with the echo-context model and
+    runs `prompt`; the answer (every user message so far, joined)."""
+    s = weft.Session(store, scripted_plan(mode="echo-context"), session_id=sid)
+    assert await s.initialize() == sid
+    answer = await s.execute(prompt)
+    await s.cleanup()
+    return answer
+
+
 def test_python_session_is_listed_and_resumed_by_the_cli(store, weft_bin):
     async def write():
         s = weft.Session(store, scripted_plan(mode="echo-context"), name="from-python")
@@ -42,14 +52,7 @@ def test_cli_session_is_resumed_from_python(store, weft_bin, tmp_path):
     out = json.loads(cli(weft_bin, "run", "--script", str(script), "--output", "json", "first"))
     sid = out["session_id"]
 
-    async def resume():
-        s = weft.Session(store, scripted_plan(mode="echo-context"), session_id=sid)
-        assert await s.initialize() == sid
-        answer = await s.execute("second")
-        await s.cleanup()
-        return answer
-
-    assert run(resume()) == "first | second"
+    assert run(resume(store, sid, "second")) == "first | second"
 
     async def listed():
         return [m["id"] for m in await store.list()]
@@ -120,14 +123,7 @@ def test_daemon_session_is_listed_and_resumed_from_python(store, weft_bin, home,
         sessions = run(listed())
         assert sessions[sid]["name"] == "from-the-daemon"
 
-        async def resume():
-            s = weft.Session(store, scripted_plan(mode="echo-context"), session_id=sid)
-            assert await s.initialize() == sid
-            answer = await s.execute("then from python")
-            await s.cleanup()
-            return answer
-
-        assert run(resume()) == "written by the daemon | then from python"
+        assert run(resume(store, sid, "then from python")) == "written by the daemon | then from python"
         # The daemon sees what Python appended.
         transcript = call(base, "GET", f"/sessions/{sid}/transcript")
         texts = json.dumps(transcript)
