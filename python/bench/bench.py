@@ -7,7 +7,8 @@
   518/s; weft's target is 10x those).
 
 Usage: python bench/bench.py [--turns N] [--emits N] [--store memory|fs|sqlite]
-(build the extension with ``maturin develop --release`` first).
+(build the extension with ``WEFT_PY_RELEASE=1 scripts/python-test`` first;
+``reference.py`` measures amplifier-core itself in the same run).
 """
 
 import argparse

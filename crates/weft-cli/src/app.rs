@@ -13,39 +13,10 @@ use weft_core::registry::ModuleRegistry;
 use weft_core::session::Project;
 use weft_core::store::Store;
 use weft_core::{SessionConfig, SessionId};
-use weft_tools::ToolAccess;
 
 use crate::config::{StoreFlags, WeftConfig};
 
-/// Every module weft ships: core, providers and tools, the file tools
-/// under `access` (see [`tool_access`]).
-pub fn full_registry(access: ToolAccess) -> ModuleRegistry {
-    let mut registry = ModuleRegistry::with_core_modules();
-    weft_providers::register(&mut registry);
-    weft_tools::register_with(&mut registry, access);
-    weft_mcp::register(&mut registry);
-    registry
-}
-
-/// What the file tools may touch: never weft's `home` nor the store's data
-/// (config, tokens, other sessions' logs), whatever path, link or pattern
-/// leads there. Reads elsewhere outside the project are allowed: the CLI
-/// runs for the person at the terminal, in their account (`weft serve`
-/// asks for approval instead, see `serve.rs`).
-pub fn tool_access(home: &Path, store: &weft_store::StoreConfig) -> ToolAccess {
-    let mut access = ToolAccess::new().protect(home);
-    if let Some(path) = &store.path {
-        let path = home.join(path);
-        // A sqlite database's journal files sit beside it.
-        for suffix in ["-wal", "-shm", "-journal"] {
-            let mut side = path.clone().into_os_string();
-            side.push(suffix);
-            access = access.protect(PathBuf::from(side));
-        }
-        access = access.protect(path);
-    }
-    access
-}
+pub use weft_modules::{full_registry, tool_access};
 
 /// The loaded configuration, store and registry.
 pub struct App {

@@ -15,20 +15,6 @@ use weft_store::{StoreConfig, StoreKind};
 use crate::convert::ser_to_py;
 use crate::errors::{invalid, store_err};
 
-/// Every module weft ships (core, providers, tools, MCP), the file tools
-/// keeping away from `home` and the store's data, as the CLI mounts them.
-pub fn full_registry(home: &std::path::Path, store: &StoreConfig) -> ModuleRegistry {
-    let mut access = weft_tools::ToolAccess::new().protect(home);
-    if let Some(path) = &store.path {
-        access = access.protect(home.join(path));
-    }
-    let mut registry = ModuleRegistry::with_core_modules();
-    weft_providers::register(&mut registry);
-    weft_tools::register_with(&mut registry, access);
-    weft_mcp::register(&mut registry);
-    registry
-}
-
 /// A session store: `Store(kind="fs", path=None, url=None, home=None)`.
 ///
 /// `kind` is `fs` (JSONL files under `home`, default `~/.weft`), `sqlite`,
@@ -71,7 +57,9 @@ impl PyStore {
             weft_store::open_store(&config, &home)
         });
         let store = store.map_err(store_err)?;
-        let registry = Arc::new(full_registry(&home, &config));
+        let registry = Arc::new(weft_modules::full_registry(weft_modules::tool_access(
+            &home, &config,
+        )));
         Ok(Self {
             store,
             registry,
