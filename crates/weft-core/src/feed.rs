@@ -272,11 +272,17 @@ impl Feed {
     /// event is published on the parent's feed too, tagged
     /// [`CHILD_SESSION_FIELD`].
     pub fn event(&self, name: &str, data: &Value) {
-        self.forward(LiveBody::Event {
-            name: name.to_string(),
-            data: data.clone(),
-        });
-        self.event_local(name, data.clone());
+        // The data is copied only for the paths that take it: a session
+        // nobody follows, in a store without a live channel, pays nothing.
+        if self.inner.forward.is_some() {
+            self.forward(LiveBody::Event {
+                name: name.to_string(),
+                data: data.clone(),
+            });
+        }
+        if self.inner.tx.receiver_count() > 0 {
+            self.event_local(name, data.clone());
+        }
         let relay = self
             .inner
             .relay

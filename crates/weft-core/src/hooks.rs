@@ -509,7 +509,7 @@ impl HookRegistry {
             data.entry(k.clone()).or_insert_with(|| v.clone());
         }
         data.entry("timestamp")
-            .or_insert_with(|| Value::String(chrono::Utc::now().to_rfc3339()));
+            .or_insert_with(|| Value::String(crate::clock::now_rfc3339()));
         let mut data = Value::Object(data);
         if let Some(feed) = read(&self.inner.feed).as_ref() {
             feed.event(event, &data);

@@ -55,6 +55,7 @@
 
 pub mod approval;
 pub mod branches;
+mod clock;
 pub mod context;
 mod error;
 pub mod feed;
