@@ -267,6 +267,20 @@ impl Feed {
         }
     }
 
+    /// Whether a kernel event published now would reach anyone: a
+    /// follower in this process, the live channel to other processes, or a
+    /// parent session this one relays to.
+    pub fn is_observed(&self) -> bool {
+        self.inner.forward.is_some()
+            || self.inner.tx.receiver_count() > 0
+            || self
+                .inner
+                .relay
+                .read()
+                .unwrap_or_else(|p| p.into_inner())
+                .is_some()
+    }
+
     /// Publishes a volatile event (never waits; copies nothing when no one
     /// follows the feed). With a relay set ([`Feed::relay_events_to`]) the
     /// event is published on the parent's feed too, tagged

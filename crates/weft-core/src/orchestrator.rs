@@ -179,9 +179,9 @@ impl LoopBasic {
     async fn run(&self, prompt: String, turn: &TurnContext) -> Result<String, SessionError> {
         let hooks = &turn.hooks;
         let submit = hooks
-            .emit(
+            .emit_with(
                 events::PROMPT_SUBMIT,
-                json!({"prompt": prompt, "branch": turn.branch}),
+                || json!({"prompt": prompt, "branch": turn.branch}),
             )
             .await;
         if submit.is_denied() {
@@ -289,8 +289,7 @@ impl LoopBasic {
         let hooks = &turn.hooks;
         let info = turn.provider.info();
         let asked = hooks
-            .emit(
-                events::PROVIDER_REQUEST,
+            .emit_with(events::PROVIDER_REQUEST, || {
                 json!({
                     "provider": info.name,
                     "model": request.model.clone().unwrap_or(info.default_model.clone()),
@@ -298,8 +297,8 @@ impl LoopBasic {
                     "tool_count": request.tools.len(),
                     "iteration": iteration,
                     "branch": turn.branch,
-                }),
-            )
+                })
+            })
             .await;
         if !asked.injections.is_empty() {
             let (stored, ephemeral) = injection_messages(&turn.branch, &asked.injections);
@@ -312,25 +311,24 @@ impl LoopBasic {
         match result {
             Ok(response) => {
                 hooks
-                    .emit(
-                        events::PROVIDER_RESPONSE,
+                    .emit_with(events::PROVIDER_RESPONSE, || {
                         json!({
                             "provider": info.name,
                             "model": response.model,
                             "usage": response.usage,
                             "stop_reason": response.stop_reason,
                             "branch": turn.branch,
-                        }),
-                    )
+                        })
+                    })
                     .await;
                 Ok(response)
             }
             Err(ProviderError::Cancelled) => Err(SessionError::Cancelled),
             Err(e) => {
                 hooks
-                    .emit(
+                    .emit_with(
                         events::PROVIDER_ERROR,
-                        json!({"provider": info.name, "error": e.to_string(), "branch": turn.branch}),
+                        || json!({"provider": info.name, "error": e.to_string(), "branch": turn.branch}),
                     )
                     .await;
                 Err(SessionError::Provider(e))
@@ -363,49 +361,49 @@ impl LoopBasic {
             match event? {
                 StreamEvent::BlockStart { index, kind } => {
                     hooks
-                        .emit(
+                        .emit_with(
                             events::CONTENT_BLOCK_START,
-                            json!({"index": index, "block": kind, "branch": turn.branch}),
+                            || json!({"index": index, "block": kind, "branch": turn.branch}),
                         )
                         .await;
                 }
                 StreamEvent::TextDelta { index, text } => {
                     hooks
-                        .emit(
+                        .emit_with(
                             events::CONTENT_BLOCK_DELTA,
-                            json!({"index": index, "delta": text, "kind": "text", "branch": turn.branch}),
+                            || json!({"index": index, "delta": text, "kind": "text", "branch": turn.branch}),
                         )
                         .await;
                 }
                 StreamEvent::ThinkingDelta { index, text } => {
                     hooks
-                        .emit(
+                        .emit_with(
                             events::THINKING_DELTA,
-                            json!({"index": index, "delta": text, "branch": turn.branch}),
+                            || json!({"index": index, "delta": text, "branch": turn.branch}),
                         )
                         .await;
                 }
                 StreamEvent::ToolArgumentsDelta { index, fragment } => {
                     hooks
-                        .emit(
+                        .emit_with(
                             events::CONTENT_BLOCK_DELTA,
-                            json!({"index": index, "delta": fragment, "kind": "tool_arguments", "branch": turn.branch}),
+                            || json!({"index": index, "delta": fragment, "kind": "tool_arguments", "branch": turn.branch}),
                         )
                         .await;
                 }
                 StreamEvent::BlockEnd { index, block } => {
                     if let ContentBlock::Thinking { thinking, .. } = &block {
                         hooks
-                            .emit(
+                            .emit_with(
                                 events::THINKING_FINAL,
-                                json!({"index": index, "text": thinking, "branch": turn.branch}),
+                                || json!({"index": index, "text": thinking, "branch": turn.branch}),
                             )
                             .await;
                     }
                     hooks
-                        .emit(
+                        .emit_with(
                             events::CONTENT_BLOCK_END,
-                            json!({"index": index, "block": block, "branch": turn.branch}),
+                            || json!({"index": index, "block": block, "branch": turn.branch}),
                         )
                         .await;
                 }
@@ -415,15 +413,14 @@ impl LoopBasic {
                     reason,
                 } => {
                     hooks
-                        .emit(
-                            events::PROVIDER_RETRY,
+                        .emit_with(events::PROVIDER_RETRY, || {
                             json!({
                                 "provider": turn.provider.info().name,
                                 "attempt": attempt,
                                 "delay_ms": delay.as_millis() as u64,
                                 "reason": reason,
-                            }),
-                        )
+                            })
+                        })
                         .await;
                 }
                 StreamEvent::Completed(response) => return Ok(response),
@@ -517,9 +514,9 @@ struct ToolOutcome {
 async fn run_one_tool(id: &str, name: &str, input: Value, turn: &TurnContext) -> ToolOutcome {
     let hooks = &turn.hooks;
     let pre = hooks
-        .emit(
+        .emit_with(
             events::TOOL_PRE,
-            json!({"tool_name": name, "tool_input": input, "call_id": id, "branch": turn.branch}),
+            || json!({"tool_name": name, "tool_input": input, "call_id": id, "branch": turn.branch}),
         )
         .await;
     if pre.is_denied() {
@@ -551,9 +548,9 @@ async fn run_one_tool(id: &str, name: &str, input: Value, turn: &TurnContext) ->
             }
         );
         hooks
-            .emit(
+            .emit_with(
                 events::TOOL_ERROR,
-                json!({"tool_name": name, "call_id": id, "error": error, "branch": turn.branch}),
+                || json!({"tool_name": name, "call_id": id, "error": error, "branch": turn.branch}),
             )
             .await;
         return ToolOutcome {
@@ -575,13 +572,12 @@ async fn run_one_tool(id: &str, name: &str, input: Value, turn: &TurnContext) ->
     };
     let output = if output.success {
         let post = hooks
-            .emit(
-                events::TOOL_POST,
+            .emit_with(events::TOOL_POST, || {
                 json!({
                     "tool_name": name, "tool_input": input, "call_id": id,
                     "result": output, "branch": turn.branch,
-                }),
-            )
+                })
+            })
             .await;
         injections.extend(post.injections);
         match post.action {
@@ -599,13 +595,12 @@ async fn run_one_tool(id: &str, name: &str, input: Value, turn: &TurnContext) ->
         }
     } else {
         hooks
-            .emit(
-                events::TOOL_ERROR,
+            .emit_with(events::TOOL_ERROR, || {
                 json!({
                     "tool_name": name, "tool_input": input, "call_id": id,
                     "error": output.error, "branch": turn.branch,
-                }),
-            )
+                })
+            })
             .await;
         output
     };
@@ -628,15 +623,15 @@ impl Orchestrator for LoopBasic {
         };
         let response = result.as_ref().ok().cloned();
         hooks
-            .emit(
+            .emit_with(
                 events::PROMPT_COMPLETE,
-                json!({"response": response, "status": status, "branch": turn.branch}),
+                || json!({"response": response, "status": status, "branch": turn.branch}),
             )
             .await;
         hooks
-            .emit(
+            .emit_with(
                 events::ORCHESTRATOR_COMPLETE,
-                json!({"orchestrator": "loop-basic", "status": status, "branch": turn.branch}),
+                || json!({"orchestrator": "loop-basic", "status": status, "branch": turn.branch}),
             )
             .await;
         result

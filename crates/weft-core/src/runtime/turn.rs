@@ -213,9 +213,9 @@ impl Session {
             hooks.emit(events::CANCEL_COMPLETED, json!({})).await;
         }
         hooks
-            .emit(
+            .emit_with(
                 events::EXECUTION_END,
-                json!({"status": status, "error": error}),
+                || json!({"status": status, "error": error}),
             )
             .await;
         result
@@ -289,7 +289,7 @@ impl Session {
             return Err(SessionError::Cancelled);
         }
         hooks
-            .emit(events::EXECUTION_START, json!({"prompt": prompt}))
+            .emit_with(events::EXECUTION_START, || json!({"prompt": prompt}))
             .await;
 
         let turn = TurnContext {
