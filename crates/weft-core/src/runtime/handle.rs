@@ -146,11 +146,17 @@ impl TurnHandle {
     /// Waits for the turn's answer, its structured value included (or why
     /// it has none).
     pub async fn answer(self) -> Result<TurnAnswer, SessionError> {
-        match self.task.await {
+        let Self {
+            id, events, task, ..
+        } = self;
+        // Nobody follows the events from here: let go of them first, so a
+        // turn nobody watches neither builds nor queues its events.
+        drop(events);
+        match task.await {
             Ok(result) => result,
             Err(e) if e.is_panic() => Err(SessionError::Invalid(format!(
                 "turn {} failed unexpectedly (a panic in the kernel or a module; see the log)",
-                self.id
+                id
             ))),
             Err(_) => Err(SessionError::Cancelled),
         }
