@@ -42,9 +42,9 @@ pub(crate) fn rfc3339(secs: i64, nanos: u32) -> String {
     push_digits(&mut out, ss, 2);
     if nanos != 0 {
         out.push('.');
-        if nanos % 1_000_000 == 0 {
+        if nanos.is_multiple_of(1_000_000) {
             push_digits(&mut out, i64::from(nanos / 1_000_000), 3);
-        } else if nanos % 1_000 == 0 {
+        } else if nanos.is_multiple_of(1_000) {
             push_digits(&mut out, i64::from(nanos / 1_000), 6);
         } else {
             push_digits(&mut out, i64::from(nanos), 9);
