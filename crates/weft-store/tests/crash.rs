@@ -90,6 +90,46 @@ async fn check(store: &dyn Store, id: &SessionId, acked: u64, round: usize) -> u
     after.last_seq
 }
 
+/// The killed writer's derived files lag its log; opening the store
+/// brought `transcript.jsonl` and `metadata.json` up to the log's head.
+async fn derived_files_caught_up(
+    home: &std::path::Path,
+    store: &dyn Store,
+    id: &SessionId,
+    round: usize,
+) {
+    let meta = store.get(id).await.expect("get");
+    let dir = home
+        .join("projects")
+        .join(&meta.project.slug)
+        .join("sessions")
+        .join(id.as_str());
+    let text = std::fs::read_to_string(dir.join(weft_store::fs::TRANSCRIPT_FILE))
+        .expect("transcript.jsonl");
+    let seqs: Vec<u64> = text
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l).expect("a JSON line")["seq"]
+                .as_u64()
+                .expect("seq")
+        })
+        .collect();
+    // Every record the writer makes after session_created is a message.
+    assert_eq!(
+        seqs,
+        (2..=meta.last_seq).collect::<Vec<_>>(),
+        "round {round}: the transcript was brought up to the log's head at open"
+    );
+    let file: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(dir.join(weft_store::fs::META_FILE)).expect("metadata.json"),
+    )
+    .expect("json");
+    assert_eq!(
+        file["last_seq"], meta.last_seq,
+        "round {round}: metadata.json"
+    );
+}
+
 fn run_child(backend: &str, path: &std::path::Path, id: &SessionId, millis: u64) -> u64 {
     let mut child = Command::new(env!("CARGO_BIN_EXE_weft-store-crash-writer"))
         .args([backend, &path.display().to_string(), id.as_str()])
@@ -132,6 +172,9 @@ async fn crash_test(backend: &str) {
         if acked == 0 && store.get(&id).await.is_err() {
             // Killed before the session was even created.
             continue;
+        }
+        if backend == "fs" {
+            derived_files_caught_up(&path, &*store, &id, round).await;
         }
         let head = check(&*store, &id, acked, round).await;
         total_acked = total_acked.max(head);

@@ -33,6 +33,8 @@ async fn session(store: &FsStore, n: usize) -> (SessionId, PathBuf) {
     for i in 0..n {
         push(store, &id, vec![text(Role::User, &format!("message {i}"))]).await;
     }
+    // Its derived files too (they are written in the background).
+    store.flush_derived();
     let dir = store.session_dir(&id).expect("dir");
     (id, dir)
 }
@@ -52,6 +54,8 @@ async fn layout_and_amplifier_transcript() {
         .await
         .expect("create");
     push(&store, &id, vec![calls(&["c1"]), result("c1", "contents")]).await;
+    // The derived files are written in the background: wait for them.
+    store.flush_derived();
     let dir = home
         .path()
         .join("projects")
@@ -76,8 +80,9 @@ async fn layout_and_amplifier_transcript() {
     assert_eq!(t[2]["content"], "contents");
     assert!(t.iter().all(|l| l["timestamp"].is_string()));
     assert_eq!(t[2]["seq"], 5, "each line names its log record");
-    // metadata.json is refreshed lazily: at create, on metadata changes,
-    // and when the log outgrows it; it records how much log it covers.
+    // metadata.json is refreshed lazily: at create, when a turn starts, on
+    // metadata changes, and when the log outgrows it; it records how much
+    // log it covers.
     let read_meta = || -> Value {
         serde_json::from_slice(&fs::read(dir.join(META_FILE)).expect("read")).expect("json")
     };
@@ -95,6 +100,7 @@ async fn layout_and_amplifier_transcript() {
         )
         .await
         .expect("rename");
+    store.flush_derived();
     let m = read_meta();
     assert_eq!(m["last_seq"], 6);
     assert_eq!(m["name"], "named");
@@ -243,6 +249,7 @@ async fn metadata_json_is_a_cache() {
     let meta_path = dir.join(META_FILE);
     let stale = fs::read(&meta_path).expect("read");
     push(&store, &id, vec![text(Role::User, "newer")]).await;
+    store.flush_derived();
     let want2 = store.get(&id).await.expect("get");
 
     // Stale: written before the last append.
@@ -273,6 +280,7 @@ async fn metadata_json_is_a_cache() {
     // The next append rewrites it, and the transcript too.
     fs::remove_file(dir.join(TRANSCRIPT_FILE)).expect("rm");
     push(&s, &id, vec![text(Role::User, "again")]).await;
+    s.flush_derived();
     let m: Value = serde_json::from_slice(&fs::read(&meta_path).expect("read")).expect("json");
     assert_eq!(m["last_seq"], 6);
     assert_eq!(
@@ -526,6 +534,7 @@ async fn rewinding_the_default_branch_rewrites_the_transcript() {
         }],
     )
     .await;
+    store.flush_derived();
     let t = lines(&dir.join(TRANSCRIPT_FILE));
     assert_eq!(t.len(), 2);
     assert_eq!(t[1]["content"], "message 1");
@@ -558,6 +567,7 @@ async fn transcript_catches_up_after_a_crash() {
     fs::write(&path, format!("{}\n", kept.join("\n"))).expect("write");
     let reopened = FsStore::open(home.path()).expect("open");
     push(&reopened, &id, vec![text(Role::User, "next")]).await;
+    reopened.flush_derived();
     let t = lines(&path);
     let contents: Vec<&str> = t
         .iter()
@@ -575,6 +585,7 @@ async fn transcript_catches_up_after_a_crash() {
     drop(f);
     let again = FsStore::open(home.path()).expect("open");
     push(&again, &id, vec![text(Role::User, "last")]).await;
+    again.flush_derived();
     assert_eq!(lines(&path).len(), 6);
 }
 
@@ -894,4 +905,42 @@ async fn index_damaged_by_a_crash_is_rebuilt() {
         40
     );
     assert_eq!(store.indexed_sessions().expect("count"), 40);
+}
+
+/// The derived files are written off the append path: without any call to
+/// `flush_derived`, the background worker brings them up to date soon
+/// after the appends, and a store that closes writes what is left.
+#[tokio::test]
+async fn derived_files_follow_the_log_in_the_background() {
+    let home = tempfile::tempdir().expect("tempdir");
+    let store = FsStore::open(home.path()).expect("open");
+    let meta = new_meta("derived");
+    let id = meta.id.clone();
+    store.create(meta, vec![]).await.expect("create");
+    for i in 0..5 {
+        push(&store, &id, vec![text(Role::User, &format!("m{i}"))]).await;
+    }
+    let dir = store.session_dir(&id).expect("dir");
+    let up_to_date = |n: usize, last_seq: u64| {
+        let meta: Value = fs::read(dir.join(META_FILE))
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok())
+            .unwrap_or(Value::Null);
+        lines(&dir.join(TRANSCRIPT_FILE)).len() == n && meta["last_seq"] == last_seq
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !up_to_date(5, 6) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the worker did not write the derived files within 10 s"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    // Closing the store writes what the worker had not written yet.
+    push(&store, &id, vec![text(Role::User, "last")]).await;
+    drop(store);
+    assert!(
+        up_to_date(6, 7),
+        "dropping the store wrote the derived files"
+    );
 }

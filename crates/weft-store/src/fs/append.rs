@@ -11,6 +11,7 @@ use weft_core::record::{Record, RecordKind, check_batch};
 use weft_core::session::SessionMeta;
 use weft_core::store::StoreError;
 
+use super::derived::Target;
 use super::index::CREATING;
 use crate::util::{
     IoContext, io_err, is_symlink_refusal, mtime_ns, no_follow, sync_dir, validate_slug,
@@ -121,7 +122,6 @@ impl FsBackend {
             valid_len: bytes.len() as u64,
             meta: fold_meta(&id, &records, &log_path.display().to_string())?,
             meta_file_len: 0,
-            transcript_seq: None,
         };
         let mut lines = Vec::new();
         for r in &records {
@@ -139,7 +139,7 @@ impl FsBackend {
             .open(&transcript_path)
             .and_then(|mut f| f.write_all(&lines));
         match written {
-            Ok(()) => folded.transcript_seq = Some(folded.meta.last_seq),
+            Ok(()) => {}
             Err(e) => {
                 // Leave no partial file: the next append writes it whole.
                 let _ = fs::remove_file(&transcript_path);
@@ -236,29 +236,17 @@ impl FsBackend {
             let _ = file.sync_data();
             return Err(io_err(&log_path, e));
         }
-        let prev_default = folded.meta.default_branch.clone();
         let prev_turns = folded.meta.turn_count;
         for r in &records {
             folded.meta.apply(r);
         }
         folded.valid_len = head.valid_len + bytes.len() as u64;
-        let transcript = if folded.transcript_seq == Some(expected_seq) {
-            self.write_transcript_records(&dir, &file, &folded, &records, &prev_default)
-                .map(|()| folded.transcript_seq = Some(folded.meta.last_seq))
-        } else {
-            // Unknown or behind: repair it (cut a torn line, add what is
-            // missing, this batch included).
-            folded.transcript_seq = None;
-            self.catch_up_transcript(&dir, &file, &mut folded)
-        };
-        if let Err(e) = transcript {
-            tracing::warn!(session = %id, error = %e, "cannot update transcript.jsonl; the next append repairs it");
-            folded.transcript_seq = None;
-        }
         // metadata.json is refreshed when the metadata changes beyond the
         // running counters, when a turn starts (Amplifier's readers take
         // `turn_count` from it), or when the log has outgrown it by
-        // META_REFRESH_BYTES; readers fold the records after it.
+        // META_REFRESH_BYTES; readers fold the records after it. Both it
+        // and the transcript are written by the background worker (see
+        // `derived`): either would cost this append a second flush.
         let changes_meta = folded.meta.turn_count != prev_turns
             || records.iter().any(|r| {
                 matches!(
@@ -266,14 +254,26 @@ impl FsBackend {
                     RecordKind::Status(_) | RecordKind::Meta(_) | RecordKind::DefaultBranch { .. }
                 )
             });
-        if changes_meta
+        let meta_due = changes_meta
             || folded.meta_file_len == 0
-            || folded.valid_len - folded.meta_file_len >= META_REFRESH_BYTES
-        {
-            self.write_meta_file(&dir, &mut folded);
+            || folded.valid_len - folded.meta_file_len >= META_REFRESH_BYTES;
+        if meta_due {
+            folded.meta_file_len = folded.valid_len;
         }
-        self.queue
-            .push(&self.index, &slug, &folded.meta, folded.valid_len);
+        let target = Target {
+            dir,
+            ino,
+            meta: folded.meta.clone(),
+            log_bytes: folded.valid_len,
+            meta_due,
+        };
+        self.queue.push(
+            &self.index,
+            &slug,
+            &folded.meta,
+            folded.valid_len,
+            Some(target),
+        );
         let meta = folded.meta.clone();
         self.remember(id, &slug, Some(folded));
         Ok(meta)

@@ -707,7 +707,7 @@ fn check_session(c: &mut Checker, slug: &str, id: &str, dir: &Path) -> Result<()
     };
     if !symlinked.contains(META_FILE) {
         let path = dir.join(META_FILE);
-        if let Some(problem) = metadata_problem(&path, &derived, parsed.valid_len)? {
+        if let Some(problem) = metadata_problem(&path, &derived, parsed.valid_len, last_seq)? {
             c.add(
                 FindingKind::Metadata,
                 Severity::Problem,
@@ -782,10 +782,15 @@ struct MetaFile {
     log_bytes: u64,
 }
 
+/// What is wrong with `metadata.json` at `path`, if anything. `last_seq`
+/// is the log's head, seqs burned by quarantined records included: the
+/// store's fold counts them, so a file at such a seq agrees when it is the
+/// fold of the last record with that seq.
 fn metadata_problem(
     path: &Path,
     derived: &Derived,
     valid_len: u64,
+    last_seq: u64,
 ) -> Result<Option<String>, StoreError> {
     let bytes = match fs::read(path) {
         Ok(b) => b,
@@ -807,19 +812,26 @@ fn metadata_problem(
             "metadata.json names another session; --fix rebuilds it".into(),
         ));
     }
-    if file.log_bytes > valid_len || file.meta.last_seq > derived.meta.last_seq {
+    if file.log_bytes > valid_len || file.meta.last_seq > derived.meta.last_seq.max(last_seq) {
         return Ok(Some(
             "metadata.json is ahead of the log (the log shrank); --fix rebuilds it".into(),
         ));
     }
     // It may lag behind the log (readers fold the records after it).
-    let agrees = derived
-        .at_seq
-        .get(&file.meta.last_seq)
-        .is_some_and(|(meta, end)| {
-            (file.log_bytes == 0 || file.log_bytes == *end)
-                && serde_json::to_value(meta).ok() == serde_json::to_value(&file.meta).ok()
-        });
+    let burned = file.meta.last_seq > derived.meta.last_seq;
+    let at = if burned {
+        derived.meta.last_seq
+    } else {
+        file.meta.last_seq
+    };
+    let agrees = derived.at_seq.get(&at).is_some_and(|(meta, end)| {
+        let mut meta = meta.clone();
+        if burned {
+            meta.last_seq = file.meta.last_seq;
+        }
+        (file.log_bytes == 0 || file.log_bytes == *end)
+            && serde_json::to_value(&meta).ok() == serde_json::to_value(&file.meta).ok()
+    });
     Ok((!agrees).then(|| "metadata.json disagrees with the log; --fix rebuilds it".into()))
 }
 

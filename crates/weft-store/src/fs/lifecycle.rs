@@ -35,7 +35,7 @@ impl FsBackend {
         }
         let mut doomed = vec![id.clone()];
         if options.with_children {
-            self.queue.barrier();
+            self.queue.barrier(false);
             let mut seen: HashSet<SessionId> = doomed.iter().cloned().collect();
             let mut i = 0;
             while i < doomed.len() {

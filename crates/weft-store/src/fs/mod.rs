@@ -32,14 +32,19 @@
 //! re-reads the log's head from the file (never from a cache another process
 //! may have invalidated), checks `expected_seq`, truncates an uncommitted
 //! tail left by a crash, writes the whole batch with one `write` and
-//! fdatasyncs it before returning. Then, without fsync (all three are
-//! rebuilt from the log when found stale), it appends the batch's lines to
-//! `transcript.jsonl`, updates the index row, and — when the metadata
-//! changed beyond its running counters (status, name, default branch), or
-//! the log has outgrown the file by [`META_REFRESH_BYTES`] — rewrites
-//! `metadata.json` (temp file + rename). Rewriting it on every append would
-//! double the cost of a durable append on ext4, whose rename-over-a-file
-//! forces the new file's data out with the next journal commit.
+//! fdatasyncs it before returning. Everything else is derived from the log
+//! and written afterwards, without fsync, by the store's background worker
+//! (`queue`, `derived`), which gathers ~20 ms of appends: the index row,
+//! the new lines of `transcript.jsonl`, and — when a turn started, the
+//! metadata changed beyond its running counters (status, name, default
+//! branch), or the log has outgrown the file by [`META_REFRESH_BYTES`] —
+//! `metadata.json` (temp file + rename). Writing them in the append would
+//! cost it a second flush on ext4, whose rename-over-a-file forces the new
+//! file's data out with the next journal commit (the one the append's own
+//! `fdatasync` waits for). They are current within a few tens of
+//! milliseconds, when the store closes, or after
+//! [`FsStore::flush_derived`]; after a crash the next append, or the next
+//! open (for sessions the dead writer touched), brings them up to date.
 //!
 //! Derived files never gate the log: they are written after the log
 //! append, and a failure there (a full disk) is logged and repaired by a
@@ -97,6 +102,7 @@
 //!
 //! This backend is Unix-only (it uses positional reads and `flock`).
 
+mod derived;
 pub mod doctor;
 mod index;
 pub(crate) mod log;
@@ -171,11 +177,9 @@ struct Folded {
     ino: u64,
     valid_len: u64,
     meta: SessionMeta,
-    /// The log length `metadata.json` covers (0: none or unreadable).
+    /// The log length `metadata.json` covers (0: none or unreadable), or
+    /// will cover once the worker has written it.
     meta_file_len: u64,
-    /// The seq `transcript.jsonl` is known to reflect (None: unknown, check
-    /// before appending to it).
-    transcript_seq: Option<u64>,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -318,13 +322,24 @@ impl FsStore {
 
     /// Rescans every session directory and rewrites the index from them.
     pub fn rebuild_index(&self) -> Result<(), StoreError> {
-        self.backend().queue.barrier();
+        self.backend().queue.barrier(false);
         self.backend().reconcile(true, &NoProgress)
+    }
+
+    /// Waits until `transcript.jsonl`, `metadata.json` and the index row
+    /// of every session appended to through this store reflect those
+    /// appends. They are brought up to date in the background within a few
+    /// tens of milliseconds, and when the store closes; a caller about to
+    /// hand the session directory to another reader (an Amplifier tool, a
+    /// backup) calls this first. Gives up after ten seconds of a session's
+    /// lock being held by another writer (that writer updates them).
+    pub fn flush_derived(&self) {
+        self.backend().queue.barrier(true);
     }
 
     /// The number of sessions in the index.
     pub fn indexed_sessions(&self) -> Result<u64, StoreError> {
-        self.backend().queue.barrier();
+        self.backend().queue.barrier(false);
         self.backend().index.count()
     }
 }

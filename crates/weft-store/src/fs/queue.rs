@@ -1,5 +1,6 @@
 //! The queue of index row updates an append leaves behind, and the worker
-//! thread that applies them (see [`IndexQueue`]).
+//! thread that applies them and writes the sessions' derived files (see
+//! [`IndexQueue`]).
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -8,14 +9,17 @@ use std::sync::{Arc, Mutex};
 use weft_core::SessionId;
 use weft_core::session::SessionMeta;
 
+use super::derived::{self, Locking, Outcome, Target};
 use super::index::Index;
 
-/// One index row update queued by an append.
+/// One index row update queued by an append, with what its derived files
+/// must be brought up to.
 struct RowUpdate {
     ticket: u64,
     dir_slug: String,
     meta: SessionMeta,
     log_bytes: u64,
+    derived: Option<Target>,
 }
 
 /// What the index worker receives.
@@ -27,44 +31,74 @@ enum QueueMsg {
 }
 
 /// How long the index worker gathers updates before applying them (unless
-/// a reader asks for them first).
+/// a reader asks for them first); also how long it waits before retrying
+/// a session whose lock was busy.
 const INDEX_FLUSH_DELAY: std::time::Duration = std::time::Duration::from_millis(20);
 
+/// How far the worker has got: the newest ticket applied to the index,
+/// and how many sessions' derived files wait for a retry.
+#[derive(Debug, Default)]
+struct Done {
+    ticket: u64,
+    derived_waiting: usize,
+}
+
+type Progress = Arc<(Mutex<Done>, std::sync::Condvar)>;
+
 /// The queue of index row updates and its worker thread. An append's
-/// durability does not depend on its index row, so the row is updated after
-/// `append` returns, by a thread that gathers updates for up to
-/// [`INDEX_FLUSH_DELAY`] and applies them in one transaction (the newest
-/// per session). Index reads in this process first have everything queued
-/// before them applied (read your writes); other processes see a row at
-/// most that much late. A crash that loses queued updates is repaired by
-/// the next reconcile (the sessions are in `touched`).
+/// durability does not depend on its index row nor on its derived files
+/// (`transcript.jsonl`, `metadata.json`: see `derived`), so both are
+/// brought up to date after `append` returns, by a thread that gathers
+/// updates for up to [`INDEX_FLUSH_DELAY`], applies the rows in one
+/// transaction (the newest per session) and then writes each session's
+/// derived files once. Index reads in this process first have everything
+/// queued before them applied (read your writes); other processes see a
+/// row at most that much late. A crash that loses queued updates is
+/// repaired by the next reconcile (the sessions are in `touched`).
 pub(super) struct IndexQueue {
     tx: Mutex<Option<std::sync::mpsc::Sender<QueueMsg>>>,
     issued: AtomicU64,
-    done: Arc<(Mutex<u64>, std::sync::Condvar)>,
+    done: Progress,
     worker: Mutex<Option<std::thread::JoinHandle<()>>>,
 }
 
-fn index_worker(
-    index: Arc<Index>,
-    rx: std::sync::mpsc::Receiver<QueueMsg>,
-    progress: Arc<(Mutex<u64>, std::sync::Condvar)>,
-) {
+/// Brings one target's derived files up to date, logging a failure.
+fn derive(target: &Target, locking: Locking) -> Outcome {
+    match derived::bring_up_to_date(target, locking) {
+        Ok(outcome) => outcome,
+        Err(e) => {
+            tracing::warn!(session = %target.meta.id, error = %e, "cannot update transcript.jsonl or metadata.json; the next append repairs them");
+            Outcome::Done
+        }
+    }
+}
+
+fn index_worker(index: Arc<Index>, rx: std::sync::mpsc::Receiver<QueueMsg>, progress: Progress) {
     use std::sync::mpsc::RecvTimeoutError;
     let mut latest: HashMap<SessionId, RowUpdate> = HashMap::new();
+    let mut waiting: HashMap<SessionId, Target> = HashMap::new();
     let mut ticket = 0u64;
     let mut open = true;
     while open {
-        // Wait for the first update, then gather until the delay passes, a
-        // reader asks, or the batch is large.
-        let deadline = match rx.recv() {
+        // Wait for the first update (or the retry of a busy session), then
+        // gather until the delay passes, a reader asks, or the batch is
+        // large.
+        let first = if waiting.is_empty() {
+            rx.recv().map_err(|_| RecvTimeoutError::Disconnected)
+        } else {
+            rx.recv_timeout(INDEX_FLUSH_DELAY)
+        };
+        let deadline = match first {
             Ok(QueueMsg::Update(u)) => {
                 ticket = ticket.max(u.ticket);
                 latest.insert(u.meta.id.clone(), *u);
                 Some(std::time::Instant::now() + INDEX_FLUSH_DELAY)
             }
-            Ok(QueueMsg::Flush) => None,
-            Err(_) => break,
+            Ok(QueueMsg::Flush) | Err(RecvTimeoutError::Timeout) => None,
+            Err(RecvTimeoutError::Disconnected) => {
+                open = false;
+                None
+            }
         };
         if let Some(deadline) = deadline {
             while latest.len() < 256 {
@@ -72,11 +106,22 @@ fn index_worker(
                 match rx.recv_timeout(left) {
                     Ok(QueueMsg::Update(u)) => {
                         ticket = ticket.max(u.ticket);
-                        let newer = latest
-                            .get(&u.meta.id)
-                            .is_none_or(|have| have.meta.last_seq < u.meta.last_seq);
-                        if newer {
-                            latest.insert(u.meta.id.clone(), *u);
+                        match latest.get_mut(&u.meta.id) {
+                            Some(have) => {
+                                if have.meta.last_seq < u.meta.last_seq {
+                                    have.dir_slug = u.dir_slug;
+                                    have.meta = u.meta;
+                                    have.log_bytes = u.log_bytes;
+                                }
+                                match (&mut have.derived, u.derived) {
+                                    (Some(old), Some(new)) => old.merge(new),
+                                    (slot @ None, new) => *slot = new,
+                                    (Some(_), None) => {}
+                                }
+                            }
+                            None => {
+                                latest.insert(u.meta.id.clone(), *u);
+                            }
                         }
                     }
                     Ok(QueueMsg::Flush) | Err(RecvTimeoutError::Timeout) => break,
@@ -88,17 +133,32 @@ fn index_worker(
             }
         }
         if !latest.is_empty() {
-            let batch: Vec<(String, SessionMeta, u64)> = latest
-                .drain()
-                .map(|(_, u)| (u.dir_slug, u.meta, u.log_bytes))
-                .collect();
+            let mut batch = Vec::with_capacity(latest.len());
+            for (id, u) in latest.drain() {
+                if let Some(target) = u.derived {
+                    match waiting.get_mut(&id) {
+                        Some(have) => have.merge(target),
+                        None => {
+                            waiting.insert(id, target);
+                        }
+                    }
+                }
+                batch.push((u.dir_slug, u.meta, u.log_bytes));
+            }
             if let Err(e) = index.update_appended(&batch) {
                 tracing::warn!(error = %e, "cannot update the index; the next open repairs it");
             }
         }
+        // The last round (the store is closing) waits for busy sessions.
+        let locking = if open { Locking::Try } else { Locking::Wait };
+        waiting.retain(|_, target| derive(target, locking) == Outcome::Busy);
+        if !open {
+            waiting.clear();
+        }
         let (lock, cv) = &*progress;
         let mut d = lock.lock().unwrap_or_else(|p| p.into_inner());
-        *d = (*d).max(ticket);
+        d.ticket = d.ticket.max(ticket);
+        d.derived_waiting = waiting.len();
         cv.notify_all();
     }
 }
@@ -107,7 +167,7 @@ impl IndexQueue {
     /// Starts the worker thread (updates apply inline without one).
     pub(super) fn start(index: Arc<Index>) -> Self {
         let (tx, rx) = std::sync::mpsc::channel::<QueueMsg>();
-        let done = Arc::new((Mutex::new(0u64), std::sync::Condvar::new()));
+        let done: Progress = Arc::new((Mutex::new(Done::default()), std::sync::Condvar::new()));
         let progress = done.clone();
         let worker = std::thread::Builder::new()
             .name("weft-fs-index".into())
@@ -121,14 +181,24 @@ impl IndexQueue {
         }
     }
 
-    /// Queues an update; applies it here when there is no worker.
-    pub(super) fn push(&self, index: &Index, dir_slug: &str, meta: &SessionMeta, log_bytes: u64) {
+    /// Queues an update (with its derived files' target, if any); applies
+    /// it here when there is no worker — the caller holds the session's
+    /// lock then, so the derived files are written under it.
+    pub(super) fn push(
+        &self,
+        index: &Index,
+        dir_slug: &str,
+        meta: &SessionMeta,
+        log_bytes: u64,
+        derived: Option<Target>,
+    ) {
         let ticket = self.issued.fetch_add(1, Ordering::SeqCst) + 1;
         let update = RowUpdate {
             ticket,
             dir_slug: dir_slug.to_string(),
             meta: meta.clone(),
             log_bytes,
+            derived,
         };
         let unsent = match self.tx.lock().unwrap_or_else(|p| p.into_inner()).as_ref() {
             Some(tx) => tx
@@ -144,25 +214,33 @@ impl IndexQueue {
             if let Err(e) = index.update_appended(&[(u.dir_slug, u.meta, u.log_bytes)]) {
                 tracing::warn!(error = %e, "cannot update the index; the next open repairs it");
             }
+            if let Some(target) = u.derived
+                && let Err(e) = derived::write_locked(&target, true)
+            {
+                tracing::warn!(session = %target.meta.id, error = %e, "cannot update transcript.jsonl or metadata.json; the next append repairs them");
+            }
             let (lock, cv) = &*self.done;
             let mut d = lock.lock().unwrap_or_else(|p| p.into_inner());
-            *d = (*d).max(ticket);
+            d.ticket = d.ticket.max(ticket);
             cv.notify_all();
         }
     }
 
-    /// Has every update queued so far applied, and waits for it.
-    pub(super) fn barrier(&self) {
+    /// Has every update queued so far applied to the index, and waits for
+    /// it; with `derived`, also waits until the derived files of every
+    /// session are written (none waits for a busy lock).
+    pub(super) fn barrier(&self, derived: bool) {
         let target = self.issued.load(Ordering::SeqCst);
         let (lock, cv) = &*self.done;
-        if *lock.lock().unwrap_or_else(|p| p.into_inner()) >= target {
+        let reached = |d: &Done| d.ticket >= target && (!derived || d.derived_waiting == 0);
+        if reached(&lock.lock().unwrap_or_else(|p| p.into_inner())) {
             return;
         }
         if let Some(tx) = self.tx.lock().unwrap_or_else(|p| p.into_inner()).as_ref() {
             let _ = tx.send(QueueMsg::Flush);
         }
         let mut d = lock.lock().unwrap_or_else(|p| p.into_inner());
-        while *d < target {
+        while !reached(&d) {
             let (next, timeout) = cv
                 .wait_timeout(d, std::time::Duration::from_secs(10))
                 .unwrap_or_else(|p| p.into_inner());

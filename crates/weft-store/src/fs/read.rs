@@ -106,7 +106,7 @@ impl FsBackend {
             .filter(|t| t.chars().all(|c| c.is_ascii_alphanumeric()))
             .collect();
         let mut hits = Vec::new();
-        self.queue.barrier();
+        self.queue.barrier(false);
         for (slug, meta) in self.index.search_order(query.project.as_deref())? {
             let (head, file, log_path) = {
                 let path = self.session_dir(&slug, meta.id.as_str()).join(LOG_FILE);

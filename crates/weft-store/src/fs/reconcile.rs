@@ -12,6 +12,7 @@ use weft_core::SessionId;
 use weft_core::progress::{NoProgress, Progress};
 use weft_core::store::StoreError;
 
+use super::derived::{self, Target};
 use super::index::CLEAN;
 use crate::util::{IoContext, io_err, mtime_ns, sweep_temp_files};
 
@@ -145,18 +146,35 @@ impl FsBackend {
     }
 
     /// Re-reads one session directory into its index row (dropping the row
-    /// when the directory holds no committed session). Skips sessions whose
-    /// lock is held: their writer updates the row itself.
+    /// when the directory holds no committed session) and brings its
+    /// derived files up to date. Skips sessions whose lock is held: their
+    /// writer updates them itself.
     pub(super) fn refresh_row(&self, id: &SessionId, slug: &str) -> Result<(), StoreError> {
         let dir = self.session_dir(slug, id.as_str());
         let Some(_lock) = self.try_lock_dir(&dir)? else {
             return Ok(());
         };
-        if !self.read_only {
-            // A writer that died mid-write may have left a temp file.
-            sweep_temp_files(&dir);
+        if self.read_only {
+            return self.index_from_disk(id, slug, &dir);
         }
-        self.index_from_disk(id, slug, &dir)
+        // A writer that died mid-write may have left a temp file, and
+        // derived files behind its log.
+        sweep_temp_files(&dir);
+        self.index_from_disk(id, slug, &dir)?;
+        let folded = self.cache().get(id).and_then(|c| c.folded.clone());
+        if let Some(f) = folded {
+            let target = Target {
+                dir,
+                ino: f.ino,
+                meta: f.meta,
+                log_bytes: f.valid_len,
+                meta_due: f.meta_file_len != f.valid_len,
+            };
+            if let Err(e) = derived::write_locked(&target, true) {
+                tracing::warn!(session = %id, error = %e, "cannot bring transcript.jsonl and metadata.json up to date; the next append repairs them");
+            }
+        }
+        Ok(())
     }
 
     /// Writes a session's index row from its directory (the caller holds its

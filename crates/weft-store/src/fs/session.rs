@@ -304,6 +304,7 @@ impl FsBackend {
         Ok((head, md.ino()))
     }
 
+    /// Bytes `start..end` of a session log (counted in `bytes_read`).
     pub(super) fn read_bytes(
         &self,
         file: &File,
@@ -311,24 +312,7 @@ impl FsBackend {
         end: u64,
         path: &Path,
     ) -> Result<Vec<u8>, StoreError> {
-        let len = usize::try_from(end.saturating_sub(start)).map_err(|_| StoreError::Corrupt {
-            location: path.display().to_string(),
-            detail: "the log is too large for this platform".into(),
-        })?;
-        // read_to_end fills the buffer without zeroing it first.
-        let mut buf = Vec::with_capacity(len);
-        let mut reader = file;
-        reader.seek(SeekFrom::Start(start)).at(path)?;
-        reader.take(len as u64).read_to_end(&mut buf).at(path)?;
-        self.bytes_read
-            .fetch_add(buf.len() as u64, Ordering::Relaxed);
-        if buf.len() != len {
-            return Err(io_err(
-                path,
-                std::io::Error::new(ErrorKind::UnexpectedEof, "the log shrank while it was read"),
-            ));
-        }
-        Ok(buf)
+        read_range(file, start, end, path, &self.bytes_read)
     }
 
     /// The session's metadata at `head`: from the cache, else metadata.json
@@ -384,7 +368,6 @@ impl FsBackend {
                     valid_len: head.valid_len,
                     meta: m.meta,
                     meta_file_len: m.log_bytes,
-                    transcript_seq: None,
                 });
             }
             // Fold the records metadata.json does not cover yet.
@@ -406,7 +389,6 @@ impl FsBackend {
                             valid_len: head.valid_len,
                             meta,
                             meta_file_len: m.log_bytes,
-                            transcript_seq: None,
                         });
                     }
                 }
@@ -423,7 +405,6 @@ impl FsBackend {
             valid_len: head.valid_len,
             meta,
             meta_file_len: 0,
-            transcript_seq: None,
         })
     }
 
@@ -469,39 +450,7 @@ impl FsBackend {
 
     /// Tries to take a session's lock without waiting.
     pub(super) fn try_lock_dir(&self, dir: &Path) -> Result<Option<SessionLock>, StoreError> {
-        let path = dir.join(LOCK_FILE);
-        let file = match no_follow()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(&path)
-        {
-            Ok(f) => f,
-            Err(e) if e.kind() == ErrorKind::NotFound => return Ok(None),
-            // A read-only directory: lock the file that is there, if any
-            // (nobody can be writing where no lock file can be made).
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    ErrorKind::ReadOnlyFilesystem | ErrorKind::PermissionDenied
-                ) =>
-            {
-                match File::open(&path) {
-                    Ok(f) => f,
-                    Err(e) if e.kind() == ErrorKind::NotFound => {
-                        return Ok(Some(SessionLock { _file: None }));
-                    }
-                    Err(e) => return Err(io_err(&path, e)),
-                }
-            }
-            Err(e) => return Err(open_err(&path, e)),
-        };
-        match file.try_lock() {
-            Ok(()) => Ok(Some(SessionLock { _file: Some(file) })),
-            Err(std::fs::TryLockError::WouldBlock) => Ok(None),
-            Err(std::fs::TryLockError::Error(e)) => Err(io_err(&path, e)),
-        }
+        try_lock_session(dir)
     }
 
     pub(super) fn write_meta_file(&self, dir: &Path, folded: &mut Folded) {
@@ -523,4 +472,70 @@ impl FsBackend {
 struct MetaFileIn {
     meta: SessionMeta,
     log_bytes: u64,
+}
+
+/// Reads bytes `start..end` of `file` (a session log at `path`), adding
+/// what it read to `counter`.
+pub(super) fn read_range(
+    file: &File,
+    start: u64,
+    end: u64,
+    path: &Path,
+    counter: &AtomicU64,
+) -> Result<Vec<u8>, StoreError> {
+    let len = usize::try_from(end.saturating_sub(start)).map_err(|_| StoreError::Corrupt {
+        location: path.display().to_string(),
+        detail: "the log is too large for this platform".into(),
+    })?;
+    // read_to_end fills the buffer without zeroing it first.
+    let mut buf = Vec::with_capacity(len);
+    let mut reader = file;
+    reader.seek(SeekFrom::Start(start)).at(path)?;
+    reader.take(len as u64).read_to_end(&mut buf).at(path)?;
+    counter.fetch_add(buf.len() as u64, Ordering::Relaxed);
+    if buf.len() != len {
+        return Err(io_err(
+            path,
+            std::io::Error::new(ErrorKind::UnexpectedEof, "the log shrank while it was read"),
+        ));
+    }
+    Ok(buf)
+}
+
+/// Tries to take the advisory lock of the session directory `dir` without
+/// waiting (None: another writer holds it, or the directory is gone).
+pub(super) fn try_lock_session(dir: &Path) -> Result<Option<SessionLock>, StoreError> {
+    let path = dir.join(LOCK_FILE);
+    let file = match no_follow()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&path)
+    {
+        Ok(f) => f,
+        Err(e) if e.kind() == ErrorKind::NotFound => return Ok(None),
+        // A read-only directory: lock the file that is there, if any
+        // (nobody can be writing where no lock file can be made).
+        Err(e)
+            if matches!(
+                e.kind(),
+                ErrorKind::ReadOnlyFilesystem | ErrorKind::PermissionDenied
+            ) =>
+        {
+            match File::open(&path) {
+                Ok(f) => f,
+                Err(e) if e.kind() == ErrorKind::NotFound => {
+                    return Ok(Some(SessionLock { _file: None }));
+                }
+                Err(e) => return Err(io_err(&path, e)),
+            }
+        }
+        Err(e) => return Err(open_err(&path, e)),
+    };
+    match file.try_lock() {
+        Ok(()) => Ok(Some(SessionLock { _file: Some(file) })),
+        Err(std::fs::TryLockError::WouldBlock) => Ok(None),
+        Err(std::fs::TryLockError::Error(e)) => Err(io_err(&path, e)),
+    }
 }

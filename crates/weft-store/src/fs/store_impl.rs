@@ -69,12 +69,12 @@ impl BlockingStore for FsBackend {
     }
 
     fn list(&self, query: &ListQuery) -> Result<Page, StoreError> {
-        self.queue.barrier();
+        self.queue.barrier(false);
         self.index.list(query)
     }
 
     fn find_ids(&self, prefix: &str, limit: usize) -> Result<Vec<SessionId>, StoreError> {
-        self.queue.barrier();
+        self.queue.barrier(false);
         self.index.find_ids(prefix, limit)
     }
 

@@ -9,12 +9,16 @@
 //!
 //! Each line also carries `seq`, the log record it comes from, and `id`,
 //! the message's id (Amplifier's readers ignore unknown keys; weft's
-//! importer keeps the ids, joining the `tool` lines of one message). Messages are appended as their records
-//! are; system messages are left out (as Amplifier does). The file is
-//! derived from `log.jsonl` and is not fsync'd: an append that finds the log
-//! ahead of the transcript's last `seq` (after a crash, or when another
-//! process wrote without updating it) adds the missing lines first, and a
-//! rewind or a change of the default branch rewrites the file from the log.
+//! importer keeps the ids, joining the `tool` lines of one message).
+//! System messages are left out (as Amplifier does). The file is derived
+//! from `log.jsonl` and is not fsync'd. It is brought up to date off the
+//! append path, by the store's background worker (see `derived`), within
+//! a few tens of milliseconds of an append, when the store closes, or when
+//! [`FsStore::flush_derived`](super::FsStore::flush_derived) asks: the
+//! worker reads the `seq` of the transcript's last line and adds the lines
+//! of the records after it (the log being ahead after a crash, or after
+//! another process's appends, is the same case), and a rewind or a change
+//! of the default branch rewrites the file from the log.
 //! Tool results become one `tool` line each (`"is_error": true` on a
 //! failed one); a message's text blocks are joined into `content`.
 //!
@@ -22,7 +26,7 @@
 //!
 //! The transcript never gates the log: it is brought up to date *after* the
 //! log append, and a failure (a full disk) is only logged; the next append
-//! repairs it. A failed append cuts the file back to where it was; a torn
+//! (or the next open, for a session whose writer died) repairs it. A failed append cuts the file back to where it was; a torn
 //! last line found later (a crash, another process's failed write) is cut
 //! off and the missing lines appended, so repairing costs the missing lines,
 //! not a rewrite of the whole file. Only an unreadable last line, a rewind
@@ -32,15 +36,18 @@
 use std::fs::File;
 use std::io::{ErrorKind, Write};
 use std::path::Path;
+use std::sync::atomic::AtomicU64;
 
 use serde_json::{Map, Value, json};
 use weft_core::message::{ContentBlock, Message, Role};
-use weft_core::record::{Record, RecordKind};
+use weft_core::record::RecordKind;
+use weft_core::session::SessionMeta;
 use weft_core::store::StoreError;
 use weft_core::view::SessionView;
 
 use super::log::{self, BackLines};
-use super::{Folded, FsBackend, LOG_FILE, TRANSCRIPT_FILE};
+use super::session::read_range;
+use super::{LOG_FILE, TRANSCRIPT_FILE};
 use crate::codec;
 use crate::util::{IoContext, io_err, no_follow, sweep_temp_files, write_atomic};
 
@@ -54,155 +61,134 @@ enum Progress {
     Unreadable,
 }
 
-impl FsBackend {
-    /// Where `transcript.jsonl` stands (see [`Progress`]).
-    fn transcript_progress(&self, dir: &Path) -> Result<Progress, StoreError> {
-        let path = dir.join(TRANSCRIPT_FILE);
-        let file = match no_follow().read(true).open(&path) {
-            Ok(f) => f,
-            Err(e) if e.kind() == ErrorKind::NotFound => return Ok(Progress::Seq(0)),
-            Err(e) => return Err(io_err(&path, e)),
-        };
-        let len = file.metadata().at(&path)?.len();
-        let mut lines = BackLines::new(&file, len, &self.bytes_read);
-        let Some(line) = lines.next_line().at(&path)? else {
-            return Ok(Progress::Seq(0));
-        };
-        if !line.complete {
-            return Ok(Progress::Torn(line.start));
-        }
-        Ok(serde_json::from_slice::<Value>(&line.bytes)
-            .ok()
-            .and_then(|v| v.get("seq").and_then(Value::as_u64))
-            .map_or(Progress::Unreadable, Progress::Seq))
-    }
+/// The log a transcript is brought up to: its open file, the fold at its
+/// head and the length of its committed records.
+pub(super) struct LogAt<'a> {
+    /// The session log, open for reading.
+    pub(super) file: &'a File,
+    /// The metadata folded up to `valid_len`.
+    pub(super) meta: &'a SessionMeta,
+    /// The length of the log's committed records.
+    pub(super) valid_len: u64,
+    /// Whether nothing was appended after `valid_len` (a transcript ahead
+    /// of it, or unreadable, is then rewritten; otherwise a newer writer
+    /// brings it up to date).
+    pub(super) current: bool,
+}
 
-    /// Makes `transcript.jsonl` reflect the log up to `folded`'s head, when
-    /// that is not known already (another writer, a crash or a failed write
-    /// between the log write and the transcript write): cuts off a torn
-    /// last line, then appends the missing lines, or rewrites the file when
-    /// its last line is unreadable or the missing records rewind or switch
-    /// the default branch.
-    pub(super) fn catch_up_transcript(
-        &self,
-        dir: &Path,
-        file: &File,
-        folded: &mut Folded,
-    ) -> Result<(), StoreError> {
-        let head = folded.meta.last_seq;
-        if folded.transcript_seq == Some(head) {
-            return Ok(());
-        }
-        let mut progress = self.transcript_progress(dir)?;
-        if let Progress::Torn(start) = progress {
-            // A failed write was here: an older weft may also have left
-            // the temp file of a failed rewrite holding the disk's space.
-            sweep_temp_files(dir);
-            let path = dir.join(TRANSCRIPT_FILE);
-            tracing::warn!(file = %path.display(), offset = start, "cutting off a torn last line of transcript.jsonl");
-            no_follow()
-                .write(true)
-                .open(&path)
-                .and_then(|f| f.set_len(start))
-                .at(&path)?;
-            progress = self.transcript_progress(dir)?;
-        }
-        let done = match progress {
-            Progress::Seq(t) if t <= head => t,
-            _ => {
-                self.rewrite_transcript(dir, file, folded.valid_len)?;
-                folded.transcript_seq = Some(head);
-                return Ok(());
-            }
-        };
-        if done < head {
-            let log_path = dir.join(LOG_FILE);
-            let start =
-                log::seek_seq(file, folded.valid_len, done + 1, &self.bytes_read).at(&log_path)?;
-            let bytes = self.read_bytes(file, start, folded.valid_len, &log_path)?;
-            let mut missing = Vec::new();
-            codec::decode_lines(
-                &bytes,
-                start,
-                done + 1,
-                usize::MAX,
-                &log_path.display().to_string(),
-                &mut missing,
-            );
-            let prev_default = folded.meta.default_branch.clone();
-            self.write_transcript_records(dir, file, folded, &missing, &prev_default)?;
-        }
-        folded.transcript_seq = Some(head);
-        Ok(())
+/// Where `transcript.jsonl` in `dir` stands (see [`Progress`]).
+fn progress(dir: &Path, counter: &AtomicU64) -> Result<Progress, StoreError> {
+    let path = dir.join(TRANSCRIPT_FILE);
+    let file = match no_follow().read(true).open(&path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == ErrorKind::NotFound => return Ok(Progress::Seq(0)),
+        Err(e) => return Err(io_err(&path, e)),
+    };
+    let len = file.metadata().at(&path)?.len();
+    let mut lines = BackLines::new(&file, len, counter);
+    let Some(line) = lines.next_line().at(&path)? else {
+        return Ok(Progress::Seq(0));
+    };
+    if !line.complete {
+        return Ok(Progress::Torn(line.start));
     }
+    Ok(serde_json::from_slice::<Value>(&line.bytes)
+        .ok()
+        .and_then(|v| v.get("seq").and_then(Value::as_u64))
+        .map_or(Progress::Unreadable, Progress::Seq))
+}
 
-    /// Adds the transcript lines of `records` (just appended to the log),
-    /// rewriting the file instead when they rewind or switch the default
-    /// branch (`prev_default`: the default branch before them). A failed
-    /// append cuts the file back to its previous length.
-    pub(super) fn write_transcript_records(
-        &self,
-        dir: &Path,
-        file: &File,
-        folded: &Folded,
-        records: &[Record],
-        prev_default: &weft_core::BranchId,
-    ) -> Result<(), StoreError> {
-        let default = &folded.meta.default_branch;
-        let rewrite = records.iter().any(|r| match &r.kind {
-            RecordKind::Rewind { branch, .. } => branch == default || branch == prev_default,
-            RecordKind::DefaultBranch { .. } => true,
-            RecordKind::BranchRemoved { branch, .. } => branch == prev_default,
-            _ => false,
-        });
-        if rewrite {
-            return self.rewrite_transcript(dir, file, folded.valid_len);
-        }
-        let mut lines = Vec::new();
-        for r in records {
-            if let Some(m) = r.as_message()
-                && &m.branch == default
-            {
-                message_lines(m, r.seq, &mut lines);
-            }
-        }
-        if lines.is_empty() {
-            return Ok(());
-        }
+/// Makes `transcript.jsonl` in `dir` reflect `log` (the caller holds the
+/// session lock): cuts off a torn last line, then appends the missing
+/// lines, or rewrites the file when its last line is unreadable or the
+/// missing records rewind or switch the default branch. A transcript
+/// already past `log`'s head is left alone unless `log` is current.
+pub(super) fn catch_up(dir: &Path, log: &LogAt<'_>, counter: &AtomicU64) -> Result<(), StoreError> {
+    let head = log.meta.last_seq;
+    let mut at = progress(dir, counter)?;
+    if let Progress::Torn(start) = at {
+        // A failed write was here: an older weft may also have left the
+        // temp file of a failed rewrite holding the disk's space.
+        sweep_temp_files(dir);
         let path = dir.join(TRANSCRIPT_FILE);
-        let mut out = no_follow()
-            .create(true)
-            .append(true)
+        tracing::warn!(file = %path.display(), offset = start, "cutting off a torn last line of transcript.jsonl");
+        no_follow()
+            .write(true)
             .open(&path)
+            .and_then(|f| f.set_len(start))
             .at(&path)?;
-        let before = out.metadata().at(&path)?.len();
-        if let Err(e) = out.write_all(&lines) {
-            // Leave no torn line behind (the next append adds them again).
-            let _ = out.set_len(before);
-            return Err(io_err(&path, e));
-        }
-        Ok(())
+        at = progress(dir, counter)?;
     }
+    let done = match at {
+        Progress::Seq(t) if t <= head => t,
+        _ if !log.current => return Ok(()),
+        _ => return rewrite(dir, log, counter),
+    };
+    if done == head {
+        return Ok(());
+    }
+    let log_path = dir.join(LOG_FILE);
+    let start = log::seek_seq(log.file, log.valid_len, done + 1, counter).at(&log_path)?;
+    let bytes = read_range(log.file, start, log.valid_len, &log_path, counter)?;
+    let mut missing = Vec::new();
+    codec::decode_lines(
+        &bytes,
+        start,
+        done + 1,
+        usize::MAX,
+        &log_path.display().to_string(),
+        &mut missing,
+    );
+    let default = &log.meta.default_branch;
+    let rewinds = missing.iter().any(|r| match &r.kind {
+        RecordKind::Rewind { branch, .. } | RecordKind::BranchRemoved { branch, .. } => {
+            branch == default
+        }
+        RecordKind::DefaultBranch { .. } => true,
+        _ => false,
+    });
+    if rewinds {
+        return rewrite(dir, log, counter);
+    }
+    let mut lines = Vec::new();
+    for r in &missing {
+        if let Some(m) = r.as_message()
+            && &m.branch == default
+        {
+            message_lines(m, r.seq, &mut lines);
+        }
+    }
+    if lines.is_empty() {
+        return Ok(());
+    }
+    let path = dir.join(TRANSCRIPT_FILE);
+    let mut out = no_follow()
+        .create(true)
+        .append(true)
+        .open(&path)
+        .at(&path)?;
+    let before = out.metadata().at(&path)?.len();
+    if let Err(e) = out.write_all(&lines) {
+        // Leave no torn line behind (the next catch-up adds them again).
+        let _ = out.set_len(before);
+        return Err(io_err(&path, e));
+    }
+    Ok(())
+}
 
-    /// Rewrites `transcript.jsonl` from the log.
-    fn rewrite_transcript(
-        &self,
-        dir: &Path,
-        file: &File,
-        valid_len: u64,
-    ) -> Result<(), StoreError> {
-        let log_path = dir.join(LOG_FILE);
-        let bytes = self.read_bytes(file, 0, valid_len, &log_path)?;
-        let records = codec::decode_all(&bytes, 0, &log_path.display().to_string());
-        let view = SessionView::from_records(&records)?;
-        let mut lines = Vec::new();
-        if let Some(b) = view.default_branch() {
-            for m in &b.messages {
-                message_lines(&m.message, m.seq, &mut lines);
-            }
+/// Rewrites `transcript.jsonl` from the log.
+fn rewrite(dir: &Path, log: &LogAt<'_>, counter: &AtomicU64) -> Result<(), StoreError> {
+    let log_path = dir.join(LOG_FILE);
+    let bytes = read_range(log.file, 0, log.valid_len, &log_path, counter)?;
+    let records = codec::decode_all(&bytes, 0, &log_path.display().to_string());
+    let view = SessionView::from_records(&records)?;
+    let mut lines = Vec::new();
+    if let Some(b) = view.default_branch() {
+        for m in &b.messages {
+            message_lines(&m.message, m.seq, &mut lines);
         }
-        write_atomic(&dir.join(TRANSCRIPT_FILE), &lines, false)
     }
+    write_atomic(&dir.join(TRANSCRIPT_FILE), &lines, false)
 }
 
 /// Appends the transcript lines of `message` (log record `seq`) to `out`.
