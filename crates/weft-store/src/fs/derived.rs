@@ -26,7 +26,7 @@ use std::sync::atomic::AtomicU64;
 use weft_core::session::SessionMeta;
 use weft_core::store::StoreError;
 
-use super::session::try_lock_session;
+use super::session::{open_lock_file, try_lock_session};
 use super::transcript::{self, LogAt};
 use super::{LOCK_FILE, LOG_FILE, META_FILE, SessionLock, meta_file, open_err};
 use crate::util::{IoContext, io_err, no_follow, write_atomic};
@@ -136,7 +136,7 @@ fn lock(dir: &Path, locking: Locking) -> Result<Option<SessionLock>, StoreError>
         Locking::Try => try_lock_session(dir),
         Locking::Wait => {
             let path = dir.join(LOCK_FILE);
-            let file = match no_follow().read(true).write(true).open(&path) {
+            let file = match open_lock_file(&path) {
                 Ok(f) => f,
                 Err(e) if e.kind() == ErrorKind::NotFound => return Ok(None),
                 Err(e) => return Err(open_err(&path, e)),

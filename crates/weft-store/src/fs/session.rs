@@ -419,13 +419,7 @@ impl FsBackend {
     ) -> Result<SessionLock, StoreError> {
         let path = dir.join(LOCK_FILE);
         loop {
-            let file = match no_follow()
-                .read(true)
-                .write(true)
-                .create(true)
-                .truncate(false)
-                .open(&path)
-            {
+            let file = match open_lock_file(&path) {
                 Ok(f) => f,
                 Err(e) if e.kind() == ErrorKind::NotFound => return Err(not_found(id)),
                 Err(e) => return Err(open_err(&path, e)),
@@ -502,17 +496,22 @@ pub(super) fn read_range(
     Ok(buf)
 }
 
-/// Tries to take the advisory lock of the session directory `dir` without
-/// waiting (None: another writer holds it, or the directory is gone).
-pub(super) fn try_lock_session(dir: &Path) -> Result<Option<SessionLock>, StoreError> {
-    let path = dir.join(LOCK_FILE);
-    let file = match no_follow()
+/// Opens (creating it in an existing directory) a session's lock file,
+/// never through a link.
+pub(super) fn open_lock_file(path: &Path) -> std::io::Result<File> {
+    no_follow()
         .read(true)
         .write(true)
         .create(true)
         .truncate(false)
-        .open(&path)
-    {
+        .open(path)
+}
+
+/// Tries to take the advisory lock of the session directory `dir` without
+/// waiting (None: another writer holds it, or the directory is gone).
+pub(super) fn try_lock_session(dir: &Path) -> Result<Option<SessionLock>, StoreError> {
+    let path = dir.join(LOCK_FILE);
+    let file = match open_lock_file(&path) {
         Ok(f) => f,
         Err(e) if e.kind() == ErrorKind::NotFound => return Ok(None),
         // A read-only directory: lock the file that is there, if any
