@@ -119,11 +119,19 @@ async fn append(store: &dyn Store, id: &SessionId, body: &str) -> Result<u64, St
 /// Appends 8 KB messages until the store fails; returns the last
 /// acknowledged seq and the error, which must say the disk is full.
 async fn fill(store: &dyn Store, id: &SessionId) -> u64 {
+    fill_then(store, id, || {}).await
+}
+
+/// [`fill`], calling `after` after each acknowledged append.
+async fn fill_then(store: &dyn Store, id: &SessionId, after: impl Fn()) -> u64 {
     let big = "x".repeat(8000);
     let mut acked = store.get(id).await.expect("get").last_seq;
     for _ in 0..2000 {
         match append(store, id, &big).await {
-            Ok(seq) => acked = seq,
+            Ok(seq) => {
+                acked = seq;
+                after();
+            }
             Err(e) => {
                 let msg = e.to_string();
                 assert!(
@@ -258,7 +266,9 @@ async fn fs_torn_transcript_on_a_full_disk_is_repaired_in_place() {
     fs::write(&small_filler, vec![0u8; 64 * 1024]).expect("filler");
     let big_filler = mnt.path().join("big-filler");
     fs::write(&big_filler, vec![0u8; 640 * 1024]).expect("filler");
-    let acked = fill(&store, &id).await;
+    // The transcript keeps pace with the log, as with a writer that pauses
+    // between appends (a person typing).
+    let acked = fill_then(&store, &id, || store.flush_derived()).await;
     store.flush_derived();
 
     // Tear the transcript's last line, as an ENOSPC in the append of a
