@@ -260,6 +260,7 @@ impl FsBackend {
         if meta_due {
             folded.meta_file_len = folded.valid_len;
         }
+        let meta = folded.meta.clone();
         let target = Target {
             dir,
             ino,
@@ -267,14 +268,7 @@ impl FsBackend {
             log_bytes: folded.valid_len,
             meta_due,
         };
-        self.queue.push(
-            &self.index,
-            &slug,
-            &folded.meta,
-            folded.valid_len,
-            Some(target),
-        );
-        let meta = folded.meta.clone();
+        self.queue.push(&self.index, &slug, target);
         self.remember(id, &slug, Some(folded));
         Ok(meta)
     }

@@ -26,10 +26,10 @@ use std::sync::atomic::AtomicU64;
 use weft_core::session::SessionMeta;
 use weft_core::store::StoreError;
 
-use super::session::{open_lock_file, try_lock_session};
+use super::session::{WaitedLock, try_lock_session, wait_lock_session};
 use super::transcript::{self, LogAt};
-use super::{LOCK_FILE, LOG_FILE, META_FILE, SessionLock, meta_file, open_err};
-use crate::util::{IoContext, io_err, no_follow, write_atomic};
+use super::{LOG_FILE, META_FILE, SessionLock, meta_file, open_err};
+use crate::util::{IoContext, no_follow, write_atomic};
 
 /// What a session's derived files must be brought up to.
 #[derive(Debug, Clone)]
@@ -134,22 +134,10 @@ pub(super) fn write_meta(dir: &Path, meta: &SessionMeta, log_bytes: u64) -> Resu
 fn lock(dir: &Path, locking: Locking) -> Result<Option<SessionLock>, StoreError> {
     match locking {
         Locking::Try => try_lock_session(dir),
-        Locking::Wait => {
-            let path = dir.join(LOCK_FILE);
-            let file = match open_lock_file(&path) {
-                Ok(f) => f,
-                Err(e) if e.kind() == ErrorKind::NotFound => return Ok(None),
-                Err(e) => return Err(open_err(&path, e)),
-            };
-            file.lock().at(&path)?;
-            // Removed while we waited: not this session's lock any more.
-            let held = file.metadata().at(&path)?.ino();
-            match std::fs::metadata(&path) {
-                Ok(now) if now.ino() == held => Ok(Some(SessionLock { _file: Some(file) })),
-                Ok(_) => Ok(None),
-                Err(e) if e.kind() == ErrorKind::NotFound => Ok(None),
-                Err(e) => Err(io_err(&path, e)),
-            }
-        }
+        Locking::Wait => match wait_lock_session(dir)? {
+            WaitedLock::Held(lock) => Ok(Some(lock)),
+            // Not this session's lock any more: whoever replaced it wrote.
+            WaitedLock::Replaced | WaitedLock::Gone => Ok(None),
+        },
     }
 }

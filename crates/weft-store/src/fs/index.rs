@@ -388,7 +388,7 @@ impl Index {
     /// than the log) replaces it.
     pub(crate) fn update_appended(
         &self,
-        updates: &[(String, SessionMeta, u64)],
+        updates: &[(&str, &SessionMeta, u64)],
     ) -> Result<(), StoreError> {
         let mut encoded = Vec::with_capacity(updates.len());
         for (slug, meta, log_bytes) in updates {
@@ -790,14 +790,14 @@ mod tests {
         // A slower writer's update (seq 3) lands after a faster one's: the
         // log still reaches seq 5, so the row stays.
         index
-            .update_appended(&[(slug.clone(), at(&meta, 3), 300)])
+            .update_appended(&[(slug.as_str(), &at(&meta, 3), 300)])
             .expect("update");
         assert_eq!(row_seq(&index, &meta.id), 5);
         // The log was cut back to 2 records and one was appended: the row
         // names a head the log no longer has, so the update replaces it.
         write_log(root.path(), &slug, &meta.id, 3);
         index
-            .update_appended(&[(slug.clone(), at(&meta, 3), 300)])
+            .update_appended(&[(slug.as_str(), &at(&meta, 3), 300)])
             .expect("update");
         assert_eq!(row_seq(&index, &meta.id), 3);
         // A row read under the session lock is written as it is.

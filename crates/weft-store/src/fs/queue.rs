@@ -12,14 +12,22 @@ use weft_core::session::SessionMeta;
 use super::derived::{self, Locking, Outcome, Target};
 use super::index::Index;
 
-/// One index row update queued by an append, with what its derived files
-/// must be brought up to.
+/// One append's update: its index row (the project directory plus the
+/// target's metadata and log length) and its derived files' target.
 struct RowUpdate {
     ticket: u64,
     dir_slug: String,
-    meta: SessionMeta,
-    log_bytes: u64,
-    derived: Option<Target>,
+    target: Target,
+}
+
+impl RowUpdate {
+    /// Folds a later update of the same session into this one.
+    fn merge(&mut self, newer: RowUpdate) {
+        if newer.target.meta.last_seq >= self.target.meta.last_seq {
+            self.dir_slug = newer.dir_slug;
+        }
+        self.target.merge(newer.target);
+    }
 }
 
 /// What the index worker receives.
@@ -91,7 +99,7 @@ fn index_worker(index: Arc<Index>, rx: std::sync::mpsc::Receiver<QueueMsg>, prog
         let deadline = match first {
             Ok(QueueMsg::Update(u)) => {
                 ticket = ticket.max(u.ticket);
-                latest.insert(u.meta.id.clone(), *u);
+                latest.insert(u.target.meta.id.clone(), *u);
                 Some(std::time::Instant::now() + INDEX_FLUSH_DELAY)
             }
             Ok(QueueMsg::Flush) | Err(RecvTimeoutError::Timeout) => None,
@@ -106,21 +114,10 @@ fn index_worker(index: Arc<Index>, rx: std::sync::mpsc::Receiver<QueueMsg>, prog
                 match rx.recv_timeout(left) {
                     Ok(QueueMsg::Update(u)) => {
                         ticket = ticket.max(u.ticket);
-                        match latest.get_mut(&u.meta.id) {
-                            Some(have) => {
-                                if have.meta.last_seq < u.meta.last_seq {
-                                    have.dir_slug = u.dir_slug;
-                                    have.meta = u.meta;
-                                    have.log_bytes = u.log_bytes;
-                                }
-                                match (&mut have.derived, u.derived) {
-                                    (Some(old), Some(new)) => old.merge(new),
-                                    (slot @ None, new) => *slot = new,
-                                    (Some(_), None) => {}
-                                }
-                            }
+                        match latest.get_mut(&u.target.meta.id) {
+                            Some(have) => have.merge(*u),
                             None => {
-                                latest.insert(u.meta.id.clone(), *u);
+                                latest.insert(u.target.meta.id.clone(), *u);
                             }
                         }
                     }
@@ -133,20 +130,20 @@ fn index_worker(index: Arc<Index>, rx: std::sync::mpsc::Receiver<QueueMsg>, prog
             }
         }
         if !latest.is_empty() {
-            let mut batch = Vec::with_capacity(latest.len());
-            for (id, u) in latest.drain() {
-                if let Some(target) = u.derived {
-                    match waiting.get_mut(&id) {
-                        Some(have) => have.merge(target),
-                        None => {
-                            waiting.insert(id, target);
-                        }
-                    }
-                }
-                batch.push((u.dir_slug, u.meta, u.log_bytes));
-            }
+            let batch: Vec<(&str, &SessionMeta, u64)> = latest
+                .values()
+                .map(|u| (u.dir_slug.as_str(), &u.target.meta, u.target.log_bytes))
+                .collect();
             if let Err(e) = index.update_appended(&batch) {
                 tracing::warn!(error = %e, "cannot update the index; the next open repairs it");
+            }
+            for (id, u) in latest.drain() {
+                match waiting.get_mut(&id) {
+                    Some(have) => have.merge(u.target),
+                    None => {
+                        waiting.insert(id, u.target);
+                    }
+                }
             }
         }
         // The last round (the store is closing) waits for busy sessions.
@@ -181,24 +178,15 @@ impl IndexQueue {
         }
     }
 
-    /// Queues an update (with its derived files' target, if any); applies
-    /// it here when there is no worker — the caller holds the session's
-    /// lock then, so the derived files are written under it.
-    pub(super) fn push(
-        &self,
-        index: &Index,
-        dir_slug: &str,
-        meta: &SessionMeta,
-        log_bytes: u64,
-        derived: Option<Target>,
-    ) {
+    /// Queues an append's update; applies it here when there is no worker
+    /// — the caller holds the session's lock then, so the derived files
+    /// are written under it.
+    pub(super) fn push(&self, index: &Index, dir_slug: &str, target: Target) {
         let ticket = self.issued.fetch_add(1, Ordering::SeqCst) + 1;
         let update = RowUpdate {
             ticket,
             dir_slug: dir_slug.to_string(),
-            meta: meta.clone(),
-            log_bytes,
-            derived,
+            target,
         };
         let unsent = match self.tx.lock().unwrap_or_else(|p| p.into_inner()).as_ref() {
             Some(tx) => tx
@@ -211,13 +199,12 @@ impl IndexQueue {
             None => Some(update),
         };
         if let Some(u) = unsent {
-            if let Err(e) = index.update_appended(&[(u.dir_slug, u.meta, u.log_bytes)]) {
+            let t = &u.target;
+            if let Err(e) = index.update_appended(&[(u.dir_slug.as_str(), &t.meta, t.log_bytes)]) {
                 tracing::warn!(error = %e, "cannot update the index; the next open repairs it");
             }
-            if let Some(target) = u.derived
-                && let Err(e) = derived::write_locked(&target, true)
-            {
-                tracing::warn!(session = %target.meta.id, error = %e, "cannot update transcript.jsonl or metadata.json; the next append repairs them");
+            if let Err(e) = derived::write_locked(t, true) {
+                tracing::warn!(session = %t.meta.id, error = %e, "cannot update transcript.jsonl or metadata.json; the next append repairs them");
             }
             let (lock, cv) = &*self.done;
             let mut d = lock.lock().unwrap_or_else(|p| p.into_inner());

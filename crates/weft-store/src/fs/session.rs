@@ -22,7 +22,6 @@ use super::queue::IndexQueue;
 use crate::codec;
 use crate::util::{
     IoContext, READ_ONLY_FS, io_err, is_symlink_refusal, no_follow, validate_slug, writable,
-    write_atomic,
 };
 
 use super::{
@@ -417,28 +416,17 @@ impl FsBackend {
         dir: &Path,
         require_log: bool,
     ) -> Result<SessionLock, StoreError> {
-        let path = dir.join(LOCK_FILE);
         loop {
-            let file = match open_lock_file(&path) {
-                Ok(f) => f,
-                Err(e) if e.kind() == ErrorKind::NotFound => return Err(not_found(id)),
-                Err(e) => return Err(open_err(&path, e)),
-            };
-            file.lock().at(&path)?;
-            // The directory may have been removed (and even recreated)
-            // while we waited: the lock only counts if it is on the file
-            // that is there now.
-            let held = file.metadata().at(&path)?.ino();
-            match fs::metadata(&path) {
-                Ok(now) if now.ino() == held => {}
-                Ok(_) => continue,
-                Err(e) if e.kind() == ErrorKind::NotFound => return Err(not_found(id)),
-                Err(e) => return Err(io_err(&path, e)),
+            match wait_lock_session(dir)? {
+                WaitedLock::Held(lock) => {
+                    if require_log && !dir.join(LOG_FILE).exists() {
+                        return Err(not_found(id));
+                    }
+                    return Ok(lock);
+                }
+                WaitedLock::Replaced => continue,
+                WaitedLock::Gone => return Err(not_found(id)),
             }
-            if require_log && !dir.join(LOG_FILE).exists() {
-                return Err(not_found(id));
-            }
-            return Ok(SessionLock { _file: Some(file) });
         }
     }
 
@@ -449,9 +437,7 @@ impl FsBackend {
 
     pub(super) fn write_meta_file(&self, dir: &Path, folded: &mut Folded) {
         let path = dir.join(META_FILE);
-        let result = meta_file::encode(&folded.meta, folded.valid_len)
-            .and_then(|bytes| write_atomic(&path, &bytes, false));
-        match result {
+        match super::derived::write_meta(dir, &folded.meta, folded.valid_len) {
             Ok(()) => folded.meta_file_len = folded.valid_len,
             // The log is committed; metadata.json is rebuilt from it.
             Err(e) => {
@@ -505,6 +491,37 @@ pub(super) fn open_lock_file(path: &Path) -> std::io::Result<File> {
         .create(true)
         .truncate(false)
         .open(path)
+}
+
+/// What waiting for a session's lock came to.
+pub(super) enum WaitedLock {
+    /// The lock, on the lock file that is there now.
+    Held(SessionLock),
+    /// The lock file was replaced while we waited (the directory removed
+    /// and made again): wait on the new one.
+    Replaced,
+    /// The session directory or its lock file is gone.
+    Gone,
+}
+
+/// Takes the advisory lock of the session directory `dir`, waiting for it.
+pub(super) fn wait_lock_session(dir: &Path) -> Result<WaitedLock, StoreError> {
+    let path = dir.join(LOCK_FILE);
+    let file = match open_lock_file(&path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == ErrorKind::NotFound => return Ok(WaitedLock::Gone),
+        Err(e) => return Err(open_err(&path, e)),
+    };
+    file.lock().at(&path)?;
+    // The directory may have been removed (and even recreated) while we
+    // waited: the lock only counts if it is on the file that is there now.
+    let held = file.metadata().at(&path)?.ino();
+    match fs::metadata(&path) {
+        Ok(now) if now.ino() == held => Ok(WaitedLock::Held(SessionLock { _file: Some(file) })),
+        Ok(_) => Ok(WaitedLock::Replaced),
+        Err(e) if e.kind() == ErrorKind::NotFound => Ok(WaitedLock::Gone),
+        Err(e) => Err(io_err(&path, e)),
+    }
 }
 
 /// Tries to take the advisory lock of the session directory `dir` without
