@@ -41,6 +41,12 @@ pub struct KernelBenchArgs {
     /// Only the hook dispatch figures.
     #[arg(long)]
     pub hooks_only: bool,
+    /// Drive the prompts from a task on the runtime's worker threads, as
+    /// the daemon's request handlers do. By default they are driven from
+    /// the main thread (`block_on`, as `weft run` does), where each turn
+    /// also pays the wake-up of a worker and of the main thread.
+    #[arg(long)]
+    pub from_task: bool,
 }
 
 struct NoopTool;
@@ -81,9 +87,10 @@ fn plan(turns: usize, with_tools: bool) -> anyhow::Result<MountPlan> {
 
 async fn one(
     store: Arc<dyn Store>,
-    store_name: &str,
+    store_name: &'static str,
     turns: usize,
     with_tools: bool,
+    from_task: bool,
 ) -> anyhow::Result<()> {
     let mut registry = ModuleRegistry::with_core_modules();
     weft_providers::register(&mut registry);
@@ -98,11 +105,21 @@ async fn one(
     session.initialize().await?;
     // Warm up outside the measurement? Every turn is measured: the first
     // turn's one-time costs are part of the figure and amortised.
-    let start = Instant::now();
-    for i in 0..turns {
-        session.execute(&format!("prompt {i}")).await?;
-    }
-    let elapsed = start.elapsed();
+    let prompts = {
+        let session = session.clone();
+        async move {
+            let start = Instant::now();
+            for i in 0..turns {
+                session.execute(&format!("prompt {i}")).await?;
+            }
+            anyhow::Ok(start.elapsed())
+        }
+    };
+    let elapsed = if from_task {
+        tokio::spawn(prompts).await??
+    } else {
+        prompts.await?
+    };
     session.cleanup().await?;
     let per_turn_us = elapsed.as_secs_f64() * 1e6 / turns as f64;
     println!(
@@ -111,6 +128,7 @@ async fn one(
             "bench": "kernel",
             "workload": if with_tools { "tool_turn" } else { "text_turn" },
             "store": store_name,
+            "driver": if from_task { "task" } else { "main" },
             "turns": turns,
             "seconds": elapsed.as_secs_f64(),
             "turns_per_s": turns as f64 / elapsed.as_secs_f64(),
@@ -201,12 +219,13 @@ pub async fn run(args: KernelBenchArgs) -> anyhow::Result<()> {
             "memory",
             args.turns,
             with_tools,
+            args.from_task,
         )
         .await?;
         if !args.memory_only {
             let dir = tempfile::tempdir()?;
             let store = weft_store::open_store(&weft_store::StoreConfig::default(), dir.path())?;
-            one(store, "fs", args.turns, with_tools).await?;
+            one(store, "fs", args.turns, with_tools, args.from_task).await?;
         }
     }
     Ok(())
