@@ -39,15 +39,18 @@ impl Core {
     {
         let store = self.store();
         let records = match live {
-            Some(session) => session.log()?.append_if(decide).await?.0,
+            Some(session) => {
+                slot.set_written(None);
+                session.log()?.append_if(decide).await?.0
+            }
             None => {
                 let mut known = match known {
                     Some(meta) => meta,
                     None => store.get(&slot.id).await?,
                 };
-                append_checked(&**store, &slot.id, &mut known, None, decide)
-                    .await?
-                    .0
+                let written = append_checked(&**store, &slot.id, &mut known, None, decide).await;
+                slot.set_written(written.is_ok().then(|| known.clone()));
+                written?.0
             }
         };
         slot.feed.publish(&records).await;
@@ -229,7 +232,15 @@ impl Core {
     ) -> Result<(u64, weft_core::Message), ApiError> {
         let slot = self.slot(id);
         let mut live = slot.live.lock().await;
-        let meta = self.meta(id).await?;
+        // What this daemon's last write left, when it says the session is
+        // active and nothing else writes it here: the append below checks
+        // it is still the head (anything written since by another process
+        // is a conflict, folded in before the message is decided again).
+        let meta = match slot.written() {
+            Some(meta) if live.is_none() && meta.status == SessionStatus::Active => meta,
+            _ => self.meta(id).await?,
+        };
+        let default_branch = branch.is_none_or(str::is_empty);
         let branch = match branch.filter(|b| !b.is_empty()) {
             None => meta.default_branch.clone(),
             Some(b) => {
@@ -250,7 +261,7 @@ impl Core {
                 }
             }
         };
-        let message = message(branch);
+        let mut message = message(branch);
         if meta.status != SessionStatus::Active {
             return Err(ApiError::conflict(format!(
                 "session {id} is {}: messages can be added only while it is active{}",
@@ -268,10 +279,17 @@ impl Core {
             )));
         }
         let next = meta.last_seq + 1;
+        let mut written_on = None;
         let records = self
             .write_from(&slot, &live, Some(meta), |session, _| {
                 if session.status == SessionStatus::Active {
-                    Ok(vec![RecordKind::message(message.clone())])
+                    let mut message = message.clone();
+                    if default_branch {
+                        // Another process may have moved the default since.
+                        message.branch = session.default_branch.clone();
+                    }
+                    written_on = Some(message.branch.clone());
+                    Ok(vec![RecordKind::message(message)])
                 } else {
                     Err(StoreError::Refused(format!(
                         "session {id} is {}: messages can be added only while it is active",
@@ -282,6 +300,9 @@ impl Core {
             .await?;
         live.take();
         slot.touch();
+        if let Some(branch) = written_on {
+            message.branch = branch;
+        }
         Ok((records.first().map(|r| r.seq).unwrap_or(next), message))
     }
 

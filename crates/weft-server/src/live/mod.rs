@@ -119,6 +119,12 @@ pub(crate) struct Slot {
     /// True while no branch runs a turn.
     idle: watch::Sender<bool>,
     touched: Mutex<Instant>,
+    /// The session's metadata as this daemon's last write through the
+    /// slot left it (None: unknown, or a live session writes). A hint,
+    /// never the truth: an append made from it names its `last_seq`, so a
+    /// write by anyone else since is a conflict, and the caller folds the
+    /// newer records in and decides again (`append_checked`).
+    written: Mutex<Option<SessionMeta>>,
 }
 
 impl Slot {
@@ -131,7 +137,17 @@ impl Slot {
             turns: Mutex::new(Turns::default()),
             idle: watch::Sender::new(true),
             touched: Mutex::new(Instant::now()),
+            written: Mutex::new(None),
         }
+    }
+
+    /// The metadata this daemon's last write left, if it is known.
+    pub(crate) fn written(&self) -> Option<SessionMeta> {
+        lock(&self.written).clone()
+    }
+
+    fn set_written(&self, meta: Option<SessionMeta>) {
+        *lock(&self.written) = meta;
     }
 
     fn is_running(&self) -> bool {

@@ -1,0 +1,111 @@
+//! `POST …/messages` appends from what the daemon's own last write left
+//! (no read of the session first); a write by another writer of the same
+//! store in between (a CLI, another daemon) must still be taken into
+//! account: the message follows it, a session ended behind the daemon's
+//! back refuses it, and a moved default branch receives it.
+
+mod common;
+
+use common::*;
+use serde_json::json;
+use weft_core::SessionId;
+use weft_core::message::{ContentBlock, Role};
+use weft_core::record::RecordKind;
+use weft_core::session::SessionStatus;
+use weft_core::store::{append_at_head, transition_batch};
+use weft_core::{BranchId, Message};
+
+async fn outside_message(s: &Server, id: &str, text: &str) {
+    let sid = SessionId::parse(id).expect("id");
+    append_at_head(s.store.as_ref(), &sid, |meta| {
+        let message = Message::new(
+            meta.default_branch.clone(),
+            Role::User,
+            vec![ContentBlock::text(text)],
+        );
+        Ok(vec![RecordKind::message(message)])
+    })
+    .await
+    .expect("append");
+}
+
+#[tokio::test]
+async fn a_message_follows_what_another_writer_appended() {
+    let s = start(echo_plans()).await;
+    let id = s.active().await;
+    let path = format!("/api/v1/sessions/{id}/messages");
+    let (status, first) = s.post(&path, json!({"content": "one"})).await;
+    assert_eq!(status, 201, "{first}");
+    outside_message(&s, &id, "two").await;
+    outside_message(&s, &id, "three").await;
+    let (status, fourth) = s.post(&path, json!({"content": "four"})).await;
+    assert_eq!(status, 201, "{fourth}");
+    assert_eq!(fourth["seq"], first["seq"].as_u64().expect("seq") + 3);
+    let texts: Vec<_> = s
+        .transcript(&id)
+        .await
+        .iter()
+        .map(|m| m["content"].as_str().unwrap_or_default().to_string())
+        .collect();
+    assert_eq!(texts, ["one", "two", "three", "four"]);
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn a_session_ended_behind_the_daemons_back_refuses_messages() {
+    let s = start(echo_plans()).await;
+    let id = s.active().await;
+    let path = format!("/api/v1/sessions/{id}/messages");
+    let (status, body) = s.post(&path, json!({"content": "one"})).await;
+    assert_eq!(status, 201, "{body}");
+    let sid = SessionId::parse(&id).expect("id");
+    append_at_head(s.store.as_ref(), &sid, |meta| {
+        transition_batch(meta, SessionStatus::Completed, None, None, |m| {
+            format!("cannot complete a {} session", m.status)
+        })
+    })
+    .await
+    .expect("complete");
+    let (status, body) = s.post(&path, json!({"content": "two"})).await;
+    assert_eq!(status, 409, "{body}");
+    assert!(
+        body.to_string().contains("completed"),
+        "the refusal names the status: {body}"
+    );
+    assert_eq!(s.transcript(&id).await.len(), 1, "nothing was appended");
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn a_moved_default_branch_receives_the_message() {
+    let s = start(echo_plans()).await;
+    let id = s.active().await;
+    let base = format!("/api/v1/sessions/{id}");
+    let (status, made) = s
+        .post(&format!("{base}/branches"), json!({"name": "side"}))
+        .await;
+    assert_eq!(status, 201, "{made}");
+    let (status, body) = s
+        .post(&format!("{base}/messages"), json!({"content": "on main"}))
+        .await;
+    assert_eq!(status, 201, "{body}");
+    assert_eq!(body["branch"], "main");
+    let sid = SessionId::parse(&id).expect("id");
+    append_at_head(s.store.as_ref(), &sid, |_| {
+        Ok(vec![RecordKind::DefaultBranch {
+            branch: BranchId::parse("side").expect("branch"),
+        }])
+    })
+    .await
+    .expect("move the default");
+    let (status, body) = s
+        .post(&format!("{base}/messages"), json!({"content": "on side"}))
+        .await;
+    assert_eq!(status, 201, "{body}");
+    assert_eq!(body["branch"], "side", "{body}");
+    let (status, side) = s.get(&format!("{base}/transcript?branch=side")).await;
+    assert_eq!(status, 200, "{side}");
+    let last = side.as_array().and_then(|m| m.last()).expect("a message");
+    assert_eq!(last["content"], "on side");
+    s.stop().await;
+}
