@@ -40,7 +40,7 @@ impl Core {
         let store = self.store();
         let records = match live {
             Some(session) => {
-                slot.set_written(None);
+                slot.set_written(None, false);
                 session.log()?.append_if(decide).await?.0
             }
             None => {
@@ -48,9 +48,16 @@ impl Core {
                     Some(meta) => meta,
                     None => store.get(&slot.id).await?,
                 };
-                let written = append_checked(&**store, &slot.id, &mut known, None, decide).await;
-                slot.set_written(written.is_ok().then(|| known.clone()));
-                written?.0
+                match append_checked(&**store, &slot.id, &mut known, None, decide).await {
+                    Ok((records, others)) => {
+                        slot.set_written(Some(known), !others.is_empty());
+                        records
+                    }
+                    Err(e) => {
+                        slot.set_written(None, e.is_conflict());
+                        return Err(e.into());
+                    }
+                }
             }
         };
         slot.feed.publish(&records).await;

@@ -120,11 +120,27 @@ pub(crate) struct Slot {
     idle: watch::Sender<bool>,
     touched: Mutex<Instant>,
     /// The session's metadata as this daemon's last write through the
-    /// slot left it (None: unknown, or a live session writes). A hint,
-    /// never the truth: an append made from it names its `last_seq`, so a
-    /// write by anyone else since is a conflict, and the caller folds the
-    /// newer records in and decides again (`append_checked`).
-    written: Mutex<Option<SessionMeta>>,
+    /// slot left it. A hint, never the truth: an append made from it names
+    /// its `last_seq`, so a write by anyone else since is a conflict, and
+    /// the caller folds the newer records in and decides again
+    /// (`append_checked`).
+    written: Mutex<Written>,
+}
+
+/// How long a slot's [`Written`] hint goes unused after it was found
+/// stale: another writer (a second daemon behind a round-robin balancer, a
+/// CLI) is writing the session, and reading the head first is cheaper than
+/// a conflict on every other request.
+const WRITTEN_QUIET: Duration = Duration::from_secs(2);
+
+/// What the daemon's last write through a slot left.
+#[derive(Default)]
+struct Written {
+    /// The metadata after that write (None: unknown, or a live session
+    /// writes).
+    meta: Option<SessionMeta>,
+    /// When a write last found records of another writer before it.
+    outside: Option<Instant>,
 }
 
 impl Slot {
@@ -137,17 +153,28 @@ impl Slot {
             turns: Mutex::new(Turns::default()),
             idle: watch::Sender::new(true),
             touched: Mutex::new(Instant::now()),
-            written: Mutex::new(None),
+            written: Mutex::new(Written::default()),
         }
     }
 
-    /// The metadata this daemon's last write left, if it is known.
+    /// The metadata this daemon's last write left, if it is known and no
+    /// other writer was seen on the session lately.
     pub(crate) fn written(&self) -> Option<SessionMeta> {
-        lock(&self.written).clone()
+        let w = lock(&self.written);
+        if w.outside.is_some_and(|at| at.elapsed() < WRITTEN_QUIET) {
+            return None;
+        }
+        w.meta.clone()
     }
 
-    fn set_written(&self, meta: Option<SessionMeta>) {
-        *lock(&self.written) = meta;
+    /// Remembers what a write left (`meta`), and whether it had to fold in
+    /// another writer's records first (`saw_outside`).
+    fn set_written(&self, meta: Option<SessionMeta>, saw_outside: bool) {
+        let mut w = lock(&self.written);
+        w.meta = meta;
+        if saw_outside {
+            w.outside = Some(Instant::now());
+        }
     }
 
     fn is_running(&self) -> bool {
