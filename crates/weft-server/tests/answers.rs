@@ -6,10 +6,6 @@ mod common;
 
 use common::*;
 use serde_json::json;
-use weft_core::message::{ContentBlock, Role};
-use weft_core::record::RecordKind;
-use weft_core::store::append_at_head;
-use weft_core::{Message, SessionId};
 
 fn contents(transcript: &[serde_json::Value]) -> Vec<String> {
     transcript
@@ -30,17 +26,7 @@ async fn answers_follow_every_write() {
     assert_eq!(contents(&s.transcript(&id).await), ["one"]);
 
     // Another writer of the store, behind the daemon's back.
-    let sid = SessionId::parse(&id).expect("id");
-    append_at_head(s.store.as_ref(), &sid, |meta| {
-        let message = Message::new(
-            meta.default_branch.clone(),
-            Role::User,
-            vec![ContentBlock::text("two")],
-        );
-        Ok(vec![RecordKind::message(message)])
-    })
-    .await
-    .expect("append");
+    s.outside_message(&id, "two").await;
     assert_eq!(contents(&s.transcript(&id).await), ["one", "two"]);
 
     // Each limit is an answer of its own, and follows the log too.

@@ -8,26 +8,11 @@ mod common;
 
 use common::*;
 use serde_json::json;
+use weft_core::BranchId;
 use weft_core::SessionId;
-use weft_core::message::{ContentBlock, Role};
 use weft_core::record::RecordKind;
 use weft_core::session::SessionStatus;
 use weft_core::store::{append_at_head, transition_batch};
-use weft_core::{BranchId, Message};
-
-async fn outside_message(s: &Server, id: &str, text: &str) {
-    let sid = SessionId::parse(id).expect("id");
-    append_at_head(s.store.as_ref(), &sid, |meta| {
-        let message = Message::new(
-            meta.default_branch.clone(),
-            Role::User,
-            vec![ContentBlock::text(text)],
-        );
-        Ok(vec![RecordKind::message(message)])
-    })
-    .await
-    .expect("append");
-}
 
 #[tokio::test]
 async fn a_message_follows_what_another_writer_appended() {
@@ -36,8 +21,8 @@ async fn a_message_follows_what_another_writer_appended() {
     let path = format!("/api/v1/sessions/{id}/messages");
     let (status, first) = s.post(&path, json!({"content": "one"})).await;
     assert_eq!(status, 201, "{first}");
-    outside_message(&s, &id, "two").await;
-    outside_message(&s, &id, "three").await;
+    s.outside_message(&id, "two").await;
+    s.outside_message(&id, "three").await;
     let (status, fourth) = s.post(&path, json!({"content": "four"})).await;
     assert_eq!(status, 201, "{fourth}");
     assert_eq!(fourth["seq"], first["seq"].as_u64().expect("seq") + 3);

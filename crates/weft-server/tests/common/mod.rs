@@ -141,6 +141,23 @@ pub async fn start_on(
 }
 
 impl Server {
+    /// Appends a user message with `text` to session `id` straight through
+    /// the store, behind the daemon's back (as a CLI sharing the store
+    /// would).
+    pub async fn outside_message(&self, id: &str, text: &str) {
+        let sid = SessionId::parse(id).expect("id");
+        weft_core::store::append_at_head(self.store.as_ref(), &sid, |meta| {
+            let message = weft_core::Message::new(
+                meta.default_branch.clone(),
+                weft_core::message::Role::User,
+                vec![weft_core::message::ContentBlock::text(text)],
+            );
+            Ok(vec![weft_core::record::RecordKind::message(message)])
+        })
+        .await
+        .expect("append");
+    }
+
     /// Stops the server (graceful shutdown) and waits for it.
     pub async fn stop(mut self) {
         if let Some(tx) = self.shutdown.take() {
