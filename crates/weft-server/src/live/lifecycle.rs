@@ -247,8 +247,8 @@ impl Core {
             Some(meta) if live.is_none() && meta.status == SessionStatus::Active => meta,
             _ => self.meta(id).await?,
         };
-        let default_branch = branch.is_none_or(str::is_empty);
-        let branch = match branch.filter(|b| !b.is_empty()) {
+        let named = branch.filter(|b| !b.is_empty());
+        let branch = match named {
             None => meta.default_branch.clone(),
             Some(b) => {
                 let branch = BranchId::parse(b)
@@ -268,7 +268,7 @@ impl Core {
                 }
             }
         };
-        let mut message = message(branch);
+        let message = message(branch);
         if meta.status != SessionStatus::Active {
             return Err(ApiError::conflict(format!(
                 "session {id} is {}: messages can be added only while it is active{}",
@@ -286,16 +286,14 @@ impl Core {
             )));
         }
         let next = meta.last_seq + 1;
-        let mut written_on = None;
         let records = self
             .write_from(&slot, &live, Some(meta), |session, _| {
                 if session.status == SessionStatus::Active {
                     let mut message = message.clone();
-                    if default_branch {
+                    if named.is_none() {
                         // Another process may have moved the default since.
                         message.branch = session.default_branch.clone();
                     }
-                    written_on = Some(message.branch.clone());
                     Ok(vec![RecordKind::message(message)])
                 } else {
                     Err(StoreError::Refused(format!(
@@ -307,10 +305,12 @@ impl Core {
             .await?;
         live.take();
         slot.touch();
-        if let Some(branch) = written_on {
-            message.branch = branch;
-        }
-        Ok((records.first().map(|r| r.seq).unwrap_or(next), message))
+        // The message as written (its branch decided at the head).
+        let written = records.into_iter().find_map(|r| match r.kind {
+            RecordKind::Message(m) => Some((r.seq, *m)),
+            _ => None,
+        });
+        Ok(written.unwrap_or((next, message)))
     }
 
     /// Changes name/description (through the live session's log if any).
