@@ -459,6 +459,10 @@ impl From<ForkError> for StoreError {
     }
 }
 
+/// A transform a store applies to each record it reads for
+/// [`Store::read_mapped`]; an error fails the read.
+pub type RecordMap = Arc<dyn Fn(&mut Record) -> Result<(), StoreError> + Send + Sync>;
+
 /// The durable session store. See the module docs for the contract.
 #[async_trait]
 pub trait Store: Send + Sync {
@@ -618,6 +622,24 @@ pub trait Store: Send + Sync {
     }
 
     // ---- provided operations -------------------------------------------
+
+    /// [`Store::read`], with `map` applied to every record before it is
+    /// returned (an error from `map` fails the read). A backend that
+    /// decodes records on several threads applies `map` there, as each
+    /// record is decoded, so a wrapping layer's per-record work (opening
+    /// sealed records: encryption at rest) shares those threads and finds
+    /// the record in cache. Wrappers forward it to the store they wrap.
+    async fn read_mapped(
+        &self,
+        id: &SessionId,
+        from_seq: u64,
+        limit: Option<usize>,
+        map: RecordMap,
+    ) -> Result<Vec<Record>, StoreError> {
+        let mut records = self.read(id, from_seq, limit).await?;
+        records.iter_mut().try_for_each(|r| map(r))?;
+        Ok(records)
+    }
 
     /// The whole log.
     async fn read_all(&self, id: &SessionId) -> Result<Vec<Record>, StoreError> {

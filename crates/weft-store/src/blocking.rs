@@ -22,7 +22,9 @@ use serde_json::{Map, Value};
 use weft_core::lease::{TurnHolder, TurnLockAttempt, TurnLockInfo};
 use weft_core::record::{Record, RecordKind, StateDelta};
 use weft_core::session::SessionMeta;
-use weft_core::store::{DeleteOptions, ListQuery, Page, SearchHit, SearchQuery, Store, StoreError};
+use weft_core::store::{
+    DeleteOptions, ListQuery, Page, RecordMap, SearchHit, SearchQuery, Store, StoreError,
+};
 use weft_core::{BranchId, SessionId};
 
 /// A store backend whose operations block the calling thread.
@@ -53,12 +55,15 @@ pub trait BlockingStore: Send + Sync + 'static {
         records: Vec<Record>,
     ) -> Result<SessionMeta, StoreError>;
 
-    /// [`Store::read`].
+    /// [`Store::read_mapped`]: [`Store::read`] with `map` applied to each
+    /// record as it is decoded (`Store::read` passes a map that changes
+    /// nothing).
     fn read(
         &self,
         id: &SessionId,
         from_seq: u64,
         limit: Option<usize>,
+        map: &(dyn Fn(&mut Record) -> Result<(), StoreError> + Sync),
     ) -> Result<Vec<Record>, StoreError>;
 
     /// [`Store::tail`].
@@ -269,7 +274,19 @@ impl<B: BlockingStore> Store for Blocking<B> {
         limit: Option<usize>,
     ) -> Result<Vec<Record>, StoreError> {
         let id = id.clone();
-        self.run("read", move |b| b.read(&id, from_seq, limit))
+        self.run("read", move |b| b.read(&id, from_seq, limit, &|_| Ok(())))
+            .await
+    }
+
+    async fn read_mapped(
+        &self,
+        id: &SessionId,
+        from_seq: u64,
+        limit: Option<usize>,
+        map: RecordMap,
+    ) -> Result<Vec<Record>, StoreError> {
+        let id = id.clone();
+        self.run("read", move |b| b.read(&id, from_seq, limit, &*map))
             .await
     }
 
@@ -399,7 +416,13 @@ mod tests {
         fn append(&self, _: &SessionId, _: u64, _: Vec<Record>) -> Result<SessionMeta, StoreError> {
             std::panic::panic_any(42u8)
         }
-        fn read(&self, _: &SessionId, _: u64, _: Option<usize>) -> Result<Vec<Record>, StoreError> {
+        fn read(
+            &self,
+            _: &SessionId,
+            _: u64,
+            _: Option<usize>,
+            _: &(dyn Fn(&mut Record) -> Result<(), StoreError> + Sync),
+        ) -> Result<Vec<Record>, StoreError> {
             Err(unused())
         }
         fn tail(&self, _: &SessionId, _: usize) -> Result<Vec<Record>, StoreError> {

@@ -15,6 +15,8 @@
 //! reporting, batches, locks or SQL: the framing of batches and crash
 //! recovery belong to the fs backend's `log` module.
 
+use std::convert::Infallible;
+
 use serde::Deserialize;
 use weft_core::Record;
 use weft_core::store::StoreError;
@@ -127,6 +129,15 @@ pub(crate) fn warn_corrupt(location: &str, offset: u64, e: &CodecError) {
     );
 }
 
+/// A transform applied to each record as it is decoded (see
+/// [`weft_core::Store::read_mapped`]); `E` is its error.
+pub(crate) type Mapper<'a, E> = dyn Fn(&mut Record) -> Result<(), E> + Sync + 'a;
+
+/// The [`Mapper`] that changes nothing and cannot fail.
+fn unmapped(_: &mut Record) -> Result<(), Infallible> {
+    Ok(())
+}
+
 /// Decodes the lines of `bytes` (which start at offset `base` of
 /// `location`, on a line boundary), keeping records with `seq >= from_seq`,
 /// at most `limit` of them. Unreadable lines are reported and skipped.
@@ -138,6 +149,20 @@ pub(crate) fn decode_lines(
     location: &str,
     out: &mut Vec<Record>,
 ) {
+    let Ok(()) = decode_lines_mapped(bytes, base, from_seq, limit, location, out, &unmapped);
+}
+
+/// [`decode_lines`], passing every record kept through `map`; the first
+/// error of `map` stops the decoding and is returned.
+pub(crate) fn decode_lines_mapped<E>(
+    bytes: &[u8],
+    base: u64,
+    from_seq: u64,
+    limit: usize,
+    location: &str,
+    out: &mut Vec<Record>,
+    map: &Mapper<'_, E>,
+) -> Result<(), E> {
     // One UTF-8 check of the whole buffer lets every line be parsed as
     // `&str` (faster in serde_json); a buffer with invalid bytes somewhere
     // is parsed line by line, so only the bad lines fail.
@@ -164,16 +189,32 @@ pub(crate) fn decode_lines(
             None => decode_line(line),
         };
         match parsed {
-            Ok(r) if r.seq >= from_seq => out.push(r),
+            Ok(mut r) if r.seq >= from_seq => {
+                map(&mut r)?;
+                out.push(r);
+            }
             Ok(_) => {}
             Err(e) => warn_corrupt(location, base + start as u64, &e),
         }
     }
+    Ok(())
 }
 
 /// Decodes every line of a buffer of whole lines (see [`decode_lines`]),
 /// on several threads when it is large.
 pub(crate) fn decode_all(bytes: &[u8], base: u64, location: &str) -> Vec<Record> {
+    let Ok(records) = decode_all_mapped(bytes, base, location, &unmapped);
+    records
+}
+
+/// [`decode_all`], passing every record through `map` on the thread that
+/// decoded it; the first error of `map` is returned.
+pub(crate) fn decode_all_mapped<E: Send>(
+    bytes: &[u8],
+    base: u64,
+    location: &str,
+    map: &Mapper<'_, E>,
+) -> Result<Vec<Record>, E> {
     const PARALLEL_MIN: usize = 1024 * 1024;
     let threads = std::thread::available_parallelism()
         .map(|n| n.get())
@@ -181,8 +222,8 @@ pub(crate) fn decode_all(bytes: &[u8], base: u64, location: &str) -> Vec<Record>
         .min(8);
     if bytes.len() < PARALLEL_MIN || threads < 2 {
         let mut out = Vec::new();
-        decode_lines(bytes, base, 1, usize::MAX, location, &mut out);
-        return out;
+        decode_lines_mapped(bytes, base, 1, usize::MAX, location, &mut out, map)?;
+        return Ok(out);
     }
     // Cut at line boundaries near equal shares.
     let mut cuts = vec![0usize];
@@ -200,17 +241,18 @@ pub(crate) fn decode_all(bytes: &[u8], base: u64, location: &str) -> Vec<Record>
     cuts.dedup();
     let share = |a: usize, b: usize| {
         let mut out = Vec::with_capacity((b - a) / 600 + 1);
-        decode_lines(
+        decode_lines_mapped(
             &bytes[a..b],
             base + a as u64,
             1,
             usize::MAX,
             location,
             &mut out,
-        );
-        out
+            map,
+        )?;
+        Ok(out)
     };
-    let parts: Vec<Vec<Record>> = std::thread::scope(|s| {
+    let parts: Vec<Result<Vec<Record>, E>> = std::thread::scope(|s| {
         let handles: Vec<_> = cuts
             .windows(2)
             .map(|w| (w[0], w[1], s.spawn(move || share(w[0], w[1]))))
@@ -222,11 +264,11 @@ pub(crate) fn decode_all(bytes: &[u8], base: u64, location: &str) -> Vec<Record>
             .map(|(a, b, h)| h.join().unwrap_or_else(|_| share(a, b)))
             .collect()
     });
-    let mut out = Vec::with_capacity(parts.iter().map(Vec::len).sum());
+    let mut out = Vec::with_capacity(parts.iter().flatten().map(Vec::len).sum());
     for p in parts {
-        out.extend(p);
+        out.extend(p?);
     }
-    out
+    Ok(out)
 }
 
 #[cfg(test)]
@@ -339,5 +381,57 @@ pub(crate) mod tests {
         let bytes = joined(&recs);
         assert!(bytes.len() > 1024 * 1024, "big enough to split");
         assert_eq!(decode_all(&bytes, 0, "t"), recs);
+    }
+
+    #[test]
+    fn a_map_sees_every_record_on_the_decoding_threads_and_its_error_stops_the_read() {
+        use std::collections::HashSet;
+        use std::sync::Mutex;
+        let recs = records(6000);
+        let bytes = joined(&recs);
+        let threads = Mutex::new(HashSet::new());
+        let mapped = decode_all_mapped(&bytes, 0, "t", &|r: &mut Record| {
+            if let Ok(mut t) = threads.lock() {
+                t.insert(std::thread::current().id());
+            }
+            r.seq += 1_000_000;
+            Ok::<(), String>(())
+        })
+        .expect("no error");
+        assert_eq!(mapped.len(), recs.len());
+        assert!(
+            mapped
+                .iter()
+                .zip(&recs)
+                .all(|(m, r)| m.seq == r.seq + 1_000_000)
+        );
+        let on_caller = threads
+            .lock()
+            .expect("lock")
+            .contains(&std::thread::current().id());
+        let parallel = std::thread::available_parallelism().map_or(1, |n| n.get()) > 1;
+        assert_eq!(on_caller, !parallel, "mapped where decoded");
+        let err = decode_all_mapped(&bytes, 0, "t", &|r: &mut Record| {
+            if r.seq == 4000 { Err(r.seq) } else { Ok(()) }
+        });
+        assert_eq!(err, Err(4000));
+        let mut out = Vec::new();
+        let small = joined(&recs[..10]);
+        let err = decode_lines_mapped(
+            &small,
+            0,
+            3,
+            usize::MAX,
+            "t",
+            &mut out,
+            &|r: &mut Record| {
+                if r.seq == 5 { Err("five") } else { Ok(()) }
+            },
+        );
+        assert_eq!(
+            (err, out.len()),
+            (Err("five"), 2),
+            "stops at the failing record"
+        );
     }
 }

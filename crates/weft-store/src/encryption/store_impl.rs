@@ -11,7 +11,8 @@ use weft_core::live::LiveChannel;
 use weft_core::record::{Record, RecordKind, StateDelta};
 use weft_core::session::SessionMeta;
 use weft_core::store::{
-    DeleteOptions, ListFilter, ListQuery, Page, SearchHit, SearchQuery, Store, StoreError,
+    DeleteOptions, ListFilter, ListQuery, Page, RecordMap, SearchHit, SearchQuery, Store,
+    StoreError,
 };
 use weft_core::{BranchId, SessionId};
 
@@ -85,35 +86,36 @@ impl EncryptedStore {
         Ok(out)
     }
 
-    /// Opens the sealed parts of `records` (refusing them when they are
-    /// sealed and no key opens them).
+    /// What opens the sealed parts of session `id`'s records as they are
+    /// read: its data key's opener, or — with no key — a check refusing
+    /// sealed records.
+    async fn opener(&self, id: &SessionId) -> Result<RecordMap, StoreError> {
+        let owner = id.clone();
+        Ok(match self.key_for(id).await? {
+            Some(key) => {
+                Arc::new(move |r: &mut Record| seal::open_kind(&key, owner.as_str(), &mut r.kind))
+            }
+            None => {
+                let has_master = self.master.is_some();
+                Arc::new(move |r: &mut Record| {
+                    if seal::is_sealed(r) {
+                        return Err(no_key(&owner, has_master));
+                    }
+                    Ok(())
+                })
+            }
+        })
+    }
+
+    /// `records` with their sealed parts opened (see [`Self::opener`]).
     async fn open_records(
         &self,
         id: &SessionId,
         mut records: Vec<Record>,
     ) -> Result<Vec<Record>, StoreError> {
-        let key = self.key_for(id).await?;
-        match key {
-            Some(key) => open_all(&key, id.as_str(), &mut records)?,
-            None => {
-                if records.iter().any(seal::is_sealed) {
-                    return Err(self.no_key(id));
-                }
-            }
-        }
+        let open = self.opener(id).await?;
+        records.iter_mut().try_for_each(|r| open(r))?;
         Ok(records)
-    }
-
-    fn no_key(&self, id: &SessionId) -> StoreError {
-        match &self.master {
-            None => StoreError::Refused(format!(
-                "session {id} is encrypted: set WEFT_ENCRYPTION__KEY (or WEFT_ENCRYPTION__KEY_FILE) to the master key it was written with"
-            )),
-            Some(_) => StoreError::Corrupt {
-                location: format!("session {id}"),
-                detail: "its records are encrypted but the key ring has no data key for it".into(),
-            },
-        }
     }
 
     /// `meta` with its sealed `last_prompt` opened (or dropped when no key
@@ -180,38 +182,19 @@ impl EncryptedStore {
     }
 }
 
-/// Opens every record of `records`, on several threads when there are
-/// many (a whole long session read at once).
-fn open_all(key: &DataKey, owner: &str, records: &mut [Record]) -> Result<(), StoreError> {
-    const PARALLEL_MIN: usize = 2048;
-    let threads = std::thread::available_parallelism()
-        .map(|n| n.get())
-        .unwrap_or(1)
-        .min(8);
-    let open_share = |share: &mut [Record]| -> Result<(), StoreError> {
-        for r in share {
-            seal::open_kind(key, owner, &mut r.kind)?;
+/// The error for a sealed record of session `id` that no key opens
+/// (`has_master`: a master key is set, so its data key is missing).
+fn no_key(id: &SessionId, has_master: bool) -> StoreError {
+    if has_master {
+        StoreError::Corrupt {
+            location: format!("session {id}"),
+            detail: "its records are encrypted but the key ring has no data key for it".into(),
         }
-        Ok(())
-    };
-    if records.len() < PARALLEL_MIN || threads < 2 {
-        return open_share(records);
+    } else {
+        StoreError::Refused(format!(
+            "session {id} is encrypted: set WEFT_ENCRYPTION__KEY (or WEFT_ENCRYPTION__KEY_FILE) to the master key it was written with"
+        ))
     }
-    let chunk = records.len().div_ceil(threads);
-    std::thread::scope(|s| {
-        let handles: Vec<_> = records
-            .chunks_mut(chunk)
-            .map(|share| s.spawn(move || open_share(share)))
-            .collect();
-        handles.into_iter().try_for_each(|h| {
-            h.join().unwrap_or_else(|_| {
-                Err(StoreError::Backend {
-                    backend: "encryption",
-                    message: "a decrypting thread panicked".into(),
-                })
-            })
-        })
-    })
 }
 
 #[async_trait]
@@ -291,8 +274,23 @@ impl Store for EncryptedStore {
         from_seq: u64,
         limit: Option<usize>,
     ) -> Result<Vec<Record>, StoreError> {
-        let records = self.inner.read(id, from_seq, limit).await?;
-        self.open_records(id, records).await
+        let open = self.opener(id).await?;
+        self.inner.read_mapped(id, from_seq, limit, open).await
+    }
+
+    async fn read_mapped(
+        &self,
+        id: &SessionId,
+        from_seq: u64,
+        limit: Option<usize>,
+        map: RecordMap,
+    ) -> Result<Vec<Record>, StoreError> {
+        let open = self.opener(id).await?;
+        let both: RecordMap = Arc::new(move |r: &mut Record| {
+            open(r)?;
+            map(r)
+        });
+        self.inner.read_mapped(id, from_seq, limit, both).await
     }
 
     async fn tail(&self, id: &SessionId, n: usize) -> Result<Vec<Record>, StoreError> {
@@ -396,7 +394,10 @@ impl Store for EncryptedStore {
         if !events.iter().any(|e| seal::event_token(e).is_some()) {
             return Ok(events);
         }
-        let key = self.key_for(id).await?.ok_or_else(|| self.no_key(id))?;
+        let key = self
+            .key_for(id)
+            .await?
+            .ok_or_else(|| no_key(id, self.master.is_some()))?;
         events
             .into_iter()
             .map(|e| match seal::event_token(&e) {
@@ -431,10 +432,11 @@ mod tests {
     use weft_core::message::{Message, Role};
     use weft_core::session::{Project, SessionMeta};
 
-    #[tokio::test]
-    async fn a_long_session_opens_on_several_threads_in_order() {
+    /// Writes a long encrypted session into `inner` and checks it reads
+    /// back in order (through `read` and `read_mapped`), is stored sealed
+    /// and is refused without the key.
+    async fn long_session_round_trip(inner: Arc<dyn Store>) {
         let key = MasterKey::from_base64(&MasterKey::generate_base64().expect("gen")).expect("key");
-        let inner: Arc<dyn Store> = Arc::new(MemoryStore::new());
         let store = EncryptedStore::new(inner.clone(), Some(key));
         let id = SessionId::parse("long").expect("id");
         let meta = SessionMeta::new(
@@ -447,7 +449,7 @@ mod tests {
                 RecordKind::message(Message::text(
                     BranchId::main(),
                     Role::User,
-                    format!("secret {i}"),
+                    format!("secret {i} {}", "x".repeat(i % 400)),
                 ))
             })
             .collect();
@@ -457,10 +459,26 @@ mod tests {
         let back = store.read_all(&id).await.expect("read");
         let got: Vec<&RecordKind> = back[1..].iter().map(|r| &r.kind).collect();
         assert_eq!(got, kinds.iter().collect::<Vec<_>>());
+        // A caller's map runs after opening: it sees the plaintext.
+        let seen: RecordMap = Arc::new(|r: &mut Record| match &r.kind {
+            RecordKind::Message(m) if !m.text_content().starts_with("secret ") => Err(
+                StoreError::Invalid(format!("record {} still sealed", r.seq)),
+            ),
+            _ => Ok(()),
+        });
+        let mapped = store
+            .read_mapped(&id, 2, None, seen)
+            .await
+            .expect("mapped read");
+        assert_eq!(mapped.len(), kinds.len());
         let listed = store.list(&ListQuery::default()).await.expect("list");
-        assert_eq!(
-            listed.sessions[0].last_prompt.as_deref(),
-            Some("secret 2999")
+        assert!(
+            listed.sessions[0]
+                .last_prompt
+                .as_deref()
+                .is_some_and(|p| p.starts_with("secret 2999")),
+            "{:?}",
+            listed.sessions[0].last_prompt
         );
         // Without the key: one clear refusal, and the key ring is not
         // reachable through the store.
@@ -468,6 +486,18 @@ mod tests {
         let err = guard.read_all(&id).await.expect_err("refused");
         assert!(err.to_string().contains("is encrypted"), "{err}");
         assert!(guard.shared_state(KEY_RING).await.is_err());
+    }
+
+    #[tokio::test]
+    async fn a_long_session_reads_back_in_order_from_memory() {
+        long_session_round_trip(Arc::new(MemoryStore::new())).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_long_session_opens_where_the_fs_store_decodes_it() {
+        let dir = tempfile::tempdir().expect("dir");
+        let fs = crate::FsStore::open(dir.path()).expect("fs");
+        long_session_round_trip(Arc::new(fs)).await;
     }
 
     fn master() -> MasterKey {

@@ -8,7 +8,7 @@ use weft_core::record::Record;
 use weft_core::session::SessionMeta;
 use weft_core::store::{SearchHit, SearchQuery, StoreError};
 
-use crate::codec;
+use crate::codec::{self, Mapper};
 use crate::util::{IoContext, io_err};
 
 use super::{FsBackend, LOG_FILE, log, not_found};
@@ -24,11 +24,14 @@ impl FsBackend {
         Ok(meta)
     }
 
+    /// Records from `from_seq`, at most `limit`, each passed through `map`
+    /// as it is decoded (on the decoding threads of a whole-log read).
     pub(super) fn read(
         &self,
         id: &SessionId,
         from_seq: u64,
         limit: Option<usize>,
+        map: &Mapper<'_, StoreError>,
     ) -> Result<Vec<Record>, StoreError> {
         let (slug, file) = self.open_log(id)?;
         let log_path = self.session_dir(&slug, id.as_str()).join(LOG_FILE);
@@ -50,10 +53,10 @@ impl FsBackend {
         if limit == usize::MAX {
             let bytes = self.read_bytes(&file, start, head.valid_len, &log_path)?;
             if from <= 1 {
-                return Ok(codec::decode_all(&bytes, start, &location));
+                return codec::decode_all_mapped(&bytes, start, &location, map);
             }
             let mut out = Vec::new();
-            codec::decode_lines(&bytes, start, from, usize::MAX, &location, &mut out);
+            codec::decode_lines_mapped(&bytes, start, from, usize::MAX, &location, &mut out, map)?;
             return Ok(out);
         }
         // Read forward in growing chunks until `limit` records are in.
@@ -67,7 +70,15 @@ impl FsBackend {
                 chunk *= 2;
                 continue;
             };
-            codec::decode_lines(&bytes[..=last_nl], pos, from, limit, &location, &mut out);
+            codec::decode_lines_mapped(
+                &bytes[..=last_nl],
+                pos,
+                from,
+                limit,
+                &location,
+                &mut out,
+                map,
+            )?;
             pos += last_nl as u64 + 1;
             chunk = (chunk * 2).min(8 * 1024 * 1024);
         }

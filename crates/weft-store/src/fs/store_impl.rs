@@ -60,8 +60,9 @@ impl BlockingStore for FsBackend {
         id: &SessionId,
         from_seq: u64,
         limit: Option<usize>,
+        map: &(dyn Fn(&mut Record) -> Result<(), StoreError> + Sync),
     ) -> Result<Vec<Record>, StoreError> {
-        FsBackend::read(self, id, from_seq, limit)
+        FsBackend::read(self, id, from_seq, limit, map)
     }
 
     fn tail(&self, id: &SessionId, n: usize) -> Result<Vec<Record>, StoreError> {

@@ -3,7 +3,7 @@
 //! `SqliteBackend` that run on the blocking pool.
 
 use super::*;
-use crate::codec;
+use crate::codec::{self, Mapper};
 use weft_core::view::creation_batch;
 
 /// Inserts records in a transaction; returns how many are messages (to be
@@ -264,11 +264,14 @@ impl SqliteBackend {
         Ok(meta)
     }
 
+    /// Records from `from_seq`, at most `limit`, each passed through `map`
+    /// as it is decoded (on the decoding threads when there are many).
     pub(super) fn read(
         &self,
         id: &SessionId,
         from_seq: u64,
         limit: Option<usize>,
+        map: &Mapper<'_, StoreError>,
     ) -> Result<Vec<Record>, StoreError> {
         let mut conn = lock(&self.reader);
         let tx = conn.transaction().map_err(db)?;
@@ -301,7 +304,7 @@ impl SqliteBackend {
         drop(tx);
         drop(conn);
         let location = format!("records ({id})");
-        let out = codec::decode_all(joined.as_bytes(), 0, &location);
+        let out = codec::decode_all_mapped(joined.as_bytes(), 0, &location, map)?;
         if out.len() != count {
             return Err(StoreError::Corrupt {
                 location,

@@ -50,8 +50,9 @@ impl BlockingStore for SqliteBackend {
         id: &SessionId,
         from_seq: u64,
         limit: Option<usize>,
+        map: &(dyn Fn(&mut Record) -> Result<(), StoreError> + Sync),
     ) -> Result<Vec<Record>, StoreError> {
-        SqliteBackend::read(self, id, from_seq, limit)
+        SqliteBackend::read(self, id, from_seq, limit, map)
     }
 
     fn tail(&self, id: &SessionId, n: usize) -> Result<Vec<Record>, StoreError> {
