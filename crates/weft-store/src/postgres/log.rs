@@ -45,7 +45,7 @@ use weft_core::store::StoreError;
 use weft_core::view::creation_batch;
 
 use super::{BACKEND, PostgresStore, corrupt, db, encode, is_unique_violation, not_found};
-use crate::codec;
+use crate::codec::{self, Mapper};
 use crate::util::{to_i64, to_u64};
 
 /// The append (see the module docs). Parameters: `$1` session id, `$2..$4`
@@ -236,8 +236,11 @@ impl PostgresStore {
     /// The copy read is kept as the append's hint (`MetaCache`): a write
     /// that follows a read (the daemon checks a session before adding to
     /// it) folds from it, even when another process wrote last.
+    /// The session's metadata, read on a lane (one statement: it
+    /// pipelines with the appends, as a daemon reading a session another
+    /// daemon wrote last does before every append).
     pub(super) async fn get_session(&self, id: &SessionId) -> Result<SessionMeta, StoreError> {
-        let conn = self.conn().await?;
+        let conn = self.lane().await?;
         let (_, meta, json) = read_head(&conn, id).await?;
         self.inner.meta_cache.put(meta.clone(), json);
         Ok(meta)
@@ -380,11 +383,15 @@ impl PostgresStore {
         }
     }
 
+    /// Records from `from_seq`, at most `limit`, each passed through `map`
+    /// as it is decoded (on the decoding threads when there are many, as
+    /// the sqlite backend does).
     pub(super) async fn read_records(
         &self,
         id: &SessionId,
         from_seq: u64,
         limit: Option<usize>,
+        map: &Mapper<'_, StoreError>,
     ) -> Result<Vec<Record>, StoreError> {
         let mut conn = self.conn().await?;
         // One snapshot for the existence check and the rows.
@@ -420,9 +427,23 @@ impl PostgresStore {
             .await
             .map_err(db)?;
         tx.commit().await.map_err(db)?;
-        rows.iter()
-            .map(|r| parse_record(r.get(1), id, r.get(0)))
-            .collect()
+        let mut joined =
+            String::with_capacity(rows.iter().map(|r| r.get::<_, &str>(1).len() + 1).sum());
+        for r in &rows {
+            joined.push_str(r.get(1));
+            joined.push('\n');
+        }
+        let count = rows.len();
+        drop(rows);
+        let location = format!("records ({id})");
+        let out = codec::decode_all_mapped(joined.as_bytes(), 0, &location, map)?;
+        if out.len() != count {
+            return Err(StoreError::Corrupt {
+                location,
+                detail: format!("{} of {count} rows are unreadable", count - out.len()),
+            });
+        }
+        Ok(out)
     }
 
     pub(super) async fn tail_records(
