@@ -271,6 +271,43 @@ pub(crate) fn decode_all_mapped<E: Send>(
     Ok(out)
 }
 
+/// Decodes `joined`, the JSON of `count` stored rows of one record each
+/// (sqlite, postgres and redis keep a record per row), one per line, as
+/// [`decode_all_mapped`] does: in parallel when large, each record passed
+/// through `map`. A row that is not a record fails the whole read, naming
+/// `location`: a read never returns a log with a silent hole.
+pub(crate) fn decode_joined(
+    joined: &str,
+    count: usize,
+    location: &str,
+    map: &Mapper<'_, StoreError>,
+) -> Result<Vec<Record>, StoreError> {
+    let out = decode_all_mapped(joined.as_bytes(), 0, location, map)?;
+    if out.len() != count {
+        return Err(StoreError::Corrupt {
+            location: location.to_string(),
+            detail: format!("{} of {count} rows are unreadable", count - out.len()),
+        });
+    }
+    Ok(out)
+}
+
+/// [`decode_joined`] of rows given one by one (each row's JSON).
+pub(crate) fn decode_rows<'a>(
+    rows: impl Iterator<Item = &'a str> + Clone,
+    location: &str,
+    map: &Mapper<'_, StoreError>,
+) -> Result<Vec<Record>, StoreError> {
+    let mut joined = String::with_capacity(rows.clone().map(|r| r.len() + 1).sum());
+    let mut count = 0;
+    for row in rows {
+        joined.push_str(row);
+        joined.push('\n');
+        count += 1;
+    }
+    decode_joined(&joined, count, location, map)
+}
+
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;

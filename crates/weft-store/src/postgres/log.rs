@@ -427,23 +427,11 @@ impl PostgresStore {
             .await
             .map_err(db)?;
         tx.commit().await.map_err(db)?;
-        let mut joined =
-            String::with_capacity(rows.iter().map(|r| r.get::<_, &str>(1).len() + 1).sum());
-        for r in &rows {
-            joined.push_str(r.get(1));
-            joined.push('\n');
-        }
-        let count = rows.len();
-        drop(rows);
-        let location = format!("records ({id})");
-        let out = codec::decode_all_mapped(joined.as_bytes(), 0, &location, map)?;
-        if out.len() != count {
-            return Err(StoreError::Corrupt {
-                location,
-                detail: format!("{} of {count} rows are unreadable", count - out.len()),
-            });
-        }
-        Ok(out)
+        codec::decode_rows(
+            rows.iter().map(|r| r.get::<_, &str>(1)),
+            &format!("records ({id})"),
+            map,
+        )
     }
 
     pub(super) async fn tail_records(

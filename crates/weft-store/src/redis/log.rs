@@ -14,7 +14,7 @@ use weft_core::{BranchId, SessionId};
 
 use super::scripts;
 use super::{RedisStore, decode_meta, encode_json, not_found};
-use crate::codec;
+use crate::codec::{self, Mapper};
 
 /// Tries of one append whose cached metadata proves stale.
 const MAX_TRIES: usize = 3;
@@ -29,16 +29,6 @@ impl RedisStore {
         records
             .iter()
             .map(|r| codec::encode_line(r).map_err(|e| e.into_store("redis", "records")))
-            .collect()
-    }
-
-    fn parse_lines(&self, id: &SessionId, lines: Vec<String>) -> Result<Vec<Record>, StoreError> {
-        lines
-            .iter()
-            .map(|l| {
-                codec::decode_str(l)
-                    .map_err(|e| e.into_store("redis", &format!("redis key s:{id}:log")))
-            })
             .collect()
     }
 
@@ -207,11 +197,14 @@ impl RedisStore {
 
     /// The log entries at list indexes `start..=stop` (Redis semantics,
     /// negative from the end); NotFound when the session has none.
+    /// Each record is passed through `map` as it is decoded (in parallel
+    /// when there are many).
     async fn range(
         &self,
         id: &SessionId,
         start: isize,
         stop: isize,
+        map: &Mapper<'_, StoreError>,
     ) -> Result<Vec<Record>, StoreError> {
         let mut conn = self.conn().await?;
         let lines: Vec<String> = conn
@@ -221,7 +214,11 @@ impl RedisStore {
         if lines.is_empty() {
             self.ensure_exists(id).await?;
         }
-        self.parse_lines(id, lines)
+        codec::decode_rows(
+            lines.iter().map(String::as_str),
+            &format!("redis key s:{id}:log"),
+            map,
+        )
     }
 
     /// See `Store::read`.
@@ -230,6 +227,7 @@ impl RedisStore {
         id: &SessionId,
         from_seq: u64,
         limit: Option<usize>,
+        map: &Mapper<'_, StoreError>,
     ) -> Result<Vec<Record>, StoreError> {
         if limit == Some(0) {
             self.ensure_exists(id).await?;
@@ -240,7 +238,7 @@ impl RedisStore {
             Some(n) => start.saturating_add(isize::try_from(n).unwrap_or(isize::MAX) - 1),
             None => -1,
         };
-        self.range(id, start, stop).await
+        self.range(id, start, stop, map).await
     }
 
     /// See `Store::tail`.
@@ -254,7 +252,7 @@ impl RedisStore {
             return Ok(Vec::new());
         }
         let n = isize::try_from(n).unwrap_or(isize::MAX);
-        self.range(id, -n, -1).await
+        self.range(id, -n, -1, &|_| Ok(())).await
     }
 
     /// See `Store::delete`. Each session goes in one script; with

@@ -186,7 +186,7 @@ impl RedisStore {
         metas.sort_by(list_order);
         let mut hits = Vec::new();
         for meta in metas {
-            let records = match self.read_records(&meta.id, 1, None).await {
+            let records = match self.read_records(&meta.id, 1, None, &|_| Ok(())).await {
                 Ok(r) => r,
                 Err(StoreError::NotFound(_)) => continue,
                 Err(e) => return Err(e),

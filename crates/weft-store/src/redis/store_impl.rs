@@ -6,7 +6,9 @@ use serde_json::{Map, Value};
 use weft_core::lease::{TurnHolder, TurnLockAttempt, TurnLockInfo};
 use weft_core::record::{Record, RecordKind, StateDelta};
 use weft_core::session::SessionMeta;
-use weft_core::store::{DeleteOptions, ListQuery, Page, SearchHit, SearchQuery, Store, StoreError};
+use weft_core::store::{
+    DeleteOptions, ListQuery, Page, RecordMap, SearchHit, SearchQuery, Store, StoreError,
+};
 use weft_core::{BranchId, SessionId};
 
 use super::RedisStore;
@@ -48,7 +50,17 @@ impl Store for RedisStore {
         from_seq: u64,
         limit: Option<usize>,
     ) -> Result<Vec<Record>, StoreError> {
-        self.read_records(id, from_seq, limit).await
+        self.read_records(id, from_seq, limit, &|_| Ok(())).await
+    }
+
+    async fn read_mapped(
+        &self,
+        id: &SessionId,
+        from_seq: u64,
+        limit: Option<usize>,
+        map: RecordMap,
+    ) -> Result<Vec<Record>, StoreError> {
+        self.read_records(id, from_seq, limit, &*map).await
     }
 
     async fn tail(&self, id: &SessionId, n: usize) -> Result<Vec<Record>, StoreError> {

@@ -304,14 +304,7 @@ impl SqliteBackend {
         drop(tx);
         drop(conn);
         let location = format!("records ({id})");
-        let out = codec::decode_all_mapped(joined.as_bytes(), 0, &location, map)?;
-        if out.len() != count {
-            return Err(StoreError::Corrupt {
-                location,
-                detail: format!("{} of {count} rows are unreadable", count - out.len()),
-            });
-        }
-        Ok(out)
+        codec::decode_joined(&joined, count, &location, map)
     }
 
     pub(super) fn tail(&self, id: &SessionId, n: usize) -> Result<Vec<Record>, StoreError> {
