@@ -129,6 +129,25 @@ pub(crate) fn warn_corrupt(location: &str, offset: u64, e: &CodecError) {
     );
 }
 
+/// The lines of `bytes` (split at `\n`, the last one possibly empty), as
+/// `bytes.split(|&b| b == b'\n')` gives them, found with SIMD.
+pub(crate) fn lines(bytes: &[u8]) -> impl Iterator<Item = &[u8]> {
+    let mut rest = Some(bytes);
+    std::iter::from_fn(move || {
+        let r = rest?;
+        match memchr::memchr(b'\n', r) {
+            Some(i) => {
+                rest = Some(&r[i + 1..]);
+                Some(&r[..i])
+            }
+            None => {
+                rest = None;
+                Some(r)
+            }
+        }
+    })
+}
+
 /// A transform applied to each record as it is decoded (see
 /// [`weft_core::Store::read_mapped`]); `E` is its error.
 pub(crate) type Mapper<'a, E> = dyn Fn(&mut Record) -> Result<(), E> + Sync + 'a;
@@ -168,7 +187,7 @@ pub(crate) fn decode_lines_mapped<E>(
     // is parsed line by line, so only the bad lines fail.
     let text = std::str::from_utf8(bytes).ok();
     let mut offset = 0usize;
-    for line in bytes.split(|&b| b == b'\n') {
+    for line in lines(bytes) {
         let start = offset;
         offset += line.len() + 1;
         if out.len() >= limit {
@@ -293,6 +312,7 @@ pub(crate) fn decode_joined(
 }
 
 /// [`decode_joined`] of rows given one by one (each row's JSON).
+#[cfg(any(feature = "postgres", feature = "redis"))]
 pub(crate) fn decode_rows<'a>(
     rows: impl Iterator<Item = &'a str> + Clone,
     location: &str,
@@ -410,6 +430,22 @@ pub(crate) mod tests {
         let mut out = Vec::new();
         decode_lines(&bytes, 0, 2, 1, "t", &mut out);
         assert_eq!(out, recs[1..2]);
+    }
+
+    #[test]
+    fn lines_split_as_the_slice_split_does() {
+        for bytes in [
+            &b""[..],
+            b"\n",
+            b"a",
+            b"a\n",
+            b"a\nb",
+            b"\n\na\n\nbc\n",
+            b"x\ny\n\n",
+        ] {
+            let want: Vec<&[u8]> = bytes.split(|&b| b == b'\n').collect();
+            assert_eq!(lines(bytes).collect::<Vec<_>>(), want, "{bytes:?}");
+        }
     }
 
     #[test]

@@ -137,7 +137,7 @@ impl<'a> BackLines<'a> {
         let complete = self.buf.last() == Some(&b'\n');
         loop {
             let search_end = self.buf.len() - usize::from(complete);
-            if let Some(i) = self.buf[..search_end].iter().rposition(|&b| b == b'\n') {
+            if let Some(i) = memchr::memrchr(b'\n', &self.buf[..search_end]) {
                 let bytes = self.buf[i + 1..search_end].to_vec();
                 let start = self.pos + i as u64 + 1;
                 self.buf.truncate(i + 1);

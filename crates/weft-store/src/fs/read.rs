@@ -130,7 +130,7 @@ impl FsBackend {
                 (head, file, path)
             };
             let bytes = self.read_bytes(&file, 0, head.valid_len, &log_path)?;
-            for line in bytes.split(|&b| b == b'\n') {
+            for line in codec::lines(&bytes) {
                 if line.is_empty() || !might_be_message(line) {
                     continue;
                 }
