@@ -94,3 +94,24 @@ async fn batched_full_text_index_stays_exact() {
     assert_eq!(hits(&reopened, "charlie").await, 2);
     assert_eq!(hits(&reopened, "delta").await, 1);
 }
+
+/// A record row that is not a record's JSON fails a whole read with one
+/// clear error naming the table.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_damaged_record_row_fails_the_read() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("weft.sqlite");
+    let store = SqliteStore::open(&path).expect("open");
+    weft_store::conformance::rows::a_damaged_row_fails_the_read(&store, "records (", |id, seq| {
+        let path = path.clone();
+        async move {
+            let db = rusqlite::Connection::open(&path).expect("open the database");
+            db.execute(
+                "UPDATE records SET record = '{\"not\": \"a record\"}' WHERE session_id = ?1 AND seq = ?2",
+                rusqlite::params![id.as_str(), i64::try_from(seq).expect("seq")],
+            )
+            .expect("damage a row");
+        }
+    })
+    .await;
+}

@@ -46,6 +46,7 @@ mod listing;
 pub mod live;
 mod locks;
 mod reads;
+pub mod rows;
 mod state;
 
 pub use appends::*;
