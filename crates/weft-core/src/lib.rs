@@ -111,7 +111,7 @@ pub use runtime::{
     CancelMode, Session, SessionConfig, TurnAnswer, TurnEvents, TurnHandle, TurnRequest,
 };
 pub use session::{SessionMeta, SessionStatus};
-pub use store::{RecordMap, Store, StoreError};
+pub use store::{MapRecord, RecordMap, Store, StoreError};
 pub use structured::{ResponseFormat, StructuredAnswer};
 pub use tool::Tool;
 pub use watch::RecordWatch;

@@ -461,7 +461,10 @@ impl From<ForkError> for StoreError {
 
 /// A transform a store applies to each record it reads for
 /// [`Store::read_mapped`]; an error fails the read.
-pub type RecordMap = Arc<dyn Fn(&mut Record) -> Result<(), StoreError> + Send + Sync>;
+pub type MapRecord<'a> = dyn Fn(&mut Record) -> Result<(), StoreError> + Send + Sync + 'a;
+
+/// A [`MapRecord`] that can be handed to the threads decoding a read.
+pub type RecordMap = Arc<MapRecord<'static>>;
 
 /// The durable session store. See the module docs for the contract.
 #[async_trait]

@@ -25,7 +25,7 @@ use weft_core::session::SessionMeta;
 use weft_core::store::{
     DeleteOptions, ListQuery, Page, RecordMap, SearchHit, SearchQuery, Store, StoreError,
 };
-use weft_core::{BranchId, SessionId};
+use weft_core::{BranchId, MapRecord, SessionId};
 
 /// A store backend whose operations block the calling thread.
 ///
@@ -63,7 +63,7 @@ pub trait BlockingStore: Send + Sync + 'static {
         id: &SessionId,
         from_seq: u64,
         limit: Option<usize>,
-        map: &(dyn Fn(&mut Record) -> Result<(), StoreError> + Sync),
+        map: &MapRecord<'_>,
     ) -> Result<Vec<Record>, StoreError>;
 
     /// [`Store::tail`].
@@ -421,7 +421,7 @@ mod tests {
             _: &SessionId,
             _: u64,
             _: Option<usize>,
-            _: &(dyn Fn(&mut Record) -> Result<(), StoreError> + Sync),
+            _: &MapRecord<'_>,
         ) -> Result<Vec<Record>, StoreError> {
             Err(unused())
         }

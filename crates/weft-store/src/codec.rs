@@ -148,8 +148,9 @@ pub(crate) fn lines(bytes: &[u8]) -> impl Iterator<Item = &[u8]> {
     })
 }
 
-/// A transform applied to each record as it is decoded (see
-/// [`weft_core::Store::read_mapped`]); `E` is its error.
+/// A transform applied to each record as it is decoded: a
+/// [`weft_core::MapRecord`] with any error `E` (`Infallible` for plain
+/// decoding).
 pub(crate) type Mapper<'a, E> = dyn Fn(&mut Record) -> Result<(), E> + Sync + 'a;
 
 /// The [`Mapper`] that changes nothing and cannot fail.

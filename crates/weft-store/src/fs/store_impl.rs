@@ -9,7 +9,7 @@ use weft_core::lease::{TurnHolder, TurnLockAttempt, TurnLockInfo};
 use weft_core::record::{Record, RecordKind, StateDelta};
 use weft_core::session::SessionMeta;
 use weft_core::store::{DeleteOptions, ListQuery, Page, SearchHit, SearchQuery, StoreError};
-use weft_core::{BranchId, SessionId};
+use weft_core::{BranchId, MapRecord, SessionId};
 
 use crate::blocking::BlockingStore;
 
@@ -60,7 +60,7 @@ impl BlockingStore for FsBackend {
         id: &SessionId,
         from_seq: u64,
         limit: Option<usize>,
-        map: &(dyn Fn(&mut Record) -> Result<(), StoreError> + Sync),
+        map: &MapRecord<'_>,
     ) -> Result<Vec<Record>, StoreError> {
         FsBackend::read(self, id, from_seq, limit, map)
     }

@@ -3,8 +3,8 @@
 //! `crate::blocking`'s), bound to the halves in `log` and `query`; listing
 //! and prefix lookups go through `crate::sql`.
 
-use weft_core::BranchId;
 use weft_core::lease::{TurnHolder, TurnLockAttempt, TurnLockInfo};
+use weft_core::{BranchId, MapRecord};
 
 use crate::blocking::BlockingStore;
 
@@ -50,7 +50,7 @@ impl BlockingStore for SqliteBackend {
         id: &SessionId,
         from_seq: u64,
         limit: Option<usize>,
-        map: &(dyn Fn(&mut Record) -> Result<(), StoreError> + Sync),
+        map: &MapRecord<'_>,
     ) -> Result<Vec<Record>, StoreError> {
         SqliteBackend::read(self, id, from_seq, limit, map)
     }
