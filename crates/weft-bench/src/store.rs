@@ -626,11 +626,16 @@ async fn read_workloads(backend: &str, root: &Path, args: &StoreBenchArgs) -> an
         limit: 20,
         ..Default::default()
     };
+    let expected = query.limit.min(args.list_sessions);
     let list = timed(args.runs, || {
         let (store, query) = (store.clone(), query.clone());
         async move {
             let page = store.list(&query).await?;
-            anyhow::ensure!(page.sessions.len() == 20.min(query.limit));
+            anyhow::ensure!(
+                page.sessions.len() == expected,
+                "listed {} sessions, expected {expected}",
+                page.sessions.len()
+            );
             Ok(())
         }
     })
