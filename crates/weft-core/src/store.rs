@@ -459,12 +459,42 @@ impl From<ForkError> for StoreError {
     }
 }
 
-/// A transform a store applies to each record it reads for
-/// [`Store::read_mapped`]; an error fails the read.
-pub type MapRecord<'a> = dyn Fn(&mut Record) -> Result<(), StoreError> + Send + Sync + 'a;
+/// What a read does to each record it returns ([`Store::read_mapped`]): a
+/// transform of the decoded record and, optionally, a faster route to the
+/// same result for a backend that keeps records as JSON text.
+///
+/// Every `Fn(&mut Record) -> Result<(), StoreError> + Send + Sync` is one
+/// (with no faster route).
+pub trait MapRecord: Send + Sync {
+    /// Transforms one decoded record; an error fails the read.
+    fn map(&self, record: &mut Record) -> Result<(), StoreError>;
+
+    /// The record's stored JSON (`json`, as the store wrote it) rewritten
+    /// so that parsing the result and passing it through
+    /// [`MapRecord::map`] gives what parsing `json` and mapping it gives,
+    /// only with less work; `None` (the default) to parse `json` as stored.
+    ///
+    /// It is a shortcut, never the only route: a backend may skip it (one
+    /// that keeps no JSON does), and a backend that calls it parses `json`
+    /// as stored when the rewrite is `None` or does not parse, so a rewrite
+    /// that is unsure returns `None` and leaves the case to `map`.
+    fn rewrite_json(&self, json: &str) -> Option<String> {
+        let _ = json;
+        None
+    }
+}
+
+impl<F> MapRecord for F
+where
+    F: Fn(&mut Record) -> Result<(), StoreError> + Send + Sync,
+{
+    fn map(&self, record: &mut Record) -> Result<(), StoreError> {
+        self(record)
+    }
+}
 
 /// A [`MapRecord`] that can be handed to the threads decoding a read.
-pub type RecordMap = Arc<MapRecord<'static>>;
+pub type RecordMap = Arc<dyn MapRecord>;
 
 /// The durable session store. See the module docs for the contract.
 #[async_trait]
@@ -631,7 +661,9 @@ pub trait Store: Send + Sync {
     /// decodes records on several threads applies `map` there, as each
     /// record is decoded, so a wrapping layer's per-record work (opening
     /// sealed records: encryption at rest) shares those threads and finds
-    /// the record in cache. Wrappers forward it to the store they wrap.
+    /// the record in cache; a backend that keeps records as JSON offers
+    /// each one to [`MapRecord::rewrite_json`] before parsing it. Wrappers
+    /// forward it to the store they wrap.
     async fn read_mapped(
         &self,
         id: &SessionId,
@@ -640,7 +672,7 @@ pub trait Store: Send + Sync {
         map: RecordMap,
     ) -> Result<Vec<Record>, StoreError> {
         let mut records = self.read(id, from_seq, limit).await?;
-        records.iter_mut().try_for_each(|r| map(r))?;
+        records.iter_mut().try_for_each(|r| map.map(r))?;
         Ok(records)
     }
 

@@ -27,6 +27,8 @@ use weft_core::store::{
 };
 use weft_core::{BranchId, MapRecord, SessionId};
 
+use crate::codec;
+
 /// A store backend whose operations block the calling thread.
 ///
 /// Each method is the synchronous form of the [`Store`] method of the same
@@ -63,7 +65,7 @@ pub trait BlockingStore: Send + Sync + 'static {
         id: &SessionId,
         from_seq: u64,
         limit: Option<usize>,
-        map: &MapRecord<'_>,
+        map: &dyn MapRecord,
     ) -> Result<Vec<Record>, StoreError>;
 
     /// [`Store::tail`].
@@ -274,7 +276,7 @@ impl<B: BlockingStore> Store for Blocking<B> {
         limit: Option<usize>,
     ) -> Result<Vec<Record>, StoreError> {
         let id = id.clone();
-        self.run("read", move |b| b.read(&id, from_seq, limit, &|_| Ok(())))
+        self.run("read", move |b| b.read(&id, from_seq, limit, codec::PLAIN))
             .await
     }
 
@@ -421,7 +423,7 @@ mod tests {
             _: &SessionId,
             _: u64,
             _: Option<usize>,
-            _: &MapRecord<'_>,
+            _: &dyn MapRecord,
         ) -> Result<Vec<Record>, StoreError> {
             Err(unused())
         }

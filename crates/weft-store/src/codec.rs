@@ -18,8 +18,8 @@
 use std::convert::Infallible;
 
 use serde::Deserialize;
-use weft_core::Record;
 use weft_core::store::StoreError;
+use weft_core::{MapRecord, Record};
 
 /// Why a record could not be encoded or a line decoded.
 #[derive(Debug, thiserror::Error)]
@@ -148,14 +148,54 @@ pub(crate) fn lines(bytes: &[u8]) -> impl Iterator<Item = &[u8]> {
     })
 }
 
-/// A transform applied to each record as it is decoded: a
-/// [`weft_core::MapRecord`] with any error `E` (`Infallible` for plain
-/// decoding).
-pub(crate) type Mapper<'a, E> = dyn Fn(&mut Record) -> Result<(), E> + Sync + 'a;
+/// What is applied to each record as it is decoded: a
+/// [`weft_core::MapRecord`] (failing with a [`StoreError`]), or
+/// [`Unmapped`] for plain decoding, which cannot fail.
+pub(crate) trait Mapper: Sync {
+    /// What `map` fails with.
+    type Error;
+    /// The record's JSON rewritten before it is parsed (see
+    /// [`MapRecord::rewrite_json`]).
+    fn rewrite(&self, json: &str) -> Option<String>;
+    /// Transforms one decoded record.
+    fn map(&self, record: &mut Record) -> Result<(), Self::Error>;
+}
+
+impl<T: MapRecord + ?Sized> Mapper for T {
+    type Error = StoreError;
+    fn rewrite(&self, json: &str) -> Option<String> {
+        self.rewrite_json(json)
+    }
+    fn map(&self, record: &mut Record) -> Result<(), StoreError> {
+        MapRecord::map(self, record)
+    }
+}
 
 /// The [`Mapper`] that changes nothing and cannot fail.
-fn unmapped(_: &mut Record) -> Result<(), Infallible> {
-    Ok(())
+pub(crate) struct Unmapped;
+
+impl Mapper for Unmapped {
+    type Error = Infallible;
+    fn rewrite(&self, _: &str) -> Option<String> {
+        None
+    }
+    fn map(&self, _: &mut Record) -> Result<(), Infallible> {
+        Ok(())
+    }
+}
+
+/// The [`MapRecord`] of a plain read: changes nothing.
+pub(crate) const PLAIN: &dyn MapRecord = &|_: &mut Record| Ok(());
+
+/// Parses `json`, as `map` rewrites it when it offers a rewrite that
+/// parses (else as stored: the rewrite is only a shortcut).
+fn decode_rewritten<M: Mapper + ?Sized>(json: &str, map: &M) -> Result<Record, CodecError> {
+    if let Some(rewritten) = map.rewrite(json)
+        && let Ok(record) = decode_str(&rewritten)
+    {
+        return Ok(record);
+    }
+    decode_str(json)
 }
 
 /// Decodes the lines of `bytes` (which start at offset `base` of
@@ -169,20 +209,20 @@ pub(crate) fn decode_lines(
     location: &str,
     out: &mut Vec<Record>,
 ) {
-    let Ok(()) = decode_lines_mapped(bytes, base, from_seq, limit, location, out, &unmapped);
+    let Ok(()) = decode_lines_mapped(bytes, base, from_seq, limit, location, out, &Unmapped);
 }
 
 /// [`decode_lines`], passing every record kept through `map`; the first
 /// error of `map` stops the decoding and is returned.
-pub(crate) fn decode_lines_mapped<E>(
+pub(crate) fn decode_lines_mapped<M: Mapper + ?Sized>(
     bytes: &[u8],
     base: u64,
     from_seq: u64,
     limit: usize,
     location: &str,
     out: &mut Vec<Record>,
-    map: &Mapper<'_, E>,
-) -> Result<(), E> {
+    map: &M,
+) -> Result<(), M::Error> {
     // One UTF-8 check of the whole buffer lets every line be parsed as
     // `&str` (faster in serde_json); a buffer with invalid bytes somewhere
     // is parsed line by line, so only the bad lines fail.
@@ -203,14 +243,18 @@ pub(crate) fn decode_lines_mapped<E>(
         {
             continue;
         }
-        let parsed = match text {
+        let json = match text {
             // `start..start + line.len()` lies on '\n' boundaries of valid UTF-8.
-            Some(t) => decode_str(&t[start..start + line.len()]),
+            Some(t) => Some(&t[start..start + line.len()]),
+            None => std::str::from_utf8(line).ok(),
+        };
+        let parsed = match json {
+            Some(json) => decode_rewritten(json, map),
             None => decode_line(line),
         };
         match parsed {
             Ok(mut r) if r.seq >= from_seq => {
-                map(&mut r)?;
+                map.map(&mut r)?;
                 out.push(r);
             }
             Ok(_) => {}
@@ -223,18 +267,22 @@ pub(crate) fn decode_lines_mapped<E>(
 /// Decodes every line of a buffer of whole lines (see [`decode_lines`]),
 /// on several threads when it is large.
 pub(crate) fn decode_all(bytes: &[u8], base: u64, location: &str) -> Vec<Record> {
-    let Ok(records) = decode_all_mapped(bytes, base, location, &unmapped);
+    let Ok(records) = decode_all_mapped(bytes, base, location, &Unmapped);
     records
 }
 
 /// [`decode_all`], passing every record through `map` on the thread that
 /// decoded it; the first error of `map` is returned.
-pub(crate) fn decode_all_mapped<E: Send>(
+pub(crate) fn decode_all_mapped<M>(
     bytes: &[u8],
     base: u64,
     location: &str,
-    map: &Mapper<'_, E>,
-) -> Result<Vec<Record>, E> {
+    map: &M,
+) -> Result<Vec<Record>, M::Error>
+where
+    M: Mapper + ?Sized,
+    M::Error: Send,
+{
     const PARALLEL_MIN: usize = 1024 * 1024;
     let threads = std::thread::available_parallelism()
         .map(|n| n.get())
@@ -272,7 +320,7 @@ pub(crate) fn decode_all_mapped<E: Send>(
         )?;
         Ok(out)
     };
-    let parts: Vec<Result<Vec<Record>, E>> = std::thread::scope(|s| {
+    let parts: Vec<Result<Vec<Record>, M::Error>> = std::thread::scope(|s| {
         let handles: Vec<_> = cuts
             .windows(2)
             .map(|w| (w[0], w[1], s.spawn(move || share(w[0], w[1]))))
@@ -300,7 +348,7 @@ pub(crate) fn decode_joined(
     joined: &str,
     count: usize,
     location: &str,
-    map: &Mapper<'_, StoreError>,
+    map: &dyn MapRecord,
 ) -> Result<Vec<Record>, StoreError> {
     let out = decode_all_mapped(joined.as_bytes(), 0, location, map)?;
     if out.len() != count {
@@ -317,7 +365,7 @@ pub(crate) fn decode_joined(
 pub(crate) fn decode_rows<'a>(
     rows: impl Iterator<Item = &'a str> + Clone,
     location: &str,
-    map: &Mapper<'_, StoreError>,
+    map: &dyn MapRecord,
 ) -> Result<Vec<Record>, StoreError> {
     let mut joined = String::with_capacity(rows.clone().map(|r| r.len() + 1).sum());
     let mut count = 0;
@@ -469,7 +517,7 @@ pub(crate) mod tests {
                 t.insert(std::thread::current().id());
             }
             r.seq += 1_000_000;
-            Ok::<(), String>(())
+            Ok(())
         })
         .expect("no error");
         assert_eq!(mapped.len(), recs.len());
@@ -486,9 +534,13 @@ pub(crate) mod tests {
         let parallel = std::thread::available_parallelism().map_or(1, |n| n.get()) > 1;
         assert_eq!(on_caller, !parallel, "mapped where decoded");
         let err = decode_all_mapped(&bytes, 0, "t", &|r: &mut Record| {
-            if r.seq == 4000 { Err(r.seq) } else { Ok(()) }
+            if r.seq == 4000 {
+                Err(StoreError::Invalid("4000".into()))
+            } else {
+                Ok(())
+            }
         });
-        assert_eq!(err, Err(4000));
+        assert!(matches!(err, Err(StoreError::Invalid(s)) if s == "4000"));
         let mut out = Vec::new();
         let small = joined(&recs[..10]);
         let err = decode_lines_mapped(
@@ -499,12 +551,15 @@ pub(crate) mod tests {
             "t",
             &mut out,
             &|r: &mut Record| {
-                if r.seq == 5 { Err("five") } else { Ok(()) }
+                if r.seq == 5 {
+                    Err(StoreError::Invalid("five".into()))
+                } else {
+                    Ok(())
+                }
             },
         );
-        assert_eq!(
-            (err, out.len()),
-            (Err("five"), 2),
+        assert!(
+            matches!(err, Err(StoreError::Invalid(s)) if s == "five") && out.len() == 2,
             "stops at the failing record"
         );
     }

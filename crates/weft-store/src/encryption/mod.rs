@@ -28,6 +28,7 @@ mod keys;
 mod live;
 mod seal;
 mod shared;
+mod splice;
 mod store_impl;
 mod token;
 

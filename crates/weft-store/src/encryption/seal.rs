@@ -38,13 +38,27 @@ const EVENT_KEY: &str = "sealed";
 /// The metadata key holding a sealed message's token (second layout).
 pub(crate) const MESSAGE_KEY: &str = "wenc";
 
-/// A message's sealed parts.
+/// A message's sealed parts, named as [`Message`] names them so that their
+/// JSON is the message's own fields (`splice` opens a message by putting
+/// them back in its JSON). The second layout's tokens name them `c`, `m`
+/// and `s`.
 #[derive(Serialize, Deserialize)]
 struct Parts {
+    #[serde(rename = "content", alias = "c")]
     c: Vec<ContentBlock>,
-    #[serde(default, skip_serializing_if = "Map::is_empty")]
+    #[serde(
+        rename = "metadata",
+        alias = "m",
+        default,
+        skip_serializing_if = "Map::is_empty"
+    )]
     m: Map<String, Value>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "structured",
+        alias = "s",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     s: Option<Value>,
 }
 

@@ -14,11 +14,12 @@ use weft_core::store::{
     DeleteOptions, ListFilter, ListQuery, Page, RecordMap, SearchHit, SearchQuery, Store,
     StoreError,
 };
-use weft_core::{BranchId, SessionId};
+use weft_core::{BranchId, MapRecord, SessionId};
 
 use super::keyring::{Keyring, to_value};
 use super::keys::{DataKey, MasterKey};
 use super::live::EncryptedLive;
+use super::splice::RecordOpener;
 use super::{KEY_ENTRY, KEY_RING, KEY_RING_PREFIX, key_namespace, seal, shared};
 
 /// A [`Store`] whose user-provided content is sealed with per-session
@@ -92,9 +93,7 @@ impl EncryptedStore {
     async fn opener(&self, id: &SessionId) -> Result<RecordMap, StoreError> {
         let owner = id.clone();
         Ok(match self.key_for(id).await? {
-            Some(key) => {
-                Arc::new(move |r: &mut Record| seal::open_kind(&key, owner.as_str(), &mut r.kind))
-            }
+            Some(key) => Arc::new(RecordOpener::new(key, owner.to_string())),
             None => {
                 let has_master = self.master.is_some();
                 Arc::new(move |r: &mut Record| {
@@ -114,7 +113,7 @@ impl EncryptedStore {
         mut records: Vec<Record>,
     ) -> Result<Vec<Record>, StoreError> {
         let open = self.opener(id).await?;
-        records.iter_mut().try_for_each(|r| open(r))?;
+        records.iter_mut().try_for_each(|r| open.map(r))?;
         Ok(records)
     }
 
@@ -194,6 +193,26 @@ fn no_key(id: &SessionId, has_master: bool) -> StoreError {
         StoreError::Refused(format!(
             "session {id} is encrypted: set WEFT_ENCRYPTION__KEY (or WEFT_ENCRYPTION__KEY_FILE) to the master key it was written with"
         ))
+    }
+}
+
+/// Opening, then a caller's map ([`Store::read_mapped`] through the
+/// wrapper): the caller sees plaintext. The shortcut is the opener's; a
+/// caller's own works on stored JSON, which the opener has already
+/// rewritten, so it is not offered.
+struct Then {
+    first: RecordMap,
+    then: RecordMap,
+}
+
+impl MapRecord for Then {
+    fn map(&self, record: &mut Record) -> Result<(), StoreError> {
+        self.first.map(record)?;
+        self.then.map(record)
+    }
+
+    fn rewrite_json(&self, json: &str) -> Option<String> {
+        self.first.rewrite_json(json)
     }
 }
 
@@ -286,9 +305,9 @@ impl Store for EncryptedStore {
         map: RecordMap,
     ) -> Result<Vec<Record>, StoreError> {
         let open = self.opener(id).await?;
-        let both: RecordMap = Arc::new(move |r: &mut Record| {
-            open(r)?;
-            map(r)
+        let both = Arc::new(Then {
+            first: open,
+            then: map,
         });
         self.inner.read_mapped(id, from_seq, limit, both).await
     }

@@ -3,12 +3,13 @@
 use std::fs::File;
 use std::io::ErrorKind;
 
+use weft_core::MapRecord;
 use weft_core::SessionId;
 use weft_core::record::Record;
 use weft_core::session::SessionMeta;
 use weft_core::store::{SearchHit, SearchQuery, StoreError};
 
-use crate::codec::{self, Mapper};
+use crate::codec;
 use crate::util::{IoContext, io_err};
 
 use super::{FsBackend, LOG_FILE, log, not_found};
@@ -31,7 +32,7 @@ impl FsBackend {
         id: &SessionId,
         from_seq: u64,
         limit: Option<usize>,
-        map: &Mapper<'_, StoreError>,
+        map: &dyn MapRecord,
     ) -> Result<Vec<Record>, StoreError> {
         let (slug, file) = self.open_log(id)?;
         let log_path = self.session_dir(&slug, id.as_str()).join(LOG_FILE);

@@ -60,7 +60,7 @@ impl BlockingStore for FsBackend {
         id: &SessionId,
         from_seq: u64,
         limit: Option<usize>,
-        map: &MapRecord<'_>,
+        map: &dyn MapRecord,
     ) -> Result<Vec<Record>, StoreError> {
         FsBackend::read(self, id, from_seq, limit, map)
     }

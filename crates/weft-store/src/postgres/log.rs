@@ -38,6 +38,7 @@
 //! key still backs the check (a unique violation is a conflict).
 
 use deadpool_postgres::Transaction;
+use weft_core::MapRecord;
 use weft_core::SessionId;
 use weft_core::record::{Record, RecordKind, check_batch};
 use weft_core::session::SessionMeta;
@@ -45,7 +46,7 @@ use weft_core::store::StoreError;
 use weft_core::view::creation_batch;
 
 use super::{BACKEND, PostgresStore, corrupt, db, encode, is_unique_violation, not_found};
-use crate::codec::{self, Mapper};
+use crate::codec;
 use crate::util::{to_i64, to_u64};
 
 /// The append (see the module docs). Parameters: `$1` session id, `$2..$4`
@@ -391,7 +392,7 @@ impl PostgresStore {
         id: &SessionId,
         from_seq: u64,
         limit: Option<usize>,
-        map: &Mapper<'_, StoreError>,
+        map: &dyn MapRecord,
     ) -> Result<Vec<Record>, StoreError> {
         let mut conn = self.conn().await?;
         // One snapshot for the existence check and the rows.

@@ -12,6 +12,7 @@ use weft_core::store::{
 use weft_core::{BranchId, SessionId};
 
 use super::PostgresStore;
+use crate::codec;
 
 #[async_trait]
 impl Store for PostgresStore {
@@ -50,7 +51,7 @@ impl Store for PostgresStore {
         from_seq: u64,
         limit: Option<usize>,
     ) -> Result<Vec<Record>, StoreError> {
-        self.read_records(id, from_seq, limit, &|_| Ok(())).await
+        self.read_records(id, from_seq, limit, codec::PLAIN).await
     }
 
     async fn read_mapped(

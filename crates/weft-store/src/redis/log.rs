@@ -6,6 +6,7 @@
 //! know listing, search or turn locks.
 
 use redis::AsyncCommands;
+use weft_core::MapRecord;
 use weft_core::record::{Record, RecordKind, check_batch};
 use weft_core::session::{SessionMeta, SessionStatus};
 use weft_core::store::{DeleteOptions, StoreError};
@@ -14,7 +15,7 @@ use weft_core::{BranchId, SessionId};
 
 use super::scripts;
 use super::{RedisStore, decode_meta, encode_json, not_found};
-use crate::codec::{self, Mapper};
+use crate::codec;
 
 /// Tries of one append whose cached metadata proves stale.
 const MAX_TRIES: usize = 3;
@@ -204,7 +205,7 @@ impl RedisStore {
         id: &SessionId,
         start: isize,
         stop: isize,
-        map: &Mapper<'_, StoreError>,
+        map: &dyn MapRecord,
     ) -> Result<Vec<Record>, StoreError> {
         let mut conn = self.conn().await?;
         let lines: Vec<String> = conn
@@ -227,7 +228,7 @@ impl RedisStore {
         id: &SessionId,
         from_seq: u64,
         limit: Option<usize>,
-        map: &Mapper<'_, StoreError>,
+        map: &dyn MapRecord,
     ) -> Result<Vec<Record>, StoreError> {
         if limit == Some(0) {
             self.ensure_exists(id).await?;
@@ -252,7 +253,7 @@ impl RedisStore {
             return Ok(Vec::new());
         }
         let n = isize::try_from(n).unwrap_or(isize::MAX);
-        self.range(id, -n, -1, &|_| Ok(())).await
+        self.range(id, -n, -1, codec::PLAIN).await
     }
 
     /// See `Store::delete`. Each session goes in one script; with

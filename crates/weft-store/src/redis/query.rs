@@ -12,6 +12,7 @@ use weft_core::session::SessionMeta;
 use weft_core::store::{ListQuery, Page, SearchHit, SearchQuery, StoreError, list_order};
 
 use super::{REDIS_EVENTS_CAP, RedisStore, decode_meta, encode_json, not_found, scripts};
+use crate::codec;
 
 /// How many metadata keys one `MGET` reads.
 const CHUNK: usize = 500;
@@ -186,7 +187,7 @@ impl RedisStore {
         metas.sort_by(list_order);
         let mut hits = Vec::new();
         for meta in metas {
-            let records = match self.read_records(&meta.id, 1, None, &|_| Ok(())).await {
+            let records = match self.read_records(&meta.id, 1, None, codec::PLAIN).await {
                 Ok(r) => r,
                 Err(StoreError::NotFound(_)) => continue,
                 Err(e) => return Err(e),

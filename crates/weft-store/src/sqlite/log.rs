@@ -3,7 +3,8 @@
 //! `SqliteBackend` that run on the blocking pool.
 
 use super::*;
-use crate::codec::{self, Mapper};
+use crate::codec;
+use weft_core::MapRecord;
 use weft_core::view::creation_batch;
 
 /// Inserts records in a transaction; returns how many are messages (to be
@@ -271,7 +272,7 @@ impl SqliteBackend {
         id: &SessionId,
         from_seq: u64,
         limit: Option<usize>,
-        map: &Mapper<'_, StoreError>,
+        map: &dyn MapRecord,
     ) -> Result<Vec<Record>, StoreError> {
         let mut conn = lock(&self.reader);
         let tx = conn.transaction().map_err(db)?;

@@ -50,7 +50,7 @@ impl BlockingStore for SqliteBackend {
         id: &SessionId,
         from_seq: u64,
         limit: Option<usize>,
-        map: &MapRecord<'_>,
+        map: &dyn MapRecord,
     ) -> Result<Vec<Record>, StoreError> {
         SqliteBackend::read(self, id, from_seq, limit, map)
     }
