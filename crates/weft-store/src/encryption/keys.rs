@@ -282,6 +282,13 @@ fn corrupt_key(owner: &str) -> StoreError {
     }
 }
 
+/// A fresh data key of session `s1` under a random master key (tests).
+#[cfg(test)]
+pub(crate) fn test_key() -> DataKey {
+    let master = MasterKey::from_base64(&MasterKey::generate_base64().expect("gen")).expect("key");
+    master.new_data_key("s1").expect("dk").0
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

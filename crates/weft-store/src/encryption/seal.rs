@@ -263,11 +263,7 @@ mod tests {
     use weft_core::record::StateDelta;
     use weft_core::session::{LAST_PROMPT_CHARS, Project, SessionMeta};
 
-    fn key() -> DataKey {
-        let master =
-            MasterKey::from_base64(&MasterKey::generate_base64().expect("gen")).expect("key");
-        master.new_data_key("s1").expect("dk").0
-    }
+    use crate::encryption::keys::test_key as key;
 
     #[test]
     fn kinds_round_trip_and_hide_their_content() {

@@ -153,18 +153,13 @@ pub(crate) fn open_message_json(key: &DataKey, owner: &str, json: &str) -> Optio
 mod tests {
     use super::*;
     use crate::codec;
-    use crate::encryption::keys::MasterKey;
     use proptest::prelude::*;
     use serde_json::json;
     use weft_core::message::{ContentBlock, Message, Role};
     use weft_core::record::RecordKind;
     use weft_core::{BranchId, TurnId};
 
-    fn key() -> DataKey {
-        let master =
-            MasterKey::from_base64(&MasterKey::generate_base64().expect("gen")).expect("key");
-        master.new_data_key("s1").expect("dk").0
-    }
+    use crate::encryption::keys::test_key as key;
 
     /// The stored line of `m` sealed, and the record the full route reads
     /// back from it.
