@@ -184,7 +184,10 @@ impl Mapper for Unmapped {
     }
 }
 
-/// The [`MapRecord`] of a plain read: changes nothing.
+/// The [`MapRecord`] of a plain read, for the backends' readers that take
+/// one (their `read_mapped` and `read` share them): changes nothing. The
+/// codec's own plain decoding uses [`Unmapped`], whose type says it cannot
+/// fail.
 pub(crate) const PLAIN: &dyn MapRecord = &|_: &mut Record| Ok(());
 
 /// Parses `json`, as `map` rewrites it when it offers a rewrite that
