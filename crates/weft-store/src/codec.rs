@@ -161,7 +161,7 @@ pub(crate) trait Mapper: Sync {
     fn map(&self, record: &mut Record) -> Result<(), Self::Error>;
 }
 
-impl<T: MapRecord + ?Sized> Mapper for T {
+impl Mapper for dyn MapRecord + '_ {
     type Error = StoreError;
     fn rewrite(&self, json: &str) -> Option<String> {
         self.rewrite_json(json)
@@ -171,7 +171,10 @@ impl<T: MapRecord + ?Sized> Mapper for T {
     }
 }
 
-/// The [`Mapper`] that changes nothing and cannot fail.
+/// The map of a plain read: changes nothing. As a [`Mapper`] it cannot
+/// fail (the codec's own plain decoding); as a [`MapRecord`] ([`PLAIN`])
+/// it is what a backend's reader, which takes one, is given for a plain
+/// read.
 pub(crate) struct Unmapped;
 
 impl Mapper for Unmapped {
@@ -184,11 +187,14 @@ impl Mapper for Unmapped {
     }
 }
 
-/// The [`MapRecord`] of a plain read, for the backends' readers that take
-/// one (their `read_mapped` and `read` share them): changes nothing. The
-/// codec's own plain decoding uses [`Unmapped`], whose type says it cannot
-/// fail.
-pub(crate) const PLAIN: &dyn MapRecord = &|_: &mut Record| Ok(());
+impl MapRecord for Unmapped {
+    fn map(&self, _: &mut Record) -> Result<(), StoreError> {
+        Ok(())
+    }
+}
+
+/// [`Unmapped`] as the [`MapRecord`] the backends' readers take.
+pub(crate) const PLAIN: &dyn MapRecord = &Unmapped;
 
 /// Parses `json`, as `map` rewrites it when it offers a rewrite that
 /// parses (else as stored: the rewrite is only a shortcut).
@@ -515,14 +521,14 @@ pub(crate) mod tests {
         let recs = records(6000);
         let bytes = joined(&recs);
         let threads = Mutex::new(HashSet::new());
-        let mapped = decode_all_mapped(&bytes, 0, "t", &|r: &mut Record| {
+        let shift: &dyn MapRecord = &|r: &mut Record| {
             if let Ok(mut t) = threads.lock() {
                 t.insert(std::thread::current().id());
             }
             r.seq += 1_000_000;
             Ok(())
-        })
-        .expect("no error");
+        };
+        let mapped = decode_all_mapped(&bytes, 0, "t", shift).expect("no error");
         assert_eq!(mapped.len(), recs.len());
         assert!(
             mapped
@@ -536,31 +542,25 @@ pub(crate) mod tests {
             .contains(&std::thread::current().id());
         let parallel = std::thread::available_parallelism().map_or(1, |n| n.get()) > 1;
         assert_eq!(on_caller, !parallel, "mapped where decoded");
-        let err = decode_all_mapped(&bytes, 0, "t", &|r: &mut Record| {
+        let fail_at_4000: &dyn MapRecord = &|r: &mut Record| {
             if r.seq == 4000 {
                 Err(StoreError::Invalid("4000".into()))
             } else {
                 Ok(())
             }
-        });
+        };
+        let err = decode_all_mapped(&bytes, 0, "t", fail_at_4000);
         assert!(matches!(err, Err(StoreError::Invalid(s)) if s == "4000"));
         let mut out = Vec::new();
         let small = joined(&recs[..10]);
-        let err = decode_lines_mapped(
-            &small,
-            0,
-            3,
-            usize::MAX,
-            "t",
-            &mut out,
-            &|r: &mut Record| {
-                if r.seq == 5 {
-                    Err(StoreError::Invalid("five".into()))
-                } else {
-                    Ok(())
-                }
-            },
-        );
+        let fail_at_5: &dyn MapRecord = &|r: &mut Record| {
+            if r.seq == 5 {
+                Err(StoreError::Invalid("five".into()))
+            } else {
+                Ok(())
+            }
+        };
+        let err = decode_lines_mapped(&small, 0, 3, usize::MAX, "t", &mut out, fail_at_5);
         assert!(
             matches!(err, Err(StoreError::Invalid(s)) if s == "five") && out.len() == 2,
             "stops at the failing record"
