@@ -8,10 +8,11 @@
 //! metadata fold. The runtime builds one when it resumes a session; the
 //! daemon and the CLI use it to show transcripts.
 
+use chrono::{DateTime, Utc};
 use serde_json::{Map, Value};
 
 use crate::id::BranchId;
-use crate::message::{ContentBlock, Message, Role};
+use crate::message::{ContentBlock, Message, Role, Usage};
 use crate::record::{BatchError, Record, RecordKind, check_batch};
 use crate::session::{Branch, LAST_PROMPT_CHARS, Mail, SessionMeta, SessionStatus};
 
@@ -160,6 +161,79 @@ impl SessionMeta {
             | RecordKind::MailCollected { .. }
             | RecordKind::Rewind { .. }
             | RecordKind::Compaction { .. } => {}
+        }
+    }
+}
+
+/// What a batch of `message` records does to a session's metadata,
+/// whatever the metadata held before: the part of [`SessionMeta::apply`]
+/// that a store can apply where the metadata lives (in a database
+/// statement, say) without a copy of it. [`MessageFold::apply_to`] on any
+/// metadata gives what applying the records one by one gives.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MessageFold {
+    /// How many records the batch holds (the head moves by this much).
+    pub records: u64,
+    /// The last record's time: the new `updated_at`.
+    pub updated_at: DateTime<Utc>,
+    /// How much `message_count` grows (saturating).
+    pub messages: u64,
+    /// How much `turn_count` grows: the user messages (saturating).
+    pub turns: u64,
+    /// The usage the messages report, summed (added saturating).
+    pub usage: Usage,
+    /// The new `last_prompt`, when a user message with text sets one.
+    pub last_prompt: Option<String>,
+    /// The `model` a session without one takes: the first assistant
+    /// message's that names one.
+    pub model: Option<String>,
+}
+
+impl MessageFold {
+    /// The fold of `records`, or `None` unless there is at least one and
+    /// every one is a message.
+    pub fn of(records: &[Record]) -> Option<MessageFold> {
+        let last = records.last()?;
+        let mut fold = MessageFold {
+            records: records.len() as u64,
+            updated_at: last.ts,
+            messages: 0,
+            turns: 0,
+            usage: Usage::default(),
+            last_prompt: None,
+            model: None,
+        };
+        for record in records {
+            let message = record.as_message()?;
+            // The same steps, in the same order, as `SessionMeta::apply`.
+            fold.messages = fold.messages.saturating_add(1);
+            if message.role == Role::User {
+                fold.turns = fold.turns.saturating_add(1);
+                set_last_prompt(&mut fold.last_prompt, message);
+            }
+            if let Some(usage) = &message.usage {
+                fold.usage.add(usage);
+            }
+            if message.role == Role::Assistant && fold.model.is_none() {
+                fold.model.clone_from(&message.model);
+            }
+        }
+        Some(fold)
+    }
+
+    /// Applies the fold to `meta`, whose log's head becomes `head` (the
+    /// batch's last seq).
+    pub fn apply_to(&self, meta: &mut SessionMeta, head: u64) {
+        meta.last_seq = head;
+        meta.updated_at = self.updated_at;
+        meta.message_count = meta.message_count.saturating_add(self.messages);
+        meta.turn_count = meta.turn_count.saturating_add(self.turns);
+        meta.usage.add(&self.usage);
+        if self.last_prompt.is_some() {
+            meta.last_prompt.clone_from(&self.last_prompt);
+        }
+        if meta.model.is_none() {
+            meta.model.clone_from(&self.model);
         }
     }
 }
@@ -509,5 +583,76 @@ mod tests {
         ))
         .unwrap();
         assert_eq!(view.last_prompt(), None);
+    }
+
+    /// A count for the fold tests: small, near the top, or anything.
+    fn count() -> impl proptest::strategy::Strategy<Value = u64> {
+        use proptest::prelude::*;
+        prop_oneof![0..1_000u64, (u64::MAX - 5)..=u64::MAX, any::<u64>()]
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn a_message_fold_applies_as_its_records_do(
+            counts in (count(), count(), count(), count(), count()),
+            model in proptest::option::of("[a-z]{1,6}"),
+            prompt in proptest::option::of("[a-z ]{0,8}"),
+            batch in proptest::collection::vec((
+                0u8..3,
+                proptest::collection::vec("[a-zé ]{0,120}", 0..3),
+                proptest::option::of((count(), count(), count(), count())),
+                proptest::option::of("[a-z]{0,6}"),
+            ), 1..6),
+        ) {
+            let mut meta = SessionMeta::new(SessionId::new_v7(), Project::current(), "base");
+            (meta.message_count, meta.turn_count, meta.usage.input_tokens, meta.usage.output_tokens, meta.last_seq) = counts;
+            meta.last_seq %= 1 << 40;
+            meta.model = model;
+            meta.last_prompt = prompt;
+            let kinds = batch.into_iter().map(|(role, texts, usage, model)| {
+                let role = [Role::User, Role::Assistant, Role::Tool][usize::from(role)];
+                let content = texts.into_iter().map(ContentBlock::text).collect();
+                let mut message = Message::new(BranchId::main(), role, content);
+                message.usage = usage.map(|(a, b, c, d)| Usage {
+                    input_tokens: a,
+                    output_tokens: b,
+                    cache_read_tokens: c,
+                    cache_creation_tokens: d,
+                });
+                message.model = model;
+                RecordKind::message(message)
+            });
+            let records = Record::batch(meta.last_seq, kinds);
+            let fold = MessageFold::of(&records).unwrap();
+            let mut one_by_one = meta.clone();
+            for r in &records {
+                one_by_one.apply(r);
+            }
+            let mut folded = meta;
+            fold.apply_to(&mut folded, records.last().unwrap().seq);
+            proptest::prop_assert_eq!(folded, one_by_one);
+        }
+    }
+
+    #[test]
+    fn only_message_batches_have_a_message_fold() {
+        assert_eq!(MessageFold::of(&[]), None);
+        let meta = SessionMeta::new(SessionId::new_v7(), Project::current(), "base");
+        let records = Record::batch(
+            3,
+            vec![
+                RecordKind::message(Message::text(BranchId::main(), Role::User, "hi")),
+                RecordKind::Meta(crate::record::MetaPatch {
+                    name: Some("n".into()),
+                    ..Default::default()
+                }),
+            ],
+        );
+        assert_eq!(MessageFold::of(&records), None);
+        let created = Record::batch(0, vec![RecordKind::SessionCreated(Box::new(meta))]);
+        assert_eq!(MessageFold::of(&created), None);
+        let fold = MessageFold::of(&records[..1]).unwrap();
+        assert_eq!((fold.records, fold.messages, fold.turns), (1, 1, 1));
+        assert_eq!(fold.last_prompt.as_deref(), Some("hi"));
     }
 }
