@@ -29,7 +29,10 @@
 //! messages) are decided against the head they are appended after, through
 //! [`append_at_head`] here or [`crate::log::append_checked`] for a writer
 //! holding a [`crate::log::SessionLog`]; a conflict makes them re-check,
-//! never blindly retry.
+//! never blindly retry. A write that depends on the session only through
+//! its status and default branch ([`HeadGuard`]: a message added between
+//! turns) can leave the check to the store ([`Store::append_guarded`]),
+//! which a backend may do where it keeps the session, saving the read.
 //!
 //! This module knows records, metadata and the view fold; it must not know
 //! the session log's writers ([`crate::log`]) or the runtime's errors
@@ -52,8 +55,10 @@ use crate::session::{ForkedFrom, SessionMeta, SessionStatus};
 use crate::view::{SessionView, ViewError};
 
 mod cleanup;
+mod head;
 
 pub use crate::fork::{FORK_INTERRUPTED, ForkError, ForkPlan, ForkPoint, fork_plan};
+pub use head::{HeadGuard, append_at_head, append_guarded_after_get};
 
 /// What a store operation can fail with.
 #[derive(Debug, thiserror::Error)]
@@ -536,6 +541,25 @@ pub trait Store: Send + Sync {
         records: Vec<Record>,
     ) -> Result<SessionMeta, StoreError>;
 
+    /// Appends `kinds` after whatever the log's head is when they land,
+    /// provided the session there passes `guard`; returns the records as
+    /// numbered there and the new metadata, or `None` (nothing written)
+    /// when the guard does not hold. For writes that depend on the session
+    /// only through the guard, such as a message added between turns. The
+    /// default reads the head first ([`Store::get`], then
+    /// [`Store::append`], again after a conflict, a
+    /// [`StoreError::Conflict`] when the session kept changing
+    /// [`UPDATE_ATTEMPTS`] times); a backend that can check the guard and
+    /// number the batch where it stores it saves that read.
+    async fn append_guarded(
+        &self,
+        id: &SessionId,
+        guard: &HeadGuard,
+        kinds: Vec<RecordKind>,
+    ) -> Result<Option<(Vec<Record>, SessionMeta)>, StoreError> {
+        append_guarded_after_get(self, id, guard, kinds).await
+    }
+
     /// Records with `seq >= from_seq`, at most `limit` of them, in order.
     async fn read(
         &self,
@@ -820,37 +844,6 @@ pub trait Store: Send + Sync {
 /// [`crate::log::append_checked`], [`crate::log::update_session`]) makes
 /// before giving up on a session that keeps changing.
 pub const UPDATE_ATTEMPTS: usize = 16;
-
-/// Appends the records `decide` gives for the session as it is at its
-/// head, deciding again against the new head when another writer appended
-/// first (at most [`UPDATE_ATTEMPTS`] times). No records: nothing is
-/// written and the session is returned as read. For writes decided on the
-/// metadata alone; a writer that keeps its own view of the session uses
-/// [`crate::log::append_checked`], which also hands `decide` the records
-/// the others appended.
-pub async fn append_at_head<S, F>(
-    store: &S,
-    id: &SessionId,
-    mut decide: F,
-) -> Result<SessionMeta, StoreError>
-where
-    S: Store + ?Sized,
-    F: FnMut(&SessionMeta) -> Result<Vec<RecordKind>, StoreError> + Send,
-{
-    let mut attempt = 0;
-    loop {
-        let session = store.get(id).await?;
-        let kinds = decide(&session)?;
-        if kinds.is_empty() {
-            return Ok(session);
-        }
-        let head = session.last_seq;
-        match store.append(id, head, Record::batch(head, kinds)).await {
-            Err(e) if e.is_conflict() && attempt < UPDATE_ATTEMPTS => attempt += 1,
-            other => return other,
-        }
-    }
-}
 
 /// `name` trimmed, or [`StoreError::Invalid`] when it is longer than
 /// [`crate::session::MAX_NAME_CHARS`].
