@@ -41,6 +41,7 @@ use weft_core::{BranchId, SessionId, TurnId};
 
 mod appends;
 mod fork_delete;
+mod guarded;
 pub mod handles;
 mod listing;
 pub mod live;
@@ -51,6 +52,7 @@ mod state;
 
 pub use appends::*;
 pub use fork_delete::*;
+pub use guarded::*;
 pub use listing::*;
 pub use locks::*;
 pub use reads::*;
@@ -117,6 +119,8 @@ macro_rules! store_conformance_tests {
             invalid_cursor,
             turn_locks_are_exclusive,
             racing_transitions_one_wins,
+            guarded_appends_land_at_the_head,
+            racing_guarded_appends_lose_nothing,
         );
     };
     (@each $make:expr; $($name:ident),* $(,)?) => {
