@@ -663,3 +663,187 @@ async fn a_damaged_record_row_fails_the_read() {
     })
     .await;
 }
+
+/// The guarded append folds a message batch into the metadata on the
+/// server: what it stores parses to what `SessionMeta::apply` gives, from
+/// metadata this handle never saw (written by hand here: counts at the
+/// top saturate, no model yet, no default branch named, a key this build
+/// does not know kept), and both handles append plainly after it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_guarded_append_folds_on_the_server_as_the_client_does() {
+    use weft_core::message::{Message, Usage};
+    use weft_core::session::SessionStatus;
+    use weft_core::store::HeadGuard;
+    use weft_core::{BranchId, RecordKind};
+    let schema = fresh_schema();
+    let a = open_in(&schema).await;
+    let _guard = DropSchema(a.clone());
+    let b = open_in(&schema).await;
+    let meta = new_meta("server-fold");
+    let id = meta.id.clone();
+    a.create(meta, vec![text(Role::User, "first")])
+        .await
+        .expect("create");
+    a.transition(&id, SessionStatus::Active, None, None)
+        .await
+        .expect("start");
+    let (client, conn) = tokio_postgres::connect(&server_url(), tokio_postgres::NoTls)
+        .await
+        .expect("connect");
+    tokio::spawn(conn);
+    let top = u64::MAX;
+    client
+        .execute(
+            &format!(
+                "UPDATE {schema}.sessions SET meta = (meta::jsonb - 'default_branch' - 'model'
+                 || jsonb_build_object('message_count', {}::numeric, 'future_key', 'kept',
+                    'usage', jsonb_build_object('input_tokens', {top}::numeric, 'output_tokens', 5)))::text
+                 WHERE id = $1",
+                top - 1
+            ),
+            &[&id.as_str()],
+        )
+        .await
+        .expect("edit the row");
+    let before = b.get(&id).await.expect("get");
+    assert_eq!(
+        (before.message_count, before.model.as_deref()),
+        (top - 1, None)
+    );
+    let mut reply = Message::text(BranchId::main(), Role::Assistant, "hello");
+    reply.model = Some("m-1".into());
+    reply.usage = Some(Usage {
+        input_tokens: 7,
+        output_tokens: 8,
+        cache_read_tokens: 9,
+        cache_creation_tokens: 0,
+    });
+    let batch = vec![
+        text(Role::User, "a prompt with \"quotes\", é and \\ backslashes"),
+        RecordKind::message(reply),
+        text(Role::User, ""),
+    ];
+    let guard = HeadGuard {
+        status: SessionStatus::Active,
+        default_branch: BranchId::main(),
+    };
+    let (records, meta) = b
+        .append_guarded(&id, &guard, batch)
+        .await
+        .expect("guarded append")
+        .expect("the guard holds");
+    let mut expected = before.clone();
+    for r in &records {
+        expected.apply(r);
+    }
+    assert_eq!(meta, expected, "the server's fold is the client's");
+    assert_eq!(meta.message_count, top, "saturated");
+    assert_eq!(meta.usage.input_tokens, top, "saturated");
+    assert_eq!(meta.usage.output_tokens, 13);
+    assert_eq!(meta.model.as_deref(), Some("m-1"));
+    let stored: String = client
+        .query_one(
+            &format!("SELECT meta FROM {schema}.sessions WHERE id = $1"),
+            &[&id.as_str()],
+        )
+        .await
+        .expect("read the row")
+        .get(0);
+    assert!(
+        stored.contains(&format!("\"message_count\": {top}"))
+            && stored.contains("\"future_key\": \"kept\""),
+        "folded by the server (jsonb's spacing), unknown keys kept: {stored}"
+    );
+    assert_eq!(a.get(&id).await.expect("get on a"), meta);
+    assert_eq!(
+        a.read(&id, records[0].seq, None).await.expect("read"),
+        records,
+        "the records as returned, numbered by the server"
+    );
+    // Plain appends after it, from a stale copy (a) and from the copy the
+    // server returned (b).
+    let head = meta.last_seq;
+    a.append(&id, head, Record::batch(head, [text(Role::User, "on a")]))
+        .await
+        .expect("append on a");
+    let last = b
+        .append(
+            &id,
+            head + 1,
+            Record::batch(head + 1, [text(Role::User, "on b")]),
+        )
+        .await
+        .expect("append on b");
+    assert_eq!(last.last_seq, head + 2);
+    assert_eq!(last.last_prompt.as_deref(), Some("on b"));
+    assert_eq!(b.get(&id).await.expect("get"), last);
+}
+
+/// Behind the encryption layer the guarded append seals the batch, the
+/// server numbers and folds the sealed records, and the caller gets and
+/// reads back plaintext; no plaintext reaches the rows.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_guarded_append_seals_behind_encryption() {
+    use weft_core::BranchId;
+    use weft_core::session::SessionStatus;
+    use weft_core::store::HeadGuard;
+    use weft_store::encryption::{self, MasterKey};
+    let schema = fresh_schema();
+    let pg = open_in(&schema).await;
+    let _guard = DropSchema(pg.clone());
+    let key = MasterKey::from_base64(&MasterKey::generate_base64().expect("a random key"))
+        .expect("a valid key");
+    let store = encryption::wrap(Arc::new(pg), Some(key));
+    let meta = new_meta("sealed-guarded");
+    let id = meta.id.clone();
+    store.create(meta, vec![]).await.expect("create");
+    store
+        .transition(&id, SessionStatus::Active, None, None)
+        .await
+        .expect("start");
+    let secret = "zanzibar-quokka-7731";
+    let prompt = format!("the word is {secret}");
+    let guard = HeadGuard {
+        status: SessionStatus::Active,
+        default_branch: BranchId::main(),
+    };
+    let batch = vec![text(Role::User, &prompt)];
+    let (records, meta) = store
+        .append_guarded(&id, &guard, batch.clone())
+        .await
+        .expect("guarded append")
+        .expect("the guard holds");
+    assert_eq!(
+        records.iter().map(|r| r.kind.clone()).collect::<Vec<_>>(),
+        batch
+    );
+    assert_eq!(meta.last_prompt.as_deref(), Some(prompt.as_str()));
+    assert_eq!(meta.message_count, 1);
+    assert_eq!(
+        store.read(&id, records[0].seq, None).await.expect("read"),
+        records
+    );
+    assert_eq!(store.get(&id).await.expect("get"), meta);
+    let (client, conn) = tokio_postgres::connect(&server_url(), tokio_postgres::NoTls)
+        .await
+        .expect("connect");
+    tokio::spawn(conn);
+    let rows = client
+        .query(
+            &format!(
+                "SELECT record FROM {schema}.records UNION ALL SELECT meta FROM {schema}.sessions"
+            ),
+            &[],
+        )
+        .await
+        .expect("read the rows");
+    let texts: Vec<String> = rows.iter().map(|r| r.get(0)).collect();
+    assert!(
+        texts.iter().all(|t| !t.contains(secret)),
+        "plaintext in the rows: {texts:?}"
+    );
+    assert!(
+        texts.iter().any(|t| t.contains("\"message_count\": 1")),
+        "the server folded the sealed batch: {texts:?}"
+    );
+}

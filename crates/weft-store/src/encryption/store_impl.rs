@@ -11,8 +11,8 @@ use weft_core::live::LiveChannel;
 use weft_core::record::{Record, RecordKind, StateDelta};
 use weft_core::session::SessionMeta;
 use weft_core::store::{
-    DeleteOptions, ListFilter, ListQuery, Page, RecordMap, SearchHit, SearchQuery, Store,
-    StoreError,
+    DeleteOptions, HeadGuard, ListFilter, ListQuery, Page, RecordMap, SearchHit, SearchQuery,
+    Store, StoreError,
 };
 use weft_core::{BranchId, MapRecord, SessionId};
 
@@ -270,6 +270,31 @@ impl Store for EncryptedStore {
     async fn get(&self, id: &SessionId) -> Result<SessionMeta, StoreError> {
         let meta = self.inner.get(id).await?;
         Ok(self.open_meta(meta).await)
+    }
+
+    async fn append_guarded(
+        &self,
+        id: &SessionId,
+        guard: &HeadGuard,
+        kinds: Vec<RecordKind>,
+    ) -> Result<Option<(Vec<Record>, SessionMeta)>, StoreError> {
+        // Sealed as `append` seals; the backend numbers and folds the
+        // sealed batch, and the caller gets its own records back, numbered.
+        let mut sealed = kinds.clone();
+        if let Some(key) = self.key_for(id).await? {
+            for k in &mut sealed {
+                seal::seal_kind(&key, id.as_str(), k)?;
+            }
+        }
+        let Some((written, meta)) = self.inner.append_guarded(id, guard, sealed).await? else {
+            return Ok(None);
+        };
+        let records = written
+            .into_iter()
+            .zip(kinds)
+            .map(|(r, kind)| Record { kind, ..r })
+            .collect();
+        Ok(Some((records, self.open_meta(meta).await)))
     }
 
     async fn append(

@@ -43,6 +43,12 @@
 //! written only while that turn holds its branch's unexpired lease (else
 //! [`StoreError::LeaseLost`], nothing written).
 //!
+//! An append that leaves its check to the store
+//! ([`Store::append_guarded`](weft_core::store::Store::append_guarded), a
+//! batch of messages) is one statement too, numbered and folded where the
+//! row is (see `guarded`): a process that did not write the session last
+//! does not read it first.
+//!
 //! Appends and kernel events are single statements, so they share
 //! connections ("lanes", half of the pool, see `lanes`): many are in
 //! flight on one connection at once instead of each waiting for a
@@ -67,6 +73,7 @@ use tokio_postgres::NoTls;
 use weft_core::SessionId;
 use weft_core::store::StoreError;
 
+mod guarded;
 mod lanes;
 mod lease;
 mod live;

@@ -7,7 +7,7 @@ use weft_core::lease::{TurnHolder, TurnLockAttempt, TurnLockInfo};
 use weft_core::record::{Record, RecordKind, StateDelta};
 use weft_core::session::SessionMeta;
 use weft_core::store::{
-    DeleteOptions, ListQuery, Page, RecordMap, SearchHit, SearchQuery, Store, StoreError,
+    DeleteOptions, HeadGuard, ListQuery, Page, RecordMap, SearchHit, SearchQuery, Store, StoreError,
 };
 use weft_core::{BranchId, SessionId};
 
@@ -43,6 +43,15 @@ impl Store for PostgresStore {
         records: Vec<Record>,
     ) -> Result<SessionMeta, StoreError> {
         self.append_batch(id, expected_seq, records).await
+    }
+
+    async fn append_guarded(
+        &self,
+        id: &SessionId,
+        guard: &HeadGuard,
+        kinds: Vec<RecordKind>,
+    ) -> Result<Option<(Vec<Record>, SessionMeta)>, StoreError> {
+        self.append_guarded_batch(id, guard, kinds).await
     }
 
     async fn read(
