@@ -94,3 +94,86 @@ async fn a_moved_default_branch_receives_the_message() {
     assert_eq!(last["content"], "on side");
     s.stop().await;
 }
+
+/// Once another writer has been seen, the daemon appends where the head
+/// is, guarded by what it saw last (`Store::append_guarded`): messages
+/// interleave with the other writer's in order, a default branch moved
+/// behind its back receives them, and a session ended behind its back
+/// refuses them.
+#[tokio::test]
+async fn while_another_writer_keeps_writing_messages_follow_the_head() {
+    let s = start(echo_plans()).await;
+    let id = s.active().await;
+    let base = format!("/api/v1/sessions/{id}");
+    let (status, made) = s
+        .post(&format!("{base}/branches"), json!({"name": "side"}))
+        .await;
+    assert_eq!(status, 201, "{made}");
+    let (status, first) = s
+        .post(&format!("{base}/messages"), json!({"content": "one"}))
+        .await;
+    assert_eq!(status, 201, "{first}");
+    let mut seq = first["seq"].as_u64().expect("seq");
+    let mut want = vec!["one".to_string()];
+    for i in 0..4 {
+        s.outside_message(&id, &format!("outside {i}")).await;
+        let (status, body) = s
+            .post(
+                &format!("{base}/messages"),
+                json!({"content": format!("daemon {i}")}),
+            )
+            .await;
+        assert_eq!(status, 201, "{body}");
+        assert_eq!(body["seq"].as_u64(), Some(seq + 2), "{body}");
+        assert_eq!(body["branch"], "main", "{body}");
+        seq += 2;
+        want.extend([format!("outside {i}"), format!("daemon {i}")]);
+    }
+    let texts: Vec<String> = s
+        .transcript(&id)
+        .await
+        .iter()
+        .map(|m| m["content"].as_str().unwrap_or_default().to_string())
+        .collect();
+    assert_eq!(texts, want);
+    let sid = SessionId::parse(&id).expect("id");
+    append_at_head(s.store.as_ref(), &sid, |_| {
+        Ok(vec![RecordKind::DefaultBranch {
+            branch: BranchId::parse("side").expect("branch"),
+        }])
+    })
+    .await
+    .expect("move the default");
+    let (status, body) = s
+        .post(&format!("{base}/messages"), json!({"content": "on side"}))
+        .await;
+    assert_eq!(status, 201, "{body}");
+    assert_eq!(body["branch"], "side", "{body}");
+    s.outside_message(&id, "outside again").await;
+    append_at_head(s.store.as_ref(), &sid, |meta| {
+        transition_batch(meta, SessionStatus::Completed, None, None, |m| {
+            format!("cannot complete a {} session", m.status)
+        })
+    })
+    .await
+    .expect("complete");
+    let (status, body) = s
+        .post(&format!("{base}/messages"), json!({"content": "late"}))
+        .await;
+    assert_eq!(status, 409, "{body}");
+    assert!(body.to_string().contains("completed"), "{body}");
+    let (status, side) = s.get(&format!("{base}/transcript?branch=side")).await;
+    assert_eq!(status, 200, "{side}");
+    let texts: Vec<&str> = side
+        .as_array()
+        .expect("messages")
+        .iter()
+        .filter_map(|m| m["content"].as_str())
+        .collect();
+    assert_eq!(texts.last().copied(), Some("outside again"), "{side}");
+    assert!(
+        texts.contains(&"on side") && !texts.contains(&"late"),
+        "{side}"
+    );
+    s.stop().await;
+}

@@ -228,17 +228,54 @@ impl Core {
         Ok(())
     }
 
-    /// Appends `message` to the transcript without running the model. The
-    /// session must be active and idle; a live session is dropped so the
-    /// next turn reloads its history.
+    /// Appends `message` to the transcript without running the model, on
+    /// `branch` (None: the default branch; the message's own is replaced).
+    /// The session must be active and idle; a live session is dropped so
+    /// the next turn reloads its history.
     pub(crate) async fn append_message(
         &self,
         id: &SessionId,
         branch: Option<&str>,
-        message: impl FnOnce(BranchId) -> weft_core::Message,
+        mut message: weft_core::Message,
     ) -> Result<(u64, weft_core::Message), ApiError> {
         let slot = self.slot(id);
         let mut live = slot.live.lock().await;
+        let named = branch.filter(|b| !b.is_empty());
+        // Another process writes the session lately (this daemon's hint is
+        // behind) and nothing here does: append where the head is, guarded
+        // by what this daemon saw last (active, its default branch),
+        // without reading the head first (one statement on PostgreSQL). A
+        // guard that no longer holds takes the route below.
+        if live.is_none()
+            && named.is_none()
+            && slot.written().is_none()
+            && !slot.is_running()
+            && let Some(seen) = slot
+                .last_written()
+                .filter(|m| m.status == SessionStatus::Active)
+        {
+            message.branch = seen.default_branch.clone();
+            let guard = HeadGuard {
+                status: SessionStatus::Active,
+                default_branch: seen.default_branch.clone(),
+            };
+            let batch = vec![RecordKind::message(message.clone())];
+            match self.store().append_guarded(id, &guard, batch).await {
+                Ok(Some((records, meta))) => {
+                    let seq = records.last().map_or(meta.last_seq, |r| r.seq);
+                    let others = meta.last_seq != seen.last_seq + records.len() as u64;
+                    slot.set_written(Some(meta), others);
+                    slot.feed.publish(&records).await;
+                    slot.touch();
+                    return Ok((seq, message));
+                }
+                Ok(None) => {}
+                Err(e) => {
+                    slot.set_written(None, e.is_conflict());
+                    return Err(session_error(id, e));
+                }
+            }
+        }
         // What this daemon's last write left, when it says the session is
         // active and nothing else writes it here: the append below checks
         // it is still the head (anything written since by another process
@@ -247,7 +284,6 @@ impl Core {
             Some(meta) if live.is_none() && meta.status == SessionStatus::Active => meta,
             _ => self.meta(id).await?,
         };
-        let named = branch.filter(|b| !b.is_empty());
         let branch = match named {
             None => meta.default_branch.clone(),
             Some(b) => {
@@ -268,7 +304,7 @@ impl Core {
                 }
             }
         };
-        let message = message(branch);
+        message.branch = branch;
         if meta.status != SessionStatus::Active {
             return Err(ApiError::conflict(format!(
                 "session {id} is {}: messages can be added only while it is active{}",

@@ -46,7 +46,7 @@ use weft_core::log::{append_checked, transition_batch, update_session};
 use weft_core::mount::MountPlan;
 use weft_core::record::{RecordKind, StateDelta};
 use weft_core::session::SessionMeta;
-use weft_core::store::{DeleteOptions, Store, StoreError};
+use weft_core::store::{DeleteOptions, HeadGuard, Store, StoreError};
 use weft_core::stored::{self, StateError};
 use weft_core::view::SessionView;
 use weft_core::{
@@ -165,6 +165,13 @@ impl Slot {
             return None;
         }
         w.meta.clone()
+    }
+
+    /// The metadata this daemon's last write left, if it is known, even
+    /// when another writer was seen on the session lately (then it is
+    /// likely behind the head: a guess at what the head allows).
+    pub(crate) fn last_written(&self) -> Option<SessionMeta> {
+        lock(&self.written).meta.clone()
     }
 
     /// Remembers what a write left (`meta`), and whether it had to fold in
@@ -308,6 +315,15 @@ pub(crate) fn lifecycle_detail(meta: &SessionMeta, to: SessionStatus) -> String 
     )
 }
 
+/// A store error about session `id` as the API reports it (not found: 404
+/// naming it).
+fn session_error(id: &SessionId, e: StoreError) -> ApiError {
+    match e {
+        StoreError::NotFound(_) => ApiError::not_found(format!("session {id} not found")),
+        other => other.into(),
+    }
+}
+
 fn plan_error(e: PlanError) -> ApiError {
     match e {
         PlanError::UnknownProfile(m) => ApiError::unprocessable(m),
@@ -406,10 +422,7 @@ impl Core {
 
     /// The session's metadata (404 if unknown).
     pub(crate) async fn meta(&self, id: &SessionId) -> Result<SessionMeta, ApiError> {
-        self.store().get(id).await.map_err(|e| match e {
-            StoreError::NotFound(_) => ApiError::not_found(format!("session {id} not found")),
-            other => other.into(),
-        })
+        self.store().get(id).await.map_err(|e| session_error(id, e))
     }
 
     /// Shutdown: cancels every running turn and waits (bounded) for them

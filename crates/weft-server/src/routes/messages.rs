@@ -13,7 +13,7 @@ use axum::response::{IntoResponse, Response};
 use serde_json::Value;
 use weft_core::message::{ContentBlock, Role};
 use weft_core::view::LoggedMessage;
-use weft_core::{Message, ResponseFormat, SessionId};
+use weft_core::{BranchId, Message, ResponseFormat, SessionId};
 
 use crate::answers::{self, Stamp};
 use crate::error::{ApiError, ErrorBody};
@@ -60,12 +60,11 @@ pub(crate) async fn append_message(
     let sender = req
         .agent
         .or_else(|| (role == Role::User).then(|| "user".to_string()));
+    // Its branch is decided where it is appended.
+    let mut message = Message::new(BranchId::main(), role, content);
+    message.sender = sender;
     let (seq, message) = core
-        .append_message(&id, req.branch.as_deref(), |branch| {
-            let mut message = Message::new(branch, role, content);
-            message.sender = sender;
-            message
-        })
+        .append_message(&id, req.branch.as_deref(), message)
         .await?;
     Ok((
         StatusCode::CREATED,
