@@ -98,21 +98,16 @@ impl SessionMeta {
         self.updated_at = record.ts;
         match &record.kind {
             RecordKind::SessionCreated(_) => {}
-            RecordKind::Message(message) => {
-                // Saturating: a log's counts are input and must not panic
-                // the fold.
-                self.message_count = self.message_count.saturating_add(1);
-                if message.role == Role::User {
-                    self.turn_count = self.turn_count.saturating_add(1);
-                    set_last_prompt(&mut self.last_prompt, message);
-                }
-                if let Some(usage) = &message.usage {
-                    self.usage.add(usage);
-                }
-                if message.role == Role::Assistant && self.model.is_none() {
-                    self.model.clone_from(&message.model);
-                }
-            }
+            RecordKind::Message(message) => fold_message(
+                message,
+                MessageFields {
+                    messages: &mut self.message_count,
+                    turns: &mut self.turn_count,
+                    usage: &mut self.usage,
+                    last_prompt: &mut self.last_prompt,
+                    model: &mut self.model,
+                },
+            ),
             RecordKind::Status(change) => {
                 self.status = change.to;
                 match change.to {
@@ -204,19 +199,16 @@ impl MessageFold {
             model: None,
         };
         for record in records {
-            let message = record.as_message()?;
-            // The same steps, in the same order, as `SessionMeta::apply`.
-            fold.messages = fold.messages.saturating_add(1);
-            if message.role == Role::User {
-                fold.turns = fold.turns.saturating_add(1);
-                set_last_prompt(&mut fold.last_prompt, message);
-            }
-            if let Some(usage) = &message.usage {
-                fold.usage.add(usage);
-            }
-            if message.role == Role::Assistant && fold.model.is_none() {
-                fold.model.clone_from(&message.model);
-            }
+            fold_message(
+                record.as_message()?,
+                MessageFields {
+                    messages: &mut fold.messages,
+                    turns: &mut fold.turns,
+                    usage: &mut fold.usage,
+                    last_prompt: &mut fold.last_prompt,
+                    model: &mut fold.model,
+                },
+            );
         }
         Some(fold)
     }
@@ -235,6 +227,33 @@ impl MessageFold {
         if meta.model.is_none() {
             meta.model.clone_from(&self.model);
         }
+    }
+}
+
+/// The metadata fields a message changes: [`SessionMeta`]'s own, or a
+/// [`MessageFold`]'s running totals.
+struct MessageFields<'a> {
+    messages: &'a mut u64,
+    turns: &'a mut u64,
+    usage: &'a mut Usage,
+    last_prompt: &'a mut Option<String>,
+    model: &'a mut Option<String>,
+}
+
+/// Folds one message into `fields`: the one place a message's effect on
+/// the metadata is written. Saturating: a log's counts are input and must
+/// not panic the fold.
+fn fold_message(message: &Message, fields: MessageFields<'_>) {
+    *fields.messages = fields.messages.saturating_add(1);
+    if message.role == Role::User {
+        *fields.turns = fields.turns.saturating_add(1);
+        set_last_prompt(fields.last_prompt, message);
+    }
+    if let Some(usage) = &message.usage {
+        fields.usage.add(usage);
+    }
+    if message.role == Role::Assistant && fields.model.is_none() {
+        fields.model.clone_from(&message.model);
     }
 }
 

@@ -14,6 +14,30 @@ use weft_core::record::RecordKind;
 use weft_core::session::SessionStatus;
 use weft_core::store::{append_at_head, transition_batch};
 
+/// Completes session `id` as another writer of the store would.
+async fn complete_outside(s: &Server, id: &str) {
+    let sid = SessionId::parse(id).expect("id");
+    append_at_head(s.store.as_ref(), &sid, |meta| {
+        transition_batch(meta, SessionStatus::Completed, None, None, |m| {
+            format!("cannot complete a {} session", m.status)
+        })
+    })
+    .await
+    .expect("complete");
+}
+
+/// Makes `branch` session `id`'s default as another writer would.
+async fn move_default_outside(s: &Server, id: &str, branch: &str) {
+    let sid = SessionId::parse(id).expect("id");
+    append_at_head(s.store.as_ref(), &sid, |_| {
+        Ok(vec![RecordKind::DefaultBranch {
+            branch: BranchId::parse(branch).expect("branch"),
+        }])
+    })
+    .await
+    .expect("move the default");
+}
+
 #[tokio::test]
 async fn a_message_follows_what_another_writer_appended() {
     let s = start(echo_plans()).await;
@@ -43,14 +67,7 @@ async fn a_session_ended_behind_the_daemons_back_refuses_messages() {
     let path = format!("/api/v1/sessions/{id}/messages");
     let (status, body) = s.post(&path, json!({"content": "one"})).await;
     assert_eq!(status, 201, "{body}");
-    let sid = SessionId::parse(&id).expect("id");
-    append_at_head(s.store.as_ref(), &sid, |meta| {
-        transition_batch(meta, SessionStatus::Completed, None, None, |m| {
-            format!("cannot complete a {} session", m.status)
-        })
-    })
-    .await
-    .expect("complete");
+    complete_outside(&s, &id).await;
     let (status, body) = s.post(&path, json!({"content": "two"})).await;
     assert_eq!(status, 409, "{body}");
     assert!(
@@ -75,14 +92,7 @@ async fn a_moved_default_branch_receives_the_message() {
         .await;
     assert_eq!(status, 201, "{body}");
     assert_eq!(body["branch"], "main");
-    let sid = SessionId::parse(&id).expect("id");
-    append_at_head(s.store.as_ref(), &sid, |_| {
-        Ok(vec![RecordKind::DefaultBranch {
-            branch: BranchId::parse("side").expect("branch"),
-        }])
-    })
-    .await
-    .expect("move the default");
+    move_default_outside(&s, &id, "side").await;
     let (status, body) = s
         .post(&format!("{base}/messages"), json!({"content": "on side"}))
         .await;
@@ -136,27 +146,14 @@ async fn while_another_writer_keeps_writing_messages_follow_the_head() {
         .map(|m| m["content"].as_str().unwrap_or_default().to_string())
         .collect();
     assert_eq!(texts, want);
-    let sid = SessionId::parse(&id).expect("id");
-    append_at_head(s.store.as_ref(), &sid, |_| {
-        Ok(vec![RecordKind::DefaultBranch {
-            branch: BranchId::parse("side").expect("branch"),
-        }])
-    })
-    .await
-    .expect("move the default");
+    move_default_outside(&s, &id, "side").await;
     let (status, body) = s
         .post(&format!("{base}/messages"), json!({"content": "on side"}))
         .await;
     assert_eq!(status, 201, "{body}");
     assert_eq!(body["branch"], "side", "{body}");
     s.outside_message(&id, "outside again").await;
-    append_at_head(s.store.as_ref(), &sid, |meta| {
-        transition_batch(meta, SessionStatus::Completed, None, None, |m| {
-            format!("cannot complete a {} session", m.status)
-        })
-    })
-    .await
-    .expect("complete");
+    complete_outside(&s, &id).await;
     let (status, body) = s
         .post(&format!("{base}/messages"), json!({"content": "late"}))
         .await;

@@ -13,7 +13,7 @@ use serde_json::json;
 use weft_core::Role;
 use weft_core::record::{Record, StateDelta};
 use weft_core::store::{Store, StoreError};
-use weft_store::conformance::{Harness, new_meta, text};
+use weft_store::conformance::{Harness, active_session, new_meta, text};
 use weft_store::postgres::{MIGRATIONS, PostgresStore, SCHEMA_VERSION};
 
 fn server_url() -> String {
@@ -679,14 +679,7 @@ async fn the_guarded_append_folds_on_the_server_as_the_client_does() {
     let a = open_in(&schema).await;
     let _guard = DropSchema(a.clone());
     let b = open_in(&schema).await;
-    let meta = new_meta("server-fold");
-    let id = meta.id.clone();
-    a.create(meta, vec![text(Role::User, "first")])
-        .await
-        .expect("create");
-    a.transition(&id, SessionStatus::Active, None, None)
-        .await
-        .expect("start");
+    let id = active_session(&a, "server-fold", vec![text(Role::User, "first")]).await;
     let (client, conn) = tokio_postgres::connect(&server_url(), tokio_postgres::NoTls)
         .await
         .expect("connect");
@@ -794,13 +787,7 @@ async fn the_guarded_append_seals_behind_encryption() {
     let key = MasterKey::from_base64(&MasterKey::generate_base64().expect("a random key"))
         .expect("a valid key");
     let store = encryption::wrap(Arc::new(pg), Some(key));
-    let meta = new_meta("sealed-guarded");
-    let id = meta.id.clone();
-    store.create(meta, vec![]).await.expect("create");
-    store
-        .transition(&id, SessionStatus::Active, None, None)
-        .await
-        .expect("start");
+    let id = active_session(&*store, "sealed-guarded", vec![]).await;
     let secret = "zanzibar-quokka-7731";
     let prompt = format!("the word is {secret}");
     let guard = HeadGuard {

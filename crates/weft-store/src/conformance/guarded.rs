@@ -140,13 +140,7 @@ pub async fn guarded_appends_land_at_the_head(store: Arc<dyn Store>) {
 /// once, the log stays gapless and the counts exact.
 pub async fn racing_guarded_appends_lose_nothing(store: Arc<dyn Store>) {
     const EACH: usize = 15;
-    let meta = new_meta("guarded-race");
-    let id = meta.id.clone();
-    store.create(meta, vec![]).await.expect("create");
-    store
-        .transition(&id, SessionStatus::Active, None, None)
-        .await
-        .expect("start");
+    let id = active_session(&*store, "guarded-race", vec![]).await;
     let mut tasks = Vec::new();
     for writer in 0..3 {
         let (store, id) = (store.clone(), id.clone());

@@ -208,6 +208,23 @@ pub fn result(id: &str, output: &str) -> RecordKind {
     ))
 }
 
+/// Creates a session in `project(project_name)` with `initial` records and
+/// starts it (status active); returns its id.
+pub async fn active_session(
+    store: &dyn Store,
+    project_name: &str,
+    initial: Vec<RecordKind>,
+) -> SessionId {
+    let meta = new_meta(project_name);
+    let id = meta.id.clone();
+    store.create(meta, initial).await.expect("create");
+    store
+        .transition(&id, SessionStatus::Active, None, None)
+        .await
+        .expect("start");
+    id
+}
+
 /// Appends `kinds` after the current head.
 pub async fn push(store: &dyn Store, id: &SessionId, kinds: Vec<RecordKind>) -> SessionMeta {
     let head = store.get(id).await.expect("get before append").last_seq;
