@@ -14,6 +14,19 @@ use weft_core::record::RecordKind;
 use weft_core::session::SessionStatus;
 use weft_core::store::{append_at_head, transition_batch};
 
+/// A server with an active session that has a branch `side`; returns the
+/// session's id and API path.
+async fn with_side_branch() -> (Server, String, String) {
+    let s = start(echo_plans()).await;
+    let id = s.active().await;
+    let base = format!("/api/v1/sessions/{id}");
+    let (status, made) = s
+        .post(&format!("{base}/branches"), json!({"name": "side"}))
+        .await;
+    assert_eq!(status, 201, "{made}");
+    (s, id, base)
+}
+
 /// Completes session `id` as another writer of the store would.
 async fn complete_outside(s: &Server, id: &str) {
     let sid = SessionId::parse(id).expect("id");
@@ -80,13 +93,7 @@ async fn a_session_ended_behind_the_daemons_back_refuses_messages() {
 
 #[tokio::test]
 async fn a_moved_default_branch_receives_the_message() {
-    let s = start(echo_plans()).await;
-    let id = s.active().await;
-    let base = format!("/api/v1/sessions/{id}");
-    let (status, made) = s
-        .post(&format!("{base}/branches"), json!({"name": "side"}))
-        .await;
-    assert_eq!(status, 201, "{made}");
+    let (s, id, base) = with_side_branch().await;
     let (status, body) = s
         .post(&format!("{base}/messages"), json!({"content": "on main"}))
         .await;
@@ -112,13 +119,7 @@ async fn a_moved_default_branch_receives_the_message() {
 /// refuses them.
 #[tokio::test]
 async fn while_another_writer_keeps_writing_messages_follow_the_head() {
-    let s = start(echo_plans()).await;
-    let id = s.active().await;
-    let base = format!("/api/v1/sessions/{id}");
-    let (status, made) = s
-        .post(&format!("{base}/branches"), json!({"name": "side"}))
-        .await;
-    assert_eq!(status, 201, "{made}");
+    let (s, id, base) = with_side_branch().await;
     let (status, first) = s
         .post(&format!("{base}/messages"), json!({"content": "one"}))
         .await;

@@ -241,6 +241,7 @@ impl Core {
         let slot = self.slot(id);
         let mut live = slot.live.lock().await;
         let named = branch.filter(|b| !b.is_empty());
+        let written = slot.written();
         // Another process writes the session lately (this daemon's hint is
         // behind) and nothing here does: append where the head is, guarded
         // by what this daemon saw last (active, its default branch),
@@ -248,7 +249,7 @@ impl Core {
         // guard that no longer holds takes the route below.
         if live.is_none()
             && named.is_none()
-            && slot.written().is_none()
+            && written.is_none()
             && !slot.is_running()
             && let Some(seen) = slot
                 .last_written()
@@ -280,7 +281,7 @@ impl Core {
         // active and nothing else writes it here: the append below checks
         // it is still the head (anything written since by another process
         // is a conflict, folded in before the message is decided again).
-        let meta = match slot.written() {
+        let meta = match written {
             Some(meta) if live.is_none() && meta.status == SessionStatus::Active => meta,
             _ => self.meta(id).await?,
         };
