@@ -218,6 +218,19 @@ async fn a_version_1_database_is_upgraded() {
         .expect("version")
         .get(0);
     assert_eq!(version, SCHEMA_VERSION);
+    let branch: Option<String> = client
+        .query_one(
+            &format!("SELECT default_branch FROM {old}.sessions WHERE id = $1"),
+            &[&id.as_str()],
+        )
+        .await
+        .expect("default branch")
+        .get(0);
+    assert_eq!(
+        branch.as_deref(),
+        Some("main"),
+        "the guard's column filled in from the metadata"
+    );
     let hits = store.search(&query("ZEPHYR blows")).await.expect("search");
     assert_eq!(hits.len(), 1, "the old message is still found");
     let page = store.list(&ListQuery::default()).await.expect("list");
@@ -665,10 +678,11 @@ async fn a_damaged_record_row_fails_the_read() {
 }
 
 /// The guarded append folds a message batch into the metadata on the
-/// server: what it stores parses to what `SessionMeta::apply` gives, from
+/// server: what a read gives is what `SessionMeta::apply` gives, from
 /// metadata this handle never saw (written by hand here: counts at the
 /// top saturate, no model yet, no default branch named, a key this build
-/// does not know kept), and both handles append plainly after it.
+/// does not know kept), its fold pending beside the JSON until a plain
+/// append (from either handle) writes the merged metadata.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_guarded_append_folds_on_the_server_as_the_client_does() {
     use weft_core::message::{Message, Usage};
@@ -688,7 +702,8 @@ async fn the_guarded_append_folds_on_the_server_as_the_client_does() {
     client
         .execute(
             &format!(
-                "UPDATE {schema}.sessions SET meta = (meta::jsonb - 'default_branch' - 'model'
+                "UPDATE {schema}.sessions SET default_branch = NULL,
+                    meta = (meta::jsonb - 'default_branch' - 'model'
                  || jsonb_build_object('message_count', {}::numeric, 'future_key', 'kept',
                     'usage', jsonb_build_object('input_tokens', {top}::numeric, 'output_tokens', 5)))::text
                  WHERE id = $1",
@@ -734,20 +749,66 @@ async fn the_guarded_append_folds_on_the_server_as_the_client_does() {
     assert_eq!(meta.usage.input_tokens, top, "saturated");
     assert_eq!(meta.usage.output_tokens, 13);
     assert_eq!(meta.model.as_deref(), Some("m-1"));
-    let stored: String = client
-        .query_one(
-            &format!("SELECT meta FROM {schema}.sessions WHERE id = $1"),
-            &[&id.as_str()],
-        )
-        .await
-        .expect("read the row")
-        .get(0);
+    let stored = || {
+        let client = &client;
+        let sql = format!(
+            "SELECT meta, fold_messages, fold_turns, fold_usage::text, fold_model
+             FROM {schema}.sessions WHERE id = $1"
+        );
+        let id = id.clone();
+        async move {
+            let row = client
+                .query_one(&sql, &[&id.as_str()])
+                .await
+                .expect("read the row");
+            let usage: Option<String> = row.get(3);
+            let usage: Option<Usage> =
+                usage.map(|u| serde_json::from_str(&u).expect("usage JSON"));
+            let fold: (Option<i64>, Option<i64>, Option<Usage>, Option<String>) =
+                (row.get(1), row.get(2), usage, row.get(4));
+            (row.get::<_, String>(0), fold)
+        }
+    };
+    let (json, fold) = stored().await;
     assert!(
-        stored.contains(&format!("\"message_count\": {top}"))
-            && stored.contains("\"future_key\": \"kept\""),
-        "folded by the server (jsonb's spacing), unknown keys kept: {stored}"
+        json.contains(&format!("\"message_count\": {}", top - 1))
+            && json.contains("\"future_key\": \"kept\""),
+        "the JSON as it was: {json}"
+    );
+    assert_eq!(
+        fold,
+        (
+            Some(3),
+            Some(2),
+            Some(Usage {
+                input_tokens: 7,
+                output_tokens: 8,
+                cache_read_tokens: 9,
+                cache_creation_tokens: 0,
+            }),
+            Some("m-1".into())
+        ),
+        "the fold pending beside it"
     );
     assert_eq!(a.get(&id).await.expect("get on a"), meta);
+    let listed = a
+        .list(&weft_core::store::ListQuery::default())
+        .await
+        .expect("list");
+    assert_eq!(listed.sessions, vec![meta.clone()], "listed with the fold");
+    let hits = a
+        .search(&weft_core::store::SearchQuery {
+            text: "backslashes".into(),
+            project: None,
+            limit: 0,
+        })
+        .await
+        .expect("search");
+    assert_eq!(
+        hits.iter().map(|h| h.session_id.clone()).collect::<Vec<_>>(),
+        vec![id.clone()],
+        "found in a row with a fold pending"
+    );
     assert_eq!(
         a.read(&id, records[0].seq, None).await.expect("read"),
         records,
@@ -769,7 +830,15 @@ async fn the_guarded_append_folds_on_the_server_as_the_client_does() {
         .expect("append on b");
     assert_eq!(last.last_seq, head + 2);
     assert_eq!(last.last_prompt.as_deref(), Some("on b"));
+    assert_eq!(last.message_count, top, "still saturated");
+    assert_eq!(last.usage.output_tokens, 13);
     assert_eq!(b.get(&id).await.expect("get"), last);
+    let (json, fold) = stored().await;
+    assert_eq!(fold, (None, None, None, None), "merged into the JSON");
+    assert_eq!(
+        serde_json::from_str::<weft_core::session::SessionMeta>(&json).expect("meta"),
+        last
+    );
 }
 
 /// Behind the encryption layer the guarded append seals the batch, the
@@ -818,19 +887,29 @@ async fn the_guarded_append_seals_behind_encryption() {
     let rows = client
         .query(
             &format!(
-                "SELECT record FROM {schema}.records UNION ALL SELECT meta FROM {schema}.sessions"
+                "SELECT record FROM {schema}.records UNION ALL SELECT meta FROM {schema}.sessions
+                 UNION ALL SELECT fold_prompt FROM {schema}.sessions"
             ),
             &[],
         )
         .await
         .expect("read the rows");
-    let texts: Vec<String> = rows.iter().map(|r| r.get(0)).collect();
+    let texts: Vec<String> = rows
+        .iter()
+        .filter_map(|r| r.get::<_, Option<String>>(0))
+        .collect();
+    assert!(texts.iter().any(|t| t.starts_with("wenc1p:")), "{texts:?}");
     assert!(
         texts.iter().all(|t| !t.contains(secret)),
         "plaintext in the rows: {texts:?}"
     );
-    assert!(
-        texts.iter().any(|t| t.contains("\"message_count\": 1")),
-        "the server folded the sealed batch: {texts:?}"
-    );
+    let folded: Option<i64> = client
+        .query_one(
+            &format!("SELECT fold_messages FROM {schema}.sessions WHERE id = $1"),
+            &[&id.as_str()],
+        )
+        .await
+        .expect("read the fold")
+        .get(0);
+    assert_eq!(folded, Some(1), "the server folded the sealed batch");
 }

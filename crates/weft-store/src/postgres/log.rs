@@ -45,6 +45,7 @@ use weft_core::session::SessionMeta;
 use weft_core::store::StoreError;
 use weft_core::view::creation_batch;
 
+use super::guarded::{fold_cleared, meta_columns, meta_of_row};
 use super::{BACKEND, PostgresStore, corrupt, db, encode, is_unique_violation, not_found};
 use crate::codec;
 use crate::util::{to_i64, to_u64};
@@ -52,12 +53,13 @@ use crate::util::{to_i64, to_u64};
 /// The append (see the module docs). Parameters: `$1` session id, `$2..$4`
 /// the batch's seqs, kinds and record JSON, `$5` the seqs of its messages
 /// (queued for the search index, see `search`), `$6` the expected
-/// head, `$7` the metadata JSON the new one was folded from, `$8..$15` the
-/// new row, `$16`/`$17` the branch and turn the batch names (NULL: not a
-/// turn's, not fenced). Returns (head in the statement's snapshot, stored
+/// head, `$7` the metadata JSON the new one was folded from, `$8..$15` and
+/// `$18` the new row (the fold of guarded appends cleared: the new
+/// metadata holds it), `$16`/`$17` the branch and turn the batch names
+/// (NULL: not a turn's, not fenced). Returns (head in the statement's snapshot, stored
 /// metadata matched there, rows updated, the turn holds its lease); a NULL
 /// head means no such session.
-const APPEND_SQL: &str = "WITH lease AS (
+const APPEND_SQL: &str = concat!("WITH lease AS (
     SELECT 1 FROM turn_locks
     WHERE session_id = $1 AND branch = $16::text AND expires_at > now()
       AND (holder::jsonb ->> 'turn') = $17::text
@@ -66,7 +68,8 @@ const APPEND_SQL: &str = "WITH lease AS (
     SELECT $16::text IS NULL OR EXISTS (SELECT 1 FROM lease) AS held
 ), upd AS (
     UPDATE sessions SET project = $8, updated_us = $9, status = $10, parent_id = $11,
-        name = $12, profile = $13, last_seq = $14, meta = $15
+        name = $12, profile = $13, last_seq = $14, meta = $15, default_branch = $18,
+        ", fold_cleared!(), "
     WHERE id = $1 AND last_seq = $6 AND meta = $7 AND (SELECT held FROM held)
     RETURNING 1
 ), ins AS (
@@ -81,7 +84,7 @@ const APPEND_SQL: &str = "WITH lease AS (
     SELECT last_seq, meta = $7 AS fresh FROM sessions WHERE id = $1
 )
 SELECT (SELECT last_seq FROM seen), (SELECT fresh FROM seen), (SELECT count(*) FROM upd),
-    (SELECT held FROM held)";
+    (SELECT held FROM held)");
 
 /// Tries of one append whose cached metadata proves stale.
 const MAX_TRIES: usize = 3;
@@ -102,7 +105,7 @@ async fn read_head(
     id: &SessionId,
 ) -> Result<(u64, SessionMeta, String), StoreError> {
     let stmt = conn
-        .prepare_cached("SELECT last_seq, meta FROM sessions WHERE id = $1")
+        .prepare_cached(concat!("SELECT ", meta_columns!(), " FROM sessions WHERE id = $1"))
         .await
         .map_err(db)?;
     let row = conn
@@ -110,9 +113,8 @@ async fn read_head(
         .await
         .map_err(db)?
         .ok_or_else(|| not_found(id))?;
-    let json: String = row.get(1);
-    let meta = parse_meta(&json, id.as_str())?;
-    Ok((to_u64(row.get(0)), meta, json))
+    let meta = meta_of_row(&row, 0, id.as_str())?;
+    Ok((to_u64(row.get(0)), meta, row.get(1)))
 }
 
 /// The seqs of the messages among `records`: what an append queues for
@@ -177,11 +179,16 @@ async fn write_session_row(
 ) -> Result<u64, StoreError> {
     let json = encode(meta)?;
     let sql = if insert {
-        "INSERT INTO sessions (id, project, updated_us, status, parent_id, name, profile, last_seq, meta)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT (id) DO NOTHING"
+        "INSERT INTO sessions (id, project, updated_us, status, parent_id, name, profile, last_seq,
+            meta, default_branch)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) ON CONFLICT (id) DO NOTHING"
     } else {
-        "UPDATE sessions SET project = $2, updated_us = $3, status = $4, parent_id = $5, name = $6,
-         profile = $7, last_seq = $8, meta = $9 WHERE id = $1"
+        concat!(
+            "UPDATE sessions SET project = $2, updated_us = $3, status = $4, parent_id = $5,
+             name = $6, profile = $7, last_seq = $8, meta = $9, default_branch = $10, ",
+            fold_cleared!(),
+            " WHERE id = $1"
+        )
     };
     let stmt = tx.prepare_cached(sql).await.map_err(db)?;
     tx.execute(
@@ -196,6 +203,7 @@ async fn write_session_row(
             &meta.profile,
             &to_i64(meta.last_seq),
             &json,
+            &meta.default_branch.as_str(),
         ],
     )
     .await
@@ -312,6 +320,7 @@ impl PostgresStore {
                         &new_json,
                         &branch,
                         &turn,
+                        &meta.default_branch.as_str(),
                     ],
                 )
                 .await;

@@ -7,11 +7,14 @@
 //! `weft_schema_version`):
 //!
 //! - `sessions(id PRIMARY KEY, project, updated_us, listed_s, status,
-//!   parent_id, name, profile, last_seq, meta)`: the folded [`SessionMeta`]
-//!   as JSON plus the columns `list` filters and pages on (keyset paging on
-//!   `(listed_s, updated_us, id)`; `listed_s`, `updated_us` in whole
-//!   seconds, is what the indexes hold, overall and per project, so most
-//!   appends update the row in place without touching an index).
+//!   parent_id, name, profile, last_seq, meta, default_branch, fold_…)`:
+//!   the folded [`SessionMeta`] as JSON plus the columns `list` filters
+//!   and pages on (keyset paging on `(listed_s, updated_us, id)`;
+//!   `listed_s`, `updated_us` in whole seconds, is what the indexes hold,
+//!   overall and per project, so most appends update the row in place
+//!   without touching an index). The `fold_…` columns hold what guarded
+//!   appends changed since `meta` was last written, merged into it when
+//!   the row is read (see `guarded`).
 //! - `records(session_id, seq, kind, record, PRIMARY KEY(session_id,
 //!   seq))`: the log, one record per row as its `crate::codec` JSON line
 //!   (so new optional `Record` fields pass through).

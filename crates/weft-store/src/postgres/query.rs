@@ -8,7 +8,7 @@ use weft_core::record::StateDelta;
 use weft_core::session::{SessionMeta, SessionStatus};
 use weft_core::store::{DeleteOptions, ListQuery, Page, StoreError};
 
-use super::log::parse_meta;
+use super::guarded::{META_COLUMNS, meta_of_row};
 use super::{PG_EVENTS_CAP, PostgresStore, corrupt, db, encode, not_found};
 
 /// Appends a session's kernel events: `$1` the session, `$2` the events in
@@ -81,7 +81,7 @@ impl PostgresStore {
             i64::try_from(limit + 1).unwrap_or(i64::MAX)
         };
         loop {
-            let mut sql = String::from("SELECT meta, updated_us, id FROM sessions WHERE true");
+            let mut sql = format!("SELECT updated_us, id, {META_COLUMNS} FROM sessions WHERE true");
             let mut args: Vec<Box<dyn ToSql + Sync + Send>> = Vec::new();
             let mut push = |sql: &mut String, clause: &str, v: Box<dyn ToSql + Sync + Send>| {
                 args.push(v);
@@ -135,9 +135,9 @@ impl PostgresStore {
             let rows = conn.query(&stmt, &params).await.map_err(db)?;
             let fetched = rows.len();
             for row in &rows {
-                let id: &str = row.get(2);
-                cursor = Some((row.get(1), id.to_string()));
-                let meta = match parse_meta(row.get(0), id) {
+                let id: &str = row.get(1);
+                cursor = Some((row.get(0), id.to_string()));
+                let meta = match meta_of_row(row, 2, id) {
                     Ok(m) => m,
                     Err(e) => {
                         tracing::warn!(error = %e, "skipping an unreadable session row");

@@ -104,6 +104,22 @@ pub const MIGRATIONS: &[&str] = &[
         ON CONFLICT (session_id, seq) DO NOTHING;
      DELETE FROM search_queue;
      ALTER TABLE search_queue DROP COLUMN text;",
+    // 4: the guarded append (`guarded`) leaves its fold pending in
+    // columns of their own instead of rewriting the metadata JSON: a
+    // message's effect on the counts, usage, last prompt, model and time,
+    // merged into `meta` when a row is read, cleared by the next write of
+    // `meta`. The default branch its guard checks is a column too, so
+    // the statement never parses `meta`.
+    "ALTER TABLE sessions
+        ADD COLUMN default_branch TEXT,
+        ADD COLUMN fold_updated TEXT,
+        ADD COLUMN fold_messages BIGINT,
+        ADD COLUMN fold_turns BIGINT,
+        ADD COLUMN fold_usage JSONB,
+        ADD COLUMN fold_prompt TEXT,
+        ADD COLUMN fold_model TEXT;
+     UPDATE sessions SET default_branch = meta::jsonb ->> 'default_branch'
+        WHERE meta::jsonb ? 'default_branch';",
 ];
 
 /// Creates `schema` if given, then applies the migrations the database has

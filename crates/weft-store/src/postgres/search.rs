@@ -39,7 +39,8 @@ use weft_core::SessionId;
 use weft_core::session::SessionMeta;
 use weft_core::store::{SearchHit, SearchQuery, StoreError};
 
-use super::log::{parse_meta, parse_record};
+use super::guarded::{META_COLUMNS, meta_of_row};
+use super::log::parse_record;
 use super::{Inner, PostgresStore, db};
 
 /// How often a process that wrote moves the queue into the index.
@@ -209,8 +210,9 @@ impl PostgresStore {
                 format!("%{escaped}%")
             })
             .collect();
-        let mut sql = String::from(
-            "SELECT s.id, s.meta, r.seq, r.record FROM search_docs d
+        // (No table of the join but `sessions` has the metadata's columns.)
+        let mut sql = format!(
+            "SELECT s.id, r.seq, r.record, {META_COLUMNS} FROM search_docs d
              JOIN sessions s ON s.id = d.session_id
              JOIN records r ON r.session_id = d.session_id AND r.seq = d.seq
              WHERE ($1::text IS NULL OR s.project = $1)",
@@ -234,7 +236,7 @@ impl PostgresStore {
             let Ok(id) = SessionId::parse(sid) else {
                 continue;
             };
-            let record = parse_record(row.get(3), &id, row.get(2))?;
+            let record = parse_record(row.get(2), &id, row.get(1))?;
             let Some(m) = record.as_message() else {
                 continue;
             };
@@ -242,7 +244,7 @@ impl PostgresStore {
                 continue;
             }
             if !metas.contains_key(sid) {
-                metas.insert(sid.to_string(), parse_meta(row.get(1), sid)?);
+                metas.insert(sid.to_string(), meta_of_row(&row, 3, sid)?);
             }
             if let Some(meta) = metas.get(sid) {
                 hits.push(SearchHit::new(meta, record.seq, m, query));
