@@ -762,8 +762,7 @@ async fn the_guarded_append_folds_on_the_server_as_the_client_does() {
                 .await
                 .expect("read the row");
             let usage: Option<String> = row.get(3);
-            let usage: Option<Usage> =
-                usage.map(|u| serde_json::from_str(&u).expect("usage JSON"));
+            let usage: Option<Usage> = usage.map(|u| serde_json::from_str(&u).expect("usage JSON"));
             let fold: (Option<i64>, Option<i64>, Option<Usage>, Option<String>) =
                 (row.get(1), row.get(2), usage, row.get(4));
             (row.get::<_, String>(0), fold)
@@ -805,7 +804,9 @@ async fn the_guarded_append_folds_on_the_server_as_the_client_does() {
         .await
         .expect("search");
     assert_eq!(
-        hits.iter().map(|h| h.session_id.clone()).collect::<Vec<_>>(),
+        hits.iter()
+            .map(|h| h.session_id.clone())
+            .collect::<Vec<_>>(),
         vec![id.clone()],
         "found in a row with a fold pending"
     );

@@ -115,7 +115,8 @@ pub(super) fn meta_of_row(row: &Row, at: usize, id: &str) -> Result<SessionMeta,
 /// `$15` each record's JSON before its seq. Returns the row's
 /// [`META_COLUMNS`] after the update (all NULL when nothing was written)
 /// and whether the session exists.
-const GUARDED_SQL: &str = concat!("WITH upd AS (
+const GUARDED_SQL: &str = concat!(
+    "WITH upd AS (
     UPDATE sessions SET last_seq = last_seq + $6, updated_us = $7, fold_updated = $8,
         fold_messages = coalesce(fold_messages, 0) + $9::bigint,
         fold_turns = coalesce(fold_turns, 0) + $10::bigint,
@@ -126,7 +127,9 @@ const GUARDED_SQL: &str = concat!("WITH upd AS (
         fold_prompt = coalesce($12::text, fold_prompt),
         fold_model = coalesce(fold_model, $13::text)
     WHERE id = $1 AND status = $2 AND coalesce(default_branch, $14) = $3
-    RETURNING ", meta_columns!(), "
+    RETURNING ",
+    meta_columns!(),
+    "
 ), ins AS (
     INSERT INTO records (session_id, seq, kind, record)
     SELECT $1, h.last_seq - $6 + u.i, u.kind, $15 || (h.last_seq - $6 + u.i) || u.rest
@@ -136,7 +139,8 @@ const GUARDED_SQL: &str = concat!("WITH upd AS (
     SELECT $1, h.last_seq - $6 + s FROM upd AS h, generate_series(1::bigint, $6) AS s
 )
 SELECT u.*, EXISTS (SELECT 1 FROM sessions WHERE id = $1)
-FROM (VALUES (1)) AS one (x) LEFT JOIN upd AS u ON true");
+FROM (VALUES (1)) AS one (x) LEFT JOIN upd AS u ON true"
+);
 
 /// What every record's JSON starts with, before its seq.
 fn seq_prefix() -> String {

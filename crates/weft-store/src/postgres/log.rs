@@ -56,10 +56,11 @@ use crate::util::{to_i64, to_u64};
 /// head, `$7` the metadata JSON the new one was folded from, `$8..$15` and
 /// `$18` the new row (the fold of guarded appends cleared: the new
 /// metadata holds it), `$16`/`$17` the branch and turn the batch names
-/// (NULL: not a turn's, not fenced). Returns (head in the statement's snapshot, stored
-/// metadata matched there, rows updated, the turn holds its lease); a NULL
-/// head means no such session.
-const APPEND_SQL: &str = concat!("WITH lease AS (
+/// (NULL: not a turn's, not fenced). Returns (head in the statement's
+/// snapshot, stored metadata matched there, rows updated, the turn holds
+/// its lease); a NULL head means no such session.
+const APPEND_SQL: &str = concat!(
+    "WITH lease AS (
     SELECT 1 FROM turn_locks
     WHERE session_id = $1 AND branch = $16::text AND expires_at > now()
       AND (holder::jsonb ->> 'turn') = $17::text
@@ -69,7 +70,9 @@ const APPEND_SQL: &str = concat!("WITH lease AS (
 ), upd AS (
     UPDATE sessions SET project = $8, updated_us = $9, status = $10, parent_id = $11,
         name = $12, profile = $13, last_seq = $14, meta = $15, default_branch = $18,
-        ", fold_cleared!(), "
+        ",
+    fold_cleared!(),
+    "
     WHERE id = $1 AND last_seq = $6 AND meta = $7 AND (SELECT held FROM held)
     RETURNING 1
 ), ins AS (
@@ -84,7 +87,8 @@ const APPEND_SQL: &str = concat!("WITH lease AS (
     SELECT last_seq, meta = $7 AS fresh FROM sessions WHERE id = $1
 )
 SELECT (SELECT last_seq FROM seen), (SELECT fresh FROM seen), (SELECT count(*) FROM upd),
-    (SELECT held FROM held)");
+    (SELECT held FROM held)"
+);
 
 /// Tries of one append whose cached metadata proves stale.
 const MAX_TRIES: usize = 3;
@@ -105,7 +109,11 @@ async fn read_head(
     id: &SessionId,
 ) -> Result<(u64, SessionMeta, String), StoreError> {
     let stmt = conn
-        .prepare_cached(concat!("SELECT ", meta_columns!(), " FROM sessions WHERE id = $1"))
+        .prepare_cached(concat!(
+            "SELECT ",
+            meta_columns!(),
+            " FROM sessions WHERE id = $1"
+        ))
         .await
         .map_err(db)?;
     let row = conn
