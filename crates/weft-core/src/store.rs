@@ -474,18 +474,21 @@ pub trait MapRecord: Send + Sync {
     /// Transforms one decoded record; an error fails the read.
     fn map(&self, record: &mut Record) -> Result<(), StoreError>;
 
-    /// The record's stored JSON (`json`, as the store wrote it) rewritten
-    /// so that parsing the result and passing it through
-    /// [`MapRecord::map`] gives what parsing `json` and mapping it gives,
-    /// only with less work; `None` (the default) to parse `json` as stored.
+    /// Writes into `out` (emptied first) the record's stored JSON (`json`,
+    /// as the store wrote it) rewritten so that parsing the result and
+    /// passing it through [`MapRecord::map`] gives what parsing `json` and
+    /// mapping it gives, only with less work, and returns `true`; returns
+    /// `false` (the default) to have `json` parsed as stored. A backend
+    /// passes the same `out` for every record a thread decodes, so a
+    /// rewrite allocates nothing once the buffer has grown.
     ///
     /// It is a shortcut, never the only route: a backend may skip it (one
     /// that keeps no JSON does), and a backend that calls it parses `json`
-    /// as stored when the rewrite is `None` or does not parse, so a rewrite
-    /// that is unsure returns `None` and leaves the case to `map`.
-    fn rewrite_json(&self, json: &str) -> Option<String> {
-        let _ = json;
-        None
+    /// as stored when the rewrite returns `false` or does not parse, so a
+    /// rewrite that is unsure returns `false` and leaves the case to `map`.
+    fn rewrite_json(&self, json: &str, out: &mut Vec<u8>) -> bool {
+        let _ = (json, out);
+        false
     }
 }
 

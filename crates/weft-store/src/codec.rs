@@ -154,17 +154,17 @@ pub(crate) fn lines(bytes: &[u8]) -> impl Iterator<Item = &[u8]> {
 pub(crate) trait Mapper: Sync {
     /// What `map` fails with.
     type Error;
-    /// The record's JSON rewritten before it is parsed (see
+    /// The record's JSON rewritten into `out` before it is parsed (see
     /// [`MapRecord::rewrite_json`]).
-    fn rewrite(&self, json: &str) -> Option<String>;
+    fn rewrite(&self, json: &str, out: &mut Vec<u8>) -> bool;
     /// Transforms one decoded record.
     fn map(&self, record: &mut Record) -> Result<(), Self::Error>;
 }
 
 impl Mapper for dyn MapRecord + '_ {
     type Error = StoreError;
-    fn rewrite(&self, json: &str) -> Option<String> {
-        self.rewrite_json(json)
+    fn rewrite(&self, json: &str, out: &mut Vec<u8>) -> bool {
+        self.rewrite_json(json, out)
     }
     fn map(&self, record: &mut Record) -> Result<(), StoreError> {
         MapRecord::map(self, record)
@@ -179,8 +179,8 @@ pub(crate) struct Unmapped;
 
 impl Mapper for Unmapped {
     type Error = Infallible;
-    fn rewrite(&self, _: &str) -> Option<String> {
-        None
+    fn rewrite(&self, _: &str, _: &mut Vec<u8>) -> bool {
+        false
     }
     fn map(&self, _: &mut Record) -> Result<(), Infallible> {
         Ok(())
@@ -196,11 +196,17 @@ impl MapRecord for Unmapped {
 /// [`Unmapped`] as the [`MapRecord`] the backends' readers take.
 pub(crate) const PLAIN: &dyn MapRecord = &Unmapped;
 
-/// Parses `json`, as `map` rewrites it when it offers a rewrite that
-/// parses (else as stored: the rewrite is only a shortcut).
-fn decode_rewritten<M: Mapper + ?Sized>(json: &str, map: &M) -> Result<Record, CodecError> {
-    if let Some(rewritten) = map.rewrite(json)
-        && let Ok(record) = decode_str(&rewritten)
+/// Parses `json`, as `map` rewrites it (into `buf`, reused from record to
+/// record) when it offers a rewrite that parses (else as stored: the
+/// rewrite is only a shortcut).
+fn decode_rewritten<M: Mapper + ?Sized>(
+    json: &str,
+    map: &M,
+    buf: &mut Vec<u8>,
+) -> Result<Record, CodecError> {
+    if map.rewrite(json, buf)
+        && let Ok(rewritten) = std::str::from_utf8(buf)
+        && let Ok(record) = decode_str(rewritten)
     {
         return Ok(record);
     }
@@ -236,6 +242,7 @@ pub(crate) fn decode_lines_mapped<M: Mapper + ?Sized>(
     // `&str` (faster in serde_json); a buffer with invalid bytes somewhere
     // is parsed line by line, so only the bad lines fail.
     let text = std::str::from_utf8(bytes).ok();
+    let mut buf = Vec::new();
     let mut offset = 0usize;
     for line in lines(bytes) {
         let start = offset;
@@ -258,7 +265,7 @@ pub(crate) fn decode_lines_mapped<M: Mapper + ?Sized>(
             None => std::str::from_utf8(line).ok(),
         };
         let parsed = match json {
-            Some(json) => decode_rewritten(json, map),
+            Some(json) => decode_rewritten(json, map, &mut buf),
             None => decode_line(line),
         };
         match parsed {

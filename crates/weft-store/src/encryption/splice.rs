@@ -73,18 +73,29 @@ impl MapRecord for RecordOpener {
         seal::open_kind(&self.key, &self.owner, &mut record.kind)
     }
 
-    fn rewrite_json(&self, json: &str) -> Option<String> {
-        open_message_json(&self.key, &self.owner, json)
+    fn rewrite_json(&self, json: &str, out: &mut Vec<u8>) -> bool {
+        open_message_json(&self.key, &self.owner, json, out).is_some()
     }
 }
 
-/// The JSON of record `json` with its sealed message opened in place: the
-/// sealed content (nothing, or the preview block) dropped and the
-/// `"metadata":{"wenc":…}` holding the token replaced by the fields the
-/// token seals (`"content":…,"metadata":…,"structured":…`). `None` when
-/// `json` is not a sealed message in the current layout, when the token
-/// does not open, or when the full route could read it differently.
-pub(crate) fn open_message_json(key: &DataKey, owner: &str, json: &str) -> Option<String> {
+/// Writes into `out` (emptied first) the JSON of record `json` with its
+/// sealed message opened in place: the sealed content (nothing, or the
+/// preview block) dropped and the `"metadata":{"wenc":…}` holding the token
+/// replaced by the fields the token seals
+/// (`"content":…,"metadata":…,"structured":…`). `None` when `json` is not
+/// a sealed message in the current layout, when the token does not open,
+/// or when the full route could read it differently (`out` then holds
+/// nothing of use).
+///
+/// The token is decoded straight into `out` and decrypted where it lies,
+/// its plaintext written where the fields go: nothing is allocated once
+/// `out` has grown, and the plaintext is not copied again.
+pub(crate) fn open_message_json(
+    key: &DataKey,
+    owner: &str,
+    json: &str,
+    out: &mut Vec<u8>,
+) -> Option<()> {
     let b = json.as_bytes();
     // The fields before a message's content (the record's v, seq, ts,
     // turn and branch, the message's id, branch and role: numbers, times,
@@ -129,24 +140,26 @@ pub(crate) fn open_message_json(key: &DataKey, owner: &str, json: &str) -> Optio
     {
         return None;
     }
-    let opened = token::open_owned(
-        key,
-        owner,
-        b[token_start..token_end].to_vec(),
-        seal::TOKEN.len(),
-    )
-    .ok()?;
-    let fields = opened.text()?.strip_prefix('{')?.strip_suffix('}')?;
-    if !fields.starts_with(r#""content":"#) || FIND_ANY_TOKEN.find(fields.as_bytes()).is_some() {
+    out.clear();
+    out.extend_from_slice(&b[..content]);
+    out.extend_from_slice(&b[after_content..metadata]);
+    // The plaintext, `{"content":…}`, is written from here on: its `{`
+    // where the comma before the fields goes, its `}` dropped.
+    let fields_at = out.len();
+    token::decode_append(&b[token_start + seal::TOKEN.len()..token_end], out)?;
+    let plain_len = key.open_within(owner, &mut out[fields_at..], 0)?;
+    out.truncate(fields_at + plain_len);
+    let fields = out.get(fields_at + 1..)?.strip_suffix(b"}")?;
+    if out[fields_at] != b'{'
+        || !fields.starts_with(br#""content":"#)
+        || FIND_ANY_TOKEN.find(fields).is_some()
+    {
         return None;
     }
-    let mut out = String::with_capacity(json.len() + fields.len());
-    out.push_str(&json[..content]);
-    out.push_str(&json[after_content..metadata]);
-    out.push(',');
-    out.push_str(fields);
-    out.push_str(&json[token_end + 2..]);
-    Some(out)
+    out[fields_at] = b',';
+    out.pop();
+    out.extend_from_slice(&b[token_end + 2..]);
+    Some(())
 }
 
 #[cfg(test)]
@@ -178,8 +191,16 @@ mod tests {
         r
     }
 
+    /// [`open_message_json`] into a buffer holding what a longer record
+    /// left in it (a reader reuses one buffer).
+    fn rewrite(key: &DataKey, owner: &str, line: &str) -> Option<String> {
+        let mut out = br#"{"left":"by the record before"}"#.repeat(80);
+        open_message_json(key, owner, line, &mut out)?;
+        Some(String::from_utf8(out).expect("the rewrite is UTF-8"))
+    }
+
     fn shortcut(key: &DataKey, line: &str) -> Option<Record> {
-        let rewritten = open_message_json(key, "s1", line)?;
+        let rewritten = rewrite(key, "s1", line)?;
         let mut r = codec::decode_str(&rewritten).expect("the rewrite parses");
         seal::open_kind(key, "s1", &mut r.kind).expect("open");
         Some(r)
@@ -236,7 +257,7 @@ mod tests {
             &key,
             Message::text(BranchId::main(), Role::User, "see wenc1:abc"),
         );
-        assert!(open_message_json(&key, "s1", &line).is_none());
+        assert!(rewrite(&key, "s1", &line).is_none());
         assert_eq!(full_route(&key, &line), clear);
         // The second layout's plaintext (`{"c":…}`), written by earlier
         // versions.
@@ -247,7 +268,7 @@ mod tests {
             json!(token::seal_json(&key, "s1", seal::TOKEN, &parts).expect("seal")),
         );
         let line = codec::encode_line(&Record::new(3, RecordKind::message(m))).expect("line");
-        assert!(open_message_json(&key, "s1", &line).is_none());
+        assert!(rewrite(&key, "s1", &line).is_none());
         let opened = full_route(&key, &line);
         let RecordKind::Message(m) = opened.kind else {
             panic!("a message")
@@ -259,7 +280,7 @@ mod tests {
             RecordKind::message(Message::text(BranchId::main(), Role::User, "hi")),
         ))
         .expect("line");
-        assert!(open_message_json(&key, "s1", &clear).is_none());
+        assert!(rewrite(&key, "s1", &clear).is_none());
         // A clear answer whose structured value ends like a sealed message.
         let mut m = Message::text(BranchId::main(), Role::Assistant, "clear");
         let (sealed, _) = sealed_line(&key, Message::text(BranchId::main(), Role::User, "y"));
@@ -267,14 +288,14 @@ mod tests {
         m.structured = Some(json!({"metadata": {"wenc": token}}));
         let line = codec::encode_line(&Record::new(3, RecordKind::message(m))).expect("line");
         assert!(line.ends_with(r#""}}}}}"#), "{line}");
-        assert!(open_message_json(&key, "s1", &line).is_none());
+        assert!(rewrite(&key, "s1", &line).is_none());
         let (line, _) = sealed_line(&key, Message::text(BranchId::main(), Role::User, "x"));
-        assert!(open_message_json(&key, "s2", &line).is_none());
-        assert!(open_message_json(&self::key(), "s1", &line).is_none());
+        assert!(rewrite(&key, "s2", &line).is_none());
+        assert!(rewrite(&self::key(), "s1", &line).is_none());
         let damaged = line.replacen("wenc1:", "wenc1:AAAA", 2);
-        assert!(open_message_json(&key, "s1", &damaged).is_none());
+        assert!(rewrite(&key, "s1", &damaged).is_none());
         for cut in [10, line.len() / 2, line.rfind('"').expect("a quote")] {
-            assert!(open_message_json(&key, "s1", &line[..cut]).is_none());
+            assert!(rewrite(&key, "s1", &line[..cut]).is_none());
         }
     }
 

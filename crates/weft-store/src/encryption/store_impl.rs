@@ -211,8 +211,8 @@ impl MapRecord for Then {
         self.then.map(record)
     }
 
-    fn rewrite_json(&self, json: &str) -> Option<String> {
-        self.first.rewrite_json(json)
+    fn rewrite_json(&self, json: &str, out: &mut Vec<u8>) -> bool {
+        self.first.rewrite_json(json, out)
     }
 }
 

@@ -106,6 +106,12 @@ impl Opened {
     }
 }
 
+/// Appends to `out` the bytes a token's base64 (`body`, after its prefix)
+/// holds; `None` when it is not base64.
+pub(crate) fn decode_append(body: &[u8], out: &mut Vec<u8>) -> Option<()> {
+    B64.decode_append(body, out).ok()
+}
+
 /// Opens `token` (its bytes, `prefix` included, `skip` bytes long) in
 /// place.
 pub(crate) fn open_owned(
