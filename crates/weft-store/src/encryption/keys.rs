@@ -197,18 +197,17 @@ impl DataKey {
         Ok(())
     }
 
-    /// Opens the sealed bytes (nonce ‖ ciphertext ‖ tag) that `buf` holds
-    /// from `at` on, writing the plaintext at the start of `buf` as it
-    /// decrypts (no second pass to move it): the plaintext's length, or
-    /// None when it does not authenticate.
-    pub(crate) fn open_within(&self, owner: &str, buf: &mut [u8], at: usize) -> Option<usize> {
-        let nonce = buf.get(at..at.checked_add(NONCE_LEN)?)?;
-        let nonce = Nonce::try_assume_unique_for_key(nonce).ok()?;
-        if buf.len() < at + NONCE_LEN + 16 {
+    /// Opens `buf` (nonce ‖ ciphertext ‖ tag), writing the plaintext at
+    /// its start as it decrypts (no second pass to move it past the
+    /// nonce): the plaintext's length, or None when it does not
+    /// authenticate (`buf` then holds nothing of use).
+    pub(crate) fn open_within(&self, owner: &str, buf: &mut [u8]) -> Option<usize> {
+        if buf.len() < NONCE_LEN + 16 {
             return None;
         }
+        let nonce = Nonce::try_assume_unique_for_key(&buf[..NONCE_LEN]).ok()?;
         self.0
-            .open_within(nonce, Aad::from(owner.as_bytes()), buf, at + NONCE_LEN..)
+            .open_within(nonce, Aad::from(owner.as_bytes()), buf, NONCE_LEN..)
             .ok()
             .map(|plain| plain.len())
     }

@@ -147,7 +147,7 @@ pub(crate) fn open_message_json(
     // where the comma before the fields goes, its `}` dropped.
     let fields_at = out.len();
     token::decode_append(&b[token_start + seal::TOKEN.len()..token_end], out)?;
-    let plain_len = key.open_within(owner, &mut out[fields_at..], 0)?;
+    let plain_len = key.open_within(owner, &mut out[fields_at..])?;
     out.truncate(fields_at + plain_len);
     let fields = out.get(fields_at + 1..)?.strip_suffix(b"}")?;
     if out[fields_at] != b'{'
