@@ -179,25 +179,12 @@ async fn insert_records(
     }
 }
 
-/// Writes the session row (insert for a new session).
-async fn write_session_row(
-    tx: &Transaction<'_>,
-    meta: &SessionMeta,
-    insert: bool,
-) -> Result<u64, StoreError> {
+/// Inserts a new session's row (0 rows when the id is taken).
+async fn insert_session_row(tx: &Transaction<'_>, meta: &SessionMeta) -> Result<u64, StoreError> {
     let json = encode(meta)?;
-    let sql = if insert {
-        "INSERT INTO sessions (id, project, updated_us, status, parent_id, name, profile, last_seq,
-            meta, default_branch)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) ON CONFLICT (id) DO NOTHING"
-    } else {
-        concat!(
-            "UPDATE sessions SET project = $2, updated_us = $3, status = $4, parent_id = $5,
-             name = $6, profile = $7, last_seq = $8, meta = $9, default_branch = $10, ",
-            fold_cleared!(),
-            " WHERE id = $1"
-        )
-    };
+    let sql = "INSERT INTO sessions (id, project, updated_us, status, parent_id, name, profile,
+            last_seq, meta, default_branch)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) ON CONFLICT (id) DO NOTHING";
     let stmt = tx.prepare_cached(sql).await.map_err(db)?;
     tx.execute(
         &stmt,
@@ -238,7 +225,7 @@ impl PostgresStore {
         let (records, folded) = creation_batch(&meta, initial)?;
         let mut conn = self.conn().await?;
         let tx = conn.transaction().await.map_err(db)?;
-        if write_session_row(&tx, &folded, true).await? == 0 {
+        if insert_session_row(&tx, &folded).await? == 0 {
             return Err(StoreError::AlreadyExists(id.to_string()));
         }
         insert_records(&tx, &id, &records).await?;
