@@ -59,8 +59,22 @@ pub(super) use meta_columns;
 /// The columns of [`meta_columns!`].
 pub(super) const META_COLUMNS: &str = meta_columns!();
 
-/// How many columns [`META_COLUMNS`] names.
-pub(super) const META_WIDTH: usize = 8;
+/// How many columns [`META_COLUMNS`] names (counted from the list, so the
+/// two cannot drift apart).
+pub(super) const META_WIDTH: usize = column_count(META_COLUMNS);
+
+/// The columns a comma-separated list names.
+const fn column_count(list: &str) -> usize {
+    let bytes = list.as_bytes();
+    let (mut i, mut n) = (0, 1);
+    while i < bytes.len() {
+        if bytes[i] == b',' {
+            n += 1;
+        }
+        i += 1;
+    }
+    n
+}
 
 /// What a plain write of `meta` sets besides it: no fold pending (the
 /// metadata written has it). A macro, so that statements can `concat!` it.
