@@ -128,6 +128,13 @@ fn scenario(env: &Env, store: &[&str], stored: &dyn Fn() -> String) {
         let state = ok(weft(env, store, Some(&key1), &["state", "get", &id, k]));
         assert!(state.contains(SECRET), "{k}: {state}");
     }
+    // Search is refused without the key (the index holds no plaintext to
+    // find), rather than answering that nothing matches.
+    let err = refused(weft(env, store, None, &["session", "search", SECRET]));
+    assert!(
+        err.contains("encrypted") && err.contains("WEFT_ENCRYPTION__KEY"),
+        "{err}"
+    );
     // Shared state is refused without the key too.
     let err = refused(weft(env, store, None, &["state", "get", &id, "app:note"]));
     assert!(err.contains("WEFT_ENCRYPTION__KEY"), "{err}");

@@ -383,6 +383,12 @@ impl Store for EncryptedStore {
     async fn search(&self, query: &SearchQuery) -> Result<Vec<SearchHit>, StoreError> {
         if self.master.is_some() {
             self.scan_search(query).await
+        } else if self.keys.store_is_encrypted().await? {
+            // The backend's index holds only sealed text: searching it
+            // would answer "no match" for what is there.
+            Err(StoreError::Refused(
+                "this store holds encrypted sessions, which search cannot read without their key: set WEFT_ENCRYPTION__KEY (or WEFT_ENCRYPTION__KEY_FILE) to its master key".into(),
+            ))
         } else {
             self.inner.search(query).await
         }
