@@ -14,6 +14,7 @@ mod cluster;
 mod engine;
 mod http;
 mod kernel;
+mod open_floor;
 mod server;
 mod store;
 

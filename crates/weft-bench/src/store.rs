@@ -30,7 +30,8 @@
 //!
 //! With `--encrypt` every store is behind the encryption layer
 //! (`weft_store::encryption`, a random master key) and every line says
-//! `"encrypted":true`.
+//! `"encrypted":true`; `open_floor` then times the cipher's share of
+//! `load_all` alone (see the `open_floor` module).
 //!
 //! Timed reads run `--runs` times; the JSON line gives the median and the
 //! minimum. Every line: `{"bench":"store","backend":…,"figure":…,"value":…,
@@ -184,7 +185,8 @@ fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
 }
 
-fn stats(mut samples: Vec<Duration>) -> (Duration, Duration, Duration) {
+/// The minimum, median and 99th percentile of `samples`.
+pub(crate) fn stats(mut samples: Vec<Duration>) -> (Duration, Duration, Duration) {
     samples.sort();
     let n = samples.len().max(1);
     let at = |q: f64| {
@@ -196,7 +198,7 @@ fn stats(mut samples: Vec<Duration>) -> (Duration, Duration, Duration) {
     (at(0.0), at(0.5), at(0.99))
 }
 
-/// A message of about `bytes` bytes of text.
+/// New metadata of a session in project directory `project`.
 fn meta(project: &str) -> SessionMeta {
     SessionMeta::new(
         SessionId::new_v7(),
@@ -551,6 +553,15 @@ async fn read_workloads(backend: &str, root: &Path, args: &StoreBenchArgs) -> an
     })
     .await?;
     emit_ms(backend, "load_all", load, json!({"messages": n}));
+    if MASTER_KEY.get().is_some() {
+        let tokens = crate::open_floor::Tokens::new(n, args.message_bytes)?;
+        emit_ms(
+            backend,
+            "open_floor",
+            tokens.time(args.runs)?,
+            json!({"messages": n, "token_bytes": tokens.mean_len()}),
+        );
+    }
     let view = timed(args.runs, || {
         let (store, id) = (store.clone(), id.clone());
         async move {
