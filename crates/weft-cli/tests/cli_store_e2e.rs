@@ -28,6 +28,41 @@ fn a_stray_file_under_projects_does_not_stop_session_list() {
     );
 }
 
+/// A damaged last record is read by every step of a command (the head,
+/// the metadata, the transcript): it is reported once, not at each read.
+#[test]
+fn a_damaged_last_record_is_reported_once_per_command() {
+    let env = Env::new();
+    env.run_hi();
+    let log = walk(env.home.path())
+        .into_iter()
+        .find(|p| p.ends_with("log.jsonl"))
+        .expect("a session log");
+    let text = std::fs::read_to_string(&log).unwrap();
+    let body = text.strip_suffix('\n').expect("whole lines");
+    let last = body.rfind('\n').map_or(0, |i| i + 1);
+    let damaged = format!(
+        "{}{}\n",
+        &body[..last],
+        body[last..].replacen("\"seq\"", "\"seX\"", 1)
+    );
+    std::fs::write(&log, damaged).unwrap();
+    let id = log
+        .parent()
+        .and_then(|d| d.file_name())
+        .and_then(|n| n.to_str())
+        .expect("the session's directory")
+        .to_string();
+    let out = env.weft(&["session", "show", &id, "--transcript"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert_eq!(
+        stderr.matches("complete but unreadable").count(),
+        1,
+        "warned once: {stderr}"
+    );
+}
+
 #[test]
 fn doctor_checks_then_fixes_a_damaged_home() {
     let env = Env::new();

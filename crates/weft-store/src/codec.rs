@@ -119,14 +119,19 @@ pub(crate) fn line_seq(line: &[u8]) -> Option<u64> {
 }
 
 /// Reports an unreadable line in the middle of a log (`offset`: where it
-/// starts in `location`), which the reader skips.
+/// starts in `location`), which the reader skips: once per process and
+/// place at warning level.
 pub(crate) fn warn_corrupt(location: &str, offset: u64, e: &CodecError) {
-    tracing::warn!(
-        log = location,
-        offset,
-        error = %e,
-        "skipping a corrupt line in the middle of a session log"
-    );
+    if crate::util::first_sighting(format!("corrupt {location} {offset}")) {
+        tracing::warn!(
+            log = location,
+            offset,
+            error = %e,
+            "skipping a corrupt line in the middle of a session log"
+        );
+    } else {
+        tracing::debug!(log = location, offset, "skipping the corrupt line again");
+    }
 }
 
 /// The lines of `bytes` (split at `\n`, the last one possibly empty), as

@@ -1,11 +1,14 @@
 //! Small helpers shared by the backends: mapping I/O errors (with the fix for a full disk or a read-only
 //! file system), no-follow opens, atomic file replacement and the sweep of
-//! its stale temp files, and name checks.
+//! its stale temp files, name checks, and warning once per process about
+//! the same damage.
 
+use std::collections::HashSet;
 use std::fs::{self, File, OpenOptions};
 use std::io::{ErrorKind, Write};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
+use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use weft_core::StoreError;
@@ -250,4 +253,16 @@ pub(crate) fn to_i64(n: u64) -> i64 {
 /// Converts a stored SQLite integer back.
 pub(crate) fn to_u64(n: i64) -> u64 {
     u64::try_from(n).unwrap_or(0)
+}
+
+/// Whether this process sees `what` (a damaged record's or a stray entry's
+/// place) for the first time: a backend warns then, and logs later
+/// sightings at debug level, so one damaged record read by every step of a
+/// command warns once instead of at each read.
+pub(crate) fn first_sighting(what: String) -> bool {
+    static SEEN: OnceLock<Mutex<HashSet<String>>> = OnceLock::new();
+    SEEN.get_or_init(|| Mutex::new(HashSet::new()))
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .insert(what)
 }

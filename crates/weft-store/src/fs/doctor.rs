@@ -32,7 +32,6 @@ use std::fs;
 use std::io::ErrorKind;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, SystemTime};
 
 use serde::Serialize;
@@ -53,7 +52,7 @@ pub use sqlite::check_sqlite;
 
 use super::{EVENTS_FILE, LOCK_FILE, LOG_FILE, META_FILE, TRANSCRIPT_FILE, log, transcript};
 use crate::codec;
-use crate::util::{IoContext, io_err, validate_slug};
+use crate::util::{IoContext, first_sighting, io_err, validate_slug};
 
 /// The side file holding records set aside from a session log.
 pub use super::QUARANTINE_FILE;
@@ -65,13 +64,7 @@ const TEMP_MAX_AGE: Duration = Duration::from_secs(60);
 /// process (later sightings log at debug level), so a stray `README` under
 /// `projects/` neither stops a command nor floods every one of them.
 pub(crate) fn note_stray(path: &Path, why: &str) {
-    static SEEN: OnceLock<Mutex<HashSet<PathBuf>>> = OnceLock::new();
-    let first = SEEN
-        .get_or_init(|| Mutex::new(HashSet::new()))
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .insert(path.to_path_buf());
-    if first {
+    if first_sighting(format!("stray {}", path.display())) {
         tracing::warn!(path = %path.display(), "ignoring a stray entry in the weft home ({why}); `weft doctor` lists them");
     } else {
         tracing::debug!(path = %path.display(), "ignoring a stray entry in the weft home ({why})");

@@ -21,7 +21,8 @@ use super::log::Head;
 use super::queue::IndexQueue;
 use crate::codec;
 use crate::util::{
-    IoContext, READ_ONLY_FS, io_err, is_symlink_refusal, no_follow, validate_slug, writable,
+    IoContext, READ_ONLY_FS, first_sighting, io_err, is_symlink_refusal, no_follow, validate_slug,
+    writable,
 };
 
 use super::{
@@ -289,11 +290,15 @@ impl FsBackend {
         .at(location)?;
         if head.last_seq > 0 {
             if let Some(d) = log::damaged_tail(file, &head, &self.bytes_read).at(location)? {
-                tracing::warn!(
-                    log = %location.display(),
-                    seq = d.last_seq,
-                    "the last record of a session log is damaged (complete but unreadable): it is skipped, its seq stays used, and the next append moves it to {QUARANTINE_FILE}"
-                );
+                if first_sighting(format!("damaged {} {}", location.display(), d.last_seq)) {
+                    tracing::warn!(
+                        log = %location.display(),
+                        seq = d.last_seq,
+                        "the last record of a session log is damaged (complete but unreadable): it is skipped, its seq stays used, and the next append moves it to {QUARANTINE_FILE}"
+                    );
+                } else {
+                    tracing::debug!(log = %location.display(), seq = d.last_seq, "the damaged last record is skipped again");
+                }
                 head.last_seq = head.last_seq.max(d.last_seq);
             }
             if let Some(dir) = location.parent() {
